@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="cost report: modules, draws, reads, cycles, energy")
     p.add_argument("outdir")
     p.add_argument("--json", default=None)
+    p.add_argument("--samples", type=_positive, default=None,
+                   help="T for per-inference figures (default: the sim report's T, else 16)")
 
     p = sub.add_parser("demo", help="train on digits, compile, export, simulate")
     p.add_argument("--workdir", default="runs/demo")

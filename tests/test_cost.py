@@ -1,0 +1,190 @@
+"""The cost model on a tiny hand-built IR, with every expected number worked out by hand.
+
+Network (digits-sized): L0 conv 1x8x8 -> 8, 3x3 pad 1, pool 2; L1 conv 8x4x4 -> 16, 3x3
+pad 1, pool 2; L2 linear (16x2x2 -> 10, a 2x2 kernel, the classifier). Sites on L1, L2.
+"""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from hwgen import cost as cm
+from hwgen import energy_table as et
+from hwgen.cli import main
+from hwgen.ir import core
+from hwgen.model.net import site_groups
+from hwgen.model.spec import layer_plan
+
+P_REAL = 0.25
+
+
+def layer(op, ins, o, k, pad, pool, cls=False, tile=(128, 128)):
+    c = ins[0]
+    wts = core.pack_rows(np.zeros((o, c * k * k), np.uint8))
+    extra = (dict(logit_scale=(1.0,) * o, logit_bias=(0.0,) * o) if cls
+             else dict(sign=(1,) * o, thresh=(0,) * o))
+    return core.Layer(op, ins, o, (k, k), (pad, pad), pool, wts, tile=tile, **extra)
+
+
+def tiny_ir(kind="spatial", tile=(128, 128)):
+    layers = (layer("conv", (1, 8, 8), 8, 3, 1, 2, tile=tile),
+              layer("conv", (8, 4, 4), 16, 3, 1, 2, tile=tile),
+              layer("linear", (16, 2, 2), 10, 2, 0, 1, cls=True, tile=tile))
+    g1 = cm.groups(layers[1], kind)
+    g2 = cm.groups(layers[2], kind)
+    sites = (core.Site(1, kind, 0.2, g1, 72 // g1, 0, mtj_code=700, p_realised=P_REAL),
+             core.Site(2, kind, 0.2, g2, 64 // g2, g1, mtj_code=701, p_realised=P_REAL))
+    return core.IR((1, 8, 8), "binary", 0.5, layers, sites)
+
+
+def test_modules_draws_reads_cycles_by_hand():
+    T = 4
+    rep = cm.cost(tiny_ir(), samples=T, lanes=4)
+    tot = rep["totals"]
+    # spatial: C per site = 8 + 16; element: C*kh*kw = 8*9 + 16*4
+    assert tot["spatial"]["modules"] == 24 and tot["element"]["modules"] == 136
+    assert tot["spatial"]["draws"] == 24 * T and tot["element"]["draws"] == 136 * T
+    assert [l["dropout"]["spatial"]["modules"] for l in rep["layers"]] == [0, 8, 16]
+    # reads: prefix L0 64 windows once; L1 16 windows and L2 1 window, T times
+    assert rep["crossbar_reads_per_inference"] == 64 + T * (16 + 1)
+    # bound: L1 16 * ceil(16/4) + L2 1 * ceil(10/4); prefix L0 64 * ceil(8/4)
+    assert rep["cycles"]["bound_per_sample"] == 16 * 4 + 1 * 3
+    assert rep["cycles"]["prefix_bound"] == 64 * 2
+    assert rep["cycles"]["bound_per_inference"] == 128 + T * 67
+    assert rep["cycles"]["measured_per_sample"] is None
+
+
+def test_conv_site_ratio_is_kernel_area():
+    for k in (1, 3, 5):
+        lay = layer("conv", (6, 9, 9), 4, k, k // 2, 1)
+        assert cm.groups(lay, "element") == cm.groups(lay, "spatial") * k * k
+    rep = cm.cost(tiny_ir(), samples=3, lanes=8)
+    l1 = rep["layers"][1]["dropout"]
+    assert l1["element"]["modules"] / l1["spatial"]["modules"] == 9
+    assert l1["element"]["rng_pj"] / l1["spatial"]["rng_pj"] == pytest.approx(9)
+
+
+def test_groups_agree_with_the_training_model():
+    """The other kind is computed from IR shapes; it must match hwgen.model.net's sites."""
+    for spec, shape in (("c8,p2,c16,p2,f32,f10", (1, 8, 8)), ("c4k5,c6,p2,f10", (1, 12, 12))):
+        for plan in layer_plan(spec, shape):
+            lay = layer(plan["op"], tuple(plan["in_shape"]), plan["out_channels"],
+                        plan["kernel"][0], plan["pad"][0], plan["pool"])
+            if plan["kernel"][0] != plan["kernel"][1]:
+                continue
+            for kind in cm.KINDS:
+                assert cm.groups(lay, kind) == site_groups(plan, kind)[0]
+
+
+def test_tiled_reads_and_adds():
+    """Tile 16x8: L1 has 72 rows -> 5 row tiles, 16 columns -> 2 column tiles."""
+    T = 2
+    rep = cm.cost(tiny_ir(tile=(16, 8)), samples=T, lanes=8)
+    l0, l1, l2 = rep["layers"]
+    assert (l1["row_tiles"], l1["col_tiles"]) == (5, 2)
+    assert l1["reads_per_pass"] == 16 * 5 * 2
+    assert (l2["row_tiles"], l2["col_tiles"]) == (4, 2)    # 64 rows, 10 columns
+    assert rep["crossbar_reads_per_inference"] == 64 * 1 * 1 + T * (16 * 10 + 1 * 8)
+    assert l1["adds_per_pass"] == 16 * 16 * 4 and l2["adds_per_pass"] == 10 * 3
+    assert l2["thresholds_per_pass"] == 0 and l1["thresholds_per_pass"] == 16 * 16
+    # the read takes ceil(cols in the widest column tile / lanes)
+    assert rep["cycles"]["bound_per_sample"] == 16 * 1 + 1 * 1
+
+
+def test_padding_rows_counted_exactly():
+    # 8x8 map, 3x3 same padding: each axis' taps read inside the map at 7, 8, 7 positions.
+    assert cm.driven_rows_per_tile(tiny_ir().layers[0]) == [22 * 22]
+    # tile of 16 rows over L1's 72 rows: channels 0..7 each have 9 taps over a 4x4 map
+    # (3 + 4 + 3)^2 = 100 driven windows per channel, spread over rows
+    per_row = np.tile(np.outer([3, 4, 3], [3, 4, 3]).ravel(), 8)
+    got = cm.driven_rows_per_tile(tiny_ir(tile=(16, 8)).layers[1])
+    assert got == [int(per_row[a:a + 16].sum()) for a in range(0, 72, 16)]
+    assert sum(got) == 800
+
+
+def test_energy_is_table_figures_times_counts():
+    T = 5
+    rep = cm.cost(tiny_ir(), samples=T, lanes=8)
+    e = rep["energy_pj_per_inference"]
+    fig = {f.key: f.value_pj for f in et.TABLE}
+    draw = fig["mtj_reset"] + fig["mtj_write"] + fig["mtj_sense"]
+    assert e["rng_per_draw"] == draw
+    assert e["rng_spatial"] == pytest.approx(24 * T * draw, rel=1e-12)
+    assert e["rng_element"] == pytest.approx(136 * T * draw, rel=1e-12)
+    keep = 1 - P_REAL
+    cells = (22 * 22 * 8                        # L0, prefix, no dropout
+             + T * keep * (800 * 16 + 64 * 10))  # L1 (padded 4x4) and L2 (no padding)
+    assert e["xbar_cells"] == pytest.approx(cells * fig["xbar_cell_read"], rel=1e-12)
+    adc = (64 * 8 * et.adc_pj(4)                 # 9 rows -> 4-bit conversions
+           + T * (16 * 16 * et.adc_pj(7) + 10 * et.adc_pj(7)))   # 72 and 64 rows -> 7 bits
+    assert e["xbar_adc"] == pytest.approx(adc, rel=1e-12)
+    assert e["periphery"] == pytest.approx((64 * 8 + T * 16 * 16) * fig["digital_add"], rel=1e-12)
+    for k in cm.KINDS:
+        assert e[f"total_{k}"] == pytest.approx(e[f"rng_{k}"] + e["xbar_cells"] + e["xbar_adc"]
+                                                + e["periphery"], rel=1e-12)
+
+
+def test_adc_model_matches_devices_md():
+    # DEVICES.md: a 5-bit SAR ADC at 22 nm is about 41 fJ per conversion (d)
+    assert et.adc_pj(5) == pytest.approx(0.041, abs=0.001)
+    assert [et.adc_bits(r) for r in (1, 9, 72, 127, 128)] == [1, 4, 7, 7, 8]
+
+
+def test_every_figure_is_sourced_and_tagged():
+    for f in et.TABLE:
+        assert f.tag in ("[V]", "[U]", "(d)") and f.source and f.value_pj > 0, f
+        if f.tag == "(d)":
+            assert f.note, f"{f.key}: a derived figure must say how"
+
+
+def test_element_design_reports_spatial_too():
+    rep = cm.cost(tiny_ir("element"), samples=2, lanes=8)
+    assert rep["design"]["kind"] == "element"
+    assert rep["totals"]["spatial"]["modules"] == 24 and rep["totals"]["element"]["modules"] == 136
+    assert rep["sites"][0]["n_groups"] == 72
+
+
+def write_outdir(tmp_path, ir):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "ir.json").write_text(core.dumps(ir))
+    return out
+
+
+def test_cli_report_writes_json_png_and_is_deterministic(tmp_path, capsys):
+    out = write_outdir(tmp_path, tiny_ir())
+    (out / "ports.json").write_text(json.dumps({"params": {"lanes": 4}}))
+    assert main(["report", str(out), "--samples", "3"]) == 0
+    text = capsys.readouterr().out
+    assert "NVSim" in text and "Horowitz" in text and "[V]" in text and "(d)" in text
+    assert "not measured" in text and "0.25000" in text     # realised p per site
+    rep = json.loads((out / "cost.json").read_text())
+    assert rep["design"]["lanes"] == 4 and rep["design"]["samples"] == 3
+    first = ((out / "cost.json").read_bytes(), (out / "cost.png").read_bytes())
+    assert first[1][:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["report", str(out), "--samples", "3"]) == 0
+    assert ((out / "cost.json").read_bytes(), (out / "cost.png").read_bytes()) == first
+
+
+def test_cli_report_reads_measured_cycles(tmp_path, capsys):
+    out = write_outdir(tmp_path, tiny_ir())
+    (out / "sim_report.json").write_text(json.dumps({"cycles_per_sample": [80, 82], "samples": 2}))
+    assert main(["report", str(out), "--json", str(tmp_path / "c.json")]) == 0
+    rep = json.loads((tmp_path / "c.json").read_text())
+    assert rep["cycles"]["measured_per_sample"] == 81.0
+    assert rep["design"]["samples"] == 2
+    assert "81.0 measured" in capsys.readouterr().out
+
+
+def test_cli_report_missing_or_bad_ir(tmp_path, capsys):
+    out = tmp_path / "empty"
+    out.mkdir()
+    assert main(["report", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ir.json" in err[0]
+    (out / "ir.json").write_text('{"format": "something-else"}')
+    assert main(["report", str(out)]) == 2
+    assert "not a valid hwgen IR" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["ir.json"]
