@@ -1,0 +1,76 @@
+# amaranth: UnusedElaboratable=no
+"""The whole NetworkTop in Amaranth's simulator against the golden interpreter, with the
+keep masks taken from the MTJ device model; and a planted fault that must be caught."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from hwgen.hw.testing import TopBench, random_ir, reference_run
+from hwgen.hw.top import NetworkTop
+from hwgen.ir import interp
+from hwgen.ir.core import pack_rows
+
+SPEC, IN_SHAPE = "c4,p2,c8,p2,f10", (1, 8, 8)
+
+
+def run_top(ir, lanes, n_img=2, samples=3, seed=0):
+    rng = np.random.default_rng(seed)
+    imgs = rng.integers(0, 2, (n_img,) + tuple(ir.in_shape)).astype(np.uint8)
+    bench = TopBench(NetworkTop(ir, lanes=lanes), seed=seed + 7)
+    got = bench.run(imgs, samples)
+    return bench, imgs, got
+
+
+@pytest.mark.parametrize("lanes,dropout", [(4, "spatial"), (3, "element"), (8, "none")])
+def test_top_equals_golden(lanes, dropout):
+    ir = random_ir(SPEC, IN_SHAPE, dropout=dropout, seed=1, tile=(16, 8))
+    bench, imgs, got = run_top(ir, lanes)
+    want = interp.run(ir, imgs, bench.masks, samples=None if bench.masks else 3)
+    assert np.array_equal(got, want)
+    assert np.array_equal(got, reference_run(ir, imgs, bench.masks, samples=3))
+    assert bench.sample_index == [(a, s) for a in range(2) for s in range(3)]
+    if dropout != "none":
+        # one reset/write cycle per (image, sample), and the masks are not constant
+        assert len(bench.devices.history) == 2 * 3
+        allm = np.concatenate([m.reshape(-1) for m in bench.masks])
+        assert 0 < allm.mean() < 1
+
+
+def test_planted_faults_are_caught():
+    ir = random_ir(SPEC, IN_SHAPE, seed=1, tile=(16, 8))
+    # one flipped classifier weight bit; one layer-1 threshold moved out of reach
+    cls = ir.layers[-1]
+    w = cls.weight_bits()
+    w[0, 0] ^= 1
+    bad_w = dataclasses.replace(ir, layers=(*ir.layers[:-1],
+                                            dataclasses.replace(cls, weights=pack_rows(w))))
+    l1 = ir.layers[1]
+    rng = np.random.default_rng(5)
+    imgs = rng.integers(0, 2, (2,) + IN_SHAPE).astype(np.uint8)
+    masks = [(rng.random((2, 3, s.n_groups)) > 0.25).astype(np.uint8) for s in ir.sites]
+    for j in range(l1.out_channels):
+        t = list(l1.thresh)
+        t[j] = l1.rows + 1                     # never reached: channel j is constant 0
+        bad_t = dataclasses.replace(ir, layers=(ir.layers[0], dataclasses.replace(
+            l1, thresh=tuple(t)), *ir.layers[2:]))
+        if not np.array_equal(interp.run(bad_t, imgs, masks), interp.run(ir, imgs, masks)):
+            break                              # a channel whose bits matter
+    for bad in (bad_w, bad_t):
+        # the design is generated from the faulty IR; the checker compares with the true one
+        bench, imgs, got = run_top(bad, 4, n_img=2, samples=3)
+        assert np.array_equal(got, interp.run(bad, imgs, bench.masks))
+        assert not np.array_equal(got, interp.run(ir, imgs, bench.masks))
+
+
+def test_cycles_per_sample_meet_bound():
+    ir = random_ir(SPEC, IN_SHAPE, seed=2, tile=(16, 8))
+    for lanes in (2, 8):
+        top = NetworkTop(ir, lanes=lanes)
+        bench = TopBench(top, seed=1)
+        bench.run(np.ones((1,) + IN_SHAPE, np.uint8), 4)
+        cycles = np.diff([c for _, c in bench.beat_cycles])
+        bound = sum(ir.layers[i].windows * top.controllers[i].beats
+                    for i in range(ir.mc_start, len(ir.layers)))
+        assert len(cycles) == 3 and (cycles <= 1.05 * bound).all(), (cycles, bound)
