@@ -51,6 +51,11 @@ class Layer:
     logit_scale: tuple[float, ...] | None = None  # classifier: logit_j = a_j*acc_j + b_j
     logit_bias: tuple[float, ...] | None = None
     tile: tuple[int, int] = (128, 128)    # crossbar (R, C) this layer is split onto
+    # Pre-lowering form, present only between the frontend and the passes that remove them
+    # (hwgen.passes): latent float weights [O*rows] row-major (before pack_weights), and the
+    # batch norm as float lists gain/bias/mean/var/eps/in_scale (before fold_batchnorm).
+    latent: tuple[float, ...] | None = None
+    bn: dict | None = None
 
     @property
     def rows(self) -> int:
@@ -89,7 +94,10 @@ class Layer:
         return tuple((a, min(a + c, self.out_channels)) for a in range(0, self.out_channels, c))
 
     def weight_bits(self) -> np.ndarray:
-        """[O, rows] uint8, 1 = +1."""
+        """[O, rows] uint8, 1 = +1 (sign(0) = +1 for latent weights)."""
+        if not self.weights and self.latent is not None:
+            w = np.asarray(self.latent, np.float64).reshape(self.out_channels, self.rows)
+            return (w >= 0).astype(np.uint8)
         return unpack_rows(self.weights, self.rows)
 
 
@@ -153,6 +161,8 @@ class IR:
 def _tuplify(x):
     if isinstance(x, list):
         return tuple(_tuplify(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _tuplify(v) for k, v in x.items()}
     return x
 
 

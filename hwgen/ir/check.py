@@ -1,0 +1,112 @@
+"""Float vs integer (DESIGN section 10.5): the torch model in MC mode against the golden
+interpreter, with the same images and the same explicit keep masks.
+
+Two comparisons:
+- per layer, teacher-forced: every layer of the IR gets the float model's own input bits
+  and keep bits, and its integer acc and output bits must equal the float model's, except
+  at ties;
+- end to end: the class integers of every (image, sample) from `interp.run`, against the
+  float model's; a sample may differ only if its float trace holds a tie.
+
+A tie is an output bit whose float post-batch-norm value y is zero to within float32
+resolution: |y| <= TIE_REL * (|k| * (rows * in_scale + |mean|) + |bias|), with
+k = gain / sqrt(var + eps) the batch norm's slope, i.e. 1e-4 of the size of the terms
+that make up y (float32 resolves about 6e-8). Ties are counted whether or not the two
+sides happen to agree on them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import interp
+from .core import IR
+
+__all__ = ["TIE_REL", "float_vs_int"]
+
+TIE_REL = 1e-4
+
+
+def _tie_tol(model, i: int, rows: int, in_scale: float) -> np.ndarray:
+    """Per-channel tie tolerance on y of layer i (see the module docstring)."""
+    bn = model.blocks[i].bn
+    g, b, m, v = (t.detach().double().numpy() for t in
+                  (bn.weight, bn.bias, bn.running_mean, bn.running_var))
+    k = g / np.sqrt(v + bn.eps)
+    return TIE_REL * (np.abs(k) * (rows * in_scale + np.abs(m)) + np.abs(b))
+
+
+def float_vs_int(model, ir: IR, images, masks, chunk: int = 16) -> dict:
+    """Compare `model` (a BinaryNet, put in eval mode) with `ir` on float images
+    [N, C, H, W] in [0, 1] and keep masks (one [N, T, n_groups] uint8 array per site).
+    Returns a JSON-able report; report["ok"] is False on any non-tie disagreement."""
+    model.eval()
+    images = torch.as_tensor(images, dtype=torch.float32)
+    n = images.shape[0]
+    masks = [np.asarray(m, np.uint8) for m in masks]
+    t = masks[0].shape[1] if masks else 1
+    last = len(ir.layers) - 1
+    scale = ir.meta.get("dropout", {}).get("scale", False)
+    p = ir.meta.get("dropout", {}).get("p", 0.0)
+    in_scales = [1.0 / (1.0 - p) if (scale and ir.site_of(i) is not None) else 1.0
+                 for i in range(len(ir.layers))]
+    tols = [_tie_tol(model, i, l.rows, in_scales[i]) for i, l in enumerate(ir.layers)]
+    per = [dict(layer=i, bits=0, disagree=0, ties=0, non_tie_disagree=0, acc_mismatch=0)
+           for i in range(len(ir.layers))]
+    samples_equal = samples_tie = samples_bad = pred_equal = 0
+    golden = interp.run(ir, interp.binarize(images, ir.theta), masks, samples=t)
+    for a in range(0, n, chunk):
+        x = images[a:a + chunk]
+        nb = x.shape[0]
+        keep = [m[a:a + nb].reshape(nb * t, -1) for m in masks]
+        with torch.no_grad():
+            logits_f, trace = model(x.repeat_interleave(t, 0),
+                                    [torch.from_numpy(k).float() for k in keep] or None,
+                                    trace=True)
+        tie_sample = np.zeros(nb * t, bool)
+        h = interp.binarize(x.repeat_interleave(t, 0), ir.theta)
+        for i, layer in enumerate(ir.layers):
+            if i > 0:
+                h = (trace[i - 1]["out"].numpy() > 0).astype(np.uint8).reshape(
+                    (nb * t,) + tuple(layer.in_shape))
+            site = ir.site_of(i)
+            rk = None if site is None else interp.keep_rows(site, keep[ir.sites.index(site)])
+            acc = interp.layer_acc(layer, h, rk)
+            fa = trace[i]["acc"].double().numpy().reshape(acc.shape)
+            per[i]["acc_mismatch"] += int((np.rint(fa / in_scales[i]) != acc).sum())
+            if i == last:
+                continue
+            y = trace[i]["y"].double().numpy().reshape(acc.shape)
+            ib = interp.layer_bits(layer, acc)
+            tie = np.abs(y) <= tols[i][None, :, None, None]
+            dis = ib != (y >= 0)
+            per[i]["bits"] += ib.size
+            per[i]["disagree"] += int(dis.sum())
+            per[i]["ties"] += int(tie.sum())
+            per[i]["non_tie_disagree"] += int((dis & ~tie).sum())
+            tie_sample |= tie.reshape(nb * t, -1).any(axis=1)
+        fl = np.rint(trace[last]["acc"].double().numpy() / in_scales[last]).reshape(nb, t, -1)
+        eq = (fl == golden[a:a + nb]).all(axis=2).reshape(-1)
+        samples_equal += int(eq.sum())
+        samples_tie += int(tie_sample.sum())
+        samples_bad += int((~eq & ~tie_sample).sum())
+        pf = torch.softmax(logits_f.double(), -1).numpy().reshape(nb, t, -1).mean(1).argmax(-1)
+        lg = interp.logits(ir, golden[a:a + nb].astype(np.float64))
+        e = np.exp(lg - lg.max(-1, keepdims=True))
+        pi = (e / e.sum(-1, keepdims=True)).mean(1).argmax(-1)
+        pred_equal += int((pf == pi).sum())
+    bits = sum(r["bits"] for r in per)
+    ties = sum(r["ties"] for r in per)
+    dis = sum(r["disagree"] for r in per)
+    bad = sum(r["non_tie_disagree"] + r["acc_mismatch"] for r in per) + samples_bad
+    return {
+        "images": n, "samples": t, "tie_rel": TIE_REL,
+        "bits": bits, "bit_agreement": (bits - dis) / bits if bits else 1.0,
+        "ties": ties, "tie_rate": ties / bits if bits else 0.0,
+        "disagree": dis, "non_tie_disagree": bad,
+        "sample_agreement": samples_equal / (n * t),
+        "samples_with_tie": samples_tie,
+        "prediction_agreement": pred_equal / n,
+        "layers": per, "ok": bad == 0,
+    }
