@@ -98,7 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=_positive, default=10)
     p.add_argument("--samples", type=_positive, default=4)
     p.add_argument("--seed", type=_nonneg, default=0)
-    p.add_argument("--shard", default=None, help="i/n: run the i-th of n image shards")
+    p.add_argument("--shard", default=None, help="i/n: run the i-th of n image shards (i from 0)")
+    p.add_argument("--jobs", type=_positive, default=1, help="run the images in J parallel shards")
+    p.add_argument("--merge", nargs="+", default=None, metavar="REPORT",
+                   help="merge shard reports (JSON) into one instead of simulating")
     p.add_argument("--json", default=None)
 
     p = sub.add_parser("report", help="cost report: modules, draws, reads, cycles, energy")

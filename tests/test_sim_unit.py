@@ -1,0 +1,214 @@
+"""Pure-Python parts of the verification: port packing, mask assembly from device
+history, the device replay, the statistics checks, shards and report merging. No simulator."""
+
+import json
+
+import numpy as np
+import pytest
+
+from hwgen.device import MtjArray, MtjParams, device_seeds
+from hwgen.errors import HwgenError
+from hwgen.ir.core import IR, Layer, Rng, Site, pack_rows, replace
+from hwgen.simrun import merge_reports, parse_shard, shard_range
+from sim.ports import image_words, int_of, load_ports, unpack_beat
+from sim.scoreboard import Scoreboard, interface_p, masks_from_ap, replay_ap
+from sim.stats import binom_interval, corr_bound, interface_stats, site_stats
+from sim_stub import STUB_DIR, stub_ir
+
+
+def two_site_ir(p=0.25) -> IR:
+    """conv 2->3 (3x3 on 4x4) -> site A (3 groups of 9 rows) -> conv 3->2 -> site B
+    (2 groups of 16 rows, spatial before a flatten-fed linear) -> linear 4 classes."""
+    rng = np.random.default_rng(0)
+    prm = MtjParams()
+    code, pr = prm.choose_code(p, 20.0)
+
+    def lay(shape, o, k, pad, thr):
+        rows = shape[0] * k * k
+        w = pack_rows(rng.integers(0, 2, (o, rows)))
+        if thr:
+            return Layer("conv", shape, o, (k, k), (pad, pad), 1, w, (1,) * o, (0,) * o)
+        return Layer("linear", shape, o, (k, k), (0, 0), 1, w,
+                     logit_scale=(1.0,) * o, logit_bias=(0.0,) * o)
+    layers = (lay((2, 4, 4), 3, 3, 1, True), lay((3, 4, 4), 2, 3, 1, True),
+              lay((2, 4, 4), 4, 4, 0, False))
+    sites = (Site(1, "spatial", p, 3, 9, 0, code, pr), Site(2, "spatial", p, 2, 16, 3, code, pr))
+    return IR((2, 4, 4), "binary", 0.5, layers, sites, Rng(device=prm.to_dict()))
+
+
+def drive(arr: MtjArray, k: int, reset=True, pulse_ns=20.0) -> np.ndarray:
+    """k protocol cycles on all devices (reset, write); AP after each write [k, n]."""
+    out = []
+    for _ in range(k):
+        if reset:
+            arr.reset(np.ones(arr.n, bool))
+        arr.write(np.ones(arr.n, bool), pulse_ns)
+        out.append(arr.sense().astype(bool))
+    return np.array(out)
+
+
+# ---- ports ------------------------------------------------------------------------------
+
+def test_image_words_pack_lsb_first_and_pad():
+    bits = np.array([1, 0, 1, 1, 0, 0, 0, 1, 1], np.uint8)       # 9 bits, IN_W = 4
+    assert image_words(bits, 4) == [0b1101, 0b1000, 0b0001]
+    rng = np.random.default_rng(1)
+    bits = rng.integers(0, 2, 784).astype(np.uint8)
+    words = image_words(bits, 32)
+    back = np.array([(w >> b) & 1 for w in words for b in range(32)])[:784]
+    assert len(words) == 25 and (back == bits).all()
+
+
+def test_unpack_beat_signed_fields():
+    acc_w, accs = 7, [-64, 63, -1, 0, 5]
+    v = 1234
+    for j, a in enumerate(accs):
+        v |= (a & 0x7F) << (16 + j * acc_w)
+    assert unpack_beat(v, 5, acc_w) == (1234, accs)
+    assert int_of(np.array([1, 0, 1, 1], np.uint8)) == 0b1101
+
+
+def test_load_ports_checks_widths(tmp_path):
+    tp = load_ports(STUB_DIR / "ports.json")
+    assert (tp.in_w, tp.acc_w, tp.n_if, tp.classes, tp.code_w) == (3, 8, 3, 2, 10)
+    d = json.loads((STUB_DIR / "ports.json").read_text())
+    for p in d["ports"]:
+        if p["name"] == "out__payload":
+            p["width"] = 31
+    (tmp_path / "ports.json").write_text(json.dumps(d))
+    with pytest.raises(ValueError, match="out__payload"):
+        load_ports(tmp_path / "ports.json")
+
+
+# ---- scoreboard -------------------------------------------------------------------------
+
+def test_masks_from_ap_maps_interfaces_to_sites():
+    ir = two_site_ir()
+    n, t = 3, 4
+    ap = np.random.default_rng(2).random((n * t, 5)) < 0.5
+    ma, mb = masks_from_ap(ir, ap, n, t)
+    assert ma.shape == (n, t, 3) and mb.shape == (n, t, 2)
+    assert (ma[1, 2] == ~ap[1 * t + 2, :3]).all() and (mb[2, 3] == ~ap[2 * t + 3, 3:]).all()
+    with pytest.raises(ValueError, match="writes"):
+        masks_from_ap(ir, ap[:-1], n, t)
+
+
+def test_replay_equals_device_driven_by_protocol():
+    ir = two_site_ir()
+    seeds = device_seeds(7, ir.n_interfaces)
+    arr = MtjArray(MtjParams(**ir.rng.device), [s.mtj_code for s in ir.sites for _ in
+                                                range(s.n_groups)], seeds)
+    arr.writes[:] = 100
+    got = drive(arr, 50)
+    assert (replay_ap(ir, seeds, 100, 50) == got).all()
+    # a device that is not reset before its writes stays AP: the replay disagrees
+    arr2 = MtjArray(MtjParams(**ir.rng.device), arr.codes, seeds)
+    assert (replay_ap(ir, seeds, 0, 50) != drive(arr2, 50, reset=False)).any()
+
+
+def _checked(ir, seeds, sb_ir=None, sb_seeds=None, n=6, t=5):
+    rng = np.random.default_rng(3)
+    bits = rng.integers(0, 2, (n, *ir.in_shape)).astype(np.uint8)
+    arr = MtjArray(MtjParams(**ir.rng.device), [s.mtj_code for s in ir.sites for _ in
+                                                range(s.n_groups)], seeds)
+    ap = drive(arr, n * t)
+    from hwgen.ir.interp import run
+    rtl = run(ir, bits, masks_from_ap(ir, ap, n, t))      # an RTL that is right
+    sb = Scoreboard(sb_ir or ir, seeds if sb_seeds is None else sb_seeds)
+    sb.check(bits, rtl, ap, np.arange(n))
+    return sb
+
+
+def test_scoreboard_passes_correct_and_catches_planted_faults():
+    ir = two_site_ir()
+    seeds = device_seeds(5, ir.n_interfaces)
+    ok = _checked(ir, seeds)
+    assert (ok.mismatches, ok.device_mismatches, ok.samples) == (0, 0, 30)
+    # one threshold off in the IR the scoreboard reads
+    l0 = ir.layers[0]
+    bad = replace(ir, layers=(replace(l0, thresh=(l0.thresh[0] + 3,) + l0.thresh[1:]),)
+                  + ir.layers[1:])
+    sb = _checked(ir, seeds, sb_ir=bad)
+    assert sb.mismatches > 0 and sb.first_mismatch["expected"] != sb.first_mismatch["observed"]
+    # two interfaces' seeds swapped in the scoreboard only
+    sw = seeds.copy()
+    sw[[0, 4]] = sw[[4, 0]]
+    sb = _checked(ir, seeds, sb_seeds=sw)
+    assert sb.device_mismatches > 0 and sb.first_device_mismatch["interface"] in (0, 4)
+
+
+# ---- statistics -------------------------------------------------------------------------
+
+def test_binomial_interval_and_bound():
+    lo, hi = binom_interval(1000, 0.2, 0.999)
+    assert lo < 200 < hi and 150 < lo and hi < 250
+    assert corr_bound(10_000, 1, 0.001) == pytest.approx(3.2905 / 100, rel=1e-3)
+
+
+def test_interface_stats_accepts_device_and_rejects_faults():
+    ir = two_site_ir(0.3)
+    seeds = device_seeds(11, ir.n_interfaces)
+    arr = MtjArray(MtjParams(**ir.rng.device), [s.mtj_code for s in ir.sites for _ in
+                                                range(s.n_groups)], seeds)
+    ap = drive(arr, 4000)
+    p = interface_p(ir)
+    st = interface_stats(ap, p)
+    assert st["ok"], st
+    assert all(s["inside"] for s in site_stats(ir, ap))
+    # wrong rate: the device driven with a longer write pulse switches more often
+    arr2 = MtjArray(MtjParams(**ir.rng.device), arr.codes, seeds)
+    st = interface_stats(drive(arr2, 4000, pulse_ns=40.0), p)
+    assert st["rate_failures"] > 0 and not st["ok"]
+    # two interfaces wired to one device
+    dup = ap.copy()
+    dup[:, 1] = dup[:, 0]
+    st = interface_stats(dup, p)
+    assert not st["pair_ok"] and st["worst_pair"] == [0, 1]
+    # a device that holds its state for two samples
+    held = ap.copy()
+    held[1::2, 2] = held[0::2, 2]
+    assert not interface_stats(held, p)["lag1_ok"]
+
+
+# ---- shards and reports -----------------------------------------------------------------
+
+def test_shards_partition_the_images():
+    for n_img in (1, 7, 100):
+        for n in (1, 3, 8):
+            got = [i for s in range(n) for i in range(*shard_range(n_img, s, n))]
+            assert got == list(range(n_img))
+    assert parse_shard("2/5") == (2, 5) and parse_shard(None) == (0, 1)
+    for bad in ("5/5", "1", "a/b", "-1/3", "0/0"):
+        with pytest.raises(HwgenError):
+            parse_shard(bad)
+
+
+def _rep(rng, mism=0, first=None, sites=None):
+    return {"format": "hwgen-sim-report", "version": 1, "simulator": "icarus", "outdir": "x",
+            "verilog_sha256": "v", "ir_sha256": "i", "dataset": "digits", "seed": 0,
+            "samples": 4, "image_range": list(rng), "images": rng[1] - rng[0],
+            "mc_samples": 4 * (rng[1] - rng[0]), "mismatches": mism,
+            "mismatched_samples": int(mism > 0), "device_mismatches": 0,
+            "first_mismatch": first, "first_device_mismatch": None,
+            "cycles_per_image": 100.0, "cycles_per_sample": 20.0, "sim_wall_s": 1.0,
+            "process_wall_s": 2.0, "write_pulse_ns": [20.0], "waveform": None,
+            "sites": sites}
+
+
+def test_merge_reports_adds_up_and_keeps_earliest_mismatch():
+    s = lambda d: [{"layer": 1, "kind": "spatial", "interfaces": 3, "p_asked": 0.2,
+                    "p_realised": 0.2, "draws": 1200, "drops": d, "observed_rate": d / 1200,
+                    "interval_999": [0, 1], "inside": True}]
+    a = _rep((0, 10), sites=s(240))
+    b = _rep((10, 25), mism=3, first={"image": 12}, sites=s(250))
+    c = _rep((25, 30), mism=1, first={"image": 27}, sites=s(230))
+    m = merge_reports([c, a, b])
+    assert (m["images"], m["mc_samples"], m["mismatches"]) == (30, 120, 4)
+    assert m["first_mismatch"] == {"image": 12} and not m["ok"]
+    assert m["sites"][0]["draws"] == 3600 and m["sites"][0]["drops"] == 720
+    assert m["sites"][0]["inside"]
+    assert merge_reports([a])["ok"]
+    with pytest.raises(HwgenError, match="overlap"):
+        merge_reports([a, _rep((5, 12))])
+    with pytest.raises(HwgenError, match="seed"):
+        merge_reports([a, dict(b, seed=1)])
