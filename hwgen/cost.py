@@ -19,6 +19,7 @@ Expected driven rows count padding exactly (per window) and dropout as its mean
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -43,6 +44,7 @@ DEFAULT_SAMPLES = 16
 DEFAULT_LANES = 8      # `hwgen compile --lanes` default
 # Files `hwgen sim` may leave in OUTDIR, in order of preference.
 SIM_REPORTS = ("sim_report.json", "sim.json")
+SIM_FORMAT = "hwgen-sim-report"      # hwgen.simrun.REPORT_FORMAT
 # Spatial-SpinDrop (Ahmed et al., arXiv:2306.10185, abstract [V]): element / spatial.
 PAPER = {"modules": 9.0, "energy": 94.11}
 
@@ -202,24 +204,29 @@ def _explain(ir, layers, site_layers, ratios) -> str:
         if m is not None else "The design has no dropout sites: no ratio to compare.")
 
 
-def _find_measured(outdir: Path) -> dict | None:
-    """Cycles per MC sample measured by `hwgen sim`, if it left a report in OUTDIR."""
-    for name in SIM_REPORTS:
+def _find_measured(outdir: Path, ir_text: str) -> dict | None:
+    """Cycles per MC sample measured by `hwgen sim` (`--json OUTDIR/sim_report.json`, or
+    any OUTDIR/sim*.json sim report); reports of another ir.json are ignored as stale."""
+    sha = hashlib.sha256(ir_text.encode()).hexdigest()
+    names = [n for n in SIM_REPORTS if (outdir / n).exists()]
+    names += sorted(p.name for p in outdir.glob("sim*.json") if p.name not in names)
+    for name in names:
         f = outdir / name
-        if not f.exists():
-            continue
         try:
             d = json.loads(f.read_text())
         except json.JSONDecodeError as e:
             raise HwgenError(f"{f}: not valid JSON ({e.msg} at line {e.lineno})") from None
-        c = d.get("cycles_per_sample", (d.get("cycles") or {}).get("per_sample")
-                  if isinstance(d.get("cycles"), dict) else None)
-        if isinstance(c, list) and c:
-            c = sum(c) / len(c)
+        if not isinstance(d, dict) or d.get("format") != SIM_FORMAT:
+            continue
+        if d.get("ir_sha256") not in (None, sha):
+            log.warning("%s was simulated from another ir.json: ignored", f)
+            continue
+        c = d.get("cycles_per_sample")
         if isinstance(c, (int, float)):
             t = d.get("samples")
             return {"cycles_per_sample": float(c), "source": name,
-                    "samples": t if isinstance(t, int) and t > 0 else None}
+                    "samples": t if isinstance(t, int) and t > 0 else None,
+                    "simulator": d.get("simulator"), "images": d.get("images")}
         log.warning("%s has no cycles_per_sample; cycles are reported as not measured", f)
     return None
 
@@ -230,7 +237,7 @@ def _find_lanes(outdir: Path) -> tuple[int, str]:
         if not f.exists():
             continue
         d = json.loads(f.read_text())
-        for scope in (d, d.get("params") or {}, d.get("parameters") or {}, d.get("hw") or {}):
+        for scope in (d, d.get("params") or {}, d.get("options") or {}):
             for key in ("lanes", "LANES"):
                 if isinstance(scope.get(key), int):
                     return scope[key], name
@@ -336,11 +343,12 @@ def cmd_report(args) -> int:
     irf = outdir / "ir.json"
     if not irf.exists():
         raise HwgenError(f"{irf} not found: run `hwgen compile MODEL -o {outdir}` first")
+    text = irf.read_text()
     try:
-        ir = core.loads(irf.read_text())
+        ir = core.loads(text)
     except (ValueError, TypeError, KeyError) as e:
         raise HwgenError(f"{irf}: not a valid hwgen IR ({e})") from None
-    measured = _find_measured(outdir)
+    measured = _find_measured(outdir, text)
     samples = getattr(args, "samples", None) or (measured or {}).get("samples") or DEFAULT_SAMPLES
     lanes, lanes_src = _find_lanes(outdir)
     log.info("lanes = %d from %s", lanes, lanes_src)

@@ -170,12 +170,21 @@ def test_cli_report_writes_json_png_and_is_deterministic(tmp_path, capsys):
 
 def test_cli_report_reads_measured_cycles(tmp_path, capsys):
     out = write_outdir(tmp_path, tiny_ir())
-    (out / "sim_report.json").write_text(json.dumps({"cycles_per_sample": [80, 82], "samples": 2}))
+    import hashlib
+
+    sha = hashlib.sha256((out / "ir.json").read_bytes()).hexdigest()
+    sim = {"format": "hwgen-sim-report", "cycles_per_sample": 81.5, "samples": 2, "ir_sha256": sha}
+    (out / "sim_report.json").write_text(json.dumps(sim))
     assert main(["report", str(out), "--json", str(tmp_path / "c.json")]) == 0
     rep = json.loads((tmp_path / "c.json").read_text())
-    assert rep["cycles"]["measured_per_sample"] == 81.0
+    assert rep["cycles"]["measured_per_sample"] == 81.5
     assert rep["design"]["samples"] == 2
-    assert "81.0 measured" in capsys.readouterr().out
+    assert "81.5 measured" in capsys.readouterr().out
+    # a report simulated from another ir.json is stale: not used
+    (out / "sim_report.json").write_text(json.dumps(dict(sim, ir_sha256="0" * 64)))
+    assert main(["report", str(out), "--json", str(tmp_path / "c.json")]) == 0
+    rep = json.loads((tmp_path / "c.json").read_text())
+    assert rep["cycles"]["measured_per_sample"] is None and rep["design"]["samples"] == 16
 
 
 def test_cli_report_missing_or_bad_ir(tmp_path, capsys):

