@@ -59,7 +59,8 @@ def _layer(ir: IR, i: int, l: Layer) -> None:
     _need(min(l.conv_shape[1:]) >= 1 and min(l.out_shape[1:]) >= 1,
           f"{where}: kernel/pool leave no output ({l.conv_shape} -> {l.out_shape})")
     want = ir.in_shape if i == 0 else ir.layers[i - 1].out_shape
-    _need(tuple(l.in_shape) == tuple(want), f"{where}: in_shape {l.in_shape} != {want}")
+    _need(tuple(l.in_shape) == tuple(want),
+          f"{where}: in_shape {l.in_shape} != {want} (shape chain)")
     if l.op == "linear":
         _need(l.kernel == tuple(l.in_shape[1:]) and l.pad == (0, 0) and l.pool == 1,
               f"{where}: a linear layer is a conv whose kernel covers its whole map")

@@ -54,7 +54,7 @@ def load_checkpoint(path) -> dict:
             raise HwgenError(f"{path}: model.pt is missing key {key!r}")
     if ckpt["format"] != FORMAT:
         raise HwgenError(f"{path}: format tag is {ckpt['format']!r}, expected {FORMAT!r}")
-    if ckpt["version"] != VERSION:
+    if type(ckpt["version"]) is not int or ckpt["version"] != VERSION:  # True == 1
         raise HwgenError(f"{path}: format version {ckpt['version']!r} is not supported "
                          f"(expected {VERSION})")
     arch = ckpt["arch"]

@@ -1,0 +1,104 @@
+"""IR: JSON round trip and determinism, the text dump, and verify() on broken IRs."""
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from hwgen.ir.core import FORMAT, IR, Layer, dumps, loads
+from hwgen.ir.dump import dump
+from hwgen.ir.verify import VerifyError, verify
+from hwgen.passes import PassConfig, run_pipeline
+
+from irutil import initial_ir, random_net
+
+
+@pytest.fixture(scope="module")
+def ir():
+    return run_pipeline(initial_ir(random_net("c5,p2,c6k5,f7,f3", (2, 9, 11), "spatial", seed=1)),
+                        PassConfig(tile=(7, 4)))
+
+
+def test_json_round_trip_and_determinism(ir):
+    text = dumps(ir)
+    assert loads(text) == ir
+    assert dumps(loads(text)) == text
+    d = json.loads(text)
+    assert d["format"] == FORMAT and d["version"] == 1
+    assert text == json.dumps(d, sort_keys=True, indent=1) + "\n"
+    # the pre-lowering IR (latent weights, batch norm dicts) round-trips too
+    ir0 = initial_ir(random_net("c3,f2", (1, 3, 3), "element"))
+    assert loads(dumps(ir0)) == ir0
+
+
+def test_loads_rejects_wrong_tag_and_version(ir):
+    d = json.loads(dumps(ir))
+    with pytest.raises(ValueError, match="format"):
+        loads(json.dumps({**d, "format": "other"}))
+    with pytest.raises(ValueError, match="version"):
+        loads(json.dumps({**d, "version": 99}))
+
+
+def test_dump_is_deterministic_and_complete(ir):
+    text = dump(ir)
+    assert text == dump(loads(dumps(ir)))
+    for i, l in enumerate(ir.layers):
+        assert f"layer {i}: {l.op}" in text
+        for j, w in enumerate(l.weights):
+            assert w in text
+    assert "interfaces=[0, 5)" in text and "tile=7x4" in text
+
+
+def test_site_numbering_and_mtj_codes(ir):
+    assert [s.first_interface for s in ir.sites] == [0, 5, 11]
+    assert ir.n_interfaces == 5 + 6 + 7
+    for s in ir.sites:
+        assert 0 < s.mtj_code < 1023 and abs(s.p_realised - s.p) < 0.01
+
+
+def _layers(ir, i, **kw):
+    ls = list(ir.layers)
+    ls[i] = replace(ls[i], **kw)
+    return replace(ir, layers=tuple(ls))
+
+
+def _sites(ir, k, **kw):
+    ss = list(ir.sites)
+    ss[k] = replace(ss[k], **kw)
+    return replace(ir, sites=tuple(ss))
+
+
+BROKEN = {
+    "shape chain": lambda ir: _layers(ir, 1, in_shape=(5, 4, 6)),
+    "in_shape": lambda ir: replace(ir, in_shape=(2, 9, 10)),
+    "hex digits": lambda ir: _layers(ir, 0, weights=(ir.layers[0].weights[0] + "00",)
+                                     + ir.layers[0].weights[1:]),
+    "beyond row": lambda ir: _layers(ir, 0, weights=(ir.layers[0].weights[0][:-2] + "ff",)
+                                     + ir.layers[0].weights[1:]),
+    "weight rows": lambda ir: _layers(ir, 0, weights=ir.layers[0].weights[1:]),
+    "no weights": lambda ir: _layers(ir, 0, weights=()),
+    "outside": lambda ir: _layers(ir, 0, thresh=(ir.layers[0].rows + 2,) + ir.layers[0].thresh[1:]),
+    "constant encoding": lambda ir: _layers(ir, 0, sign=(-1,) + ir.layers[0].sign[1:],
+                                            thresh=(ir.layers[0].rows + 1,) + ir.layers[0].thresh[1:]),
+    "sign must be": lambda ir: _layers(ir, 0, sign=(0,) + ir.layers[0].sign[1:]),
+    "exactly one of thresholds": lambda ir: _layers(ir, 0, sign=None, thresh=None),
+    "not thresholded": lambda ir: _layers(ir, 3, sign=(1,) * 3, thresh=(0,) * 3),
+    "logit affine": lambda ir: _layers(ir, 3, logit_bias=(0.0,)),
+    "partition": lambda ir: _sites(ir, 0, n_groups=4),
+    "one group per channel": lambda ir: _sites(ir, 0, n_groups=25, group_rows=5),
+    "one group per row": lambda ir: _sites(ir, 0, kind="element"),
+    "global numbering": lambda ir: _sites(ir, 1, first_interface=4),
+    "partly numbered": lambda ir: _sites(ir, 1, first_interface=-1),
+    "distinct layers": lambda ir: _sites(ir, 1, layer=1),
+    "MTJ code": lambda ir: _sites(ir, 0, mtj_code=1024),
+    "tile": lambda ir: _layers(ir, 2, tile=(0, 4)),
+    "kernel covers": lambda ir: _layers(ir, 2, pad=(1, 1)),
+    "pool": lambda ir: _layers(ir, 1, pool=9),
+}
+
+
+@pytest.mark.parametrize("what", sorted(BROKEN))
+def test_verify_catches(ir, what):
+    verify(ir)
+    with pytest.raises(VerifyError, match=what):
+        verify(BROKEN[what](ir))
