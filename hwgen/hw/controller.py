@@ -30,9 +30,16 @@ from .tile import CrossbarTile, acc_width
 __all__ = ["TileController", "WriteSignature", "layer_plan_hw", "layer_model"]
 
 
-def WriteSignature(depth: int, width: int) -> wiring.Signature:
+def buffer_depth(positions: int) -> int:
+    """Depth of an activation buffer: at least 2, so that no address is zero bits wide
+    (zero-width signals upset Verilog tools)."""
+    return max(positions, 2)
+
+
+def WriteSignature(positions: int, width: int) -> wiring.Signature:
     """Writer side of an activation-buffer write: one position, a bit-enable mask."""
-    return wiring.Signature({"addr": Out(range(depth)), "data": Out(width), "en": Out(width)})
+    return wiring.Signature({"addr": Out(range(buffer_depth(positions))), "data": Out(width),
+                             "en": Out(width)})
 
 
 def layer_plan_hw(layer: Layer, lanes: int) -> dict:
@@ -110,13 +117,13 @@ class TileController(wiring.Component):
         plan = layer_plan_hw(layer, lanes)
         self.beats, self.lanes = plan["beats"], plan["lanes"]
         c, h, w = layer.in_shape
-        self.depth = h * w
+        self.depth = buffer_depth(h * w)
         self.sum_w = acc_width(layer.rows)
         self.acc_w = acc_w if acc_w is not None else self.sum_w
         o, hh, ww = layer.out_shape
         ports = {
             "start": In(1), "done": Out(1),
-            "wr": In(WriteSignature(self.depth, c)),
+            "wr": In(WriteSignature(h * w, c)),
         }
         if site is not None:
             ports["keep"] = In(site.n_groups)
@@ -173,11 +180,11 @@ class TileController(wiring.Component):
         py, px, dy, dx = counter(hp, "py"), counter(wp, "px"), counter(s, "dy"), counter(s, "dx")
         running = Signal()
         oy, ox = py * s + dy, px * s + dx
-        first = (dy == 0) & (dx == 0)
+        first = ~dy.any() & ~dx.any()
         last_blk = (dy == s - 1) & (dx == s - 1)
         final = last_blk & (py == hp - 1) & (px == wp - 1)
 
-        tag = data.StructLayout({"first": 1, "last": 1, "final": 1, "addr": range(hp * wp)})
+        tag = data.StructLayout({"first": 1, "last": 1, "final": 1, "addr": range(buffer_depth(hp * wp))})
         b_valid = Signal()
         b_tag = Signal(tag)
         b_pad = Signal(kh * kw)
@@ -185,19 +192,33 @@ class TileController(wiring.Component):
         fetch = Signal()
         m.d.comb += fetch.eq((self.start | running) & (~b_valid | take))
 
+        aw = (self.depth - 1).bit_length()
+        base = Signal(aw)
+        m.d.comb += base.eq(oy * w + ox)
         pad_now = []
         for ky in range(kh):
             for kx in range(kw):
-                iy, ix = oy + (ky - ph), ox + (kx - pw)
-                ok = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w) if (ph or pw) else Const(1, 1)
+                # input position (oy + ky - ph, ox + kx - pw) lies in the map: only the
+                # bounds a window can cross are compared (unsigned, no constant results)
+                conds = []
+                for o_, k, p, n, n_out in ((oy, ky, ph, h, oh), (ox, kx, pw, w, ow)):
+                    if p - k > 0:
+                        conds.append(o_ >= p - k)
+                    if n + p - k <= n_out - 1:
+                        conds.append(o_ < n + p - k)
                 okv = Signal(name=f"ok_{ky}_{kx}")
+                ok = Const(1, 1)
+                for cnd in conds:
+                    ok = ok & cnd
                 m.d.comb += okv.eq(ok)
                 pad_now.append(okv)
                 port = rports[ky * kw + kx]
+                off = (ky - ph) * w + (kx - pw)
                 if oh * ow == 1 and not (ph or pw):
-                    addr = Const((ky - ph) * w + (kx - pw), range(self.depth))
+                    addr = Const(off, aw)
                 else:
-                    addr = Mux(okv, iy * w + ix, 0)
+                    # modular: exact whenever the position is inside the map
+                    addr = Mux(okv, (base + (off % (1 << aw)))[:aw], 0)
                 m.d.comb += [port.addr.eq(addr), port.en.eq(fetch)]
 
         with m.If(fetch):
@@ -277,7 +298,8 @@ class TileController(wiring.Component):
         o = layer.out_channels
         words, tw = self._threshold_rom()
         width = (tw + 1) * sum(self.lanes)
-        m.submodules.thresh = rom = memory.Memory(shape=unsigned(width), depth=r, init=words)
+        m.submodules.thresh = rom = memory.Memory(shape=unsigned(width), depth=max(r, 2),
+                                                  init=words)
         rd = rom.read_port(domain="comb")
         m.d.comb += [rd.addr.eq(beat.payload.index), sink_ready.eq(1)]
         win = []

@@ -105,30 +105,32 @@ class CrossbarTile(wiring.Component):
         self.weights = weights
         self.acc_w = acc_width(rows)
         words = pack_tile_weights(weights, lanes)
-        self.init = words + [0] * (self.beats - len(words))
+        # at least two words and a 1-bit index: zero-width signals upset Verilog tools
+        self.depth = max(self.beats, 2)
+        self.init = words + [0] * (self.depth - len(words))
         super().__init__({
             "req": In(stream.Signature(data.StructLayout(
                 {"x": rows, "g": rows, "tag": tag_width}))),
             "beat": Out(stream.Signature(data.StructLayout({
                 "acc": data.ArrayLayout(signed(self.acc_w), lanes),
-                "index": range(self.beats), "last": 1, "tag": tag_width}))),
+                "index": range(max(self.beats, 2)), "last": 1, "tag": tag_width}))),
         })
 
     def elaborate(self, platform):
         m = Module()
         rows, lanes, aw = self.rows, self.lanes, self.acc_w
-        m.submodules.mem = mem = memory.Memory(shape=unsigned(rows * lanes), depth=self.beats,
+        m.submodules.mem = mem = memory.Memory(shape=unsigned(rows * lanes), depth=self.depth,
                                                init=self.init)
         rd = mem.read_port(domain="comb")
 
         busy = Signal()
-        k = Signal(range(self.beats))
+        k = Signal(range(self.depth))
         x_r, g_r = Signal(rows), Signal(rows)
         tag_r = Signal.like(self.req.payload.tag)
 
         # Beat 0 comes straight from the request; later beats from the latched copy.
         x, g = Signal(rows), Signal(rows)
-        index = Signal(range(self.beats))
+        index = Signal(range(self.depth))
         m.d.comb += [
             x.eq(Mux(busy, x_r, self.req.payload.x)),
             g.eq(Mux(busy, g_r, self.req.payload.g)),

@@ -95,12 +95,12 @@ class NetworkTop(wiring.Component):
         hw0 = h0 * w0
         word = Signal(self.in_w)
         left = Signal(range(self.in_w + 1))            # bits of `word` still to write
-        ch = Signal(range(c0))
+        ch = Signal(range(max(c0, 2)))
         pos = Signal(range(hw0))
         wr0 = ctrls[0].wr
         m.d.comb += [wr0.addr.eq(pos), wr0.data.eq(Cat(*([word[0]] * c0))),
-                     wr0.en.eq((left != 0) << ch)]
-        with m.If(left != 0):
+                     wr0.en.eq(Cat(*(left.any() & (ch == i) for i in range(c0))))]
+        with m.If(left.any()):
             img_end = (ch == c0 - 1) & (pos == hw0 - 1)
             m.d.sync += [word.eq(word >> 1), left.eq(left - 1)]
             with m.If(pos == hw0 - 1):
@@ -118,8 +118,8 @@ class NetworkTop(wiring.Component):
         started = Signal(16)                           # samples started so far
         go = Signal()
         m.d.comb += [
-            self.idle.eq(~running & (left == 0)),
-            self.img.ready.eq(~running & (left == 0)),
+            self.idle.eq(~running & ~left.any()),
+            self.img.ready.eq(~running & ~left.any()),
         ]
         with m.If(self.img.valid & self.img.ready):
             m.d.sync += [word.eq(self.img.payload), left.eq(self.in_w)]
@@ -145,7 +145,7 @@ class NetworkTop(wiring.Component):
                           & keys_in)
         if p["N_IF"]:
             m.d.comb += [rng.swap.eq(go),
-                         rng.go.eq((launch & (self.n_samples != 0))
+                         rng.go.eq((launch & self.n_samples.any())
                                    | (go & (started + 1 < n_t)))]
 
         # layer starts: the prefix chain from `launch`, the sample chain from `go`
