@@ -9,10 +9,14 @@ Two comparisons:
   float model's; a sample may differ only if its float trace holds a tie.
 
 A tie is an output bit whose float post-batch-norm value y is zero to within float32
-resolution: |y| <= TIE_REL * (|k| * (rows * in_scale + |mean|) + |bias|), with
-k = gain / sqrt(var + eps) the batch norm's slope, i.e. 1e-4 of the size of the terms
-that make up y (float32 resolves about 6e-8). Ties are counted whether or not the two
-sides happen to agree on them.
+rounding. With k = gain / sqrt(var + eps) the batch norm's slope, R the layer's rows and
+s its inverted-dropout input scale (1 without scaling):
+
+    |y| <= TIE_REL * (|k| * (R * s + |mean|) + |bias|)   [+ |k| * R**2 * s * 2**-24 if s != 1]
+
+TIE_REL = 2**-20 is 16 float32 ulps of the largest term that makes up y; the bracketed
+term bounds float32 summation error in the conv when the scaled inputs +-s are not exact
+integers. Ties are counted whether or not the two sides happen to agree on them.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from .core import IR
 
 __all__ = ["TIE_REL", "float_vs_int"]
 
-TIE_REL = 1e-4
+TIE_REL = 2.0 ** -20
 
 
 def _tie_tol(model, i: int, rows: int, in_scale: float) -> np.ndarray:
@@ -33,8 +37,11 @@ def _tie_tol(model, i: int, rows: int, in_scale: float) -> np.ndarray:
     bn = model.blocks[i].bn
     g, b, m, v = (t.detach().double().numpy() for t in
                   (bn.weight, bn.bias, bn.running_mean, bn.running_var))
-    k = g / np.sqrt(v + bn.eps)
-    return TIE_REL * (np.abs(k) * (rows * in_scale + np.abs(m)) + np.abs(b))
+    k = np.abs(g / np.sqrt(v + bn.eps))
+    tol = TIE_REL * (k * (rows * in_scale + np.abs(m)) + np.abs(b))
+    if in_scale != 1.0:
+        tol = tol + k * rows ** 2 * in_scale * 2.0 ** -24
+    return tol
 
 
 def float_vs_int(model, ir: IR, images, masks, chunk: int = 16) -> dict:
@@ -71,8 +78,11 @@ def float_vs_int(model, ir: IR, images, masks, chunk: int = 16) -> dict:
                 h = (trace[i - 1]["out"].numpy() > 0).astype(np.uint8).reshape(
                     (nb * t,) + tuple(layer.in_shape))
             site = ir.site_of(i)
-            rk = None if site is None else interp.keep_rows(site, keep[ir.sites.index(site)])
-            acc = interp.layer_acc(layer, h, rk)
+            if i < ir.mc_start:            # deterministic prefix: once per image
+                acc = np.repeat(interp.layer_acc(layer, h[::t]), t, axis=0)
+            else:
+                rk = None if site is None else interp.keep_rows(site, keep[ir.sites.index(site)])
+                acc = interp.layer_acc(layer, h, rk)
             fa = trace[i]["acc"].double().numpy().reshape(acc.shape)
             per[i]["acc_mismatch"] += int((np.rint(fa / in_scales[i]) != acc).sum())
             if i == last:
@@ -110,3 +120,43 @@ def float_vs_int(model, ir: IR, images, masks, chunk: int = 16) -> dict:
         "prediction_agreement": pred_equal / n,
         "layers": per, "ok": bad == 0,
     }
+
+
+def main(argv=None) -> int:
+    """`python -m hwgen.ir.check model.pt [--images N] [--samples T] [--json F]`: the
+    float-vs-integer check at a chosen size (compile runs a small one)."""
+    import argparse
+    import json
+    import logging
+    import time
+
+    from ..atomic import write_text
+    from ..compile import check_images, check_masks
+    from ..frontend import build_ir, load_model
+    from ..model.io import build_model
+    from ..passes import run_pipeline
+
+    ap = argparse.ArgumentParser(prog="python -m hwgen.ir.check", description=main.__doc__)
+    ap.add_argument("model")
+    ap.add_argument("--images", type=int, default=1000)
+    ap.add_argument("--samples", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    t0 = time.perf_counter()
+    ckpt, _ = load_model(args.model)
+    ir = run_pipeline(build_ir(ckpt))
+    x, source = check_images(ir, args.images)
+    rep = float_vs_int(build_model(ckpt), ir, x, check_masks(ir, len(x), args.samples, args.seed))
+    rep.update(model=str(args.model), image_source=source, dropout=ir.meta["dropout"]["kind"],
+               spec=ir.meta["spec"], seed=args.seed, seconds=round(time.perf_counter() - t0, 1))
+    text = json.dumps(rep, sort_keys=True, indent=1) + "\n"
+    print(text, end="")
+    if args.json:
+        write_text(args.json, text)
+    return 0 if rep["ok"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
