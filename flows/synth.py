@@ -41,6 +41,13 @@ def _script(verilog: Path, top: str, stat_json: Path) -> str:
             f"tee -q -o {stat_json} stat -json")
 
 
+def _load_stat(text: str) -> dict:
+    """`stat -json` of Yosys 0.23 prints the hierarchy's instance counts as plain text
+    lines inside the JSON when a module is instantiated more than once; every real JSON
+    line of that output holds a quote or a bracket, so drop the others."""
+    return json.loads("\n".join(l for l in text.splitlines() if any(c in l for c in '"{}[]')))
+
+
 def _modules(stat: dict) -> dict:
     """Yosys module names carry a leading backslash; drop it, keep the counts we report."""
     out = {}
@@ -83,7 +90,7 @@ def synthesize(verilog, top: str = "hwgen_top", yosys: str = "yosys", log_path=N
                        f"yosys exited with status {proc.returncode}")
             raise HwgenError(f"synthesis of {verilog} failed: {err}")
         log.info("synthesis finished in %.1f s wall", time.monotonic() - t0)
-        stat = json.loads(stat_json.read_text())
+        stat = _load_stat(stat_json.read_text())
     design = stat["design"]
     return {
         "format": FORMAT, "version": 1, "top": top, "yosys": stat["creator"],

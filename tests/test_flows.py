@@ -16,9 +16,13 @@ from hwgen.errors import HwgenError  # noqa: E402
 
 needs_yosys = pytest.mark.skipif(shutil.which("yosys") is None, reason="Debian yosys not installed")
 
-# A 5-bit register fed by a 4-bit adder in a submodule: 5 flip-flops, two modules.
-TWO_MODULES = """
-module sub(input [3:0] a, b, output [4:0] y); assign y = a + b; endmodule
+# A 5-bit register fed by a submodule holding a 4-bit adder and an inverter leaf: three
+# levels, which is also what makes Yosys 0.23 print text lines into `stat -json`.
+THREE_LEVELS = """
+module leaf(input [3:0] a, output [3:0] y); assign y = ~a; endmodule
+module sub(input [3:0] a, b, output [4:0] y);
+  wire [3:0] t; leaf l(.a(a), .y(t)); assign y = t + b;
+endmodule
 module hwgen_top(input clk, input [3:0] a, b, output reg [4:0] q);
   wire [4:0] y; sub u(.a(a), .b(b), .y(y));
   always @(posedge clk) q <= y;
@@ -34,19 +38,22 @@ def run_synth(*argv):
 @pytest.mark.synth
 @needs_yosys
 def test_synth_counts_cells_per_module(tmp_path):
-    (tmp_path / "hwgen_top.v").write_text(TWO_MODULES)
+    (tmp_path / "hwgen_top.v").write_text(THREE_LEVELS)
     r = run_synth(str(tmp_path))
     assert r.returncode == 0, r.stderr
     rep = json.loads((tmp_path / "synth.json").read_text())
-    assert set(rep["modules"]) == {"hwgen_top", "sub"}
-    top = rep["modules"]["hwgen_top"]["cells_by_type"]
-    assert top["sub"] == 1 and top["$_DFF_P_"] == 5
-    assert "$_DFF_P_" not in rep["modules"]["sub"]["cells_by_type"]
+    mods = rep["modules"]
+    assert set(mods) == {"hwgen_top", "sub", "leaf"}
+    assert mods["hwgen_top"]["cells_by_type"] == {"$_DFF_P_": 5, "sub": 1}
+    assert mods["leaf"]["cells_by_type"] == {"$_NOT_": 4}
+    assert mods["sub"]["cells_by_type"]["leaf"] == 1
     d = rep["design"]
-    assert d["cells_by_type"]["$_DFF_P_"] == 5 and "sub" not in d["cells_by_type"]
+    assert d["cells_by_type"]["$_DFF_P_"] == 5 and d["cells_by_type"]["$_NOT_"] >= 4
+    assert "sub" not in d["cells_by_type"] and "leaf" not in d["cells_by_type"]
     assert d["cells"] == sum(d["cells_by_type"].values())
-    # the hierarchy-expanded total is the top's own cells plus the submodule's
-    assert d["cells"] == rep["modules"]["hwgen_top"]["cells"] - 1 + rep["modules"]["sub"]["cells"]
+    # the hierarchy-expanded total: each instance cell replaced by its module's cells
+    assert d["cells"] == (mods["hwgen_top"]["cells"] - 1 + mods["sub"]["cells"] - 1
+                          + mods["leaf"]["cells"])
     assert "hwgen_top" in r.stdout and "design total" in r.stdout
     first = (tmp_path / "synth.json").read_bytes()
     assert run_synth(str(tmp_path)).returncode == 0
