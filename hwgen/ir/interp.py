@@ -177,9 +177,9 @@ def _shared_input_acc(layer: Layer, site: Site, h: np.ndarray, keep: np.ndarray)
     nl, o, g, gr = layer.windows, layer.out_channels, site.n_groups, site.group_rows
     pm = np.pad(h.astype(np.float32) * 2 - 1, ((0, 0), (0, 0), (ph, ph), (pw, pw)))  # 0 = pad
     v = sliding_window_view(pm, (kh, kw), axis=(2, 3))             # [n, C, H', W', kh, kw]
-    x = v.transpose(0, 1, 4, 5, 2, 3).reshape(n, layer.rows, nl)   # rows (c, ky, kx) x windows
     w = layer.weight_bits().astype(np.float32) * 2 - 1             # [O, rows]
     kf = keep.astype(np.float32)
+    x = v.transpose(0, 1, 4, 5, 2, 3).reshape(n, layer.rows, nl)   # rows (c, ky, kx) x windows
     if 1 / t + 1 / gr < 1:
         wg = np.ascontiguousarray(w.reshape(o, g, gr).transpose(1, 0, 2))
         part = np.matmul(wg, x.reshape(n, g, gr, nl))              # [n, G, O, L]
