@@ -189,6 +189,8 @@ def _explain(ir, layers, site_layers, ratios) -> str:
         r = groups(lay, "element") // groups(lay, "spatial")
         per_site.append(f"layer {i} ({lay.op} {lay.kernel[0]}x{lay.kernel[1]}): {r}x")
     m = ratios["modules"]
+    spatial = sum(groups(ir.layers[i], "spatial") for i in site_layers)
+    per_window = sum(groups(ir.layers[i], "element") * ir.layers[i].windows for i in site_layers)
     return (
         "Per site, element/spatial modules = kh*kw of the layer-as-conv: "
         + "; ".join(per_site) + ". "
@@ -199,7 +201,8 @@ def _explain(ir, layers, site_layers, ratios) -> str:
         "the module ratio. The paper's 94.11x energy saving is larger than its 9x module saving, "
         "so its baseline must spend more per module than one draw per sample (for instance "
         "per-window redraws or per-module peripheral circuits); we cannot check which from its "
-        "abstract. Crossbar and periphery energy are the same for both kinds at equal p, which "
+        f"abstract. An element baseline that redrew its bits for every window would need "
+        f"{per_window:,} draws per sample, {per_window / spatial:.1f}x the spatial {spatial:,}. Crossbar and periphery energy are the same for both kinds at equal p, which "
         "dilutes the total-energy ratio."
         if m is not None else "The design has no dropout sites: no ratio to compare.")
 

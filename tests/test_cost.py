@@ -197,3 +197,18 @@ def test_cli_report_missing_or_bad_ir(tmp_path, capsys):
     assert main(["report", str(out)]) == 2
     assert "not a valid hwgen IR" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["ir.json"]
+
+
+def test_design_without_dropout_costs_default_sites():
+    from hwgen.ir.core import replace
+
+    ir = replace(tiny_ir(), sites=())
+    rep = cm.cost(ir, samples=2, lanes=8)
+    assert rep["design"]["kind"] == "none" and rep["sites"] == []
+    assert rep["design"]["site_layers"] == [1, 2] and rep["design"]["mc_start"] == 1
+    assert rep["totals"]["spatial"]["modules"] == 24 and rep["totals"]["element"]["modules"] == 136
+    # the per-window redraw figure of the explanation: 72*16 + 64*1 element draws vs 24
+    assert f"{72 * 16 + 64:,} draws per sample" in rep["explanation"]
+    one = replace(ir, layers=ir.layers[2:], in_shape=(16, 2, 2))
+    rep1 = cm.cost(one, samples=2, lanes=8)
+    assert rep1["totals"]["spatial"]["modules"] == 0 and rep1["ratios_element_over_spatial"]["modules"] is None
