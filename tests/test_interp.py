@@ -156,3 +156,14 @@ def test_logits_affine_matches_float_model():
     with torch.no_grad():
         lf = model(x, [torch.from_numpy(m[:, 0]).float() for m in masks]).double().numpy()
     np.testing.assert_allclose(interp.logits(ir, acc)[:, 0], lf, rtol=1e-5, atol=1e-5)
+
+
+def test_trace_ends_in_run():
+    model = random_net("c4,p2,c5k1,f3", (1, 7, 7), "spatial", seed=3)
+    ir = run_pipeline(initial_ir(model))
+    bits = interp.binarize(random_images((1, 7, 7), 4, 0), ir.theta)
+    masks = random_masks(ir, 4, 3, 0)
+    tr = interp.trace(ir, bits, masks)
+    assert [a.shape for a in tr] == [(4, 3, 4, 3, 3), (4, 3, 5, 3, 3), (4, 3, 3)]
+    assert (tr[0] == tr[0][:, :1]).all()           # the prefix is the same in every sample
+    assert np.array_equal(tr[-1], interp.run(ir, bits, masks))

@@ -31,7 +31,7 @@ from threadpoolctl import threadpool_limits
 from .core import IR, Layer, Site
 
 __all__ = ["binarize", "bn_value", "layer_acc", "layer_bits", "pool_bits", "keep_rows",
-           "run_layer", "run", "logits"]
+           "run_layer", "run", "trace", "logits"]
 
 _CHUNK_BYTES = 1 << 24   # bound on the temporaries of one vectorised step
 
@@ -252,6 +252,21 @@ def _run(ir: IR, bits: np.ndarray, masks, samples, fast: bool) -> np.ndarray:
             keep = None if k is None else masks[k][a:a + nb].reshape(nb * t, -1)
             h = run_layer(ir, i, h, keep)
         out[a:a + nb] = h.reshape(nb, t, -1)
+    return out
+
+
+def trace(ir: IR, bits: np.ndarray, masks=None, samples: int | None = None) -> list[np.ndarray]:
+    """Every layer's output for every (image, sample), by the plain per-sample path (for
+    debugging a layer-level or network testbench): bits [N, T, O, H'', W''] per thresholded
+    layer, then the class integers [N, T, classes]. Use small N: nothing is chunked."""
+    bits = np.asarray(bits, np.uint8)
+    n = bits.shape[0]
+    masks, t = _check_masks(ir, n, masks, samples)
+    h, out = np.repeat(bits, t, axis=0), []
+    for i in range(len(ir.layers)):
+        k = _site_index(ir, i)
+        h = run_layer(ir, i, h, None if k is None else masks[k].reshape(n * t, -1))
+        out.append(h.reshape((n, t) + h.shape[1:]))
     return out
 
 
