@@ -140,3 +140,14 @@ def test_build_ir_takes_the_model_as_trained(good):
         assert l.bn["gain"] == tuple(sd[f"blocks.{i}.bn.weight"].double().tolist())
         assert l.bn["in_scale"] == 1.0
     assert [(s.layer, s.n_groups, s.group_rows) for s in ir.sites] == [(1, 4, 9), (2, 5, 16)]
+
+
+def test_huge_architecture_is_refused_without_allocating(tmp_path, good, capsys):
+    from hwgen.model.net import make_arch
+    c = dict(good[1])
+    c["arch"] = make_arch("c1,p1000,f10", (1, 100000, 100000), "spatial", 0.2)
+    path = tmp_path / "huge.pt"
+    torch.save(c, path)
+    rc, err = _run_compile(path, tmp_path / "out", capsys)
+    assert rc == 2 and len(err) == 1 and "refusing" in err[0], err
+    assert not (tmp_path / "out").exists()

@@ -16,6 +16,7 @@ from .spec import SpecError
 
 FORMAT = "hwgen-model"
 VERSION = 1
+MAX_MAP = 1 << 24   # values in one layer's input or output map: far above any model here
 
 __all__ = ["FORMAT", "VERSION", "save_model", "load_checkpoint", "build_model"]
 
@@ -71,7 +72,13 @@ def load_checkpoint(path) -> dict:
     sd = ckpt["state_dict"]
     if not isinstance(sd, dict):
         raise HwgenError(f"{path}: state_dict must be a dict")
-    expected = BinaryNet(ref).state_dict()
+    for i, layer in enumerate(ref["layers"]):
+        size = max(math.prod(layer["in_shape"]), math.prod(layer["conv_shape"]))
+        if size > MAX_MAP:
+            raise HwgenError(f"{path}: layer {i} maps {size} values (limit {MAX_MAP}); "
+                             f"refusing an architecture this large")
+    with torch.device("meta"):  # shapes and dtypes only: a hostile arch allocates nothing
+        expected = BinaryNet(ref).state_dict()
     for k, v in expected.items():
         if k not in sd:
             raise HwgenError(f"{path}: state_dict is missing {k!r}")
