@@ -79,6 +79,17 @@ def _verilator_args() -> list[str]:
     return ["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast"]
 
 
+def _tool_version(simulator: str) -> str:
+    from importlib.metadata import version
+    tool = "verilator" if simulator == "verilator" else None
+    v = version("cocotb") + (" " + version(tool) if tool else "")
+    if simulator == "icarus":
+        import subprocess
+        v += " " + subprocess.run(["iverilog", "-V"], capture_output=True, text=True,
+                                  check=False).stdout.split("\n", 1)[0]
+    return v
+
+
 def build(outdir, simulator: str, build_root, waves: bool = False) -> Path:
     """Build outdir's `hwgen_top` for `simulator` (cached); return the build directory."""
     from cocotb_tools.runner import VerilatorControlFile, get_runner
@@ -86,7 +97,8 @@ def build(outdir, simulator: str, build_root, waves: bool = False) -> Path:
         raise ValueError(f"simulator must be one of {SIMULATORS}, not {simulator!r}")
     v, vlt = sources_of(outdir)
     args = _verilator_args() if simulator == "verilator" else []
-    key = _digest([v, vlt] if simulator == "verilator" else [v], f"{simulator} {waves} {args}")
+    key = _digest([v, vlt] if simulator == "verilator" else [v],
+                  f"{simulator} {waves} {args} {_tool_version(simulator)}")
     bdir = Path(build_root) / f"{simulator}{'-waves' if waves else ''}-{key[:16]}"
     stamp = bdir / "hwgen-build.json"
     with _locked(Path(build_root) / f".{bdir.name}.lock"):

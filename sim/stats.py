@@ -59,7 +59,8 @@ def interface_stats(ap: np.ndarray, p: np.ndarray, alpha: float = 1e-3) -> dict:
     rate_ok = np.where(random, (k >= blo) & (k <= bhi), k == np.round(p * n))
     x = ap[:, random].astype(float)
     if m >= 2:
-        r = np.corrcoef(x, rowvar=False)
+        with np.errstate(invalid="ignore", divide="ignore"):   # constant columns: r = nan -> 0
+            r = np.corrcoef(x, rowvar=False)
         iu = np.triu_indices(m, 1)
         pair_r = np.abs(r[iu])
         pair_r = np.nan_to_num(pair_r, nan=0.0)

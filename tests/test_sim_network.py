@@ -1,0 +1,144 @@
+"""Network level: the generated `hwgen_top` of the default digits architecture, on Icarus
+and Verilator, against the golden interpreter with the MTJ devices in the loop; the
+checker's planted faults; the statistics of the devices as the RTL drives them.
+
+The model has seeded random weights and batch norms (negative gains included) rather
+than trained ones: bit-exactness does not depend on training, and this keeps the suite
+fast. Builds are cached by content hash (hwgen.simrun.build_root), one per simulator."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hwgen import simrun
+from hwgen.cli import main
+from hwgen.compile import compile_model
+from hwgen.device import device_seeds
+from hwgen.ir.core import dumps, loads, replace
+from hwgen.ir.interp import run
+from hwgen.model.io import save_model
+from hwgen.model.net import BinaryNet, make_arch
+from hwgen.model.train import DEFAULTS
+from sim import runner
+
+SIMS = [s for s in runner.SIMULATORS
+        if shutil.which("iverilog" if s == "icarus" else "verilator")]
+
+
+def random_model(path, spec, dataset="digits", in_shape=(1, 8, 8), dropout="spatial",
+                 p=0.2, seed=0):
+    """model.pt with seeded random latent weights and batch norms."""
+    torch.manual_seed(seed)
+    net = BinaryNet(make_arch(spec, in_shape, dropout, p))
+    with torch.no_grad():
+        for blk in net.blocks:
+            o = blk.bn.weight.shape[0]
+            blk.layer.weight.uniform_(-1, 1)
+            blk.bn.weight.copy_(torch.randn(o))
+            blk.bn.bias.copy_(torch.randn(o))
+            blk.bn.running_mean.copy_(torch.randn(o) * 3)
+            blk.bn.running_var.copy_(torch.rand(o) + 0.5)
+    save_model(path, net, {"dataset": dataset, "dropout": dropout, "p": p, "seed": seed})
+    return path
+
+
+@pytest.fixture(scope="session")
+def digits_outdir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("digits")
+    model = random_model(d / "model.pt", DEFAULTS["digits"].arch)
+    compile_model(model, d / "out", n_check=16)
+    return d / "out"
+
+
+@pytest.mark.parametrize("sim", SIMS)
+def test_network_bit_exact(digits_outdir, sim):
+    rep = simrun.run_regression(digits_outdir, sim, images=4, samples=3, seed=3,
+                                progress=False)
+    assert (rep["images"], rep["mc_samples"]) == (4, 12)
+    assert rep["mismatches"] == 0 and rep["device_mismatches"] == 0 and rep["ok"], rep
+    assert rep["write_pulse_ns"] == [loads((digits_outdir / "ir.json").read_text()).rng.write_ns]
+    assert rep["cycles_per_sample"] > 0
+    # the check is not vacuous: these images' class integers depend on the masks
+    ir = loads((digits_outdir / "ir.json").read_text())
+    bits, _, _ = simrun.test_bits(ir, 4)
+    rng = np.random.default_rng(0)
+    masks = [(rng.random((4, 8, s.n_groups)) >= 0.5).astype(np.uint8) for s in ir.sites]
+    out = run(ir, bits.reshape(4, *ir.in_shape), masks)
+    assert (out != out[:, :1]).any()
+
+
+def _corrupt_threshold(src, dst):
+    """A copy of OUTDIR whose ir.json (only) has one threshold moved by 5."""
+    shutil.copytree(src, dst)
+    ir = loads((dst / "ir.json").read_text())
+    l0 = ir.layers[0]
+    bad = replace(l0, thresh=(l0.thresh[0] + 5,) + l0.thresh[1:])
+    (dst / "ir.json").write_text(dumps(replace(ir, layers=(bad,) + ir.layers[1:])))
+    return dst
+
+
+def test_cli_sim_exits_nonzero_on_corrupted_ir(digits_outdir, tmp_path, capsys):
+    sim = SIMS[0]
+    good = tmp_path / "good.json"
+    assert main(["sim", str(digits_outdir), "--simulator", sim, "--images", "3",
+                 "--samples", "2", "--json", str(good)]) == 0
+    assert json.loads(good.read_text())["mismatches"] == 0
+    bad_dir = _corrupt_threshold(digits_outdir, tmp_path / "bad")
+    bad = tmp_path / "bad.json"
+    assert main(["sim", str(bad_dir), "--simulator", sim, "--images", "3", "--samples", "2",
+                 "--json", str(bad)]) == 1
+    rep = json.loads(bad.read_text())
+    assert rep["mismatches"] > 0 and not rep["ok"]
+    fm = rep["first_mismatch"]
+    assert fm["expected"] != fm["observed"]
+    out = capsys.readouterr().out
+    assert "FAIL" in out and f"waveform: {rep['waveform']}" in out
+    assert Path(rep["waveform"]).stat().st_size > 0
+
+
+def test_swapped_device_seeds_in_scoreboard_are_caught(digits_outdir):
+    ir = loads((digits_outdir / "ir.json").read_text())
+    seeds = device_seeds(0, ir.n_interfaces)
+    seeds[[0, ir.n_interfaces - 1]] = seeds[[ir.n_interfaces - 1, 0]]
+    rep = simrun.run_regression(digits_outdir, SIMS[0], images=3, samples=2, seed=0,
+                                progress=False, waves_on_mismatch=False, scoreboard_seeds=seeds)
+    assert rep["device_mismatches"] > 0 and not rep["ok"]
+    assert rep["first_device_mismatch"]["interface"] in (0, ir.n_interfaces - 1)
+
+
+def test_shards_merge_to_the_whole_run(digits_outdir, tmp_path):
+    sim = SIMS[-1]
+    whole = simrun.run_regression(digits_outdir, sim, images=5, samples=2, seed=1,
+                                  progress=False)
+    parts = [simrun.run_regression(digits_outdir, sim, images=5, samples=2, seed=1,
+                                   shard=(i, 2), progress=False) for i in range(2)]
+    merged = simrun.merge_reports(parts)
+    assert [p["image_range"] for p in parts] == [[0, 2], [2, 5]]
+    for k in ("images", "mc_samples", "mismatches", "device_mismatches"):
+        assert merged[k] == whole[k]
+    assert [s["drops"] for s in merged["sites"]] == [s["drops"] for s in whole["sites"]]
+    # the CLI merge of the shard reports gives the same counts
+    files = []
+    for i, p in enumerate(parts):
+        files.append(tmp_path / f"s{i}.json")
+        files[-1].write_text(json.dumps(p))
+    assert main(["sim", str(digits_outdir), "--merge", *map(str, files),
+                 "--json", str(tmp_path / "m.json")]) == 0
+    assert json.loads((tmp_path / "m.json").read_text())["mc_samples"] == 10
+
+
+def test_device_statistics_through_the_rtl(digits_outdir):
+    """Statistics level: the draws the RTL's pins produced (reset before every write, the
+    IR's pulse width and code) have each interface's realised rate and no correlation
+    between interfaces or consecutive samples (bounds in sim/stats.py)."""
+    rep = simrun.run_regression(digits_outdir, SIMS[-1], images=20, samples=32, seed=5,
+                                progress=False)
+    assert rep["ok"]
+    assert all(s["inside"] for s in rep["sites"]), rep["sites"]
+    ind = rep["independence"]
+    assert ind["draws"] == 640 and ind["rate_failures"] == 0
+    assert ind["max_pair_r"] < ind["pair_bound"] and ind["max_lag1_r"] < ind["lag1_bound"]
