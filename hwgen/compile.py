@@ -63,7 +63,7 @@ def check_masks(ir: IR, n: int, t: int, seed: int = CHECK_SEED) -> list[np.ndarr
 
 
 def _tool_versions() -> dict:
-    out = {"hwgen": __version__, "numpy": np.__version__, "torch": torch.__version__}
+    out = {"hwgen": __version__, "numpy": np.__version__, "torch": str(torch.__version__)}
     try:
         out["amaranth"] = version("amaranth")
     except PackageNotFoundError:
