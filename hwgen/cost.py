@@ -141,6 +141,10 @@ def cost(ir: core.IR, samples: int, lanes: int, measured: dict | None = None) ->
             totals[kind]["draws"] += d["draws"]
             totals[kind]["rng_pj"] += d["rng_pj"]
             totals[kind]["rng_pj_alt"] += m * samples * alt_pj
+        lc["energy_pj_per_inference"] = dict(
+            xbar_cells=e["xbar_cells"] * passes, xbar_adc=e["xbar_adc"] * passes,
+            periphery=e["periphery"] * passes,
+            **{f"rng_{k}": lc["dropout"][k]["rng_pj"] for k in KINDS})
         layers.append(lc)
 
     compute_pj = common["xbar_cells_pj"] + common["xbar_adc_pj"] + common["periphery_pj"]
@@ -285,6 +289,12 @@ def render(rep: dict) -> str:
                 f"of windows x ceil(cols/lanes)); {meas}",
             f"cycles per image: prefix bound {c['prefix_bound']:,} + T x {c['bound_per_sample']:,} "
             f"= {c['bound_per_inference']:,}", ""]
+    out.append("energy per inference by layer (nJ): crossbar cells, ADC, periphery, RNG spatial, RNG element")
+    for l in rep["layers"]:
+        le = l["energy_pj_per_inference"]
+        out.append(f"{l['index']:>5} " + " ".join(f"{le[k] / 1e3:>10.3f}" for k in (
+            "xbar_cells", "xbar_adc", "periphery", "rng_spatial", "rng_element")))
+    out.append("")
     e = rep["energy_pj_per_inference"]
     out.append("energy per inference (nJ)        spatial      element")
     for label, key in (("RNG (reset+write+sense)", "rng"),):

@@ -121,6 +121,11 @@ def test_energy_is_table_figures_times_counts():
            + T * (16 * 16 * et.adc_pj(7) + 10 * et.adc_pj(7)))   # 72 and 64 rows -> 7 bits
     assert e["xbar_adc"] == pytest.approx(adc, rel=1e-12)
     assert e["periphery"] == pytest.approx((64 * 8 + T * 16 * 16) * fig["digital_add"], rel=1e-12)
+    for key in ("xbar_cells", "xbar_adc", "periphery", "rng_spatial", "rng_element"):
+        per_layer = [l["energy_pj_per_inference"][key] for l in rep["layers"]]
+        assert sum(per_layer) == pytest.approx(e[key], rel=1e-12)
+    assert rep["layers"][0]["energy_pj_per_inference"]["xbar_cells"] == pytest.approx(
+        22 * 22 * 8 * fig["xbar_cell_read"], rel=1e-12)
     for k in cm.KINDS:
         assert e[f"total_{k}"] == pytest.approx(e[f"rng_{k}"] + e["xbar_cells"] + e["xbar_adc"]
                                                 + e["periphery"], rel=1e-12)
