@@ -24,6 +24,8 @@ single-threaded.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from threadpoolctl import threadpool_limits
@@ -207,17 +209,18 @@ def _check_masks(ir: IR, n: int, masks, samples) -> tuple[list[np.ndarray], int]
 
 
 def run(ir: IR, bits: np.ndarray, masks=None, samples: int | None = None,
-        fast: bool = True) -> np.ndarray:
+        fast: bool = True, threads: int = 2) -> np.ndarray:
     """MC inference: class integers acc [N, T, classes] int32.
 
     bits: [N, C, H, W] uint8 image bits (see `binarize`); masks: one [N, T, n_groups]
-    uint8 keep array per site (T from the masks; `samples` when there are no sites).
+    uint8 keep array per site (T from the masks; `samples` when there are no sites);
+    threads: image chunks computed in parallel (the result does not depend on it).
     """
     with threadpool_limits(limits=1, user_api="blas"):
-        return _run(ir, np.asarray(bits, np.uint8), masks, samples, fast)
+        return _run(ir, np.asarray(bits, np.uint8), masks, samples, fast, threads)
 
 
-def _run(ir: IR, bits: np.ndarray, masks, samples, fast: bool) -> np.ndarray:
+def _run(ir: IR, bits: np.ndarray, masks, samples, fast: bool, threads: int) -> np.ndarray:
     n = bits.shape[0]
     if bits.shape[1:] != tuple(ir.in_shape):
         raise ValueError(f"image bits have shape {bits.shape[1:]}, expected {tuple(ir.in_shape)}")
@@ -229,7 +232,8 @@ def _run(ir: IR, bits: np.ndarray, masks, samples, fast: bool) -> np.ndarray:
         + 4 * t * first.out_channels * first.rows + 1
     step = max(1, min(n, (4 * _CHUNK_BYTES) // per_image))
     out = np.empty((n, t, ir.n_classes), np.int32)
-    for a in range(0, n, step):
+
+    def chunk(a: int) -> None:
         h = bits[a:a + step]
         nb = h.shape[0]
         for i in range(m0):                                       # deterministic prefix
@@ -245,13 +249,22 @@ def _run(ir: IR, bits: np.ndarray, masks, samples, fast: bool) -> np.ndarray:
             acc = layer_acc(first, np.repeat(h, t, axis=0), keep_rows(ir.sites[k0], keep))
         if m0 == last:
             out[a:a + nb] = acc.reshape(nb, t, -1).astype(np.int32)
-            continue
+            return
         h = pool_bits(layer_bits(first, acc), first.pool)
         for i in range(m0 + 1, len(ir.layers)):                  # per (image, sample)
             k = _site_index(ir, i)
             keep = None if k is None else masks[k][a:a + nb].reshape(nb * t, -1)
             h = run_layer(ir, i, h, keep)
         out[a:a + nb] = h.reshape(nb, t, -1)
+
+    starts = range(0, n, step)
+    if threads > 1 and len(starts) > 1:
+        # numpy releases the GIL in its loops and matmuls: chunks run in parallel
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(chunk, starts))
+    else:
+        for a in starts:
+            chunk(a)
     return out
 
 
