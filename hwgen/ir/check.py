@@ -27,9 +27,11 @@ import torch
 from . import interp
 from .core import IR
 
-__all__ = ["TIE_REL", "float_vs_int"]
+__all__ = ["TIE_REL", "TIE_DEFINITION", "float_vs_int"]
 
 TIE_REL = 2.0 ** -20
+TIE_DEFINITION = ("|y| <= 2**-20 * (|k|*(R*s + |mean|) + |bias|) [+ |k|*R**2*s*2**-24 if s != 1]; "
+                  "y float post-BN value, k = gain/sqrt(var+eps), R rows, s dropout input scale")
 
 
 def _tie_tol(model, i: int, rows: int, in_scale: float) -> np.ndarray:
@@ -111,7 +113,7 @@ def float_vs_int(model, ir: IR, images, masks, chunk: int = 16) -> dict:
     dis = sum(r["disagree"] for r in per)
     bad = sum(r["non_tie_disagree"] + r["acc_mismatch"] for r in per) + samples_bad
     return {
-        "images": n, "samples": t, "tie_rel": TIE_REL,
+        "images": n, "samples": t, "tie_rel": TIE_REL, "tie_definition": TIE_DEFINITION,
         "bits": bits, "bit_agreement": (bits - dis) / bits if bits else 1.0,
         "ties": ties, "tie_rate": ties / bits if bits else 0.0,
         "disagree": dis, "non_tie_disagree": bad,
