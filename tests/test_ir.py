@@ -84,6 +84,7 @@ BROKEN = {
     "exactly one of thresholds": lambda ir: _layers(ir, 0, sign=None, thresh=None),
     "not thresholded": lambda ir: _layers(ir, 3, sign=(1,) * 3, thresh=(0,) * 3),
     "logit affine": lambda ir: _layers(ir, 3, logit_bias=(0.0,)),
+    "both a batch": lambda ir: _layers(ir, 3, bn=initial_ir(random_net("c3,f3", (1, 3, 3))).layers[1].bn),
     "partition": lambda ir: _sites(ir, 0, n_groups=4),
     "one group per channel": lambda ir: _sites(ir, 0, n_groups=25, group_rows=5),
     "one group per row": lambda ir: _sites(ir, 0, kind="element"),

@@ -97,8 +97,8 @@ def _layer(ir: IR, i: int, l: Layer) -> None:
         _need(l.sign is None, f"{where}: the classifier is not thresholded")
         _need(l.pool == 1 and l.conv_shape[1:] == (1, 1), f"{where}: the classifier has one window")
         has_affine = l.logit_scale is not None or l.logit_bias is not None
-        _need(has_affine != (l.bn is not None), f"{where}: classifier needs exactly one of "
-              f"batch norm or logit affine")
+        _need(not (has_affine and l.bn is not None), f"{where}: classifier has both a batch "
+              f"norm and a logit affine")
         if has_affine:
             _need(_finite(l.logit_scale, o) and _finite(l.logit_bias, o),
                   f"{where}: logit affine must be {o} finite floats each")
