@@ -144,3 +144,12 @@ def test_compile_with_verilog_twice_is_byte_identical(tmp_path, capsys):
     a, b = _tree(tmp_path / "a"), _tree(tmp_path / "b")
     assert a == b and any(name.endswith(".v") for name in a)
     assert set(json.loads(a["manifest.json"])["files"]) == set(a) - {"manifest.json"}
+
+
+def test_unknown_dataset_checks_on_seeded_images(tmp_path, capsys):
+    path = tmp_path / "odd.pt"
+    save_model(path, random_net("c3k5,p2,f4", (2, 7, 9), "element", seed=1), {})
+    rc, err = _compile(capsys, path, "-o", tmp_path / "o", "--check-images", "8", "--no-verilog")
+    assert rc == 0, err
+    check = json.loads((tmp_path / "o" / "check.json").read_text())
+    assert check["ok"] and check["image_source"].startswith("uniform")
