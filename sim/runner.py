@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SIMULATORS", "TOPLEVEL", "sources_of", "build", "run_network", "RunFailed",
-           "ensure_verilator_on_path"]
+__all__ = ["SIMULATORS", "TOPLEVEL", "sources_of", "build", "run_bench", "run_network",
+           "RunFailed", "ensure_verilator_on_path"]
 
 log = logging.getLogger("hwgen.sim")
 
@@ -46,11 +46,11 @@ def ensure_verilator_on_path() -> None:
         os.environ["PATH"] = d + os.pathsep + os.environ.get("PATH", "")
 
 
-def sources_of(outdir) -> tuple[Path, Path | None]:
-    """(Verilog, Verilator waiver file or None) exported into outdir."""
+def sources_of(outdir, toplevel: str = TOPLEVEL) -> tuple[Path, Path | None]:
+    """(Verilog, Verilator waiver file or None) exported into outdir as <toplevel>.v/.vlt."""
     outdir = Path(outdir)
-    v = outdir / f"{TOPLEVEL}.v"
-    vlt = outdir / f"{TOPLEVEL}.vlt"
+    v = outdir / f"{toplevel}.v"
+    vlt = outdir / f"{toplevel}.vlt"
     return v, (vlt if vlt.is_file() else None)
 
 
@@ -90,15 +90,16 @@ def _tool_version(simulator: str) -> str:
     return v
 
 
-def build(outdir, simulator: str, build_root, waves: bool = False) -> Path:
-    """Build outdir's `hwgen_top` for `simulator` (cached); return the build directory."""
+def build(outdir, simulator: str, build_root, waves: bool = False,
+          toplevel: str = TOPLEVEL) -> Path:
+    """Build outdir's `toplevel` for `simulator` (cached); return the build directory."""
     from cocotb_tools.runner import VerilatorControlFile, get_runner
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator must be one of {SIMULATORS}, not {simulator!r}")
-    v, vlt = sources_of(outdir)
+    v, vlt = sources_of(outdir, toplevel)
     args = _verilator_args() if simulator == "verilator" else []
     key = _digest([v, vlt] if simulator == "verilator" else [v],
-                  f"{simulator} {waves} {args} {_tool_version(simulator)}")
+                  f"{simulator} {toplevel} {waves} {args} {_tool_version(simulator)}")
     bdir = Path(build_root) / f"{simulator}{'-waves' if waves else ''}-{key[:16]}"
     stamp = bdir / "hwgen-build.json"
     with _locked(Path(build_root) / f".{bdir.name}.lock"):
@@ -119,7 +120,7 @@ def build(outdir, simulator: str, build_root, waves: bool = False) -> Path:
             # acts as a command-line override.
             os.environ["MAKEFLAGS"] = f"{env_make or ''} CFG_CXXFLAGS_PCH_I=-include".strip()
         try:
-            runner.build(sources=sources, hdl_toplevel=TOPLEVEL, build_dir=bdir, always=True,
+            runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=bdir, always=True,
                          timescale=TIMESCALE, waves=waves, build_args=args,
                          log_file=bdir / "build.log")
         except (RuntimeError, SystemExit) as e:
@@ -144,6 +145,36 @@ def _poll(progress: Path, callback, stop: threading.Event):
         if n > last:
             callback(n - last)
             last = n
+
+
+def run_bench(test_module: str, toplevel: str, simulator: str, build_dir, run_dir,
+              config: dict) -> dict:
+    """Run the cocotb bench `test_module` (under sim/) on a built `toplevel`, handing it
+    `config` (plus 'result', the JSON file it must write) via $HWGEN_SIM_CONFIG; return
+    what it wrote."""
+    from cocotb_tools.runner import get_runner
+    run_dir = Path(run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    result, sim_log = run_dir / "result.json", run_dir / "sim.log"
+    result.unlink(missing_ok=True)
+    cfg = dict(config, result=str(result))
+    (run_dir / "config.json").write_text(json.dumps(cfg, indent=1, sort_keys=True) + "\n")
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    try:
+        get_runner(simulator).test(
+            test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
+            build_dir=build_dir, test_dir=run_dir, timescale=TIMESCALE, log_file=sim_log,
+            extra_env={"HWGEN_SIM_CONFIG": str(run_dir / "config.json")},
+            results_xml=str(run_dir / "results.xml"))
+    except (RuntimeError, SystemExit):
+        pass
+    if not result.is_file():
+        raise RunFailed(f"the bench wrote no result; see {sim_log}")
+    res = json.loads(result.read_text())
+    if "error" in res:
+        raise RunFailed(f"{simulator} bench failed: {res['error']} (log: {sim_log})")
+    return res
 
 
 def run_network(outdir, simulator: str, bits: np.ndarray, index: np.ndarray, samples: int,

@@ -30,7 +30,10 @@ def _run(stub, sim, tmp_path, n=12, t=5, first_draw=0, **kw):
                               bdir, tmp_path / "run", chunk=5, **kw)
 
 
-@pytest.mark.parametrize("sim", SIMS)
+# Only the plumbing is under test here, and a Verilator build costs a minute of CPU: the
+# fast suite runs the stub on Icarus (the real network runs on both, test_sim_network.py).
+@pytest.mark.parametrize("sim", [pytest.param(s, marks=pytest.mark.slow) if s == "verilator"
+                                 else s for s in SIMS])
 def test_stub_network_bit_exact(stub, sim, tmp_path):
     res = _run(stub, sim, tmp_path)
     assert (res["images"], res["samples"]) == (12, 60)

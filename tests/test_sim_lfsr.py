@@ -1,0 +1,84 @@
+"""LFSR level: the FPGA stand-in MTJs, as Verilog on both simulators, produce exactly the
+draws of their Python model (hwgen.hw.lfsr.LfsrMtjModel), including the writes that
+follow no reset (which must not switch)."""
+
+import shutil
+
+import numpy as np
+import pytest
+from amaranth import Module
+from amaranth.back import verilog
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from hwgen.device import MtjParams
+from hwgen.hw import lfsr
+from sim import runner
+from sim.stats import binom_interval
+
+SIMS = [s for s in runner.SIMULATORS
+        if shutil.which("iverilog" if s == "icarus" else "verilator")]
+N, DRAWS, CODE_W = 6, 300, 10
+
+
+class LfsrBank(wiring.Component):
+    """n LfsrMtj devices behind vector pins, as the FPGA flow wires them to hwgen_top."""
+
+    def __init__(self, seeds, codes, thresholds):
+        self.devs = [lfsr.LfsrMtj(s, {c: t}, CODE_W) for s, c, t in zip(seeds, codes, thresholds)]
+        n = len(self.devs)
+        super().__init__({"reset": In(n), "write": In(n), "code": In(n * CODE_W),
+                          "sense": Out(n)})
+
+    def elaborate(self, platform):
+        m = Module()
+        for i, d in enumerate(self.devs):
+            m.submodules[f"mtj{i}"] = d
+            m.d.comb += [d.reset.eq(self.reset[i]), d.write.eq(self.write[i]),
+                         d.code.eq(self.code[i * CODE_W:(i + 1) * CODE_W]),
+                         self.sense[i].eq(d.sense)]
+        return m
+
+
+@pytest.fixture(scope="session")
+def bank(tmp_path_factory):
+    prm = MtjParams()
+    codes = [prm.choose_code(p, 20.0)[0] for p in (0.1, 0.2, 0.3, 0.5, 0.7, 0.9)]
+    thr = [lfsr.threshold(prm, c, 20.0) for c in codes]
+    seeds = [0x1234567 * (i + 1) & 0xFFFFFFFF for i in range(N)]
+    d = tmp_path_factory.mktemp("lfsr")
+    top = LfsrBank(seeds, codes, thr)
+    (d / "lfsr_bank.v").write_text(verilog.convert(top, name="lfsr_bank", emit_src=False))
+    return d, seeds, codes, thr
+
+
+# A Verilator build costs a minute of CPU on a 2-core machine; the fast suite checks the
+# stand-in on Icarus, the slow suite on both.
+@pytest.mark.parametrize("sim", [pytest.param(s, marks=pytest.mark.slow) if s == "verilator"
+                                 else s for s in SIMS])
+def test_lfsr_stand_in_rtl_equals_model(bank, sim, tmp_path):
+    d, seeds, codes, thr = bank
+    resets = np.random.default_rng(1).random((DRAWS, N)) >= 0.1      # 10% writes unarmed
+    bdir = runner.build(d, sim, d / "build", toplevel="lfsr_bank")
+    res = runner.run_bench("sim.bench_lfsr", "lfsr_bank", sim, bdir, tmp_path / "run",
+                           {"n": N, "draws": DRAWS, "code_w": CODE_W, "codes": codes,
+                            "resets": resets.ravel().tolist(), "reset_cycles": 2,
+                            "write_cycles": 2})
+    rtl = np.array([[int(c) for c in s] for s in res["sense"]], bool)
+    model = lfsr.LfsrMtjModel(seeds, thr)
+    want = []
+    for k in range(DRAWS):
+        model.reset(resets[k])
+        model.write(np.ones(N, bool))
+        want.append(model.sense().astype(bool))
+    want = np.array(want)
+    assert rtl.shape == want.shape == (DRAWS, N)
+    assert (rtl == want).all(), np.argwhere(rtl != want)[:5]
+    # not degenerate: after a reset each device switches at its threshold's rate, and an
+    # unarmed write leaves the state as it was
+    for i in range(N):
+        k = int(want[resets[:, i], i].sum())
+        lo, hi = binom_interval(int(resets[:, i].sum()), thr[i] / 2 ** 16, 1 - 1e-3 / N)
+        assert lo <= k <= hi, (i, k, lo, hi)
+    held = ~resets[1:]
+    assert (want[1:][held] == want[:-1][held]).all()
