@@ -1,0 +1,40 @@
+"""Larger network regressions (marked slow: each is a Verilator build of a Fashion-MNIST
+sized design plus minutes of simulation on a 2-core machine). Run with
+`pytest -m slow tests/test_sim_slow.py`. Models have seeded random weights (see
+test_sim_network.random_model); `hwgen sim` on a trained model is the same check."""
+
+import shutil
+
+import pytest
+
+from hwgen import simrun
+from hwgen.compile import compile_model
+from hwgen.model.train import DEFAULTS
+from sim import runner
+from test_sim_network import random_model
+
+pytestmark = pytest.mark.slow
+SIMS = [s for s in runner.SIMULATORS
+        if shutil.which("iverilog" if s == "icarus" else "verilator")]
+FASHION = DEFAULTS["fashion-mnist"].arch
+
+
+@pytest.mark.parametrize("dropout,tile", [("spatial", "128x128"), ("element", "128x128"),
+                                          ("spatial", "48x40")])
+def test_fashion_network_bit_exact(tmp_path, dropout, tile):
+    model = random_model(tmp_path / "m.pt", FASHION, "fashion-mnist", (1, 28, 28), dropout)
+    compile_model(model, tmp_path / "out", tile=tile, n_check=8)
+    rep = simrun.run_regression(tmp_path / "out", SIMS[-1], images=8, samples=16, seed=2,
+                                progress=False)
+    assert rep["mc_samples"] == 128 and rep["ok"], rep
+    assert all(s["inside"] for s in rep["sites"])
+
+
+@pytest.mark.parametrize("sim", SIMS)
+def test_digits_network_longer(tmp_path, sim):
+    model = random_model(tmp_path / "m.pt", DEFAULTS["digits"].arch, seed=4)
+    compile_model(model, tmp_path / "out", n_check=8)
+    rep = simrun.run_regression(tmp_path / "out", sim, images=50, samples=16, seed=9,
+                                progress=False)
+    assert rep["mc_samples"] == 800 and rep["ok"], rep
+    assert rep["independence"]["ok"] and all(s["inside"] for s in rep["sites"])
