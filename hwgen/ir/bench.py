@@ -84,7 +84,7 @@ def run(args) -> int:
           f"({r['images']} images x {r['samples']} samples, {r['spec']}, {r['dropout']}; "
           f"class integers equal on {r['sample_agreement']:.4f} of samples)")
     text = json.dumps(r, sort_keys=True, indent=1) + "\n"
-    print(text, end="")
     if args.json:
         write_text(args.json, text)
+    print(text, end="")
     return 0

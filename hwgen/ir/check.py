@@ -85,13 +85,15 @@ def float_vs_int(model, ir: IR, images, masks, chunk: int = 16) -> dict:
             else:
                 rk = None if site is None else interp.keep_rows(site, keep[ir.sites.index(site)])
                 acc = interp.layer_acc(layer, h, rk)
-            fa = trace[i]["acc"].double().numpy().reshape(acc.shape)
-            per[i]["acc_mismatch"] += int((np.rint(fa / in_scales[i]) != acc).sum())
+            fa = trace[i]["acc"].numpy().reshape(acc.shape)       # float32
+            if in_scales[i] != 1.0:
+                fa = np.rint(fa / np.float64(in_scales[i]))
+            per[i]["acc_mismatch"] += int((fa != acc).sum())
             if i == last:
                 continue
-            y = trace[i]["y"].double().numpy().reshape(acc.shape)
+            y = trace[i]["y"].numpy().reshape(acc.shape)          # float32
             ib = interp.layer_bits(layer, acc)
-            tie = np.abs(y) <= tols[i][None, :, None, None]
+            tie = np.abs(y) <= tols[i].astype(np.float32)[None, :, None, None]
             dis = ib != (y >= 0)
             per[i]["bits"] += ib.size
             per[i]["disagree"] += int(dis.sum())
