@@ -4,6 +4,8 @@ unchanged (tests/test_passes.py checks that on random networks)."""
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -16,6 +18,8 @@ from .tile import parse_tile, tile
 
 __all__ = ["PassConfig", "PIPELINE", "run_pipeline", "parse_tile", "fold_batchnorm", "fold_thresholds",
            "pack_weights", "number_interfaces", "choose_mtj_codes", "tile"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,8 +45,10 @@ def run_pipeline(ir: IR, cfg: PassConfig = PassConfig(), on_pass=None) -> IR:
     on_pass(name, ir) is called after each pass (tests use it to check every stage)."""
     verify(ir)
     for p in PIPELINE:
+        t0 = time.perf_counter()
         ir = p(ir, cfg)
         verify(ir)
+        log.debug("pass %s: %.3f s (with verify)", p.__name__, time.perf_counter() - t0)
         if on_pass is not None:
             on_pass(p.__name__, ir)
     return ir
