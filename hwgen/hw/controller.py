@@ -101,6 +101,10 @@ class TileController(wiring.Component):
         Requested columns per cycle (see `layer_plan_hw`).
     acc_w : int
         Classifier only: width of each class sum on `out`.
+    bit_writes : bool
+        Honour each bit of `wr.en` (the image loader writes one bit at a time). Otherwise
+        a write stores the whole word when any `wr.en` bit is set: one enable per port
+        keeps the transparent read ports small.
 
     Ports
     -----
@@ -112,8 +116,9 @@ class TileController(wiring.Component):
     sample : In(16), out : Out(stream of {sample, acc[O]})   (classifier)
     """
 
-    def __init__(self, layer: Layer, site: Site | None, lanes: int, *, acc_w: int | None = None):
-        self.layer, self.site = layer, site
+    def __init__(self, layer: Layer, site: Site | None, lanes: int, *, acc_w: int | None = None,
+                 bit_writes: bool = False):
+        self.layer, self.site, self.bit_writes = layer, site, bit_writes
         plan = layer_plan_hw(layer, lanes)
         self.beats, self.lanes = plan["beats"], plan["lanes"]
         c, h, w = layer.in_shape
@@ -169,9 +174,9 @@ class TileController(wiring.Component):
 
         # -- input activation buffer ----------------------------------------------------
         m.submodules.act = act = memory.Memory(shape=unsigned(c), depth=self.depth, init=[])
-        wport = act.write_port(granularity=1)
+        wport = act.write_port(granularity=1 if self.bit_writes else None)
         m.d.comb += [wport.addr.eq(self.wr.addr), wport.data.eq(self.wr.data),
-                     wport.en.eq(self.wr.en)]
+                     wport.en.eq(self.wr.en if self.bit_writes else self.wr.en.any())]
         rports = [act.read_port(transparent_for=(wport,)) for _ in range(kh * kw)]
 
         # -- window walk (the next window to fetch) --------------------------------------
@@ -195,7 +200,7 @@ class TileController(wiring.Component):
         aw = (self.depth - 1).bit_length()
         base = Signal(aw)
         m.d.comb += base.eq(oy * w + ox)
-        pad_now = []
+        pad_now, never_pad = [], []
         for ky in range(kh):
             for kx in range(kw):
                 # input position (oy + ky - ph, ox + kx - pw) lies in the map: only the
@@ -212,6 +217,7 @@ class TileController(wiring.Component):
                     ok = ok & cnd
                 m.d.comb += okv.eq(ok)
                 pad_now.append(okv)
+                never_pad.append(not conds)
                 port = rports[ky * kw + kx]
                 off = (ky - ph) * w + (kx - pw)
                 if oh * ow == 1 and not (ph or pw):
@@ -245,9 +251,13 @@ class TileController(wiring.Component):
             for p in range(kh * kw):
                 i = ch * kh * kw + p
                 m.d.comb += xbits[i].eq(rports[p].data[ch])
-                g = b_pad[p]
+                # a kernel position that no window can push off the map needs no gate bit
+                g = None if never_pad[p] else b_pad[p]
                 if site is not None:
-                    g = g & self.keep[i // site.group_rows]
+                    k = self.keep[i // site.group_rows]
+                    g = k if g is None else g & k
+                if g is None:
+                    g = Const(1, 1)
                 m.d.comb += gbits[i].eq(g)
 
         # -- tiles ------------------------------------------------------------------------

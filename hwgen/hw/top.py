@@ -82,7 +82,8 @@ class NetworkTop(wiring.Component):
         ctrls = []
         for i, layer in enumerate(ir.layers):
             ctl = TileController(layer, ir.site_of(i), self.lanes,
-                                 acc_w=p["ACC_W"] if layer.is_classifier else None)
+                                 acc_w=p["ACC_W"] if layer.is_classifier else None,
+                                 bit_writes=i == 0)
             m.submodules[f"layer{i}"] = ctl
             ctrls.append(ctl)
         self.controllers = ctrls                       # for testbenches (cycle counts)

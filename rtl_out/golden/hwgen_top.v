@@ -222,12 +222,12 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
     .keep(\keep$42 [2:0]),
     .next__addr(\wr__addr$22 ),
     .next__en(\wr__en$26 ),
-    .\port$972$2 (\$48 ),
+    .\port$935$2 (\$48 ),
     .rst(rst),
     .start(go),
     .wport__addr(wr__addr),
     .wport__data(wr__data),
-    .wport__en(wr__en)
+    .wr__en(wr__en)
   );
   \hwgen_top.layer2  layer2 (
     .clk(clk),
@@ -236,13 +236,13 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
     .out__payload(out__payload),
     .out__ready(out__ready),
     .out__valid(out__valid),
-    .\port$956$0 (\$47 ),
-    .\port$972$2 (\$48 ),
+    .\port$919$0 (\$47 ),
+    .\port$935$2 (\$48 ),
     .rst(rst),
     .sample(\$20 [15:0]),
     .start(\start$55 ),
     .wport__addr(\wr__addr$22 ),
-    .wport__en(\wr__en$26 )
+    .wr__en(\wr__en$26 )
   );
   \hwgen_top.rng  rng (
     .clk(clk),
@@ -1074,7 +1074,7 @@ module \hwgen_top.layer0 (rst, wport__en, start, pooled, next__en, done, wport__
   assign gbits[7] = b_pad[7];
   assign gbits[6] = b_pad[6];
   assign gbits[5] = b_pad[5];
-  assign gbits[4] = b_pad[4];
+  assign gbits[4] = 1'h1;
   assign gbits[3] = b_pad[3];
   assign gbits[2] = b_pad[2];
   assign gbits[1] = b_pad[1];
@@ -1344,7 +1344,7 @@ module \hwgen_top.layer0.tile_r0_c0 (rst, beat__valid, req__ready, req__payload,
   assign \$33  = beat__valid;
 endmodule
 
-module \hwgen_top.layer1 (rst, start, wport__data, wport__en, next__en, done, wport__addr, bits_c0, \port$972$2 , next__addr, keep, clk);
+module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, wport__addr, bits_c0, \port$935$2 , next__addr, keep, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire \$1 ;
   wire [2:0] \$10 ;
@@ -1357,12 +1357,12 @@ module \hwgen_top.layer1 (rst, start, wport__data, wport__en, next__en, done, wp
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
-  wire \$109 ;
+  wire [3:0] \$109 ;
   wire [3:0] \$11 ;
-  wire \$110 ;
+  wire [4:0] \$110 ;
   wire \$111 ;
-  wire [3:0] \$112 ;
-  wire [4:0] \$113 ;
+  wire \$112 ;
+  wire \$113 ;
   wire \$114 ;
   wire \$115 ;
   wire \$116 ;
@@ -1374,29 +1374,26 @@ module \hwgen_top.layer1 (rst, start, wport__data, wport__en, next__en, done, wp
   wire \$121 ;
   wire \$122 ;
   wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
+  wire [2:0] \$124 ;
+  wire [2:0] \$125 ;
   wire \$126 ;
-  wire [2:0] \$127 ;
-  wire [2:0] \$128 ;
+  wire \$127 ;
+  wire \$128 ;
   wire \$129 ;
   wire \$13 ;
   wire \$130 ;
   wire \$131 ;
   wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire [2:0] \$136 ;
-  wire [2:0] \$137 ;
+  wire [2:0] \$133 ;
+  wire [2:0] \$134 ;
+  reg \$135 ;
+  reg [8:0] \$136 ;
+  reg [6:0] \$137 ;
   reg \$138 ;
-  reg [8:0] \$139 ;
+  reg [1:0] \$139 ;
   wire [2:0] \$14 ;
-  reg [6:0] \$140 ;
-  reg \$141 ;
-  reg [1:0] \$142 ;
-  reg [1:0] \$143 ;
-  reg [3:0] \$144 ;
+  reg [1:0] \$140 ;
+  reg [3:0] \$141 ;
   wire [3:0] \$15 ;
   wire \$16 ;
   wire [4:0] \$17 ;
@@ -1472,11 +1469,11 @@ module \hwgen_top.layer1 (rst, start, wport__data, wport__en, next__en, done, wp
   wire \$80 ;
   wire \$81 ;
   wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
+  wire [6:0] \$83 ;
+  wire [6:0] \$84 ;
   wire \$85 ;
-  wire [6:0] \$86 ;
-  wire [6:0] \$87 ;
+  wire \$86 ;
+  wire \$87 ;
   wire \$88 ;
   wire \$89 ;
   wire [6:0] \$9 ;
@@ -1577,8 +1574,8 @@ module \hwgen_top.layer1 (rst, start, wport__data, wport__en, next__en, done, wp
   wire ok_2_1;
   wire ok_2_2;
   wire [3:0] pooled;
-  output [1:0] \port$972$2 ;
-  wire [1:0] \port$972$2 ;
+  output [1:0] \port$935$2 ;
+  wire [1:0] \port$935$2 ;
   reg [1:0] px = 2'h0;
   reg [1:0] py = 2'h0;
   wire rd__addr;
@@ -1611,10 +1608,10 @@ module \hwgen_top.layer1 (rst, start, wport__data, wport__en, next__en, done, wp
   wire [3:0] wport__addr;
   input [2:0] wport__data;
   wire [2:0] wport__data;
-  input [2:0] wport__en;
-  wire [2:0] wport__en;
+  wire wport__en;
   wire [3:0] wr__addr;
   wire [2:0] wr__data;
+  input [2:0] wr__en;
   wire [2:0] wr__en;
   wire [26:0] xbits;
   reg [2:0] act [8:0];
@@ -1630,12 +1627,8 @@ module \hwgen_top.layer1 (rst, start, wport__data, wport__en, next__en, done, wp
     act[8] = 3'h0;
   end
   always @(posedge clk) begin
-    if (wport__en[0])
-      act[wport__addr][0:0] <= wport__data[0];
-    if (wport__en[1])
-      act[wport__addr][1:1] <= wport__data[1];
-    if (wport__en[2])
-      act[wport__addr][2:2] <= wport__data[2];
+    if (wport__en)
+      act[wport__addr] <= wport__data;
   end
   reg [2:0] _0_;
   reg [2:0] _1_;
@@ -1649,84 +1642,48 @@ module \hwgen_top.layer1 (rst, start, wport__data, wport__en, next__en, done, wp
   always @(posedge clk) begin
     if (fetch) begin
       _0_ <= act[\$signature__addr$39 ];
-      if (wport__en[0] && \$signature__addr$39  == wport__addr)
-        _0_[0:0] <= wport__data[0];
-      if (wport__en[1] && \$signature__addr$39  == wport__addr)
-        _0_[1:1] <= wport__data[1];
-      if (wport__en[2] && \$signature__addr$39  == wport__addr)
-        _0_[2:2] <= wport__data[2];
+      if (wport__en && \$signature__addr$39  == wport__addr)
+        _0_ <= wport__data;
     end
     if (fetch) begin
       _1_ <= act[\$signature__addr$36 ];
-      if (wport__en[0] && \$signature__addr$36  == wport__addr)
-        _1_[0:0] <= wport__data[0];
-      if (wport__en[1] && \$signature__addr$36  == wport__addr)
-        _1_[1:1] <= wport__data[1];
-      if (wport__en[2] && \$signature__addr$36  == wport__addr)
-        _1_[2:2] <= wport__data[2];
+      if (wport__en && \$signature__addr$36  == wport__addr)
+        _1_ <= wport__data;
     end
     if (fetch) begin
       _2_ <= act[\$signature__addr$33 ];
-      if (wport__en[0] && \$signature__addr$33  == wport__addr)
-        _2_[0:0] <= wport__data[0];
-      if (wport__en[1] && \$signature__addr$33  == wport__addr)
-        _2_[1:1] <= wport__data[1];
-      if (wport__en[2] && \$signature__addr$33  == wport__addr)
-        _2_[2:2] <= wport__data[2];
+      if (wport__en && \$signature__addr$33  == wport__addr)
+        _2_ <= wport__data;
     end
     if (fetch) begin
       _3_ <= act[\$signature__addr$30 ];
-      if (wport__en[0] && \$signature__addr$30  == wport__addr)
-        _3_[0:0] <= wport__data[0];
-      if (wport__en[1] && \$signature__addr$30  == wport__addr)
-        _3_[1:1] <= wport__data[1];
-      if (wport__en[2] && \$signature__addr$30  == wport__addr)
-        _3_[2:2] <= wport__data[2];
+      if (wport__en && \$signature__addr$30  == wport__addr)
+        _3_ <= wport__data;
     end
     if (fetch) begin
       _4_ <= act[\$signature__addr$27 ];
-      if (wport__en[0] && \$signature__addr$27  == wport__addr)
-        _4_[0:0] <= wport__data[0];
-      if (wport__en[1] && \$signature__addr$27  == wport__addr)
-        _4_[1:1] <= wport__data[1];
-      if (wport__en[2] && \$signature__addr$27  == wport__addr)
-        _4_[2:2] <= wport__data[2];
+      if (wport__en && \$signature__addr$27  == wport__addr)
+        _4_ <= wport__data;
     end
     if (fetch) begin
       _5_ <= act[\$signature__addr$24 ];
-      if (wport__en[0] && \$signature__addr$24  == wport__addr)
-        _5_[0:0] <= wport__data[0];
-      if (wport__en[1] && \$signature__addr$24  == wport__addr)
-        _5_[1:1] <= wport__data[1];
-      if (wport__en[2] && \$signature__addr$24  == wport__addr)
-        _5_[2:2] <= wport__data[2];
+      if (wport__en && \$signature__addr$24  == wport__addr)
+        _5_ <= wport__data;
     end
     if (fetch) begin
       _6_ <= act[\$signature__addr$21 ];
-      if (wport__en[0] && \$signature__addr$21  == wport__addr)
-        _6_[0:0] <= wport__data[0];
-      if (wport__en[1] && \$signature__addr$21  == wport__addr)
-        _6_[1:1] <= wport__data[1];
-      if (wport__en[2] && \$signature__addr$21  == wport__addr)
-        _6_[2:2] <= wport__data[2];
+      if (wport__en && \$signature__addr$21  == wport__addr)
+        _6_ <= wport__data;
     end
     if (fetch) begin
       _7_ <= act[\$signature__addr$18 ];
-      if (wport__en[0] && \$signature__addr$18  == wport__addr)
-        _7_[0:0] <= wport__data[0];
-      if (wport__en[1] && \$signature__addr$18  == wport__addr)
-        _7_[1:1] <= wport__data[1];
-      if (wport__en[2] && \$signature__addr$18  == wport__addr)
-        _7_[2:2] <= wport__data[2];
+      if (wport__en && \$signature__addr$18  == wport__addr)
+        _7_ <= wport__data;
     end
     if (fetch) begin
       _8_ <= act[\$signature__addr ];
-      if (wport__en[0] && \$signature__addr  == wport__addr)
-        _8_[0:0] <= wport__data[0];
-      if (wport__en[1] && \$signature__addr  == wport__addr)
-        _8_[1:1] <= wport__data[1];
-      if (wport__en[2] && \$signature__addr  == wport__addr)
-        _8_[2:2] <= wport__data[2];
+      if (wport__en && \$signature__addr  == wport__addr)
+        _8_ <= wport__data;
     end
   end
   assign \$signature__data$53  = _0_;
@@ -1744,6 +1701,7 @@ module \hwgen_top.layer1 (rst, start, wport__data, wport__en, next__en, done, wp
     thresh[1] = 14'h02c5;
   end
   assign rd__data = thresh[beat__payload[12]];
+  assign wport__en = | wr__en;
   assign \$1  = start | running;
   assign \$2  = ~ b_valid;
   assign \$3  = \$2  | take;
@@ -1815,73 +1773,70 @@ module \hwgen_top.layer1 (rst, start, wport__data, wport__en, next__en, done, wp
   assign \$60  = b_pad[1] & keep[0];
   assign \$61  = b_pad[2] & keep[0];
   assign \$62  = b_pad[3] & keep[0];
-  assign \$63  = b_pad[4] & keep[0];
-  assign \$64  = b_pad[5] & keep[0];
-  assign \$65  = b_pad[6] & keep[0];
-  assign \$66  = b_pad[7] & keep[0];
-  assign \$67  = b_pad[8] & keep[0];
-  assign \$68  = b_pad[0] & keep[1];
-  assign \$69  = b_pad[1] & keep[1];
-  assign \$70  = b_pad[2] & keep[1];
-  assign \$71  = b_pad[3] & keep[1];
-  assign \$72  = b_pad[4] & keep[1];
-  assign \$73  = b_pad[5] & keep[1];
-  assign \$74  = b_pad[6] & keep[1];
-  assign \$75  = b_pad[7] & keep[1];
-  assign \$76  = b_pad[8] & keep[1];
-  assign \$77  = b_pad[0] & keep[2];
-  assign \$78  = b_pad[1] & keep[2];
-  assign \$79  = b_pad[2] & keep[2];
-  assign \$80  = b_pad[3] & keep[2];
-  assign \$81  = b_pad[4] & keep[2];
-  assign \$82  = b_pad[5] & keep[2];
-  assign \$83  = b_pad[6] & keep[2];
-  assign \$84  = b_pad[7] & keep[2];
-  assign \$85  = b_pad[8] & keep[2];
+  assign \$63  = b_pad[5] & keep[0];
+  assign \$64  = b_pad[6] & keep[0];
+  assign \$65  = b_pad[7] & keep[0];
+  assign \$66  = b_pad[8] & keep[0];
+  assign \$67  = b_pad[0] & keep[1];
+  assign \$68  = b_pad[1] & keep[1];
+  assign \$69  = b_pad[2] & keep[1];
+  assign \$70  = b_pad[3] & keep[1];
+  assign \$71  = b_pad[5] & keep[1];
+  assign \$72  = b_pad[6] & keep[1];
+  assign \$73  = b_pad[7] & keep[1];
+  assign \$74  = b_pad[8] & keep[1];
+  assign \$75  = b_pad[0] & keep[2];
+  assign \$76  = b_pad[1] & keep[2];
+  assign \$77  = b_pad[2] & keep[2];
+  assign \$78  = b_pad[3] & keep[2];
+  assign \$79  = b_pad[5] & keep[2];
+  assign \$80  = b_pad[6] & keep[2];
+  assign \$81  = b_pad[7] & keep[2];
+  assign \$82  = b_pad[8] & keep[2];
   assign take = b_valid & req__ready;
-  assign \$86  = $signed({ \$hwgen_sx1 [5], \$hwgen_sx1  }) + $signed({ \$hwgen_sx2 [4], \$hwgen_sx2 [4], \$hwgen_sx2  });
-  assign \$87  = $signed({ \$hwgen_sx3 [5], \$hwgen_sx3  }) + $signed({ \$hwgen_sx4 [4], \$hwgen_sx4 [4], \$hwgen_sx4  });
-  assign \$88  = $signed(\$86 [5:0]) <= $signed(rd__data[5:0]);
-  assign \$89  = $signed(\$86 [5:0]) >= $signed(rd__data[5:0]);
-  assign \$90  = rd__data[6] ? \$88  : \$89 ;
-  assign \$91  = $signed(\$87 [5:0]) <= $signed(rd__data[12:7]);
-  assign \$92  = $signed(\$87 [5:0]) >= $signed(rd__data[12:7]);
-  assign \$93  = rd__data[13] ? \$91  : \$92 ;
-  assign \$94  = got & beat__payload[13];
-  assign \$95  = \$94  & beat__payload[15];
-  assign next__en = \$95  ? 4'hf : 4'h0;
-  assign \$96  = got & beat__payload[13];
-  assign done = \$96  & beat__payload[16];
-  assign \$108  = py == 2'h2;
-  assign \$110  = px == 2'h2;
-  assign \$111  = \$109  & \$110 ;
-  assign \$112  = { 2'h0, py } * 4'h3;
-  assign \$113  = { 1'h0, \$112  } + { 3'h0, px };
-  assign \$117  = py == 2'h2;
-  assign \$119  = px == 2'h2;
-  assign \$120  = \$118  & \$119 ;
-  assign \$121  = ~ \$120 ;
-  assign \$126  = px == 2'h2;
-  assign \$127  = { 1'h0, px } + 3'h1;
-  assign \$128  = \$126  ? 3'h0 : \$127 ;
-  assign \$133  = px == 2'h2;
-  assign \$135  = py == 2'h2;
-  assign \$136  = { 1'h0, py } + 3'h1;
-  assign \$137  = \$135  ? 3'h0 : \$136 ;
+  assign \$83  = $signed({ \$hwgen_sx1 [5], \$hwgen_sx1  }) + $signed({ \$hwgen_sx2 [4], \$hwgen_sx2 [4], \$hwgen_sx2  });
+  assign \$84  = $signed({ \$hwgen_sx3 [5], \$hwgen_sx3  }) + $signed({ \$hwgen_sx4 [4], \$hwgen_sx4 [4], \$hwgen_sx4  });
+  assign \$85  = $signed(\$83 [5:0]) <= $signed(rd__data[5:0]);
+  assign \$86  = $signed(\$83 [5:0]) >= $signed(rd__data[5:0]);
+  assign \$87  = rd__data[6] ? \$85  : \$86 ;
+  assign \$88  = $signed(\$84 [5:0]) <= $signed(rd__data[12:7]);
+  assign \$89  = $signed(\$84 [5:0]) >= $signed(rd__data[12:7]);
+  assign \$90  = rd__data[13] ? \$88  : \$89 ;
+  assign \$91  = got & beat__payload[13];
+  assign \$92  = \$91  & beat__payload[15];
+  assign next__en = \$92  ? 4'hf : 4'h0;
+  assign \$93  = got & beat__payload[13];
+  assign done = \$93  & beat__payload[16];
+  assign \$105  = py == 2'h2;
+  assign \$107  = px == 2'h2;
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = { 2'h0, py } * 4'h3;
+  assign \$110  = { 1'h0, \$109  } + { 3'h0, px };
+  assign \$114  = py == 2'h2;
+  assign \$116  = px == 2'h2;
+  assign \$117  = \$115  & \$116 ;
+  assign \$118  = ~ \$117 ;
+  assign \$123  = px == 2'h2;
+  assign \$124  = { 1'h0, px } + 3'h1;
+  assign \$125  = \$123  ? 3'h0 : \$124 ;
+  assign \$130  = px == 2'h2;
+  assign \$132  = py == 2'h2;
+  assign \$133  = { 1'h0, py } + 3'h1;
+  assign \$134  = \$132  ? 3'h0 : \$133 ;
   always @(posedge clk)
-    b_valid <= \$138 ;
+    b_valid <= \$135 ;
   always @(posedge clk)
-    b_pad <= \$139 ;
+    b_pad <= \$136 ;
   always @(posedge clk)
-    b_tag <= \$140 ;
+    b_tag <= \$137 ;
   always @(posedge clk)
-    running <= \$141 ;
+    running <= \$138 ;
   always @(posedge clk)
-    px <= \$142 ;
+    px <= \$139 ;
   always @(posedge clk)
-    py <= \$143 ;
+    py <= \$140 ;
   always @(posedge clk)
-    sr_c0 <= \$144 ;
+    sr_c0 <= \$141 ;
   \hwgen_top.layer1.tile_r0_c0  tile_r0_c0 (
     .beat__payload(beat__payload),
     .beat__valid(beat__valid),
@@ -1900,11 +1855,44 @@ module \hwgen_top.layer1 (rst, start, wport__data, wport__en, next__en, done, wp
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$138  = b_valid;
+    \$135  = b_valid;
     if (fetch) begin
-      \$138  = 1'h1;
+      \$135  = 1'h1;
     end else if (take) begin
-      \$138  = 1'h0;
+      \$135  = 1'h0;
+    end
+    if (rst) begin
+      \$135  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$136  = b_pad;
+    if (fetch) begin
+      \$136  = { ok_2_2, ok_2_1, ok_2_0, ok_1_2, 1'h1, ok_1_0, ok_0_2, ok_0_1, ok_0_0 };
+    end
+    if (rst) begin
+      \$136  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$137  = b_tag;
+    if (fetch) begin
+      \$137 [0] = \$98 ;
+      \$137 [1] = \$101 ;
+      \$137 [2] = \$108 ;
+      \$137 [6:3] = \$110 [3:0];
+    end
+    if (rst) begin
+      \$137  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$138  = running;
+    if (fetch) begin
+      \$138  = \$118 ;
     end
     if (rst) begin
       \$138  = 1'h0;
@@ -1912,69 +1900,36 @@ module \hwgen_top.layer1 (rst, start, wport__data, wport__en, next__en, done, wp
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$139  = b_pad;
+    \$139  = px;
     if (fetch) begin
-      \$139  = { ok_2_2, ok_2_1, ok_2_0, ok_1_2, 1'h1, ok_1_0, ok_0_2, ok_0_1, ok_0_0 };
-    end
-    if (rst) begin
-      \$139  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$140  = b_tag;
-    if (fetch) begin
-      \$140 [0] = \$101 ;
-      \$140 [1] = \$104 ;
-      \$140 [2] = \$111 ;
-      \$140 [6:3] = \$113 [3:0];
-    end
-    if (rst) begin
-      \$140  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$141  = running;
-    if (fetch) begin
-      \$141  = \$121 ;
-    end
-    if (rst) begin
-      \$141  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$142  = px;
-    if (fetch) begin
-      if (\$125 ) begin
-        \$142  = \$128 [1:0];
+      if (\$122 ) begin
+        \$139  = \$125 [1:0];
       end
     end
     if (rst) begin
-      \$142  = 2'h0;
+      \$139  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$143  = py;
+    \$140  = py;
     if (fetch) begin
-      if (\$134 ) begin
-        \$143  = \$137 [1:0];
+      if (\$131 ) begin
+        \$140  = \$134 [1:0];
       end
     end
     if (rst) begin
-      \$143  = 2'h0;
+      \$140  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$144  = sr_c0;
+    \$141  = sr_c0;
     if (got) begin
-      \$144  = { bits_c0, sr_c0[3:2] };
+      \$141  = { bits_c0, sr_c0[3:2] };
     end
     if (rst) begin
-      \$144  = 4'h0;
+      \$141  = 4'h0;
     end
   end
   assign \$hwgen_sx1  = beat__payload[5:0];
@@ -1983,7 +1938,6 @@ module \hwgen_top.layer1 (rst, start, wport__data, wport__en, next__en, done, wp
   assign \$hwgen_sx4  = \beat__payload$68 [9:5];
   assign wr__addr = wport__addr;
   assign wr__data = wport__data;
-  assign wr__en = wport__en;
   assign base = \$9 [3:0];
   assign \$signature__en  = fetch;
   assign \$signature__en$19  = fetch;
@@ -2001,13 +1955,13 @@ module \hwgen_top.layer1 (rst, start, wport__data, wport__en, next__en, done, wp
   assign beat__ready = 1'h1;
   assign sink_ready = 1'h1;
   assign \beat__ready$64  = 1'h1;
-  assign sum_c0_l0 = \$86 [5:0];
-  assign sum_c0_l1 = \$87 [5:0];
+  assign sum_c0_l0 = \$83 [5:0];
+  assign sum_c0_l1 = \$84 [5:0];
   assign rd__addr = beat__payload[12];
   assign winbits = { bits_c0, sr_c0[3:2] };
   assign pooled = { bits_c0, sr_c0[3:2] };
   assign next__data = { bits_c0, sr_c0[3:2] };
-  assign \port$972$2  = sr_c0[3:2];
+  assign \port$935$2  = sr_c0[3:2];
   assign next__addr = beat__payload[20:17];
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
@@ -2035,37 +1989,37 @@ module \hwgen_top.layer1 (rst, start, wport__data, wport__en, next__en, done, wp
   assign \beat__payload$68.index  = \beat__payload$68 [10];
   assign \beat__payload$68.last  = \beat__payload$68 [11];
   assign \beat__payload$68.tag  = \beat__payload$68 [18:12];
-  assign bits_c0[1] = \$93 ;
-  assign bits_c0[0] = \$90 ;
+  assign bits_c0[1] = \$90 ;
+  assign bits_c0[0] = \$87 ;
   assign \req__payload$58 [28:22] = b_tag;
   assign \req__payload$58 [21:11] = gbits[26:16];
   assign \req__payload$58 [10:0] = xbits[26:16];
   assign req__payload[38:32] = b_tag;
   assign req__payload[31:16] = gbits[15:0];
   assign req__payload[15:0] = xbits[15:0];
-  assign gbits[26] = \$85 ;
-  assign gbits[25] = \$84 ;
-  assign gbits[24] = \$83 ;
-  assign gbits[23] = \$82 ;
-  assign gbits[22] = \$81 ;
-  assign gbits[21] = \$80 ;
-  assign gbits[20] = \$79 ;
-  assign gbits[19] = \$78 ;
-  assign gbits[18] = \$77 ;
-  assign gbits[17] = \$76 ;
-  assign gbits[16] = \$75 ;
-  assign gbits[15] = \$74 ;
-  assign gbits[14] = \$73 ;
-  assign gbits[13] = \$72 ;
-  assign gbits[12] = \$71 ;
-  assign gbits[11] = \$70 ;
-  assign gbits[10] = \$69 ;
-  assign gbits[9] = \$68 ;
-  assign gbits[8] = \$67 ;
-  assign gbits[7] = \$66 ;
-  assign gbits[6] = \$65 ;
-  assign gbits[5] = \$64 ;
-  assign gbits[4] = \$63 ;
+  assign gbits[26] = \$82 ;
+  assign gbits[25] = \$81 ;
+  assign gbits[24] = \$80 ;
+  assign gbits[23] = \$79 ;
+  assign gbits[22] = keep[2];
+  assign gbits[21] = \$78 ;
+  assign gbits[20] = \$77 ;
+  assign gbits[19] = \$76 ;
+  assign gbits[18] = \$75 ;
+  assign gbits[17] = \$74 ;
+  assign gbits[16] = \$73 ;
+  assign gbits[15] = \$72 ;
+  assign gbits[14] = \$71 ;
+  assign gbits[13] = keep[1];
+  assign gbits[12] = \$70 ;
+  assign gbits[11] = \$69 ;
+  assign gbits[10] = \$68 ;
+  assign gbits[9] = \$67 ;
+  assign gbits[8] = \$66 ;
+  assign gbits[7] = \$65 ;
+  assign gbits[6] = \$64 ;
+  assign gbits[5] = \$63 ;
+  assign gbits[4] = keep[0];
   assign gbits[3] = \$62 ;
   assign gbits[2] = \$61 ;
   assign gbits[1] = \$60 ;
@@ -2107,31 +2061,31 @@ module \hwgen_top.layer1 (rst, start, wport__data, wport__en, next__en, done, wp
   assign ok_2_1 = \$49 ;
   assign \$54  = \$53 ;
   assign got = beat__valid;
-  assign \$97  = 1'h0;
+  assign \$94  = 1'h0;
+  assign \$95  = 1'h1;
+  assign \$96  = 1'h0;
+  assign \$97  = 1'h1;
   assign \$98  = 1'h1;
-  assign \$99  = 1'h0;
+  assign \$99  = 1'h1;
   assign \$100  = 1'h1;
   assign \$101  = 1'h1;
   assign \$102  = 1'h1;
   assign \$103  = 1'h1;
   assign \$104  = 1'h1;
-  assign \$105  = 1'h1;
-  assign \$106  = 1'h1;
-  assign \$107  = 1'h1;
-  assign \$109  = \$108 ;
-  assign \$114  = 1'h1;
-  assign \$115  = 1'h1;
-  assign \$116  = 1'h1;
-  assign \$118  = \$117 ;
+  assign \$106  = \$105 ;
+  assign \$111  = 1'h1;
+  assign \$112  = 1'h1;
+  assign \$113  = 1'h1;
+  assign \$115  = \$114 ;
+  assign \$119  = 1'h1;
+  assign \$120  = 1'h1;
+  assign \$121  = 1'h1;
   assign \$122  = 1'h1;
-  assign \$123  = 1'h1;
-  assign \$124  = 1'h1;
-  assign \$125  = 1'h1;
+  assign \$126  = 1'h1;
+  assign \$127  = 1'h1;
+  assign \$128  = 1'h1;
   assign \$129  = 1'h1;
-  assign \$130  = 1'h1;
-  assign \$131  = 1'h1;
-  assign \$132  = 1'h1;
-  assign \$134  = \$133 ;
+  assign \$131  = \$130 ;
 endmodule
 
 module \hwgen_top.layer1.tile_r0_c0 (rst, beat__valid, req__ready, req__payload, req__valid, beat__payload, clk);
@@ -2636,13 +2590,13 @@ module \hwgen_top.layer1.tile_r1_c0 (rst, req__payload, req__valid, beat__payloa
   assign \$39  = beat__valid;
 endmodule
 
-module \hwgen_top.layer2 (clk, rst, sample, wport__en, start, done, \port$956$0 , \port$972$2 , wport__addr, out__valid, out__payload, keep, out__ready);
+module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, \port$919$0 , \port$935$2 , wport__addr, out__valid, out__payload, keep, out__ready);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
+  wire [6:0] \$10 ;
+  wire [7:0] \$11 ;
+  wire [6:0] \$12 ;
+  wire [7:0] \$13 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
@@ -2662,8 +2616,8 @@ module \hwgen_top.layer2 (clk, rst, sample, wport__en, start, done, \port$956$0 
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
+  wire [1:0] \$31 ;
+  wire [2:0] \$32 ;
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
@@ -2675,53 +2629,17 @@ module \hwgen_top.layer2 (clk, rst, sample, wport__en, start, done, \port$956$0 
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire [6:0] \$46 ;
-  wire [7:0] \$47 ;
-  wire [6:0] \$48 ;
-  wire [7:0] \$49 ;
+  reg \$43 ;
+  reg [8:0] \$44 ;
+  reg [3:0] \$45 ;
+  reg \$46 ;
+  reg [27:0] \$47 ;
+  reg \$48 ;
+  reg [36:0] \$49 ;
   wire [2:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
   wire [4:0] \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire [1:0] \$67 ;
-  wire [2:0] \$68 ;
-  wire \$69 ;
   wire [1:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  reg \$79 ;
   wire [2:0] \$8 ;
-  reg [8:0] \$80 ;
-  reg [3:0] \$81 ;
-  reg \$82 ;
-  reg [27:0] \$83 ;
-  reg \$84 ;
-  reg [36:0] \$85 ;
   wire [5:0] \$9 ;
   wire [5:0] \$hwgen_sx10 ;
   wire [6:0] \$hwgen_sx11 ;
@@ -2741,6 +2659,7 @@ module \hwgen_top.layer2 (clk, rst, sample, wport__en, start, done, \port$956$0 
   wire [3:0] \$signature__addr$34 ;
   wire [3:0] \$signature__addr$37 ;
   wire [3:0] \$signature__data ;
+  wire [3:0] \$signature__data$43 ;
   wire [3:0] \$signature__data$44 ;
   wire [3:0] \$signature__data$45 ;
   wire [3:0] \$signature__data$46 ;
@@ -2748,7 +2667,6 @@ module \hwgen_top.layer2 (clk, rst, sample, wport__en, start, done, \port$956$0 
   wire [3:0] \$signature__data$48 ;
   wire [3:0] \$signature__data$49 ;
   wire [3:0] \$signature__data$50 ;
-  wire [3:0] \$signature__data$51 ;
   wire \$signature__en ;
   wire \$signature__en$17 ;
   wire \$signature__en$20 ;
@@ -2767,20 +2685,20 @@ module \hwgen_top.layer2 (clk, rst, sample, wport__en, start, done, \port$956$0 
   reg b_valid = 1'h0;
   wire [3:0] base;
   wire [17:0] beat__payload;
-  wire [17:0] \beat__payload$69 ;
-  wire [11:0] \beat__payload$69.acc ;
-  wire [5:0] \beat__payload$69.acc[0] ;
-  wire [5:0] \beat__payload$69.acc[1] ;
+  wire [17:0] \beat__payload$68 ;
+  wire [11:0] \beat__payload$68.acc ;
+  wire [5:0] \beat__payload$68.acc[0] ;
+  wire [5:0] \beat__payload$68.acc[1] ;
+  wire \beat__payload$68.index ;
+  wire \beat__payload$68.last ;
+  wire [3:0] \beat__payload$68.tag ;
+  wire [13:0] \beat__payload$69 ;
+  wire [7:0] \beat__payload$69.acc ;
+  wire [3:0] \beat__payload$69.acc[0] ;
+  wire [3:0] \beat__payload$69.acc[1] ;
   wire \beat__payload$69.index ;
   wire \beat__payload$69.last ;
   wire [3:0] \beat__payload$69.tag ;
-  wire [13:0] \beat__payload$70 ;
-  wire [7:0] \beat__payload$70.acc ;
-  wire [3:0] \beat__payload$70.acc[0] ;
-  wire [3:0] \beat__payload$70.acc[1] ;
-  wire \beat__payload$70.index ;
-  wire \beat__payload$70.last ;
-  wire [3:0] \beat__payload$70.tag ;
   wire [11:0] \beat__payload.acc ;
   wire [5:0] \beat__payload.acc[0] ;
   wire [5:0] \beat__payload.acc[1] ;
@@ -2788,8 +2706,8 @@ module \hwgen_top.layer2 (clk, rst, sample, wport__en, start, done, \port$956$0 
   wire \beat__payload.last ;
   wire [3:0] \beat__payload.tag ;
   wire beat__ready;
+  wire \beat__ready$63 ;
   wire \beat__ready$64 ;
-  wire \beat__ready$65 ;
   wire beat__valid;
   wire [3:0] btag;
   wire \btag.addr ;
@@ -2825,19 +2743,19 @@ module \hwgen_top.layer2 (clk, rst, sample, wport__en, start, done, \port$956$0 
   wire out__ready;
   output out__valid;
   reg out__valid = 1'h0;
-  input [1:0] \port$956$0 ;
-  wire [1:0] \port$956$0 ;
-  input [1:0] \port$972$2 ;
-  wire [1:0] \port$972$2 ;
+  input [1:0] \port$919$0 ;
+  wire [1:0] \port$919$0 ;
+  input [1:0] \port$935$2 ;
+  wire [1:0] \port$935$2 ;
   wire [35:0] req__payload;
-  wire [35:0] \req__payload$56 ;
-  wire [15:0] \req__payload$56.g ;
-  wire [3:0] \req__payload$56.tag ;
-  wire [15:0] \req__payload$56.x ;
-  wire [11:0] \req__payload$58 ;
-  wire [3:0] \req__payload$58.g ;
-  wire [3:0] \req__payload$58.tag ;
-  wire [3:0] \req__payload$58.x ;
+  wire [35:0] \req__payload$55 ;
+  wire [15:0] \req__payload$55.g ;
+  wire [3:0] \req__payload$55.tag ;
+  wire [15:0] \req__payload$55.x ;
+  wire [11:0] \req__payload$57 ;
+  wire [3:0] \req__payload$57.g ;
+  wire [3:0] \req__payload$57.tag ;
+  wire [3:0] \req__payload$57.x ;
   wire [15:0] \req__payload.g ;
   wire [3:0] \req__payload.tag ;
   wire [15:0] \req__payload.x ;
@@ -2845,9 +2763,9 @@ module \hwgen_top.layer2 (clk, rst, sample, wport__en, start, done, \port$956$0 
   (* init = 1'h0 *)
   wire req__valid;
   (* init = 1'h0 *)
-  wire \req__valid$55 ;
+  wire \req__valid$54 ;
   (* init = 1'h0 *)
-  wire \req__valid$57 ;
+  wire \req__valid$56 ;
   input rst;
   wire rst;
   reg running = 1'h0;
@@ -2863,10 +2781,10 @@ module \hwgen_top.layer2 (clk, rst, sample, wport__en, start, done, \port$956$0 
   input [3:0] wport__addr;
   wire [3:0] wport__addr;
   wire [3:0] wport__data;
-  input [3:0] wport__en;
-  wire [3:0] wport__en;
+  wire wport__en;
   wire [3:0] wr__addr;
   wire [3:0] wr__data;
+  input [3:0] wr__en;
   wire [3:0] wr__en;
   wire [35:0] xbits;
   reg [3:0] act [8:0];
@@ -2882,14 +2800,8 @@ module \hwgen_top.layer2 (clk, rst, sample, wport__en, start, done, \port$956$0 
     act[8] = 4'h0;
   end
   always @(posedge clk) begin
-    if (wport__en[0])
-      act[wport__addr][0:0] <= \port$972$2 [0];
-    if (wport__en[1])
-      act[wport__addr][1:1] <= \port$972$2 [1];
-    if (wport__en[2])
-      act[wport__addr][2:2] <= \port$956$0 [0];
-    if (wport__en[3])
-      act[wport__addr][3:3] <= \port$956$0 [1];
+    if (wport__en)
+      act[wport__addr] <= { \port$919$0 , \port$935$2  };
   end
   reg [3:0] _0_;
   reg [3:0] _1_;
@@ -2903,179 +2815,90 @@ module \hwgen_top.layer2 (clk, rst, sample, wport__en, start, done, \port$956$0 
   always @(posedge clk) begin
     if (fetch) begin
       _0_ <= act[4'h8];
-      if (wport__en[0] && 4'h8 == wport__addr)
-        _0_[0:0] <= \port$972$2 [0];
-      if (wport__en[1] && 4'h8 == wport__addr)
-        _0_[1:1] <= \port$972$2 [1];
-      if (wport__en[2] && 4'h8 == wport__addr)
-        _0_[2:2] <= \port$956$0 [0];
-      if (wport__en[3] && 4'h8 == wport__addr)
-        _0_[3:3] <= \port$956$0 [1];
+      if (wport__en && 4'h8 == wport__addr)
+        _0_ <= { \port$919$0 , \port$935$2  };
     end
     if (fetch) begin
       _1_ <= act[4'h7];
-      if (wport__en[0] && 4'h7 == wport__addr)
-        _1_[0:0] <= \port$972$2 [0];
-      if (wport__en[1] && 4'h7 == wport__addr)
-        _1_[1:1] <= \port$972$2 [1];
-      if (wport__en[2] && 4'h7 == wport__addr)
-        _1_[2:2] <= \port$956$0 [0];
-      if (wport__en[3] && 4'h7 == wport__addr)
-        _1_[3:3] <= \port$956$0 [1];
+      if (wport__en && 4'h7 == wport__addr)
+        _1_ <= { \port$919$0 , \port$935$2  };
     end
     if (fetch) begin
       _2_ <= act[4'h6];
-      if (wport__en[0] && 4'h6 == wport__addr)
-        _2_[0:0] <= \port$972$2 [0];
-      if (wport__en[1] && 4'h6 == wport__addr)
-        _2_[1:1] <= \port$972$2 [1];
-      if (wport__en[2] && 4'h6 == wport__addr)
-        _2_[2:2] <= \port$956$0 [0];
-      if (wport__en[3] && 4'h6 == wport__addr)
-        _2_[3:3] <= \port$956$0 [1];
+      if (wport__en && 4'h6 == wport__addr)
+        _2_ <= { \port$919$0 , \port$935$2  };
     end
     if (fetch) begin
       _3_ <= act[4'h5];
-      if (wport__en[0] && 4'h5 == wport__addr)
-        _3_[0:0] <= \port$972$2 [0];
-      if (wport__en[1] && 4'h5 == wport__addr)
-        _3_[1:1] <= \port$972$2 [1];
-      if (wport__en[2] && 4'h5 == wport__addr)
-        _3_[2:2] <= \port$956$0 [0];
-      if (wport__en[3] && 4'h5 == wport__addr)
-        _3_[3:3] <= \port$956$0 [1];
+      if (wport__en && 4'h5 == wport__addr)
+        _3_ <= { \port$919$0 , \port$935$2  };
     end
     if (fetch) begin
       _4_ <= act[4'h4];
-      if (wport__en[0] && 4'h4 == wport__addr)
-        _4_[0:0] <= \port$972$2 [0];
-      if (wport__en[1] && 4'h4 == wport__addr)
-        _4_[1:1] <= \port$972$2 [1];
-      if (wport__en[2] && 4'h4 == wport__addr)
-        _4_[2:2] <= \port$956$0 [0];
-      if (wport__en[3] && 4'h4 == wport__addr)
-        _4_[3:3] <= \port$956$0 [1];
+      if (wport__en && 4'h4 == wport__addr)
+        _4_ <= { \port$919$0 , \port$935$2  };
     end
     if (fetch) begin
       _5_ <= act[4'h3];
-      if (wport__en[0] && 4'h3 == wport__addr)
-        _5_[0:0] <= \port$972$2 [0];
-      if (wport__en[1] && 4'h3 == wport__addr)
-        _5_[1:1] <= \port$972$2 [1];
-      if (wport__en[2] && 4'h3 == wport__addr)
-        _5_[2:2] <= \port$956$0 [0];
-      if (wport__en[3] && 4'h3 == wport__addr)
-        _5_[3:3] <= \port$956$0 [1];
+      if (wport__en && 4'h3 == wport__addr)
+        _5_ <= { \port$919$0 , \port$935$2  };
     end
     if (fetch) begin
       _6_ <= act[4'h2];
-      if (wport__en[0] && 4'h2 == wport__addr)
-        _6_[0:0] <= \port$972$2 [0];
-      if (wport__en[1] && 4'h2 == wport__addr)
-        _6_[1:1] <= \port$972$2 [1];
-      if (wport__en[2] && 4'h2 == wport__addr)
-        _6_[2:2] <= \port$956$0 [0];
-      if (wport__en[3] && 4'h2 == wport__addr)
-        _6_[3:3] <= \port$956$0 [1];
+      if (wport__en && 4'h2 == wport__addr)
+        _6_ <= { \port$919$0 , \port$935$2  };
     end
     if (fetch) begin
       _7_ <= act[4'h1];
-      if (wport__en[0] && 4'h1 == wport__addr)
-        _7_[0:0] <= \port$972$2 [0];
-      if (wport__en[1] && 4'h1 == wport__addr)
-        _7_[1:1] <= \port$972$2 [1];
-      if (wport__en[2] && 4'h1 == wport__addr)
-        _7_[2:2] <= \port$956$0 [0];
-      if (wport__en[3] && 4'h1 == wport__addr)
-        _7_[3:3] <= \port$956$0 [1];
+      if (wport__en && 4'h1 == wport__addr)
+        _7_ <= { \port$919$0 , \port$935$2  };
     end
     if (fetch) begin
       _8_ <= act[4'h0];
-      if (wport__en[0] && 4'h0 == wport__addr)
-        _8_[0:0] <= \port$972$2 [0];
-      if (wport__en[1] && 4'h0 == wport__addr)
-        _8_[1:1] <= \port$972$2 [1];
-      if (wport__en[2] && 4'h0 == wport__addr)
-        _8_[2:2] <= \port$956$0 [0];
-      if (wport__en[3] && 4'h0 == wport__addr)
-        _8_[3:3] <= \port$956$0 [1];
+      if (wport__en && 4'h0 == wport__addr)
+        _8_ <= { \port$919$0 , \port$935$2  };
     end
   end
-  assign \$signature__data$51  = _0_;
-  assign \$signature__data$50  = _1_;
-  assign \$signature__data$49  = _2_;
-  assign \$signature__data$48  = _3_;
-  assign \$signature__data$47  = _4_;
-  assign \$signature__data$46  = _5_;
-  assign \$signature__data$45  = _6_;
-  assign \$signature__data$44  = _7_;
+  assign \$signature__data$50  = _0_;
+  assign \$signature__data$49  = _1_;
+  assign \$signature__data$48  = _2_;
+  assign \$signature__data$47  = _3_;
+  assign \$signature__data$46  = _4_;
+  assign \$signature__data$45  = _5_;
+  assign \$signature__data$44  = _6_;
+  assign \$signature__data$43  = _7_;
   assign \$signature__data  = _8_;
-  assign \$14  = b_pad[4] & keep[0];
-  assign \$15  = b_pad[5] & keep[0];
-  assign \$16  = b_pad[6] & keep[0];
-  assign \$17  = b_pad[7] & keep[0];
-  assign \$18  = b_pad[8] & keep[0];
-  assign \$19  = b_pad[0] & keep[1];
-  assign \$20  = b_pad[1] & keep[1];
-  assign \$21  = b_pad[2] & keep[1];
-  assign \$22  = b_pad[3] & keep[1];
-  assign \$23  = b_pad[4] & keep[1];
-  assign \$24  = b_pad[5] & keep[1];
-  assign \$25  = b_pad[6] & keep[1];
-  assign \$26  = b_pad[7] & keep[1];
-  assign \$27  = b_pad[8] & keep[1];
-  assign \$28  = b_pad[0] & keep[2];
-  assign \$29  = b_pad[1] & keep[2];
-  assign \$30  = b_pad[2] & keep[2];
-  assign \$31  = b_pad[3] & keep[2];
-  assign \$32  = b_pad[4] & keep[2];
-  assign \$33  = b_pad[5] & keep[2];
-  assign \$34  = b_pad[6] & keep[2];
-  assign \$35  = b_pad[7] & keep[2];
-  assign \$36  = b_pad[8] & keep[2];
-  assign \$37  = b_pad[0] & keep[3];
-  assign \$38  = b_pad[1] & keep[3];
-  assign \$39  = b_pad[2] & keep[3];
-  assign \$40  = b_pad[3] & keep[3];
-  assign \$41  = b_pad[4] & keep[3];
-  assign \$42  = b_pad[5] & keep[3];
-  assign \$43  = b_pad[6] & keep[3];
-  assign \$44  = b_pad[7] & keep[3];
-  assign \$45  = b_pad[8] & keep[3];
-  assign take = b_valid & req__ready;
-  assign got = beat__valid & beat__ready;
-  assign \$46  = $signed({ \$hwgen_sx5 [5], \$hwgen_sx5  }) + $signed({ \$hwgen_sx6 [5], \$hwgen_sx6  });
-  assign \$47  = $signed({ \$hwgen_sx7 [6], \$hwgen_sx7  }) + $signed({ \$hwgen_sx8 [3], \$hwgen_sx8 [3], \$hwgen_sx8 [3], \$hwgen_sx8 [3], \$hwgen_sx8  });
-  assign \$48  = $signed({ \$hwgen_sx9 [5], \$hwgen_sx9  }) + $signed({ \$hwgen_sx10 [5], \$hwgen_sx10  });
-  assign \$49  = $signed({ \$hwgen_sx11 [6], \$hwgen_sx11  }) + $signed({ \$hwgen_sx12 [3], \$hwgen_sx12 [3], \$hwgen_sx12 [3], \$hwgen_sx12 [3], \$hwgen_sx12  });
-  assign \$50  = ~ out__valid;
-  assign beat__ready = \$50  | out__ready;
-  assign \$51  = got & beat__payload[13];
-  assign done = \$51  & beat__payload[16];
-  assign \$77  = out__valid & out__ready;
-  assign \$78  = got & beat__payload[13];
   always @(posedge clk)
-    b_valid <= \$79 ;
+    b_valid <= \$43 ;
   always @(posedge clk)
-    b_pad <= \$80 ;
+    b_pad <= \$44 ;
   always @(posedge clk)
-    b_tag <= \$81 ;
+    b_tag <= \$45 ;
   always @(posedge clk)
-    running <= \$82 ;
+    running <= \$46 ;
   always @(posedge clk)
-    sr_c0 <= \$83 ;
+    sr_c0 <= \$47 ;
   always @(posedge clk)
-    out__valid <= \$84 ;
+    out__valid <= \$48 ;
   always @(posedge clk)
-    out__payload <= \$85 ;
+    out__payload <= \$49 ;
+  assign wport__en = | wr__en;
   assign \$1  = start | running;
   assign \$2  = ~ b_valid;
   assign \$3  = \$2  | take;
   assign fetch = \$1  & \$3 ;
-  assign \$10  = b_pad[0] & keep[0];
-  assign \$11  = b_pad[1] & keep[0];
-  assign \$12  = b_pad[2] & keep[0];
-  assign \$13  = b_pad[3] & keep[0];
+  assign take = b_valid & req__ready;
+  assign got = beat__valid & beat__ready;
+  assign \$10  = $signed({ \$hwgen_sx5 [5], \$hwgen_sx5  }) + $signed({ \$hwgen_sx6 [5], \$hwgen_sx6  });
+  assign \$11  = $signed({ \$hwgen_sx7 [6], \$hwgen_sx7  }) + $signed({ \$hwgen_sx8 [3], \$hwgen_sx8 [3], \$hwgen_sx8 [3], \$hwgen_sx8 [3], \$hwgen_sx8  });
+  assign \$12  = $signed({ \$hwgen_sx9 [5], \$hwgen_sx9  }) + $signed({ \$hwgen_sx10 [5], \$hwgen_sx10  });
+  assign \$13  = $signed({ \$hwgen_sx11 [6], \$hwgen_sx11  }) + $signed({ \$hwgen_sx12 [3], \$hwgen_sx12 [3], \$hwgen_sx12 [3], \$hwgen_sx12 [3], \$hwgen_sx12  });
+  assign \$14  = ~ out__valid;
+  assign beat__ready = \$14  | out__ready;
+  assign \$15  = got & beat__payload[13];
+  assign done = \$15  & beat__payload[16];
+  assign \$41  = out__valid & out__ready;
+  assign \$42  = got & beat__payload[13];
   \hwgen_top.layer2.tile_r0_c0  tile_r0_c0 (
     .beat__payload(beat__payload),
     .beat__ready(beat__ready),
@@ -3087,114 +2910,113 @@ module \hwgen_top.layer2 (clk, rst, sample, wport__en, start, done, \port$956$0 
     .rst(rst)
   );
   \hwgen_top.layer2.tile_r1_c0  tile_r1_c0 (
-    .beat__payload(\beat__payload$69 ),
+    .beat__payload(\beat__payload$68 ),
     .beat__ready(beat__ready),
     .clk(clk),
-    .req__payload(\req__payload$56 ),
+    .req__payload(\req__payload$55 ),
     .req__valid(b_valid),
     .rst(rst)
   );
   \hwgen_top.layer2.tile_r2_c0  tile_r2_c0 (
-    .beat__payload(\beat__payload$70 ),
+    .beat__payload(\beat__payload$69 ),
     .beat__ready(beat__ready),
     .clk(clk),
-    .req__payload(\req__payload$58 ),
+    .req__payload(\req__payload$57 ),
     .req__valid(b_valid),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$79  = b_valid;
+    \$43  = b_valid;
     if (fetch) begin
-      \$79  = 1'h1;
+      \$43  = 1'h1;
     end else if (take) begin
-      \$79  = 1'h0;
+      \$43  = 1'h0;
     end
     if (rst) begin
-      \$79  = 1'h0;
+      \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$80  = b_pad;
+    \$44  = b_pad;
     if (fetch) begin
-      \$80  = 9'h1ff;
+      \$44  = 9'h1ff;
     end
     if (rst) begin
-      \$80  = 9'h000;
+      \$44  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$81  = b_tag;
+    \$45  = b_tag;
     if (fetch) begin
-      \$81 [0] = \$56 ;
-      \$81 [1] = \$59 ;
-      \$81 [2] = \$66 ;
-      \$81 [3] = \$68 [0];
+      \$45 [0] = \$20 ;
+      \$45 [1] = \$23 ;
+      \$45 [2] = \$30 ;
+      \$45 [3] = \$32 [0];
     end
     if (rst) begin
-      \$81  = 4'h0;
+      \$45  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$82  = running;
+    \$46  = running;
     if (fetch) begin
-      \$82  = \$76 ;
+      \$46  = \$40 ;
     end
     if (rst) begin
-      \$82  = 1'h0;
+      \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$83  = sr_c0;
+    \$47  = sr_c0;
     if (got) begin
-      \$83  = { \$49 [6:0], \$47 [6:0], sr_c0[27:14] };
+      \$47  = { \$13 [6:0], \$11 [6:0], sr_c0[27:14] };
     end
     if (rst) begin
-      \$83  = 28'h0000000;
+      \$47  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$84  = out__valid;
-    if (\$77 ) begin
-      \$84  = 1'h0;
+    \$48  = out__valid;
+    if (\$41 ) begin
+      \$48  = 1'h0;
     end
-    if (\$78 ) begin
-      \$84  = 1'h1;
+    if (\$42 ) begin
+      \$48  = 1'h1;
     end
     if (rst) begin
-      \$84  = 1'h0;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$85  = out__payload;
-    if (\$78 ) begin
-      \$85 [15:0] = sample;
-      \$85 [22:16] = sr_c0[20:14];
-      \$85 [29:23] = sr_c0[27:21];
-      \$85 [36:30] = \$47 [6:0];
+    \$49  = out__payload;
+    if (\$42 ) begin
+      \$49 [15:0] = sample;
+      \$49 [22:16] = sr_c0[20:14];
+      \$49 [29:23] = sr_c0[27:21];
+      \$49 [36:30] = \$11 [6:0];
     end
     if (rst) begin
-      \$85  = 37'h0000000000;
+      \$49  = 37'h0000000000;
     end
   end
   assign \$hwgen_sx5  = beat__payload[5:0];
-  assign \$hwgen_sx6  = \beat__payload$69 [5:0];
-  assign \$hwgen_sx7  = \$46 ;
-  assign \$hwgen_sx8  = \beat__payload$70 [3:0];
+  assign \$hwgen_sx6  = \beat__payload$68 [5:0];
+  assign \$hwgen_sx7  = \$10 ;
+  assign \$hwgen_sx8  = \beat__payload$69 [3:0];
   assign \$hwgen_sx9  = beat__payload[11:6];
-  assign \$hwgen_sx10  = \beat__payload$69 [11:6];
-  assign \$hwgen_sx11  = \$48 ;
-  assign \$hwgen_sx12  = \beat__payload$70 [7:4];
+  assign \$hwgen_sx10  = \beat__payload$68 [11:6];
+  assign \$hwgen_sx11  = \$12 ;
+  assign \$hwgen_sx12  = \beat__payload$69 [7:4];
   assign wr__addr = wport__addr;
-  assign wport__data = { \port$956$0 , \port$972$2  };
-  assign wr__data = { \port$956$0 , \port$972$2  };
-  assign wr__en = wport__en;
+  assign wport__data = { \port$919$0 , \port$935$2  };
+  assign wr__data = { \port$919$0 , \port$935$2  };
   assign base = \$9 [3:0];
   assign ok_0_0 = 1'h1;
   assign \$signature__addr  = 4'h0;
@@ -3224,14 +3046,14 @@ module \hwgen_top.layer2 (clk, rst, sample, wport__en, start, done, \port$956$0 
   assign \$signature__addr$37  = 4'h8;
   assign \$signature__en$38  = fetch;
   assign req__valid = b_valid;
-  assign \req__valid$55  = b_valid;
-  assign \req__valid$57  = b_valid;
+  assign \req__valid$54  = b_valid;
+  assign \req__valid$56  = b_valid;
   assign btag = beat__payload[17:14];
   assign sink_ready = beat__ready;
+  assign \beat__ready$63  = beat__ready;
   assign \beat__ready$64  = beat__ready;
-  assign \beat__ready$65  = beat__ready;
-  assign sum_c0_l0 = \$47 [6:0];
-  assign sum_c0_l1 = \$49 [6:0];
+  assign sum_c0_l0 = \$11 [6:0];
+  assign sum_c0_l1 = \$13 [6:0];
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
   assign \req__payload.tag  = req__payload[35:32];
@@ -3239,12 +3061,12 @@ module \hwgen_top.layer2 (clk, rst, sample, wport__en, start, done, \port$956$0 
   assign \b_tag.last  = b_tag[1];
   assign \b_tag.final  = b_tag[2];
   assign \b_tag.addr  = b_tag[3];
-  assign \req__payload$56.x  = \req__payload$56 [15:0];
-  assign \req__payload$56.g  = \req__payload$56 [31:16];
-  assign \req__payload$56.tag  = \req__payload$56 [35:32];
-  assign \req__payload$58.x  = \req__payload$58 [3:0];
-  assign \req__payload$58.g  = \req__payload$58 [7:4];
-  assign \req__payload$58.tag  = \req__payload$58 [11:8];
+  assign \req__payload$55.x  = \req__payload$55 [15:0];
+  assign \req__payload$55.g  = \req__payload$55 [31:16];
+  assign \req__payload$55.tag  = \req__payload$55 [35:32];
+  assign \req__payload$57.x  = \req__payload$57 [3:0];
+  assign \req__payload$57.g  = \req__payload$57 [7:4];
+  assign \req__payload$57.tag  = \req__payload$57 [11:8];
   assign \btag.first  = beat__payload[14];
   assign \btag.last  = beat__payload[15];
   assign \btag.final  = beat__payload[16];
@@ -3255,103 +3077,103 @@ module \hwgen_top.layer2 (clk, rst, sample, wport__en, start, done, \port$956$0 
   assign \beat__payload.index  = beat__payload[12];
   assign \beat__payload.last  = beat__payload[13];
   assign \beat__payload.tag  = beat__payload[17:14];
-  assign \beat__payload$69.acc  = \beat__payload$69 [11:0];
-  assign \beat__payload$69.acc[0]  = \beat__payload$69 [5:0];
-  assign \beat__payload$69.acc[1]  = \beat__payload$69 [11:6];
-  assign \beat__payload$69.index  = \beat__payload$69 [12];
-  assign \beat__payload$69.last  = \beat__payload$69 [13];
-  assign \beat__payload$69.tag  = \beat__payload$69 [17:14];
-  assign \beat__payload$70.acc  = \beat__payload$70 [7:0];
-  assign \beat__payload$70.acc[0]  = \beat__payload$70 [3:0];
-  assign \beat__payload$70.acc[1]  = \beat__payload$70 [7:4];
-  assign \beat__payload$70.index  = \beat__payload$70 [8];
-  assign \beat__payload$70.last  = \beat__payload$70 [9];
-  assign \beat__payload$70.tag  = \beat__payload$70 [13:10];
+  assign \beat__payload$68.acc  = \beat__payload$68 [11:0];
+  assign \beat__payload$68.acc[0]  = \beat__payload$68 [5:0];
+  assign \beat__payload$68.acc[1]  = \beat__payload$68 [11:6];
+  assign \beat__payload$68.index  = \beat__payload$68 [12];
+  assign \beat__payload$68.last  = \beat__payload$68 [13];
+  assign \beat__payload$68.tag  = \beat__payload$68 [17:14];
+  assign \beat__payload$69.acc  = \beat__payload$69 [7:0];
+  assign \beat__payload$69.acc[0]  = \beat__payload$69 [3:0];
+  assign \beat__payload$69.acc[1]  = \beat__payload$69 [7:4];
+  assign \beat__payload$69.index  = \beat__payload$69 [8];
+  assign \beat__payload$69.last  = \beat__payload$69 [9];
+  assign \beat__payload$69.tag  = \beat__payload$69 [13:10];
   assign \out__payload.sample  = out__payload[15:0];
   assign \out__payload.acc  = out__payload[36:16];
   assign \out__payload.acc[0]  = out__payload[22:16];
   assign \out__payload.acc[1]  = out__payload[29:23];
   assign \out__payload.acc[2]  = out__payload[36:30];
-  assign \req__payload$58 [11:8] = b_tag;
-  assign \req__payload$58 [7:4] = gbits[35:32];
-  assign \req__payload$58 [3:0] = xbits[35:32];
-  assign \req__payload$56 [35:32] = b_tag;
-  assign \req__payload$56 [31:16] = gbits[31:16];
-  assign \req__payload$56 [15:0] = xbits[31:16];
+  assign \req__payload$57 [11:8] = b_tag;
+  assign \req__payload$57 [7:4] = gbits[35:32];
+  assign \req__payload$57 [3:0] = xbits[35:32];
+  assign \req__payload$55 [35:32] = b_tag;
+  assign \req__payload$55 [31:16] = gbits[31:16];
+  assign \req__payload$55 [15:0] = xbits[31:16];
   assign req__payload[35:32] = b_tag;
   assign req__payload[31:16] = gbits[15:0];
   assign req__payload[15:0] = xbits[15:0];
-  assign gbits[35] = \$45 ;
-  assign gbits[34] = \$44 ;
-  assign gbits[33] = \$43 ;
-  assign gbits[32] = \$42 ;
-  assign gbits[31] = \$41 ;
-  assign gbits[30] = \$40 ;
-  assign gbits[29] = \$39 ;
-  assign gbits[28] = \$38 ;
-  assign gbits[27] = \$37 ;
-  assign gbits[26] = \$36 ;
-  assign gbits[25] = \$35 ;
-  assign gbits[24] = \$34 ;
-  assign gbits[23] = \$33 ;
-  assign gbits[22] = \$32 ;
-  assign gbits[21] = \$31 ;
-  assign gbits[20] = \$30 ;
-  assign gbits[19] = \$29 ;
-  assign gbits[18] = \$28 ;
-  assign gbits[17] = \$27 ;
-  assign gbits[16] = \$26 ;
-  assign gbits[15] = \$25 ;
-  assign gbits[14] = \$24 ;
-  assign gbits[13] = \$23 ;
-  assign gbits[12] = \$22 ;
-  assign gbits[11] = \$21 ;
-  assign gbits[10] = \$20 ;
-  assign gbits[9] = \$19 ;
-  assign gbits[8] = \$18 ;
-  assign gbits[7] = \$17 ;
-  assign gbits[6] = \$16 ;
-  assign gbits[5] = \$15 ;
-  assign gbits[4] = \$14 ;
-  assign gbits[3] = \$13 ;
-  assign gbits[2] = \$12 ;
-  assign gbits[1] = \$11 ;
-  assign gbits[0] = \$10 ;
-  assign xbits[35] = \$signature__data$51 [3];
-  assign xbits[34] = \$signature__data$50 [3];
-  assign xbits[33] = \$signature__data$49 [3];
-  assign xbits[32] = \$signature__data$48 [3];
-  assign xbits[31] = \$signature__data$47 [3];
-  assign xbits[30] = \$signature__data$46 [3];
-  assign xbits[29] = \$signature__data$45 [3];
-  assign xbits[28] = \$signature__data$44 [3];
+  assign gbits[35] = keep[3];
+  assign gbits[34] = keep[3];
+  assign gbits[33] = keep[3];
+  assign gbits[32] = keep[3];
+  assign gbits[31] = keep[3];
+  assign gbits[30] = keep[3];
+  assign gbits[29] = keep[3];
+  assign gbits[28] = keep[3];
+  assign gbits[27] = keep[3];
+  assign gbits[26] = keep[2];
+  assign gbits[25] = keep[2];
+  assign gbits[24] = keep[2];
+  assign gbits[23] = keep[2];
+  assign gbits[22] = keep[2];
+  assign gbits[21] = keep[2];
+  assign gbits[20] = keep[2];
+  assign gbits[19] = keep[2];
+  assign gbits[18] = keep[2];
+  assign gbits[17] = keep[1];
+  assign gbits[16] = keep[1];
+  assign gbits[15] = keep[1];
+  assign gbits[14] = keep[1];
+  assign gbits[13] = keep[1];
+  assign gbits[12] = keep[1];
+  assign gbits[11] = keep[1];
+  assign gbits[10] = keep[1];
+  assign gbits[9] = keep[1];
+  assign gbits[8] = keep[0];
+  assign gbits[7] = keep[0];
+  assign gbits[6] = keep[0];
+  assign gbits[5] = keep[0];
+  assign gbits[4] = keep[0];
+  assign gbits[3] = keep[0];
+  assign gbits[2] = keep[0];
+  assign gbits[1] = keep[0];
+  assign gbits[0] = keep[0];
+  assign xbits[35] = \$signature__data$50 [3];
+  assign xbits[34] = \$signature__data$49 [3];
+  assign xbits[33] = \$signature__data$48 [3];
+  assign xbits[32] = \$signature__data$47 [3];
+  assign xbits[31] = \$signature__data$46 [3];
+  assign xbits[30] = \$signature__data$45 [3];
+  assign xbits[29] = \$signature__data$44 [3];
+  assign xbits[28] = \$signature__data$43 [3];
   assign xbits[27] = \$signature__data [3];
-  assign xbits[26] = \$signature__data$51 [2];
-  assign xbits[25] = \$signature__data$50 [2];
-  assign xbits[24] = \$signature__data$49 [2];
-  assign xbits[23] = \$signature__data$48 [2];
-  assign xbits[22] = \$signature__data$47 [2];
-  assign xbits[21] = \$signature__data$46 [2];
-  assign xbits[20] = \$signature__data$45 [2];
-  assign xbits[19] = \$signature__data$44 [2];
+  assign xbits[26] = \$signature__data$50 [2];
+  assign xbits[25] = \$signature__data$49 [2];
+  assign xbits[24] = \$signature__data$48 [2];
+  assign xbits[23] = \$signature__data$47 [2];
+  assign xbits[22] = \$signature__data$46 [2];
+  assign xbits[21] = \$signature__data$45 [2];
+  assign xbits[20] = \$signature__data$44 [2];
+  assign xbits[19] = \$signature__data$43 [2];
   assign xbits[18] = \$signature__data [2];
-  assign xbits[17] = \$signature__data$51 [1];
-  assign xbits[16] = \$signature__data$50 [1];
-  assign xbits[15] = \$signature__data$49 [1];
-  assign xbits[14] = \$signature__data$48 [1];
-  assign xbits[13] = \$signature__data$47 [1];
-  assign xbits[12] = \$signature__data$46 [1];
-  assign xbits[11] = \$signature__data$45 [1];
-  assign xbits[10] = \$signature__data$44 [1];
+  assign xbits[17] = \$signature__data$50 [1];
+  assign xbits[16] = \$signature__data$49 [1];
+  assign xbits[15] = \$signature__data$48 [1];
+  assign xbits[14] = \$signature__data$47 [1];
+  assign xbits[13] = \$signature__data$46 [1];
+  assign xbits[12] = \$signature__data$45 [1];
+  assign xbits[11] = \$signature__data$44 [1];
+  assign xbits[10] = \$signature__data$43 [1];
   assign xbits[9] = \$signature__data [1];
-  assign xbits[8] = \$signature__data$51 [0];
-  assign xbits[7] = \$signature__data$50 [0];
-  assign xbits[6] = \$signature__data$49 [0];
-  assign xbits[5] = \$signature__data$48 [0];
-  assign xbits[4] = \$signature__data$47 [0];
-  assign xbits[3] = \$signature__data$46 [0];
-  assign xbits[2] = \$signature__data$45 [0];
-  assign xbits[1] = \$signature__data$44 [0];
+  assign xbits[8] = \$signature__data$50 [0];
+  assign xbits[7] = \$signature__data$49 [0];
+  assign xbits[6] = \$signature__data$48 [0];
+  assign xbits[5] = \$signature__data$47 [0];
+  assign xbits[4] = \$signature__data$46 [0];
+  assign xbits[3] = \$signature__data$45 [0];
+  assign xbits[2] = \$signature__data$44 [0];
+  assign xbits[1] = \$signature__data$43 [0];
   assign xbits[0] = \$signature__data [0];
   assign \$4  = 2'h0;
   assign \$5  = 3'h0;
@@ -3359,31 +3181,31 @@ module \hwgen_top.layer2 (clk, rst, sample, wport__en, start, done, \port$956$0 
   assign \$7  = 2'h0;
   assign \$8  = 3'h0;
   assign \$9  = 6'h00;
-  assign \$52  = 1'h0;
-  assign \$53  = 1'h1;
-  assign \$54  = 1'h0;
-  assign \$55  = 1'h1;
-  assign \$56  = 1'h1;
-  assign \$57  = 1'h1;
-  assign \$58  = 1'h1;
-  assign \$59  = 1'h1;
-  assign \$60  = 1'h1;
-  assign \$61  = 1'h1;
-  assign \$62  = 1'h1;
-  assign \$63  = 1'h1;
-  assign \$64  = 1'h1;
-  assign \$65  = 1'h1;
-  assign \$66  = 1'h1;
-  assign \$67  = 2'h0;
-  assign \$68  = 3'h0;
-  assign \$69  = 1'h1;
-  assign \$70  = 1'h1;
-  assign \$71  = 1'h1;
-  assign \$72  = 1'h1;
-  assign \$73  = 1'h1;
-  assign \$74  = 1'h1;
-  assign \$75  = 1'h1;
-  assign \$76  = 1'h0;
+  assign \$16  = 1'h0;
+  assign \$17  = 1'h1;
+  assign \$18  = 1'h0;
+  assign \$19  = 1'h1;
+  assign \$20  = 1'h1;
+  assign \$21  = 1'h1;
+  assign \$22  = 1'h1;
+  assign \$23  = 1'h1;
+  assign \$24  = 1'h1;
+  assign \$25  = 1'h1;
+  assign \$26  = 1'h1;
+  assign \$27  = 1'h1;
+  assign \$28  = 1'h1;
+  assign \$29  = 1'h1;
+  assign \$30  = 1'h1;
+  assign \$31  = 2'h0;
+  assign \$32  = 3'h0;
+  assign \$33  = 1'h1;
+  assign \$34  = 1'h1;
+  assign \$35  = 1'h1;
+  assign \$36  = 1'h1;
+  assign \$37  = 1'h1;
+  assign \$38  = 1'h1;
+  assign \$39  = 1'h1;
+  assign \$40  = 1'h0;
 endmodule
 
 module \hwgen_top.layer2.tile_r0_c0 (rst, beat__ready, beat__valid, req__ready, req__payload, req__valid, beat__payload, clk);
