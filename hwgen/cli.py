@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--dropout-scale", action="store_true", help="inverted-dropout scaling 1/(1-p)")
+    p.add_argument("--theta", type=float, default=None,
+                   help="input binarisation threshold, pixel >= theta -> 1 (default per dataset)")
     p.add_argument("-o", "--output", required=True)
 
     p = sub.add_parser("eval", help="MC inference: accuracy and uncertainty metrics")
