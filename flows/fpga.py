@@ -87,12 +87,19 @@ class FpgaConfig:
 # ---------------------------------------------------------------- arithmetic (Python model)
 
 def fixed_point_affine(ir: core.IR) -> tuple[list[int], list[int], int]:
-    """(A, B, F): logit_j ~ (A_j * acc_j + B_j) / 2**F with |A_j| < 2**A_BITS."""
+    """(A, B, F): logit_j ~ (A_j * acc_j + B_j) / 2**F with |A_j| < 2**A_BITS.
+
+    The host's logits (hwgen.ir.interp.logits: a logit affine or the classifier's batch
+    norm) are affine in acc, so a_j = logit(1) - logit(0) and b_j = logit(0). A classifier
+    with neither gives plain class integers: A = 1, B = 0."""
+    from hwgen.ir import interp
+
     last = ir.layers[-1]
-    if last.logit_scale is None:
-        raise HwgenError("the IR's classifier has no logit_scale/logit_bias (run the compiler's fold)")
-    a = np.asarray(last.logit_scale, float)
-    b = np.asarray(last.logit_bias, float)
+    k = ir.n_classes
+    if last.logit_scale is None and getattr(last, "bn", None) is None:
+        return [1] * k, [0] * k, 0
+    b = np.asarray(interp.logits(ir, np.zeros((1, k), np.int64))[0], float)
+    a = np.asarray(interp.logits(ir, np.ones((1, k), np.int64))[0], float) - b
     top = float(np.max(np.abs(a))) or 1.0
     f = max(0, A_BITS - 1 - math.floor(math.log2(top)))
     return [int(v) for v in np.round(a * 2**f)], [int(v) for v in np.round(b * 2**f)], f

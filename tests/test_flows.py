@@ -163,6 +163,11 @@ def test_fixed_point_affine_and_expected_class():
     cls, scores = fpga.expected_class([[1, 1], [1, 1]], [3, 3], [0, 0])
     assert (cls, scores) == (0, [6, 6])
     assert fpga.expected_class([[1, 2]], [-2, 1], [5, 0]) == (0, [3, 2])
+    from hwgen.ir.core import replace
+
+    plain = replace(ir, layers=ir.layers[:-1] + (replace(ir.layers[-1], logit_scale=None,
+                                                                  logit_bias=None),))
+    assert fpga.fixed_point_affine(plain) == ([1] * 10, [0] * 10, 0)
     assert fpga.image_words([1, 0, 1, 1, 0, 0, 0, 0, 1], 4) == [0b1101, 0b0000, 0b0001]
 
 
