@@ -29,9 +29,12 @@ def predictive_entropy(probs: np.ndarray) -> np.ndarray:
 
 
 def mutual_information(probs: np.ndarray) -> np.ndarray:
-    """H[mean_t p_t] - mean_t H[p_t] per image (epistemic part; 0 for identical samples)."""
+    """H[mean_t p_t] - mean_t H[p_t] per image (epistemic part; 0 for identical samples).
+    Differences below 1e-12 nats are rounding noise of the mean and are set to 0, so that
+    identical samples tie exactly (else they would rank images by noise in OOD scores)."""
     probs = np.asarray(probs, dtype=np.float64)
-    return np.maximum(predictive_entropy(probs) - entropy(probs).mean(0), 0.0)
+    mi = predictive_entropy(probs) - entropy(probs).mean(0)
+    return np.where(mi < 1e-12, 0.0, mi)
 
 
 def reliability(p: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> dict:

@@ -58,3 +58,11 @@ def test_ood_metrics():
     assert m["fpr95"] == pytest.approx(1 / 3)  # catching all OOD flags the ID image 0.3
     perfect = metrics.ood_metrics(s_id, s_ood + 1)
     assert perfect == {"auroc": 1.0, "aupr": 1.0, "fpr95": 0.0}
+
+
+def test_identical_samples_tie_exactly():
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(10), size=50)
+    mi = metrics.mutual_information(np.repeat(p[None], 16, axis=0))
+    assert (mi == 0.0).all()
+    assert metrics.ood_metrics(mi[:25], mi[25:])["auroc"] == 0.5

@@ -156,3 +156,11 @@ def test_model_pt_rejects_pickled_objects(tmp_path):
     path.write_bytes(buf.getvalue())
     with pytest.raises(HwgenError, match="weights_only"):
         load_checkpoint(path)
+
+
+def test_mc_logits_without_dropout_repeats_one_pass():
+    net = _net("c4,p2,f10", "none")
+    x = torch.rand(5, 1, 8, 8)
+    a = mc_logits(net, x, 4, seed=0)
+    assert a.shape == (4, 5, 10)
+    assert all(torch.equal(a[t], net(x)) for t in range(4))
