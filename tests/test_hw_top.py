@@ -15,12 +15,20 @@ from hwgen.ir.core import pack_rows
 SPEC, IN_SHAPE = "c4,p2,c8,p2,f10", (1, 8, 8)
 
 
-def run_top(ir, lanes, n_img=2, samples=3, seed=0):
+def run_top(ir, lanes, n_img=2, samples=3, seed=0, in_w=32, out_ready_p=1.0):
     rng = np.random.default_rng(seed)
     imgs = rng.integers(0, 2, (n_img,) + tuple(ir.in_shape)).astype(np.uint8)
-    bench = TopBench(NetworkTop(ir, lanes=lanes), seed=seed + 7)
-    got = bench.run(imgs, samples)
+    bench = TopBench(NetworkTop(ir, lanes=lanes, in_w=in_w), seed=seed + 7)
+    got = bench.run(imgs, samples, out_ready_p=out_ready_p)
     return bench, imgs, got
+
+
+def test_top_multichannel_input_and_backpressure():
+    # 2 input channels, image words that do not divide the image, a slow output sink
+    ir = random_ir("c3,c4,p2,f4,f3", (2, 5, 6), seed=3, tile=(12, 3))
+    bench, imgs, got = run_top(ir, 2, n_img=2, samples=3, in_w=7, out_ready_p=0.3)
+    assert np.array_equal(got, interp.run(ir, imgs, bench.masks))
+    assert bench.sample_index == [(a, s) for a in range(2) for s in range(3)]
 
 
 @pytest.mark.parametrize("lanes,dropout", [(4, "spatial"), (3, "element"), (8, "none")])

@@ -99,7 +99,10 @@ class TopBench:
         codes = [s.mtj_code for s in self.ir.sites for _ in range(s.n_groups)]
         self.devices = devices or MtjArray(params, codes, device_seeds(seed, n))
 
-    def run(self, images: np.ndarray, samples: int, cycle_limit: int = 1_000_000):
+    def run(self, images: np.ndarray, samples: int, cycle_limit: int = 1_000_000,
+            out_ready_p: float = 1.0, seed: int = 0):
+        """Send each image, start it with T = `samples`, collect its beats until `done`.
+        `out_ready_p` < 1 drives `out.ready` randomly (backpressure)."""
         from amaranth.sim import Simulator
         from .simutil import stream_put
         top, ir = self.top, self.ir
@@ -146,6 +149,8 @@ class TopBench:
             ctx.set(top.img.payload, word)
             await stream_put(ctx, top.img, {})
 
+        pick = np.random.default_rng(seed)
+
         async def host(ctx):
             ctx.set(top.out.ready, 1)
             for a in range(n_img):
@@ -158,9 +163,11 @@ class TopBench:
                 ctx.set(top.start, 0)
                 got = 0
                 while True:
+                    ready = bool(pick.random() < out_ready_p)
+                    ctx.set(top.out.ready, ready)
                     _, _, valid, payload, done = await ctx.tick().sample(
                         top.out.valid, top.out.payload, top.done)
-                    if valid:
+                    if valid and ready:
                         assert got < samples, "more out beats than samples"
                         self.sample_index.append((a, int(payload.sample)))
                         self.results[a, got] = [int(v) for v in payload.acc]
