@@ -366,6 +366,18 @@ def make_board_top(ir: core.IR, bits: np.ndarray, cfg: FpgaConfig):
     return top, cls, scores, acc
 
 
+def _site_p(ir: core.IR) -> list[dict]:
+    """Per site: p asked, p realised by the MTJ code, and p of the LFSR stand-in (its
+    16-bit threshold for that code)."""
+    from hwgen.device import MtjParams
+    from hwgen.hw import lfsr
+
+    params = MtjParams(**ir.rng.device) if ir.rng.device else MtjParams()
+    return [dict(layer=s.layer, p=s.p, p_realised=s.p_realised, mtj_code=s.mtj_code,
+                 p_lfsr=lfsr.realised_p(lfsr.threshold(params, s.mtj_code, ir.rng.write_ns)))
+            for s in ir.sites]
+
+
 def build(cfg: FpgaConfig) -> dict:
     """Run the flow; return the report (also written to OUTDIR/fpga.json)."""
     if cfg.board not in BOARDS:
@@ -413,6 +425,7 @@ def build(cfg: FpgaConfig) -> dict:
         "format": "hwgen-fpga", "version": 1, "config": asdict(cfg), "device": platform.device,
         "image": {"index": cfg.image, "label": label}, "expected_class": cls,
         "expected_scores": scores, "acc": acc.tolist(),
+        "sites": _site_p(ir),
         "fits": fits, "over_capacity": over, "utilisation": util["cells"], "fmax": util["fmax"],
         "bitstream": bitstream.name if bitstream else None,
         "error": None if fits else " | ".join((r.stderr or r.stdout).strip().splitlines()[-3:]),
@@ -429,6 +442,9 @@ def render(rep: dict) -> str:
     for k, v in rep["utilisation"].items():
         if v["used"]:
             out.append(f"{k:<16} {v['used']:>8,} {v['available']:>8,} {v['percent']:>5}")
+    for st in rep["sites"]:
+        out.append(f"site at layer {st['layer']}: p asked {st['p']:.4f}, MTJ code {st['mtj_code']} "
+                   f"realises {st['p_realised']:.5f}, LFSR stand-in {st['p_lfsr']:.5f}")
     for clk, f in rep["fmax"].items():
         out.append(f"fmax {clk}: {f['mhz']:.2f} MHz ({f['status']} at {f['target_mhz']:.2f} MHz)")
     if rep["fits"]:

@@ -200,7 +200,8 @@ def test_fpga_build_icebreaker(tmp_path):
     assert (tmp_path / "fpga_icebreaker" / rep["bitstream"]).stat().st_size > 0
     lc = rep["utilisation"]["ICESTORM_LC"]
     assert 0 < lc["used"] <= lc["available"]
-    assert json.loads((tmp_path / "fpga_icebreaker.json").read_text())["expected_class"] == rep["expected_class"]
+    saved = json.loads((tmp_path / "fpga_icebreaker.json").read_text())
+    assert saved["expected_class"] == rep["expected_class"] and len(saved["sites"]) == len(ir.sites)
 
 
 @pytest.mark.synth
