@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -69,7 +70,6 @@ def synthesize(verilog, top: str = "hwgen_top", yosys: str = "yosys", log_path=N
     exe = shutil.which(yosys)
     if exe is None:
         raise HwgenError(f"yosys executable {yosys!r} not found (apt-get install yosys)")
-    import tempfile
     with tempfile.TemporaryDirectory(prefix="hwgen-synth-") as tmp:
         stat_json = Path(tmp) / "stat.json"
         cmd = [exe, "-p", _script(verilog.resolve(), top, stat_json)]
