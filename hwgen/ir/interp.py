@@ -13,13 +13,17 @@ partial popcounts that are summed; column tiles are independent.
 Layers before `ir.mc_start` run once per image; the rest once per (image, sample).
 Keep masks are one uint8 array per site, [N, T, n_groups], 1 = keep.
 
-Speed: the first per-sample layer sees the same input in every sample, only its keep bits
-change. There the interpreter uses exact float32 matmuls (|values| <= rows < 2**24): with
-spatial dropout each group's partial sums are computed once per image and combined per
-sample by the keep bits (see `_shared_input_acc`). `fast=False` takes the plain per-sample path instead;
-the tests check that both agree. These matmuls are small and skinny: OpenBLAS's threads
-only spin on them (measured 20x slower on a loaded 2-core machine), so run() keeps BLAS
-single-threaded.
+Speed (run with fast=True, the default): XNOR-popcount over packed bits is the
+definition, but at these layer sizes numpy's float32 BLAS is faster, so the fast path
+computes every layer as exact float32 matmuls on +-1/0 values (exact: |acc| <= rows
+<= 2**24), with the sign s_j folded into the weights and max-pooling done on s*acc
+before the threshold. The first per-sample layer sees the same input in every sample,
+only its keep bits change: with spatial dropout each group's partial sums are computed
+once per image and combined per sample by the keep bits (see `_shared_input_acc`).
+fast=False takes the popcount path; the tests hold both equal at every pass and tiling.
+These matmuls are small and skinny: OpenBLAS's threads only spin on them (measured 20x
+slower on a loaded 2-core machine), so run() keeps BLAS single-threaded and runs image
+chunks on its own threads instead.
 """
 
 from __future__ import annotations
@@ -164,9 +168,57 @@ def run_layer(ir: IR, i: int, in_bits: np.ndarray, keep: np.ndarray | None = Non
     return pool_bits(layer_bits(layer, acc), layer.pool)
 
 
+def _pm_windows(layer: Layer, h: np.ndarray) -> np.ndarray:
+    """Bits [B, C, H, W] -> sliding windows of +-1 float32 (0 = padding) [B, C, H', W', kh, kw]."""
+    (kh, kw), (ph, pw) = layer.kernel, layer.pad
+    pm = np.pad(h.astype(np.float32) * 2 - 1, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    return sliding_window_view(pm, (kh, kw), axis=(2, 3))
+
+
+def _fast_weights(layer: Layer) -> np.ndarray:
+    """+-1 float32 weights [O, rows], each column pre-multiplied by its sign s_j when the
+    layer has thresholds, so the matmul yields s_j * acc_j directly."""
+    w = layer.weight_bits().astype(np.float32) * 2 - 1
+    if layer.thresh is not None:
+        w *= np.asarray(layer.sign, np.float32)[:, None]
+    return w
+
+
+def _fast_out(layer: Layer, sacc: np.ndarray) -> np.ndarray:
+    """s*acc [B, O, H', W'] float32 -> output bits after pooling: OR of (s*acc >= t) over a
+    block is (max of s*acc over the block) >= t, so pool first, on 1/pool**2 the values."""
+    p = layer.pool
+    if p > 1:
+        hh, ww = sacc.shape[2] // p, sacc.shape[3] // p
+        m = sacc[:, :, :hh * p:p, :ww * p:p].copy()
+        for dy in range(p):
+            for dx in range(p):
+                if dy or dx:
+                    np.maximum(m, sacc[:, :, dy:hh * p:p, dx:ww * p:p], out=m)
+        sacc = m
+    return (sacc >= np.asarray(layer.thresh, np.float32)[None, :, None, None]).view(np.uint8)
+
+
+def _fast_acc(layer: Layer, h: np.ndarray, row_keep: np.ndarray | None) -> np.ndarray:
+    """s*acc (acc for the classifier) [B, O, H', W'] float32 by one exact matmul per layer."""
+    b = h.shape[0]
+    v = _pm_windows(layer, h)
+    w = _fast_weights(layer)
+    if layer.windows == 1:                                     # linear: one plain gemm
+        x = v.reshape(b, layer.rows)
+        if row_keep is not None:
+            x = x * row_keep
+        return (x @ w.T).reshape((b,) + layer.conv_shape)
+    x = v.transpose(0, 1, 4, 5, 2, 3).reshape(b, layer.rows, layer.windows)
+    if row_keep is not None:
+        x = x * row_keep[:, :, None]
+    return np.matmul(w, x).reshape((b,) + layer.conv_shape)
+
+
 def _shared_input_acc(layer: Layer, site: Site, h: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """acc [n*T, O, H', W'] float32 (exact integers) of a layer whose input h [n, C, H, W]
-    is shared by T samples that differ only in their keep bits [n, T, G].
+    """s*acc (acc for the classifier) [n*T, O, H', W'] float32 (exact integers) of a layer
+    whose input h [n, C, H, W] is shared by T samples that differ only in their keep bits
+    [n, T, G].
 
     Two exact float32 matmul forms, in a rows x windows layout that yields map order:
     grouped: each group's partial sums once per image, then keep @ partials
@@ -175,11 +227,9 @@ def _shared_input_acc(layer: Layer, site: Site, h: np.ndarray, keep: np.ndarray)
              (T*O*rows*L); cheaper when groups are single rows (element dropout).
     """
     n, t = keep.shape[:2]
-    (kh, kw), (ph, pw) = layer.kernel, layer.pad
     nl, o, g, gr = layer.windows, layer.out_channels, site.n_groups, site.group_rows
-    pm = np.pad(h.astype(np.float32) * 2 - 1, ((0, 0), (0, 0), (ph, ph), (pw, pw)))  # 0 = pad
-    v = sliding_window_view(pm, (kh, kw), axis=(2, 3))             # [n, C, H', W', kh, kw]
-    w = layer.weight_bits().astype(np.float32) * 2 - 1             # [O, rows]
+    v = _pm_windows(layer, h)                                      # [n, C, H', W', kh, kw]
+    w = _fast_weights(layer)                                       # [O, rows]
     kf = keep.astype(np.float32)
     x = v.transpose(0, 1, 4, 5, 2, 3).reshape(n, layer.rows, nl)   # rows (c, ky, kx) x windows
     if 1 / t + 1 / gr < 1:
@@ -212,6 +262,10 @@ def run(ir: IR, bits: np.ndarray, masks=None, samples: int | None = None,
         fast: bool = True, threads: int = 2) -> np.ndarray:
     """MC inference: class integers acc [N, T, classes] int32.
 
+    fast=True computes every layer with exact float32 matmuls on +-1/0 values (plus the
+    per-group trick of `_shared_input_acc`); fast=False takes the XNOR-popcount path over
+    the row and column tiles, the definition. The tests hold both equal.
+
     bits: [N, C, H, W] uint8 image bits (see `binarize`); masks: one [N, T, n_groups]
     uint8 keep array per site (T from the masks; `samples` when there are no sites);
     threads: image chunks computed in parallel (the result does not depend on it).
@@ -225,6 +279,7 @@ def _run(ir: IR, bits: np.ndarray, masks, samples, fast: bool, threads: int) -> 
     if bits.shape[1:] != tuple(ir.in_shape):
         raise ValueError(f"image bits have shape {bits.shape[1:]}, expected {tuple(ir.in_shape)}")
     masks, t = _check_masks(ir, n, masks, samples)
+    fast = fast and max(l.rows for l in ir.layers) <= 2 ** 24   # float32 exactness
     last = len(ir.layers) - 1
     m0 = ir.mc_start
     first = ir.layers[m0]
@@ -234,21 +289,21 @@ def _run(ir: IR, bits: np.ndarray, masks, samples, fast: bool, threads: int) -> 
     out = np.empty((n, t, ir.n_classes), np.int32)
 
     def chunk(a: int) -> None:
+        if fast:
+            out[a:a + step] = _fast_chunk(ir, bits[a:a + step], [m[a:a + step] for m in masks], t)
+            return
         h = bits[a:a + step]
         nb = h.shape[0]
         for i in range(m0):                                       # deterministic prefix
             h = run_layer(ir, i, h)
         k0 = _site_index(ir, m0)
         if k0 is None:                                            # no dropout: T equal samples
-            acc = layer_acc(first, h)
-            acc = np.repeat(acc, t, axis=0)
-        elif fast:
-            acc = _shared_input_acc(first, ir.sites[k0], h, masks[k0][a:a + nb])
+            acc = np.repeat(layer_acc(first, h), t, axis=0)
         else:
             keep = masks[k0][a:a + nb].reshape(nb * t, -1)
             acc = layer_acc(first, np.repeat(h, t, axis=0), keep_rows(ir.sites[k0], keep))
         if m0 == last:
-            out[a:a + nb] = acc.reshape(nb, t, -1).astype(np.int32)
+            out[a:a + nb] = acc.reshape(nb, t, -1)
             return
         h = pool_bits(layer_bits(first, acc), first.pool)
         for i in range(m0 + 1, len(ir.layers)):                  # per (image, sample)
@@ -266,6 +321,34 @@ def _run(ir: IR, bits: np.ndarray, masks, samples, fast: bool, threads: int) -> 
         for a in starts:
             chunk(a)
     return out
+
+
+def _fast_chunk(ir: IR, h: np.ndarray, masks: list[np.ndarray], t: int) -> np.ndarray:
+    """run() on one chunk of images by exact float32 matmuls; layers still in batch-norm
+    form (before fold_batchnorm) go through layer_bits on the unsigned acc."""
+    nb, last, m0 = h.shape[0], len(ir.layers) - 1, ir.mc_start
+
+    def finish(layer, acc):
+        if layer.thresh is not None:
+            return _fast_out(layer, acc)
+        return pool_bits(layer_bits(layer, acc), layer.pool)
+
+    for i in range(m0):                                           # deterministic prefix
+        h = finish(ir.layers[i], _fast_acc(ir.layers[i], h, None))
+    first, k0 = ir.layers[m0], _site_index(ir, m0)
+    if k0 is None:                                                # no dropout: T equal samples
+        acc = np.repeat(_fast_acc(first, h, None), t, axis=0)
+    else:
+        acc = _shared_input_acc(first, ir.sites[k0], h, masks[k0])
+    for i in range(m0, len(ir.layers)):
+        layer = ir.layers[i]
+        if i > m0:                                                # per (image, sample)
+            k = _site_index(ir, i)
+            rk = None if k is None else keep_rows(ir.sites[k], masks[k].reshape(nb * t, -1))
+            acc = _fast_acc(layer, h, None if rk is None else rk.astype(np.float32))
+        if i == last:
+            return acc.reshape(nb, t, -1).astype(np.int32)
+        h = finish(layer, acc)
 
 
 def trace(ir: IR, bits: np.ndarray, masks=None, samples: int | None = None) -> list[np.ndarray]:
