@@ -262,6 +262,8 @@ async def _network(dut, cfg):
     for _ in range(4):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
+    for _ in range(2):             # the wrapper's reset flop releases the design a cycle later
+        await RisingEdge(dut.clk)
     if pins is not None:
         pins.live = True
 

@@ -71,13 +71,16 @@ def test_network_bit_exact(digits_outdir, sim):
     assert (out != out[:, :1]).any()
 
 
-def _corrupt_threshold(src, dst):
-    """A copy of OUTDIR whose ir.json (only) has one threshold moved by 5."""
+def _corrupt_weight(src, dst):
+    """A copy of OUTDIR whose ir.json (only) has classifier weight (class 0, row 0) flipped:
+    that changes class 0's integer by 2 in every sample that keeps row 0's group."""
     shutil.copytree(src, dst)
     ir = loads((dst / "ir.json").read_text())
-    l0 = ir.layers[0]
-    bad = replace(l0, thresh=(l0.thresh[0] + 5,) + l0.thresh[1:])
-    (dst / "ir.json").write_text(dumps(replace(ir, layers=(bad,) + ir.layers[1:])))
+    last = ir.layers[-1]
+    w = bytearray(bytes.fromhex(last.weights[0]))
+    w[0] ^= 1
+    bad = replace(last, weights=(w.hex(),) + last.weights[1:])
+    (dst / "ir.json").write_text(dumps(replace(ir, layers=ir.layers[:-1] + (bad,))))
     return dst
 
 
@@ -87,14 +90,14 @@ def test_cli_sim_exits_nonzero_on_corrupted_ir(digits_outdir, tmp_path, capsys):
     assert main(["sim", str(digits_outdir), "--simulator", sim, "--images", "3",
                  "--samples", "2", "--json", str(good)]) == 0
     assert json.loads(good.read_text())["mismatches"] == 0
-    bad_dir = _corrupt_threshold(digits_outdir, tmp_path / "bad")
+    bad_dir = _corrupt_weight(digits_outdir, tmp_path / "bad")
     bad = tmp_path / "bad.json"
     assert main(["sim", str(bad_dir), "--simulator", sim, "--images", "3", "--samples", "2",
                  "--json", str(bad)]) == 1
     rep = json.loads(bad.read_text())
     assert rep["mismatches"] > 0 and not rep["ok"]
     fm = rep["first_mismatch"]
-    assert fm["expected"] != fm["observed"]
+    assert fm["class"] == 0 and abs(fm["expected"][0] - fm["observed"][0]) == 2
     out = capsys.readouterr().out
     assert "FAIL" in out and f"waveform: {rep['waveform']}" in out
     assert Path(rep["waveform"]).stat().st_size > 0
