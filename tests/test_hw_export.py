@@ -143,6 +143,8 @@ def test_export_rejects_an_unlowered_ir(tmp_path):
                                           *ir.layers[1:]))
     with pytest.raises(HwgenError, match="thresholds"):
         export(bad, tmp_path / "out")
+    with pytest.raises(HwgenError, match="bitserial"):
+        export(dataclasses.replace(ir, input_mode="bitserial-4"), tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
