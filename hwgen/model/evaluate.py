@@ -8,6 +8,7 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see hwgen.model.train
 
+import io  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -135,7 +136,6 @@ def write_plots(outdir, report: dict, raw: dict) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import io
 
     outdir = Path(outdir)
     title = f"{report['dataset']} {report['arch']} dropout={report['dropout']} T={report['samples']}"
@@ -169,7 +169,7 @@ def write_plots(outdir, report: dict, raw: dict) -> None:
 
 
 def _save(fig, path: Path) -> None:
-    import io
+    fig.tight_layout()
     buf = io.BytesIO()
     # no timestamps in the PNG, so the plots are byte-identical across runs
     fig.savefig(buf, format="png", metadata={"Software": None})
