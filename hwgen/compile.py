@@ -80,6 +80,9 @@ def compile_model(model_path, outdir, tile="128x128", lanes: int = 8, n_check: i
     """Compile model.pt into `outdir` (atomically); return the manifest."""
     t0 = time.perf_counter()
     rc = parse_tile(tile)
+    outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise HwgenError(f"{outdir}: exists and is not a directory")
     ckpt, sha = load_model(model_path)
     ir = run_pipeline(build_ir(ckpt, sha), PassConfig(tile=rc))
     log.info("IR: %d layers, %d dropout sites, %d MTJ interfaces, tile %dx%d (%.2f s)",
@@ -101,6 +104,16 @@ def compile_model(model_path, outdir, tile="128x128", lanes: int = 8, n_check: i
                              f"disagreements that are not ties")
     options = {"tile": list(rc), "lanes": int(lanes), "check_images": int(n_check),
                "check_samples": CHECK_SAMPLES, "verilog": bool(verilog)}
+    try:
+        manifest = _write(ir, check, outdir, options, verilog, lanes, Path(model_path).name, sha)
+    except OSError as e:
+        raise HwgenError(f"writing {outdir} failed: {e}") from None
+    log.info("wrote %s (%d files) in %.2f s", outdir, len(manifest["files"]) + 1,
+             time.perf_counter() - t0)
+    return manifest
+
+
+def _write(ir, check, outdir, options, verilog, lanes, model_name, sha) -> dict:
     with atomic_dir(outdir) as tmp:
         (tmp / "ir.json").write_text(dumps(ir))
         (tmp / "ir.txt").write_text(dump(ir))
@@ -118,10 +131,9 @@ def compile_model(model_path, outdir, tile="128x128", lanes: int = 8, n_check: i
         files = {p.relative_to(tmp).as_posix(): _sha256(p)
                  for p in sorted(tmp.rglob("*")) if p.is_file()}
         manifest = {"format": "hwgen-manifest", "version": 1,
-                    "input": {"name": Path(model_path).name, "sha256": sha},
+                    "input": {"name": model_name, "sha256": sha},
                     "options": options, "tools": _tool_versions(), "files": files}
         (tmp / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, indent=1) + "\n")
-    log.info("wrote %s (%d files) in %.2f s", outdir, len(files) + 1, time.perf_counter() - t0)
     return manifest
 
 

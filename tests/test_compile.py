@@ -153,3 +153,12 @@ def test_unknown_dataset_checks_on_seeded_images(tmp_path, capsys):
     assert rc == 0, err
     check = json.loads((tmp_path / "o" / "check.json").read_text())
     assert check["ok"] and check["image_source"].startswith("uniform")
+
+
+def test_bad_output_paths(tmp_path, model_pt, capsys):
+    f = tmp_path / "file"
+    f.write_text("keep me")
+    for out in (f, f / "sub"):
+        rc, err = _compile(capsys, model_pt, "-o", out, "--check-images", "0", "--no-verilog")
+        assert rc == 2 and len(err) == 1 and err[0].startswith("hwgen: error: "), err
+    assert f.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["file"]
