@@ -136,7 +136,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[BinaryNet, dict]:
         arch = make_arch(cfg.arch, IN_SHAPE[cfg.dataset], cfg.dropout, cfg.p, cfg.dropout_scale,
                          cfg.theta)
     except (SpecError, ValueError) as e:
-        raise HwgenError(f"bad --arch/--dropout/--p: {e}") from None
+        raise HwgenError(f"bad --arch/--dropout/--p/--theta: {e}") from None
     if arch["layers"][-1]["out_channels"] != 10:
         raise HwgenError(f"classifier of {cfg.arch!r} has {arch['layers'][-1]['out_channels']} "
                          f"outputs; {cfg.dataset} has 10 classes")
