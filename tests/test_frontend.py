@@ -95,7 +95,7 @@ def test_pickle_that_runs_code_is_not_executed(tmp_path, good, capsys, how):
     if how == "torch.save":
         torch.save(ckpt, path)
     else:
-        path.write_bytes(pickle.dumps(ckpt))
+        path.write_bytes(pickle.dumps(ckpt, protocol=2))
     rc, err = _run_compile(path, tmp_path / "out", capsys)
     assert rc == 2 and len(err) == 1 and "weights_only" in err[0], err
     assert not marker.exists() and not (tmp_path / "out").exists()
