@@ -38,3 +38,13 @@ def test_digits_network_longer(tmp_path, sim):
                                 progress=False)
     assert rep["mc_samples"] == 800 and rep["ok"], rep
     assert rep["independence"]["ok"] and all(s["inside"] for s in rep["sites"])
+
+
+def test_demo_end_to_end(tmp_path, capsys):
+    """`hwgen demo`: train on the digits, compile, export, simulate; a PASS summary."""
+    from hwgen.cli import main
+    assert main(["demo", "--workdir", str(tmp_path / "demo"), "--simulator", SIMS[-1]]) == 0
+    out = capsys.readouterr().out
+    assert "mismatches 0 (device 0)" in out and "PASS" in out
+    assert (tmp_path / "demo" / "rtl" / "hwgen_top.v").is_file()
+    assert (tmp_path / "demo" / "sim.json").is_file()
