@@ -305,8 +305,8 @@ async def _network(dut, cfg):
             shape = (sl.stop - sl.start, *ir.in_shape)
             sb.check(bits[sl].reshape(shape), observed[sl], ap, index[sl])
             done_chunk = i + 1
-            if progress:
-                Path(progress).write_text(f"{i + 1}\n")
+        if progress:
+            Path(progress).write_text(f"{i + 1}\n")
     wall = time.perf_counter() - wall0
     await Timer(4 * tp.clk_ns, "ns")
     if pins is not None and pins.pending():
