@@ -124,6 +124,11 @@ def test_shards_merge_to_the_whole_run(digits_outdir, tmp_path):
     for k in ("images", "mc_samples", "mismatches", "device_mismatches"):
         assert merged[k] == whole[k]
     assert [s["drops"] for s in merged["sites"]] == [s["drops"] for s in whole["sites"]]
+    # local parallel shards (--jobs) merge into the same report
+    jobs = simrun.run_regression(digits_outdir, sim, images=5, samples=2, seed=1, jobs=2,
+                                 progress=False)
+    assert [s["image_range"] for s in jobs["shards"]] == [[0, 2], [2, 5]]
+    assert [s["drops"] for s in jobs["sites"]] == [s["drops"] for s in whole["sites"]]
     # the CLI merge of the shard reports gives the same counts
     files = []
     for i, p in enumerate(parts):
