@@ -274,8 +274,13 @@ def merge_reports(reports: list[dict]) -> dict:
         out["sites"] = sites
         out["independence_per_shard"] = [r.get("independence") for r in reports]
     out["shards"] = [{k: r[k] for k in ("image_range", "mismatches", "device_mismatches",
-                                        "sim_wall_s", "cycles_per_sample")} for r in reports]
-    return _finish(out)
+                                        "sim_wall_s", "cycles_per_sample", "sim_samples_per_s")}
+                     for r in reports]
+    out = _finish(out)
+    # Shards run side by side (--jobs, or several machines): their rates add up.
+    out["per_process_samples_per_s"] = out["sim_samples_per_s"]
+    out["sim_samples_per_s"] = sum(r["sim_samples_per_s"] or 0 for r in reports)
+    return out
 
 
 def _waves(outdir, simulator, ir, report, bits, index, samples, seeds, root, ir_path,

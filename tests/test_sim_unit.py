@@ -192,7 +192,7 @@ def _rep(rng, mism=0, first=None, sites=None):
             "first_mismatch": first, "first_device_mismatch": None,
             "cycles_per_image": 100.0, "cycles_per_sample": 20.0, "sim_wall_s": 1.0,
             "process_wall_s": 2.0, "write_pulse_ns": [20.0], "waveform": None,
-            "sites": sites}
+            "sites": sites, "sim_samples_per_s": 4.0 * (rng[1] - rng[0])}
 
 
 def test_merge_reports_adds_up_and_keeps_earliest_mismatch():
@@ -207,6 +207,7 @@ def test_merge_reports_adds_up_and_keeps_earliest_mismatch():
     assert m["first_mismatch"] == {"image": 12} and not m["ok"]
     assert m["sites"][0]["draws"] == 3600 and m["sites"][0]["drops"] == 720
     assert m["sites"][0]["inside"]
+    assert m["sim_samples_per_s"] == 120.0 and m["per_process_samples_per_s"] == 40.0
     assert merge_reports([a])["ok"]
     with pytest.raises(HwgenError, match="overlap"):
         merge_reports([a, _rep((5, 12))])
