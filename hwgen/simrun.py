@@ -324,6 +324,9 @@ def cmd_sim(args) -> int:
             except (OSError, ValueError) as e:
                 raise HwgenError(f"{f}: unreadable report ({e})") from None
         report = merge_reports(reps)
+        v = Path(args.outdir) / "hwgen_top.v"
+        if v.is_file() and _sha(v) != report["verilog_sha256"]:
+            raise HwgenError(f"the reports are of another design than {args.outdir}")
     else:
         report = run_regression(args.outdir, args.simulator, args.images, args.samples,
                                 args.seed, parse_shard(args.shard),
