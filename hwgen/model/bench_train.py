@@ -32,7 +32,7 @@ def run(args) -> int:
     """
     dataset = "fashion-mnist"
     arch = DEFAULTS[dataset].arch
-    result = {"dataset": dataset, "arch": arch, "threads": 2, "torch": str(torch.__version__),
+    result = {"dataset": dataset, "arch": arch, "torch": str(torch.__version__),
               "cpu_count": os.cpu_count(), "machine": platform.machine(), "train": {}}
     model = None
     for kind in ("spatial", "element"):
@@ -44,6 +44,8 @@ def run(args) -> int:
     if getattr(args, "model", None):
         model = build_model(load_checkpoint(args.model))
         result["mc_model"] = str(args.model)
+    result["threads"] = torch.get_num_threads()
+    result["load_average_1min"] = os.getloadavg()[0]  # other jobs on the machine skew timings
     x, _ = load_dataset(dataset, "test")
     x = x[:MC_IMAGES]
     mc_logits(model, x[:64], MC_SAMPLES)  # warm-up (allocator, oneDNN kernels)
@@ -55,7 +57,7 @@ def run(args) -> int:
                     "forward_passes_per_s": len(x) * MC_SAMPLES / sec}
     for kind, r in result["train"].items():
         print(f"train {arch} dropout={kind}: {r['seconds_per_epoch']:.1f} s/epoch "
-              f"(batch {r['batch_size']}, 2 threads)")
+              f"(batch {r['batch_size']}, {result['threads']} threads)")
     print(f"MC inference T={MC_SAMPLES} dropout={model.kind}: "
           f"{result['mc']['images_per_s']:.1f} images/s "
           f"({result['mc']['forward_passes_per_s']:.0f} forward passes/s)")

@@ -106,7 +106,7 @@ def evaluate(ckpt: dict, samples: int, seed: int = 0, limit: int | None = None,
     dataset = ckpt["meta"].get("dataset")
     if dataset not in ("digits", "fashion-mnist"):
         raise HwgenError(f"model meta names no known dataset (dataset={dataset!r})")
-    torch.set_num_threads(int(os.environ.get("HWGEN_THREADS", "2")))
+    torch.set_num_threads(int(os.environ.get("HWGEN_THREADS", "1")))
     x, y = load_dataset(dataset, "test")
     xo = load_ood(dataset, seed=seed)
     if limit is not None:
