@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["SIMULATORS", "TOPLEVEL", "sources_of", "build", "run_bench", "run_network",
-           "RunFailed", "ensure_verilator_on_path"]
+           "run_layer", "RunFailed", "ensure_verilator_on_path"]
 
 log = logging.getLogger("hwgen.sim")
 
@@ -301,3 +301,22 @@ def run_network(outdir, simulator: str, bits: np.ndarray, index: np.ndarray, sam
     res.update({"run_dir": str(run_dir), "log": str(sim_log), "wall_s": wall,
                 "record": cfg["record"], "waveform": wave})
     return res
+
+
+def run_layer(outdir, i: int, simulator: str, inputs: np.ndarray, keep: np.ndarray | None,
+              build_root, run_dir, ir_path) -> dict:
+    """Build (cached) and run sim/bench_layer.py on `layer{i}` exported into outdir
+    (hwgen.export_layer) over inputs [N, C, H, W] bits and keep [N, n_groups] bits (None
+    for a layer without a site). `ir_path` is the IR the checker believes: a copy with a
+    planted fault shows the checker catching it. Returns the bench's result dict."""
+    outdir, run_dir = Path(outdir).resolve(), Path(run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    inputs = np.asarray(inputs, np.uint8)
+    keep = np.zeros((len(inputs), 0), np.uint8) if keep is None else np.asarray(keep, np.uint8)
+    np.savez(run_dir / "cases.npz", inputs=inputs, keep=keep)
+    top = f"layer{i}"
+    bdir = build(outdir, simulator, build_root, toplevel=top)
+    return run_bench("sim.bench_layer", top, simulator, bdir, run_dir,
+                     {"ir": str(Path(ir_path).resolve()), "layer": int(i),
+                      "ports": str(outdir / f"{top}.ports.json"),
+                      "cases": str(run_dir / "cases.npz")})
