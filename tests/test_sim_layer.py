@@ -8,6 +8,7 @@ pool and a spatial dropout site, a flatten-fed linear layer and the classifier; 
 read. Builds are cached by content hash (hwgen.simrun.build_root)."""
 
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -116,3 +117,13 @@ def test_export_layer_is_deterministic_and_checks_its_input(layers, tmp_path):
     with pytest.raises(HwgenError, match="thresholds"):
         export_layer(replace(ir, layers=(replace(ir.layers[0], sign=None, thresh=None),)
                              + ir.layers[1:]), 0, tmp_path)
+
+
+@pytest.mark.skipif(shutil.which("verilator") is None, reason="verilator not installed")
+@pytest.mark.parametrize("i", [0, 1, 2, 3])
+def test_layer_verilog_lints_clean(layers, i):
+    _, d = layers
+    v, _, vlt = layer_files(i)
+    r = subprocess.run(["verilator", "--lint-only", "-Wall", vlt, v], cwd=d,
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 0 and "%Warning" not in r.stderr, r.stderr[:2000]

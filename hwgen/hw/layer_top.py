@@ -99,8 +99,10 @@ class LayerTop(wiring.Component):
             m.d.sync += [wd.eq(0) for wd in words] + [self.writes.eq(0)]
         with m.Elif(wrote):
             m.d.sync += self.writes.eq(self.writes + 1)
+            addr = ctl.next.addr
             for p, wd in enumerate(words):
-                with m.If(ctl.next.addr == p):
+                # `addr == 0` comes out as `!addr`, which Verilator -Wall flags (WIDTHTRUNC)
+                with m.If(addr == p if p else ~addr.any()):
                     m.d.sync += wd.eq(ctl.next.data)
         m.d.comb += self.result.eq(Cat(*(words[p][ch] for ch in range(o) for p in range(n))))
         return m
