@@ -10,6 +10,7 @@ from amaranth.sim import Simulator
 from hwgen.device import MtjParams
 from hwgen.hw import lfsr
 from hwgen.hw.rng import MtjRngInterface
+from hwgen.hw.testing import keep_rounds
 
 
 def _polymulmod(a: int, b: int, poly: int, deg: int) -> int:
@@ -99,16 +100,7 @@ def test_device_matches_model():
     dut = Bank()
     keeps = []
 
-    async def bench(ctx):
-        for _ in range(rounds):
-            ctx.set(dut.go, 1)
-            await ctx.tick()
-            ctx.set(dut.go, 0)
-            await ctx.tick().until(dut.fresh)
-            ctx.set(dut.swap, 1)
-            await ctx.tick()
-            ctx.set(dut.swap, 0)
-            keeps.append([(ctx.get(dut.keep) >> i) & 1 for i in range(n)])
+    bench = keep_rounds(dut, n, rounds, keeps)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

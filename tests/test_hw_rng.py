@@ -7,6 +7,7 @@ from amaranth.sim import Simulator
 
 from hwgen.device import MtjArray, MtjParams, device_seeds
 from hwgen.hw.rng import MtjRngInterface, pulse_schedule
+from hwgen.hw.testing import keep_rounds
 
 
 @pytest.mark.parametrize("reset_cycles,write_cycles", [(1, 1), (2, 3)])
@@ -71,16 +72,7 @@ def test_keep_bits_follow_the_devices():
             prev = wr
             ctx.set(dut.mtj_sense, sum(int(b) << i for i, b in enumerate(devs.sense())))
 
-    async def bench(ctx):
-        for _ in range(rounds):
-            ctx.set(dut.go, 1)
-            await ctx.tick()
-            ctx.set(dut.go, 0)
-            await ctx.tick().until(dut.fresh)
-            ctx.set(dut.swap, 1)
-            await ctx.tick()
-            ctx.set(dut.swap, 0)
-            keeps.append([(ctx.get(dut.keep) >> i) & 1 for i in range(n)])
+    bench = keep_rounds(dut, n, rounds, keeps)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

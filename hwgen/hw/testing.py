@@ -85,6 +85,22 @@ def _to_bits(v: int, n: int) -> np.ndarray:
     return np.array([(v >> i) & 1 for i in range(n)], bool)
 
 
+def keep_rounds(dut, n: int, rounds: int, keeps: list):
+    """An async testbench for an RNG bank with go/fresh/swap/keep ports: `rounds` times,
+    run one RNG cycle, wait for fresh keep bits, swap them in, and append them to `keeps`."""
+    async def bench(ctx):
+        for _ in range(rounds):
+            ctx.set(dut.go, 1)
+            await ctx.tick()
+            ctx.set(dut.go, 0)
+            await ctx.tick().until(dut.fresh)
+            ctx.set(dut.swap, 1)
+            await ctx.tick()
+            ctx.set(dut.swap, 0)
+            keeps.append([(ctx.get(dut.keep) >> i) & 1 for i in range(n)])
+    return bench
+
+
 class TopBench:
     """Drives a NetworkTop in the Amaranth simulator: images, start, MTJ devices, output.
 
