@@ -11,7 +11,6 @@ in $HWGEN_SIM_CONFIG (see sim/runner.run_layer); the result goes back as JSON.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from cocotb.utils import get_sim_time
 from hwgen.ir.core import loads
 from hwgen.ir.interp import run_layer
 
+from .protocol import Mismatch, run_reporting
 from .ports import int_of
 
 CLK_NS = 10
@@ -55,21 +55,10 @@ async def _wait_high(dut, sig):
         await RisingEdge(dut.clk)
 
 
-class _Mismatch(AssertionError):
-    """Counted mismatches: the result is already written."""
-
-
 @cocotb.test()
 async def layer(dut):
     """Random inputs and keep masks through one layer; every output against golden."""
-    cfg = json.loads(Path(os.environ["HWGEN_SIM_CONFIG"]).read_text())
-    try:
-        await _layer(dut, cfg)
-    except _Mismatch:
-        raise
-    except Exception as e:
-        Path(cfg["result"]).write_text(json.dumps({"error": f"{type(e).__name__}: {e}"}) + "\n")
-        raise
+    await run_reporting(_layer, dut)
 
 
 async def _layer(dut, cfg):
@@ -143,5 +132,5 @@ async def _layer(dut, cfg):
            "ok": not len(bad) and not write_errors}
     Path(cfg["result"]).write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
     if not res["ok"]:
-        raise _Mismatch(f"{len(bad)} mismatches, {len(write_errors)} write-count errors; "
+        raise Mismatch(f"{len(bad)} mismatches, {len(write_errors)} write-count errors; "
                         f"first: {first}")

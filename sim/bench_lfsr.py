@@ -7,7 +7,6 @@ of (draw, device) so the "only a reset device can switch" rule is exercised, and
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +15,12 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
+from .protocol import bench_config
+
 
 @cocotb.test()
 async def lfsr_bank(dut):
-    cfg = json.loads(Path(os.environ["HWGEN_SIM_CONFIG"]).read_text())
+    cfg = bench_config()
     n, draws, cw = int(cfg["n"]), int(cfg["draws"]), int(cfg["code_w"])
     resets = np.asarray(cfg["resets"], bool).reshape(draws, n)
     code = sum(int(c) << (i * cw) for i, c in enumerate(cfg["codes"]))

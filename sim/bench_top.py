@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from cocotb.utils import get_sim_time
 from hwgen.device import MtjArray, MtjParams
 from hwgen.ir.core import loads
 
+from .protocol import Mismatch, run_reporting
 from .ports import image_words, int_of, load_ports, unpack_beat
 from .scoreboard import Scoreboard
 
@@ -213,23 +213,10 @@ async def wait_idle(dut):
         await FallingEdge(dut.clk)
 
 
-class _Mismatch(AssertionError):
-    """Counted mismatches: the result is already written."""
-
-
 @cocotb.test()
 async def network(dut):
     """N images x T MC samples through `hwgen_top`, every class integer against golden."""
-    cfg = json.loads(Path(os.environ["HWGEN_SIM_CONFIG"]).read_text())
-    try:
-        await _network(dut, cfg)
-    except _Mismatch:
-        raise
-    except Exception as e:
-        # A protocol failure (timeout, missing beat or write) leaves no counts to report:
-        # hand its one-line reason back to the runner.
-        Path(cfg["result"]).write_text(json.dumps({"error": f"{type(e).__name__}: {e}"}) + "\n")
-        raise
+    await run_reporting(_network, dut)
 
 
 async def _network(dut, cfg):
@@ -323,6 +310,6 @@ async def _network(dut, cfg):
         np.savez_compressed(cfg["record"], observed=observed, ap=history, index=index)
     Path(cfg["result"]).write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
     if res["mismatches"] or res["device_mismatches"]:
-        raise _Mismatch(f"{res['mismatches']} class-integer and {res['device_mismatches']} "
+        raise Mismatch(f"{res['mismatches']} class-integer and {res['device_mismatches']} "
                         f"device mismatches; first: "
                         f"{res['first_mismatch'] or res['first_device_mismatch']}")
