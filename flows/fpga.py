@@ -41,6 +41,7 @@ from amaranth.lib import io, memory  # noqa: E402
 
 from hwgen.atomic import write_text  # noqa: E402
 from hwgen.errors import HwgenError  # noqa: E402
+from hwgen.hw.top import image_words  # noqa: E402
 from hwgen.ir import core  # noqa: E402
 
 __all__ = ["FpgaConfig", "BoardTop", "fixed_point_affine", "expected_class", "image_words",
@@ -112,15 +113,6 @@ def expected_class(acc: np.ndarray, A, B) -> tuple[int, list[int]]:
     t = acc.shape[0]
     scores = [int(A[j]) * int(acc[:, j].sum()) + t * int(B[j]) for j in range(acc.shape[1])]
     return int(np.argmax(scores)), scores
-
-
-def image_words(bits: np.ndarray, in_w: int) -> list[int]:
-    """Flattened (c, y, x) image bits -> IN_W-bit words, LSB first (ARCHITECTURE s.5)."""
-    flat = np.asarray(bits, np.uint8).ravel()
-    n = -(-flat.size // in_w)
-    pad = np.zeros(n * in_w, np.uint8)
-    pad[:flat.size] = flat
-    return [int(sum(int(v) << i for i, v in enumerate(pad[k * in_w:(k + 1) * in_w]))) for k in range(n)]
 
 
 # ---------------------------------------------------------------- the board top

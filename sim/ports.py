@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hwgen.hw.top import image_words
+
 __all__ = ["TopPorts", "load_ports", "image_words", "unpack_beat", "bits_of", "int_of"]
 
 # ports.json parameter names, and the lower-case aliases we accept for them.
@@ -93,16 +95,6 @@ def _check(tp: TopPorts, path) -> None:
             raise ValueError(f"{path}: port {name!r} missing")
         if got != want:
             raise ValueError(f"{path}: port {name!r} is {got}, expected {want}")
-
-
-def image_words(bits: np.ndarray, in_w: int) -> list[int]:
-    """One image's flat (c, y, x) bits -> the `img` words, bit k*in_w + b at bit b of word k."""
-    bits = np.asarray(bits, np.uint8).ravel()
-    n = -(-bits.size // in_w)
-    padded = np.zeros(n * in_w, np.uint8)
-    padded[:bits.size] = bits
-    return [int.from_bytes(np.packbits(w, bitorder="little").tobytes(), "little")
-            for w in padded.reshape(n, in_w)]
 
 
 def unpack_beat(value: int, classes: int, acc_w: int, sample_w: int = 16) -> tuple[int, list[int]]:

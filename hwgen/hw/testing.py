@@ -9,6 +9,7 @@ from ..device import MtjArray, MtjParams, device_seeds
 from ..ir.core import IR, Layer, Rng, Site, pack_rows
 from ..model.spec import layer_plan
 from .controller import layer_model
+from .top import image_words
 
 __all__ = ["random_ir", "reference_run", "image_words", "masks_from_history", "TopBench"]
 
@@ -63,16 +64,6 @@ def reference_run(ir: IR, bits: np.ndarray, masks, samples: int = 1) -> np.ndarr
                 x = layer_model(ir.layers[i], x, site, masks[k[0]][a, s] if k else None)
             out[a, s] = x
     return out
-
-
-def image_words(bits: np.ndarray, in_w: int) -> list[int]:
-    """One image's [C, H, W] bits -> `img` words (flattened (c, y, x), LSB first)."""
-    flat = np.asarray(bits, np.uint8).reshape(-1)
-    words = []
-    for a in range(0, len(flat), in_w):
-        chunk = flat[a:a + in_w]
-        words.append(int(sum(int(b) << i for i, b in enumerate(chunk))))
-    return words
 
 
 def masks_from_history(ir: IR, history, n: int, t: int) -> list[np.ndarray]:

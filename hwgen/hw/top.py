@@ -17,6 +17,7 @@ Port contract: docs/ARCHITECTURE.md section 5. Per image:
 
 from __future__ import annotations
 
+import numpy as np
 from amaranth import Cat, Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -26,7 +27,18 @@ from .controller import TileController
 from .rng import MtjRngInterface
 from .tile import acc_width
 
-__all__ = ["NetworkTop", "top_params"]
+__all__ = ["NetworkTop", "top_params", "image_words"]
+
+
+def image_words(bits, in_w: int) -> list[int]:
+    """One image's bits, flattened (c, y, x), -> the `img` words: bit k*in_w + b at bit b of
+    word k, the last word zero-padded (docs/ARCHITECTURE.md s.5)."""
+    bits = np.asarray(bits, np.uint8).ravel()
+    n = -(-bits.size // in_w)
+    padded = np.zeros(n * in_w, np.uint8)
+    padded[:bits.size] = bits
+    return [int.from_bytes(np.packbits(w, bitorder="little").tobytes(), "little")
+            for w in padded.reshape(n, in_w)]
 
 
 def top_params(ir: IR, lanes: int = 8, in_w: int = 32) -> dict:
@@ -77,7 +89,6 @@ class NetworkTop(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         ir, p = self.ir, self.params
-        n_layers = len(ir.layers)
         mc = ir.mc_start
         ctrls = []
         for i, layer in enumerate(ir.layers):
