@@ -4,7 +4,7 @@ import importlib
 
 BENCHES = {
     "train": "hwgen.model.bench_train:run",
-    "golden": "hwgen.ir.bench:run",
+    "golden": "hwgen.bench_golden:run",
 }
 
 

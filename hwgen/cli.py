@@ -15,7 +15,7 @@ COMMANDS = {
     "train": "hwgen.model.train:cmd_train",
     "eval": "hwgen.model.evaluate:cmd_eval",
     "compile": "hwgen.compile:cmd_compile",
-    "sim": "hwgen.simrun:cmd_sim",
+    "sim": "hwgen.sim.regression:cmd_sim",
     "report": "hwgen.cost:cmd_report",
     "demo": "hwgen.demo:cmd_demo",
     "bench": "hwgen.bench:cmd_bench",

@@ -3,7 +3,7 @@
 OUTDIR is written atomically and deterministically (no timestamps, no absolute paths):
   ir.json        the IR (hwgen.ir.core.dumps)
   ir.txt         its text dump (hwgen.ir.dump)
-  check.json     the float-vs-integer check (hwgen.ir.check), when --check-images > 0
+  check.json     the float-vs-integer check (hwgen.float_check), when --check-images > 0
   ...            the Verilog and ports.json, from hwgen.export when it exists
   manifest.json  input hash, options, tool versions and the sha256 of every other file
 """
@@ -25,7 +25,7 @@ from . import __version__
 from .atomic import atomic_dir
 from .errors import HwgenError
 from .frontend import build_ir, load_model
-from .ir.check import float_vs_int
+from .float_check import float_vs_int
 from .ir.core import IR, dumps
 from .ir.dump import dump
 from .model.io import build_model

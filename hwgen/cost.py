@@ -44,7 +44,7 @@ DEFAULT_SAMPLES = 16
 DEFAULT_LANES = 8      # `hwgen compile --lanes` default
 # Files `hwgen sim` may leave in OUTDIR, in order of preference.
 SIM_REPORTS = ("sim_report.json", "sim.json")
-SIM_FORMAT = "hwgen-sim-report"      # hwgen.simrun.REPORT_FORMAT
+SIM_FORMAT = "hwgen-sim-report"      # hwgen.sim.regression.REPORT_FORMAT
 # Spatial-SpinDrop (Ahmed et al., arXiv:2306.10185, abstract [V]): element / spatial.
 PAPER = {"modules": 9.0, "energy": 94.11}
 

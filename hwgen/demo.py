@@ -28,7 +28,7 @@ def cmd_demo(args) -> int:
     from .compile import compile_model
     from .model.io import save_model
     from .model.train import TrainConfig, train
-    from .simrun import run_regression, summary_line
+    from .sim.regression import run_regression, summary_line
 
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hwgen.ir import interp
-from hwgen.ir.check import float_vs_int
+from hwgen.float_check import float_vs_int
 from hwgen.passes import run_pipeline
 
 from irutil import initial_ir, random_images, random_masks, random_net

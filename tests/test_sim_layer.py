@@ -5,7 +5,7 @@ random inputs and keep masks; planted faults in the checker's IR must be caught.
 The IR covers a first conv (image-loader write mode, no site), a padded conv with a 2x2
 pool and a spatial dropout site, a flatten-fed linear layer and the classifier; tiles of
 16 rows x 4 columns and 2 lanes give row splits, column splits and several beats per
-read. Builds are cached by content hash (hwgen.simrun.build_root)."""
+read. Builds are cached by content hash (hwgen.sim.regression.build_root)."""
 
 import shutil
 import subprocess
@@ -13,13 +13,13 @@ import subprocess
 import numpy as np
 import pytest
 
-from hwgen import simrun
+from hwgen.sim import regression
 from hwgen.errors import HwgenError
 from hwgen.export_layer import export_layer, layer_files
 from hwgen.hw.testing import random_ir
 from hwgen.ir.core import dumps, replace
 from hwgen.ir.interp import run_layer
-from sim import runner
+from hwgen.sim import runner
 
 SIMS = [s for s in runner.SIMULATORS
         if shutil.which("iverilog" if s == "icarus" else "verilator")]
@@ -63,7 +63,7 @@ def test_layer_structure(layers):
 def test_layer_bit_exact(layers, sim, i, tmp_path):
     ir, d = layers
     x, keep = cases(ir, i, seed=7)
-    res = runner.run_layer(d, i, sim, x, keep, simrun.build_root(), tmp_path, d / "ir.json")
+    res = runner.run_layer(d, i, sim, x, keep, regression.build_root(), tmp_path, d / "ir.json")
     golden = run_layer(ir, i, x, keep)
     assert res["mismatches"] == 0 and res["ok"] and not res["write_count_errors"], res
     assert res["compared"] == golden.size and res["cases"] == CASES
@@ -102,7 +102,7 @@ def test_planted_fault_is_caught(layers, i, kind, tmp_path):
     bad_ir, path = _planted(ir, i, tmp_path, kind, golden)
     want = int((run_layer(bad_ir, i, x, keep) != golden).sum())
     assert want > 0
-    res = runner.run_layer(d, i, SIMS[0], x, keep, simrun.build_root(), tmp_path / "run", path)
+    res = runner.run_layer(d, i, SIMS[0], x, keep, regression.build_root(), tmp_path / "run", path)
     assert res["mismatches"] == want and not res["ok"], res
     assert res["first_mismatch"] is not None
 

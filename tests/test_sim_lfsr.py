@@ -13,8 +13,8 @@ from amaranth.lib.wiring import In, Out
 
 from hwgen.device import MtjParams
 from hwgen.hw import lfsr
-from sim import runner
-from sim.stats import binom_interval
+from hwgen.sim import runner
+from hwgen.sim.stats import binom_interval
 
 SIMS = [s for s in runner.SIMULATORS
         if shutil.which("iverilog" if s == "icarus" else "verilator")]
@@ -60,7 +60,7 @@ def test_lfsr_stand_in_rtl_equals_model(bank, sim, tmp_path):
     d, seeds, codes, thr = bank
     resets = np.random.default_rng(1).random((DRAWS, N)) >= 0.1      # 10% writes unarmed
     bdir = runner.build(d, sim, d / "build", toplevel="lfsr_bank")
-    res = runner.run_bench("sim.bench_lfsr", "lfsr_bank", sim, bdir, tmp_path / "run",
+    res = runner.run_bench("hwgen.sim.bench_lfsr", "lfsr_bank", sim, bdir, tmp_path / "run",
                            {"n": N, "draws": DRAWS, "code_w": CODE_W, "codes": codes,
                             "resets": resets.ravel().tolist(), "reset_cycles": 2,
                             "write_cycles": 2})

@@ -4,7 +4,7 @@ checker's planted faults; the statistics of the devices as the RTL drives them.
 
 The model has seeded random weights and batch norms (negative gains included) rather
 than trained ones: bit-exactness does not depend on training, and this keeps the suite
-fast. Builds are cached by content hash (hwgen.simrun.build_root), one per simulator."""
+fast. Builds are cached by content hash (hwgen.sim.regression.build_root), one per simulator."""
 
 import json
 import shutil
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from hwgen import simrun
+from hwgen.sim import regression
 from hwgen.cli import main
 from hwgen.compile import compile_model
 from hwgen.device import device_seeds
@@ -23,7 +23,7 @@ from hwgen.ir.interp import run
 from hwgen.model.io import save_model
 from hwgen.model.net import BinaryNet, make_arch
 from hwgen.model.train import DEFAULTS
-from sim import runner
+from hwgen.sim import runner
 
 SIMS = [s for s in runner.SIMULATORS
         if shutil.which("iverilog" if s == "icarus" else "verilator")]
@@ -56,7 +56,7 @@ def digits_outdir(tmp_path_factory):
 
 @pytest.mark.parametrize("sim", SIMS)
 def test_network_bit_exact(digits_outdir, sim):
-    rep = simrun.run_regression(digits_outdir, sim, images=4, samples=3, seed=3,
+    rep = regression.run_regression(digits_outdir, sim, images=4, samples=3, seed=3,
                                 progress=False)
     assert (rep["images"], rep["mc_samples"]) == (4, 12)
     assert rep["mismatches"] == 0 and rep["device_mismatches"] == 0 and rep["ok"], rep
@@ -64,7 +64,7 @@ def test_network_bit_exact(digits_outdir, sim):
     assert rep["cycles_per_sample"] > 0
     # the check is not vacuous: these images' class integers depend on the masks
     ir = loads((digits_outdir / "ir.json").read_text())
-    bits, _, _ = simrun.test_bits(ir, 4)
+    bits, _, _ = regression.test_bits(ir, 4)
     rng = np.random.default_rng(0)
     masks = [(rng.random((4, 8, s.n_groups)) >= 0.5).astype(np.uint8) for s in ir.sites]
     out = run(ir, bits.reshape(4, *ir.in_shape), masks)
@@ -107,7 +107,7 @@ def test_swapped_device_seeds_in_scoreboard_are_caught(digits_outdir):
     ir = loads((digits_outdir / "ir.json").read_text())
     seeds = device_seeds(0, ir.n_interfaces)
     seeds[[0, ir.n_interfaces - 1]] = seeds[[ir.n_interfaces - 1, 0]]
-    rep = simrun.run_regression(digits_outdir, SIMS[0], images=3, samples=2, seed=0,
+    rep = regression.run_regression(digits_outdir, SIMS[0], images=3, samples=2, seed=0,
                                 progress=False, waves_on_mismatch=False, scoreboard_seeds=seeds)
     assert rep["device_mismatches"] > 0 and not rep["ok"]
     assert rep["first_device_mismatch"]["interface"] in (0, ir.n_interfaces - 1)
@@ -115,17 +115,17 @@ def test_swapped_device_seeds_in_scoreboard_are_caught(digits_outdir):
 
 def test_shards_merge_to_the_whole_run(digits_outdir, tmp_path):
     sim = SIMS[-1]
-    whole = simrun.run_regression(digits_outdir, sim, images=5, samples=2, seed=1,
+    whole = regression.run_regression(digits_outdir, sim, images=5, samples=2, seed=1,
                                   progress=False)
-    parts = [simrun.run_regression(digits_outdir, sim, images=5, samples=2, seed=1,
+    parts = [regression.run_regression(digits_outdir, sim, images=5, samples=2, seed=1,
                                    shard=(i, 2), progress=False) for i in range(2)]
-    merged = simrun.merge_reports(parts)
+    merged = regression.merge_reports(parts)
     assert [p["image_range"] for p in parts] == [[0, 2], [2, 5]]
     for k in ("images", "mc_samples", "mismatches", "device_mismatches"):
         assert merged[k] == whole[k]
     assert [s["drops"] for s in merged["sites"]] == [s["drops"] for s in whole["sites"]]
     # local parallel shards (--jobs) merge into the same report
-    jobs = simrun.run_regression(digits_outdir, sim, images=5, samples=2, seed=1, jobs=2,
+    jobs = regression.run_regression(digits_outdir, sim, images=5, samples=2, seed=1, jobs=2,
                                  progress=False)
     assert [s["image_range"] for s in jobs["shards"]] == [[0, 2], [2, 5]]
     assert [s["drops"] for s in jobs["sites"]] == [s["drops"] for s in whole["sites"]]
@@ -143,7 +143,7 @@ def test_device_statistics_through_the_rtl(digits_outdir):
     """Statistics level: the draws the RTL's pins produced (reset before every write, the
     IR's pulse width and code) have each interface's realised rate and no correlation
     between interfaces or consecutive samples (bounds in sim/stats.py)."""
-    rep = simrun.run_regression(digits_outdir, SIMS[-1], images=20, samples=32, seed=5,
+    rep = regression.run_regression(digits_outdir, SIMS[-1], images=20, samples=32, seed=5,
                                 progress=False)
     assert rep["ok"]
     assert all(s["inside"] for s in rep["sites"]), rep["sites"]

@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 
-from hwgen import simrun
+from hwgen.sim import regression
 from hwgen.compile import compile_model
 from hwgen.model.train import DEFAULTS
-from sim import runner
+from hwgen.sim import runner
 from test_sim_network import random_model
 
 pytestmark = pytest.mark.slow
@@ -24,7 +24,7 @@ FASHION = DEFAULTS["fashion-mnist"].arch
 def test_fashion_network_bit_exact(tmp_path, dropout, tile):
     model = random_model(tmp_path / "m.pt", FASHION, "fashion-mnist", (1, 28, 28), dropout)
     compile_model(model, tmp_path / "out", tile=tile, n_check=8)
-    rep = simrun.run_regression(tmp_path / "out", SIMS[-1], images=8, samples=16, seed=2,
+    rep = regression.run_regression(tmp_path / "out", SIMS[-1], images=8, samples=16, seed=2,
                                 progress=False)
     assert rep["mc_samples"] == 128 and rep["ok"], rep
     assert all(s["inside"] for s in rep["sites"])
@@ -34,7 +34,7 @@ def test_fashion_network_bit_exact(tmp_path, dropout, tile):
 def test_digits_network_longer(tmp_path, sim):
     model = random_model(tmp_path / "m.pt", DEFAULTS["digits"].arch, seed=4)
     compile_model(model, tmp_path / "out", n_check=8)
-    rep = simrun.run_regression(tmp_path / "out", sim, images=50, samples=16, seed=9,
+    rep = regression.run_regression(tmp_path / "out", sim, images=50, samples=16, seed=9,
                                 progress=False)
     assert rep["mc_samples"] == 800 and rep["ok"], rep
     assert rep["independence"]["ok"] and all(s["inside"] for s in rep["sites"])

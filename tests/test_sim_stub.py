@@ -9,7 +9,7 @@ import pytest
 
 from hwgen.device import device_seeds
 from hwgen.ir.core import dumps, replace
-from sim import runner
+from hwgen.sim import runner
 from sim_stub import stub_ir, stub_outdir
 
 SIMS = [s for s in runner.SIMULATORS

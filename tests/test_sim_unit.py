@@ -9,10 +9,10 @@ import pytest
 from hwgen.device import MtjArray, MtjParams, device_seeds
 from hwgen.errors import HwgenError
 from hwgen.ir.core import IR, Layer, Rng, Site, pack_rows, replace
-from hwgen.simrun import merge_reports, parse_shard, shard_range
-from sim.ports import image_words, int_of, load_ports, unpack_beat
-from sim.scoreboard import Scoreboard, interface_p, masks_from_ap, replay_ap
-from sim.stats import binom_interval, corr_bound, interface_stats, site_stats
+from hwgen.sim.regression import merge_reports, parse_shard, shard_range
+from hwgen.sim.ports import image_words, int_of, load_ports, unpack_beat
+from hwgen.sim.scoreboard import Scoreboard, interface_p, masks_from_ap, replay_ap
+from hwgen.sim.stats import binom_interval, corr_bound, interface_stats, site_stats
 from sim_stub import STUB_DIR, stub_ir
 
 

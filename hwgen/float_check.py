@@ -24,8 +24,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import interp
-from .core import IR
+from .ir import interp
+from .ir.core import IR
 
 __all__ = ["TIE_REL", "TIE_DEFINITION", "float_vs_int"]
 
@@ -127,20 +127,20 @@ def float_vs_int(model, ir: IR, images, masks, chunk: int = 16) -> dict:
 
 
 def main(argv=None) -> int:
-    """`python -m hwgen.ir.check model.pt [--images N] [--samples T] [--json F]`: the
+    """`python -m hwgen.float_check model.pt [--images N] [--samples T] [--json F]`: the
     float-vs-integer check at a chosen size (compile runs a small one)."""
     import argparse
     import json
     import logging
     import time
 
-    from ..atomic import write_text
-    from ..compile import check_images, check_masks
-    from ..frontend import build_ir, load_model
-    from ..model.io import build_model
-    from ..passes import run_pipeline
+    from .atomic import write_text
+    from .compile import check_images, check_masks
+    from .frontend import build_ir, load_model
+    from .model.io import build_model
+    from .passes import run_pipeline
 
-    ap = argparse.ArgumentParser(prog="python -m hwgen.ir.check", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m hwgen.float_check", description=main.__doc__)
     ap.add_argument("model")
     ap.add_argument("--images", type=int, default=1000)
     ap.add_argument("--samples", type=int, default=16)

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..atomic import write_text
-from ..compile import check_images, check_masks
-from ..errors import HwgenError
-from ..frontend import build_ir, load_model
-from ..model.io import build_model
-from ..passes import run_pipeline
-from . import interp
+from .atomic import write_text
+from .compile import check_images, check_masks
+from .errors import HwgenError
+from .frontend import build_ir, load_model
+from .model.io import build_model
+from .passes import run_pipeline
+from .ir import interp
 
 __all__ = ["run", "bench_golden"]
 

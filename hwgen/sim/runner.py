@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import os
-import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -32,7 +31,6 @@ SIMULATORS = ("icarus", "verilator")
 TOPLEVEL = "hwgen_top"
 BENCH_TOP = "hwgen_tb"      # the wrapper the network bench runs (see bench_wrapper)
 TIMESCALE = ("1ns", "1ps")
-REPO = Path(__file__).resolve().parent.parent
 
 
 class RunFailed(RuntimeError):
@@ -209,8 +207,6 @@ def run_bench(test_module: str, toplevel: str, simulator: str, build_dir, run_di
     result.unlink(missing_ok=True)
     cfg = dict(config, result=str(result))
     (run_dir / "config.json").write_text(json.dumps(cfg, indent=1, sort_keys=True) + "\n")
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
     try:
         get_runner(simulator).test(
             test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
@@ -261,8 +257,6 @@ def run_network(outdir, simulator: str, bits: np.ndarray, index: np.ndarray, sam
     if scoreboard_interface_swap is not None:
         cfg["scoreboard_interface_swap"] = [int(i) for i in scoreboard_interface_swap]
     (run_dir / "config.json").write_text(json.dumps(cfg, indent=1, sort_keys=True) + "\n")
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))   # the runner hands sys.path to the simulator
     runner = get_runner(simulator)
     plusargs = []
     if waves and simulator == "icarus":
@@ -275,7 +269,7 @@ def run_network(outdir, simulator: str, bits: np.ndarray, index: np.ndarray, sam
     sim_log = run_dir / "sim.log"
     t0 = time.perf_counter()
     try:
-        runner.test(test_module="sim.bench_top", hdl_toplevel=BENCH_TOP,
+        runner.test(test_module="hwgen.sim.bench_top", hdl_toplevel=BENCH_TOP,
                     hdl_toplevel_lang="verilog", build_dir=build_dir, test_dir=run_dir,
                     extra_env={"HWGEN_SIM_CONFIG": str(run_dir / "config.json")},
                     results_xml=str(run_dir / "results.xml"), waves=waves,
@@ -316,7 +310,7 @@ def run_layer(outdir, i: int, simulator: str, inputs: np.ndarray, keep: np.ndarr
     np.savez(run_dir / "cases.npz", inputs=inputs, keep=keep)
     top = f"layer{i}"
     bdir = build(outdir, simulator, build_root, toplevel=top)
-    return run_bench("sim.bench_layer", top, simulator, bdir, run_dir,
+    return run_bench("hwgen.sim.bench_layer", top, simulator, bdir, run_dir,
                      {"ir": str(Path(ir_path).resolve()), "layer": int(i),
                       "ports": str(outdir / f"{top}.ports.json"),
                       "cases": str(run_dir / "cases.npz")})

@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from .device import MtjParams
-from .ir.core import IR, Layer, Rng, Site
-from .model.io import load_checkpoint
-from .model.net import site_groups
+from ..device import MtjParams
+from ..ir.core import IR, Layer, Rng, Site
+from ..model.io import load_checkpoint
+from ..model.net import site_groups
 
 __all__ = ["build_ir", "load_model", "sha256_file"]
 

@@ -29,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_text
-from .errors import HwgenError
+from ..atomic import write_text
+from ..errors import HwgenError
+from . import ports, runner, scoreboard, stats
 
 __all__ = ["cmd_sim", "run_regression", "merge_reports", "parse_shard", "shard_range",
            "summary_line", "build_root", "load_outdir", "test_bits"]
@@ -38,22 +39,6 @@ __all__ = ["cmd_sim", "run_regression", "merge_reports", "parse_shard", "shard_r
 log = logging.getLogger("hwgen.sim")
 
 REPORT_FORMAT = "hwgen-sim-report"
-_SIM = None
-
-
-def _sim():
-    """Import the repository's sim/ package (it lives next to hwgen/, not inside it)."""
-    global _SIM
-    if _SIM is None:
-        root = str(Path(__file__).resolve().parent.parent)
-        if root not in sys.path:
-            sys.path.insert(0, root)
-        import sim.ports
-        import sim.runner
-        import sim.scoreboard
-        import sim.stats
-        _SIM = sim
-    return _SIM
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -88,7 +73,7 @@ def _sha(path: Path) -> str:
 
 def load_outdir(outdir, ir_path=None):
     """(IR, TopPorts) of a compiled OUTDIR; HwgenError naming the first problem."""
-    from .ir.core import loads
+    from ..ir.core import loads
     outdir = Path(outdir)
     if not outdir.is_dir():
         raise HwgenError(f"{outdir}: not a directory (run hwgen compile first)")
@@ -101,7 +86,7 @@ def load_outdir(outdir, ir_path=None):
     except (ValueError, TypeError, KeyError) as e:
         raise HwgenError(f"{irp}: bad IR ({e})") from None
     try:
-        tp = _sim().ports.load_ports(outdir / "ports.json")
+        tp = ports.load_ports(outdir / "ports.json")
     except (ValueError, KeyError, TypeError) as e:
         raise HwgenError(f"{outdir / 'ports.json'}: {e}") from None
     if tp.n_if != ir.n_interfaces or tp.classes != ir.n_classes:
@@ -113,8 +98,8 @@ def load_outdir(outdir, ir_path=None):
 def test_bits(ir, n: int) -> tuple[np.ndarray, np.ndarray, str]:
     """The first n test images of the IR's dataset as flat (c, y, x) bits [n, C*H*W],
     their dataset indices, and the dataset name."""
-    from .data import IN_SHAPE, load_dataset
-    from .ir.interp import binarize
+    from ..data import IN_SHAPE, load_dataset
+    from ..ir.interp import binarize
     ds = ir.meta.get("dataset")
     if ds not in IN_SHAPE:
         raise HwgenError(f"the IR names no known dataset (meta.dataset = {ds!r})")
@@ -136,8 +121,7 @@ def run_regression(outdir, simulator: str = "verilator", images: int = 10, sampl
     report. The scoreboard_* and ir_path arguments plant faults in the checker only."""
     from tqdm import tqdm
 
-    from .device import device_seeds
-    sim = _sim()
+    from ..device import device_seeds
     outdir = Path(outdir).resolve()
     ir, tp = load_outdir(outdir, ir_path)
     if samples >= 1 << 16:
@@ -146,10 +130,10 @@ def run_regression(outdir, simulator: str = "verilator", images: int = 10, sampl
     seeds = device_seeds(seed, ir.n_interfaces)
     root = build_root()
     if simulator == "verilator":
-        sim.runner.ensure_verilator_on_path()
+        runner.ensure_verilator_on_path()
     try:
-        bdir = sim.runner.build(outdir, simulator, root)
-    except sim.runner.RunFailed as e:
+        bdir = runner.build(outdir, simulator, root)
+    except runner.RunFailed as e:
         raise HwgenError(str(e)) from None
 
     i0, n0 = shard
@@ -170,7 +154,7 @@ def run_regression(outdir, simulator: str = "verilator", images: int = 10, sampl
     def one(part):
         pa, pb = part
         rdir = Path(tempfile.mkdtemp(prefix=f"{simulator}-{pa}-{pb}-", dir=runs))
-        res = sim.runner.run_network(
+        res = runner.run_network(
             outdir, simulator, bits[pa:pb], index[pa:pb], samples, seeds, pa * samples, bdir,
             rdir, ir_path=ir_path, scoreboard_seeds=scoreboard_seeds,
             scoreboard_interface_swap=scoreboard_interface_swap, on_progress=tick)
@@ -183,7 +167,7 @@ def run_regression(outdir, simulator: str = "verilator", images: int = 10, sampl
         else:
             with ThreadPoolExecutor(len(parts)) as pool:
                 results = list(pool.map(one, parts))
-    except sim.runner.RunFailed as e:
+    except runner.RunFailed as e:
         raise HwgenError(str(e).splitlines()[0]) from None
     finally:
         bar.close()
@@ -200,7 +184,6 @@ def run_regression(outdir, simulator: str = "verilator", images: int = 10, sampl
 
 
 def _report(ir, outdir: Path, simulator, seed, samples, rng, res, ds, with_stats) -> dict:
-    sim = _sim()
     rep = {
         "format": REPORT_FORMAT, "version": 1, "simulator": simulator, "outdir": str(outdir),
         "verilog_sha256": _sha(outdir / "hwgen_top.v"), "ir_sha256": _sha(outdir / "ir.json"),
@@ -216,8 +199,8 @@ def _report(ir, outdir: Path, simulator, seed, samples, rng, res, ds, with_stats
     }
     if with_stats and ir.n_interfaces and res.get("record"):
         ap = np.load(res["record"])["ap"]
-        rep["sites"] = sim.stats.site_stats(ir, ap)
-        st = sim.stats.interface_stats(ap, sim.scoreboard.interface_p(ir))
+        rep["sites"] = stats.site_stats(ir, ap)
+        st = stats.interface_stats(ap, scoreboard.interface_p(ir))
         rep["independence"] = {k: st[k] for k in (
             "draws", "interfaces", "rate_failures", "outside_999", "max_pair_r", "pair_bound",
             "max_lag1_r", "lag1_bound", "ok")}
@@ -286,18 +269,17 @@ def merge_reports(reports: list[dict]) -> dict:
 def _waves(outdir, simulator, ir, report, bits, index, samples, seeds, root, ir_path,
            sb_seeds, sb_swap) -> str | None:
     """Re-run the first mismatching image alone with waves on; return the waveform path."""
-    sim = _sim()
     first = report["first_mismatch"] or report["first_device_mismatch"]
     img = int(first["image"])
     try:
-        bdir = sim.runner.build(outdir, simulator, root, waves=True)
+        bdir = runner.build(outdir, simulator, root, waves=True)
         rdir = root / "waves" / f"{simulator}-{report['verilog_sha256'][:12]}-img{img}-seed{report['seed']}"
         shutil.rmtree(rdir, ignore_errors=True)
-        res = sim.runner.run_network(
+        res = runner.run_network(
             outdir, simulator, bits[img:img + 1], index[img:img + 1], samples, seeds,
             img * samples, bdir, rdir, waves=True, ir_path=ir_path, scoreboard_seeds=sb_seeds,
             scoreboard_interface_swap=sb_swap)
-    except sim.runner.RunFailed as e:
+    except runner.RunFailed as e:
         log.warning("could not record the waveform: %s", str(e).splitlines()[0])
         return None
     if res["mismatches"] + res["device_mismatches"] == 0:
