@@ -23,7 +23,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ import numpy as np
 from . import energy_table as et
 from .atomic import write_bytes, write_text
 from .errors import HwgenError
+from .hw.plan import read_plan
 from .ir import core
 
 __all__ = ["cost", "render", "plot_png", "cmd_report", "groups", "SIM_REPORTS", "PAPER"]
@@ -77,8 +77,8 @@ def driven_rows_per_tile(layer: core.Layer) -> list[int]:
 
 def _layer_cost(layer: core.Layer, lanes: int, keep: float) -> dict:
     rt, ct = len(layer.row_tiles), len(layer.col_tiles)
-    cols_max = max(b - a for a, b in layer.col_tiles)
-    cycles = layer.windows * math.ceil(cols_max / lanes)
+    beats = read_plan(layer, lanes).beats
+    cycles = layer.windows * beats
     driven = driven_rows_per_tile(layer)
     cell = et.figure("xbar_cell_read").value_pj
     add = et.figure("digital_add").value_pj
@@ -93,7 +93,7 @@ def _layer_cost(layer: core.Layer, lanes: int, keep: float) -> dict:
         op=layer.op, in_shape=list(layer.in_shape), out_channels=layer.out_channels,
         kernel=list(layer.kernel), rows=layer.rows, windows=layer.windows,
         row_tiles=rt, col_tiles=ct, reads_per_pass=layer.windows * rt * ct,
-        read_cycles=math.ceil(cols_max / lanes), cycles_bound_per_pass=cycles,
+        read_cycles=beats, cycles_bound_per_pass=cycles,
         driven_rows_expected=sum(driven) * keep, keep_fraction=keep,
         adds_per_pass=adds, thresholds_per_pass=thresholds,
         energy_pj_per_pass=dict(xbar_cells=cell_pj, xbar_adc=adc_pj,

@@ -20,7 +20,6 @@ reproducible, independent of how the array is driven, and vectorised.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np

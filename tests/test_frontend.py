@@ -1,12 +1,10 @@
 """Frontend: model.pt -> initial IR, and hostile model.pt files (one line, exit 2, no
 output, no code executed)."""
 
-import io
 import os
 import pickle
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest

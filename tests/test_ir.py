@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import pytest
 
-from hwgen.ir.core import FORMAT, IR, Layer, dumps, loads
+from hwgen.ir.core import FORMAT, dumps, loads
 from hwgen.ir.dump import dump
 from hwgen.ir.verify import VerifyError, verify
 from hwgen.passes import PassConfig, run_pipeline

@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 from hwgen.errors import HwgenError
 from hwgen.ir import interp
 from hwgen.ir.core import dumps, loads
-from hwgen.ir.verify import verify
 from hwgen.model.spec import SpecError
 from hwgen.passes import PIPELINE, PassConfig, fold_thresholds, parse_tile, run_pipeline
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..atomic import write_text
 from ..ir.core import IR, loads
+from .plan import cycle_bound
 from .testing import TopBench
 from .top import NetworkTop
 
@@ -38,16 +39,17 @@ def measure_cycles(ir: IR, lanes: int, samples: int = 3, seed: int = 0) -> dict:
     bench.run(img, samples)
     wall = time.perf_counter() - t0
     layers = []
+    cb = cycle_bound(ir, lanes)
     for i, layer in enumerate(ir.layers):
         ctl = top.controllers[i]
-        w_r = layer.windows * ctl.beats
+        w_r = cb.per_layer[i]
         meas = bench.layer_cycles.get(i, [])
         layers.append({"layer": i, "per_sample": i >= ir.mc_start, "windows": layer.windows,
                        "beats": ctl.beats, "lanes": list(ctl.lanes), "bound": w_r,
                        "start_to_done": meas[-1] if meas else None})
     beats = [c for _, c in bench.beat_cycles]
     per_sample = [int(v) for v in np.diff(beats)]
-    bound = sum(l["bound"] for l in layers if l["per_sample"])
+    bound = cb.per_sample
     return {"lanes": lanes, "samples": samples, "layers": layers, "bound": bound,
             "cycles_per_sample": per_sample,
             "ratio": max(per_sample) / bound if per_sample else None,

@@ -25,9 +25,10 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..ir.core import Layer, Site
+from .plan import read_plan
 from .tile import CrossbarTile, acc_width
 
-__all__ = ["TileController", "WriteSignature", "layer_plan_hw", "layer_model"]
+__all__ = ["TileController", "WriteSignature", "layer_model"]
 
 
 def buffer_depth(positions: int) -> int:
@@ -40,16 +41,6 @@ def WriteSignature(positions: int, width: int) -> wiring.Signature:
     """Writer side of an activation-buffer write: one position, a bit-enable mask."""
     return wiring.Signature({"addr": Out(range(buffer_depth(positions))), "data": Out(width),
                              "en": Out(width)})
-
-
-def layer_plan_hw(layer: Layer, lanes: int) -> dict:
-    """Beats per read and lanes per column split of `layer` for a `lanes` request.
-
-    Every tile of the layer gets the same number of beats r = ceil(widest split / lanes);
-    each split then uses the fewest lanes that still finish in r beats."""
-    widest = max(b - a for a, b in layer.col_tiles)
-    r = -(-widest // min(lanes, widest))
-    return {"beats": r, "lanes": tuple(-(-(b - a) // r) for a, b in layer.col_tiles)}
 
 
 def _im2col(x: np.ndarray, layer: Layer) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +89,7 @@ class TileController(wiring.Component):
     site : hwgen.ir.core.Site or None
         The dropout site on this layer's input (its keep bits gate the rows).
     lanes : int
-        Requested columns per cycle (see `layer_plan_hw`).
+        Requested columns per cycle (see `hwgen.hw.plan.read_plan`).
     acc_w : int
         Classifier only: width of each class sum on `out`.
     bit_writes : bool
@@ -119,8 +110,8 @@ class TileController(wiring.Component):
     def __init__(self, layer: Layer, site: Site | None, lanes: int, *, acc_w: int | None = None,
                  bit_writes: bool = False):
         self.layer, self.site, self.bit_writes = layer, site, bit_writes
-        plan = layer_plan_hw(layer, lanes)
-        self.beats, self.lanes = plan["beats"], plan["lanes"]
+        plan = read_plan(layer, lanes)
+        self.beats, self.lanes = plan.beats, plan.lanes
         c, h, w = layer.in_shape
         self.depth = buffer_depth(h * w)
         self.sum_w = acc_width(layer.rows)

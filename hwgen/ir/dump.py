@@ -31,7 +31,7 @@ def dump(ir: IR) -> str:
                        f"interfaces=[{s.first_interface}, {s.first_interface + s.n_groups}) "
                        f"mtj_code={s.mtj_code} p_realised={s.p_realised!r}")
         if l.bn is not None:
-            out.append(f"  bn: " + " ".join(f"{k}={l.bn[k]!r}" for k in sorted(l.bn)))
+            out.append("  bn: " + " ".join(f"{k}={l.bn[k]!r}" for k in sorted(l.bn)))
         if l.logit_scale is not None:
             out.append(f"  logit_scale={list(l.logit_scale)!r}")
             out.append(f"  logit_bias={list(l.logit_bias)!r}")

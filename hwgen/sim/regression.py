@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
