@@ -267,12 +267,11 @@ def lfsr_seeds(seed: int, n: int) -> list[int]:
 
 
 def _stand_in_params(ir: core.IR, seed: int):
-    from hwgen.device import MtjParams
     from hwgen.hw import lfsr
 
-    params = MtjParams(**ir.rng.device) if ir.rng.device else MtjParams()
+    params = ir.mtj.device
     codes = [s.mtj_code for s in ir.sites for _ in range(s.n_groups)]
-    thr = [lfsr.threshold(params, c, ir.rng.write_ns) for c in codes]
+    thr = [lfsr.threshold(params, c, ir.mtj.write_ns) for c in codes]
     return params.code_bits, codes, thr, lfsr_seeds(seed, ir.n_interfaces)
 
 
@@ -323,9 +322,9 @@ def predict(ir: core.IR, bits: np.ndarray, samples: int, model) -> np.ndarray:
         n = ir.n_interfaces
         for _ in range(samples):
             model.reset(np.ones(n, bool))
-            model.write(np.ones(n, bool), ir.rng.write_ns)
+            model.write(np.ones(n, bool), ir.mtj.write_ns)
         keep = 1 - np.stack(model.history[:samples]).astype(np.uint8)      # [T, N_IF]
-        masks = [keep[None, :, s.first_interface:s.first_interface + s.n_groups] for s in ir.sites]
+        masks = [keep[None, :, s.interfaces] for s in ir.sites]
     return interp.run(ir, bits[None], masks, samples=samples)[0]
 
 
@@ -334,7 +333,7 @@ def load_image(ir: core.IR, index: int) -> tuple[np.ndarray, int | None]:
     from hwgen.data import load_dataset
     from hwgen.ir import interp
 
-    name = (ir.meta or {}).get("dataset")
+    name = ir.meta.dataset
     if not name:
         raise HwgenError("the IR names no dataset (meta.dataset): cannot pick a test image")
     x, y = load_dataset(name, "test")
@@ -361,12 +360,11 @@ def make_board_top(ir: core.IR, bits: np.ndarray, cfg: FpgaConfig):
 def _site_p(ir: core.IR) -> list[dict]:
     """Per site: p asked, p realised by the MTJ code, and p of the LFSR stand-in (its
     16-bit threshold for that code)."""
-    from hwgen.device import MtjParams
     from hwgen.hw import lfsr
 
-    params = MtjParams(**ir.rng.device) if ir.rng.device else MtjParams()
+    params = ir.mtj.device
     return [dict(layer=s.layer, p=s.p, p_realised=s.p_realised, mtj_code=s.mtj_code,
-                 p_lfsr=lfsr.realised_p(lfsr.threshold(params, s.mtj_code, ir.rng.write_ns)))
+                 p_lfsr=lfsr.realised_p(lfsr.threshold(params, s.mtj_code, ir.mtj.write_ns)))
             for s in ir.sites]
 
 

@@ -17,7 +17,7 @@ from .errors import HwgenError
 from .frontend import build_ir, load_model
 from .model.io import build_model
 from .passes import run_pipeline
-from .ir import interp
+from .ir import fast, interp
 
 __all__ = ["run", "bench_golden"]
 
@@ -48,7 +48,7 @@ def bench_golden(model_path, images: int = 256, samples: int = 16, batch: int = 
         return torch.cat(out).numpy().reshape(n, samples, -1)
 
     def golden_run():
-        return interp.run(ir, interp.binarize(x, ir.theta), masks, samples=samples)
+        return fast.run(ir, interp.binarize(x, ir.theta), masks, samples=samples)
 
     torch_run(), golden_run()                      # warm up allocators and caches
     # best of `repeats`, interleaved, so both see the same machine load (CPUs are shared)
@@ -60,14 +60,13 @@ def bench_golden(model_path, images: int = 256, samples: int = 16, batch: int = 
         t0 = time.perf_counter()
         acc_g = golden_run()
         t_golden = min(t_golden, time.perf_counter() - t0)
-    scale = ir.meta["dropout"]["scale"]
-    if scale:
-        acc_f = acc_f * (1.0 - ir.meta["dropout"]["p"])
+    if ir.meta.dropout.scale:
+        acc_f = acc_f * (1.0 - ir.meta.dropout.p)
     same = (np.rint(acc_f) == acc_g).all(axis=2).mean()
     ns = n * samples
     return {
-        "model": Path(model_path).name, "spec": ir.meta["spec"],
-        "dropout": ir.meta["dropout"]["kind"], "images": n, "image_source": source,
+        "model": Path(model_path).name, "spec": ir.meta.spec,
+        "dropout": ir.meta.dropout.kind, "images": n, "image_source": source,
         "samples": samples, "repeats": repeats, "torch_threads": torch.get_num_threads(),
         "torch_s": t_torch, "golden_s": t_golden,
         "torch_samples_per_s": ns / t_torch, "golden_samples_per_s": ns / t_golden,

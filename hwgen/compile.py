@@ -42,7 +42,7 @@ CHECK_SEED = 0        # keep masks and (if needed) stand-in images
 def check_images(ir: IR, n: int) -> tuple[torch.Tensor, str]:
     """The first n test images of the model's dataset, or seeded uniform images when the
     dataset is unknown or its images do not fit the model's input (e.g. a test model)."""
-    ds = ir.meta.get("dataset")
+    ds = ir.meta.dataset
     try:
         from .data import IN_SHAPE, load_dataset
     except ImportError:             # data.py not there yet

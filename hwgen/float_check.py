@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .ir import interp
+from .ir import fast, interp
 from .ir.core import IR
 
 __all__ = ["TIE_REL", "TIE_DEFINITION", "float_vs_int"]
@@ -56,15 +56,14 @@ def float_vs_int(model, ir: IR, images, masks, chunk: int = 16) -> dict:
     masks = [np.asarray(m, np.uint8) for m in masks]
     t = masks[0].shape[1] if masks else 1
     last = len(ir.layers) - 1
-    scale = ir.meta.get("dropout", {}).get("scale", False)
-    p = ir.meta.get("dropout", {}).get("p", 0.0)
+    scale, p = ir.meta.dropout.scale, ir.meta.dropout.p
     in_scales = [1.0 / (1.0 - p) if (scale and ir.site_of(i) is not None) else 1.0
                  for i in range(len(ir.layers))]
     tols = [_tie_tol(model, i, l.rows, in_scales[i]) for i, l in enumerate(ir.layers)]
     per = [dict(layer=i, bits=0, disagree=0, ties=0, non_tie_disagree=0, acc_mismatch=0)
            for i in range(len(ir.layers))]
     samples_equal = samples_tie = samples_bad = pred_equal = 0
-    golden = interp.run(ir, interp.binarize(images, ir.theta), masks, samples=t)
+    golden = fast.run(ir, interp.binarize(images, ir.theta), masks, samples=t)
     for a in range(0, n, chunk):
         x = images[a:a + chunk]
         nb = x.shape[0]
@@ -153,8 +152,8 @@ def main(argv=None) -> int:
     ir = run_pipeline(build_ir(ckpt))
     x, source = check_images(ir, args.images)
     rep = float_vs_int(build_model(ckpt), ir, x, check_masks(ir, len(x), args.samples, args.seed))
-    rep.update(model=str(args.model), image_source=source, dropout=ir.meta["dropout"]["kind"],
-               spec=ir.meta["spec"], seed=args.seed, seconds=round(time.perf_counter() - t0, 1))
+    rep.update(model=str(args.model), image_source=source, dropout=ir.meta.dropout.kind,
+               spec=ir.meta.spec, seed=args.seed, seconds=round(time.perf_counter() - t0, 1))
     text = json.dumps(rep, sort_keys=True, indent=1) + "\n"
     print(text, end="")
     if args.json:

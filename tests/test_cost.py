@@ -24,7 +24,8 @@ def layer(op, ins, o, k, pad, pool, cls=False, tile=(128, 128)):
     wts = core.pack_rows(np.zeros((o, c * k * k), np.uint8))
     extra = (dict(logit_scale=(1.0,) * o, logit_bias=(0.0,) * o) if cls
              else dict(sign=(1,) * o, thresh=(0,) * o))
-    return core.Layer(op, ins, o, (k, k), (pad, pad), pool, wts, tile=tile, **extra)
+    return core.Layer(op=op, in_shape=ins, out_channels=o, kernel=(k, k), pad=(pad, pad),
+                      pool=pool, weights=wts, tile=tile, **extra)
 
 
 def tiny_ir(kind="spatial", tile=(128, 128)):
@@ -33,9 +34,12 @@ def tiny_ir(kind="spatial", tile=(128, 128)):
               layer("linear", (16, 2, 2), 10, 2, 0, 1, cls=True, tile=tile))
     g1 = cm.groups(layers[1], kind)
     g2 = cm.groups(layers[2], kind)
-    sites = (core.Site(1, kind, 0.2, g1, 72 // g1, 0, mtj_code=700, p_realised=P_REAL),
-             core.Site(2, kind, 0.2, g2, 64 // g2, g1, mtj_code=701, p_realised=P_REAL))
-    return core.IR((1, 8, 8), "binary", 0.5, layers, sites)
+    sites = (core.Site(layer=1, kind=kind, p=0.2, n_groups=g1, group_rows=72 // g1,
+                       first_interface=0, mtj_code=700, p_realised=P_REAL),
+             core.Site(layer=2, kind=kind, p=0.2, n_groups=g2, group_rows=64 // g2,
+                       first_interface=g1, mtj_code=701, p_realised=P_REAL))
+    return core.IR(in_shape=(1, 8, 8), input_mode="binary", theta=0.5, layers=layers,
+                   sites=sites)
 
 
 def test_modules_draws_reads_cycles_by_hand():

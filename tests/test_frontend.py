@@ -128,15 +128,15 @@ def test_build_ir_takes_the_model_as_trained(good):
     path, ckpt = good
     loaded, sha = load_model(path)
     ir = build_ir(loaded, sha)
-    assert ir.meta["model_sha256"] == sha and len(sha) == 64
-    assert ir.meta["dataset"] == "digits" and ir.in_shape == (1, 8, 8)
+    assert ir.meta.model_sha256 == sha and len(sha) == 64 and ir.stage == "float"
+    assert ir.meta.dataset == "digits" and ir.in_shape == (1, 8, 8)
     sd = ckpt["state_dict"]
     for i, l in enumerate(ir.layers):
         w = sd[f"blocks.{i}.layer.weight"].reshape(l.out_channels, -1)
         assert np.array_equal(np.asarray(l.latent).reshape(w.shape), w.double().numpy())
         assert np.array_equal(l.weight_bits(), (w >= 0).numpy().astype(np.uint8))
-        assert l.bn["gain"] == tuple(sd[f"blocks.{i}.bn.weight"].double().tolist())
-        assert l.bn["in_scale"] == 1.0
+        assert l.bn.gain == tuple(sd[f"blocks.{i}.bn.weight"].double().tolist())
+        assert l.bn.in_scale == 1.0
     assert [(s.layer, s.n_groups, s.group_rows) for s in ir.sites] == [(1, 4, 9), (2, 5, 16)]
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from hwgen.ir import interp
+from hwgen.ir import fast, interp
 from hwgen.float_check import float_vs_int
 from hwgen.passes import run_pipeline
 
@@ -112,7 +112,7 @@ def test_layer_by_layer_equals_run_and_fast_equals_slow():
     bits = interp.binarize(random_images((2, 9, 11), n, 1), ir.theta)
     masks = random_masks(ir, n, t, 1)
     ref = interp.run(ir, bits, masks)
-    assert np.array_equal(ref, interp.run(ir, bits, masks, fast=False))
+    assert np.array_equal(ref, fast.run(ir, bits, masks))
     h = np.repeat(bits, t, axis=0)
     for i in range(len(ir.layers)):
         k = [m for s, m in zip(ir.sites, masks) if s.layer == i]
@@ -172,15 +172,16 @@ def test_trace_ends_in_run():
 @pytest.mark.parametrize("spec,shape,kind", [("c5,p2,c7k5,f6,f4", (2, 9, 11), "spatial"),
                                              ("c3k1,c4,p3,f5", (1, 9, 7), "element"),
                                              ("c4,f3", (3, 5, 5), "none")])
-def test_golden_equals_the_hardware_layer_models(spec, shape, kind):
-    """hwgen.hw.testing.reference_run chains the tile controller's own layer models, written
-    independently of this interpreter: the two must agree on every class integer."""
-    testing = pytest.importorskip("hwgen.hw.testing")
+def test_fast_path_equals_the_definition_on_random_integer_irs(spec, shape, kind):
+    """hwgen.ir.fast (float32 matmuls, shared-input grouping, threads) against the
+    definition, on integer-stage IRs with random thresholds and a tile that splits rows."""
+    from hwgen.hw.testing import random_ir
     from hwgen.ir.verify import verify
-    ir = testing.random_ir(spec, shape, kind, seed=5, tile=(7, 3))
+    ir = random_ir(spec, shape, kind, seed=5, tile=(7, 3))
     verify(ir)
     bits = interp.binarize(random_images(shape, 5, 0), 0.5)
     masks = random_masks(ir, 5, 3, 0)
-    ref = testing.reference_run(ir, bits, masks, samples=3)
-    assert np.array_equal(interp.run(ir, bits, masks, samples=3), ref)
-    assert np.array_equal(interp.run(ir, bits, masks, samples=3, fast=False), ref)
+    ref = interp.run(ir, bits, masks, samples=3)
+    assert ref.any()
+    assert np.array_equal(fast.run(ir, bits, masks, samples=3), ref)
+    assert np.array_equal(fast.run(ir, bits, masks, samples=3, threads=1), ref)

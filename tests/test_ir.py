@@ -24,11 +24,12 @@ def test_json_round_trip_and_determinism(ir):
     assert loads(text) == ir
     assert dumps(loads(text)) == text
     d = json.loads(text)
-    assert d["format"] == FORMAT and d["version"] == 1
+    assert d["format"] == FORMAT and d["version"] == 2 and d["stage"] == "integer"
     assert text == json.dumps(d, sort_keys=True, indent=1) + "\n"
-    # the pre-lowering IR (latent weights, batch norm dicts) round-trips too
+    # the float stage (latent weights, batch norms) round-trips too
     ir0 = initial_ir(random_net("c3,f2", (1, 3, 3), "element"))
-    assert loads(dumps(ir0)) == ir0
+    assert ir0.stage == "float" and loads(dumps(ir0)) == ir0
+    assert json.loads(dumps(ir0))["stage"] == "float"
 
 
 def test_loads_rejects_wrong_tag_and_version(ir):
@@ -56,9 +57,9 @@ def test_site_numbering_and_mtj_codes(ir):
         assert 0 < s.mtj_code < 1023 and abs(s.p_realised - s.p) < 0.01
 
 
-def _layers(ir, i, **kw):
+def _layers(ir, i, new=None, **kw):
     ls = list(ir.layers)
-    ls[i] = replace(ls[i], **kw)
+    ls[i] = new if new is not None else replace(ls[i], **kw)
     return replace(ir, layers=tuple(ls))
 
 
@@ -76,18 +77,19 @@ BROKEN = {
     "beyond row": lambda ir: _layers(ir, 0, weights=(ir.layers[0].weights[0][:-2] + "ff",)
                                      + ir.layers[0].weights[1:]),
     "weight rows": lambda ir: _layers(ir, 0, weights=ir.layers[0].weights[1:]),
-    "no weights": lambda ir: _layers(ir, 0, weights=()),
+    "0 weight rows": lambda ir: _layers(ir, 0, weights=()),
     "outside": lambda ir: _layers(ir, 0, thresh=(ir.layers[0].rows + 2,) + ir.layers[0].thresh[1:]),
     "constant encoding": lambda ir: _layers(ir, 0, sign=(-1,) + ir.layers[0].sign[1:],
                                             thresh=(ir.layers[0].rows + 1,) + ir.layers[0].thresh[1:]),
     "sign must be": lambda ir: _layers(ir, 0, sign=(0,) + ir.layers[0].sign[1:]),
-    "exactly one of thresholds": lambda ir: _layers(ir, 0, sign=None, thresh=None),
+    "needs thresholds": lambda ir: _layers(ir, 0, sign=None, thresh=None),
     "not thresholded": lambda ir: _layers(ir, 3, sign=(1,) * 3, thresh=(0,) * 3),
     "logit affine": lambda ir: _layers(ir, 3, logit_bias=(0.0,)),
-    "both a batch": lambda ir: _layers(ir, 3, bn=initial_ir(random_net("c3,f3", (1, 3, 3))).layers[1].bn),
+    "must all be FloatLayer": lambda ir: _layers(ir, 3, new=initial_ir(random_net("c3,f3", (1, 3, 3))).layers[1]),
+    "go together": lambda ir: _layers(ir, 3, logit_scale=None),
     "partition": lambda ir: _sites(ir, 0, n_groups=4),
-    "one group per channel": lambda ir: _sites(ir, 0, n_groups=25, group_rows=5),
-    "one group per row": lambda ir: _sites(ir, 0, kind="element"),
+    "spatial groups must be": lambda ir: _sites(ir, 0, n_groups=25, group_rows=5),
+    "element groups must be": lambda ir: _sites(ir, 0, kind="element"),
     "global numbering": lambda ir: _sites(ir, 1, first_interface=4),
     "partly numbered": lambda ir: _sites(ir, 1, first_interface=-1),
     "distinct layers": lambda ir: _sites(ir, 1, layer=1),

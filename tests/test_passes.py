@@ -7,8 +7,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from hwgen.errors import HwgenError
-from hwgen.ir import interp
-from hwgen.ir.core import dumps, loads
+from hwgen.ir import fast, interp
+from hwgen.ir.core import BatchNorm, dumps, loads
 from hwgen.model.spec import SpecError
 from hwgen.passes import PIPELINE, PassConfig, fold_thresholds, parse_tile, run_pipeline
 
@@ -46,16 +46,15 @@ def test_every_pass_keeps_interpreter_output(net):
     n, t = 5, 3
     bits = interp.binarize(random_images(shape, n, seed), ir.theta)
     masks = random_masks(ir, n, t, seed)
-    ref = interp.run(ir, bits, masks, samples=t, fast=False)
+    ref = interp.run(ir, bits, masks, samples=t)
     stages = []
     final = run_pipeline(ir, PassConfig(tile=tile), on_pass=lambda name, x: stages.append((name, x)))
     assert [name for name, _ in stages] == [p.__name__ for p in PIPELINE]
     for name, stage in stages:
-        for fast in (True, False):
-            got = interp.run(stage, bits, masks, samples=t, fast=fast)
-            assert np.array_equal(got, ref), f"{name} (fast={fast}) changed the output"
-    assert final.layers[0].tile == tile and all(l.latent is None and l.bn is None
-                                                for l in final.layers)
+        for run in (interp.run, fast.run):
+            got = run(stage, bits, masks, samples=t)
+            assert np.array_equal(got, ref), f"{name} ({run.__module__}) changed the output"
+    assert ir.stage == "float" and final.stage == "integer" and final.layers[0].tile == tile
     assert loads(dumps(final)) == final
     # and the integer model is the float model's arithmetic: class integers equal
     tm = [torch.from_numpy(m.reshape(n * t, -1)).float() for m in masks]
@@ -75,15 +74,16 @@ def test_tiling_never_changes_a_result():
     for tile in [(1, 1), (1, 128), (128, 1), (3, 5), (17, 2), (50, 50), (10**6, 10**6)]:
         tiled = run_pipeline(initial_ir(model), PassConfig(tile=tile))
         assert tiled.layers[1].tile == tile
-        for fast in (True, False):
-            assert np.array_equal(interp.run(tiled, bits, masks, fast=fast), ref)
+        for run in (interp.run, fast.run):
+            assert np.array_equal(run(tiled, bits, masks), ref)
 
 
 def test_fold_is_exact_at_every_reachable_acc():
     rows = 13
-    bn = {"gain": (0.7, -0.4, 0.0, 0.0, 1.0, -1.0, 2.0), "bias": (0.1, 0.3, 0.2, -0.2, 0.0, 0.0, 50.0),
-          "mean": (2.0, -3.5, 0.0, 0.0, 3.0, 3.0, 0.0), "var": (4.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0),
-          "eps": 1e-5, "in_scale": 1.25}
+    bn = BatchNorm(gain=(0.7, -0.4, 0.0, 0.0, 1.0, -1.0, 2.0),
+                   bias=(0.1, 0.3, 0.2, -0.2, 0.0, 0.0, 50.0),
+                   mean=(2.0, -3.5, 0.0, 0.0, 3.0, 3.0, 0.0),
+                   var=(4.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0), eps=1e-5, in_scale=1.25)
     s, t = fold_thresholds(bn, rows)
     a = np.arange(-rows, rows + 1)
     want = interp.bn_value(bn, np.broadcast_to(a, (7, a.size)), axis=0) >= 0

@@ -60,7 +60,7 @@ def test_network_bit_exact(digits_outdir, sim):
                                 progress=False)
     assert (rep["images"], rep["mc_samples"]) == (4, 12)
     assert rep["mismatches"] == 0 and rep["device_mismatches"] == 0 and rep["ok"], rep
-    assert rep["write_pulse_ns"] == [loads((digits_outdir / "ir.json").read_text()).rng.write_ns]
+    assert rep["write_pulse_ns"] == [loads((digits_outdir / "ir.json").read_text()).mtj.write_ns]
     assert rep["cycles_per_sample"] > 0
     # the check is not vacuous: these images' class integers depend on the masks
     ir = loads((digits_outdir / "ir.json").read_text())

@@ -8,10 +8,10 @@ import pytest
 
 from hwgen.device import MtjArray, MtjParams, device_seeds
 from hwgen.errors import HwgenError
-from hwgen.ir.core import IR, Layer, Rng, Site, pack_rows, replace
+from hwgen.ir.core import IR, Layer, Site, masks_from_ap, pack_rows, replace
 from hwgen.sim.regression import merge_reports, parse_shard, shard_range
 from hwgen.sim.ports import image_words, int_of, load_ports, unpack_beat
-from hwgen.sim.scoreboard import Scoreboard, interface_p, masks_from_ap, replay_ap
+from hwgen.sim.scoreboard import Scoreboard, interface_p, replay_ap
 from hwgen.sim.stats import binom_interval, corr_bound, interface_stats, site_stats
 from sim_stub import STUB_DIR
 
@@ -27,13 +27,17 @@ def two_site_ir(p=0.25) -> IR:
         rows = shape[0] * k * k
         w = pack_rows(rng.integers(0, 2, (o, rows)))
         if thr:
-            return Layer("conv", shape, o, (k, k), (pad, pad), 1, w, (1,) * o, (0,) * o)
-        return Layer("linear", shape, o, (k, k), (0, 0), 1, w,
-                     logit_scale=(1.0,) * o, logit_bias=(0.0,) * o)
+            return Layer(op="conv", in_shape=shape, out_channels=o, kernel=(k, k),
+                         pad=(pad, pad), pool=1, weights=w, sign=(1,) * o, thresh=(0,) * o)
+        return Layer(op="linear", in_shape=shape, out_channels=o, kernel=(k, k), pad=(0, 0),
+                     pool=1, weights=w, logit_scale=(1.0,) * o, logit_bias=(0.0,) * o)
     layers = (lay((2, 4, 4), 3, 3, 1, True), lay((3, 4, 4), 2, 3, 1, True),
               lay((2, 4, 4), 4, 4, 0, False))
-    sites = (Site(1, "spatial", p, 3, 9, 0, code, pr), Site(2, "spatial", p, 2, 16, 3, code, pr))
-    return IR((2, 4, 4), "binary", 0.5, layers, sites, Rng(device=prm.to_dict()))
+    sites = (Site(layer=1, kind="spatial", p=p, n_groups=3, group_rows=9, first_interface=0,
+                  mtj_code=code, p_realised=pr),
+             Site(layer=2, kind="spatial", p=p, n_groups=2, group_rows=16, first_interface=3,
+                  mtj_code=code, p_realised=pr))
+    return IR(in_shape=(2, 4, 4), input_mode="binary", theta=0.5, layers=layers, sites=sites)
 
 
 def drive(arr: MtjArray, k: int, reset=True, pulse_ns=20.0) -> np.ndarray:
@@ -96,20 +100,20 @@ def test_masks_from_ap_maps_interfaces_to_sites():
 def test_replay_equals_device_driven_by_protocol():
     ir = two_site_ir()
     seeds = device_seeds(7, ir.n_interfaces)
-    arr = MtjArray(MtjParams(**ir.rng.device), [s.mtj_code for s in ir.sites for _ in
+    arr = MtjArray(ir.mtj.device, [s.mtj_code for s in ir.sites for _ in
                                                 range(s.n_groups)], seeds)
     arr.writes[:] = 100
     got = drive(arr, 50)
     assert (replay_ap(ir, seeds, 100, 50) == got).all()
     # a device that is not reset before its writes stays AP: the replay disagrees
-    arr2 = MtjArray(MtjParams(**ir.rng.device), arr.codes, seeds)
+    arr2 = MtjArray(ir.mtj.device, arr.codes, seeds)
     assert (replay_ap(ir, seeds, 0, 50) != drive(arr2, 50, reset=False)).any()
 
 
 def _checked(ir, seeds, sb_ir=None, sb_seeds=None, n=6, t=5):
     rng = np.random.default_rng(3)
     bits = rng.integers(0, 2, (n, *ir.in_shape)).astype(np.uint8)
-    arr = MtjArray(MtjParams(**ir.rng.device), [s.mtj_code for s in ir.sites for _ in
+    arr = MtjArray(ir.mtj.device, [s.mtj_code for s in ir.sites for _ in
                                                 range(s.n_groups)], seeds)
     ap = drive(arr, n * t)
     from hwgen.ir.interp import run
@@ -148,7 +152,7 @@ def test_binomial_interval_and_bound():
 def test_interface_stats_accepts_device_and_rejects_faults():
     ir = two_site_ir(0.3)
     seeds = device_seeds(11, ir.n_interfaces)
-    arr = MtjArray(MtjParams(**ir.rng.device), [s.mtj_code for s in ir.sites for _ in
+    arr = MtjArray(ir.mtj.device, [s.mtj_code for s in ir.sites for _ in
                                                 range(s.n_groups)], seeds)
     ap = drive(arr, 4000)
     p = interface_p(ir)
@@ -156,7 +160,7 @@ def test_interface_stats_accepts_device_and_rejects_faults():
     assert st["ok"], st
     assert all(s["inside"] for s in site_stats(ir, ap))
     # wrong rate: the device driven with a longer write pulse switches more often
-    arr2 = MtjArray(MtjParams(**ir.rng.device), arr.codes, seeds)
+    arr2 = MtjArray(ir.mtj.device, arr.codes, seeds)
     st = interface_stats(drive(arr2, 4000, pulse_ns=40.0), p)
     assert st["rate_failures"] > 0 and not st["ok"]
     # two interfaces wired to one device

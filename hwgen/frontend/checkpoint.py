@@ -1,9 +1,9 @@
-"""Frontend: a validated model.pt -> the initial IR (DESIGN sections 8 and 9).
+"""Frontend: a validated model.pt -> the float-stage IR (DESIGN sections 8 and 9).
 
-The initial IR is the model as trained, in the IR's layer form: latent float weights and
-float batch norms (`Layer.latent`, `Layer.bn`), and the dropout sites with their groups as
-the torch model defines them (interfaces not yet numbered). The passes in hwgen.passes
-lower it to integers; the interpreter gives every stage the same meaning.
+The float stage is the model as trained: latent float weights and float batch norms
+(`FloatLayer`), and the dropout sites with their groups as the torch model defines them
+(interfaces not yet numbered). The passes in hwgen.passes lower it to integers; the
+interpreter gives every stage the same meaning.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ..device import MtjParams
-from ..ir.core import IR, Layer, Rng, Site
+from ..ir.core import IR, BatchNorm, Dropout, FloatLayer, Meta, Site
 from ..model.io import load_checkpoint
 from ..model.net import site_groups
 
@@ -32,7 +31,7 @@ def _floats(t) -> tuple[float, ...]:
 
 
 def build_ir(ckpt: dict, model_sha256: str = "") -> IR:
-    """The initial IR of a checkpoint returned by hwgen.model.io.load_checkpoint."""
+    """The float-stage IR of a checkpoint returned by hwgen.model.io.load_checkpoint."""
     arch, sd = ckpt["arch"], ckpt["state_dict"]
     drop = arch["dropout"]
     kind, p, scale = drop["kind"], float(drop["p"]), bool(drop["scale"])
@@ -47,28 +46,27 @@ def build_ir(ckpt: dict, model_sha256: str = "") -> IR:
     for i, plan in enumerate(arch["layers"]):
         pre = f"blocks.{i}."
         o = int(plan["out_channels"])
-        bn = {
-            "gain": _floats(sd[pre + "bn.weight"]),
-            "bias": _floats(sd[pre + "bn.bias"]),
-            "mean": _floats(sd[pre + "bn.running_mean"]),
-            "var": _floats(sd[pre + "bn.running_var"]),
-            "eps": float(arch["bn_eps"]),
+        bn = BatchNorm(
+            gain=_floats(sd[pre + "bn.weight"]),
+            bias=_floats(sd[pre + "bn.bias"]),
+            mean=_floats(sd[pre + "bn.running_mean"]),
+            var=_floats(sd[pre + "bn.running_var"]),
+            eps=float(arch["bn_eps"]),
             # inverted dropout scales the kept inputs of every gated layer (net.py)
-            "in_scale": 1.0 / (1.0 - p) if (scale and i in site_layers) else 1.0,
-        }
+            in_scale=1.0 / (1.0 - p) if (scale and i in site_layers) else 1.0,
+        )
         latent = _floats(sd[pre + "layer.weight"].reshape(o, -1))
-        layers.append(Layer(op=plan["op"], in_shape=tuple(plan["in_shape"]), out_channels=o,
-                            kernel=tuple(plan["kernel"]), pad=tuple(plan["pad"]),
-                            pool=int(plan["pool"]), weights=(), latent=latent, bn=bn))
-    meta = {
-        "model_sha256": model_sha256,
-        "dataset": ckpt["meta"].get("dataset") if isinstance(ckpt["meta"].get("dataset"), str) else None,
-        "spec": arch["spec"],
-        "dropout": {"kind": kind, "p": p, "scale": scale},
-    }
+        layers.append(FloatLayer(op=plan["op"], in_shape=tuple(plan["in_shape"]),
+                                 out_channels=o, kernel=tuple(plan["kernel"]),
+                                 pad=tuple(plan["pad"]), pool=int(plan["pool"]),
+                                 latent=latent, bn=bn))
+    dataset = ckpt["meta"].get("dataset")
+    meta = Meta(source="model.pt", model_sha256=model_sha256,
+                dataset=dataset if isinstance(dataset, str) else None, spec=arch["spec"],
+                dropout=Dropout(kind=kind, p=p, scale=scale))
     return IR(in_shape=tuple(arch["in_shape"]), input_mode=arch["input"]["mode"],
               theta=float(arch["input"]["theta"]), layers=tuple(layers), sites=tuple(sites),
-              rng=Rng(device=MtjParams().to_dict()), meta=meta)
+              meta=meta)
 
 
 def load_model(path) -> tuple[dict, str]:

@@ -70,7 +70,7 @@ def main(argv=None) -> int:
         for lanes in args.lanes:
             r = measure_cycles(ir, lanes, args.samples)
             r["ir"] = str(path)
-            r["spec"] = ir.meta.get("spec")
+            r["spec"] = ir.meta.spec
             out.append(r)
             layer_txt = ", ".join(f"L{l['layer']}: {l['start_to_done']} (W*r={l['bound']})"
                                   for l in r["layers"] if l["per_sample"])

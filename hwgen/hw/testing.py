@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..device import MtjArray, MtjParams, device_seeds
-from ..ir.core import IR, Layer, Rng, Site, pack_rows
+from ..device import MtjArray, device_seeds
+from ..ir.core import IR, Layer, Meta, MtjConfig, Site, masks_from_ap, pack_rows
 from ..model.spec import layer_plan
 from .controller import layer_model
 from .top import image_words
@@ -15,12 +15,10 @@ __all__ = ["random_ir", "reference_run", "image_words", "masks_from_history", "T
 
 
 def random_ir(spec: str, in_shape, dropout: str = "spatial", p: float = 0.25, seed: int = 0,
-              tile=(128, 128), rng_cfg: Rng | None = None) -> IR:
+              tile=(128, 128), mtj: MtjConfig = MtjConfig()) -> IR:
     """An IR with random weights and thresholds for `spec` (no training, no compiler)."""
     rng = np.random.default_rng(seed)
     plan = layer_plan(spec, tuple(in_shape))
-    rng_cfg = rng_cfg or Rng(device=MtjParams().to_dict())
-    params = MtjParams(**rng_cfg.device) if rng_cfg.device else MtjParams()
     layers, sites, first = [], [], 0
     for i, d in enumerate(plan):
         c, kh, kw = d["in_shape"][0], *d["kernel"]
@@ -38,12 +36,12 @@ def random_ir(spec: str, in_shape, dropout: str = "spatial", p: float = 0.25, se
                             thresh=thresh, tile=tuple(tile)))
         if i > 0 and dropout != "none":
             n, gr = (c, kh * kw) if dropout == "spatial" else (rows, 1)
-            code, pr = params.choose_code(p, rng_cfg.write_ns)
+            code, pr = mtj.device.choose_code(p, mtj.write_ns)
             sites.append(Site(layer=i, kind=dropout, p=p, n_groups=n, group_rows=gr,
                               first_interface=first, mtj_code=code, p_realised=pr))
             first += n
     return IR(in_shape=tuple(in_shape), input_mode="binary", theta=0.5, layers=tuple(layers),
-              sites=tuple(sites), rng=rng_cfg, meta={"spec": spec, "seed": seed})
+              sites=tuple(sites), mtj=mtj, meta=Meta(source="random", spec=spec))
 
 
 def reference_run(ir: IR, bits: np.ndarray, masks, samples: int = 1) -> np.ndarray:
@@ -68,8 +66,7 @@ def reference_run(ir: IR, bits: np.ndarray, masks, samples: int = 1) -> np.ndarr
 
 def masks_from_history(ir: IR, history, n: int, t: int) -> list[np.ndarray]:
     """Device write outcomes (AP = drop), one per (image, sample) in order -> keep masks."""
-    ap = np.asarray(history, np.uint8).reshape(n, t, ir.n_interfaces)
-    return [1 - ap[:, :, s.first_interface:s.first_interface + s.n_groups] for s in ir.sites]
+    return masks_from_ap(ir, np.asarray(history, bool).reshape(n * t, ir.n_interfaces), n, t)
 
 
 def _to_bits(v: int, n: int) -> np.ndarray:
@@ -102,7 +99,7 @@ class TopBench:
     def __init__(self, top, seed: int = 0, devices=None):
         self.top, self.ir = top, top.ir
         n = self.ir.n_interfaces
-        params = MtjParams(**self.ir.rng.device) if self.ir.rng.device else MtjParams()
+        params = self.ir.mtj.device
         codes = [s.mtj_code for s in self.ir.sites for _ in range(s.n_groups)]
         self.devices = devices or MtjArray(params, codes, device_seeds(seed, n))
 
@@ -147,7 +144,7 @@ class TopBench:
                     self.devices.reset(rst)
                 fell = prev_write & ~wr
                 if fell.any():
-                    self.devices.write(fell, ir.rng.write_ns)
+                    self.devices.write(fell, ir.mtj.write_ns)
                 prev_write = wr
                 ctx.set(top.mtj_sense, int(sum(int(b) << i for i, b in
                                                enumerate(self.devices.sense()))))

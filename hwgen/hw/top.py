@@ -45,12 +45,12 @@ def top_params(ir: IR, lanes: int = 8, in_w: int = 32) -> dict:
     """The generated top's parameters (also written to ports.json)."""
     c, h, w = ir.in_shape
     bits = c * h * w
-    code_w = int(ir.rng.device.get("code_bits", 10)) if ir.rng.device else 10
+    code_w = ir.mtj.device.code_bits
     return {
         "IN_W": in_w, "ACC_W": acc_width(ir.layers[-1].rows), "CODE_W": code_w,
         "N_IF": ir.n_interfaces, "classes": ir.n_classes, "image_bits": bits,
-        "words_per_image": -(-bits // in_w), "reset_cycles": ir.rng.reset_cycles,
-        "write_cycles": ir.rng.write_cycles, "sense_gap": 2, "clk_ns": ir.rng.clk_ns,
+        "words_per_image": -(-bits // in_w), "reset_cycles": ir.mtj.reset_cycles,
+        "write_cycles": ir.mtj.write_cycles, "sense_gap": 2, "clk_ns": ir.mtj.clk_ns,
         "lanes": lanes, "mc_start": ir.mc_start,
     }
 
@@ -142,14 +142,13 @@ class NetworkTop(wiring.Component):
         if p["N_IF"]:
             m.submodules.rng = rng = MtjRngInterface(
                 [s.mtj_code for s in ir.sites for _ in range(s.n_groups)], p["CODE_W"],
-                ir.rng.reset_cycles, ir.rng.write_cycles, p["sense_gap"])
+                ir.mtj.reset_cycles, ir.mtj.write_cycles, p["sense_gap"])
             m.d.comb += [self.mtj_reset.eq(rng.mtj_reset), self.mtj_write.eq(rng.mtj_write),
                          rng.mtj_sense.eq(self.mtj_sense), self.mtj_code.eq(rng.mtj_code)]
             for i, ctl in enumerate(ctrls):
                 s = ir.site_of(i)
                 if s is not None:
-                    m.d.comb += ctl.keep.eq(rng.keep[s.first_interface:
-                                                     s.first_interface + s.n_groups])
+                    m.d.comb += ctl.keep.eq(rng.keep[s.interfaces])
             keys_in = rng.fresh
         else:
             keys_in = 1

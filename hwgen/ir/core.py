@@ -3,24 +3,37 @@
 Every binary layer is a stride-1 convolution over a (C, H, W) map (see
 hwgen.model.spec): its crossbar rows are (c, ky, kx) channel-major, rows = C*kh*kw, and
 its output columns are its out_channels. A linear layer is a conv whose kernel covers
-its whole input map. Weight bits of output column j are `weights[j]`: the row bits
-(1 = +1) packed with numpy.packbits(bitorder="little"), as a hex string.
+its whole input map.
+
+The IR has two named stages, one layer type each; an IR holds layers of one stage:
+- **float** (`FloatLayer`): the model as trained, what a frontend reads: latent float
+  weights (bit = latent >= 0) and a float `BatchNorm` whose sign is the output bit;
+- **integer** (`Layer`): what the hardware is built from: packed weight bits and an
+  integer threshold per column (`sign`, `thresh`), the classifier with its host-side
+  logit affine. Weight bits of column j are `weights[j]`: the row bits (1 = +1) packed
+  with numpy.packbits(bitorder="little"), as a hex string.
+`hwgen.passes.lower` takes the first to the second; a frontend that can fold exactly
+itself (hwgen.frontend.qonnx) emits the integer stage directly.
 
 Meaning is defined by the numpy interpreter in hwgen.ir.interp; invariants by
-hwgen.ir.verify.
+hwgen.ir.verify. This package imports numpy, the standard library and the leaf modules
+hwgen.errors and hwgen.device only.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-FORMAT = "hwgen-ir"
-VERSION = 1
+from ..device import MtjParams
 
-__all__ = ["FORMAT", "VERSION", "Layer", "Site", "Rng", "IR", "pack_rows", "unpack_rows",
+FORMAT = "hwgen-ir"
+VERSION = 2
+
+__all__ = ["FORMAT", "VERSION", "BatchNorm", "FloatLayer", "Layer", "Site", "MtjConfig",
+           "Dropout", "Meta", "IR", "site_groups", "pack_rows", "unpack_rows", "masks_from_ap",
            "dumps", "loads", "replace"]
 
 
@@ -36,25 +49,30 @@ def unpack_rows(hexes, n: int) -> np.ndarray:
                                    bitorder="little") for h in hexes])
 
 
-@dataclass(frozen=True)
-class Layer:
+def site_groups(kind: str, in_shape, kernel) -> tuple[int, int]:
+    """(n_groups, group_rows) of a dropout site of `kind` on a layer with input map
+    `in_shape` (C, H, W) and `kernel` (kh, kw) (DESIGN section 5).
+
+    spatial: one group per input channel, gating its kh*kw rows (a conv's channel, a
+    feature map before a flatten-fed linear, a neuron before a linear-fed linear);
+    element: one group per crossbar row."""
+    c, (kh, kw) = in_shape[0], kernel
+    if kind == "spatial":
+        return c, kh * kw
+    if kind == "element":
+        return c * kh * kw, 1
+    raise ValueError(f"dropout kind must be 'spatial' or 'element', not {kind!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Geometry:
     op: str                               # 'conv' | 'linear' (for reports; both are convs)
     in_shape: tuple[int, int, int]        # (C, H, W)
     out_channels: int                     # O: crossbar columns
     kernel: tuple[int, int]               # (kh, kw)
     pad: tuple[int, int]                  # (ph, pw); padded positions are undriven rows
     pool: int                             # max-pool size (1 = none), floor mode
-    weights: tuple[str, ...]              # O hex strings of `rows` bits (see module doc)
-    sign: tuple[int, ...] | None = None   # s_j in {+1,-1}; None on the classifier
-    thresh: tuple[int, ...] | None = None # t_j; out_j = (s_j * acc_j >= t_j)
-    logit_scale: tuple[float, ...] | None = None  # classifier: logit_j = a_j*acc_j + b_j
-    logit_bias: tuple[float, ...] | None = None
     tile: tuple[int, int] = (128, 128)    # crossbar (R, C) this layer is split onto
-    # Pre-lowering form, present only between the frontend and the passes that remove them
-    # (hwgen.passes): latent float weights [O*rows] row-major (before pack_weights), and the
-    # batch norm as float lists gain/bias/mean/var/eps/in_scale (before fold_batchnorm).
-    latent: tuple[float, ...] | None = None
-    bn: dict | None = None
 
     @property
     def rows(self) -> int:
@@ -79,10 +97,6 @@ class Layer:
         return h * w
 
     @property
-    def is_classifier(self) -> bool:
-        return self.sign is None
-
-    @property
     def row_tiles(self) -> tuple[tuple[int, int], ...]:
         r = self.tile[0]
         return tuple((a, min(a + r, self.rows)) for a in range(0, self.rows, r))
@@ -92,49 +106,121 @@ class Layer:
         c = self.tile[1]
         return tuple((a, min(a + c, self.out_channels)) for a in range(0, self.out_channels, c))
 
+
+@dataclass(frozen=True, kw_only=True)
+class BatchNorm:
+    """Inference batch norm over a layer's integer acc, per output channel:
+    y = (acc * in_scale - mean) * gain / sqrt(var + eps) + bias. `in_scale` is the
+    inverted-dropout input scale 1/(1-p) of a gated layer trained with it, else 1."""
+    gain: tuple[float, ...]
+    bias: tuple[float, ...]
+    mean: tuple[float, ...]
+    var: tuple[float, ...]
+    eps: float
+    in_scale: float = 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class FloatLayer(_Geometry):
+    """A layer of the float stage: bit of column j = (y_j >= 0), y the batch norm of acc."""
+    latent: tuple[float, ...]             # [O * rows] row-major; weight bit = latent >= 0
+    bn: BatchNorm
+
     def weight_bits(self) -> np.ndarray:
-        """[O, rows] uint8, 1 = +1 (sign(0) = +1 for latent weights)."""
-        if not self.weights and self.latent is not None:
-            w = np.asarray(self.latent, np.float64).reshape(self.out_channels, self.rows)
-            return (w >= 0).astype(np.uint8)
+        """[O, rows] uint8, 1 = +1; sign(0) = +1 (DESIGN section 1)."""
+        w = np.asarray(self.latent, np.float64).reshape(self.out_channels, self.rows)
+        return (w >= 0).astype(np.uint8)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layer(_Geometry):
+    """A layer of the integer stage: out_j = 1 iff sign_j * acc_j >= thresh_j; the
+    classifier (sign = thresh = None) outputs acc and carries the host's logit affine
+    logit_j = logit_scale_j * acc_j + logit_bias_j."""
+    weights: tuple[str, ...]              # O hex strings of `rows` bits (see module doc)
+    sign: tuple[int, ...] | None = None
+    thresh: tuple[int, ...] | None = None
+    logit_scale: tuple[float, ...] | None = None
+    logit_bias: tuple[float, ...] | None = None
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.sign is None
+
+    def weight_bits(self) -> np.ndarray:
+        """[O, rows] uint8, 1 = +1."""
         return unpack_rows(self.weights, self.rows)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Site:
     layer: int             # binary layer whose input this site gates
     kind: str              # 'spatial' | 'element'
     p: float               # drop probability asked for
     n_groups: int          # one keep bit (one MTJ-RNG interface) per group
     group_rows: int        # group g gates rows [g*group_rows, (g+1)*group_rows)
-    first_interface: int   # global index of group 0's interface
+    first_interface: int   # global index of group 0's interface (-1: not numbered yet)
     mtj_code: int = 0      # write-current code chosen from the device curve
     p_realised: float = 0.0
 
+    @property
+    def interfaces(self) -> slice:
+        """This site's slice of the global interface numbering (DESIGN section 6)."""
+        return slice(self.first_interface, self.first_interface + self.n_groups)
 
-@dataclass(frozen=True)
-class Rng:
-    """MTJ-RNG protocol timing (DESIGN section 6), in clock cycles, and the device model."""
+
+@dataclass(frozen=True, kw_only=True)
+class MtjConfig:
+    """The MTJ-RNG protocol (DESIGN section 6): pulse timing in clock cycles, and the
+    device whose switching curve maps a write-current code to p."""
     clk_ns: float = 10.0
     reset_cycles: int = 2
     write_cycles: int = 2
-    device: dict = field(default_factory=dict)   # hwgen.device.MtjParams as a dict
+    device: MtjParams = MtjParams()
 
     @property
     def write_ns(self) -> float:
         return self.write_cycles * self.clk_ns
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class Dropout:
+    """How the model's dropout was set up: `kind` and `p` as trained (or as added at
+    compile time when `trained` is False), and whether inverted-dropout scaling was on."""
+    kind: str                       # 'none' | 'spatial' | 'element'
+    p: float = 0.0
+    scale: bool = False
+    trained: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class Meta:
+    """Where the IR came from. No timestamps: the same model gives the same bytes."""
+    source: str = "model.pt"        # 'model.pt' | 'qonnx' | 'random' (tests)
+    model_sha256: str = ""
+    dataset: str | None = None      # hwgen.data name whose images fit in_shape, if any
+    spec: str | None = None         # the SPEC string, for hwgen's own models
+    dropout: Dropout = Dropout(kind="none")
+    report: tuple[tuple[str, object], ...] = ()   # frontend facts (sorted key/value pairs)
+
+
+@dataclass(frozen=True, kw_only=True)
 class IR:
     in_shape: tuple[int, int, int]
     input_mode: str                 # 'binary'
     theta: float                    # pixel p -> bit (p >= theta)
-    layers: tuple[Layer, ...]
+    layers: tuple[FloatLayer, ...] | tuple[Layer, ...]
     sites: tuple[Site, ...]
-    rng: Rng = Rng()
-    meta: dict = field(default_factory=dict)   # model hash, dataset, spec: no timestamps
+    mtj: MtjConfig = MtjConfig()
+    meta: Meta = Meta()
     version: int = VERSION
+
+    @property
+    def stage(self) -> str:
+        """'float' or 'integer' (see the module docstring); 'mixed' fails verify."""
+        kinds = {type(l) for l in self.layers}
+        return {frozenset({FloatLayer}): "float", frozenset({Layer}): "integer"}.get(
+            frozenset(kinds), "mixed")
 
     @property
     def n_interfaces(self) -> int:
@@ -156,18 +242,38 @@ class IR:
                 return s
         return None
 
+    def site_index(self, layer: int) -> int | None:
+        for k, s in enumerate(self.sites):
+            if s.layer == layer:
+                return k
+        return None
+
+
+def masks_from_ap(ir: IR, ap: np.ndarray, n_images: int, samples: int) -> list[np.ndarray]:
+    """Device history -> keep masks (DESIGN section 6): per-write AP outcomes
+    [n_images*samples, n_if] (write k of every interface is its draw for the k-th
+    (image, sample)) -> one [N, T, n_groups] uint8 keep array per site, keep = NOT AP."""
+    ap = np.asarray(ap, bool)
+    if ap.shape != (n_images * samples, ir.n_interfaces):
+        raise ValueError(f"need {n_images * samples} writes of {ir.n_interfaces} interfaces, "
+                         f"got an array of shape {ap.shape}")
+    keep = (~ap).astype(np.uint8).reshape(n_images, samples, ir.n_interfaces)
+    return [keep[:, :, s.interfaces] for s in ir.sites]
+
+
+# -- JSON ---------------------------------------------------------------------------------
 
 def _tuplify(x):
     if isinstance(x, list):
         return tuple(_tuplify(v) for v in x)
-    if isinstance(x, dict):
-        return {k: _tuplify(v) for k, v in x.items()}
     return x
 
 
 def to_dict(ir: IR) -> dict:
     d = asdict(ir)
     d["format"] = FORMAT
+    d["stage"] = ir.stage
+    d["meta"]["report"] = dict(ir.meta.report)
     return d
 
 
@@ -176,13 +282,34 @@ def dumps(ir: IR) -> str:
     return json.dumps(to_dict(ir), sort_keys=True, indent=1, allow_nan=False) + "\n"
 
 
+def _build(cls, d: dict, **nested):
+    if not isinstance(d, dict):
+        raise ValueError(f"{cls.__name__}: expected an object, not {type(d).__name__}")
+    kw = {k: _tuplify(v) for k, v in d.items()}
+    kw.update(nested)
+    return cls(**kw)
+
+
 def loads(text: str) -> IR:
+    """Parse `dumps` output; ValueError/TypeError/KeyError on a malformed file (run
+    hwgen.ir.verify.verify on the result for the invariants)."""
     d = json.loads(text)
-    if d.pop("format", None) != FORMAT:
+    if not isinstance(d, dict) or d.pop("format", None) != FORMAT:
         raise ValueError("not an hwgen IR file (format tag missing or wrong)")
     if d.get("version") != VERSION:
         raise ValueError(f"IR version {d.get('version')!r} is not supported (expected {VERSION})")
-    layers = tuple(Layer(**{k: _tuplify(v) for k, v in l.items()}) for l in d.pop("layers"))
-    sites = tuple(Site(**s) for s in d.pop("sites"))
-    rng = Rng(**d.pop("rng"))
-    return IR(layers=layers, sites=sites, rng=rng, in_shape=tuple(d.pop("in_shape")), **d)
+    stage = d.pop("stage")
+    if stage == "float":
+        layers = tuple(_build(FloatLayer, l, bn=_build(BatchNorm, l["bn"])) for l in d.pop("layers"))
+    elif stage == "integer":
+        layers = tuple(_build(Layer, l) for l in d.pop("layers"))
+    else:
+        raise ValueError(f"IR stage {stage!r} is not 'float' or 'integer'")
+    sites = tuple(_build(Site, s) for s in d.pop("sites"))
+    m = d.pop("mtj")
+    mtj = _build(MtjConfig, m, device=_build(MtjParams, m["device"]))
+    md = d.pop("meta")
+    meta = _build(Meta, md, dropout=_build(Dropout, md["dropout"]),
+                  report=tuple(sorted(md.get("report", {}).items())))
+    return IR(layers=layers, sites=sites, mtj=mtj, meta=meta,
+              in_shape=tuple(d.pop("in_shape")), **d)

@@ -1,11 +1,12 @@
 """verify(ir): every invariant of the IR, one clear message for the first one broken.
 
-Checked: format fields; layer geometry and the shape chain (pooling, and flatten as a conv
-whose kernel covers the whole map); weight bit counts (hex length, zero pad bits) or
-latent weight counts; thresholds (s in {+1,-1}, t in range, constant channels in the
-canonical encoding) or a batch norm, and the classifier's logit affine; dropout groups
-partition the rows of their layer as their kind says; global interface numbering; MTJ
-codes; tiles cover every layer exactly.
+Checked: format fields and the stage (all layers float, or all integer); layer geometry
+and the shape chain (pooling, and flatten as a conv whose kernel covers the whole map);
+float stage: latent weight counts and a finite batch norm per layer; integer stage:
+weight bit counts (hex length, zero pad bits), thresholds (s in {+1,-1}, t in range,
+constant channels in the canonical encoding) and the classifier's logit affine; dropout
+groups partition the rows of their layer as their kind says; global interface numbering;
+MTJ codes; tiles cover every layer exactly.
 """
 
 from __future__ import annotations
@@ -13,12 +14,10 @@ from __future__ import annotations
 import math
 
 from ..errors import HwgenError
-from .core import IR, VERSION, Layer
+from ..device import MtjParams
+from .core import IR, VERSION, BatchNorm, FloatLayer, Layer, MtjConfig, site_groups
 
 __all__ = ["VerifyError", "verify"]
-
-BN_KEYS = {"gain", "bias", "mean", "var", "eps", "in_scale"}
-
 
 class VerifyError(HwgenError):
     """An IR invariant is broken."""
@@ -48,7 +47,55 @@ def _covers(spans, n: int, size: int) -> bool:
     return pos == n
 
 
-def _layer(ir: IR, i: int, l: Layer) -> None:
+def _float_layer(l: FloatLayer, where: str, o: int, rows: int) -> None:
+    _need(_finite(l.latent, o * rows), f"{where}: latent weights must be {o * rows} finite floats")
+    bn = l.bn
+    _need(isinstance(bn, BatchNorm), f"{where}: batch norm must be a BatchNorm")
+    for k in ("gain", "bias", "mean", "var"):
+        _need(_finite(getattr(bn, k), o), f"{where}: batch norm {k} must be {o} finite floats")
+    _need(all(v >= 0 for v in bn.var), f"{where}: negative batch-norm variance")
+    _need(isinstance(bn.eps, float) and bn.eps > 0 and isinstance(bn.in_scale, float)
+          and bn.in_scale > 0, f"{where}: batch norm eps/in_scale must be positive floats")
+
+
+def _integer_layer(l: Layer, where: str, o: int, rows: int, last: bool) -> None:
+    _need(isinstance(l.weights, tuple) and len(l.weights) == o,
+          f"{where}: {len(l.weights)} weight rows, expected {o}")
+    nbytes = (rows + 7) // 8
+    for j, h in enumerate(l.weights):
+        _need(isinstance(h, str) and len(h) == 2 * nbytes,
+              f"{where}: weight column {j} has {len(h) if isinstance(h, str) else '?'} hex "
+              f"digits, expected {2 * nbytes} for {rows} rows")
+        try:
+            raw = bytes.fromhex(h)
+        except ValueError:
+            raise VerifyError(f"IR invariant: {where}: weight column {j} is not hex") from None
+        _need(rows % 8 == 0 or raw[-1] >> (rows % 8) == 0,
+              f"{where}: weight column {j} has bits set beyond row {rows}")
+    _need((l.sign is None) == (l.thresh is None), f"{where}: sign and thresh go together")
+    if last:
+        _need(l.sign is None, f"{where}: the classifier is not thresholded")
+        _need((l.logit_scale is None) == (l.logit_bias is None),
+              f"{where}: logit scale and bias go together")
+        if l.logit_scale is not None:
+            _need(_finite(l.logit_scale, o) and _finite(l.logit_bias, o),
+                  f"{where}: logit affine must be {o} finite floats each")
+        return
+    _need(l.logit_scale is None and l.logit_bias is None, f"{where}: logit affine on a hidden layer")
+    _need(l.thresh is not None, f"{where}: a hidden layer needs thresholds")
+    _need(isinstance(l.sign, tuple) and len(l.sign) == o and all(s in (1, -1) and type(s) is int
+                                                                  for s in l.sign),
+          f"{where}: sign must be {o} values in {{+1, -1}}")
+    _need(isinstance(l.thresh, tuple) and len(l.thresh) == o and
+          all(type(t) is int for t in l.thresh), f"{where}: thresh must be {o} ints")
+    for j, (s, t) in enumerate(zip(l.sign, l.thresh)):
+        # s*acc reaches [-rows, rows]; constants are +-(rows+1) with s = +1
+        _need(-rows < t <= rows or (abs(t) == rows + 1 and s == 1),
+              f"{where}: column {j}: threshold (s={s}, t={t}) outside "
+              f"(-{rows}, {rows}] and not a constant encoding")
+
+
+def _layer(ir: IR, i: int, l) -> None:
     where = f"layer {i}"
     last = i == len(ir.layers) - 1
     _need(l.op in ("conv", "linear"), f"{where}: op {l.op!r}")
@@ -65,58 +112,10 @@ def _layer(ir: IR, i: int, l: Layer) -> None:
         _need(l.kernel == tuple(l.in_shape[1:]) and l.pad == (0, 0) and l.pool == 1,
               f"{where}: a linear layer is a conv whose kernel covers its whole map")
     o, rows = l.out_channels, l.rows
-    # weights: packed bits, or latent floats before pack_weights
-    if l.weights:
-        _need(l.latent is None, f"{where}: both packed and latent weights")
-        _need(isinstance(l.weights, tuple) and len(l.weights) == o,
-              f"{where}: {len(l.weights)} weight rows, expected {o}")
-        nbytes = (rows + 7) // 8
-        for j, h in enumerate(l.weights):
-            _need(isinstance(h, str) and len(h) == 2 * nbytes,
-                  f"{where}: weight column {j} has {len(h) if isinstance(h, str) else '?'} hex "
-                  f"digits, expected {2 * nbytes} for {rows} rows")
-            try:
-                raw = bytes.fromhex(h)
-            except ValueError:
-                raise VerifyError(f"IR invariant: {where}: weight column {j} is not hex") from None
-            _need(rows % 8 == 0 or raw[-1] >> (rows % 8) == 0,
-                  f"{where}: weight column {j} has bits set beyond row {rows}")
+    if isinstance(l, FloatLayer):
+        _float_layer(l, where, o, rows)
     else:
-        _need(l.latent is not None and _finite(l.latent, o * rows),
-              f"{where}: no weights (expected {o} packed columns or {o * rows} latent floats)")
-    if l.bn is not None:
-        _need(isinstance(l.bn, dict) and set(l.bn) == BN_KEYS, f"{where}: batch norm keys")
-        for k in ("gain", "bias", "mean", "var"):
-            _need(_finite(l.bn[k], o), f"{where}: batch norm {k} must be {o} finite floats")
-        _need(all(v >= 0 for v in l.bn["var"]), f"{where}: negative batch-norm variance")
-        _need(isinstance(l.bn["eps"], float) and l.bn["eps"] > 0 and
-              isinstance(l.bn["in_scale"], float) and l.bn["in_scale"] > 0,
-              f"{where}: batch norm eps/in_scale must be positive floats")
-    _need((l.sign is None) == (l.thresh is None), f"{where}: sign and thresh go together")
-    if last:
-        _need(l.sign is None, f"{where}: the classifier is not thresholded")
-        _need(l.pool == 1 and l.conv_shape[1:] == (1, 1), f"{where}: the classifier has one window")
-        has_affine = l.logit_scale is not None or l.logit_bias is not None
-        _need(not (has_affine and l.bn is not None), f"{where}: classifier has both a batch "
-              f"norm and a logit affine")
-        if has_affine:
-            _need(_finite(l.logit_scale, o) and _finite(l.logit_bias, o),
-                  f"{where}: logit affine must be {o} finite floats each")
-    else:
-        _need(l.logit_scale is None and l.logit_bias is None, f"{where}: logit affine on a hidden layer")
-        _need((l.thresh is not None) != (l.bn is not None),
-              f"{where}: needs exactly one of thresholds or batch norm")
-        if l.thresh is not None:
-            _need(isinstance(l.sign, tuple) and len(l.sign) == o and all(s in (1, -1) and type(s) is int
-                                                                          for s in l.sign),
-                  f"{where}: sign must be {o} values in {{+1, -1}}")
-            _need(isinstance(l.thresh, tuple) and len(l.thresh) == o and
-                  all(type(t) is int for t in l.thresh), f"{where}: thresh must be {o} ints")
-            for j, (s, t) in enumerate(zip(l.sign, l.thresh)):
-                # s*acc reaches [-rows, rows]; constants are +-(rows+1) with s = +1
-                _need(-rows < t <= rows or (abs(t) == rows + 1 and s == 1),
-                      f"{where}: column {j}: threshold (s={s}, t={t}) outside "
-                      f"(-{rows}, {rows}] and not a constant encoding")
+        _integer_layer(l, where, o, rows, last)
     _need(_ints(l.tile, 2), f"{where}: tile {l.tile!r} must be two ints >= 1")
     _need(_covers(l.row_tiles, rows, l.tile[0]) and _covers(l.col_tiles, o, l.tile[1]),
           f"{where}: tiles do not cover rows/columns exactly")
@@ -129,12 +128,15 @@ def verify(ir: IR) -> None:
     _need(isinstance(ir.theta, float) and 0.0 < ir.theta <= 1.0, f"theta {ir.theta!r}")
     _need(_ints(tuple(ir.in_shape), 3), f"in_shape {ir.in_shape!r}")
     _need(len(ir.layers) >= 1, "no layers")
+    _need(ir.stage in ("float", "integer"), "layers must all be FloatLayer (float stage) "
+          "or all Layer (integer stage)")
     for i, l in enumerate(ir.layers):
         _layer(ir, i, l)
-    r = ir.rng
+    r = ir.mtj
+    _need(isinstance(r, MtjConfig) and isinstance(r.device, MtjParams), "mtj config types")
     _need(r.clk_ns > 0 and type(r.reset_cycles) is int and r.reset_cycles >= 1 and
-          type(r.write_cycles) is int and r.write_cycles >= 1, f"rng timing {r!r}")
-    code_bits = int(r.device.get("code_bits", 10)) if isinstance(r.device, dict) else 10
+          type(r.write_cycles) is int and r.write_cycles >= 1, f"MTJ pulse timing {r!r}")
+    code_bits = r.device.code_bits
     numbered = [s.first_interface != -1 for s in ir.sites]
     _need(all(numbered) or not any(numbered), "interfaces are partly numbered")
     nxt, prev = 0, -1
@@ -148,10 +150,9 @@ def verify(ir: IR) -> None:
         _need(0.0 < s.p < 1.0, f"{where}: p {s.p!r}")
         _need(s.n_groups >= 1 and s.group_rows >= 1 and s.n_groups * s.group_rows == l.rows,
               f"{where}: {s.n_groups} groups x {s.group_rows} rows do not partition {l.rows} rows")
-        if s.kind == "spatial":
-            _need(s.n_groups == l.in_shape[0], f"{where}: spatial needs one group per channel")
-        else:
-            _need(s.group_rows == 1, f"{where}: element needs one group per row")
+        _need((s.n_groups, s.group_rows) == site_groups(s.kind, l.in_shape, l.kernel),
+              f"{where}: {s.kind} groups must be {site_groups(s.kind, l.in_shape, l.kernel)} "
+              f"(groups, rows each)")
         if all(numbered):
             _need(s.first_interface == nxt, f"{where}: first interface {s.first_interface}, "
                   f"expected {nxt} (global numbering)")

@@ -22,6 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..ir.core import site_groups as core_site_groups
+
 from .spec import layer_plan
 
 __all__ = ["SignSTE", "sign", "BinaryConv2d", "BinaryLinear", "BinaryNet", "site_groups",
@@ -73,15 +75,9 @@ class BinaryLinear(nn.Linear):
 
 
 def site_groups(layer: dict, kind: str) -> tuple[int, int]:
-    """(n_groups, rows per group) of the dropout site on `layer`'s input. Rows are
-    unrolled channel-major (c, ky, kx), so each group's rows are contiguous."""
-    c = layer["in_shape"][0]
-    kk = layer["kernel"][0] * layer["kernel"][1]
-    if kind == "spatial":
-        return c, kk
-    if kind == "element":
-        return c * kk, 1
-    raise ValueError(f"dropout kind must be 'spatial' or 'element', not {kind!r}")
+    """(n_groups, rows per group) of the dropout site on a layer-plan entry's input
+    (hwgen.ir.core.site_groups: one definition for the model, the IR and the cost)."""
+    return core_site_groups(kind, layer["in_shape"], layer["kernel"])
 
 
 def make_arch(spec: str, in_shape, dropout: str = "spatial", p: float = 0.2,

@@ -11,13 +11,12 @@ from typing import Callable
 
 from ..ir.core import IR
 from ..ir.verify import verify
-from .fold import fold_batchnorm, fold_thresholds
-from .pack import pack_weights
+from .fold import fold_thresholds, lower
 from .sites import choose_mtj_codes, number_interfaces
 from .tile import parse_tile, tile
 
-__all__ = ["PassConfig", "PIPELINE", "run_pipeline", "parse_tile", "fold_batchnorm", "fold_thresholds",
-           "pack_weights", "number_interfaces", "choose_mtj_codes", "tile"]
+__all__ = ["PassConfig", "PIPELINE", "run_pipeline", "parse_tile", "lower", "fold_thresholds",
+           "number_interfaces", "choose_mtj_codes", "tile"]
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +31,8 @@ class PassConfig:
 
 
 PIPELINE: tuple[Callable[[IR, PassConfig], IR], ...] = (
-    fold_batchnorm,      # batch norm + sign (+ dropout scale) -> integer (s, t); logit affine
-    pack_weights,        # latent float weights -> packed weight bits
+    lower,               # float stage -> integer stage: (s, t) from batch norm + sign
+                         # (+ dropout scale), logit affine, packed weight bits
     number_interfaces,   # global MTJ-RNG interface numbering, site by site, group by group
     choose_mtj_codes,    # write-current code per site from the device curve, realised p
     tile,                # split every layer onto R x C crossbars

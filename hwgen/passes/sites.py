@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..device import MtjParams
 from ..ir.core import IR, replace
 
 __all__ = ["number_interfaces", "choose_mtj_codes"]
@@ -21,9 +20,8 @@ def number_interfaces(ir: IR, cfg=None) -> IR:
 def choose_mtj_codes(ir: IR, cfg=None) -> IR:
     """Per site, the write-current code whose switching probability for the IR's write
     pulse is nearest the asked p; the realised p is recorded next to it."""
-    params = MtjParams(**ir.rng.device) if ir.rng.device else MtjParams()
     sites = []
     for s in ir.sites:
-        code, p_real = params.choose_code(s.p, ir.rng.write_ns)
+        code, p_real = ir.mtj.device.choose_code(s.p, ir.mtj.write_ns)
         sites.append(replace(s, mtj_code=code, p_realised=p_real))
-    return replace(ir, sites=tuple(sites), rng=replace(ir.rng, device=params.to_dict()))
+    return replace(ir, sites=tuple(sites))

@@ -232,7 +232,7 @@ async def _network(dut, cfg):
                              f"match the IR ({ir.n_interfaces}, {ir.n_classes})")
     seeds = np.asarray(cfg["device_seeds"], np.uint64)
     sb_seeds = np.asarray(cfg.get("scoreboard_seeds", cfg["device_seeds"]), np.uint64)
-    params = MtjParams(**ir.rng.device)
+    params = ir.mtj.device
 
     Clock(dut.clk, tp.clk_ns, unit="ns", impl="gpi").start(start_high=False)
     for name in ("img__valid", "start", "out__ready"):

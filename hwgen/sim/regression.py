@@ -1,7 +1,7 @@
 """`hwgen sim OUTDIR --simulator {icarus,verilator} --images N --samples T --seed S`:
 the network regression of the exported RTL against the golden interpreter.
 
-The first N test images of the model's dataset (ir.meta["dataset"]) go through the RTL
+The first N test images of the model's dataset (ir.meta.dataset) go through the RTL
 with T MC samples each, the MTJ devices modelled in the bench; every class integer of
 every sample must equal the golden model's, fed the masks the devices produced. The
 device draws are counter-based per (device seed, global sample index), so a shard
@@ -99,7 +99,7 @@ def test_bits(ir, n: int) -> tuple[np.ndarray, np.ndarray, str]:
     their dataset indices, and the dataset name."""
     from ..data import IN_SHAPE, load_dataset
     from ..ir.interp import binarize
-    ds = ir.meta.get("dataset")
+    ds = ir.meta.dataset
     if ds not in IN_SHAPE:
         raise HwgenError(f"the IR names no known dataset (meta.dataset = {ds!r})")
     if tuple(IN_SHAPE[ds]) != tuple(ir.in_shape):

@@ -19,33 +19,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hwgen.device import MtjParams, uniform01
+from hwgen.device import uniform01
+from hwgen.ir.core import masks_from_ap
 
-__all__ = ["interface_codes", "interface_p", "masks_from_ap", "replay_ap", "Scoreboard"]
+__all__ = ["interface_codes", "interface_p", "replay_ap", "Scoreboard"]
 
 
 def interface_codes(ir) -> np.ndarray:
     """Write-current code of every interface, in global interface order."""
     codes = np.zeros(ir.n_interfaces, np.int64)
     for s in ir.sites:
-        codes[s.first_interface:s.first_interface + s.n_groups] = s.mtj_code
+        codes[s.interfaces] = s.mtj_code
     return codes
 
 
 def interface_p(ir) -> np.ndarray:
     """Switching probability each interface realises under the IR's code and write pulse."""
-    params = MtjParams(**ir.rng.device)
-    return params.p_switch(interface_codes(ir), ir.rng.write_ns)
-
-
-def masks_from_ap(ir, ap: np.ndarray, n_images: int, samples: int) -> list[np.ndarray]:
-    """Per-write AP outcomes [n_images*samples, n_if] -> keep masks, one [N, T, g] per site."""
-    ap = np.asarray(ap, bool)
-    if ap.shape != (n_images * samples, ir.n_interfaces):
-        raise ValueError(f"need {n_images * samples} writes of {ir.n_interfaces} interfaces, "
-                         f"got an array of shape {ap.shape}")
-    keep = (~ap).astype(np.uint8).reshape(n_images, samples, ir.n_interfaces)
-    return [keep[:, :, s.first_interface:s.first_interface + s.n_groups] for s in ir.sites]
+    return ir.mtj.device.p_switch(interface_codes(ir), ir.mtj.write_ns)
 
 
 def replay_ap(ir, seeds: np.ndarray, first_draw: int, n_draws: int) -> np.ndarray:
@@ -62,7 +52,7 @@ class Scoreboard:
 
     ir: the IR the golden model reads; seeds: per-interface device seeds as the scoreboard
     believes them; golden: run(ir, bits, masks) -> int [N, T, classes] (default
-    hwgen.ir.interp.run); first_draw: the device draw index of the run's first sample;
+    hwgen.ir.fast.run, equal to the definition hwgen.ir.interp.run); first_draw: the device draw index of the run's first sample;
     wiring: the device feeding each interface slot, as the scoreboard believes it
     (default: interface i is device i).
     """
@@ -82,7 +72,7 @@ class Scoreboard:
 
     def __post_init__(self):
         if self.golden is None:
-            from hwgen.ir.interp import run
+            from hwgen.ir.fast import run
             self.golden = run
         self.seeds = np.asarray(self.seeds, np.uint64)
         self._draw = self.first_draw

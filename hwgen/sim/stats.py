@@ -97,8 +97,8 @@ def site_stats(ir, ap: np.ndarray, alpha: float = 1e-3) -> list[dict]:
     ap = np.asarray(ap, bool)
     out = []
     for s in ir.sites:
-        cols = ap[:, s.first_interface:s.first_interface + s.n_groups]
-        ps = p[s.first_interface:s.first_interface + s.n_groups]
+        cols = ap[:, s.interfaces]
+        ps = p[s.interfaces]
         draws = cols.size
         lo, hi = binom_interval(draws, float(ps[0]), 1 - alpha)
         out.append({"layer": s.layer, "kind": s.kind, "interfaces": s.n_groups,
