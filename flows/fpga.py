@@ -330,16 +330,13 @@ def predict(ir: core.IR, bits: np.ndarray, samples: int, model) -> np.ndarray:
 
 def load_image(ir: core.IR, index: int) -> tuple[np.ndarray, int | None]:
     """Bits [C, H, W] of test image `index` of the IR's dataset (and its label)."""
-    from hwgen.data import load_dataset
+    from hwgen.data import first_test_images
     from hwgen.ir import interp
 
-    name = ir.meta.dataset
-    if not name:
-        raise HwgenError("the IR names no dataset (meta.dataset): cannot pick a test image")
-    x, y = load_dataset(name, "test")
-    if not 0 <= index < len(x):
-        raise HwgenError(f"--image must be in [0, {len(x)}), not {index}")
-    return interp.binarize(x[index:index + 1], ir.theta)[0], int(y[index])
+    if index < 0:
+        raise HwgenError(f"--image must be >= 0, not {index}")
+    x, y = first_test_images(ir.meta.dataset, index + 1, ir.in_shape)
+    return interp.input_bits(ir, x[index:])[0], int(y[index])
 
 
 def make_board_top(ir: core.IR, bits: np.ndarray, cfg: FpgaConfig):

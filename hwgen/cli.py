@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("outdir")
     p.add_argument("--simulator", choices=["icarus", "verilator"], default="verilator")
     p.add_argument("--images", type=_positive, default=10)
+    p.add_argument("--inputs", default=None, metavar="X.npy",
+                   help="float32 images [N, C, H, W] (default: the model's test images)")
     p.add_argument("--samples", type=_positive, default=4)
     p.add_argument("--seed", type=_nonneg, default=0)
     p.add_argument("--shard", default=None, help="i/n: run the i-th of n image shards (i from 0)")

@@ -42,14 +42,11 @@ CHECK_SEED = 0        # keep masks and (if needed) stand-in images
 def check_images(ir: IR, n: int) -> tuple[torch.Tensor, str]:
     """The first n test images of the model's dataset, or seeded uniform images when the
     dataset is unknown or its images do not fit the model's input (e.g. a test model)."""
+    from .data import IN_SHAPE, first_test_images
     ds = ir.meta.dataset
-    try:
-        from .data import IN_SHAPE, load_dataset
-    except ImportError:             # data.py not there yet
-        IN_SHAPE, load_dataset = {}, None
-    if load_dataset is not None and tuple(IN_SHAPE.get(ds, ())) == tuple(ir.in_shape):
-        x, _ = load_dataset(ds, "test")
-        return x[:n].float(), f"{ds} test[:{min(n, len(x))}]"
+    if tuple(IN_SHAPE.get(ds, ())) == tuple(ir.in_shape):
+        x, _ = first_test_images(ds, n, ir.in_shape)
+        return torch.from_numpy(x), f"{ds} test[:{len(x)}]"
     log.warning("dataset %r does not fit input %s: checking on seeded uniform images", ds,
                 tuple(ir.in_shape))
     g = torch.Generator().manual_seed(CHECK_SEED)

@@ -127,3 +127,43 @@ def load_ood(name: str, seed: int = 0) -> torch.Tensor:
     else:
         raise HwgenError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
     return (x + 0.1 * torch.rand(x.shape, generator=g)).clamp_(0.0, 1.0)
+
+
+def first_test_images(dataset: str | None, n: int, in_shape) -> tuple[np.ndarray, np.ndarray]:
+    """The first n test images of `dataset` (float32 [n, C, H, W] in [0, 1]) and their
+    labels: the one definition of "the model's test images" for compile checks, the RTL
+    regression and the FPGA flow. HwgenError when the dataset is unknown, its images do
+    not fit `in_shape`, or it has fewer than n test images."""
+    if dataset not in IN_SHAPE:
+        raise HwgenError(f"the model names no known dataset ({dataset!r}): give images "
+                         f"with --inputs X.npy")
+    if tuple(IN_SHAPE[dataset]) != tuple(in_shape):
+        raise HwgenError(f"{dataset} images are {IN_SHAPE[dataset]}, the model's input is "
+                         f"{tuple(in_shape)}")
+    x, y = load_dataset(dataset, "test")
+    if not 0 <= n <= len(x):
+        raise HwgenError(f"{n} images asked, {dataset} has {len(x)} test images")
+    return x[:n].numpy(), y[:n].numpy()
+
+
+def load_inputs(path, in_shape, n: int | None = None) -> np.ndarray:
+    """User images from a .npy file: float32 [N, C, H, W] (N >= n; the first n are
+    taken), finite, with (C, H, W) = in_shape. Loaded without pickles; HwgenError naming
+    the problem otherwise."""
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise HwgenError(f"{path}: not a readable .npy array ({e})") from None
+    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(in_shape):
+        raise HwgenError(f"{path}: images have shape {tuple(x.shape)}, expected "
+                         f"[N, {', '.join(map(str, in_shape))}]")
+    if not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.integer):
+        raise HwgenError(f"{path}: dtype {x.dtype} is not numeric")
+    x = x.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise HwgenError(f"{path}: images hold NaN or infinite values")
+    if n is not None:
+        if n > len(x):
+            raise HwgenError(f"{n} images asked, {path} holds {len(x)}")
+        x = x[:n]
+    return x

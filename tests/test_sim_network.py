@@ -64,7 +64,7 @@ def test_network_bit_exact(digits_outdir, sim):
     assert rep["cycles_per_sample"] > 0
     # the check is not vacuous: these images' class integers depend on the masks
     ir = loads((digits_outdir / "ir.json").read_text())
-    bits, _, _ = regression.test_bits(ir, 4)
+    bits, _, _ = regression.image_bits(ir, 4)
     rng = np.random.default_rng(0)
     masks = [(rng.random((4, 8, s.n_groups)) >= 0.5).astype(np.uint8) for s in ir.sites]
     out = run(ir, bits.reshape(4, *ir.in_shape), masks)

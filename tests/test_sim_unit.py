@@ -217,3 +217,23 @@ def test_merge_reports_adds_up_and_keeps_earliest_mismatch():
         merge_reports([a, _rep((5, 12))])
     with pytest.raises(HwgenError, match="seed"):
         merge_reports([a, dict(b, seed=1)])
+
+
+def test_user_inputs_are_checked_and_never_unpickled(tmp_path):
+    from hwgen.data import load_inputs
+    from hwgen.errors import HwgenError
+    good = np.random.default_rng(0).random((4, 2, 4, 4), dtype=np.float32)
+    np.save(tmp_path / "good.npy", good)
+    assert np.array_equal(load_inputs(tmp_path / "good.npy", (2, 4, 4), 3), good[:3])
+    np.save(tmp_path / "shape.npy", good[:, :1])
+    np.save(tmp_path / "nan.npy", np.where(good > 0.5, np.nan, good))
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    (tmp_path / "junk.npy").write_bytes(b"\x93NUMPY garbage")
+    cases = {"shape.npy": "expected \\[N, 2, 4, 4\\]", "nan.npy": "NaN",
+             "obj.npy": "not a readable", "junk.npy": "not a readable",
+             "missing.npy": "not a readable"}
+    for name, msg in cases.items():
+        with pytest.raises(HwgenError, match=msg):
+            load_inputs(tmp_path / name, (2, 4, 4))
+    with pytest.raises(HwgenError, match="5 images asked"):
+        load_inputs(tmp_path / "good.npy", (2, 4, 4), 5)

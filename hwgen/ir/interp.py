@@ -24,7 +24,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .core import IR, BatchNorm, FloatLayer, Site
 
-__all__ = ["binarize", "bn_value", "layer_acc", "layer_bits", "pool_bits", "keep_rows",
+__all__ = ["binarize", "input_bits", "bn_value", "layer_acc", "layer_bits", "pool_bits", "keep_rows",
            "check_masks", "run_layer", "run", "trace", "logits"]
 
 CHUNK_BYTES = 1 << 24   # bound on the temporaries of one vectorised step
@@ -34,6 +34,14 @@ def binarize(images, theta: float = 0.5) -> np.ndarray:
     """Float images [N, C, H, W] in [0, 1] -> uint8 bits (pixel >= theta)."""
     x = images.numpy() if hasattr(images, "numpy") else np.asarray(images)
     return (x >= theta).astype(np.uint8)
+
+
+def input_bits(ir: IR, images) -> np.ndarray:
+    """The first layer's input bits [N, C, H, W] uint8 of float images in the range the
+    model expects (DESIGN section 3, mode `binary`: pixel >= theta)."""
+    if ir.input_mode != "binary":
+        raise ValueError(f"input mode {ir.input_mode!r} is not supported")
+    return binarize(images, ir.theta)
 
 
 def bn_value(bn: BatchNorm, acc: np.ndarray, axis: int = 1) -> np.ndarray:

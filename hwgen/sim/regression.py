@@ -1,7 +1,8 @@
 """`hwgen sim OUTDIR --simulator {icarus,verilator} --images N --samples T --seed S`:
 the network regression of the exported RTL against the golden interpreter.
 
-The first N test images of the model's dataset (ir.meta.dataset) go through the RTL
+The first N images of `--inputs X.npy`, or by default the first N test images of the
+model's dataset (ir.meta.dataset), go through the RTL
 with T MC samples each, the MTJ devices modelled in the bench; every class integer of
 every sample must equal the golden model's, fed the masks the devices produced. The
 device draws are counter-based per (device seed, global sample index), so a shard
@@ -33,7 +34,7 @@ from ..errors import HwgenError
 from . import ports, runner, scoreboard, stats
 
 __all__ = ["cmd_sim", "run_regression", "merge_reports", "parse_shard", "shard_range",
-           "summary_line", "build_root", "load_outdir", "test_bits"]
+           "summary_line", "build_root", "load_outdir", "image_bits"]
 
 log = logging.getLogger("hwgen.sim")
 
@@ -94,30 +95,27 @@ def load_outdir(outdir, ir_path=None):
     return ir, tp
 
 
-def test_bits(ir, n: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """The first n test images of the IR's dataset as flat (c, y, x) bits [n, C*H*W],
-    their dataset indices, and the dataset name."""
-    from ..data import IN_SHAPE, load_dataset
-    from ..ir.interp import binarize
-    ds = ir.meta.dataset
-    if ds not in IN_SHAPE:
-        raise HwgenError(f"the IR names no known dataset (meta.dataset = {ds!r})")
-    if tuple(IN_SHAPE[ds]) != tuple(ir.in_shape):
-        raise HwgenError(f"{ds} images are {IN_SHAPE[ds]}, the IR's input is {ir.in_shape}")
-    x, _ = load_dataset(ds, "test")
-    if n > len(x):
-        raise HwgenError(f"--images {n} exceeds the {len(x)} {ds} test images")
-    bits = binarize(x[:n].numpy(), ir.theta).reshape(n, -1).astype(np.uint8)
-    return bits, np.arange(n), ds
+def image_bits(ir, n: int, inputs=None) -> tuple[np.ndarray, np.ndarray, str]:
+    """The regression's images as flat (c, y, x) input bits [n, C*H*W], their indices,
+    and where they come from: the first n of `inputs` (a .npy file) if given, else the
+    first n test images of the IR's dataset."""
+    from ..data import first_test_images, load_inputs
+    from ..ir.interp import input_bits
+    if inputs is not None:
+        x, source = load_inputs(inputs, ir.in_shape, n), Path(inputs).name
+    else:
+        x, source = first_test_images(ir.meta.dataset, n, ir.in_shape)[0], ir.meta.dataset
+    return input_bits(ir, x).reshape(n, -1), np.arange(n), source
 
 
 def run_regression(outdir, simulator: str = "verilator", images: int = 10, samples: int = 4,
                    seed: int = 0, shard: tuple[int, int] = (0, 1), jobs: int = 1,
                    progress: bool = True, waves_on_mismatch: bool = True,
                    ir_path=None, scoreboard_seeds=None, scoreboard_interface_swap=None,
-                   keep_runs: bool = False, with_stats: bool = True) -> dict:
+                   keep_runs: bool = False, with_stats: bool = True, inputs=None) -> dict:
     """Run the network regression (one shard, or `jobs` local shards merged); return the
-    report. The scoreboard_* and ir_path arguments plant faults in the checker only."""
+    report. Images: the first `images` of the .npy file `inputs`, else of the IR's
+    dataset. The scoreboard_* and ir_path arguments plant faults in the checker only."""
     from tqdm import tqdm
 
     from ..device import device_seeds
@@ -125,7 +123,7 @@ def run_regression(outdir, simulator: str = "verilator", images: int = 10, sampl
     ir, tp = load_outdir(outdir, ir_path)
     if samples >= 1 << 16:
         raise HwgenError(f"--samples must be < 65536 (a 16-bit port), not {samples}")
-    bits, index, ds = test_bits(ir, images)
+    bits, index, ds = image_bits(ir, images, inputs)
     seeds = device_seeds(seed, ir.n_interfaces)
     root = build_root()
     if simulator == "verilator":
@@ -311,7 +309,8 @@ def cmd_sim(args) -> int:
     else:
         report = run_regression(args.outdir, args.simulator, args.images, args.samples,
                                 args.seed, parse_shard(args.shard),
-                                jobs=getattr(args, "jobs", 1) or 1)
+                                jobs=getattr(args, "jobs", 1) or 1,
+                                inputs=getattr(args, "inputs", None))
     if args.json:
         write_text(args.json, json.dumps(report, indent=1, sort_keys=True) + "\n")
     print(summary_line(report))

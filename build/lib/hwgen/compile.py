@@ -1,0 +1,141 @@
+"""`hwgen compile model.pt -o OUTDIR [--tile RxC]`: model.pt -> verified IR (+ Verilog).
+
+OUTDIR is written atomically and deterministically (no timestamps, no absolute paths):
+  ir.json        the IR (hwgen.ir.core.dumps)
+  ir.txt         its text dump (hwgen.ir.dump)
+  check.json     the float-vs-integer check (hwgen.float_check), when --check-images > 0
+  ...            the Verilog and ports.json, from hwgen.export when it exists
+  manifest.json  input hash, options, tool versions and the sha256 of every other file
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .atomic import atomic_dir
+from .errors import HwgenError
+from .frontend import build_ir, load_model
+from .float_check import float_vs_int
+from .ir.core import IR, dumps
+from .ir.dump import dump
+from .model.io import build_model
+from .passes import PassConfig, parse_tile, run_pipeline
+
+__all__ = ["cmd_compile", "compile_model", "check_images", "check_masks", "CHECK_SAMPLES"]
+
+log = logging.getLogger(__name__)
+
+CHECK_SAMPLES = 4     # MC samples per check image
+CHECK_SEED = 0        # keep masks and (if needed) stand-in images
+
+
+def check_images(ir: IR, n: int) -> tuple[torch.Tensor, str]:
+    """The first n test images of the model's dataset, or seeded uniform images when the
+    dataset is unknown or its images do not fit the model's input (e.g. a test model)."""
+    from .data import IN_SHAPE, first_test_images
+    ds = ir.meta.dataset
+    if tuple(IN_SHAPE.get(ds, ())) == tuple(ir.in_shape):
+        x, _ = first_test_images(ds, n, ir.in_shape)
+        return torch.from_numpy(x), f"{ds} test[:{len(x)}]"
+    log.warning("dataset %r does not fit input %s: checking on seeded uniform images", ds,
+                tuple(ir.in_shape))
+    g = torch.Generator().manual_seed(CHECK_SEED)
+    return torch.rand((n,) + tuple(ir.in_shape), generator=g), f"uniform seed {CHECK_SEED}"
+
+
+def check_masks(ir: IR, n: int, t: int, seed: int = CHECK_SEED) -> list[np.ndarray]:
+    """Seeded keep masks, one [n, t, n_groups] uint8 array per site (1 = keep)."""
+    rng = np.random.default_rng(seed)
+    return [(rng.random((n, t, s.n_groups)) >= s.p).astype(np.uint8) for s in ir.sites]
+
+
+def _tool_versions() -> dict:
+    out = {"hwgen": __version__, "numpy": np.__version__, "torch": str(torch.__version__)}
+    try:
+        out["amaranth"] = version("amaranth")
+    except PackageNotFoundError:
+        out["amaranth"] = None
+    return out
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def compile_model(model_path, outdir, tile="128x128", lanes: int = 8, n_check: int = 64,
+                  verilog: bool = True) -> dict:
+    """Compile model.pt into `outdir` (atomically); return the manifest."""
+    t0 = time.perf_counter()
+    rc = parse_tile(tile)
+    outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise HwgenError(f"{outdir}: exists and is not a directory")
+    ckpt, sha = load_model(model_path)
+    ir = run_pipeline(build_ir(ckpt, sha), PassConfig(tile=rc))
+    log.info("IR: %d layers, %d dropout sites, %d MTJ interfaces, tile %dx%d (%.2f s)",
+             len(ir.layers), len(ir.sites), ir.n_interfaces, rc[0], rc[1],
+             time.perf_counter() - t0)
+    check = None
+    if n_check > 0:
+        images, source = check_images(ir, n_check)
+        masks = check_masks(ir, len(images), CHECK_SAMPLES)
+        check = float_vs_int(build_model(ckpt), ir, images, masks)
+        check["image_source"] = source
+        log.info("float vs integer on %d images x %d samples (%s): bit agreement %.6f, "
+                 "tie rate %.2e (%d ties), sample agreement %.6f, prediction agreement %.4f",
+                 check["images"], check["samples"], source, check["bit_agreement"],
+                 check["tie_rate"], check["ties"], check["sample_agreement"],
+                 check["prediction_agreement"])
+        if not check["ok"]:
+            raise HwgenError(f"float-vs-integer check failed: {check['non_tie_disagree']} "
+                             f"disagreements that are not ties")
+    options = {"tile": list(rc), "lanes": int(lanes), "check_images": int(n_check),
+               "check_samples": CHECK_SAMPLES, "verilog": bool(verilog)}
+    try:
+        manifest = _write(ir, check, outdir, options, verilog, lanes, Path(model_path).name, sha)
+    except OSError as e:
+        raise HwgenError(f"writing {outdir} failed: {e}") from None
+    log.info("wrote %s (%d files) in %.2f s", outdir, len(manifest["files"]) + 1,
+             time.perf_counter() - t0)
+    return manifest
+
+
+def _write(ir, check, outdir, options, verilog, lanes, model_name, sha) -> dict:
+    with atomic_dir(outdir) as tmp:
+        (tmp / "ir.json").write_text(dumps(ir))
+        (tmp / "ir.txt").write_text(dump(ir))
+        if check is not None:
+            (tmp / "check.json").write_text(json.dumps(check, sort_keys=True, indent=1) + "\n")
+        if verilog:
+            try:
+                export = importlib.import_module("hwgen.export")
+            except ModuleNotFoundError as e:
+                if e.name != "hwgen.export":       # a missing dependency of export itself
+                    raise
+                log.info("hwgen.export is not available yet: no Verilog written")
+            else:
+                export.export(ir, tmp, lanes=lanes)
+        files = {p.relative_to(tmp).as_posix(): _sha256(p)
+                 for p in sorted(tmp.rglob("*")) if p.is_file()}
+        manifest = {"format": "hwgen-manifest", "version": 1,
+                    "input": {"name": model_name, "sha256": sha},
+                    "options": options, "tools": _tool_versions(), "files": files}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, indent=1) + "\n")
+    return manifest
+
+
+def cmd_compile(args) -> int:
+    outdir = Path(args.output) if args.output else Path("rtl_out") / Path(args.model).stem
+    compile_model(args.model, outdir, tile=args.tile, lanes=args.lanes,
+                  n_check=args.check_images, verilog=not args.no_verilog)
+    return 0

@@ -1,0 +1,191 @@
+"""Export the generated top: Verilog, ports JSON and a Verilator waiver file.
+
+`export(ir, outdir, lanes=8)` writes into OUTDIR:
+  hwgen_top.v     Amaranth's Verilog of hwgen.hw.top.NetworkTop (module `hwgen_top`),
+                  without source locations, so it is byte-identical across runs and clones
+  ports.json      every top-level port (name, direction, width) from the component
+                  signature, the out payload layout and the design parameters
+  hwgen_top.vlt   Verilator lint waivers, each by rule and name pattern, with its reason
+
+Each file is written atomically (hwgen.atomic). The manifest is `hwgen compile`'s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import re
+
+from amaranth._toolchain.yosys import find_yosys
+from amaranth.back import rtlil
+from amaranth.hdl import Shape
+from amaranth.lib import wiring
+
+from .atomic import write_text
+from .errors import HwgenError
+from .hw.top import NetworkTop
+from .ir.core import IR
+
+__all__ = ["export", "ports_json", "to_verilog", "explicit_widths", "VERILOG", "PORTS", "WAIVERS", "WAIVER_TEXT"]
+
+log = logging.getLogger(__name__)
+
+VERILOG, PORTS, WAIVERS = "hwgen_top.v", "ports.json", "hwgen_top.vlt"
+
+# Each waiver names the rule and the signals it covers, and says why it is safe.
+WAIVER_TEXT = """\
+`verilator_config
+// hwgen: Verilator -Wall waivers for hwgen_top.v (Amaranth 0.5 output). Each waiver is
+// scoped to this file and one rule; `verilator --lint-only` without -Wall needs none.
+
+// Amaranth writes every named Signal (and every internal `$n` net) as a wire, for
+// debugging, also where the netlist reads the driving net directly or only some bits of
+// it (e.g. the `*__payload` copies of stream ports in each module, `sum_*`, `pc*`).
+lint_off -rule UNUSEDSIGNAL -file "*hwgen_top.v"
+// Amaranth declares every register with its reset value as an initial value
+// (`reg x = 1'h0;`), by design: it matches the FPGA power-on state.
+lint_off -rule PROCASSINIT -file "*hwgen_top.v"
+// Amaranth emits one file holding the top and all its submodules.
+lint_off -rule DECLFILENAME -file "*hwgen_top.v"
+"""
+
+
+_ARITH = {"$add", "$sub", "$mul"}
+_COMPARE = {"$lt", "$le", "$gt", "$ge", "$eq", "$ne"}
+
+
+def explicit_widths(text: str) -> str:
+    """Make the operand widths of arithmetic and comparison cells explicit in RTLIL.
+
+    Amaranth drops the constant extension bits of cell operands, so Yosys writes e.g.
+    `y = a + b` with a 7-bit `a`, a 4-bit `b` and an 8-bit `y`, which Verilator flags as
+    WIDTHEXPAND. Extending every operand to the cell's width (zero or sign, as Yosys's own
+    cell semantics would) and giving the result that width changes no value, and the
+    Verilog then says `y = {1'h0, a} + {4'h0, b}`."""
+    out, cell, n = [], None, [0]
+    lines = text.split("\n")
+
+    def fresh(width, prefix):
+        n[0] += 1
+        name = f"$hwgen_{prefix}{n[0]}"
+        return name, f"  wire width {width} {name}"
+
+    for line in lines:
+        if cell is None:
+            m = re.match(r"\s*cell (\$\w+) ", line)
+            if m and (m.group(1) in _ARITH or m.group(1) in _COMPARE):
+                cell = {"type": m.group(1), "head": line, "params": {}, "conns": {}, "order": []}
+            else:
+                out.append(line)
+            continue
+        m = re.match(r"\s*parameter \\(\w+) (\S+)", line)
+        if m:
+            cell["params"][m.group(1)] = m.group(2)
+            cell["order"].append(("p", m.group(1)))
+            continue
+        m = re.match(r"\s*connect \\(\w+) (.*)$", line)
+        if m:
+            cell["conns"][m.group(1)] = m.group(2)
+            cell["order"].append(("c", m.group(1)))
+            continue
+        if line.strip() != "end":
+            raise ValueError(f"unexpected line in an RTLIL cell: {line!r}")
+        p, c = cell["params"], cell["conns"]
+        wa, wb, wy = (int(p[k]) for k in ("A_WIDTH", "B_WIDTH", "Y_WIDTH"))
+        signed = p["A_SIGNED"] == "1" and p["B_SIGNED"] == "1"
+        target = max(wa, wb, wy) if cell["type"] in _ARITH else max(wa, wb)
+        pre, post = [], []
+        for port, w in (("A", wa), ("B", wb)):
+            if w < target:
+                if signed:
+                    tmp, decl = fresh(w, "sx")
+                    pre.append(decl)
+                    post.append(f"  connect {tmp} {c[port]}")
+                    c[port] = "{ " + " ".join([f"{tmp} [{w - 1}]"] * (target - w)) + f" {tmp} }}"
+                else:
+                    c[port] = "{ " + f"{target - w}'" + "0" * (target - w) + f" {c[port]} }}"
+                p[f"{port}_WIDTH"] = str(target)
+        if cell["type"] in _ARITH and wy < target:
+            tmp, decl = fresh(target, "y")
+            pre.append(decl)
+            post.append(f"  connect {c['Y']} {tmp} [{wy - 1}:0]")
+            c["Y"] = tmp
+            p["Y_WIDTH"] = str(target)
+        out.extend(pre)
+        out.append(cell["head"])
+        indent = " " * (len(cell["head"]) - len(cell["head"].lstrip()) + 2)
+        for kind, key in cell["order"]:
+            out.append(f"{indent}parameter \\{key} {p[key]}" if kind == "p"
+                       else f"{indent}connect \\{key} {c[key]}")
+        out.append(line)
+        out.extend(post)
+        cell = None
+    return "\n".join(out)
+
+
+def to_verilog(top, name: str = "hwgen_top") -> str:
+    """Amaranth -> RTLIL -> explicit operand widths -> Verilog (Yosys, no source paths).
+
+    The script is amaranth.back.verilog's (amaranth 0.5.10), with the width pass between
+    the RTLIL and Yosys."""
+    text = explicit_widths(rtlil.convert(top, name=name, emit_src=False))
+    script = [f"read_rtlil <<rtlil\n{text}\nrtlil", "proc -nomux -norom", "memory_collect",
+              "attrmap -remove generator -remove top -remove src -remove amaranth.hierarchy "
+              "-remove amaranth.decoding",
+              "attrmap -modattr -remove generator -remove top -remove src "
+              "-remove amaranth.hierarchy -remove amaranth.decoding",
+              "write_verilog -norename"]
+    yosys = find_yosys(lambda ver: ver >= (0, 40))
+    return yosys.run(["-q", "-"], "\n".join(script), ignore_warnings=True)
+
+
+def _direction(flow) -> str:
+    return "in" if flow == wiring.In else "out"
+
+
+def ports_json(top: NetworkTop) -> dict:
+    """Ports from the component signature, plus the parameters the benches need."""
+    ports = [{"name": "clk", "dir": "in", "width": 1}, {"name": "rst", "dir": "in", "width": 1}]
+    for path, member in top.signature.members.flatten():
+        if not member.is_port:
+            continue
+        ports.append({"name": "__".join(str(p) for p in path), "dir": _direction(member.flow),
+                      "width": Shape.cast(member.shape).width})
+    p = dict(top.params)
+    layout = {"sample": {"offset": 0, "width": 16},
+              "acc": {"offset": 16, "width": p["ACC_W"], "count": p["classes"], "signed": True}}
+    return {"format": "hwgen-ports", "version": 1, "module": "hwgen_top", "clock": "clk",
+            "reset": "rst", "reset_kind": "sync", "ports": ports, "params": p,
+            "out_payload": layout}
+
+
+def export(ir: IR, outdir, lanes: int = 8, in_w: int = 32) -> dict:
+    """Write hwgen_top.v, ports.json and hwgen_top.vlt into `outdir`; returns
+    {file name: sha256}."""
+    if not isinstance(ir, IR):
+        raise HwgenError(f"export needs an hwgen IR, not {type(ir).__name__}")
+    if ir.input_mode != "binary":
+        raise HwgenError(f"the hardware supports input mode 'binary' only, not {ir.input_mode!r}")
+    if any(l.weights == () or l.weights is None for l in ir.layers):
+        raise HwgenError("export needs a lowered IR (packed weights); run the compiler passes")
+    if any(l.sign is None for l in ir.layers[:-1]) or ir.layers[-1].sign is not None:
+        raise HwgenError("export needs thresholds on every layer but the classifier")
+    outdir = Path(outdir)
+    t0 = time.perf_counter()
+    try:
+        top = NetworkTop(ir, lanes=lanes, in_w=in_w)
+        text = to_verilog(top)
+    except ValueError as e:
+        raise HwgenError(f"cannot generate the hardware: {e}") from None
+    t1 = time.perf_counter()
+    files = {VERILOG: text,
+             PORTS: json.dumps(ports_json(top), sort_keys=True, indent=1) + "\n",
+             WAIVERS: WAIVER_TEXT}
+    for name, body in files.items():
+        write_text(outdir / name, body)
+    log.info("Verilog: %.1f kB in %.2f s (lanes=%d)", len(text) / 1e3, t1 - t0, lanes)
+    return {name: hashlib.sha256(body.encode()).hexdigest() for name, body in files.items()}

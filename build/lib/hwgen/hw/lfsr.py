@@ -1,0 +1,160 @@
+"""LFSR stand-in for an MTJ on an FPGA: same pins, a reproducible switching sequence.
+
+The device holds a 32-bit Galois LFSR (polynomial x^32 + x^22 + x^2 + x + 1, maximal
+length: period 2^32 - 1). Each write pulse consumes one draw, also when the device cannot
+switch, like `hwgen.device.MtjArray`: when `write` falls the LFSR leaps `LEAP` = 16 steps
+(pure XOR wiring), and a device that was reset since its last write switches to AP iff
+the top 16 state bits are below its threshold. The threshold comes from the device curve:
+`threshold(params, code, write_ns) = round(p_switch(code, write_ns) * 2^16)`, built in for
+the codes the device is given, so the realised p is threshold / 2^16 (the state is never
+zero, which shifts it by less than 2^-32). A code it was not built for never switches.
+
+`LfsrMtjModel` reproduces the device exactly: `generate(seed)` yields the state sequence.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth import Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["WIDTH", "MASK", "LEAP", "step", "generate", "threshold", "realised_p",
+           "Lfsr", "LfsrMtj", "LfsrMtjModel"]
+
+WIDTH = 32
+MASK = 0x80200003          # Galois toggle mask of x^32 + x^22 + x^2 + x + 1
+LEAP = 16                  # steps per draw: the 16 compared bits are all new
+P_BITS = 16
+
+
+def step(s: int) -> int:
+    """One Galois (right-shift) step."""
+    return (s >> 1) ^ (MASK if s & 1 else 0)
+
+
+def generate(seed: int, leap: int = LEAP):
+    """Software model: the states after each draw (each draw = `leap` steps)."""
+    if not 0 < seed < 2 ** WIDTH:
+        raise ValueError(f"LFSR seed must be in [1, 2^{WIDTH}), not {seed!r}")
+    s = seed
+    while True:
+        for _ in range(leap):
+            s = step(s)
+        yield s
+
+
+def threshold(params, code: int, write_ns: float) -> int:
+    """Compare value realising p_switch(code, write_ns) with P_BITS bits."""
+    return int(round(float(params.p_switch(code, write_ns)) * 2 ** P_BITS))
+
+
+def realised_p(thr: int) -> float:
+    return thr / 2 ** P_BITS
+
+
+def _leap_matrix(leap: int) -> list[list[int]]:
+    """For each next-state bit, the current-state bits it XORs (step^leap is linear)."""
+    cols = []
+    for i in range(WIDTH):
+        s = 1 << i
+        for _ in range(leap):
+            s = step(s)
+        cols.append(s)
+    return [[i for i in range(WIDTH) if (cols[i] >> j) & 1] for j in range(WIDTH)]
+
+
+class Lfsr(wiring.Component):
+    """The LFSR core: `state` leaps `leap` steps on each cycle with `en`.
+
+    Ports: en : In(1); state : Out(32), reset value `seed`; next : Out(32), the state
+    after the next leap."""
+
+    def __init__(self, seed: int, leap: int = LEAP):
+        if not 0 < seed < 2 ** WIDTH:
+            raise ValueError(f"LFSR seed must be in [1, 2^{WIDTH}), not {seed!r}")
+        self.seed, self.leap = seed, leap
+        super().__init__({"en": In(1), "state": Out(WIDTH, init=seed), "next": Out(WIDTH)})
+
+    def elaborate(self, platform):
+        m = Module()
+        nxt = []
+        for taps in _leap_matrix(self.leap):
+            b = self.state[taps[0]]
+            for t in taps[1:]:
+                b = b ^ self.state[t]
+            nxt.append(b)
+        m.d.comb += self.next.eq(Cat(*nxt))
+        with m.If(self.en):
+            m.d.sync += self.state.eq(self.next)
+        return m
+
+
+class LfsrMtj(wiring.Component):
+    """One stand-in MTJ.
+
+    Parameters
+    ----------
+    seed : int
+        LFSR seed (nonzero, 32 bits).
+    thresholds : dict code -> int
+        Switching threshold per write code (see `threshold`).
+    code_w : int
+
+    Ports: reset, write : In(1); code : In(code_w); sense : Out(1) (1 = AP).
+    """
+
+    def __init__(self, seed: int, thresholds: dict, code_w: int):
+        self.seed, self.thresholds, self.code_w = seed, dict(thresholds), code_w
+        super().__init__({"reset": In(1), "write": In(1), "code": In(code_w), "sense": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.lfsr = lfsr = Lfsr(self.seed)
+        armed = Signal()
+        write_q = Signal()
+        thr = Signal(P_BITS + 1)
+        with m.Switch(self.code):
+            for code, t in sorted(self.thresholds.items()):
+                with m.Case(code):
+                    m.d.comb += thr.eq(t)
+        fall = Signal()
+        m.d.comb += [fall.eq(write_q & ~self.write), lfsr.en.eq(fall)]
+        m.d.sync += write_q.eq(self.write)
+        with m.If(self.reset):
+            m.d.sync += [self.sense.eq(0), armed.eq(1)]
+        with m.Elif(fall):
+            m.d.sync += armed.eq(0)
+            with m.If(armed):
+                # the draw is the state after this pulse's leap, as in the model
+                m.d.sync += self.sense.eq(lfsr.next[WIDTH - P_BITS:] < thr)
+        return m
+
+
+class LfsrMtjModel:
+    """Exact software model of `LfsrMtj` devices, with the `MtjArray` pin API."""
+
+    def __init__(self, seeds, thresholds):
+        self.gens = [generate(int(s)) for s in seeds]
+        self.thr = np.asarray(thresholds, np.int64)
+        n = len(self.gens)
+        self.ap = np.zeros(n, bool)
+        self.armed = np.zeros(n, bool)
+        self.history: list[np.ndarray] = []
+
+    def reset(self, mask) -> None:
+        mask = np.asarray(mask, bool)
+        self.ap[mask] = False
+        self.armed |= mask
+
+    def write(self, mask, pulse_ns: float = 0.0) -> None:
+        mask = np.asarray(mask, bool)
+        for i in np.flatnonzero(mask):
+            top = next(self.gens[i]) >> (WIDTH - P_BITS)
+            if self.armed[i] and top < self.thr[i]:
+                self.ap[i] = True
+        self.armed &= ~mask
+        self.history.append(np.where(mask, self.ap, False))
+
+    def sense(self) -> np.ndarray:
+        return self.ap.astype(np.uint8)

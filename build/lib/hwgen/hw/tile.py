@@ -1,0 +1,164 @@
+"""Crossbar tile: one MRAM array's read, emulated `lanes` columns per cycle (DESIGN s. 2, 7).
+
+A read request drives the word lines with x (row bits, 1 = +1) and the row gates g. The tile
+answers with ceil(cols / lanes) beats; beat k carries the column sums of columns
+[k*lanes, (k+1)*lanes):
+
+    acc_j = 2 * popcount(g & ~(x ^ w_j)) - popcount(g)
+
+Weights live in a memory with one word per beat (the `lanes` columns' row bits side by side),
+so two tiles of the same shape differ only in memory contents, not in logic. Columns past
+`cols` in the last beat read zero weights; their sums are meaningless and the controller
+ignores them.
+
+Timing: beat 0 of a request is combinational from the request (the request is taken with
+the last beat of the previous one, or with beat 0 when idle), so a tile that is kept fed
+reads every cycle. An opaque `tag` travels with the request to each of its beats.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["CrossbarTile", "acc_width", "popcount", "tile_model", "pack_tile_weights"]
+
+
+def acc_width(rows: int) -> int:
+    """Signed width that holds every column sum of `rows` rows: [-rows, rows]."""
+    return rows.bit_length() + 1
+
+
+def popcount(bits) -> "Value":
+    """Balanced adder tree over the bits of `bits` (Amaranth widens each sum by one bit)."""
+    terms = [bits[i] for i in range(len(bits))]
+    if not terms:
+        return Const(0, 1)
+    while len(terms) > 1:
+        nxt = [a + b for a, b in zip(terms[0::2], terms[1::2])]
+        if len(terms) % 2:
+            nxt.append(terms[-1])
+        terms = nxt
+    return terms[0]
+
+
+def pack_tile_weights(w: np.ndarray, lanes: int) -> list[int]:
+    """[cols, rows] 0/1 -> memory words: word k = columns k*lanes .. k*lanes+lanes-1,
+    column (k*lanes + l) at bits [l*rows, (l+1)*rows), row i at bit i."""
+    w = np.asarray(w, np.uint8)
+    cols, rows = w.shape
+    beats = -(-cols // lanes)
+    pad = np.zeros((beats * lanes, rows), np.uint8)
+    pad[:cols] = w
+    words = []
+    for k in range(beats):
+        bits = pad[k * lanes:(k + 1) * lanes].reshape(-1)
+        words.append(int.from_bytes(np.packbits(bits, bitorder="little").tobytes(), "little"))
+    return words
+
+
+def tile_model(w: np.ndarray, x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """numpy model: [cols, rows] weights, [rows] x and g (0/1) -> [cols] signed sums."""
+    w, x, g = (np.asarray(a, np.int64) for a in (w, x, g))
+    agree = g[None, :] & (1 - (x[None, :] ^ w))
+    return 2 * agree.sum(1) - g.sum()
+
+
+class CrossbarTile(wiring.Component):
+    """An R x C crossbar read, `lanes` columns per cycle.
+
+    Parameters
+    ----------
+    rows, cols, lanes : int
+        Array size and columns computed per cycle (1 <= lanes <= cols).
+    weights : array [cols, rows] of 0/1
+        Weight bits, 1 = +1.
+    beats : int, optional
+        Beats per read (default ceil(cols / lanes)); more pads the tile with zero columns,
+        so tiles of one layer can run in lock step.
+    tag_width : int
+        Width of the opaque tag passed from a request to its beats.
+
+    Ports
+    -----
+    req : In(stream) of {x: rows, g: rows, tag}
+    beat : Out(stream) of {acc: lanes x signed(acc_width(rows)), index, last, tag}
+    """
+
+    def __init__(self, rows: int, cols: int, lanes: int, weights, *, beats: int | None = None,
+                 tag_width: int = 0):
+        if not (isinstance(rows, int) and rows >= 1):
+            raise ValueError(f"rows must be a positive integer, not {rows!r}")
+        if not (isinstance(cols, int) and cols >= 1):
+            raise ValueError(f"cols must be a positive integer, not {cols!r}")
+        if not (isinstance(lanes, int) and 1 <= lanes <= cols):
+            raise ValueError(f"lanes must be an integer in [1, {cols}], not {lanes!r}")
+        weights = np.asarray(weights, np.uint8)
+        if weights.shape != (cols, rows):
+            raise ValueError(f"weights must have shape {(cols, rows)}, not {weights.shape}")
+        self.rows, self.cols, self.lanes = rows, cols, lanes
+        self.beats = beats if beats is not None else -(-cols // lanes)
+        if self.beats * lanes < cols:
+            raise ValueError(f"{self.beats} beats of {lanes} lanes cannot hold {cols} columns")
+        self.weights = weights
+        self.acc_w = acc_width(rows)
+        words = pack_tile_weights(weights, lanes)
+        # at least two words and a 1-bit index: zero-width signals upset Verilog tools
+        self.depth = max(self.beats, 2)
+        self.init = words + [0] * (self.depth - len(words))
+        super().__init__({
+            "req": In(stream.Signature(data.StructLayout(
+                {"x": rows, "g": rows, "tag": tag_width}))),
+            "beat": Out(stream.Signature(data.StructLayout({
+                "acc": data.ArrayLayout(signed(self.acc_w), lanes),
+                "index": range(max(self.beats, 2)), "last": 1, "tag": tag_width}))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        rows, lanes, aw = self.rows, self.lanes, self.acc_w
+        m.submodules.mem = mem = memory.Memory(shape=unsigned(rows * lanes), depth=self.depth,
+                                               init=self.init)
+        rd = mem.read_port(domain="comb")
+
+        busy = Signal()
+        k = Signal(range(self.depth))
+        x_r, g_r = Signal(rows), Signal(rows)
+        tag_r = Signal.like(self.req.payload.tag)
+
+        # Beat 0 comes straight from the request; later beats from the latched copy.
+        x, g = Signal(rows), Signal(rows)
+        index = Signal(range(self.depth))
+        m.d.comb += [
+            x.eq(Mux(busy, x_r, self.req.payload.x)),
+            g.eq(Mux(busy, g_r, self.req.payload.g)),
+            index.eq(Mux(busy, k, 0)),
+            rd.addr.eq(index),
+            self.beat.valid.eq(busy | self.req.valid),
+            self.beat.payload.index.eq(index),
+            self.beat.payload.last.eq(index == self.beats - 1),
+            self.beat.payload.tag.eq(Mux(busy, tag_r, self.req.payload.tag)),
+            self.req.ready.eq(~busy & self.beat.ready),
+        ]
+        # Intermediate signals keep Amaranth from rebuilding shared expressions per bit.
+        ng = Signal(unsigned(aw))
+        m.d.comb += ng.eq(popcount(g))
+        for lane in range(lanes):
+            agree = Signal(rows, name=f"agree{lane}")
+            m.d.comb += agree.eq(g & ~(x ^ rd.data[lane * rows:(lane + 1) * rows]))
+            pc = Signal(unsigned(aw - 1), name=f"pc{lane}")
+            m.d.comb += pc.eq(popcount(agree))
+            # Unsigned modular difference: its low acc_w bits are the two's complement sum.
+            m.d.comb += self.beat.payload.acc[lane].eq(Cat(Const(0, 1), pc) - ng)
+
+        with m.If(self.beat.valid & self.beat.ready):
+            with m.If(self.beat.payload.last):
+                m.d.sync += [busy.eq(0), k.eq(0)]
+            with m.Else():
+                m.d.sync += [busy.eq(1), k.eq(index + 1)]
+            with m.If(~busy):
+                m.d.sync += [x_r.eq(self.req.payload.x), g_r.eq(self.req.payload.g),
+                             tag_r.eq(self.req.payload.tag)]
+        return m

@@ -1,0 +1,315 @@
+"""The hwgen IR (DESIGN section 8): small frozen dataclasses, JSON with sorted keys.
+
+Every binary layer is a stride-1 convolution over a (C, H, W) map (see
+hwgen.model.spec): its crossbar rows are (c, ky, kx) channel-major, rows = C*kh*kw, and
+its output columns are its out_channels. A linear layer is a conv whose kernel covers
+its whole input map.
+
+The IR has two named stages, one layer type each; an IR holds layers of one stage:
+- **float** (`FloatLayer`): the model as trained, what a frontend reads: latent float
+  weights (bit = latent >= 0) and a float `BatchNorm` whose sign is the output bit;
+- **integer** (`Layer`): what the hardware is built from: packed weight bits and an
+  integer threshold per column (`sign`, `thresh`), the classifier with its host-side
+  logit affine. Weight bits of column j are `weights[j]`: the row bits (1 = +1) packed
+  with numpy.packbits(bitorder="little"), as a hex string.
+`hwgen.passes.lower` takes the first to the second; a frontend that can fold exactly
+itself (hwgen.frontend.qonnx) emits the integer stage directly.
+
+Meaning is defined by the numpy interpreter in hwgen.ir.interp; invariants by
+hwgen.ir.verify. This package imports numpy, the standard library and the leaf modules
+hwgen.errors and hwgen.device only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from ..device import MtjParams
+
+FORMAT = "hwgen-ir"
+VERSION = 2
+
+__all__ = ["FORMAT", "VERSION", "BatchNorm", "FloatLayer", "Layer", "Site", "MtjConfig",
+           "Dropout", "Meta", "IR", "site_groups", "pack_rows", "unpack_rows", "masks_from_ap",
+           "dumps", "loads", "replace"]
+
+
+def pack_rows(bits: np.ndarray) -> tuple[str, ...]:
+    """[O, rows] 0/1 -> one hex string per row of `bits` (packbits, little bit order)."""
+    bits = np.asarray(bits, np.uint8)
+    return tuple(np.packbits(b, bitorder="little").tobytes().hex() for b in bits)
+
+
+def unpack_rows(hexes, n: int) -> np.ndarray:
+    """Inverse of pack_rows: [len(hexes), n] uint8 0/1."""
+    return np.stack([np.unpackbits(np.frombuffer(bytes.fromhex(h), np.uint8), count=n,
+                                   bitorder="little") for h in hexes])
+
+
+def site_groups(kind: str, in_shape, kernel) -> tuple[int, int]:
+    """(n_groups, group_rows) of a dropout site of `kind` on a layer with input map
+    `in_shape` (C, H, W) and `kernel` (kh, kw) (DESIGN section 5).
+
+    spatial: one group per input channel, gating its kh*kw rows (a conv's channel, a
+    feature map before a flatten-fed linear, a neuron before a linear-fed linear);
+    element: one group per crossbar row."""
+    c, (kh, kw) = in_shape[0], kernel
+    if kind == "spatial":
+        return c, kh * kw
+    if kind == "element":
+        return c * kh * kw, 1
+    raise ValueError(f"dropout kind must be 'spatial' or 'element', not {kind!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Geometry:
+    op: str                               # 'conv' | 'linear' (for reports; both are convs)
+    in_shape: tuple[int, int, int]        # (C, H, W)
+    out_channels: int                     # O: crossbar columns
+    kernel: tuple[int, int]               # (kh, kw)
+    pad: tuple[int, int]                  # (ph, pw); padded positions are undriven rows
+    pool: int                             # max-pool size (1 = none), floor mode
+    tile: tuple[int, int] = (128, 128)    # crossbar (R, C) this layer is split onto
+
+    @property
+    def rows(self) -> int:
+        c, _, _ = self.in_shape
+        return c * self.kernel[0] * self.kernel[1]
+
+    @property
+    def conv_shape(self) -> tuple[int, int, int]:
+        _, h, w = self.in_shape
+        return (self.out_channels, h + 2 * self.pad[0] - self.kernel[0] + 1,
+                w + 2 * self.pad[1] - self.kernel[1] + 1)
+
+    @property
+    def out_shape(self) -> tuple[int, int, int]:
+        o, h, w = self.conv_shape
+        return (o, h // self.pool, w // self.pool)
+
+    @property
+    def windows(self) -> int:
+        """Output positions before pooling: one crossbar read each."""
+        _, h, w = self.conv_shape
+        return h * w
+
+    @property
+    def row_tiles(self) -> tuple[tuple[int, int], ...]:
+        r = self.tile[0]
+        return tuple((a, min(a + r, self.rows)) for a in range(0, self.rows, r))
+
+    @property
+    def col_tiles(self) -> tuple[tuple[int, int], ...]:
+        c = self.tile[1]
+        return tuple((a, min(a + c, self.out_channels)) for a in range(0, self.out_channels, c))
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchNorm:
+    """Inference batch norm over a layer's integer acc, per output channel:
+    y = (acc * in_scale - mean) * gain / sqrt(var + eps) + bias. `in_scale` is the
+    inverted-dropout input scale 1/(1-p) of a gated layer trained with it, else 1."""
+    gain: tuple[float, ...]
+    bias: tuple[float, ...]
+    mean: tuple[float, ...]
+    var: tuple[float, ...]
+    eps: float
+    in_scale: float = 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class FloatLayer(_Geometry):
+    """A layer of the float stage: bit of column j = (y_j >= 0), y the batch norm of acc."""
+    latent: tuple[float, ...]             # [O * rows] row-major; weight bit = latent >= 0
+    bn: BatchNorm
+
+    def weight_bits(self) -> np.ndarray:
+        """[O, rows] uint8, 1 = +1; sign(0) = +1 (DESIGN section 1)."""
+        w = np.asarray(self.latent, np.float64).reshape(self.out_channels, self.rows)
+        return (w >= 0).astype(np.uint8)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layer(_Geometry):
+    """A layer of the integer stage: out_j = 1 iff sign_j * acc_j >= thresh_j; the
+    classifier (sign = thresh = None) outputs acc and carries the host's logit affine
+    logit_j = logit_scale_j * acc_j + logit_bias_j."""
+    weights: tuple[str, ...]              # O hex strings of `rows` bits (see module doc)
+    sign: tuple[int, ...] | None = None
+    thresh: tuple[int, ...] | None = None
+    logit_scale: tuple[float, ...] | None = None
+    logit_bias: tuple[float, ...] | None = None
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.sign is None
+
+    def weight_bits(self) -> np.ndarray:
+        """[O, rows] uint8, 1 = +1."""
+        return unpack_rows(self.weights, self.rows)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Site:
+    layer: int             # binary layer whose input this site gates
+    kind: str              # 'spatial' | 'element'
+    p: float               # drop probability asked for
+    n_groups: int          # one keep bit (one MTJ-RNG interface) per group
+    group_rows: int        # group g gates rows [g*group_rows, (g+1)*group_rows)
+    first_interface: int   # global index of group 0's interface (-1: not numbered yet)
+    mtj_code: int = 0      # write-current code chosen from the device curve
+    p_realised: float = 0.0
+
+    @property
+    def interfaces(self) -> slice:
+        """This site's slice of the global interface numbering (DESIGN section 6)."""
+        return slice(self.first_interface, self.first_interface + self.n_groups)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MtjConfig:
+    """The MTJ-RNG protocol (DESIGN section 6): pulse timing in clock cycles, and the
+    device whose switching curve maps a write-current code to p."""
+    clk_ns: float = 10.0
+    reset_cycles: int = 2
+    write_cycles: int = 2
+    device: MtjParams = MtjParams()
+
+    @property
+    def write_ns(self) -> float:
+        return self.write_cycles * self.clk_ns
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dropout:
+    """How the model's dropout was set up: `kind` and `p` as trained (or as added at
+    compile time when `trained` is False), and whether inverted-dropout scaling was on."""
+    kind: str                       # 'none' | 'spatial' | 'element'
+    p: float = 0.0
+    scale: bool = False
+    trained: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class Meta:
+    """Where the IR came from. No timestamps: the same model gives the same bytes."""
+    source: str = "model.pt"        # 'model.pt' | 'qonnx' | 'random' (tests)
+    model_sha256: str = ""
+    dataset: str | None = None      # hwgen.data name whose images fit in_shape, if any
+    spec: str | None = None         # the SPEC string, for hwgen's own models
+    dropout: Dropout = Dropout(kind="none")
+    report: tuple[tuple[str, object], ...] = ()   # frontend facts (sorted key/value pairs)
+
+
+@dataclass(frozen=True, kw_only=True)
+class IR:
+    in_shape: tuple[int, int, int]
+    input_mode: str                 # 'binary'
+    theta: float                    # pixel p -> bit (p >= theta)
+    layers: tuple[FloatLayer, ...] | tuple[Layer, ...]
+    sites: tuple[Site, ...]
+    mtj: MtjConfig = MtjConfig()
+    meta: Meta = Meta()
+    version: int = VERSION
+
+    @property
+    def stage(self) -> str:
+        """'float' or 'integer' (see the module docstring); 'mixed' fails verify."""
+        kinds = {type(l) for l in self.layers}
+        return {frozenset({FloatLayer}): "float", frozenset({Layer}): "integer"}.get(
+            frozenset(kinds), "mixed")
+
+    @property
+    def n_interfaces(self) -> int:
+        return sum(s.n_groups for s in self.sites)
+
+    @property
+    def mc_start(self) -> int:
+        """First layer run per MC sample. Layers before it run once per image. With no
+        dropout sites it is the classifier (which then gives T equal samples)."""
+        return self.sites[0].layer if self.sites else len(self.layers) - 1
+
+    @property
+    def n_classes(self) -> int:
+        return self.layers[-1].out_channels
+
+    def site_of(self, layer: int) -> Site | None:
+        for s in self.sites:
+            if s.layer == layer:
+                return s
+        return None
+
+    def site_index(self, layer: int) -> int | None:
+        for k, s in enumerate(self.sites):
+            if s.layer == layer:
+                return k
+        return None
+
+
+def masks_from_ap(ir: IR, ap: np.ndarray, n_images: int, samples: int) -> list[np.ndarray]:
+    """Device history -> keep masks (DESIGN section 6): per-write AP outcomes
+    [n_images*samples, n_if] (write k of every interface is its draw for the k-th
+    (image, sample)) -> one [N, T, n_groups] uint8 keep array per site, keep = NOT AP."""
+    ap = np.asarray(ap, bool)
+    if ap.shape != (n_images * samples, ir.n_interfaces):
+        raise ValueError(f"need {n_images * samples} writes of {ir.n_interfaces} interfaces, "
+                         f"got an array of shape {ap.shape}")
+    keep = (~ap).astype(np.uint8).reshape(n_images, samples, ir.n_interfaces)
+    return [keep[:, :, s.interfaces] for s in ir.sites]
+
+
+# -- JSON ---------------------------------------------------------------------------------
+
+def _tuplify(x):
+    if isinstance(x, list):
+        return tuple(_tuplify(v) for v in x)
+    return x
+
+
+def to_dict(ir: IR) -> dict:
+    d = asdict(ir)
+    d["format"] = FORMAT
+    d["stage"] = ir.stage
+    d["meta"]["report"] = dict(ir.meta.report)
+    return d
+
+
+def dumps(ir: IR) -> str:
+    """Deterministic JSON: sorted keys, fixed separators, floats by repr."""
+    return json.dumps(to_dict(ir), sort_keys=True, indent=1, allow_nan=False) + "\n"
+
+
+def _build(cls, d: dict, **nested):
+    if not isinstance(d, dict):
+        raise ValueError(f"{cls.__name__}: expected an object, not {type(d).__name__}")
+    kw = {k: _tuplify(v) for k, v in d.items()}
+    kw.update(nested)
+    return cls(**kw)
+
+
+def loads(text: str) -> IR:
+    """Parse `dumps` output; ValueError/TypeError/KeyError on a malformed file (run
+    hwgen.ir.verify.verify on the result for the invariants)."""
+    d = json.loads(text)
+    if not isinstance(d, dict) or d.pop("format", None) != FORMAT:
+        raise ValueError("not an hwgen IR file (format tag missing or wrong)")
+    if d.get("version") != VERSION:
+        raise ValueError(f"IR version {d.get('version')!r} is not supported (expected {VERSION})")
+    stage = d.pop("stage")
+    if stage == "float":
+        layers = tuple(_build(FloatLayer, l, bn=_build(BatchNorm, l["bn"])) for l in d.pop("layers"))
+    elif stage == "integer":
+        layers = tuple(_build(Layer, l) for l in d.pop("layers"))
+    else:
+        raise ValueError(f"IR stage {stage!r} is not 'float' or 'integer'")
+    sites = tuple(_build(Site, s) for s in d.pop("sites"))
+    m = d.pop("mtj")
+    mtj = _build(MtjConfig, m, device=_build(MtjParams, m["device"]))
+    md = d.pop("meta")
+    meta = _build(Meta, md, dropout=_build(Dropout, md["dropout"]),
+                  report=tuple(sorted(md.get("report", {}).items())))
+    return IR(layers=layers, sites=sites, mtj=mtj, meta=meta,
+              in_shape=tuple(d.pop("in_shape")), **d)

@@ -1,0 +1,1 @@
+"""Torch side of hwgen: binary layers, dropout sites, the network, model.pt I/O."""

@@ -1,0 +1,196 @@
+"""MC inference and `hwgen eval` (DESIGN section 5): T stochastic forward passes per
+image, prediction = argmax of the mean softmax, uncertainty = predictive entropy and
+mutual information, OOD detection against a locally made OOD set."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see hwgen.model.train
+
+import io  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .. import metrics
+from ..atomic import write_bytes, write_text
+from ..data import load_dataset, load_ood, ood_description
+from ..errors import HwgenError
+from .io import build_model, load_checkpoint
+from .net import BinaryNet
+
+log = logging.getLogger(__name__)
+
+__all__ = ["mc_logits", "draw_mc_masks", "cmd_eval", "evaluate"]
+
+# Masks are drawn per chunk of this many images from one seeded generator, so the keep
+# bits of image i depend only on (seed, i), never on how the caller batches.
+CHUNK = 64
+
+
+def draw_mc_masks(model: BinaryNet, n: int, samples: int, seed: int = 0) -> list[torch.Tensor]:
+    """The keep bits `mc_logits` draws for n images: one uint8 [n, T, n_groups] per site."""
+    g = torch.Generator().manual_seed(seed)
+    out = [[] for _ in model.sites]
+    for start in range(0, n, CHUNK):
+        b = min(CHUNK, n - start)
+        for k, s in enumerate(model.sites):
+            out[k].append((torch.rand(b, samples, s["n_groups"], generator=g) >= s["p"])
+                          .to(torch.uint8))
+    return [torch.cat(m) if m else torch.zeros(0, samples, s["n_groups"], dtype=torch.uint8)
+            for m, s in zip(out, model.sites)]
+
+
+@torch.no_grad()
+def mc_logits(model: BinaryNet, x: torch.Tensor, T: int, masks=None, seed: int = 0,
+              progress: bool = False) -> torch.Tensor:
+    """MC forward passes: logits [T, N, classes].
+
+    Parameters
+    ----------
+    model : BinaryNet (batch norm in eval mode; dropout forced on via `model.mc`)
+    x : float images [N, C, H, W] in [0, 1]
+    T : samples per image
+    masks : None, or one keep-bit array per site shaped [N, T, n_groups] (the golden
+        interpreter's layout) or [N*T, n_groups] (image-major: row n*T + t). Without masks,
+        keep bits are drawn from a generator seeded with `seed` (see `draw_mc_masks`).
+        With dropout 'none' the T samples are identical.
+    """
+    was_training, was_mc = model.training, model.mc
+    model.eval()
+    model.mc = True
+    n = x.shape[0]
+    sites = model.sites
+    if masks is not None:
+        if len(masks) != len(sites):
+            raise ValueError(f"expected {len(sites)} site masks, got {len(masks)}")
+        masks = [torch.as_tensor(np.asarray(m) if not isinstance(m, torch.Tensor) else m)
+                 .reshape(n, T, s["n_groups"]) for m, s in zip(masks, sites)]
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    try:
+        for start in tqdm(range(0, n, CHUNK), disable=not progress, unit="chunk",
+                          desc=f"MC T={T}", mininterval=2.0):
+            b = min(CHUNK, n - start)
+            if masks is None:
+                m = [(torch.rand(b, T, s["n_groups"], generator=g) >= s["p"]) for s in sites]
+            else:
+                m = [mk[start:start + b] for mk in masks]
+            if not sites:  # no dropout: the T samples are one deterministic pass
+                out.append(model(x[start:start + b])[:, None].expand(b, T, -1))
+                continue
+            m = [mk.reshape(b * T, -1).float() for mk in m]
+            xb = x[start:start + b].repeat_interleave(T, dim=0)
+            out.append(model(xb, masks=m).reshape(b, T, -1))
+    finally:
+        model.train(was_training)
+        model.mc = was_mc
+    return torch.cat(out).transpose(0, 1).contiguous() if out else torch.zeros(T, 0, 0)
+
+
+def _scores(logits: torch.Tensor) -> dict:
+    probs = logits.double().softmax(-1).numpy()
+    return {"probs": probs, "entropy": metrics.predictive_entropy(probs),
+            "mi": metrics.mutual_information(probs)}
+
+
+def evaluate(ckpt: dict, samples: int, seed: int = 0, limit: int | None = None,
+             progress: bool = True) -> tuple[dict, dict]:
+    """Metrics of a checkpoint on its test set and OOD set; returns (report, raw scores)."""
+    model = build_model(ckpt)
+    dataset = ckpt["meta"].get("dataset")
+    if dataset not in ("digits", "fashion-mnist"):
+        raise HwgenError(f"model meta names no known dataset (dataset={dataset!r})")
+    torch.set_num_threads(int(os.environ.get("HWGEN_THREADS", "1")))
+    x, y = load_dataset(dataset, "test")
+    xo = load_ood(dataset, seed=seed)
+    if limit is not None:
+        x, y, xo = x[:limit], y[:limit], xo[:limit]
+    t = samples
+    id_ = _scores(mc_logits(model, x, t, seed=seed, progress=progress))
+    ood = _scores(mc_logits(model, xo, t, seed=seed + 1, progress=progress))
+    labels = y.numpy()
+    report = {
+        "dataset": dataset, "dropout": model.kind, "p": model.p, "arch": model.arch["spec"],
+        "samples": t, "seed": seed, "n_test": len(labels), "n_ood": len(xo),
+        "ood_set": ood_description(dataset),
+        **metrics.classification_metrics(id_["probs"], labels),
+        "ood": {
+            by: metrics.ood_metrics(id_[key], ood[key])
+            for by, key in (("entropy", "entropy"), ("mi", "mi"))
+        },
+        "ood_mean_entropy": float(ood["entropy"].mean()),
+        "ood_mean_mi": float(ood["mi"].mean()),
+        "train_meta": {k: v for k, v in ckpt["meta"].items() if k != "history"},
+    }
+    return report, {"id": id_, "ood": ood, "labels": labels}
+
+
+def write_plots(outdir, report: dict, raw: dict) -> None:
+    """Reliability diagram and ID-vs-OOD entropy histograms, as PNG (matplotlib Agg)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    outdir = Path(outdir)
+    title = f"{report['dataset']} {report['arch']} dropout={report['dropout']} T={report['samples']}"
+    rel = metrics.reliability(raw["id"]["probs"].mean(0), raw["labels"])
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
+    centers = (rel["edges"][:-1] + rel["edges"][1:]) / 2
+    width = rel["edges"][1] - rel["edges"][0]
+    ok = rel["count"] > 0
+    ax.bar(centers[ok], rel["accuracy"][ok], width=width, edgecolor="k", label="accuracy")
+    ax.plot([0, 1], [0, 1], "r--", label="perfect calibration")
+    ax.set_xlabel("confidence (max mean softmax)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{title}\nECE {report['ece']:.4f}", fontsize=8)
+    ax.legend(fontsize=8)
+    _save(fig, outdir / "reliability.png")
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), dpi=100)
+    for ax, key, name in ((axes[0], "entropy", "predictive entropy"),
+                          (axes[1], "mi", "mutual information")):
+        hi = max(float(raw["id"][key].max()), float(raw["ood"][key].max()), 1e-6)
+        bins = np.linspace(0, hi, 41)
+        ax.hist(raw["id"][key], bins=bins, alpha=0.6, density=True, label="in-distribution")
+        ax.hist(raw["ood"][key], bins=bins, alpha=0.6, density=True, label="OOD")
+        ax.set_xlabel(f"{name} (nats)")
+        ax.set_title(f"AUROC {report['ood'][key]['auroc']:.3f}", fontsize=8)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=8)
+    _save(fig, outdir / "entropy_hist.png")
+    plt.close(fig)
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    buf = io.BytesIO()
+    # no timestamps in the PNG, so the plots are byte-identical across runs
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    write_bytes(path, buf.getvalue())
+
+
+def cmd_eval(args) -> int:
+    ckpt = load_checkpoint(args.model)
+    report, raw = evaluate(ckpt, args.samples, seed=args.seed, limit=args.limit)
+    o = report["ood"]
+    log.info("%s %s dropout=%s T=%d on %d images", report["dataset"], report["arch"],
+             report["dropout"], report["samples"], report["n_test"])
+    print(f"accuracy {report['accuracy']:.4f}  nll {report['nll']:.4f}  ece {report['ece']:.4f}  "
+          f"brier {report['brier']:.4f}  entropy {report['mean_entropy']:.4f}  "
+          f"mi {report['mean_mi']:.4f}")
+    print(f"OOD ({report['n_ood']} images)  AUROC entropy {o['entropy']['auroc']:.4f} "
+          f"mi {o['mi']['auroc']:.4f}  AUPR entropy {o['entropy']['aupr']:.4f} "
+          f"mi {o['mi']['aupr']:.4f}  FPR@95 entropy {o['entropy']['fpr95']:.4f} "
+          f"mi {o['mi']['fpr95']:.4f}")
+    if args.json:
+        write_text(args.json, json.dumps(report, indent=2, sort_keys=True) + "\n")
+    if args.plots:
+        write_plots(args.plots, report, raw)
+    return 0

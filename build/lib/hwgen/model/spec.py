@@ -1,0 +1,96 @@
+"""Architecture SPEC parsing (DESIGN section 12) into plain-data layer descriptions.
+
+Every binary layer is described as a stride-1 convolution: a linear layer fed by a
+flatten of a (C, H, W) map is a conv with an H x W kernel and no padding, and a linear
+layer fed by a linear layer of F neurons is a 1 x 1 conv over an (F, 1, 1) map. This
+makes the crossbar row order (c, ky, kx) equal PyTorch's flatten order (c, y, x), so the
+compiler and the hardware need one layer kind only. The original op is kept in "op".
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["SpecError", "parse_spec", "layer_plan"]
+
+_TOKEN = re.compile(r"^(?:c(?P<c>\d+)(?:k(?P<k>\d+))?|p(?P<p>\d+)|f(?P<f>\d+))$")
+
+
+class SpecError(ValueError):
+    """A bad architecture SPEC; the message names the bad token."""
+
+
+def parse_spec(spec: str) -> list[tuple]:
+    """Parse 'c16,p2,c32k5,p2,f64,f10' into [('conv', 16, 3), ('pool', 2), ('linear', 10), ...]."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise SpecError(f"architecture spec must be a non-empty comma list, not {spec!r}")
+    out: list[tuple] = []
+    for tok in spec.split(","):
+        tok = tok.strip()
+        m = _TOKEN.match(tok)
+        if m is None:
+            raise SpecError(f"bad spec token {tok!r}: expected cN, cNkK, pS or fN")
+        if m["c"] is not None:
+            n, k = int(m["c"]), int(m["k"] or 3)
+            if n < 1 or k < 1:
+                raise SpecError(f"bad spec token {tok!r}: channels and kernel must be >= 1")
+            if k % 2 == 0:
+                raise SpecError(f"bad spec token {tok!r}: kernel must be odd for same padding")
+            out.append(("conv", n, k))
+        elif m["p"] is not None:
+            s = int(m["p"])
+            if s < 2:
+                raise SpecError(f"bad spec token {tok!r}: pool size must be >= 2")
+            if not out or out[-1][0] != "conv":
+                raise SpecError(f"bad spec token {tok!r}: a pool must follow a conv")
+            out.append(("pool", s))
+        else:
+            n = int(m["f"])
+            if n < 1:
+                raise SpecError(f"bad spec token {tok!r}: features must be >= 1")
+            out.append(("linear", n))
+    if out[-1][0] != "linear":
+        raise SpecError(f"bad spec {spec!r}: the last token must be the classifier fN")
+    for a, b in zip(out, out[1:]):
+        if a[0] == "linear" and b[0] != "linear":
+            raise SpecError(f"bad spec {spec!r}: {b[0]} after a linear layer is not supported")
+    return out
+
+
+def layer_plan(spec: str, in_shape: tuple[int, int, int]) -> list[dict]:
+    """Binary layers as plain dicts, each a stride-1 conv (see module docstring).
+
+    Keys: op ('conv' | 'linear'), in_shape [C, H, W], out_channels, kernel [kh, kw],
+    pad [ph, pw], pool (1 = none), conv_shape [O, H', W'] (before pooling),
+    out_shape [O, H'', W''] (after pooling), fed_by ('input' | 'conv' | 'linear').
+    """
+    c, h, w = (int(v) for v in in_shape)
+    plan: list[dict] = []
+    fed_by = "input"
+    for item in parse_spec(spec):
+        if item[0] == "pool":
+            layer = plan[-1]
+            s = item[1]
+            o, hh, ww = layer["conv_shape"]
+            if hh // s < 1 or ww // s < 1:
+                raise SpecError(f"bad spec {spec!r}: pool p{s} on a {hh}x{ww} map leaves nothing")
+            layer["pool"] = s
+            layer["out_shape"] = [o, hh // s, ww // s]
+            c, h, w = layer["out_shape"]
+            continue
+        if item[0] == "conv":
+            _, n, k = item
+            kernel, pad = [k, k], [k // 2, k // 2]
+        else:
+            _, n = item
+            kernel, pad = [h, w], [0, 0]
+        conv_shape = [n, h + 2 * pad[0] - kernel[0] + 1, w + 2 * pad[1] - kernel[1] + 1]
+        plan.append(dict(op=item[0], in_shape=[c, h, w], out_channels=n, kernel=kernel,
+                         pad=pad, pool=1, conv_shape=conv_shape, out_shape=list(conv_shape),
+                         fed_by=fed_by))
+        if item[0] == "linear":
+            c, h, w = n, 1, 1
+        else:
+            c, h, w = conv_shape
+        fed_by = item[0]
+    return plan

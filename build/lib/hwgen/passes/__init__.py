@@ -1,0 +1,53 @@
+"""Lowering passes: IR -> IR, one function each, run in the explicit order of PIPELINE
+with hwgen.ir.verify.verify after every pass. Each pass leaves the interpreter's output
+unchanged (tests/test_passes.py checks that on random networks)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from ..ir.core import IR
+from ..ir.verify import verify
+from .fold import fold_thresholds, lower
+from .sites import choose_mtj_codes, number_interfaces
+from .tile import parse_tile, tile
+
+__all__ = ["PassConfig", "PIPELINE", "run_pipeline", "parse_tile", "lower", "fold_thresholds",
+           "number_interfaces", "choose_mtj_codes", "tile"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PassConfig:
+    """Options of the lowering.
+
+    tile: (R, C) crossbar size every layer is split onto (R rows, C columns, both >= 1).
+    """
+    tile: tuple[int, int] = (128, 128)
+
+
+PIPELINE: tuple[Callable[[IR, PassConfig], IR], ...] = (
+    lower,               # float stage -> integer stage: (s, t) from batch norm + sign
+                         # (+ dropout scale), logit affine, packed weight bits
+    number_interfaces,   # global MTJ-RNG interface numbering, site by site, group by group
+    choose_mtj_codes,    # write-current code per site from the device curve, realised p
+    tile,                # split every layer onto R x C crossbars
+)
+
+
+def run_pipeline(ir: IR, cfg: PassConfig = PassConfig(), on_pass=None) -> IR:
+    """Verify `ir`, then apply PIPELINE, verifying after each pass.
+    on_pass(name, ir) is called after each pass (tests use it to check every stage)."""
+    verify(ir)
+    for p in PIPELINE:
+        t0 = time.perf_counter()
+        ir = p(ir, cfg)
+        verify(ir)
+        log.debug("pass %s: %.3f s (with verify)", p.__name__, time.perf_counter() - t0)
+        if on_pass is not None:
+            on_pass(p.__name__, ir)
+    return ir

@@ -1,0 +1,315 @@
+"""cocotb bench of the whole generated network (`hwgen_top`): drivers, monitor, MTJ
+devices, scoreboard.
+
+Python wakes only on events, never once per cycle: the clock runs in the GPI layer, an
+image goes in as ceil(bits / IN_W) stream words, the monitor waits on `out__valid`, and
+the device model waits on value changes of the `mtj_reset` / `mtj_write` vectors (a few
+per MC sample). The run is described by a JSON file named in $HWGEN_SIM_CONFIG (written
+by sim/runner.py); results go back as JSON (plus an .npz of the raw beats and device
+history for the statistics level).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import (First, FallingEdge, NextTimeStep, ReadOnly, RisingEdge, Timer,
+                             with_timeout)
+from cocotb.utils import get_sim_time
+
+from hwgen.device import MtjArray, MtjParams
+from hwgen.ir.core import loads
+
+from .protocol import Mismatch, run_reporting
+from .ports import image_words, int_of, load_ports, unpack_beat
+from .scoreboard import Scoreboard
+
+log = logging.getLogger("hwgen.bench")
+
+
+class MtjPins:
+    """The MTJ devices on the pins: `mtj_reset` rising -> P; at the end of a write pulse
+    (its width measured in simulated ns) a device in P switches with p(code on the
+    `mtj_code` pins, width); `mtj_sense` shows the state (1 = AP). Records each
+    interface's write outcomes in order.
+
+    Pin vectors are handled as Python ints (cheap for any N_IF) and turned into numpy
+    masks only when something happens; Python wakes on value changes only."""
+
+    def __init__(self, dut, tp, params: MtjParams, seeds, first_draw: int):
+        self.dut, self.tp = dut, tp
+        self.array = MtjArray(params, np.zeros(tp.n_if, np.int64), seeds)
+        # Counter-based draws: starting a shard at its first global sample gives the same
+        # outcomes as one long run.
+        self.array.writes[:] = first_draw
+        self.rows: list[tuple[np.ndarray | None, np.ndarray]] = []   # (write mask, AP)
+        self.rise_ns = np.zeros(tp.n_if)
+        self.pulses_ns: set[float] = set()
+        self.live = False   # X/Z before reset is released are power-up values, not pulses
+
+    def start(self):
+        self.dut.mtj_sense.value = 0
+        self._codes()
+        cocotb.start_soon(self._pins())
+        cocotb.start_soon(self._code_changes())
+
+    def _int(self, sig) -> int:
+        v = sig.value
+        try:
+            return int(v)
+        except ValueError:
+            if self.live:
+                raise AssertionError(f"{sig._name} has X/Z bits after reset: {v}") from None
+            return 0
+
+    def _mask(self, v: int, n: int | None = None) -> np.ndarray:
+        n = self.tp.n_if if n is None else n
+        b = np.frombuffer(v.to_bytes((n + 7) // 8, "little"), np.uint8)
+        return np.unpackbits(b, count=n, bitorder="little").astype(bool)
+
+    def _codes(self):
+        cw = self.tp.code_w
+        bits = self._mask(self._int(self.dut.mtj_code), self.tp.n_if * cw).reshape(-1, cw)
+        self.array.codes = bits.astype(np.int64) @ (1 << np.arange(cw, dtype=np.int64))
+
+    async def _code_changes(self):
+        while True:
+            await self.dut.mtj_code.value_change
+            await ReadOnly()
+            self._codes()
+
+    async def _pins(self):
+        # Pins are judged on their settled value in each time step (ReadOnly): an
+        # event-driven simulator may show a combinational output toggling within a step,
+        # which is no pulse at all.
+        rst_sig, wr_sig = self.dut.mtj_reset, self.dut.mtj_write
+        rst_prev = wr_prev = 0
+        while True:
+            await First(rst_sig.value_change, wr_sig.value_change)
+            await ReadOnly()
+            rst, wr, t = self._int(rst_sig), self._int(wr_sig), get_sim_time("ns")
+            sense = self.array.ap.copy()
+            rose, fell = wr & ~wr_prev, wr_prev & ~wr
+            if rose:
+                self.rise_ns[self._mask(rose)] = t
+            if fell:
+                self._write_end(self._mask(fell), t)
+            if rst & ~rst_prev:
+                self.array.reset(self._mask(rst & ~rst_prev))
+            rst_prev, wr_prev = rst, wr
+            if (self.array.ap != sense).any():
+                await NextTimeStep()     # no writes in the ReadOnly phase
+                self._drive()
+
+    def _write_end(self, m: np.ndarray, t: float):
+        widths = t - self.rise_ns[m]
+        # All interfaces pulse in lock step, so one width is the common case.
+        for w in ((widths[0],) if widths.min() == widths.max() else np.unique(widths)):
+            group = m.copy()
+            group[m] = widths == w
+            self.pulses_ns.add(float(w))
+            self.array.write(group, float(w))
+            self.rows.append((None if group.all() else group, self.array.ap.copy()))
+
+    def _drive(self):
+        self.dut.mtj_sense.value = int_of(self.array.sense())
+
+    def take(self, k: int) -> np.ndarray:
+        """The next k writes of every interface, [k, n_if] AP; fails if one is short."""
+        if len(self.rows) >= k and all(m is None for m, _ in self.rows[:k]):
+            out = np.stack([a for _, a in self.rows[:k]])      # lock step: one row per write
+            del self.rows[:k]
+            return out
+        masks = np.stack([np.ones(self.tp.n_if, bool) if m is None else m for m, _ in self.rows])
+        aps = np.stack([a for _, a in self.rows])
+        counts = masks.sum(0)
+        if counts.min() < k:
+            i = int(counts.argmin())
+            raise AssertionError(f"interface {i} made {int(counts[i])} writes, "
+                                 f"expected at least {k} (one per MC sample)")
+        out = np.stack([aps[masks[:, i], i][:k] for i in range(self.tp.n_if)], 1)
+        # Keep each interface's writes beyond the k-th, as masked rows.
+        keep = masks & (np.cumsum(masks, 0) > k)
+        self.rows = [(keep[r], aps[r]) for r in range(len(self.rows)) if keep[r].any()]
+        return out
+
+    def pending(self) -> int:
+        return len(self.rows)
+
+
+class OutMonitor:
+    """Collects `out` beats; `out__ready` is held high, so a beat is taken at every rising
+    edge where `out__valid` is high. Sampling at the falling edge sees settled values."""
+
+    def __init__(self, dut, tp):
+        self.dut, self.tp = dut, tp
+        self.beats: list[tuple[int, list[int], float]] = []
+
+    def start(self):
+        self.dut.out__ready.value = 1
+        cocotb.start_soon(self._run())
+
+    async def _run(self):
+        valid, clk = self.dut.out__valid, self.dut.clk
+        while True:
+            await RisingEdge(valid)
+            while True:
+                await FallingEdge(clk)
+                if not valid.value:
+                    break
+                s, accs = unpack_beat(int(self.dut.out__payload.value), self.tp.classes,
+                                      self.tp.acc_w, self.tp.sample_w)
+                self.beats.append((s, accs, get_sim_time("ns")))
+
+
+async def load_image(dut, words: list[int]):
+    """Send one image's words on the `img` stream. Called at a falling edge; inputs change
+    only at falling edges, so the next rising edge takes the word iff `img__ready` is high
+    now (read once our writes have settled)."""
+    for w in words:
+        dut.img__payload.value = w
+        dut.img__valid.value = 1
+        while True:
+            await ReadOnly()
+            ready = bool(dut.img__ready.value)
+            await FallingEdge(dut.clk)
+            if ready:
+                break
+    dut.img__valid.value = 0
+
+
+async def pulse_start(dut, samples: int):
+    """One-cycle `start` (called at a falling edge, `idle` high)."""
+    dut.n_samples.value = samples
+    dut.start.value = 1
+    await ReadOnly()
+    if not dut.idle.value:
+        raise AssertionError("start while not idle")
+    await FallingEdge(dut.clk)
+    dut.start.value = 0
+
+
+async def wait_done(dut):
+    """Return once `done` has settled high (a combinational output may glitch)."""
+    while True:
+        await RisingEdge(dut.done)
+        await ReadOnly()
+        if dut.done.value:
+            return
+
+
+async def wait_idle(dut):
+    """Return at a falling edge with `idle` high."""
+    await FallingEdge(dut.clk)
+    while not dut.idle.value:
+        await RisingEdge(dut.idle)
+        await FallingEdge(dut.clk)
+
+
+@cocotb.test()
+async def network(dut):
+    """N images x T MC samples through `hwgen_top`, every class integer against golden."""
+    await run_reporting(_network, dut)
+
+
+async def _network(dut, cfg):
+    ir = loads(Path(cfg["ir"]).read_text())
+    tp = load_ports(cfg["ports"])
+    data = np.load(cfg["images"])
+    bits, index = data["bits"], data["index"]
+    n_img, T = len(bits), int(cfg["samples"])
+    chunk = int(cfg.get("chunk", 32))
+    first_draw = int(cfg.get("first_draw", 0))
+    if tp.n_if != ir.n_interfaces or tp.classes != ir.n_classes:
+        raise AssertionError(f"ports.json (N_IF={tp.n_if}, classes={tp.classes}) does not "
+                             f"match the IR ({ir.n_interfaces}, {ir.n_classes})")
+    seeds = np.asarray(cfg["device_seeds"], np.uint64)
+    sb_seeds = np.asarray(cfg.get("scoreboard_seeds", cfg["device_seeds"]), np.uint64)
+    params = ir.mtj.device
+
+    Clock(dut.clk, tp.clk_ns, unit="ns", impl="gpi").start(start_high=False)
+    for name in ("img__valid", "start", "out__ready"):
+        getattr(dut, name).value = 0
+    dut.img__payload.value = 0
+    dut.n_samples.value = T
+    dut.rst.value = 1
+    pins = None
+    if tp.n_if:
+        pins = MtjPins(dut, tp, params, seeds, first_draw)
+        pins.start()
+    mon = OutMonitor(dut, tp)
+    mon.start()
+    for _ in range(4):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
+    for _ in range(2):             # the wrapper's reset flop releases the design a cycle later
+        await RisingEdge(dut.clk)
+    if pins is not None:
+        pins.live = True
+
+    wiring = None
+    if cfg.get("scoreboard_interface_swap"):   # planted fault: scoreboard-only wiring swap
+        wiring = np.arange(tp.n_if)
+        i, j = cfg["scoreboard_interface_swap"]
+        wiring[[i, j]] = wiring[[j, i]]
+    sb = Scoreboard(ir, sb_seeds, first_draw=first_draw, wiring=wiring)
+    observed = np.zeros((n_img, T, tp.classes), np.int64)
+    history = np.zeros((n_img * T, tp.n_if), bool)
+    cycles_image = np.zeros(n_img)
+    cycles_sample = []
+    timeout_ns = float(cfg.get("timeout_cycles", 10_000_000)) * tp.clk_ns
+    progress = cfg.get("progress")
+    wall0 = time.perf_counter()
+    done_chunk = 0
+    for i in range(n_img):
+        await wait_idle(dut)
+        await load_image(dut, image_words(bits[i], tp.in_w))
+        await wait_idle(dut)          # the loader may still be unpacking the last word
+        t0 = get_sim_time("ns")
+        await pulse_start(dut, T)
+        n0 = len(mon.beats)
+        await with_timeout(wait_done(dut), timeout_ns, "ns")
+        cycles_image[i] = (get_sim_time("ns") - t0) / tp.clk_ns
+        beats = mon.beats[n0:]
+        if [b[0] for b in beats] != list(range(T)):
+            raise AssertionError(f"image {int(index[i])}: sample indices "
+                                 f"{[b[0] for b in beats]}, expected 0..{T - 1}")
+        observed[i] = [b[1] for b in beats]
+        if T > 1:
+            cycles_sample.append((beats[-1][2] - beats[0][2]) / tp.clk_ns / (T - 1))
+        if pins is not None:
+            history[i * T:(i + 1) * T] = pins.take(T)
+        if i + 1 - done_chunk >= chunk or i + 1 == n_img:
+            sl = slice(done_chunk, i + 1)
+            ap = history[sl.start * T:sl.stop * T]
+            shape = (sl.stop - sl.start, *ir.in_shape)
+            sb.check(bits[sl].reshape(shape), observed[sl], ap, index[sl])
+            done_chunk = i + 1
+        if progress:
+            Path(progress).write_text(f"{i + 1}\n")
+    wall = time.perf_counter() - wall0
+    await Timer(4 * tp.clk_ns, "ns")
+    if pins is not None and pins.pending():
+        raise AssertionError(f"{pins.pending()} write pulses after the last sample's draw")
+
+    res = sb.summary()
+    res.update({
+        "cycles_per_image": float(cycles_image.mean()),
+        "cycles_per_sample": float(np.mean(cycles_sample)) if cycles_sample else None,
+        "sim_wall_s": wall, "sim_samples_per_s": n_img * T / wall,
+        "write_pulse_ns": sorted(pins.pulses_ns) if pins else [],
+    })
+    if cfg.get("record"):
+        np.savez_compressed(cfg["record"], observed=observed, ap=history, index=index)
+    Path(cfg["result"]).write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
+    if res["mismatches"] or res["device_mismatches"]:
+        raise Mismatch(f"{res['mismatches']} class-integer and {res['device_mismatches']} "
+                        f"device mismatches; first: "
+                        f"{res['first_mismatch'] or res['first_device_mismatch']}")
