@@ -1,4 +1,6 @@
 import os
+
+import pytest
 from pathlib import Path
 
 
@@ -11,3 +13,11 @@ try:
         os.environ["PATH"] = f"{_bin}{os.pathsep}{os.environ.get('PATH', '')}"
 except ImportError:
     pass
+
+
+@pytest.fixture(params=["icarus", "verilator"])
+def simulator(request) -> str:
+    """Each simulator in turn; fails (never skips) when one is missing, since ./setup.sh
+    installs both."""
+    from support import require_simulator
+    return require_simulator(request.param)

@@ -15,7 +15,7 @@ from hwgen.ir.core import loads
 from hwgen.ir.verify import verify
 from hwgen.model.io import save_model
 
-from irutil import random_net
+from support import random_net
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from hwgen.cli import main
 from hwgen.frontend import build_ir, load_model
 from hwgen.model.io import save_model
 
-from irutil import random_net
+from support import random_net
 
 
 class Evil:

@@ -11,7 +11,7 @@ from hwgen.ir import fast, interp
 from hwgen.float_check import float_vs_int
 from hwgen.passes import run_pipeline
 
-from irutil import initial_ir, random_images, random_masks, random_net
+from support import float_ir, random_images, random_masks, random_net
 
 NETS = [
     ("c6,p2,c9k5,p3,f7,f5", (2, 13, 15), "spatial", False),
@@ -24,7 +24,7 @@ NETS = [
 @pytest.mark.parametrize("spec,shape,kind,scale", NETS)
 def test_float_equals_integer_except_ties(spec, shape, kind, scale):
     model = random_net(spec, shape, kind, p=0.25, scale=scale, seed=7)
-    ir = run_pipeline(initial_ir(model), )
+    ir = run_pipeline(float_ir(model), )
     n, t = 24, 6
     rep = float_vs_int(model, ir, random_images(shape, n, 2), random_masks(ir, n, t, 3))
     assert rep["ok"], rep
@@ -43,7 +43,7 @@ def test_exact_ties_are_counted_and_both_sides_agree_on_them():
         bn.running_mean.zero_()
         bn.bias.zero_()
         bn.weight.copy_(torch.tensor([1.0, -1.0, 0.5, 0.0]))
-    ir = run_pipeline(initial_ir(model))
+    ir = run_pipeline(float_ir(model))
     rep = float_vs_int(model, ir, random_images((2, 5, 5), 32, 0), random_masks(ir, 32, 4, 0))
     assert rep["ties"] > 0 and rep["layers"][0]["ties"] > 0
     assert rep["ok"] and rep["disagree"] == 0
@@ -51,7 +51,7 @@ def test_exact_ties_are_counted_and_both_sides_agree_on_them():
 
 def test_checker_catches_a_planted_threshold_fault():
     model = random_net("c6,p2,c9,f5", (2, 9, 9), "spatial", seed=4)
-    ir = run_pipeline(initial_ir(model))
+    ir = run_pipeline(float_ir(model))
     l1 = ir.layers[1]
     j = next(j for j, t in enumerate(l1.thresh) if abs(t) < l1.rows)
     bad = replace(ir, layers=(ir.layers[0], replace(l1, thresh=l1.thresh[:j] + (l1.thresh[j] + 1,)
@@ -72,7 +72,7 @@ def _flip_weight(layer, j, r):
 @pytest.mark.parametrize("where", [0, 1, 2])
 def test_planted_weight_flip_changes_output(where):
     model = random_net("c6,p2,c9,f5", (2, 9, 9), "spatial", seed=4)
-    ir = run_pipeline(initial_ir(model))
+    ir = run_pipeline(float_ir(model))
     layers = list(ir.layers)
     l = layers[where]
     j = 2 if l.thresh is None else next(j for j, t in enumerate(l.thresh) if abs(t) < l.rows)
@@ -85,7 +85,7 @@ def test_planted_weight_flip_changes_output(where):
 
 def test_planted_threshold_off_by_one_changes_layer_output():
     model = random_net("c6,p2,c9,f5", (2, 9, 9), "spatial", seed=4)
-    ir = run_pipeline(initial_ir(model))
+    ir = run_pipeline(float_ir(model))
     l0 = ir.layers[0]
     bits = interp.binarize(random_images((2, 9, 9), 64, 6), ir.theta)
     ref = interp.run_layer(ir, 0, bits)
@@ -107,7 +107,7 @@ def test_planted_threshold_off_by_one_changes_layer_output():
 
 def test_layer_by_layer_equals_run_and_fast_equals_slow():
     model = random_net("c5,p2,c7k5,f6,f4", (2, 9, 11), "element", seed=9)
-    ir = run_pipeline(initial_ir(model))
+    ir = run_pipeline(float_ir(model))
     n, t = 6, 5
     bits = interp.binarize(random_images((2, 9, 11), n, 1), ir.theta)
     masks = random_masks(ir, n, t, 1)
@@ -122,7 +122,7 @@ def test_layer_by_layer_equals_run_and_fast_equals_slow():
 
 def test_dropping_every_group_leaves_zero_acc():
     model = random_net("c3,f4", (1, 5, 5), "spatial", seed=2)
-    ir = run_pipeline(initial_ir(model))
+    ir = run_pipeline(float_ir(model))
     bits = interp.binarize(random_images((1, 5, 5), 3, 0), ir.theta)
     masks = [np.zeros((3, 2, s.n_groups), np.uint8) for s in ir.sites]
     assert not interp.run(ir, bits, masks).any()
@@ -130,11 +130,11 @@ def test_dropping_every_group_leaves_zero_acc():
 
 def test_no_dropout_gives_equal_samples_and_mask_shapes_are_checked():
     model = random_net("c3,f4", (1, 5, 5), "none", seed=2)
-    ir = run_pipeline(initial_ir(model))
+    ir = run_pipeline(float_ir(model))
     bits = interp.binarize(random_images((1, 5, 5), 3, 0), ir.theta)
     out = interp.run(ir, bits, samples=4)
     assert out.shape == (3, 4, 4) and (out == out[:, :1]).all()
-    sp = run_pipeline(initial_ir(random_net("c3,f4", (1, 5, 5), "spatial")))
+    sp = run_pipeline(float_ir(random_net("c3,f4", (1, 5, 5), "spatial")))
     with pytest.raises(ValueError, match="site masks"):
         interp.run(sp, bits, [])
     with pytest.raises(ValueError, match="expected"):
@@ -149,7 +149,7 @@ def test_binarize_uses_theta():
 
 def test_logits_affine_matches_float_model():
     model = random_net("c3,f4", (1, 5, 5), "spatial", scale=True, seed=2)
-    ir = run_pipeline(initial_ir(model))
+    ir = run_pipeline(float_ir(model))
     x = random_images((1, 5, 5), 4, 0)
     masks = random_masks(ir, 4, 1, 0)
     acc = interp.run(ir, interp.binarize(x, ir.theta), masks)
@@ -160,7 +160,7 @@ def test_logits_affine_matches_float_model():
 
 def test_trace_ends_in_run():
     model = random_net("c4,p2,c5k1,f3", (1, 7, 7), "spatial", seed=3)
-    ir = run_pipeline(initial_ir(model))
+    ir = run_pipeline(float_ir(model))
     bits = interp.binarize(random_images((1, 7, 7), 4, 0), ir.theta)
     masks = random_masks(ir, 4, 3, 0)
     tr = interp.trace(ir, bits, masks)

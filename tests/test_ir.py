@@ -10,12 +10,12 @@ from hwgen.ir.dump import dump
 from hwgen.ir.verify import VerifyError, verify
 from hwgen.passes import PassConfig, run_pipeline
 
-from irutil import initial_ir, random_net
+from support import float_ir, random_net
 
 
 @pytest.fixture(scope="module")
 def ir():
-    return run_pipeline(initial_ir(random_net("c5,p2,c6k5,f7,f3", (2, 9, 11), "spatial", seed=1)),
+    return run_pipeline(float_ir(random_net("c5,p2,c6k5,f7,f3", (2, 9, 11), "spatial", seed=1)),
                         PassConfig(tile=(7, 4)))
 
 
@@ -27,7 +27,7 @@ def test_json_round_trip_and_determinism(ir):
     assert d["format"] == FORMAT and d["version"] == 2 and d["stage"] == "integer"
     assert text == json.dumps(d, sort_keys=True, indent=1) + "\n"
     # the float stage (latent weights, batch norms) round-trips too
-    ir0 = initial_ir(random_net("c3,f2", (1, 3, 3), "element"))
+    ir0 = float_ir(random_net("c3,f2", (1, 3, 3), "element"))
     assert ir0.stage == "float" and loads(dumps(ir0)) == ir0
     assert json.loads(dumps(ir0))["stage"] == "float"
 
@@ -85,7 +85,7 @@ BROKEN = {
     "needs thresholds": lambda ir: _layers(ir, 0, sign=None, thresh=None),
     "not thresholded": lambda ir: _layers(ir, 3, sign=(1,) * 3, thresh=(0,) * 3),
     "logit affine": lambda ir: _layers(ir, 3, logit_bias=(0.0,)),
-    "must all be FloatLayer": lambda ir: _layers(ir, 3, new=initial_ir(random_net("c3,f3", (1, 3, 3))).layers[1]),
+    "must all be FloatLayer": lambda ir: _layers(ir, 3, new=float_ir(random_net("c3,f3", (1, 3, 3))).layers[1]),
     "go together": lambda ir: _layers(ir, 3, logit_scale=None),
     "partition": lambda ir: _sites(ir, 0, n_groups=4),
     "spatial groups must be": lambda ir: _sites(ir, 0, n_groups=25, group_rows=5),

@@ -12,7 +12,7 @@ from hwgen.ir.core import BatchNorm, dumps, loads
 from hwgen.model.spec import SpecError
 from hwgen.passes import PIPELINE, PassConfig, fold_thresholds, parse_tile, run_pipeline
 
-from irutil import initial_ir, random_images, random_masks, random_net
+from support import float_ir, random_images, random_masks, random_net
 
 
 @st.composite
@@ -42,7 +42,7 @@ def test_every_pass_keeps_interpreter_output(net):
         model = random_net(spec, shape, kind, p=0.3, scale=scale, seed=seed)
     except SpecError:
         assume(False)
-    ir = initial_ir(model)
+    ir = float_ir(model)
     n, t = 5, 3
     bits = interp.binarize(random_images(shape, n, seed), ir.theta)
     masks = random_masks(ir, n, t, seed)
@@ -67,12 +67,12 @@ def test_every_pass_keeps_interpreter_output(net):
 
 def test_tiling_never_changes_a_result():
     model = random_net("c7k5,p2,c9,f6,f4", (2, 9, 7), "spatial", seed=3)
-    ir = run_pipeline(initial_ir(model))
+    ir = run_pipeline(float_ir(model))
     bits = interp.binarize(random_images((2, 9, 7), 6, 1), ir.theta)
     masks = random_masks(ir, 6, 4, 1)
     ref = interp.run(ir, bits, masks)
     for tile in [(1, 1), (1, 128), (128, 1), (3, 5), (17, 2), (50, 50), (10**6, 10**6)]:
-        tiled = run_pipeline(initial_ir(model), PassConfig(tile=tile))
+        tiled = run_pipeline(float_ir(model), PassConfig(tile=tile))
         assert tiled.layers[1].tile == tile
         for run in (interp.run, fast.run):
             assert np.array_equal(run(tiled, bits, masks), ref)
@@ -118,6 +118,6 @@ def test_verify_runs_after_every_pass(monkeypatch):
         return replace(ir, sites=tuple(replace(s, first_interface=5) for s in ir.sites))
     bad_pass.__name__ = "bad_pass"
     monkeypatch.setattr(passes, "PIPELINE", passes.PIPELINE[:3] + (bad_pass,))
-    ir = initial_ir(random_net("c3,f2,f2", (1, 3, 3), "spatial"))
+    ir = float_ir(random_net("c3,f2,f2", (1, 3, 3), "spatial"))
     with pytest.raises(HwgenError, match="global numbering"):
         passes.run_pipeline(ir)

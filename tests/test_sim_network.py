@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from hwgen.sim import regression
 from hwgen.cli import main
@@ -20,30 +19,9 @@ from hwgen.compile import compile_model
 from hwgen.device import device_seeds
 from hwgen.ir.core import dumps, loads, replace
 from hwgen.ir.interp import run
-from hwgen.model.io import save_model
-from hwgen.model.net import BinaryNet, make_arch
 from hwgen.model.train import DEFAULTS
-from hwgen.sim import runner
+from support import random_model, require_simulator
 
-SIMS = [s for s in runner.SIMULATORS
-        if shutil.which("iverilog" if s == "icarus" else "verilator")]
-
-
-def random_model(path, spec, dataset="digits", in_shape=(1, 8, 8), dropout="spatial",
-                 p=0.2, seed=0):
-    """model.pt with seeded random latent weights and batch norms."""
-    torch.manual_seed(seed)
-    net = BinaryNet(make_arch(spec, in_shape, dropout, p))
-    with torch.no_grad():
-        for blk in net.blocks:
-            o = blk.bn.weight.shape[0]
-            blk.layer.weight.uniform_(-1, 1)
-            blk.bn.weight.copy_(torch.randn(o))
-            blk.bn.bias.copy_(torch.randn(o))
-            blk.bn.running_mean.copy_(torch.randn(o) * 3)
-            blk.bn.running_var.copy_(torch.rand(o) + 0.5)
-    save_model(path, net, {"dataset": dataset, "dropout": dropout, "p": p, "seed": seed})
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -54,9 +32,8 @@ def digits_outdir(tmp_path_factory):
     return d / "out"
 
 
-@pytest.mark.parametrize("sim", SIMS)
-def test_network_bit_exact(digits_outdir, sim):
-    rep = regression.run_regression(digits_outdir, sim, images=4, samples=3, seed=3,
+def test_network_bit_exact(digits_outdir, simulator):
+    rep = regression.run_regression(digits_outdir, simulator, images=4, samples=3, seed=3,
                                 progress=False)
     assert (rep["images"], rep["mc_samples"]) == (4, 12)
     assert rep["mismatches"] == 0 and rep["device_mismatches"] == 0 and rep["ok"], rep
@@ -85,7 +62,7 @@ def _corrupt_weight(src, dst):
 
 
 def test_cli_sim_exits_nonzero_on_corrupted_ir(digits_outdir, tmp_path, capsys):
-    sim = SIMS[0]
+    sim = require_simulator("icarus")
     good = tmp_path / "good.json"
     assert main(["sim", str(digits_outdir), "--simulator", sim, "--images", "3",
                  "--samples", "2", "--json", str(good)]) == 0
@@ -107,14 +84,14 @@ def test_swapped_device_seeds_in_scoreboard_are_caught(digits_outdir):
     ir = loads((digits_outdir / "ir.json").read_text())
     seeds = device_seeds(0, ir.n_interfaces)
     seeds[[0, ir.n_interfaces - 1]] = seeds[[ir.n_interfaces - 1, 0]]
-    rep = regression.run_regression(digits_outdir, SIMS[0], images=3, samples=2, seed=0,
+    rep = regression.run_regression(digits_outdir, require_simulator("icarus"), images=3, samples=2, seed=0,
                                 progress=False, waves_on_mismatch=False, scoreboard_seeds=seeds)
     assert rep["device_mismatches"] > 0 and not rep["ok"]
     assert rep["first_device_mismatch"]["interface"] in (0, ir.n_interfaces - 1)
 
 
 def test_shards_merge_to_the_whole_run(digits_outdir, tmp_path):
-    sim = SIMS[-1]
+    sim = require_simulator("verilator")
     whole = regression.run_regression(digits_outdir, sim, images=5, samples=2, seed=1,
                                   progress=False)
     parts = [regression.run_regression(digits_outdir, sim, images=5, samples=2, seed=1,
@@ -143,7 +120,7 @@ def test_device_statistics_through_the_rtl(digits_outdir):
     """Statistics level: the draws the RTL's pins produced (reset before every write, the
     IR's pulse width and code) have each interface's realised rate and no correlation
     between interfaces or consecutive samples (bounds in sim/stats.py)."""
-    rep = regression.run_regression(digits_outdir, SIMS[-1], images=20, samples=32, seed=5,
+    rep = regression.run_regression(digits_outdir, require_simulator("verilator"), images=20, samples=32, seed=5,
                                 progress=False)
     assert rep["ok"]
     assert all(s["inside"] for s in rep["sites"]), rep["sites"]

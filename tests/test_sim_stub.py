@@ -2,7 +2,6 @@
 hand-written `hwgen_top` (tests/fixtures/stub_top), on both simulators. The real network
 regression is in test_sim_network.py; this one isolates the bench from the generator."""
 
-import shutil
 
 import numpy as np
 import pytest
@@ -10,10 +9,8 @@ import pytest
 from hwgen.device import device_seeds
 from hwgen.ir.core import dumps, replace
 from hwgen.sim import runner
-from sim_stub import stub_ir, stub_outdir
+from support import stub_ir, stub_outdir
 
-SIMS = [s for s in runner.SIMULATORS
-        if shutil.which("iverilog" if s == "icarus" else "verilator")]
 
 
 @pytest.fixture(scope="session")
@@ -32,10 +29,10 @@ def _run(stub, sim, tmp_path, n=12, t=5, first_draw=0, **kw):
 
 # Only the plumbing is under test here, and a Verilator build costs a minute of CPU: the
 # fast suite runs the stub on Icarus (the real network runs on both, test_sim_network.py).
-@pytest.mark.parametrize("sim", [pytest.param(s, marks=pytest.mark.slow) if s == "verilator"
-                                 else s for s in SIMS])
-def test_stub_network_bit_exact(stub, sim, tmp_path):
-    res = _run(stub, sim, tmp_path)
+@pytest.mark.parametrize("simulator", ["icarus", pytest.param("verilator", marks=pytest.mark.slow)],
+                         indirect=True)
+def test_stub_network_bit_exact(stub, simulator, tmp_path):
+    res = _run(stub, simulator, tmp_path)
     assert (res["images"], res["samples"]) == (12, 60)
     assert res["mismatches"] == 0 and res["device_mismatches"] == 0, res
     assert res["write_pulse_ns"] == [20.0]
@@ -44,16 +41,16 @@ def test_stub_network_bit_exact(stub, sim, tmp_path):
     assert rec["ap"].shape == (60, 3) and 0 < rec["ap"].mean() < 1
 
 
-@pytest.mark.parametrize("sim", SIMS[:1])
-def test_stub_checker_catches_planted_faults(stub, sim, tmp_path):
+@pytest.mark.parametrize("simulator", ["icarus"], indirect=True)
+def test_stub_checker_catches_planted_faults(stub, simulator, tmp_path):
     out, _ = stub
     # scoreboard maps interfaces 0 and 2 to each other's groups: class mismatches
-    res = _run(stub, sim, tmp_path, scoreboard_interface_swap=[0, 2])
+    res = _run(stub, simulator, tmp_path, scoreboard_interface_swap=[0, 2])
     assert res["mismatches"] > 0 and res["device_mismatches"] == 0
     # scoreboard believes two devices' seeds are swapped: the replay disagrees
     sw = device_seeds(1, 3)
     sw[[0, 1]] = sw[[1, 0]]
-    res = _run(stub, sim, tmp_path, scoreboard_seeds=sw)
+    res = _run(stub, simulator, tmp_path, scoreboard_seeds=sw)
     assert res["device_mismatches"] > 0
     assert res["first_device_mismatch"]["interface"] in (0, 1)
     # one weight bit flipped in the IR the scoreboard reads (not in the RTL)
@@ -63,18 +60,18 @@ def test_stub_checker_catches_planted_faults(stub, sim, tmp_path):
     w[0] ^= 1
     bad = replace(ir, layers=(ir.layers[0], replace(l1, weights=(w.hex(),) + l1.weights[1:])))
     (tmp_path / "bad.json").write_text(dumps(bad))
-    res = _run(stub, sim, tmp_path, ir_path=tmp_path / "bad.json")
+    res = _run(stub, simulator, tmp_path, ir_path=tmp_path / "bad.json")
     assert res["mismatches"] > 0 and res["first_mismatch"] is not None
 
 
-@pytest.mark.parametrize("sim", SIMS[:1])
-def test_stub_shards_reproduce_one_run(stub, sim, tmp_path):
-    whole = np.load(_run(stub, sim, tmp_path / "a", n=6)["record"])
+@pytest.mark.parametrize("simulator", ["icarus"], indirect=True)
+def test_stub_shards_reproduce_one_run(stub, simulator, tmp_path):
+    whole = np.load(_run(stub, simulator, tmp_path / "a", n=6)["record"])
     # images 3..5 alone, their draws starting at 3*T, give the tail of the whole run
     out, broot = stub
     bits = np.random.default_rng(0).integers(0, 2, (6, 4)).astype(np.uint8)
-    res = runner.run_network(out, sim, bits[3:], np.arange(3, 6), 5, device_seeds(1, 3), 15,
-                             runner.build(out, sim, broot), tmp_path / "c")
+    res = runner.run_network(out, simulator, bits[3:], np.arange(3, 6), 5, device_seeds(1, 3), 15,
+                             runner.build(out, simulator, broot), tmp_path / "c")
     tail = np.load(res["record"])
     assert res["mismatches"] == 0 and (tail["ap"] == whole["ap"][15:]).all()
     assert (tail["observed"] == whole["observed"][3:]).all()

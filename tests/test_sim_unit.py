@@ -13,7 +13,7 @@ from hwgen.sim.regression import merge_reports, parse_shard, shard_range
 from hwgen.sim.ports import image_words, int_of, load_ports, unpack_beat
 from hwgen.sim.scoreboard import Scoreboard, interface_p, replay_ap
 from hwgen.sim.stats import binom_interval, corr_bound, interface_stats, site_stats
-from sim_stub import STUB_DIR
+from support import STUB_DIR
 
 
 def two_site_ir(p=0.25) -> IR:

@@ -1,0 +1,129 @@
+"""Test support, in one place: seeded random models and IRs (through the frontend and the
+pass pipeline, never assembled by hand), masks and images, the hand-written stub top, and
+the simulators CI installs.
+
+Model and IR factories:
+- `random_net(spec, in_shape, kind, ...)`: a BinaryNet with random latent weights and
+  batch-norm statistics (gain 0, negative gains, exact +-0.0 weights);
+- `float_ir(model)`: its float-stage IR (hwgen.frontend); `run_pipeline` lowers it;
+- `random_model(path, spec, ...)`: a model.pt of random weights, for compile and sim tests.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hwgen.device import MtjParams
+from hwgen.frontend import build_ir
+from hwgen.ir.core import IR, Layer, Meta, Site, dumps, pack_rows
+from hwgen.model.io import save_model
+from hwgen.model.net import BinaryNet, make_arch
+
+SIMULATORS = ("icarus", "verilator")
+_TOOL = {"icarus": "iverilog", "verilator": "verilator"}
+
+
+def require_simulator(name: str) -> str:
+    """`name` if its tool is on PATH. ./setup.sh installs both simulators, so a missing
+    one is a broken set-up: the test fails instead of being skipped."""
+    if shutil.which(_TOOL[name]) is None:
+        pytest.fail(f"{_TOOL[name]} not found on PATH: run ./setup.sh (it installs both "
+                    f"simulators; tests never skip them)", pytrace=False)
+    return name
+
+
+def random_net(spec: str, in_shape, kind: str = "spatial", p: float = 0.3,
+               scale: bool = False, seed: int = 0) -> BinaryNet:
+    """A BinaryNet with random latent weights (a few exact +-0.0) and batch-norm statistics
+    that put thresholds inside the reachable acc range, including gain 0 (channel 0) and
+    negative gains (channel 1 and others)."""
+    g = torch.Generator().manual_seed(seed)
+    m = BinaryNet(make_arch(spec, in_shape, kind, p if kind != "none" else 0.0, scale))
+    with torch.no_grad():
+        for blk in m.blocks:
+            w = blk.layer.weight
+            w.copy_(torch.randn(w.shape, generator=g))
+            flat = w.view(-1)
+            flat[:: 7] = 0.0                       # sign(0) = +1
+            flat[3:: 11] = -0.0
+            o = w.shape[0]
+            rows = w[0].numel()
+            bn = blk.bn
+            bn.running_mean.copy_((torch.rand(o, generator=g) * 2 - 1) * rows ** 0.5)
+            bn.running_var.copy_(torch.rand(o, generator=g) * rows + 0.1)
+            bn.weight.copy_(torch.rand(o, generator=g) * 2 - 1)
+            bn.bias.copy_((torch.rand(o, generator=g) * 2 - 1) * 0.5)
+            bn.weight[0] = 0.0
+            if o > 1:
+                bn.weight[1] = -abs(float(bn.weight[1])) - 0.1
+    m.eval()
+    return m
+
+
+def float_ir(model: BinaryNet, dataset: str | None = None):
+    return build_ir({"arch": model.arch, "state_dict": model.state_dict(),
+                     "meta": {"dataset": dataset} if dataset else {}})
+
+
+def random_masks(ir, n: int, t: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [(rng.random((n, t, s.n_groups)) >= s.p).astype(np.uint8) for s in ir.sites]
+
+
+def random_images(in_shape, n: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand((n,) + tuple(in_shape), generator=torch.Generator().manual_seed(seed))
+
+
+def random_model(path, spec, dataset="digits", in_shape=(1, 8, 8), dropout="spatial",
+                 p=0.2, seed=0):
+    """model.pt with seeded random latent weights and batch norms."""
+    torch.manual_seed(seed)
+    net = BinaryNet(make_arch(spec, in_shape, dropout, p))
+    with torch.no_grad():
+        for blk in net.blocks:
+            o = blk.bn.weight.shape[0]
+            blk.layer.weight.uniform_(-1, 1)
+            blk.bn.weight.copy_(torch.randn(o))
+            blk.bn.bias.copy_(torch.randn(o))
+            blk.bn.running_mean.copy_(torch.randn(o) * 3)
+            blk.bn.running_var.copy_(torch.rand(o) + 0.5)
+    save_model(path, net, {"dataset": dataset, "dropout": dropout, "p": p, "seed": seed})
+    return path
+
+
+# -- the hand-written stub hwgen_top (tests/fixtures/stub_top) ------------------------------
+# The network: 4 input bits -> linear 3 (thresholded) -> spatial dropout site (3 MTJ
+# interfaces) -> linear 2 classes; it tests the cocotb plumbing apart from generated RTL.
+
+STUB_DIR = Path(__file__).parent / "fixtures" / "stub_top"
+W0 = np.array([[1, 0, 1, 1], [0, 1, 1, 0], [1, 1, 1, 1]], np.uint8)   # = the Verilog's W00..W02
+W1 = np.array([[1, 0, 1], [0, 1, 1]], np.uint8)                       # = W10, W11
+
+
+def stub_ir(dataset: str | None = None) -> IR:
+    code, p = MtjParams().choose_code(0.3, 20.0)
+    assert code == 611     # the code the stub drives on mtj_code
+    return IR(in_shape=(4, 1, 1), input_mode="binary", theta=0.5,
+              layers=(Layer(op="linear", in_shape=(4, 1, 1), out_channels=3, kernel=(1, 1),
+                            pad=(0, 0), pool=1, weights=pack_rows(W0), sign=(1, -1, 1),
+                            thresh=(0, 2, -2)),
+                      Layer(op="linear", in_shape=(3, 1, 1), out_channels=2, kernel=(1, 1),
+                            pad=(0, 0), pool=1, weights=pack_rows(W1),
+                            logit_scale=(1.0, 1.0), logit_bias=(0.0, 0.0))),
+              sites=(Site(layer=1, kind="spatial", p=0.3, n_groups=3, group_rows=1,
+                          first_interface=0, mtj_code=code, p_realised=p),),
+              meta=Meta(source="random", dataset=dataset))
+
+
+def stub_outdir(path: Path) -> Path:
+    """An OUTDIR with the stub's Verilog, ports.json and IR."""
+    path.mkdir(parents=True, exist_ok=True)
+    for f in ("hwgen_top.v", "ports.json"):
+        shutil.copy(STUB_DIR / f, path / f)
+    (path / "ir.json").write_text(dumps(stub_ir()))
+    return path
