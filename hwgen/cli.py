@@ -16,7 +16,7 @@ COMMANDS = {
     "eval": "hwgen.model.evaluate:cmd_eval",
     "compile": "hwgen.compile:cmd_compile",
     "sim": "hwgen.sim.regression:cmd_sim",
-    "report": "hwgen.cost:cmd_report",
+    "report": "hwgen.cost.report:cmd_report",
     "demo": "hwgen.demo:cmd_demo",
     "bench": "hwgen.bench:cmd_bench",
 }
