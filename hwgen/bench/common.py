@@ -101,6 +101,6 @@ def table(header: list[str], rows: list[list], title: str | None = None) -> str:
         return "  ".join(c.rjust(w) if num else c.ljust(w)
                          for c, w, num in zip(r, width, numeric)).rstrip()
 
-    out = ([title] if title else []) + [line(header), "-" * (sum(width) + 2 * len(width) - 2)]
+    out = ([title] if title else []) + [line(header), "-" * min(sum(width) + 2 * len(width) - 2, 88)]
     out += [line(r) for r in cells]
     return "\n".join(out) + "\n"

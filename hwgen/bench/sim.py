@@ -149,7 +149,8 @@ def _text(r: dict) -> str:
                  f"{s['images']} images x {s['samples']} samples: "
                  f"{'-' if rate is None else f'{rate:,.1f}'} MC samples/s, "
                  f"{s['mismatches']} mismatches ({s['device_mismatches']} device), "
-                 f"{'-' if cps is None else f'{cps:,.1f}'} cycles/sample"])
+                 f"{'-' if cps is None else f'{cps:,.1f}'} cycles/sample; "
+                 f"{s['process_wall_s']:.1f} s with the simulator's start"])
     title = (f"bench sim: {r['input']['path']} ({d['spec']}, {d['dropout']}, {d['dataset']}; "
              f"lanes {d['lanes']}, tile {'/'.join('x'.join(map(str, t)) for t in d['tiles'])})")
     return table(["stage", "seconds", ""], rows, title)
