@@ -73,8 +73,13 @@ def _sha256(path: Path) -> str:
 
 
 def compile_model(model_path, outdir, tile="128x128", lanes: int = 8, n_check: int = 64,
-                  verilog: bool = True) -> dict:
-    """Compile model.pt into `outdir` (atomically); return the manifest."""
+                  verilog: bool = True, timings: dict | None = None) -> dict:
+    """Compile model.pt into `outdir` (atomically); return the manifest.
+
+    timings: if given, filled with the seconds of each stage (`hwgen bench sim`): ir_s
+    (load, frontend and passes), float_check_s, export_s (Verilog and ports) and total_s.
+    """
+    timings = {} if timings is None else timings
     t0 = time.perf_counter()
     rc = parse_tile(tile)
     outdir = Path(outdir)
@@ -82,10 +87,12 @@ def compile_model(model_path, outdir, tile="128x128", lanes: int = 8, n_check: i
         raise HwgenError(f"{outdir}: exists and is not a directory")
     ckpt, sha = load_model(model_path)
     ir = run_pipeline(build_ir(ckpt, sha), PassConfig(tile=rc))
+    timings["ir_s"] = time.perf_counter() - t0
     log.info("IR: %d layers, %d dropout sites, %d MTJ interfaces, tile %dx%d (%.2f s)",
              len(ir.layers), len(ir.sites), ir.n_interfaces, rc[0], rc[1],
              time.perf_counter() - t0)
     check = None
+    t1 = time.perf_counter()
     if n_check > 0:
         images, source = check_images(ir, n_check)
         masks = check_masks(ir, len(images), CHECK_SAMPLES)
@@ -99,18 +106,21 @@ def compile_model(model_path, outdir, tile="128x128", lanes: int = 8, n_check: i
         if not check["ok"]:
             raise HwgenError(f"float-vs-integer check failed: {check['non_tie_disagree']} "
                              f"disagreements that are not ties")
+    timings["float_check_s"] = time.perf_counter() - t1
     options = {"tile": list(rc), "lanes": int(lanes), "check_images": int(n_check),
                "check_samples": CHECK_SAMPLES, "verilog": bool(verilog)}
     try:
-        manifest = _write(ir, check, outdir, options, verilog, lanes, Path(model_path).name, sha)
+        manifest = _write(ir, check, outdir, options, verilog, lanes, Path(model_path).name, sha,
+                          timings)
     except OSError as e:
         raise HwgenError(f"writing {outdir} failed: {e}") from None
+    timings["total_s"] = time.perf_counter() - t0
     log.info("wrote %s (%d files) in %.2f s", outdir, len(manifest["files"]) + 1,
-             time.perf_counter() - t0)
+             timings["total_s"])
     return manifest
 
 
-def _write(ir, check, outdir, options, verilog, lanes, model_name, sha) -> dict:
+def _write(ir, check, outdir, options, verilog, lanes, model_name, sha, timings) -> dict:
     with atomic_dir(outdir) as tmp:
         (tmp / "ir.json").write_text(dumps(ir))
         (tmp / "ir.txt").write_text(dump(ir))
@@ -124,7 +134,9 @@ def _write(ir, check, outdir, options, verilog, lanes, model_name, sha) -> dict:
                     raise
                 log.info("hwgen.export is not available yet: no Verilog written")
             else:
+                t0 = time.perf_counter()
                 export.export(ir, tmp, lanes=lanes)
+                timings["export_s"] = time.perf_counter() - t0
         files = {p.relative_to(tmp).as_posix(): _sha256(p)
                  for p in sorted(tmp.rglob("*")) if p.is_file()}
         manifest = {"format": "hwgen-manifest", "version": 1,

@@ -220,3 +220,36 @@ def test_design_without_dropout_costs_default_sites():
     one = replace(ir, layers=ir.layers[2:], in_shape=(16, 2, 2))
     rep1 = cm.cost(one, samples=2, lanes=8)
     assert rep1["totals"]["spatial"]["modules"] == 0 and rep1["ratios_element_over_spatial"]["modules"] is None
+
+
+def test_cli_report_bad_ports_json_is_one_line(tmp_path, capsys):
+    out = write_outdir(tmp_path, tiny_ir())
+    (out / "ports.json").write_text("{not json")
+    assert main(["report", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ports.json" in err[0] and "not valid JSON" in err[0]
+    (out / "ports.json").write_text("[1, 2]")
+    assert main(["report", str(out)]) == 2
+    assert "not a JSON object" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["ir.json", "ports.json"]
+
+
+def test_render_site_without_realised_p():
+    from hwgen.ir.core import replace
+
+    ir = tiny_ir()
+    ir = replace(ir, sites=tuple(replace(s, p_realised=None, mtj_code=None) for s in ir.sites))
+    text = cm.render(cm.cost(ir, samples=2, lanes=8))
+    row = [l for l in text.splitlines() if l.strip().startswith("1 spatial")]
+    assert len(row) == 1 and row[0].split()[-2:] == ["-", "-"]
+
+
+def test_cycles_are_the_hw_plan_bound():
+    from hwgen.hw.plan import cycle_bound
+
+    ir = tiny_ir(tile=(16, 8))
+    for lanes in (1, 3, 8):
+        rep = cm.cost(ir, samples=4, lanes=lanes)
+        cb = cycle_bound(ir, lanes)
+        assert [l["cycles_bound_per_pass"] for l in rep["layers"]] == list(cb.per_layer)
+        assert rep["cycles"]["bound_per_inference"] == cb.per_image(4)

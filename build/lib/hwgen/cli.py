@@ -16,7 +16,7 @@ COMMANDS = {
     "eval": "hwgen.model.evaluate:cmd_eval",
     "compile": "hwgen.compile:cmd_compile",
     "sim": "hwgen.sim.regression:cmd_sim",
-    "report": "hwgen.cost:cmd_report",
+    "report": "hwgen.cost.report:cmd_report",
     "demo": "hwgen.demo:cmd_demo",
     "bench": "hwgen.bench:cmd_bench",
 }
@@ -118,10 +118,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default="runs/demo")
     p.add_argument("--simulator", choices=["icarus", "verilator"], default="verilator")
 
-    p = sub.add_parser("bench", help="benchmarks (numbers printed and written as JSON)")
-    p.add_argument("what", choices=["train", "golden"])
-    p.add_argument("--model", default=None)
-    p.add_argument("--json", default=None)
+    p = sub.add_parser("bench", help="benchmarks: print a table, write one JSON record (--json)")
+    benches = p.add_subparsers(dest="what", required=True, parser_class=_Parser,
+                               metavar="{train,golden,cycles,sim}")
+
+    def bench(name, help):
+        q = benches.add_parser(name, help=help)
+        q.add_argument("--json", default=None, metavar="F", help="write the record to F")
+        q.add_argument("--label", default=None, help="a name for this run, kept in the record")
+        return q
+
+    q = bench("train", "s/epoch per dropout kind and MC inference images/s (torch)")
+    q.add_argument("--dataset", choices=["digits", "fashion-mnist"], default="fashion-mnist")
+    q.add_argument("--model", default=None, help="time MC inference on this model.pt")
+    q.add_argument("--images", type=_positive, default=1000, help="MC inference test images")
+    q.add_argument("--samples", type=_positive, default=16)
+
+    q = bench("golden", "golden interpreter vs torch float model, MC samples/s")
+    q.add_argument("--model", required=True, help="model.pt")
+    q.add_argument("--images", type=_positive, default=256)
+    q.add_argument("--samples", type=_positive, default=16)
+    q.add_argument("--repeats", type=_positive, default=3, help="best of R timed runs")
+
+    q = bench("cycles", "cycles per MC sample in Amaranth's simulator vs the section 7 bound")
+    q.add_argument("target", nargs="+", metavar="OUTDIR|ir.json")
+    q.add_argument("--lanes", type=_positive, nargs="+", default=None,
+                   help="lanes to measure (default: the OUTDIR's, else 8)")
+    q.add_argument("--samples", type=_positive, default=3)
+    q.add_argument("--seed", type=_nonneg, default=0)
+
+    q = bench("sim", "compile stages, Verilog size, cold simulator build, RTL MC samples/s")
+    q.add_argument("target", metavar="MODEL.pt|OUTDIR")
+    q.add_argument("--simulator", choices=["icarus", "verilator"], default="verilator")
+    q.add_argument("--images", type=_positive, default=10)
+    q.add_argument("--samples", type=_positive, default=4)
+    q.add_argument("--seed", type=_nonneg, default=0)
+    q.add_argument("--lanes", type=_positive, default=None, help="compile option (default 8)")
+    q.add_argument("--tile", default=None, help="compile option RxC (default 128x128)")
+    q.add_argument("--check-images", type=_nonneg, default=64,
+                   help="compile's float-vs-integer check images (0 = skip)")
+    q.add_argument("-o", "--output", default=None,
+                   help="compile into this OUTDIR and keep it (default: a temporary one)")
     return ap
 
 

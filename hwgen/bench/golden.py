@@ -1,9 +1,8 @@
-"""`hwgen bench golden --model M`: the golden interpreter against the torch float model in
-MC mode, same images, same T, same keep masks, in one run. Prints and writes JSON."""
+"""`hwgen bench golden --model M [--images N] [--samples T]`: the golden interpreter against
+the torch float model in MC mode, same images, same T, same keep masks, in one run."""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -11,13 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import write_text
-from .compile import check_images, check_masks
-from .errors import HwgenError
-from .frontend import build_ir, load_model
-from .model.io import build_model
-from .passes import run_pipeline
-from .ir import fast, interp
+from ..compile import check_images, check_masks
+from ..frontend import build_ir, load_model
+from ..ir import fast, interp
+from ..model.io import build_model
+from ..passes import run_pipeline
+from .common import finish, new_record, table
 
 __all__ = ["run", "bench_golden"]
 
@@ -75,15 +73,16 @@ def bench_golden(model_path, images: int = 256, samples: int = 16, batch: int = 
 
 
 def run(args) -> int:
-    if not args.model:
-        raise HwgenError("bench golden needs --model model.pt")
-    r = bench_golden(args.model)
-    print(f"golden {r['golden_samples_per_s']:.0f} MC samples/s, torch "
-          f"{r['torch_samples_per_s']:.0f} MC samples/s, ratio {r['ratio']:.2f}x "
-          f"({r['images']} images x {r['samples']} samples, {r['spec']}, {r['dropout']}; "
-          f"class integers equal on {r['sample_agreement']:.4f} of samples)")
-    text = json.dumps(r, sort_keys=True, indent=1) + "\n"
-    if args.json:
-        write_text(args.json, text)
-    print(text, end="")
+    rec = new_record("golden", args.label)
+    r = bench_golden(args.model, images=args.images, samples=args.samples, repeats=args.repeats)
+    rec.update(r)
+    ns = r["images"] * r["samples"]
+    text = table(["model", "MC samples", "best s", "MC samples/s"],
+                 [["torch float", ns, r["torch_s"], r["torch_samples_per_s"]],
+                  ["golden interp", ns, r["golden_s"], r["golden_samples_per_s"]]],
+                 f"bench golden: {r['model']} ({r['spec']}, {r['dropout']}), {r['images']} "
+                 f"images x {r['samples']} samples, best of {r['repeats']}")
+    text += (f"golden / torch speed: {r['ratio']:.2f}x; class integers equal on "
+             f"{r['sample_agreement']:.4f} of samples\n")
+    finish(rec, text, args.json)
     return 0

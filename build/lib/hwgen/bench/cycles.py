@@ -1,0 +1,98 @@
+"""`hwgen bench cycles OUTDIR|ir.json [...] [--lanes L ...] [--samples T]`: cycles per MC
+sample of the generated top, measured in Amaranth's simulator, against the DESIGN
+section 7 bound sum_{l >= mc_start} W_l * r_l (`hwgen.hw.plan.cycle_bound`).
+
+Per layer it reports the cycles from `start` to `done` (the first of them is the window
+fetch, which overlaps the previous layer's last tile beat) next to W_l * r_l; per sample
+the distance between consecutive `out` beats (steady state). Without --lanes an OUTDIR is
+measured at the lanes it was compiled with, an ir.json at compile's default.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import HwgenError
+from ..ir.core import IR, loads
+from .common import finish, new_record, table
+
+__all__ = ["measure_cycles", "load_ir", "run"]
+
+log = logging.getLogger(__name__)
+
+
+def measure_cycles(ir: IR, lanes: int, samples: int = 3, seed: int = 0) -> dict:
+    """Run one random image with `samples` MC samples through `NetworkTop(ir, lanes)` in
+    Amaranth's simulator; return the per-layer and per-sample cycles and the bound."""
+    from ..hw.plan import cycle_bound
+    from ..hw.testing import TopBench
+    from ..hw.top import NetworkTop
+
+    top = NetworkTop(ir, lanes=lanes)
+    bench = TopBench(top, seed=seed)
+    img = np.random.default_rng(seed).integers(0, 2, (1,) + tuple(ir.in_shape)).astype(np.uint8)
+    t0 = time.perf_counter()
+    bench.run(img, samples)
+    wall = time.perf_counter() - t0
+    layers = []
+    cb = cycle_bound(ir, lanes)
+    for i, layer in enumerate(ir.layers):
+        ctl = top.controllers[i]
+        meas = bench.layer_cycles.get(i, [])
+        layers.append({"layer": i, "per_sample": i >= ir.mc_start, "windows": layer.windows,
+                       "beats": ctl.beats, "lanes": list(ctl.lanes), "bound": cb.per_layer[i],
+                       "start_to_done": meas[-1] if meas else None})
+    beats = [c for _, c in bench.beat_cycles]
+    per_sample = [int(v) for v in np.diff(beats)]
+    return {"lanes": lanes, "samples": samples, "layers": layers, "bound": cb.per_sample,
+            "cycles_per_sample": per_sample,
+            "ratio": max(per_sample) / cb.per_sample if per_sample else None,
+            "sim_wall_s": round(wall, 3)}
+
+
+def load_ir(target) -> tuple[IR, int | None]:
+    """(IR, compiled lanes or None) of an OUTDIR (its ir.json) or of an ir.json file."""
+    path = Path(target)
+    lanes = None
+    if path.is_dir():
+        from ..cost.report import find_lanes
+        lanes, src = find_lanes(path)
+        if src.startswith("default"):
+            lanes = None
+        path = path / "ir.json"
+    if not path.is_file():
+        raise HwgenError(f"{path}: not found (give an OUTDIR of hwgen compile or an ir.json)")
+    try:
+        return loads(path.read_text()), lanes
+    except (ValueError, TypeError, KeyError) as e:
+        raise HwgenError(f"{path}: not a valid hwgen IR ({e})") from None
+
+
+def run(args) -> int:
+    rec = new_record("cycles", args.label)
+    rec.update(samples=args.samples, seed=args.seed, results=[])
+    for target in args.target:
+        ir, compiled = load_ir(target)
+        for lanes in args.lanes or [compiled or 8]:
+            log.info("%s: lanes %d, %d samples in Amaranth's simulator", target, lanes, args.samples)
+            r = measure_cycles(ir, lanes, args.samples, args.seed)
+            r.update(target=str(target), spec=ir.meta.spec)
+            rec["results"].append(r)
+    rows, layer_rows = [], []
+    for r in rec["results"]:
+        worst = max(r["cycles_per_sample"]) if r["cycles_per_sample"] else None
+        rows.append([r["spec"] or r["target"], r["lanes"], r["bound"], worst,
+                     r["ratio"], r["sim_wall_s"]])
+        layer_rows += [[r["spec"] or r["target"], r["lanes"], l["layer"], l["windows"], l["beats"],
+                        l["bound"], l["start_to_done"]] for l in r["layers"] if l["per_sample"]]
+    text = table(["design", "lanes", "bound", "cycles/sample", "ratio", "sim s"], rows,
+                 f"bench cycles: {args.samples} MC samples of one random image "
+                 "(cycles/sample: the worst gap between output beats)")
+    text += "\n" + table(["design", "lanes", "layer", "windows", "r", "W*r", "start->done"],
+                         layer_rows, "per-sample layers: W*r bound vs cycles from start to done")
+    finish(rec, text, args.json)
+    return 0

@@ -1,0 +1,27 @@
+"""`hwgen bench {train,golden,cycles,sim}`: one module per bench, each with an importable
+measuring function and a `run(args)` that prints a table and writes one JSON record
+(`--json F`; format in common.py).
+
+train.py   s/epoch per dropout kind and MC inference images/s of the torch model
+golden.py  the golden interpreter vs the torch float model in MC mode, MC samples/s
+cycles.py  cycles per MC sample of the top in Amaranth's simulator vs the section 7 bound
+sim.py     compile stages, Verilog size, a cold simulator build and the RTL regression's
+           MC samples/s (Verilator or Icarus)
+"""
+
+import importlib
+
+__all__ = ["BENCHES", "cmd_bench"]
+
+# bench -> "module:function"; modules are imported on use (torch, amaranth, cocotb).
+BENCHES = {
+    "train": "hwgen.bench.train:run",
+    "golden": "hwgen.bench.golden:run",
+    "cycles": "hwgen.bench.cycles:run",
+    "sim": "hwgen.bench.sim:run",
+}
+
+
+def cmd_bench(args) -> int:
+    module, func = BENCHES[args.what].split(":")
+    return getattr(importlib.import_module(module), func)(args)
