@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout-scale", action="store_true", help="inverted-dropout scaling 1/(1-p)")
     p.add_argument("--theta", type=float, default=None,
                    help="input binarisation threshold, pixel >= theta -> 1 (default per dataset)")
+    p.add_argument("--input", default="binary", metavar="MODE",
+                   help="first-layer input: binary (default) or bitserial-n (n-bit pixels, "
+                        "one crossbar pass per bit plane)")
     p.add_argument("-o", "--output", required=True)
 
     p = sub.add_parser("eval", help="MC inference: accuracy and uncertainty metrics")

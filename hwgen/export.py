@@ -168,8 +168,8 @@ def export(ir: IR, outdir, lanes: int = 8, in_w: int = 32) -> dict:
     {file name: sha256}."""
     if not isinstance(ir, IR):
         raise HwgenError(f"export needs an hwgen IR, not {type(ir).__name__}")
-    if ir.input_mode != "binary":
-        raise HwgenError(f"the hardware supports input mode 'binary' only, not {ir.input_mode!r}")
+    if ir.input.mode != "binary":
+        raise HwgenError(f"the hardware supports input mode 'binary' only, not {ir.input.name!r}")
     if any(l.weights == () or l.weights is None for l in ir.layers):
         raise HwgenError("export needs a lowered IR (packed weights); run the compiler passes")
     if any(l.sign is None for l in ir.layers[:-1]) or ir.layers[-1].sign is not None:

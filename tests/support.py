@@ -20,7 +20,7 @@ import torch
 
 from hwgen.device import MtjParams
 from hwgen.frontend import build_ir
-from hwgen.ir.core import IR, Layer, Meta, Site, dumps, pack_rows
+from hwgen.ir.core import IR, InputEncoding, Layer, Meta, Site, dumps, pack_rows
 from hwgen.model.io import save_model
 from hwgen.model.net import BinaryNet, make_arch
 
@@ -38,14 +38,16 @@ def require_simulator(name: str) -> str:
 
 
 def random_net(spec: str, in_shape, kind: str = "spatial", p: float = 0.3,
-               scale: bool = False, seed: int = 0) -> BinaryNet:
+               scale: bool = False, seed: int = 0, input_mode: str = "binary") -> BinaryNet:
     """A BinaryNet with random latent weights (a few exact +-0.0) and batch-norm statistics
     that put thresholds inside the reachable acc range, including gain 0 (channel 0) and
     negative gains (channel 1 and others)."""
     g = torch.Generator().manual_seed(seed)
-    m = BinaryNet(make_arch(spec, in_shape, kind, p if kind != "none" else 0.0, scale))
+    m = BinaryNet(make_arch(spec, in_shape, kind, p if kind != "none" else 0.0, scale,
+                            input_mode=input_mode))
+    qmax = 1 if input_mode == "binary" else (1 << int(input_mode.split("-")[1])) - 1
     with torch.no_grad():
-        for blk in m.blocks:
+        for i, blk in enumerate(m.blocks):
             w = blk.layer.weight
             w.copy_(torch.randn(w.shape, generator=g))
             flat = w.view(-1)
@@ -54,8 +56,9 @@ def random_net(spec: str, in_shape, kind: str = "spatial", p: float = 0.3,
             o = w.shape[0]
             rows = w[0].numel()
             bn = blk.bn
-            bn.running_mean.copy_((torch.rand(o, generator=g) * 2 - 1) * rows ** 0.5)
-            bn.running_var.copy_(torch.rand(o, generator=g) * rows + 0.1)
+            q = qmax if i == 0 else 1            # a multi-bit first layer sums q * w
+            bn.running_mean.copy_((torch.rand(o, generator=g) * 2 - 1) * rows ** 0.5 * q)
+            bn.running_var.copy_(torch.rand(o, generator=g) * rows * q * q + 0.1)
             bn.weight.copy_(torch.rand(o, generator=g) * 2 - 1)
             bn.bias.copy_((torch.rand(o, generator=g) * 2 - 1) * 0.5)
             bn.weight[0] = 0.0
@@ -108,7 +111,7 @@ W1 = np.array([[1, 0, 1], [0, 1, 1]], np.uint8)                       # = W10, W
 def stub_ir(dataset: str | None = None) -> IR:
     code, p = MtjParams().choose_code(0.3, 20.0)
     assert code == 611     # the code the stub drives on mtj_code
-    return IR(in_shape=(4, 1, 1), input_mode="binary", theta=0.5,
+    return IR(in_shape=(4, 1, 1), input=InputEncoding(),
               layers=(Layer(op="linear", in_shape=(4, 1, 1), out_channels=3, kernel=(1, 1),
                             pad=(0, 0), pool=1, weights=pack_rows(W0), sign=(1, -1, 1),
                             thresh=(0, 2, -2)),

@@ -38,7 +38,7 @@ def tiny_ir(kind="spatial", tile=(128, 128)):
                        first_interface=0, mtj_code=700, p_realised=P_REAL),
              core.Site(layer=2, kind=kind, p=0.2, n_groups=g2, group_rows=64 // g2,
                        first_interface=g1, mtj_code=701, p_realised=P_REAL))
-    return core.IR(in_shape=(1, 8, 8), input_mode="binary", theta=0.5, layers=layers,
+    return core.IR(in_shape=(1, 8, 8), input=core.InputEncoding(), layers=layers,
                    sites=sites)
 
 

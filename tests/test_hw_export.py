@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 from hwgen.errors import HwgenError
 from hwgen.export import PORTS, VERILOG, WAIVERS, explicit_widths, export
 from hwgen.hw.testing import random_ir
-from hwgen.ir.core import dumps, loads
+from hwgen.ir.core import InputEncoding, dumps, loads
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "rtl_out" / "golden"
@@ -148,7 +148,8 @@ def test_export_rejects_an_unlowered_ir(tmp_path):
     with pytest.raises(HwgenError, match="thresholds"):
         export(bad, tmp_path / "out")
     with pytest.raises(HwgenError, match="bitserial"):
-        export(dataclasses.replace(ir, input_mode="bitserial-4"), tmp_path / "out")
+        export(dataclasses.replace(ir, input=InputEncoding(mode="unsigned", bits=4, mul=15.0)),
+               tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

@@ -130,6 +130,32 @@ def test_spec_errors_name_the_token(spec, token):
         parse_spec(spec)
 
 
+@pytest.mark.parametrize("spec,msg", [("d,c4,f10", "first layer"), ("c4,d,d,f10", "two d"),
+                                      ("c4,d,p2,f10", "pool"), ("c4,c5k3v,f3", None)])
+def test_spec_site_and_valid_tokens(spec, msg):
+    if msg:
+        with pytest.raises(SpecError, match=msg):
+            parse_spec(spec)
+    else:
+        assert parse_spec(spec)[1] == ("conv", 5, 3, 0)
+
+
+def test_chosen_sites_and_valid_convs_shape_the_plan_and_the_model():
+    from hwgen.model.spec import layer_plan
+    plan = layer_plan("c8k4v,p2,c6v,d,f5,f3", (2, 11, 11))
+    assert [(l["kernel"], l["pad"], l["conv_shape"], l["site"]) for l in plan] == [
+        ([4, 4], [0, 0], [8, 8, 8], False), ([3, 3], [0, 0], [6, 2, 2], False),
+        ([2, 2], [0, 0], [5, 1, 1], True), ([1, 1], [0, 0], [3, 1, 1], False)]
+    assert [l["site"] for l in layer_plan("c8,p2,c6,f5,f3", (1, 8, 8))] == [False, True, True, True]
+    net = BinaryNet(make_arch("c8k4v,p2,c6v,d,f5,f3", (2, 11, 11), "element", 0.3))
+    assert [(s["layer"], s["n_groups"]) for s in net.sites] == [(2, 24)]
+    x = torch.rand(4, 2, 11, 11)
+    keep = torch.zeros(4, 24)                          # drop every row of the one site
+    out = net(x, masks=[keep])
+    _, tr = net(x, masks=[keep], trace=True)
+    assert torch.equal(tr[2]["acc"], torch.zeros_like(tr[2]["acc"])) and out.shape == (4, 3)
+
+
 def test_spec_last_token_must_be_linear():
     with pytest.raises(SpecError, match="classifier"):
         parse_spec("c16,p2")

@@ -17,13 +17,26 @@ from support import float_ir, random_images, random_masks, random_net
 
 @st.composite
 def networks(draw):
+    """SPECs with same and valid convs, pools, linears, and chosen sites (`d`) or the
+    default ones; binary or multi-bit input."""
     tokens = []
+    choose = draw(st.booleans())
+
+    def site():
+        if choose and tokens and draw(st.booleans()):
+            tokens.append("d")
     for _ in range(draw(st.integers(0, 2))):
-        tokens.append(f"c{draw(st.integers(1, 9))}k{draw(st.sampled_from([1, 3, 5]))}")
+        site()
+        if draw(st.booleans()):
+            tokens.append(f"c{draw(st.integers(1, 9))}k{draw(st.sampled_from([1, 3, 5]))}")
+        else:
+            tokens.append(f"c{draw(st.integers(1, 9))}k{draw(st.sampled_from([1, 2, 3]))}v")
         if draw(st.booleans()):
             tokens.append(f"p{draw(st.sampled_from([2, 3]))}")
     for _ in range(draw(st.integers(0, 1))):
+        site()
         tokens.append(f"f{draw(st.integers(1, 9))}")
+    site()
     tokens.append(f"f{draw(st.integers(1, 9))}")
     shape = (draw(st.integers(1, 3)), draw(st.sampled_from([1, 3, 5, 7, 9])),
              draw(st.sampled_from([1, 3, 5, 7])))
@@ -31,20 +44,21 @@ def networks(draw):
     scale = kind != "none" and draw(st.booleans())
     tile = (draw(st.sampled_from([1, 2, 3, 5, 7, 13, 128])),
             draw(st.sampled_from([1, 2, 3, 6, 128])))
-    return ",".join(tokens), shape, kind, scale, tile, draw(st.integers(0, 2**16))
+    mode = draw(st.sampled_from(["binary", "binary", "bitserial-2", "bitserial-8"]))
+    return ",".join(tokens), shape, kind, scale, tile, draw(st.integers(0, 2**16)), mode
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(networks())
 def test_every_pass_keeps_interpreter_output(net):
-    spec, shape, kind, scale, tile, seed = net
+    spec, shape, kind, scale, tile, seed, mode = net
     try:
-        model = random_net(spec, shape, kind, p=0.3, scale=scale, seed=seed)
+        model = random_net(spec, shape, kind, p=0.3, scale=scale, seed=seed, input_mode=mode)
     except SpecError:
         assume(False)
     ir = float_ir(model)
     n, t = 5, 3
-    bits = interp.binarize(random_images(shape, n, seed), ir.theta)
+    bits = interp.input_bits(ir, random_images(shape, n, seed))
     masks = random_masks(ir, n, t, seed)
     ref = interp.run(ir, bits, masks, samples=t)
     stages = []
@@ -68,7 +82,7 @@ def test_every_pass_keeps_interpreter_output(net):
 def test_tiling_never_changes_a_result():
     model = random_net("c7k5,p2,c9,f6,f4", (2, 9, 7), "spatial", seed=3)
     ir = run_pipeline(float_ir(model))
-    bits = interp.binarize(random_images((2, 9, 7), 6, 1), ir.theta)
+    bits = interp.input_bits(ir, random_images((2, 9, 7), 6, 1))
     masks = random_masks(ir, 6, 4, 1)
     ref = interp.run(ir, bits, masks)
     for tile in [(1, 1), (1, 128), (128, 1), (3, 5), (17, 2), (50, 50), (10**6, 10**6)]:

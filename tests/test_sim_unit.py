@@ -8,7 +8,7 @@ import pytest
 
 from hwgen.device import MtjArray, MtjParams, device_seeds
 from hwgen.errors import HwgenError
-from hwgen.ir.core import IR, Layer, Site, masks_from_ap, pack_rows, replace
+from hwgen.ir.core import IR, InputEncoding, Layer, Site, masks_from_ap, pack_rows, replace
 from hwgen.sim.regression import merge_reports, parse_shard, shard_range
 from hwgen.sim.ports import image_words, int_of, load_ports, unpack_beat
 from hwgen.sim.scoreboard import Scoreboard, interface_p, replay_ap
@@ -37,7 +37,7 @@ def two_site_ir(p=0.25) -> IR:
                   mtj_code=code, p_realised=pr),
              Site(layer=2, kind="spatial", p=p, n_groups=2, group_rows=16, first_interface=3,
                   mtj_code=code, p_realised=pr))
-    return IR(in_shape=(2, 4, 4), input_mode="binary", theta=0.5, layers=layers, sites=sites)
+    return IR(in_shape=(2, 4, 4), input=InputEncoding(), layers=layers, sites=sites)
 
 
 def drive(arr: MtjArray, k: int, reset=True, pulse_ns=20.0) -> np.ndarray:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ..ir.core import IR, BatchNorm, Dropout, FloatLayer, Meta, Site
+from ..ir.core import IR, BatchNorm, Dropout, FloatLayer, InputEncoding, Meta, Site
 from ..model.io import load_checkpoint
 from ..model.net import site_groups
 
@@ -37,7 +37,9 @@ def build_ir(ckpt: dict, model_sha256: str = "") -> IR:
     kind, p, scale = drop["kind"], float(drop["p"]), bool(drop["scale"])
     sites = []
     if kind != "none":
-        for i, plan in enumerate(arch["layers"][1:], start=1):
+        for i, plan in enumerate(arch["layers"]):
+            if not plan.get("site", i > 0):
+                continue
             g, r = site_groups(plan, kind)
             sites.append(Site(layer=i, kind=kind, p=p, n_groups=g, group_rows=r,
                               first_interface=-1))
@@ -64,8 +66,13 @@ def build_ir(ckpt: dict, model_sha256: str = "") -> IR:
     meta = Meta(source="model.pt", model_sha256=model_sha256,
                 dataset=dataset if isinstance(dataset, str) else None, spec=arch["spec"],
                 dropout=Dropout(kind=kind, p=p, scale=scale))
-    return IR(in_shape=tuple(arch["in_shape"]), input_mode=arch["input"]["mode"],
-              theta=float(arch["input"]["theta"]), layers=tuple(layers), sites=tuple(sites),
+    inp = arch["input"]
+    if inp["mode"] == "binary":
+        enc = InputEncoding(theta=float(inp["theta"]))
+    else:                                   # bitserial-n: q = rint(pixel * (2**n - 1))
+        n = int(inp["bits"])
+        enc = InputEncoding(mode="unsigned", bits=n, mul=float((1 << n) - 1))
+    return IR(in_shape=tuple(arch["in_shape"]), input=enc, layers=tuple(layers), sites=tuple(sites),
               meta=meta)
 
 

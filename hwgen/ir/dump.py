@@ -14,7 +14,7 @@ def _t(v) -> str:
 
 
 def dump(ir: IR) -> str:
-    out = [f"hwgen IR v{ir.version} ({ir.stage} stage): input {ir.input_mode} theta={ir.theta!r} "
+    out = [f"hwgen IR v{ir.version} ({ir.stage} stage): input {ir.input!r} "
            f"shape={_t(ir.in_shape)} layers={len(ir.layers)} mc_start={ir.mc_start} "
            f"interfaces={ir.n_interfaces}",
            f"mtj: clk_ns={ir.mtj.clk_ns!r} reset_cycles={ir.mtj.reset_cycles} "

@@ -34,9 +34,9 @@ def run(ir: IR, bits: np.ndarray, masks=None, samples: int | None = None,
         threads: int = 2) -> np.ndarray:
     """MC inference: class integers acc [N, T, classes] int32, equal to
     `hwgen.ir.interp.run` (same arguments); `threads` image chunks run in parallel (the
-    result does not depend on it). Layers wider than 2**24 rows, where float32 stops
-    being exact, fall back to the definition."""
-    if max(l.rows for l in ir.layers) > 2 ** 24:
+    result does not depend on it). Layers whose |acc| can pass 2**24, where float32 stops
+    being exact, send the whole run to the definition."""
+    if max(ir.acc_bound(i) for i in range(len(ir.layers))) > 2 ** 24:
         return interp.run(ir, bits, masks, samples)
     bits = interp.check_bits(ir, bits)
     n = bits.shape[0]
@@ -62,10 +62,19 @@ def run(ir: IR, bits: np.ndarray, masks=None, samples: int | None = None,
     return out
 
 
-def _pm_windows(layer, h: np.ndarray) -> np.ndarray:
-    """Bits [B, C, H, W] -> sliding windows of +-1 float32 (0 = padding) [B, C, H', W', kh, kw]."""
+def _values(ir: IR, i: int, h: np.ndarray) -> np.ndarray:
+    """Layer i's input as float32 values [B, C, H, W]: +-1 for bits, q (the plane-weighted
+    sum of the bit planes [B, P, C, H, W]) for a multi-bit first layer."""
+    if i == 0 and ir.input.mode != "binary":
+        w = np.asarray(ir.input.plane_weights, np.float32).reshape(1, -1, 1, 1, 1)
+        return (h.astype(np.float32) * w).sum(axis=1)
+    return h.astype(np.float32) * 2 - 1
+
+
+def _pm_windows(layer, vals: np.ndarray) -> np.ndarray:
+    """Input values [B, C, H, W] -> sliding windows (0 = padding) [B, C, H', W', kh, kw]."""
     (kh, kw), (ph, pw) = layer.kernel, layer.pad
-    pm = np.pad(h.astype(np.float32) * 2 - 1, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    pm = np.pad(vals, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     return sliding_window_view(pm, (kh, kw), axis=(2, 3))
 
 
@@ -96,10 +105,10 @@ def _fast_out(layer: Layer, sacc: np.ndarray) -> np.ndarray:
 
 
 
-def _fast_acc(layer, h: np.ndarray, row_keep: np.ndarray | None) -> np.ndarray:
+def _fast_acc(layer, vals: np.ndarray, row_keep: np.ndarray | None) -> np.ndarray:
     """s*acc (acc for the classifier) [B, O, H', W'] float32 by one exact matmul per layer."""
-    b = h.shape[0]
-    v = _pm_windows(layer, h)
+    b = vals.shape[0]
+    v = _pm_windows(layer, vals)
     w = _fast_weights(layer)
     if layer.windows == 1:                                     # linear: one plain gemm
         x = v.reshape(b, layer.rows)
@@ -113,9 +122,9 @@ def _fast_acc(layer, h: np.ndarray, row_keep: np.ndarray | None) -> np.ndarray:
 
 
 
-def _shared_input_acc(layer, site: Site, h: np.ndarray, keep: np.ndarray) -> np.ndarray:
+def _shared_input_acc(layer, site: Site, vals: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """s*acc (acc for the classifier) [n*T, O, H', W'] float32 (exact integers) of a layer
-    whose input h [n, C, H, W] is shared by T samples that differ only in their keep bits
+    whose input values vals [n, C, H, W] are shared by T samples that differ only in their keep bits
     [n, T, G].
 
     Two exact float32 matmul forms, in a rows x windows layout that yields map order:
@@ -126,7 +135,7 @@ def _shared_input_acc(layer, site: Site, h: np.ndarray, keep: np.ndarray) -> np.
     """
     n, t = keep.shape[:2]
     nl, o, g, gr = layer.windows, layer.out_channels, site.n_groups, site.group_rows
-    v = _pm_windows(layer, h)                                      # [n, C, H', W', kh, kw]
+    v = _pm_windows(layer, vals)                                   # [n, C, H', W', kh, kw]
     w = _fast_weights(layer)                                       # [O, rows]
     kf = keep.astype(np.float32)
     x = v.transpose(0, 1, 4, 5, 2, 3).reshape(n, layer.rows, nl)   # rows (c, ky, kx) x windows
@@ -152,18 +161,18 @@ def _fast_chunk(ir: IR, h: np.ndarray, masks: list[np.ndarray], t: int) -> np.nd
         return pool_bits(layer_bits(layer, acc), layer.pool)
 
     for i in range(m0):                                           # deterministic prefix
-        h = finish(ir.layers[i], _fast_acc(ir.layers[i], h, None))
+        h = finish(ir.layers[i], _fast_acc(ir.layers[i], _values(ir, i, h), None))
     first, k0 = ir.layers[m0], ir.site_index(m0)
     if k0 is None:                                                # no dropout: T equal samples
-        acc = np.repeat(_fast_acc(first, h, None), t, axis=0)
+        acc = np.repeat(_fast_acc(first, _values(ir, m0, h), None), t, axis=0)
     else:
-        acc = _shared_input_acc(first, ir.sites[k0], h, masks[k0])
+        acc = _shared_input_acc(first, ir.sites[k0], _values(ir, m0, h), masks[k0])
     for i in range(m0, len(ir.layers)):
         layer = ir.layers[i]
         if i > m0:                                                # per (image, sample)
             k = ir.site_index(i)
             rk = None if k is None else keep_rows(ir.sites[k], masks[k].reshape(nb * t, -1))
-            acc = _fast_acc(layer, h, None if rk is None else rk.astype(np.float32))
+            acc = _fast_acc(layer, _values(ir, i, h), None if rk is None else rk.astype(np.float32))
         if i == last:
             return acc.reshape(nb, t, -1).astype(np.int32)
         h = finish(layer, acc)

@@ -22,10 +22,10 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .core import IR, BatchNorm, FloatLayer, Site
+from .core import IR, BatchNorm, FloatLayer, InputEncoding, Site
 
-__all__ = ["binarize", "input_bits", "bn_value", "layer_acc", "layer_bits", "pool_bits", "keep_rows",
-           "check_masks", "run_layer", "run", "trace", "logits"]
+__all__ = ["binarize", "quantize", "input_bits", "plane_acc", "bn_value", "layer_acc", "layer_bits", "pool_bits", "keep_rows",
+           "check_masks", "run_layer_acc", "run_layer", "run", "trace", "logits"]
 
 CHUNK_BYTES = 1 << 24   # bound on the temporaries of one vectorised step
 
@@ -36,12 +36,26 @@ def binarize(images, theta: float = 0.5) -> np.ndarray:
     return (x >= theta).astype(np.uint8)
 
 
+def quantize(enc: InputEncoding, images) -> np.ndarray:
+    """Integer input q [N, C, H, W] int32 of float images (see InputEncoding: float32
+    steps, round half to even, clip to the mode's range)."""
+    x = images.numpy() if hasattr(images, "numpy") else np.asarray(images)
+    x = x.astype(np.float32)
+    y = (x * np.float32(enc.mul) + np.float32(enc.add)) / np.float32(enc.scale)
+    lo, hi = enc.q_range
+    return np.clip(np.rint(y), lo, hi).astype(np.int32)
+
+
 def input_bits(ir: IR, images) -> np.ndarray:
-    """The first layer's input bits [N, C, H, W] uint8 of float images in the range the
-    model expects (DESIGN section 3, mode `binary`: pixel >= theta)."""
-    if ir.input_mode != "binary":
-        raise ValueError(f"input mode {ir.input_mode!r} is not supported")
-    return binarize(images, ir.theta)
+    """The first layer's input of float images in the range the model expects (DESIGN
+    section 3): binary, bits [N, C, H, W] (pixel >= theta); integer modes, the bit planes
+    [N, P, C, H, W] of q (two's complement for signed), plane k = bit k."""
+    enc = ir.input
+    if enc.mode == "binary":
+        return binarize(images, enc.theta)
+    q = quantize(enc, images).astype(np.int64) & ((1 << enc.bits) - 1)
+    k = np.arange(enc.bits).reshape(1, -1, 1, 1, 1)
+    return ((q[:, None] >> k) & 1).astype(np.uint8)
 
 
 def bn_value(bn: BatchNorm, acc: np.ndarray, axis: int = 1) -> np.ndarray:
@@ -118,6 +132,21 @@ def layer_acc(layer, in_bits: np.ndarray, row_keep: np.ndarray | None = None) ->
     return np.ascontiguousarray(acc.transpose(0, 2, 1)).reshape((acc.shape[0],) + layer.conv_shape)
 
 
+def plane_acc(layer, planes: np.ndarray, weights) -> np.ndarray:
+    """acc [B, O, H', W'] int32 of a first layer fed bit planes [B, P, C, H, W]: each plane
+    is one crossbar pass with the rows driven where its bit is 1 and every driven input
+    +1, so its partial is 2*popcount(g AND w) - popcount(g); the partials are added with
+    the plane weights (the shift-add of the periphery)."""
+    planes = np.asarray(planes, np.uint8)
+    ones = np.ones(planes.shape[:1] + planes.shape[2:], np.uint8)
+    acc = 0
+    for k, wk in enumerate(weights):
+        cols, driven = _im2col(planes[:, k], layer)
+        part = _popcount_acc(_im2col(ones, layer)[0], driven[None] & cols, layer.weight_bits(), layer)
+        acc = acc + np.int32(wk) * part
+    return np.ascontiguousarray(acc.transpose(0, 2, 1)).reshape((planes.shape[0],) + layer.conv_shape)
+
+
 def layer_bits(layer, acc: np.ndarray) -> np.ndarray:
     """Output bits [B, O, H', W'] (before pooling) of a hidden layer."""
     if isinstance(layer, FloatLayer):
@@ -140,13 +169,21 @@ def pool_bits(bits: np.ndarray, pool: int) -> np.ndarray:
     return out
 
 
+def run_layer_acc(ir: IR, i: int, in_bits: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
+    """acc [B, O, H', W'] of layer i of `ir`: bit planes for a multi-bit first layer,
+    else XNOR-popcount with the site's keep bits [B, n_groups] (None = all kept)."""
+    layer, site = ir.layers[i], ir.site_of(i)
+    if i == 0 and ir.input.mode != "binary":        # bit planes; never a site (verify)
+        return plane_acc(layer, in_bits, ir.input.plane_weights)
+    rk = None if (keep is None or site is None) else keep_rows(site, keep)
+    return layer_acc(layer, in_bits, rk)
+
+
 def run_layer(ir: IR, i: int, in_bits: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
     """One layer of `ir`: output bits [B, O, H'', W''] after pooling, or the classifier's
     acc [B, classes]. keep: [B, n_groups] keep bits of the layer's site (None = all kept)."""
     layer = ir.layers[i]
-    site = ir.site_of(i)
-    rk = None if (keep is None or site is None) else keep_rows(site, keep)
-    acc = layer_acc(layer, in_bits, rk)
+    acc = run_layer_acc(ir, i, in_bits, keep)
     if i == len(ir.layers) - 1:
         return acc.reshape(acc.shape[0], -1)
     return pool_bits(layer_bits(layer, acc), layer.pool)
@@ -171,9 +208,11 @@ def check_masks(ir: IR, n: int, masks, samples) -> tuple[list[np.ndarray], int]:
 
 
 def check_bits(ir: IR, bits) -> np.ndarray:
+    """`bits` as `input_bits` makes them: [N, C, H, W], or [N, P, C, H, W] planes."""
     bits = np.asarray(bits, np.uint8)
-    if bits.shape[1:] != tuple(ir.in_shape):
-        raise ValueError(f"image bits have shape {bits.shape[1:]}, expected {tuple(ir.in_shape)}")
+    want = tuple(ir.in_shape) if ir.input.mode == "binary" else (ir.input.planes,) + tuple(ir.in_shape)
+    if bits.shape[1:] != want:
+        raise ValueError(f"input bits have shape {bits.shape[1:]}, expected {want}")
     return bits
 
 

@@ -75,13 +75,14 @@ class TrainConfig:
     dropout_scale: bool = False
     eval_samples: int = 8
     theta: float | None = None
+    input: str = "binary"         # 'binary' or 'bitserial-n' (DESIGN section 3)
 
     def resolved(self) -> "TrainConfig":
         d = DEFAULTS[self.dataset]
         return TrainConfig(self.dataset, self.arch or d.arch, self.dropout, self.p,
                            self.epochs or d.epochs, self.seed, self.batch_size or d.batch_size,
                            self.lr or d.lr, self.dropout_scale, self.eval_samples,
-                           self.theta or d.theta)
+                           self.theta or d.theta, self.input)
 
 
 def setup_torch(seed: int, threads: int | None = None) -> None:
@@ -136,9 +137,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[BinaryNet, dict]:
     d = DEFAULTS[cfg.dataset]
     try:
         arch = make_arch(cfg.arch, IN_SHAPE[cfg.dataset], cfg.dropout, cfg.p, cfg.dropout_scale,
-                         cfg.theta)
+                         cfg.theta, cfg.input)
     except (SpecError, ValueError) as e:
-        raise HwgenError(f"bad --arch/--dropout/--p/--theta: {e}") from None
+        raise HwgenError(f"bad --arch/--dropout/--p/--theta/--input: {e}") from None
     if arch["layers"][-1]["out_channels"] != 10:
         raise HwgenError(f"classifier of {cfg.arch!r} has {arch['layers'][-1]['out_channels']} "
                          f"outputs; {cfg.dataset} has 10 classes")
@@ -196,7 +197,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[BinaryNet, dict]:
         "train_acc": train_acc, "test_acc": test_acc, "test_samples": cfg.eval_samples,
         "seconds_per_epoch": sum(h["seconds"] for h in history) / len(history),
         "history": history, "torch": str(torch.__version__),
-        "threads": torch.get_num_threads(), "theta": cfg.theta,
+        "threads": torch.get_num_threads(), "theta": cfg.theta, "input": cfg.input,
     }
     log.info("test accuracy %.4f (T=%d), train %.4f, %.1f s/epoch", test_acc,
              1 if cfg.dropout == "none" else cfg.eval_samples, train_acc,
@@ -208,7 +209,7 @@ def cmd_train(args) -> int:
     cfg = TrainConfig(dataset=args.dataset, arch=args.arch, dropout=args.dropout, p=args.p,
                       epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
                       lr=args.lr, dropout_scale=args.dropout_scale,
-                      theta=getattr(args, "theta", None))
+                      theta=getattr(args, "theta", None), input=getattr(args, "input", "binary"))
     model, meta = train(cfg)
     save_model(args.output, model, meta)
     log.info("wrote %s", args.output)

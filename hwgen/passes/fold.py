@@ -16,7 +16,8 @@ __all__ = ["lower", "fold_thresholds"]
 
 
 def fold_thresholds(bn: BatchNorm, rows: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Exact (s, t) with (s*a >= t) == (bn_value(a) >= 0) for every integer a in [-rows, rows].
+    """Exact (s, t) with (s*a >= t) == (bn_value(a) >= 0) for every integer a in [-rows, rows]
+    (`rows`: the layer's acc bound, IR.acc_bound: more than its rows for a multi-bit input).
 
     bn_value is evaluated at every reachable acc, so the fold is exact by construction,
     including gain 0 (constant) and negative gains (s = -1). A constant channel gets s = +1
@@ -52,7 +53,7 @@ def lower(ir: IR, cfg=None) -> IR:
         weights = pack_rows(l.weight_bits())
         bn = l.bn
         if i < last:
-            s, t = fold_thresholds(bn, l.rows)
+            s, t = fold_thresholds(bn, ir.acc_bound(i))
             layers.append(Layer(**_geometry(l), weights=weights, sign=s, thresh=t))
         else:
             k = np.asarray(bn.gain) / np.sqrt(np.asarray(bn.var) + bn.eps)

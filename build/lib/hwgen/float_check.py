@@ -9,7 +9,8 @@ Two comparisons:
   float model's; a sample may differ only if its float trace holds a tie.
 
 A tie is an output bit whose float post-batch-norm value y is zero to within float32
-rounding. With k = gain / sqrt(var + eps) the batch norm's slope, R the layer's rows and
+rounding. With k = gain / sqrt(var + eps) the batch norm's slope, R the layer's acc bound
+(its rows; rows * max|q| for a multi-bit first layer) and
 s its inverted-dropout input scale (1 without scaling):
 
     |y| <= TIE_REL * (|k| * (R * s + |mean|) + |bias|)   [+ |k| * R**2 * s * 2**-24 if s != 1]
@@ -59,11 +60,11 @@ def float_vs_int(model, ir: IR, images, masks, chunk: int = 16) -> dict:
     scale, p = ir.meta.dropout.scale, ir.meta.dropout.p
     in_scales = [1.0 / (1.0 - p) if (scale and ir.site_of(i) is not None) else 1.0
                  for i in range(len(ir.layers))]
-    tols = [_tie_tol(model, i, l.rows, in_scales[i]) for i, l in enumerate(ir.layers)]
+    tols = [_tie_tol(model, i, ir.acc_bound(i), in_scales[i]) for i in range(len(ir.layers))]
     per = [dict(layer=i, bits=0, disagree=0, ties=0, non_tie_disagree=0, acc_mismatch=0)
            for i in range(len(ir.layers))]
     samples_equal = samples_tie = samples_bad = pred_equal = 0
-    golden = fast.run(ir, interp.binarize(images, ir.theta), masks, samples=t)
+    golden = fast.run(ir, interp.input_bits(ir, images), masks, samples=t)
     for a in range(0, n, chunk):
         x = images[a:a + chunk]
         nb = x.shape[0]
@@ -73,17 +74,17 @@ def float_vs_int(model, ir: IR, images, masks, chunk: int = 16) -> dict:
                                     [torch.from_numpy(k).float() for k in keep] or None,
                                     trace=True)
         tie_sample = np.zeros(nb * t, bool)
-        h = interp.binarize(x.repeat_interleave(t, 0), ir.theta)
+        h = interp.input_bits(ir, x.repeat_interleave(t, 0))
         for i, layer in enumerate(ir.layers):
             if i > 0:
                 h = (trace[i - 1]["out"].numpy() > 0).astype(np.uint8).reshape(
                     (nb * t,) + tuple(layer.in_shape))
             site = ir.site_of(i)
             if i < ir.mc_start:            # deterministic prefix: once per image
-                acc = np.repeat(interp.layer_acc(layer, h[::t]), t, axis=0)
+                acc = np.repeat(interp.run_layer_acc(ir, i, h[::t]), t, axis=0)
             else:
-                rk = None if site is None else interp.keep_rows(site, keep[ir.sites.index(site)])
-                acc = interp.layer_acc(layer, h, rk)
+                acc = interp.run_layer_acc(ir, i, h, None if site is None
+                                           else keep[ir.sites.index(site)])
             fa = trace[i]["acc"].numpy().reshape(acc.shape)       # float32
             if in_scales[i] != 1.0:
                 fa = np.rint(fa / np.float64(in_scales[i]))

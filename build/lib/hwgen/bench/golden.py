@@ -46,7 +46,7 @@ def bench_golden(model_path, images: int = 256, samples: int = 16, batch: int = 
         return torch.cat(out).numpy().reshape(n, samples, -1)
 
     def golden_run():
-        return fast.run(ir, interp.binarize(x, ir.theta), masks, samples=samples)
+        return fast.run(ir, interp.input_bits(ir, x), masks, samples=samples)
 
     torch_run(), golden_run()                      # warm up allocators and caches
     # best of `repeats`, interleaved, so both see the same machine load (CPUs are shared)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..device import MtjArray, device_seeds
-from ..ir.core import IR, Layer, Meta, MtjConfig, Site, masks_from_ap, pack_rows
+from ..ir.core import IR, InputEncoding, Layer, Meta, MtjConfig, Site, masks_from_ap, pack_rows
 from ..model.spec import layer_plan
 from .controller import layer_model
 from .top import image_words
@@ -40,7 +40,7 @@ def random_ir(spec: str, in_shape, dropout: str = "spatial", p: float = 0.25, se
             sites.append(Site(layer=i, kind=dropout, p=p, n_groups=n, group_rows=gr,
                               first_interface=first, mtj_code=code, p_realised=pr))
             first += n
-    return IR(in_shape=tuple(in_shape), input_mode="binary", theta=0.5, layers=tuple(layers),
+    return IR(in_shape=tuple(in_shape), input=InputEncoding(), layers=tuple(layers),
               sites=tuple(sites), mtj=mtj, meta=Meta(source="random", spec=spec))
 
 

@@ -32,7 +32,7 @@ from ..device import MtjParams
 FORMAT = "hwgen-ir"
 VERSION = 2
 
-__all__ = ["FORMAT", "VERSION", "BatchNorm", "FloatLayer", "Layer", "Site", "MtjConfig",
+__all__ = ["FORMAT", "VERSION", "InputEncoding", "BatchNorm", "FloatLayer", "Layer", "Site", "MtjConfig",
            "Dropout", "Meta", "IR", "site_groups", "pack_rows", "unpack_rows", "masks_from_ap",
            "dumps", "loads", "replace"]
 
@@ -105,6 +105,54 @@ class _Geometry:
     def col_tiles(self) -> tuple[tuple[int, int], ...]:
         c = self.tile[1]
         return tuple((a, min(a + c, self.out_channels)) for a in range(0, self.out_channels, c))
+
+
+@dataclass(frozen=True, kw_only=True)
+class InputEncoding:
+    """How a float pixel becomes the first layer's input (DESIGN section 3).
+
+    binary:   bit = (pixel >= theta); the rows see +1/-1 (XNOR arithmetic).
+    unsigned: q = clip(rint(float32(float32(pixel * mul) + add) / scale), 0, 2**bits - 1),
+    signed:   the same with clip to [-2**(bits-1), 2**(bits-1) - 1] (two's complement);
+              every step in float32, rint rounds half to even (QONNX `Quant`). Each bit
+              plane k is one crossbar pass whose rows are driven where bit k of q is 1
+              (inputs 0/1, weights +1/-1); acc = sum_k plane_weights[k] * acc_k, the sign
+              plane of a signed input weighted -2**(bits-1).
+    hwgen's own `bitserial-n` models use unsigned with mul = 2**n - 1 (a k/255 pixel
+    gives q = k for n = 8); an imported model carries its graph's own steps.
+    """
+    mode: str = "binary"            # 'binary' | 'unsigned' | 'signed'
+    bits: int = 1
+    theta: float = 0.5              # binary only
+    mul: float = 1.0                # integer modes only
+    add: float = 0.0
+    scale: float = 1.0
+
+    @property
+    def planes(self) -> int:
+        return 1 if self.mode == "binary" else self.bits
+
+    @property
+    def plane_weights(self) -> tuple[int, ...]:
+        if self.mode == "binary":
+            return (1,)
+        w = tuple(1 << k for k in range(self.bits))
+        return w[:-1] + (-w[-1],) if self.mode == "signed" else w
+
+    @property
+    def q_range(self) -> tuple[int, int]:
+        """Smallest and largest q (binary: the +-1 values)."""
+        if self.mode == "binary":
+            return -1, 1
+        if self.mode == "signed":
+            return -(1 << (self.bits - 1)), (1 << (self.bits - 1)) - 1
+        return 0, (1 << self.bits) - 1
+
+    @property
+    def name(self) -> str:
+        """The command-line name: binary, bitserial-n, signed-n."""
+        return {"binary": "binary", "unsigned": f"bitserial-{self.bits}",
+                "signed": f"signed-{self.bits}"}.get(self.mode, self.mode)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -207,8 +255,7 @@ class Meta:
 @dataclass(frozen=True, kw_only=True)
 class IR:
     in_shape: tuple[int, int, int]
-    input_mode: str                 # 'binary'
-    theta: float                    # pixel p -> bit (p >= theta)
+    input: InputEncoding            # pixel -> the first layer's input (bits or bit planes)
     layers: tuple[FloatLayer, ...] | tuple[Layer, ...]
     sites: tuple[Site, ...]
     mtj: MtjConfig = MtjConfig()
@@ -241,6 +288,15 @@ class IR:
             if s.layer == layer:
                 return s
         return None
+
+    def acc_bound(self, i: int) -> int:
+        """Largest |acc| layer i can reach: rows, times the largest |q| for the first
+        layer of a multi-bit input (the range the fold and the thresholds cover)."""
+        rows = self.layers[i].rows
+        if i > 0 or self.input.mode == "binary":
+            return rows
+        lo, hi = self.input.q_range
+        return rows * max(-lo, hi)
 
     def site_index(self, layer: int) -> int | None:
         for k, s in enumerate(self.sites):
@@ -311,5 +367,5 @@ def loads(text: str) -> IR:
     md = d.pop("meta")
     meta = _build(Meta, md, dropout=_build(Dropout, md["dropout"]),
                   report=tuple(sorted(md.get("report", {}).items())))
-    return IR(layers=layers, sites=sites, mtj=mtj, meta=meta,
+    return IR(layers=layers, sites=sites, mtj=mtj, meta=meta, input=_build(InputEncoding, d.pop("input")),
               in_shape=tuple(d.pop("in_shape")), **d)

@@ -15,7 +15,7 @@ import math
 
 from ..errors import HwgenError
 from ..device import MtjParams
-from .core import IR, VERSION, BatchNorm, FloatLayer, Layer, MtjConfig, site_groups
+from .core import IR, VERSION, BatchNorm, InputEncoding, FloatLayer, Layer, MtjConfig, site_groups
 
 __all__ = ["VerifyError", "verify"]
 
@@ -58,7 +58,8 @@ def _float_layer(l: FloatLayer, where: str, o: int, rows: int) -> None:
           and bn.in_scale > 0, f"{where}: batch norm eps/in_scale must be positive floats")
 
 
-def _integer_layer(l: Layer, where: str, o: int, rows: int, last: bool) -> None:
+def _integer_layer(l: Layer, where: str, o: int, rows: int, last: bool, bound: int) -> None:
+    """`bound`: the largest |acc| the layer reaches (IR.acc_bound)."""
     _need(isinstance(l.weights, tuple) and len(l.weights) == o,
           f"{where}: {len(l.weights)} weight rows, expected {o}")
     nbytes = (rows + 7) // 8
@@ -89,10 +90,10 @@ def _integer_layer(l: Layer, where: str, o: int, rows: int, last: bool) -> None:
     _need(isinstance(l.thresh, tuple) and len(l.thresh) == o and
           all(type(t) is int for t in l.thresh), f"{where}: thresh must be {o} ints")
     for j, (s, t) in enumerate(zip(l.sign, l.thresh)):
-        # s*acc reaches [-rows, rows]; constants are +-(rows+1) with s = +1
-        _need(-rows < t <= rows or (abs(t) == rows + 1 and s == 1),
+        # s*acc reaches [-bound, bound]; constants are +-(bound+1) with s = +1
+        _need(-bound < t <= bound or (abs(t) == bound + 1 and s == 1),
               f"{where}: column {j}: threshold (s={s}, t={t}) outside "
-              f"(-{rows}, {rows}] and not a constant encoding")
+              f"(-{bound}, {bound}] and not a constant encoding")
 
 
 def _layer(ir: IR, i: int, l) -> None:
@@ -115,7 +116,7 @@ def _layer(ir: IR, i: int, l) -> None:
     if isinstance(l, FloatLayer):
         _float_layer(l, where, o, rows)
     else:
-        _integer_layer(l, where, o, rows, last)
+        _integer_layer(l, where, o, rows, last, ir.acc_bound(i))
     _need(_ints(l.tile, 2), f"{where}: tile {l.tile!r} must be two ints >= 1")
     _need(_covers(l.row_tiles, rows, l.tile[0]) and _covers(l.col_tiles, o, l.tile[1]),
           f"{where}: tiles do not cover rows/columns exactly")
@@ -124,8 +125,17 @@ def _layer(ir: IR, i: int, l) -> None:
 def verify(ir: IR) -> None:
     """Raise VerifyError naming the first broken invariant of `ir`."""
     _need(ir.version == VERSION, f"version {ir.version!r} != {VERSION}")
-    _need(ir.input_mode == "binary", f"input mode {ir.input_mode!r}")
-    _need(isinstance(ir.theta, float) and 0.0 < ir.theta <= 1.0, f"theta {ir.theta!r}")
+    e = ir.input
+    _need(isinstance(e, InputEncoding) and e.mode in ("binary", "unsigned", "signed"),
+          f"input mode {getattr(e, 'mode', e)!r}")
+    if e.mode == "binary":
+        _need(e.bits == 1 and isinstance(e.theta, float) and 0.0 < e.theta <= 1.0,
+              f"binary input: bits {e.bits!r}, theta {e.theta!r}")
+    else:
+        _need(type(e.bits) is int and 2 <= e.bits <= 16, f"input bits {e.bits!r} (2..16)")
+        _need(all(isinstance(v, float) and math.isfinite(v) for v in (e.mul, e.add, e.scale))
+              and e.scale > 0 and e.mul != 0, f"input quantiser mul/add/scale "
+              f"{(e.mul, e.add, e.scale)!r}")
     _need(_ints(tuple(ir.in_shape), 3), f"in_shape {ir.in_shape!r}")
     _need(len(ir.layers) >= 1, "no layers")
     _need(ir.stage in ("float", "integer"), "layers must all be FloatLayer (float stage) "
@@ -145,6 +155,8 @@ def verify(ir: IR) -> None:
         _need(type(s.layer) is int and prev < s.layer < len(ir.layers),
               f"{where}: sites must be on distinct layers in network order")
         prev = s.layer
+        _need(s.layer > 0 or ir.input.mode == "binary",
+              f"{where}: a multi-bit first layer is deterministic (its planes run once per image)")
         l = ir.layers[s.layer]
         _need(s.kind in ("spatial", "element"), f"{where}: kind {s.kind!r}")
         _need(0.0 < s.p < 1.0, f"{where}: p {s.p!r}")

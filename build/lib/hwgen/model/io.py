@@ -60,14 +60,22 @@ def load_checkpoint(path) -> dict:
                          f"(expected {VERSION})")
     arch = ckpt["arch"]
     try:
-        d = arch["dropout"]
+        d, inp = arch["dropout"], arch["input"]
+        mode = {"binary": "binary", "bitserial": f"bitserial-{inp.get('bits')}"}.get(inp.get("mode"))
+        if mode is None:
+            raise ValueError(f"unsupported input mode {inp.get('mode')!r}")
         ref = make_arch(arch["spec"], arch["in_shape"], d["kind"], d["p"], d["scale"],
-                        arch["input"]["theta"])
-    except (SpecError, ValueError, TypeError, KeyError) as e:
+                        inp.get("theta", 0.5), mode)
+    except (SpecError, ValueError, TypeError, KeyError, AttributeError) as e:
         raise HwgenError(f"{path}: bad architecture: {e}") from None
-    if arch["input"].get("mode") != "binary":
-        raise HwgenError(f"{path}: unsupported input mode {arch['input'].get('mode')!r}")
-    if arch.get("layers") != ref["layers"]:
+    if arch["input"] != ref["input"]:
+        raise HwgenError(f"{path}: bad input description {arch['input']!r}")
+    layers = arch.get("layers")
+    if isinstance(layers, list) and all(isinstance(l, dict) and "site" not in l for l in layers):
+        # made before SPECs could choose sites: the default ones, as `site` now records
+        layers = [dict(l, site=r["site"]) for l, r in zip(layers, ref["layers"])]
+        arch["layers"] = layers
+    if layers != ref["layers"]:
         raise HwgenError(f"{path}: architecture layers do not match spec {arch['spec']!r}")
     sd = ckpt["state_dict"]
     if not isinstance(sd, dict):

@@ -80,19 +80,30 @@ def site_groups(layer: dict, kind: str) -> tuple[int, int]:
     return core_site_groups(kind, layer["in_shape"], layer["kernel"])
 
 
+def input_arch(mode: str = "binary", theta: float = 0.5) -> dict:
+    """model.pt["arch"]["input"] of a command-line input mode: 'binary' (bit = pixel >=
+    theta) or 'bitserial-n' (q = rint(pixel * (2**n - 1)), n in 2..16; DESIGN section 3)."""
+    if mode == "binary":
+        if not 0.0 < theta <= 1.0:
+            raise ValueError(f"input threshold theta must be in (0, 1], not {theta!r}")
+        return {"mode": "binary", "theta": float(theta)}
+    n = mode.removeprefix("bitserial-")
+    if not (mode.startswith("bitserial-") and n.isdigit() and 2 <= int(n) <= 16):
+        raise ValueError(f"input mode must be binary or bitserial-n (n in 2..16), not {mode!r}")
+    return {"mode": "bitserial", "bits": int(n)}
+
+
 def make_arch(spec: str, in_shape, dropout: str = "spatial", p: float = 0.2,
-              scale: bool = False, theta: float = 0.5) -> dict:
+              scale: bool = False, theta: float = 0.5, input_mode: str = "binary") -> dict:
     """The architecture as plain data, as stored in model.pt["arch"]."""
     if dropout not in ("none", "element", "spatial"):
         raise ValueError(f"dropout must be one of none, element, spatial, not {dropout!r}")
     if not (isinstance(p, (int, float)) and 0.0 <= p < 1.0) or (dropout != "none" and p <= 0):
         raise ValueError(f"dropout probability must be in (0, 1), not {p!r}")
-    if not 0.0 < theta <= 1.0:
-        raise ValueError(f"input threshold theta must be in (0, 1], not {theta!r}")
     return {
         "spec": spec,
         "in_shape": [int(v) for v in in_shape],
-        "input": {"mode": "binary", "theta": float(theta)},
+        "input": input_arch(input_mode, theta),
         "dropout": {"kind": dropout, "p": float(p) if dropout != "none" else 0.0,
                     "scale": bool(scale)},
         "bn_eps": BN_EPS,
@@ -106,7 +117,9 @@ class BinaryNet(nn.Module):
     Parameters live in `blocks[i].layer.weight` and `blocks[i].bn.*` for binary layer i.
 
     forward(x, masks=None, trace=False):
-      x      float images [N, C, H, W] in [0, 1]; binarised as (x >= theta) -> +1/-1.
+      x      float images [N, C, H, W] in [0, 1]; binary input: (x >= theta) -> +1/-1;
+             bitserial-n: q = rint(x * (2**n - 1)) in float32, 0..2**n - 1, which the
+             first conv sees as is (its n bit-plane passes, shift-added, are q . w).
       masks  None, or one keep tensor per site, [N, n_groups] of 0/1. Without masks,
              dropout (when active: training, or `mc = True`) draws its own keep bits
              from torch's generator, once per image.
@@ -122,7 +135,7 @@ class BinaryNet(nn.Module):
         self.kind = arch["dropout"]["kind"]
         self.p = arch["dropout"]["p"]
         self.scale = arch["dropout"]["scale"]
-        self.theta = arch["input"]["theta"]
+        self.input = arch["input"]
         self.mc = False
         eps = arch.get("bn_eps", BN_EPS)
         blocks = []
@@ -147,9 +160,10 @@ class BinaryNet(nn.Module):
         if self.kind == "none":
             return []
         out = []
-        for i, layer in enumerate(self.plan[1:], start=1):
-            g, r = site_groups(layer, self.kind)
-            out.append(dict(layer=i, kind=self.kind, p=self.p, n_groups=g, group_rows=r))
+        for i, layer in enumerate(self.plan):
+            if layer.get("site", i > 0):
+                g, r = site_groups(layer, self.kind)
+                out.append(dict(layer=i, kind=self.kind, p=self.p, n_groups=g, group_rows=r))
         return out
 
     def draw_masks(self, n: int, generator: torch.Generator | None = None) -> list[torch.Tensor]:
@@ -158,7 +172,11 @@ class BinaryNet(nn.Module):
                 for s in self.sites]
 
     def binarize(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.where(x >= self.theta, 1.0, -1.0)
+        """The first layer's input: +-1 (binary) or the integer q (bitserial-n), float32."""
+        if self.input["mode"] == "binary":
+            return torch.where(x >= self.input["theta"], 1.0, -1.0)
+        hi = float((1 << self.input["bits"]) - 1)
+        return torch.clamp(torch.round(x.float() * hi), 0.0, hi)
 
     def forward(self, x, masks=None, trace=False):
         active = self.kind != "none" and (self.training or self.mc)
@@ -168,8 +186,10 @@ class BinaryNet(nn.Module):
             raise ValueError(f"expected {len(self.sites)} site masks, got {len(masks)}")
         h = self.binarize(x)
         records = []
+        site_of = {s["layer"]: k for k, s in enumerate(self.sites)}
         for i, (layer, blk) in enumerate(zip(self.plan, self.blocks)):
-            m = masks[i - 1].to(h.dtype) if (masks is not None and i >= 1) else None
+            k = site_of.get(i)
+            m = masks[k].to(h.dtype) if (masks is not None and k is not None) else None
             if layer["op"] == "linear":
                 h = h.flatten(1)
             if m is not None and self.scale:

@@ -5,6 +5,12 @@ flatten of a (C, H, W) map is a conv with an H x W kernel and no padding, and a 
 layer fed by a linear layer of F neurons is a 1 x 1 conv over an (F, 1, 1) map. This
 makes the crossbar row order (c, ky, kx) equal PyTorch's flatten order (c, y, x), so the
 compiler and the hardware need one layer kind only. The original op is kept in "op".
+
+Tokens: `cN` (3x3 conv, same padding), `cNkK` (K x K), a `v` suffix for a valid
+(unpadded) conv (`c64v`, `c64k5v`), `pS` (max-pool S x S after a conv), `fN` (linear; the
+last is the classifier), and `d` before a binary layer to put a dropout site on its input.
+Without any `d`, every binary layer but the first gets a site (the default); with `d`
+tokens, exactly the marked layers do. The first layer never does.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import re
 
 __all__ = ["SpecError", "parse_spec", "layer_plan"]
 
-_TOKEN = re.compile(r"^(?:c(?P<c>\d+)(?:k(?P<k>\d+))?|p(?P<p>\d+)|f(?P<f>\d+))$")
+_TOKEN = re.compile(r"^(?:c(?P<c>\d+)(?:k(?P<k>\d+))?(?P<v>v)?|p(?P<p>\d+)|f(?P<f>\d+)|(?P<d>d))$")
 
 
 class SpecError(ValueError):
@@ -21,7 +27,8 @@ class SpecError(ValueError):
 
 
 def parse_spec(spec: str) -> list[tuple]:
-    """Parse 'c16,p2,c32k5,p2,f64,f10' into [('conv', 16, 3), ('pool', 2), ('linear', 10), ...]."""
+    """Parse 'c16,p2,d,c32k5v,p2,f64,f10' into [('conv', 16, 3, pad), ('pool', 2),
+    ('drop',), ('conv', 32, 5, 0), ..., ('linear', 10)] (pad: 'same' or 0)."""
     if not isinstance(spec, str) or not spec.strip():
         raise SpecError(f"architecture spec must be a non-empty comma list, not {spec!r}")
     out: list[tuple] = []
@@ -29,14 +36,21 @@ def parse_spec(spec: str) -> list[tuple]:
         tok = tok.strip()
         m = _TOKEN.match(tok)
         if m is None:
-            raise SpecError(f"bad spec token {tok!r}: expected cN, cNkK, pS or fN")
-        if m["c"] is not None:
+            raise SpecError(f"bad spec token {tok!r}: expected cN, cNkK, cNv, cNkKv, pS, fN or d")
+        if m["d"] is not None:
+            if not out:
+                raise SpecError(f"bad spec token {tok!r}: the first layer gets no dropout site")
+            if out[-1][0] == "drop":
+                raise SpecError(f"bad spec {spec!r}: two d tokens in a row")
+            out.append(("drop",))
+        elif m["c"] is not None:
             n, k = int(m["c"]), int(m["k"] or 3)
             if n < 1 or k < 1:
                 raise SpecError(f"bad spec token {tok!r}: channels and kernel must be >= 1")
-            if k % 2 == 0:
-                raise SpecError(f"bad spec token {tok!r}: kernel must be odd for same padding")
-            out.append(("conv", n, k))
+            if k % 2 == 0 and not m["v"]:
+                raise SpecError(f"bad spec token {tok!r}: kernel must be odd for same padding "
+                                f"(or valid: {tok}v)")
+            out.append(("conv", n, k, 0 if m["v"] else "same"))
         elif m["p"] is not None:
             s = int(m["p"])
             if s < 2:
@@ -51,9 +65,13 @@ def parse_spec(spec: str) -> list[tuple]:
             out.append(("linear", n))
     if out[-1][0] != "linear":
         raise SpecError(f"bad spec {spec!r}: the last token must be the classifier fN")
-    for a, b in zip(out, out[1:]):
-        if a[0] == "linear" and b[0] != "linear":
+    layers = [o for o in out if o[0] != "drop"]
+    for a, b in zip(layers, layers[1:]):
+        if a[0] == "linear" and b[0] not in ("linear",):
             raise SpecError(f"bad spec {spec!r}: {b[0]} after a linear layer is not supported")
+    for a, b in zip(out, out[1:]):
+        if a[0] == "drop" and b[0] == "pool":
+            raise SpecError(f"bad spec {spec!r}: d must come before a layer, not a pool")
     return out
 
 
@@ -62,12 +80,19 @@ def layer_plan(spec: str, in_shape: tuple[int, int, int]) -> list[dict]:
 
     Keys: op ('conv' | 'linear'), in_shape [C, H, W], out_channels, kernel [kh, kw],
     pad [ph, pw], pool (1 = none), conv_shape [O, H', W'] (before pooling),
-    out_shape [O, H'', W''] (after pooling), fed_by ('input' | 'conv' | 'linear').
+    out_shape [O, H'', W''] (after pooling), fed_by ('input' | 'conv' | 'linear'),
+    site (a dropout site on the layer's input: see the module docstring).
     """
     c, h, w = (int(v) for v in in_shape)
     plan: list[dict] = []
     fed_by = "input"
-    for item in parse_spec(spec):
+    items = parse_spec(spec)
+    chosen = any(it[0] == "drop" for it in items)
+    marked = False
+    for item in items:
+        if item[0] == "drop":
+            marked = True
+            continue
         if item[0] == "pool":
             layer = plan[-1]
             s = item[1]
@@ -79,15 +104,19 @@ def layer_plan(spec: str, in_shape: tuple[int, int, int]) -> list[dict]:
             c, h, w = layer["out_shape"]
             continue
         if item[0] == "conv":
-            _, n, k = item
-            kernel, pad = [k, k], [k // 2, k // 2]
+            _, n, k, padding = item
+            kernel, pad = [k, k], ([k // 2, k // 2] if padding == "same" else [0, 0])
+            if h + 2 * pad[0] < k or w + 2 * pad[1] < k:
+                raise SpecError(f"bad spec {spec!r}: a {k}x{k} valid conv on a {h}x{w} map "
+                                f"leaves nothing")
         else:
             _, n = item
             kernel, pad = [h, w], [0, 0]
         conv_shape = [n, h + 2 * pad[0] - kernel[0] + 1, w + 2 * pad[1] - kernel[1] + 1]
         plan.append(dict(op=item[0], in_shape=[c, h, w], out_channels=n, kernel=kernel,
                          pad=pad, pool=1, conv_shape=conv_shape, out_shape=list(conv_shape),
-                         fed_by=fed_by))
+                         fed_by=fed_by, site=marked if chosen else bool(plan)))
+        marked = False
         if item[0] == "linear":
             c, h, w = n, 1, 1
         else:
