@@ -27,7 +27,7 @@ from hwgen.frontend.qonnx import (analyse_input, binary_theta, bn_onnxruntime, i
 from hwgen.ir import interp
 from hwgen.ir.core import loads, replace, unpack_rows, pack_rows
 from hwgen.ir.verify import verify
-from hwgen.passes import run_pipeline
+from hwgen.passes import add_sites, run_pipeline
 from hwgen.qonnx_check import check_inputs, qonnx_vs_int
 
 N_IMAGES = 256          # per model, batched reference
@@ -568,3 +568,67 @@ def test_hostile_file_one_line(hostile, key):
     print(f"\n{key}: {msg}")
     assert "\n" not in msg and needle in msg, msg
     assert path.name in msg, msg
+
+
+# ---------------------------------------------------------------------------- dropout sites
+
+@pytest.mark.parametrize("kind", ["spatial", "element"])
+def test_add_sites(imported, kind):
+    ir0, x, _ = imported["cnv"]
+    ir = run_pipeline(add_sites(ir0, kind, 0.25))
+    assert [s.layer for s in ir.sites] == list(range(1, len(ir.layers)))
+    assert ir.meta["dropout"] == {"kind": kind, "p": 0.25, "scale": False,
+                                  "trained_with": False, "sites": [1, 2, 3, 4]}
+    for s in ir.sites:
+        l = ir.layers[s.layer]
+        want = (l.in_shape[0], l.kernel[0] * l.kernel[1]) if kind == "spatial" else (l.rows, 1)
+        assert (s.n_groups, s.group_rows) == want
+    assert ir.sites[0].first_interface == 0 and all(s.mtj_code > 0 for s in ir.sites)
+    bits = interp.binarize(x[:24], ir.theta)
+    n, t = bits.shape[0], 3
+    keep = [np.ones((n, t, s.n_groups), np.uint8) for s in ir.sites]
+    want = interp.run(ir0, bits)[:, 0]
+    got = interp.run(ir, bits, keep)
+    assert all(np.array_equal(got[:, k], want) for k in range(t))
+    # drop one group of the classifier's site: the class integers lose exactly that
+    # group's contribution, sum over its rows of x_r * w_rj
+    last = len(ir.layers) - 1
+    site = ir.sites[-1]
+    g = site.n_groups // 2
+    keep[-1][:, 1, g] = 0
+    got = interp.run(ir, bits, keep)
+    h = interp.trace(ir, bits, [k[:, :1] for k in keep])[last - 1][:, 0]   # classifier input
+    xr = (h.reshape(n, -1).astype(int) * 2 - 1)[:, g * site.group_rows:(g + 1) * site.group_rows]
+    w = unpack_rows(ir.layers[last].weights, ir.layers[last].rows).astype(int) * 2 - 1
+    contrib = xr @ w[:, g * site.group_rows:(g + 1) * site.group_rows].T
+    assert np.array_equal(got[:, 0], want) and np.array_equal(got[:, 2], want)
+    assert np.array_equal(want - got[:, 1], contrib)
+    assert np.any(contrib != 0)
+    # an earlier site: a dropped group changes nothing before its layer
+    keep = [np.ones((n, 1, s.n_groups), np.uint8) for s in ir.sites]
+    keep[1][:, 0, :] = 0
+    tr0 = interp.trace(ir, bits, [np.ones_like(k) for k in keep])
+    tr1 = interp.trace(ir, bits, keep)
+    assert all(np.array_equal(a, b) for a, b in zip(tr0[:2], tr1[:2]))
+    assert not np.array_equal(tr0[2], tr1[2])
+
+
+@pytest.mark.parametrize("kind, p, layers, needle", [
+    ("bogus", 0.2, None, "kind must be 'spatial' or 'element'"),
+    ("spatial", 0.2, [0], "layer 0 reads the image"),
+    ("spatial", 1.0, None, "p must be in (0, 1)"),
+    ("element", 0.2, [1, 1], "repeat a layer"),
+    ("spatial", 0.2, [9], "must be an integer in 1..3"),
+    ("spatial", 0.2, [], "no layers given"),
+])
+def test_add_sites_errors(imported, kind, p, layers, needle):
+    ir = imported["tfc"][0]
+    with pytest.raises(HwgenError) as e:
+        add_sites(ir, kind, p, layers)
+    assert needle in str(e.value)
+
+
+def test_add_sites_twice(imported):
+    ir = add_sites(imported["tfc"][0], "element", 0.1)
+    with pytest.raises(HwgenError, match="already has 3 dropout sites"):
+        add_sites(ir, "element", 0.1)

@@ -11,13 +11,14 @@ from typing import Callable
 
 from ..ir.core import IR
 from ..ir.verify import verify
+from .add_sites import add_sites
 from .fold import fold_batchnorm, fold_thresholds
 from .pack import pack_weights
 from .sites import choose_mtj_codes, number_interfaces
 from .tile import parse_tile, tile
 
 __all__ = ["PassConfig", "PIPELINE", "run_pipeline", "parse_tile", "fold_batchnorm", "fold_thresholds",
-           "pack_weights", "number_interfaces", "choose_mtj_codes", "tile"]
+           "pack_weights", "number_interfaces", "choose_mtj_codes", "tile", "add_sites"]
 
 log = logging.getLogger(__name__)
 
