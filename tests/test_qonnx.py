@@ -5,6 +5,7 @@ Every model is built here (Brevitas, exported with export_qonnx, or written node
 the older FINN style) into tmp_path; nothing is downloaded and no model file is committed.
 """
 
+import json
 import math
 
 import numpy as np
@@ -21,6 +22,7 @@ from brevitas_examples.bnn_pynq.models.tensor_norm import TensorNorm
 from onnx import TensorProto, helper, numpy_helper
 from qonnx.core.onnx_exec import execute_onnx
 
+from hwgen.cli import main
 from hwgen.errors import HwgenError
 from hwgen.frontend.qonnx import (analyse_input, binary_theta, bn_onnxruntime, import_qonnx,
                                   load_qonnx, qonnx_reference, reachable)
@@ -570,6 +572,16 @@ def test_hostile_file_one_line(hostile, key):
     assert path.name in msg, msg
 
 
+@pytest.mark.parametrize("key", ["truncated", "not_onnx", "relu", "multibit_hidden", "huge_file"])
+def test_hostile_compile_writes_nothing(hostile, tmp_path, capsys, key):
+    path, needle = hostile[key]
+    rc = main(["compile", str(path), "-o", str(tmp_path / "out"), "--no-verilog"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and needle in err[0], err
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
 # ---------------------------------------------------------------------------- dropout sites
 
 @pytest.mark.parametrize("kind", ["spatial", "element"])
@@ -632,3 +644,87 @@ def test_add_sites_twice(imported):
     ir = add_sites(imported["tfc"][0], "element", 0.1)
     with pytest.raises(HwgenError, match="already has 3 dropout sites"):
         add_sites(ir, "element", 0.1)
+
+
+# ---------------------------------------------------------------------------- hwgen compile
+
+def test_compile_onnx(models, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["compile", str(models["cnv"]), "-o", str(out), "--no-verilog", "--check-images",
+               "8", "--dropout", "spatial", "--p", "0.1", "--sites", "2,3", "--tile", "16x8"])
+    assert rc == 0, capsys.readouterr().err
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["check.json", "ir.json", "ir.txt", "manifest.json"]
+    check = json.loads((out / "check.json").read_text())
+    assert check["ok"] and check["images"] == 8
+    ir = loads((out / "ir.json").read_text())
+    verify(ir)
+    assert [s.layer for s in ir.sites] == [2, 3] and ir.meta["dropout"]["trained_with"] is False
+    assert all(l.tile == (16, 8) for l in ir.layers)
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["options"]["dropout"] == {"kind": "spatial", "p": 0.1, "sites": [2, 3]}
+    assert man["tools"]["qonnx"] == "1.0.0"
+    # deterministic: a second compile is byte-identical
+    rc = main(["compile", str(models["cnv"]), "-o", str(tmp_path / "again"), "--no-verilog",
+               "--check-images", "8", "--dropout", "spatial", "--p", "0.1", "--sites", "2,3",
+               "--tile", "16x8"])
+    assert rc == 0
+    assert all((out / f).read_bytes() == (tmp_path / "again" / f).read_bytes() for f in files)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--sites", "1"], "--sites needs --dropout"),
+    (["--dropout", "spatial", "--sites", "1,x"], "--sites must be a comma list"),
+    (["--dropout", "spatial", "--sites", "0"], "layer 0 reads the image"),
+])
+def test_compile_onnx_bad_options(models, tmp_path, capsys, argv, needle):
+    rc = main(["compile", str(models["tfc"]), "-o", str(tmp_path / "o"), "--no-verilog", *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and needle in err[0], err
+    assert not (tmp_path / "o").exists()
+
+
+def test_compile_check_failure_writes_nothing(models, tmp_path, capsys, monkeypatch):
+    import hwgen.compile as compile_mod
+    real = compile_mod.run_pipeline
+
+    def planted(ir, cfg):                      # a classifier weight bit flipped
+        ir = real(ir, cfg)
+        l = ir.layers[-1]
+        b = unpack_rows(l.weights, l.rows)
+        b[0, 0] ^= 1
+        return replace(ir, layers=ir.layers[:-1] + (replace(l, weights=pack_rows(b)),))
+    monkeypatch.setattr(compile_mod, "run_pipeline", planted)
+    rc = main(["compile", str(models["tfc"]), "-o", str(tmp_path / "o"), "--no-verilog",
+               "--check-images", "4"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "integer-vs-qonnx check failed" in err[0], err
+    assert not (tmp_path / "o").exists()
+
+
+def test_onnx_magic_dispatch(models, tmp_path, capsys):
+    """A graph without the .onnx suffix is recognised by its first byte."""
+    p = tmp_path / "model.bin"
+    p.write_bytes(models["finn_mlp"].read_bytes())
+    rc = main(["compile", str(p), "-o", str(tmp_path / "o"), "--no-verilog", "--check-images", "4"])
+    assert rc == 0, capsys.readouterr().err
+    assert loads((tmp_path / "o" / "ir.json").read_text()).meta["source"] == "qonnx"
+
+
+def test_dropout_option_rejected_for_model_pt(tmp_path, capsys):
+    from irutil import random_net
+    from hwgen.model.io import save_model
+    path = tmp_path / "m.pt"
+    save_model(path, random_net("c4,p2,f10", (1, 8, 8), "none", seed=1), {"dataset": "digits"})
+    rc = main(["compile", str(path), "-o", str(tmp_path / "o"), "--no-verilog",
+               "--dropout", "element"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and "model.pt carries its own" in err[0], err
+
+
+@pytest.mark.slow
+def test_compile_onnx_with_verilog(models, tmp_path, capsys):
+    rc = main(["compile", str(models["tfc"]), "-o", str(tmp_path / "v"), "--check-images", "16",
+               "--dropout", "element", "--p", "0.2"])
+    assert rc == 0, capsys.readouterr().err
+    assert any(p.suffix == ".v" for p in (tmp_path / "v").iterdir())
