@@ -150,9 +150,8 @@ def finn_style_mlp(path, seed=3, widths=(20, 14), classes=10, opset=9):
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, classes])],
                               inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),
-                                                    helper.make_opsetid("onnx.brevitas", 1)])
-    model.ir_version = 7
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 7                       # (no opset import for onnx.brevitas, as in old files)
     onnx.save(model, str(path))
     return path
 

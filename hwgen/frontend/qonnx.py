@@ -100,6 +100,9 @@ def _read_model(path: Path) -> tuple[onnx.ModelProto, str]:
         if t.data_location == onnx.TensorProto.EXTERNAL:
             raise HwgenError(f"{path.name}: initializer {t.name!r} uses external data "
                              f"(not supported: save the model as one file)")
+    have = {o.domain for o in proto.opset_import}
+    for d in sorted({n.domain for n in proto.graph.node} - have - {"ai.onnx"}):
+        proto.opset_import.append(helper.make_opsetid(d, 1))   # old exports omit custom ones
     try:
         onnx.checker.check_model(proto)
     except Exception as e:
