@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None)
     p.add_argument("--plots", default=None)
 
-    p = sub.add_parser("compile", help="model.pt -> IR + Verilog + ports JSON + manifest")
+    p = sub.add_parser("compile", help="model.pt or model.onnx -> IR + Verilog + ports JSON + manifest")
     p.add_argument("model")
     p.add_argument("-o", "--output", default=None, help="OUTDIR (default rtl_out/<model name>)")
     p.add_argument("--tile", default="128x128", help="crossbar size RxC")
@@ -96,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-images", type=_nonneg, default=64,
                    help="held-out images for the float-vs-integer check (0 = skip)")
     p.add_argument("--no-verilog", action="store_true", help="IR and manifest only")
+    p.add_argument("--dropout", choices=["spatial", "element"], default=None,
+                   help="ONNX model: add MC dropout sites (it was trained without them)")
+    p.add_argument("--p", type=_probability, default=0.2, help="ONNX model: dropout probability")
+    p.add_argument("--sites", default=None,
+                   help="ONNX model: comma list of layer indices (default: all but the first)")
 
     p = sub.add_parser("sim", help="cocotb regression of the RTL against the golden model")
     p.add_argument("outdir")

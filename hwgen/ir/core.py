@@ -34,7 +34,7 @@ VERSION = 2
 
 __all__ = ["FORMAT", "VERSION", "InputEncoding", "BatchNorm", "FloatLayer", "Layer", "Site", "MtjConfig",
            "Dropout", "Meta", "IR", "site_groups", "pack_rows", "unpack_rows", "masks_from_ap",
-           "dumps", "loads", "replace"]
+           "report_items", "dumps", "loads", "replace"]
 
 
 def pack_rows(bits: np.ndarray) -> tuple[str, ...]:
@@ -303,6 +303,12 @@ class IR:
             if s.layer == layer:
                 return k
         return None
+
+
+def report_items(d: dict) -> tuple[tuple[str, object], ...]:
+    """A frontend's facts as `Meta.report`: sorted (key, value) pairs whose values are
+    what JSON gives back (lists, not tuples), so that an IR equals its round trip."""
+    return tuple(sorted(json.loads(json.dumps(d, allow_nan=False)).items()))
 
 
 def masks_from_ap(ir: IR, ap: np.ndarray, n_images: int, samples: int) -> list[np.ndarray]:

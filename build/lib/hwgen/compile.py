@@ -1,4 +1,9 @@
-"""`hwgen compile model.pt -o OUTDIR [--tile RxC]`: model.pt -> verified IR (+ Verilog).
+"""`hwgen compile model.pt|model.onnx -o OUTDIR [--tile RxC]`: a model -> verified IR (+ Verilog).
+
+A binary QONNX graph (a `.onnx` name or ONNX's leading protobuf byte) goes through
+hwgen.frontend.qonnx instead; `--dropout {spatial,element} --p P [--sites 1,2,..]` adds MC
+dropout sites to it (hwgen.passes.add_sites), and check.json is the comparison of the
+integer golden model with the graph's own runtime (hwgen.qonnx_check) on seeded images.
 
 OUTDIR is written atomically and deterministically (no timestamps, no absolute paths):
   ir.json        the IR (hwgen.ir.core.dumps)
@@ -72,12 +77,37 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def is_onnx(path) -> bool:
+    """An ONNX model: a .onnx name, or a file starting with ONNX's first protobuf field
+    (ir_version, tag byte 0x08); model.pt files are zip or pickle."""
+    path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(1) == b"\x08"
+    except OSError:
+        return False
+
+
+def _parse_sites(sites):
+    if sites is None or isinstance(sites, (list, tuple)):
+        return sites
+    try:
+        return [int(v) for v in str(sites).split(",")]
+    except ValueError:
+        raise HwgenError(f"--sites must be a comma list of layer indices, not {sites!r}") from None
+
+
 def compile_model(model_path, outdir, tile="128x128", lanes: int = 8, n_check: int = 64,
-                  verilog: bool = True, timings: dict | None = None) -> dict:
-    """Compile model.pt into `outdir` (atomically); return the manifest.
+                  verilog: bool = True, dropout: str | None = None, p: float = 0.2,
+                  sites=None, timings: dict | None = None) -> dict:
+    """Compile model.pt or a binary QONNX model into `outdir` (atomically); return the
+    manifest. dropout/p/sites add MC dropout sites to an ONNX model (hwgen.passes.add_sites).
 
     timings: if given, filled with the seconds of each stage (`hwgen bench sim`): ir_s
-    (load, frontend and passes), float_check_s, export_s (Verilog and ports) and total_s.
+    (load, frontend and passes), float_check_s (or the qonnx check), export_s (Verilog and
+    ports) and total_s.
     """
     timings = {} if timings is None else timings
     t0 = time.perf_counter()
@@ -85,6 +115,14 @@ def compile_model(model_path, outdir, tile="128x128", lanes: int = 8, n_check: i
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
         raise HwgenError(f"{outdir}: exists and is not a directory")
+    if sites is not None and dropout is None:
+        raise HwgenError("--sites needs --dropout {spatial,element}")
+    if is_onnx(model_path):
+        return _compile_onnx(model_path, outdir, rc, lanes, n_check, verilog, dropout, p,
+                             _parse_sites(sites), t0, timings)
+    if dropout is not None:
+        raise HwgenError("--dropout applies to an ONNX model; model.pt carries its own "
+                         "dropout sites")
     ckpt, sha = load_model(model_path)
     ir = run_pipeline(build_ir(ckpt, sha), PassConfig(tile=rc))
     timings["ir_s"] = time.perf_counter() - t0
@@ -120,7 +158,63 @@ def compile_model(model_path, outdir, tile="128x128", lanes: int = 8, n_check: i
     return manifest
 
 
-def _write(ir, check, outdir, options, verilog, lanes, model_name, sha, timings) -> dict:
+def _compile_onnx(model_path, outdir, rc, lanes, n_check, verilog, dropout, p, sites, t0,
+                  timings) -> dict:
+    from .frontend.qonnx import import_qonnx
+    from .passes import add_sites
+    from .qonnx_check import check_inputs, qonnx_vs_int
+
+    ir = import_qonnx(model_path)
+    sha = ir.meta.model_sha256
+    if dropout is not None:
+        ir = add_sites(ir, dropout, p, sites)
+    ir = run_pipeline(ir, PassConfig(tile=rc))
+    timings["ir_s"] = time.perf_counter() - t0
+    imp = dict(ir.meta.report)
+    log.info("IR: %d layers (imported: %d channels folded, %d constant, %d near-ties), "
+             "%d dropout sites, %d MTJ interfaces, tile %dx%d (%.2f s)", len(ir.layers),
+             imp["channels_checked"], imp["constant_channels"], imp["near_ties"],
+             len(ir.sites), ir.n_interfaces, rc[0], rc[1], time.perf_counter() - t0)
+    check = None
+    t1 = time.perf_counter()
+    if n_check > 0:
+        images = check_inputs(ir, n_check, CHECK_SEED)
+        check = qonnx_vs_int(ir, model_path, images)     # the graph as it is, looped
+        check["image_source"] = f"uniform and theta-edge pixels, seed {CHECK_SEED}"
+        log.info("integer vs qonnx execute_onnx on %d images: %d class-integer and %d "
+                 "prediction mismatches, %d argmax ties", check["images"],
+                 check["class_integer_mismatches"], check["prediction_mismatches"],
+                 check["argmax_ties_class_integers"])
+        if not check["ok"]:
+            raise HwgenError(f"integer-vs-qonnx check failed: {check['class_integer_mismatches']} "
+                             f"of {check['images']} images differ in their class integers, "
+                             f"{check['prediction_mismatches']} in their predictions")
+    timings["float_check_s"] = time.perf_counter() - t1
+    options = {"tile": list(rc), "lanes": int(lanes), "check_images": int(n_check),
+               "verilog": bool(verilog),
+               "dropout": None if dropout is None else
+               {"kind": dropout, "p": float(p), "sites": [s.layer for s in ir.sites]}}
+    tools = {k: _version(k) for k in ("onnx", "onnxruntime", "qonnx")}
+    try:
+        manifest = _write(ir, check, outdir, options, verilog, lanes, Path(model_path).name, sha,
+                          timings, tools)
+    except OSError as e:
+        raise HwgenError(f"writing {outdir} failed: {e}") from None
+    timings["total_s"] = time.perf_counter() - t0
+    log.info("wrote %s (%d files) in %.2f s", outdir, len(manifest["files"]) + 1,
+             timings["total_s"])
+    return manifest
+
+
+def _version(name: str):
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def _write(ir, check, outdir, options, verilog, lanes, model_name, sha, timings,
+           tools=None) -> dict:
     with atomic_dir(outdir) as tmp:
         (tmp / "ir.json").write_text(dumps(ir))
         (tmp / "ir.txt").write_text(dump(ir))
@@ -141,7 +235,8 @@ def _write(ir, check, outdir, options, verilog, lanes, model_name, sha, timings)
                  for p in sorted(tmp.rglob("*")) if p.is_file()}
         manifest = {"format": "hwgen-manifest", "version": 1,
                     "input": {"name": model_name, "sha256": sha},
-                    "options": options, "tools": _tool_versions(), "files": files}
+                    "options": options, "tools": {**_tool_versions(), **(tools or {})},
+                    "files": files}
         (tmp / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, indent=1) + "\n")
     return manifest
 
@@ -149,5 +244,7 @@ def _write(ir, check, outdir, options, verilog, lanes, model_name, sha, timings)
 def cmd_compile(args) -> int:
     outdir = Path(args.output) if args.output else Path("rtl_out") / Path(args.model).stem
     compile_model(args.model, outdir, tile=args.tile, lanes=args.lanes,
-                  n_check=args.check_images, verilog=not args.no_verilog)
+                  n_check=args.check_images, verilog=not args.no_verilog,
+                  dropout=getattr(args, "dropout", None), p=getattr(args, "p", 0.2),
+                  sites=getattr(args, "sites", None))
     return 0
