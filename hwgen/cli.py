@@ -17,6 +17,7 @@ COMMANDS = {
     "compile": "hwgen.compile:cmd_compile",
     "sim": "hwgen.sim.regression:cmd_sim",
     "report": "hwgen.cost.report:cmd_report",
+    "predict": "hwgen.predict:cmd_predict",
     "demo": "hwgen.demo:cmd_demo",
     "bench": "hwgen.bench:cmd_bench",
 }
@@ -115,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--merge", nargs="+", default=None, metavar="REPORT",
                    help="merge shard reports (JSON) into one instead of simulating")
     p.add_argument("--json", default=None)
+
+    p = sub.add_parser("predict", help="golden MC inference of a compiled design on your images")
+    p.add_argument("outdir")
+    p.add_argument("--inputs", required=True, metavar="X.npy", help="float32 images [N, C, H, W]")
+    p.add_argument("--samples", type=_positive, default=16)
+    p.add_argument("--seed", type=_nonneg, default=0)
+    p.add_argument("-o", "--output", required=True, metavar="Y.npz")
 
     p = sub.add_parser("report", help="cost report: modules, draws, reads, cycles, energy")
     p.add_argument("outdir")
