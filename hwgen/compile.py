@@ -6,10 +6,12 @@ dropout sites to it (hwgen.passes.add_sites), and check.json is the comparison o
 integer golden model with the graph's own runtime (hwgen.qonnx_check) on seeded images.
 
 OUTDIR is written atomically and deterministically (no timestamps, no absolute paths):
+  model.pt|.onnx the compiled model itself (its sha256 is the manifest's input hash): the
+                 RTL regression checks the hardware against it directly
   ir.json        the IR (hwgen.ir.core.dumps)
   ir.txt         its text dump (hwgen.ir.dump)
   check.json     the float-vs-integer check (hwgen.float_check), when --check-images > 0
-  ...            the Verilog and ports.json, from hwgen.export when it exists
+  ...            the Verilog and ports.json (hwgen.export)
   manifest.json  input hash, options, tool versions and the sha256 of every other file
 """
 
@@ -149,7 +151,7 @@ def compile_model(model_path, outdir, tile="128x128", lanes: int = 8, n_check: i
                "check_samples": CHECK_SAMPLES, "verilog": bool(verilog)}
     try:
         manifest = _write(ir, check, outdir, options, verilog, lanes, Path(model_path).name, sha,
-                          timings)
+                          timings, model_file=model_path)
     except OSError as e:
         raise HwgenError(f"writing {outdir} failed: {e}") from None
     timings["total_s"] = time.perf_counter() - t0
@@ -197,7 +199,7 @@ def _compile_onnx(model_path, outdir, rc, lanes, n_check, verilog, dropout, p, s
     tools = {k: _version(k) for k in ("onnx", "onnxruntime", "qonnx")}
     try:
         manifest = _write(ir, check, outdir, options, verilog, lanes, Path(model_path).name, sha,
-                          timings, tools)
+                          timings, tools, model_file=model_path)
     except OSError as e:
         raise HwgenError(f"writing {outdir} failed: {e}") from None
     timings["total_s"] = time.perf_counter() - t0
@@ -214,8 +216,14 @@ def _version(name: str):
 
 
 def _write(ir, check, outdir, options, verilog, lanes, model_name, sha, timings,
-           tools=None) -> dict:
+           tools=None, model_file=None) -> dict:
     with atomic_dir(outdir) as tmp:
+        if model_file is not None:
+            # the model itself, so that `hwgen sim` can check the RTL against it directly
+            data = Path(model_file).read_bytes()
+            if hashlib.sha256(data).hexdigest() != sha:
+                raise HwgenError(f"{model_file} changed while it was being compiled")
+            (tmp / ("model.onnx" if is_onnx(model_file) else "model.pt")).write_bytes(data)
         (tmp / "ir.json").write_text(dumps(ir))
         (tmp / "ir.txt").write_text(dump(ir))
         if check is not None:

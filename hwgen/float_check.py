@@ -47,10 +47,13 @@ def _tie_tol(model, i: int, rows: int, in_scale: float) -> np.ndarray:
     return tol
 
 
-def float_vs_int(model, ir: IR, images, masks, chunk: int = 16) -> dict:
+def float_vs_int(model, ir: IR, images, masks, chunk: int = 16, reference=None) -> dict:
     """Compare `model` (a BinaryNet, put in eval mode) with `ir` on float images
     [N, C, H, W] in [0, 1] and keep masks (one [N, T, n_groups] uint8 array per site).
-    Returns a JSON-able report; report["ok"] is False on any non-tie disagreement."""
+    End to end, the float model's class pre-activations and predictions are compared with
+    `reference` class integers [N, T, classes] (default: the golden model's; the RTL
+    regression passes the RTL's). Returns a JSON-able report; report["ok"] is False on
+    any non-tie disagreement."""
     model.eval()
     images = torch.as_tensor(images, dtype=torch.float32)
     n = images.shape[0]
@@ -64,7 +67,8 @@ def float_vs_int(model, ir: IR, images, masks, chunk: int = 16) -> dict:
     per = [dict(layer=i, bits=0, disagree=0, ties=0, non_tie_disagree=0, acc_mismatch=0)
            for i in range(len(ir.layers))]
     samples_equal = samples_tie = samples_bad = pred_equal = 0
-    golden = fast.run(ir, interp.input_bits(ir, images), masks, samples=t)
+    golden = (fast.run(ir, interp.input_bits(ir, images), masks, samples=t) if reference is None
+              else np.asarray(reference))
     for a in range(0, n, chunk):
         x = images[a:a + chunk]
         nb = x.shape[0]

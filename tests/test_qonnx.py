@@ -726,3 +726,30 @@ def test_compile_onnx_with_verilog(models, tmp_path, capsys):
                "--dropout", "element", "--p", "0.2"])
     assert rc == 0, capsys.readouterr().err
     assert any(p.suffix == ".v" for p in (tmp_path / "v").iterdir())
+
+
+def test_imported_cnv_rtl_equals_qonnx_on_both_simulators(models, tmp_path, simulator):
+    """The imported conv net through hwgen compile, then the RTL regression on seeded images
+    from a file: every class integer equals the golden model's and qonnx execute_onnx's;
+    with spatial sites added after training, 0 mismatches against the golden model with
+    the devices' masks (qonnx has no dropout to compare)."""
+    from hwgen.sim import regression
+    out = tmp_path / "cnv"
+    assert main(["compile", str(models["cnv"]), "-o", str(out), "--check-images", "8",
+                 "--lanes", "4"]) == 0
+    assert (out / "model.onnx").read_bytes() == models["cnv"].read_bytes()
+    x = np.random.default_rng(3).random((4, 2, 15, 15), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    rep = regression.run_regression(out, simulator, images=4, samples=2, seed=1,
+                                    progress=False, inputs=tmp_path / "x.npy")
+    assert rep["ok"] and rep["mismatches"] == 0
+    ref = rep["reference"]
+    assert ref["kind"] == "qonnx" and ref["ok"] and ref["sample_mismatches"] == 0
+    if simulator == "icarus":
+        out2 = tmp_path / "cnv_sp"
+        assert main(["compile", str(models["cnv"]), "-o", str(out2), "--check-images", "8",
+                     "--dropout", "spatial", "--p", "0.3", "--sites", "2,3"]) == 0
+        rep = regression.run_regression(out2, simulator, images=3, samples=4, seed=2,
+                                        progress=False, inputs=tmp_path / "x.npy")
+        assert rep["ok"] and rep["mismatches"] == 0 and rep["device_mismatches"] == 0
+        assert rep["reference"]["ok"] is None and "after training" in rep["reference"]["reason"]

@@ -127,3 +127,31 @@ def test_device_statistics_through_the_rtl(digits_outdir):
     ind = rep["independence"]
     assert ind["draws"] == 640 and ind["rate_failures"] == 0
     assert ind["max_pair_r"] < ind["pair_bound"] and ind["max_lag1_r"] < ind["lag1_bound"]
+
+
+def test_rtl_is_checked_against_the_torch_model_directly(digits_outdir, tmp_path):
+    """The regression runs the model.pt that OUTDIR was compiled from (its copy, checked by
+    hash) in MC mode with the devices' masks; a torch model with one flipped weight is
+    caught although the RTL still equals the golden model."""
+    import torch as _torch
+
+    from hwgen.model.io import load_checkpoint, save_model
+    from hwgen.model.io import build_model
+    rep = regression.run_regression(digits_outdir, require_simulator("icarus"), images=4,
+                                    samples=3, seed=5, progress=False)
+    ref = rep["reference"]
+    assert ref["kind"] == "torch" and ref["ok"] and ref["samples"] == 12
+    assert ref["sample_mismatches"] == 0 and ref["prediction_mismatches"] == 0
+    assert "vs torch: 12/12 samples equal" in regression.summary_line(rep)
+    ckpt = load_checkpoint(digits_outdir / "model.pt")
+    net = build_model(ckpt)
+    with _torch.no_grad():                      # flip one classifier weight's sign
+        w = net.blocks[-1].layer.weight
+        w[3, 5] = -w[3, 5] if w[3, 5] != 0 else -1.0
+    save_model(tmp_path / "bad.pt", net, ckpt["meta"])
+    bad = regression.run_regression(digits_outdir, "icarus", images=4, samples=3, seed=5,
+                                    progress=False, waves_on_mismatch=False,
+                                    reference_model=tmp_path / "bad.pt")
+    assert bad["mismatches"] == 0 and bad["device_mismatches"] == 0     # RTL == golden
+    assert bad["reference"]["ok"] is False and not bad["ok"]
+    assert bad["reference"]["sample_mismatches"] > 0

@@ -3,6 +3,7 @@ fresh virtual environment, its `hwgen sim` verifies the checked-in golden exampl
 directory outside the checkout (the benches and their runner ship in the package)."""
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -19,8 +20,14 @@ GOLDEN = ROOT / "rtl_out" / "golden"
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # Build from a copy of what the sdist would hold: setuptools writes build/ and
+    # *.egg-info next to the sources, which must not litter the checkout.
+    src = tmp_path_factory.mktemp("src")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "hwgen", src / "hwgen", ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(out), str(ROOT)], check=True)
+                    "-q", "-w", str(out), str(src)], check=True)
     (whl,) = out.glob("hwgen-*.whl")
     return whl
 

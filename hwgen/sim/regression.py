@@ -99,23 +99,32 @@ def image_bits(ir, n: int, inputs=None) -> tuple[np.ndarray, np.ndarray, str]:
     """The regression's images as flat (c, y, x) input bits [n, C*H*W], their indices,
     and where they come from: the first n of `inputs` (a .npy file) if given, else the
     first n test images of the IR's dataset."""
+    return _images(ir, n, inputs)[1:]
+
+
+def _images(ir, n: int, inputs=None):
+    """(float images, flat input bits, indices, source) of the regression."""
     from ..data import first_test_images, load_inputs
     from ..ir.interp import input_bits
     if inputs is not None:
         x, source = load_inputs(inputs, ir.in_shape, n), Path(inputs).name
     else:
         x, source = first_test_images(ir.meta.dataset, n, ir.in_shape)[0], ir.meta.dataset
-    return input_bits(ir, x).reshape(n, -1), np.arange(n), source
+    return x, input_bits(ir, x).reshape(n, -1), np.arange(n), source
 
 
 def run_regression(outdir, simulator: str = "verilator", images: int = 10, samples: int = 4,
                    seed: int = 0, shard: tuple[int, int] = (0, 1), jobs: int = 1,
                    progress: bool = True, waves_on_mismatch: bool = True,
                    ir_path=None, scoreboard_seeds=None, scoreboard_interface_swap=None,
-                   keep_runs: bool = False, with_stats: bool = True, inputs=None) -> dict:
+                   keep_runs: bool = False, with_stats: bool = True, inputs=None,
+                   reference_model=None) -> dict:
     """Run the network regression (one shard, or `jobs` local shards merged); return the
     report. Images: the first `images` of the .npy file `inputs`, else of the IR's
-    dataset. The scoreboard_* and ir_path arguments plant faults in the checker only."""
+    dataset. Besides the golden model, the RTL's class integers are checked against the
+    model OUTDIR was compiled from (see `reference_check`); `reference_model` overrides
+    that file (to show the check catching a planted fault). The scoreboard_* and ir_path
+    arguments plant faults in the checker only."""
     from tqdm import tqdm
 
     from ..device import device_seeds
@@ -123,7 +132,8 @@ def run_regression(outdir, simulator: str = "verilator", images: int = 10, sampl
     ir, tp = load_outdir(outdir, ir_path)
     if samples >= 1 << 16:
         raise HwgenError(f"--samples must be < 65536 (a 16-bit port), not {samples}")
-    bits, index, ds = image_bits(ir, images, inputs)
+    x, bits, index, ds = _images(ir, images, inputs)
+    ref_model = _reference_model(outdir, reference_model)
     seeds = device_seeds(seed, ir.n_interfaces)
     root = build_root()
     if simulator == "verilator":
@@ -156,7 +166,8 @@ def run_regression(outdir, simulator: str = "verilator", images: int = 10, sampl
             rdir, ir_path=ir_path, scoreboard_seeds=scoreboard_seeds,
             scoreboard_interface_swap=scoreboard_interface_swap, on_progress=tick)
         rep = _report(ir, outdir, simulator, seed, samples, (pa, pb), res, ds, with_stats)
-        return rep, rdir
+        rep["reference"] = reference_check(ir, ref_model, x[pa:pb], res["record"], samples)
+        return _finish(rep), rdir
 
     try:
         if len(parts) == 1:
@@ -206,8 +217,73 @@ def _report(ir, outdir: Path, simulator, seed, samples, rng, res, ds, with_stats
 
 def _finish(rep: dict) -> dict:
     rep["sim_samples_per_s"] = rep["mc_samples"] / rep["sim_wall_s"] if rep["sim_wall_s"] else None
-    rep["ok"] = rep["mismatches"] == 0 and rep["device_mismatches"] == 0
+    ref = rep.get("reference") or {}
+    rep["ok"] = (rep["mismatches"] == 0 and rep["device_mismatches"] == 0
+                 and ref.get("ok", True) is not False)
     return rep
+
+
+MODEL_FILES = ("model.pt", "model.onnx")     # the compiled model, copied into OUTDIR
+
+
+def _reference_model(outdir: Path, override=None) -> Path | None:
+    """The model OUTDIR was compiled from (its copy, checked against the manifest's hash),
+    or `override`; None when OUTDIR holds no model (e.g. an IR made in a test)."""
+    if override is not None:
+        return Path(override)
+    for name in MODEL_FILES:
+        path = outdir / name
+        if path.is_file():
+            man = outdir / "manifest.json"
+            want = json.loads(man.read_text())["input"]["sha256"] if man.is_file() else None
+            if want is not None and _sha(path) != want:
+                raise HwgenError(f"{path}: its sha256 differs from the manifest's input")
+            return path
+    return None
+
+
+def reference_check(ir, model_path, images, record, samples: int) -> dict:
+    """The RTL's class integers, sample by sample, against the model itself (DESIGN
+    10.5/10.6): a hwgen model.pt runs in torch in MC mode with the keep masks the devices
+    produced (hwgen.float_check, ties counted and allowed); a QONNX model, when it has no
+    sites added after training, runs in qonnx's execute_onnx (class integers exact).
+    Returns the JSON section; its "ok" is False on any disagreement that is not a tie."""
+    if model_path is None:
+        return {"kind": None, "reason": "OUTDIR holds no model file", "ok": None}
+    from ..ir.core import masks_from_ap
+    rec = np.load(record)
+    observed = rec["observed"]
+    n = len(observed)
+    if n == 0:
+        return {"kind": None, "reason": "no images", "ok": None}
+    if Path(model_path).suffix == ".onnx" or ir.meta.source == "qonnx":
+        if ir.sites:
+            return {"kind": "qonnx", "ok": None,
+                    "reason": "dropout sites were added after training: the graph has none"}
+        from ..frontend.qonnx import qonnx_reference
+        from ..ir.interp import logits
+        ref = qonnx_reference(model_path, images, batch=min(n, 64))
+        ci = np.asarray(ref["class_integers"])
+        bad = int((observed != ci[:, None, :]).any(axis=2).sum())
+        pred = logits(ir, observed[:, 0].astype(np.float64)).argmax(-1)
+        pbad = int((pred != ref["predictions"]).sum())
+        return {"kind": "qonnx", "samples": int(observed.shape[0] * observed.shape[1]),
+                "sample_mismatches": bad, "samples_with_tie": 0,
+                "prediction_mismatches": pbad, "ok": bad == 0 and pbad == 0}
+    import torch
+
+    from ..float_check import float_vs_int
+    from ..model.io import build_model, load_checkpoint
+    model = build_model(load_checkpoint(model_path))
+    masks = masks_from_ap(ir, rec["ap"], n, samples) if ir.n_interfaces else []
+    with torch.no_grad():
+        r = float_vs_int(model, ir, images, masks, reference=observed)
+    total = n * samples
+    return {"kind": "torch", "samples": total,
+            "sample_mismatches": total - round(r["sample_agreement"] * total),
+            "samples_with_tie": r["samples_with_tie"], "non_tie_disagree": r["non_tie_disagree"],
+            "prediction_mismatches": n - round(r["prediction_agreement"] * n),
+            "ok": r["ok"]}
 
 
 def merge_reports(reports: list[dict]) -> dict:
@@ -253,6 +329,15 @@ def merge_reports(reports: list[dict]) -> dict:
                               interval_999=[lo / draws, hi / draws], inside=bool(lo <= drops <= hi)))
         out["sites"] = sites
         out["independence_per_shard"] = [r.get("independence") for r in reports]
+    refs = [r.get("reference") or {} for r in reports]
+    if refs and all(x.get("ok") is not None for x in refs):
+        out["reference"] = {"kind": refs[0]["kind"], "ok": all(x["ok"] for x in refs)}
+        for k in ("samples", "sample_mismatches", "samples_with_tie", "non_tie_disagree",
+                  "prediction_mismatches"):
+            if all(k in x for x in refs):
+                out["reference"][k] = sum(x[k] for x in refs)
+    else:
+        out["reference"] = next((x for x in refs if x), None)
     out["shards"] = [{k: r[k] for k in ("image_range", "mismatches", "device_mismatches",
                                         "sim_wall_s", "cycles_per_sample", "sim_samples_per_s")}
                      for r in reports]
@@ -287,9 +372,16 @@ def _waves(outdir, simulator, ir, report, bits, index, samples, seeds, root, ir_
 def summary_line(r: dict) -> str:
     cps = f"{r['cycles_per_sample']:.1f}" if r["cycles_per_sample"] else "n/a"
     rate = f"{r['sim_samples_per_s']:.0f}" if r["sim_samples_per_s"] else "n/a"
+    ref = r.get("reference") or {}
+    if ref.get("ok") is None:
+        vs = f"vs model: n/a ({ref.get('reason', 'not run')})"
+    else:
+        vs = (f"vs {ref['kind']}: {ref['samples'] - ref['sample_mismatches']}/{ref['samples']} "
+              f"samples equal ({ref['samples_with_tie']} with a float tie), "
+              f"{ref['prediction_mismatches']} prediction mismatches")
     return (f"hwgen sim [{r['simulator']}]: {r['images']} images x {r['samples']} samples = "
-            f"{r['mc_samples']} MC samples, mismatches {r['mismatches']} "
-            f"(device {r['device_mismatches']}), {cps} cycles/sample, "
+            f"{r['mc_samples']} MC samples, vs golden: mismatches {r['mismatches']} "
+            f"(device {r['device_mismatches']}); {vs}; {cps} cycles/sample, "
             f"{rate} simulated samples/s: {'PASS' if r['ok'] else 'FAIL'}")
 
 

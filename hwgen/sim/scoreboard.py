@@ -85,7 +85,7 @@ class Scoreboard:
         n, t = observed.shape[:2]
         ap = np.asarray(ap, bool).reshape(n * t, self.ir.n_interfaces)
         masks = masks_from_ap(self.ir, ap if self.wiring is None else ap[:, self.wiring], n, t)
-        expected = np.asarray(self.golden(self.ir, bits, masks))
+        expected = np.asarray(self.golden(self.ir, bits, masks, samples=t))
         if expected.shape != observed.shape:
             raise ValueError(f"golden gave {expected.shape}, RTL gave {observed.shape}")
         bad = expected != observed

@@ -1,1 +1,0 @@
-"""Torch side of hwgen: binary layers, dropout sites, the network, model.pt I/O."""

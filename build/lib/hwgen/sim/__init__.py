@@ -1,5 +1,0 @@
-"""cocotb verification of the generated hardware (DESIGN section 10).
-
-Pure-Python parts (`ports`, `scoreboard`, `stats`) are importable without a simulator;
-`bench_top` is the cocotb bench that runs inside one; `runner` builds and launches it.
-"""
