@@ -19,6 +19,7 @@ COMMANDS = {
     "report": "hwgen.cost.report:cmd_report",
     "demo": "hwgen.demo:cmd_demo",
     "bench": "hwgen.bench:cmd_bench",
+    "summary": "hwgen.summary:cmd_summary",
 }
 
 
@@ -113,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None)
     p.add_argument("--samples", type=_positive, default=None,
                    help="T for per-inference figures (default: the sim report's T, else 16)")
+
+    p = sub.add_parser("summary", help="per-layer model summary: parameters by bit width, "
+                       "memory, binary MACs, crossbar tiles and their utilisation")
+    p.add_argument("target", metavar="OUTDIR|ir.json|model.pt")
+    p.add_argument("--json", default=None, metavar="F", help="also write the summary as JSON to F")
+    p.add_argument("--tile", default="128x128", help="crossbar size RxC (model.pt only)")
 
     p = sub.add_parser("demo", help="train on digits, compile, export, simulate")
     p.add_argument("--workdir", default="runs/demo")
