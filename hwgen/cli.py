@@ -20,6 +20,7 @@ COMMANDS = {
     "demo": "hwgen.demo:cmd_demo",
     "bench": "hwgen.bench:cmd_bench",
     "summary": "hwgen.summary:cmd_summary",
+    "study": "hwgen.study:cmd_study",
 }
 
 
@@ -120,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", metavar="OUTDIR|ir.json|model.pt")
     p.add_argument("--json", default=None, metavar="F", help="also write the summary as JSON to F")
     p.add_argument("--tile", default="128x128", help="crossbar size RxC (model.pt only)")
+
+    p = sub.add_parser("study", help="the spatial-vs-element study as one command: train, "
+                       "evaluate, compile, verify RTL, cost, summary, report")
+    p.add_argument("--config", default=None, metavar="study.json|paper|tiny",
+                   help="a JSON file of StudyConfig fields, or a preset name (default: paper)")
+    p.add_argument("--tiny", action="store_true", help="the tiny preset (same as --config tiny)")
+    p.add_argument("-o", "--output", default=None,
+                   help="output directory (default: the config's output_dir)")
 
     p = sub.add_parser("demo", help="train on digits, compile, export, simulate")
     p.add_argument("--workdir", default="runs/demo")

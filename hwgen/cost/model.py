@@ -218,7 +218,7 @@ def _explain(ir, site_layers, totals, r_el, r_win) -> str:
         lay = ir.layers[i]
         sp, el = groups(lay, "spatial"), groups(lay, "element")
         per_site.append(f"layer {i} ({lay.op} {lay.kernel[0]}x{lay.kernel[1]}, {lay.windows} "
-                        f"windows): {sp:,} vs {el:,} modules ({el // sp}x), {sp:,} vs "
+                        f"window{'s' if lay.windows != 1 else ''}): {sp:,} vs {el:,} modules ({el // sp}x), {sp:,} vs "
                         f"{lay.rows * lay.windows:,} per-window draws")
     s, w = totals["spatial"], totals["element_window"]
     return (

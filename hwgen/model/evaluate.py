@@ -169,27 +169,31 @@ def draw_reliability(ax, rel: dict) -> None:
     """A reliability diagram on `ax` from `metrics.reliability`: accuracy per confidence
     bin, each bar labelled with its image count, bins of fewer than FEW images hatched (a
     bar at accuracy 1.0 made of three images says little, and the reader must see that)."""
+    from matplotlib.patches import Patch
+
     centers = (rel["edges"][:-1] + rel["edges"][1:]) / 2
     width = rel["edges"][1] - rel["edges"][0]
     ok = rel["count"] > 0
     few = ok & (rel["count"] < FEW)
-    bars = ax.bar(centers[ok], rel["accuracy"][ok], width=width, edgecolor="k",
-                  label="accuracy (bar label: images in the bin)")
+    bars = ax.bar(centers[ok], rel["accuracy"][ok], width=width, edgecolor="k", color="tab:blue")
     for b, is_few in zip(bars, few[ok]):
         if is_few:
             b.set_hatch("//")
             b.set_alpha(0.5)
     ax.bar_label(bars, labels=[f"{int(c)}" for c in rel["count"][ok]], fontsize=6,
                  rotation=90, padding=2)
-    ax.plot([0, 1], [0, 1], "r--", label="perfect calibration")
+    line, = ax.plot([0, 1], [0, 1], "r--")
+    handles = [Patch(facecolor="tab:blue", edgecolor="k"), line]
+    labels = ["accuracy (bar label: images in the bin)", "perfect calibration"]
     if few.any():
-        ax.bar([], [], hatch="//", alpha=0.5, edgecolor="k", color="tab:blue",
-               label=f"fewer than {FEW} images")
+        handles.append(Patch(facecolor="tab:blue", edgecolor="k", hatch="//", alpha=0.5))
+        labels.append(f"fewer than {FEW} images")
     ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.18)
+    ax.set_ylim(0, 1.32)
+    ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_xlabel("confidence (max mean softmax)")
     ax.set_ylabel("accuracy")
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(handles, labels, fontsize=7, loc="upper left")
 
 
 def _save(fig, path: Path) -> None:
