@@ -10,7 +10,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from hwgen.cli import main
 from hwgen.errors import HwgenError
@@ -295,3 +294,24 @@ def test_tiny_study_end_to_end_then_from_the_cache(tmp_path, capsys):
     assert {p.name: _sha(p) for p in (out / "models").iterdir()} == models
     res.pop("run"), res2.pop("run")
     assert res2 == res
+
+
+def test_reliability_diagram_labels_every_bin_with_its_count():
+    """hwgen eval's and the study's diagrams: a bin of 3 images at accuracy 1.0 says so."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hwgen import metrics
+    from hwgen.model.evaluate import draw_reliability
+
+    p = np.array([[0.95, 0.05]] * 3 + [[0.55, 0.45]] * 20)
+    y = np.array([0] * 3 + [0] * 12 + [1] * 8)
+    rel = metrics.reliability(p, y)
+    fig, ax = plt.subplots()
+    draw_reliability(ax, rel)
+    assert [t.get_text() for t in ax.texts] == ["20", "3"]
+    bars = [b for b in ax.patches if b.get_height() > 0]
+    assert [(round(b.get_height(), 3), b.get_hatch()) for b in bars] == [(0.6, None), (1.0, "//")]
+    assert "fewer than 10 images" in [t.get_text() for t in ax.get_legend().get_texts()]
+    plt.close(fig)

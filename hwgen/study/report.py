@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 import numpy as np
 
@@ -177,7 +176,7 @@ def render_markdown(res: dict, run: dict) -> str:
     c = res["config"]
     ns = len(c["seeds"])
     T = res["report_samples"]
-    out = [f"# hwgen study: MC-SpatialDropout vs per-neuron MC-Dropout",
+    out = ["# hwgen study: MC-SpatialDropout vs per-neuron MC-Dropout",
            "",
            f"Command: `{cmd}`; config fingerprint `{fp}` (the full config is in results.json "
            f"`config`). Dataset {c['dataset']}, architecture `{res['arch']}`, "
@@ -222,7 +221,7 @@ def render_markdown(res: dict, run: dict) -> str:
                                      if str(t) in pts else "(T = 1 only)") for t in ts])
     out += _table(["model"] + [f"T = {t}: acc / ECE" for t in ts], rows)
     out += ["", src("vs_T"), "", "![accuracy and ECE vs T](figures/accuracy_ece_vs_T.png)", "",
-            f"![ID vs OOD entropy](figures/entropy_hist.png)", "",
+            "![ID vs OOD entropy](figures/entropy_hist.png)", "",
             "![reliability diagrams, each bin labelled with its image count; bins of fewer than "
             "10 images hatched](figures/reliability.png)", "",
             "![rejection curves](figures/rejection.png)", ""]
