@@ -20,6 +20,8 @@ COMMANDS = {
     "predict": "hwgen.predict:cmd_predict",
     "demo": "hwgen.demo:cmd_demo",
     "bench": "hwgen.bench:cmd_bench",
+    "summary": "hwgen.summary:cmd_summary",
+    "study": "hwgen.study:cmd_study",
 }
 
 
@@ -129,6 +131,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None)
     p.add_argument("--samples", type=_positive, default=None,
                    help="T for per-inference figures (default: the sim report's T, else 16)")
+
+    p = sub.add_parser("summary", help="per-layer model summary: parameters by bit width, "
+                       "memory, binary MACs, crossbar tiles and their utilisation")
+    p.add_argument("target", metavar="OUTDIR|ir.json|model.pt")
+    p.add_argument("--json", default=None, metavar="F", help="also write the summary as JSON to F")
+    p.add_argument("--tile", default="128x128", help="crossbar size RxC (model.pt only)")
+
+    p = sub.add_parser("study", help="the spatial-vs-element study as one command: train, "
+                       "evaluate, compile, verify RTL, cost, summary, report")
+    p.add_argument("--config", default=None, metavar="study.json|paper|tiny",
+                   help="a JSON file of StudyConfig fields, or a preset name (default: paper)")
+    p.add_argument("--tiny", action="store_true", help="the tiny preset (same as --config tiny)")
+    p.add_argument("-o", "--output", default=None,
+                   help="output directory (default: the config's output_dir)")
 
     p = sub.add_parser("demo", help="train on digits, compile, export, simulate")
     p.add_argument("--workdir", default="runs/demo")

@@ -11,9 +11,20 @@ import numpy as np
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score, roc_curve
 
 __all__ = ["entropy", "predictive_entropy", "mutual_information", "ece", "reliability",
-           "brier", "nll", "classification_metrics", "ood_metrics", "ECE_BINS"]
+           "reliability_table", "brier", "nll", "classification_metrics", "ood_metrics", "softmax", "rejection_curve",
+           "ECE_BINS", "REJECT_FRACTIONS"]
 
 ECE_BINS = 15
+# Fractions rejected on a rejection curve: 0, 5%, ..., 90% (at 95% and beyond a few dozen
+# images carry the whole figure on the test sets used here).
+REJECT_FRACTIONS = tuple(round(0.05 * k, 2) for k in range(19))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis in float64 (max-subtracted, so large logits are safe)."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = np.exp(z - z.max(-1, keepdims=True))
+    return z / z.sum(-1, keepdims=True)
 
 
 def entropy(p: np.ndarray) -> np.ndarray:
@@ -49,6 +60,15 @@ def reliability(p: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> dict
     return {"edges": np.linspace(0.0, 1.0, bins + 1), "count": count,
             "accuracy": np.bincount(idx, correct, bins) / safe,
             "confidence": np.bincount(idx, conf, bins) / safe}
+
+
+def reliability_table(p: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> dict:
+    """`reliability` as JSON-ready lists: the bins' lower and upper edges, image count,
+    accuracy and mean confidence (0 for an empty bin; its count says so)."""
+    r = reliability(p, labels, bins)
+    return {"lower": r["edges"][:-1].tolist(), "upper": r["edges"][1:].tolist(),
+            "count": [int(c) for c in r["count"]], "accuracy": r["accuracy"].tolist(),
+            "confidence": r["confidence"].tolist()}
 
 
 def ece(p: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
@@ -95,3 +115,44 @@ def ood_metrics(score_id: np.ndarray, score_ood: np.ndarray) -> dict:
         "aupr": float(average_precision_score(y, s)),
         "fpr95": float(fpr[np.searchsorted(tpr, 0.95, side="left")]),
     }
+
+
+def rejection_curve(p: np.ndarray, labels: np.ndarray, score: np.ndarray,
+                    fractions=REJECT_FRACTIONS) -> dict:
+    """Accuracy on the retained images when the fraction f with the highest uncertainty
+    `score` is rejected, for each f in `fractions` (from [N, C] mean probabilities).
+
+    floor(f * N) images are rejected. Where the cut falls inside a group of equal scores
+    (e.g. MI = 0 for a deterministic model), the group is split at random: the figure is
+    the expected accuracy, so it does not depend on image order.
+    Returns {"fraction": [...], "accuracy": [...], "retained": [...], "area": mean accuracy
+    over the fractions}.
+    """
+    p, score = np.asarray(p, np.float64), np.asarray(score, np.float64)
+    correct = (p.argmax(-1) == np.asarray(labels)).astype(np.float64)
+    n = len(correct)
+    if n == 0 or score.shape != (n,):
+        raise ValueError(f"need one score per image: {score.shape} scores for {n} images")
+    order = np.argsort(-score, kind="stable")         # most uncertain first
+    s_sorted, c_sorted = score[order], correct[order]
+    # For each position in the sorted list, the [start, end) of its group of equal scores.
+    new = np.r_[True, s_sorted[1:] != s_sorted[:-1]]
+    start = np.maximum.accumulate(np.where(new, np.arange(n), 0))
+    end = np.r_[start[1:][new[1:]], n]
+    end = np.repeat(end, np.diff(np.r_[np.flatnonzero(new), n]))
+    csum = np.r_[0.0, np.cumsum(c_sorted)]
+    acc, kept = [], []
+    for f in fractions:
+        if not 0.0 <= f < 1.0:
+            raise ValueError(f"rejected fraction must be in [0, 1), not {f!r}")
+        k = int(np.floor(f * n + 1e-9))               # images rejected
+        if k == 0:
+            good = csum[n]
+        else:
+            a, b = start[k - 1], end[k - 1]           # the group the cut falls in
+            mean_group = (csum[b] - csum[a]) / (b - a)
+            good = (csum[n] - csum[b]) + (b - k) * mean_group
+        acc.append(float(good / (n - k)))
+        kept.append(n - k)
+    return {"fraction": [float(f) for f in fractions], "accuracy": acc, "retained": kept,
+            "area": float(np.mean(acc))}

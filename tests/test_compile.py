@@ -42,7 +42,7 @@ def test_compile_twice_is_byte_identical(tmp_path, model_pt, capsys):
         assert rc == 0, err
     a, b = _tree(tmp_path / "a"), _tree(tmp_path / "b")
     assert a == b
-    assert set(a) == {"ir.json", "ir.txt", "check.json", "manifest.json"}
+    assert set(a) == {"ir.json", "ir.txt", "check.json", "manifest.json", "model.pt"}
     man = json.loads(a["manifest.json"])
     assert man["input"]["sha256"] == hashlib.sha256(model_pt.read_bytes()).hexdigest()
     assert man["options"]["tile"] == [5, 3] and man["options"]["verilog"] is False

@@ -253,3 +253,41 @@ def test_cycles_are_the_hw_plan_bound():
         cb = cycle_bound(ir, lanes)
         assert [l["cycles_bound_per_pass"] for l in rep["layers"]] == list(cb.per_layer)
         assert rep["cycles"]["bound_per_inference"] == cb.per_image(4)
+
+
+def test_element_window_baseline_by_hand():
+    """Per-window redraws: every row of a gated layer draws once per window and sample.
+    L1: 72 rows x 16 windows = 1,152; L2 (classifier, 1 window): 64 rows x 1 = 64."""
+    T, lanes = 4, 4
+    rep = cm.cost(tiny_ir(), samples=T, lanes=lanes)
+    win, el, sp = (rep["totals"][k] for k in ("element_window", "element", "spatial"))
+    assert [l["dropout"]["element_window"]["draws_per_sample"] for l in rep["layers"]] == [0, 1152, 64]
+    assert win["modules"] == el["modules"] == 136          # one source per word line, as element
+    assert win["draws_per_sample"] == 1216 and win["draws"] == 1216 * T
+    assert el["draws_per_sample"] == 136 and sp["draws_per_sample"] == 24
+    draw = et.rng_draw_pj()
+    assert win["rng_pj"] == pytest.approx(1216 * T * draw, rel=1e-12)
+    e = rep["energy_pj_per_inference"]
+    assert e["total_element_window"] - e["total_spatial"] == pytest.approx((1216 - 24) * T * draw,
+                                                                           rel=1e-12)
+    # the default MTJ protocol: reset 2 + write 2 + latch 1 = 5 cycles per draw
+    assert cm.rng_cycles(tiny_ir()) == 5 and rep["design"]["rng"]["cycles_per_draw"] == 5
+    # L1 reads take ceil(16/4) = 4 < 5 cycles: 16 windows x 5; L2 ceil(10/4) = 3 -> 1 x 5
+    assert win["cycles_bound_per_sample"] == 16 * 5 + 1 * 5
+    assert sp["cycles_bound_per_sample"] == el["cycles_bound_per_sample"] == 16 * 4 + 3
+    r = rep["ratios_over_spatial"]["element_window"]
+    assert r["draws"] == pytest.approx(1216 / 24) and r["modules"] == pytest.approx(136 / 24)
+    assert r["cycles"] == pytest.approx(85 / 67)
+    assert rep["ratios_over_spatial"]["element"] == rep["ratios_element_over_spatial"]
+    # with reads slower than a draw (1 lane: 16 and 10 cycles) the draws hide behind them
+    rep1 = cm.cost(tiny_ir(), samples=T, lanes=1)
+    assert rep1["totals"]["element_window"]["cycles_bound_per_sample"] == 16 * 16 + 10
+
+
+def test_report_text_and_png_show_three_baselines(tmp_path):
+    rep = cm.cost(tiny_ir(), samples=2, lanes=8)
+    text = cm.render(rep)
+    assert "element_window / spatial: modules 5.67x, draws 50.67x" in text
+    assert "per window" in text and f"{1216 * 2:,}" in text
+    png = cm.plot_png(rep, caption="made by a test")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png == cm.plot_png(rep, caption="made by a test")

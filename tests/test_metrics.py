@@ -66,3 +66,36 @@ def test_identical_samples_tie_exactly():
     mi = metrics.mutual_information(np.repeat(p[None], 16, axis=0))
     assert (mi == 0.0).all()
     assert metrics.ood_metrics(mi[:25], mi[25:])["auroc"] == 0.5
+
+
+def test_rejection_curve_by_hand():
+    # images 0..3: correct = [0, 1, 1, 0]; uncertainty 0.9, 0.1, 0.5, 0.5
+    p = np.array([[0.2, 0.8], [0.9, 0.1], [0.3, 0.7], [0.6, 0.4]])
+    y = np.array([0, 0, 1, 1])
+    score = np.array([0.9, 0.1, 0.5, 0.5])
+    r = metrics.rejection_curve(p, y, score, fractions=(0.0, 0.25, 0.5, 0.75))
+    # 0: all 4 kept, 2 right; 0.25: image 0 out -> 2/3; 0.5: the cut splits the tie {2, 3}
+    # (one right, one wrong): image 1 + half of it -> 1.5/2; 0.75: only image 1 -> 1
+    assert r["accuracy"] == pytest.approx([0.5, 2 / 3, 0.75, 1.0])
+    assert r["retained"] == [4, 3, 2, 1]
+    assert r["area"] == pytest.approx((0.5 + 2 / 3 + 0.75 + 1.0) / 4)
+    # image order does not matter, ties included
+    perm = np.array([3, 1, 0, 2])
+    r2 = metrics.rejection_curve(p[perm], y[perm], score[perm], fractions=(0.0, 0.25, 0.5, 0.75))
+    assert r2["accuracy"] == pytest.approx(r["accuracy"])
+    # a constant score (MI of a deterministic model) keeps the accuracy flat
+    flat = metrics.rejection_curve(p, y, np.zeros(4), fractions=(0.0, 0.5, 0.75))
+    assert flat["accuracy"] == pytest.approx([0.5, 0.5, 0.5])
+    with pytest.raises(ValueError):
+        metrics.rejection_curve(p, y, score[:3])
+    with pytest.raises(ValueError):
+        metrics.rejection_curve(p, y, score, fractions=(1.0,))
+
+
+def test_softmax_and_reliability_table():
+    z = np.array([[1000.0, 1000.0], [0.0, math.log(3.0)]])
+    assert metrics.softmax(z) == pytest.approx(np.array([[0.5, 0.5], [0.25, 0.75]]))
+    t = metrics.reliability_table(np.array([[0.9, 0.1], [0.91, 0.09], [0.5, 0.5]]),
+                                  np.array([0, 1, 0]))
+    assert sum(t["count"]) == 3 and t["count"][13] == 2 and t["count"][7] == 1
+    assert t["accuracy"][13] == 0.5 and t["upper"][13] == pytest.approx(14 / 15)

@@ -652,7 +652,7 @@ def test_compile_onnx(models, tmp_path, capsys):
                "8", "--dropout", "spatial", "--p", "0.1", "--sites", "2,3", "--tile", "16x8"])
     assert rc == 0, capsys.readouterr().err
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["check.json", "ir.json", "ir.txt", "manifest.json"]
+    assert files == ["check.json", "ir.json", "ir.txt", "manifest.json", "model.onnx"]
     check = json.loads((out / "check.json").read_text())
     assert check["ok"] and check["images"] == 8
     ir = loads((out / "ir.json").read_text())

@@ -26,7 +26,7 @@ from .net import BinaryNet
 
 log = logging.getLogger(__name__)
 
-__all__ = ["mc_logits", "draw_mc_masks", "cmd_eval", "evaluate"]
+__all__ = ["mc_logits", "draw_mc_masks", "cmd_eval", "evaluate", "write_plots", "draw_reliability"]
 
 # Masks are drawn per chunk of this many images from one seeded generator, so the keep
 # bits of image i depend only on (seed, i), never on how the caller batches.
@@ -124,6 +124,7 @@ def evaluate(ckpt: dict, samples: int, seed: int = 0, limit: int | None = None,
             by: metrics.ood_metrics(id_[key], ood[key])
             for by, key in (("entropy", "entropy"), ("mi", "mi"))
         },
+        "reliability": metrics.reliability_table(id_["probs"].mean(0), labels),
         "ood_mean_entropy": float(ood["entropy"].mean()),
         "ood_mean_mi": float(ood["mi"].mean()),
         "train_meta": {k: v for k, v in ckpt["meta"].items() if k != "history"},
@@ -141,15 +142,8 @@ def write_plots(outdir, report: dict, raw: dict) -> None:
     title = f"{report['dataset']} {report['arch']} dropout={report['dropout']} T={report['samples']}"
     rel = metrics.reliability(raw["id"]["probs"].mean(0), raw["labels"])
     fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
-    centers = (rel["edges"][:-1] + rel["edges"][1:]) / 2
-    width = rel["edges"][1] - rel["edges"][0]
-    ok = rel["count"] > 0
-    ax.bar(centers[ok], rel["accuracy"][ok], width=width, edgecolor="k", label="accuracy")
-    ax.plot([0, 1], [0, 1], "r--", label="perfect calibration")
-    ax.set_xlabel("confidence (max mean softmax)")
-    ax.set_ylabel("accuracy")
-    ax.set_title(f"{title}\nECE {report['ece']:.4f}", fontsize=8)
-    ax.legend(fontsize=8)
+    draw_reliability(ax, rel)
+    ax.set_title(f"{title}\nECE {report['ece']:.4f}, {int(rel['count'].sum())} images", fontsize=8)
     _save(fig, outdir / "reliability.png")
     plt.close(fig)
 
@@ -166,6 +160,40 @@ def write_plots(outdir, report: dict, raw: dict) -> None:
     fig.suptitle(title, fontsize=8)
     _save(fig, outdir / "entropy_hist.png")
     plt.close(fig)
+
+
+FEW = 10   # a reliability bin with fewer images than this is drawn hatched
+
+
+def draw_reliability(ax, rel: dict) -> None:
+    """A reliability diagram on `ax` from `metrics.reliability`: accuracy per confidence
+    bin, each bar labelled with its image count, bins of fewer than FEW images hatched (a
+    bar at accuracy 1.0 made of three images says little, and the reader must see that)."""
+    from matplotlib.patches import Patch
+
+    centers = (rel["edges"][:-1] + rel["edges"][1:]) / 2
+    width = rel["edges"][1] - rel["edges"][0]
+    ok = rel["count"] > 0
+    few = ok & (rel["count"] < FEW)
+    bars = ax.bar(centers[ok], rel["accuracy"][ok], width=width, edgecolor="k", color="tab:blue")
+    for b, is_few in zip(bars, few[ok]):
+        if is_few:
+            b.set_hatch("//")
+            b.set_alpha(0.5)
+    ax.bar_label(bars, labels=[f"{int(c)}" for c in rel["count"][ok]], fontsize=6,
+                 rotation=90, padding=2)
+    line, = ax.plot([0, 1], [0, 1], "r--")
+    handles = [Patch(facecolor="tab:blue", edgecolor="k"), line]
+    labels = ["accuracy (bar label: images in the bin)", "perfect calibration"]
+    if few.any():
+        handles.append(Patch(facecolor="tab:blue", edgecolor="k", hatch="//", alpha=0.5))
+        labels.append(f"fewer than {FEW} images")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.32)
+    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.set_xlabel("confidence (max mean softmax)")
+    ax.set_ylabel("accuracy")
+    ax.legend(handles, labels, fontsize=7, loc="upper left")
 
 
 def _save(fig, path: Path) -> None:
