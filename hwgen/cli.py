@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks: print a table, write one JSON record (--json)")
     benches = p.add_subparsers(dest="what", required=True, parser_class=_Parser,
-                               metavar="{train,golden,cycles,sim}")
+                               metavar="{train,golden,cycles,sim,shapes}")
 
     def bench(name, help):
         q = benches.add_parser(name, help=help)
@@ -191,6 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compile's float-vs-integer check images (0 = skip)")
     q.add_argument("-o", "--output", default=None,
                    help="compile into this OUTDIR and keep it (default: a temporary one)")
+
+    q = bench("shapes", "bench sim on named shapes with random weights (digits, fashion, "
+                        "fashion-wide, cnv)")
+    q.add_argument("--shapes", default=None, help="comma list (default: all)")
+    q.add_argument("--simulator", choices=["icarus", "verilator"], default="verilator")
+    q.add_argument("--images", type=_positive, default=4)
+    q.add_argument("--samples", type=_positive, default=16)
+    q.add_argument("--seed", type=_nonneg, default=0)
     return ap
 
 

@@ -21,7 +21,6 @@ import torch
 from hwgen.device import MtjParams
 from hwgen.frontend import build_ir
 from hwgen.ir.core import IR, InputEncoding, Layer, Meta, Site, dumps, pack_rows
-from hwgen.model.io import save_model
 from hwgen.model.net import BinaryNet, make_arch
 
 SIMULATORS = ("icarus", "verilator")
@@ -84,19 +83,9 @@ def random_images(in_shape, n: int, seed: int = 0) -> torch.Tensor:
 
 def random_model(path, spec, dataset="digits", in_shape=(1, 8, 8), dropout="spatial",
                  p=0.2, seed=0):
-    """model.pt with seeded random latent weights and batch norms."""
-    torch.manual_seed(seed)
-    net = BinaryNet(make_arch(spec, in_shape, dropout, p))
-    with torch.no_grad():
-        for blk in net.blocks:
-            o = blk.bn.weight.shape[0]
-            blk.layer.weight.uniform_(-1, 1)
-            blk.bn.weight.copy_(torch.randn(o))
-            blk.bn.bias.copy_(torch.randn(o))
-            blk.bn.running_mean.copy_(torch.randn(o) * 3)
-            blk.bn.running_var.copy_(torch.rand(o) + 0.5)
-    save_model(path, net, {"dataset": dataset, "dropout": dropout, "p": p, "seed": seed})
-    return path
+    """model.pt with seeded random latent weights and batch norms (hwgen.bench.shapes)."""
+    from hwgen.bench.shapes import random_model as make
+    return make(path, spec, in_shape, dataset, dropout, p, seed)
 
 
 # -- the hand-written stub hwgen_top (tests/fixtures/stub_top) ------------------------------

@@ -169,3 +169,17 @@ def test_bench_sim_bad_input(digits_pt, tmp_path, capsys):
     assert main(["bench", "sim", str(digits_pt), "--tile", "0x3", "-o", str(tmp_path / "o")]) == 2
     assert "--tile" in capsys.readouterr().err
     assert not (tmp_path / "s.json").exists() and not (tmp_path / "o").exists()
+
+
+def test_bench_shapes_runs_a_named_shape(tmp_path, capsys):
+    rc = main(["bench", "shapes", "--shapes", "digits", "--simulator",
+               require_simulator("icarus"), "--images", "1", "--samples", "2", "--json",
+               str(tmp_path / "s.json")])
+    assert rc == 0
+    rec = json.loads((tmp_path / "s.json").read_text())
+    (row,) = rec["shapes"]
+    assert row["shape"] == "digits" and row["spec"] == "c32,p2,f10"
+    assert row["sim"]["mismatches"] == 0 and row["sim"]["reference"]["ok"] is True
+    assert row["verilog_bytes"] > 0 and row["compile"]["export_s"] > 0
+    assert "digits" in capsys.readouterr().out
+    assert main(["bench", "shapes", "--shapes", "nope"]) == 2

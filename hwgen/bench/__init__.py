@@ -1,4 +1,4 @@
-"""`hwgen bench {train,golden,cycles,sim}`: one module per bench, each with an importable
+"""`hwgen bench {train,golden,cycles,sim,shapes}`: one module per bench, each with an importable
 measuring function and a `run(args)` that prints a table and writes one JSON record
 (`--json F`; format in common.py).
 
@@ -7,6 +7,7 @@ golden.py  the golden interpreter vs the torch float model in MC mode, MC sample
 cycles.py  cycles per MC sample of the top in Amaranth's simulator vs the section 7 bound
 sim.py     compile stages, Verilog size, a cold simulator build and the RTL regression's
            MC samples/s (Verilator or Icarus)
+shapes.py  `sim` on named network shapes (digits, Fashion default and wide, FINN's CNV)
 """
 
 import importlib
@@ -19,6 +20,7 @@ BENCHES = {
     "golden": "hwgen.bench.golden:run",
     "cycles": "hwgen.bench.cycles:run",
     "sim": "hwgen.bench.sim:run",
+    "shapes": "hwgen.bench.shapes:run",
 }
 
 

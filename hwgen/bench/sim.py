@@ -77,7 +77,8 @@ def _design(ir, outdir: Path) -> dict:
 
 def bench_sim(target, simulator: str = "verilator", images: int = 10, samples: int = 4,
               seed: int = 0, lanes: int | None = None, tile: str | None = None,
-              check_images: int = 64, outdir=None, progress: bool = True) -> dict:
+              check_images: int = 64, outdir=None, progress: bool = True,
+              inputs=None) -> dict:
     """Measure `target` (a model file, compiled first, or a compiled OUTDIR); return the
     record's fields: input, design, compile (None for an OUTDIR), verilog_bytes, build
     and sim."""
@@ -117,7 +118,7 @@ def bench_sim(target, simulator: str = "verilator", images: int = 10, samples: i
             t0 = time.perf_counter()
             rep = regression.run_regression(design_dir, simulator, images, samples, seed,
                                             progress=progress, waves_on_mismatch=False,
-                                            with_stats=False)
+                                            with_stats=False, inputs=inputs)
             wall = time.perf_counter() - t0
         rec["sim"] = {"simulator": simulator, "images": rep["images"], "samples": samples,
                       "seed": seed, "mc_samples": rep["mc_samples"],
@@ -125,7 +126,8 @@ def bench_sim(target, simulator: str = "verilator", images: int = 10, samples: i
                       "wall_s": wall, "sim_samples_per_s": rep["sim_samples_per_s"],
                       "cycles_per_sample": rep["cycles_per_sample"],
                       "mismatches": rep["mismatches"],
-                      "device_mismatches": rep["device_mismatches"], "ok": rep["ok"]}
+                      "device_mismatches": rep["device_mismatches"],
+                      "reference": rep.get("reference"), "ok": rep["ok"]}
         return rec
     finally:
         if tmp is not None:
