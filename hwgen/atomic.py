@@ -1,12 +1,23 @@
-"""Atomic, deterministic output: write to a temporary sibling, then rename."""
+"""Files: atomic, deterministic output (write to a temporary sibling, then rename), and
+the one file hash every stage names its inputs and outputs by."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+
+def sha256_file(path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _umask() -> int:

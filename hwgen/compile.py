@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .atomic import atomic_dir
+from .atomic import atomic_dir, sha256_file
 from .errors import HwgenError
 from .frontend import build_ir, load_model
 from .float_check import float_vs_int
@@ -73,10 +73,6 @@ def _tool_versions() -> dict:
     except PackageNotFoundError:
         out["amaranth"] = None
     return out
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def is_onnx(path) -> bool:
@@ -239,7 +235,7 @@ def _write(ir, check, outdir, options, verilog, lanes, model_name, sha, timings,
                 t0 = time.perf_counter()
                 export.export(ir, tmp, lanes=lanes)
                 timings["export_s"] = time.perf_counter() - t0
-        files = {p.relative_to(tmp).as_posix(): _sha256(p)
+        files = {p.relative_to(tmp).as_posix(): sha256_file(p)
                  for p in sorted(tmp.rglob("*")) if p.is_file()}
         manifest = {"format": "hwgen-manifest", "version": 1,
                     "input": {"name": model_name, "sha256": sha},

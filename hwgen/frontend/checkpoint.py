@@ -8,22 +8,14 @@ interpreter gives every stage the same meaning.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
+from ..atomic import sha256_file
 from ..ir.core import IR, BatchNorm, Dropout, FloatLayer, InputEncoding, Meta, Site
 from ..model.io import load_checkpoint
 from ..model.net import site_groups
 
 __all__ = ["build_ir", "load_model", "sha256_file"]
-
-
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _floats(t) -> tuple[float, ...]:

@@ -17,7 +17,6 @@ waves on, and the waveform's path is printed and kept.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_text
+from ..atomic import sha256_file, write_text
 from ..errors import HwgenError
 from . import ports, runner, scoreboard, stats
 
@@ -68,7 +67,7 @@ def build_root() -> Path:
 
 
 def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return sha256_file(path)
 
 
 def load_outdir(outdir, ir_path=None):

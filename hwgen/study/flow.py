@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..atomic import write_text
+from ..atomic import sha256_file, write_text
 from ..errors import HwgenError
 from .config import StudyConfig
 
@@ -39,14 +39,6 @@ PACKAGE = Path(__file__).resolve().parents[1]      # the hwgen package directory
 
 def sha256_json(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, allow_nan=False).encode()).hexdigest()
-
-
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def source_fingerprint(parts: tuple[str, ...]) -> str:
