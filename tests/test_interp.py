@@ -167,20 +167,3 @@ def test_trace_ends_in_run():
     assert [a.shape for a in tr] == [(4, 3, 4, 3, 3), (4, 3, 5, 3, 3), (4, 3, 3)]
     assert (tr[0] == tr[0][:, :1]).all()           # the prefix is the same in every sample
     assert np.array_equal(tr[-1], interp.run(ir, bits, masks))
-
-
-@pytest.mark.parametrize("spec,shape,kind", [("c5,p2,c7k5,f6,f4", (2, 9, 11), "spatial"),
-                                             ("c3k1,c4,p3,f5", (1, 9, 7), "element"),
-                                             ("c4,f3", (3, 5, 5), "none")])
-def test_golden_equals_the_hardware_layer_models(spec, shape, kind):
-    """hwgen.hw.testing.reference_run chains the tile controller's own layer models, written
-    independently of this interpreter: the two must agree on every class integer."""
-    testing = pytest.importorskip("hwgen.hw.testing")
-    from hwgen.ir.verify import verify
-    ir = testing.random_ir(spec, shape, kind, seed=5, tile=(7, 3))
-    verify(ir)
-    bits = interp.binarize(random_images(shape, 5, 0), 0.5)
-    masks = random_masks(ir, 5, 3, 0)
-    ref = testing.reference_run(ir, bits, masks, samples=3)
-    assert np.array_equal(interp.run(ir, bits, masks, samples=3), ref)
-    assert np.array_equal(interp.run(ir, bits, masks, samples=3, fast=False), ref)

@@ -1,5 +1,6 @@
-"""Test support for the hardware: seeded random IRs, a reference chain of layer models,
-and Amaranth-simulator drivers for the top's image, MTJ and output ports."""
+"""Test support for the hardware: seeded random IRs and Amaranth-simulator drivers for
+the top's image, MTJ and output ports. The reference is always the golden interpreter
+(hwgen.ir.interp)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ import numpy as np
 from ..device import MtjArray, MtjParams, device_seeds
 from ..ir.core import IR, Layer, Rng, Site, pack_rows
 from ..model.spec import layer_plan
-from .controller import layer_model
 from .top import image_words
 
-__all__ = ["random_ir", "reference_run", "image_words", "masks_from_history", "TopBench"]
+__all__ = ["random_ir", "masks_from_history", "keep_rounds", "TopBench"]
 
 
 def random_ir(spec: str, in_shape, dropout: str = "spatial", p: float = 0.25, seed: int = 0,
@@ -44,26 +44,6 @@ def random_ir(spec: str, in_shape, dropout: str = "spatial", p: float = 0.25, se
             first += n
     return IR(in_shape=tuple(in_shape), input_mode="binary", theta=0.5, layers=tuple(layers),
               sites=tuple(sites), rng=rng_cfg, meta={"spec": spec, "seed": seed})
-
-
-def reference_run(ir: IR, bits: np.ndarray, masks, samples: int = 1) -> np.ndarray:
-    """Chain of `layer_model`s: [N, T, classes] int (independent of hwgen.ir.interp).
-    T comes from the masks, or is `samples` when there are no sites."""
-    n = bits.shape[0]
-    t = masks[0].shape[1] if masks else samples
-    out = np.zeros((n, t, ir.n_classes), np.int64)
-    for a in range(n):
-        h = bits[a]
-        for i in range(ir.mc_start):
-            h = layer_model(ir.layers[i], h)
-        for s in range(t):
-            x = h
-            for i in range(ir.mc_start, len(ir.layers)):
-                k = [j for j, site in enumerate(ir.sites) if site.layer == i]
-                site = ir.sites[k[0]] if k else None
-                x = layer_model(ir.layers[i], x, site, masks[k[0]][a, s] if k else None)
-            out[a, s] = x
-    return out
 
 
 def masks_from_history(ir: IR, history, n: int, t: int) -> list[np.ndarray]:
