@@ -9,6 +9,7 @@ import numpy as np
 from ..device import MtjArray, MtjParams, device_seeds
 from ..ir.core import IR, Layer, Rng, Site, pack_rows
 from ..model.spec import layer_plan
+from .simutil import stream_get, stream_put
 from .top import image_words
 
 __all__ = ["random_ir", "masks_from_history", "keep_rounds", "TopBench"]
@@ -57,18 +58,15 @@ def _to_bits(v: int, n: int) -> np.ndarray:
 
 
 def keep_rounds(dut, n: int, rounds: int, keeps: list):
-    """An async testbench for an RNG bank with go/fresh/swap/keep ports: `rounds` times,
-    run one RNG cycle, wait for fresh keep bits, swap them in, and append them to `keeps`."""
+    """An async testbench for an MTJ-RNG bank (`go`, `keep` stream): `rounds` times, run
+    one RNG cycle, take its keep bits from the stream and append them to `keeps`."""
     async def bench(ctx):
         for _ in range(rounds):
             ctx.set(dut.go, 1)
             await ctx.tick()
             ctx.set(dut.go, 0)
-            await ctx.tick().until(dut.fresh)
-            ctx.set(dut.swap, 1)
-            await ctx.tick()
-            ctx.set(dut.swap, 0)
-            keeps.append([(ctx.get(dut.keep) >> i) & 1 for i in range(n)])
+            keep = await stream_get(ctx, dut.keep)
+            keeps.append([(keep >> i) & 1 for i in range(n)])
     return bench
 
 
@@ -91,7 +89,6 @@ class TopBench:
         """Send each image, start it with T = `samples`, collect its beats until `done`.
         `out_ready_p` < 1 drives `out.ready` randomly (backpressure)."""
         from amaranth.sim import Simulator
-        from .simutil import stream_put
         top, ir = self.top, self.ir
         n_if = ir.n_interfaces
         n_img = len(images)

@@ -8,10 +8,10 @@ Port contract: docs/ARCHITECTURE.md section 5. Per image:
 2. `start` samples `n_samples` (T); layers before `ir.mc_start` run once, chained
    (a layer starts in the cycle the previous one writes its last position); the RNG cycle
    for sample 0 runs at the same time.
-3. Each sample swaps the fresh keep bits in, starts the RNG cycle for the next sample and
-   runs layers mc_start.. in a chain; the classifier's beat carries the sample index.
-   The next sample starts in the cycle the classifier finishes, as soon as its keep bits
-   are in.
+3. Each sample takes the fresh keep bits from the RNG bank's stream into the active keep
+   bank (which the controllers read), starts the RNG cycle for the next sample and runs
+   layers mc_start.. in a chain; the classifier's beat carries the sample index. The next
+   sample starts in the cycle the classifier finishes, as soon as its keep bits are in.
 4. `done` pulses once the last beat has been taken; then `idle` again.
 """
 
@@ -24,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..ir.core import IR
 from .controller import TileController
-from .rng import MtjRngInterface
+from .rng import MtjRngBank
 from .tile import acc_width
 
 __all__ = ["NetworkTop", "top_params", "image_words"]
@@ -56,7 +56,7 @@ def top_params(ir: IR, lanes: int = 8, in_w: int = 32) -> dict:
 
 
 class NetworkTop(wiring.Component):
-    """The whole network: one TileController per layer, the MTJ-RNG interfaces, a loader.
+    """The whole network: one TileController per layer, the MTJ-RNG bank, a loader.
 
     Parameters
     ----------
@@ -140,23 +140,29 @@ class NetworkTop(wiring.Component):
         m.d.comb += launch.eq(self.idle & self.start)
         cls_done = cls.done
         if p["N_IF"]:
-            m.submodules.rng = rng = MtjRngInterface(
+            m.submodules.rng = rng = MtjRngBank(
                 [s.mtj_code for s in ir.sites for _ in range(s.n_groups)], p["CODE_W"],
                 ir.rng.reset_cycles, ir.rng.write_cycles, p["sense_gap"])
-            m.d.comb += [self.mtj_reset.eq(rng.mtj_reset), self.mtj_write.eq(rng.mtj_write),
-                         rng.mtj_sense.eq(self.mtj_sense), self.mtj_code.eq(rng.mtj_code)]
+            m.d.comb += [self.mtj_reset.eq(rng.mtj.reset), self.mtj_write.eq(rng.mtj.write),
+                         rng.mtj.sense.eq(self.mtj_sense), self.mtj_code.eq(rng.mtj.code)]
+            # the active keep bank the controllers read: a sample takes its bits from the
+            # stream when it starts
+            keep = Signal(ir.n_interfaces)
+            with m.If(go):
+                m.d.sync += keep.eq(rng.keep.payload)
             for i, ctl in enumerate(ctrls):
                 s = ir.site_of(i)
                 if s is not None:
-                    m.d.comb += ctl.keep.eq(rng.keep[s.first_interface:
-                                                     s.first_interface + s.n_groups])
-            keys_in = rng.fresh
+                    m.d.comb += ctl.keep.eq(keep[s.first_interface:s.first_interface + s.n_groups])
+            keep_in = rng.keep.valid
         else:
-            keys_in = 1
+            keep_in = 1
         m.d.comb += go.eq(running & prefix_done & (~in_sample | cls_done) & (started < n_t)
-                          & keys_in)
+                          & keep_in)
         if p["N_IF"]:
-            m.d.comb += [rng.swap.eq(go),
+            # sample 0's RNG cycle starts with the image (under the prefix), sample t+1's
+            # with sample t, so the keep bits are ready when the classifier finishes
+            m.d.comb += [rng.keep.ready.eq(go),
                          rng.go.eq((launch & self.n_samples.any())
                                    | (go & (started + 1 < n_t)))]
 

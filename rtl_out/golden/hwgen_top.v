@@ -38,16 +38,17 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   wire \$4 ;
   reg [5:0] \$40 ;
   reg \$41 ;
-  reg \$42 ;
-  reg [15:0] \$43 ;
+  reg [6:0] \$42 ;
+  reg \$43 ;
   reg [15:0] \$44 ;
-  reg \$45 ;
+  reg [15:0] \$45 ;
   reg \$46 ;
-  wire [1:0] \$47 ;
+  reg \$47 ;
   wire [1:0] \$48 ;
-  wire \$49 ;
+  wire [1:0] \$49 ;
   wire \$5 ;
   wire \$50 ;
+  wire \$51 ;
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
@@ -59,9 +60,8 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   wire done;
   wire \done$47 ;
   wire \done$56 ;
-  wire \done$62 ;
+  wire \done$63 ;
   wire finish;
-  wire fresh;
   wire go;
   wire \go$52 ;
   output idle;
@@ -74,22 +74,25 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   wire img__valid;
   reg in_sample = 1'h0;
   wire [2:0] keep;
-  wire [6:0] \keep$42 ;
+  reg [6:0] \keep$42  = 7'h00;
   wire [3:0] \keep$43 ;
+  wire [6:0] keep__payload;
+  wire keep__ready;
+  wire keep__valid;
   wire launch;
   reg [5:0] left = 6'h00;
+  wire [69:0] mtj__code;
+  wire [6:0] mtj__reset;
+  wire [6:0] mtj__sense;
+  wire [6:0] mtj__write;
   output [69:0] mtj_code;
   wire [69:0] mtj_code;
-  wire [69:0] \mtj_code$40 ;
   output [6:0] mtj_reset;
   wire [6:0] mtj_reset;
-  wire [6:0] \mtj_reset$37 ;
   input [6:0] mtj_sense;
   wire [6:0] mtj_sense;
-  wire [6:0] \mtj_sense$39 ;
   output [6:0] mtj_write;
   wire [6:0] mtj_write;
-  wire [6:0] \mtj_write$38 ;
   input [15:0] n_samples;
   wire [15:0] n_samples;
   reg [15:0] n_t = 16'h0000;
@@ -131,7 +134,6 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   wire \start$54 ;
   wire \start$55 ;
   reg [15:0] started = 16'h0000;
-  wire swap;
   reg [31:0] word = 32'd0;
   wire [3:0] wr__addr;
   wire [3:0] \wr__addr$22 ;
@@ -147,15 +149,17 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   always @(posedge clk)
     ch <= \$41 ;
   always @(posedge clk)
-    running <= \$42 ;
+    \keep$42  <= \$42 ;
   always @(posedge clk)
-    n_t <= \$43 ;
+    running <= \$43 ;
   always @(posedge clk)
-    started <= \$44 ;
+    n_t <= \$44 ;
   always @(posedge clk)
-    prefix_done <= \$45 ;
+    started <= \$45 ;
   always @(posedge clk)
-    in_sample <= \$46 ;
+    prefix_done <= \$46 ;
+  always @(posedge clk)
+    in_sample <= \$47 ;
   assign \$1  = | left;
   assign \$2  = ~ ch;
   assign \wr__en$32  = \$1  & \$2 ;
@@ -174,7 +178,7 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   assign \$12  = \$9  & \$11 ;
   assign \$13  = started < n_t;
   assign \$14  = \$12  & \$13 ;
-  assign go = \$14  & fresh;
+  assign go = \$14  & keep__valid;
   assign \$15  = | n_samples;
   assign \$16  = launch & \$15 ;
   assign \$17  = { 1'h0, started } + 17'h00001;
@@ -205,7 +209,7 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
     left <= \$39 ;
   \hwgen_top.layer0  layer0 (
     .clk(clk),
-    .done(\done$62 ),
+    .done(\done$63 ),
     .next__addr(wr__addr),
     .next__data(wr__data),
     .next__en(wr__en),
@@ -221,8 +225,8 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
     .keep(\keep$42 [2:0]),
     .next__addr(\wr__addr$22 ),
     .next__en(\wr__en$26 ),
-    .\port$957$0 (\$47 ),
-    .\port$961$2 (\$48 ),
+    .\port$962$0 (\$48 ),
+    .\port$966$2 (\$49 ),
     .rst(rst),
     .start(go),
     .wport__addr(wr__addr),
@@ -236,8 +240,8 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
     .out__payload(out__payload),
     .out__ready(out__ready),
     .out__valid(out__valid),
-    .\port$957$0 (\$47 ),
-    .\port$961$2 (\$48 ),
+    .\port$962$0 (\$48 ),
+    .\port$966$2 (\$49 ),
     .rst(rst),
     .sample(\$20 [15:0]),
     .start(\start$55 ),
@@ -246,15 +250,30 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   );
   \hwgen_top.rng  rng (
     .clk(clk),
-    .fresh(fresh),
     .go(\go$52 ),
-    .in_reset(\$49 ),
-    .in_write(\$50 ),
-    .keep(\keep$42 ),
-    .mtj_sense(mtj_sense),
-    .rst(rst),
-    .swap(go)
+    .in_reset(\$50 ),
+    .in_write(\$51 ),
+    .keep__payload(keep__payload),
+    .keep__ready(go),
+    .keep__valid(keep__valid),
+    .mtj__sense(mtj_sense),
+    .rst(rst)
   );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$40  = \wr__addr$28 ;
+    if (\$27 ) begin
+      (* full_case = 32'd1 *)
+      if (\$30 ) begin
+        \$40  = 6'h00;
+      end else begin
+        \$40  = \$32 [5:0];
+      end
+    end
+    if (rst) begin
+      \$40  = 6'h00;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$41  = ch;
@@ -272,35 +291,32 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$42  = running;
+    \$42  = \keep$42 ;
+    if (go) begin
+      \$42  = keep__payload;
+    end
+    if (rst) begin
+      \$42  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$43  = running;
     if (launch) begin
-      \$42  = 1'h1;
+      \$43  = 1'h1;
     end
     if (done) begin
-      \$42  = 1'h0;
+      \$43  = 1'h0;
     end
     if (rst) begin
-      \$42  = 1'h0;
+      \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$43  = n_t;
+    \$44  = n_t;
     if (launch) begin
-      \$43  = n_samples;
-    end
-    if (rst) begin
-      \$43  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$44  = started;
-    if (launch) begin
-      \$44  = 16'h0000;
-    end
-    if (go) begin
-      \$44  = \$37 [15:0];
+      \$44  = n_samples;
     end
     if (rst) begin
       \$44  = 16'h0000;
@@ -308,31 +324,44 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$45  = prefix_done;
+    \$45  = started;
     if (launch) begin
-      \$45  = 1'h0;
+      \$45  = 16'h0000;
     end
-    if (\done$62 ) begin
-      \$45  = 1'h1;
+    if (go) begin
+      \$45  = \$37 [15:0];
     end
     if (rst) begin
-      \$45  = 1'h0;
+      \$45  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$46  = in_sample;
+    \$46  = prefix_done;
     if (launch) begin
       \$46  = 1'h0;
     end
-    if (\done$47 ) begin
-      \$46  = 1'h0;
-    end
-    if (go) begin
+    if (\done$63 ) begin
       \$46  = 1'h1;
     end
     if (rst) begin
       \$46  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$47  = in_sample;
+    if (launch) begin
+      \$47  = 1'h0;
+    end
+    if (\done$47 ) begin
+      \$47  = 1'h0;
+    end
+    if (go) begin
+      \$47  = 1'h1;
+    end
+    if (rst) begin
+      \$47  = 1'h0;
     end
   end
   always @* begin
@@ -364,37 +393,22 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
       \$39  = 6'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$40  = \wr__addr$28 ;
-    if (\$27 ) begin
-      (* full_case = 32'd1 *)
-      if (\$30 ) begin
-        \$40  = 6'h00;
-      end else begin
-        \$40  = \$32 [5:0];
-      end
-    end
-    if (rst) begin
-      \$40  = 6'h00;
-    end
-  end
   assign next__addr = wr__addr;
   assign next__data = wr__data;
   assign next__en = wr__en;
   assign \next__addr$23  = \wr__addr$22 ;
-  assign \wr__data$24  = { \$47 , \$48  };
-  assign \next__data$25  = { \$47 , \$48  };
+  assign \wr__data$24  = { \$48 , \$49  };
+  assign \next__data$25  = { \$48 , \$49  };
   assign \next__en$27  = \wr__en$26 ;
   assign pos = \wr__addr$28 ;
   assign \wr__data$30  = word[0];
-  assign \mtj_reset$37  = { \$49 , \$49 , \$49 , \$49 , \$49 , \$49 , \$49  };
-  assign \mtj_write$38  = { \$50 , \$50 , \$50 , \$50 , \$50 , \$50 , \$50  };
-  assign \mtj_sense$39  = mtj_sense;
-  assign \mtj_code$40  = 70'h24d9364d9364d9364d;
+  assign mtj__reset = { \$50 , \$50 , \$50 , \$50 , \$50 , \$50 , \$50  };
+  assign mtj__write = { \$51 , \$51 , \$51 , \$51 , \$51 , \$51 , \$51  };
+  assign mtj__sense = mtj_sense;
+  assign mtj__code = 70'h24d9364d9364d9364d;
   assign keep = \keep$42 [2:0];
   assign \keep$43  = \keep$42 [6:3];
-  assign swap = go;
+  assign keep__ready = go;
   assign \start$53  = launch;
   assign \start$54  = go;
   assign \done$56  = \start$55 ;
@@ -403,8 +417,8 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   assign \out__ready$59  = out__ready;
   assign \out__valid$60  = out__valid;
   assign finish = done;
-  assign mtj_reset = { \$49 , \$49 , \$49 , \$49 , \$49 , \$49 , \$49  };
-  assign mtj_write = { \$50 , \$50 , \$50 , \$50 , \$50 , \$50 , \$50  };
+  assign mtj_reset = { \$50 , \$50 , \$50 , \$50 , \$50 , \$50 , \$50  };
+  assign mtj_write = { \$51 , \$51 , \$51 , \$51 , \$51 , \$51 , \$51  };
   assign mtj_code = 70'h24d9364d9364d9364d;
   assign \out__payload.sample  = out__payload[15:0];
   assign \out__payload.acc  = out__payload[36:16];
@@ -629,8 +643,8 @@ module \hwgen_top.layer0 (rst, wport__en, start, next__data, next__en, done, wpo
   );
   \hwgen_top.layer0.tiles  tiles (
     .clk(clk),
-    .\port$871$0 (\$1 ),
-    .\port$875$0 (\$2 ),
+    .\port$876$0 (\$1 ),
+    .\port$880$0 (\$2 ),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst),
@@ -640,17 +654,17 @@ module \hwgen_top.layer0 (rst, wport__en, start, next__data, next__en, done, wpo
   \hwgen_top.layer0.walker  walker (
     .clk(clk),
     .fetch(rp__en),
-    .\port$65$0 (rp__data),
-    .\port$66$0 (\rp__data$28 ),
-    .\port$67$0 (\rp__data$29 ),
-    .\port$68$0 (\rp__data$30 ),
-    .\port$69$0 (\rp__data$31 ),
-    .\port$70$0 (\rp__data$32 ),
-    .\port$71$0 (\rp__data$33 ),
-    .\port$72$0 (\rp__data$34 ),
-    .\port$73$0 (\rp__data$35 ),
-    .\port$871$0 (\$1 ),
-    .\port$875$0 (\$2 ),
+    .\port$67$0 (rp__data),
+    .\port$68$0 (\rp__data$28 ),
+    .\port$69$0 (\rp__data$29 ),
+    .\port$70$0 (\rp__data$30 ),
+    .\port$71$0 (\rp__data$31 ),
+    .\port$72$0 (\rp__data$32 ),
+    .\port$73$0 (\rp__data$33 ),
+    .\port$74$0 (\rp__data$34 ),
+    .\port$75$0 (\rp__data$35 ),
+    .\port$876$0 (\$1 ),
+    .\port$880$0 (\$2 ),
     .rd__addr(rd__addr),
     .req__ready(req__ready),
     .req__valid(req__valid),
@@ -814,7 +828,7 @@ module \hwgen_top.layer0.sink (rst, got, pooled, next__en, done, sums__payload, 
   assign bits_c0[0] = \$3 ;
 endmodule
 
-module \hwgen_top.layer0.tiles (rst, sums__valid, req__ready, \port$871$0 , \port$875$0 , req__valid, sums__payload, clk);
+module \hwgen_top.layer0.tiles (rst, sums__valid, req__ready, \port$876$0 , \port$880$0 , req__valid, sums__payload, clk);
   wire [18:0] beat__payload;
   wire [9:0] \beat__payload.acc ;
   wire [4:0] \beat__payload.acc[0] ;
@@ -826,10 +840,10 @@ module \hwgen_top.layer0.tiles (rst, sums__valid, req__ready, \port$871$0 , \por
   wire beat__valid;
   input clk;
   wire clk;
-  input [17:0] \port$871$0 ;
-  wire [17:0] \port$871$0 ;
-  input [6:0] \port$875$0 ;
-  wire [6:0] \port$875$0 ;
+  input [17:0] \port$876$0 ;
+  wire [17:0] \port$876$0 ;
+  input [6:0] \port$880$0 ;
+  wire [6:0] \port$880$0 ;
   wire [24:0] req__payload;
   wire [24:0] \req__payload$3 ;
   wire [8:0] \req__payload$3.g ;
@@ -869,7 +883,7 @@ module \hwgen_top.layer0.tiles (rst, sums__valid, req__ready, \port$871$0 , \por
     .rst(rst)
   );
   assign \req__valid$1  = req__valid;
-  assign \req__payload$3  = { \port$875$0 , \port$871$0  };
+  assign \req__payload$3  = { \port$880$0 , \port$876$0  };
   assign beat__ready = 1'h1;
   assign sums__ready = 1'h1;
   assign \req__ready$7  = req__ready;
@@ -879,9 +893,9 @@ module \hwgen_top.layer0.tiles (rst, sums__valid, req__ready, \port$871$0 , \por
   assign \req__payload.x  = req__payload[8:0];
   assign \req__payload.g  = req__payload[17:9];
   assign \req__payload.tag  = req__payload[24:18];
-  assign \req__payload$3.x  = \port$871$0 [8:0];
-  assign \req__payload$3.g  = \port$871$0 [17:9];
-  assign \req__payload$3.tag  = \port$875$0 ;
+  assign \req__payload$3.x  = \port$876$0 [8:0];
+  assign \req__payload$3.g  = \port$876$0 [17:9];
+  assign \req__payload$3.tag  = \port$880$0 ;
   assign \sums__payload.acc  = sums__payload[9:0];
   assign \sums__payload.acc[0]  = sums__payload[4:0];
   assign \sums__payload.acc[1]  = sums__payload[9:5];
@@ -899,9 +913,9 @@ module \hwgen_top.layer0.tiles (rst, sums__valid, req__ready, \port$871$0 , \por
   assign sums__payload[18:12] = beat__payload[18:12];
   assign sums__payload[11] = beat__payload[11];
   assign sums__payload[10] = beat__payload[10];
-  assign req__payload[24:18] = \port$875$0 ;
-  assign req__payload[17:9] = \port$871$0 [17:9];
-  assign req__payload[8:0] = \port$871$0 [8:0];
+  assign req__payload[24:18] = \port$880$0 ;
+  assign req__payload[17:9] = \port$876$0 [17:9];
+  assign req__payload[8:0] = \port$876$0 [8:0];
 endmodule
 
 module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, beat__valid, req__ready, req__valid, req__payload, beat__payload, clk);
@@ -1130,7 +1144,7 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, beat__valid, req__ready, req__va
   assign \$33  = beat__valid;
 endmodule
 
-module \hwgen_top.layer0.walker (rst, start, \port$65$0 , \port$66$0 , \port$67$0 , \port$68$0 , \port$69$0 , \port$70$0 , \port$71$0 , \port$72$0 , \port$73$0 , fetch, req__ready, rd__addr, \port$871$0 , \port$875$0 , req__valid, clk);
+module \hwgen_top.layer0.walker (rst, start, \port$67$0 , \port$68$0 , \port$69$0 , \port$70$0 , \port$71$0 , \port$72$0 , \port$73$0 , \port$74$0 , \port$75$0 , fetch, req__ready, rd__addr, \port$876$0 , \port$880$0 , req__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
@@ -1275,10 +1289,6 @@ module \hwgen_top.layer0.walker (rst, start, \port$65$0 , \port$66$0 , \port$67$
   wire ok_2_1;
   wire ok_2_2;
   reg [8:0] pad = 9'h000;
-  input \port$65$0 ;
-  wire \port$65$0 ;
-  input \port$66$0 ;
-  wire \port$66$0 ;
   input \port$67$0 ;
   wire \port$67$0 ;
   input \port$68$0 ;
@@ -1293,11 +1303,15 @@ module \hwgen_top.layer0.walker (rst, start, \port$65$0 , \port$66$0 , \port$67$
   wire \port$72$0 ;
   input \port$73$0 ;
   wire \port$73$0 ;
-  output [17:0] \port$871$0 ;
-  wire [17:0] \port$871$0 ;
+  input \port$74$0 ;
+  wire \port$74$0 ;
+  input \port$75$0 ;
+  wire \port$75$0 ;
+  output [17:0] \port$876$0 ;
+  wire [17:0] \port$876$0 ;
   (* init = 7'h00 *)
-  output [6:0] \port$875$0 ;
-  wire [6:0] \port$875$0 ;
+  output [6:0] \port$880$0 ;
+  wire [6:0] \port$880$0 ;
   reg [1:0] px = 2'h0;
   reg [1:0] py = 2'h0;
   output [53:0] rd__addr;
@@ -1528,14 +1542,14 @@ module \hwgen_top.layer0.walker (rst, start, \port$65$0 , \port$66$0 , \port$67$
   assign ok_1_1 = 1'h1;
   assign rd__en = fetch;
   assign req__payload = { \$119 , \$117  };
-  assign rd__data = { \port$73$0 , \port$72$0 , \port$71$0 , \port$70$0 , \port$69$0 , \port$68$0 , \port$67$0 , \port$66$0 , \port$65$0  };
-  assign \port$871$0  = \$117 ;
-  assign \port$875$0  = \$119 ;
+  assign rd__data = { \port$75$0 , \port$74$0 , \port$73$0 , \port$72$0 , \port$71$0 , \port$70$0 , \port$69$0 , \port$68$0 , \port$67$0  };
+  assign \port$876$0  = \$117 ;
+  assign \port$880$0  = \$119 ;
   assign \req__payload.x  = \$117 [8:0];
   assign \req__payload.g  = \$117 [17:9];
   assign \req__payload.tag  = \$119 ;
   assign \$117 [17:9] = { pad[8:5], 1'h1, pad[3:0] };
-  assign \$117 [8:0] = { \port$73$0 , \port$72$0 , \port$71$0 , \port$70$0 , \port$69$0 , \port$68$0 , \port$67$0 , \port$66$0 , \port$65$0  };
+  assign \$117 [8:0] = { \port$75$0 , \port$74$0 , \port$73$0 , \port$72$0 , \port$71$0 , \port$70$0 , \port$69$0 , \port$68$0 , \port$67$0  };
   assign rd__addr[53:48] = \$67 ;
   assign rd__addr[47:42] = \$58 ;
   assign rd__addr[41:36] = \$53 ;
@@ -1574,7 +1588,7 @@ module \hwgen_top.layer0.walker (rst, start, \port$65$0 , \port$66$0 , \port$67$
   assign \$110  = dy;
 endmodule
 
-module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, wport__addr, next__addr, \port$957$0 , \port$961$2 , keep, clk);
+module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep, wport__addr, next__addr, \port$962$0 , \port$966$2 , clk);
   wire [53:0] \$1 ;
   wire [6:0] \$2 ;
   wire [1:0] \$3 ;
@@ -1595,10 +1609,10 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, wport
   output [3:0] next__en;
   wire [3:0] next__en;
   wire [3:0] \next__en$59 ;
-  output [1:0] \port$957$0 ;
-  wire [1:0] \port$957$0 ;
-  output [1:0] \port$961$2 ;
-  wire [1:0] \port$961$2 ;
+  output [1:0] \port$962$0 ;
+  wire [1:0] \port$962$0 ;
+  output [1:0] \port$966$2 ;
+  wire [1:0] \port$966$2 ;
   wire [35:0] rd__addr;
   wire [26:0] rd__data;
   wire rd__en;
@@ -1761,14 +1775,14 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, wport
     .done(done),
     .got(sums__valid),
     .next__en(next__en),
-    .\port$961$2 (\$4 ),
+    .\port$966$2 (\$4 ),
     .rst(rst),
     .sums__payload(sums__payload)
   );
   \hwgen_top.layer1.tiles  tiles (
     .clk(clk),
-    .\port$913$0 (\$1 ),
-    .\port$917$0 (\$2 ),
+    .\port$918$0 (\$1 ),
+    .\port$922$0 (\$2 ),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst),
@@ -1779,17 +1793,17 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, wport
     .clk(clk),
     .fetch(rp__en),
     .keep(keep),
-    .\port$283$0 (rp__data),
-    .\port$284$0 (\rp__data$28 ),
-    .\port$285$0 (\rp__data$29 ),
-    .\port$286$0 (\rp__data$30 ),
-    .\port$287$0 (\rp__data$31 ),
-    .\port$288$0 (\rp__data$32 ),
-    .\port$289$0 (\rp__data$33 ),
-    .\port$290$0 (\rp__data$34 ),
-    .\port$291$0 (\rp__data$35 ),
-    .\port$913$0 (\$1 ),
-    .\port$917$0 (\$2 ),
+    .\port$285$0 (rp__data),
+    .\port$286$0 (\rp__data$28 ),
+    .\port$287$0 (\rp__data$29 ),
+    .\port$288$0 (\rp__data$30 ),
+    .\port$289$0 (\rp__data$31 ),
+    .\port$290$0 (\rp__data$32 ),
+    .\port$291$0 (\rp__data$33 ),
+    .\port$292$0 (\rp__data$34 ),
+    .\port$293$0 (\rp__data$35 ),
+    .\port$918$0 (\$1 ),
+    .\port$922$0 (\$2 ),
     .rd__addr(rd__addr),
     .req__ready(req__ready),
     .req__valid(req__valid),
@@ -1833,8 +1847,8 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, wport
   assign \next__data$57  = { \$3 , \$4  };
   assign \next__en$59  = next__en;
   assign next__addr = sums__payload[20:17];
-  assign \port$957$0  = \$3 ;
-  assign \port$961$2  = \$4 ;
+  assign \port$962$0  = \$3 ;
+  assign \port$966$2  = \$4 ;
   assign \req__payload.x  = \$1 [26:0];
   assign \req__payload.g  = \$1 [53:27];
   assign \req__payload.tag  = \$2 ;
@@ -1855,7 +1869,7 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, wport
   assign \sums__payload$47.tag  = sums__payload[20:14];
 endmodule
 
-module \hwgen_top.layer1.sink (rst, got, next__en, done, sums__payload, bits_c0, \port$961$2 , clk);
+module \hwgen_top.layer1.sink (rst, got, next__en, done, sums__payload, bits_c0, \port$966$2 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -1879,8 +1893,8 @@ module \hwgen_top.layer1.sink (rst, got, next__en, done, sums__payload, bits_c0,
   output [3:0] next__en;
   wire [3:0] next__en;
   wire [3:0] pooled;
-  output [1:0] \port$961$2 ;
-  wire [1:0] \port$961$2 ;
+  output [1:0] \port$966$2 ;
+  wire [1:0] \port$966$2 ;
   wire rd__addr;
   wire [13:0] rd__data;
   input rst;
@@ -1932,7 +1946,7 @@ module \hwgen_top.layer1.sink (rst, got, next__en, done, sums__payload, bits_c0,
   assign pooled = { bits_c0, sr_c0[3:2] };
   assign next__addr = sums__payload[20:17];
   assign next__data = { bits_c0, sr_c0[3:2] };
-  assign \port$961$2  = sr_c0[3:2];
+  assign \port$966$2  = sr_c0[3:2];
   assign \sums__payload.acc  = sums__payload[11:0];
   assign \sums__payload.acc[0]  = sums__payload[5:0];
   assign \sums__payload.acc[1]  = sums__payload[11:6];
@@ -1943,7 +1957,7 @@ module \hwgen_top.layer1.sink (rst, got, next__en, done, sums__payload, bits_c0,
   assign bits_c0[0] = \$3 ;
 endmodule
 
-module \hwgen_top.layer1.tiles (rst, sums__valid, req__ready, \port$913$0 , \port$917$0 , req__valid, sums__payload, clk);
+module \hwgen_top.layer1.tiles (rst, sums__valid, req__ready, \port$918$0 , \port$922$0 , req__valid, sums__payload, clk);
   wire [6:0] \$1 ;
   wire [6:0] \$2 ;
   wire [5:0] \$hwgen_sx1 ;
@@ -1969,10 +1983,10 @@ module \hwgen_top.layer1.tiles (rst, sums__valid, req__ready, \port$913$0 , \por
   wire beat__valid;
   input clk;
   wire clk;
-  input [53:0] \port$913$0 ;
-  wire [53:0] \port$913$0 ;
-  input [6:0] \port$917$0 ;
-  wire [6:0] \port$917$0 ;
+  input [53:0] \port$918$0 ;
+  wire [53:0] \port$918$0 ;
+  input [6:0] \port$922$0 ;
+  wire [6:0] \port$922$0 ;
   wire [38:0] req__payload;
   wire [60:0] \req__payload$3 ;
   wire [26:0] \req__payload$3.g ;
@@ -2030,7 +2044,7 @@ module \hwgen_top.layer1.tiles (rst, sums__valid, req__ready, \port$913$0 , \por
   assign \$hwgen_sx3  = beat__payload[11:6];
   assign \$hwgen_sx4  = \beat__payload$16 [9:5];
   assign \req__valid$1  = req__valid;
-  assign \req__payload$3  = { \port$917$0 , \port$913$0  };
+  assign \req__payload$3  = { \port$922$0 , \port$918$0  };
   assign beat__ready = 1'h1;
   assign sums__ready = 1'h1;
   assign \req__valid$6  = req__valid;
@@ -2042,9 +2056,9 @@ module \hwgen_top.layer1.tiles (rst, sums__valid, req__ready, \port$913$0 , \por
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
   assign \req__payload.tag  = req__payload[38:32];
-  assign \req__payload$3.x  = \port$913$0 [26:0];
-  assign \req__payload$3.g  = \port$913$0 [53:27];
-  assign \req__payload$3.tag  = \port$917$0 ;
+  assign \req__payload$3.x  = \port$918$0 [26:0];
+  assign \req__payload$3.g  = \port$918$0 [53:27];
+  assign \req__payload$3.tag  = \port$922$0 ;
   assign \req__payload$7.x  = \req__payload$7 [10:0];
   assign \req__payload$7.g  = \req__payload$7 [21:11];
   assign \req__payload$7.tag  = \req__payload$7 [28:22];
@@ -2071,12 +2085,12 @@ module \hwgen_top.layer1.tiles (rst, sums__valid, req__ready, \port$913$0 , \por
   assign sums__payload[20:14] = beat__payload[20:14];
   assign sums__payload[13] = beat__payload[13];
   assign sums__payload[12] = beat__payload[12];
-  assign \req__payload$7 [28:22] = \port$917$0 ;
-  assign \req__payload$7 [21:11] = \port$913$0 [53:43];
-  assign \req__payload$7 [10:0] = \port$913$0 [26:16];
-  assign req__payload[38:32] = \port$917$0 ;
-  assign req__payload[31:16] = \port$913$0 [42:27];
-  assign req__payload[15:0] = \port$913$0 [15:0];
+  assign \req__payload$7 [28:22] = \port$922$0 ;
+  assign \req__payload$7 [21:11] = \port$918$0 [53:43];
+  assign \req__payload$7 [10:0] = \port$918$0 [26:16];
+  assign req__payload[38:32] = \port$922$0 ;
+  assign req__payload[31:16] = \port$918$0 [42:27];
+  assign req__payload[15:0] = \port$918$0 [15:0];
 endmodule
 
 module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, beat__valid, req__ready, req__valid, req__payload, beat__payload, clk);
@@ -2581,7 +2595,7 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
   assign \$39  = beat__valid;
 endmodule
 
-module \hwgen_top.layer1.walker (rst, start, \port$283$0 , \port$284$0 , \port$285$0 , \port$286$0 , \port$287$0 , \port$288$0 , \port$289$0 , \port$290$0 , \port$291$0 , fetch, req__ready, rd__addr, \port$913$0 , \port$917$0 , req__valid, keep, clk);
+module \hwgen_top.layer1.walker (rst, start, \port$285$0 , \port$286$0 , \port$287$0 , \port$288$0 , \port$289$0 , \port$290$0 , \port$291$0 , \port$292$0 , \port$293$0 , fetch, req__ready, keep, rd__addr, \port$918$0 , \port$922$0 , req__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [2:0] \$10 ;
@@ -2740,10 +2754,6 @@ module \hwgen_top.layer1.walker (rst, start, \port$283$0 , \port$284$0 , \port$2
   wire ok_2_1;
   wire ok_2_2;
   reg [8:0] pad = 9'h000;
-  input [2:0] \port$283$0 ;
-  wire [2:0] \port$283$0 ;
-  input [2:0] \port$284$0 ;
-  wire [2:0] \port$284$0 ;
   input [2:0] \port$285$0 ;
   wire [2:0] \port$285$0 ;
   input [2:0] \port$286$0 ;
@@ -2758,11 +2768,15 @@ module \hwgen_top.layer1.walker (rst, start, \port$283$0 , \port$284$0 , \port$2
   wire [2:0] \port$290$0 ;
   input [2:0] \port$291$0 ;
   wire [2:0] \port$291$0 ;
-  output [53:0] \port$913$0 ;
-  wire [53:0] \port$913$0 ;
+  input [2:0] \port$292$0 ;
+  wire [2:0] \port$292$0 ;
+  input [2:0] \port$293$0 ;
+  wire [2:0] \port$293$0 ;
+  output [53:0] \port$918$0 ;
+  wire [53:0] \port$918$0 ;
   (* init = 7'h00 *)
-  output [6:0] \port$917$0 ;
-  wire [6:0] \port$917$0 ;
+  output [6:0] \port$922$0 ;
+  wire [6:0] \port$922$0 ;
   reg [1:0] px = 2'h0;
   reg [1:0] py = 2'h0;
   output [35:0] rd__addr;
@@ -2976,14 +2990,14 @@ module \hwgen_top.layer1.walker (rst, start, \port$283$0 , \port$284$0 , \port$2
   assign ok_1_1 = 1'h1;
   assign rd__en = fetch;
   assign req__payload = { \$135 , \$133  };
-  assign rd__data = { \port$291$0 , \port$290$0 , \port$289$0 , \port$288$0 , \port$287$0 , \port$286$0 , \port$285$0 , \port$284$0 , \port$283$0  };
-  assign \port$913$0  = \$133 ;
-  assign \port$917$0  = \$135 ;
+  assign rd__data = { \port$293$0 , \port$292$0 , \port$291$0 , \port$290$0 , \port$289$0 , \port$288$0 , \port$287$0 , \port$286$0 , \port$285$0  };
+  assign \port$918$0  = \$133 ;
+  assign \port$922$0  = \$135 ;
   assign \req__payload.x  = \$133 [26:0];
   assign \req__payload.g  = \$133 [53:27];
   assign \req__payload.tag  = \$135 ;
   assign \$133 [53:27] = { \$91 , \$90 , \$89 , \$88 , keep[2], \$87 , \$86 , \$85 , \$84 , \$83 , \$82 , \$81 , \$80 , keep[1], \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , keep[0], \$71 , \$70 , \$69 , \$68  };
-  assign \$133 [26:0] = { \port$291$0 [2], \port$290$0 [2], \port$289$0 [2], \port$288$0 [2], \port$287$0 [2], \port$286$0 [2], \port$285$0 [2], \port$284$0 [2], \port$283$0 [2], \port$291$0 [1], \port$290$0 [1], \port$289$0 [1], \port$288$0 [1], \port$287$0 [1], \port$286$0 [1], \port$285$0 [1], \port$284$0 [1], \port$283$0 [1], \port$291$0 [0], \port$290$0 [0], \port$289$0 [0], \port$288$0 [0], \port$287$0 [0], \port$286$0 [0], \port$285$0 [0], \port$284$0 [0], \port$283$0 [0] };
+  assign \$133 [26:0] = { \port$293$0 [2], \port$292$0 [2], \port$291$0 [2], \port$290$0 [2], \port$289$0 [2], \port$288$0 [2], \port$287$0 [2], \port$286$0 [2], \port$285$0 [2], \port$293$0 [1], \port$292$0 [1], \port$291$0 [1], \port$290$0 [1], \port$289$0 [1], \port$288$0 [1], \port$287$0 [1], \port$286$0 [1], \port$285$0 [1], \port$293$0 [0], \port$292$0 [0], \port$291$0 [0], \port$290$0 [0], \port$289$0 [0], \port$288$0 [0], \port$287$0 [0], \port$286$0 [0], \port$285$0 [0] };
   assign rd__addr[35:32] = \$67 ;
   assign rd__addr[31:28] = \$58 ;
   assign rd__addr[27:24] = \$53 ;
@@ -3029,7 +3043,7 @@ module \hwgen_top.layer1.walker (rst, start, \port$283$0 , \port$284$0 , \port$2
   assign \$129  = \$128 ;
 endmodule
 
-module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, wport__addr, \port$957$0 , \port$961$2 , out__valid, out__payload, keep, out__ready);
+module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__addr, \port$962$0 , \port$966$2 , out__valid, out__payload, out__ready);
   wire [71:0] \$1 ;
   wire [3:0] \$2 ;
   input clk;
@@ -3059,10 +3073,10 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, wport__addr, \p
   output out__valid;
   wire out__valid;
   wire \out__valid$61 ;
-  input [1:0] \port$957$0 ;
-  wire [1:0] \port$957$0 ;
-  input [1:0] \port$961$2 ;
-  wire [1:0] \port$961$2 ;
+  input [1:0] \port$962$0 ;
+  wire [1:0] \port$962$0 ;
+  input [1:0] \port$966$2 ;
+  wire [1:0] \port$966$2 ;
   wire [35:0] rd__addr;
   wire [35:0] rd__data;
   wire rd__en;
@@ -3153,7 +3167,7 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, wport__addr, \p
   end
   always @(posedge clk) begin
     if (wport__en)
-      act[wport__addr] <= { \port$957$0 , \port$961$2  };
+      act[wport__addr] <= { \port$962$0 , \port$966$2  };
   end
   reg [3:0] _0_;
   reg [3:0] _1_;
@@ -3168,47 +3182,47 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, wport__addr, \p
     if (rp__en) begin
       _0_ <= act[rd__addr[3:0]];
       if (wport__en && rd__addr[3:0] == wport__addr)
-        _0_ <= { \port$957$0 , \port$961$2  };
+        _0_ <= { \port$962$0 , \port$966$2  };
     end
     if (rp__en) begin
       _1_ <= act[rd__addr[7:4]];
       if (wport__en && rd__addr[7:4] == wport__addr)
-        _1_ <= { \port$957$0 , \port$961$2  };
+        _1_ <= { \port$962$0 , \port$966$2  };
     end
     if (rp__en) begin
       _2_ <= act[rd__addr[11:8]];
       if (wport__en && rd__addr[11:8] == wport__addr)
-        _2_ <= { \port$957$0 , \port$961$2  };
+        _2_ <= { \port$962$0 , \port$966$2  };
     end
     if (rp__en) begin
       _3_ <= act[rd__addr[15:12]];
       if (wport__en && rd__addr[15:12] == wport__addr)
-        _3_ <= { \port$957$0 , \port$961$2  };
+        _3_ <= { \port$962$0 , \port$966$2  };
     end
     if (rp__en) begin
       _4_ <= act[rd__addr[19:16]];
       if (wport__en && rd__addr[19:16] == wport__addr)
-        _4_ <= { \port$957$0 , \port$961$2  };
+        _4_ <= { \port$962$0 , \port$966$2  };
     end
     if (rp__en) begin
       _5_ <= act[rd__addr[23:20]];
       if (wport__en && rd__addr[23:20] == wport__addr)
-        _5_ <= { \port$957$0 , \port$961$2  };
+        _5_ <= { \port$962$0 , \port$966$2  };
     end
     if (rp__en) begin
       _6_ <= act[rd__addr[27:24]];
       if (wport__en && rd__addr[27:24] == wport__addr)
-        _6_ <= { \port$957$0 , \port$961$2  };
+        _6_ <= { \port$962$0 , \port$966$2  };
     end
     if (rp__en) begin
       _7_ <= act[rd__addr[31:28]];
       if (wport__en && rd__addr[31:28] == wport__addr)
-        _7_ <= { \port$957$0 , \port$961$2  };
+        _7_ <= { \port$962$0 , \port$966$2  };
     end
     if (rp__en) begin
       _8_ <= act[rd__addr[35:32]];
       if (wport__en && rd__addr[35:32] == wport__addr)
-        _8_ <= { \port$957$0 , \port$961$2  };
+        _8_ <= { \port$962$0 , \port$966$2  };
     end
   end
   assign rp__data = _0_;
@@ -3236,8 +3250,8 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, wport__addr, \p
   \hwgen_top.layer2.tiles  tiles (
     .beat__ready(sums__ready),
     .clk(clk),
-    .\port$963$0 (\$1 ),
-    .\port$967$0 (\$2 ),
+    .\port$968$0 (\$1 ),
+    .\port$972$0 (\$2 ),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst),
@@ -3248,17 +3262,17 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, wport__addr, \p
     .clk(clk),
     .fetch(rp__en),
     .keep(keep),
-    .\port$589$0 (rp__data),
-    .\port$590$0 (\rp__data$28 ),
-    .\port$591$0 (\rp__data$29 ),
-    .\port$592$0 (\rp__data$30 ),
-    .\port$593$0 (\rp__data$31 ),
-    .\port$594$0 (\rp__data$32 ),
-    .\port$595$0 (\rp__data$33 ),
-    .\port$596$0 (\rp__data$34 ),
-    .\port$597$0 (\rp__data$35 ),
-    .\port$963$0 (\$1 ),
-    .\port$967$0 (\$2 ),
+    .\port$591$0 (rp__data),
+    .\port$592$0 (\rp__data$28 ),
+    .\port$593$0 (\rp__data$29 ),
+    .\port$594$0 (\rp__data$30 ),
+    .\port$595$0 (\rp__data$31 ),
+    .\port$596$0 (\rp__data$32 ),
+    .\port$597$0 (\rp__data$33 ),
+    .\port$598$0 (\rp__data$34 ),
+    .\port$599$0 (\rp__data$35 ),
+    .\port$968$0 (\$1 ),
+    .\port$972$0 (\$2 ),
     .rd__addr(rd__addr),
     .req__ready(req__ready),
     .req__valid(req__valid),
@@ -3266,8 +3280,8 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, wport__addr, \p
     .start(start)
   );
   assign wr__addr = wport__addr;
-  assign wport__data = { \port$957$0 , \port$961$2  };
-  assign wr__data = { \port$957$0 , \port$961$2  };
+  assign wport__data = { \port$962$0 , \port$966$2  };
+  assign wr__data = { \port$962$0 , \port$966$2  };
   assign rp__addr = rd__addr[3:0];
   assign rd__en = rp__en;
   assign \rp__addr$10  = rd__addr[7:4];
@@ -3433,7 +3447,7 @@ module \hwgen_top.layer2.sink (clk, rst, sample, sums__valid, sums__ready, done,
   assign \out__payload.acc[2]  = out__payload[36:30];
 endmodule
 
-module \hwgen_top.layer2.tiles (rst, sums__valid, req__ready, beat__ready, \port$963$0 , \port$967$0 , req__valid, sums__payload, clk);
+module \hwgen_top.layer2.tiles (rst, sums__valid, req__ready, beat__ready, \port$968$0 , \port$972$0 , req__valid, sums__payload, clk);
   wire [6:0] \$1 ;
   wire [7:0] \$2 ;
   wire [6:0] \$3 ;
@@ -3474,10 +3488,10 @@ module \hwgen_top.layer2.tiles (rst, sums__valid, req__ready, beat__ready, \port
   wire beat__valid;
   input clk;
   wire clk;
-  input [71:0] \port$963$0 ;
-  wire [71:0] \port$963$0 ;
-  input [3:0] \port$967$0 ;
-  wire [3:0] \port$967$0 ;
+  input [71:0] \port$968$0 ;
+  wire [71:0] \port$968$0 ;
+  input [3:0] \port$972$0 ;
+  wire [3:0] \port$972$0 ;
   wire [35:0] req__payload;
   wire [11:0] \req__payload$10 ;
   wire [3:0] \req__payload$10.g ;
@@ -3556,7 +3570,7 @@ module \hwgen_top.layer2.tiles (rst, sums__valid, req__ready, beat__ready, \port
   assign \$hwgen_sx11  = \$3 ;
   assign \$hwgen_sx12  = \beat__payload$20 [7:4];
   assign \req__valid$1  = req__valid;
-  assign \req__payload$3  = { \port$967$0 , \port$963$0  };
+  assign \req__payload$3  = { \port$972$0 , \port$968$0  };
   assign sums__ready = beat__ready;
   assign \req__valid$6  = req__valid;
   assign \beat__ready$8  = beat__ready;
@@ -3569,9 +3583,9 @@ module \hwgen_top.layer2.tiles (rst, sums__valid, req__ready, beat__ready, \port
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
   assign \req__payload.tag  = req__payload[35:32];
-  assign \req__payload$3.x  = \port$963$0 [35:0];
-  assign \req__payload$3.g  = \port$963$0 [71:36];
-  assign \req__payload$3.tag  = \port$967$0 ;
+  assign \req__payload$3.x  = \port$968$0 [35:0];
+  assign \req__payload$3.g  = \port$968$0 [71:36];
+  assign \req__payload$3.tag  = \port$972$0 ;
   assign \req__payload$7.x  = \req__payload$7 [15:0];
   assign \req__payload$7.g  = \req__payload$7 [31:16];
   assign \req__payload$7.tag  = \req__payload$7 [35:32];
@@ -3607,15 +3621,15 @@ module \hwgen_top.layer2.tiles (rst, sums__valid, req__ready, beat__ready, \port
   assign sums__payload[19:16] = beat__payload[17:14];
   assign sums__payload[15] = beat__payload[13];
   assign sums__payload[14] = beat__payload[12];
-  assign \req__payload$10 [11:8] = \port$967$0 ;
-  assign \req__payload$10 [7:4] = \port$963$0 [71:68];
-  assign \req__payload$10 [3:0] = \port$963$0 [35:32];
-  assign \req__payload$7 [35:32] = \port$967$0 ;
-  assign \req__payload$7 [31:16] = \port$963$0 [67:52];
-  assign \req__payload$7 [15:0] = \port$963$0 [31:16];
-  assign req__payload[35:32] = \port$967$0 ;
-  assign req__payload[31:16] = \port$963$0 [51:36];
-  assign req__payload[15:0] = \port$963$0 [15:0];
+  assign \req__payload$10 [11:8] = \port$972$0 ;
+  assign \req__payload$10 [7:4] = \port$968$0 [71:68];
+  assign \req__payload$10 [3:0] = \port$968$0 [35:32];
+  assign \req__payload$7 [35:32] = \port$972$0 ;
+  assign \req__payload$7 [31:16] = \port$968$0 [67:52];
+  assign \req__payload$7 [15:0] = \port$968$0 [31:16];
+  assign req__payload[35:32] = \port$972$0 ;
+  assign req__payload[31:16] = \port$968$0 [51:36];
+  assign req__payload[15:0] = \port$968$0 [15:0];
 endmodule
 
 module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, beat__valid, req__ready, beat__ready, req__valid, req__payload, beat__payload, clk);
@@ -4340,7 +4354,7 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__pa
   assign \$1  = index;
 endmodule
 
-module \hwgen_top.layer2.walker (rst, start, \port$589$0 , \port$590$0 , \port$591$0 , \port$592$0 , \port$593$0 , \port$594$0 , \port$595$0 , \port$596$0 , \port$597$0 , fetch, req__ready, rd__addr, \port$963$0 , \port$967$0 , req__valid, keep, clk);
+module \hwgen_top.layer2.walker (rst, start, \port$591$0 , \port$592$0 , \port$593$0 , \port$594$0 , \port$595$0 , \port$596$0 , \port$597$0 , \port$598$0 , \port$599$0 , fetch, req__ready, keep, rd__addr, \port$968$0 , \port$972$0 , req__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -4399,10 +4413,6 @@ module \hwgen_top.layer2.walker (rst, start, \port$589$0 , \port$590$0 , \port$5
   wire ok_2_1;
   wire ok_2_2;
   reg [8:0] pad = 9'h000;
-  input [3:0] \port$589$0 ;
-  wire [3:0] \port$589$0 ;
-  input [3:0] \port$590$0 ;
-  wire [3:0] \port$590$0 ;
   input [3:0] \port$591$0 ;
   wire [3:0] \port$591$0 ;
   input [3:0] \port$592$0 ;
@@ -4417,11 +4427,15 @@ module \hwgen_top.layer2.walker (rst, start, \port$589$0 , \port$590$0 , \port$5
   wire [3:0] \port$596$0 ;
   input [3:0] \port$597$0 ;
   wire [3:0] \port$597$0 ;
-  output [71:0] \port$963$0 ;
-  wire [71:0] \port$963$0 ;
+  input [3:0] \port$598$0 ;
+  wire [3:0] \port$598$0 ;
+  input [3:0] \port$599$0 ;
+  wire [3:0] \port$599$0 ;
+  output [71:0] \port$968$0 ;
+  wire [71:0] \port$968$0 ;
   (* init = 4'h0 *)
-  output [3:0] \port$967$0 ;
-  wire [3:0] \port$967$0 ;
+  output [3:0] \port$972$0 ;
+  wire [3:0] \port$972$0 ;
   output [35:0] rd__addr;
   wire [35:0] rd__addr;
   wire [35:0] rd__data;
@@ -4510,14 +4524,14 @@ module \hwgen_top.layer2.walker (rst, start, \port$589$0 , \port$590$0 , \port$5
   assign ok_2_2 = 1'h1;
   assign rd__en = fetch;
   assign req__payload = { \$37 , \$35  };
-  assign rd__data = { \port$597$0 , \port$596$0 , \port$595$0 , \port$594$0 , \port$593$0 , \port$592$0 , \port$591$0 , \port$590$0 , \port$589$0  };
-  assign \port$963$0  = \$35 ;
-  assign \port$967$0  = \$37 ;
+  assign rd__data = { \port$599$0 , \port$598$0 , \port$597$0 , \port$596$0 , \port$595$0 , \port$594$0 , \port$593$0 , \port$592$0 , \port$591$0  };
+  assign \port$968$0  = \$35 ;
+  assign \port$972$0  = \$37 ;
   assign \req__payload.x  = \$35 [35:0];
   assign \req__payload.g  = \$35 [71:36];
   assign \req__payload.tag  = \$37 ;
   assign \$35 [71:36] = { keep[3], keep[3], keep[3], keep[3], keep[3], keep[3], keep[3], keep[3], keep[3:2], keep[2], keep[2], keep[2], keep[2], keep[2], keep[2], keep[2], keep[2:1], keep[1], keep[1], keep[1], keep[1], keep[1], keep[1], keep[1], keep[1:0], keep[0], keep[0], keep[0], keep[0], keep[0], keep[0], keep[0], keep[0] };
-  assign \$35 [35:0] = { \port$597$0 [3], \port$596$0 [3], \port$595$0 [3], \port$594$0 [3], \port$593$0 [3], \port$592$0 [3], \port$591$0 [3], \port$590$0 [3], \port$589$0 [3], \port$597$0 [2], \port$596$0 [2], \port$595$0 [2], \port$594$0 [2], \port$593$0 [2], \port$592$0 [2], \port$591$0 [2], \port$590$0 [2], \port$589$0 [2], \port$597$0 [1], \port$596$0 [1], \port$595$0 [1], \port$594$0 [1], \port$593$0 [1], \port$592$0 [1], \port$591$0 [1], \port$590$0 [1], \port$589$0 [1], \port$597$0 [0], \port$596$0 [0], \port$595$0 [0], \port$594$0 [0], \port$593$0 [0], \port$592$0 [0], \port$591$0 [0], \port$590$0 [0], \port$589$0 [0] };
+  assign \$35 [35:0] = { \port$599$0 [3], \port$598$0 [3], \port$597$0 [3], \port$596$0 [3], \port$595$0 [3], \port$594$0 [3], \port$593$0 [3], \port$592$0 [3], \port$591$0 [3], \port$599$0 [2], \port$598$0 [2], \port$597$0 [2], \port$596$0 [2], \port$595$0 [2], \port$594$0 [2], \port$593$0 [2], \port$592$0 [2], \port$591$0 [2], \port$599$0 [1], \port$598$0 [1], \port$597$0 [1], \port$596$0 [1], \port$595$0 [1], \port$594$0 [1], \port$593$0 [1], \port$592$0 [1], \port$591$0 [1], \port$599$0 [0], \port$598$0 [0], \port$597$0 [0], \port$596$0 [0], \port$595$0 [0], \port$594$0 [0], \port$593$0 [0], \port$592$0 [0], \port$591$0 [0] };
   assign rd__addr[35:32] = 4'h8;
   assign rd__addr[31:28] = 4'h7;
   assign rd__addr[27:24] = 4'h6;
@@ -4560,44 +4574,43 @@ module \hwgen_top.layer2.walker (rst, start, \port$589$0 , \port$590$0 , \port$5
   assign \$34  = 1'h0;
 endmodule
 
-module \hwgen_top.rng (clk, rst, swap, go, in_reset, in_write, fresh, keep, mtj_sense);
+module \hwgen_top.rng (clk, rst, keep__ready, go, in_reset, in_write, keep__payload, keep__valid, mtj__sense);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
-  reg [6:0] \$10 ;
-  reg \$11 ;
-  reg [6:0] \$12 ;
+  reg \$10 ;
+  reg [6:0] \$11 ;
+  reg \$12 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
   wire [3:0] \$5 ;
   wire \$6 ;
   wire [6:0] \$7 ;
-  reg [2:0] \$8 ;
-  reg \$9 ;
+  wire \$8 ;
+  reg [2:0] \$9 ;
   reg busy = 1'h0;
   input clk;
   wire clk;
-  output fresh;
-  reg fresh = 1'h0;
   input go;
   wire go;
   output in_reset;
   wire in_reset;
   output in_write;
   wire in_write;
-  output [6:0] keep;
-  reg [6:0] keep = 7'h00;
-  wire [69:0] mtj_code;
-  wire [6:0] mtj_reset;
-  input [6:0] mtj_sense;
-  wire [6:0] mtj_sense;
-  wire [6:0] mtj_write;
+  output [6:0] keep__payload;
+  reg [6:0] keep__payload = 7'h00;
+  input keep__ready;
+  wire keep__ready;
+  output keep__valid;
+  reg keep__valid = 1'h0;
+  wire [69:0] mtj__code;
+  wire [6:0] mtj__reset;
+  input [6:0] mtj__sense;
+  wire [6:0] mtj__sense;
+  wire [6:0] mtj__write;
   input rst;
   wire rst;
-  reg [6:0] shadow = 7'h00;
   reg [2:0] step = 3'h0;
-  input swap;
-  wire swap;
   assign \$1  = step < 3'h2;
   assign in_reset = busy & \$1 ;
   assign \$2  = step >= 3'h2;
@@ -4606,83 +4619,72 @@ module \hwgen_top.rng (clk, rst, swap, go, in_reset, in_write, fresh, keep, mtj_
   assign in_write = \$3  & \$4 ;
   assign \$5  = { 1'h0, step } + 4'h1;
   assign \$6  = step == 3'h5;
-  assign \$7  = ~ mtj_sense;
+  assign \$7  = ~ mtj__sense;
+  assign \$8  = keep__valid & keep__ready;
   always @(posedge clk)
-    step <= \$8 ;
+    step <= \$9 ;
   always @(posedge clk)
-    busy <= \$9 ;
+    busy <= \$10 ;
   always @(posedge clk)
-    shadow <= \$10 ;
+    keep__payload <= \$11 ;
   always @(posedge clk)
-    fresh <= \$11 ;
-  always @(posedge clk)
-    keep <= \$12 ;
+    keep__valid <= \$12 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$8  = step;
+    \$9  = step;
     if (busy) begin
-      \$8  = \$5 [2:0];
+      \$9  = \$5 [2:0];
       if (\$6 ) begin
-        \$8  = 3'h0;
+        \$9  = 3'h0;
       end
     end
     if (rst) begin
-      \$8  = 3'h0;
+      \$9  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$9  = busy;
+    \$10  = busy;
     if (busy) begin
       if (\$6 ) begin
-        \$9  = 1'h0;
+        \$10  = 1'h0;
       end
     end
     if (go) begin
-      \$9  = 1'h1;
+      \$10  = 1'h1;
     end
     if (rst) begin
-      \$9  = 1'h0;
+      \$10  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$10  = shadow;
+    \$11  = keep__payload;
     if (busy) begin
       if (\$6 ) begin
-        \$10  = \$7 ;
+        \$11  = \$7 ;
       end
     end
     if (rst) begin
-      \$10  = 7'h00;
+      \$11  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$11  = fresh;
+    \$12  = keep__valid;
     if (busy) begin
       if (\$6 ) begin
-        \$11  = 1'h1;
+        \$12  = 1'h1;
       end
     end
-    if (swap) begin
-      \$11  = 1'h0;
+    if (\$8 ) begin
+      \$12  = 1'h0;
     end
     if (rst) begin
-      \$11  = 1'h0;
+      \$12  = 1'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$12  = keep;
-    if (swap) begin
-      \$12  = shadow;
-    end
-    if (rst) begin
-      \$12  = 7'h00;
-    end
-  end
-  assign mtj_code = 70'h24d9364d9364d9364d;
-  assign mtj_reset = { in_reset, in_reset, in_reset, in_reset, in_reset, in_reset, in_reset };
-  assign mtj_write = { in_write, in_write, in_write, in_write, in_write, in_write, in_write };
+  assign mtj__code = 70'h24d9364d9364d9364d;
+  assign mtj__reset = { in_reset, in_reset, in_reset, in_reset, in_reset, in_reset, in_reset };
+  assign mtj__write = { in_write, in_write, in_write, in_write, in_write, in_write, in_write };
 endmodule
