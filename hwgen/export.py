@@ -30,7 +30,8 @@ from .errors import HwgenError
 from .hw.top import NetworkTop
 from .ir.core import IR
 
-__all__ = ["export", "ports_json", "to_verilog", "explicit_widths", "VERILOG", "PORTS", "WAIVERS", "WAIVER_TEXT"]
+__all__ = ["export", "ports_json", "to_verilog", "explicit_widths", "complete_cases", "VERILOG",
+           "PORTS", "WAIVERS", "WAIVER_TEXT"]
 
 log = logging.getLogger(__name__)
 
@@ -127,20 +128,45 @@ def explicit_widths(text: str) -> str:
     return "\n".join(out)
 
 
+def complete_cases(verilog: str) -> str:
+    """Give every `case` statement of Yosys's Verilog an empty `default`.
+
+    An Amaranth FSM is a switch over its state with one case per state. Yosys drops the
+    trailing cases that assign nothing to a process's signal, so the Verilog `casez`
+    lists only some state values, and Verilator flags it (CASEINCOMPLETE). An empty
+    default changes no value: a signal keeps what the process assigned before the case."""
+    out, open_cases = [], []                       # per open case: (indent, has default)
+    for line in verilog.split("\n"):
+        m = re.match(r"(\s*)casez? \(", line)
+        if m:
+            open_cases.append([m.group(1), False])
+        elif open_cases:
+            indent = open_cases[-1][0]
+            if line.startswith(indent + "  default:"):
+                open_cases[-1][1] = True
+            elif line == indent + "endcase":
+                if not open_cases.pop()[1]:
+                    out += [indent + "  default:", indent + "      /* empty */;"]
+        out.append(line)
+    return "\n".join(out)
+
+
 def to_verilog(top, name: str = "hwgen_top") -> str:
-    """Amaranth -> RTLIL -> explicit operand widths -> Verilog (Yosys, no source paths).
+    """Amaranth -> RTLIL -> explicit operand widths -> Verilog (Yosys, no source paths)
+    -> complete cases.
 
     The script is amaranth.back.verilog's (amaranth 0.5.10), with the width pass between
-    the RTLIL and Yosys."""
+    the RTLIL and Yosys, and `proc -noopt`: proc's opt_expr would turn `state == 0` into
+    `!state`, a 1-bit operator on a wide operand that Verilator flags (WIDTHTRUNC)."""
     text = explicit_widths(rtlil.convert(top, name=name, emit_src=False))
-    script = [f"read_rtlil <<rtlil\n{text}\nrtlil", "proc -nomux -norom", "memory_collect",
+    script = [f"read_rtlil <<rtlil\n{text}\nrtlil", "proc -nomux -norom -noopt", "memory_collect",
               "attrmap -remove generator -remove top -remove src -remove amaranth.hierarchy "
               "-remove amaranth.decoding",
               "attrmap -modattr -remove generator -remove top -remove src "
               "-remove amaranth.hierarchy -remove amaranth.decoding",
               "write_verilog -norename"]
     yosys = find_yosys(lambda ver: ver >= (0, 40))
-    return yosys.run(["-q", "-"], "\n".join(script), ignore_warnings=True)
+    return complete_cases(yosys.run(["-q", "-"], "\n".join(script), ignore_warnings=True))
 
 
 def _direction(flow) -> str:

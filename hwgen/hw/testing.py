@@ -9,8 +9,8 @@ import numpy as np
 from ..device import MtjArray, MtjParams, device_seeds
 from ..ir.core import IR, Layer, Rng, Site, pack_rows
 from ..model.spec import layer_plan
+from .loader import image_words
 from .simutil import stream_get, stream_put
-from .top import image_words
 
 __all__ = ["random_ir", "masks_from_history", "keep_rounds", "TopBench"]
 

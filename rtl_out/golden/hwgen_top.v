@@ -2,7 +2,7 @@
 
 module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, img__ready, idle, done, out__payload, out__valid, mtj_reset, mtj_write, mtj_code, img__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire \$1 ;
+  wire [16:0] \$1 ;
   wire \$10 ;
   wire \$11 ;
   wire \$12 ;
@@ -10,77 +10,55 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
-  wire [16:0] \$17 ;
+  wire \$17 ;
   wire \$18 ;
   wire \$19 ;
   wire \$2 ;
   wire [16:0] \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
+  reg [6:0] \$21 ;
+  reg [15:0] \$22 ;
+  reg [15:0] \$23 ;
+  reg [1:0] \$24 ;
+  wire [1:0] \$25 ;
+  wire [1:0] \$26 ;
   wire \$27 ;
-  wire [31:0] \$28 ;
-  wire [6:0] \$29 ;
+  wire \$28 ;
   wire \$3 ;
-  wire \$30 ;
-  wire [1:0] \$31 ;
-  wire [6:0] \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [16:0] \$37 ;
-  reg [31:0] \$38 ;
-  reg [5:0] \$39 ;
-  wire \$4 ;
-  reg [5:0] \$40 ;
-  reg \$41 ;
-  reg [6:0] \$42 ;
-  reg \$43 ;
-  reg [15:0] \$44 ;
-  reg [15:0] \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  wire [1:0] \$48 ;
-  wire [1:0] \$49 ;
+  wire [16:0] \$4 ;
   wire \$5 ;
-  wire \$50 ;
-  wire \$51 ;
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  reg ch = 1'h0;
+  wire busy;
   input clk;
   wire clk;
   output done;
   wire done;
-  wire \done$47 ;
-  wire \done$56 ;
-  wire \done$63 ;
-  wire finish;
+  wire \done$57 ;
+  wire \done$61 ;
+  wire \done$64 ;
   wire go;
-  wire \go$52 ;
+  wire \go$50 ;
   output idle;
   wire idle;
   input [31:0] img__payload;
   wire [31:0] img__payload;
+  wire [31:0] \img__payload$54 ;
   output img__ready;
   wire img__ready;
+  wire \img__ready$55 ;
   input img__valid;
   wire img__valid;
-  reg in_sample = 1'h0;
+  wire \img__valid$53 ;
   wire [2:0] keep;
-  reg [6:0] \keep$42  = 7'h00;
-  wire [3:0] \keep$43 ;
+  reg [6:0] \keep$46  = 7'h00;
+  wire [3:0] \keep$47 ;
   wire [6:0] keep__payload;
   wire keep__ready;
   wire keep__valid;
   wire launch;
-  reg [5:0] left = 6'h00;
+  wire more;
   wire [69:0] mtj__code;
   wire [6:0] mtj__reset;
   wire [6:0] mtj__sense;
@@ -97,19 +75,19 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   wire [15:0] n_samples;
   reg [15:0] n_t = 16'h0000;
   wire [3:0] next__addr;
-  wire [3:0] \next__addr$23 ;
+  wire [3:0] \next__addr$29 ;
   wire [2:0] next__data;
-  wire [3:0] \next__data$25 ;
+  wire [3:0] \next__data$31 ;
   wire [2:0] next__en;
-  wire [3:0] \next__en$27 ;
+  wire [3:0] \next__en$33 ;
   output [36:0] out__payload;
   wire [36:0] out__payload;
-  wire [36:0] \out__payload$58 ;
-  wire [20:0] \out__payload$58.acc ;
-  wire [6:0] \out__payload$58.acc[0] ;
-  wire [6:0] \out__payload$58.acc[1] ;
-  wire [6:0] \out__payload$58.acc[2] ;
-  wire [15:0] \out__payload$58.sample ;
+  wire [36:0] \out__payload$34 ;
+  wire [20:0] \out__payload$34.acc ;
+  wire [6:0] \out__payload$34.acc[0] ;
+  wire [6:0] \out__payload$34.acc[1] ;
+  wire [6:0] \out__payload$34.acc[2] ;
+  wire [15:0] \out__payload$34.sample ;
   wire [20:0] \out__payload.acc ;
   wire [6:0] \out__payload.acc[0] ;
   wire [6:0] \out__payload.acc[1] ;
@@ -117,323 +95,245 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   wire [15:0] \out__payload.sample ;
   input out__ready;
   wire out__ready;
-  wire \out__ready$59 ;
+  wire \out__ready$35 ;
   output out__valid;
   wire out__valid;
-  wire \out__valid$60 ;
-  (* init = 6'h00 *)
-  wire [5:0] pos;
-  reg prefix_done = 1'h0;
+  wire \out__valid$36 ;
   input rst;
   wire rst;
-  reg running = 1'h0;
   wire [15:0] sample;
+  reg [1:0] seq_state = 2'h0;
   input start;
   wire start;
-  wire \start$53 ;
-  wire \start$54 ;
-  wire \start$55 ;
+  wire \start$58 ;
+  wire \start$59 ;
+  wire \start$60 ;
   reg [15:0] started = 16'h0000;
-  reg [31:0] word = 32'd0;
-  wire [3:0] wr__addr;
+  wire [5:0] wr__addr;
+  wire [5:0] \wr__addr$17 ;
   wire [3:0] \wr__addr$22 ;
-  reg [5:0] \wr__addr$28  = 6'h00;
-  wire [2:0] wr__data;
-  wire [3:0] \wr__data$24 ;
-  wire \wr__data$30 ;
-  wire [2:0] wr__en;
-  wire [3:0] \wr__en$26 ;
-  wire \wr__en$32 ;
-  always @(posedge clk)
-    \wr__addr$28  <= \$40 ;
-  always @(posedge clk)
-    ch <= \$41 ;
-  always @(posedge clk)
-    \keep$42  <= \$42 ;
-  always @(posedge clk)
-    running <= \$43 ;
-  always @(posedge clk)
-    n_t <= \$44 ;
-  always @(posedge clk)
-    started <= \$45 ;
-  always @(posedge clk)
-    prefix_done <= \$46 ;
-  always @(posedge clk)
-    in_sample <= \$47 ;
-  assign \$1  = | left;
-  assign \$2  = ~ ch;
-  assign \wr__en$32  = \$1  & \$2 ;
-  assign \$3  = ~ running;
-  assign \$4  = | left;
-  assign \$5  = ~ \$4 ;
-  assign idle = \$3  & \$5 ;
-  assign \$6  = ~ running;
-  assign \$7  = | left;
-  assign \$8  = ~ \$7 ;
-  assign img__ready = \$6  & \$8 ;
+  wire [3:0] \wr__addr$28 ;
+  wire wr__data;
+  wire \wr__data$19 ;
+  wire [2:0] \wr__data$24 ;
+  wire [3:0] \wr__data$30 ;
+  wire wr__en;
+  wire \wr__en$21 ;
+  wire [2:0] \wr__en$26 ;
+  wire [3:0] \wr__en$32 ;
+  assign more = started < n_t;
+  assign \$1  = { 1'h0, started } - 17'h00001;
+  assign \$2  = | n_samples;
+  assign \$3  = launch & \$2 ;
+  assign \$4  = { 1'h0, started } + 17'h00001;
+  assign \$5  = \$4  < { 1'h0, n_t };
+  assign \$6  = keep__ready & \$5 ;
+  assign \go$50  = \$3  | \$6 ;
+  assign \$7  = ~ busy;
+  assign idle = \$14  & \$7 ;
   assign launch = idle & start;
-  assign \$9  = running & prefix_done;
-  assign \$10  = ~ in_sample;
-  assign \$11  = \$10  | \done$47 ;
-  assign \$12  = \$9  & \$11 ;
-  assign \$13  = started < n_t;
-  assign \$14  = \$12  & \$13 ;
-  assign go = \$14  & keep__valid;
-  assign \$15  = | n_samples;
-  assign \$16  = launch & \$15 ;
-  assign \$17  = { 1'h0, started } + 17'h00001;
-  assign \$18  = \$17  < { 1'h0, n_t };
-  assign \$19  = go & \$18 ;
-  assign \go$52  = \$16  | \$19 ;
-  assign \$20  = { 1'h0, started } - 17'h00001;
-  assign \$21  = running & prefix_done;
-  assign \$22  = ~ in_sample;
-  assign \$23  = \$21  & \$22 ;
-  assign \$24  = started == n_t;
-  assign \$25  = \$23  & \$24 ;
-  assign \$26  = ~ out__valid;
-  assign done = \$25  & \$26 ;
-  assign \$27  = | left;
-  assign \$29  = { 1'h0, left } - 7'h01;
-  assign \$30  = \wr__addr$28  == 6'h23;
-  assign \$31  = { 1'h0, ch } + 2'h1;
-  assign \$32  = { 1'h0, \wr__addr$28  } + 7'h01;
-  assign \$33  = ~ ch;
-  assign \$34  = \wr__addr$28  == 6'h23;
-  assign \$35  = \$33  & \$34 ;
-  assign \$36  = img__valid & img__ready;
-  assign \$37  = { 1'h0, started } + 17'h00001;
+  assign \img__valid$53  = \$14  & img__valid;
+  assign img__ready = \$14  & \img__ready$55 ;
+  assign \$8  = more & keep__valid;
+  assign \$9  = \$17  & \done$57 ;
+  assign \$10  = \$16  | \$9 ;
+  assign keep__ready = \$8  & \$10 ;
+  assign \$11  = ~ more;
+  assign \$12  = \$16  & \$11 ;
+  assign \$13  = ~ out__valid;
+  assign done = \$12  & \$13 ;
+  assign \$14  = seq_state == 2'h0;
+  assign \$15  = seq_state == 2'h1;
+  assign \$16  = seq_state == 2'h2;
+  assign \$17  = seq_state == 2'h3;
+  assign \$18  = ~ keep__ready;
+  assign \$19  = \done$57  & \$18 ;
+  assign \$20  = { 1'h0, started } + 17'h00001;
   always @(posedge clk)
-    word <= \$38 ;
+    \keep$46  <= \$21 ;
   always @(posedge clk)
-    left <= \$39 ;
+    n_t <= \$22 ;
+  always @(posedge clk)
+    started <= \$23 ;
+  always @(posedge clk)
+    seq_state <= \$24 ;
   \hwgen_top.layer0  layer0 (
     .clk(clk),
-    .done(\done$63 ),
-    .next__addr(wr__addr),
-    .next__data(wr__data),
-    .next__en(wr__en),
+    .done(\done$64 ),
+    .next__addr(\wr__addr$22 ),
+    .next__data(\wr__data$24 ),
+    .next__en(\wr__en$26 ),
     .rst(rst),
     .start(launch),
-    .wport__addr(\wr__addr$28 ),
-    .wport__data(word[0]),
-    .wport__en(\wr__en$32 )
+    .wport__addr(wr__addr),
+    .wport__data(wr__data),
+    .wport__en(wr__en)
   );
   \hwgen_top.layer1  layer1 (
     .clk(clk),
-    .done(\start$55 ),
-    .keep(\keep$42 [2:0]),
-    .next__addr(\wr__addr$22 ),
-    .next__en(\wr__en$26 ),
-    .\port$962$0 (\$48 ),
-    .\port$966$2 (\$49 ),
+    .done(\start$60 ),
+    .keep(\keep$46 [2:0]),
+    .next__addr(\wr__addr$28 ),
+    .next__en(\wr__en$32 ),
+    .\port$966$0 (\$25 ),
+    .\port$970$2 (\$26 ),
     .rst(rst),
-    .start(go),
-    .wport__addr(wr__addr),
-    .wport__data(wr__data),
-    .wr__en(wr__en)
+    .start(keep__ready),
+    .wport__addr(\wr__addr$22 ),
+    .wport__data(\wr__data$24 ),
+    .wr__en(\wr__en$26 )
   );
   \hwgen_top.layer2  layer2 (
     .clk(clk),
-    .done(\done$47 ),
-    .keep(\keep$42 [6:3]),
+    .done(\done$57 ),
+    .keep(\keep$46 [6:3]),
     .out__payload(out__payload),
     .out__ready(out__ready),
     .out__valid(out__valid),
-    .\port$962$0 (\$48 ),
-    .\port$966$2 (\$49 ),
+    .\port$966$0 (\$25 ),
+    .\port$970$2 (\$26 ),
     .rst(rst),
-    .sample(\$20 [15:0]),
-    .start(\start$55 ),
-    .wport__addr(\wr__addr$22 ),
-    .wr__en(\wr__en$26 )
+    .sample(\$1 [15:0]),
+    .start(\start$60 ),
+    .wport__addr(\wr__addr$28 ),
+    .wr__en(\wr__en$32 )
+  );
+  \hwgen_top.loader  loader (
+    .busy(busy),
+    .clk(clk),
+    .img__payload(img__payload),
+    .img__ready(\img__ready$55 ),
+    .img__valid(\img__valid$53 ),
+    .rst(rst),
+    .wr__addr(wr__addr),
+    .wr__data(wr__data),
+    .wr__en(wr__en)
   );
   \hwgen_top.rng  rng (
     .clk(clk),
-    .go(\go$52 ),
-    .in_reset(\$50 ),
-    .in_write(\$51 ),
+    .go(\go$50 ),
+    .in_reset(\$27 ),
+    .in_write(\$28 ),
     .keep__payload(keep__payload),
-    .keep__ready(go),
+    .keep__ready(keep__ready),
     .keep__valid(keep__valid),
     .mtj__sense(mtj_sense),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$40  = \wr__addr$28 ;
-    if (\$27 ) begin
-      (* full_case = 32'd1 *)
-      if (\$30 ) begin
-        \$40  = 6'h00;
-      end else begin
-        \$40  = \$32 [5:0];
-      end
+    \$21  = \keep$46 ;
+    if (keep__ready) begin
+      \$21  = keep__payload;
     end
     if (rst) begin
-      \$40  = 6'h00;
+      \$21  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$41  = ch;
-    if (\$27 ) begin
-      if (\$30 ) begin
-        \$41  = \$31 [0];
-      end
-      if (\$35 ) begin
-        \$41  = 1'h0;
-      end
-    end
+    \$22  = n_t;
+    casez (seq_state)
+      2'h0:
+          if (launch) begin
+            \$22  = n_samples;
+          end
+      default:
+          /* empty */;
+    endcase
     if (rst) begin
-      \$41  = 1'h0;
+      \$22  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$42  = \keep$42 ;
-    if (go) begin
-      \$42  = keep__payload;
+    \$23  = started;
+    casez (seq_state)
+      2'h0:
+          if (launch) begin
+            \$23  = 16'h0000;
+          end
+      default:
+          /* empty */;
+    endcase
+    if (keep__ready) begin
+      \$23  = \$20 [15:0];
     end
     if (rst) begin
-      \$42  = 7'h00;
+      \$23  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$43  = running;
-    if (launch) begin
-      \$43  = 1'h1;
-    end
-    if (done) begin
-      \$43  = 1'h0;
-    end
+    \$24  = seq_state;
+    (* full_case = 32'd1 *)
+    casez (seq_state)
+      2'h0:
+          if (launch) begin
+            \$24  = 2'h1;
+          end
+      2'h1:
+          if (\done$64 ) begin
+            \$24  = 2'h2;
+          end
+      2'h2:
+          if (keep__ready) begin
+            \$24  = 2'h3;
+          end else if (done) begin
+            \$24  = 2'h0;
+          end
+      2'h3:
+          if (\$19 ) begin
+            \$24  = 2'h2;
+          end
+      default:
+          /* empty */;
+    endcase
     if (rst) begin
-      \$43  = 1'h0;
+      \$24  = 2'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$44  = n_t;
-    if (launch) begin
-      \$44  = n_samples;
-    end
-    if (rst) begin
-      \$44  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$45  = started;
-    if (launch) begin
-      \$45  = 16'h0000;
-    end
-    if (go) begin
-      \$45  = \$37 [15:0];
-    end
-    if (rst) begin
-      \$45  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$46  = prefix_done;
-    if (launch) begin
-      \$46  = 1'h0;
-    end
-    if (\done$63 ) begin
-      \$46  = 1'h1;
-    end
-    if (rst) begin
-      \$46  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$47  = in_sample;
-    if (launch) begin
-      \$47  = 1'h0;
-    end
-    if (\done$47 ) begin
-      \$47  = 1'h0;
-    end
-    if (go) begin
-      \$47  = 1'h1;
-    end
-    if (rst) begin
-      \$47  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$38  = word;
-    if (\$27 ) begin
-      \$38  = \$28 ;
-    end
-    if (\$36 ) begin
-      \$38  = img__payload;
-    end
-    if (rst) begin
-      \$38  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$39  = left;
-    if (\$27 ) begin
-      \$39  = \$29 [5:0];
-      if (\$35 ) begin
-        \$39  = 6'h00;
-      end
-    end
-    if (\$36 ) begin
-      \$39  = 6'h20;
-    end
-    if (rst) begin
-      \$39  = 6'h00;
-    end
-  end
-  assign next__addr = wr__addr;
-  assign next__data = wr__data;
-  assign next__en = wr__en;
-  assign \next__addr$23  = \wr__addr$22 ;
-  assign \wr__data$24  = { \$48 , \$49  };
-  assign \next__data$25  = { \$48 , \$49  };
-  assign \next__en$27  = \wr__en$26 ;
-  assign pos = \wr__addr$28 ;
-  assign \wr__data$30  = word[0];
-  assign mtj__reset = { \$50 , \$50 , \$50 , \$50 , \$50 , \$50 , \$50  };
-  assign mtj__write = { \$51 , \$51 , \$51 , \$51 , \$51 , \$51 , \$51  };
+  assign \wr__addr$17  = wr__addr;
+  assign \wr__data$19  = wr__data;
+  assign \wr__en$21  = wr__en;
+  assign next__addr = \wr__addr$22 ;
+  assign next__data = \wr__data$24 ;
+  assign next__en = \wr__en$26 ;
+  assign \next__addr$29  = \wr__addr$28 ;
+  assign \wr__data$30  = { \$25 , \$26  };
+  assign \next__data$31  = { \$25 , \$26  };
+  assign \next__en$33  = \wr__en$32 ;
+  assign \out__payload$34  = out__payload;
+  assign \out__ready$35  = out__ready;
+  assign \out__valid$36  = out__valid;
+  assign sample = \$1 [15:0];
+  assign mtj__reset = { \$27 , \$27 , \$27 , \$27 , \$27 , \$27 , \$27  };
+  assign mtj__write = { \$28 , \$28 , \$28 , \$28 , \$28 , \$28 , \$28  };
   assign mtj__sense = mtj_sense;
   assign mtj__code = 70'h24d9364d9364d9364d;
-  assign keep = \keep$42 [2:0];
-  assign \keep$43  = \keep$42 [6:3];
-  assign keep__ready = go;
-  assign \start$53  = launch;
-  assign \start$54  = go;
-  assign \done$56  = \start$55 ;
-  assign sample = \$20 [15:0];
-  assign \out__payload$58  = out__payload;
-  assign \out__ready$59  = out__ready;
-  assign \out__valid$60  = out__valid;
-  assign finish = done;
-  assign mtj_reset = { \$50 , \$50 , \$50 , \$50 , \$50 , \$50 , \$50  };
-  assign mtj_write = { \$51 , \$51 , \$51 , \$51 , \$51 , \$51 , \$51  };
+  assign keep = \keep$46 [2:0];
+  assign \keep$47  = \keep$46 [6:3];
+  assign go = keep__ready;
+  assign \img__payload$54  = img__payload;
+  assign \start$58  = launch;
+  assign \start$59  = keep__ready;
+  assign \done$61  = \start$60 ;
+  assign mtj_reset = { \$27 , \$27 , \$27 , \$27 , \$27 , \$27 , \$27  };
+  assign mtj_write = { \$28 , \$28 , \$28 , \$28 , \$28 , \$28 , \$28  };
   assign mtj_code = 70'h24d9364d9364d9364d;
   assign \out__payload.sample  = out__payload[15:0];
   assign \out__payload.acc  = out__payload[36:16];
   assign \out__payload.acc[0]  = out__payload[22:16];
   assign \out__payload.acc[1]  = out__payload[29:23];
   assign \out__payload.acc[2]  = out__payload[36:30];
-  assign \out__payload$58.sample  = out__payload[15:0];
-  assign \out__payload$58.acc  = out__payload[36:16];
-  assign \out__payload$58.acc[0]  = out__payload[22:16];
-  assign \out__payload$58.acc[1]  = out__payload[29:23];
-  assign \out__payload$58.acc[2]  = out__payload[36:30];
-  assign \$28  = { 1'h0, word[31:1] };
+  assign \out__payload$34.sample  = out__payload[15:0];
+  assign \out__payload$34.acc  = out__payload[36:16];
+  assign \out__payload$34.acc[0]  = out__payload[22:16];
+  assign \out__payload$34.acc[1]  = out__payload[29:23];
+  assign \out__payload$34.acc[2]  = out__payload[36:30];
 endmodule
 
-module \hwgen_top.layer0 (rst, wport__en, start, next__data, next__en, done, wport__data, wport__addr, next__addr, clk);
+module \hwgen_top.layer0 (rst, start, wport__en, next__data, next__en, done, wport__data, wport__addr, next__addr, clk);
   wire [17:0] \$1 ;
   wire [6:0] \$2 ;
   input clk;
@@ -643,8 +543,8 @@ module \hwgen_top.layer0 (rst, wport__en, start, next__data, next__en, done, wpo
   );
   \hwgen_top.layer0.tiles  tiles (
     .clk(clk),
-    .\port$876$0 (\$1 ),
-    .\port$880$0 (\$2 ),
+    .\port$880$0 (\$1 ),
+    .\port$884$0 (\$2 ),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst),
@@ -654,17 +554,17 @@ module \hwgen_top.layer0 (rst, wport__en, start, next__data, next__en, done, wpo
   \hwgen_top.layer0.walker  walker (
     .clk(clk),
     .fetch(rp__en),
-    .\port$67$0 (rp__data),
-    .\port$68$0 (\rp__data$28 ),
-    .\port$69$0 (\rp__data$29 ),
-    .\port$70$0 (\rp__data$30 ),
-    .\port$71$0 (\rp__data$31 ),
-    .\port$72$0 (\rp__data$32 ),
-    .\port$73$0 (\rp__data$33 ),
-    .\port$74$0 (\rp__data$34 ),
-    .\port$75$0 (\rp__data$35 ),
-    .\port$876$0 (\$1 ),
-    .\port$880$0 (\$2 ),
+    .\port$73$0 (rp__data),
+    .\port$74$0 (\rp__data$28 ),
+    .\port$75$0 (\rp__data$29 ),
+    .\port$76$0 (\rp__data$30 ),
+    .\port$77$0 (\rp__data$31 ),
+    .\port$78$0 (\rp__data$32 ),
+    .\port$79$0 (\rp__data$33 ),
+    .\port$80$0 (\rp__data$34 ),
+    .\port$81$0 (\rp__data$35 ),
+    .\port$880$0 (\$1 ),
+    .\port$884$0 (\$2 ),
     .rd__addr(rd__addr),
     .req__ready(req__ready),
     .req__valid(req__valid),
@@ -828,7 +728,7 @@ module \hwgen_top.layer0.sink (rst, got, pooled, next__en, done, sums__payload, 
   assign bits_c0[0] = \$3 ;
 endmodule
 
-module \hwgen_top.layer0.tiles (rst, sums__valid, req__ready, \port$876$0 , \port$880$0 , req__valid, sums__payload, clk);
+module \hwgen_top.layer0.tiles (rst, sums__valid, req__ready, \port$880$0 , \port$884$0 , req__valid, sums__payload, clk);
   wire [18:0] beat__payload;
   wire [9:0] \beat__payload.acc ;
   wire [4:0] \beat__payload.acc[0] ;
@@ -840,10 +740,10 @@ module \hwgen_top.layer0.tiles (rst, sums__valid, req__ready, \port$876$0 , \por
   wire beat__valid;
   input clk;
   wire clk;
-  input [17:0] \port$876$0 ;
-  wire [17:0] \port$876$0 ;
-  input [6:0] \port$880$0 ;
-  wire [6:0] \port$880$0 ;
+  input [17:0] \port$880$0 ;
+  wire [17:0] \port$880$0 ;
+  input [6:0] \port$884$0 ;
+  wire [6:0] \port$884$0 ;
   wire [24:0] req__payload;
   wire [24:0] \req__payload$3 ;
   wire [8:0] \req__payload$3.g ;
@@ -883,7 +783,7 @@ module \hwgen_top.layer0.tiles (rst, sums__valid, req__ready, \port$876$0 , \por
     .rst(rst)
   );
   assign \req__valid$1  = req__valid;
-  assign \req__payload$3  = { \port$880$0 , \port$876$0  };
+  assign \req__payload$3  = { \port$884$0 , \port$880$0  };
   assign beat__ready = 1'h1;
   assign sums__ready = 1'h1;
   assign \req__ready$7  = req__ready;
@@ -893,9 +793,9 @@ module \hwgen_top.layer0.tiles (rst, sums__valid, req__ready, \port$876$0 , \por
   assign \req__payload.x  = req__payload[8:0];
   assign \req__payload.g  = req__payload[17:9];
   assign \req__payload.tag  = req__payload[24:18];
-  assign \req__payload$3.x  = \port$876$0 [8:0];
-  assign \req__payload$3.g  = \port$876$0 [17:9];
-  assign \req__payload$3.tag  = \port$880$0 ;
+  assign \req__payload$3.x  = \port$880$0 [8:0];
+  assign \req__payload$3.g  = \port$880$0 [17:9];
+  assign \req__payload$3.tag  = \port$884$0 ;
   assign \sums__payload.acc  = sums__payload[9:0];
   assign \sums__payload.acc[0]  = sums__payload[4:0];
   assign \sums__payload.acc[1]  = sums__payload[9:5];
@@ -913,9 +813,9 @@ module \hwgen_top.layer0.tiles (rst, sums__valid, req__ready, \port$876$0 , \por
   assign sums__payload[18:12] = beat__payload[18:12];
   assign sums__payload[11] = beat__payload[11];
   assign sums__payload[10] = beat__payload[10];
-  assign req__payload[24:18] = \port$880$0 ;
-  assign req__payload[17:9] = \port$876$0 [17:9];
-  assign req__payload[8:0] = \port$876$0 [8:0];
+  assign req__payload[24:18] = \port$884$0 ;
+  assign req__payload[17:9] = \port$880$0 [17:9];
+  assign req__payload[8:0] = \port$880$0 [8:0];
 endmodule
 
 module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, beat__valid, req__ready, req__valid, req__payload, beat__payload, clk);
@@ -1009,8 +909,10 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, beat__valid, req__ready, req__va
   assign g = busy ? g_r : req__payload[17:9];
   assign index = busy ? k : 1'h0;
   assign beat__valid = busy | req__valid;
+  assign \$1  = index == 1'h1;
   assign \$2  = busy ? tag_r : req__payload[24:18];
   assign \$3  = ~ busy;
+  assign req__ready = \$3  & 1'h1;
   assign \$4  = { 1'h0, g[0] } + { 1'h0, g[1] };
   assign \$5  = { 1'h0, g[2] } + { 1'h0, g[3] };
   assign \$6  = { 1'h0, \$4  } + { 1'h0, \$5  };
@@ -1043,6 +945,7 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, beat__valid, req__ready, req__va
   assign \$30  = { 1'h0, \$26  } + { 1'h0, \$29  };
   assign \$31  = { 1'h0, \$30  } + { 4'h0, agree1[8] };
   assign \$32  = { 1'h0, \$31 [3:0], 1'h0 } - { 1'h0, ng };
+  assign \$33  = beat__valid & 1'h1;
   assign \$34  = { 1'h0, index } + 2'h1;
   assign \$35  = ~ busy;
   always @(posedge clk)
@@ -1139,12 +1042,9 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, beat__valid, req__ready, req__va
   assign beat__payload[18:12] = \$2 ;
   assign beat__payload[11] = \$1 ;
   assign beat__payload[10] = index;
-  assign \$1  = index;
-  assign req__ready = \$3 ;
-  assign \$33  = beat__valid;
 endmodule
 
-module \hwgen_top.layer0.walker (rst, start, \port$67$0 , \port$68$0 , \port$69$0 , \port$70$0 , \port$71$0 , \port$72$0 , \port$73$0 , \port$74$0 , \port$75$0 , fetch, req__ready, rd__addr, \port$876$0 , \port$880$0 , req__valid, clk);
+module \hwgen_top.layer0.walker (rst, start, \port$73$0 , \port$74$0 , \port$75$0 , \port$76$0 , \port$77$0 , \port$78$0 , \port$79$0 , \port$80$0 , \port$81$0 , fetch, req__ready, rd__addr, \port$880$0 , \port$884$0 , req__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
@@ -1289,29 +1189,29 @@ module \hwgen_top.layer0.walker (rst, start, \port$67$0 , \port$68$0 , \port$69$
   wire ok_2_1;
   wire ok_2_2;
   reg [8:0] pad = 9'h000;
-  input \port$67$0 ;
-  wire \port$67$0 ;
-  input \port$68$0 ;
-  wire \port$68$0 ;
-  input \port$69$0 ;
-  wire \port$69$0 ;
-  input \port$70$0 ;
-  wire \port$70$0 ;
-  input \port$71$0 ;
-  wire \port$71$0 ;
-  input \port$72$0 ;
-  wire \port$72$0 ;
   input \port$73$0 ;
   wire \port$73$0 ;
   input \port$74$0 ;
   wire \port$74$0 ;
   input \port$75$0 ;
   wire \port$75$0 ;
-  output [17:0] \port$876$0 ;
-  wire [17:0] \port$876$0 ;
+  input \port$76$0 ;
+  wire \port$76$0 ;
+  input \port$77$0 ;
+  wire \port$77$0 ;
+  input \port$78$0 ;
+  wire \port$78$0 ;
+  input \port$79$0 ;
+  wire \port$79$0 ;
+  input \port$80$0 ;
+  wire \port$80$0 ;
+  input \port$81$0 ;
+  wire \port$81$0 ;
+  output [17:0] \port$880$0 ;
+  wire [17:0] \port$880$0 ;
   (* init = 7'h00 *)
-  output [6:0] \port$880$0 ;
-  wire [6:0] \port$880$0 ;
+  output [6:0] \port$884$0 ;
+  wire [6:0] \port$884$0 ;
   reg [1:0] px = 2'h0;
   reg [1:0] py = 2'h0;
   output [53:0] rd__addr;
@@ -1346,6 +1246,7 @@ module \hwgen_top.layer0.walker (rst, start, \port$67$0 , \port$68$0 , \port$69$
   assign \$10  = { 2'h0, py } * 4'h2;
   assign \$11  = { 1'h0, \$10  } + { 4'h0, dy };
   assign \$12  = \$11  >= 5'h01;
+  assign \$13  = 1'h1 & \$12 ;
   assign \$14  = { 2'h0, px } * 4'h2;
   assign \$15  = { 1'h0, \$14  } + { 4'h0, dx };
   assign \$16  = \$15  >= 5'h01;
@@ -1355,11 +1256,13 @@ module \hwgen_top.layer0.walker (rst, start, \port$67$0 , \port$68$0 , \port$69$
   assign \$19  = { 2'h0, py } * 4'h2;
   assign \$20  = { 1'h0, \$19  } + { 4'h0, dy };
   assign \$21  = \$20  >= 5'h01;
+  assign ok_0_1 = 1'h1 & \$21 ;
   assign \$22  = { 1'h0, \$9 [5:0] } + 7'h3a;
   assign \$23  = ok_0_1 ? \$22 [5:0] : 6'h00;
   assign \$24  = { 2'h0, py } * 4'h2;
   assign \$25  = { 1'h0, \$24  } + { 4'h0, dy };
   assign \$26  = \$25  >= 5'h01;
+  assign \$27  = 1'h1 & \$26 ;
   assign \$28  = { 2'h0, px } * 4'h2;
   assign \$29  = { 1'h0, \$28  } + { 4'h0, dx };
   assign \$30  = \$29  < 5'h05;
@@ -1369,17 +1272,21 @@ module \hwgen_top.layer0.walker (rst, start, \port$67$0 , \port$68$0 , \port$69$
   assign \$33  = { 2'h0, px } * 4'h2;
   assign \$34  = { 1'h0, \$33  } + { 4'h0, dx };
   assign \$35  = \$34  >= 5'h01;
+  assign ok_1_0 = 1'h1 & \$35 ;
   assign \$36  = { 1'h0, \$9 [5:0] } + 7'h3f;
   assign \$37  = ok_1_0 ? \$36 [5:0] : 6'h00;
   assign \$38  = { 1'h0, \$9 [5:0] } + 7'h00;
+  assign \$39  = 1'h1 ? \$38 [5:0] : 6'h00;
   assign \$40  = { 2'h0, px } * 4'h2;
   assign \$41  = { 1'h0, \$40  } + { 4'h0, dx };
   assign \$42  = \$41  < 5'h05;
+  assign ok_1_2 = 1'h1 & \$42 ;
   assign \$43  = { 1'h0, \$9 [5:0] } + 7'h01;
   assign \$44  = ok_1_2 ? \$43 [5:0] : 6'h00;
   assign \$45  = { 2'h0, py } * 4'h2;
   assign \$46  = { 1'h0, \$45  } + { 4'h0, dy };
   assign \$47  = \$46  < 5'h05;
+  assign \$48  = 1'h1 & \$47 ;
   assign \$49  = { 2'h0, px } * 4'h2;
   assign \$50  = { 1'h0, \$49  } + { 4'h0, dx };
   assign \$51  = \$50  >= 5'h01;
@@ -1389,21 +1296,29 @@ module \hwgen_top.layer0.walker (rst, start, \port$67$0 , \port$68$0 , \port$69$
   assign \$54  = { 2'h0, py } * 4'h2;
   assign \$55  = { 1'h0, \$54  } + { 4'h0, dy };
   assign \$56  = \$55  < 5'h05;
+  assign ok_2_1 = 1'h1 & \$56 ;
   assign \$57  = { 1'h0, \$9 [5:0] } + 7'h06;
   assign \$58  = ok_2_1 ? \$57 [5:0] : 6'h00;
   assign \$59  = { 2'h0, py } * 4'h2;
   assign \$60  = { 1'h0, \$59  } + { 4'h0, dy };
   assign \$61  = \$60  < 5'h05;
+  assign \$62  = 1'h1 & \$61 ;
   assign \$63  = { 2'h0, px } * 4'h2;
   assign \$64  = { 1'h0, \$63  } + { 4'h0, dx };
   assign \$65  = \$64  < 5'h05;
   assign ok_2_2 = \$62  & \$65 ;
   assign \$66  = { 1'h0, \$9 [5:0] } + 7'h07;
   assign \$67  = ok_2_2 ? \$66 [5:0] : 6'h00;
+  assign \$68  = | dy;
   assign \$69  = ~ \$68 ;
+  assign \$70  = | dx;
   assign \$71  = ~ \$70 ;
   assign \$72  = \$69  & \$71 ;
+  assign \$73  = dy == 1'h1;
+  assign \$74  = dx == 1'h1;
   assign \$75  = \$73  & \$74 ;
+  assign \$76  = dy == 1'h1;
+  assign \$77  = dx == 1'h1;
   assign \$78  = \$76  & \$77 ;
   assign \$79  = py == 2'h2;
   assign \$80  = \$78  & \$79 ;
@@ -1411,20 +1326,32 @@ module \hwgen_top.layer0.walker (rst, start, \port$67$0 , \port$68$0 , \port$69$
   assign \$82  = \$80  & \$81 ;
   assign \$83  = { 2'h0, py } * 4'h3;
   assign \$84  = { 1'h0, \$83  } + { 3'h0, px };
+  assign \$85  = dy == 1'h1;
+  assign \$86  = dx == 1'h1;
   assign \$87  = \$85  & \$86 ;
   assign \$88  = py == 2'h2;
   assign \$89  = \$87  & \$88 ;
   assign \$90  = px == 2'h2;
   assign \$91  = \$89  & \$90 ;
   assign \$92  = ~ \$91 ;
+  assign \$93  = dx == 1'h1;
   assign \$94  = { 1'h0, dx } + 2'h1;
   assign \$95  = \$93  ? 2'h0 : \$94 ;
+  assign \$96  = dx == 1'h1;
+  assign \$97  = 1'h1 & \$96 ;
+  assign \$98  = dy == 1'h1;
   assign \$99  = { 1'h0, dy } + 2'h1;
   assign \$100  = \$98  ? 2'h0 : \$99 ;
+  assign \$101  = dx == 1'h1;
+  assign \$102  = 1'h1 & \$101 ;
+  assign \$103  = dy == 1'h1;
   assign \$104  = \$102  & \$103 ;
   assign \$105  = px == 2'h2;
   assign \$106  = { 1'h0, px } + 3'h1;
   assign \$107  = \$105  ? 3'h0 : \$106 ;
+  assign \$108  = dx == 1'h1;
+  assign \$109  = 1'h1 & \$108 ;
+  assign \$110  = dy == 1'h1;
   assign \$111  = \$109  & \$110 ;
   assign \$112  = px == 2'h2;
   assign \$113  = \$111  & \$112 ;
@@ -1542,14 +1469,14 @@ module \hwgen_top.layer0.walker (rst, start, \port$67$0 , \port$68$0 , \port$69$
   assign ok_1_1 = 1'h1;
   assign rd__en = fetch;
   assign req__payload = { \$119 , \$117  };
-  assign rd__data = { \port$75$0 , \port$74$0 , \port$73$0 , \port$72$0 , \port$71$0 , \port$70$0 , \port$69$0 , \port$68$0 , \port$67$0  };
-  assign \port$876$0  = \$117 ;
-  assign \port$880$0  = \$119 ;
+  assign rd__data = { \port$81$0 , \port$80$0 , \port$79$0 , \port$78$0 , \port$77$0 , \port$76$0 , \port$75$0 , \port$74$0 , \port$73$0  };
+  assign \port$880$0  = \$117 ;
+  assign \port$884$0  = \$119 ;
   assign \req__payload.x  = \$117 [8:0];
   assign \req__payload.g  = \$117 [17:9];
   assign \req__payload.tag  = \$119 ;
   assign \$117 [17:9] = { pad[8:5], 1'h1, pad[3:0] };
-  assign \$117 [8:0] = { \port$75$0 , \port$74$0 , \port$73$0 , \port$72$0 , \port$71$0 , \port$70$0 , \port$69$0 , \port$68$0 , \port$67$0  };
+  assign \$117 [8:0] = { \port$81$0 , \port$80$0 , \port$79$0 , \port$78$0 , \port$77$0 , \port$76$0 , \port$75$0 , \port$74$0 , \port$73$0  };
   assign rd__addr[53:48] = \$67 ;
   assign rd__addr[47:42] = \$58 ;
   assign rd__addr[41:36] = \$53 ;
@@ -1559,36 +1486,9 @@ module \hwgen_top.layer0.walker (rst, start, \port$67$0 , \port$68$0 , \port$69$
   assign rd__addr[17:12] = \$32 ;
   assign rd__addr[11:6] = \$23 ;
   assign rd__addr[5:0] = \$18 ;
-  assign \$13  = \$12 ;
-  assign ok_0_1 = \$21 ;
-  assign \$27  = \$26 ;
-  assign ok_1_0 = \$35 ;
-  assign \$39  = \$38 [5:0];
-  assign ok_1_2 = \$42 ;
-  assign \$48  = \$47 ;
-  assign ok_2_1 = \$56 ;
-  assign \$62  = \$61 ;
-  assign \$68  = dy;
-  assign \$70  = dx;
-  assign \$73  = dy;
-  assign \$74  = dx;
-  assign \$76  = dy;
-  assign \$77  = dx;
-  assign \$85  = dy;
-  assign \$86  = dx;
-  assign \$93  = dx;
-  assign \$96  = dx;
-  assign \$97  = dx;
-  assign \$98  = dy;
-  assign \$101  = dx;
-  assign \$102  = dx;
-  assign \$103  = dy;
-  assign \$108  = dx;
-  assign \$109  = dx;
-  assign \$110  = dy;
 endmodule
 
-module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep, wport__addr, next__addr, \port$962$0 , \port$966$2 , clk);
+module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep, wport__addr, next__addr, \port$966$0 , \port$970$2 , clk);
   wire [53:0] \$1 ;
   wire [6:0] \$2 ;
   wire [1:0] \$3 ;
@@ -1609,10 +1509,10 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep,
   output [3:0] next__en;
   wire [3:0] next__en;
   wire [3:0] \next__en$59 ;
-  output [1:0] \port$962$0 ;
-  wire [1:0] \port$962$0 ;
-  output [1:0] \port$966$2 ;
-  wire [1:0] \port$966$2 ;
+  output [1:0] \port$966$0 ;
+  wire [1:0] \port$966$0 ;
+  output [1:0] \port$970$2 ;
+  wire [1:0] \port$970$2 ;
   wire [35:0] rd__addr;
   wire [26:0] rd__data;
   wire rd__en;
@@ -1775,14 +1675,14 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep,
     .done(done),
     .got(sums__valid),
     .next__en(next__en),
-    .\port$966$2 (\$4 ),
+    .\port$970$2 (\$4 ),
     .rst(rst),
     .sums__payload(sums__payload)
   );
   \hwgen_top.layer1.tiles  tiles (
     .clk(clk),
-    .\port$918$0 (\$1 ),
-    .\port$922$0 (\$2 ),
+    .\port$922$0 (\$1 ),
+    .\port$926$0 (\$2 ),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst),
@@ -1793,17 +1693,17 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep,
     .clk(clk),
     .fetch(rp__en),
     .keep(keep),
-    .\port$285$0 (rp__data),
-    .\port$286$0 (\rp__data$28 ),
-    .\port$287$0 (\rp__data$29 ),
-    .\port$288$0 (\rp__data$30 ),
-    .\port$289$0 (\rp__data$31 ),
-    .\port$290$0 (\rp__data$32 ),
-    .\port$291$0 (\rp__data$33 ),
-    .\port$292$0 (\rp__data$34 ),
-    .\port$293$0 (\rp__data$35 ),
-    .\port$918$0 (\$1 ),
-    .\port$922$0 (\$2 ),
+    .\port$291$0 (rp__data),
+    .\port$292$0 (\rp__data$28 ),
+    .\port$293$0 (\rp__data$29 ),
+    .\port$294$0 (\rp__data$30 ),
+    .\port$295$0 (\rp__data$31 ),
+    .\port$296$0 (\rp__data$32 ),
+    .\port$297$0 (\rp__data$33 ),
+    .\port$298$0 (\rp__data$34 ),
+    .\port$299$0 (\rp__data$35 ),
+    .\port$922$0 (\$1 ),
+    .\port$926$0 (\$2 ),
     .rd__addr(rd__addr),
     .req__ready(req__ready),
     .req__valid(req__valid),
@@ -1847,8 +1747,8 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep,
   assign \next__data$57  = { \$3 , \$4  };
   assign \next__en$59  = next__en;
   assign next__addr = sums__payload[20:17];
-  assign \port$962$0  = \$3 ;
-  assign \port$966$2  = \$4 ;
+  assign \port$966$0  = \$3 ;
+  assign \port$970$2  = \$4 ;
   assign \req__payload.x  = \$1 [26:0];
   assign \req__payload.g  = \$1 [53:27];
   assign \req__payload.tag  = \$2 ;
@@ -1869,7 +1769,7 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep,
   assign \sums__payload$47.tag  = sums__payload[20:14];
 endmodule
 
-module \hwgen_top.layer1.sink (rst, got, next__en, done, sums__payload, bits_c0, \port$966$2 , clk);
+module \hwgen_top.layer1.sink (rst, got, next__en, done, sums__payload, bits_c0, \port$970$2 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -1893,8 +1793,8 @@ module \hwgen_top.layer1.sink (rst, got, next__en, done, sums__payload, bits_c0,
   output [3:0] next__en;
   wire [3:0] next__en;
   wire [3:0] pooled;
-  output [1:0] \port$966$2 ;
-  wire [1:0] \port$966$2 ;
+  output [1:0] \port$970$2 ;
+  wire [1:0] \port$970$2 ;
   wire rd__addr;
   wire [13:0] rd__data;
   input rst;
@@ -1946,7 +1846,7 @@ module \hwgen_top.layer1.sink (rst, got, next__en, done, sums__payload, bits_c0,
   assign pooled = { bits_c0, sr_c0[3:2] };
   assign next__addr = sums__payload[20:17];
   assign next__data = { bits_c0, sr_c0[3:2] };
-  assign \port$966$2  = sr_c0[3:2];
+  assign \port$970$2  = sr_c0[3:2];
   assign \sums__payload.acc  = sums__payload[11:0];
   assign \sums__payload.acc[0]  = sums__payload[5:0];
   assign \sums__payload.acc[1]  = sums__payload[11:6];
@@ -1957,7 +1857,7 @@ module \hwgen_top.layer1.sink (rst, got, next__en, done, sums__payload, bits_c0,
   assign bits_c0[0] = \$3 ;
 endmodule
 
-module \hwgen_top.layer1.tiles (rst, sums__valid, req__ready, \port$918$0 , \port$922$0 , req__valid, sums__payload, clk);
+module \hwgen_top.layer1.tiles (rst, sums__valid, req__ready, \port$922$0 , \port$926$0 , req__valid, sums__payload, clk);
   wire [6:0] \$1 ;
   wire [6:0] \$2 ;
   wire [5:0] \$hwgen_sx1 ;
@@ -1983,10 +1883,10 @@ module \hwgen_top.layer1.tiles (rst, sums__valid, req__ready, \port$918$0 , \por
   wire beat__valid;
   input clk;
   wire clk;
-  input [53:0] \port$918$0 ;
-  wire [53:0] \port$918$0 ;
-  input [6:0] \port$922$0 ;
-  wire [6:0] \port$922$0 ;
+  input [53:0] \port$922$0 ;
+  wire [53:0] \port$922$0 ;
+  input [6:0] \port$926$0 ;
+  wire [6:0] \port$926$0 ;
   wire [38:0] req__payload;
   wire [60:0] \req__payload$3 ;
   wire [26:0] \req__payload$3.g ;
@@ -2044,7 +1944,7 @@ module \hwgen_top.layer1.tiles (rst, sums__valid, req__ready, \port$918$0 , \por
   assign \$hwgen_sx3  = beat__payload[11:6];
   assign \$hwgen_sx4  = \beat__payload$16 [9:5];
   assign \req__valid$1  = req__valid;
-  assign \req__payload$3  = { \port$922$0 , \port$918$0  };
+  assign \req__payload$3  = { \port$926$0 , \port$922$0  };
   assign beat__ready = 1'h1;
   assign sums__ready = 1'h1;
   assign \req__valid$6  = req__valid;
@@ -2056,9 +1956,9 @@ module \hwgen_top.layer1.tiles (rst, sums__valid, req__ready, \port$918$0 , \por
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
   assign \req__payload.tag  = req__payload[38:32];
-  assign \req__payload$3.x  = \port$918$0 [26:0];
-  assign \req__payload$3.g  = \port$918$0 [53:27];
-  assign \req__payload$3.tag  = \port$922$0 ;
+  assign \req__payload$3.x  = \port$922$0 [26:0];
+  assign \req__payload$3.g  = \port$922$0 [53:27];
+  assign \req__payload$3.tag  = \port$926$0 ;
   assign \req__payload$7.x  = \req__payload$7 [10:0];
   assign \req__payload$7.g  = \req__payload$7 [21:11];
   assign \req__payload$7.tag  = \req__payload$7 [28:22];
@@ -2085,12 +1985,12 @@ module \hwgen_top.layer1.tiles (rst, sums__valid, req__ready, \port$918$0 , \por
   assign sums__payload[20:14] = beat__payload[20:14];
   assign sums__payload[13] = beat__payload[13];
   assign sums__payload[12] = beat__payload[12];
-  assign \req__payload$7 [28:22] = \port$922$0 ;
-  assign \req__payload$7 [21:11] = \port$918$0 [53:43];
-  assign \req__payload$7 [10:0] = \port$918$0 [26:16];
-  assign req__payload[38:32] = \port$922$0 ;
-  assign req__payload[31:16] = \port$918$0 [42:27];
-  assign req__payload[15:0] = \port$918$0 [15:0];
+  assign \req__payload$7 [28:22] = \port$926$0 ;
+  assign \req__payload$7 [21:11] = \port$922$0 [53:43];
+  assign \req__payload$7 [10:0] = \port$922$0 [26:16];
+  assign req__payload[38:32] = \port$926$0 ;
+  assign req__payload[31:16] = \port$922$0 [42:27];
+  assign req__payload[15:0] = \port$922$0 [15:0];
 endmodule
 
 module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, beat__valid, req__ready, req__valid, req__payload, beat__payload, clk);
@@ -2222,6 +2122,7 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, beat__valid, req__ready, req__va
   assign \$51  = { 1'h0, \$47  } + { 1'h0, \$50  };
   assign pc1 = { 1'h0, \$44  } + { 1'h0, \$51  };
   assign \$52  = { 1'h0, pc1, 1'h0 } - { 2'h0, \$18  };
+  assign \$53  = beat__valid & 1'h1;
   assign \$54  = { 1'h0, index } + 2'h1;
   assign \$55  = ~ busy;
   always @(posedge clk)
@@ -2238,8 +2139,10 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, beat__valid, req__ready, req__va
   assign g = busy ? g_r : req__payload[31:16];
   assign index = busy ? k : 1'h0;
   assign beat__valid = busy | req__valid;
+  assign \$1  = index == 1'h1;
   assign \$2  = busy ? tag_r : req__payload[38:32];
   assign \$3  = ~ busy;
+  assign req__ready = \$3  & 1'h1;
   assign \$4  = { 1'h0, g[0] } + { 1'h0, g[1] };
   assign \$5  = { 1'h0, g[2] } + { 1'h0, g[3] };
   assign \$6  = { 1'h0, \$4  } + { 1'h0, \$5  };
@@ -2354,9 +2257,6 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, beat__valid, req__ready, req__va
   assign beat__payload[20:14] = \$2 ;
   assign beat__payload[13] = \$1 ;
   assign beat__payload[12] = index;
-  assign \$1  = index;
-  assign req__ready = \$3 ;
-  assign \$53  = beat__valid;
 endmodule
 
 module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__payload, clk);
@@ -2464,8 +2364,10 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
   assign g = busy ? g_r : req__payload[21:11];
   assign index = busy ? k : 1'h0;
   assign beat__valid = busy | req__valid;
+  assign \$1  = index == 1'h1;
   assign \$2  = busy ? tag_r : req__payload[28:22];
   assign \$3  = ~ busy;
+  assign req__ready = \$3  & 1'h1;
   assign \$4  = { 1'h0, g[0] } + { 1'h0, g[1] };
   assign \$5  = { 1'h0, g[2] } + { 1'h0, g[3] };
   assign \$6  = { 1'h0, \$4  } + { 1'h0, \$5  };
@@ -2504,6 +2406,7 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
   assign \$36  = { 1'h0, \$35  } + { 2'h0, agree1[10] };
   assign \$37  = { 1'h0, \$34  } + { 2'h0, \$36  };
   assign \$38  = { 1'h0, \$37 [3:0], 1'h0 } - { 1'h0, ng };
+  assign \$39  = beat__valid & 1'h1;
   assign \$40  = { 1'h0, index } + 2'h1;
   assign \$41  = ~ busy;
   always @* begin
@@ -2590,12 +2493,9 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
   assign beat__payload[18:12] = \$2 ;
   assign beat__payload[11] = \$1 ;
   assign beat__payload[10] = index;
-  assign \$1  = index;
-  assign req__ready = \$3 ;
-  assign \$39  = beat__valid;
 endmodule
 
-module \hwgen_top.layer1.walker (rst, start, \port$285$0 , \port$286$0 , \port$287$0 , \port$288$0 , \port$289$0 , \port$290$0 , \port$291$0 , \port$292$0 , \port$293$0 , fetch, req__ready, keep, rd__addr, \port$918$0 , \port$922$0 , req__valid, clk);
+module \hwgen_top.layer1.walker (rst, start, \port$291$0 , \port$292$0 , \port$293$0 , \port$294$0 , \port$295$0 , \port$296$0 , \port$297$0 , \port$298$0 , \port$299$0 , fetch, req__ready, keep, rd__addr, \port$922$0 , \port$926$0 , req__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [2:0] \$10 ;
@@ -2754,29 +2654,29 @@ module \hwgen_top.layer1.walker (rst, start, \port$285$0 , \port$286$0 , \port$2
   wire ok_2_1;
   wire ok_2_2;
   reg [8:0] pad = 9'h000;
-  input [2:0] \port$285$0 ;
-  wire [2:0] \port$285$0 ;
-  input [2:0] \port$286$0 ;
-  wire [2:0] \port$286$0 ;
-  input [2:0] \port$287$0 ;
-  wire [2:0] \port$287$0 ;
-  input [2:0] \port$288$0 ;
-  wire [2:0] \port$288$0 ;
-  input [2:0] \port$289$0 ;
-  wire [2:0] \port$289$0 ;
-  input [2:0] \port$290$0 ;
-  wire [2:0] \port$290$0 ;
   input [2:0] \port$291$0 ;
   wire [2:0] \port$291$0 ;
   input [2:0] \port$292$0 ;
   wire [2:0] \port$292$0 ;
   input [2:0] \port$293$0 ;
   wire [2:0] \port$293$0 ;
-  output [53:0] \port$918$0 ;
-  wire [53:0] \port$918$0 ;
+  input [2:0] \port$294$0 ;
+  wire [2:0] \port$294$0 ;
+  input [2:0] \port$295$0 ;
+  wire [2:0] \port$295$0 ;
+  input [2:0] \port$296$0 ;
+  wire [2:0] \port$296$0 ;
+  input [2:0] \port$297$0 ;
+  wire [2:0] \port$297$0 ;
+  input [2:0] \port$298$0 ;
+  wire [2:0] \port$298$0 ;
+  input [2:0] \port$299$0 ;
+  wire [2:0] \port$299$0 ;
+  output [53:0] \port$922$0 ;
+  wire [53:0] \port$922$0 ;
   (* init = 7'h00 *)
-  output [6:0] \port$922$0 ;
-  wire [6:0] \port$922$0 ;
+  output [6:0] \port$926$0 ;
+  wire [6:0] \port$926$0 ;
   reg [1:0] px = 2'h0;
   reg [1:0] py = 2'h0;
   output [35:0] rd__addr;
@@ -2811,6 +2711,7 @@ module \hwgen_top.layer1.walker (rst, start, \port$285$0 , \port$286$0 , \port$2
   assign \$10  = { 1'h0, py } * 3'h1;
   assign \$11  = { 1'h0, \$10  } + 4'h0;
   assign \$12  = \$11  >= 4'h1;
+  assign \$13  = 1'h1 & \$12 ;
   assign \$14  = { 1'h0, px } * 3'h1;
   assign \$15  = { 1'h0, \$14  } + 4'h0;
   assign \$16  = \$15  >= 4'h1;
@@ -2820,11 +2721,13 @@ module \hwgen_top.layer1.walker (rst, start, \port$285$0 , \port$286$0 , \port$2
   assign \$19  = { 1'h0, py } * 3'h1;
   assign \$20  = { 1'h0, \$19  } + 4'h0;
   assign \$21  = \$20  >= 4'h1;
+  assign ok_0_1 = 1'h1 & \$21 ;
   assign \$22  = { 1'h0, \$9 [3:0] } + 5'h0d;
   assign \$23  = ok_0_1 ? \$22 [3:0] : 4'h0;
   assign \$24  = { 1'h0, py } * 3'h1;
   assign \$25  = { 1'h0, \$24  } + 4'h0;
   assign \$26  = \$25  >= 4'h1;
+  assign \$27  = 1'h1 & \$26 ;
   assign \$28  = { 1'h0, px } * 3'h1;
   assign \$29  = { 1'h0, \$28  } + 4'h0;
   assign \$30  = \$29  < 4'h2;
@@ -2834,17 +2737,21 @@ module \hwgen_top.layer1.walker (rst, start, \port$285$0 , \port$286$0 , \port$2
   assign \$33  = { 1'h0, px } * 3'h1;
   assign \$34  = { 1'h0, \$33  } + 4'h0;
   assign \$35  = \$34  >= 4'h1;
+  assign ok_1_0 = 1'h1 & \$35 ;
   assign \$36  = { 1'h0, \$9 [3:0] } + 5'h0f;
   assign \$37  = ok_1_0 ? \$36 [3:0] : 4'h0;
   assign \$38  = { 1'h0, \$9 [3:0] } + 5'h00;
+  assign \$39  = 1'h1 ? \$38 [3:0] : 4'h0;
   assign \$40  = { 1'h0, px } * 3'h1;
   assign \$41  = { 1'h0, \$40  } + 4'h0;
   assign \$42  = \$41  < 4'h2;
+  assign ok_1_2 = 1'h1 & \$42 ;
   assign \$43  = { 1'h0, \$9 [3:0] } + 5'h01;
   assign \$44  = ok_1_2 ? \$43 [3:0] : 4'h0;
   assign \$45  = { 1'h0, py } * 3'h1;
   assign \$46  = { 1'h0, \$45  } + 4'h0;
   assign \$47  = \$46  < 4'h2;
+  assign \$48  = 1'h1 & \$47 ;
   assign \$49  = { 1'h0, px } * 3'h1;
   assign \$50  = { 1'h0, \$49  } + 4'h0;
   assign \$51  = \$50  >= 4'h1;
@@ -2854,11 +2761,13 @@ module \hwgen_top.layer1.walker (rst, start, \port$285$0 , \port$286$0 , \port$2
   assign \$54  = { 1'h0, py } * 3'h1;
   assign \$55  = { 1'h0, \$54  } + 4'h0;
   assign \$56  = \$55  < 4'h2;
+  assign ok_2_1 = 1'h1 & \$56 ;
   assign \$57  = { 1'h0, \$9 [3:0] } + 5'h03;
   assign \$58  = ok_2_1 ? \$57 [3:0] : 4'h0;
   assign \$59  = { 1'h0, py } * 3'h1;
   assign \$60  = { 1'h0, \$59  } + 4'h0;
   assign \$61  = \$60  < 4'h2;
+  assign \$62  = 1'h1 & \$61 ;
   assign \$63  = { 1'h0, px } * 3'h1;
   assign \$64  = { 1'h0, \$63  } + 4'h0;
   assign \$65  = \$64  < 4'h2;
@@ -2889,19 +2798,44 @@ module \hwgen_top.layer1.walker (rst, start, \port$285$0 , \port$286$0 , \port$2
   assign \$89  = pad[6] & keep[2];
   assign \$90  = pad[7] & keep[2];
   assign \$91  = pad[8] & keep[2];
+  assign \$92  = | 1'h0;
+  assign \$93  = ~ \$92 ;
+  assign \$94  = | 1'h0;
+  assign \$95  = ~ \$94 ;
+  assign \$96  = \$93  & \$95 ;
+  assign \$97  = 1'h0 == 1'h0;
+  assign \$98  = 1'h0 == 1'h0;
+  assign \$99  = \$97  & \$98 ;
+  assign \$100  = 1'h0 == 1'h0;
+  assign \$101  = 1'h0 == 1'h0;
+  assign \$102  = \$100  & \$101 ;
   assign \$103  = py == 2'h2;
+  assign \$104  = \$102  & \$103 ;
   assign \$105  = px == 2'h2;
   assign \$106  = \$104  & \$105 ;
   assign \$107  = { 2'h0, py } * 4'h3;
   assign \$108  = { 1'h0, \$107  } + { 3'h0, px };
+  assign \$109  = 1'h0 == 1'h0;
+  assign \$110  = 1'h0 == 1'h0;
+  assign \$111  = \$109  & \$110 ;
   assign \$112  = py == 2'h2;
+  assign \$113  = \$111  & \$112 ;
   assign \$114  = px == 2'h2;
   assign \$115  = \$113  & \$114 ;
   assign \$116  = ~ \$115 ;
+  assign \$117  = 1'h0 == 1'h0;
+  assign \$118  = 1'h1 & \$117 ;
+  assign \$119  = 1'h0 == 1'h0;
+  assign \$120  = \$118  & \$119 ;
   assign \$121  = px == 2'h2;
   assign \$122  = { 1'h0, px } + 3'h1;
   assign \$123  = \$121  ? 3'h0 : \$122 ;
+  assign \$124  = 1'h0 == 1'h0;
+  assign \$125  = 1'h1 & \$124 ;
+  assign \$126  = 1'h0 == 1'h0;
+  assign \$127  = \$125  & \$126 ;
   assign \$128  = px == 2'h2;
+  assign \$129  = \$127  & \$128 ;
   assign \$130  = py == 2'h2;
   assign \$131  = { 1'h0, py } + 3'h1;
   assign \$132  = \$130  ? 3'h0 : \$131 ;
@@ -2990,14 +2924,14 @@ module \hwgen_top.layer1.walker (rst, start, \port$285$0 , \port$286$0 , \port$2
   assign ok_1_1 = 1'h1;
   assign rd__en = fetch;
   assign req__payload = { \$135 , \$133  };
-  assign rd__data = { \port$293$0 , \port$292$0 , \port$291$0 , \port$290$0 , \port$289$0 , \port$288$0 , \port$287$0 , \port$286$0 , \port$285$0  };
-  assign \port$918$0  = \$133 ;
-  assign \port$922$0  = \$135 ;
+  assign rd__data = { \port$299$0 , \port$298$0 , \port$297$0 , \port$296$0 , \port$295$0 , \port$294$0 , \port$293$0 , \port$292$0 , \port$291$0  };
+  assign \port$922$0  = \$133 ;
+  assign \port$926$0  = \$135 ;
   assign \req__payload.x  = \$133 [26:0];
   assign \req__payload.g  = \$133 [53:27];
   assign \req__payload.tag  = \$135 ;
   assign \$133 [53:27] = { \$91 , \$90 , \$89 , \$88 , keep[2], \$87 , \$86 , \$85 , \$84 , \$83 , \$82 , \$81 , \$80 , keep[1], \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , keep[0], \$71 , \$70 , \$69 , \$68  };
-  assign \$133 [26:0] = { \port$293$0 [2], \port$292$0 [2], \port$291$0 [2], \port$290$0 [2], \port$289$0 [2], \port$288$0 [2], \port$287$0 [2], \port$286$0 [2], \port$285$0 [2], \port$293$0 [1], \port$292$0 [1], \port$291$0 [1], \port$290$0 [1], \port$289$0 [1], \port$288$0 [1], \port$287$0 [1], \port$286$0 [1], \port$285$0 [1], \port$293$0 [0], \port$292$0 [0], \port$291$0 [0], \port$290$0 [0], \port$289$0 [0], \port$288$0 [0], \port$287$0 [0], \port$286$0 [0], \port$285$0 [0] };
+  assign \$133 [26:0] = { \port$299$0 [2], \port$298$0 [2], \port$297$0 [2], \port$296$0 [2], \port$295$0 [2], \port$294$0 [2], \port$293$0 [2], \port$292$0 [2], \port$291$0 [2], \port$299$0 [1], \port$298$0 [1], \port$297$0 [1], \port$296$0 [1], \port$295$0 [1], \port$294$0 [1], \port$293$0 [1], \port$292$0 [1], \port$291$0 [1], \port$299$0 [0], \port$298$0 [0], \port$297$0 [0], \port$296$0 [0], \port$295$0 [0], \port$294$0 [0], \port$293$0 [0], \port$292$0 [0], \port$291$0 [0] };
   assign rd__addr[35:32] = \$67 ;
   assign rd__addr[31:28] = \$58 ;
   assign rd__addr[27:24] = \$53 ;
@@ -3007,43 +2941,9 @@ module \hwgen_top.layer1.walker (rst, start, \port$285$0 , \port$286$0 , \port$2
   assign rd__addr[11:8] = \$32 ;
   assign rd__addr[7:4] = \$23 ;
   assign rd__addr[3:0] = \$18 ;
-  assign \$13  = \$12 ;
-  assign ok_0_1 = \$21 ;
-  assign \$27  = \$26 ;
-  assign ok_1_0 = \$35 ;
-  assign \$39  = \$38 [3:0];
-  assign ok_1_2 = \$42 ;
-  assign \$48  = \$47 ;
-  assign ok_2_1 = \$56 ;
-  assign \$62  = \$61 ;
-  assign \$92  = 1'h0;
-  assign \$93  = 1'h1;
-  assign \$94  = 1'h0;
-  assign \$95  = 1'h1;
-  assign \$96  = 1'h1;
-  assign \$97  = 1'h1;
-  assign \$98  = 1'h1;
-  assign \$99  = 1'h1;
-  assign \$100  = 1'h1;
-  assign \$101  = 1'h1;
-  assign \$102  = 1'h1;
-  assign \$104  = \$103 ;
-  assign \$109  = 1'h1;
-  assign \$110  = 1'h1;
-  assign \$111  = 1'h1;
-  assign \$113  = \$112 ;
-  assign \$117  = 1'h1;
-  assign \$118  = 1'h1;
-  assign \$119  = 1'h1;
-  assign \$120  = 1'h1;
-  assign \$124  = 1'h1;
-  assign \$125  = 1'h1;
-  assign \$126  = 1'h1;
-  assign \$127  = 1'h1;
-  assign \$129  = \$128 ;
 endmodule
 
-module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__addr, \port$962$0 , \port$966$2 , out__valid, out__payload, out__ready);
+module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__addr, \port$966$0 , \port$970$2 , out__valid, out__payload, out__ready);
   wire [71:0] \$1 ;
   wire [3:0] \$2 ;
   input clk;
@@ -3073,10 +2973,10 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__ad
   output out__valid;
   wire out__valid;
   wire \out__valid$61 ;
-  input [1:0] \port$962$0 ;
-  wire [1:0] \port$962$0 ;
-  input [1:0] \port$966$2 ;
-  wire [1:0] \port$966$2 ;
+  input [1:0] \port$966$0 ;
+  wire [1:0] \port$966$0 ;
+  input [1:0] \port$970$2 ;
+  wire [1:0] \port$970$2 ;
   wire [35:0] rd__addr;
   wire [35:0] rd__data;
   wire rd__en;
@@ -3167,7 +3067,7 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__ad
   end
   always @(posedge clk) begin
     if (wport__en)
-      act[wport__addr] <= { \port$962$0 , \port$966$2  };
+      act[wport__addr] <= { \port$966$0 , \port$970$2  };
   end
   reg [3:0] _0_;
   reg [3:0] _1_;
@@ -3182,47 +3082,47 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__ad
     if (rp__en) begin
       _0_ <= act[rd__addr[3:0]];
       if (wport__en && rd__addr[3:0] == wport__addr)
-        _0_ <= { \port$962$0 , \port$966$2  };
+        _0_ <= { \port$966$0 , \port$970$2  };
     end
     if (rp__en) begin
       _1_ <= act[rd__addr[7:4]];
       if (wport__en && rd__addr[7:4] == wport__addr)
-        _1_ <= { \port$962$0 , \port$966$2  };
+        _1_ <= { \port$966$0 , \port$970$2  };
     end
     if (rp__en) begin
       _2_ <= act[rd__addr[11:8]];
       if (wport__en && rd__addr[11:8] == wport__addr)
-        _2_ <= { \port$962$0 , \port$966$2  };
+        _2_ <= { \port$966$0 , \port$970$2  };
     end
     if (rp__en) begin
       _3_ <= act[rd__addr[15:12]];
       if (wport__en && rd__addr[15:12] == wport__addr)
-        _3_ <= { \port$962$0 , \port$966$2  };
+        _3_ <= { \port$966$0 , \port$970$2  };
     end
     if (rp__en) begin
       _4_ <= act[rd__addr[19:16]];
       if (wport__en && rd__addr[19:16] == wport__addr)
-        _4_ <= { \port$962$0 , \port$966$2  };
+        _4_ <= { \port$966$0 , \port$970$2  };
     end
     if (rp__en) begin
       _5_ <= act[rd__addr[23:20]];
       if (wport__en && rd__addr[23:20] == wport__addr)
-        _5_ <= { \port$962$0 , \port$966$2  };
+        _5_ <= { \port$966$0 , \port$970$2  };
     end
     if (rp__en) begin
       _6_ <= act[rd__addr[27:24]];
       if (wport__en && rd__addr[27:24] == wport__addr)
-        _6_ <= { \port$962$0 , \port$966$2  };
+        _6_ <= { \port$966$0 , \port$970$2  };
     end
     if (rp__en) begin
       _7_ <= act[rd__addr[31:28]];
       if (wport__en && rd__addr[31:28] == wport__addr)
-        _7_ <= { \port$962$0 , \port$966$2  };
+        _7_ <= { \port$966$0 , \port$970$2  };
     end
     if (rp__en) begin
       _8_ <= act[rd__addr[35:32]];
       if (wport__en && rd__addr[35:32] == wport__addr)
-        _8_ <= { \port$962$0 , \port$966$2  };
+        _8_ <= { \port$966$0 , \port$970$2  };
     end
   end
   assign rp__data = _0_;
@@ -3250,8 +3150,8 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__ad
   \hwgen_top.layer2.tiles  tiles (
     .beat__ready(sums__ready),
     .clk(clk),
-    .\port$968$0 (\$1 ),
-    .\port$972$0 (\$2 ),
+    .\port$972$0 (\$1 ),
+    .\port$976$0 (\$2 ),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst),
@@ -3262,17 +3162,17 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__ad
     .clk(clk),
     .fetch(rp__en),
     .keep(keep),
-    .\port$591$0 (rp__data),
-    .\port$592$0 (\rp__data$28 ),
-    .\port$593$0 (\rp__data$29 ),
-    .\port$594$0 (\rp__data$30 ),
-    .\port$595$0 (\rp__data$31 ),
-    .\port$596$0 (\rp__data$32 ),
-    .\port$597$0 (\rp__data$33 ),
-    .\port$598$0 (\rp__data$34 ),
-    .\port$599$0 (\rp__data$35 ),
-    .\port$968$0 (\$1 ),
-    .\port$972$0 (\$2 ),
+    .\port$597$0 (rp__data),
+    .\port$598$0 (\rp__data$28 ),
+    .\port$599$0 (\rp__data$29 ),
+    .\port$600$0 (\rp__data$30 ),
+    .\port$601$0 (\rp__data$31 ),
+    .\port$602$0 (\rp__data$32 ),
+    .\port$603$0 (\rp__data$33 ),
+    .\port$604$0 (\rp__data$34 ),
+    .\port$605$0 (\rp__data$35 ),
+    .\port$972$0 (\$1 ),
+    .\port$976$0 (\$2 ),
     .rd__addr(rd__addr),
     .req__ready(req__ready),
     .req__valid(req__valid),
@@ -3280,8 +3180,8 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__ad
     .start(start)
   );
   assign wr__addr = wport__addr;
-  assign wport__data = { \port$962$0 , \port$966$2  };
-  assign wr__data = { \port$962$0 , \port$966$2  };
+  assign wport__data = { \port$966$0 , \port$970$2  };
+  assign wr__data = { \port$966$0 , \port$970$2  };
   assign rp__addr = rd__addr[3:0];
   assign rd__en = rp__en;
   assign \rp__addr$10  = rd__addr[7:4];
@@ -3447,7 +3347,7 @@ module \hwgen_top.layer2.sink (clk, rst, sample, sums__valid, sums__ready, done,
   assign \out__payload.acc[2]  = out__payload[36:30];
 endmodule
 
-module \hwgen_top.layer2.tiles (rst, sums__valid, req__ready, beat__ready, \port$968$0 , \port$972$0 , req__valid, sums__payload, clk);
+module \hwgen_top.layer2.tiles (rst, sums__valid, req__ready, beat__ready, \port$972$0 , \port$976$0 , req__valid, sums__payload, clk);
   wire [6:0] \$1 ;
   wire [7:0] \$2 ;
   wire [6:0] \$3 ;
@@ -3488,10 +3388,10 @@ module \hwgen_top.layer2.tiles (rst, sums__valid, req__ready, beat__ready, \port
   wire beat__valid;
   input clk;
   wire clk;
-  input [71:0] \port$968$0 ;
-  wire [71:0] \port$968$0 ;
-  input [3:0] \port$972$0 ;
-  wire [3:0] \port$972$0 ;
+  input [71:0] \port$972$0 ;
+  wire [71:0] \port$972$0 ;
+  input [3:0] \port$976$0 ;
+  wire [3:0] \port$976$0 ;
   wire [35:0] req__payload;
   wire [11:0] \req__payload$10 ;
   wire [3:0] \req__payload$10.g ;
@@ -3570,7 +3470,7 @@ module \hwgen_top.layer2.tiles (rst, sums__valid, req__ready, beat__ready, \port
   assign \$hwgen_sx11  = \$3 ;
   assign \$hwgen_sx12  = \beat__payload$20 [7:4];
   assign \req__valid$1  = req__valid;
-  assign \req__payload$3  = { \port$972$0 , \port$968$0  };
+  assign \req__payload$3  = { \port$976$0 , \port$972$0  };
   assign sums__ready = beat__ready;
   assign \req__valid$6  = req__valid;
   assign \beat__ready$8  = beat__ready;
@@ -3583,9 +3483,9 @@ module \hwgen_top.layer2.tiles (rst, sums__valid, req__ready, beat__ready, \port
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
   assign \req__payload.tag  = req__payload[35:32];
-  assign \req__payload$3.x  = \port$968$0 [35:0];
-  assign \req__payload$3.g  = \port$968$0 [71:36];
-  assign \req__payload$3.tag  = \port$972$0 ;
+  assign \req__payload$3.x  = \port$972$0 [35:0];
+  assign \req__payload$3.g  = \port$972$0 [71:36];
+  assign \req__payload$3.tag  = \port$976$0 ;
   assign \req__payload$7.x  = \req__payload$7 [15:0];
   assign \req__payload$7.g  = \req__payload$7 [31:16];
   assign \req__payload$7.tag  = \req__payload$7 [35:32];
@@ -3621,15 +3521,15 @@ module \hwgen_top.layer2.tiles (rst, sums__valid, req__ready, beat__ready, \port
   assign sums__payload[19:16] = beat__payload[17:14];
   assign sums__payload[15] = beat__payload[13];
   assign sums__payload[14] = beat__payload[12];
-  assign \req__payload$10 [11:8] = \port$972$0 ;
-  assign \req__payload$10 [7:4] = \port$968$0 [71:68];
-  assign \req__payload$10 [3:0] = \port$968$0 [35:32];
-  assign \req__payload$7 [35:32] = \port$972$0 ;
-  assign \req__payload$7 [31:16] = \port$968$0 [67:52];
-  assign \req__payload$7 [15:0] = \port$968$0 [31:16];
-  assign req__payload[35:32] = \port$972$0 ;
-  assign req__payload[31:16] = \port$968$0 [51:36];
-  assign req__payload[15:0] = \port$968$0 [15:0];
+  assign \req__payload$10 [11:8] = \port$976$0 ;
+  assign \req__payload$10 [7:4] = \port$972$0 [71:68];
+  assign \req__payload$10 [3:0] = \port$972$0 [35:32];
+  assign \req__payload$7 [35:32] = \port$976$0 ;
+  assign \req__payload$7 [31:16] = \port$972$0 [67:52];
+  assign \req__payload$7 [15:0] = \port$972$0 [31:16];
+  assign req__payload[35:32] = \port$976$0 ;
+  assign req__payload[31:16] = \port$972$0 [51:36];
+  assign req__payload[15:0] = \port$972$0 [15:0];
 endmodule
 
 module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, beat__valid, req__ready, beat__ready, req__valid, req__payload, beat__payload, clk);
@@ -3779,6 +3679,7 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, beat__valid, req__ready, beat__r
   assign g = busy ? g_r : req__payload[31:16];
   assign index = busy ? k : 1'h0;
   assign beat__valid = busy | req__valid;
+  assign \$1  = index == 1'h1;
   assign \$2  = busy ? tag_r : req__payload[35:32];
   assign \$3  = ~ busy;
   assign req__ready = \$3  & beat__ready;
@@ -3895,7 +3796,6 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, beat__valid, req__ready, beat__r
   assign beat__payload[17:14] = \$2 ;
   assign beat__payload[13] = \$1 ;
   assign beat__payload[12] = index;
-  assign \$1  = index;
 endmodule
 
 module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, beat__ready, req__valid, req__payload, beat__payload, clk);
@@ -4043,6 +3943,7 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, beat__ready, req__valid, req__pa
   assign g = busy ? g_r : req__payload[31:16];
   assign index = busy ? k : 1'h0;
   assign beat__valid = busy | req__valid;
+  assign \$1  = index == 1'h1;
   assign \$2  = busy ? tag_r : req__payload[35:32];
   assign \$3  = ~ busy;
   assign req__ready = \$3  & beat__ready;
@@ -4159,7 +4060,6 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, beat__ready, req__valid, req__pa
   assign beat__payload[17:14] = \$2 ;
   assign beat__payload[13] = \$1 ;
   assign beat__payload[12] = index;
-  assign \$1  = index;
 endmodule
 
 module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__payload, beat__payload, clk);
@@ -4236,6 +4136,7 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__pa
   assign g = busy ? g_r : req__payload[7:4];
   assign index = busy ? k : 1'h0;
   assign beat__valid = busy | req__valid;
+  assign \$1  = index == 1'h1;
   assign \$2  = busy ? tag_r : req__payload[11:8];
   assign \$3  = ~ busy;
   assign req__ready = \$3  & beat__ready;
@@ -4351,10 +4252,9 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__pa
   assign beat__payload[13:10] = \$2 ;
   assign beat__payload[9] = \$1 ;
   assign beat__payload[8] = index;
-  assign \$1  = index;
 endmodule
 
-module \hwgen_top.layer2.walker (rst, start, \port$591$0 , \port$592$0 , \port$593$0 , \port$594$0 , \port$595$0 , \port$596$0 , \port$597$0 , \port$598$0 , \port$599$0 , fetch, req__ready, keep, rd__addr, \port$968$0 , \port$972$0 , req__valid, clk);
+module \hwgen_top.layer2.walker (rst, start, \port$597$0 , \port$598$0 , \port$599$0 , \port$600$0 , \port$601$0 , \port$602$0 , \port$603$0 , \port$604$0 , \port$605$0 , fetch, req__ready, keep, rd__addr, \port$972$0 , \port$976$0 , req__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -4413,29 +4313,29 @@ module \hwgen_top.layer2.walker (rst, start, \port$591$0 , \port$592$0 , \port$5
   wire ok_2_1;
   wire ok_2_2;
   reg [8:0] pad = 9'h000;
-  input [3:0] \port$591$0 ;
-  wire [3:0] \port$591$0 ;
-  input [3:0] \port$592$0 ;
-  wire [3:0] \port$592$0 ;
-  input [3:0] \port$593$0 ;
-  wire [3:0] \port$593$0 ;
-  input [3:0] \port$594$0 ;
-  wire [3:0] \port$594$0 ;
-  input [3:0] \port$595$0 ;
-  wire [3:0] \port$595$0 ;
-  input [3:0] \port$596$0 ;
-  wire [3:0] \port$596$0 ;
   input [3:0] \port$597$0 ;
   wire [3:0] \port$597$0 ;
   input [3:0] \port$598$0 ;
   wire [3:0] \port$598$0 ;
   input [3:0] \port$599$0 ;
   wire [3:0] \port$599$0 ;
-  output [71:0] \port$968$0 ;
-  wire [71:0] \port$968$0 ;
+  input [3:0] \port$600$0 ;
+  wire [3:0] \port$600$0 ;
+  input [3:0] \port$601$0 ;
+  wire [3:0] \port$601$0 ;
+  input [3:0] \port$602$0 ;
+  wire [3:0] \port$602$0 ;
+  input [3:0] \port$603$0 ;
+  wire [3:0] \port$603$0 ;
+  input [3:0] \port$604$0 ;
+  wire [3:0] \port$604$0 ;
+  input [3:0] \port$605$0 ;
+  wire [3:0] \port$605$0 ;
+  output [71:0] \port$972$0 ;
+  wire [71:0] \port$972$0 ;
   (* init = 4'h0 *)
-  output [3:0] \port$972$0 ;
-  wire [3:0] \port$972$0 ;
+  output [3:0] \port$976$0 ;
+  wire [3:0] \port$976$0 ;
   output [35:0] rd__addr;
   wire [35:0] rd__addr;
   wire [35:0] rd__data;
@@ -4459,6 +4359,37 @@ module \hwgen_top.layer2.walker (rst, start, \port$591$0 , \port$592$0 , \port$5
   assign \$2  = ~ req__valid;
   assign \$3  = \$2  | take;
   assign fetch = \$1  & \$3 ;
+  assign \$4  = 2'h0 * 2'h1;
+  assign \$5  = { 1'h0, \$4  } + 3'h0;
+  assign \$6  = { 2'h0, \$5  } * 5'h03;
+  assign \$7  = 2'h0 * 2'h1;
+  assign \$8  = { 1'h0, \$7  } + 3'h0;
+  assign \$9  = { 1'h0, \$6  } + { 3'h0, \$8  };
+  assign \$10  = | 1'h0;
+  assign \$11  = ~ \$10 ;
+  assign \$12  = | 1'h0;
+  assign \$13  = ~ \$12 ;
+  assign \$14  = \$11  & \$13 ;
+  assign \$15  = 1'h0 == 1'h0;
+  assign \$16  = 1'h0 == 1'h0;
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = 1'h0 == 1'h0;
+  assign \$19  = 1'h0 == 1'h0;
+  assign \$20  = \$18  & \$19 ;
+  assign \$21  = 1'h0 == 1'h0;
+  assign \$22  = \$20  & \$21 ;
+  assign \$23  = 1'h0 == 1'h0;
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = 2'h0 * 2'h1;
+  assign \$26  = { 1'h0, \$25  } + 3'h0;
+  assign \$27  = 1'h0 == 1'h0;
+  assign \$28  = 1'h0 == 1'h0;
+  assign \$29  = \$27  & \$28 ;
+  assign \$30  = 1'h0 == 1'h0;
+  assign \$31  = \$29  & \$30 ;
+  assign \$32  = 1'h0 == 1'h0;
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = ~ \$33 ;
   always @(posedge clk)
     \$37  <= \$36 ;
   always @(posedge clk)
@@ -4524,14 +4455,14 @@ module \hwgen_top.layer2.walker (rst, start, \port$591$0 , \port$592$0 , \port$5
   assign ok_2_2 = 1'h1;
   assign rd__en = fetch;
   assign req__payload = { \$37 , \$35  };
-  assign rd__data = { \port$599$0 , \port$598$0 , \port$597$0 , \port$596$0 , \port$595$0 , \port$594$0 , \port$593$0 , \port$592$0 , \port$591$0  };
-  assign \port$968$0  = \$35 ;
-  assign \port$972$0  = \$37 ;
+  assign rd__data = { \port$605$0 , \port$604$0 , \port$603$0 , \port$602$0 , \port$601$0 , \port$600$0 , \port$599$0 , \port$598$0 , \port$597$0  };
+  assign \port$972$0  = \$35 ;
+  assign \port$976$0  = \$37 ;
   assign \req__payload.x  = \$35 [35:0];
   assign \req__payload.g  = \$35 [71:36];
   assign \req__payload.tag  = \$37 ;
   assign \$35 [71:36] = { keep[3], keep[3], keep[3], keep[3], keep[3], keep[3], keep[3], keep[3], keep[3:2], keep[2], keep[2], keep[2], keep[2], keep[2], keep[2], keep[2], keep[2:1], keep[1], keep[1], keep[1], keep[1], keep[1], keep[1], keep[1], keep[1:0], keep[0], keep[0], keep[0], keep[0], keep[0], keep[0], keep[0], keep[0] };
-  assign \$35 [35:0] = { \port$599$0 [3], \port$598$0 [3], \port$597$0 [3], \port$596$0 [3], \port$595$0 [3], \port$594$0 [3], \port$593$0 [3], \port$592$0 [3], \port$591$0 [3], \port$599$0 [2], \port$598$0 [2], \port$597$0 [2], \port$596$0 [2], \port$595$0 [2], \port$594$0 [2], \port$593$0 [2], \port$592$0 [2], \port$591$0 [2], \port$599$0 [1], \port$598$0 [1], \port$597$0 [1], \port$596$0 [1], \port$595$0 [1], \port$594$0 [1], \port$593$0 [1], \port$592$0 [1], \port$591$0 [1], \port$599$0 [0], \port$598$0 [0], \port$597$0 [0], \port$596$0 [0], \port$595$0 [0], \port$594$0 [0], \port$593$0 [0], \port$592$0 [0], \port$591$0 [0] };
+  assign \$35 [35:0] = { \port$605$0 [3], \port$604$0 [3], \port$603$0 [3], \port$602$0 [3], \port$601$0 [3], \port$600$0 [3], \port$599$0 [3], \port$598$0 [3], \port$597$0 [3], \port$605$0 [2], \port$604$0 [2], \port$603$0 [2], \port$602$0 [2], \port$601$0 [2], \port$600$0 [2], \port$599$0 [2], \port$598$0 [2], \port$597$0 [2], \port$605$0 [1], \port$604$0 [1], \port$603$0 [1], \port$602$0 [1], \port$601$0 [1], \port$600$0 [1], \port$599$0 [1], \port$598$0 [1], \port$597$0 [1], \port$605$0 [0], \port$604$0 [0], \port$603$0 [0], \port$602$0 [0], \port$601$0 [0], \port$600$0 [0], \port$599$0 [0], \port$598$0 [0], \port$597$0 [0] };
   assign rd__addr[35:32] = 4'h8;
   assign rd__addr[31:28] = 4'h7;
   assign rd__addr[27:24] = 4'h6;
@@ -4541,41 +4472,139 @@ module \hwgen_top.layer2.walker (rst, start, \port$591$0 , \port$592$0 , \port$5
   assign rd__addr[11:8] = 4'h2;
   assign rd__addr[7:4] = 4'h1;
   assign rd__addr[3:0] = 4'h0;
-  assign \$4  = 2'h0;
-  assign \$5  = 3'h0;
-  assign \$6  = 5'h00;
-  assign \$7  = 2'h0;
-  assign \$8  = 3'h0;
-  assign \$9  = 6'h00;
-  assign \$10  = 1'h0;
-  assign \$11  = 1'h1;
-  assign \$12  = 1'h0;
-  assign \$13  = 1'h1;
-  assign \$14  = 1'h1;
-  assign \$15  = 1'h1;
-  assign \$16  = 1'h1;
-  assign \$17  = 1'h1;
-  assign \$18  = 1'h1;
-  assign \$19  = 1'h1;
-  assign \$20  = 1'h1;
-  assign \$21  = 1'h1;
-  assign \$22  = 1'h1;
-  assign \$23  = 1'h1;
-  assign \$24  = 1'h1;
-  assign \$25  = 2'h0;
-  assign \$26  = 3'h0;
-  assign \$27  = 1'h1;
-  assign \$28  = 1'h1;
-  assign \$29  = 1'h1;
-  assign \$30  = 1'h1;
-  assign \$31  = 1'h1;
-  assign \$32  = 1'h1;
-  assign \$33  = 1'h1;
-  assign \$34  = 1'h0;
 endmodule
 
-module \hwgen_top.rng (clk, rst, keep__ready, go, in_reset, in_write, keep__payload, keep__valid, mtj__sense);
+module \hwgen_top.loader (clk, rst, img__valid, busy, img__ready, wr__en, wr__data, wr__addr, img__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  wire \$1 ;
+  wire [6:0] \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  reg [31:0] \$14 ;
+  reg [5:0] \$15 ;
+  reg [5:0] \$16 ;
+  reg \$17 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire [31:0] \$6 ;
+  wire [6:0] \$7 ;
+  wire \$8 ;
+  wire [1:0] \$9 ;
+  output busy;
+  wire busy;
+  reg ch = 1'h0;
+  input clk;
+  wire clk;
+  input [31:0] img__payload;
+  wire [31:0] img__payload;
+  output img__ready;
+  wire img__ready;
+  input img__valid;
+  wire img__valid;
+  reg [5:0] left = 6'h00;
+  (* init = 6'h00 *)
+  wire [5:0] pos;
+  input rst;
+  wire rst;
+  reg [31:0] word = 32'd0;
+  output [5:0] wr__addr;
+  reg [5:0] wr__addr = 6'h00;
+  output wr__data;
+  wire wr__data;
+  output wr__en;
+  wire wr__en;
+  assign busy = | left;
+  assign \$1  = | left;
+  assign img__ready = ~ \$1 ;
+  assign \$2  = | left;
+  assign \$3  = ch == 1'h0;
+  assign wr__en = \$2  & \$3 ;
+  assign \$4  = img__valid & img__ready;
+  assign \$5  = | left;
+  assign \$6  = word >> 1'h1;
+  assign \$7  = { 1'h0, left } - 7'h01;
+  assign \$8  = wr__addr == 6'h23;
+  assign \$9  = { 1'h0, ch } + 2'h1;
+  assign \$10  = { 1'h0, wr__addr } + 7'h01;
+  assign \$11  = ch == 1'h0;
+  assign \$12  = wr__addr == 6'h23;
+  assign \$13  = \$11  & \$12 ;
+  always @(posedge clk)
+    word <= \$14 ;
+  always @(posedge clk)
+    left <= \$15 ;
+  always @(posedge clk)
+    wr__addr <= \$16 ;
+  always @(posedge clk)
+    ch <= \$17 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$14  = word;
+    if (\$4 ) begin
+      \$14  = img__payload;
+    end
+    if (\$5 ) begin
+      \$14  = \$6 ;
+    end
+    if (rst) begin
+      \$14  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$15  = left;
+    if (\$4 ) begin
+      \$15  = 6'h20;
+    end
+    if (\$5 ) begin
+      \$15  = \$7 [5:0];
+      if (\$13 ) begin
+        \$15  = 6'h00;
+      end
+    end
+    if (rst) begin
+      \$15  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$16  = wr__addr;
+    if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$8 ) begin
+        \$16  = 6'h00;
+      end else begin
+        \$16  = \$10 [5:0];
+      end
+    end
+    if (rst) begin
+      \$16  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$17  = ch;
+    if (\$5 ) begin
+      if (\$8 ) begin
+        \$17  = \$9 [0];
+      end
+      if (\$13 ) begin
+        \$17  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$17  = 1'h0;
+    end
+  end
+  assign pos = wr__addr;
+  assign wr__data = word[0];
+endmodule
+
+module \hwgen_top.rng (clk, rst, go, keep__ready, in_reset, in_write, keep__payload, keep__valid, mtj__sense);
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   reg \$10 ;
   reg [6:0] \$11 ;
@@ -4630,7 +4659,7 @@ module \hwgen_top.rng (clk, rst, keep__ready, go, in_reset, in_write, keep__payl
   always @(posedge clk)
     keep__valid <= \$12 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$9  = step;
     if (busy) begin
       \$9  = \$5 [2:0];
@@ -4643,7 +4672,7 @@ module \hwgen_top.rng (clk, rst, keep__ready, go, in_reset, in_write, keep__payl
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$10  = busy;
     if (busy) begin
       if (\$6 ) begin
@@ -4658,7 +4687,7 @@ module \hwgen_top.rng (clk, rst, keep__ready, go, in_reset, in_write, keep__payl
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$11  = keep__payload;
     if (busy) begin
       if (\$6 ) begin
@@ -4670,7 +4699,7 @@ module \hwgen_top.rng (clk, rst, keep__ready, go, in_reset, in_write, keep__payl
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$12  = keep__valid;
     if (busy) begin
       if (\$6 ) begin
