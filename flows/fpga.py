@@ -36,12 +36,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-from amaranth import Array, Const, Elaboratable, Module, Mux, Signal, Value, signed, unsigned  # noqa: E402
-from amaranth.lib import io, memory  # noqa: E402
+from amaranth import Array, Const, Module, Mux, Signal, signed, unsigned  # noqa: E402
+from amaranth.lib import io, memory, wiring  # noqa: E402
+from amaranth.lib.wiring import Out  # noqa: E402
 
 from hwgen.atomic import write_text  # noqa: E402
 from hwgen.errors import HwgenError  # noqa: E402
-from hwgen.hw.top import image_words  # noqa: E402
+from hwgen.hw.loader import image_words  # noqa: E402
 from hwgen.ir import core  # noqa: E402
 
 __all__ = ["FpgaConfig", "BoardTop", "fixed_point_affine", "expected_class", "image_words",
@@ -117,51 +118,61 @@ def expected_class(acc: np.ndarray, A, B) -> tuple[int, list[int]]:
 
 # ---------------------------------------------------------------- the board top
 
-class BoardTop(Elaboratable):
+class BoardTop(wiring.Component):
     """Drives a network top (ARCHITECTURE s.5 ports) from a ROM image and shows the class.
 
     Parameters
     ----------
-    network : wiring.Component
-        With `img`, `n_samples`, `start`, `idle`, `done`, `out` and, if it has dropout,
-        the `mtj_*` ports.
-    rng : Elaboratable or None
-        MTJ stand-in; `connect(m, network, rng)` wires its pins to the network's.
+    network : hwgen.hw.top.NetworkTop
+        Or any component with its ports and `params` (IN_W, classes, ACC_W).
+    bank : hwgen.hw.lfsr.LfsrMtjBank or None
+        MTJ stand-ins wired to the network's `mtj_*` pins (None without dropout).
     words : list[int]
         The image, IN_W bits a word.
-    samples, classes, acc_w : int
-        T, class count and signed class-integer width of the out payload.
+    samples : int
+        T.
     A, C : list[int]
         Per-class fixed-point scale and T*B_j constant (see `fixed_point_affine`).
     expected : int
         The class the Python model predicts; `mismatch` lights when the result differs.
+    leds : (class LEDs, done LED, mismatch LED) or None
+        Platform resource names (see BOARDS), driven when elaborated for a platform.
 
-    Attributes (outputs)
-    --------------------
-    cls : class index; done; mismatch; sums : per-class sum of acc over T; best : its score
+    Ports
+    -----
+    cls : Out(ceil(log2(classes)))
+        The class with the largest score.
+    done : Out(1)
+        The result is shown (held).
+    mismatch : Out(1)
+        `cls` differs from `expected` (valid with `done`).
+    sums : Out(signed(ACC_W + 16)).array(classes)
+        Per class, the sum of acc over the T samples.
+    best : Out(signed)
+        The winning score.
     """
 
-    def __init__(self, network, rng, connect, words, in_w, samples, classes, acc_w, A, C, expected):
-        self.network, self.rng, self.connect = network, rng, connect
-        self.words, self.in_w = list(words), in_w
-        self.samples, self.classes, self.acc_w = samples, classes, acc_w
-        self.A, self.C, self.expected = list(A), list(C), expected
-        self.sum_w = acc_w + 16
+    def __init__(self, network, bank, words, samples, A, C, expected, leds=None):
+        p = network.params
+        self.network, self.bank = network, bank
+        self.words, self.in_w = list(words), p["IN_W"]
+        self.samples, self.classes, self.acc_w = samples, p["classes"], p["ACC_W"]
+        self.A, self.C, self.expected, self.leds = list(A), list(C), expected, leds
+        self.sum_w = self.acc_w + 16
         self.score_w = self.sum_w + A_BITS + 2 + max(abs(c) for c in self.C).bit_length()
-        self.sums = [Signal(signed(self.sum_w), name=f"sum{j}") for j in range(classes)]
-        self.best = Signal(signed(self.score_w))
-        self.cls = Signal(max(1, (classes - 1).bit_length()))
-        self.done = Signal()
-        self.mismatch = Signal()
-        self.leds = None     # (class LEDs, done LED, mismatch LED) names, set by build()
+        super().__init__({"cls": Out(max(1, (self.classes - 1).bit_length())), "done": Out(1),
+                          "mismatch": Out(1),
+                          "sums": Out(signed(self.sum_w)).array(self.classes),
+                          "best": Out(signed(self.score_w))})
 
     def elaborate(self, platform):
         m = Module()
         net = self.network
         m.submodules.network = net
-        if self.rng is not None:
-            m.submodules.rng = self.rng
-            self.connect(m, net, self.rng)
+        if self.bank is not None:
+            m.submodules.rng = bank = self.bank
+            m.d.comb += [bank.reset.eq(net.mtj_reset), bank.write.eq(net.mtj_write),
+                         bank.code.eq(net.mtj_code), net.mtj_sense.eq(bank.sense)]
 
         rom = memory.Memory(shape=unsigned(self.in_w), depth=len(self.words), init=self.words)
         m.submodules.rom = rom
@@ -196,10 +207,7 @@ class BoardTop(Elaboratable):
             with m.State("RUN"):
                 m.d.comb += net.out.ready.eq(1)
                 with m.If(net.out.valid):
-                    flat = Value.cast(net.out.payload)     # bits per ARCHITECTURE s.5
-                    for jj in range(k):
-                        lo = 16 + jj * self.acc_w
-                        m.d.sync += sums[jj].eq(sums[jj] + flat[lo:lo + self.acc_w].as_signed())
+                    m.d.sync += [sums[jj].eq(sums[jj] + net.out.payload.acc[jj]) for jj in range(k)]
                 with m.If(net.done):
                     m.d.sync += j.eq(0)
                     m.next = "NEXT"
@@ -286,30 +294,13 @@ def lfsr_model(ir: core.IR, seed: int):
 
 
 def stand_in(ir: core.IR, seed: int):
-    """(Elaboratable bank of LfsrMtj devices or None, connect function, exact Python model)."""
+    """The LFSR stand-in devices of `ir` (an `LfsrMtjBank`, None without dropout)."""
     from hwgen.hw import lfsr
 
     if ir.n_interfaces == 0:
-        return None, None, None
+        return None
     code_w, codes, thr, seeds = _stand_in_params(ir, seed)
-
-    class Bank(Elaboratable):
-        def __init__(self):
-            self.devs = [lfsr.LfsrMtj(s, {c: t}, code_w) for s, c, t in zip(seeds, codes, thr)]
-
-        def elaborate(self, platform):
-            m = Module()
-            for i, d in enumerate(self.devs):
-                m.submodules[f"mtj{i}"] = d
-            return m
-
-    def connect(m, net, bank):
-        for i, d in enumerate(bank.devs):
-            m.d.comb += [d.reset.eq(net.mtj_reset[i]), d.write.eq(net.mtj_write[i]),
-                         d.code.eq(net.mtj_code[i * code_w:(i + 1) * code_w]),
-                         net.mtj_sense[i].eq(d.sense)]
-
-    return Bank(), connect, lfsr_model(ir, seed)
+    return lfsr.LfsrMtjBank(seeds, codes, thr, code_w)
 
 
 def predict(ir: core.IR, bits: np.ndarray, samples: int, model) -> np.ndarray:
@@ -339,18 +330,17 @@ def load_image(ir: core.IR, index: int) -> tuple[np.ndarray, int | None]:
     return interp.input_bits(ir, x[index:])[0], int(y[index])
 
 
-def make_board_top(ir: core.IR, bits: np.ndarray, cfg: FpgaConfig):
+def make_board_top(ir: core.IR, bits: np.ndarray, cfg: FpgaConfig, leds=None):
     """(BoardTop, expected class, per-class scores, acc [T, classes])."""
     from hwgen.hw.top import NetworkTop
 
     net = NetworkTop(ir, lanes=cfg.lanes)
-    p = net.params
-    bank, connect, model = stand_in(ir, cfg.seed)
-    acc = predict(ir, bits, cfg.samples, model)
+    bank = stand_in(ir, cfg.seed)
+    acc = predict(ir, bits, cfg.samples, bank.model() if bank is not None else None)
     A, B, _ = fixed_point_affine(ir)
     cls, scores = expected_class(acc, A, B)
-    top = BoardTop(net, bank, connect, image_words(bits, p["IN_W"]), p["IN_W"], cfg.samples,
-                   p["classes"], p["ACC_W"], A, [cfg.samples * b for b in B], cls)
+    top = BoardTop(net, bank, image_words(bits, net.params["IN_W"]), cfg.samples, A,
+                   [cfg.samples * b for b in B], cls, leds)
     return top, cls, scores, acc
 
 
@@ -375,14 +365,13 @@ def build(cfg: FpgaConfig) -> dict:
         raise HwgenError(f"{irf} not found: run `hwgen compile MODEL -o {outdir}` first")
     ir = core.loads(irf.read_text())
     bits, label = load_image(ir, cfg.image)
-    top, cls, scores, acc = make_board_top(ir, bits, cfg)
+    mod, plat_name, cls_leds, done_led, bad_led = BOARDS[cfg.board]
+    top, cls, scores, acc = make_board_top(ir, bits, cfg, leds=(cls_leds, done_led, bad_led))
     log.info("image %d (label %s): the board must show class %d", cfg.image, label, cls)
 
-    mod, plat_name, cls_leds, done_led, bad_led = BOARDS[cfg.board]
     platform = getattr(importlib.import_module(mod), plat_name)()
     if hasattr(platform, "break_off_pmod"):     # iCEBreaker: the class LEDs are on the snap-off PMOD
         platform.add_resources(platform.break_off_pmod)
-    top.leds = (cls_leds, done_led, bad_led)
     os.environ.update(TOOL_ENV)
     venv_bin = str(Path(sys.executable).parent)        # the yowasp-* console scripts
     if venv_bin not in os.environ.get("PATH", "").split(os.pathsep):

@@ -1,11 +1,15 @@
-"""Export the generated top: Verilog, ports JSON and a Verilator waiver file.
+"""Export the generated hardware: Verilog, ports JSON and a Verilator waiver file.
 
-`export(ir, outdir, lanes=8)` writes into OUTDIR:
+`export(ir, outdir, lanes=8)` writes the network top into OUTDIR:
   hwgen_top.v     Amaranth's Verilog of hwgen.hw.top.NetworkTop (module `hwgen_top`),
                   without source locations, so it is byte-identical across runs and clones
   ports.json      every top-level port (name, direction, width) from the component
                   signature, the out payload layout and the design parameters
   hwgen_top.vlt   Verilator lint waivers, each by rule and name pattern, with its reason
+
+`export_layer(ir, i, outdir, lanes=8)` writes one layer alone (hwgen.hw.layer_top.LayerTop,
+for the layer-level bench hwgen.sim.bench_layer) the same way: layer{i}.v (module
+`layer{i}`), layer{i}.ports.json and layer{i}.vlt (the same waivers, scoped to that file).
 
 Each file is written atomically (hwgen.atomic). The manifest is `hwgen compile`'s.
 """
@@ -27,10 +31,12 @@ from amaranth.lib import wiring
 
 from .atomic import write_text
 from .errors import HwgenError
+from .hw.layer_top import LayerTop
 from .hw.top import NetworkTop
 from .ir.core import IR
 
-__all__ = ["export", "ports_json", "to_verilog", "explicit_widths", "VERILOG", "PORTS", "WAIVERS", "WAIVER_TEXT"]
+__all__ = ["export", "export_layer", "ports_json", "layer_ports_json", "layer_files",
+           "to_verilog", "explicit_widths", "complete_cases", "VERILOG", "PORTS", "WAIVERS", "WAIVER_TEXT"]
 
 log = logging.getLogger(__name__)
 
@@ -127,65 +133,132 @@ def explicit_widths(text: str) -> str:
     return "\n".join(out)
 
 
+def complete_cases(verilog: str) -> str:
+    """Give every `case` statement of Yosys's Verilog an empty `default`.
+
+    An Amaranth FSM is a switch over its state with one case per state. Yosys drops the
+    trailing cases that assign nothing to a process's signal, so the Verilog `casez`
+    lists only some state values, and Verilator flags it (CASEINCOMPLETE). An empty
+    default changes no value: a signal keeps what the process assigned before the case."""
+    out, open_cases = [], []                       # per open case: (indent, has default)
+    for line in verilog.split("\n"):
+        m = re.match(r"(\s*)casez? \(", line)
+        if m:
+            open_cases.append([m.group(1), False])
+        elif open_cases:
+            indent = open_cases[-1][0]
+            if line.startswith(indent + "  default:"):
+                open_cases[-1][1] = True
+            elif line == indent + "endcase":
+                if not open_cases.pop()[1]:
+                    out += [indent + "  default:", indent + "      /* empty */;"]
+        out.append(line)
+    return "\n".join(out)
+
+
 def to_verilog(top, name: str = "hwgen_top") -> str:
-    """Amaranth -> RTLIL -> explicit operand widths -> Verilog (Yosys, no source paths).
+    """Amaranth -> RTLIL -> explicit operand widths -> Verilog (Yosys, no source paths)
+    -> complete cases.
 
     The script is amaranth.back.verilog's (amaranth 0.5.10), with the width pass between
-    the RTLIL and Yosys."""
+    the RTLIL and Yosys, and `proc -noopt`: proc's opt_expr would turn `state == 0` into
+    `!state`, a 1-bit operator on a wide operand that Verilator flags (WIDTHTRUNC)."""
     text = explicit_widths(rtlil.convert(top, name=name, emit_src=False))
-    script = [f"read_rtlil <<rtlil\n{text}\nrtlil", "proc -nomux -norom", "memory_collect",
+    script = [f"read_rtlil <<rtlil\n{text}\nrtlil", "proc -nomux -norom -noopt", "memory_collect",
               "attrmap -remove generator -remove top -remove src -remove amaranth.hierarchy "
               "-remove amaranth.decoding",
               "attrmap -modattr -remove generator -remove top -remove src "
               "-remove amaranth.hierarchy -remove amaranth.decoding",
               "write_verilog -norename"]
     yosys = find_yosys(lambda ver: ver >= (0, 40))
-    return yosys.run(["-q", "-"], "\n".join(script), ignore_warnings=True)
+    return complete_cases(yosys.run(["-q", "-"], "\n".join(script), ignore_warnings=True))
 
 
-def _direction(flow) -> str:
-    return "in" if flow == wiring.In else "out"
+def _ports(top: wiring.Component) -> list[dict]:
+    """clk, rst and every port of the component's signature: name, direction, width."""
+    ports = [{"name": "clk", "dir": "in", "width": 1}, {"name": "rst", "dir": "in", "width": 1}]
+    for path, member in top.signature.members.flatten():
+        if member.is_port:
+            ports.append({"name": "__".join(str(p) for p in path),
+                          "dir": "in" if member.flow == wiring.In else "out",
+                          "width": Shape.cast(member.shape).width})
+    return ports
 
 
 def ports_json(top: NetworkTop) -> dict:
     """Ports from the component signature, plus the parameters the benches need."""
-    ports = [{"name": "clk", "dir": "in", "width": 1}, {"name": "rst", "dir": "in", "width": 1}]
-    for path, member in top.signature.members.flatten():
-        if not member.is_port:
-            continue
-        ports.append({"name": "__".join(str(p) for p in path), "dir": _direction(member.flow),
-                      "width": Shape.cast(member.shape).width})
     p = dict(top.params)
     layout = {"sample": {"offset": 0, "width": 16},
               "acc": {"offset": 16, "width": p["ACC_W"], "count": p["classes"], "signed": True}}
     return {"format": "hwgen-ports", "version": 1, "module": "hwgen_top", "clock": "clk",
-            "reset": "rst", "reset_kind": "sync", "ports": ports, "params": p,
+            "reset": "rst", "reset_kind": "sync", "ports": _ports(top), "params": p,
             "out_payload": layout}
+
+
+def layer_ports_json(top: LayerTop) -> dict:
+    """A layer top's ports from its signature, plus the parameters the bench needs."""
+    return {"format": "hwgen-layer-ports", "version": 1, "module": f"layer{top.i}",
+            "clock": "clk", "reset": "rst", "reset_kind": "sync", "ports": _ports(top),
+            "params": top.params}
+
+
+def layer_files(i: int) -> tuple[str, str, str]:
+    """(Verilog, ports JSON, waiver) file names of layer i."""
+    return f"layer{i}.v", f"layer{i}.ports.json", f"layer{i}.vlt"
+
+
+def _check_ir(ir) -> None:
+    if not isinstance(ir, IR):
+        raise HwgenError(f"export needs an hwgen IR, not {type(ir).__name__}")
+
+
+def _write(outdir, files: dict) -> dict:
+    """Write each file atomically; {file name: sha256}."""
+    for name, body in files.items():
+        write_text(Path(outdir) / name, body)
+    return {name: hashlib.sha256(body.encode()).hexdigest() for name, body in files.items()}
 
 
 def export(ir: IR, outdir, lanes: int = 8, in_w: int = 32) -> dict:
     """Write hwgen_top.v, ports.json and hwgen_top.vlt into `outdir`; returns
     {file name: sha256}."""
-    if not isinstance(ir, IR):
-        raise HwgenError(f"export needs an hwgen IR, not {type(ir).__name__}")
+    _check_ir(ir)
     if ir.input.mode != "binary":
         raise HwgenError(f"the hardware supports input mode 'binary' only, not {ir.input.name!r}")
-    if any(l.weights == () or l.weights is None for l in ir.layers):
+    if any(not getattr(l, "weights", None) for l in ir.layers):
         raise HwgenError("export needs a lowered IR (packed weights); run the compiler passes")
     if any(l.sign is None for l in ir.layers[:-1]) or ir.layers[-1].sign is not None:
         raise HwgenError("export needs thresholds on every layer but the classifier")
-    outdir = Path(outdir)
     t0 = time.perf_counter()
     try:
         top = NetworkTop(ir, lanes=lanes, in_w=in_w)
         text = to_verilog(top)
     except ValueError as e:
         raise HwgenError(f"cannot generate the hardware: {e}") from None
-    t1 = time.perf_counter()
-    files = {VERILOG: text,
-             PORTS: json.dumps(ports_json(top), sort_keys=True, indent=1) + "\n",
-             WAIVERS: WAIVER_TEXT}
-    for name, body in files.items():
-        write_text(outdir / name, body)
-    log.info("Verilog: %.1f kB in %.2f s (lanes=%d)", len(text) / 1e3, t1 - t0, lanes)
-    return {name: hashlib.sha256(body.encode()).hexdigest() for name, body in files.items()}
+    log.info("Verilog: %.1f kB in %.2f s (lanes=%d)", len(text) / 1e3,
+             time.perf_counter() - t0, lanes)
+    return _write(outdir, {VERILOG: text,
+                           PORTS: json.dumps(ports_json(top), sort_keys=True, indent=1) + "\n",
+                           WAIVERS: WAIVER_TEXT})
+
+
+def export_layer(ir: IR, i: int, outdir, lanes: int = 8) -> dict:
+    """Write layer i's Verilog, ports JSON and waivers (`layer_files(i)`) into `outdir`;
+    returns {file name: sha256}."""
+    _check_ir(ir)
+    if not (isinstance(i, int) and 0 <= i < len(ir.layers)):
+        raise HwgenError(f"layer {i!r} out of range: the IR has {len(ir.layers)} layers")
+    layer = ir.layers[i]
+    if not layer.weights:
+        raise HwgenError("export needs a lowered IR (packed weights); run the compiler passes")
+    if (layer.sign is None) != (i == len(ir.layers) - 1):
+        raise HwgenError(f"layer {i}: export needs thresholds on every layer but the classifier")
+    try:
+        top = LayerTop(ir, i, lanes)
+        text = to_verilog(top, name=f"layer{i}")
+    except ValueError as e:
+        raise HwgenError(f"cannot generate layer {i}: {e}") from None
+    v, pj, vlt = layer_files(i)
+    return _write(outdir, {v: text,
+                           pj: json.dumps(layer_ports_json(top), sort_keys=True, indent=1) + "\n",
+                           vlt: WAIVER_TEXT.replace("hwgen_top", f"layer{i}")})

@@ -207,8 +207,9 @@ def test_fpga_build_icebreaker(tmp_path):
 @pytest.mark.synth
 @needs_yosys
 def test_synth_generated_network(tmp_path):
-    """Debian yosys 0.23 on hwgen's own Verilog: one module per layer controller and per
-    crossbar tile of the IR's tiling, plus the RNG bank."""
+    """Debian yosys 0.23 on hwgen's own Verilog: one module per layer controller, its
+    walker, tile array and sink, one per crossbar tile of the IR's tiling, plus the image
+    loader and the RNG bank."""
     from hwgen import export
     from hwgen.ir.core import replace
 
@@ -216,10 +217,10 @@ def test_synth_generated_network(tmp_path):
     ir = replace(ir, layers=tuple(replace(l, tile=(16, 8)) for l in ir.layers))
     export.export(ir, tmp_path, lanes=4)
     rep = synth.synthesize(tmp_path / "hwgen_top.v")
-    want = {"hwgen_top", "hwgen_top.rng"}
+    want = {"hwgen_top", "hwgen_top.loader", "hwgen_top.rng"}
     for i, layer in enumerate(ir.layers):
-        want.add(f"hwgen_top.layer{i}")
-        want |= {f"hwgen_top.layer{i}.tile_r{r}_c{c}"
+        want |= {f"hwgen_top.layer{i}{sub}" for sub in ("", ".walker", ".tiles", ".sink")}
+        want |= {f"hwgen_top.layer{i}.tiles.tile_r{r}_c{c}"
                  for r in range(len(layer.row_tiles)) for c in range(len(layer.col_tiles))}
     assert want <= set(rep["modules"]), sorted(set(rep["modules"]) ^ want)
     assert rep["design"]["cells"] == sum(rep["design"]["cells_by_type"].values()) > 0

@@ -1,12 +1,14 @@
 # amaranth: UnusedElaboratable=no
-"""TileController, one layer of each kind, against the numpy layer model (Amaranth sim)."""
+"""TileController, one layer of each kind, against the golden layer
+(hwgen.ir.interp.run_layer) in Amaranth's simulator."""
 
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hwgen.hw.controller import TileController, layer_model
-from hwgen.ir.core import Layer, Site, pack_rows
+from hwgen.hw.controller import TileController
+from hwgen.ir.core import IR, InputEncoding, Layer, Site, pack_rows
+from hwgen.ir.interp import run_layer
 
 
 def random_layer(rng, in_shape, out_channels, kernel, pad, pool=1, tile=(128, 128),
@@ -25,7 +27,20 @@ def random_layer(rng, in_shape, out_channels, kernel, pad, pool=1, tile=(128, 12
                  sign=sign, thresh=thresh, tile=tuple(tile))
 
 
-def run_layer(layer, site, keep, x, lanes):
+def golden(layer, site, keep, x):
+    """interp.run_layer on an IR holding `layer` first (its site at layer 0); a thresholded
+    layer gets a classifier after it, so that it is not taken for the classifier."""
+    layers = (layer,)
+    if not layer.is_classifier:
+        o, hh, ww = layer.out_shape
+        layers += (Layer(op="linear", in_shape=(o, hh, ww), out_channels=1, kernel=(hh, ww),
+                         pad=(0, 0), pool=1, weights=pack_rows(np.zeros((1, o * hh * ww)))),)
+    sites = () if site is None else (site,)
+    ir = IR(in_shape=layer.in_shape, input=InputEncoding(), layers=layers, sites=sites)
+    return run_layer(ir, 0, x[None], None if keep is None else np.asarray(keep)[None])[0]
+
+
+def simulate(layer, site, keep, x, lanes):
     """Load x [C,H,W] into the buffer, start, collect the writes (or the class beat)."""
     dut = TileController(layer, site, lanes)
     c, h, w = layer.in_shape
@@ -97,11 +112,11 @@ def test_controller_matches_model(name):
     if kind is not None:
         kh, kw = layer.kernel
         n, gr = (layer.in_shape[0], kh * kw) if kind == "spatial" else (layer.rows, 1)
-        site = Site(layer=1, kind=kind, p=0.3, n_groups=n, group_rows=gr, first_interface=0)
+        site = Site(layer=0, kind=kind, p=0.3, n_groups=n, group_rows=gr, first_interface=0)
         keep = (rng.random(n) > 0.3).astype(np.uint8)
     x = rng.integers(0, 2, layer.in_shape).astype(np.uint8)
-    dut, writes, out, cycles = run_layer(layer, site, keep, x, lanes)
-    want = layer_model(layer, x, site, keep)
+    dut, writes, out, cycles = simulate(layer, site, keep, x, lanes)
+    want = golden(layer, site, keep, x)
     if layer.is_classifier:
         assert out == [(0x1234, want.tolist())]
     else:

@@ -20,7 +20,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hwgen.errors import HwgenError
-from hwgen.export import PORTS, VERILOG, WAIVERS, explicit_widths, export
+from hwgen.export import PORTS, VERILOG, WAIVERS, complete_cases, explicit_widths, export
 from hwgen.hw.testing import random_ir
 from hwgen.ir.core import InputEncoding, dumps, loads
 
@@ -77,6 +77,17 @@ def test_explicit_widths_is_equivalent(tmp_path, seed):
         "equiv_status -assert"])
     r = subprocess.run(["yosys", "-q", "-p", script], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+
+
+def test_complete_cases_adds_an_empty_default_where_one_is_missing():
+    v = ("  always @* begin\n    x = 1'h0;\n    casez (s)\n      2'h0:\n          x = a;\n"
+         "      2'h1:\n          casez (t)\n            1'h1:\n              x = b;\n"
+         "            default:\n              x = c;\n          endcase\n    endcase\n  end")
+    out = complete_cases(v).split("\n")
+    # the outer case gets one, the inner one (which has one) none
+    assert out.count("      default:") == 1 and out.count("            default:") == 1
+    assert out[out.index("      default:") + 1:] == ["          /* empty */;", "    endcase", "  end"]
+    assert complete_cases("\n".join(out)) == "\n".join(out)
 
 
 def _export(ir, out, lanes):

@@ -9,7 +9,7 @@ from amaranth.sim import Simulator
 
 from hwgen.device import MtjParams
 from hwgen.hw import lfsr
-from hwgen.hw.rng import MtjRngInterface
+from hwgen.hw.rng import MtjRngBank
 from hwgen.hw.testing import keep_rounds
 
 
@@ -75,26 +75,22 @@ def test_device_matches_model():
     dev_codes = [codes[i % 2] for i in range(n)]
 
     from amaranth import Module
-    from amaranth.lib import wiring
+    from amaranth.lib import stream, wiring
     from amaranth.lib.wiring import In, Out
 
     class Bank(wiring.Component):
+        """The RNG bank driving LFSR stand-ins, as NetworkTop and the FPGA board wire them."""
         go: In(1)
-        swap: In(1)
-        fresh: Out(1)
-        keep: Out(n)
+        keep: Out(stream.Signature(n))
 
         def elaborate(self, platform):
             m = Module()
-            m.submodules.rng = rng = MtjRngInterface(dev_codes, params.code_bits, 2, 2)
-            for i in range(n):
-                d = lfsr.LfsrMtj(seeds[i], thr, params.code_bits)
-                m.submodules[f"dev{i}"] = d
-                m.d.comb += [d.reset.eq(rng.mtj_reset[i]), d.write.eq(rng.mtj_write[i]),
-                             d.code.eq(rng.mtj_code[i * params.code_bits:(i + 1) * params.code_bits]),
-                             rng.mtj_sense[i].eq(d.sense)]
-            m.d.comb += [rng.go.eq(self.go), rng.swap.eq(self.swap), self.fresh.eq(rng.fresh),
-                         self.keep.eq(rng.keep)]
+            m.submodules.rng = rng = MtjRngBank(dev_codes, params.code_bits, 2, 2)
+            m.submodules.devs = devs = lfsr.LfsrMtjBank(
+                seeds, dev_codes, [thr[c] for c in dev_codes], params.code_bits)
+            wiring.connect(m, rng.mtj, devs)
+            wiring.connect(m, wiring.flipped(self.keep), rng.keep)
+            m.d.comb += rng.go.eq(self.go)
             return m
 
     dut = Bank()
@@ -106,7 +102,8 @@ def test_device_matches_model():
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    model = lfsr.LfsrMtjModel(seeds, [thr[c] for c in dev_codes])
+    model = lfsr.LfsrMtjBank(seeds, dev_codes, [thr[c] for c in dev_codes],
+                             params.code_bits).model()
     for _ in range(rounds):
         model.reset(np.ones(n, bool))
         model.write(np.ones(n, bool))

@@ -1,44 +1,46 @@
 # amaranth: UnusedElaboratable=no
-"""MtjRngInterface: pulse sequence, latching, shadow/active banks (Amaranth sim)."""
+"""MtjRngBank: pulse sequence, latching, the keep stream (Amaranth sim)."""
 
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
 from hwgen.device import MtjArray, MtjParams, device_seeds
-from hwgen.hw.rng import MtjRngInterface, pulse_schedule
+from hwgen.hw.rng import MtjRngBank, pulse_schedule
+from hwgen.hw.simutil import stream_get
 from hwgen.hw.testing import keep_rounds
 
 
 @pytest.mark.parametrize("reset_cycles,write_cycles", [(1, 1), (2, 3)])
 def test_pulse_sequence_and_latch(reset_cycles, write_cycles):
     n = 5
-    dut = MtjRngInterface([3, 0, 1023, 7, 512], 10, reset_cycles, write_cycles)
+    dut = MtjRngBank([3, 0, 1023, 7, 512], 10, reset_cycles, write_cycles)
     sched = pulse_schedule(reset_cycles, write_cycles)
     trace = []
 
     async def bench(ctx):
-        assert ctx.get(dut.mtj_code) == sum(c << (10 * i) for i, c in enumerate([3, 0, 1023, 7, 512]))
+        assert ctx.get(dut.mtj.code) == sum(c << (10 * i) for i, c in enumerate([3, 0, 1023, 7, 512]))
         for rnd in range(2):
             ctx.set(dut.go, 1)
             await ctx.tick()
             ctx.set(dut.go, 0)
             for k in range(len(sched)):
                 # sense changes every cycle, so the latched value names the latch cycle
-                ctx.set(dut.mtj_sense, (k * 7 + rnd) % 32)
-                assert ctx.get(dut.busy) and not ctx.get(dut.fresh)
-                trace.append((ctx.get(dut.mtj_reset), ctx.get(dut.mtj_write)))
+                ctx.set(dut.mtj.sense, (k * 7 + rnd) % 32)
+                assert ctx.get(dut.busy) and not ctx.get(dut.keep.valid)
+                trace.append((ctx.get(dut.mtj.reset), ctx.get(dut.mtj.write)))
                 await ctx.tick()
-            assert not ctx.get(dut.busy) and ctx.get(dut.fresh)
-            assert ctx.get(dut.mtj_reset) == 0 and ctx.get(dut.mtj_write) == 0
+            assert not ctx.get(dut.busy) and ctx.get(dut.keep.valid)
+            assert ctx.get(dut.mtj.reset) == 0 and ctx.get(dut.mtj.write) == 0
             k_latch = [i for i, (_, _, latch) in enumerate(sched) if latch][0]
-            before = ctx.get(dut.keep)
-            ctx.set(dut.swap, 1)
-            await ctx.tick()
-            ctx.set(dut.swap, 0)
-            assert ctx.get(dut.keep) == (~((k_latch * 7 + rnd) % 32)) & 31
-            assert before != ctx.get(dut.keep) or rnd == 0
-            assert not ctx.get(dut.fresh)
+            # the beat waits until it is taken
+            for _ in range(3):
+                await ctx.tick()
+            assert ctx.get(dut.keep.valid)
+            ctx.set(dut.mtj.sense, 0)
+            keep = await stream_get(ctx, dut.keep)
+            assert keep == (~((k_latch * 7 + rnd) % 32)) & 31
+            assert not ctx.get(dut.keep.valid)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -55,7 +57,7 @@ def test_keep_bits_follow_the_devices():
     n, rounds = 6, 20
     params = MtjParams()
     code, _ = params.choose_code(0.5, 20.0)
-    dut = MtjRngInterface([code] * n, params.code_bits, 2, 2)
+    dut = MtjRngBank([code] * n, params.code_bits, 2, 2)
     devs = MtjArray(params, [code] * n, device_seeds(11, n))
     keeps = []
 
@@ -63,14 +65,14 @@ def test_keep_bits_follow_the_devices():
         prev = np.zeros(n, bool)
         while True:
             await ctx.tick()
-            rst = np.array([(ctx.get(dut.mtj_reset) >> i) & 1 for i in range(n)], bool)
-            wr = np.array([(ctx.get(dut.mtj_write) >> i) & 1 for i in range(n)], bool)
+            rst = np.array([(ctx.get(dut.mtj.reset) >> i) & 1 for i in range(n)], bool)
+            wr = np.array([(ctx.get(dut.mtj.write) >> i) & 1 for i in range(n)], bool)
             if rst.any():
                 devs.reset(rst)
             if (prev & ~wr).any():
                 devs.write(prev & ~wr, 20.0)
             prev = wr
-            ctx.set(dut.mtj_sense, sum(int(b) << i for i, b in enumerate(devs.sense())))
+            ctx.set(dut.mtj.sense, sum(int(b) << i for i, b in enumerate(devs.sense())))
 
     bench = keep_rounds(dut, n, rounds, keeps)
 
@@ -87,6 +89,6 @@ def test_keep_bits_follow_the_devices():
 
 def test_rejects_bad_parameters():
     with pytest.raises(ValueError, match="sense_gap"):
-        MtjRngInterface([1], 4, 1, 1, sense_gap=1)
+        MtjRngBank([1], 4, 1, 1, sense_gap=1)
     with pytest.raises(ValueError, match="codes"):
-        MtjRngInterface([16], 4, 1, 1)
+        MtjRngBank([16], 4, 1, 1)

@@ -15,7 +15,7 @@ def run_tile(rows, cols, lanes, n_req, seed, stall=False):
     xs = rng.integers(0, 2, (n_req, rows))
     gs = rng.integers(0, 2, (n_req, rows))
     gs[0] = 1                                  # all rows driven once
-    dut = CrossbarTile(rows, cols, lanes, w, tag_width=4)
+    dut = CrossbarTile(rows, cols, lanes, w, tag=4)
     got, tags, cycles = [], [], []
 
     def bits(v):

@@ -1,6 +1,7 @@
-"""Layer level: each layer of a small random IR, exported alone (hwgen.export_layer), on
-Icarus and Verilator, against the golden layer (hwgen.ir.interp.run_layer) over seeded
-random inputs and keep masks; planted faults in the checker's IR must be caught.
+"""Layer level: each layer of a small random IR, exported alone
+(hwgen.export.export_layer), on Icarus and Verilator, against the golden layer
+(hwgen.ir.interp.run_layer) over seeded random inputs and keep masks; planted faults in
+the checker's IR must be caught.
 
 The IR covers a first conv (image-loader write mode, no site), a padded conv with a 2x2
 pool and a spatial dropout site, a flatten-fed linear layer and the classifier; tiles of
@@ -15,7 +16,7 @@ import pytest
 
 from hwgen.sim import regression
 from hwgen.errors import HwgenError
-from hwgen.export_layer import export_layer, layer_files
+from hwgen.export import export_layer, layer_files
 from hwgen.hw.testing import random_ir
 from hwgen.ir.core import dumps, replace
 from hwgen.ir.interp import run_layer

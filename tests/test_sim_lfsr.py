@@ -6,10 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from amaranth import Module
 from amaranth.back import verilog
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 
 from hwgen.device import MtjParams
 from hwgen.hw import lfsr
@@ -21,25 +18,6 @@ SIMS = [s for s in runner.SIMULATORS
 N, DRAWS, CODE_W = 6, 300, 10
 
 
-class LfsrBank(wiring.Component):
-    """n LfsrMtj devices behind vector pins, as the FPGA flow wires them to hwgen_top."""
-
-    def __init__(self, seeds, codes, thresholds):
-        self.devs = [lfsr.LfsrMtj(s, {c: t}, CODE_W) for s, c, t in zip(seeds, codes, thresholds)]
-        n = len(self.devs)
-        super().__init__({"reset": In(n), "write": In(n), "code": In(n * CODE_W),
-                          "sense": Out(n)})
-
-    def elaborate(self, platform):
-        m = Module()
-        for i, d in enumerate(self.devs):
-            m.submodules[f"mtj{i}"] = d
-            m.d.comb += [d.reset.eq(self.reset[i]), d.write.eq(self.write[i]),
-                         d.code.eq(self.code[i * CODE_W:(i + 1) * CODE_W]),
-                         self.sense[i].eq(d.sense)]
-        return m
-
-
 @pytest.fixture(scope="session")
 def bank(tmp_path_factory):
     prm = MtjParams()
@@ -47,7 +25,7 @@ def bank(tmp_path_factory):
     thr = [lfsr.threshold(prm, c, 20.0) for c in codes]
     seeds = [0x1234567 * (i + 1) & 0xFFFFFFFF for i in range(N)]
     d = tmp_path_factory.mktemp("lfsr")
-    top = LfsrBank(seeds, codes, thr)
+    top = lfsr.LfsrMtjBank(seeds, codes, thr, CODE_W)
     (d / "lfsr_bank.v").write_text(verilog.convert(top, name="lfsr_bank", emit_src=False))
     return d, seeds, codes, thr
 

@@ -19,7 +19,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..ir.core import IR
-from .controller import TileController, WriteSignature
+from .controller import TileController
 from .tile import acc_width
 
 __all__ = ["LayerTop", "layer_params"]
@@ -51,11 +51,16 @@ class LayerTop(wiring.Component):
 
     Ports
     -----
-    wr : In(WriteSignature)   the controller's input-buffer write port
-    keep : In(n_groups)       only when the layer has a dropout site
-    start : In(1), done : Out(1)
-    result : Out(O*H''*W''), writes : Out(16)     thresholded layers
-    out : Out(stream)                              classifier
+    wr : Out(`buffer_write_signature(H*W, C)`)
+        The controller's input-buffer write port (a memory port: its members are inputs).
+    keep : In(n_groups)
+        Only when the layer has a dropout site.
+    start : In(1); done : Out(1)
+    result : Out(O*H''*W''); writes : Out(16)
+        Thresholded layers: the output bits, flattened (c, y, x), and the writes since
+        `start`.
+    out : Out(stream of `class_layout(classes, ACC_W)`)
+        Classifier (sample index 0).
     """
 
     def __init__(self, ir: IR, i: int, lanes: int = 8):
@@ -64,10 +69,9 @@ class LayerTop(wiring.Component):
         self.ir, self.i, self.lanes = ir, i, lanes
         self.params = layer_params(ir, i, lanes)
         layer, site = ir.layers[i], ir.site_of(i)
-        c, h, w = layer.in_shape
         self.ctl = TileController(layer, site, lanes,
                                   acc_w=self.params["ACC_W"], bit_writes=i == 0)
-        ports = {"start": In(1), "done": Out(1), "wr": In(WriteSignature(h * w, c))}
+        ports = {"start": In(1), "done": Out(1), "wr": self.ctl.signature.members["wr"]}
         if site is not None:
             ports["keep"] = In(site.n_groups)
         if layer.is_classifier:

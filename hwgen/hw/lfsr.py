@@ -9,7 +9,9 @@ the top 16 state bits are below its threshold. The threshold comes from the devi
 the codes the device is given, so the realised p is threshold / 2^16 (the state is never
 zero, which shifts it by less than 2^-32). A code it was not built for never switches.
 
-`LfsrMtjModel` reproduces the device exactly: `generate(seed)` yields the state sequence.
+`LfsrMtjBank` is the bank of stand-ins the FPGA flow and the tests wire to an
+`hwgen.hw.rng.MtjRngBank`'s pins. `LfsrMtjModel` (`LfsrMtjBank.model()`) reproduces the
+devices exactly: `generate(seed)` yields the state sequence.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from amaranth import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .rng import MtjPins
+
 __all__ = ["WIDTH", "MASK", "LEAP", "step", "generate", "threshold", "realised_p",
-           "Lfsr", "LfsrMtj", "LfsrMtjModel"]
+           "Lfsr", "LfsrMtj", "LfsrMtjBank", "LfsrMtjModel"]
 
 WIDTH = 32
 MASK = 0x80200003          # Galois toggle mask of x^32 + x^22 + x^2 + x + 1
@@ -128,6 +132,46 @@ class LfsrMtj(wiring.Component):
             with m.If(armed):
                 # the draw is the state after this pulse's leap, as in the model
                 m.d.sync += self.sense.eq(lfsr.next[WIDTH - P_BITS:] < thr)
+        return m
+
+
+class LfsrMtjBank(wiring.Component):
+    """`n` stand-in MTJs behind vector pins, the device side of `MtjPins(n, code_w)`.
+
+    Parameters
+    ----------
+    seeds : sequence of int
+        LFSR seed per device (nonzero, 32 bits).
+    codes, thresholds : sequence of int
+        Per device, the write code it is built for and its switching threshold for that
+        code (see `threshold`); any other code never switches.
+    code_w : int
+
+    Ports
+    -----
+    reset, write : In(n); code : In(n*code_w); sense : Out(n) (1 = AP)
+        Device i at bit i (code: bits [i*code_w, (i+1)*code_w)).
+    """
+
+    def __init__(self, seeds, codes, thresholds, code_w: int):
+        self.seeds, self.codes = [int(s) for s in seeds], [int(c) for c in codes]
+        self.thresholds, self.code_w = [int(t) for t in thresholds], code_w
+        if not len(self.seeds) == len(self.codes) == len(self.thresholds) > 0:
+            raise ValueError(f"need one seed, code and threshold per device, not "
+                             f"{len(self.seeds)}, {len(self.codes)} and {len(self.thresholds)}")
+        super().__init__(MtjPins(len(self.seeds), code_w).flip())
+
+    def model(self) -> "LfsrMtjModel":
+        """A fresh exact software model of these devices (as after reset)."""
+        return LfsrMtjModel(self.seeds, self.thresholds)
+
+    def elaborate(self, platform):
+        m = Module()
+        cw = self.code_w
+        for i, (s, c, t) in enumerate(zip(self.seeds, self.codes, self.thresholds)):
+            m.submodules[f"mtj{i}"] = d = LfsrMtj(s, {c: t}, cw)
+            m.d.comb += [d.reset.eq(self.reset[i]), d.write.eq(self.write[i]),
+                         d.code.eq(self.code[i * cw:(i + 1) * cw]), self.sense[i].eq(d.sense)]
         return m
 
 

@@ -1,25 +1,25 @@
-"""MTJ-RNG interfaces (DESIGN s. 6) and the keep-bit bank.
+"""MTJ-RNG interfaces (DESIGN s. 6): a bank of them, run in lock step, and their pins.
 
-All interfaces run the protocol in lock step from one sequencer, so the pins of interface i
-are bit i of the `mtj_*` vectors. One cycle (`go`):
+All interfaces of the bank run the protocol together from one sequencer, so the pins of
+interface i are bit i of the `mtj` vectors. One cycle (`go`):
 
-    mtj_reset high for `reset_cycles`, then mtj_write high for `write_cycles`, then
-    `sense_gap` cycles with both low; at the end of the last of them keep = NOT mtj_sense
-    is latched into the shadow bank.
+    mtj.reset high for `reset_cycles`, then mtj.write high for `write_cycles`, then
+    `sense_gap` cycles with both low; at the end of the last of them keep = NOT mtj.sense
+    is latched and offered on the `keep` stream.
 
 `sense_gap` >= 2 leaves a device that switches when its write pulse ends (the MtjArray
 model, the LFSR stand-in) one full cycle to show its state before it is latched. The
-shadow bank is filled for sample t+1 while sample t computes and copied into the active
-bank (`keep`) by `swap` at the sample boundary.
+latched bits wait on the stream (a shadow bank) while the current sample computes with
+the bits taken before; the consumer takes them at the sample boundary.
 """
 
 from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Signal
-from amaranth.lib import wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["MtjRngInterface", "pulse_schedule"]
+__all__ = ["MtjPins", "MtjRngBank", "pulse_schedule"]
 
 
 def pulse_schedule(reset_cycles: int, write_cycles: int, sense_gap: int = 2):
@@ -29,13 +29,21 @@ def pulse_schedule(reset_cycles: int, write_cycles: int, sense_gap: int = 2):
     return out
 
 
-class MtjRngInterface(wiring.Component):
-    """`n` MTJ-RNG interfaces driven in lock step, with shadow and active keep banks.
+def MtjPins(n: int, code_w: int) -> wiring.Signature:
+    """The pins of `n` MTJ-RNG interfaces, driver side (a device bank takes the flip):
+    `reset`, `write` and the write-current `code` (interface i at bits [i*code_w, ...))
+    out, `sense` in (1 = AP = drop)."""
+    return wiring.Signature({"reset": Out(n), "write": Out(n), "sense": In(n),
+                             "code": Out(n * code_w)})
+
+
+class MtjRngBank(wiring.Component):
+    """`n` MTJ-RNG interfaces driven in lock step; their keep bits come out as a stream.
 
     Parameters
     ----------
     codes : sequence of int
-        Write-current code per interface (constant `mtj_code` outputs).
+        Write-current code per interface (constant `mtj.code` outputs).
     code_w : int
         Bits per code.
     reset_cycles, write_cycles : int
@@ -45,19 +53,21 @@ class MtjRngInterface(wiring.Component):
 
     Ports
     -----
-    go : In(1)       start one reset/write/sense cycle into the shadow bank
-    busy : Out(1)    a cycle is under way
-    fresh : Out(1)   the shadow bank holds bits not yet swapped in
-    swap : In(1)     active <= shadow (clears `fresh`)
-    keep : Out(n)    active bank, 1 = keep
-    mtj_reset, mtj_write : Out(n); mtj_sense : In(n) (1 = AP = drop); mtj_code : Out(n*code_w)
+    go : In(1)
+        Start one reset/write/sense cycle; issue it only while `keep` holds no beat.
+    busy : Out(1)
+        A cycle is under way.
+    keep : Out(stream of n bits)
+        One beat per cycle: the keep bits (1 = keep), valid from the latch until taken.
+    mtj : Out(MtjPins(n, code_w))
+        The device pins.
     """
 
     def __init__(self, codes, code_w: int, reset_cycles: int, write_cycles: int,
                  sense_gap: int = 2):
         codes = [int(c) for c in codes]
         if not codes:
-            raise ValueError("an MTJ-RNG interface bank needs at least one interface")
+            raise ValueError("an MTJ-RNG bank needs at least one interface")
         for name, v, lo in (("reset_cycles", reset_cycles, 1), ("write_cycles", write_cycles, 1),
                             ("sense_gap", sense_gap, 2)):
             if not (isinstance(v, int) and v >= lo):
@@ -67,35 +77,32 @@ class MtjRngInterface(wiring.Component):
         self.codes, self.code_w = codes, code_w
         self.reset_cycles, self.write_cycles, self.sense_gap = reset_cycles, write_cycles, sense_gap
         n = len(codes)
-        super().__init__({
-            "go": In(1), "busy": Out(1), "fresh": Out(1), "swap": In(1), "keep": Out(n),
-            "mtj_reset": Out(n), "mtj_write": Out(n), "mtj_sense": In(n),
-            "mtj_code": Out(n * code_w),
-        })
+        super().__init__({"go": In(1), "busy": Out(1), "keep": Out(stream.Signature(n)),
+                          "mtj": Out(MtjPins(n, code_w))})
 
     def elaborate(self, platform):
         m = Module()
         n = len(self.codes)
+        pins, keep = self.mtj, self.keep
         total = self.reset_cycles + self.write_cycles + self.sense_gap
         step = Signal(range(total))
-        shadow = Signal(n)
         in_reset = Signal()
         in_write = Signal()
         m.d.comb += [
-            self.mtj_code.eq(Cat(*(Const(c, self.code_w) for c in self.codes))),
+            pins.code.eq(Cat(*(Const(c, self.code_w) for c in self.codes))),
             in_reset.eq(self.busy & (step < self.reset_cycles)),
             in_write.eq(self.busy & (step >= self.reset_cycles)
                         & (step < self.reset_cycles + self.write_cycles)),
-            self.mtj_reset.eq(Cat(*([in_reset] * n))),
-            self.mtj_write.eq(Cat(*([in_write] * n))),
+            pins.reset.eq(Cat(*([in_reset] * n))),
+            pins.write.eq(Cat(*([in_write] * n))),
         ]
         with m.If(self.busy):
             m.d.sync += step.eq(step + 1)
             with m.If(step == total - 1):
-                m.d.sync += [self.busy.eq(0), step.eq(0), shadow.eq(~self.mtj_sense),
-                             self.fresh.eq(1)]
+                m.d.sync += [self.busy.eq(0), step.eq(0), keep.payload.eq(~pins.sense),
+                             keep.valid.eq(1)]
         with m.If(self.go):
             m.d.sync += self.busy.eq(1)
-        with m.If(self.swap):
-            m.d.sync += [self.keep.eq(shadow), self.fresh.eq(0)]
+        with m.If(keep.valid & keep.ready):
+            m.d.sync += keep.valid.eq(0)
         return m

@@ -1,5 +1,6 @@
-"""Test support for the hardware: seeded random IRs, a reference chain of layer models,
-and Amaranth-simulator drivers for the top's image, MTJ and output ports."""
+"""Test support for the hardware: seeded random IRs and Amaranth-simulator drivers for
+the top's image, MTJ and output ports. The reference is always the golden interpreter
+(hwgen.ir.interp)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import numpy as np
 from ..device import MtjArray, device_seeds
 from ..ir.core import IR, InputEncoding, Layer, Meta, MtjConfig, Site, masks_from_ap, pack_rows
 from ..model.spec import layer_plan
-from .controller import layer_model
-from .top import image_words
+from .loader import image_words
+from .simutil import stream_get, stream_put
 
-__all__ = ["random_ir", "reference_run", "image_words", "masks_from_history", "TopBench"]
+__all__ = ["random_ir", "masks_from_history", "keep_rounds", "TopBench"]
 
 
 def random_ir(spec: str, in_shape, dropout: str = "spatial", p: float = 0.25, seed: int = 0,
@@ -44,26 +45,6 @@ def random_ir(spec: str, in_shape, dropout: str = "spatial", p: float = 0.25, se
               sites=tuple(sites), mtj=mtj, meta=Meta(source="random", spec=spec))
 
 
-def reference_run(ir: IR, bits: np.ndarray, masks, samples: int = 1) -> np.ndarray:
-    """Chain of `layer_model`s: [N, T, classes] int (independent of hwgen.ir.interp).
-    T comes from the masks, or is `samples` when there are no sites."""
-    n = bits.shape[0]
-    t = masks[0].shape[1] if masks else samples
-    out = np.zeros((n, t, ir.n_classes), np.int64)
-    for a in range(n):
-        h = bits[a]
-        for i in range(ir.mc_start):
-            h = layer_model(ir.layers[i], h)
-        for s in range(t):
-            x = h
-            for i in range(ir.mc_start, len(ir.layers)):
-                k = [j for j, site in enumerate(ir.sites) if site.layer == i]
-                site = ir.sites[k[0]] if k else None
-                x = layer_model(ir.layers[i], x, site, masks[k[0]][a, s] if k else None)
-            out[a, s] = x
-    return out
-
-
 def masks_from_history(ir: IR, history, n: int, t: int) -> list[np.ndarray]:
     """Device write outcomes (AP = drop), one per (image, sample) in order -> keep masks."""
     return masks_from_ap(ir, np.asarray(history, bool).reshape(n * t, ir.n_interfaces), n, t)
@@ -74,18 +55,15 @@ def _to_bits(v: int, n: int) -> np.ndarray:
 
 
 def keep_rounds(dut, n: int, rounds: int, keeps: list):
-    """An async testbench for an RNG bank with go/fresh/swap/keep ports: `rounds` times,
-    run one RNG cycle, wait for fresh keep bits, swap them in, and append them to `keeps`."""
+    """An async testbench for an MTJ-RNG bank (`go`, `keep` stream): `rounds` times, run
+    one RNG cycle, take its keep bits from the stream and append them to `keeps`."""
     async def bench(ctx):
         for _ in range(rounds):
             ctx.set(dut.go, 1)
             await ctx.tick()
             ctx.set(dut.go, 0)
-            await ctx.tick().until(dut.fresh)
-            ctx.set(dut.swap, 1)
-            await ctx.tick()
-            ctx.set(dut.swap, 0)
-            keeps.append([(ctx.get(dut.keep) >> i) & 1 for i in range(n)])
+            keep = await stream_get(ctx, dut.keep)
+            keeps.append([(keep >> i) & 1 for i in range(n)])
     return bench
 
 
@@ -108,7 +86,6 @@ class TopBench:
         """Send each image, start it with T = `samples`, collect its beats until `done`.
         `out_ready_p` < 1 drives `out.ready` randomly (backpressure)."""
         from amaranth.sim import Simulator
-        from .simutil import stream_put
         top, ir = self.top, self.ir
         n_if = ir.n_interfaces
         n_img = len(images)

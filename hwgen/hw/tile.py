@@ -23,12 +23,25 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["CrossbarTile", "acc_width", "popcount", "tile_model", "pack_tile_weights"]
+__all__ = ["CrossbarTile", "acc_width", "popcount", "tile_model", "pack_tile_weights",
+           "request_layout", "beat_layout"]
 
 
 def acc_width(rows: int) -> int:
     """Signed width that holds every column sum of `rows` rows: [-rows, rows]."""
     return rows.bit_length() + 1
+
+
+def request_layout(rows: int, tag=0) -> data.StructLayout:
+    """A read request: word-line bits `x` (1 = +1), row gates `g`, and an opaque `tag`."""
+    return data.StructLayout({"x": rows, "g": rows, "tag": tag})
+
+
+def beat_layout(rows: int, lanes: int, beats: int, tag=0) -> data.StructLayout:
+    """One beat of a read: `lanes` signed column sums, the beat's `index` in the read,
+    `last` on the read's last beat, and the request's `tag`."""
+    return data.StructLayout({"acc": data.ArrayLayout(signed(acc_width(rows)), lanes),
+                              "index": range(max(beats, 2)), "last": 1, "tag": tag})
 
 
 def popcount(bits) -> "Value":
@@ -78,17 +91,17 @@ class CrossbarTile(wiring.Component):
     beats : int, optional
         Beats per read (default ceil(cols / lanes)); more pads the tile with zero columns,
         so tiles of one layer can run in lock step.
-    tag_width : int
-        Width of the opaque tag passed from a request to its beats.
+    tag : shape
+        Shape (a width or a layout) of the opaque tag passed from a request to its beats.
 
     Ports
     -----
-    req : In(stream) of {x: rows, g: rows, tag}
-    beat : Out(stream) of {acc: lanes x signed(acc_width(rows)), index, last, tag}
+    req : In(stream of `request_layout(rows, tag)`)
+    beat : Out(stream of `beat_layout(rows, lanes, beats, tag)`)
     """
 
     def __init__(self, rows: int, cols: int, lanes: int, weights, *, beats: int | None = None,
-                 tag_width: int = 0):
+                 tag=0):
         if not (isinstance(rows, int) and rows >= 1):
             raise ValueError(f"rows must be a positive integer, not {rows!r}")
         if not (isinstance(cols, int) and cols >= 1):
@@ -108,12 +121,10 @@ class CrossbarTile(wiring.Component):
         # at least two words and a 1-bit index: zero-width signals upset Verilog tools
         self.depth = max(self.beats, 2)
         self.init = words + [0] * (self.depth - len(words))
+        self.tag = tag
         super().__init__({
-            "req": In(stream.Signature(data.StructLayout(
-                {"x": rows, "g": rows, "tag": tag_width}))),
-            "beat": Out(stream.Signature(data.StructLayout({
-                "acc": data.ArrayLayout(signed(self.acc_w), lanes),
-                "index": range(max(self.beats, 2)), "last": 1, "tag": tag_width}))),
+            "req": In(stream.Signature(request_layout(rows, tag))),
+            "beat": Out(stream.Signature(beat_layout(rows, lanes, self.beats, tag))),
         })
 
     def elaborate(self, platform):
@@ -126,7 +137,7 @@ class CrossbarTile(wiring.Component):
         busy = Signal()
         k = Signal(range(self.depth))
         x_r, g_r = Signal(rows), Signal(rows)
-        tag_r = Signal.like(self.req.payload.tag)
+        tag_r = Signal(self.tag)
 
         # Beat 0 comes straight from the request; later beats from the latched copy.
         x, g = Signal(rows), Signal(rows)

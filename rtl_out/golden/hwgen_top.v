@@ -2,7 +2,7 @@
 
 module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, img__ready, idle, done, out__payload, out__valid, mtj_reset, mtj_write, mtj_code, img__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire \$1 ;
+  wire [16:0] \$1 ;
   wire \$10 ;
   wire \$11 ;
   wire \$12 ;
@@ -10,103 +10,84 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
-  wire [16:0] \$17 ;
+  wire \$17 ;
   wire \$18 ;
   wire \$19 ;
   wire \$2 ;
   wire [16:0] \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
+  reg [6:0] \$21 ;
+  reg [15:0] \$22 ;
+  reg [15:0] \$23 ;
+  reg [1:0] \$24 ;
+  wire [1:0] \$25 ;
+  wire [1:0] \$26 ;
   wire \$27 ;
-  wire [31:0] \$28 ;
-  wire [6:0] \$29 ;
+  wire \$28 ;
   wire \$3 ;
-  wire \$30 ;
-  wire [1:0] \$31 ;
-  wire [6:0] \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [16:0] \$37 ;
-  reg [31:0] \$38 ;
-  reg [5:0] \$39 ;
-  wire \$4 ;
-  reg [5:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
-  reg [15:0] \$43 ;
-  reg [15:0] \$44 ;
-  reg \$45 ;
-  reg \$46 ;
-  wire [1:0] \$47 ;
-  wire [1:0] \$48 ;
-  wire \$49 ;
+  wire [16:0] \$4 ;
   wire \$5 ;
-  wire \$50 ;
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  reg ch = 1'h0;
+  wire busy;
   input clk;
   wire clk;
   output done;
   wire done;
-  wire \done$47 ;
-  wire \done$56 ;
-  wire \done$62 ;
-  wire finish;
-  wire fresh;
+  wire \done$57 ;
+  wire \done$61 ;
+  wire \done$64 ;
   wire go;
-  wire \go$52 ;
+  wire \go$50 ;
   output idle;
   wire idle;
   input [31:0] img__payload;
   wire [31:0] img__payload;
+  wire [31:0] \img__payload$54 ;
   output img__ready;
   wire img__ready;
+  wire \img__ready$55 ;
   input img__valid;
   wire img__valid;
-  reg in_sample = 1'h0;
+  wire \img__valid$53 ;
   wire [2:0] keep;
-  wire [6:0] \keep$42 ;
-  wire [3:0] \keep$43 ;
+  reg [6:0] \keep$46  = 7'h00;
+  wire [3:0] \keep$47 ;
+  wire [6:0] keep__payload;
+  wire keep__ready;
+  wire keep__valid;
   wire launch;
-  reg [5:0] left = 6'h00;
+  wire more;
+  wire [69:0] mtj__code;
+  wire [6:0] mtj__reset;
+  wire [6:0] mtj__sense;
+  wire [6:0] mtj__write;
   output [69:0] mtj_code;
   wire [69:0] mtj_code;
-  wire [69:0] \mtj_code$40 ;
   output [6:0] mtj_reset;
   wire [6:0] mtj_reset;
-  wire [6:0] \mtj_reset$37 ;
   input [6:0] mtj_sense;
   wire [6:0] mtj_sense;
-  wire [6:0] \mtj_sense$39 ;
   output [6:0] mtj_write;
   wire [6:0] mtj_write;
-  wire [6:0] \mtj_write$38 ;
   input [15:0] n_samples;
   wire [15:0] n_samples;
   reg [15:0] n_t = 16'h0000;
   wire [3:0] next__addr;
-  wire [3:0] \next__addr$23 ;
+  wire [3:0] \next__addr$29 ;
   wire [2:0] next__data;
-  wire [3:0] \next__data$25 ;
+  wire [3:0] \next__data$31 ;
   wire [2:0] next__en;
-  wire [3:0] \next__en$27 ;
+  wire [3:0] \next__en$33 ;
   output [36:0] out__payload;
   wire [36:0] out__payload;
-  wire [36:0] \out__payload$58 ;
-  wire [20:0] \out__payload$58.acc ;
-  wire [6:0] \out__payload$58.acc[0] ;
-  wire [6:0] \out__payload$58.acc[1] ;
-  wire [6:0] \out__payload$58.acc[2] ;
-  wire [15:0] \out__payload$58.sample ;
+  wire [36:0] \out__payload$34 ;
+  wire [20:0] \out__payload$34.acc ;
+  wire [6:0] \out__payload$34.acc[0] ;
+  wire [6:0] \out__payload$34.acc[1] ;
+  wire [6:0] \out__payload$34.acc[2] ;
+  wire [15:0] \out__payload$34.sample ;
   wire [20:0] \out__payload.acc ;
   wire [6:0] \out__payload.acc[0] ;
   wire [6:0] \out__payload.acc[1] ;
@@ -114,539 +95,326 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   wire [15:0] \out__payload.sample ;
   input out__ready;
   wire out__ready;
-  wire \out__ready$59 ;
+  wire \out__ready$35 ;
   output out__valid;
   wire out__valid;
-  wire \out__valid$60 ;
-  (* init = 6'h00 *)
-  wire [5:0] pos;
-  reg prefix_done = 1'h0;
+  wire \out__valid$36 ;
   input rst;
   wire rst;
-  reg running = 1'h0;
   wire [15:0] sample;
+  reg [1:0] seq_state = 2'h0;
   input start;
   wire start;
-  wire \start$53 ;
-  wire \start$54 ;
-  wire \start$55 ;
+  wire \start$58 ;
+  wire \start$59 ;
+  wire \start$60 ;
   reg [15:0] started = 16'h0000;
-  wire swap;
-  reg [31:0] word = 32'd0;
-  wire [3:0] wr__addr;
+  wire [5:0] wr__addr;
+  wire [5:0] \wr__addr$17 ;
   wire [3:0] \wr__addr$22 ;
-  reg [5:0] \wr__addr$28  = 6'h00;
-  wire [2:0] wr__data;
-  wire [3:0] \wr__data$24 ;
-  wire \wr__data$30 ;
-  wire [2:0] wr__en;
-  wire [3:0] \wr__en$26 ;
-  wire \wr__en$32 ;
-  always @(posedge clk)
-    \wr__addr$28  <= \$40 ;
-  always @(posedge clk)
-    ch <= \$41 ;
-  always @(posedge clk)
-    running <= \$42 ;
-  always @(posedge clk)
-    n_t <= \$43 ;
-  always @(posedge clk)
-    started <= \$44 ;
-  always @(posedge clk)
-    prefix_done <= \$45 ;
-  always @(posedge clk)
-    in_sample <= \$46 ;
-  assign \$1  = | left;
-  assign \$2  = ~ ch;
-  assign \wr__en$32  = \$1  & \$2 ;
-  assign \$3  = ~ running;
-  assign \$4  = | left;
-  assign \$5  = ~ \$4 ;
-  assign idle = \$3  & \$5 ;
-  assign \$6  = ~ running;
-  assign \$7  = | left;
-  assign \$8  = ~ \$7 ;
-  assign img__ready = \$6  & \$8 ;
+  wire [3:0] \wr__addr$28 ;
+  wire wr__data;
+  wire \wr__data$19 ;
+  wire [2:0] \wr__data$24 ;
+  wire [3:0] \wr__data$30 ;
+  wire wr__en;
+  wire \wr__en$21 ;
+  wire [2:0] \wr__en$26 ;
+  wire [3:0] \wr__en$32 ;
+  assign more = started < n_t;
+  assign \$1  = { 1'h0, started } - 17'h00001;
+  assign \$2  = | n_samples;
+  assign \$3  = launch & \$2 ;
+  assign \$4  = { 1'h0, started } + 17'h00001;
+  assign \$5  = \$4  < { 1'h0, n_t };
+  assign \$6  = keep__ready & \$5 ;
+  assign \go$50  = \$3  | \$6 ;
+  assign \$7  = ~ busy;
+  assign idle = \$14  & \$7 ;
   assign launch = idle & start;
-  assign \$9  = running & prefix_done;
-  assign \$10  = ~ in_sample;
-  assign \$11  = \$10  | \done$47 ;
-  assign \$12  = \$9  & \$11 ;
-  assign \$13  = started < n_t;
-  assign \$14  = \$12  & \$13 ;
-  assign go = \$14  & fresh;
-  assign \$15  = | n_samples;
-  assign \$16  = launch & \$15 ;
-  assign \$17  = { 1'h0, started } + 17'h00001;
-  assign \$18  = \$17  < { 1'h0, n_t };
-  assign \$19  = go & \$18 ;
-  assign \go$52  = \$16  | \$19 ;
-  assign \$20  = { 1'h0, started } - 17'h00001;
-  assign \$21  = running & prefix_done;
-  assign \$22  = ~ in_sample;
-  assign \$23  = \$21  & \$22 ;
-  assign \$24  = started == n_t;
-  assign \$25  = \$23  & \$24 ;
-  assign \$26  = ~ out__valid;
-  assign done = \$25  & \$26 ;
-  assign \$27  = | left;
-  assign \$29  = { 1'h0, left } - 7'h01;
-  assign \$30  = \wr__addr$28  == 6'h23;
-  assign \$31  = { 1'h0, ch } + 2'h1;
-  assign \$32  = { 1'h0, \wr__addr$28  } + 7'h01;
-  assign \$33  = ~ ch;
-  assign \$34  = \wr__addr$28  == 6'h23;
-  assign \$35  = \$33  & \$34 ;
-  assign \$36  = img__valid & img__ready;
-  assign \$37  = { 1'h0, started } + 17'h00001;
+  assign \img__valid$53  = \$14  & img__valid;
+  assign img__ready = \$14  & \img__ready$55 ;
+  assign \$8  = more & keep__valid;
+  assign \$9  = \$17  & \done$57 ;
+  assign \$10  = \$16  | \$9 ;
+  assign keep__ready = \$8  & \$10 ;
+  assign \$11  = ~ more;
+  assign \$12  = \$16  & \$11 ;
+  assign \$13  = ~ out__valid;
+  assign done = \$12  & \$13 ;
+  assign \$14  = seq_state == 2'h0;
+  assign \$15  = seq_state == 2'h1;
+  assign \$16  = seq_state == 2'h2;
+  assign \$17  = seq_state == 2'h3;
+  assign \$18  = ~ keep__ready;
+  assign \$19  = \done$57  & \$18 ;
+  assign \$20  = { 1'h0, started } + 17'h00001;
   always @(posedge clk)
-    word <= \$38 ;
+    \keep$46  <= \$21 ;
   always @(posedge clk)
-    left <= \$39 ;
+    n_t <= \$22 ;
+  always @(posedge clk)
+    started <= \$23 ;
+  always @(posedge clk)
+    seq_state <= \$24 ;
   \hwgen_top.layer0  layer0 (
     .clk(clk),
-    .done(\done$62 ),
-    .next__addr(wr__addr),
-    .next__en(wr__en),
-    .pooled(wr__data),
+    .done(\done$64 ),
+    .next__addr(\wr__addr$22 ),
+    .next__data(\wr__data$24 ),
+    .next__en(\wr__en$26 ),
     .rst(rst),
     .start(launch),
-    .wport__addr(\wr__addr$28 ),
-    .wport__data(word[0]),
-    .wport__en(\wr__en$32 )
-  );
-  \hwgen_top.layer1  layer1 (
-    .bits_c0(\$47 ),
-    .clk(clk),
-    .done(\start$55 ),
-    .keep(\keep$42 [2:0]),
-    .next__addr(\wr__addr$22 ),
-    .next__en(\wr__en$26 ),
-    .\port$935$2 (\$48 ),
-    .rst(rst),
-    .start(go),
     .wport__addr(wr__addr),
     .wport__data(wr__data),
-    .wr__en(wr__en)
+    .wport__en(wr__en)
+  );
+  \hwgen_top.layer1  layer1 (
+    .clk(clk),
+    .done(\start$60 ),
+    .keep(\keep$46 [2:0]),
+    .next__addr(\wr__addr$28 ),
+    .next__en(\wr__en$32 ),
+    .\port$966$0 (\$25 ),
+    .\port$970$2 (\$26 ),
+    .rst(rst),
+    .start(keep__ready),
+    .wport__addr(\wr__addr$22 ),
+    .wport__data(\wr__data$24 ),
+    .wr__en(\wr__en$26 )
   );
   \hwgen_top.layer2  layer2 (
     .clk(clk),
-    .done(\done$47 ),
-    .keep(\keep$42 [6:3]),
+    .done(\done$57 ),
+    .keep(\keep$46 [6:3]),
     .out__payload(out__payload),
     .out__ready(out__ready),
     .out__valid(out__valid),
-    .\port$919$0 (\$47 ),
-    .\port$935$2 (\$48 ),
+    .\port$966$0 (\$25 ),
+    .\port$970$2 (\$26 ),
     .rst(rst),
-    .sample(\$20 [15:0]),
-    .start(\start$55 ),
-    .wport__addr(\wr__addr$22 ),
-    .wr__en(\wr__en$26 )
+    .sample(\$1 [15:0]),
+    .start(\start$60 ),
+    .wport__addr(\wr__addr$28 ),
+    .wr__en(\wr__en$32 )
+  );
+  \hwgen_top.loader  loader (
+    .busy(busy),
+    .clk(clk),
+    .img__payload(img__payload),
+    .img__ready(\img__ready$55 ),
+    .img__valid(\img__valid$53 ),
+    .rst(rst),
+    .wr__addr(wr__addr),
+    .wr__data(wr__data),
+    .wr__en(wr__en)
   );
   \hwgen_top.rng  rng (
     .clk(clk),
-    .fresh(fresh),
-    .go(\go$52 ),
-    .in_reset(\$49 ),
-    .in_write(\$50 ),
-    .keep(\keep$42 ),
-    .mtj_sense(mtj_sense),
-    .rst(rst),
-    .swap(go)
+    .go(\go$50 ),
+    .in_reset(\$27 ),
+    .in_write(\$28 ),
+    .keep__payload(keep__payload),
+    .keep__ready(keep__ready),
+    .keep__valid(keep__valid),
+    .mtj__sense(mtj_sense),
+    .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$41  = ch;
-    if (\$27 ) begin
-      if (\$30 ) begin
-        \$41  = \$31 [0];
-      end
-      if (\$35 ) begin
-        \$41  = 1'h0;
-      end
+    \$21  = \keep$46 ;
+    if (keep__ready) begin
+      \$21  = keep__payload;
     end
     if (rst) begin
-      \$41  = 1'h0;
+      \$21  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$42  = running;
-    if (launch) begin
-      \$42  = 1'h1;
-    end
-    if (done) begin
-      \$42  = 1'h0;
-    end
+    \$22  = n_t;
+    casez (seq_state)
+      2'h0:
+          if (launch) begin
+            \$22  = n_samples;
+          end
+      default:
+          /* empty */;
+    endcase
     if (rst) begin
-      \$42  = 1'h0;
+      \$22  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$43  = n_t;
-    if (launch) begin
-      \$43  = n_samples;
+    \$23  = started;
+    casez (seq_state)
+      2'h0:
+          if (launch) begin
+            \$23  = 16'h0000;
+          end
+      default:
+          /* empty */;
+    endcase
+    if (keep__ready) begin
+      \$23  = \$20 [15:0];
     end
     if (rst) begin
-      \$43  = 16'h0000;
+      \$23  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$44  = started;
-    if (launch) begin
-      \$44  = 16'h0000;
-    end
-    if (go) begin
-      \$44  = \$37 [15:0];
-    end
+    \$24  = seq_state;
+    (* full_case = 32'd1 *)
+    casez (seq_state)
+      2'h0:
+          if (launch) begin
+            \$24  = 2'h1;
+          end
+      2'h1:
+          if (\done$64 ) begin
+            \$24  = 2'h2;
+          end
+      2'h2:
+          if (keep__ready) begin
+            \$24  = 2'h3;
+          end else if (done) begin
+            \$24  = 2'h0;
+          end
+      2'h3:
+          if (\$19 ) begin
+            \$24  = 2'h2;
+          end
+      default:
+          /* empty */;
+    endcase
     if (rst) begin
-      \$44  = 16'h0000;
+      \$24  = 2'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$45  = prefix_done;
-    if (launch) begin
-      \$45  = 1'h0;
-    end
-    if (\done$62 ) begin
-      \$45  = 1'h1;
-    end
-    if (rst) begin
-      \$45  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$46  = in_sample;
-    if (launch) begin
-      \$46  = 1'h0;
-    end
-    if (\done$47 ) begin
-      \$46  = 1'h0;
-    end
-    if (go) begin
-      \$46  = 1'h1;
-    end
-    if (rst) begin
-      \$46  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$38  = word;
-    if (\$27 ) begin
-      \$38  = \$28 ;
-    end
-    if (\$36 ) begin
-      \$38  = img__payload;
-    end
-    if (rst) begin
-      \$38  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$39  = left;
-    if (\$27 ) begin
-      \$39  = \$29 [5:0];
-      if (\$35 ) begin
-        \$39  = 6'h00;
-      end
-    end
-    if (\$36 ) begin
-      \$39  = 6'h20;
-    end
-    if (rst) begin
-      \$39  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$40  = \wr__addr$28 ;
-    if (\$27 ) begin
-      (* full_case = 32'd1 *)
-      if (\$30 ) begin
-        \$40  = 6'h00;
-      end else begin
-        \$40  = \$32 [5:0];
-      end
-    end
-    if (rst) begin
-      \$40  = 6'h00;
-    end
-  end
-  assign next__addr = wr__addr;
-  assign next__data = wr__data;
-  assign next__en = wr__en;
-  assign \next__addr$23  = \wr__addr$22 ;
-  assign \wr__data$24  = { \$47 , \$48  };
-  assign \next__data$25  = { \$47 , \$48  };
-  assign \next__en$27  = \wr__en$26 ;
-  assign pos = \wr__addr$28 ;
-  assign \wr__data$30  = word[0];
-  assign \mtj_reset$37  = { \$49 , \$49 , \$49 , \$49 , \$49 , \$49 , \$49  };
-  assign \mtj_write$38  = { \$50 , \$50 , \$50 , \$50 , \$50 , \$50 , \$50  };
-  assign \mtj_sense$39  = mtj_sense;
-  assign \mtj_code$40  = 70'h24d9364d9364d9364d;
-  assign keep = \keep$42 [2:0];
-  assign \keep$43  = \keep$42 [6:3];
-  assign swap = go;
-  assign \start$53  = launch;
-  assign \start$54  = go;
-  assign \done$56  = \start$55 ;
-  assign sample = \$20 [15:0];
-  assign \out__payload$58  = out__payload;
-  assign \out__ready$59  = out__ready;
-  assign \out__valid$60  = out__valid;
-  assign finish = done;
-  assign mtj_reset = { \$49 , \$49 , \$49 , \$49 , \$49 , \$49 , \$49  };
-  assign mtj_write = { \$50 , \$50 , \$50 , \$50 , \$50 , \$50 , \$50  };
+  assign \wr__addr$17  = wr__addr;
+  assign \wr__data$19  = wr__data;
+  assign \wr__en$21  = wr__en;
+  assign next__addr = \wr__addr$22 ;
+  assign next__data = \wr__data$24 ;
+  assign next__en = \wr__en$26 ;
+  assign \next__addr$29  = \wr__addr$28 ;
+  assign \wr__data$30  = { \$25 , \$26  };
+  assign \next__data$31  = { \$25 , \$26  };
+  assign \next__en$33  = \wr__en$32 ;
+  assign \out__payload$34  = out__payload;
+  assign \out__ready$35  = out__ready;
+  assign \out__valid$36  = out__valid;
+  assign sample = \$1 [15:0];
+  assign mtj__reset = { \$27 , \$27 , \$27 , \$27 , \$27 , \$27 , \$27  };
+  assign mtj__write = { \$28 , \$28 , \$28 , \$28 , \$28 , \$28 , \$28  };
+  assign mtj__sense = mtj_sense;
+  assign mtj__code = 70'h24d9364d9364d9364d;
+  assign keep = \keep$46 [2:0];
+  assign \keep$47  = \keep$46 [6:3];
+  assign go = keep__ready;
+  assign \img__payload$54  = img__payload;
+  assign \start$58  = launch;
+  assign \start$59  = keep__ready;
+  assign \done$61  = \start$60 ;
+  assign mtj_reset = { \$27 , \$27 , \$27 , \$27 , \$27 , \$27 , \$27  };
+  assign mtj_write = { \$28 , \$28 , \$28 , \$28 , \$28 , \$28 , \$28  };
   assign mtj_code = 70'h24d9364d9364d9364d;
   assign \out__payload.sample  = out__payload[15:0];
   assign \out__payload.acc  = out__payload[36:16];
   assign \out__payload.acc[0]  = out__payload[22:16];
   assign \out__payload.acc[1]  = out__payload[29:23];
   assign \out__payload.acc[2]  = out__payload[36:30];
-  assign \out__payload$58.sample  = out__payload[15:0];
-  assign \out__payload$58.acc  = out__payload[36:16];
-  assign \out__payload$58.acc[0]  = out__payload[22:16];
-  assign \out__payload$58.acc[1]  = out__payload[29:23];
-  assign \out__payload$58.acc[2]  = out__payload[36:30];
-  assign \$28  = { 1'h0, word[31:1] };
+  assign \out__payload$34.sample  = out__payload[15:0];
+  assign \out__payload$34.acc  = out__payload[36:16];
+  assign \out__payload$34.acc[0]  = out__payload[22:16];
+  assign \out__payload$34.acc[1]  = out__payload[29:23];
+  assign \out__payload$34.acc[2]  = out__payload[36:30];
 endmodule
 
-module \hwgen_top.layer0 (rst, wport__en, start, pooled, next__en, done, wport__data, wport__addr, next__addr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
-  wire \$1 ;
-  wire [3:0] \$10 ;
-  wire [1:0] \$100 ;
-  wire [1:0] \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire [2:0] \$107 ;
-  wire [2:0] \$108 ;
-  wire \$109 ;
-  wire [4:0] \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire [2:0] \$116 ;
-  wire [2:0] \$117 ;
-  wire \$118 ;
-  reg \$119 ;
-  wire \$12 ;
-  reg [8:0] \$120 ;
-  reg [6:0] \$121 ;
-  reg \$122 ;
-  reg \$123 ;
-  reg \$124 ;
-  reg [1:0] \$125 ;
-  reg [1:0] \$126 ;
-  reg [3:0] \$127 ;
-  reg [2:0] \$128 ;
-  wire \$13 ;
-  wire [3:0] \$14 ;
-  wire [4:0] \$15 ;
-  wire \$16 ;
-  wire [6:0] \$17 ;
-  wire [3:0] \$18 ;
-  wire [4:0] \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire [6:0] \$21 ;
-  wire [3:0] \$22 ;
-  wire [4:0] \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [3:0] \$26 ;
-  wire [4:0] \$27 ;
-  wire \$28 ;
-  wire [6:0] \$29 ;
-  wire \$3 ;
-  wire [3:0] \$30 ;
-  wire [4:0] \$31 ;
-  wire \$32 ;
-  wire [6:0] \$33 ;
-  wire [6:0] \$34 ;
-  wire [3:0] \$35 ;
-  wire [4:0] \$36 ;
-  wire \$37 ;
-  wire [6:0] \$38 ;
-  wire [3:0] \$39 ;
-  wire [3:0] \$4 ;
-  wire [4:0] \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire [3:0] \$43 ;
-  wire [4:0] \$44 ;
-  wire \$45 ;
-  wire [6:0] \$46 ;
-  wire [3:0] \$47 ;
-  wire [4:0] \$48 ;
-  wire \$49 ;
-  wire [4:0] \$5 ;
-  wire [6:0] \$50 ;
-  wire [3:0] \$51 ;
-  wire [4:0] \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire [3:0] \$55 ;
-  wire [4:0] \$56 ;
-  wire \$57 ;
-  wire [6:0] \$58 ;
-  wire \$59 ;
-  wire [7:0] \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire [2:0] \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire [3:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire [4:0] \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire [3:0] \$84 ;
-  wire [4:0] \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
-  wire [8:0] \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire [1:0] \$95 ;
-  wire [1:0] \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
-  wire [5:0] \$signature__addr ;
-  wire [5:0] \$signature__addr$20 ;
-  wire [5:0] \$signature__addr$23 ;
-  wire [5:0] \$signature__addr$26 ;
-  wire [5:0] \$signature__addr$29 ;
-  wire [5:0] \$signature__addr$32 ;
-  wire [5:0] \$signature__addr$35 ;
-  wire [5:0] \$signature__addr$38 ;
-  wire [5:0] \$signature__addr$41 ;
-  wire \$signature__data ;
-  wire \$signature__data$47 ;
-  wire \$signature__data$48 ;
-  wire \$signature__data$49 ;
-  wire \$signature__data$50 ;
-  wire \$signature__data$51 ;
-  wire \$signature__data$52 ;
-  wire \$signature__data$53 ;
-  wire \$signature__data$54 ;
-  wire \$signature__en ;
-  wire \$signature__en$21 ;
-  wire \$signature__en$24 ;
-  wire \$signature__en$27 ;
-  wire \$signature__en$30 ;
-  wire \$signature__en$33 ;
-  wire \$signature__en$36 ;
-  wire \$signature__en$39 ;
-  wire \$signature__en$42 ;
-  reg [2:0] acc_or = 3'h0;
-  reg [8:0] b_pad = 9'h000;
-  reg [6:0] b_tag = 7'h00;
-  wire [3:0] \b_tag.addr ;
-  wire \b_tag.final ;
-  wire \b_tag.first ;
-  wire \b_tag.last ;
-  reg b_valid = 1'h0;
-  wire [5:0] base;
-  wire [18:0] beat__payload;
-  wire [9:0] \beat__payload.acc ;
-  wire [4:0] \beat__payload.acc[0] ;
-  wire [4:0] \beat__payload.acc[1] ;
-  wire \beat__payload.index ;
-  wire \beat__payload.last ;
-  wire [6:0] \beat__payload.tag ;
-  wire beat__ready;
-  wire beat__valid;
-  wire [1:0] bits_c0;
-  wire [6:0] btag;
-  wire [3:0] \btag.addr ;
-  wire \btag.final ;
-  wire \btag.first ;
-  wire \btag.last ;
+module \hwgen_top.layer0 (rst, start, wport__en, next__data, next__en, done, wport__data, wport__addr, next__addr, clk);
+  wire [17:0] \$1 ;
+  wire [6:0] \$2 ;
   input clk;
   wire clk;
   output done;
   wire done;
-  reg dx = 1'h0;
-  reg dy = 1'h0;
-  wire fetch;
-  wire [8:0] gbits;
-  wire got;
+  wire \done$51 ;
   output [3:0] next__addr;
   wire [3:0] next__addr;
+  wire [3:0] \next__addr$53 ;
+  output [2:0] next__data;
   wire [2:0] next__data;
+  wire [2:0] \next__data$55 ;
   output [2:0] next__en;
   wire [2:0] next__en;
-  wire ok_0_0;
-  wire ok_0_1;
-  wire ok_0_2;
-  wire ok_1_0;
-  wire ok_1_1;
-  wire ok_1_2;
-  wire ok_2_0;
-  wire ok_2_1;
-  wire ok_2_2;
-  output [2:0] pooled;
-  wire [2:0] pooled;
-  reg [1:0] px = 2'h0;
-  reg [1:0] py = 2'h0;
-  wire rd__addr;
-  wire [11:0] rd__data;
+  wire [2:0] \next__en$57 ;
+  wire [53:0] rd__addr;
+  wire [8:0] rd__data;
+  wire rd__en;
   wire [24:0] req__payload;
+  wire [24:0] \req__payload$39 ;
+  wire [8:0] \req__payload$39.g ;
+  wire [6:0] \req__payload$39.tag ;
+  wire [8:0] \req__payload$39.x ;
   wire [8:0] \req__payload.g ;
   wire [6:0] \req__payload.tag ;
   wire [8:0] \req__payload.x ;
   wire req__ready;
-  (* init = 1'h0 *)
+  wire \req__ready$41 ;
   wire req__valid;
+  wire \req__valid$43 ;
+  wire [5:0] rp__addr;
+  wire [5:0] \rp__addr$10 ;
+  wire [5:0] \rp__addr$12 ;
+  wire [5:0] \rp__addr$14 ;
+  wire [5:0] \rp__addr$16 ;
+  wire [5:0] \rp__addr$18 ;
+  wire [5:0] \rp__addr$20 ;
+  wire [5:0] \rp__addr$22 ;
+  wire [5:0] \rp__addr$24 ;
+  wire rp__data;
+  wire \rp__data$28 ;
+  wire \rp__data$29 ;
+  wire \rp__data$30 ;
+  wire \rp__data$31 ;
+  wire \rp__data$32 ;
+  wire \rp__data$33 ;
+  wire \rp__data$34 ;
+  wire \rp__data$35 ;
+  wire rp__en;
+  wire \rp__en$11 ;
+  wire \rp__en$13 ;
+  wire \rp__en$15 ;
+  wire \rp__en$17 ;
+  wire \rp__en$19 ;
+  wire \rp__en$21 ;
+  wire \rp__en$23 ;
+  wire \rp__en$25 ;
   input rst;
   wire rst;
-  reg running = 1'h0;
-  wire sink_ready;
-  reg [3:0] sr_c0 = 4'h0;
   input start;
   wire start;
-  wire [4:0] sum_c0_l0;
-  wire [4:0] sum_c0_l1;
-  wire take;
-  wire [2:0] winbits;
+  wire \start$37 ;
+  wire [18:0] sums__payload;
+  wire [18:0] \sums__payload$45 ;
+  wire [9:0] \sums__payload$45.acc ;
+  wire [4:0] \sums__payload$45.acc[0] ;
+  wire [4:0] \sums__payload$45.acc[1] ;
+  wire \sums__payload$45.index ;
+  wire \sums__payload$45.last ;
+  wire [6:0] \sums__payload$45.tag ;
+  wire [9:0] \sums__payload.acc ;
+  wire [4:0] \sums__payload.acc[0] ;
+  wire [4:0] \sums__payload.acc[1] ;
+  wire \sums__payload.index ;
+  wire \sums__payload.last ;
+  wire [6:0] \sums__payload.tag ;
+  wire sums__ready;
+  wire \sums__ready$47 ;
+  wire sums__valid;
+  wire \sums__valid$49 ;
   input [5:0] wport__addr;
   wire [5:0] wport__addr;
   input wport__data;
@@ -656,7 +424,6 @@ module \hwgen_top.layer0 (rst, wport__en, start, pooled, next__en, done, wport__
   wire [5:0] wr__addr;
   wire wr__data;
   wire wr__en;
-  wire [8:0] xbits;
   reg [0:0] act [35:0];
   initial begin
     act[0] = 1'h0;
@@ -710,415 +477,348 @@ module \hwgen_top.layer0 (rst, wport__en, start, pooled, next__en, done, wport__
   reg [0:0] _7_;
   reg [0:0] _8_;
   always @(posedge clk) begin
-    if (fetch) begin
-      _0_ <= act[\$signature__addr$41 ];
-      if (wport__en && \$signature__addr$41  == wport__addr)
+    if (rp__en) begin
+      _0_ <= act[rd__addr[5:0]];
+      if (wport__en && rd__addr[5:0] == wport__addr)
         _0_ <= wport__data;
     end
-    if (fetch) begin
-      _1_ <= act[\$signature__addr$38 ];
-      if (wport__en && \$signature__addr$38  == wport__addr)
+    if (rp__en) begin
+      _1_ <= act[rd__addr[11:6]];
+      if (wport__en && rd__addr[11:6] == wport__addr)
         _1_ <= wport__data;
     end
-    if (fetch) begin
-      _2_ <= act[\$signature__addr$35 ];
-      if (wport__en && \$signature__addr$35  == wport__addr)
+    if (rp__en) begin
+      _2_ <= act[rd__addr[17:12]];
+      if (wport__en && rd__addr[17:12] == wport__addr)
         _2_ <= wport__data;
     end
-    if (fetch) begin
-      _3_ <= act[\$signature__addr$32 ];
-      if (wport__en && \$signature__addr$32  == wport__addr)
+    if (rp__en) begin
+      _3_ <= act[rd__addr[23:18]];
+      if (wport__en && rd__addr[23:18] == wport__addr)
         _3_ <= wport__data;
     end
-    if (fetch) begin
-      _4_ <= act[\$signature__addr$29 ];
-      if (wport__en && \$signature__addr$29  == wport__addr)
+    if (rp__en) begin
+      _4_ <= act[rd__addr[29:24]];
+      if (wport__en && rd__addr[29:24] == wport__addr)
         _4_ <= wport__data;
     end
-    if (fetch) begin
-      _5_ <= act[\$signature__addr$26 ];
-      if (wport__en && \$signature__addr$26  == wport__addr)
+    if (rp__en) begin
+      _5_ <= act[rd__addr[35:30]];
+      if (wport__en && rd__addr[35:30] == wport__addr)
         _5_ <= wport__data;
     end
-    if (fetch) begin
-      _6_ <= act[\$signature__addr$23 ];
-      if (wport__en && \$signature__addr$23  == wport__addr)
+    if (rp__en) begin
+      _6_ <= act[rd__addr[41:36]];
+      if (wport__en && rd__addr[41:36] == wport__addr)
         _6_ <= wport__data;
     end
-    if (fetch) begin
-      _7_ <= act[\$signature__addr$20 ];
-      if (wport__en && \$signature__addr$20  == wport__addr)
+    if (rp__en) begin
+      _7_ <= act[rd__addr[47:42]];
+      if (wport__en && rd__addr[47:42] == wport__addr)
         _7_ <= wport__data;
     end
-    if (fetch) begin
-      _8_ <= act[\$signature__addr ];
-      if (wport__en && \$signature__addr  == wport__addr)
+    if (rp__en) begin
+      _8_ <= act[rd__addr[53:48]];
+      if (wport__en && rd__addr[53:48] == wport__addr)
         _8_ <= wport__data;
     end
   end
-  assign \$signature__data$54  = _0_;
-  assign \$signature__data$53  = _1_;
-  assign \$signature__data$52  = _2_;
-  assign \$signature__data$51  = _3_;
-  assign \$signature__data$50  = _4_;
-  assign \$signature__data$49  = _5_;
-  assign \$signature__data$48  = _6_;
-  assign \$signature__data$47  = _7_;
-  assign \$signature__data  = _8_;
+  assign rp__data = _0_;
+  assign \rp__data$28  = _1_;
+  assign \rp__data$29  = _2_;
+  assign \rp__data$30  = _3_;
+  assign \rp__data$31  = _4_;
+  assign \rp__data$32  = _5_;
+  assign \rp__data$33  = _6_;
+  assign \rp__data$34  = _7_;
+  assign \rp__data$35  = _8_;
+  \hwgen_top.layer0.sink  sink (
+    .clk(clk),
+    .done(done),
+    .got(sums__valid),
+    .next__en(next__en),
+    .pooled(next__data),
+    .rst(rst),
+    .sums__payload(sums__payload)
+  );
+  \hwgen_top.layer0.tiles  tiles (
+    .clk(clk),
+    .\port$880$0 (\$1 ),
+    .\port$884$0 (\$2 ),
+    .req__ready(req__ready),
+    .req__valid(req__valid),
+    .rst(rst),
+    .sums__payload(sums__payload),
+    .sums__valid(sums__valid)
+  );
+  \hwgen_top.layer0.walker  walker (
+    .clk(clk),
+    .fetch(rp__en),
+    .\port$73$0 (rp__data),
+    .\port$74$0 (\rp__data$28 ),
+    .\port$75$0 (\rp__data$29 ),
+    .\port$76$0 (\rp__data$30 ),
+    .\port$77$0 (\rp__data$31 ),
+    .\port$78$0 (\rp__data$32 ),
+    .\port$79$0 (\rp__data$33 ),
+    .\port$80$0 (\rp__data$34 ),
+    .\port$81$0 (\rp__data$35 ),
+    .\port$880$0 (\$1 ),
+    .\port$884$0 (\$2 ),
+    .rd__addr(rd__addr),
+    .req__ready(req__ready),
+    .req__valid(req__valid),
+    .rst(rst),
+    .start(start)
+  );
+  assign wr__addr = wport__addr;
+  assign wr__data = wport__data;
+  assign wr__en = wport__en;
+  assign rp__addr = rd__addr[5:0];
+  assign rd__en = rp__en;
+  assign \rp__addr$10  = rd__addr[11:6];
+  assign \rp__en$11  = rp__en;
+  assign \rp__addr$12  = rd__addr[17:12];
+  assign \rp__en$13  = rp__en;
+  assign \rp__addr$14  = rd__addr[23:18];
+  assign \rp__en$15  = rp__en;
+  assign \rp__addr$16  = rd__addr[29:24];
+  assign \rp__en$17  = rp__en;
+  assign \rp__addr$18  = rd__addr[35:30];
+  assign \rp__en$19  = rp__en;
+  assign \rp__addr$20  = rd__addr[41:36];
+  assign \rp__en$21  = rp__en;
+  assign \rp__addr$22  = rd__addr[47:42];
+  assign \rp__en$23  = rp__en;
+  assign \rp__addr$24  = rd__addr[53:48];
+  assign \rp__en$25  = rp__en;
+  assign rd__data = { \rp__data$35 , \rp__data$34 , \rp__data$33 , \rp__data$32 , \rp__data$31 , \rp__data$30 , \rp__data$29 , \rp__data$28 , rp__data };
+  assign \start$37  = start;
+  assign req__payload = { \$2 , \$1  };
+  assign \req__payload$39  = { \$2 , \$1  };
+  assign \req__ready$41  = req__ready;
+  assign \req__valid$43  = req__valid;
+  assign \sums__payload$45  = sums__payload;
+  assign sums__ready = 1'h1;
+  assign \sums__ready$47  = 1'h1;
+  assign \sums__valid$49  = sums__valid;
+  assign \done$51  = done;
+  assign \next__addr$53  = sums__payload[18:15];
+  assign \next__data$55  = next__data;
+  assign \next__en$57  = next__en;
+  assign next__addr = sums__payload[18:15];
+  assign \req__payload.x  = \$1 [8:0];
+  assign \req__payload.g  = \$1 [17:9];
+  assign \req__payload.tag  = \$2 ;
+  assign \req__payload$39.x  = \$1 [8:0];
+  assign \req__payload$39.g  = \$1 [17:9];
+  assign \req__payload$39.tag  = \$2 ;
+  assign \sums__payload.acc  = sums__payload[9:0];
+  assign \sums__payload.acc[0]  = sums__payload[4:0];
+  assign \sums__payload.acc[1]  = sums__payload[9:5];
+  assign \sums__payload.index  = sums__payload[10];
+  assign \sums__payload.last  = sums__payload[11];
+  assign \sums__payload.tag  = sums__payload[18:12];
+  assign \sums__payload$45.acc  = sums__payload[9:0];
+  assign \sums__payload$45.acc[0]  = sums__payload[4:0];
+  assign \sums__payload$45.acc[1]  = sums__payload[9:5];
+  assign \sums__payload$45.index  = sums__payload[10];
+  assign \sums__payload$45.last  = sums__payload[11];
+  assign \sums__payload$45.tag  = sums__payload[18:12];
+endmodule
+
+module \hwgen_top.layer0.sink (rst, got, pooled, next__en, done, sums__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
+  wire \$1 ;
+  reg [2:0] \$10 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire [2:0] \$7 ;
+  wire \$8 ;
+  reg [3:0] \$9 ;
+  reg [2:0] acc_or = 3'h0;
+  wire [1:0] bits_c0;
+  input clk;
+  wire clk;
+  output done;
+  wire done;
+  wire \end ;
+  input got;
+  wire got;
+  wire [3:0] next__addr;
+  wire [2:0] next__data;
+  output [2:0] next__en;
+  wire [2:0] next__en;
+  output [2:0] pooled;
+  wire [2:0] pooled;
+  wire rd__addr;
+  wire [11:0] rd__data;
+  input rst;
+  wire rst;
+  reg [3:0] sr_c0 = 4'h0;
+  input [18:0] sums__payload;
+  wire [18:0] sums__payload;
+  wire [9:0] \sums__payload.acc ;
+  wire [4:0] \sums__payload.acc[0] ;
+  wire [4:0] \sums__payload.acc[1] ;
+  wire \sums__payload.index ;
+  wire \sums__payload.last ;
+  wire [6:0] \sums__payload.tag ;
+  wire sums__ready;
+  wire sums__valid;
+  wire [2:0] winbits;
   reg [11:0] thresh [1:0];
   initial begin
     thresh[0] = 12'h002;
     thresh[1] = 12'h020;
   end
-  assign rd__data = thresh[beat__payload[10]];
-  assign \$1  = start | running;
-  assign \$2  = ~ b_valid;
-  assign \$3  = \$2  | take;
-  assign fetch = \$1  & \$3 ;
-  assign \$4  = { 2'h0, py } * 4'h2;
-  assign \$5  = { 1'h0, \$4  } + { 4'h0, dy };
-  assign \$6  = { 3'h0, \$5  } * 8'h06;
-  assign \$7  = { 2'h0, px } * 4'h2;
-  assign \$8  = { 1'h0, \$7  } + { 4'h0, dx };
-  assign \$9  = { 1'h0, \$6  } + { 4'h0, \$8  };
-  assign \$10  = { 2'h0, py } * 4'h2;
-  assign \$11  = { 1'h0, \$10  } + { 4'h0, dy };
-  assign \$12  = \$11  >= 5'h01;
-  assign \$14  = { 2'h0, px } * 4'h2;
-  assign \$15  = { 1'h0, \$14  } + { 4'h0, dx };
-  assign \$16  = \$15  >= 5'h01;
-  assign ok_0_0 = \$13  & \$16 ;
-  assign \$17  = { 1'h0, \$9 [5:0] } + 7'h39;
-  assign \$signature__addr  = ok_0_0 ? \$17 [5:0] : 6'h00;
-  assign \$18  = { 2'h0, py } * 4'h2;
-  assign \$19  = { 1'h0, \$18  } + { 4'h0, dy };
-  assign \$20  = \$19  >= 5'h01;
-  assign \$21  = { 1'h0, \$9 [5:0] } + 7'h3a;
-  assign \$signature__addr$20  = ok_0_1 ? \$21 [5:0] : 6'h00;
-  assign \$22  = { 2'h0, py } * 4'h2;
-  assign \$23  = { 1'h0, \$22  } + { 4'h0, dy };
-  assign \$24  = \$23  >= 5'h01;
-  assign \$26  = { 2'h0, px } * 4'h2;
-  assign \$27  = { 1'h0, \$26  } + { 4'h0, dx };
-  assign \$28  = \$27  < 5'h05;
-  assign ok_0_2 = \$25  & \$28 ;
-  assign \$29  = { 1'h0, \$9 [5:0] } + 7'h3b;
-  assign \$signature__addr$23  = ok_0_2 ? \$29 [5:0] : 6'h00;
-  assign \$30  = { 2'h0, px } * 4'h2;
-  assign \$31  = { 1'h0, \$30  } + { 4'h0, dx };
-  assign \$32  = \$31  >= 5'h01;
-  assign \$33  = { 1'h0, \$9 [5:0] } + 7'h3f;
-  assign \$signature__addr$26  = ok_1_0 ? \$33 [5:0] : 6'h00;
-  assign \$34  = { 1'h0, \$9 [5:0] } + 7'h00;
-  assign \$35  = { 2'h0, px } * 4'h2;
-  assign \$36  = { 1'h0, \$35  } + { 4'h0, dx };
-  assign \$37  = \$36  < 5'h05;
-  assign \$38  = { 1'h0, \$9 [5:0] } + 7'h01;
-  assign \$signature__addr$32  = ok_1_2 ? \$38 [5:0] : 6'h00;
-  assign \$39  = { 2'h0, py } * 4'h2;
-  assign \$40  = { 1'h0, \$39  } + { 4'h0, dy };
-  assign \$41  = \$40  < 5'h05;
-  assign \$43  = { 2'h0, px } * 4'h2;
-  assign \$44  = { 1'h0, \$43  } + { 4'h0, dx };
-  assign \$45  = \$44  >= 5'h01;
-  assign ok_2_0 = \$42  & \$45 ;
-  assign \$46  = { 1'h0, \$9 [5:0] } + 7'h05;
-  assign \$signature__addr$35  = ok_2_0 ? \$46 [5:0] : 6'h00;
-  assign \$47  = { 2'h0, py } * 4'h2;
-  assign \$48  = { 1'h0, \$47  } + { 4'h0, dy };
-  assign \$49  = \$48  < 5'h05;
-  assign \$50  = { 1'h0, \$9 [5:0] } + 7'h06;
-  assign \$signature__addr$38  = ok_2_1 ? \$50 [5:0] : 6'h00;
-  assign \$51  = { 2'h0, py } * 4'h2;
-  assign \$52  = { 1'h0, \$51  } + { 4'h0, dy };
-  assign \$53  = \$52  < 5'h05;
-  assign \$55  = { 2'h0, px } * 4'h2;
-  assign \$56  = { 1'h0, \$55  } + { 4'h0, dx };
-  assign \$57  = \$56  < 5'h05;
-  assign ok_2_2 = \$54  & \$57 ;
-  assign \$58  = { 1'h0, \$9 [5:0] } + 7'h07;
-  assign \$signature__addr$41  = ok_2_2 ? \$58 [5:0] : 6'h00;
-  assign take = b_valid & req__ready;
-  assign \$59  = $signed(beat__payload[4:0]) <= $signed(rd__data[4:0]);
-  assign \$60  = $signed(beat__payload[4:0]) >= $signed(rd__data[4:0]);
-  assign \$61  = rd__data[5] ? \$59  : \$60 ;
-  assign \$62  = $signed(beat__payload[9:5]) <= $signed(rd__data[10:6]);
-  assign \$63  = $signed(beat__payload[9:5]) >= $signed(rd__data[10:6]);
-  assign \$64  = rd__data[11] ? \$62  : \$63 ;
-  assign \$65  = acc_or | { bits_c0[0], sr_c0[3:2] };
-  assign pooled = beat__payload[12] ? { bits_c0[0], sr_c0[3:2] } : \$65 ;
-  assign \$66  = got & beat__payload[11];
-  assign \$67  = \$66  & beat__payload[13];
-  assign next__en = \$67  ? 3'h7 : 3'h0;
-  assign \$68  = got & beat__payload[11];
-  assign done = \$68  & beat__payload[14];
-  assign \$70  = ~ \$69 ;
-  assign \$72  = ~ \$71 ;
-  assign \$73  = \$70  & \$72 ;
-  assign \$76  = \$74  & \$75 ;
-  assign \$79  = \$77  & \$78 ;
-  assign \$80  = py == 2'h2;
-  assign \$81  = \$79  & \$80 ;
-  assign \$82  = px == 2'h2;
-  assign \$83  = \$81  & \$82 ;
-  assign \$84  = { 2'h0, py } * 4'h3;
-  assign \$85  = { 1'h0, \$84  } + { 3'h0, px };
-  assign \$88  = \$86  & \$87 ;
-  assign \$89  = py == 2'h2;
-  assign \$90  = \$88  & \$89 ;
-  assign \$91  = px == 2'h2;
-  assign \$92  = \$90  & \$91 ;
-  assign \$93  = ~ \$92 ;
-  assign \$95  = { 1'h0, dx } + 2'h1;
-  assign \$96  = \$94  ? 2'h0 : \$95 ;
-  assign \$100  = { 1'h0, dy } + 2'h1;
-  assign \$101  = \$99  ? 2'h0 : \$100 ;
-  assign \$105  = \$103  & \$104 ;
-  assign \$106  = px == 2'h2;
-  assign \$107  = { 1'h0, px } + 3'h1;
-  assign \$108  = \$106  ? 3'h0 : \$107 ;
-  assign \$112  = \$110  & \$111 ;
-  assign \$113  = px == 2'h2;
-  assign \$114  = \$112  & \$113 ;
-  assign \$115  = py == 2'h2;
-  assign \$116  = { 1'h0, py } + 3'h1;
-  assign \$117  = \$115  ? 3'h0 : \$116 ;
-  assign \$118  = got & beat__payload[11];
+  assign rd__data = thresh[sums__payload[10]];
+  assign \end  = got & sums__payload[11];
+  assign \$1  = $signed(sums__payload[4:0]) <= $signed(rd__data[4:0]);
+  assign \$2  = $signed(sums__payload[4:0]) >= $signed(rd__data[4:0]);
+  assign \$3  = rd__data[5] ? \$1  : \$2 ;
+  assign \$4  = $signed(sums__payload[9:5]) <= $signed(rd__data[10:6]);
+  assign \$5  = $signed(sums__payload[9:5]) >= $signed(rd__data[10:6]);
+  assign \$6  = rd__data[11] ? \$4  : \$5 ;
+  assign \$7  = acc_or | { bits_c0[0], sr_c0[3:2] };
+  assign pooled = sums__payload[12] ? { bits_c0[0], sr_c0[3:2] } : \$7 ;
+  assign \$8  = \end  & sums__payload[13];
+  assign next__en = \$8  ? 3'h7 : 3'h0;
+  assign done = \end  & sums__payload[14];
   always @(posedge clk)
-    b_valid <= \$119 ;
+    sr_c0 <= \$9 ;
   always @(posedge clk)
-    b_pad <= \$120 ;
-  always @(posedge clk)
-    b_tag <= \$121 ;
-  always @(posedge clk)
-    running <= \$122 ;
-  always @(posedge clk)
-    dx <= \$123 ;
-  always @(posedge clk)
-    dy <= \$124 ;
-  always @(posedge clk)
-    px <= \$125 ;
-  always @(posedge clk)
-    py <= \$126 ;
-  always @(posedge clk)
-    sr_c0 <= \$127 ;
-  always @(posedge clk)
-    acc_or <= \$128 ;
-  \hwgen_top.layer0.tile_r0_c0  tile_r0_c0 (
+    acc_or <= \$10 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$9  = sr_c0;
+    if (got) begin
+      \$9  = { bits_c0, sr_c0[3:2] };
+    end
+    if (rst) begin
+      \$9  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$10  = acc_or;
+    if (\end ) begin
+      \$10  = pooled;
+    end
+    if (rst) begin
+      \$10  = 3'h0;
+    end
+  end
+  assign sums__ready = 1'h1;
+  assign sums__valid = got;
+  assign rd__addr = sums__payload[10];
+  assign winbits = { bits_c0[0], sr_c0[3:2] };
+  assign next__addr = sums__payload[18:15];
+  assign next__data = pooled;
+  assign \sums__payload.acc  = sums__payload[9:0];
+  assign \sums__payload.acc[0]  = sums__payload[4:0];
+  assign \sums__payload.acc[1]  = sums__payload[9:5];
+  assign \sums__payload.index  = sums__payload[10];
+  assign \sums__payload.last  = sums__payload[11];
+  assign \sums__payload.tag  = sums__payload[18:12];
+  assign bits_c0[1] = \$6 ;
+  assign bits_c0[0] = \$3 ;
+endmodule
+
+module \hwgen_top.layer0.tiles (rst, sums__valid, req__ready, \port$880$0 , \port$884$0 , req__valid, sums__payload, clk);
+  wire [18:0] beat__payload;
+  wire [9:0] \beat__payload.acc ;
+  wire [4:0] \beat__payload.acc[0] ;
+  wire [4:0] \beat__payload.acc[1] ;
+  wire \beat__payload.index ;
+  wire \beat__payload.last ;
+  wire [6:0] \beat__payload.tag ;
+  wire beat__ready;
+  wire beat__valid;
+  input clk;
+  wire clk;
+  input [17:0] \port$880$0 ;
+  wire [17:0] \port$880$0 ;
+  input [6:0] \port$884$0 ;
+  wire [6:0] \port$884$0 ;
+  wire [24:0] req__payload;
+  wire [24:0] \req__payload$3 ;
+  wire [8:0] \req__payload$3.g ;
+  wire [6:0] \req__payload$3.tag ;
+  wire [8:0] \req__payload$3.x ;
+  wire [8:0] \req__payload.g ;
+  wire [6:0] \req__payload.tag ;
+  wire [8:0] \req__payload.x ;
+  output req__ready;
+  wire req__ready;
+  wire \req__ready$7 ;
+  input req__valid;
+  wire req__valid;
+  wire \req__valid$1 ;
+  input rst;
+  wire rst;
+  wire [4:0] sum_c0_l0;
+  wire [4:0] sum_c0_l1;
+  output [18:0] sums__payload;
+  wire [18:0] sums__payload;
+  wire [9:0] \sums__payload.acc ;
+  wire [4:0] \sums__payload.acc[0] ;
+  wire [4:0] \sums__payload.acc[1] ;
+  wire \sums__payload.index ;
+  wire \sums__payload.last ;
+  wire [6:0] \sums__payload.tag ;
+  wire sums__ready;
+  output sums__valid;
+  wire sums__valid;
+  \hwgen_top.layer0.tiles.tile_r0_c0  tile_r0_c0 (
     .beat__payload(beat__payload),
-    .beat__valid(beat__valid),
+    .beat__valid(sums__valid),
     .clk(clk),
     .req__payload(req__payload),
     .req__ready(req__ready),
-    .req__valid(b_valid),
+    .req__valid(req__valid),
     .rst(rst)
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$119  = b_valid;
-    if (fetch) begin
-      \$119  = 1'h1;
-    end else if (take) begin
-      \$119  = 1'h0;
-    end
-    if (rst) begin
-      \$119  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$120  = b_pad;
-    if (fetch) begin
-      \$120  = { ok_2_2, ok_2_1, ok_2_0, ok_1_2, 1'h1, ok_1_0, ok_0_2, ok_0_1, ok_0_0 };
-    end
-    if (rst) begin
-      \$120  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$121  = b_tag;
-    if (fetch) begin
-      \$121 [0] = \$73 ;
-      \$121 [1] = \$76 ;
-      \$121 [2] = \$83 ;
-      \$121 [6:3] = \$85 [3:0];
-    end
-    if (rst) begin
-      \$121  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$122  = running;
-    if (fetch) begin
-      \$122  = \$93 ;
-    end
-    if (rst) begin
-      \$122  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$123  = dx;
-    if (fetch) begin
-      \$123  = \$96 [0];
-    end
-    if (rst) begin
-      \$123  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$124  = dy;
-    if (fetch) begin
-      if (\$98 ) begin
-        \$124  = \$101 [0];
-      end
-    end
-    if (rst) begin
-      \$124  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$125  = px;
-    if (fetch) begin
-      if (\$105 ) begin
-        \$125  = \$108 [1:0];
-      end
-    end
-    if (rst) begin
-      \$125  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$126  = py;
-    if (fetch) begin
-      if (\$114 ) begin
-        \$126  = \$117 [1:0];
-      end
-    end
-    if (rst) begin
-      \$126  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$127  = sr_c0;
-    if (got) begin
-      \$127  = { bits_c0, sr_c0[3:2] };
-    end
-    if (rst) begin
-      \$127  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$128  = acc_or;
-    if (\$118 ) begin
-      \$128  = pooled;
-    end
-    if (rst) begin
-      \$128  = 3'h0;
-    end
-  end
-  assign wr__addr = wport__addr;
-  assign wr__data = wport__data;
-  assign wr__en = wport__en;
-  assign base = \$9 [5:0];
-  assign \$signature__en  = fetch;
-  assign \$signature__en$21  = fetch;
-  assign \$signature__en$24  = fetch;
-  assign \$signature__en$27  = fetch;
-  assign ok_1_1 = 1'h1;
-  assign \$signature__en$30  = fetch;
-  assign \$signature__en$33  = fetch;
-  assign \$signature__en$36  = fetch;
-  assign \$signature__en$39  = fetch;
-  assign \$signature__en$42  = fetch;
-  assign req__valid = b_valid;
-  assign btag = beat__payload[18:12];
+  assign \req__valid$1  = req__valid;
+  assign \req__payload$3  = { \port$884$0 , \port$880$0  };
   assign beat__ready = 1'h1;
-  assign sink_ready = 1'h1;
+  assign sums__ready = 1'h1;
+  assign \req__ready$7  = req__ready;
+  assign beat__valid = sums__valid;
   assign sum_c0_l0 = beat__payload[4:0];
   assign sum_c0_l1 = beat__payload[9:5];
-  assign rd__addr = beat__payload[10];
-  assign winbits = { bits_c0[0], sr_c0[3:2] };
-  assign next__data = pooled;
-  assign next__addr = beat__payload[18:15];
   assign \req__payload.x  = req__payload[8:0];
   assign \req__payload.g  = req__payload[17:9];
   assign \req__payload.tag  = req__payload[24:18];
-  assign \b_tag.first  = b_tag[0];
-  assign \b_tag.last  = b_tag[1];
-  assign \b_tag.final  = b_tag[2];
-  assign \b_tag.addr  = b_tag[6:3];
-  assign \btag.first  = beat__payload[12];
-  assign \btag.last  = beat__payload[13];
-  assign \btag.final  = beat__payload[14];
-  assign \btag.addr  = beat__payload[18:15];
+  assign \req__payload$3.x  = \port$880$0 [8:0];
+  assign \req__payload$3.g  = \port$880$0 [17:9];
+  assign \req__payload$3.tag  = \port$884$0 ;
+  assign \sums__payload.acc  = sums__payload[9:0];
+  assign \sums__payload.acc[0]  = sums__payload[4:0];
+  assign \sums__payload.acc[1]  = sums__payload[9:5];
+  assign \sums__payload.index  = sums__payload[10];
+  assign \sums__payload.last  = sums__payload[11];
+  assign \sums__payload.tag  = sums__payload[18:12];
   assign \beat__payload.acc  = beat__payload[9:0];
   assign \beat__payload.acc[0]  = beat__payload[4:0];
   assign \beat__payload.acc[1]  = beat__payload[9:5];
   assign \beat__payload.index  = beat__payload[10];
   assign \beat__payload.last  = beat__payload[11];
   assign \beat__payload.tag  = beat__payload[18:12];
-  assign bits_c0[1] = \$64 ;
-  assign bits_c0[0] = \$61 ;
-  assign req__payload[24:18] = b_tag;
-  assign req__payload[17:9] = gbits;
-  assign req__payload[8:0] = xbits;
-  assign gbits[8] = b_pad[8];
-  assign gbits[7] = b_pad[7];
-  assign gbits[6] = b_pad[6];
-  assign gbits[5] = b_pad[5];
-  assign gbits[4] = 1'h1;
-  assign gbits[3] = b_pad[3];
-  assign gbits[2] = b_pad[2];
-  assign gbits[1] = b_pad[1];
-  assign gbits[0] = b_pad[0];
-  assign xbits[8] = \$signature__data$54 ;
-  assign xbits[7] = \$signature__data$53 ;
-  assign xbits[6] = \$signature__data$52 ;
-  assign xbits[5] = \$signature__data$51 ;
-  assign xbits[4] = \$signature__data$50 ;
-  assign xbits[3] = \$signature__data$49 ;
-  assign xbits[2] = \$signature__data$48 ;
-  assign xbits[1] = \$signature__data$47 ;
-  assign xbits[0] = \$signature__data ;
-  assign \$13  = \$12 ;
-  assign ok_0_1 = \$20 ;
-  assign \$25  = \$24 ;
-  assign ok_1_0 = \$32 ;
-  assign \$signature__addr$29  = \$34 [5:0];
-  assign ok_1_2 = \$37 ;
-  assign \$42  = \$41 ;
-  assign ok_2_1 = \$49 ;
-  assign \$54  = \$53 ;
-  assign got = beat__valid;
-  assign \$69  = dy;
-  assign \$71  = dx;
-  assign \$74  = dy;
-  assign \$75  = dx;
-  assign \$77  = dy;
-  assign \$78  = dx;
-  assign \$86  = dy;
-  assign \$87  = dx;
-  assign \$94  = dx;
-  assign \$97  = dx;
-  assign \$98  = dx;
-  assign \$99  = dy;
-  assign \$102  = dx;
-  assign \$103  = dx;
-  assign \$104  = dy;
-  assign \$109  = dx;
-  assign \$110  = dx;
-  assign \$111  = dy;
+  assign sums__payload[9:5] = beat__payload[9:5];
+  assign sums__payload[4:0] = beat__payload[4:0];
+  assign sums__payload[18:12] = beat__payload[18:12];
+  assign sums__payload[11] = beat__payload[11];
+  assign sums__payload[10] = beat__payload[10];
+  assign req__payload[24:18] = \port$884$0 ;
+  assign req__payload[17:9] = \port$880$0 [17:9];
+  assign req__payload[8:0] = \port$880$0 [8:0];
 endmodule
 
-module \hwgen_top.layer0.tile_r0_c0 (rst, beat__valid, req__ready, req__payload, req__valid, beat__payload, clk);
+module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, beat__valid, req__ready, req__valid, req__payload, beat__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
@@ -1209,8 +909,10 @@ module \hwgen_top.layer0.tile_r0_c0 (rst, beat__valid, req__ready, req__payload,
   assign g = busy ? g_r : req__payload[17:9];
   assign index = busy ? k : 1'h0;
   assign beat__valid = busy | req__valid;
+  assign \$1  = index == 1'h1;
   assign \$2  = busy ? tag_r : req__payload[24:18];
   assign \$3  = ~ busy;
+  assign req__ready = \$3  & 1'h1;
   assign \$4  = { 1'h0, g[0] } + { 1'h0, g[1] };
   assign \$5  = { 1'h0, g[2] } + { 1'h0, g[3] };
   assign \$6  = { 1'h0, \$4  } + { 1'h0, \$5  };
@@ -1243,6 +945,7 @@ module \hwgen_top.layer0.tile_r0_c0 (rst, beat__valid, req__ready, req__payload,
   assign \$30  = { 1'h0, \$26  } + { 1'h0, \$29  };
   assign \$31  = { 1'h0, \$30  } + { 4'h0, agree1[8] };
   assign \$32  = { 1'h0, \$31 [3:0], 1'h0 } - { 1'h0, ng };
+  assign \$33  = beat__valid & 1'h1;
   assign \$34  = { 1'h0, index } + 2'h1;
   assign \$35  = ~ busy;
   always @(posedge clk)
@@ -1339,122 +1042,104 @@ module \hwgen_top.layer0.tile_r0_c0 (rst, beat__valid, req__ready, req__payload,
   assign beat__payload[18:12] = \$2 ;
   assign beat__payload[11] = \$1 ;
   assign beat__payload[10] = index;
-  assign \$1  = index;
-  assign req__ready = \$3 ;
-  assign \$33  = beat__valid;
 endmodule
 
-module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, wport__addr, bits_c0, \port$935$2 , next__addr, keep, clk);
+module \hwgen_top.layer0.walker (rst, start, \port$73$0 , \port$74$0 , \port$75$0 , \port$76$0 , \port$77$0 , \port$78$0 , \port$79$0 , \port$80$0 , \port$81$0 , fetch, req__ready, rd__addr, \port$880$0 , \port$884$0 , req__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire \$1 ;
-  wire [2:0] \$10 ;
-  wire \$100 ;
+  wire [3:0] \$10 ;
+  wire [1:0] \$100 ;
   wire \$101 ;
   wire \$102 ;
   wire \$103 ;
   wire \$104 ;
   wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
+  wire [2:0] \$106 ;
+  wire [2:0] \$107 ;
   wire \$108 ;
-  wire [3:0] \$109 ;
-  wire [3:0] \$11 ;
-  wire [4:0] \$110 ;
+  wire \$109 ;
+  wire [4:0] \$11 ;
+  wire \$110 ;
   wire \$111 ;
   wire \$112 ;
   wire \$113 ;
   wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire \$119 ;
+  wire [2:0] \$115 ;
+  wire [2:0] \$116 ;
+  wire [17:0] \$117 ;
+  reg [6:0] \$118 ;
+  reg [6:0] \$119  = 7'h00;
   wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire [2:0] \$124 ;
-  wire [2:0] \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
+  reg \$120 ;
+  reg [8:0] \$121 ;
+  reg \$122 ;
+  reg \$123 ;
+  reg \$124 ;
+  reg [1:0] \$125 ;
+  reg [1:0] \$126 ;
   wire \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire [2:0] \$133 ;
-  wire [2:0] \$134 ;
-  reg \$135 ;
-  reg [8:0] \$136 ;
-  reg [6:0] \$137 ;
-  reg \$138 ;
-  reg [1:0] \$139 ;
-  wire [2:0] \$14 ;
-  reg [1:0] \$140 ;
-  reg [3:0] \$141 ;
-  wire [3:0] \$15 ;
+  wire [3:0] \$14 ;
+  wire [4:0] \$15 ;
   wire \$16 ;
-  wire [4:0] \$17 ;
-  wire [2:0] \$18 ;
+  wire [6:0] \$17 ;
+  wire [5:0] \$18 ;
   wire [3:0] \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire [4:0] \$21 ;
-  wire [2:0] \$22 ;
-  wire [3:0] \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [2:0] \$26 ;
-  wire [3:0] \$27 ;
-  wire \$28 ;
+  wire [4:0] \$20 ;
+  wire \$21 ;
+  wire [6:0] \$22 ;
+  wire [5:0] \$23 ;
+  wire [3:0] \$24 ;
+  wire [4:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [3:0] \$28 ;
   wire [4:0] \$29 ;
   wire \$3 ;
-  wire [2:0] \$30 ;
-  wire [3:0] \$31 ;
-  wire \$32 ;
-  wire [4:0] \$33 ;
+  wire \$30 ;
+  wire [6:0] \$31 ;
+  wire [5:0] \$32 ;
+  wire [3:0] \$33 ;
   wire [4:0] \$34 ;
-  wire [2:0] \$35 ;
-  wire [3:0] \$36 ;
-  wire \$37 ;
-  wire [4:0] \$38 ;
-  wire [2:0] \$39 ;
-  wire [2:0] \$4 ;
+  wire \$35 ;
+  wire [6:0] \$36 ;
+  wire [5:0] \$37 ;
+  wire [6:0] \$38 ;
+  wire [5:0] \$39 ;
+  wire [3:0] \$4 ;
   wire [3:0] \$40 ;
-  wire \$41 ;
+  wire [4:0] \$41 ;
   wire \$42 ;
-  wire [2:0] \$43 ;
-  wire [3:0] \$44 ;
-  wire \$45 ;
+  wire [6:0] \$43 ;
+  wire [5:0] \$44 ;
+  wire [3:0] \$45 ;
   wire [4:0] \$46 ;
-  wire [2:0] \$47 ;
-  wire [3:0] \$48 ;
-  wire \$49 ;
-  wire [3:0] \$5 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire [3:0] \$49 ;
+  wire [4:0] \$5 ;
   wire [4:0] \$50 ;
-  wire [2:0] \$51 ;
-  wire [3:0] \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire [2:0] \$55 ;
-  wire [3:0] \$56 ;
-  wire \$57 ;
-  wire [4:0] \$58 ;
-  wire \$59 ;
-  wire [5:0] \$6 ;
-  wire \$60 ;
+  wire \$51 ;
+  wire [6:0] \$52 ;
+  wire [5:0] \$53 ;
+  wire [3:0] \$54 ;
+  wire [4:0] \$55 ;
+  wire \$56 ;
+  wire [6:0] \$57 ;
+  wire [5:0] \$58 ;
+  wire [3:0] \$59 ;
+  wire [7:0] \$6 ;
+  wire [4:0] \$60 ;
   wire \$61 ;
   wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
+  wire [3:0] \$63 ;
+  wire [4:0] \$64 ;
   wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
+  wire [6:0] \$66 ;
+  wire [5:0] \$67 ;
   wire \$68 ;
   wire \$69 ;
-  wire [2:0] \$7 ;
+  wire [3:0] \$7 ;
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
@@ -1465,105 +1150,35 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, wport
   wire \$77 ;
   wire \$78 ;
   wire \$79 ;
-  wire [3:0] \$8 ;
+  wire [4:0] \$8 ;
   wire \$80 ;
   wire \$81 ;
   wire \$82 ;
-  wire [6:0] \$83 ;
-  wire [6:0] \$84 ;
+  wire [3:0] \$83 ;
+  wire [4:0] \$84 ;
   wire \$85 ;
   wire \$86 ;
   wire \$87 ;
   wire \$88 ;
   wire \$89 ;
-  wire [6:0] \$9 ;
+  wire [8:0] \$9 ;
   wire \$90 ;
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
+  wire [1:0] \$94 ;
+  wire [1:0] \$95 ;
   wire \$96 ;
   wire \$97 ;
   wire \$98 ;
-  wire \$99 ;
-  wire [5:0] \$hwgen_sx1 ;
-  wire [4:0] \$hwgen_sx2 ;
-  wire [5:0] \$hwgen_sx3 ;
-  wire [4:0] \$hwgen_sx4 ;
-  wire [3:0] \$signature__addr ;
-  wire [3:0] \$signature__addr$18 ;
-  wire [3:0] \$signature__addr$21 ;
-  wire [3:0] \$signature__addr$24 ;
-  wire [3:0] \$signature__addr$27 ;
-  wire [3:0] \$signature__addr$30 ;
-  wire [3:0] \$signature__addr$33 ;
-  wire [3:0] \$signature__addr$36 ;
-  wire [3:0] \$signature__addr$39 ;
-  wire [2:0] \$signature__data ;
-  wire [2:0] \$signature__data$46 ;
-  wire [2:0] \$signature__data$47 ;
-  wire [2:0] \$signature__data$48 ;
-  wire [2:0] \$signature__data$49 ;
-  wire [2:0] \$signature__data$50 ;
-  wire [2:0] \$signature__data$51 ;
-  wire [2:0] \$signature__data$52 ;
-  wire [2:0] \$signature__data$53 ;
-  wire \$signature__en ;
-  wire \$signature__en$19 ;
-  wire \$signature__en$22 ;
-  wire \$signature__en$25 ;
-  wire \$signature__en$28 ;
-  wire \$signature__en$31 ;
-  wire \$signature__en$34 ;
-  wire \$signature__en$37 ;
-  wire \$signature__en$40 ;
-  reg [8:0] b_pad = 9'h000;
-  reg [6:0] b_tag = 7'h00;
-  wire [3:0] \b_tag.addr ;
-  wire \b_tag.final ;
-  wire \b_tag.first ;
-  wire \b_tag.last ;
-  reg b_valid = 1'h0;
-  wire [3:0] base;
-  wire [20:0] beat__payload;
-  wire [18:0] \beat__payload$68 ;
-  wire [9:0] \beat__payload$68.acc ;
-  wire [4:0] \beat__payload$68.acc[0] ;
-  wire [4:0] \beat__payload$68.acc[1] ;
-  wire \beat__payload$68.index ;
-  wire \beat__payload$68.last ;
-  wire [6:0] \beat__payload$68.tag ;
-  wire [11:0] \beat__payload.acc ;
-  wire [5:0] \beat__payload.acc[0] ;
-  wire [5:0] \beat__payload.acc[1] ;
-  wire \beat__payload.index ;
-  wire \beat__payload.last ;
-  wire [6:0] \beat__payload.tag ;
-  wire beat__ready;
-  wire \beat__ready$64 ;
-  wire beat__valid;
-  output [1:0] bits_c0;
-  wire [1:0] bits_c0;
-  wire [6:0] btag;
-  wire [3:0] \btag.addr ;
-  wire \btag.final ;
-  wire \btag.first ;
-  wire \btag.last ;
+  wire [1:0] \$99 ;
+  wire [5:0] base;
   input clk;
   wire clk;
-  output done;
-  wire done;
+  reg dx = 1'h0;
+  reg dy = 1'h0;
+  output fetch;
   wire fetch;
-  wire [26:0] gbits;
-  wire got;
-  input [2:0] keep;
-  wire [2:0] keep;
-  output [3:0] next__addr;
-  wire [3:0] next__addr;
-  wire [3:0] next__data;
-  output [3:0] next__en;
-  wire [3:0] next__en;
   wire ok_0_0;
   wire ok_0_1;
   wire ok_0_2;
@@ -1573,37 +1188,396 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, wport
   wire ok_2_0;
   wire ok_2_1;
   wire ok_2_2;
-  wire [3:0] pooled;
-  output [1:0] \port$935$2 ;
-  wire [1:0] \port$935$2 ;
+  reg [8:0] pad = 9'h000;
+  input \port$73$0 ;
+  wire \port$73$0 ;
+  input \port$74$0 ;
+  wire \port$74$0 ;
+  input \port$75$0 ;
+  wire \port$75$0 ;
+  input \port$76$0 ;
+  wire \port$76$0 ;
+  input \port$77$0 ;
+  wire \port$77$0 ;
+  input \port$78$0 ;
+  wire \port$78$0 ;
+  input \port$79$0 ;
+  wire \port$79$0 ;
+  input \port$80$0 ;
+  wire \port$80$0 ;
+  input \port$81$0 ;
+  wire \port$81$0 ;
+  output [17:0] \port$880$0 ;
+  wire [17:0] \port$880$0 ;
+  (* init = 7'h00 *)
+  output [6:0] \port$884$0 ;
+  wire [6:0] \port$884$0 ;
   reg [1:0] px = 2'h0;
   reg [1:0] py = 2'h0;
-  wire rd__addr;
-  wire [13:0] rd__data;
-  wire [38:0] req__payload;
-  wire [28:0] \req__payload$58 ;
-  wire [10:0] \req__payload$58.g ;
-  wire [6:0] \req__payload$58.tag ;
-  wire [10:0] \req__payload$58.x ;
-  wire [15:0] \req__payload.g ;
+  output [53:0] rd__addr;
+  wire [53:0] rd__addr;
+  wire [8:0] rd__data;
+  wire rd__en;
+  wire [24:0] req__payload;
+  wire [8:0] \req__payload.g ;
   wire [6:0] \req__payload.tag ;
-  wire [15:0] \req__payload.x ;
+  wire [8:0] \req__payload.x ;
+  input req__ready;
   wire req__ready;
-  (* init = 1'h0 *)
-  wire req__valid;
-  (* init = 1'h0 *)
-  wire \req__valid$57 ;
+  output req__valid;
+  reg req__valid = 1'h0;
   input rst;
   wire rst;
   reg running = 1'h0;
-  wire sink_ready;
-  reg [3:0] sr_c0 = 4'h0;
   input start;
   wire start;
-  wire [5:0] sum_c0_l0;
-  wire [5:0] sum_c0_l1;
   wire take;
-  wire [3:0] winbits;
+  assign take = req__valid & req__ready;
+  assign \$1  = start | running;
+  assign \$2  = ~ req__valid;
+  assign \$3  = \$2  | take;
+  assign fetch = \$1  & \$3 ;
+  assign \$4  = { 2'h0, py } * 4'h2;
+  assign \$5  = { 1'h0, \$4  } + { 4'h0, dy };
+  assign \$6  = { 3'h0, \$5  } * 8'h06;
+  assign \$7  = { 2'h0, px } * 4'h2;
+  assign \$8  = { 1'h0, \$7  } + { 4'h0, dx };
+  assign \$9  = { 1'h0, \$6  } + { 4'h0, \$8  };
+  assign \$10  = { 2'h0, py } * 4'h2;
+  assign \$11  = { 1'h0, \$10  } + { 4'h0, dy };
+  assign \$12  = \$11  >= 5'h01;
+  assign \$13  = 1'h1 & \$12 ;
+  assign \$14  = { 2'h0, px } * 4'h2;
+  assign \$15  = { 1'h0, \$14  } + { 4'h0, dx };
+  assign \$16  = \$15  >= 5'h01;
+  assign ok_0_0 = \$13  & \$16 ;
+  assign \$17  = { 1'h0, \$9 [5:0] } + 7'h39;
+  assign \$18  = ok_0_0 ? \$17 [5:0] : 6'h00;
+  assign \$19  = { 2'h0, py } * 4'h2;
+  assign \$20  = { 1'h0, \$19  } + { 4'h0, dy };
+  assign \$21  = \$20  >= 5'h01;
+  assign ok_0_1 = 1'h1 & \$21 ;
+  assign \$22  = { 1'h0, \$9 [5:0] } + 7'h3a;
+  assign \$23  = ok_0_1 ? \$22 [5:0] : 6'h00;
+  assign \$24  = { 2'h0, py } * 4'h2;
+  assign \$25  = { 1'h0, \$24  } + { 4'h0, dy };
+  assign \$26  = \$25  >= 5'h01;
+  assign \$27  = 1'h1 & \$26 ;
+  assign \$28  = { 2'h0, px } * 4'h2;
+  assign \$29  = { 1'h0, \$28  } + { 4'h0, dx };
+  assign \$30  = \$29  < 5'h05;
+  assign ok_0_2 = \$27  & \$30 ;
+  assign \$31  = { 1'h0, \$9 [5:0] } + 7'h3b;
+  assign \$32  = ok_0_2 ? \$31 [5:0] : 6'h00;
+  assign \$33  = { 2'h0, px } * 4'h2;
+  assign \$34  = { 1'h0, \$33  } + { 4'h0, dx };
+  assign \$35  = \$34  >= 5'h01;
+  assign ok_1_0 = 1'h1 & \$35 ;
+  assign \$36  = { 1'h0, \$9 [5:0] } + 7'h3f;
+  assign \$37  = ok_1_0 ? \$36 [5:0] : 6'h00;
+  assign \$38  = { 1'h0, \$9 [5:0] } + 7'h00;
+  assign \$39  = 1'h1 ? \$38 [5:0] : 6'h00;
+  assign \$40  = { 2'h0, px } * 4'h2;
+  assign \$41  = { 1'h0, \$40  } + { 4'h0, dx };
+  assign \$42  = \$41  < 5'h05;
+  assign ok_1_2 = 1'h1 & \$42 ;
+  assign \$43  = { 1'h0, \$9 [5:0] } + 7'h01;
+  assign \$44  = ok_1_2 ? \$43 [5:0] : 6'h00;
+  assign \$45  = { 2'h0, py } * 4'h2;
+  assign \$46  = { 1'h0, \$45  } + { 4'h0, dy };
+  assign \$47  = \$46  < 5'h05;
+  assign \$48  = 1'h1 & \$47 ;
+  assign \$49  = { 2'h0, px } * 4'h2;
+  assign \$50  = { 1'h0, \$49  } + { 4'h0, dx };
+  assign \$51  = \$50  >= 5'h01;
+  assign ok_2_0 = \$48  & \$51 ;
+  assign \$52  = { 1'h0, \$9 [5:0] } + 7'h05;
+  assign \$53  = ok_2_0 ? \$52 [5:0] : 6'h00;
+  assign \$54  = { 2'h0, py } * 4'h2;
+  assign \$55  = { 1'h0, \$54  } + { 4'h0, dy };
+  assign \$56  = \$55  < 5'h05;
+  assign ok_2_1 = 1'h1 & \$56 ;
+  assign \$57  = { 1'h0, \$9 [5:0] } + 7'h06;
+  assign \$58  = ok_2_1 ? \$57 [5:0] : 6'h00;
+  assign \$59  = { 2'h0, py } * 4'h2;
+  assign \$60  = { 1'h0, \$59  } + { 4'h0, dy };
+  assign \$61  = \$60  < 5'h05;
+  assign \$62  = 1'h1 & \$61 ;
+  assign \$63  = { 2'h0, px } * 4'h2;
+  assign \$64  = { 1'h0, \$63  } + { 4'h0, dx };
+  assign \$65  = \$64  < 5'h05;
+  assign ok_2_2 = \$62  & \$65 ;
+  assign \$66  = { 1'h0, \$9 [5:0] } + 7'h07;
+  assign \$67  = ok_2_2 ? \$66 [5:0] : 6'h00;
+  assign \$68  = | dy;
+  assign \$69  = ~ \$68 ;
+  assign \$70  = | dx;
+  assign \$71  = ~ \$70 ;
+  assign \$72  = \$69  & \$71 ;
+  assign \$73  = dy == 1'h1;
+  assign \$74  = dx == 1'h1;
+  assign \$75  = \$73  & \$74 ;
+  assign \$76  = dy == 1'h1;
+  assign \$77  = dx == 1'h1;
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = py == 2'h2;
+  assign \$80  = \$78  & \$79 ;
+  assign \$81  = px == 2'h2;
+  assign \$82  = \$80  & \$81 ;
+  assign \$83  = { 2'h0, py } * 4'h3;
+  assign \$84  = { 1'h0, \$83  } + { 3'h0, px };
+  assign \$85  = dy == 1'h1;
+  assign \$86  = dx == 1'h1;
+  assign \$87  = \$85  & \$86 ;
+  assign \$88  = py == 2'h2;
+  assign \$89  = \$87  & \$88 ;
+  assign \$90  = px == 2'h2;
+  assign \$91  = \$89  & \$90 ;
+  assign \$92  = ~ \$91 ;
+  assign \$93  = dx == 1'h1;
+  assign \$94  = { 1'h0, dx } + 2'h1;
+  assign \$95  = \$93  ? 2'h0 : \$94 ;
+  assign \$96  = dx == 1'h1;
+  assign \$97  = 1'h1 & \$96 ;
+  assign \$98  = dy == 1'h1;
+  assign \$99  = { 1'h0, dy } + 2'h1;
+  assign \$100  = \$98  ? 2'h0 : \$99 ;
+  assign \$101  = dx == 1'h1;
+  assign \$102  = 1'h1 & \$101 ;
+  assign \$103  = dy == 1'h1;
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = px == 2'h2;
+  assign \$106  = { 1'h0, px } + 3'h1;
+  assign \$107  = \$105  ? 3'h0 : \$106 ;
+  assign \$108  = dx == 1'h1;
+  assign \$109  = 1'h1 & \$108 ;
+  assign \$110  = dy == 1'h1;
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = px == 2'h2;
+  assign \$113  = \$111  & \$112 ;
+  assign \$114  = py == 2'h2;
+  assign \$115  = { 1'h0, py } + 3'h1;
+  assign \$116  = \$114  ? 3'h0 : \$115 ;
+  always @(posedge clk)
+    \$119  <= \$118 ;
+  always @(posedge clk)
+    req__valid <= \$120 ;
+  always @(posedge clk)
+    pad <= \$121 ;
+  always @(posedge clk)
+    running <= \$122 ;
+  always @(posedge clk)
+    dx <= \$123 ;
+  always @(posedge clk)
+    dy <= \$124 ;
+  always @(posedge clk)
+    px <= \$125 ;
+  always @(posedge clk)
+    py <= \$126 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$118  = \$119 ;
+    if (fetch) begin
+      \$118 [0] = \$72 ;
+      \$118 [1] = \$75 ;
+      \$118 [2] = \$82 ;
+      \$118 [6:3] = \$84 [3:0];
+    end
+    if (rst) begin
+      \$118  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$120  = req__valid;
+    if (fetch) begin
+      \$120  = 1'h1;
+    end else if (take) begin
+      \$120  = 1'h0;
+    end
+    if (rst) begin
+      \$120  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$121  = pad;
+    if (fetch) begin
+      \$121  = { ok_2_2, ok_2_1, ok_2_0, ok_1_2, 1'h1, ok_1_0, ok_0_2, ok_0_1, ok_0_0 };
+    end
+    if (rst) begin
+      \$121  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$122  = running;
+    if (fetch) begin
+      \$122  = \$92 ;
+    end
+    if (rst) begin
+      \$122  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$123  = dx;
+    if (fetch) begin
+      \$123  = \$95 [0];
+    end
+    if (rst) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$124  = dy;
+    if (fetch) begin
+      if (\$97 ) begin
+        \$124  = \$100 [0];
+      end
+    end
+    if (rst) begin
+      \$124  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$125  = px;
+    if (fetch) begin
+      if (\$104 ) begin
+        \$125  = \$107 [1:0];
+      end
+    end
+    if (rst) begin
+      \$125  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$126  = py;
+    if (fetch) begin
+      if (\$113 ) begin
+        \$126  = \$116 [1:0];
+      end
+    end
+    if (rst) begin
+      \$126  = 2'h0;
+    end
+  end
+  assign base = \$9 [5:0];
+  assign ok_1_1 = 1'h1;
+  assign rd__en = fetch;
+  assign req__payload = { \$119 , \$117  };
+  assign rd__data = { \port$81$0 , \port$80$0 , \port$79$0 , \port$78$0 , \port$77$0 , \port$76$0 , \port$75$0 , \port$74$0 , \port$73$0  };
+  assign \port$880$0  = \$117 ;
+  assign \port$884$0  = \$119 ;
+  assign \req__payload.x  = \$117 [8:0];
+  assign \req__payload.g  = \$117 [17:9];
+  assign \req__payload.tag  = \$119 ;
+  assign \$117 [17:9] = { pad[8:5], 1'h1, pad[3:0] };
+  assign \$117 [8:0] = { \port$81$0 , \port$80$0 , \port$79$0 , \port$78$0 , \port$77$0 , \port$76$0 , \port$75$0 , \port$74$0 , \port$73$0  };
+  assign rd__addr[53:48] = \$67 ;
+  assign rd__addr[47:42] = \$58 ;
+  assign rd__addr[41:36] = \$53 ;
+  assign rd__addr[35:30] = \$44 ;
+  assign rd__addr[29:24] = \$39 ;
+  assign rd__addr[23:18] = \$37 ;
+  assign rd__addr[17:12] = \$32 ;
+  assign rd__addr[11:6] = \$23 ;
+  assign rd__addr[5:0] = \$18 ;
+endmodule
+
+module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep, wport__addr, next__addr, \port$966$0 , \port$970$2 , clk);
+  wire [53:0] \$1 ;
+  wire [6:0] \$2 ;
+  wire [1:0] \$3 ;
+  wire [1:0] \$4 ;
+  input clk;
+  wire clk;
+  output done;
+  wire done;
+  wire \done$53 ;
+  input [2:0] keep;
+  wire [2:0] keep;
+  wire [2:0] \keep$39 ;
+  output [3:0] next__addr;
+  wire [3:0] next__addr;
+  wire [3:0] \next__addr$55 ;
+  wire [3:0] next__data;
+  wire [3:0] \next__data$57 ;
+  output [3:0] next__en;
+  wire [3:0] next__en;
+  wire [3:0] \next__en$59 ;
+  output [1:0] \port$966$0 ;
+  wire [1:0] \port$966$0 ;
+  output [1:0] \port$970$2 ;
+  wire [1:0] \port$970$2 ;
+  wire [35:0] rd__addr;
+  wire [26:0] rd__data;
+  wire rd__en;
+  wire [60:0] req__payload;
+  wire [60:0] \req__payload$41 ;
+  wire [26:0] \req__payload$41.g ;
+  wire [6:0] \req__payload$41.tag ;
+  wire [26:0] \req__payload$41.x ;
+  wire [26:0] \req__payload.g ;
+  wire [6:0] \req__payload.tag ;
+  wire [26:0] \req__payload.x ;
+  wire req__ready;
+  wire \req__ready$43 ;
+  wire req__valid;
+  wire \req__valid$45 ;
+  wire [3:0] rp__addr;
+  wire [3:0] \rp__addr$10 ;
+  wire [3:0] \rp__addr$12 ;
+  wire [3:0] \rp__addr$14 ;
+  wire [3:0] \rp__addr$16 ;
+  wire [3:0] \rp__addr$18 ;
+  wire [3:0] \rp__addr$20 ;
+  wire [3:0] \rp__addr$22 ;
+  wire [3:0] \rp__addr$24 ;
+  wire [2:0] rp__data;
+  wire [2:0] \rp__data$28 ;
+  wire [2:0] \rp__data$29 ;
+  wire [2:0] \rp__data$30 ;
+  wire [2:0] \rp__data$31 ;
+  wire [2:0] \rp__data$32 ;
+  wire [2:0] \rp__data$33 ;
+  wire [2:0] \rp__data$34 ;
+  wire [2:0] \rp__data$35 ;
+  wire rp__en;
+  wire \rp__en$11 ;
+  wire \rp__en$13 ;
+  wire \rp__en$15 ;
+  wire \rp__en$17 ;
+  wire \rp__en$19 ;
+  wire \rp__en$21 ;
+  wire \rp__en$23 ;
+  wire \rp__en$25 ;
+  input rst;
+  wire rst;
+  input start;
+  wire start;
+  wire \start$37 ;
+  wire [20:0] sums__payload;
+  wire [20:0] \sums__payload$47 ;
+  wire [11:0] \sums__payload$47.acc ;
+  wire [5:0] \sums__payload$47.acc[0] ;
+  wire [5:0] \sums__payload$47.acc[1] ;
+  wire \sums__payload$47.index ;
+  wire \sums__payload$47.last ;
+  wire [6:0] \sums__payload$47.tag ;
+  wire [11:0] \sums__payload.acc ;
+  wire [5:0] \sums__payload.acc[0] ;
+  wire [5:0] \sums__payload.acc[1] ;
+  wire \sums__payload.index ;
+  wire \sums__payload.last ;
+  wire [6:0] \sums__payload.tag ;
+  wire sums__ready;
+  wire \sums__ready$49 ;
+  wire sums__valid;
+  wire \sums__valid$51 ;
   input [3:0] wport__addr;
   wire [3:0] wport__addr;
   input [2:0] wport__data;
@@ -1613,7 +1587,6 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, wport
   wire [2:0] wr__data;
   input [2:0] wr__en;
   wire [2:0] wr__en;
-  wire [26:0] xbits;
   reg [2:0] act [8:0];
   initial begin
     act[0] = 3'h0;
@@ -1640,456 +1613,388 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, wport
   reg [2:0] _7_;
   reg [2:0] _8_;
   always @(posedge clk) begin
-    if (fetch) begin
-      _0_ <= act[\$signature__addr$39 ];
-      if (wport__en && \$signature__addr$39  == wport__addr)
+    if (rp__en) begin
+      _0_ <= act[rd__addr[3:0]];
+      if (wport__en && rd__addr[3:0] == wport__addr)
         _0_ <= wport__data;
     end
-    if (fetch) begin
-      _1_ <= act[\$signature__addr$36 ];
-      if (wport__en && \$signature__addr$36  == wport__addr)
+    if (rp__en) begin
+      _1_ <= act[rd__addr[7:4]];
+      if (wport__en && rd__addr[7:4] == wport__addr)
         _1_ <= wport__data;
     end
-    if (fetch) begin
-      _2_ <= act[\$signature__addr$33 ];
-      if (wport__en && \$signature__addr$33  == wport__addr)
+    if (rp__en) begin
+      _2_ <= act[rd__addr[11:8]];
+      if (wport__en && rd__addr[11:8] == wport__addr)
         _2_ <= wport__data;
     end
-    if (fetch) begin
-      _3_ <= act[\$signature__addr$30 ];
-      if (wport__en && \$signature__addr$30  == wport__addr)
+    if (rp__en) begin
+      _3_ <= act[rd__addr[15:12]];
+      if (wport__en && rd__addr[15:12] == wport__addr)
         _3_ <= wport__data;
     end
-    if (fetch) begin
-      _4_ <= act[\$signature__addr$27 ];
-      if (wport__en && \$signature__addr$27  == wport__addr)
+    if (rp__en) begin
+      _4_ <= act[rd__addr[19:16]];
+      if (wport__en && rd__addr[19:16] == wport__addr)
         _4_ <= wport__data;
     end
-    if (fetch) begin
-      _5_ <= act[\$signature__addr$24 ];
-      if (wport__en && \$signature__addr$24  == wport__addr)
+    if (rp__en) begin
+      _5_ <= act[rd__addr[23:20]];
+      if (wport__en && rd__addr[23:20] == wport__addr)
         _5_ <= wport__data;
     end
-    if (fetch) begin
-      _6_ <= act[\$signature__addr$21 ];
-      if (wport__en && \$signature__addr$21  == wport__addr)
+    if (rp__en) begin
+      _6_ <= act[rd__addr[27:24]];
+      if (wport__en && rd__addr[27:24] == wport__addr)
         _6_ <= wport__data;
     end
-    if (fetch) begin
-      _7_ <= act[\$signature__addr$18 ];
-      if (wport__en && \$signature__addr$18  == wport__addr)
+    if (rp__en) begin
+      _7_ <= act[rd__addr[31:28]];
+      if (wport__en && rd__addr[31:28] == wport__addr)
         _7_ <= wport__data;
     end
-    if (fetch) begin
-      _8_ <= act[\$signature__addr ];
-      if (wport__en && \$signature__addr  == wport__addr)
+    if (rp__en) begin
+      _8_ <= act[rd__addr[35:32]];
+      if (wport__en && rd__addr[35:32] == wport__addr)
         _8_ <= wport__data;
     end
   end
-  assign \$signature__data$53  = _0_;
-  assign \$signature__data$52  = _1_;
-  assign \$signature__data$51  = _2_;
-  assign \$signature__data$50  = _3_;
-  assign \$signature__data$49  = _4_;
-  assign \$signature__data$48  = _5_;
-  assign \$signature__data$47  = _6_;
-  assign \$signature__data$46  = _7_;
-  assign \$signature__data  = _8_;
+  assign rp__data = _0_;
+  assign \rp__data$28  = _1_;
+  assign \rp__data$29  = _2_;
+  assign \rp__data$30  = _3_;
+  assign \rp__data$31  = _4_;
+  assign \rp__data$32  = _5_;
+  assign \rp__data$33  = _6_;
+  assign \rp__data$34  = _7_;
+  assign \rp__data$35  = _8_;
+  assign wport__en = | wr__en;
+  \hwgen_top.layer1.sink  sink (
+    .bits_c0(\$3 ),
+    .clk(clk),
+    .done(done),
+    .got(sums__valid),
+    .next__en(next__en),
+    .\port$970$2 (\$4 ),
+    .rst(rst),
+    .sums__payload(sums__payload)
+  );
+  \hwgen_top.layer1.tiles  tiles (
+    .clk(clk),
+    .\port$922$0 (\$1 ),
+    .\port$926$0 (\$2 ),
+    .req__ready(req__ready),
+    .req__valid(req__valid),
+    .rst(rst),
+    .sums__payload(sums__payload),
+    .sums__valid(sums__valid)
+  );
+  \hwgen_top.layer1.walker  walker (
+    .clk(clk),
+    .fetch(rp__en),
+    .keep(keep),
+    .\port$291$0 (rp__data),
+    .\port$292$0 (\rp__data$28 ),
+    .\port$293$0 (\rp__data$29 ),
+    .\port$294$0 (\rp__data$30 ),
+    .\port$295$0 (\rp__data$31 ),
+    .\port$296$0 (\rp__data$32 ),
+    .\port$297$0 (\rp__data$33 ),
+    .\port$298$0 (\rp__data$34 ),
+    .\port$299$0 (\rp__data$35 ),
+    .\port$922$0 (\$1 ),
+    .\port$926$0 (\$2 ),
+    .rd__addr(rd__addr),
+    .req__ready(req__ready),
+    .req__valid(req__valid),
+    .rst(rst),
+    .start(start)
+  );
+  assign wr__addr = wport__addr;
+  assign wr__data = wport__data;
+  assign rp__addr = rd__addr[3:0];
+  assign rd__en = rp__en;
+  assign \rp__addr$10  = rd__addr[7:4];
+  assign \rp__en$11  = rp__en;
+  assign \rp__addr$12  = rd__addr[11:8];
+  assign \rp__en$13  = rp__en;
+  assign \rp__addr$14  = rd__addr[15:12];
+  assign \rp__en$15  = rp__en;
+  assign \rp__addr$16  = rd__addr[19:16];
+  assign \rp__en$17  = rp__en;
+  assign \rp__addr$18  = rd__addr[23:20];
+  assign \rp__en$19  = rp__en;
+  assign \rp__addr$20  = rd__addr[27:24];
+  assign \rp__en$21  = rp__en;
+  assign \rp__addr$22  = rd__addr[31:28];
+  assign \rp__en$23  = rp__en;
+  assign \rp__addr$24  = rd__addr[35:32];
+  assign \rp__en$25  = rp__en;
+  assign rd__data = { \rp__data$35 , \rp__data$34 , \rp__data$33 , \rp__data$32 , \rp__data$31 , \rp__data$30 , \rp__data$29 , \rp__data$28 , rp__data };
+  assign \start$37  = start;
+  assign \keep$39  = keep;
+  assign req__payload = { \$2 , \$1  };
+  assign \req__payload$41  = { \$2 , \$1  };
+  assign \req__ready$43  = req__ready;
+  assign \req__valid$45  = req__valid;
+  assign \sums__payload$47  = sums__payload;
+  assign sums__ready = 1'h1;
+  assign \sums__ready$49  = 1'h1;
+  assign \sums__valid$51  = sums__valid;
+  assign \done$53  = done;
+  assign \next__addr$55  = sums__payload[20:17];
+  assign next__data = { \$3 , \$4  };
+  assign \next__data$57  = { \$3 , \$4  };
+  assign \next__en$59  = next__en;
+  assign next__addr = sums__payload[20:17];
+  assign \port$966$0  = \$3 ;
+  assign \port$970$2  = \$4 ;
+  assign \req__payload.x  = \$1 [26:0];
+  assign \req__payload.g  = \$1 [53:27];
+  assign \req__payload.tag  = \$2 ;
+  assign \req__payload$41.x  = \$1 [26:0];
+  assign \req__payload$41.g  = \$1 [53:27];
+  assign \req__payload$41.tag  = \$2 ;
+  assign \sums__payload.acc  = sums__payload[11:0];
+  assign \sums__payload.acc[0]  = sums__payload[5:0];
+  assign \sums__payload.acc[1]  = sums__payload[11:6];
+  assign \sums__payload.index  = sums__payload[12];
+  assign \sums__payload.last  = sums__payload[13];
+  assign \sums__payload.tag  = sums__payload[20:14];
+  assign \sums__payload$47.acc  = sums__payload[11:0];
+  assign \sums__payload$47.acc[0]  = sums__payload[5:0];
+  assign \sums__payload$47.acc[1]  = sums__payload[11:6];
+  assign \sums__payload$47.index  = sums__payload[12];
+  assign \sums__payload$47.last  = sums__payload[13];
+  assign \sums__payload$47.tag  = sums__payload[20:14];
+endmodule
+
+module \hwgen_top.layer1.sink (rst, got, next__en, done, sums__payload, bits_c0, \port$970$2 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  reg [3:0] \$8 ;
+  output [1:0] bits_c0;
+  wire [1:0] bits_c0;
+  input clk;
+  wire clk;
+  output done;
+  wire done;
+  wire \end ;
+  input got;
+  wire got;
+  wire [3:0] next__addr;
+  wire [3:0] next__data;
+  output [3:0] next__en;
+  wire [3:0] next__en;
+  wire [3:0] pooled;
+  output [1:0] \port$970$2 ;
+  wire [1:0] \port$970$2 ;
+  wire rd__addr;
+  wire [13:0] rd__data;
+  input rst;
+  wire rst;
+  reg [3:0] sr_c0 = 4'h0;
+  input [20:0] sums__payload;
+  wire [20:0] sums__payload;
+  wire [11:0] \sums__payload.acc ;
+  wire [5:0] \sums__payload.acc[0] ;
+  wire [5:0] \sums__payload.acc[1] ;
+  wire \sums__payload.index ;
+  wire \sums__payload.last ;
+  wire [6:0] \sums__payload.tag ;
+  wire sums__ready;
+  wire sums__valid;
+  wire [3:0] winbits;
   reg [13:0] thresh [1:0];
   initial begin
     thresh[0] = 14'h017e;
     thresh[1] = 14'h02c5;
   end
-  assign rd__data = thresh[beat__payload[12]];
-  assign wport__en = | wr__en;
-  assign \$1  = start | running;
-  assign \$2  = ~ b_valid;
-  assign \$3  = \$2  | take;
-  assign fetch = \$1  & \$3 ;
-  assign \$4  = { 1'h0, py } * 3'h1;
-  assign \$5  = { 1'h0, \$4  } + 4'h0;
-  assign \$6  = { 2'h0, \$5  } * 6'h03;
-  assign \$7  = { 1'h0, px } * 3'h1;
-  assign \$8  = { 1'h0, \$7  } + 4'h0;
-  assign \$9  = { 1'h0, \$6  } + { 3'h0, \$8  };
-  assign \$10  = { 1'h0, py } * 3'h1;
-  assign \$11  = { 1'h0, \$10  } + 4'h0;
-  assign \$12  = \$11  >= 4'h1;
-  assign \$14  = { 1'h0, px } * 3'h1;
-  assign \$15  = { 1'h0, \$14  } + 4'h0;
-  assign \$16  = \$15  >= 4'h1;
-  assign ok_0_0 = \$13  & \$16 ;
-  assign \$17  = { 1'h0, \$9 [3:0] } + 5'h0c;
-  assign \$signature__addr  = ok_0_0 ? \$17 [3:0] : 4'h0;
-  assign \$18  = { 1'h0, py } * 3'h1;
-  assign \$19  = { 1'h0, \$18  } + 4'h0;
-  assign \$20  = \$19  >= 4'h1;
-  assign \$21  = { 1'h0, \$9 [3:0] } + 5'h0d;
-  assign \$signature__addr$18  = ok_0_1 ? \$21 [3:0] : 4'h0;
-  assign \$22  = { 1'h0, py } * 3'h1;
-  assign \$23  = { 1'h0, \$22  } + 4'h0;
-  assign \$24  = \$23  >= 4'h1;
-  assign \$26  = { 1'h0, px } * 3'h1;
-  assign \$27  = { 1'h0, \$26  } + 4'h0;
-  assign \$28  = \$27  < 4'h2;
-  assign ok_0_2 = \$25  & \$28 ;
-  assign \$29  = { 1'h0, \$9 [3:0] } + 5'h0e;
-  assign \$signature__addr$21  = ok_0_2 ? \$29 [3:0] : 4'h0;
-  assign \$30  = { 1'h0, px } * 3'h1;
-  assign \$31  = { 1'h0, \$30  } + 4'h0;
-  assign \$32  = \$31  >= 4'h1;
-  assign \$33  = { 1'h0, \$9 [3:0] } + 5'h0f;
-  assign \$signature__addr$24  = ok_1_0 ? \$33 [3:0] : 4'h0;
-  assign \$34  = { 1'h0, \$9 [3:0] } + 5'h00;
-  assign \$35  = { 1'h0, px } * 3'h1;
-  assign \$36  = { 1'h0, \$35  } + 4'h0;
-  assign \$37  = \$36  < 4'h2;
-  assign \$38  = { 1'h0, \$9 [3:0] } + 5'h01;
-  assign \$signature__addr$30  = ok_1_2 ? \$38 [3:0] : 4'h0;
-  assign \$39  = { 1'h0, py } * 3'h1;
-  assign \$40  = { 1'h0, \$39  } + 4'h0;
-  assign \$41  = \$40  < 4'h2;
-  assign \$43  = { 1'h0, px } * 3'h1;
-  assign \$44  = { 1'h0, \$43  } + 4'h0;
-  assign \$45  = \$44  >= 4'h1;
-  assign ok_2_0 = \$42  & \$45 ;
-  assign \$46  = { 1'h0, \$9 [3:0] } + 5'h02;
-  assign \$signature__addr$33  = ok_2_0 ? \$46 [3:0] : 4'h0;
-  assign \$47  = { 1'h0, py } * 3'h1;
-  assign \$48  = { 1'h0, \$47  } + 4'h0;
-  assign \$49  = \$48  < 4'h2;
-  assign \$50  = { 1'h0, \$9 [3:0] } + 5'h03;
-  assign \$signature__addr$36  = ok_2_1 ? \$50 [3:0] : 4'h0;
-  assign \$51  = { 1'h0, py } * 3'h1;
-  assign \$52  = { 1'h0, \$51  } + 4'h0;
-  assign \$53  = \$52  < 4'h2;
-  assign \$55  = { 1'h0, px } * 3'h1;
-  assign \$56  = { 1'h0, \$55  } + 4'h0;
-  assign \$57  = \$56  < 4'h2;
-  assign ok_2_2 = \$54  & \$57 ;
-  assign \$58  = { 1'h0, \$9 [3:0] } + 5'h04;
-  assign \$signature__addr$39  = ok_2_2 ? \$58 [3:0] : 4'h0;
-  assign \$59  = b_pad[0] & keep[0];
-  assign \$60  = b_pad[1] & keep[0];
-  assign \$61  = b_pad[2] & keep[0];
-  assign \$62  = b_pad[3] & keep[0];
-  assign \$63  = b_pad[5] & keep[0];
-  assign \$64  = b_pad[6] & keep[0];
-  assign \$65  = b_pad[7] & keep[0];
-  assign \$66  = b_pad[8] & keep[0];
-  assign \$67  = b_pad[0] & keep[1];
-  assign \$68  = b_pad[1] & keep[1];
-  assign \$69  = b_pad[2] & keep[1];
-  assign \$70  = b_pad[3] & keep[1];
-  assign \$71  = b_pad[5] & keep[1];
-  assign \$72  = b_pad[6] & keep[1];
-  assign \$73  = b_pad[7] & keep[1];
-  assign \$74  = b_pad[8] & keep[1];
-  assign \$75  = b_pad[0] & keep[2];
-  assign \$76  = b_pad[1] & keep[2];
-  assign \$77  = b_pad[2] & keep[2];
-  assign \$78  = b_pad[3] & keep[2];
-  assign \$79  = b_pad[5] & keep[2];
-  assign \$80  = b_pad[6] & keep[2];
-  assign \$81  = b_pad[7] & keep[2];
-  assign \$82  = b_pad[8] & keep[2];
-  assign take = b_valid & req__ready;
-  assign \$83  = $signed({ \$hwgen_sx1 [5], \$hwgen_sx1  }) + $signed({ \$hwgen_sx2 [4], \$hwgen_sx2 [4], \$hwgen_sx2  });
-  assign \$84  = $signed({ \$hwgen_sx3 [5], \$hwgen_sx3  }) + $signed({ \$hwgen_sx4 [4], \$hwgen_sx4 [4], \$hwgen_sx4  });
-  assign \$85  = $signed(\$83 [5:0]) <= $signed(rd__data[5:0]);
-  assign \$86  = $signed(\$83 [5:0]) >= $signed(rd__data[5:0]);
-  assign \$87  = rd__data[6] ? \$85  : \$86 ;
-  assign \$88  = $signed(\$84 [5:0]) <= $signed(rd__data[12:7]);
-  assign \$89  = $signed(\$84 [5:0]) >= $signed(rd__data[12:7]);
-  assign \$90  = rd__data[13] ? \$88  : \$89 ;
-  assign \$91  = got & beat__payload[13];
-  assign \$92  = \$91  & beat__payload[15];
-  assign next__en = \$92  ? 4'hf : 4'h0;
-  assign \$93  = got & beat__payload[13];
-  assign done = \$93  & beat__payload[16];
-  assign \$105  = py == 2'h2;
-  assign \$107  = px == 2'h2;
-  assign \$108  = \$106  & \$107 ;
-  assign \$109  = { 2'h0, py } * 4'h3;
-  assign \$110  = { 1'h0, \$109  } + { 3'h0, px };
-  assign \$114  = py == 2'h2;
-  assign \$116  = px == 2'h2;
-  assign \$117  = \$115  & \$116 ;
-  assign \$118  = ~ \$117 ;
-  assign \$123  = px == 2'h2;
-  assign \$124  = { 1'h0, px } + 3'h1;
-  assign \$125  = \$123  ? 3'h0 : \$124 ;
-  assign \$130  = px == 2'h2;
-  assign \$132  = py == 2'h2;
-  assign \$133  = { 1'h0, py } + 3'h1;
-  assign \$134  = \$132  ? 3'h0 : \$133 ;
+  assign rd__data = thresh[sums__payload[12]];
+  assign \$1  = $signed(sums__payload[5:0]) <= $signed(rd__data[5:0]);
+  assign \$2  = $signed(sums__payload[5:0]) >= $signed(rd__data[5:0]);
+  assign \$3  = rd__data[6] ? \$1  : \$2 ;
+  assign \$4  = $signed(sums__payload[11:6]) <= $signed(rd__data[12:7]);
+  assign \$5  = $signed(sums__payload[11:6]) >= $signed(rd__data[12:7]);
+  assign \$6  = rd__data[13] ? \$4  : \$5 ;
+  assign \$7  = \end  & sums__payload[15];
+  assign next__en = \$7  ? 4'hf : 4'h0;
+  assign done = \end  & sums__payload[16];
   always @(posedge clk)
-    b_valid <= \$135 ;
-  always @(posedge clk)
-    b_pad <= \$136 ;
-  always @(posedge clk)
-    b_tag <= \$137 ;
-  always @(posedge clk)
-    running <= \$138 ;
-  always @(posedge clk)
-    px <= \$139 ;
-  always @(posedge clk)
-    py <= \$140 ;
-  always @(posedge clk)
-    sr_c0 <= \$141 ;
-  \hwgen_top.layer1.tile_r0_c0  tile_r0_c0 (
+    sr_c0 <= \$8 ;
+  assign \end  = got & sums__payload[13];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$8  = sr_c0;
+    if (got) begin
+      \$8  = { bits_c0, sr_c0[3:2] };
+    end
+    if (rst) begin
+      \$8  = 4'h0;
+    end
+  end
+  assign sums__ready = 1'h1;
+  assign sums__valid = got;
+  assign rd__addr = sums__payload[12];
+  assign winbits = { bits_c0, sr_c0[3:2] };
+  assign pooled = { bits_c0, sr_c0[3:2] };
+  assign next__addr = sums__payload[20:17];
+  assign next__data = { bits_c0, sr_c0[3:2] };
+  assign \port$970$2  = sr_c0[3:2];
+  assign \sums__payload.acc  = sums__payload[11:0];
+  assign \sums__payload.acc[0]  = sums__payload[5:0];
+  assign \sums__payload.acc[1]  = sums__payload[11:6];
+  assign \sums__payload.index  = sums__payload[12];
+  assign \sums__payload.last  = sums__payload[13];
+  assign \sums__payload.tag  = sums__payload[20:14];
+  assign bits_c0[1] = \$6 ;
+  assign bits_c0[0] = \$3 ;
+endmodule
+
+module \hwgen_top.layer1.tiles (rst, sums__valid, req__ready, \port$922$0 , \port$926$0 , req__valid, sums__payload, clk);
+  wire [6:0] \$1 ;
+  wire [6:0] \$2 ;
+  wire [5:0] \$hwgen_sx1 ;
+  wire [4:0] \$hwgen_sx2 ;
+  wire [5:0] \$hwgen_sx3 ;
+  wire [4:0] \$hwgen_sx4 ;
+  wire [20:0] beat__payload;
+  wire [18:0] \beat__payload$16 ;
+  wire [9:0] \beat__payload$16.acc ;
+  wire [4:0] \beat__payload$16.acc[0] ;
+  wire [4:0] \beat__payload$16.acc[1] ;
+  wire \beat__payload$16.index ;
+  wire \beat__payload$16.last ;
+  wire [6:0] \beat__payload$16.tag ;
+  wire [11:0] \beat__payload.acc ;
+  wire [5:0] \beat__payload.acc[0] ;
+  wire [5:0] \beat__payload.acc[1] ;
+  wire \beat__payload.index ;
+  wire \beat__payload.last ;
+  wire [6:0] \beat__payload.tag ;
+  wire beat__ready;
+  wire \beat__ready$8 ;
+  wire beat__valid;
+  input clk;
+  wire clk;
+  input [53:0] \port$922$0 ;
+  wire [53:0] \port$922$0 ;
+  input [6:0] \port$926$0 ;
+  wire [6:0] \port$926$0 ;
+  wire [38:0] req__payload;
+  wire [60:0] \req__payload$3 ;
+  wire [26:0] \req__payload$3.g ;
+  wire [6:0] \req__payload$3.tag ;
+  wire [26:0] \req__payload$3.x ;
+  wire [28:0] \req__payload$7 ;
+  wire [10:0] \req__payload$7.g ;
+  wire [6:0] \req__payload$7.tag ;
+  wire [10:0] \req__payload$7.x ;
+  wire [15:0] \req__payload.g ;
+  wire [6:0] \req__payload.tag ;
+  wire [15:0] \req__payload.x ;
+  output req__ready;
+  wire req__ready;
+  wire \req__ready$10 ;
+  input req__valid;
+  wire req__valid;
+  wire \req__valid$1 ;
+  wire \req__valid$6 ;
+  input rst;
+  wire rst;
+  wire [5:0] sum_c0_l0;
+  wire [5:0] sum_c0_l1;
+  output [20:0] sums__payload;
+  wire [20:0] sums__payload;
+  wire [11:0] \sums__payload.acc ;
+  wire [5:0] \sums__payload.acc[0] ;
+  wire [5:0] \sums__payload.acc[1] ;
+  wire \sums__payload.index ;
+  wire \sums__payload.last ;
+  wire [6:0] \sums__payload.tag ;
+  wire sums__ready;
+  output sums__valid;
+  wire sums__valid;
+  assign \$1  = $signed({ \$hwgen_sx1 [5], \$hwgen_sx1  }) + $signed({ \$hwgen_sx2 [4], \$hwgen_sx2 [4], \$hwgen_sx2  });
+  assign \$2  = $signed({ \$hwgen_sx3 [5], \$hwgen_sx3  }) + $signed({ \$hwgen_sx4 [4], \$hwgen_sx4 [4], \$hwgen_sx4  });
+  \hwgen_top.layer1.tiles.tile_r0_c0  tile_r0_c0 (
     .beat__payload(beat__payload),
-    .beat__valid(beat__valid),
+    .beat__valid(sums__valid),
     .clk(clk),
     .req__payload(req__payload),
     .req__ready(req__ready),
-    .req__valid(b_valid),
+    .req__valid(req__valid),
     .rst(rst)
   );
-  \hwgen_top.layer1.tile_r1_c0  tile_r1_c0 (
-    .beat__payload(\beat__payload$68 ),
+  \hwgen_top.layer1.tiles.tile_r1_c0  tile_r1_c0 (
+    .beat__payload(\beat__payload$16 ),
     .clk(clk),
-    .req__payload(\req__payload$58 ),
-    .req__valid(b_valid),
+    .req__payload(\req__payload$7 ),
+    .req__valid(req__valid),
     .rst(rst)
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$135  = b_valid;
-    if (fetch) begin
-      \$135  = 1'h1;
-    end else if (take) begin
-      \$135  = 1'h0;
-    end
-    if (rst) begin
-      \$135  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$136  = b_pad;
-    if (fetch) begin
-      \$136  = { ok_2_2, ok_2_1, ok_2_0, ok_1_2, 1'h1, ok_1_0, ok_0_2, ok_0_1, ok_0_0 };
-    end
-    if (rst) begin
-      \$136  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$137  = b_tag;
-    if (fetch) begin
-      \$137 [0] = \$98 ;
-      \$137 [1] = \$101 ;
-      \$137 [2] = \$108 ;
-      \$137 [6:3] = \$110 [3:0];
-    end
-    if (rst) begin
-      \$137  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$138  = running;
-    if (fetch) begin
-      \$138  = \$118 ;
-    end
-    if (rst) begin
-      \$138  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$139  = px;
-    if (fetch) begin
-      if (\$122 ) begin
-        \$139  = \$125 [1:0];
-      end
-    end
-    if (rst) begin
-      \$139  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$140  = py;
-    if (fetch) begin
-      if (\$131 ) begin
-        \$140  = \$134 [1:0];
-      end
-    end
-    if (rst) begin
-      \$140  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$141  = sr_c0;
-    if (got) begin
-      \$141  = { bits_c0, sr_c0[3:2] };
-    end
-    if (rst) begin
-      \$141  = 4'h0;
-    end
-  end
   assign \$hwgen_sx1  = beat__payload[5:0];
-  assign \$hwgen_sx2  = \beat__payload$68 [4:0];
+  assign \$hwgen_sx2  = \beat__payload$16 [4:0];
   assign \$hwgen_sx3  = beat__payload[11:6];
-  assign \$hwgen_sx4  = \beat__payload$68 [9:5];
-  assign wr__addr = wport__addr;
-  assign wr__data = wport__data;
-  assign base = \$9 [3:0];
-  assign \$signature__en  = fetch;
-  assign \$signature__en$19  = fetch;
-  assign \$signature__en$22  = fetch;
-  assign \$signature__en$25  = fetch;
-  assign ok_1_1 = 1'h1;
-  assign \$signature__en$28  = fetch;
-  assign \$signature__en$31  = fetch;
-  assign \$signature__en$34  = fetch;
-  assign \$signature__en$37  = fetch;
-  assign \$signature__en$40  = fetch;
-  assign req__valid = b_valid;
-  assign \req__valid$57  = b_valid;
-  assign btag = beat__payload[20:14];
+  assign \$hwgen_sx4  = \beat__payload$16 [9:5];
+  assign \req__valid$1  = req__valid;
+  assign \req__payload$3  = { \port$926$0 , \port$922$0  };
   assign beat__ready = 1'h1;
-  assign sink_ready = 1'h1;
-  assign \beat__ready$64  = 1'h1;
-  assign sum_c0_l0 = \$83 [5:0];
-  assign sum_c0_l1 = \$84 [5:0];
-  assign rd__addr = beat__payload[12];
-  assign winbits = { bits_c0, sr_c0[3:2] };
-  assign pooled = { bits_c0, sr_c0[3:2] };
-  assign next__data = { bits_c0, sr_c0[3:2] };
-  assign \port$935$2  = sr_c0[3:2];
-  assign next__addr = beat__payload[20:17];
+  assign sums__ready = 1'h1;
+  assign \req__valid$6  = req__valid;
+  assign \beat__ready$8  = 1'h1;
+  assign \req__ready$10  = req__ready;
+  assign beat__valid = sums__valid;
+  assign sum_c0_l0 = \$1 [5:0];
+  assign sum_c0_l1 = \$2 [5:0];
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
   assign \req__payload.tag  = req__payload[38:32];
-  assign \b_tag.first  = b_tag[0];
-  assign \b_tag.last  = b_tag[1];
-  assign \b_tag.final  = b_tag[2];
-  assign \b_tag.addr  = b_tag[6:3];
-  assign \req__payload$58.x  = \req__payload$58 [10:0];
-  assign \req__payload$58.g  = \req__payload$58 [21:11];
-  assign \req__payload$58.tag  = \req__payload$58 [28:22];
-  assign \btag.first  = beat__payload[14];
-  assign \btag.last  = beat__payload[15];
-  assign \btag.final  = beat__payload[16];
-  assign \btag.addr  = beat__payload[20:17];
+  assign \req__payload$3.x  = \port$922$0 [26:0];
+  assign \req__payload$3.g  = \port$922$0 [53:27];
+  assign \req__payload$3.tag  = \port$926$0 ;
+  assign \req__payload$7.x  = \req__payload$7 [10:0];
+  assign \req__payload$7.g  = \req__payload$7 [21:11];
+  assign \req__payload$7.tag  = \req__payload$7 [28:22];
+  assign \sums__payload.acc  = sums__payload[11:0];
+  assign \sums__payload.acc[0]  = sums__payload[5:0];
+  assign \sums__payload.acc[1]  = sums__payload[11:6];
+  assign \sums__payload.index  = sums__payload[12];
+  assign \sums__payload.last  = sums__payload[13];
+  assign \sums__payload.tag  = sums__payload[20:14];
   assign \beat__payload.acc  = beat__payload[11:0];
   assign \beat__payload.acc[0]  = beat__payload[5:0];
   assign \beat__payload.acc[1]  = beat__payload[11:6];
   assign \beat__payload.index  = beat__payload[12];
   assign \beat__payload.last  = beat__payload[13];
   assign \beat__payload.tag  = beat__payload[20:14];
-  assign \beat__payload$68.acc  = \beat__payload$68 [9:0];
-  assign \beat__payload$68.acc[0]  = \beat__payload$68 [4:0];
-  assign \beat__payload$68.acc[1]  = \beat__payload$68 [9:5];
-  assign \beat__payload$68.index  = \beat__payload$68 [10];
-  assign \beat__payload$68.last  = \beat__payload$68 [11];
-  assign \beat__payload$68.tag  = \beat__payload$68 [18:12];
-  assign bits_c0[1] = \$90 ;
-  assign bits_c0[0] = \$87 ;
-  assign \req__payload$58 [28:22] = b_tag;
-  assign \req__payload$58 [21:11] = gbits[26:16];
-  assign \req__payload$58 [10:0] = xbits[26:16];
-  assign req__payload[38:32] = b_tag;
-  assign req__payload[31:16] = gbits[15:0];
-  assign req__payload[15:0] = xbits[15:0];
-  assign gbits[26] = \$82 ;
-  assign gbits[25] = \$81 ;
-  assign gbits[24] = \$80 ;
-  assign gbits[23] = \$79 ;
-  assign gbits[22] = keep[2];
-  assign gbits[21] = \$78 ;
-  assign gbits[20] = \$77 ;
-  assign gbits[19] = \$76 ;
-  assign gbits[18] = \$75 ;
-  assign gbits[17] = \$74 ;
-  assign gbits[16] = \$73 ;
-  assign gbits[15] = \$72 ;
-  assign gbits[14] = \$71 ;
-  assign gbits[13] = keep[1];
-  assign gbits[12] = \$70 ;
-  assign gbits[11] = \$69 ;
-  assign gbits[10] = \$68 ;
-  assign gbits[9] = \$67 ;
-  assign gbits[8] = \$66 ;
-  assign gbits[7] = \$65 ;
-  assign gbits[6] = \$64 ;
-  assign gbits[5] = \$63 ;
-  assign gbits[4] = keep[0];
-  assign gbits[3] = \$62 ;
-  assign gbits[2] = \$61 ;
-  assign gbits[1] = \$60 ;
-  assign gbits[0] = \$59 ;
-  assign xbits[26] = \$signature__data$53 [2];
-  assign xbits[25] = \$signature__data$52 [2];
-  assign xbits[24] = \$signature__data$51 [2];
-  assign xbits[23] = \$signature__data$50 [2];
-  assign xbits[22] = \$signature__data$49 [2];
-  assign xbits[21] = \$signature__data$48 [2];
-  assign xbits[20] = \$signature__data$47 [2];
-  assign xbits[19] = \$signature__data$46 [2];
-  assign xbits[18] = \$signature__data [2];
-  assign xbits[17] = \$signature__data$53 [1];
-  assign xbits[16] = \$signature__data$52 [1];
-  assign xbits[15] = \$signature__data$51 [1];
-  assign xbits[14] = \$signature__data$50 [1];
-  assign xbits[13] = \$signature__data$49 [1];
-  assign xbits[12] = \$signature__data$48 [1];
-  assign xbits[11] = \$signature__data$47 [1];
-  assign xbits[10] = \$signature__data$46 [1];
-  assign xbits[9] = \$signature__data [1];
-  assign xbits[8] = \$signature__data$53 [0];
-  assign xbits[7] = \$signature__data$52 [0];
-  assign xbits[6] = \$signature__data$51 [0];
-  assign xbits[5] = \$signature__data$50 [0];
-  assign xbits[4] = \$signature__data$49 [0];
-  assign xbits[3] = \$signature__data$48 [0];
-  assign xbits[2] = \$signature__data$47 [0];
-  assign xbits[1] = \$signature__data$46 [0];
-  assign xbits[0] = \$signature__data [0];
-  assign \$13  = \$12 ;
-  assign ok_0_1 = \$20 ;
-  assign \$25  = \$24 ;
-  assign ok_1_0 = \$32 ;
-  assign \$signature__addr$27  = \$34 [3:0];
-  assign ok_1_2 = \$37 ;
-  assign \$42  = \$41 ;
-  assign ok_2_1 = \$49 ;
-  assign \$54  = \$53 ;
-  assign got = beat__valid;
-  assign \$94  = 1'h0;
-  assign \$95  = 1'h1;
-  assign \$96  = 1'h0;
-  assign \$97  = 1'h1;
-  assign \$98  = 1'h1;
-  assign \$99  = 1'h1;
-  assign \$100  = 1'h1;
-  assign \$101  = 1'h1;
-  assign \$102  = 1'h1;
-  assign \$103  = 1'h1;
-  assign \$104  = 1'h1;
-  assign \$106  = \$105 ;
-  assign \$111  = 1'h1;
-  assign \$112  = 1'h1;
-  assign \$113  = 1'h1;
-  assign \$115  = \$114 ;
-  assign \$119  = 1'h1;
-  assign \$120  = 1'h1;
-  assign \$121  = 1'h1;
-  assign \$122  = 1'h1;
-  assign \$126  = 1'h1;
-  assign \$127  = 1'h1;
-  assign \$128  = 1'h1;
-  assign \$129  = 1'h1;
-  assign \$131  = \$130 ;
+  assign \beat__payload$16.acc  = \beat__payload$16 [9:0];
+  assign \beat__payload$16.acc[0]  = \beat__payload$16 [4:0];
+  assign \beat__payload$16.acc[1]  = \beat__payload$16 [9:5];
+  assign \beat__payload$16.index  = \beat__payload$16 [10];
+  assign \beat__payload$16.last  = \beat__payload$16 [11];
+  assign \beat__payload$16.tag  = \beat__payload$16 [18:12];
+  assign sums__payload[11:6] = \$2 [5:0];
+  assign sums__payload[5:0] = \$1 [5:0];
+  assign sums__payload[20:14] = beat__payload[20:14];
+  assign sums__payload[13] = beat__payload[13];
+  assign sums__payload[12] = beat__payload[12];
+  assign \req__payload$7 [28:22] = \port$926$0 ;
+  assign \req__payload$7 [21:11] = \port$922$0 [53:43];
+  assign \req__payload$7 [10:0] = \port$922$0 [26:16];
+  assign req__payload[38:32] = \port$926$0 ;
+  assign req__payload[31:16] = \port$922$0 [42:27];
+  assign req__payload[15:0] = \port$922$0 [15:0];
 endmodule
 
-module \hwgen_top.layer1.tile_r0_c0 (rst, beat__valid, req__ready, req__payload, req__valid, beat__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, beat__valid, req__ready, req__valid, req__payload, beat__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
   wire [1:0] \$11 ;
@@ -2217,6 +2122,7 @@ module \hwgen_top.layer1.tile_r0_c0 (rst, beat__valid, req__ready, req__payload,
   assign \$51  = { 1'h0, \$47  } + { 1'h0, \$50  };
   assign pc1 = { 1'h0, \$44  } + { 1'h0, \$51  };
   assign \$52  = { 1'h0, pc1, 1'h0 } - { 2'h0, \$18  };
+  assign \$53  = beat__valid & 1'h1;
   assign \$54  = { 1'h0, index } + 2'h1;
   assign \$55  = ~ busy;
   always @(posedge clk)
@@ -2233,8 +2139,10 @@ module \hwgen_top.layer1.tile_r0_c0 (rst, beat__valid, req__ready, req__payload,
   assign g = busy ? g_r : req__payload[31:16];
   assign index = busy ? k : 1'h0;
   assign beat__valid = busy | req__valid;
+  assign \$1  = index == 1'h1;
   assign \$2  = busy ? tag_r : req__payload[38:32];
   assign \$3  = ~ busy;
+  assign req__ready = \$3  & 1'h1;
   assign \$4  = { 1'h0, g[0] } + { 1'h0, g[1] };
   assign \$5  = { 1'h0, g[2] } + { 1'h0, g[3] };
   assign \$6  = { 1'h0, \$4  } + { 1'h0, \$5  };
@@ -2267,7 +2175,7 @@ module \hwgen_top.layer1.tile_r0_c0 (rst, beat__valid, req__ready, req__payload,
   assign \$32  = { 1'h0, agree0[14] } + { 1'h0, agree0[15] };
   assign \$33  = { 1'h0, \$31  } + { 1'h0, \$32  };
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$56  = busy;
     if (\$53 ) begin
       (* full_case = 32'd1 *)
@@ -2282,7 +2190,7 @@ module \hwgen_top.layer1.tile_r0_c0 (rst, beat__valid, req__ready, req__payload,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$57  = k;
     if (\$53 ) begin
       (* full_case = 32'd1 *)
@@ -2297,7 +2205,7 @@ module \hwgen_top.layer1.tile_r0_c0 (rst, beat__valid, req__ready, req__payload,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$58  = \$signal$3 ;
     if (\$53 ) begin
       if (\$55 ) begin
@@ -2309,7 +2217,7 @@ module \hwgen_top.layer1.tile_r0_c0 (rst, beat__valid, req__ready, req__payload,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$59  = g_r;
     if (\$53 ) begin
       if (\$55 ) begin
@@ -2321,7 +2229,7 @@ module \hwgen_top.layer1.tile_r0_c0 (rst, beat__valid, req__ready, req__payload,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$60  = tag_r;
     if (\$53 ) begin
       if (\$55 ) begin
@@ -2349,13 +2257,10 @@ module \hwgen_top.layer1.tile_r0_c0 (rst, beat__valid, req__ready, req__payload,
   assign beat__payload[20:14] = \$2 ;
   assign beat__payload[13] = \$1 ;
   assign beat__payload[12] = index;
-  assign \$1  = index;
-  assign req__ready = \$3 ;
-  assign \$53  = beat__valid;
 endmodule
 
-module \hwgen_top.layer1.tile_r1_c0 (rst, req__payload, req__valid, beat__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
+module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
   wire [1:0] \$11 ;
@@ -2459,8 +2364,10 @@ module \hwgen_top.layer1.tile_r1_c0 (rst, req__payload, req__valid, beat__payloa
   assign g = busy ? g_r : req__payload[21:11];
   assign index = busy ? k : 1'h0;
   assign beat__valid = busy | req__valid;
+  assign \$1  = index == 1'h1;
   assign \$2  = busy ? tag_r : req__payload[28:22];
   assign \$3  = ~ busy;
+  assign req__ready = \$3  & 1'h1;
   assign \$4  = { 1'h0, g[0] } + { 1'h0, g[1] };
   assign \$5  = { 1'h0, g[2] } + { 1'h0, g[3] };
   assign \$6  = { 1'h0, \$4  } + { 1'h0, \$5  };
@@ -2499,10 +2406,11 @@ module \hwgen_top.layer1.tile_r1_c0 (rst, req__payload, req__valid, beat__payloa
   assign \$36  = { 1'h0, \$35  } + { 2'h0, agree1[10] };
   assign \$37  = { 1'h0, \$34  } + { 2'h0, \$36  };
   assign \$38  = { 1'h0, \$37 [3:0], 1'h0 } - { 1'h0, ng };
+  assign \$39  = beat__valid & 1'h1;
   assign \$40  = { 1'h0, index } + 2'h1;
   assign \$41  = ~ busy;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$43  = k;
     if (\$39 ) begin
       (* full_case = 32'd1 *)
@@ -2517,7 +2425,7 @@ module \hwgen_top.layer1.tile_r1_c0 (rst, req__payload, req__valid, beat__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$44  = \$signal$3 ;
     if (\$39 ) begin
       if (\$41 ) begin
@@ -2529,7 +2437,7 @@ module \hwgen_top.layer1.tile_r1_c0 (rst, req__payload, req__valid, beat__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$45  = g_r;
     if (\$39 ) begin
       if (\$41 ) begin
@@ -2541,7 +2449,7 @@ module \hwgen_top.layer1.tile_r1_c0 (rst, req__payload, req__valid, beat__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$46  = tag_r;
     if (\$39 ) begin
       if (\$41 ) begin
@@ -2553,7 +2461,7 @@ module \hwgen_top.layer1.tile_r1_c0 (rst, req__payload, req__valid, beat__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$42  = busy;
     if (\$39 ) begin
       (* full_case = 32'd1 *)
@@ -2585,144 +2493,157 @@ module \hwgen_top.layer1.tile_r1_c0 (rst, req__payload, req__valid, beat__payloa
   assign beat__payload[18:12] = \$2 ;
   assign beat__payload[11] = \$1 ;
   assign beat__payload[10] = index;
-  assign \$1  = index;
-  assign req__ready = \$3 ;
-  assign \$39  = beat__valid;
 endmodule
 
-module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, \port$919$0 , \port$935$2 , wport__addr, out__valid, out__payload, keep, out__ready);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+module \hwgen_top.layer1.walker (rst, start, \port$291$0 , \port$292$0 , \port$293$0 , \port$294$0 , \port$295$0 , \port$296$0 , \port$297$0 , \port$298$0 , \port$299$0 , fetch, req__ready, keep, rd__addr, \port$922$0 , \port$926$0 , req__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
-  wire [6:0] \$10 ;
-  wire [7:0] \$11 ;
-  wire [6:0] \$12 ;
-  wire [7:0] \$13 ;
-  wire \$14 ;
-  wire \$15 ;
+  wire [2:0] \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire [3:0] \$107 ;
+  wire [4:0] \$108 ;
+  wire \$109 ;
+  wire [3:0] \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire [2:0] \$122 ;
+  wire [2:0] \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire [2:0] \$131 ;
+  wire [2:0] \$132 ;
+  wire [53:0] \$133 ;
+  reg [6:0] \$134 ;
+  reg [6:0] \$135  = 7'h00;
+  reg \$136 ;
+  reg [8:0] \$137 ;
+  reg \$138 ;
+  reg [1:0] \$139 ;
+  wire [2:0] \$14 ;
+  reg [1:0] \$140 ;
+  wire [3:0] \$15 ;
   wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
+  wire [4:0] \$17 ;
+  wire [3:0] \$18 ;
+  wire [2:0] \$19 ;
   wire \$2 ;
-  wire \$20 ;
+  wire [3:0] \$20 ;
   wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
+  wire [4:0] \$22 ;
+  wire [3:0] \$23 ;
+  wire [2:0] \$24 ;
+  wire [3:0] \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
+  wire [2:0] \$28 ;
+  wire [3:0] \$29 ;
   wire \$3 ;
   wire \$30 ;
-  wire [1:0] \$31 ;
-  wire [2:0] \$32 ;
-  wire \$33 ;
-  wire \$34 ;
+  wire [4:0] \$31 ;
+  wire [3:0] \$32 ;
+  wire [2:0] \$33 ;
+  wire [3:0] \$34 ;
   wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire [1:0] \$4 ;
-  wire \$40 ;
-  wire \$41 ;
+  wire [4:0] \$36 ;
+  wire [3:0] \$37 ;
+  wire [4:0] \$38 ;
+  wire [3:0] \$39 ;
+  wire [2:0] \$4 ;
+  wire [2:0] \$40 ;
+  wire [3:0] \$41 ;
   wire \$42 ;
-  reg \$43 ;
-  reg [8:0] \$44 ;
-  reg [3:0] \$45 ;
-  reg \$46 ;
-  reg [27:0] \$47 ;
-  reg \$48 ;
-  reg [36:0] \$49 ;
-  wire [2:0] \$5 ;
-  wire [4:0] \$6 ;
-  wire [1:0] \$7 ;
-  wire [2:0] \$8 ;
-  wire [5:0] \$9 ;
-  wire [5:0] \$hwgen_sx10 ;
-  wire [6:0] \$hwgen_sx11 ;
-  wire [3:0] \$hwgen_sx12 ;
-  wire [5:0] \$hwgen_sx5 ;
-  wire [5:0] \$hwgen_sx6 ;
-  wire [6:0] \$hwgen_sx7 ;
-  wire [3:0] \$hwgen_sx8 ;
-  wire [5:0] \$hwgen_sx9 ;
-  wire [3:0] \$signature__addr ;
-  wire [3:0] \$signature__addr$16 ;
-  wire [3:0] \$signature__addr$19 ;
-  wire [3:0] \$signature__addr$22 ;
-  wire [3:0] \$signature__addr$25 ;
-  wire [3:0] \$signature__addr$28 ;
-  wire [3:0] \$signature__addr$31 ;
-  wire [3:0] \$signature__addr$34 ;
-  wire [3:0] \$signature__addr$37 ;
-  wire [3:0] \$signature__data ;
-  wire [3:0] \$signature__data$43 ;
-  wire [3:0] \$signature__data$44 ;
-  wire [3:0] \$signature__data$45 ;
-  wire [3:0] \$signature__data$46 ;
-  wire [3:0] \$signature__data$47 ;
-  wire [3:0] \$signature__data$48 ;
-  wire [3:0] \$signature__data$49 ;
-  wire [3:0] \$signature__data$50 ;
-  wire \$signature__en ;
-  wire \$signature__en$17 ;
-  wire \$signature__en$20 ;
-  wire \$signature__en$23 ;
-  wire \$signature__en$26 ;
-  wire \$signature__en$29 ;
-  wire \$signature__en$32 ;
-  wire \$signature__en$35 ;
-  wire \$signature__en$38 ;
-  reg [8:0] b_pad = 9'h000;
-  reg [3:0] b_tag = 4'h0;
-  wire \b_tag.addr ;
-  wire \b_tag.final ;
-  wire \b_tag.first ;
-  wire \b_tag.last ;
-  reg b_valid = 1'h0;
+  wire [4:0] \$43 ;
+  wire [3:0] \$44 ;
+  wire [2:0] \$45 ;
+  wire [3:0] \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire [2:0] \$49 ;
+  wire [3:0] \$5 ;
+  wire [3:0] \$50 ;
+  wire \$51 ;
+  wire [4:0] \$52 ;
+  wire [3:0] \$53 ;
+  wire [2:0] \$54 ;
+  wire [3:0] \$55 ;
+  wire \$56 ;
+  wire [4:0] \$57 ;
+  wire [3:0] \$58 ;
+  wire [2:0] \$59 ;
+  wire [5:0] \$6 ;
+  wire [3:0] \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire [2:0] \$63 ;
+  wire [3:0] \$64 ;
+  wire \$65 ;
+  wire [4:0] \$66 ;
+  wire [3:0] \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire [2:0] \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire [3:0] \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire [6:0] \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
   wire [3:0] base;
-  wire [17:0] beat__payload;
-  wire [17:0] \beat__payload$68 ;
-  wire [11:0] \beat__payload$68.acc ;
-  wire [5:0] \beat__payload$68.acc[0] ;
-  wire [5:0] \beat__payload$68.acc[1] ;
-  wire \beat__payload$68.index ;
-  wire \beat__payload$68.last ;
-  wire [3:0] \beat__payload$68.tag ;
-  wire [13:0] \beat__payload$69 ;
-  wire [7:0] \beat__payload$69.acc ;
-  wire [3:0] \beat__payload$69.acc[0] ;
-  wire [3:0] \beat__payload$69.acc[1] ;
-  wire \beat__payload$69.index ;
-  wire \beat__payload$69.last ;
-  wire [3:0] \beat__payload$69.tag ;
-  wire [11:0] \beat__payload.acc ;
-  wire [5:0] \beat__payload.acc[0] ;
-  wire [5:0] \beat__payload.acc[1] ;
-  wire \beat__payload.index ;
-  wire \beat__payload.last ;
-  wire [3:0] \beat__payload.tag ;
-  wire beat__ready;
-  wire \beat__ready$63 ;
-  wire \beat__ready$64 ;
-  wire beat__valid;
-  wire [3:0] btag;
-  wire \btag.addr ;
-  wire \btag.final ;
-  wire \btag.first ;
-  wire \btag.last ;
   input clk;
   wire clk;
-  output done;
-  wire done;
+  output fetch;
   wire fetch;
-  wire [35:0] gbits;
-  wire got;
-  input [3:0] keep;
-  wire [3:0] keep;
+  input [2:0] keep;
+  wire [2:0] keep;
   wire ok_0_0;
   wire ok_0_1;
   wire ok_0_2;
@@ -2732,8 +2653,315 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, \port$919$0 , \
   wire ok_2_0;
   wire ok_2_1;
   wire ok_2_2;
+  reg [8:0] pad = 9'h000;
+  input [2:0] \port$291$0 ;
+  wire [2:0] \port$291$0 ;
+  input [2:0] \port$292$0 ;
+  wire [2:0] \port$292$0 ;
+  input [2:0] \port$293$0 ;
+  wire [2:0] \port$293$0 ;
+  input [2:0] \port$294$0 ;
+  wire [2:0] \port$294$0 ;
+  input [2:0] \port$295$0 ;
+  wire [2:0] \port$295$0 ;
+  input [2:0] \port$296$0 ;
+  wire [2:0] \port$296$0 ;
+  input [2:0] \port$297$0 ;
+  wire [2:0] \port$297$0 ;
+  input [2:0] \port$298$0 ;
+  wire [2:0] \port$298$0 ;
+  input [2:0] \port$299$0 ;
+  wire [2:0] \port$299$0 ;
+  output [53:0] \port$922$0 ;
+  wire [53:0] \port$922$0 ;
+  (* init = 7'h00 *)
+  output [6:0] \port$926$0 ;
+  wire [6:0] \port$926$0 ;
+  reg [1:0] px = 2'h0;
+  reg [1:0] py = 2'h0;
+  output [35:0] rd__addr;
+  wire [35:0] rd__addr;
+  wire [26:0] rd__data;
+  wire rd__en;
+  wire [60:0] req__payload;
+  wire [26:0] \req__payload.g ;
+  wire [6:0] \req__payload.tag ;
+  wire [26:0] \req__payload.x ;
+  input req__ready;
+  wire req__ready;
+  output req__valid;
+  reg req__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg running = 1'h0;
+  input start;
+  wire start;
+  wire take;
+  assign take = req__valid & req__ready;
+  assign \$1  = start | running;
+  assign \$2  = ~ req__valid;
+  assign \$3  = \$2  | take;
+  assign fetch = \$1  & \$3 ;
+  assign \$4  = { 1'h0, py } * 3'h1;
+  assign \$5  = { 1'h0, \$4  } + 4'h0;
+  assign \$6  = { 2'h0, \$5  } * 6'h03;
+  assign \$7  = { 1'h0, px } * 3'h1;
+  assign \$8  = { 1'h0, \$7  } + 4'h0;
+  assign \$9  = { 1'h0, \$6  } + { 3'h0, \$8  };
+  assign \$10  = { 1'h0, py } * 3'h1;
+  assign \$11  = { 1'h0, \$10  } + 4'h0;
+  assign \$12  = \$11  >= 4'h1;
+  assign \$13  = 1'h1 & \$12 ;
+  assign \$14  = { 1'h0, px } * 3'h1;
+  assign \$15  = { 1'h0, \$14  } + 4'h0;
+  assign \$16  = \$15  >= 4'h1;
+  assign ok_0_0 = \$13  & \$16 ;
+  assign \$17  = { 1'h0, \$9 [3:0] } + 5'h0c;
+  assign \$18  = ok_0_0 ? \$17 [3:0] : 4'h0;
+  assign \$19  = { 1'h0, py } * 3'h1;
+  assign \$20  = { 1'h0, \$19  } + 4'h0;
+  assign \$21  = \$20  >= 4'h1;
+  assign ok_0_1 = 1'h1 & \$21 ;
+  assign \$22  = { 1'h0, \$9 [3:0] } + 5'h0d;
+  assign \$23  = ok_0_1 ? \$22 [3:0] : 4'h0;
+  assign \$24  = { 1'h0, py } * 3'h1;
+  assign \$25  = { 1'h0, \$24  } + 4'h0;
+  assign \$26  = \$25  >= 4'h1;
+  assign \$27  = 1'h1 & \$26 ;
+  assign \$28  = { 1'h0, px } * 3'h1;
+  assign \$29  = { 1'h0, \$28  } + 4'h0;
+  assign \$30  = \$29  < 4'h2;
+  assign ok_0_2 = \$27  & \$30 ;
+  assign \$31  = { 1'h0, \$9 [3:0] } + 5'h0e;
+  assign \$32  = ok_0_2 ? \$31 [3:0] : 4'h0;
+  assign \$33  = { 1'h0, px } * 3'h1;
+  assign \$34  = { 1'h0, \$33  } + 4'h0;
+  assign \$35  = \$34  >= 4'h1;
+  assign ok_1_0 = 1'h1 & \$35 ;
+  assign \$36  = { 1'h0, \$9 [3:0] } + 5'h0f;
+  assign \$37  = ok_1_0 ? \$36 [3:0] : 4'h0;
+  assign \$38  = { 1'h0, \$9 [3:0] } + 5'h00;
+  assign \$39  = 1'h1 ? \$38 [3:0] : 4'h0;
+  assign \$40  = { 1'h0, px } * 3'h1;
+  assign \$41  = { 1'h0, \$40  } + 4'h0;
+  assign \$42  = \$41  < 4'h2;
+  assign ok_1_2 = 1'h1 & \$42 ;
+  assign \$43  = { 1'h0, \$9 [3:0] } + 5'h01;
+  assign \$44  = ok_1_2 ? \$43 [3:0] : 4'h0;
+  assign \$45  = { 1'h0, py } * 3'h1;
+  assign \$46  = { 1'h0, \$45  } + 4'h0;
+  assign \$47  = \$46  < 4'h2;
+  assign \$48  = 1'h1 & \$47 ;
+  assign \$49  = { 1'h0, px } * 3'h1;
+  assign \$50  = { 1'h0, \$49  } + 4'h0;
+  assign \$51  = \$50  >= 4'h1;
+  assign ok_2_0 = \$48  & \$51 ;
+  assign \$52  = { 1'h0, \$9 [3:0] } + 5'h02;
+  assign \$53  = ok_2_0 ? \$52 [3:0] : 4'h0;
+  assign \$54  = { 1'h0, py } * 3'h1;
+  assign \$55  = { 1'h0, \$54  } + 4'h0;
+  assign \$56  = \$55  < 4'h2;
+  assign ok_2_1 = 1'h1 & \$56 ;
+  assign \$57  = { 1'h0, \$9 [3:0] } + 5'h03;
+  assign \$58  = ok_2_1 ? \$57 [3:0] : 4'h0;
+  assign \$59  = { 1'h0, py } * 3'h1;
+  assign \$60  = { 1'h0, \$59  } + 4'h0;
+  assign \$61  = \$60  < 4'h2;
+  assign \$62  = 1'h1 & \$61 ;
+  assign \$63  = { 1'h0, px } * 3'h1;
+  assign \$64  = { 1'h0, \$63  } + 4'h0;
+  assign \$65  = \$64  < 4'h2;
+  assign ok_2_2 = \$62  & \$65 ;
+  assign \$66  = { 1'h0, \$9 [3:0] } + 5'h04;
+  assign \$67  = ok_2_2 ? \$66 [3:0] : 4'h0;
+  assign \$68  = pad[0] & keep[0];
+  assign \$69  = pad[1] & keep[0];
+  assign \$70  = pad[2] & keep[0];
+  assign \$71  = pad[3] & keep[0];
+  assign \$72  = pad[5] & keep[0];
+  assign \$73  = pad[6] & keep[0];
+  assign \$74  = pad[7] & keep[0];
+  assign \$75  = pad[8] & keep[0];
+  assign \$76  = pad[0] & keep[1];
+  assign \$77  = pad[1] & keep[1];
+  assign \$78  = pad[2] & keep[1];
+  assign \$79  = pad[3] & keep[1];
+  assign \$80  = pad[5] & keep[1];
+  assign \$81  = pad[6] & keep[1];
+  assign \$82  = pad[7] & keep[1];
+  assign \$83  = pad[8] & keep[1];
+  assign \$84  = pad[0] & keep[2];
+  assign \$85  = pad[1] & keep[2];
+  assign \$86  = pad[2] & keep[2];
+  assign \$87  = pad[3] & keep[2];
+  assign \$88  = pad[5] & keep[2];
+  assign \$89  = pad[6] & keep[2];
+  assign \$90  = pad[7] & keep[2];
+  assign \$91  = pad[8] & keep[2];
+  assign \$92  = | 1'h0;
+  assign \$93  = ~ \$92 ;
+  assign \$94  = | 1'h0;
+  assign \$95  = ~ \$94 ;
+  assign \$96  = \$93  & \$95 ;
+  assign \$97  = 1'h0 == 1'h0;
+  assign \$98  = 1'h0 == 1'h0;
+  assign \$99  = \$97  & \$98 ;
+  assign \$100  = 1'h0 == 1'h0;
+  assign \$101  = 1'h0 == 1'h0;
+  assign \$102  = \$100  & \$101 ;
+  assign \$103  = py == 2'h2;
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = px == 2'h2;
+  assign \$106  = \$104  & \$105 ;
+  assign \$107  = { 2'h0, py } * 4'h3;
+  assign \$108  = { 1'h0, \$107  } + { 3'h0, px };
+  assign \$109  = 1'h0 == 1'h0;
+  assign \$110  = 1'h0 == 1'h0;
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = py == 2'h2;
+  assign \$113  = \$111  & \$112 ;
+  assign \$114  = px == 2'h2;
+  assign \$115  = \$113  & \$114 ;
+  assign \$116  = ~ \$115 ;
+  assign \$117  = 1'h0 == 1'h0;
+  assign \$118  = 1'h1 & \$117 ;
+  assign \$119  = 1'h0 == 1'h0;
+  assign \$120  = \$118  & \$119 ;
+  assign \$121  = px == 2'h2;
+  assign \$122  = { 1'h0, px } + 3'h1;
+  assign \$123  = \$121  ? 3'h0 : \$122 ;
+  assign \$124  = 1'h0 == 1'h0;
+  assign \$125  = 1'h1 & \$124 ;
+  assign \$126  = 1'h0 == 1'h0;
+  assign \$127  = \$125  & \$126 ;
+  assign \$128  = px == 2'h2;
+  assign \$129  = \$127  & \$128 ;
+  assign \$130  = py == 2'h2;
+  assign \$131  = { 1'h0, py } + 3'h1;
+  assign \$132  = \$130  ? 3'h0 : \$131 ;
+  always @(posedge clk)
+    \$135  <= \$134 ;
+  always @(posedge clk)
+    req__valid <= \$136 ;
+  always @(posedge clk)
+    pad <= \$137 ;
+  always @(posedge clk)
+    running <= \$138 ;
+  always @(posedge clk)
+    px <= \$139 ;
+  always @(posedge clk)
+    py <= \$140 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$134  = \$135 ;
+    if (fetch) begin
+      \$134 [0] = \$96 ;
+      \$134 [1] = \$99 ;
+      \$134 [2] = \$106 ;
+      \$134 [6:3] = \$108 [3:0];
+    end
+    if (rst) begin
+      \$134  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$136  = req__valid;
+    if (fetch) begin
+      \$136  = 1'h1;
+    end else if (take) begin
+      \$136  = 1'h0;
+    end
+    if (rst) begin
+      \$136  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$137  = pad;
+    if (fetch) begin
+      \$137  = { ok_2_2, ok_2_1, ok_2_0, ok_1_2, 1'h1, ok_1_0, ok_0_2, ok_0_1, ok_0_0 };
+    end
+    if (rst) begin
+      \$137  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$138  = running;
+    if (fetch) begin
+      \$138  = \$116 ;
+    end
+    if (rst) begin
+      \$138  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$139  = px;
+    if (fetch) begin
+      if (\$120 ) begin
+        \$139  = \$123 [1:0];
+      end
+    end
+    if (rst) begin
+      \$139  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$140  = py;
+    if (fetch) begin
+      if (\$129 ) begin
+        \$140  = \$132 [1:0];
+      end
+    end
+    if (rst) begin
+      \$140  = 2'h0;
+    end
+  end
+  assign base = \$9 [3:0];
+  assign ok_1_1 = 1'h1;
+  assign rd__en = fetch;
+  assign req__payload = { \$135 , \$133  };
+  assign rd__data = { \port$299$0 , \port$298$0 , \port$297$0 , \port$296$0 , \port$295$0 , \port$294$0 , \port$293$0 , \port$292$0 , \port$291$0  };
+  assign \port$922$0  = \$133 ;
+  assign \port$926$0  = \$135 ;
+  assign \req__payload.x  = \$133 [26:0];
+  assign \req__payload.g  = \$133 [53:27];
+  assign \req__payload.tag  = \$135 ;
+  assign \$133 [53:27] = { \$91 , \$90 , \$89 , \$88 , keep[2], \$87 , \$86 , \$85 , \$84 , \$83 , \$82 , \$81 , \$80 , keep[1], \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , keep[0], \$71 , \$70 , \$69 , \$68  };
+  assign \$133 [26:0] = { \port$299$0 [2], \port$298$0 [2], \port$297$0 [2], \port$296$0 [2], \port$295$0 [2], \port$294$0 [2], \port$293$0 [2], \port$292$0 [2], \port$291$0 [2], \port$299$0 [1], \port$298$0 [1], \port$297$0 [1], \port$296$0 [1], \port$295$0 [1], \port$294$0 [1], \port$293$0 [1], \port$292$0 [1], \port$291$0 [1], \port$299$0 [0], \port$298$0 [0], \port$297$0 [0], \port$296$0 [0], \port$295$0 [0], \port$294$0 [0], \port$293$0 [0], \port$292$0 [0], \port$291$0 [0] };
+  assign rd__addr[35:32] = \$67 ;
+  assign rd__addr[31:28] = \$58 ;
+  assign rd__addr[27:24] = \$53 ;
+  assign rd__addr[23:20] = \$44 ;
+  assign rd__addr[19:16] = \$39 ;
+  assign rd__addr[15:12] = \$37 ;
+  assign rd__addr[11:8] = \$32 ;
+  assign rd__addr[7:4] = \$23 ;
+  assign rd__addr[3:0] = \$18 ;
+endmodule
+
+module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__addr, \port$966$0 , \port$970$2 , out__valid, out__payload, out__ready);
+  wire [71:0] \$1 ;
+  wire [3:0] \$2 ;
+  input clk;
+  wire clk;
+  output done;
+  wire done;
+  wire \done$53 ;
+  input [3:0] keep;
+  wire [3:0] keep;
+  wire [3:0] \keep$39 ;
   output [36:0] out__payload;
-  reg [36:0] out__payload = 37'h0000000000;
+  wire [36:0] out__payload;
+  wire [36:0] \out__payload$57 ;
+  wire [20:0] \out__payload$57.acc ;
+  wire [6:0] \out__payload$57.acc[0] ;
+  wire [6:0] \out__payload$57.acc[1] ;
+  wire [6:0] \out__payload$57.acc[2] ;
+  wire [15:0] \out__payload$57.sample ;
   wire [20:0] \out__payload.acc ;
   wire [6:0] \out__payload.acc[0] ;
   wire [6:0] \out__payload.acc[1] ;
@@ -2741,43 +2969,82 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, \port$919$0 , \
   wire [15:0] \out__payload.sample ;
   input out__ready;
   wire out__ready;
+  wire \out__ready$59 ;
   output out__valid;
-  reg out__valid = 1'h0;
-  input [1:0] \port$919$0 ;
-  wire [1:0] \port$919$0 ;
-  input [1:0] \port$935$2 ;
-  wire [1:0] \port$935$2 ;
-  wire [35:0] req__payload;
-  wire [35:0] \req__payload$55 ;
-  wire [15:0] \req__payload$55.g ;
-  wire [3:0] \req__payload$55.tag ;
-  wire [15:0] \req__payload$55.x ;
-  wire [11:0] \req__payload$57 ;
-  wire [3:0] \req__payload$57.g ;
-  wire [3:0] \req__payload$57.tag ;
-  wire [3:0] \req__payload$57.x ;
-  wire [15:0] \req__payload.g ;
+  wire out__valid;
+  wire \out__valid$61 ;
+  input [1:0] \port$966$0 ;
+  wire [1:0] \port$966$0 ;
+  input [1:0] \port$970$2 ;
+  wire [1:0] \port$970$2 ;
+  wire [35:0] rd__addr;
+  wire [35:0] rd__data;
+  wire rd__en;
+  wire [75:0] req__payload;
+  wire [75:0] \req__payload$41 ;
+  wire [35:0] \req__payload$41.g ;
+  wire [3:0] \req__payload$41.tag ;
+  wire [35:0] \req__payload$41.x ;
+  wire [35:0] \req__payload.g ;
   wire [3:0] \req__payload.tag ;
-  wire [15:0] \req__payload.x ;
+  wire [35:0] \req__payload.x ;
   wire req__ready;
-  (* init = 1'h0 *)
+  wire \req__ready$43 ;
   wire req__valid;
-  (* init = 1'h0 *)
-  wire \req__valid$54 ;
-  (* init = 1'h0 *)
-  wire \req__valid$56 ;
+  wire \req__valid$45 ;
+  wire [3:0] rp__addr;
+  wire [3:0] \rp__addr$10 ;
+  wire [3:0] \rp__addr$12 ;
+  wire [3:0] \rp__addr$14 ;
+  wire [3:0] \rp__addr$16 ;
+  wire [3:0] \rp__addr$18 ;
+  wire [3:0] \rp__addr$20 ;
+  wire [3:0] \rp__addr$22 ;
+  wire [3:0] \rp__addr$24 ;
+  wire [3:0] rp__data;
+  wire [3:0] \rp__data$28 ;
+  wire [3:0] \rp__data$29 ;
+  wire [3:0] \rp__data$30 ;
+  wire [3:0] \rp__data$31 ;
+  wire [3:0] \rp__data$32 ;
+  wire [3:0] \rp__data$33 ;
+  wire [3:0] \rp__data$34 ;
+  wire [3:0] \rp__data$35 ;
+  wire rp__en;
+  wire \rp__en$11 ;
+  wire \rp__en$13 ;
+  wire \rp__en$15 ;
+  wire \rp__en$17 ;
+  wire \rp__en$19 ;
+  wire \rp__en$21 ;
+  wire \rp__en$23 ;
+  wire \rp__en$25 ;
   input rst;
   wire rst;
-  reg running = 1'h0;
   input [15:0] sample;
   wire [15:0] sample;
-  wire sink_ready;
-  reg [27:0] sr_c0 = 28'h0000000;
+  wire [15:0] \sample$55 ;
   input start;
   wire start;
-  wire [6:0] sum_c0_l0;
-  wire [6:0] sum_c0_l1;
-  wire take;
+  wire \start$37 ;
+  wire [19:0] sums__payload;
+  wire [19:0] \sums__payload$47 ;
+  wire [13:0] \sums__payload$47.acc ;
+  wire [6:0] \sums__payload$47.acc[0] ;
+  wire [6:0] \sums__payload$47.acc[1] ;
+  wire \sums__payload$47.index ;
+  wire \sums__payload$47.last ;
+  wire [3:0] \sums__payload$47.tag ;
+  wire [13:0] \sums__payload.acc ;
+  wire [6:0] \sums__payload.acc[0] ;
+  wire [6:0] \sums__payload.acc[1] ;
+  wire \sums__payload.index ;
+  wire \sums__payload.last ;
+  wire [3:0] \sums__payload.tag ;
+  wire sums__ready;
+  wire \sums__ready$49 ;
+  wire sums__valid;
+  wire \sums__valid$51 ;
   input [3:0] wport__addr;
   wire [3:0] wport__addr;
   wire [3:0] wport__data;
@@ -2786,7 +3053,6 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, \port$919$0 , \
   wire [3:0] wr__data;
   input [3:0] wr__en;
   wire [3:0] wr__en;
-  wire [35:0] xbits;
   reg [3:0] act [8:0];
   initial begin
     act[0] = 4'h0;
@@ -2801,7 +3067,7 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, \port$919$0 , \
   end
   always @(posedge clk) begin
     if (wport__en)
-      act[wport__addr] <= { \port$919$0 , \port$935$2  };
+      act[wport__addr] <= { \port$966$0 , \port$970$2  };
   end
   reg [3:0] _0_;
   reg [3:0] _1_;
@@ -2813,403 +3079,461 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, \port$919$0 , \
   reg [3:0] _7_;
   reg [3:0] _8_;
   always @(posedge clk) begin
-    if (fetch) begin
-      _0_ <= act[4'h8];
-      if (wport__en && 4'h8 == wport__addr)
-        _0_ <= { \port$919$0 , \port$935$2  };
+    if (rp__en) begin
+      _0_ <= act[rd__addr[3:0]];
+      if (wport__en && rd__addr[3:0] == wport__addr)
+        _0_ <= { \port$966$0 , \port$970$2  };
     end
-    if (fetch) begin
-      _1_ <= act[4'h7];
-      if (wport__en && 4'h7 == wport__addr)
-        _1_ <= { \port$919$0 , \port$935$2  };
+    if (rp__en) begin
+      _1_ <= act[rd__addr[7:4]];
+      if (wport__en && rd__addr[7:4] == wport__addr)
+        _1_ <= { \port$966$0 , \port$970$2  };
     end
-    if (fetch) begin
-      _2_ <= act[4'h6];
-      if (wport__en && 4'h6 == wport__addr)
-        _2_ <= { \port$919$0 , \port$935$2  };
+    if (rp__en) begin
+      _2_ <= act[rd__addr[11:8]];
+      if (wport__en && rd__addr[11:8] == wport__addr)
+        _2_ <= { \port$966$0 , \port$970$2  };
     end
-    if (fetch) begin
-      _3_ <= act[4'h5];
-      if (wport__en && 4'h5 == wport__addr)
-        _3_ <= { \port$919$0 , \port$935$2  };
+    if (rp__en) begin
+      _3_ <= act[rd__addr[15:12]];
+      if (wport__en && rd__addr[15:12] == wport__addr)
+        _3_ <= { \port$966$0 , \port$970$2  };
     end
-    if (fetch) begin
-      _4_ <= act[4'h4];
-      if (wport__en && 4'h4 == wport__addr)
-        _4_ <= { \port$919$0 , \port$935$2  };
+    if (rp__en) begin
+      _4_ <= act[rd__addr[19:16]];
+      if (wport__en && rd__addr[19:16] == wport__addr)
+        _4_ <= { \port$966$0 , \port$970$2  };
     end
-    if (fetch) begin
-      _5_ <= act[4'h3];
-      if (wport__en && 4'h3 == wport__addr)
-        _5_ <= { \port$919$0 , \port$935$2  };
+    if (rp__en) begin
+      _5_ <= act[rd__addr[23:20]];
+      if (wport__en && rd__addr[23:20] == wport__addr)
+        _5_ <= { \port$966$0 , \port$970$2  };
     end
-    if (fetch) begin
-      _6_ <= act[4'h2];
-      if (wport__en && 4'h2 == wport__addr)
-        _6_ <= { \port$919$0 , \port$935$2  };
+    if (rp__en) begin
+      _6_ <= act[rd__addr[27:24]];
+      if (wport__en && rd__addr[27:24] == wport__addr)
+        _6_ <= { \port$966$0 , \port$970$2  };
     end
-    if (fetch) begin
-      _7_ <= act[4'h1];
-      if (wport__en && 4'h1 == wport__addr)
-        _7_ <= { \port$919$0 , \port$935$2  };
+    if (rp__en) begin
+      _7_ <= act[rd__addr[31:28]];
+      if (wport__en && rd__addr[31:28] == wport__addr)
+        _7_ <= { \port$966$0 , \port$970$2  };
     end
-    if (fetch) begin
-      _8_ <= act[4'h0];
-      if (wport__en && 4'h0 == wport__addr)
-        _8_ <= { \port$919$0 , \port$935$2  };
+    if (rp__en) begin
+      _8_ <= act[rd__addr[35:32]];
+      if (wport__en && rd__addr[35:32] == wport__addr)
+        _8_ <= { \port$966$0 , \port$970$2  };
     end
   end
-  assign \$signature__data$50  = _0_;
-  assign \$signature__data$49  = _1_;
-  assign \$signature__data$48  = _2_;
-  assign \$signature__data$47  = _3_;
-  assign \$signature__data$46  = _4_;
-  assign \$signature__data$45  = _5_;
-  assign \$signature__data$44  = _6_;
-  assign \$signature__data$43  = _7_;
-  assign \$signature__data  = _8_;
-  always @(posedge clk)
-    b_valid <= \$43 ;
-  always @(posedge clk)
-    b_pad <= \$44 ;
-  always @(posedge clk)
-    b_tag <= \$45 ;
-  always @(posedge clk)
-    running <= \$46 ;
-  always @(posedge clk)
-    sr_c0 <= \$47 ;
-  always @(posedge clk)
-    out__valid <= \$48 ;
-  always @(posedge clk)
-    out__payload <= \$49 ;
+  assign rp__data = _0_;
+  assign \rp__data$28  = _1_;
+  assign \rp__data$29  = _2_;
+  assign \rp__data$30  = _3_;
+  assign \rp__data$31  = _4_;
+  assign \rp__data$32  = _5_;
+  assign \rp__data$33  = _6_;
+  assign \rp__data$34  = _7_;
+  assign \rp__data$35  = _8_;
   assign wport__en = | wr__en;
-  assign \$1  = start | running;
-  assign \$2  = ~ b_valid;
-  assign \$3  = \$2  | take;
-  assign fetch = \$1  & \$3 ;
-  assign take = b_valid & req__ready;
-  assign got = beat__valid & beat__ready;
-  assign \$10  = $signed({ \$hwgen_sx5 [5], \$hwgen_sx5  }) + $signed({ \$hwgen_sx6 [5], \$hwgen_sx6  });
-  assign \$11  = $signed({ \$hwgen_sx7 [6], \$hwgen_sx7  }) + $signed({ \$hwgen_sx8 [3], \$hwgen_sx8 [3], \$hwgen_sx8 [3], \$hwgen_sx8 [3], \$hwgen_sx8  });
-  assign \$12  = $signed({ \$hwgen_sx9 [5], \$hwgen_sx9  }) + $signed({ \$hwgen_sx10 [5], \$hwgen_sx10  });
-  assign \$13  = $signed({ \$hwgen_sx11 [6], \$hwgen_sx11  }) + $signed({ \$hwgen_sx12 [3], \$hwgen_sx12 [3], \$hwgen_sx12 [3], \$hwgen_sx12 [3], \$hwgen_sx12  });
-  assign \$14  = ~ out__valid;
-  assign beat__ready = \$14  | out__ready;
-  assign \$15  = got & beat__payload[13];
-  assign done = \$15  & beat__payload[16];
-  assign \$41  = out__valid & out__ready;
-  assign \$42  = got & beat__payload[13];
-  \hwgen_top.layer2.tile_r0_c0  tile_r0_c0 (
+  \hwgen_top.layer2.sink  sink (
+    .clk(clk),
+    .done(done),
+    .out__payload(out__payload),
+    .out__ready(out__ready),
+    .out__valid(out__valid),
+    .rst(rst),
+    .sample(sample),
+    .sums__payload(sums__payload),
+    .sums__ready(sums__ready),
+    .sums__valid(sums__valid)
+  );
+  \hwgen_top.layer2.tiles  tiles (
+    .beat__ready(sums__ready),
+    .clk(clk),
+    .\port$972$0 (\$1 ),
+    .\port$976$0 (\$2 ),
+    .req__ready(req__ready),
+    .req__valid(req__valid),
+    .rst(rst),
+    .sums__payload(sums__payload),
+    .sums__valid(sums__valid)
+  );
+  \hwgen_top.layer2.walker  walker (
+    .clk(clk),
+    .fetch(rp__en),
+    .keep(keep),
+    .\port$597$0 (rp__data),
+    .\port$598$0 (\rp__data$28 ),
+    .\port$599$0 (\rp__data$29 ),
+    .\port$600$0 (\rp__data$30 ),
+    .\port$601$0 (\rp__data$31 ),
+    .\port$602$0 (\rp__data$32 ),
+    .\port$603$0 (\rp__data$33 ),
+    .\port$604$0 (\rp__data$34 ),
+    .\port$605$0 (\rp__data$35 ),
+    .\port$972$0 (\$1 ),
+    .\port$976$0 (\$2 ),
+    .rd__addr(rd__addr),
+    .req__ready(req__ready),
+    .req__valid(req__valid),
+    .rst(rst),
+    .start(start)
+  );
+  assign wr__addr = wport__addr;
+  assign wport__data = { \port$966$0 , \port$970$2  };
+  assign wr__data = { \port$966$0 , \port$970$2  };
+  assign rp__addr = rd__addr[3:0];
+  assign rd__en = rp__en;
+  assign \rp__addr$10  = rd__addr[7:4];
+  assign \rp__en$11  = rp__en;
+  assign \rp__addr$12  = rd__addr[11:8];
+  assign \rp__en$13  = rp__en;
+  assign \rp__addr$14  = rd__addr[15:12];
+  assign \rp__en$15  = rp__en;
+  assign \rp__addr$16  = rd__addr[19:16];
+  assign \rp__en$17  = rp__en;
+  assign \rp__addr$18  = rd__addr[23:20];
+  assign \rp__en$19  = rp__en;
+  assign \rp__addr$20  = rd__addr[27:24];
+  assign \rp__en$21  = rp__en;
+  assign \rp__addr$22  = rd__addr[31:28];
+  assign \rp__en$23  = rp__en;
+  assign \rp__addr$24  = rd__addr[35:32];
+  assign \rp__en$25  = rp__en;
+  assign rd__data = { \rp__data$35 , \rp__data$34 , \rp__data$33 , \rp__data$32 , \rp__data$31 , \rp__data$30 , \rp__data$29 , \rp__data$28 , rp__data };
+  assign \start$37  = start;
+  assign \keep$39  = keep;
+  assign req__payload = { \$2 , \$1  };
+  assign \req__payload$41  = { \$2 , \$1  };
+  assign \req__ready$43  = req__ready;
+  assign \req__valid$45  = req__valid;
+  assign \sums__payload$47  = sums__payload;
+  assign \sums__ready$49  = sums__ready;
+  assign \sums__valid$51  = sums__valid;
+  assign \done$53  = done;
+  assign \sample$55  = sample;
+  assign \out__payload$57  = out__payload;
+  assign \out__ready$59  = out__ready;
+  assign \out__valid$61  = out__valid;
+  assign \req__payload.x  = \$1 [35:0];
+  assign \req__payload.g  = \$1 [71:36];
+  assign \req__payload.tag  = \$2 ;
+  assign \req__payload$41.x  = \$1 [35:0];
+  assign \req__payload$41.g  = \$1 [71:36];
+  assign \req__payload$41.tag  = \$2 ;
+  assign \sums__payload.acc  = sums__payload[13:0];
+  assign \sums__payload.acc[0]  = sums__payload[6:0];
+  assign \sums__payload.acc[1]  = sums__payload[13:7];
+  assign \sums__payload.index  = sums__payload[14];
+  assign \sums__payload.last  = sums__payload[15];
+  assign \sums__payload.tag  = sums__payload[19:16];
+  assign \sums__payload$47.acc  = sums__payload[13:0];
+  assign \sums__payload$47.acc[0]  = sums__payload[6:0];
+  assign \sums__payload$47.acc[1]  = sums__payload[13:7];
+  assign \sums__payload$47.index  = sums__payload[14];
+  assign \sums__payload$47.last  = sums__payload[15];
+  assign \sums__payload$47.tag  = sums__payload[19:16];
+  assign \out__payload.sample  = out__payload[15:0];
+  assign \out__payload.acc  = out__payload[36:16];
+  assign \out__payload.acc[0]  = out__payload[22:16];
+  assign \out__payload.acc[1]  = out__payload[29:23];
+  assign \out__payload.acc[2]  = out__payload[36:30];
+  assign \out__payload$57.sample  = out__payload[15:0];
+  assign \out__payload$57.acc  = out__payload[36:16];
+  assign \out__payload$57.acc[0]  = out__payload[22:16];
+  assign \out__payload$57.acc[1]  = out__payload[29:23];
+  assign \out__payload$57.acc[2]  = out__payload[36:30];
+endmodule
+
+module \hwgen_top.layer2.sink (clk, rst, sample, sums__valid, sums__ready, done, sums__payload, out__valid, out__payload, out__ready);
+  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  reg [27:0] \$3 ;
+  reg \$4 ;
+  reg [36:0] \$5 ;
+  input clk;
+  wire clk;
+  output done;
+  wire done;
+  wire \end ;
+  wire got;
+  output [36:0] out__payload;
+  reg [36:0] out__payload = 37'h0000000000;
+  wire [20:0] \out__payload.acc ;
+  wire [6:0] \out__payload.acc[0] ;
+  wire [6:0] \out__payload.acc[1] ;
+  wire [6:0] \out__payload.acc[2] ;
+  wire [15:0] \out__payload.sample ;
+  input out__ready;
+  wire out__ready;
+  output out__valid;
+  reg out__valid = 1'h0;
+  input rst;
+  wire rst;
+  input [15:0] sample;
+  wire [15:0] sample;
+  reg [27:0] sr_c0 = 28'h0000000;
+  input [19:0] sums__payload;
+  wire [19:0] sums__payload;
+  wire [13:0] \sums__payload.acc ;
+  wire [6:0] \sums__payload.acc[0] ;
+  wire [6:0] \sums__payload.acc[1] ;
+  wire \sums__payload.index ;
+  wire \sums__payload.last ;
+  wire [3:0] \sums__payload.tag ;
+  output sums__ready;
+  wire sums__ready;
+  input sums__valid;
+  wire sums__valid;
+  assign done = \end  & sums__payload[18];
+  assign \$2  = out__valid & out__ready;
+  always @(posedge clk)
+    sr_c0 <= \$3 ;
+  always @(posedge clk)
+    out__valid <= \$4 ;
+  always @(posedge clk)
+    out__payload <= \$5 ;
+  assign \$1  = ~ out__valid;
+  assign sums__ready = \$1  | out__ready;
+  assign got = sums__valid & sums__ready;
+  assign \end  = got & sums__payload[15];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$3  = sr_c0;
+    if (got) begin
+      \$3  = { sums__payload[13:0], sr_c0[27:14] };
+    end
+    if (rst) begin
+      \$3  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$4  = out__valid;
+    if (\$2 ) begin
+      \$4  = 1'h0;
+    end
+    if (\end ) begin
+      \$4  = 1'h1;
+    end
+    if (rst) begin
+      \$4  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$5  = out__payload;
+    if (\end ) begin
+      \$5 [15:0] = sample;
+      \$5 [22:16] = sr_c0[20:14];
+      \$5 [29:23] = sr_c0[27:21];
+      \$5 [36:30] = sums__payload[6:0];
+    end
+    if (rst) begin
+      \$5  = 37'h0000000000;
+    end
+  end
+  assign \sums__payload.acc  = sums__payload[13:0];
+  assign \sums__payload.acc[0]  = sums__payload[6:0];
+  assign \sums__payload.acc[1]  = sums__payload[13:7];
+  assign \sums__payload.index  = sums__payload[14];
+  assign \sums__payload.last  = sums__payload[15];
+  assign \sums__payload.tag  = sums__payload[19:16];
+  assign \out__payload.sample  = out__payload[15:0];
+  assign \out__payload.acc  = out__payload[36:16];
+  assign \out__payload.acc[0]  = out__payload[22:16];
+  assign \out__payload.acc[1]  = out__payload[29:23];
+  assign \out__payload.acc[2]  = out__payload[36:30];
+endmodule
+
+module \hwgen_top.layer2.tiles (rst, sums__valid, req__ready, beat__ready, \port$972$0 , \port$976$0 , req__valid, sums__payload, clk);
+  wire [6:0] \$1 ;
+  wire [7:0] \$2 ;
+  wire [6:0] \$3 ;
+  wire [7:0] \$4 ;
+  wire [5:0] \$hwgen_sx10 ;
+  wire [6:0] \$hwgen_sx11 ;
+  wire [3:0] \$hwgen_sx12 ;
+  wire [5:0] \$hwgen_sx5 ;
+  wire [5:0] \$hwgen_sx6 ;
+  wire [6:0] \$hwgen_sx7 ;
+  wire [3:0] \$hwgen_sx8 ;
+  wire [5:0] \$hwgen_sx9 ;
+  wire [17:0] beat__payload;
+  wire [17:0] \beat__payload$19 ;
+  wire [11:0] \beat__payload$19.acc ;
+  wire [5:0] \beat__payload$19.acc[0] ;
+  wire [5:0] \beat__payload$19.acc[1] ;
+  wire \beat__payload$19.index ;
+  wire \beat__payload$19.last ;
+  wire [3:0] \beat__payload$19.tag ;
+  wire [13:0] \beat__payload$20 ;
+  wire [7:0] \beat__payload$20.acc ;
+  wire [3:0] \beat__payload$20.acc[0] ;
+  wire [3:0] \beat__payload$20.acc[1] ;
+  wire \beat__payload$20.index ;
+  wire \beat__payload$20.last ;
+  wire [3:0] \beat__payload$20.tag ;
+  wire [11:0] \beat__payload.acc ;
+  wire [5:0] \beat__payload.acc[0] ;
+  wire [5:0] \beat__payload.acc[1] ;
+  wire \beat__payload.index ;
+  wire \beat__payload.last ;
+  wire [3:0] \beat__payload.tag ;
+  input beat__ready;
+  wire beat__ready;
+  wire \beat__ready$11 ;
+  wire \beat__ready$8 ;
+  wire beat__valid;
+  input clk;
+  wire clk;
+  input [71:0] \port$972$0 ;
+  wire [71:0] \port$972$0 ;
+  input [3:0] \port$976$0 ;
+  wire [3:0] \port$976$0 ;
+  wire [35:0] req__payload;
+  wire [11:0] \req__payload$10 ;
+  wire [3:0] \req__payload$10.g ;
+  wire [3:0] \req__payload$10.tag ;
+  wire [3:0] \req__payload$10.x ;
+  wire [75:0] \req__payload$3 ;
+  wire [35:0] \req__payload$3.g ;
+  wire [3:0] \req__payload$3.tag ;
+  wire [35:0] \req__payload$3.x ;
+  wire [35:0] \req__payload$7 ;
+  wire [15:0] \req__payload$7.g ;
+  wire [3:0] \req__payload$7.tag ;
+  wire [15:0] \req__payload$7.x ;
+  wire [15:0] \req__payload.g ;
+  wire [3:0] \req__payload.tag ;
+  wire [15:0] \req__payload.x ;
+  output req__ready;
+  wire req__ready;
+  wire \req__ready$13 ;
+  input req__valid;
+  wire req__valid;
+  wire \req__valid$1 ;
+  wire \req__valid$6 ;
+  wire \req__valid$9 ;
+  input rst;
+  wire rst;
+  wire [6:0] sum_c0_l0;
+  wire [6:0] sum_c0_l1;
+  output [19:0] sums__payload;
+  wire [19:0] sums__payload;
+  wire [13:0] \sums__payload.acc ;
+  wire [6:0] \sums__payload.acc[0] ;
+  wire [6:0] \sums__payload.acc[1] ;
+  wire \sums__payload.index ;
+  wire \sums__payload.last ;
+  wire [3:0] \sums__payload.tag ;
+  wire sums__ready;
+  output sums__valid;
+  wire sums__valid;
+  assign \$1  = $signed({ \$hwgen_sx5 [5], \$hwgen_sx5  }) + $signed({ \$hwgen_sx6 [5], \$hwgen_sx6  });
+  assign \$2  = $signed({ \$hwgen_sx7 [6], \$hwgen_sx7  }) + $signed({ \$hwgen_sx8 [3], \$hwgen_sx8 [3], \$hwgen_sx8 [3], \$hwgen_sx8 [3], \$hwgen_sx8  });
+  assign \$3  = $signed({ \$hwgen_sx9 [5], \$hwgen_sx9  }) + $signed({ \$hwgen_sx10 [5], \$hwgen_sx10  });
+  assign \$4  = $signed({ \$hwgen_sx11 [6], \$hwgen_sx11  }) + $signed({ \$hwgen_sx12 [3], \$hwgen_sx12 [3], \$hwgen_sx12 [3], \$hwgen_sx12 [3], \$hwgen_sx12  });
+  \hwgen_top.layer2.tiles.tile_r0_c0  tile_r0_c0 (
     .beat__payload(beat__payload),
     .beat__ready(beat__ready),
-    .beat__valid(beat__valid),
+    .beat__valid(sums__valid),
     .clk(clk),
     .req__payload(req__payload),
     .req__ready(req__ready),
-    .req__valid(b_valid),
+    .req__valid(req__valid),
     .rst(rst)
   );
-  \hwgen_top.layer2.tile_r1_c0  tile_r1_c0 (
-    .beat__payload(\beat__payload$68 ),
+  \hwgen_top.layer2.tiles.tile_r1_c0  tile_r1_c0 (
+    .beat__payload(\beat__payload$19 ),
     .beat__ready(beat__ready),
     .clk(clk),
-    .req__payload(\req__payload$55 ),
-    .req__valid(b_valid),
+    .req__payload(\req__payload$7 ),
+    .req__valid(req__valid),
     .rst(rst)
   );
-  \hwgen_top.layer2.tile_r2_c0  tile_r2_c0 (
-    .beat__payload(\beat__payload$69 ),
+  \hwgen_top.layer2.tiles.tile_r2_c0  tile_r2_c0 (
+    .beat__payload(\beat__payload$20 ),
     .beat__ready(beat__ready),
     .clk(clk),
-    .req__payload(\req__payload$57 ),
-    .req__valid(b_valid),
+    .req__payload(\req__payload$10 ),
+    .req__valid(req__valid),
     .rst(rst)
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$43  = b_valid;
-    if (fetch) begin
-      \$43  = 1'h1;
-    end else if (take) begin
-      \$43  = 1'h0;
-    end
-    if (rst) begin
-      \$43  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$44  = b_pad;
-    if (fetch) begin
-      \$44  = 9'h1ff;
-    end
-    if (rst) begin
-      \$44  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$45  = b_tag;
-    if (fetch) begin
-      \$45 [0] = \$20 ;
-      \$45 [1] = \$23 ;
-      \$45 [2] = \$30 ;
-      \$45 [3] = \$32 [0];
-    end
-    if (rst) begin
-      \$45  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$46  = running;
-    if (fetch) begin
-      \$46  = \$40 ;
-    end
-    if (rst) begin
-      \$46  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$47  = sr_c0;
-    if (got) begin
-      \$47  = { \$13 [6:0], \$11 [6:0], sr_c0[27:14] };
-    end
-    if (rst) begin
-      \$47  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$48  = out__valid;
-    if (\$41 ) begin
-      \$48  = 1'h0;
-    end
-    if (\$42 ) begin
-      \$48  = 1'h1;
-    end
-    if (rst) begin
-      \$48  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$49  = out__payload;
-    if (\$42 ) begin
-      \$49 [15:0] = sample;
-      \$49 [22:16] = sr_c0[20:14];
-      \$49 [29:23] = sr_c0[27:21];
-      \$49 [36:30] = \$11 [6:0];
-    end
-    if (rst) begin
-      \$49  = 37'h0000000000;
-    end
-  end
   assign \$hwgen_sx5  = beat__payload[5:0];
-  assign \$hwgen_sx6  = \beat__payload$68 [5:0];
-  assign \$hwgen_sx7  = \$10 ;
-  assign \$hwgen_sx8  = \beat__payload$69 [3:0];
+  assign \$hwgen_sx6  = \beat__payload$19 [5:0];
+  assign \$hwgen_sx7  = \$1 ;
+  assign \$hwgen_sx8  = \beat__payload$20 [3:0];
   assign \$hwgen_sx9  = beat__payload[11:6];
-  assign \$hwgen_sx10  = \beat__payload$68 [11:6];
-  assign \$hwgen_sx11  = \$12 ;
-  assign \$hwgen_sx12  = \beat__payload$69 [7:4];
-  assign wr__addr = wport__addr;
-  assign wport__data = { \port$919$0 , \port$935$2  };
-  assign wr__data = { \port$919$0 , \port$935$2  };
-  assign base = \$9 [3:0];
-  assign ok_0_0 = 1'h1;
-  assign \$signature__addr  = 4'h0;
-  assign \$signature__en  = fetch;
-  assign ok_0_1 = 1'h1;
-  assign \$signature__addr$16  = 4'h1;
-  assign \$signature__en$17  = fetch;
-  assign ok_0_2 = 1'h1;
-  assign \$signature__addr$19  = 4'h2;
-  assign \$signature__en$20  = fetch;
-  assign ok_1_0 = 1'h1;
-  assign \$signature__addr$22  = 4'h3;
-  assign \$signature__en$23  = fetch;
-  assign ok_1_1 = 1'h1;
-  assign \$signature__addr$25  = 4'h4;
-  assign \$signature__en$26  = fetch;
-  assign ok_1_2 = 1'h1;
-  assign \$signature__addr$28  = 4'h5;
-  assign \$signature__en$29  = fetch;
-  assign ok_2_0 = 1'h1;
-  assign \$signature__addr$31  = 4'h6;
-  assign \$signature__en$32  = fetch;
-  assign ok_2_1 = 1'h1;
-  assign \$signature__addr$34  = 4'h7;
-  assign \$signature__en$35  = fetch;
-  assign ok_2_2 = 1'h1;
-  assign \$signature__addr$37  = 4'h8;
-  assign \$signature__en$38  = fetch;
-  assign req__valid = b_valid;
-  assign \req__valid$54  = b_valid;
-  assign \req__valid$56  = b_valid;
-  assign btag = beat__payload[17:14];
-  assign sink_ready = beat__ready;
-  assign \beat__ready$63  = beat__ready;
-  assign \beat__ready$64  = beat__ready;
-  assign sum_c0_l0 = \$11 [6:0];
-  assign sum_c0_l1 = \$13 [6:0];
+  assign \$hwgen_sx10  = \beat__payload$19 [11:6];
+  assign \$hwgen_sx11  = \$3 ;
+  assign \$hwgen_sx12  = \beat__payload$20 [7:4];
+  assign \req__valid$1  = req__valid;
+  assign \req__payload$3  = { \port$976$0 , \port$972$0  };
+  assign sums__ready = beat__ready;
+  assign \req__valid$6  = req__valid;
+  assign \beat__ready$8  = beat__ready;
+  assign \req__valid$9  = req__valid;
+  assign \beat__ready$11  = beat__ready;
+  assign \req__ready$13  = req__ready;
+  assign beat__valid = sums__valid;
+  assign sum_c0_l0 = \$2 [6:0];
+  assign sum_c0_l1 = \$4 [6:0];
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
   assign \req__payload.tag  = req__payload[35:32];
-  assign \b_tag.first  = b_tag[0];
-  assign \b_tag.last  = b_tag[1];
-  assign \b_tag.final  = b_tag[2];
-  assign \b_tag.addr  = b_tag[3];
-  assign \req__payload$55.x  = \req__payload$55 [15:0];
-  assign \req__payload$55.g  = \req__payload$55 [31:16];
-  assign \req__payload$55.tag  = \req__payload$55 [35:32];
-  assign \req__payload$57.x  = \req__payload$57 [3:0];
-  assign \req__payload$57.g  = \req__payload$57 [7:4];
-  assign \req__payload$57.tag  = \req__payload$57 [11:8];
-  assign \btag.first  = beat__payload[14];
-  assign \btag.last  = beat__payload[15];
-  assign \btag.final  = beat__payload[16];
-  assign \btag.addr  = beat__payload[17];
+  assign \req__payload$3.x  = \port$972$0 [35:0];
+  assign \req__payload$3.g  = \port$972$0 [71:36];
+  assign \req__payload$3.tag  = \port$976$0 ;
+  assign \req__payload$7.x  = \req__payload$7 [15:0];
+  assign \req__payload$7.g  = \req__payload$7 [31:16];
+  assign \req__payload$7.tag  = \req__payload$7 [35:32];
+  assign \req__payload$10.x  = \req__payload$10 [3:0];
+  assign \req__payload$10.g  = \req__payload$10 [7:4];
+  assign \req__payload$10.tag  = \req__payload$10 [11:8];
+  assign \sums__payload.acc  = sums__payload[13:0];
+  assign \sums__payload.acc[0]  = sums__payload[6:0];
+  assign \sums__payload.acc[1]  = sums__payload[13:7];
+  assign \sums__payload.index  = sums__payload[14];
+  assign \sums__payload.last  = sums__payload[15];
+  assign \sums__payload.tag  = sums__payload[19:16];
   assign \beat__payload.acc  = beat__payload[11:0];
   assign \beat__payload.acc[0]  = beat__payload[5:0];
   assign \beat__payload.acc[1]  = beat__payload[11:6];
   assign \beat__payload.index  = beat__payload[12];
   assign \beat__payload.last  = beat__payload[13];
   assign \beat__payload.tag  = beat__payload[17:14];
-  assign \beat__payload$68.acc  = \beat__payload$68 [11:0];
-  assign \beat__payload$68.acc[0]  = \beat__payload$68 [5:0];
-  assign \beat__payload$68.acc[1]  = \beat__payload$68 [11:6];
-  assign \beat__payload$68.index  = \beat__payload$68 [12];
-  assign \beat__payload$68.last  = \beat__payload$68 [13];
-  assign \beat__payload$68.tag  = \beat__payload$68 [17:14];
-  assign \beat__payload$69.acc  = \beat__payload$69 [7:0];
-  assign \beat__payload$69.acc[0]  = \beat__payload$69 [3:0];
-  assign \beat__payload$69.acc[1]  = \beat__payload$69 [7:4];
-  assign \beat__payload$69.index  = \beat__payload$69 [8];
-  assign \beat__payload$69.last  = \beat__payload$69 [9];
-  assign \beat__payload$69.tag  = \beat__payload$69 [13:10];
-  assign \out__payload.sample  = out__payload[15:0];
-  assign \out__payload.acc  = out__payload[36:16];
-  assign \out__payload.acc[0]  = out__payload[22:16];
-  assign \out__payload.acc[1]  = out__payload[29:23];
-  assign \out__payload.acc[2]  = out__payload[36:30];
-  assign \req__payload$57 [11:8] = b_tag;
-  assign \req__payload$57 [7:4] = gbits[35:32];
-  assign \req__payload$57 [3:0] = xbits[35:32];
-  assign \req__payload$55 [35:32] = b_tag;
-  assign \req__payload$55 [31:16] = gbits[31:16];
-  assign \req__payload$55 [15:0] = xbits[31:16];
-  assign req__payload[35:32] = b_tag;
-  assign req__payload[31:16] = gbits[15:0];
-  assign req__payload[15:0] = xbits[15:0];
-  assign gbits[35] = keep[3];
-  assign gbits[34] = keep[3];
-  assign gbits[33] = keep[3];
-  assign gbits[32] = keep[3];
-  assign gbits[31] = keep[3];
-  assign gbits[30] = keep[3];
-  assign gbits[29] = keep[3];
-  assign gbits[28] = keep[3];
-  assign gbits[27] = keep[3];
-  assign gbits[26] = keep[2];
-  assign gbits[25] = keep[2];
-  assign gbits[24] = keep[2];
-  assign gbits[23] = keep[2];
-  assign gbits[22] = keep[2];
-  assign gbits[21] = keep[2];
-  assign gbits[20] = keep[2];
-  assign gbits[19] = keep[2];
-  assign gbits[18] = keep[2];
-  assign gbits[17] = keep[1];
-  assign gbits[16] = keep[1];
-  assign gbits[15] = keep[1];
-  assign gbits[14] = keep[1];
-  assign gbits[13] = keep[1];
-  assign gbits[12] = keep[1];
-  assign gbits[11] = keep[1];
-  assign gbits[10] = keep[1];
-  assign gbits[9] = keep[1];
-  assign gbits[8] = keep[0];
-  assign gbits[7] = keep[0];
-  assign gbits[6] = keep[0];
-  assign gbits[5] = keep[0];
-  assign gbits[4] = keep[0];
-  assign gbits[3] = keep[0];
-  assign gbits[2] = keep[0];
-  assign gbits[1] = keep[0];
-  assign gbits[0] = keep[0];
-  assign xbits[35] = \$signature__data$50 [3];
-  assign xbits[34] = \$signature__data$49 [3];
-  assign xbits[33] = \$signature__data$48 [3];
-  assign xbits[32] = \$signature__data$47 [3];
-  assign xbits[31] = \$signature__data$46 [3];
-  assign xbits[30] = \$signature__data$45 [3];
-  assign xbits[29] = \$signature__data$44 [3];
-  assign xbits[28] = \$signature__data$43 [3];
-  assign xbits[27] = \$signature__data [3];
-  assign xbits[26] = \$signature__data$50 [2];
-  assign xbits[25] = \$signature__data$49 [2];
-  assign xbits[24] = \$signature__data$48 [2];
-  assign xbits[23] = \$signature__data$47 [2];
-  assign xbits[22] = \$signature__data$46 [2];
-  assign xbits[21] = \$signature__data$45 [2];
-  assign xbits[20] = \$signature__data$44 [2];
-  assign xbits[19] = \$signature__data$43 [2];
-  assign xbits[18] = \$signature__data [2];
-  assign xbits[17] = \$signature__data$50 [1];
-  assign xbits[16] = \$signature__data$49 [1];
-  assign xbits[15] = \$signature__data$48 [1];
-  assign xbits[14] = \$signature__data$47 [1];
-  assign xbits[13] = \$signature__data$46 [1];
-  assign xbits[12] = \$signature__data$45 [1];
-  assign xbits[11] = \$signature__data$44 [1];
-  assign xbits[10] = \$signature__data$43 [1];
-  assign xbits[9] = \$signature__data [1];
-  assign xbits[8] = \$signature__data$50 [0];
-  assign xbits[7] = \$signature__data$49 [0];
-  assign xbits[6] = \$signature__data$48 [0];
-  assign xbits[5] = \$signature__data$47 [0];
-  assign xbits[4] = \$signature__data$46 [0];
-  assign xbits[3] = \$signature__data$45 [0];
-  assign xbits[2] = \$signature__data$44 [0];
-  assign xbits[1] = \$signature__data$43 [0];
-  assign xbits[0] = \$signature__data [0];
-  assign \$4  = 2'h0;
-  assign \$5  = 3'h0;
-  assign \$6  = 5'h00;
-  assign \$7  = 2'h0;
-  assign \$8  = 3'h0;
-  assign \$9  = 6'h00;
-  assign \$16  = 1'h0;
-  assign \$17  = 1'h1;
-  assign \$18  = 1'h0;
-  assign \$19  = 1'h1;
-  assign \$20  = 1'h1;
-  assign \$21  = 1'h1;
-  assign \$22  = 1'h1;
-  assign \$23  = 1'h1;
-  assign \$24  = 1'h1;
-  assign \$25  = 1'h1;
-  assign \$26  = 1'h1;
-  assign \$27  = 1'h1;
-  assign \$28  = 1'h1;
-  assign \$29  = 1'h1;
-  assign \$30  = 1'h1;
-  assign \$31  = 2'h0;
-  assign \$32  = 3'h0;
-  assign \$33  = 1'h1;
-  assign \$34  = 1'h1;
-  assign \$35  = 1'h1;
-  assign \$36  = 1'h1;
-  assign \$37  = 1'h1;
-  assign \$38  = 1'h1;
-  assign \$39  = 1'h1;
-  assign \$40  = 1'h0;
+  assign \beat__payload$19.acc  = \beat__payload$19 [11:0];
+  assign \beat__payload$19.acc[0]  = \beat__payload$19 [5:0];
+  assign \beat__payload$19.acc[1]  = \beat__payload$19 [11:6];
+  assign \beat__payload$19.index  = \beat__payload$19 [12];
+  assign \beat__payload$19.last  = \beat__payload$19 [13];
+  assign \beat__payload$19.tag  = \beat__payload$19 [17:14];
+  assign \beat__payload$20.acc  = \beat__payload$20 [7:0];
+  assign \beat__payload$20.acc[0]  = \beat__payload$20 [3:0];
+  assign \beat__payload$20.acc[1]  = \beat__payload$20 [7:4];
+  assign \beat__payload$20.index  = \beat__payload$20 [8];
+  assign \beat__payload$20.last  = \beat__payload$20 [9];
+  assign \beat__payload$20.tag  = \beat__payload$20 [13:10];
+  assign sums__payload[13:7] = \$4 [6:0];
+  assign sums__payload[6:0] = \$2 [6:0];
+  assign sums__payload[19:16] = beat__payload[17:14];
+  assign sums__payload[15] = beat__payload[13];
+  assign sums__payload[14] = beat__payload[12];
+  assign \req__payload$10 [11:8] = \port$976$0 ;
+  assign \req__payload$10 [7:4] = \port$972$0 [71:68];
+  assign \req__payload$10 [3:0] = \port$972$0 [35:32];
+  assign \req__payload$7 [35:32] = \port$976$0 ;
+  assign \req__payload$7 [31:16] = \port$972$0 [67:52];
+  assign \req__payload$7 [15:0] = \port$972$0 [31:16];
+  assign req__payload[35:32] = \port$976$0 ;
+  assign req__payload[31:16] = \port$972$0 [51:36];
+  assign req__payload[15:0] = \port$972$0 [15:0];
 endmodule
 
-module \hwgen_top.layer2.tile_r0_c0 (rst, beat__ready, beat__valid, req__ready, req__payload, req__valid, beat__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, beat__valid, req__ready, beat__ready, req__valid, req__payload, beat__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
   wire [1:0] \$11 ;
@@ -3355,6 +3679,7 @@ module \hwgen_top.layer2.tile_r0_c0 (rst, beat__ready, beat__valid, req__ready, 
   assign g = busy ? g_r : req__payload[31:16];
   assign index = busy ? k : 1'h0;
   assign beat__valid = busy | req__valid;
+  assign \$1  = index == 1'h1;
   assign \$2  = busy ? tag_r : req__payload[35:32];
   assign \$3  = ~ busy;
   assign req__ready = \$3  & beat__ready;
@@ -3390,7 +3715,7 @@ module \hwgen_top.layer2.tile_r0_c0 (rst, beat__ready, beat__valid, req__ready, 
   assign \$32  = { 1'h0, agree0[14] } + { 1'h0, agree0[15] };
   assign \$33  = { 1'h0, \$31  } + { 1'h0, \$32  };
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$56  = busy;
     if (\$53 ) begin
       (* full_case = 32'd1 *)
@@ -3405,7 +3730,7 @@ module \hwgen_top.layer2.tile_r0_c0 (rst, beat__ready, beat__valid, req__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$57  = k;
     if (\$53 ) begin
       (* full_case = 32'd1 *)
@@ -3420,7 +3745,7 @@ module \hwgen_top.layer2.tile_r0_c0 (rst, beat__ready, beat__valid, req__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$58  = \$signal$3 ;
     if (\$53 ) begin
       if (\$55 ) begin
@@ -3432,7 +3757,7 @@ module \hwgen_top.layer2.tile_r0_c0 (rst, beat__ready, beat__valid, req__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$59  = g_r;
     if (\$53 ) begin
       if (\$55 ) begin
@@ -3444,7 +3769,7 @@ module \hwgen_top.layer2.tile_r0_c0 (rst, beat__ready, beat__valid, req__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$60  = tag_r;
     if (\$53 ) begin
       if (\$55 ) begin
@@ -3471,11 +3796,10 @@ module \hwgen_top.layer2.tile_r0_c0 (rst, beat__ready, beat__valid, req__ready, 
   assign beat__payload[17:14] = \$2 ;
   assign beat__payload[13] = \$1 ;
   assign beat__payload[12] = index;
-  assign \$1  = index;
 endmodule
 
-module \hwgen_top.layer2.tile_r1_c0 (rst, beat__ready, req__payload, req__valid, beat__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, beat__ready, req__valid, req__payload, beat__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
   wire [1:0] \$11 ;
@@ -3619,6 +3943,7 @@ module \hwgen_top.layer2.tile_r1_c0 (rst, beat__ready, req__payload, req__valid,
   assign g = busy ? g_r : req__payload[31:16];
   assign index = busy ? k : 1'h0;
   assign beat__valid = busy | req__valid;
+  assign \$1  = index == 1'h1;
   assign \$2  = busy ? tag_r : req__payload[35:32];
   assign \$3  = ~ busy;
   assign req__ready = \$3  & beat__ready;
@@ -3654,7 +3979,7 @@ module \hwgen_top.layer2.tile_r1_c0 (rst, beat__ready, req__payload, req__valid,
   assign \$32  = { 1'h0, agree0[14] } + { 1'h0, agree0[15] };
   assign \$33  = { 1'h0, \$31  } + { 1'h0, \$32  };
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$56  = busy;
     if (\$53 ) begin
       (* full_case = 32'd1 *)
@@ -3669,7 +3994,7 @@ module \hwgen_top.layer2.tile_r1_c0 (rst, beat__ready, req__payload, req__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$57  = k;
     if (\$53 ) begin
       (* full_case = 32'd1 *)
@@ -3684,7 +4009,7 @@ module \hwgen_top.layer2.tile_r1_c0 (rst, beat__ready, req__payload, req__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$58  = \$signal$3 ;
     if (\$53 ) begin
       if (\$55 ) begin
@@ -3696,7 +4021,7 @@ module \hwgen_top.layer2.tile_r1_c0 (rst, beat__ready, req__payload, req__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$59  = g_r;
     if (\$53 ) begin
       if (\$55 ) begin
@@ -3708,7 +4033,7 @@ module \hwgen_top.layer2.tile_r1_c0 (rst, beat__ready, req__payload, req__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$60  = tag_r;
     if (\$53 ) begin
       if (\$55 ) begin
@@ -3735,11 +4060,10 @@ module \hwgen_top.layer2.tile_r1_c0 (rst, beat__ready, req__payload, req__valid,
   assign beat__payload[17:14] = \$2 ;
   assign beat__payload[13] = \$1 ;
   assign beat__payload[12] = index;
-  assign \$1  = index;
 endmodule
 
-module \hwgen_top.layer2.tile_r2_c0 (rst, beat__ready, req__payload, req__valid, beat__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__payload, beat__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire [1:0] \$10 ;
   wire [4:0] \$11 ;
@@ -3812,6 +4136,7 @@ module \hwgen_top.layer2.tile_r2_c0 (rst, beat__ready, req__payload, req__valid,
   assign g = busy ? g_r : req__payload[7:4];
   assign index = busy ? k : 1'h0;
   assign beat__valid = busy | req__valid;
+  assign \$1  = index == 1'h1;
   assign \$2  = busy ? tag_r : req__payload[11:8];
   assign \$3  = ~ busy;
   assign req__ready = \$3  & beat__ready;
@@ -3846,7 +4171,7 @@ module \hwgen_top.layer2.tile_r2_c0 (rst, beat__ready, req__payload, req__valid,
   always @(posedge clk)
     tag_r <= \$24 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$20  = busy;
     if (\$17 ) begin
       (* full_case = 32'd1 *)
@@ -3861,7 +4186,7 @@ module \hwgen_top.layer2.tile_r2_c0 (rst, beat__ready, req__payload, req__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$21  = k;
     if (\$17 ) begin
       (* full_case = 32'd1 *)
@@ -3876,7 +4201,7 @@ module \hwgen_top.layer2.tile_r2_c0 (rst, beat__ready, req__payload, req__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$22  = \$signal$3 ;
     if (\$17 ) begin
       if (\$19 ) begin
@@ -3888,7 +4213,7 @@ module \hwgen_top.layer2.tile_r2_c0 (rst, beat__ready, req__payload, req__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$23  = g_r;
     if (\$17 ) begin
       if (\$19 ) begin
@@ -3900,7 +4225,7 @@ module \hwgen_top.layer2.tile_r2_c0 (rst, beat__ready, req__payload, req__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$24  = tag_r;
     if (\$17 ) begin
       if (\$19 ) begin
@@ -3927,47 +4252,394 @@ module \hwgen_top.layer2.tile_r2_c0 (rst, beat__ready, req__payload, req__valid,
   assign beat__payload[13:10] = \$2 ;
   assign beat__payload[9] = \$1 ;
   assign beat__payload[8] = index;
-  assign \$1  = index;
 endmodule
 
-module \hwgen_top.rng (clk, rst, swap, go, in_reset, in_write, fresh, keep, mtj_sense);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+module \hwgen_top.layer2.walker (rst, start, \port$597$0 , \port$598$0 , \port$599$0 , \port$600$0 , \port$601$0 , \port$602$0 , \port$603$0 , \port$604$0 , \port$605$0 , fetch, req__ready, keep, rd__addr, \port$972$0 , \port$976$0 , req__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
-  reg [6:0] \$10 ;
-  reg \$11 ;
-  reg [6:0] \$12 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire [1:0] \$25 ;
+  wire [2:0] \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire [71:0] \$35 ;
+  reg [3:0] \$36 ;
+  reg [3:0] \$37  = 4'h0;
+  reg \$38 ;
+  reg [8:0] \$39 ;
+  wire [1:0] \$4 ;
+  reg \$40 ;
+  wire [2:0] \$5 ;
+  wire [4:0] \$6 ;
+  wire [1:0] \$7 ;
+  wire [2:0] \$8 ;
+  wire [5:0] \$9 ;
+  wire [3:0] base;
+  input clk;
+  wire clk;
+  output fetch;
+  wire fetch;
+  input [3:0] keep;
+  wire [3:0] keep;
+  wire ok_0_0;
+  wire ok_0_1;
+  wire ok_0_2;
+  wire ok_1_0;
+  wire ok_1_1;
+  wire ok_1_2;
+  wire ok_2_0;
+  wire ok_2_1;
+  wire ok_2_2;
+  reg [8:0] pad = 9'h000;
+  input [3:0] \port$597$0 ;
+  wire [3:0] \port$597$0 ;
+  input [3:0] \port$598$0 ;
+  wire [3:0] \port$598$0 ;
+  input [3:0] \port$599$0 ;
+  wire [3:0] \port$599$0 ;
+  input [3:0] \port$600$0 ;
+  wire [3:0] \port$600$0 ;
+  input [3:0] \port$601$0 ;
+  wire [3:0] \port$601$0 ;
+  input [3:0] \port$602$0 ;
+  wire [3:0] \port$602$0 ;
+  input [3:0] \port$603$0 ;
+  wire [3:0] \port$603$0 ;
+  input [3:0] \port$604$0 ;
+  wire [3:0] \port$604$0 ;
+  input [3:0] \port$605$0 ;
+  wire [3:0] \port$605$0 ;
+  output [71:0] \port$972$0 ;
+  wire [71:0] \port$972$0 ;
+  (* init = 4'h0 *)
+  output [3:0] \port$976$0 ;
+  wire [3:0] \port$976$0 ;
+  output [35:0] rd__addr;
+  wire [35:0] rd__addr;
+  wire [35:0] rd__data;
+  wire rd__en;
+  wire [75:0] req__payload;
+  wire [35:0] \req__payload.g ;
+  wire [3:0] \req__payload.tag ;
+  wire [35:0] \req__payload.x ;
+  input req__ready;
+  wire req__ready;
+  output req__valid;
+  reg req__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg running = 1'h0;
+  input start;
+  wire start;
+  wire take;
+  assign take = req__valid & req__ready;
+  assign \$1  = start | running;
+  assign \$2  = ~ req__valid;
+  assign \$3  = \$2  | take;
+  assign fetch = \$1  & \$3 ;
+  assign \$4  = 2'h0 * 2'h1;
+  assign \$5  = { 1'h0, \$4  } + 3'h0;
+  assign \$6  = { 2'h0, \$5  } * 5'h03;
+  assign \$7  = 2'h0 * 2'h1;
+  assign \$8  = { 1'h0, \$7  } + 3'h0;
+  assign \$9  = { 1'h0, \$6  } + { 3'h0, \$8  };
+  assign \$10  = | 1'h0;
+  assign \$11  = ~ \$10 ;
+  assign \$12  = | 1'h0;
+  assign \$13  = ~ \$12 ;
+  assign \$14  = \$11  & \$13 ;
+  assign \$15  = 1'h0 == 1'h0;
+  assign \$16  = 1'h0 == 1'h0;
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = 1'h0 == 1'h0;
+  assign \$19  = 1'h0 == 1'h0;
+  assign \$20  = \$18  & \$19 ;
+  assign \$21  = 1'h0 == 1'h0;
+  assign \$22  = \$20  & \$21 ;
+  assign \$23  = 1'h0 == 1'h0;
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = 2'h0 * 2'h1;
+  assign \$26  = { 1'h0, \$25  } + 3'h0;
+  assign \$27  = 1'h0 == 1'h0;
+  assign \$28  = 1'h0 == 1'h0;
+  assign \$29  = \$27  & \$28 ;
+  assign \$30  = 1'h0 == 1'h0;
+  assign \$31  = \$29  & \$30 ;
+  assign \$32  = 1'h0 == 1'h0;
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = ~ \$33 ;
+  always @(posedge clk)
+    \$37  <= \$36 ;
+  always @(posedge clk)
+    req__valid <= \$38 ;
+  always @(posedge clk)
+    pad <= \$39 ;
+  always @(posedge clk)
+    running <= \$40 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$36  = \$37 ;
+    if (fetch) begin
+      \$36 [0] = \$14 ;
+      \$36 [1] = \$17 ;
+      \$36 [2] = \$24 ;
+      \$36 [3] = \$26 [0];
+    end
+    if (rst) begin
+      \$36  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$38  = req__valid;
+    if (fetch) begin
+      \$38  = 1'h1;
+    end else if (take) begin
+      \$38  = 1'h0;
+    end
+    if (rst) begin
+      \$38  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$39  = pad;
+    if (fetch) begin
+      \$39  = 9'h1ff;
+    end
+    if (rst) begin
+      \$39  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$40  = running;
+    if (fetch) begin
+      \$40  = \$34 ;
+    end
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  assign base = \$9 [3:0];
+  assign ok_0_0 = 1'h1;
+  assign ok_0_1 = 1'h1;
+  assign ok_0_2 = 1'h1;
+  assign ok_1_0 = 1'h1;
+  assign ok_1_1 = 1'h1;
+  assign ok_1_2 = 1'h1;
+  assign ok_2_0 = 1'h1;
+  assign ok_2_1 = 1'h1;
+  assign ok_2_2 = 1'h1;
+  assign rd__en = fetch;
+  assign req__payload = { \$37 , \$35  };
+  assign rd__data = { \port$605$0 , \port$604$0 , \port$603$0 , \port$602$0 , \port$601$0 , \port$600$0 , \port$599$0 , \port$598$0 , \port$597$0  };
+  assign \port$972$0  = \$35 ;
+  assign \port$976$0  = \$37 ;
+  assign \req__payload.x  = \$35 [35:0];
+  assign \req__payload.g  = \$35 [71:36];
+  assign \req__payload.tag  = \$37 ;
+  assign \$35 [71:36] = { keep[3], keep[3], keep[3], keep[3], keep[3], keep[3], keep[3], keep[3], keep[3:2], keep[2], keep[2], keep[2], keep[2], keep[2], keep[2], keep[2], keep[2:1], keep[1], keep[1], keep[1], keep[1], keep[1], keep[1], keep[1], keep[1:0], keep[0], keep[0], keep[0], keep[0], keep[0], keep[0], keep[0], keep[0] };
+  assign \$35 [35:0] = { \port$605$0 [3], \port$604$0 [3], \port$603$0 [3], \port$602$0 [3], \port$601$0 [3], \port$600$0 [3], \port$599$0 [3], \port$598$0 [3], \port$597$0 [3], \port$605$0 [2], \port$604$0 [2], \port$603$0 [2], \port$602$0 [2], \port$601$0 [2], \port$600$0 [2], \port$599$0 [2], \port$598$0 [2], \port$597$0 [2], \port$605$0 [1], \port$604$0 [1], \port$603$0 [1], \port$602$0 [1], \port$601$0 [1], \port$600$0 [1], \port$599$0 [1], \port$598$0 [1], \port$597$0 [1], \port$605$0 [0], \port$604$0 [0], \port$603$0 [0], \port$602$0 [0], \port$601$0 [0], \port$600$0 [0], \port$599$0 [0], \port$598$0 [0], \port$597$0 [0] };
+  assign rd__addr[35:32] = 4'h8;
+  assign rd__addr[31:28] = 4'h7;
+  assign rd__addr[27:24] = 4'h6;
+  assign rd__addr[23:20] = 4'h5;
+  assign rd__addr[19:16] = 4'h4;
+  assign rd__addr[15:12] = 4'h3;
+  assign rd__addr[11:8] = 4'h2;
+  assign rd__addr[7:4] = 4'h1;
+  assign rd__addr[3:0] = 4'h0;
+endmodule
+
+module \hwgen_top.loader (clk, rst, img__valid, busy, img__ready, wr__en, wr__data, wr__addr, img__payload);
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  wire \$1 ;
+  wire [6:0] \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  reg [31:0] \$14 ;
+  reg [5:0] \$15 ;
+  reg [5:0] \$16 ;
+  reg \$17 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire [31:0] \$6 ;
+  wire [6:0] \$7 ;
+  wire \$8 ;
+  wire [1:0] \$9 ;
+  output busy;
+  wire busy;
+  reg ch = 1'h0;
+  input clk;
+  wire clk;
+  input [31:0] img__payload;
+  wire [31:0] img__payload;
+  output img__ready;
+  wire img__ready;
+  input img__valid;
+  wire img__valid;
+  reg [5:0] left = 6'h00;
+  (* init = 6'h00 *)
+  wire [5:0] pos;
+  input rst;
+  wire rst;
+  reg [31:0] word = 32'd0;
+  output [5:0] wr__addr;
+  reg [5:0] wr__addr = 6'h00;
+  output wr__data;
+  wire wr__data;
+  output wr__en;
+  wire wr__en;
+  assign busy = | left;
+  assign \$1  = | left;
+  assign img__ready = ~ \$1 ;
+  assign \$2  = | left;
+  assign \$3  = ch == 1'h0;
+  assign wr__en = \$2  & \$3 ;
+  assign \$4  = img__valid & img__ready;
+  assign \$5  = | left;
+  assign \$6  = word >> 1'h1;
+  assign \$7  = { 1'h0, left } - 7'h01;
+  assign \$8  = wr__addr == 6'h23;
+  assign \$9  = { 1'h0, ch } + 2'h1;
+  assign \$10  = { 1'h0, wr__addr } + 7'h01;
+  assign \$11  = ch == 1'h0;
+  assign \$12  = wr__addr == 6'h23;
+  assign \$13  = \$11  & \$12 ;
+  always @(posedge clk)
+    word <= \$14 ;
+  always @(posedge clk)
+    left <= \$15 ;
+  always @(posedge clk)
+    wr__addr <= \$16 ;
+  always @(posedge clk)
+    ch <= \$17 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$14  = word;
+    if (\$4 ) begin
+      \$14  = img__payload;
+    end
+    if (\$5 ) begin
+      \$14  = \$6 ;
+    end
+    if (rst) begin
+      \$14  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$15  = left;
+    if (\$4 ) begin
+      \$15  = 6'h20;
+    end
+    if (\$5 ) begin
+      \$15  = \$7 [5:0];
+      if (\$13 ) begin
+        \$15  = 6'h00;
+      end
+    end
+    if (rst) begin
+      \$15  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$16  = wr__addr;
+    if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$8 ) begin
+        \$16  = 6'h00;
+      end else begin
+        \$16  = \$10 [5:0];
+      end
+    end
+    if (rst) begin
+      \$16  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$17  = ch;
+    if (\$5 ) begin
+      if (\$8 ) begin
+        \$17  = \$9 [0];
+      end
+      if (\$13 ) begin
+        \$17  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$17  = 1'h0;
+    end
+  end
+  assign pos = wr__addr;
+  assign wr__data = word[0];
+endmodule
+
+module \hwgen_top.rng (clk, rst, go, keep__ready, in_reset, in_write, keep__payload, keep__valid, mtj__sense);
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  wire \$1 ;
+  reg \$10 ;
+  reg [6:0] \$11 ;
+  reg \$12 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
   wire [3:0] \$5 ;
   wire \$6 ;
   wire [6:0] \$7 ;
-  reg [2:0] \$8 ;
-  reg \$9 ;
+  wire \$8 ;
+  reg [2:0] \$9 ;
   reg busy = 1'h0;
   input clk;
   wire clk;
-  output fresh;
-  reg fresh = 1'h0;
   input go;
   wire go;
   output in_reset;
   wire in_reset;
   output in_write;
   wire in_write;
-  output [6:0] keep;
-  reg [6:0] keep = 7'h00;
-  wire [69:0] mtj_code;
-  wire [6:0] mtj_reset;
-  input [6:0] mtj_sense;
-  wire [6:0] mtj_sense;
-  wire [6:0] mtj_write;
+  output [6:0] keep__payload;
+  reg [6:0] keep__payload = 7'h00;
+  input keep__ready;
+  wire keep__ready;
+  output keep__valid;
+  reg keep__valid = 1'h0;
+  wire [69:0] mtj__code;
+  wire [6:0] mtj__reset;
+  input [6:0] mtj__sense;
+  wire [6:0] mtj__sense;
+  wire [6:0] mtj__write;
   input rst;
   wire rst;
-  reg [6:0] shadow = 7'h00;
   reg [2:0] step = 3'h0;
-  input swap;
-  wire swap;
   assign \$1  = step < 3'h2;
   assign in_reset = busy & \$1 ;
   assign \$2  = step >= 3'h2;
@@ -3976,83 +4648,72 @@ module \hwgen_top.rng (clk, rst, swap, go, in_reset, in_write, fresh, keep, mtj_
   assign in_write = \$3  & \$4 ;
   assign \$5  = { 1'h0, step } + 4'h1;
   assign \$6  = step == 3'h5;
-  assign \$7  = ~ mtj_sense;
+  assign \$7  = ~ mtj__sense;
+  assign \$8  = keep__valid & keep__ready;
   always @(posedge clk)
-    step <= \$8 ;
+    step <= \$9 ;
   always @(posedge clk)
-    busy <= \$9 ;
+    busy <= \$10 ;
   always @(posedge clk)
-    shadow <= \$10 ;
+    keep__payload <= \$11 ;
   always @(posedge clk)
-    fresh <= \$11 ;
-  always @(posedge clk)
-    keep <= \$12 ;
+    keep__valid <= \$12 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$8  = step;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$9  = step;
     if (busy) begin
-      \$8  = \$5 [2:0];
+      \$9  = \$5 [2:0];
       if (\$6 ) begin
-        \$8  = 3'h0;
+        \$9  = 3'h0;
       end
     end
     if (rst) begin
-      \$8  = 3'h0;
+      \$9  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$9  = busy;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$10  = busy;
     if (busy) begin
       if (\$6 ) begin
-        \$9  = 1'h0;
+        \$10  = 1'h0;
       end
     end
     if (go) begin
-      \$9  = 1'h1;
+      \$10  = 1'h1;
     end
     if (rst) begin
-      \$9  = 1'h0;
+      \$10  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$10  = shadow;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$11  = keep__payload;
     if (busy) begin
       if (\$6 ) begin
-        \$10  = \$7 ;
+        \$11  = \$7 ;
       end
     end
     if (rst) begin
-      \$10  = 7'h00;
+      \$11  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$11  = fresh;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$12  = keep__valid;
     if (busy) begin
       if (\$6 ) begin
-        \$11  = 1'h1;
+        \$12  = 1'h1;
       end
     end
-    if (swap) begin
-      \$11  = 1'h0;
+    if (\$8 ) begin
+      \$12  = 1'h0;
     end
     if (rst) begin
-      \$11  = 1'h0;
+      \$12  = 1'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$12  = keep;
-    if (swap) begin
-      \$12  = shadow;
-    end
-    if (rst) begin
-      \$12  = 7'h00;
-    end
-  end
-  assign mtj_code = 70'h24d9364d9364d9364d;
-  assign mtj_reset = { in_reset, in_reset, in_reset, in_reset, in_reset, in_reset, in_reset };
-  assign mtj_write = { in_write, in_write, in_write, in_write, in_write, in_write, in_write };
+  assign mtj__code = 70'h24d9364d9364d9364d;
+  assign mtj__reset = { in_reset, in_reset, in_reset, in_reset, in_reset, in_reset, in_reset };
+  assign mtj__write = { in_write, in_write, in_write, in_write, in_write, in_write, in_write };
 endmodule
