@@ -10,7 +10,7 @@ OUTDIR is written atomically and deterministically (no timestamps, no absolute p
                  RTL regression checks the hardware against it directly
   ir.json        the IR (hwgen.ir.core.dumps)
   ir.txt         its text dump (hwgen.ir.dump)
-  check.json     the float-vs-integer check (hwgen.float_check), when --check-images > 0
+  check.json     the float-vs-integer check (hwgen.model.agreement), when --check-images > 0
   ...            the Verilog and ports.json (hwgen.export)
   manifest.json  input hash, options, tool versions and the sha256 of every other file
 """
@@ -32,7 +32,7 @@ from . import __version__
 from .atomic import atomic_dir, sha256_file
 from .errors import HwgenError
 from .frontend import build_ir, load_model
-from .float_check import float_vs_int
+from .model.agreement import float_vs_int
 from .ir.core import IR, dumps
 from .ir.dump import dump
 from .model.io import build_model

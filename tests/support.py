@@ -72,6 +72,30 @@ def float_ir(model: BinaryNet, dataset: str | None = None):
                      "meta": {"dataset": dataset} if dataset else {}})
 
 
+def random_ir(spec: str, in_shape, dropout: str = "spatial", p: float = 0.25, seed: int = 0,
+              tile=(128, 128), input_mode: str = "binary") -> IR:
+    """An integer-stage IR of `spec` with random weights and batch norms, made the way a
+    user's is: a model (`random_net`) through the frontend and the pass pipeline."""
+    from hwgen.passes import PassConfig, run_pipeline
+    model = random_net(spec, in_shape, dropout, p, seed=seed, input_mode=input_mode)
+    return run_pipeline(float_ir(model), PassConfig(tile=tuple(tile)))
+
+
+def keep_rounds(dut, n: int, rounds: int, keeps: list):
+    """An async testbench for an MTJ-RNG bank (`go`, `keep` stream): `rounds` times, run
+    one RNG cycle, take its keep bits from the stream and append them to `keeps`."""
+    from hwgen.hw.simulate import stream_get
+
+    async def bench(ctx):
+        for _ in range(rounds):
+            ctx.set(dut.go, 1)
+            await ctx.tick()
+            ctx.set(dut.go, 0)
+            keep = await stream_get(ctx, dut.keep)
+            keeps.append([(keep >> i) & 1 for i in range(n)])
+    return bench
+
+
 def random_masks(ir, n: int, t: int, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [(rng.random((n, t, s.n_groups)) >= s.p).astype(np.uint8) for s in ir.sites]

@@ -11,7 +11,7 @@ from hwgen.bench.cycles import measure_cycles
 from hwgen.bench.golden import bench_golden
 from hwgen.cli import main
 from hwgen.hw.plan import cycle_bound
-from hwgen.hw.testing import random_ir
+from support import random_ir
 from hwgen.ir.core import dumps
 from hwgen.model.io import save_model
 

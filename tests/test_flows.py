@@ -79,7 +79,7 @@ def small_ir(seed=3, spec="c4,p2,c8,p2,f10"):
     """A random IR with a logit affine on the classifier (the board needs it)."""
     import numpy as np
 
-    from hwgen.hw.testing import random_ir
+    from support import random_ir
     from hwgen.ir import core
 
     ir = random_ir(spec, (1, 8, 8), seed=seed)

@@ -21,7 +21,7 @@ from amaranth.lib.wiring import In, Out
 
 from hwgen.errors import HwgenError
 from hwgen.export import PORTS, VERILOG, WAIVERS, complete_cases, explicit_widths, export
-from hwgen.hw.testing import random_ir
+from support import random_ir
 from hwgen.ir.core import InputEncoding, dumps, loads
 
 ROOT = Path(__file__).resolve().parents[1]

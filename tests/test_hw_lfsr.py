@@ -10,7 +10,7 @@ from amaranth.sim import Simulator
 from hwgen.device import MtjParams
 from hwgen.hw import lfsr
 from hwgen.hw.rng import MtjRngBank
-from hwgen.hw.testing import keep_rounds
+from support import keep_rounds
 
 
 def _polymulmod(a: int, b: int, poly: int, deg: int) -> int:

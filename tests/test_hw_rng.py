@@ -7,8 +7,8 @@ from amaranth.sim import Simulator
 
 from hwgen.device import MtjArray, MtjParams, device_seeds
 from hwgen.hw.rng import MtjRngBank, pulse_schedule
-from hwgen.hw.simutil import stream_get
-from hwgen.hw.testing import keep_rounds
+from hwgen.hw.simulate import stream_get
+from support import keep_rounds
 
 
 @pytest.mark.parametrize("reset_cycles,write_cycles", [(1, 1), (2, 3)])

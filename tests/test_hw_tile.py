@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hwgen.hw.simutil import stream_put
+from hwgen.hw.simulate import stream_put
 from hwgen.hw.tile import CrossbarTile, tile_model
 
 

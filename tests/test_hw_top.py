@@ -7,7 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from hwgen.hw.testing import TopBench, random_ir
+from hwgen.hw.simulate import TopBench
+from support import random_ir
 from hwgen.hw.plan import cycle_bound
 from hwgen.hw.top import NetworkTop
 from hwgen.ir import interp

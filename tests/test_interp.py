@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hwgen.ir import fast, interp
-from hwgen.float_check import float_vs_int
+from hwgen.model.agreement import float_vs_int
 from hwgen.passes import run_pipeline
 
 from support import float_ir, random_images, random_masks, random_net
@@ -175,7 +175,7 @@ def test_trace_ends_in_run():
 def test_fast_path_equals_the_definition_on_random_integer_irs(spec, shape, kind):
     """hwgen.ir.fast (float32 matmuls, shared-input grouping, threads) against the
     definition, on integer-stage IRs with random thresholds and a tile that splits rows."""
-    from hwgen.hw.testing import random_ir
+    from support import random_ir
     from hwgen.ir.verify import verify
     ir = random_ir(spec, shape, kind, seed=5, tile=(7, 3))
     verify(ir)
@@ -207,7 +207,7 @@ def _direct_acc(q, w, layer):
 ])
 def test_bit_planes_shift_add_to_the_integer_dot_product(enc):
     from hwgen.ir.core import InputEncoding, replace
-    from hwgen.hw.testing import random_ir
+    from support import random_ir
     ir = random_ir("c5v,p2,c4,f3", (3, 7, 7), "spatial", seed=4, tile=(11, 3))
     ir = replace(ir, input=InputEncoding(**enc))
     x = random_images((3, 7, 7), 6, 2)

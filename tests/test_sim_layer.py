@@ -17,7 +17,7 @@ import pytest
 from hwgen.sim import regression
 from hwgen.errors import HwgenError
 from hwgen.export import export_layer, layer_files
-from hwgen.hw.testing import random_ir
+from support import random_ir
 from hwgen.ir.core import dumps, replace
 from hwgen.ir.interp import run_layer
 from hwgen.sim import runner

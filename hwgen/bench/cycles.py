@@ -29,7 +29,7 @@ def measure_cycles(ir: IR, lanes: int, samples: int = 3, seed: int = 0) -> dict:
     """Run one random image with `samples` MC samples through `NetworkTop(ir, lanes)` in
     Amaranth's simulator; return the per-layer and per-sample cycles and the bound."""
     from ..hw.plan import cycle_bound
-    from ..hw.testing import TopBench
+    from ..hw.simulate import TopBench
     from ..hw.top import NetworkTop
 
     top = NetworkTop(ir, lanes=lanes)

@@ -22,12 +22,11 @@ from amaranth.lib.wiring import In, Out
 
 from ..ir.core import IR
 from .controller import TileController, class_layout
-from .loader import ImageLoader, image_words
+from .loader import ImageLoader
 from .rng import MtjRngBank
 from .tile import acc_width
 
-# image_words is the loader's model; it stays importable from here for hwgen.sim.ports.
-__all__ = ["NetworkTop", "top_params", "image_words"]
+__all__ = ["NetworkTop", "top_params"]
 
 
 def top_params(ir: IR, lanes: int = 8, in_w: int = 32) -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hwgen.hw.top import image_words
+from hwgen.hw.loader import image_words
 
 __all__ = ["TopPorts", "load_ports", "image_words", "unpack_beat", "bits_of", "int_of"]
 

@@ -244,7 +244,7 @@ def _reference_model(outdir: Path, override=None) -> Path | None:
 def reference_check(ir, model_path, images, record, samples: int) -> dict:
     """The RTL's class integers, sample by sample, against the model itself (DESIGN
     10.5/10.6): a hwgen model.pt runs in torch in MC mode with the keep masks the devices
-    produced (hwgen.float_check, ties counted and allowed); a QONNX model, when it has no
+    produced (hwgen.model.agreement, ties counted and allowed); a QONNX model, when it has no
     sites added after training, runs in qonnx's execute_onnx (class integers exact).
     Returns the JSON section; its "ok" is False on any disagreement that is not a tie."""
     if model_path is None:
@@ -271,7 +271,7 @@ def reference_check(ir, model_path, images, record, samples: int) -> dict:
                 "prediction_mismatches": pbad, "ok": bad == 0 and pbad == 0}
     import torch
 
-    from ..float_check import float_vs_int
+    from ..model.agreement import float_vs_int
     from ..model.io import build_model, load_checkpoint
     model = build_model(load_checkpoint(model_path))
     masks = masks_from_ap(ir, rec["ap"], n, samples) if ir.n_interfaces else []

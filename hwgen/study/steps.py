@@ -350,7 +350,7 @@ _ALL_FIELDS = tuple(f for f in StudyConfig.__dataclass_fields__ if f != "output_
 _MODEL = ("model/net.py", "model/spec.py", "model/train.py", "model/io.py", "data.py")
 _GOLDEN = _MODEL + ("model/evaluate.py", "frontend", "passes", "ir", "device.py", "metrics.py",
                     "study/golden.py")
-_HW = _GOLDEN + ("compile.py", "float_check.py", "hw", "export.py")
+_HW = _GOLDEN + ("compile.py", "model/agreement.py", "hw", "export.py")
 
 STEPS: tuple[Step, ...] = (
     Step("train", step_train, code=_MODEL,

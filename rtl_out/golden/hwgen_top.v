@@ -672,8 +672,8 @@ module \hwgen_top.layer0.sink (rst, got, pooled, next__en, done, sums__payload, 
   wire [2:0] winbits;
   reg [11:0] thresh [1:0];
   initial begin
-    thresh[0] = 12'h002;
-    thresh[1] = 12'h020;
+    thresh[0] = 12'h84a;
+    thresh[1] = 12'h016;
   end
   assign rd__data = thresh[sums__payload[10]];
   assign \end  = got & sums__payload[11];
@@ -901,8 +901,8 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, beat__valid, req__ready, req__va
   reg [6:0] tag_r = 7'h00;
   reg [17:0] mem [1:0];
   initial begin
-    mem[0] = 18'h1a045;
-    mem[1] = 18'h000e8;
+    mem[0] = 18'h0f19b;
+    mem[1] = 18'h00199;
   end
   assign rd__data = mem[index];
   assign \$signal  = busy ? \$signal$3  : req__payload[8:0];
@@ -1813,8 +1813,8 @@ module \hwgen_top.layer1.sink (rst, got, next__en, done, sums__payload, bits_c0,
   wire [3:0] winbits;
   reg [13:0] thresh [1:0];
   initial begin
-    thresh[0] = 14'h017e;
-    thresh[1] = 14'h02c5;
+    thresh[0] = 14'h3ea4;
+    thresh[1] = 14'h3e7d;
   end
   assign rd__data = thresh[sums__payload[12]];
   assign \$1  = $signed(sums__payload[5:0]) <= $signed(rd__data[5:0]);
@@ -2096,8 +2096,8 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, beat__valid, req__ready, req__va
   reg [6:0] tag_r = 7'h00;
   reg [31:0] mem [1:0];
   initial begin
-    mem[0] = 32'd2552620307;
-    mem[1] = 32'd2657434034;
+    mem[0] = 32'd4212868079;
+    mem[1] = 32'd3437947806;
   end
   assign rd__data = mem[index];
   assign \$34  = { 1'h0, \$30  } + { 1'h0, \$33  };
@@ -2346,8 +2346,8 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
   reg [6:0] tag_r = 7'h00;
   reg [21:0] mem [1:0];
   initial begin
-    mem[0] = 22'h370939;
-    mem[1] = 22'h13074d;
+    mem[0] = 22'h33e7f0;
+    mem[1] = 22'h3f3eff;
   end
   assign rd__data = mem[index];
   always @(posedge clk)
@@ -3636,8 +3636,8 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, beat__valid, req__ready, beat__r
   reg [3:0] tag_r = 4'h0;
   reg [31:0] mem [1:0];
   initial begin
-    mem[0] = 32'd162779517;
-    mem[1] = 32'd5288;
+    mem[0] = 32'd955467003;
+    mem[1] = 32'd40739;
   end
   assign rd__data = mem[index];
   assign \$34  = { 1'h0, \$30  } + { 1'h0, \$33  };
@@ -3900,8 +3900,8 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, beat__ready, req__valid, req__pa
   reg [3:0] tag_r = 4'h0;
   reg [31:0] mem [1:0];
   initial begin
-    mem[0] = 32'd3134136556;
-    mem[1] = 32'd64276;
+    mem[0] = 32'd4218919608;
+    mem[1] = 32'd50477;
   end
   assign rd__data = mem[index];
   assign \$34  = { 1'h0, \$30  } + { 1'h0, \$33  };
@@ -4128,8 +4128,8 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__pa
   reg [3:0] tag_r = 4'h0;
   reg [7:0] mem [1:0];
   initial begin
-    mem[0] = 8'h3f;
-    mem[1] = 8'h0d;
+    mem[0] = 8'hee;
+    mem[1] = 8'h0e;
   end
   assign rd__data = mem[index];
   assign \$signal  = busy ? \$signal$3  : req__payload[3:0];

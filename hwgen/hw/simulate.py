@@ -1,48 +1,38 @@
-"""Test support for the hardware: seeded random IRs and Amaranth-simulator drivers for
-the top's image, MTJ and output ports. The reference is always the golden interpreter
-(hwgen.ir.interp)."""
+"""Driving the generated hardware in Amaranth's simulator: stream helpers for async
+testbenches, and `TopBench`, which runs a NetworkTop with its image, start, MTJ devices
+and output ports (the cycle bench and the unit tests use it). Results are checked against
+the golden interpreter (hwgen.ir.interp), never against a model of the hardware's own."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ..device import MtjArray, device_seeds
-from ..ir.core import IR, InputEncoding, Layer, Meta, MtjConfig, Site, masks_from_ap, pack_rows
-from ..model.spec import layer_plan
+from ..ir.core import IR, masks_from_ap
 from .loader import image_words
-from .simutil import stream_get, stream_put
 
-__all__ = ["random_ir", "masks_from_history", "keep_rounds", "TopBench"]
+__all__ = ["stream_put", "stream_get", "set_fields", "masks_from_history", "TopBench"]
 
 
-def random_ir(spec: str, in_shape, dropout: str = "spatial", p: float = 0.25, seed: int = 0,
-              tile=(128, 128), mtj: MtjConfig = MtjConfig()) -> IR:
-    """An IR with random weights and thresholds for `spec` (no training, no compiler)."""
-    rng = np.random.default_rng(seed)
-    plan = layer_plan(spec, tuple(in_shape))
-    layers, sites, first = [], [], 0
-    for i, d in enumerate(plan):
-        c, kh, kw = d["in_shape"][0], *d["kernel"]
-        rows, o = c * kh * kw, d["out_channels"]
-        last = i == len(plan) - 1
-        sign = thresh = None
-        if not last:
-            sign = tuple(int(v) for v in rng.choice([-1, 1], o))
-            # around the median of a random sum, so the bits are neither all 0 nor all 1
-            spread = max(1, int(np.sqrt(rows)))
-            thresh = tuple(int(v) for v in rng.integers(-spread, spread + 1, o))
-        layers.append(Layer(op=d["op"], in_shape=tuple(d["in_shape"]), out_channels=o,
-                            kernel=tuple(d["kernel"]), pad=tuple(d["pad"]), pool=d["pool"],
-                            weights=pack_rows(rng.integers(0, 2, (o, rows))), sign=sign,
-                            thresh=thresh, tile=tuple(tile)))
-        if i > 0 and dropout != "none":
-            n, gr = (c, kh * kw) if dropout == "spatial" else (rows, 1)
-            code, pr = mtj.device.choose_code(p, mtj.write_ns)
-            sites.append(Site(layer=i, kind=dropout, p=p, n_groups=n, group_rows=gr,
-                              first_interface=first, mtj_code=code, p_realised=pr))
-            first += n
-    return IR(in_shape=tuple(in_shape), input=InputEncoding(), layers=tuple(layers),
-              sites=tuple(sites), mtj=mtj, meta=Meta(source="random", spec=spec))
+def set_fields(ctx, view, values: dict) -> None:
+    for name, value in values.items():
+        ctx.set(getattr(view, name), value)
+
+
+async def stream_put(ctx, stream, payload: dict) -> None:
+    """Offer one beat and wait until it is taken."""
+    ctx.set(stream.valid, 1)
+    set_fields(ctx, stream.payload, payload)
+    await ctx.tick().until(stream.ready)
+    ctx.set(stream.valid, 0)
+
+
+async def stream_get(ctx, stream):
+    """Take one beat; returns the payload as sampled at the transfer."""
+    ctx.set(stream.ready, 1)
+    payload, = await ctx.tick().sample(stream.payload).until(stream.valid)
+    ctx.set(stream.ready, 0)
+    return payload
 
 
 def masks_from_history(ir: IR, history, n: int, t: int) -> list[np.ndarray]:
@@ -52,19 +42,6 @@ def masks_from_history(ir: IR, history, n: int, t: int) -> list[np.ndarray]:
 
 def _to_bits(v: int, n: int) -> np.ndarray:
     return np.array([(v >> i) & 1 for i in range(n)], bool)
-
-
-def keep_rounds(dut, n: int, rounds: int, keeps: list):
-    """An async testbench for an MTJ-RNG bank (`go`, `keep` stream): `rounds` times, run
-    one RNG cycle, take its keep bits from the stream and append them to `keeps`."""
-    async def bench(ctx):
-        for _ in range(rounds):
-            ctx.set(dut.go, 1)
-            await ctx.tick()
-            ctx.set(dut.go, 0)
-            keep = await stream_get(ctx, dut.keep)
-            keeps.append([(keep >> i) & 1 for i in range(n)])
-    return bench
 
 
 class TopBench:
