@@ -19,14 +19,18 @@ __all__ = ["check_inputs", "qonnx_vs_int"]
 
 def check_inputs(ir: IR, n: int, seed: int = 0) -> np.ndarray:
     """Seeded float32 images [n, C, H, W] in [0, 1]: uniform, with a quarter of the pixels
-    on the input decision's edge (theta and its float32 neighbours)."""
+    on the input decision's edge (binary: theta and its float32 neighbours; multi-bit:
+    8-bit pixels k/255)."""
     rng = np.random.default_rng(seed)
     x = rng.random((n,) + tuple(ir.in_shape), dtype=np.float32)
-    th = np.float32(ir.input.theta)
-    edge = np.array([np.nextafter(th, np.float32(0)), th, np.nextafter(th, np.float32(2))],
-                    np.float32)
+    if ir.input.mode == "binary":
+        th = np.float32(ir.input.theta)
+        edge = np.array([np.nextafter(th, np.float32(0)), th, np.nextafter(th, np.float32(2))],
+                        np.float32)
+    else:
+        edge = np.arange(256, dtype=np.float32) / np.float32(255)
     pick = rng.random(x.shape) < 0.25
-    x[pick] = np.clip(edge[rng.integers(0, 3, int(pick.sum()))], 0, 1)
+    x[pick] = np.clip(edge[rng.integers(0, edge.size, int(pick.sum()))], 0, 1)
     return x
 
 

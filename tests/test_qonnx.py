@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn as nn
 from brevitas.export import export_qonnx
+from brevitas.core.restrict_val import RestrictValueType
 from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
 from brevitas_examples.bnn_pynq.models.common import CommonActQuant, CommonWeightQuant
 from brevitas_examples.bnn_pynq.models.FC import FC
@@ -83,11 +84,16 @@ class SmallCNV(nn.Module):
     """FINN's CNV shape at small widths, binary input: valid 3x3, same 3x3, pool 2, valid
     3x3, pool 2 (floor: 15 -> 13 -> 13 -> 6 -> 4 -> 2), two linear layers, TensorNorm."""
 
-    def __init__(self):
+    def __init__(self, in_bits: int = 1):
         super().__init__()
         wq = dict(bias=False, weight_quant=CommonWeightQuant, weight_bit_width=1)
+        # in_bits 8: FINN CNV's input quantiser, signed int8 with scale 2^-7 (Q1.7)
+        inq = _act() if in_bits == 1 else QuantIdentity(
+            act_quant=CommonActQuant, bit_width=in_bits, min_val=-1.0,
+            max_val=1.0 - 2.0 ** (1 - in_bits), narrow_range=False,
+            restrict_scaling_type=RestrictValueType.POWER_OF_TWO)
         self.conv = nn.Sequential(
-            _act(),
+            inq,
             QuantConv2d(2, 6, 3, **wq), nn.BatchNorm2d(6, eps=1e-4), _act(),
             QuantConv2d(6, 8, 3, padding=1, **wq), nn.BatchNorm2d(8, eps=1e-4), _act(),
             nn.MaxPool2d(2),
@@ -220,6 +226,8 @@ def models(tmp_path_factory):
         "tfc": _export(net, (1, 1, 8, 8), d / "tfc.onnx"),
         "tfc_matmul": _export(net, (1, 1, 8, 8), d / "tfc_ts.onnx", dynamo=False),
         "cnv": _export(cnv, (1, 2, 15, 15), d / "cnv.onnx"),
+        "cnv8": _export(_randomise(SmallCNV(in_bits=8), seed=2, tn_weight=0.8), (1, 2, 15, 15),
+                        d / "cnv8.onnx"),
         "finn_mlp": finn_style_mlp(d / "finn_mlp.onnx"),
         "hand_conv": hand_conv(d / "hand_conv.onnx"),
     }
@@ -263,6 +271,25 @@ def test_import_equals_execute_onnx(models, imported, name):
           f"{imp['near_ties']} near-ties, min crossing gap {imp['min_crossing_gap']}, "
           f"{imp['float64_disagreements']} float64 disagreements; argmax ties "
           f"{rep['argmax_ties_class_integers']}/{N_IMAGES}")
+
+
+def test_int8_input_cnv_equals_execute_onnx(models, imported):
+    """FINN CNV's input (Mul 2, Sub 1, Quant int8 scale 2^-7): the IR quantises the same
+    integers, the first layer's bit planes shift-add to the graph's sums, and every class
+    integer and prediction equals execute_onnx's."""
+    ir, x, ref = imported["cnv8"]
+    verify(ir)
+    e = ir.input
+    assert (e.mode, e.bits, e.mul, e.add, e.scale) == ("signed", 8, 2.0, -1.0, 2.0 ** -7)
+    assert ir.acc_bound(0) == 128 * ir.layers[0].rows
+    assert max(abs(t) for t in ir.layers[0].thresh) > ir.layers[0].rows     # beyond +-rows
+    rep = qonnx_vs_int(ir, models["cnv8"], x, ref=ref)
+    assert rep["ok"] and rep["class_integer_mismatches"] == 0, rep
+    acc = interp.run(ir, interp.input_bits(ir, x[:16]))[:, 0]           # the definition
+    assert np.array_equal(acc, ref["class_integers"][:16])
+    imp = dict(ir.meta.report)
+    print(f"\ncnv8: {imp['channels_checked']} channels, {imp['near_ties']} near-ties, "
+          f"argmax ties {rep['argmax_ties_class_integers']}/{N_IMAGES}")
 
 
 def test_import_figures(imported):
@@ -550,9 +577,10 @@ def hostile(models, tmp_path_factory):
     torch.manual_seed(0)
     files["multibit_hidden"] = (_export(tfc(act_bits=2, widths=(8, 6)), (1, 1, 8, 8),
                                         d / "a2.onnx", dynamo=False), "2-bit hidden activation")
+    # an 8-bit input whose scale is not a power of two (FC's default input quantiser)
     files["multibit_input"] = (_export(tfc(in_bits=8, widths=(8, 6)), (1, 1, 8, 8),
                                        d / "i8.onnx", dynamo=False),
-                               "multi-bit input (8 bits) not supported yet")
+                               "input Quant scale must be one positive power of two")
     return files
 
 

@@ -404,6 +404,69 @@ def analyse_input(model, name: str = "model") -> InputPrep:
         t = out
 
 
+def integer_input(g: _G, prep: InputPrep) -> InputEncoding:
+    """The IR input encoding of an integer `Quant` input (Brevitas CNV's int8, Q1.7): the
+    graph's float32 steps must be a scalar multiply and/or offset (`mul`, `add`), and the
+    quantiser one positive power-of-two scale, zero point 0, round half to even, not
+    narrow. Then q = clip(rint(float32(float32(x*mul) + add) / scale)) is the graph's
+    integer, and the first layer's sums of q * scale are exact in float32."""
+    node = g.producer.get(prep.output_name)
+    mul, add = 1.0, 0.0
+    for st in prep.steps:
+        if st[0] == "reshape":
+            continue
+        op, c, first = st
+        if c.size != 1 or (first and op in ("Sub", "Div")):
+            raise g.err(node, f"input preprocessing {op} with a per-position constant or the "
+                              f"input as its second operand is not supported for a multi-bit input")
+        v = float(c.reshape(-1)[0])
+        if op in ("Mul", "Div"):
+            if add != 0.0 or (op == "Mul" and mul != 1.0) or (op == "Div" and mul != 1.0):
+                raise g.err(node, "input preprocessing must be one multiply, then one offset")
+            mul = v if op == "Mul" else None
+            if mul is None:
+                raise g.err(node, "input preprocessing Div is not supported for a multi-bit input")
+        else:
+            if add != 0.0:
+                raise g.err(node, "input preprocessing must be one multiply, then one offset")
+            add = v if op == "Add" else -v
+    sc = np.asarray(prep.scale, _F32).reshape(-1)
+    if sc.size < 1 or not np.all(sc == sc[0]) or not _pow2(sc[0]):
+        raise g.err(node, "input Quant scale must be one positive power of two")
+    if prep.zero_point is None or np.any(prep.zero_point != 0):
+        raise g.err(node, "input Quant zero point must be 0")
+    if prep.narrow or (prep.rounding_mode or "ROUND").upper() != "ROUND":
+        raise g.err(node, f"input Quant must round half to even and not be narrow "
+                          f"(rounding_mode {prep.rounding_mode!r}, narrow {prep.narrow})")
+    if not 2 <= prep.bits <= 16:
+        raise g.err(node, f"input Quant of {prep.bits} bits (2..16 supported)")
+    return InputEncoding(mode="signed" if prep.signed else "unsigned", bits=prep.bits,
+                         mul=float(np.float32(mul)), add=float(np.float32(add)),
+                         scale=float(sc[0]))
+
+
+def _check_integer_input(g: _G, prep: InputPrep, enc: InputEncoding) -> None:
+    """The IR's quantiser equals the graph's integer on k/255 and on seeded float pixels
+    (run through the graph's own preprocessing and Quant in onnxruntime)."""
+    from ..ir.interp import quantize
+    nodes = [g.producer[t] for t in _prep_tensors(g, prep)] + [g.producer[prep.output_name]]
+    shape = prep.input_shape
+    k = int(np.prod(shape))
+    probe = np.concatenate([np.arange(256, dtype=_F32) / _F32(255),
+                            np.random.default_rng(0).random(4 * k, dtype=_F32)])
+    for r in range(-(-probe.size // k)):
+        x = np.resize(probe[r * k:], k).reshape(shape)
+        try:
+            y = np.asarray(_run_nodes(g, nodes, prep.input_name, x), _F32)
+        except Exception as e:
+            raise HwgenError(f"{g.name}: cannot run the input quantiser in onnxruntime "
+                             f"({_first_line(e)})") from None
+        q = quantize(enc, x.reshape(-1)).astype(_F32) * _F32(enc.scale)
+        if not np.array_equal(y.reshape(-1), q):
+            raise g.err(nodes[-1], "the graph's input quantiser differs from hwgen's: "
+                                   "the multi-bit input would not be exact")
+
+
 def _as_f32(bits: np.ndarray) -> np.ndarray:
     return np.asarray(bits, np.uint32).view(np.float32)
 
@@ -833,15 +896,21 @@ def import_qonnx(path) -> IR:
     g = _G(model, path.name)
     prep = analyse_input(g)
     if prep.op == "Quant":
-        raise HwgenError(f"{path.name}: node {prep.node!r} (Quant): multi-bit input "
-                         f"({prep.bits} bits) not supported yet")
-    theta = binary_theta(prep)
-    _check_prep_ort(g, prep, theta)
+        enc = integer_input(g, prep)
+        _check_integer_input(g, prep, enc)
+        theta = None
+        qlo, qhi = enc.q_range
+        qmax = max(-qlo, qhi)
+    else:
+        theta = binary_theta(prep)
+        _check_prep_ort(g, prep, theta)
+        enc, qmax = InputEncoding(theta=theta), 1
     batch = prep.input_shape[0]
     ishape = prep.input_shape
     in_map = tuple(ishape[1:]) if len(ishape) == 4 else (ishape[1], 1, 1)
     cmap, flat = in_map, len(prep.output_shape) == 2
-    scale = _scalar_scale(g, g.producer[prep.output_name])
+    scale = (enc.scale if enc.mode != "binary"
+             else _scalar_scale(g, g.producer[prep.output_name]))
     t = prep.output_name
     layers: list[Layer] = []
     st = _FoldStats()
@@ -975,8 +1044,12 @@ def import_qonnx(path) -> IR:
                                   logit_bias=tuple(float(v) for v in lb)))
             done = True
             continue
-        s, th = _fold_layer(g, len(layers), steps, in_scale, base.rows, reachable(base),
-                            len(osh), st)
+        if layers or qmax == 1:
+            bound, reach = base.rows, reachable(base)
+        else:   # a multi-bit first layer: acc = sum of q * w reaches every integer in range
+            bound = base.rows * qmax
+            reach = np.arange(-bound, bound + 1)
+        s, th = _fold_layer(g, len(layers), steps, in_scale, bound, reach, len(osh), st)
         layers.append(replace(base, sign=s, thresh=th, pool=pool))
         scale = _scalar_scale(g, m)
         cmap = layers[-1].out_shape
@@ -1005,7 +1078,7 @@ def import_qonnx(path) -> IR:
     }
     meta = Meta(source="qonnx", model_sha256=sha, spec=_spec(layers),
                 dropout=Dropout(kind="none", trained=False), report=report_items(imp))
-    ir = IR(in_shape=tuple(int(v) for v in in_map), input=InputEncoding(theta=theta),
+    ir = IR(in_shape=tuple(int(v) for v in in_map), input=enc,
             layers=tuple(layers), sites=(), meta=meta)
     verify(ir)
     log.info("imported %s: %d layers, theta %r, %d channels folded (%d constant, %d near-ties, "
