@@ -4,7 +4,8 @@ section 7 bound sum_{l >= mc_start} W_l * r_l (`hwgen.hw.plan.cycle_bound`).
 
 Per layer it reports the cycles from `start` to `done` (the first of them is the window
 fetch, which overlaps the previous layer's last tile beat) next to W_l * r_l; per sample
-the distance between consecutive `out` beats (steady state). Without --lanes an OUTDIR is
+the distance between consecutive `out` beats (steady state). A multi-bit first layer
+reads each window once per input bit plane, and its bound counts those P reads. Without --lanes an OUTDIR is
 measured at the lanes it was compiled with, an ir.json at compile's default.
 """
 
@@ -34,7 +35,9 @@ def measure_cycles(ir: IR, lanes: int, samples: int = 3, seed: int = 0) -> dict:
 
     top = NetworkTop(ir, lanes=lanes)
     bench = TopBench(top, seed=seed)
-    img = np.random.default_rng(seed).integers(0, 2, (1,) + tuple(ir.in_shape)).astype(np.uint8)
+    # a multi-bit input goes in as its P bit planes [1, P, C, H, W] (the img port's order)
+    planes = () if ir.input.mode == "binary" else (ir.input.planes,)
+    img = np.random.default_rng(seed).integers(0, 2, (1, *planes, *ir.in_shape)).astype(np.uint8)
     t0 = time.perf_counter()
     bench.run(img, samples)
     wall = time.perf_counter() - t0
@@ -49,6 +52,7 @@ def measure_cycles(ir: IR, lanes: int, samples: int = 3, seed: int = 0) -> dict:
     beats = [c for _, c in bench.beat_cycles]
     per_sample = [int(v) for v in np.diff(beats)]
     return {"lanes": lanes, "samples": samples, "layers": layers, "bound": cb.per_sample,
+            "prefix_bound": cb.prefix, "input": ir.input.name,
             "cycles_per_sample": per_sample,
             "ratio": max(per_sample) / cb.per_sample if per_sample else None,
             "sim_wall_s": round(wall, 3)}

@@ -228,7 +228,7 @@ def run_network(outdir, simulator: str, bits: np.ndarray, index: np.ndarray, sam
                 waves: bool = False, ir_path=None, scoreboard_seeds=None,
                 scoreboard_interface_swap=None, record: bool = True, chunk: int = 32,
                 on_progress=None) -> dict:
-    """Run sim/bench_top.py over `bits` [N, C*H*W] (dataset indices `index`), T = samples.
+    """Run sim/bench_top.py over `bits` [N, P*C*H*W] (dataset indices `index`), T = samples.
 
     The device draws start at `first_draw` (the global index of this run's first MC
     sample), so shards reproduce one long run. `ir_path`, `scoreboard_seeds` and
