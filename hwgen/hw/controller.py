@@ -19,6 +19,11 @@ previous layer or the image loader):
 - `ThresholdPool` thresholds the column sums, ORs them over the pool block in one O-bit
   register, and writes each pooled position to the next layer's buffer.
 - `ClassCollector` (the classifier) collects the signed class sums into one `out` beat.
+- A multi-bit first layer (DESIGN s. 3): its buffer word holds the P input bit planes as
+  P*C channels; the walker issues each window P times (MSB plane first, word lines +1,
+  rows gated by the plane bit AND padding), and `PlaneAccumulator`, between the tiles and
+  the sink, shift-adds the passes (Horner's rule, sign plane negative for signed input)
+  into sums of `acc_width(IR.acc_bound(0))` bits.
 
 The window tag (`window_tag`: first / last window of its pool block, final window, pooled
 address) travels with a request through the tiles to its beats, so the sinks need no
