@@ -86,17 +86,24 @@ def run(args) -> int:
             r = measure_cycles(ir, lanes, args.samples, args.seed)
             r.update(target=str(target), spec=ir.meta.spec)
             rec["results"].append(r)
-    rows, layer_rows = [], []
+    rows, layer_rows, prefix_rows = [], [], []
     for r in rec["results"]:
         worst = max(r["cycles_per_sample"]) if r["cycles_per_sample"] else None
         rows.append([r["spec"] or r["target"], r["lanes"], r["bound"], worst,
                      r["ratio"], r["sim_wall_s"]])
         layer_rows += [[r["spec"] or r["target"], r["lanes"], l["layer"], l["windows"], l["beats"],
                         l["bound"], l["start_to_done"]] for l in r["layers"] if l["per_sample"]]
+        prefix_rows += [[r["spec"] or r["target"], r["lanes"], l["layer"], r["input"] if l["layer"] == 0
+                         else "", l["windows"], l["beats"], l["bound"], l["start_to_done"]]
+                        for l in r["layers"] if not l["per_sample"]]
     text = table(["design", "lanes", "bound", "cycles/sample", "ratio", "sim s"], rows,
                  f"bench cycles: {args.samples} MC samples of one random image "
                  "(cycles/sample: the worst gap between output beats)")
     text += "\n" + table(["design", "lanes", "layer", "windows", "r", "W*r", "start->done"],
                          layer_rows, "per-sample layers: W*r bound vs cycles from start to done")
+    if prefix_rows:
+        text += "\n" + table(["design", "lanes", "layer", "input", "windows", "r", "P*W*r", "start->done"],
+                             prefix_rows, "prefix layers (once per image; a multi-bit first "
+                             "layer reads each window once per bit plane P)")
     finish(rec, text, args.json)
     return 0
