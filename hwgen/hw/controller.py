@@ -45,7 +45,8 @@ from .plan import ReadPlan, read_plan
 from .tile import CrossbarTile, acc_width, beat_layout, request_layout
 
 __all__ = ["TileController", "WindowWalker", "TileArray", "PlaneAccumulator", "ThresholdPool",
-           "ClassCollector", "check_plane_weights", "buffer_depth", "buffer_write_signature", "window_read_signature", "window_tag",
+           "ClassCollector", "check_plane_weights", "buffer_depth", "buffer_write_signature",
+           "window_read_signature", "window_tag",
            "sums_layout", "class_layout"]
 
 
