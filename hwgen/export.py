@@ -223,8 +223,8 @@ def export(ir: IR, outdir, lanes: int = 8, in_w: int = 32) -> dict:
     """Write hwgen_top.v, ports.json and hwgen_top.vlt into `outdir`; returns
     {file name: sha256}."""
     _check_ir(ir)
-    if ir.input.mode != "binary":
-        raise HwgenError(f"the hardware supports input mode 'binary' only, not {ir.input.name!r}")
+    if ir.input.mode not in ("binary", "unsigned", "signed"):
+        raise HwgenError(f"the hardware has no input mode {ir.input.name!r}")
     if any(not getattr(l, "weights", None) for l in ir.layers):
         raise HwgenError("export needs a lowered IR (packed weights); run the compiler passes")
     if any(l.sign is None for l in ir.layers[:-1]) or ir.layers[-1].sign is not None:

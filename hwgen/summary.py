@@ -5,8 +5,9 @@ hardware is built from).
 Per layer and in total:
 - parameters by bit width: the binary weights (1 bit each); the folded batch norm of a
   hidden layer, one threshold per column stored as the tile controller's threshold ROM
-  holds it (a value of `acc_width(rows + 1)` bits, clamped to [-rows-1, rows+1], plus a
-  1-bit direction flag for the sign s_j); the classifier's host-side logit affine (two
+  holds it (a value of `acc_width(B + 1)` bits, clamped to [-B-1, B+1] with B =
+  `IR.acc_bound` (the rows; rows * max|q| for a multi-bit first layer), plus a 1-bit
+  direction flag for the sign s_j); the classifier's host-side logit affine (two
   float64 per class, as the IR holds them);
 - memory in bits (the sum of count x width);
 - binary MACs per pass: windows x rows x columns XNOR-popcount terms (one pass = one image
@@ -51,7 +52,9 @@ def _layer(ir: IR, i: int) -> dict:
                   "float": 2 * o, "float_bits": FLOAT_BITS}
         memory = weights + 2 * o * FLOAT_BITS
     else:
-        tw = acc_width(rows + 1) + 1    # clamped threshold value + direction flag
+        # clamped threshold value + direction flag; the clamp is IR.acc_bound (rows, or
+        # rows * max|q| for a multi-bit first layer, as hwgen.hw.controller.ThresholdPool)
+        tw = acc_width(ir.acc_bound(i) + 1) + 1
         params = {"weights_1bit": weights, "thresholds": o, "threshold_bits": tw,
                   "float": 0, "float_bits": FLOAT_BITS}
         memory = weights + o * tw

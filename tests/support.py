@@ -20,7 +20,7 @@ import torch
 
 from hwgen.device import MtjParams
 from hwgen.frontend import build_ir
-from hwgen.ir.core import IR, InputEncoding, Layer, Meta, Site, dumps, pack_rows
+from hwgen.ir.core import IR, InputEncoding, Layer, Meta, Site, dumps, pack_rows, replace
 from hwgen.model.net import BinaryNet, make_arch
 
 SIMULATORS = ("icarus", "verilator")
@@ -143,3 +143,24 @@ def stub_outdir(path: Path) -> Path:
         shutil.copy(STUB_DIR / f, path / f)
     (path / "ir.json").write_text(dumps(stub_ir()))
     return path
+
+
+def multibit_ir(spec, in_shape, mode, bits, seed=0, tile=(8, 4), dropout="spatial"):
+    """`random_ir` with a multi-bit input (`mode` 'unsigned' or 'signed', `bits` planes):
+    layer 0's thresholds spread over its acc range (a signed input has no model.pt form:
+    only an imported graph has one)."""
+    from hwgen.ir.verify import verify
+    ir = random_ir(spec, in_shape, dropout=dropout, seed=seed, tile=tile)
+    mul = float((1 << bits) - 1) if mode == "unsigned" else float(1 << (bits - 1))
+    enc = InputEncoding(mode=mode, bits=bits, mul=mul)
+    ir = replace(ir, input=enc)
+    l0 = ir.layers[0]
+    rng = np.random.default_rng(seed + 11)
+    lo, hi = enc.q_range
+    if not l0.is_classifier:
+        # weights are +-1 at random, so acc is spread around 0 by about sqrt(rows) * |q|
+        spread = int(np.sqrt(l0.rows) * max(-lo, hi) / 2) + 1
+        t = tuple(int(v) for v in rng.integers(-spread, spread + 1, l0.out_channels))
+        ir = replace(ir, layers=(replace(l0, thresh=t), *ir.layers[1:]))
+    verify(ir)
+    return ir

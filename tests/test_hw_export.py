@@ -23,6 +23,7 @@ from hwgen.errors import HwgenError
 from hwgen.export import PORTS, VERILOG, WAIVERS, complete_cases, explicit_widths, export
 from support import random_ir
 from hwgen.ir.core import InputEncoding, dumps, loads
+from support import multibit_ir
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "rtl_out" / "golden"
@@ -158,16 +159,21 @@ def test_export_rejects_an_unlowered_ir(tmp_path):
                                           *ir.layers[1:]))
     with pytest.raises(HwgenError, match="thresholds"):
         export(bad, tmp_path / "out")
-    with pytest.raises(HwgenError, match="bitserial"):
-        export(dataclasses.replace(ir, input=InputEncoding(mode="unsigned", bits=4, mul=15.0)),
+    with pytest.raises(HwgenError, match="gray-4"):
+        export(dataclasses.replace(ir, input=InputEncoding(mode="gray-4", bits=4)),
                tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.skipif(_verilator() is None, reason="verilator is not installed")
-@pytest.mark.parametrize("dropout,lanes", [("spatial", 2), ("element", 1), ("none", 8)])
-def test_verilator_lint_is_clean(tmp_path, dropout, lanes):
-    ir = random_ir("c3,p2,c4,f5", (2, 5, 6), dropout=dropout, seed=4, tile=(16, 4))
+@pytest.mark.parametrize("dropout,lanes,inp", [
+    ("spatial", 2, None), ("element", 1, None), ("none", 8, None),
+    ("spatial", 2, ("unsigned", 8)), ("none", 3, ("signed", 8))])
+def test_verilator_lint_is_clean(tmp_path, dropout, lanes, inp):
+    if inp is None:
+        ir = random_ir("c3,p2,c4,f5", (2, 5, 6), dropout=dropout, seed=4, tile=(16, 4))
+    else:                       # a multi-bit first layer (bit planes, shift-add)
+        ir = multibit_ir("c3,p2,c4,f5", (2, 5, 6), *inp, seed=4, tile=(16, 4), dropout=dropout)
     export(ir, tmp_path, lanes=lanes)
     for args in (["--lint-only", VERILOG], ["--lint-only", "-Wall", WAIVERS, VERILOG]):
         r = subprocess.run([_verilator(), *args], cwd=tmp_path, capture_output=True, text=True)

@@ -21,6 +21,7 @@ from support import random_ir
 from hwgen.ir.core import dumps, replace
 from hwgen.ir.interp import run_layer
 from hwgen.sim import runner
+from support import multibit_ir
 
 SIMS = [s for s in runner.SIMULATORS
         if shutil.which("iverilog" if s == "icarus" else "verilator")]
@@ -128,3 +129,24 @@ def test_layer_verilog_lints_clean(layers, i):
     r = subprocess.run(["verilator", "--lint-only", "-Wall", vlt, v], cwd=d,
                        capture_output=True, text=True, check=False)
     assert r.returncode == 0 and "%Warning" not in r.stderr, r.stderr[:2000]
+
+
+@pytest.mark.parametrize("sim", SIMS)
+def test_multibit_first_layer_bit_exact(sim, tmp_path):
+    # signed-8 bit planes into a padded conv split over row tiles: 8 passes per window,
+    # shift-added with the sign plane at -128
+    ir = multibit_ir(SPEC, IN_SHAPE, "signed", 8, seed=5, tile=(4, 4))
+    assert len(ir.layers[0].row_tiles) > 1
+    d = tmp_path / "out"
+    d.mkdir()
+    (d / "ir.json").write_text(dumps(ir))
+    export_layer(ir, 0, d, lanes=LANES)
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 2, (CASES, 8, *IN_SHAPE), dtype=np.uint8)
+    x[0] = 1                                   # q = -1 everywhere
+    x[1, :7], x[1, 7] = 0, 1                   # q = -128 everywhere: the bound
+    res = runner.run_layer(d, 0, sim, x, None, regression.build_root(), tmp_path / "run",
+                           d / "ir.json")
+    golden = run_layer(ir, 0, x)
+    assert res["mismatches"] == 0 and res["ok"] and not res["write_count_errors"], res
+    assert 0 < golden.mean() < 1

@@ -4,7 +4,8 @@ section 7 bound sum_{l >= mc_start} W_l * r_l (`hwgen.hw.plan.cycle_bound`).
 
 Per layer it reports the cycles from `start` to `done` (the first of them is the window
 fetch, which overlaps the previous layer's last tile beat) next to W_l * r_l; per sample
-the distance between consecutive `out` beats (steady state). Without --lanes an OUTDIR is
+the distance between consecutive `out` beats (steady state). A multi-bit first layer
+reads each window once per input bit plane, and its bound counts those P reads. Without --lanes an OUTDIR is
 measured at the lanes it was compiled with, an ir.json at compile's default.
 """
 
@@ -34,7 +35,9 @@ def measure_cycles(ir: IR, lanes: int, samples: int = 3, seed: int = 0) -> dict:
 
     top = NetworkTop(ir, lanes=lanes)
     bench = TopBench(top, seed=seed)
-    img = np.random.default_rng(seed).integers(0, 2, (1,) + tuple(ir.in_shape)).astype(np.uint8)
+    # a multi-bit input goes in as its P bit planes [1, P, C, H, W] (the img port's order)
+    planes = () if ir.input.mode == "binary" else (ir.input.planes,)
+    img = np.random.default_rng(seed).integers(0, 2, (1, *planes, *ir.in_shape)).astype(np.uint8)
     t0 = time.perf_counter()
     bench.run(img, samples)
     wall = time.perf_counter() - t0
@@ -49,6 +52,7 @@ def measure_cycles(ir: IR, lanes: int, samples: int = 3, seed: int = 0) -> dict:
     beats = [c for _, c in bench.beat_cycles]
     per_sample = [int(v) for v in np.diff(beats)]
     return {"lanes": lanes, "samples": samples, "layers": layers, "bound": cb.per_sample,
+            "prefix_bound": cb.prefix, "input": ir.input.name,
             "cycles_per_sample": per_sample,
             "ratio": max(per_sample) / cb.per_sample if per_sample else None,
             "sim_wall_s": round(wall, 3)}
@@ -82,17 +86,24 @@ def run(args) -> int:
             r = measure_cycles(ir, lanes, args.samples, args.seed)
             r.update(target=str(target), spec=ir.meta.spec)
             rec["results"].append(r)
-    rows, layer_rows = [], []
+    rows, layer_rows, prefix_rows = [], [], []
     for r in rec["results"]:
         worst = max(r["cycles_per_sample"]) if r["cycles_per_sample"] else None
         rows.append([r["spec"] or r["target"], r["lanes"], r["bound"], worst,
                      r["ratio"], r["sim_wall_s"]])
         layer_rows += [[r["spec"] or r["target"], r["lanes"], l["layer"], l["windows"], l["beats"],
                         l["bound"], l["start_to_done"]] for l in r["layers"] if l["per_sample"]]
+        prefix_rows += [[r["spec"] or r["target"], r["lanes"], l["layer"], r["input"] if l["layer"] == 0
+                         else "", l["windows"], l["beats"], l["bound"], l["start_to_done"]]
+                        for l in r["layers"] if not l["per_sample"]]
     text = table(["design", "lanes", "bound", "cycles/sample", "ratio", "sim s"], rows,
                  f"bench cycles: {args.samples} MC samples of one random image "
                  "(cycles/sample: the worst gap between output beats)")
     text += "\n" + table(["design", "lanes", "layer", "windows", "r", "W*r", "start->done"],
                          layer_rows, "per-sample layers: W*r bound vs cycles from start to done")
+    if prefix_rows:
+        text += "\n" + table(["design", "lanes", "layer", "input", "windows", "r", "P*W*r", "start->done"],
+                             prefix_rows, "prefix layers (once per image; a multi-bit first "
+                             "layer reads each window once per bit plane P)")
     finish(rec, text, args.json)
     return 0

@@ -19,6 +19,11 @@ previous layer or the image loader):
 - `ThresholdPool` thresholds the column sums, ORs them over the pool block in one O-bit
   register, and writes each pooled position to the next layer's buffer.
 - `ClassCollector` (the classifier) collects the signed class sums into one `out` beat.
+- A multi-bit first layer (DESIGN s. 3): its buffer word holds the P input bit planes as
+  P*C channels; the walker issues each window P times (MSB plane first, word lines +1,
+  rows gated by the plane bit AND padding), and `PlaneAccumulator`, between the tiles and
+  the sink, shift-adds the passes (Horner's rule, sign plane negative for signed input)
+  into sums of `acc_width(IR.acc_bound(0))` bits.
 
 The window tag (`window_tag`: first / last window of its pool block, final window, pooled
 address) travels with a request through the tiles to its beats, so the sinks need no
@@ -39,8 +44,9 @@ from ..ir.core import Layer, Site
 from .plan import ReadPlan, read_plan
 from .tile import CrossbarTile, acc_width, beat_layout, request_layout
 
-__all__ = ["TileController", "WindowWalker", "TileArray", "ThresholdPool", "ClassCollector",
-           "buffer_depth", "buffer_write_signature", "window_read_signature", "window_tag",
+__all__ = ["TileController", "WindowWalker", "TileArray", "PlaneAccumulator", "ThresholdPool",
+           "ClassCollector", "check_plane_weights", "buffer_depth", "buffer_write_signature",
+           "window_read_signature", "window_tag",
            "sums_layout", "class_layout"]
 
 
@@ -69,18 +75,37 @@ def window_read_signature(ports: int, addr_width: int, width: int) -> wiring.Sig
                              "data": In(ports * width)})
 
 
-def window_tag(out_positions: int) -> data.StructLayout:
+def window_tag(out_positions: int, planes: bool = False) -> data.StructLayout:
     """What a window's request carries to its beats: first / last window of its pool
-    block, the layer's final window, and the pooled position it contributes to."""
-    return data.StructLayout({"first": 1, "last": 1, "final": 1,
-                              "addr": range(buffer_depth(out_positions))})
+    block, the layer's final window, and the pooled position it contributes to. A
+    bit-plane layer (`planes`) adds its pass's first / last plane flags after them, so
+    the window fields keep their offsets and `PlaneAccumulator` drops the plane flags
+    by truncation."""
+    fields = {"first": 1, "last": 1, "final": 1, "addr": range(buffer_depth(out_positions))}
+    if planes:
+        fields.update({"pfirst": 1, "plast": 1})
+    return data.StructLayout(fields)
 
 
-def sums_layout(layer: Layer, plan: ReadPlan) -> data.StructLayout:
+def sums_layout(layer: Layer, plan: ReadPlan, bound: int | None = None,
+                planes: bool = False) -> data.StructLayout:
     """One beat of a layer's column sums, as one tile of all its rows would give it:
-    column split ci's lanes at [sum(lanes[:ci]), ...), each summed over the row splits."""
-    return beat_layout(layer.rows, sum(plan.lanes), plan.beats,
-                       window_tag(_out_positions(layer)).size)
+    column split ci's lanes at [sum(lanes[:ci]), ...), each summed over the row splits.
+    Each sum holds [-bound, bound] (default: the rows); `planes` adds the plane flags to
+    the tag (see `window_tag`)."""
+    return beat_layout(layer.rows if bound is None else bound, sum(plan.lanes), plan.beats,
+                       window_tag(_out_positions(layer), planes).size)
+
+
+def check_plane_weights(weights) -> tuple[int, ...]:
+    """The plane weights of a multi-bit input, LSB plane first: 2**k, the last one
+    possibly negative (two's complement). The accumulator runs Horner's rule from the
+    MSB plane, so no other weights are supported."""
+    w = tuple(int(v) for v in weights)
+    n = len(w)
+    if not n or w[:-1] != tuple(1 << k for k in range(n - 1)) or abs(w[-1]) != 1 << (n - 1):
+        raise ValueError(f"plane weights must be 1, 2, ..., +-2**(P-1), not {w!r}")
+    return w
 
 
 def class_layout(classes: int, acc_w: int) -> data.StructLayout:
@@ -101,27 +126,38 @@ class WindowWalker(wiring.Component):
     layer : hwgen.ir.core.Layer
     site : hwgen.ir.core.Site or None
         The dropout site on the layer's input (its keep bits gate the rows).
+    planes : int
+        0: binary input, the word lines are the window's bits (XNOR rows). P >= 1: a
+        bit-plane first layer whose buffer word holds P*C bits (plane k's C channels at
+        bits [k*C, (k+1)*C)); each window is read once and issued as P requests, MSB
+        plane first, with every word line +1 and the rows gated by the plane's bits
+        AND the padding (DESIGN section 3; no site on such a layer).
 
     Ports
     -----
     start : In(1)
         Pulse: walk all windows once.
-    rd : Out(`window_read_signature(kh*kw, addr_width, C)`)
+    rd : Out(`window_read_signature(kh*kw, addr_width, max(P, 1)*C)`)
         Reads of the input buffer, kernel position (ky, kx) as port ky*kw + kx.
     keep : In(n_groups)
         The site's keep bits, 1 = keep (only with a site); held for the whole walk.
     req : Out(stream of `request_layout(rows, window_tag.size)`)
-        Word lines `x`, row gates `g` and the window tag, one beat per window.
+        Word lines `x`, row gates `g` and the window tag, one beat per window (per
+        plane of a window).
     """
 
-    def __init__(self, layer: Layer, site: Site | None):
-        self.layer, self.site = layer, site
+    def __init__(self, layer: Layer, site: Site | None, planes: int = 0):
+        if not (isinstance(planes, int) and planes >= 0):
+            raise ValueError(f"planes must be a non-negative integer, not {planes!r}")
+        if planes and site is not None:
+            raise ValueError("a bit-plane first layer cannot have a dropout site")
+        self.layer, self.site, self.planes = layer, site, planes
         c, h, w = layer.in_shape
         kh, kw = layer.kernel
-        self.tag = window_tag(_out_positions(layer))
+        self.tag = window_tag(_out_positions(layer), planes > 0)
         ports = {
             "start": In(1),
-            "rd": Out(window_read_signature(kh * kw, _addr_width(h * w), c)),
+            "rd": Out(window_read_signature(kh * kw, _addr_width(h * w), max(planes, 1) * c)),
             "req": Out(stream.Signature(request_layout(layer.rows, self.tag.size))),
         }
         if site is not None:
@@ -156,8 +192,16 @@ class WindowWalker(wiring.Component):
         pad = Signal(kh * kw)
         take = Signal()
         fetch = Signal()
+        npl = self.planes
+        if npl > 1:
+            # the plane passes of a window: the read data stays in the read ports (no
+            # `en`) while the request is re-issued for each plane, MSB plane first
+            plane = Signal(range(npl), name="plane")        # bit index of this pass
+            done_w = take & tag.plast
+        else:
+            done_w = take
         m.d.comb += [take.eq(req.valid & req.ready),
-                     fetch.eq((self.start | running) & (~req.valid | take))]
+                     fetch.eq((self.start | running) & (~req.valid | done_w))]
 
         base = Signal(aw)
         m.d.comb += base.eq(oy * w + ox)
@@ -193,6 +237,10 @@ class WindowWalker(wiring.Component):
             m.d.sync += [req.valid.eq(1), pad.eq(Cat(*pad_now)),
                          tag.first.eq(first), tag.last.eq(last_blk), tag.final.eq(final),
                          tag.addr.eq(py * wp + px), running.eq(~final)]
+            if npl:
+                m.d.sync += [tag.pfirst.eq(1), tag.plast.eq(npl == 1)]
+            if npl > 1:
+                m.d.sync += plane.eq(npl - 1)
             # advance (dx fastest); each wraps to 0 after its last value
             def step(cnt, n, carry):
                 if n > 1:
@@ -203,18 +251,48 @@ class WindowWalker(wiring.Component):
             for cnt, n in ((dx, s), (dy, s), (px, wp), (py, hp)):
                 carry = step(cnt, n, carry)
         with m.Elif(take):
-            m.d.sync += req.valid.eq(0)
+            if npl > 1:
+                with m.If(tag.plast):
+                    m.d.sync += req.valid.eq(0)
+                with m.Else():
+                    m.d.sync += [plane.eq(plane - 1), tag.pfirst.eq(0),
+                                 tag.plast.eq(plane == 1)]
+            else:
+                m.d.sync += req.valid.eq(0)
 
         # -- word lines and row gates: wiring ----------------------------------------------
         # One assignment per field, not per row: Amaranth's netlist checks cost
         # (bits x assignments) per signal, quadratic in the rows for bitwise assignments.
         xs, gs = [], []
+        pw_ = max(npl, 1) * c                          # bits per buffer word
+        if npl > 1:
+            # one-hot plane select (AND-OR): a variable part-select becomes a wide shift
+            # that Verilator -Wall flags (WIDTHTRUNC)
+            onehot = [Signal(name=f"plane_is_{k}") for k in range(npl)]
+            m.d.comb += [oh.eq(plane == k) for k, oh in enumerate(onehot)]
+
+            def plane_bit(p, ch):
+                base = p * pw_ + ch
+                terms = [onehot[k] & rd.data[base + k * c] for k in range(npl)]
+                out = terms[0]
+                for t in terms[1:]:
+                    out = out | t
+                return out
+        else:
+            def plane_bit(p, ch):
+                return rd.data[p * pw_ + ch]
         for ch in range(c):
             for p in range(kh * kw):
                 i = ch * kh * kw + p
-                xs.append(rd.data[p * c + ch])
                 # a kernel position that no window can push off the map needs no gate bit
                 g = None if never_pad[p] else pad[p]
+                if npl:
+                    # bit planes: every driven input is +1, the plane bit gates the row
+                    xs.append(Const(1, 1))
+                    b = plane_bit(p, ch)
+                    g = b if g is None else g & b
+                else:
+                    xs.append(rd.data[p * c + ch])
                 if site is not None:
                     k = self.keep[i // site.group_rows]
                     g = k if g is None else g & k
@@ -239,8 +317,9 @@ class TileArray(wiring.Component):
     -----
     req : In(stream of `request_layout(rows, tag)`)
         One read of every tile: row split ri sees rows [a_ri, b_ri) of `x` and `g`.
-    sums : Out(stream of `sums_layout`)
-        Per beat, every column split's lanes, each summed over the row splits.
+    sums : Out(stream of `beat_layout(rows, sum(lanes), beats, tag)`)
+        Per beat, every column split's lanes, each summed over the row splits (the
+        `sums_layout` of the layer's walker tag).
     """
 
     def __init__(self, layer: Layer, plan: ReadPlan, tag):
@@ -253,7 +332,8 @@ class TileArray(wiring.Component):
                                                   beats=plan.beats, tag=tag)
         super().__init__({
             "req": In(stream.Signature(request_layout(layer.rows, tag))),
-            "sums": Out(stream.Signature(sums_layout(layer, plan))),
+            "sums": Out(stream.Signature(beat_layout(layer.rows, sum(plan.lanes), plan.beats,
+                                                     tag))),
         })
 
     def elaborate(self, platform):
@@ -284,6 +364,70 @@ class TileArray(wiring.Component):
         return m
 
 
+class PlaneAccumulator(wiring.Component):
+    """Shift-adds the plane passes of a bit-plane first layer (DESIGN section 3).
+
+    The walker issues a window's planes MSB first, so Horner's rule needs only a
+    doubling: a = part (MSB plane, negated when its weight is negative), then
+    a = 2*a + part for each lower plane; a is the sum of plane_weights[k] * part_k. The
+    running sums of a read's beats live in a shift register of `beats` words (one word
+    per beat: every lane of every column split), which turns over once per plane.
+
+    Parameters
+    ----------
+    layer : hwgen.ir.core.Layer
+    plan : hwgen.hw.plan.ReadPlan
+    weights : tuple of int
+        Plane weights, LSB plane first (`check_plane_weights`).
+    bound : int
+        The largest |acc| (`IR.acc_bound(0)`): the width of the output sums.
+
+    Ports
+    -----
+    sums : In(stream of `sums_layout(layer, plan, planes=True)`)
+        Every plane pass's beats.
+    out : Out(stream of `sums_layout(layer, plan, bound)`)
+        The beats of the last (LSB) plane, with the window's sums; the plane flags are
+        dropped from the tag.
+    """
+
+    def __init__(self, layer: Layer, plan: ReadPlan, weights, bound: int):
+        self.layer, self.plan = layer, plan
+        self.weights, self.bound = check_plane_weights(weights), bound
+        super().__init__({
+            "sums": In(stream.Signature(sums_layout(layer, plan, planes=True))),
+            "out": Out(stream.Signature(sums_layout(layer, plan, bound))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        beat, out = self.sums, self.out
+        n = sum(self.plan.lanes)
+        aw = acc_width(self.bound)
+        tag = data.View(window_tag(_out_positions(self.layer), True), beat.payload.tag)
+        neg_msb = self.weights[-1] < 0
+        sr = Signal(n * aw * self.plan.beats, name="partial")
+        news = []
+        for k in range(n):
+            part = beat.payload.acc[k]
+            head = sr[k * aw:(k + 1) * aw].as_signed()
+            nv = Signal(signed(aw), name=f"acc_l{k}")
+            first = -part if neg_msb else part
+            twice = Cat(Const(0, 1), head).as_signed()     # 2*head, no shift operator
+            m.d.comb += nv.eq(Mux(tag.pfirst, first, twice + part))
+            news.append(nv)
+            m.d.comb += out.payload.acc[k].eq(nv)
+        got = beat.valid & beat.ready
+        with m.If(got):
+            m.d.sync += sr.eq(Cat(sr[n * aw:], *news))
+        m.d.comb += [out.valid.eq(beat.valid & tag.plast),
+                     beat.ready.eq(~tag.plast | out.ready),
+                     out.payload.index.eq(beat.payload.index),
+                     out.payload.last.eq(beat.payload.last),
+                     out.payload.tag.eq(beat.payload.tag[:len(out.payload.tag)])]
+        return m
+
+
 def _collect(m, lanes_of, values, beats: int, width: int, got, name: str):
     """Per column split, the values of a whole read: the last beat's lanes are combinational
     and earlier beats' are shifted into a register, so the read's result is complete in
@@ -310,10 +454,12 @@ class ThresholdPool(wiring.Component):
     layer : hwgen.ir.core.Layer
         Signs, thresholds, pool size and tiling.
     plan : hwgen.hw.plan.ReadPlan
+    bound : int or None
+        The largest |acc| (default: the rows); the thresholds are clamped to it.
 
     Ports
     -----
-    sums : In(stream of `sums_layout`)
+    sums : In(stream of `sums_layout(layer, plan, bound)`)
         Always ready.
     next : In(`buffer_write_signature(H''*W'', O)`)
         Writes into the next layer's buffer: one O-bit word per pooled position.
@@ -321,13 +467,14 @@ class ThresholdPool(wiring.Component):
         Pulse with the layer's last write.
     """
 
-    def __init__(self, layer: Layer, plan: ReadPlan):
+    def __init__(self, layer: Layer, plan: ReadPlan, bound: int | None = None):
         if layer.is_classifier:
             raise ValueError("ThresholdPool needs a thresholded layer, not the classifier")
         self.layer, self.plan = layer, plan
+        self.bound = layer.rows if bound is None else bound
         o, hh, ww = layer.out_shape
         super().__init__({
-            "sums": In(stream.Signature(sums_layout(layer, plan))),
+            "sums": In(stream.Signature(sums_layout(layer, plan, self.bound))),
             "next": In(buffer_write_signature(hh * ww, o)),
             "done": Out(1),
         })
@@ -335,7 +482,7 @@ class ThresholdPool(wiring.Component):
     def threshold_rom(self) -> tuple[list[int], int]:
         """Word k: per column split, per lane, (t', neg) with out = neg ? acc <= t' : acc >= t'."""
         layer, r = self.layer, self.plan.beats
-        rows = layer.rows
+        rows = self.bound
         tw = acc_width(rows + 1)
         words = []
         for k in range(r):
@@ -347,7 +494,7 @@ class ThresholdPool(wiring.Component):
                     if j < b:
                         s, t = layer.sign[j], layer.thresh[j]
                         neg = int(s < 0)
-                        # acc is in [-rows, rows]: clamping keeps every comparison's outcome.
+                        # acc is in [-bound, bound]: clamping keeps every comparison's outcome.
                         t = max(-rows - 1, min(rows + 1, t if s > 0 else -t))
                     word |= ((t & ((1 << tw) - 1)) | (neg << tw)) << pos
                     pos += tw + 1
@@ -406,11 +553,13 @@ class ClassCollector(wiring.Component):
         The classifier.
     plan : hwgen.hw.plan.ReadPlan
     acc_w : int
-        Width of each class sum on `out` (at least `acc_width(rows)`).
+        Width of each class sum on `out` (at least `acc_width(bound)`).
+    bound : int or None
+        The largest |acc| (default: the rows).
 
     Ports
     -----
-    sums : In(stream of `sums_layout`)
+    sums : In(stream of `sums_layout(layer, plan, bound)`)
         Ready while `out` holds no beat or the beat is being taken.
     sample : In(16)
         The sample index carried by the beat.
@@ -419,10 +568,11 @@ class ClassCollector(wiring.Component):
         Pulse when the last beat of the read is taken (the `out` beat is valid next cycle).
     """
 
-    def __init__(self, layer: Layer, plan: ReadPlan, acc_w: int):
+    def __init__(self, layer: Layer, plan: ReadPlan, acc_w: int, bound: int | None = None):
         self.layer, self.plan, self.acc_w = layer, plan, acc_w
+        self.bound = layer.rows if bound is None else bound
         super().__init__({
-            "sums": In(stream.Signature(sums_layout(layer, plan))),
+            "sums": In(stream.Signature(sums_layout(layer, plan, self.bound))),
             "sample": In(16),
             "out": Out(stream.Signature(class_layout(layer.out_channels, acc_w))),
             "done": Out(1),
@@ -431,7 +581,7 @@ class ClassCollector(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         layer, plan, beat, out = self.layer, self.plan, self.sums, self.out
-        sw = acc_width(layer.rows)
+        sw = acc_width(self.bound)
         tag = data.View(window_tag(_out_positions(layer)), beat.payload.tag)
         got = Signal()
         end = Signal()
@@ -468,6 +618,14 @@ class TileController(wiring.Component):
         Honour each bit of `wr.en` (the image loader writes one bit at a time). Otherwise
         a write stores the whole word when any `wr.en` bit is set: one enable per port
         keeps the transparent read ports small.
+    planes : tuple of int or None
+        A bit-plane first layer (DESIGN section 3): the plane weights, LSB plane first.
+        The buffer then holds P*C bits per position (the planes as extra channels,
+        plane k's channels at bits [k*C, (k+1)*C)), each window takes P tile reads and
+        `PlaneAccumulator` shift-adds them. None: binary (XNOR) input.
+    bound : int or None
+        The largest |acc| of the layer (`IR.acc_bound`), default the rows: the width of
+        the summed column sums and the range the thresholds are clamped to.
 
     Ports
     -----
@@ -475,7 +633,7 @@ class TileController(wiring.Component):
         Pulse: walk all windows once.
     done : Out(1)
         Pulse with the layer's last write (or when its last class beat is taken).
-    wr : Out(`buffer_write_signature(H*W, C)`)
+    wr : Out(`buffer_write_signature(H*W, P*C)`)
         This layer's input buffer write port (a memory port: its members are inputs).
     keep : In(n_groups)
         The site's keep bits (only with a site).
@@ -486,32 +644,39 @@ class TileController(wiring.Component):
     """
 
     def __init__(self, layer: Layer, site: Site | None, lanes: int, *, acc_w: int | None = None,
-                 bit_writes: bool = False):
+                 bit_writes: bool = False, planes=None, bound: int | None = None):
         self.layer, self.site, self.bit_writes = layer, site, bit_writes
         plan = read_plan(layer, lanes)
         self.beats, self.lanes = plan.beats, plan.lanes
+        self.bound = layer.rows if bound is None else bound
+        if self.bound < layer.rows:
+            raise ValueError(f"bound must be at least the rows ({layer.rows}), not {bound!r}")
         c, h, w = layer.in_shape
+        self.width = c * (len(planes) if planes is not None else 1)
         self.depth = buffer_depth(h * w)
-        self.acc_w = acc_w if acc_w is not None else acc_width(layer.rows)
-        self.walker = WindowWalker(layer, site)
+        self.acc_w = acc_w if acc_w is not None else acc_width(self.bound)
+        self.walker = WindowWalker(layer, site, 0 if planes is None else len(planes))
         self.tiles = TileArray(layer, plan, self.walker.tag.size)
-        ports = {"start": In(1), "done": Out(1), "wr": Out(buffer_write_signature(h * w, c))}
+        self.planes = None
+        if planes is not None:
+            self.planes = PlaneAccumulator(layer, plan, planes, self.bound)
+        ports = {"start": In(1), "done": Out(1),
+                 "wr": Out(buffer_write_signature(h * w, self.width))}
         if site is not None:
             ports["keep"] = In(site.n_groups)
         if layer.is_classifier:
-            self.sink = ClassCollector(layer, plan, self.acc_w)
+            self.sink = ClassCollector(layer, plan, self.acc_w, self.bound)
             ports["sample"] = In(16)
             ports["out"] = Out(stream.Signature(class_layout(layer.out_channels, self.acc_w)))
         else:
-            self.sink = ThresholdPool(layer, plan)
+            self.sink = ThresholdPool(layer, plan, self.bound)
             o, hh, ww = layer.out_shape
             ports["next"] = In(buffer_write_signature(hh * ww, o))
         super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
-        c, _, _ = self.layer.in_shape
-        m.submodules.act = act = memory.Memory(shape=unsigned(c), depth=self.depth, init=[])
+        m.submodules.act = act = memory.Memory(shape=unsigned(self.width), depth=self.depth, init=[])
         wport = act.write_port(granularity=1 if self.bit_writes else None)
         m.d.comb += [wport.addr.eq(self.wr.addr), wport.data.eq(self.wr.data),
                      wport.en.eq(self.wr.en if self.bit_writes else self.wr.en.any())]
@@ -531,7 +696,12 @@ class TileController(wiring.Component):
         if self.site is not None:
             m.d.comb += walker.keep.eq(self.keep)
         wiring.connect(m, walker.req, tiles.req)
-        wiring.connect(m, tiles.sums, sink.sums)
+        if self.planes is not None:
+            m.submodules.planes = acc = self.planes
+            wiring.connect(m, tiles.sums, acc.sums)
+            wiring.connect(m, acc.out, sink.sums)
+        else:
+            wiring.connect(m, tiles.sums, sink.sums)
         m.d.comb += self.done.eq(sink.done)
         if self.layer.is_classifier:
             m.d.comb += sink.sample.eq(self.sample)

@@ -34,8 +34,14 @@ def layer_params(ir: IR, i: int, lanes: int) -> dict:
             "positions": h * w, "out_positions": hh * ww,
             "n_groups": site.n_groups if site is not None else 0,
             "classifier": layer.is_classifier,
-            "ACC_W": acc_width(layer.rows) if layer.is_classifier else None,
-            "bit_writes": i == 0}
+            "ACC_W": acc_width(ir.acc_bound(i)) if layer.is_classifier else None,
+            "bit_writes": i == 0, "planes": _planes(ir, i)}
+
+
+def _planes(ir: IR, i: int) -> int:
+    """Input bit planes of layer i: P for a multi-bit first layer (its buffer holds P*C
+    bits per position), else 1."""
+    return ir.input.planes if i == 0 else 1
 
 
 class LayerTop(wiring.Component):
@@ -69,8 +75,11 @@ class LayerTop(wiring.Component):
         self.ir, self.i, self.lanes = ir, i, lanes
         self.params = layer_params(ir, i, lanes)
         layer, site = ir.layers[i], ir.site_of(i)
+        multibit = i == 0 and ir.input.mode != "binary"
         self.ctl = TileController(layer, site, lanes,
-                                  acc_w=self.params["ACC_W"], bit_writes=i == 0)
+                                  acc_w=self.params["ACC_W"], bit_writes=i == 0,
+                                  planes=ir.input.plane_weights if multibit else None,
+                                  bound=ir.acc_bound(i))
         ports = {"start": In(1), "done": Out(1), "wr": self.ctl.signature.members["wr"]}
         if site is not None:
             ports["keep"] = In(site.n_groups)

@@ -1,7 +1,9 @@
 """Bit-serial image loader: `img` words into the first layer's activation buffer.
 
 An image is C*H*W bits, flattened (c, y, x), sent as words of `in_w` bits, LSB first, the
-last word zero-padded (`image_words` is the software model of that packing). The buffer
+last word zero-padded (`image_words` is the software model of that packing). A multi-bit
+input is sent as its P bit planes, plane-major, and loaded as a (P*C, H, W) image: the
+planes are extra channels (docs/ARCHITECTURE.md s.5). The buffer
 holds one C-bit word per spatial position, so image bit b belongs to position b mod H*W,
 channel b div H*W: the loader writes one bit per cycle through the buffer's bit-enable
 write port, which costs in_w cycles per word but no wide shifter or second buffer.

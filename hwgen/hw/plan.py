@@ -5,7 +5,7 @@ split / lanes), so the layer's tiles run in lock step; each column split then us
 fewest lanes that still finish in r beats. The DESIGN section 7 bound on the cycles of
 one MC sample is sum over the layers from `ir.mc_start` of W_l * r_l (W_l windows before
 pooling); the deterministic prefix costs the same sum over the layers before it, once
-per image. The controller, the cost model and the cycle benchmark all read it from here.
+per image. A multi-bit first layer reads each window once per input bit plane. The controller, the cost model and the cycle benchmark all read it from here.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..ir.core import IR, Layer
 
-__all__ = ["ReadPlan", "read_plan", "CycleBound", "cycle_bound"]
+__all__ = ["ReadPlan", "read_plan", "CycleBound", "cycle_bound", "reads_per_window"]
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,17 @@ class CycleBound:
         return self.prefix + samples * self.per_sample
 
 
+def reads_per_window(ir: IR, i: int) -> int:
+    """Tile reads per window of layer i: P for a multi-bit first layer (one pass per
+    input bit plane, DESIGN section 3), else 1."""
+    return ir.input.planes if i == 0 else 1
+
+
 def cycle_bound(ir: IR, lanes: int, mc_start: int | None = None) -> CycleBound:
     """The section 7 bound of `ir` at `lanes`; `mc_start` overrides the IR's (the cost
-    model prices the other dropout kind on default sites)."""
+    model prices the other dropout kind on default sites). A multi-bit first layer
+    counts P reads per window."""
     m0 = ir.mc_start if mc_start is None else mc_start
-    per = tuple(l.windows * read_plan(l, lanes).beats for l in ir.layers)
+    per = tuple(l.windows * read_plan(l, lanes).beats * reads_per_window(ir, i)
+                for i, l in enumerate(ir.layers))
     return CycleBound(per_layer=per, prefix=sum(per[:m0]), per_sample=sum(per[m0:]))

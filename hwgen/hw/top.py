@@ -3,7 +3,9 @@
 Port contract: docs/ARCHITECTURE.md section 5. Per image:
 
 1. While `idle`, image words arrive on `img`; the loader (`hwgen.hw.loader`) writes them
-   into layer 0's buffer.
+   into layer 0's buffer. A multi-bit input (DESIGN section 3) is sent as its P bit
+   planes, plane-major, and layer 0's buffer holds them as P*C channels; layer 0 then
+   reads each window P times (one pass per plane) and shift-adds the passes.
 2. `start` samples `n_samples` (T); layers before `ir.mc_start` run once, chained
    (a layer starts in the cycle the previous one writes its last position); the RNG cycle
    for sample 0 runs at the same time.
@@ -30,16 +32,18 @@ __all__ = ["NetworkTop", "top_params"]
 
 
 def top_params(ir: IR, lanes: int = 8, in_w: int = 32) -> dict:
-    """The generated top's parameters (also written to ports.json)."""
+    """The generated top's parameters (also written to ports.json). `planes` is the
+    number of input bit planes P (1 for binary input); an image is P*C*H*W bits."""
     c, h, w = ir.in_shape
-    bits = c * h * w
+    planes = ir.input.planes
+    bits = planes * c * h * w
     code_w = ir.mtj.device.code_bits
     return {
-        "IN_W": in_w, "ACC_W": acc_width(ir.layers[-1].rows), "CODE_W": code_w,
+        "IN_W": in_w, "ACC_W": acc_width(ir.acc_bound(len(ir.layers) - 1)), "CODE_W": code_w,
         "N_IF": ir.n_interfaces, "classes": ir.n_classes, "image_bits": bits,
         "words_per_image": -(-bits // in_w), "reset_cycles": ir.mtj.reset_cycles,
         "write_cycles": ir.mtj.write_cycles, "sense_gap": 2, "clk_ns": ir.mtj.clk_ns,
-        "lanes": lanes, "mc_start": ir.mc_start,
+        "lanes": lanes, "mc_start": ir.mc_start, "planes": planes,
     }
 
 
@@ -77,10 +81,15 @@ class NetworkTop(wiring.Component):
             raise ValueError(f"in_w must be a positive integer, not {in_w!r}")
         self.ir, self.lanes, self.in_w = ir, lanes, in_w
         self.params = p = top_params(ir, lanes, in_w)
-        self.loader = ImageLoader(ir.in_shape, in_w)
+        c, h, w = ir.in_shape
+        # a multi-bit input's planes are extra channels of layer 0's buffer (plane-major)
+        self.loader = ImageLoader((p["planes"] * c, h, w), in_w)
+        multibit = ir.input.mode != "binary"
         self.controllers = [
             TileController(layer, ir.site_of(i), lanes,
-                           acc_w=p["ACC_W"] if layer.is_classifier else None, bit_writes=i == 0)
+                           acc_w=p["ACC_W"] if layer.is_classifier else None, bit_writes=i == 0,
+                           planes=ir.input.plane_weights if i == 0 and multibit else None,
+                           bound=ir.acc_bound(i))
             for i, layer in enumerate(ir.layers)]
         self.rng = None
         ports = {

@@ -72,6 +72,9 @@ async def _layer(dut, cfg):
     inputs, keep = data["inputs"], data["keep"]
     n = len(inputs)
     c, h, w = prm["in_shape"]
+    # a multi-bit first layer's buffer word holds its P input planes as P*C channels
+    # (plane-major), and its inputs are planes [N, P, C, H, W]
+    cw = c * int(prm.get("planes", 1))
     out_shape = tuple(prm["out_shape"])
     golden = run_layer(ir, i, inputs, keep if prm["n_groups"] else None)
     timeout_ns = float(cfg.get("timeout_cycles", 100_000)) * CLK_NS
@@ -92,11 +95,11 @@ async def _layer(dut, cfg):
     write_errors, cycles = [], []
     for k in range(n):
         # inputs change at falling edges only; each write is taken at the next rising edge
-        words = np.packbits(inputs[k].reshape(c, h * w).T, axis=1, bitorder="little")
+        words = np.packbits(inputs[k].reshape(cw, h * w).T, axis=1, bitorder="little")
         for p in range(h * w):
             dut.wr__addr.value = p
             dut.wr__data.value = int.from_bytes(words[p].tobytes(), "little")
-            dut.wr__en.value = (1 << c) - 1
+            dut.wr__en.value = (1 << cw) - 1
             await FallingEdge(dut.clk)
         dut.wr__en.value = 0
         if prm["n_groups"]:

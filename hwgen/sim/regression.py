@@ -95,8 +95,9 @@ def load_outdir(outdir, ir_path=None):
 
 
 def image_bits(ir, n: int, inputs=None) -> tuple[np.ndarray, np.ndarray, str]:
-    """The regression's images as flat (c, y, x) input bits [n, C*H*W], their indices,
-    and where they come from: the first n of `inputs` (a .npy file) if given, else the
+    """The regression's images as flat input bits [n, P*C*H*W] (the `img` port's order:
+    plane-major, then (c, y, x); P = 1 for binary input), their indices, and where they
+    come from: the first n of `inputs` (a .npy file) if given, else the
     first n test images of the IR's dataset."""
     return _images(ir, n, inputs)[1:]
 

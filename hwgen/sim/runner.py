@@ -228,7 +228,7 @@ def run_network(outdir, simulator: str, bits: np.ndarray, index: np.ndarray, sam
                 waves: bool = False, ir_path=None, scoreboard_seeds=None,
                 scoreboard_interface_swap=None, record: bool = True, chunk: int = 32,
                 on_progress=None) -> dict:
-    """Run sim/bench_top.py over `bits` [N, C*H*W] (dataset indices `index`), T = samples.
+    """Run sim/bench_top.py over `bits` [N, P*C*H*W] (dataset indices `index`), T = samples.
 
     The device draws start at `first_draw` (the global index of this run's first MC
     sample), so shards reproduce one long run. `ir_path`, `scoreboard_seeds` and
@@ -300,7 +300,8 @@ def run_network(outdir, simulator: str, bits: np.ndarray, index: np.ndarray, sam
 def run_layer(outdir, i: int, simulator: str, inputs: np.ndarray, keep: np.ndarray | None,
               build_root, run_dir, ir_path) -> dict:
     """Build (cached) and run sim/bench_layer.py on `layer{i}` exported into outdir
-    (hwgen.export.export_layer) over inputs [N, C, H, W] bits and keep [N, n_groups] bits (None
+    (hwgen.export.export_layer) over inputs [N, C, H, W] bits ([N, P, C, H, W] planes for a
+    multi-bit first layer) and keep [N, n_groups] bits (None
     for a layer without a site). `ir_path` is the IR the checker believes: a copy with a
     planted fault shows the checker catching it. Returns the bench's result dict."""
     outdir, run_dir = Path(outdir).resolve(), Path(run_dir).resolve()
