@@ -20,13 +20,13 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hwgen.errors import HwgenError
-from hwgen.export import PORTS, VERILOG, WAIVERS, complete_cases, explicit_widths, export
+from hwgen.export import POPCOUNT_SIM, PORTS, VERILOG, WAIVERS, complete_cases, explicit_widths, export
 from hwgen.hw.testing import random_ir
 from hwgen.ir.core import InputEncoding, dumps, loads
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "rtl_out" / "golden"
-GOLDEN_FILES = (VERILOG, PORTS, WAIVERS)
+GOLDEN_FILES = (VERILOG, PORTS, WAIVERS, POPCOUNT_SIM)
 
 
 def _verilator():
