@@ -6,6 +6,10 @@
   ports.json      every top-level port (name, direction, width) from the component
                   signature, the out payload layout and the design parameters
   hwgen_top.vlt   Verilator lint waivers, each by rule and name pattern, with its reason
+  popcount_sim.v  the simulation variant of the `hwgen_popcount_<W>` modules: the same ports,
+                  a behavioural `$countones` body that Verilator evaluates as one word
+                  operation. hwgen.sim.runner builds Verilator with these in place of the
+                  adder trees in hwgen_top.v; hwgen.sim.equiv proves each equal to its tree.
 
 `export_layer(ir, i, outdir, lanes=8)` writes one layer alone (hwgen.hw.layer_top.LayerTop,
 for the layer-level bench hwgen.sim.bench_layer) the same way: layer{i}.v (module
@@ -32,15 +36,19 @@ from amaranth.lib import wiring
 from .atomic import write_text
 from .errors import HwgenError
 from .hw.layer_top import LayerTop
+from .hw.tile import Popcount, PopcountModules, popcount_module_name
 from .hw.top import NetworkTop
 from .ir.core import IR
 
 __all__ = ["export", "export_layer", "ports_json", "layer_ports_json", "layer_files",
-           "to_verilog", "explicit_widths", "complete_cases", "VERILOG", "PORTS", "WAIVERS", "WAIVER_TEXT"]
+           "to_verilog", "explicit_widths", "complete_cases", "popcount_sim_verilog",
+           "popcount_widths", "strip_modules", "VERILOG", "PORTS", "WAIVERS", "WAIVER_TEXT",
+           "POPCOUNT_SIM"]
 
 log = logging.getLogger(__name__)
 
 VERILOG, PORTS, WAIVERS = "hwgen_top.v", "ports.json", "hwgen_top.vlt"
+POPCOUNT_SIM = "popcount_sim.v"
 
 # Each waiver names the rule and the signals it covers, and says why it is safe.
 WAIVER_TEXT = """\
@@ -156,14 +164,63 @@ def complete_cases(verilog: str) -> str:
     return "\n".join(out)
 
 
+def popcount_sim_verilog(widths) -> str:
+    """Behavioural `hwgen_popcount_<W>` modules (ports as hwgen.hw.tile.Popcount's) for
+    simulators: `$countones`, which Verilator compiles to a word popcount instead of the
+    tree's W-1 narrow adds. hwgen.sim.equiv proves each equal to the synthesised tree."""
+    out = ["// hwgen: simulation variant of the popcount modules of hwgen_top.v (same ports);",
+           "// each is proven equal to its adder tree by hwgen.sim.equiv.",
+           "/* verilator lint_off DECLFILENAME */", ""]
+    for w in sorted(widths):
+        b = w.bit_length()
+        rng = f"[{w - 1}:0] " if w > 1 else ""
+        out += [f"module {popcount_module_name(w)}(a, y);", f"  input {rng}a;",
+                f"  output [{b - 1}:0] y;" if b > 1 else "  output y;",
+                "  /* verilator lint_off UNUSEDSIGNAL */",
+                "  wire [31:0] n = $countones(a);",
+                "  /* verilator lint_on UNUSEDSIGNAL */",
+                f"  assign y = n[{b - 1}:0];", "endmodule", ""]
+    return "\n".join(out)
+
+
+def popcount_widths(verilog: str) -> list[int]:
+    """The widths W of the `hwgen_popcount_<W>` modules defined in `verilog`."""
+    return sorted(int(w) for w in re.findall(r"^module hwgen_popcount_(\d+)\(", verilog, re.M))
+
+
+def strip_modules(verilog: str, prefix: str = "hwgen_popcount_") -> str:
+    """`verilog` without the modules whose names start with `prefix` (each from its
+    `module` line, with the attribute lines just above it, to its `endmodule`)."""
+    out, skip = [], False
+    for line in verilog.split("\n"):
+        if line.startswith(f"module {prefix}"):
+            skip = True
+            while out and out[-1].startswith("(*"):
+                out.pop()
+            continue
+        if skip:
+            if line == "endmodule":
+                skip = False
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
 def to_verilog(top, name: str = "hwgen_top") -> str:
     """Amaranth -> RTLIL -> explicit operand widths -> Verilog (Yosys, no source paths)
     -> complete cases.
 
+    Each hwgen.hw.tile.Popcount becomes an instance of its own module
+    `hwgen_popcount_<W>` (the adder tree), written once per width after the design.
+
     The script is amaranth.back.verilog's (amaranth 0.5.10), with the width pass between
     the RTLIL and Yosys, and `proc -noopt`: proc's opt_expr would turn `state == 0` into
     `!state`, a 1-bit operator on a wide operand that Verilator flags (WIDTHTRUNC)."""
-    text = explicit_widths(rtlil.convert(top, name=name, emit_src=False))
+    modules = PopcountModules()
+    parts = [rtlil.convert(top, name=name, platform=modules, emit_src=False)]
+    parts += [rtlil.convert(pc, name=popcount_module_name(pc.width), emit_src=False)
+              for pc in (Popcount(w) for w in sorted(modules.widths))]
+    text = explicit_widths("\n".join(parts))
     script = [f"read_rtlil <<rtlil\n{text}\nrtlil", "proc -nomux -norom -noopt", "memory_collect",
               "attrmap -remove generator -remove top -remove src -remove amaranth.hierarchy "
               "-remove amaranth.decoding",
@@ -220,7 +277,7 @@ def _write(outdir, files: dict) -> dict:
 
 
 def export(ir: IR, outdir, lanes: int = 8, in_w: int = 32) -> dict:
-    """Write hwgen_top.v, ports.json and hwgen_top.vlt into `outdir`; returns
+    """Write hwgen_top.v, ports.json, hwgen_top.vlt and popcount_sim.v into `outdir`; returns
     {file name: sha256}."""
     _check_ir(ir)
     if ir.input.mode not in ("binary", "unsigned", "signed"):
@@ -239,7 +296,8 @@ def export(ir: IR, outdir, lanes: int = 8, in_w: int = 32) -> dict:
              time.perf_counter() - t0, lanes)
     return _write(outdir, {VERILOG: text,
                            PORTS: json.dumps(ports_json(top), sort_keys=True, indent=1) + "\n",
-                           WAIVERS: WAIVER_TEXT})
+                           WAIVERS: WAIVER_TEXT,
+                           POPCOUNT_SIM: popcount_sim_verilog(popcount_widths(text))})
 
 
 def export_layer(ir: IR, i: int, outdir, lanes: int = 8) -> dict:

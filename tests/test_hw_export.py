@@ -20,14 +20,15 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hwgen.errors import HwgenError
-from hwgen.export import PORTS, VERILOG, WAIVERS, complete_cases, explicit_widths, export
+from hwgen.export import (POPCOUNT_SIM, PORTS, VERILOG, WAIVERS, complete_cases,
+                          explicit_widths, export)
 from support import random_ir
 from hwgen.ir.core import InputEncoding, dumps, loads
 from support import multibit_ir
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "rtl_out" / "golden"
-GOLDEN_FILES = (VERILOG, PORTS, WAIVERS)
+GOLDEN_FILES = (VERILOG, PORTS, WAIVERS, POPCOUNT_SIM)
 
 
 def _verilator():

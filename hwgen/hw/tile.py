@@ -19,12 +19,13 @@ reads every cycle. An opaque `tag` travels with the request to each of its beats
 from __future__ import annotations
 
 import numpy as np
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Instance, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["CrossbarTile", "acc_width", "popcount", "tile_model", "pack_tile_weights",
-           "request_layout", "beat_layout"]
+__all__ = ["CrossbarTile", "Popcount", "PopcountModules", "acc_width", "popcount",
+           "popcount_module_name", "tile_model", "pack_tile_weights", "request_layout",
+           "beat_layout"]
 
 
 def acc_width(rows: int) -> int:
@@ -55,6 +56,46 @@ def popcount(bits) -> "Value":
             nxt.append(terms[-1])
         terms = nxt
     return terms[0]
+
+
+def popcount_module_name(width: int) -> str:
+    """Verilog module name of a `width`-bit Popcount in an export."""
+    return f"hwgen_popcount_{width}"
+
+
+class PopcountModules:
+    """The elaboration platform of hwgen.export: under it each Popcount elaborates to an
+    instance of its own module `popcount_module_name(width)` (ports `a`, `y`), and the
+    widths used are collected in `widths`, so that the export writes each module once and a
+    simulator build can swap in a behavioural body (hwgen.sim.equiv proves the two equal).
+    Any other platform, or none, gets the adder tree inline."""
+
+    def __init__(self):
+        self.widths: set[int] = set()
+
+
+class Popcount(wiring.Component):
+    """y = the number of ones in a (`width` bits), as a balanced adder tree (`popcount`).
+
+    Ports
+    -----
+    a : In(width)
+    y : Out(width.bit_length())
+    """
+
+    def __init__(self, width: int):
+        if not (isinstance(width, int) and width >= 1):
+            raise ValueError(f"width must be a positive integer, not {width!r}")
+        self.width = width
+        super().__init__({"a": In(width), "y": Out(width.bit_length())})
+
+    def elaborate(self, platform):
+        if isinstance(platform, PopcountModules):
+            platform.widths.add(self.width)
+            return Instance(popcount_module_name(self.width), i_a=self.a, o_y=self.y)
+        m = Module()
+        m.d.comb += self.y.eq(popcount(self.a))
+        return m
 
 
 def pack_tile_weights(w: np.ndarray, lanes: int) -> list[int]:
@@ -154,13 +195,16 @@ class CrossbarTile(wiring.Component):
             self.req.ready.eq(~busy & self.beat.ready),
         ]
         # Intermediate signals keep Amaranth from rebuilding shared expressions per bit.
+        # Each popcount is a Popcount component: one Verilog module per width in an export.
         ng = Signal(unsigned(aw))
-        m.d.comb += ng.eq(popcount(g))
+        m.submodules.popcount_g = pc_g = Popcount(rows)
+        m.d.comb += [pc_g.a.eq(g), ng.eq(pc_g.y)]
         for lane in range(lanes):
             agree = Signal(rows, name=f"agree{lane}")
             m.d.comb += agree.eq(g & ~(x ^ rd.data[lane * rows:(lane + 1) * rows]))
             pc = Signal(unsigned(aw - 1), name=f"pc{lane}")
-            m.d.comb += pc.eq(popcount(agree))
+            m.submodules[f"popcount{lane}"] = pc_l = Popcount(rows)
+            m.d.comb += [pc_l.a.eq(agree), pc.eq(pc_l.y)]
             # Unsigned modular difference: its low acc_w bits are the two's complement sum.
             m.d.comb += self.beat.payload.acc[lane].eq(Cat(Const(0, 1), pc) - ng)
 
