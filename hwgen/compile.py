@@ -18,7 +18,6 @@ OUTDIR is written atomically and deterministically (no timestamps, no absolute p
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import logging
 import time
@@ -225,16 +224,10 @@ def _write(ir, check, outdir, options, verilog, lanes, model_name, sha, timings,
         if check is not None:
             (tmp / "check.json").write_text(json.dumps(check, sort_keys=True, indent=1) + "\n")
         if verilog:
-            try:
-                export = importlib.import_module("hwgen.export")
-            except ModuleNotFoundError as e:
-                if e.name != "hwgen.export":       # a missing dependency of export itself
-                    raise
-                log.info("hwgen.export is not available yet: no Verilog written")
-            else:
-                t0 = time.perf_counter()
-                export.export(ir, tmp, lanes=lanes)
-                timings["export_s"] = time.perf_counter() - t0
+            from .export import export      # amaranth, imported only when Verilog is asked for
+            t0 = time.perf_counter()
+            export(ir, tmp, lanes=lanes)
+            timings["export_s"] = time.perf_counter() - t0
         files = {p.relative_to(tmp).as_posix(): sha256_file(p)
                  for p in sorted(tmp.rglob("*")) if p.is_file()}
         manifest = {"format": "hwgen-manifest", "version": 1,

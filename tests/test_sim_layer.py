@@ -17,14 +17,11 @@ import pytest
 from hwgen.sim import regression
 from hwgen.errors import HwgenError
 from hwgen.export import export_layer, layer_files
-from support import random_ir
 from hwgen.ir.core import dumps, replace
 from hwgen.ir.interp import run_layer
 from hwgen.sim import runner
-from support import multibit_ir
+from support import multibit_ir, random_ir, require_simulator
 
-SIMS = [s for s in runner.SIMULATORS
-        if shutil.which("iverilog" if s == "icarus" else "verilator")]
 SPEC, IN_SHAPE, LANES, CASES = "c3,c4,p2,f6,f5", (1, 6, 6), 2, 6
 
 
@@ -60,12 +57,12 @@ def test_layer_structure(layers):
     assert len(ir.layers[2].row_tiles) > 1 and len(ir.layers[2].col_tiles) > 1
 
 
-@pytest.mark.parametrize("sim", SIMS)
+@pytest.mark.parametrize("simulator", ["icarus", "verilator"], indirect=True)
 @pytest.mark.parametrize("i", [0, 1, 2, 3])
-def test_layer_bit_exact(layers, sim, i, tmp_path):
+def test_layer_bit_exact(layers, simulator, i, tmp_path):
     ir, d = layers
     x, keep = cases(ir, i, seed=7)
-    res = runner.run_layer(d, i, sim, x, keep, regression.build_root(), tmp_path, d / "ir.json")
+    res = runner.run_layer(d, i, simulator, x, keep, regression.build_root(), tmp_path, d / "ir.json")
     golden = run_layer(ir, i, x, keep)
     assert res["mismatches"] == 0 and res["ok"] and not res["write_count_errors"], res
     assert res["compared"] == golden.size and res["cases"] == CASES
@@ -104,7 +101,7 @@ def test_planted_fault_is_caught(layers, i, kind, tmp_path):
     bad_ir, path = _planted(ir, i, tmp_path, kind, golden)
     want = int((run_layer(bad_ir, i, x, keep) != golden).sum())
     assert want > 0
-    res = runner.run_layer(d, i, SIMS[0], x, keep, regression.build_root(), tmp_path / "run", path)
+    res = runner.run_layer(d, i, require_simulator("icarus"), x, keep, regression.build_root(), tmp_path / "run", path)
     assert res["mismatches"] == want and not res["ok"], res
     assert res["first_mismatch"] is not None
 
@@ -131,8 +128,8 @@ def test_layer_verilog_lints_clean(layers, i):
     assert r.returncode == 0 and "%Warning" not in r.stderr, r.stderr[:2000]
 
 
-@pytest.mark.parametrize("sim", SIMS)
-def test_multibit_first_layer_bit_exact(sim, tmp_path):
+@pytest.mark.parametrize("simulator", ["icarus", "verilator"], indirect=True)
+def test_multibit_first_layer_bit_exact(simulator, tmp_path):
     # signed-8 bit planes into a padded conv split over row tiles: 8 passes per window,
     # shift-added with the sign plane at -128
     ir = multibit_ir(SPEC, IN_SHAPE, "signed", 8, seed=5, tile=(4, 4))
@@ -145,7 +142,7 @@ def test_multibit_first_layer_bit_exact(sim, tmp_path):
     x = rng.integers(0, 2, (CASES, 8, *IN_SHAPE), dtype=np.uint8)
     x[0] = 1                                   # q = -1 everywhere
     x[1, :7], x[1, 7] = 0, 1                   # q = -128 everywhere: the bound
-    res = runner.run_layer(d, 0, sim, x, None, regression.build_root(), tmp_path / "run",
+    res = runner.run_layer(d, 0, simulator, x, None, regression.build_root(), tmp_path / "run",
                            d / "ir.json")
     golden = run_layer(ir, 0, x)
     assert res["mismatches"] == 0 and res["ok"] and not res["write_count_errors"], res

@@ -45,7 +45,7 @@ def beat_layout(rows: int, lanes: int, beats: int, tag=0) -> data.StructLayout:
                               "index": range(max(beats, 2)), "last": 1, "tag": tag})
 
 
-def popcount(bits) -> "Value":
+def popcount(bits):
     """Balanced adder tree over the bits of `bits` (Amaranth widens each sum by one bit)."""
     terms = [bits[i] for i in range(len(bits))]
     if not terms:
