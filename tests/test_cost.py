@@ -291,3 +291,14 @@ def test_report_text_and_png_show_three_baselines(tmp_path):
     assert "per window" in text and f"{1216 * 2:,}" in text
     png = cm.plot_png(rep, caption="made by a test")
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and png == cm.plot_png(rep, caption="made by a test")
+
+
+def test_multibit_first_layer_costs_one_pass_per_plane():
+    from hwgen.hw.plan import cycle_bound
+    ir = tiny_ir()
+    ir8 = core.replace(ir, input=core.InputEncoding(mode="unsigned", bits=8, mul=255.0))
+    a, b = cm.cost(ir, 16, 8), cm.cost(ir8, 16, 8)
+    l0a, l0b = a["layers"][0], b["layers"][0]
+    assert l0b["reads_per_pass"] == 8 * l0a["reads_per_pass"]
+    assert l0b["cycles_bound_per_pass"] == cycle_bound(ir8, 8).per_layer[0] == 8 * l0a["cycles_bound_per_pass"]
+    assert a["layers"][1:] == b["layers"][1:]

@@ -33,7 +33,7 @@ import numpy as np
 
 from .. import energy_table as et
 from ..errors import HwgenError
-from ..hw.plan import cycle_bound, read_plan
+from ..hw.plan import cycle_bound, read_plan, reads_per_window
 from ..ir import core
 
 __all__ = ["cost", "groups", "draws_per_sample", "rng_cycles", "driven_rows_per_tile", "KINDS",
@@ -82,24 +82,27 @@ def driven_rows_per_tile(layer: core.Layer) -> list[int]:
     return [int(per_row[a:b].sum()) for a, b in layer.row_tiles]
 
 
-def _layer_cost(layer: core.Layer, lanes: int, keep: float) -> dict:
+def _layer_cost(layer: core.Layer, lanes: int, keep: float, planes: int = 1) -> dict:
+    """One pass of `layer`. `planes` > 1: a multi-bit first layer, one crossbar pass per
+    input bit plane (DESIGN section 3): reads, cycles, ADC conversions and shift-adds
+    times P; a plane drives the rows whose bit is 1, counted as half of them."""
     rt, ct = len(layer.row_tiles), len(layer.col_tiles)
     beats = read_plan(layer, lanes).beats
-    cycles = layer.windows * beats          # W_l * r_l, as in hw.plan.cycle_bound
-    driven = driven_rows_per_tile(layer)
+    cycles = layer.windows * beats * planes  # W_l * r_l * P, as in hw.plan.cycle_bound
+    driven = [d * (planes / 2 if planes > 1 else 1) for d in driven_rows_per_tile(layer)]
     cell = et.figure("xbar_cell_read").value_pj
     add = et.figure("digital_add").value_pj
     # Each (row tile, col tile) read drives its rows against its columns; each column of
     # each read is one ADC conversion sized for that row tile.
     cell_pj = sum(d * keep * layer.out_channels * cell for d in driven)
-    adc_pj = sum(layer.windows * layer.out_channels * et.adc_pj(et.adc_bits(b - a))
-                 for a, b in layer.row_tiles)
-    adds = layer.windows * layer.out_channels * (rt - 1)
+    adc_pj = planes * sum(layer.windows * layer.out_channels * et.adc_pj(et.adc_bits(b - a))
+                          for a, b in layer.row_tiles)
+    adds = layer.windows * layer.out_channels * (planes * rt - 1)
     thresholds = 0 if layer.is_classifier else layer.windows * layer.out_channels
     return dict(
         op=layer.op, in_shape=list(layer.in_shape), out_channels=layer.out_channels,
         kernel=list(layer.kernel), rows=layer.rows, windows=layer.windows,
-        row_tiles=rt, col_tiles=ct, reads_per_pass=layer.windows * rt * ct,
+        row_tiles=rt, col_tiles=ct, reads_per_pass=layer.windows * rt * ct * planes,
         read_cycles=beats, cycles_bound_per_pass=cycles,
         driven_rows_expected=sum(driven) * keep, keep_fraction=keep,
         adds_per_pass=adds, thresholds_per_pass=thresholds,
@@ -134,7 +137,7 @@ def cost(ir: core.IR, samples: int, lanes: int, measured: dict | None = None) ->
     for i, layer in enumerate(ir.layers):
         per_sample = i >= mc_start
         passes = samples if per_sample else 1
-        lc = _layer_cost(layer, lanes, 1.0 - p_of.get(i, 0.0))
+        lc = _layer_cost(layer, lanes, 1.0 - p_of.get(i, 0.0), reads_per_window(ir, i))
         lc.update(index=i, per_sample=per_sample, reads_per_inference=lc["reads_per_pass"] * passes)
         e = lc["energy_pj_per_pass"]
         common["reads"] += lc["reads_per_inference"]
