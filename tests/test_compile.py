@@ -133,9 +133,7 @@ def test_export_failure_leaves_no_outdir(tmp_path, model_pt, capsys, monkeypatch
 
 
 def test_compile_with_verilog_twice_is_byte_identical(tmp_path, capsys):
-    """The whole OUTDIR, Verilog from hwgen.export included (skipped only while that
-    module does not exist yet)."""
-    pytest.importorskip("hwgen.export")
+    """The whole OUTDIR, Verilog from hwgen.export included."""
     path = tmp_path / "tiny.pt"
     save_model(path, random_net("c3,p2,f10", (1, 8, 8), "spatial", seed=2), {"dataset": "digits"})
     for out in ("a", "b"):

@@ -13,8 +13,8 @@ sys.path.insert(0, str(ROOT))
 
 from flows import synth  # noqa: E402
 from hwgen.errors import HwgenError  # noqa: E402
+from support import require_tool  # noqa: E402
 
-needs_yosys = pytest.mark.skipif(shutil.which("yosys") is None, reason="Debian yosys not installed")
 
 # A 5-bit register fed by a submodule holding a 4-bit adder and an inverter leaf: three
 # levels, which is also what makes Yosys 0.23 print text lines into `stat -json`.
@@ -36,8 +36,8 @@ def run_synth(*argv):
 
 
 @pytest.mark.synth
-@needs_yosys
 def test_synth_counts_cells_per_module(tmp_path):
+    require_tool("yosys")
     (tmp_path / "hwgen_top.v").write_text(THREE_LEVELS)
     r = run_synth(str(tmp_path))
     assert r.returncode == 0, r.stderr
@@ -61,8 +61,8 @@ def test_synth_counts_cells_per_module(tmp_path):
 
 
 @pytest.mark.synth
-@needs_yosys
 def test_synth_bad_verilog_one_line_nothing_written(tmp_path):
+    require_tool("yosys")
     (tmp_path / "hwgen_top.v").write_text("module hwgen_top(input a; endmodule\n")
     r = run_synth(str(tmp_path))
     assert r.returncode == 2
@@ -205,8 +205,8 @@ def test_fpga_build_icebreaker(tmp_path):
 
 
 @pytest.mark.synth
-@needs_yosys
 def test_synth_generated_network(tmp_path):
+    require_tool("yosys")
     """Debian yosys 0.23 on hwgen's own Verilog: one module per layer controller, its
     walker, tile array and sink, one per crossbar tile of the IR's tiling, plus the image
     loader and the RNG bank."""

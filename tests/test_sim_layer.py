@@ -8,7 +8,6 @@ pool and a spatial dropout site, a flatten-fed linear layer and the classifier; 
 16 rows x 4 columns and 2 lanes give row splits, column splits and several beats per
 read. Builds are cached by content hash (hwgen.sim.regression.build_root)."""
 
-import shutil
 import subprocess
 
 import numpy as np
@@ -20,7 +19,7 @@ from hwgen.export import export_layer, layer_files
 from hwgen.ir.core import dumps, replace
 from hwgen.ir.interp import run_layer
 from hwgen.sim import runner
-from support import multibit_ir, random_ir, require_simulator
+from support import multibit_ir, random_ir, require_simulator, require_tool
 
 SPEC, IN_SHAPE, LANES, CASES = "c3,c4,p2,f6,f5", (1, 6, 6), 2, 6
 
@@ -118,9 +117,9 @@ def test_export_layer_is_deterministic_and_checks_its_input(layers, tmp_path):
                              + ir.layers[1:]), 0, tmp_path)
 
 
-@pytest.mark.skipif(shutil.which("verilator") is None, reason="verilator not installed")
 @pytest.mark.parametrize("i", [0, 1, 2, 3])
 def test_layer_verilog_lints_clean(layers, i):
+    require_tool("verilator")
     _, d = layers
     v, _, vlt = layer_files(i)
     r = subprocess.run(["verilator", "--lint-only", "-Wall", vlt, v], cwd=d,
