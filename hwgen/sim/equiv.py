@@ -51,7 +51,8 @@ def prove_popcount(synth_verilog: str, sim_verilog: str, width: int, timeout: fl
     """Prove module hwgen_popcount_<width> of `sim_verilog` equal to the one in
     `synth_verilog` for all 2**width inputs; raise EquivFailed if not. Returns
     {'width', 'and_nodes'} (the miter's size before the collapse)."""
-    name = f"hwgen_popcount_{width}"
+    from ..hw.tile import popcount_module_name
+    name = popcount_module_name(width)
     yosys, abc = _tools()
     with tempfile.TemporaryDirectory(prefix="hwgen-equiv-") as tmp:
         tmp = Path(tmp)

@@ -165,9 +165,9 @@ def run_regression(outdir, simulator: str = "verilator", images: int = 10, sampl
             outdir, simulator, bits[pa:pb], index[pa:pb], samples, seeds, pa * samples, bdir,
             rdir, ir_path=ir_path, scoreboard_seeds=scoreboard_seeds,
             scoreboard_interface_swap=scoreboard_interface_swap, on_progress=tick)
-        rep = _report(ir, outdir, simulator, seed, samples, (pa, pb), res, ds, with_stats)
-        rep["reference"] = reference_check(ir, ref_model, x[pa:pb], res["record"], samples)
-        return _finish(rep), rdir
+        ref = reference_check(ir, ref_model, x[pa:pb], res["record"], samples)
+        return _report(ir, outdir, simulator, seed, samples, (pa, pb), res, ds, with_stats,
+                       ref), rdir
 
     try:
         if len(parts) == 1:
@@ -191,7 +191,8 @@ def run_regression(outdir, simulator: str = "verilator", images: int = 10, sampl
     return report
 
 
-def _report(ir, outdir: Path, simulator, seed, samples, rng, res, ds, with_stats) -> dict:
+def _report(ir, outdir: Path, simulator, seed, samples, rng, res, ds, with_stats,
+            reference=None) -> dict:
     rep = {
         "format": REPORT_FORMAT, "version": 1, "simulator": simulator, "outdir": str(outdir),
         "verilog_sha256": _sha(outdir / "hwgen_top.v"), "ir_sha256": _sha(outdir / "ir.json"),
@@ -203,7 +204,7 @@ def _report(ir, outdir: Path, simulator, seed, samples, rng, res, ds, with_stats
         "first_device_mismatch": res["first_device_mismatch"],
         "cycles_per_image": res["cycles_per_image"], "cycles_per_sample": res["cycles_per_sample"],
         "sim_wall_s": res["sim_wall_s"], "process_wall_s": res["wall_s"],
-        "write_pulse_ns": res["write_pulse_ns"], "waveform": None,
+        "write_pulse_ns": res["write_pulse_ns"], "waveform": None, "reference": reference,
     }
     if with_stats and ir.n_interfaces and res.get("record"):
         ap = np.load(res["record"])["ap"]
