@@ -3,7 +3,7 @@
 A binary QONNX graph (a `.onnx` name or ONNX's leading protobuf byte) goes through
 hwgen.frontend.qonnx instead; `--dropout {spatial,element} --p P [--sites 1,2,..]` adds MC
 dropout sites to it (hwgen.passes.add_sites), and check.json is the comparison of the
-integer golden model with the graph's own runtime (hwgen.qonnx_check) on seeded images.
+integer golden model with the graph's own runtime (hwgen.frontend.qonnx_check) on seeded images.
 
 OUTDIR is written atomically and deterministically (no timestamps, no absolute paths):
   model.pt|.onnx the compiled model itself (its sha256 is the manifest's input hash): the
@@ -159,7 +159,7 @@ def _compile_onnx(model_path, outdir, rc, lanes, n_check, verilog, dropout, p, s
                   timings) -> dict:
     from .frontend.qonnx import import_qonnx
     from .passes import add_sites
-    from .qonnx_check import check_inputs, qonnx_vs_int
+    from .frontend.qonnx_check import check_inputs, qonnx_vs_int
 
     ir = import_qonnx(model_path)
     sha = ir.meta.model_sha256

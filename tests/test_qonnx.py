@@ -31,7 +31,7 @@ from hwgen.ir import interp
 from hwgen.ir.core import Dropout, loads, replace, unpack_rows, pack_rows
 from hwgen.ir.verify import verify
 from hwgen.passes import add_sites, run_pipeline
-from hwgen.qonnx_check import check_inputs, qonnx_vs_int
+from hwgen.frontend.qonnx_check import check_inputs, qonnx_vs_int
 
 N_IMAGES = 256          # per model, batched reference
 N_LOOPED = 6            # images run through the graph exactly as it is (batch 1, looped)
@@ -781,3 +781,18 @@ def test_imported_cnv_rtl_equals_qonnx_on_both_simulators(models, tmp_path, simu
                                         progress=False, inputs=tmp_path / "x.npy")
         assert rep["ok"] and rep["mismatches"] == 0 and rep["device_mismatches"] == 0
         assert rep["reference"]["ok"] is None and "after training" in rep["reference"]["reason"]
+
+
+def test_reference_class_integers_are_checked_sample_by_sample(models, imported):
+    """qonnx_vs_int(reference=...) is how the RTL regression checks an imported design:
+    every sample of the given class integers against the graph; one changed is caught."""
+    ir, x, ref = imported["cnv"]
+    golden = interp.run(ir, interp.input_bits(ir, x[:8]), samples=3)
+    good = qonnx_vs_int(ir, models["cnv"], x[:8], ref={k: v[:8] for k, v in ref.items()},
+                        reference=golden)
+    assert good["ok"] and good["samples"] == 24 and good["sample_mismatches"] == 0
+    bad = golden.copy()
+    bad[5, 2, 1] += 2                                     # one class integer of one sample
+    r = qonnx_vs_int(ir, models["cnv"], x[:8], ref={k: v[:8] for k, v in ref.items()},
+                     reference=bad)
+    assert not r["ok"] and r["sample_mismatches"] == 1 and r["class_integer_mismatches"] == 1

@@ -261,16 +261,11 @@ def reference_check(ir, model_path, images, record, samples: int) -> dict:
         if ir.sites:
             return {"kind": "qonnx", "ok": None,
                     "reason": "dropout sites were added after training: the graph has none"}
-        from ..frontend.qonnx import qonnx_reference
-        from ..ir.interp import logits
-        ref = qonnx_reference(model_path, images, batch=min(n, 64))
-        ci = np.asarray(ref["class_integers"])
-        bad = int((observed != ci[:, None, :]).any(axis=2).sum())
-        pred = logits(ir, observed[:, 0].astype(np.float64)).argmax(-1)
-        pbad = int((pred != ref["predictions"]).sum())
-        return {"kind": "qonnx", "samples": int(observed.shape[0] * observed.shape[1]),
-                "sample_mismatches": bad, "samples_with_tie": 0,
-                "prediction_mismatches": pbad, "ok": bad == 0 and pbad == 0}
+        from ..frontend.qonnx_check import qonnx_vs_int
+        r = qonnx_vs_int(ir, model_path, images, batch=min(n, 64), reference=observed)
+        return {"kind": "qonnx", "samples": r["samples"],
+                "sample_mismatches": r["sample_mismatches"], "samples_with_tie": 0,
+                "prediction_mismatches": r["prediction_mismatches"], "ok": r["ok"]}
     import torch
 
     from ..model.agreement import float_vs_int

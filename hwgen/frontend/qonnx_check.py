@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .frontend.qonnx import qonnx_reference
-from .ir import fast, interp
-from .ir.core import IR
+from .qonnx import qonnx_reference
+from ..ir import fast, interp
+from ..ir.core import IR
 
 __all__ = ["check_inputs", "qonnx_vs_int"]
 
@@ -40,9 +40,10 @@ def _top_ties(v: np.ndarray) -> int:
 
 
 def qonnx_vs_int(ir: IR, model_path, images, ref: dict | None = None,
-                 batch: int | None = None) -> dict:
+                 batch: int | None = None, reference=None) -> dict:
     """Compare the golden model (hwgen.ir.fast.run, equal to the definition) on the IR's
-    input encoding of `images` with qonnx_reference.
+    input encoding of `images` with qonnx_reference; or, given `reference` class integers
+    [N, T, classes] (the RTL's, for a design without sites), every one of their samples.
 
     Class integers must be equal on every image; predictions (argmax of the logits, ties
     to the lowest index on both sides) too. Ties of the top class are counted."""
@@ -51,14 +52,20 @@ def qonnx_vs_int(ir: IR, model_path, images, ref: dict | None = None,
     x = x.reshape((n,) + tuple(ir.in_shape))
     if ref is None:
         ref = qonnx_reference(model_path, x, batch=batch)
-    masks = [np.ones((n, 1, s.n_groups), np.uint8) for s in ir.sites]
-    acc = fast.run(ir, interp.input_bits(ir, x), masks or None, samples=1)[:, 0]
+    if reference is None:
+        masks = [np.ones((n, 1, s.n_groups), np.uint8) for s in ir.sites]
+        samples = fast.run(ir, interp.input_bits(ir, x), masks or None, samples=1)
+    else:
+        samples = np.asarray(reference)
+    acc = samples[:, 0]
     pred = np.argmax(interp.logits(ir, acc), axis=1)
     ci = ref["class_integers"]
-    bad = np.flatnonzero(~np.all(acc == ci, axis=1))
+    same = np.all(samples == np.asarray(ci)[:, None, :], axis=2)          # [N, T]
+    bad = np.flatnonzero(~same.all(axis=1))
     pbad = np.flatnonzero(pred != ref["predictions"])
     out = {
-        "images": int(n),
+        "images": int(n), "samples": int(same.size),
+        "sample_mismatches": int((~same).sum()),
         "class_integer_mismatches": int(bad.size),
         "prediction_mismatches": int(pbad.size),
         "class_integer_agreement": float(1 - bad.size / max(n, 1)),
