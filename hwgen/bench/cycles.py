@@ -35,9 +35,7 @@ def measure_cycles(ir: IR, lanes: int, samples: int = 3, seed: int = 0) -> dict:
 
     top = NetworkTop(ir, lanes=lanes)
     bench = TopBench(top, seed=seed)
-    # a multi-bit input goes in as its P bit planes [1, P, C, H, W] (the img port's order)
-    planes = () if ir.input.mode == "binary" else (ir.input.planes,)
-    img = np.random.default_rng(seed).integers(0, 2, (1, *planes, *ir.in_shape)).astype(np.uint8)
+    img = np.random.default_rng(seed).integers(0, 2, (1, *ir.input_bits_shape)).astype(np.uint8)
     t0 = time.perf_counter()
     bench.run(img, samples)
     wall = time.perf_counter() - t0

@@ -20,6 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..ir.core import IR
 from .controller import TileController
+from .plan import reads_per_window
 from .tile import acc_width
 
 __all__ = ["LayerTop", "layer_params"]
@@ -35,13 +36,7 @@ def layer_params(ir: IR, i: int, lanes: int) -> dict:
             "n_groups": site.n_groups if site is not None else 0,
             "classifier": layer.is_classifier,
             "ACC_W": acc_width(ir.acc_bound(i)) if layer.is_classifier else None,
-            "bit_writes": i == 0, "planes": _planes(ir, i)}
-
-
-def _planes(ir: IR, i: int) -> int:
-    """Input bit planes of layer i: P for a multi-bit first layer (its buffer holds P*C
-    bits per position), else 1."""
-    return ir.input.planes if i == 0 else 1
+            "bit_writes": i == 0, "planes": reads_per_window(ir, i)}
 
 
 class LayerTop(wiring.Component):

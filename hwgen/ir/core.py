@@ -289,6 +289,14 @@ class IR:
                 return s
         return None
 
+    @property
+    def input_bits_shape(self) -> tuple[int, ...]:
+        """Shape of one image's first-layer input bits (`interp.input_bits`): (C, H, W), or
+        (P, C, H, W) bit planes for a multi-bit input, which is also the order the image
+        port carries them in."""
+        planes = () if self.input.mode == "binary" else (self.input.planes,)
+        return planes + tuple(self.in_shape)
+
     def acc_bound(self, i: int) -> int:
         """Largest |acc| layer i can reach: rows, times the largest |q| for the first
         layer of a multi-bit input (the range the fold and the thresholds cover)."""

@@ -210,7 +210,7 @@ def check_masks(ir: IR, n: int, masks, samples) -> tuple[list[np.ndarray], int]:
 def check_bits(ir: IR, bits) -> np.ndarray:
     """`bits` as `input_bits` makes them: [N, C, H, W], or [N, P, C, H, W] planes."""
     bits = np.asarray(bits, np.uint8)
-    want = tuple(ir.in_shape) if ir.input.mode == "binary" else (ir.input.planes,) + tuple(ir.in_shape)
+    want = ir.input_bits_shape
     if bits.shape[1:] != want:
         raise ValueError(f"input bits have shape {bits.shape[1:]}, expected {want}")
     return bits

@@ -289,9 +289,7 @@ async def _network(dut, cfg):
         if i + 1 - done_chunk >= chunk or i + 1 == n_img:
             sl = slice(done_chunk, i + 1)
             ap = history[sl.start * T:sl.stop * T]
-            # the golden model takes [n, C, H, W] bits, or [n, P, C, H, W] planes
-            planes = () if ir.input.mode == "binary" else (ir.input.planes,)
-            shape = (sl.stop - sl.start, *planes, *ir.in_shape)
+            shape = (sl.stop - sl.start, *ir.input_bits_shape)
             sb.check(bits[sl].reshape(shape), observed[sl], ap, index[sl])
             done_chunk = i + 1
         if progress:
