@@ -182,7 +182,9 @@ def run_regression(outdir, simulator: str = "verilator", images: int = 10, sampl
     reports = [r for r, _ in results]
     report = merge_reports(reports) if len(reports) != 1 else reports[0]
     report["shard"] = [i0, n0]
-    if not keep_runs:
+    if keep_runs:        # each holds record.npz (class integers, device history), image order
+        report["runs"] = [str(rdir) for _, rdir in results]
+    else:
         for _, rdir in results:
             shutil.rmtree(rdir, ignore_errors=True)
     if not report["ok"] and waves_on_mismatch:

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import write_bytes
-from ..errors import HwgenError
 from .config import KINDS, StudyConfig
 from .flow import Context, Step, sha256_file
 
@@ -195,32 +194,17 @@ def step_compile(ctx: Context):
 
 # -- verify_rtl -------------------------------------------------------------------------------------
 
-def _run_dirs(root: Path) -> set:
-    runs = root / "runs"
-    return set(runs.iterdir()) if runs.is_dir() else set()
-
-
-def rtl_outputs(outdir: Path, before: set) -> tuple[np.ndarray, np.ndarray]:
+def rtl_outputs(report: dict) -> tuple[np.ndarray, np.ndarray]:
     """The class integers [N, T, classes] and device history [N*T, n_if] the regression's
-    bench recorded for `outdir` (its run directory, kept with keep_runs=True, is found by
-    the ports.json its config names); the run directories are removed afterwards."""
-    from ..sim.regression import build_root
-
-    mine = str(Path(outdir).resolve() / "ports.json")
-    new = []
-    for d in sorted(_run_dirs(build_root()) - before):
-        try:
-            if json.loads((d / "config.json").read_text()).get("ports") == mine:
-                new.append(d)
-        except (OSError, json.JSONDecodeError):
-            continue
-    if len(new) != 1 or not (new[0] / "record.npz").is_file():
-        raise HwgenError(f"could not find the RTL record of {outdir} (found {len(new)} runs)")
-    with np.load(new[0] / "record.npz") as rec:
-        observed, ap = rec["observed"], rec["ap"]
-    for d in new:
+    bench recorded (the run directories `run_regression(keep_runs=True)` lists, in image
+    order); the directories are removed afterwards."""
+    obs, aps = [], []
+    for d in report["runs"]:
+        with np.load(Path(d) / "record.npz") as rec:
+            obs.append(rec["observed"])
+            aps.append(rec["ap"])
         shutil.rmtree(d, ignore_errors=True)
-    return observed, ap
+    return np.concatenate(obs), np.concatenate(aps)
 
 
 def compare_rtl(ir, model, images: np.ndarray, labels: np.ndarray, observed: np.ndarray,
@@ -265,7 +249,7 @@ def step_verify_rtl(ctx: Context):
     from ..frontend import load_model
     from ..ir.core import loads
     from ..model.io import build_model
-    from ..sim.regression import build_root, run_regression
+    from ..sim.regression import run_regression
 
     cfg = ctx.cfg
     out, arts = {}, []
@@ -275,10 +259,9 @@ def step_verify_rtl(ctx: Context):
 
         def fn(name=name, d=d, rel=rel):
             cdir = ctx.path(d["dir"])
-            before = _run_dirs(build_root())
             rep = run_regression(cdir, cfg.simulator, cfg.rtl_images, cfg.rtl_samples,
                                  seed=cfg.rtl_seed, progress=ctx.progress, keep_runs=True)
-            observed, ap = rtl_outputs(cdir, before)
+            observed, ap = rtl_outputs(rep)
             ir = loads((cdir / "ir.json").read_text())
             ckpt, _ = load_model(ctx.path(ctx.results["train"]["models"][name]["path"]))
             x, y = first_test_images(ir.meta.dataset, cfg.rtl_images, ir.in_shape)
