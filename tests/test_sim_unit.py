@@ -237,3 +237,17 @@ def test_user_inputs_are_checked_and_never_unpickled(tmp_path):
             load_inputs(tmp_path / name, (2, 4, 4))
     with pytest.raises(HwgenError, match="5 images asked"):
         load_inputs(tmp_path / "good.npy", (2, 4, 4), 5)
+
+
+def test_a_cached_build_is_tied_to_its_cocotb_install(monkeypatch, tmp_path):
+    """A Verilator binary links cocotb's VPI library by path: the build cache key must
+    change with where cocotb is installed (two venvs share ~/.cache/hwgen/sim)."""
+    import cocotb
+
+    from hwgen.sim import runner
+    here = runner._tool_version("verilator")
+    fake = tmp_path / "other-venv" / "cocotb" / "__init__.py"
+    fake.parent.mkdir(parents=True)
+    fake.touch()
+    monkeypatch.setattr(cocotb, "__file__", str(fake))
+    assert runner._tool_version("verilator") != here

@@ -120,9 +120,15 @@ def _verilator_args() -> list[str]:
 
 
 def _tool_version(simulator: str) -> str:
+    """What a cached build depends on besides its sources: the tool versions, and where
+    cocotb is installed (a Verilator binary links cocotb's VPI library by that path, so a
+    build made from another environment cannot be reused)."""
     from importlib.metadata import version
+
+    import cocotb
     tool = "verilator" if simulator == "verilator" else None
     v = version("cocotb") + (" " + version(tool) if tool else "")
+    v += " " + str(Path(cocotb.__file__).resolve().parent)
     if simulator == "icarus":
         import subprocess
         v += " " + subprocess.run(["iverilog", "-V"], capture_output=True, text=True,
