@@ -172,16 +172,19 @@ class OutMonitor:
 async def load_image(dut, words: list[int]):
     """Send one image's words on the `img` stream. Called at a falling edge; inputs change
     only at falling edges, so the next rising edge takes the word iff `img__ready` is high
-    now (read once our writes have settled)."""
+    now (read once our writes have settled). While the loader is busy, Python sleeps until
+    `img__ready` rises instead of waking every cycle (the loader writes one bit per cycle:
+    polling cost two wake-ups per image bit)."""
+    ready, clk = dut.img__ready, dut.clk
     for w in words:
         dut.img__payload.value = w
         dut.img__valid.value = 1
-        while True:
+        await ReadOnly()
+        while not ready.value:
+            await RisingEdge(ready)
+            await FallingEdge(clk)
             await ReadOnly()
-            ready = bool(dut.img__ready.value)
-            await FallingEdge(dut.clk)
-            if ready:
-                break
+        await FallingEdge(clk)
     dut.img__valid.value = 0
 
 
