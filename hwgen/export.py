@@ -165,21 +165,31 @@ def complete_cases(verilog: str) -> str:
 
 
 def popcount_sim_verilog(widths) -> str:
-    """Behavioural `hwgen_popcount_<W>` modules (ports as hwgen.hw.tile.Popcount's) for
-    simulators: `$countones`, which Verilator compiles to a word popcount instead of the
-    tree's W-1 narrow adds. hwgen.sim.equiv proves each equal to the synthesised tree."""
+    """Behavioural `hwgen_popcount_<W>` modules (ports and register as
+    hwgen.hw.tile.Popcount's) for simulators: `$countones` inside the register's enable,
+    which Verilator compiles to a word popcount evaluated only in enabled cycles, instead
+    of the tree's W-1 narrow adds in every cycle. hwgen.sim.equiv proves each equal to the
+    synthesised module."""
     out = ["// hwgen: simulation variant of the popcount modules of hwgen_top.v (same ports);",
            "// each is proven equal to its adder tree by hwgen.sim.equiv.",
            "/* verilator lint_off DECLFILENAME */", ""]
     for w in sorted(widths):
         b = w.bit_length()
-        rng = f"[{w - 1}:0] " if w > 1 else ""
-        out += [f"module {popcount_module_name(w)}(a, y);", f"  input {rng}a;",
-                f"  output [{b - 1}:0] y;" if b > 1 else "  output y;",
-                "  /* verilator lint_off UNUSEDSIGNAL */",
-                "  wire [31:0] n = $countones(a);",
-                "  /* verilator lint_on UNUSEDSIGNAL */",
-                f"  assign y = n[{b - 1}:0];", "endmodule", ""]
+        out += [f"module {popcount_module_name(w)}(a, clk, rst, y, en);",
+                f"  input [{w - 1}:0] a;", "  input clk;", "  input rst;", "  input en;",
+                "  /* verilator lint_off PROCASSINIT */   // as Amaranth's: reset value = power-on",
+                f"  output reg [{b - 1}:0] y = {b}'d0;",
+                "  /* verilator lint_on PROCASSINIT */",
+                f"  function [{b - 1}:0] count(input [{w - 1}:0] v);",
+                "    /* verilator lint_off UNUSEDSIGNAL */",
+                "    reg [31:0] n;",
+                "    /* verilator lint_on UNUSEDSIGNAL */",
+                f"    begin n = $countones(v); count = n[{b - 1}:0]; end",
+                "  endfunction",
+                "  always @(posedge clk)",
+                f"    if (rst) y <= {b}'d0;",
+                "    else if (en) y <= count(a);",
+                "endmodule", ""]
     return "\n".join(out)
 
 

@@ -126,8 +126,8 @@ def test_controller_matches_model(name):
         for addr, v in writes.items():
             got[:, addr // ww, addr % ww] = [(v >> j) & 1 for j in range(o)]
         assert (got == want).all()
-    # start -> done: the first fetch (read latency 1), then one tile read per walked
-    # window with no idle cycle; the fetch overlaps the previous layer's last beat.
+    # start -> done: the first fetch (latency 1), the tile's read latency (1), then one
+    # tile read per walked window with no idle cycle.
     _, hh, ww = layer.out_shape
     walked = hh * ww * layer.pool ** 2
-    assert cycles == 1 + walked * dut.beats
+    assert cycles == 2 + walked * dut.beats

@@ -93,4 +93,6 @@ def test_multibit_cycles_meet_bound():
     (c0,) = bench.layer_cycles[0]
     assert cb.per_layer[0] <= c0 <= cb.per_layer[0] + 8, (c0, cb.per_layer[0])
     cycles = np.diff([c for _, c in bench.beat_cycles])
-    assert (cycles <= 1.05 * cb.per_sample).all(), (cycles, cb.per_sample)
+    # the bound plus one cycle of tile read latency per layer of the sample
+    bound = cb.per_sample + len(ir.layers) - ir.mc_start
+    assert (cycles <= bound).all(), (cycles, bound)

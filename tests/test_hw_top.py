@@ -82,5 +82,6 @@ def test_cycles_per_sample_meet_bound():
         bench = TopBench(top, seed=1)
         bench.run(np.ones((1,) + IN_SHAPE, np.uint8), 4)
         cycles = np.diff([c for _, c in bench.beat_cycles])
-        bound = cycle_bound(ir, lanes).per_sample
-        assert len(cycles) == 3 and (cycles <= 1.05 * bound).all(), (cycles, bound)
+        # the bound plus one cycle of tile read latency per layer of the sample
+        bound = cycle_bound(ir, lanes).per_sample + len(ir.layers) - ir.mc_start
+        assert len(cycles) == 3 and (cycles <= bound).all(), (cycles, bound)

@@ -11,15 +11,21 @@ so two tiles of the same shape differ only in memory contents, not in logic. Col
 `cols` in the last beat read zero weights; their sums are meaningless and the controller
 ignores them.
 
-Timing: beat 0 of a request is combinational from the request (the request is taken with
-the last beat of the previous one, or with beat 0 when idle), so a tile that is kept fed
-reads every cycle. An opaque `tag` travels with the request to each of its beats.
+Timing: a read has a latency of one cycle. The front computes beat k from the request (the
+request is taken with the last beat of the previous one, or with beat 0 when idle) and an
+output register holds it, so a tile that is kept fed and drained still reads every cycle.
+The column popcounts are that register (`Popcount` is a popcount with a clock enable): they
+are computed only in the cycles a beat moves in, which is what lets a simulator skip the
+idle tiles' arithmetic instead of redoing every tile's popcounts every cycle (Verilator
+evaluates all combinational logic at every clock edge, but not a register's next value
+under a false enable). An opaque `tag` travels with the request to each of its beats.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from amaranth import Cat, Const, Instance, Module, Mux, Signal, signed, unsigned
+from amaranth import (Cat, ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal,
+                      signed, unsigned)
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -65,20 +71,26 @@ def popcount_module_name(width: int) -> str:
 
 class PopcountModules:
     """The elaboration platform of hwgen.export: under it each Popcount elaborates to an
-    instance of its own module `popcount_module_name(width)` (ports `a`, `y`), and the
-    widths used are collected in `widths`, so that the export writes each module once and a
-    simulator build can swap in a behavioural body (hwgen.sim.equiv proves the two equal).
-    Any other platform, or none, gets the adder tree inline."""
+    instance of its own module `popcount_module_name(width)` (ports `clk`, `rst`, `en`, `a`,
+    `y`), and the widths used are collected in `widths`, so that the export writes each
+    module once and a simulator build can swap in a behavioural body (hwgen.sim.equiv
+    proves the two equal). Any other platform, or none, gets the adder tree inline."""
 
     def __init__(self):
         self.widths: set[int] = set()
 
 
 class Popcount(wiring.Component):
-    """y = the number of ones in a (`width` bits), as a balanced adder tree (`popcount`).
+    """A registered popcount: at each clock edge with `en` high, y takes the number of ones
+    in a (a balanced adder tree, `popcount`); the sync reset clears y and wins over `en`.
+
+    The register is part of the block so that the popcount is evaluated only when it is
+    enabled: the simulation variant (`$countones` under the enable, hwgen.export) lets
+    Verilator skip idle tiles.
 
     Ports
     -----
+    en : In(1)
     a : In(width)
     y : Out(width.bit_length())
     """
@@ -87,14 +99,16 @@ class Popcount(wiring.Component):
         if not (isinstance(width, int) and width >= 1):
             raise ValueError(f"width must be a positive integer, not {width!r}")
         self.width = width
-        super().__init__({"a": In(width), "y": Out(width.bit_length())})
+        super().__init__({"en": In(1), "a": In(width), "y": Out(width.bit_length())})
 
     def elaborate(self, platform):
         if isinstance(platform, PopcountModules):
             platform.widths.add(self.width)
-            return Instance(popcount_module_name(self.width), i_a=self.a, o_y=self.y)
+            return Instance(popcount_module_name(self.width), i_clk=ClockSignal(),
+                            i_rst=ResetSignal(), i_en=self.en, i_a=self.a, o_y=self.y)
         m = Module()
-        m.d.comb += self.y.eq(popcount(self.a))
+        with m.If(self.en):
+            m.d.sync += self.y.eq(popcount(self.a))
         return m
 
 
@@ -180,36 +194,47 @@ class CrossbarTile(wiring.Component):
         x_r, g_r = Signal(rows), Signal(rows)
         tag_r = Signal(self.tag)
 
-        # Beat 0 comes straight from the request; later beats from the latched copy.
+        # The front: beat 0 straight from the request, later beats from the latched copy.
+        # `take`: a beat moves from the front into the output register.
         x, g = Signal(rows), Signal(rows)
         index = Signal(range(self.depth))
+        front = Signal()
+        room, take = Signal(), Signal()
         m.d.comb += [
             x.eq(Mux(busy, x_r, self.req.payload.x)),
             g.eq(Mux(busy, g_r, self.req.payload.g)),
             index.eq(Mux(busy, k, 0)),
             rd.addr.eq(index),
-            self.beat.valid.eq(busy | self.req.valid),
-            self.beat.payload.index.eq(index),
-            self.beat.payload.last.eq(index == self.beats - 1),
-            self.beat.payload.tag.eq(Mux(busy, tag_r, self.req.payload.tag)),
-            self.req.ready.eq(~busy & self.beat.ready),
+            front.eq(busy | self.req.valid),
+            room.eq(~self.beat.valid | self.beat.ready),
+            take.eq(front & room),
+            self.req.ready.eq(~busy & room),
         ]
+        # The output register: valid, index, last and tag here; the sums in the popcounts.
+        q_index, q_last, q_tag = Signal(range(self.depth)), Signal(), Signal(self.tag)
+        with m.If(room):
+            m.d.sync += self.beat.valid.eq(front)
+        with m.If(take):
+            m.d.sync += [q_index.eq(index), q_last.eq(index == self.beats - 1),
+                         q_tag.eq(Mux(busy, tag_r, self.req.payload.tag))]
+        m.d.comb += [self.beat.payload.index.eq(q_index), self.beat.payload.last.eq(q_last),
+                     self.beat.payload.tag.eq(q_tag)]
         # Intermediate signals keep Amaranth from rebuilding shared expressions per bit.
         # Each popcount is a Popcount component: one Verilog module per width in an export.
         ng = Signal(unsigned(aw))
         m.submodules.popcount_g = pc_g = Popcount(rows)
-        m.d.comb += [pc_g.a.eq(g), ng.eq(pc_g.y)]
+        m.d.comb += [pc_g.en.eq(take), pc_g.a.eq(g), ng.eq(pc_g.y)]
         for lane in range(lanes):
             agree = Signal(rows, name=f"agree{lane}")
             m.d.comb += agree.eq(g & ~(x ^ rd.data[lane * rows:(lane + 1) * rows]))
             pc = Signal(unsigned(aw - 1), name=f"pc{lane}")
             m.submodules[f"popcount{lane}"] = pc_l = Popcount(rows)
-            m.d.comb += [pc_l.a.eq(agree), pc.eq(pc_l.y)]
+            m.d.comb += [pc_l.en.eq(take), pc_l.a.eq(agree), pc.eq(pc_l.y)]
             # Unsigned modular difference: its low acc_w bits are the two's complement sum.
             m.d.comb += self.beat.payload.acc[lane].eq(Cat(Const(0, 1), pc) - ng)
 
-        with m.If(self.beat.valid & self.beat.ready):
-            with m.If(self.beat.payload.last):
+        with m.If(take):
+            with m.If(index == self.beats - 1):
                 m.d.sync += [busy.eq(0), k.eq(0)]
             with m.Else():
                 m.d.sync += [busy.eq(1), k.eq(index + 1)]

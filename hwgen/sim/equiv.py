@@ -5,9 +5,13 @@ is synthesised, and what Icarus simulates) and a behavioural `$countones` body i
 popcount_sim.v (what Verilator simulates, as one word operation). `prove_popcount` shows
 the two equal for every input:
 
-1. Debian's Yosys (0.23) reads both texts, renames them `gold` and `gate`, and builds the
-   miter (`miter -equiv -flatten`: one output, 1 where any output bit differs), mapped
-   to an and-inverter graph (`techmap; aigmap`), written as AIGER.
+1. Debian's Yosys (0.23) reads both texts and renames them `gold` and `gate`. Each module
+   is a register `y` with a clock enable and a sync reset; `expose -evert-dff` cuts it
+   into a free input `y.q` (the present state) and an output `y.d` (the next state), so
+   that the two are equal as sequential blocks exactly when their next-state functions
+   of (rst, en, a, y.q) are equal (the initial values, both 0, are checked on the text).
+   The miter (`miter -equiv -flatten`: one output, 1 where any output bit differs) is
+   mapped to an and-inverter graph (`techmap; aigmap`) and written as AIGER.
 2. ABC (`yosys-abc`) collapses the miter to a BDD (`strash; collapse`). A BDD is
    canonical, so the miter is unsatisfiable exactly when its output collapses to the
    constant 0. (A popcount is a symmetric function: its BDD has O(W^2) nodes, where a SAT
@@ -54,12 +58,16 @@ def prove_popcount(synth_verilog: str, sim_verilog: str, width: int, timeout: fl
     from ..hw.tile import popcount_module_name
     name = popcount_module_name(width)
     yosys, abc = _tools()
+    inits = [re.findall(r"reg (?:\[\d+:0\] )?y = (\d+'[hd]0+);", module_text(v, name))
+             for v in (synth_verilog, sim_verilog)]
+    if any(len(i) != 1 for i in inits):
+        raise EquivFailed(f"{name}: register y without a zero initial value: {inits}")
     with tempfile.TemporaryDirectory(prefix="hwgen-equiv-") as tmp:
         tmp = Path(tmp)
         (tmp / "gold.v").write_text(module_text(synth_verilog, name))
         (tmp / "gate.v").write_text(module_text(sim_verilog, name))
         script = (f"read_verilog gold.v; rename {name} gold; read_verilog gate.v; "
-                  f"rename {name} gate; proc; opt_clean; "
+                  f"rename {name} gate; proc; opt_clean; expose -evert-dff */t:$dff; "
                   "miter -equiv -flatten gold gate miter; hierarchy -top miter; "
                   "techmap; opt_clean; aigmap; opt_clean; write_aiger -zinit miter.aig")
         r = subprocess.run([yosys, "-q", "-p", script], cwd=tmp, capture_output=True,
