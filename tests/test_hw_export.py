@@ -169,6 +169,54 @@ def test_verilator_lint_is_clean(tmp_path, dropout, lanes, inp):
         assert r.returncode == 0 and "%Warning" not in r.stderr, r.stderr[:2000]
 
 
+def random_design(seed: int):
+    """A seeded random network shape for the lint sweep: 1-3 input channels, 2-6 layers of
+    same or valid (`v`) convs with kernels 1-3 and pools, linears, and either no dropout,
+    a site before every layer, or sites on chosen layers (`d`)."""
+    rng = np.random.default_rng(seed)
+    shape = c, h, w = int(rng.integers(1, 4)), int(rng.integers(5, 10)), int(rng.integers(5, 10))
+    tokens = []
+    for _ in range(int(rng.integers(1, 5))):
+        if h < 3 or w < 3:
+            break
+        k = int(rng.choice([1, 3]))
+        valid = k > 1 and rng.random() < 0.5
+        tokens.append(f"c{int(rng.integers(1, 7))}" + (f"k{k}" if k != 3 else "")
+                      + ("v" if valid else ""))
+        if valid:
+            h, w = h - k + 1, w - k + 1
+        if h >= 4 and w >= 4 and rng.random() < 0.4:
+            tokens.append("p2")
+            h, w = h // 2, w // 2
+    tokens += [f"f{int(rng.integers(2, 9))}" for _ in range(int(rng.integers(0, 3)))]
+    tokens.append(f"f{int(rng.integers(2, 6))}")
+    dropout = str(rng.choice(["none", "spatial", "element", "chosen"]))
+    if dropout == "chosen":        # a `d` before some of the layers after the first
+        layers = [i for i, t in enumerate(tokens) if t[0] in "cf"][1:]
+        marks = [i for i in layers if rng.random() < 0.5] or layers[-1:]
+        tokens = [("d," + t if i in marks else t) for i, t in enumerate(tokens)]
+        dropout = str(rng.choice(["spatial", "element"]))
+    tile = (int(rng.integers(4, 33)), int(rng.integers(2, 17)))
+    return ",".join(tokens), shape, dropout, tile, int(rng.integers(1, 9))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_designs_lint_clean(tmp_path, seed):
+    """Every design, not only the tested shapes: seeded random shapes (multi-channel
+    inputs, valid convs, no or chosen sites, many layers, odd tiles and lanes) lint clean
+    under -Wall with the shipped waivers, as synthesised and as Verilator builds them."""
+    from hwgen.export import POPCOUNT_SIM, strip_modules
+    spec, in_shape, dropout, tile, lanes = random_design(seed)
+    ir = random_ir(spec, in_shape, dropout=dropout, seed=seed, tile=tile)
+    export(ir, tmp_path, lanes=lanes)
+    (tmp_path / "sim").mkdir()     # the waivers are scoped to files named hwgen_top.v
+    (tmp_path / "sim" / VERILOG).write_text(strip_modules((tmp_path / VERILOG).read_text()))
+    for args in (["-Wall", WAIVERS, VERILOG], ["-Wall", WAIVERS, POPCOUNT_SIM, f"sim/{VERILOG}"]):
+        r = subprocess.run([require_tool("verilator"), "--lint-only", "--top-module",
+                            "hwgen_top", *args], cwd=tmp_path, capture_output=True, text=True)
+        assert r.returncode == 0 and "%Warning" not in r.stderr, (spec, r.stderr[:2000])
+
+
 @pytest.mark.synth
 def test_debian_yosys_synthesises_the_golden(tmp_path):
     require_tool("yosys")
