@@ -32,6 +32,7 @@ def test_presets():
     assert t.dataset == "digits" and len(t.seeds) == 1 and t.rtl_images <= 3
     assert t.simulator == "icarus" and t.epochs <= 2
     assert p.dataset == "fashion-mnist" and p.seeds == (0, 1, 2) and p.arch == "c16,p2,c32,p2,f10"
+    assert p.input_mode == "bitserial-8" and p.rtl_images >= 200 and p.simulator == "verilator"
     assert t.samples == p.samples == (1, 4, 8, 16, 32)
     assert set(p.kinds) == {"deterministic", "element", "spatial"}
     assert t.fingerprint() != p.fingerprint()
