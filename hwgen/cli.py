@@ -199,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--images", type=_positive, default=4)
     q.add_argument("--samples", type=_positive, default=16)
     q.add_argument("--seed", type=_nonneg, default=0)
+    q.add_argument("--lanes", type=_positive, default=8, help="compile option (default 8)")
     return ap
 
 

@@ -173,12 +173,13 @@ def test_bench_sim_bad_input(digits_pt, tmp_path, capsys):
 
 def test_bench_shapes_runs_a_named_shape(tmp_path, capsys):
     rc = main(["bench", "shapes", "--shapes", "digits", "--simulator",
-               require_simulator("icarus"), "--images", "1", "--samples", "2", "--json",
-               str(tmp_path / "s.json")])
+               require_simulator("icarus"), "--images", "1", "--samples", "2", "--lanes", "4",
+               "--json", str(tmp_path / "s.json")])
     assert rc == 0
     rec = json.loads((tmp_path / "s.json").read_text())
     (row,) = rec["shapes"]
     assert row["shape"] == "digits" and row["spec"] == "c32,p2,f10"
+    assert row["lanes"] == row["design"]["lanes"] == 4
     assert row["sim"]["mismatches"] == 0 and row["sim"]["reference"]["ok"] is True
     assert row["verilog_bytes"] > 0 and row["compile"]["export_s"] > 0
     assert "digits" in capsys.readouterr().out

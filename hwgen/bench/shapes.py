@@ -57,7 +57,7 @@ def random_model(path, spec, in_shape, dataset=None, dropout="spatial", p=0.2, s
 
 
 def bench_shapes(names, simulator="verilator", images=4, samples=16, seed=0,
-                 progress=True) -> list[dict]:
+                 progress=True, lanes: int = 8) -> list[dict]:
     from .sim import bench_sim
     out = []
     with tempfile.TemporaryDirectory(prefix="hwgen-bench-shapes-") as tmp:
@@ -69,9 +69,9 @@ def bench_shapes(names, simulator="verilator", images=4, samples=16, seed=0,
                 inputs = Path(tmp) / f"{name}.npy"
                 np.save(inputs, np.random.default_rng(seed).random((images,) + shape,
                                                                    dtype=np.float32))
-            r = bench_sim(model, simulator, images, samples, seed, check_images=16,
-                          progress=progress, inputs=inputs)
-            r.update(shape=name, spec=spec)
+            r = bench_sim(model, simulator, images, samples, seed, lanes=lanes,
+                          check_images=16, progress=progress, inputs=inputs)
+            r.update(shape=name, spec=spec, lanes=lanes)
             out.append(r)
     return out
 
@@ -80,10 +80,10 @@ def _text(rows: list[dict], simulator: str) -> str:
     body = []
     for r in rows:
         c, s = r["compile"], r["sim"]
-        body.append([r["shape"], c["total_s"], c["export_s"], r["verilog_bytes"] / 1e6,
+        body.append([r["shape"], r["lanes"], c["total_s"], c["export_s"], r["verilog_bytes"] / 1e6,
                      r["build"]["seconds"], s["cycles_per_sample"], s["sim_samples_per_s"],
                      s["mismatches"], (s.get("reference") or {}).get("ok")])
-    return table(["shape", "compile s", "export s", "Verilog MB", f"{simulator} build s",
+    return table(["shape", "lanes", "compile s", "export s", "Verilog MB", f"{simulator} build s",
                   "cycles/sample", "MC samples/s", "mismatches", "vs torch"], body,
                  "bench shapes: random weights, cold builds")
 
@@ -94,6 +94,7 @@ def run(args) -> int:
     if bad:
         raise HwgenError(f"unknown shape(s) {', '.join(bad)}; known: {', '.join(SHAPES)}")
     rec = new_record("shapes", args.label)
-    rec["shapes"] = bench_shapes(names, args.simulator, args.images, args.samples, args.seed)
+    rec["shapes"] = bench_shapes(names, args.simulator, args.images, args.samples, args.seed,
+                                 lanes=args.lanes)
     finish(rec, _text(rec["shapes"], args.simulator), args.json)
     return 0 if all(r["sim"]["ok"] for r in rec["shapes"]) else 1
