@@ -20,7 +20,7 @@ import numpy as np
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import (First, FallingEdge, NextTimeStep, ReadOnly, RisingEdge, Timer,
+from cocotb.triggers import (FallingEdge, NextTimeStep, ReadOnly, RisingEdge, Timer,
                              with_timeout)
 from cocotb.utils import get_sim_time
 
@@ -57,7 +57,10 @@ class MtjPins:
     def start(self):
         self.dut.mtj_sense.value = 0
         self._codes()
-        cocotb.start_soon(self._pins())
+        self._prev = (0, 0)             # (mtj_reset, mtj_write) as last judged
+        self._step = None               # the time step judged last
+        cocotb.start_soon(self._watch(self.dut.mtj_reset))
+        cocotb.start_soon(self._watch(self.dut.mtj_write))
         cocotb.start_soon(self._code_changes())
 
     def _int(self, sig) -> int:
@@ -85,28 +88,39 @@ class MtjPins:
             await ReadOnly()
             self._codes()
 
-    async def _pins(self):
-        # Pins are judged on their settled value in each time step (ReadOnly): an
-        # event-driven simulator may show a combinational output toggling within a step,
-        # which is no pulse at all.
-        rst_sig, wr_sig = self.dut.mtj_reset, self.dut.mtj_write
-        rst_prev = wr_prev = 0
+    async def _watch(self, sig):
+        # One watcher per pin vector (cheaper than a First of both, which makes two tasks
+        # per wake-up); whichever wakes first in a time step judges both vectors, the
+        # other finds the step judged. Pins are judged on their settled value in each
+        # time step (ReadOnly): an event-driven simulator may show a combinational output
+        # toggling within a step, which is no pulse at all.
         while True:
-            await First(rst_sig.value_change, wr_sig.value_change)
+            await sig.value_change
             await ReadOnly()
-            rst, wr, t = self._int(rst_sig), self._int(wr_sig), get_sim_time("ns")
-            sense = self.array.ap.copy()
-            rose, fell = wr & ~wr_prev, wr_prev & ~wr
-            if rose:
-                self.rise_ns[self._mask(rose)] = t
-            if fell:
-                self._write_end(self._mask(fell), t)
-            if rst & ~rst_prev:
-                self.array.reset(self._mask(rst & ~rst_prev))
-            rst_prev, wr_prev = rst, wr
-            if (self.array.ap != sense).any():
+            t = get_sim_time("ns")
+            if t == self._step:
+                continue
+            self._step = t
+            if self._judge(t):
                 await NextTimeStep()     # no writes in the ReadOnly phase
                 self._drive()
+
+    def _judge(self, t: float) -> bool:
+        """Apply this time step's pin edges to the devices; True if a device changed."""
+        rst, wr = self._int(self.dut.mtj_reset), self._int(self.dut.mtj_write)
+        rst_prev, wr_prev = self._prev
+        if (rst, wr) == (rst_prev, wr_prev):
+            return False
+        sense = self.array.ap.copy()
+        rose, fell = wr & ~wr_prev, wr_prev & ~wr
+        if rose:
+            self.rise_ns[self._mask(rose)] = t
+        if fell:
+            self._write_end(self._mask(fell), t)
+        if rst & ~rst_prev:
+            self.array.reset(self._mask(rst & ~rst_prev))
+        self._prev = (rst, wr)
+        return bool((self.array.ap != sense).any())
 
     def _write_end(self, m: np.ndarray, t: float):
         widths = t - self.rise_ns[m]
