@@ -3,8 +3,7 @@ energy, total energy)."""
 
 from __future__ import annotations
 
-import io
-
+from ..figures import png_bytes, pyplot
 from .model import BASELINES
 
 __all__ = ["plot_png"]
@@ -18,10 +17,7 @@ def plot_png(rep: dict, caption: str | None = None) -> bytes:
     """Bar chart of spatial vs both element baselines (modules, draws, RNG and total
     energy) as deterministic PNG bytes; `caption` (e.g. the command that made it) goes
     under the title."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     t = rep["totals"]
     panels = (("dropout modules", "modules", 1), ("random draws / inference", "draws", 1),
               ("RNG energy / inference (nJ)", "rng_pj", 1e-3),
@@ -42,8 +38,4 @@ def plot_png(rep: dict, caption: str | None = None) -> bytes:
                  f"{r['element']['total_energy']:.2f}x (per window {r['element_window']['total_energy']:.2f}x); "
                  f"paper 9x modules, 94.11x energy")
     fig.suptitle(head + (f"\n{caption}" if caption else ""), fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig)

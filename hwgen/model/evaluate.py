@@ -8,7 +8,6 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see hwgen.model.train
 
-import io  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -21,6 +20,7 @@ from .. import metrics
 from ..atomic import write_bytes, write_text
 from ..data import load_dataset, load_ood, ood_description
 from ..errors import HwgenError
+from ..figures import png_bytes, pyplot
 from .io import build_model, load_checkpoint
 from .net import BinaryNet
 
@@ -134,18 +134,14 @@ def evaluate(ckpt: dict, samples: int, seed: int = 0, limit: int | None = None,
 
 def write_plots(outdir, report: dict, raw: dict) -> None:
     """Reliability diagram and ID-vs-OOD entropy histograms, as PNG (matplotlib Agg)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     outdir = Path(outdir)
     title = f"{report['dataset']} {report['arch']} dropout={report['dropout']} T={report['samples']}"
     rel = metrics.reliability(raw["id"]["probs"].mean(0), raw["labels"])
     fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
     draw_reliability(ax, rel)
     ax.set_title(f"{title}\nECE {report['ece']:.4f}, {int(rel['count'].sum())} images", fontsize=8)
-    _save(fig, outdir / "reliability.png")
-    plt.close(fig)
+    write_bytes(outdir / "reliability.png", png_bytes(fig))
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), dpi=100)
     for ax, key, name in ((axes[0], "entropy", "predictive entropy"),
@@ -158,8 +154,7 @@ def write_plots(outdir, report: dict, raw: dict) -> None:
         ax.set_title(f"AUROC {report['ood'][key]['auroc']:.3f}", fontsize=8)
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=8)
-    _save(fig, outdir / "entropy_hist.png")
-    plt.close(fig)
+    write_bytes(outdir / "entropy_hist.png", png_bytes(fig))
 
 
 FEW = 10   # a reliability bin with fewer images than this is drawn hatched
@@ -194,14 +189,6 @@ def draw_reliability(ax, rel: dict) -> None:
     ax.set_xlabel("confidence (max mean softmax)")
     ax.set_ylabel("accuracy")
     ax.legend(handles, labels, fontsize=7, loc="upper left")
-
-
-def _save(fig, path: Path) -> None:
-    fig.tight_layout()
-    buf = io.BytesIO()
-    # no timestamps in the PNG, so the plots are byte-identical across runs
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    write_bytes(path, buf.getvalue())
 
 
 def cmd_eval(args) -> int:

@@ -3,11 +3,10 @@ command and config that made it in its title."""
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 
 from ..atomic import write_bytes
+from ..figures import png_bytes, pyplot
 
 __all__ = ["write_figures", "COLORS"]
 
@@ -15,26 +14,12 @@ COLORS = {"deterministic": "tab:gray", "element": "tab:orange", "spatial": "tab:
 STYLE = {"every": "-", "last": "--"}
 
 
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _png(fig) -> bytes:
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
-    return buf.getvalue()
-
-
 def _label(g: dict) -> str:
     return g["kind"] + ("" if g["variant"] == "every" else f" ({g['variant']} sites)")
 
 
 def fig_vs_t(res: dict, caption: str) -> bytes:
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, name in ((axes[0], "accuracy", "accuracy"), (axes[1], "ece", "ECE (15 bins)")):
         for g in res["groups"]:
@@ -55,9 +40,7 @@ def fig_vs_t(res: dict, caption: str) -> bytes:
         ax.legend(fontsize=7)
     fig.suptitle(f"{name_seeds(res)}: accuracy and ECE vs T (mean +- std over seeds)\n{caption}",
                  fontsize=9)
-    out = _png(fig)
-    plt.close(fig)
-    return out
+    return png_bytes(fig)
 
 
 def name_seeds(res: dict) -> str:
@@ -66,7 +49,7 @@ def name_seeds(res: dict) -> str:
 
 
 def fig_hist(res: dict, raws: dict, caption: str) -> bytes:
-    plt = _plt()
+    plt = pyplot()
     gs = res["groups"]
     fig, axes = plt.subplots(len(gs), 2, figsize=(9, 2.6 * len(gs)), squeeze=False)
     for row, g in zip(axes, gs):
@@ -93,15 +76,13 @@ def fig_hist(res: dict, raws: dict, caption: str) -> bytes:
     import textwrap
     ood = textwrap.fill(f"OOD: {res['ood_set']}", 110)
     fig.suptitle(f"{name_seeds(res)}: ID vs OOD uncertainty\n{ood}\n{caption}", fontsize=8)
-    out = _png(fig)
-    plt.close(fig)
-    return out
+    return png_bytes(fig)
 
 
 def fig_reliability(res: dict, caption: str) -> bytes:
     from ..model.evaluate import draw_reliability
 
-    plt = _plt()
+    plt = pyplot()
     gs = res["groups"]
     fig, axes = plt.subplots(1, len(gs), figsize=(4.2 * len(gs), 4.4), squeeze=False)
     for ax, g in zip(axes[0], gs):
@@ -113,13 +94,11 @@ def fig_reliability(res: dict, caption: str) -> bytes:
         ax.set_title(f"{_label(g)}, T = {g['T']}, seed {g['seeds'][0]}\n"
                      f"ECE {e['ece']:.4f}, {sum(rt['count'])} images", fontsize=8)
     fig.suptitle(f"{name_seeds(res)}: reliability diagrams\n{caption}", fontsize=8)
-    out = _png(fig)
-    plt.close(fig)
-    return out
+    return png_bytes(fig)
 
 
 def fig_rejection(res: dict, caption: str) -> bytes:
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, by in zip(axes, ("entropy", "mi")):
         for g in res["groups"]:
@@ -136,9 +115,7 @@ def fig_rejection(res: dict, caption: str) -> bytes:
         ax.legend(fontsize=7)
     fig.suptitle(f"{name_seeds(res)}: rejection curves (mean over seeds, band = min..max)\n"
                  f"{caption}", fontsize=9)
-    out = _png(fig)
-    plt.close(fig)
-    return out
+    return png_bytes(fig)
 
 
 def write_figures(outdir, res: dict, raws: dict, caption: str) -> list[str]:
