@@ -124,8 +124,7 @@ def _verilator_args() -> list[str]:
 #: precompiled header as a plain input file and fails ("Vtop__pch.h.fast: linker input
 #: file not found"); and it compiles the model and the runtime with -Os, where -O2 runs
 #: the model faster.
-VERILATOR_MAKE = os.environ.get("HWGEN_VERILATOR_MAKE",
-                                "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2 OPT_GLOBAL=-O2")
+VERILATOR_MAKE = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2 OPT_GLOBAL=-O2"
 
 
 def _tool_version(simulator: str) -> str:
