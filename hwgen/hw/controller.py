@@ -9,8 +9,9 @@ previous layer or the image loader):
 
 - `WindowWalker` walks the output windows in pool-block order (py, px, dy, dx). Per window
   it reads the kh*kw input positions at once (kh*kw buffer read ports); the im2col word
-  lines (rows (c, ky, kx), channel-major) are pure wiring from the read data, and the row
-  gates are the padding bits AND the dropout keep bits. The next window is fetched while
+  lines are the read data as it stands (position-major, `wordline_order`: the tiles store
+  their weight rows in that order), and the row gates are the padding bits AND the
+  dropout keep bits. The next window is fetched while
   the tiles read the current one, so within a layer the tiles never idle.
 - `TileArray` fans each request out to all tiles of the layer (row splits x column splits).
   Every tile has the same number of beats per read (`hwgen.hw.plan.read_plan`), so they
@@ -36,6 +37,7 @@ the previous layer writes its last position.
 
 from __future__ import annotations
 
+import numpy as np
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -46,7 +48,7 @@ from .tile import CrossbarTile, acc_width, beat_layout, request_layout
 
 __all__ = ["TileController", "WindowWalker", "TileArray", "PlaneAccumulator", "ThresholdPool",
            "ClassCollector", "check_plane_weights", "buffer_depth", "buffer_write_signature",
-           "window_read_signature", "window_tag",
+           "window_read_signature", "window_tag", "wordline_order",
            "sums_layout", "class_layout"]
 
 
@@ -111,6 +113,16 @@ def check_plane_weights(weights) -> tuple[int, ...]:
 def class_layout(classes: int, acc_w: int) -> data.StructLayout:
     """The classifier's `out` beat: the sample index and every class's signed sum."""
     return data.StructLayout({"sample": 16, "acc": data.ArrayLayout(signed(acc_w), classes)})
+
+
+def wordline_order(layer: Layer) -> np.ndarray:
+    """The IR row on each word line of a layer's crossbar: word line p*C + c carries IR
+    row c*kh*kw + p (rows are (c, ky, kx), channel-major; word lines (ky, kx, c),
+    position-major, the order of the input buffer's words). Column sums are sums over
+    rows, so the order changes no result, only which row split holds which rows."""
+    c = layer.in_shape[0]
+    kk = layer.kernel[0] * layer.kernel[1]
+    return np.arange(c * kk).reshape(c, kk).T.ravel()
 
 
 def _out_positions(layer: Layer) -> int:
@@ -261,42 +273,38 @@ class WindowWalker(wiring.Component):
                 m.d.sync += req.valid.eq(0)
 
         # -- word lines and row gates: wiring ----------------------------------------------
-        # One assignment per field, not per row: Amaranth's netlist checks cost
-        # (bits x assignments) per signal, quadratic in the rows for bitwise assignments.
+        # Word lines in position-major order (`wordline_order`): position p's C rows are
+        # the C bits of its buffer word, so the word lines are the read data as it stands
+        # and the gates are word-wide ANDs (a channel-major order would be a bit transpose,
+        # free in silicon but a per-bit shuffle in every simulated cycle).
         xs, gs = [], []
         pw_ = max(npl, 1) * c                          # bits per buffer word
+        ones = Const((1 << c) - 1, c)
         if npl > 1:
             # one-hot plane select (AND-OR): a variable part-select becomes a wide shift
             # that Verilator -Wall flags (WIDTHTRUNC)
             onehot = [Signal(name=f"plane_is_{k}") for k in range(npl)]
             m.d.comb += [oh.eq(plane == k) for k, oh in enumerate(onehot)]
-
-            def plane_bit(p, ch):
-                base = p * pw_ + ch
-                terms = [onehot[k] & rd.data[base + k * c] for k in range(npl)]
-                out = terms[0]
-                for t in terms[1:]:
-                    out = out | t
-                return out
-        else:
-            def plane_bit(p, ch):
-                return rd.data[p * pw_ + ch]
-        for ch in range(c):
-            for p in range(kh * kw):
-                i = ch * kh * kw + p
-                # a kernel position that no window can push off the map needs no gate bit
-                g = None if never_pad[p] else pad[p]
-                if npl:
-                    # bit planes: every driven input is +1, the plane bit gates the row
-                    xs.append(Const(1, 1))
-                    b = plane_bit(p, ch)
-                    g = b if g is None else g & b
+        for p in range(kh * kw):
+            word = rd.data[p * pw_:(p + 1) * pw_]
+            # a kernel position that no window can push off the map needs no gate bit
+            g = None if never_pad[p] else pad[p].replicate(c)
+            if npl:
+                # bit planes: every driven input is +1, the plane bit gates the row
+                xs.append(ones)
+                if npl > 1:
+                    b = onehot[0].replicate(c) & word[:c]
+                    for k in range(1, npl):
+                        b = b | (onehot[k].replicate(c) & word[k * c:(k + 1) * c])
                 else:
-                    xs.append(rd.data[p * c + ch])
-                if site is not None:
-                    k = self.keep[i // site.group_rows]
-                    g = k if g is None else g & k
-                gs.append(Const(1, 1) if g is None else g)
+                    b = word[:c]
+                g = b if g is None else g & b
+            else:
+                xs.append(word)
+            if site is not None:
+                kv = Cat(*(self.keep[(ch * kh * kw + p) // site.group_rows] for ch in range(c)))
+                g = kv if g is None else g & kv
+            gs.append(ones if g is None else g)
         m.d.comb += [req.payload.x.eq(Cat(*xs)), req.payload.g.eq(Cat(*gs))]
         return m
 
@@ -324,7 +332,7 @@ class TileArray(wiring.Component):
 
     def __init__(self, layer: Layer, plan: ReadPlan, tag):
         self.layer, self.plan = layer, plan
-        wbits = layer.weight_bits()
+        wbits = layer.weight_bits()[:, wordline_order(layer)]
         self.tiles = {}
         for ci, ((ca, cb), lanes) in enumerate(zip(layer.col_tiles, plan.lanes)):
             for ri, (ra, rb) in enumerate(layer.row_tiles):

@@ -20,7 +20,7 @@ import numpy as np
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import (FallingEdge, NextTimeStep, ReadOnly, RisingEdge, Timer,
+from cocotb.triggers import (FallingEdge, ReadOnly, RisingEdge, Timer,
                              with_timeout)
 from cocotb.utils import get_sim_time
 
@@ -40,8 +40,12 @@ class MtjPins:
     `mtj_code` pins, width); `mtj_sense` shows the state (1 = AP). Records each
     interface's write outcomes in order.
 
-    Pin vectors are handled as Python ints (cheap for any N_IF) and turned into numpy
-    masks only when something happens; Python wakes on value changes only."""
+    The devices see the pins as the bench wrapper samples them at each falling edge
+    (`tb_mtj` = {mtj_write, mtj_reset}, hwgen.sim.runner.bench_wrapper): the pins are
+    logic of registers, settled by then, so one wake-up per pin edge sees every pulse and
+    its width, and a changed `mtj_sense` is driven at once, half a cycle before the next
+    rising edge. Pin vectors are handled as Python ints (cheap for any N_IF) and turned
+    into numpy masks only when something happens."""
 
     def __init__(self, dut, tp, params: MtjParams, seeds, first_draw: int):
         self.dut, self.tp = dut, tp
@@ -53,13 +57,12 @@ class MtjPins:
         self.rise_ns = np.zeros(tp.n_if)
         self.pulses_ns: set[float] = set()
         self.live = False   # X/Z before reset is released are power-up values, not pulses
-        self._prev = (0, 0)  # (mtj_reset, mtj_write) as last judged
+        self._prev = 0      # tb_mtj as last judged
 
     def start(self):
         self.dut.mtj_sense.value = 0
         self._codes()
-        cocotb.start_soon(self._watch(self.dut.mtj_reset))
-        cocotb.start_soon(self._watch(self.dut.mtj_write))
+        cocotb.start_soon(self._watch())
         cocotb.start_soon(self._code_changes())
 
     def _int(self, sig) -> int:
@@ -87,24 +90,21 @@ class MtjPins:
             await ReadOnly()
             self._codes()
 
-    async def _watch(self, sig):
-        # One watcher per pin vector (cheaper than a First of both, which makes two tasks
-        # per wake-up); whichever wakes first in a time step judges both vectors, the
-        # other finds nothing changed. Pins are judged on their settled value in each
-        # time step (ReadOnly): an event-driven simulator may show a combinational output
-        # toggling within a step, which is no pulse at all.
+    async def _watch(self):
+        pins = self.dut.tb_mtj
         while True:
-            await sig.value_change
-            await ReadOnly()
-            if self._judge(get_sim_time("ns")):
-                await NextTimeStep()     # no writes in the ReadOnly phase
+            await pins.value_change
+            if self._judge(self._int(pins), get_sim_time("ns")):
                 self._drive()
 
-    def _judge(self, t: float) -> bool:
-        """Apply this time step's pin edges to the devices; True if a device changed."""
-        rst, wr = self._int(self.dut.mtj_reset), self._int(self.dut.mtj_write)
-        rst_prev, wr_prev = self._prev
-        if (rst, wr) == (rst_prev, wr_prev):
+    def _judge(self, pins: int, t: float) -> bool:
+        """Apply the pin edges since the last sample to the devices; True if a device
+        changed."""
+        n = self.tp.n_if
+        full = (1 << n) - 1
+        rst, wr = pins & full, pins >> n
+        rst_prev, wr_prev = self._prev & full, self._prev >> n
+        if pins == self._prev:
             return False
         sense = self.array.ap.copy()
         rose, fell = wr & ~wr_prev, wr_prev & ~wr
@@ -114,7 +114,7 @@ class MtjPins:
             self._write_end(self._mask(fell), t)
         if rst & ~rst_prev:
             self.array.reset(self._mask(rst & ~rst_prev))
-        self._prev = (rst, wr)
+        self._prev = pins
         return bool((self.array.ap != sense).any())
 
     def _write_end(self, m: np.ndarray, t: float):
@@ -180,19 +180,14 @@ class OutMonitor:
 
 async def load_image(dut, words: list[int]):
     """Send one image's words on the `img` stream. Called at a falling edge; inputs change
-    only at falling edges, so the next rising edge takes the word iff `img__ready` is high
-    now (read once our writes have settled). While the loader is busy, Python sleeps until
-    `img__ready` rises instead of waking every cycle (the loader writes one bit per cycle:
-    polling cost two wake-ups per image bit)."""
+    only at falling edges. `img__ready` is a register output, low from the edge that takes
+    a word until the loader has written it (one bit per cycle), so each word is offered
+    until `img__ready` falls: two wake-ups per word, none while the loader is busy."""
     ready, clk = dut.img__ready, dut.clk
     for w in words:
         dut.img__payload.value = w
         dut.img__valid.value = 1
-        await ReadOnly()
-        while not ready.value:
-            await RisingEdge(ready)
-            await FallingEdge(clk)
-            await ReadOnly()
+        await FallingEdge(ready)
         await FallingEdge(clk)
     dut.img__valid.value = 0
 

@@ -54,7 +54,8 @@ def sources_of(outdir, toplevel: str = TOPLEVEL) -> tuple[Path, Path | None]:
 
 
 def bench_wrapper(ports_json) -> str:
-    """Verilog of `hwgen_tb`: `hwgen_top` with the same ports, its `rst` driven from a flop.
+    """Verilog of `hwgen_tb`: `hwgen_top` with the same ports, its `rst` driven from a flop,
+    and the MTJ pins sampled at each falling edge for the bench's device model.
 
     Amaranth's Verilog reads `rst` in the next-state logic of every register
     (`always @*` ... `if (rst) x$next = init`). `rst` being a top-level input, Verilator
@@ -63,16 +64,28 @@ def bench_wrapper(ports_json) -> str:
     clock): 879 cycles/s on the Fashion-MNIST top. Behind a flop that logic is only
     evaluated when clocked (3.4x faster on the digits top). The one effect on the design
     is that a reset takes hold a cycle later; the bench holds `rst` for several cycles.
+
+    `tb_mtj` = {mtj_write, mtj_reset} as they stand at the last falling edge (a design
+    with MTJ interfaces only). The pins are logic of registers, so they change only after
+    rising edges and have settled by the falling edge: the devices see every pulse, with
+    its width, and Python wakes once per pin edge instead of once per edge and once more
+    for the settled value.
     """
     d = json.loads(Path(ports_json).read_text())
-    lines = [f"module {BENCH_TOP}({', '.join(p['name'] for p in d['ports'])});"]
+    names = [p["name"] for p in d["ports"]]
+    mtj = "mtj_reset" in names
+    lines = [f"module {BENCH_TOP}({', '.join(names + (['tb_mtj'] if mtj else []))});"]
     conn = []
     for p in d["ports"]:
         rng = f"[{p['width'] - 1}:0] " if p["width"] > 1 else ""
         lines.append(f"  {'input' if p['dir'] == 'in' else 'output'} {rng}{p['name']};")
         conn.append(f".{p['name']}({'rst_q' if p['name'] == 'rst' else p['name']})")
-    lines += ["  reg rst_q = 1'b1;", "  always @(posedge clk) rst_q <= rst;",
-              f"  {TOPLEVEL} dut({', '.join(conn)});", "endmodule", ""]
+    lines += ["  reg rst_q = 1'b1;", "  always @(posedge clk) rst_q <= rst;"]
+    if mtj:
+        n = next(p["width"] for p in d["ports"] if p["name"] == "mtj_reset")
+        lines += [f"  output reg [{2 * n - 1}:0] tb_mtj = {2 * n}'d0;",
+                  "  always @(negedge clk) tb_mtj <= {mtj_write, mtj_reset};"]
+    lines += [f"  {TOPLEVEL} dut({', '.join(conn)});", "endmodule", ""]
     return "\n".join(lines)
 
 

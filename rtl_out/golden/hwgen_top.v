@@ -355,8 +355,8 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
     .keep(\keep$46 [2:0]),
     .next__addr(\wr__addr$28 ),
     .next__en(\wr__en$32 ),
-    .\port$852$0 (\$25 ),
-    .\port$856$2 (\$26 ),
+    .\port$836$0 (\$25 ),
+    .\port$840$2 (\$26 ),
     .rst(rst),
     .start(keep__ready),
     .wport__addr(\wr__addr$22 ),
@@ -370,8 +370,8 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
     .out__payload(out__payload),
     .out__ready(out__ready),
     .out__valid(out__valid),
-    .\port$852$0 (\$25 ),
-    .\port$856$2 (\$26 ),
+    .\port$836$0 (\$25 ),
+    .\port$840$2 (\$26 ),
     .rst(rst),
     .sample(\$1 [15:0]),
     .start(\start$60 ),
@@ -723,8 +723,8 @@ module \hwgen_top.layer0 (rst, start, wport__en, next__data, next__en, done, wpo
   );
   \hwgen_top.layer0.tiles  tiles (
     .clk(clk),
-    .\port$742$0 (\$1 ),
-    .\port$746$0 (\$2 ),
+    .\port$726$0 (\$1 ),
+    .\port$730$0 (\$2 ),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst),
@@ -734,10 +734,10 @@ module \hwgen_top.layer0 (rst, start, wport__en, next__data, next__en, done, wpo
   \hwgen_top.layer0.walker  walker (
     .clk(clk),
     .fetch(rp__en),
+    .\port$726$0 (\$1 ),
     .\port$73$0 (rp__data),
+    .\port$730$0 (\$2 ),
     .\port$74$0 (\rp__data$28 ),
-    .\port$742$0 (\$1 ),
-    .\port$746$0 (\$2 ),
     .\port$75$0 (\rp__data$29 ),
     .\port$76$0 (\rp__data$30 ),
     .\port$77$0 (\rp__data$31 ),
@@ -908,7 +908,7 @@ module \hwgen_top.layer0.sink (rst, pooled, next__en, done, sums__payload, got, 
   assign bits_c0[0] = \$3 ;
 endmodule
 
-module \hwgen_top.layer0.tiles (rst, req__ready, \port$742$0 , \port$746$0 , req__valid, sums__payload, sums__valid, clk);
+module \hwgen_top.layer0.tiles (rst, req__ready, \port$726$0 , \port$730$0 , req__valid, sums__payload, sums__valid, clk);
   wire [18:0] beat__payload;
   wire [9:0] \beat__payload.acc ;
   wire [4:0] \beat__payload.acc[0] ;
@@ -920,10 +920,10 @@ module \hwgen_top.layer0.tiles (rst, req__ready, \port$742$0 , \port$746$0 , req
   wire beat__valid;
   input clk;
   wire clk;
-  input [17:0] \port$742$0 ;
-  wire [17:0] \port$742$0 ;
-  input [6:0] \port$746$0 ;
-  wire [6:0] \port$746$0 ;
+  input [17:0] \port$726$0 ;
+  wire [17:0] \port$726$0 ;
+  input [6:0] \port$730$0 ;
+  wire [6:0] \port$730$0 ;
   wire [24:0] req__payload;
   wire [24:0] \req__payload$3 ;
   wire [8:0] \req__payload$3.g ;
@@ -963,7 +963,7 @@ module \hwgen_top.layer0.tiles (rst, req__ready, \port$742$0 , \port$746$0 , req
     .rst(rst)
   );
   assign \req__valid$1  = req__valid;
-  assign \req__payload$3  = { \port$746$0 , \port$742$0  };
+  assign \req__payload$3  = { \port$730$0 , \port$726$0  };
   assign beat__ready = 1'h1;
   assign sums__ready = 1'h1;
   assign \req__ready$7  = req__ready;
@@ -973,9 +973,9 @@ module \hwgen_top.layer0.tiles (rst, req__ready, \port$742$0 , \port$746$0 , req
   assign \req__payload.x  = req__payload[8:0];
   assign \req__payload.g  = req__payload[17:9];
   assign \req__payload.tag  = req__payload[24:18];
-  assign \req__payload$3.x  = \port$742$0 [8:0];
-  assign \req__payload$3.g  = \port$742$0 [17:9];
-  assign \req__payload$3.tag  = \port$746$0 ;
+  assign \req__payload$3.x  = \port$726$0 [8:0];
+  assign \req__payload$3.g  = \port$726$0 [17:9];
+  assign \req__payload$3.tag  = \port$730$0 ;
   assign \sums__payload.acc  = sums__payload[9:0];
   assign \sums__payload.acc[0]  = sums__payload[4:0];
   assign \sums__payload.acc[1]  = sums__payload[9:5];
@@ -993,9 +993,9 @@ module \hwgen_top.layer0.tiles (rst, req__ready, \port$742$0 , \port$746$0 , req
   assign sums__payload[18:12] = beat__payload[18:12];
   assign sums__payload[11] = beat__payload[11];
   assign sums__payload[10] = beat__payload[10];
-  assign req__payload[24:18] = \port$746$0 ;
-  assign req__payload[17:9] = \port$742$0 [17:9];
-  assign req__payload[8:0] = \port$742$0 [8:0];
+  assign req__payload[24:18] = \port$730$0 ;
+  assign req__payload[17:9] = \port$726$0 [17:9];
+  assign req__payload[8:0] = \port$726$0 [8:0];
 endmodule
 
 module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__payload, beat__payload, beat__valid, clk);
@@ -1276,7 +1276,7 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
   assign beat__payload[10] = \$signal$17 ;
 endmodule
 
-module \hwgen_top.layer0.walker (rst, start, \port$73$0 , \port$74$0 , \port$75$0 , \port$76$0 , \port$77$0 , \port$78$0 , \port$79$0 , \port$80$0 , \port$81$0 , fetch, req__ready, rd__addr, \port$742$0 , \port$746$0 , req__valid, clk);
+module \hwgen_top.layer0.walker (rst, start, \port$73$0 , \port$74$0 , \port$75$0 , \port$76$0 , \port$77$0 , \port$78$0 , \port$79$0 , \port$80$0 , \port$81$0 , fetch, req__ready, rd__addr, \port$726$0 , \port$730$0 , req__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
@@ -1421,15 +1421,15 @@ module \hwgen_top.layer0.walker (rst, start, \port$73$0 , \port$74$0 , \port$75$
   wire ok_2_1;
   wire ok_2_2;
   reg [8:0] pad = 9'h000;
+  output [17:0] \port$726$0 ;
+  wire [17:0] \port$726$0 ;
   input \port$73$0 ;
   wire \port$73$0 ;
+  (* init = 7'h00 *)
+  output [6:0] \port$730$0 ;
+  wire [6:0] \port$730$0 ;
   input \port$74$0 ;
   wire \port$74$0 ;
-  output [17:0] \port$742$0 ;
-  wire [17:0] \port$742$0 ;
-  (* init = 7'h00 *)
-  output [6:0] \port$746$0 ;
-  wire [6:0] \port$746$0 ;
   input \port$75$0 ;
   wire \port$75$0 ;
   input \port$76$0 ;
@@ -1702,8 +1702,8 @@ module \hwgen_top.layer0.walker (rst, start, \port$73$0 , \port$74$0 , \port$75$
   assign rd__en = fetch;
   assign req__payload = { \$119 , \$117  };
   assign rd__data = { \port$81$0 , \port$80$0 , \port$79$0 , \port$78$0 , \port$77$0 , \port$76$0 , \port$75$0 , \port$74$0 , \port$73$0  };
-  assign \port$742$0  = \$117 ;
-  assign \port$746$0  = \$119 ;
+  assign \port$726$0  = \$117 ;
+  assign \port$730$0  = \$119 ;
   assign \req__payload.x  = \$117 [8:0];
   assign \req__payload.g  = \$117 [17:9];
   assign \req__payload.tag  = \$119 ;
@@ -1720,7 +1720,7 @@ module \hwgen_top.layer0.walker (rst, start, \port$73$0 , \port$74$0 , \port$75$
   assign rd__addr[5:0] = \$18 ;
 endmodule
 
-module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep, wport__addr, next__addr, \port$852$0 , \port$856$2 , clk);
+module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep, wport__addr, next__addr, \port$836$0 , \port$840$2 , clk);
   wire [53:0] \$1 ;
   wire [6:0] \$2 ;
   wire [1:0] \$3 ;
@@ -1741,10 +1741,10 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep,
   output [3:0] next__en;
   wire [3:0] next__en;
   wire [3:0] \next__en$59 ;
-  output [1:0] \port$852$0 ;
-  wire [1:0] \port$852$0 ;
-  output [1:0] \port$856$2 ;
-  wire [1:0] \port$856$2 ;
+  output [1:0] \port$836$0 ;
+  wire [1:0] \port$836$0 ;
+  output [1:0] \port$840$2 ;
+  wire [1:0] \port$840$2 ;
   wire [35:0] rd__addr;
   wire [26:0] rd__data;
   wire rd__en;
@@ -1907,14 +1907,14 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep,
     .done(done),
     .got(sums__valid),
     .next__en(next__en),
-    .\port$856$2 (\$4 ),
+    .\port$840$2 (\$4 ),
     .rst(rst),
     .sums__payload(sums__payload)
   );
   \hwgen_top.layer1.tiles  tiles (
     .clk(clk),
-    .\port$792$0 (\$1 ),
-    .\port$796$0 (\$2 ),
+    .\port$776$0 (\$1 ),
+    .\port$780$0 (\$2 ),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst),
@@ -1934,8 +1934,8 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep,
     .\port$283$0 (\rp__data$33 ),
     .\port$284$0 (\rp__data$34 ),
     .\port$285$0 (\rp__data$35 ),
-    .\port$792$0 (\$1 ),
-    .\port$796$0 (\$2 ),
+    .\port$776$0 (\$1 ),
+    .\port$780$0 (\$2 ),
     .rd__addr(rd__addr),
     .req__ready(req__ready),
     .req__valid(req__valid),
@@ -1979,8 +1979,8 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep,
   assign \next__data$57  = { \$3 , \$4  };
   assign \next__en$59  = next__en;
   assign next__addr = sums__payload[20:17];
-  assign \port$852$0  = \$3 ;
-  assign \port$856$2  = \$4 ;
+  assign \port$836$0  = \$3 ;
+  assign \port$840$2  = \$4 ;
   assign \req__payload.x  = \$1 [26:0];
   assign \req__payload.g  = \$1 [53:27];
   assign \req__payload.tag  = \$2 ;
@@ -2001,7 +2001,7 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep,
   assign \sums__payload$47.tag  = sums__payload[20:14];
 endmodule
 
-module \hwgen_top.layer1.sink (rst, next__en, done, sums__payload, got, bits_c0, \port$856$2 , clk);
+module \hwgen_top.layer1.sink (rst, next__en, done, sums__payload, got, bits_c0, \port$840$2 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -2025,8 +2025,8 @@ module \hwgen_top.layer1.sink (rst, next__en, done, sums__payload, got, bits_c0,
   output [3:0] next__en;
   wire [3:0] next__en;
   wire [3:0] pooled;
-  output [1:0] \port$856$2 ;
-  wire [1:0] \port$856$2 ;
+  output [1:0] \port$840$2 ;
+  wire [1:0] \port$840$2 ;
   wire rd__addr;
   wire [13:0] rd__data;
   input rst;
@@ -2078,7 +2078,7 @@ module \hwgen_top.layer1.sink (rst, next__en, done, sums__payload, got, bits_c0,
   assign pooled = { bits_c0, sr_c0[3:2] };
   assign next__addr = sums__payload[20:17];
   assign next__data = { bits_c0, sr_c0[3:2] };
-  assign \port$856$2  = sr_c0[3:2];
+  assign \port$840$2  = sr_c0[3:2];
   assign \sums__payload.acc  = sums__payload[11:0];
   assign \sums__payload.acc[0]  = sums__payload[5:0];
   assign \sums__payload.acc[1]  = sums__payload[11:6];
@@ -2089,7 +2089,7 @@ module \hwgen_top.layer1.sink (rst, next__en, done, sums__payload, got, bits_c0,
   assign bits_c0[0] = \$3 ;
 endmodule
 
-module \hwgen_top.layer1.tiles (rst, req__ready, \port$792$0 , \port$796$0 , req__valid, sums__payload, sums__valid, clk);
+module \hwgen_top.layer1.tiles (rst, req__ready, \port$776$0 , \port$780$0 , req__valid, sums__payload, sums__valid, clk);
   wire [6:0] \$1 ;
   wire [6:0] \$2 ;
   wire [5:0] \$hwgen_sx1 ;
@@ -2115,10 +2115,10 @@ module \hwgen_top.layer1.tiles (rst, req__ready, \port$792$0 , \port$796$0 , req
   wire beat__valid;
   input clk;
   wire clk;
-  input [53:0] \port$792$0 ;
-  wire [53:0] \port$792$0 ;
-  input [6:0] \port$796$0 ;
-  wire [6:0] \port$796$0 ;
+  input [53:0] \port$776$0 ;
+  wire [53:0] \port$776$0 ;
+  input [6:0] \port$780$0 ;
+  wire [6:0] \port$780$0 ;
   wire [38:0] req__payload;
   wire [60:0] \req__payload$3 ;
   wire [26:0] \req__payload$3.g ;
@@ -2176,7 +2176,7 @@ module \hwgen_top.layer1.tiles (rst, req__ready, \port$792$0 , \port$796$0 , req
   assign \$hwgen_sx3  = beat__payload[11:6];
   assign \$hwgen_sx4  = \beat__payload$16 [9:5];
   assign \req__valid$1  = req__valid;
-  assign \req__payload$3  = { \port$796$0 , \port$792$0  };
+  assign \req__payload$3  = { \port$780$0 , \port$776$0  };
   assign beat__ready = 1'h1;
   assign sums__ready = 1'h1;
   assign \req__valid$6  = req__valid;
@@ -2188,9 +2188,9 @@ module \hwgen_top.layer1.tiles (rst, req__ready, \port$792$0 , \port$796$0 , req
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
   assign \req__payload.tag  = req__payload[38:32];
-  assign \req__payload$3.x  = \port$792$0 [26:0];
-  assign \req__payload$3.g  = \port$792$0 [53:27];
-  assign \req__payload$3.tag  = \port$796$0 ;
+  assign \req__payload$3.x  = \port$776$0 [26:0];
+  assign \req__payload$3.g  = \port$776$0 [53:27];
+  assign \req__payload$3.tag  = \port$780$0 ;
   assign \req__payload$7.x  = \req__payload$7 [10:0];
   assign \req__payload$7.g  = \req__payload$7 [21:11];
   assign \req__payload$7.tag  = \req__payload$7 [28:22];
@@ -2217,12 +2217,12 @@ module \hwgen_top.layer1.tiles (rst, req__ready, \port$792$0 , \port$796$0 , req
   assign sums__payload[20:14] = beat__payload[20:14];
   assign sums__payload[13] = beat__payload[13];
   assign sums__payload[12] = beat__payload[12];
-  assign \req__payload$7 [28:22] = \port$796$0 ;
-  assign \req__payload$7 [21:11] = \port$792$0 [53:43];
-  assign \req__payload$7 [10:0] = \port$792$0 [26:16];
-  assign req__payload[38:32] = \port$796$0 ;
-  assign req__payload[31:16] = \port$792$0 [42:27];
-  assign req__payload[15:0] = \port$792$0 [15:0];
+  assign \req__payload$7 [28:22] = \port$780$0 ;
+  assign \req__payload$7 [21:11] = \port$776$0 [53:43];
+  assign \req__payload$7 [10:0] = \port$776$0 [26:16];
+  assign req__payload[38:32] = \port$780$0 ;
+  assign req__payload[31:16] = \port$776$0 [42:27];
+  assign req__payload[15:0] = \port$776$0 [15:0];
 endmodule
 
 module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__payload, beat__payload, beat__valid, clk);
@@ -2305,8 +2305,8 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
   wire [4:0] \y$34 ;
   reg [31:0] mem [1:0];
   initial begin
-    mem[0] = 32'd4212868079;
-    mem[1] = 32'd3437947806;
+    mem[0] = 32'd2142227275;
+    mem[1] = 32'd3399252974;
   end
   assign rd__data = mem[index];
   assign \$signal  = busy ? \$signal$3  : req__payload[15:0];
@@ -2581,8 +2581,8 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
   wire [3:0] \y$34 ;
   reg [21:0] mem [1:0];
   initial begin
-    mem[0] = 22'h33e7f0;
-    mem[1] = 22'h3f3eff;
+    mem[0] = 22'h2c4db7;
+    mem[1] = 22'h37ffeb;
   end
   assign rd__data = mem[index];
   assign \$signal  = busy ? \$signal$3  : req__payload[10:0];
@@ -2779,7 +2779,7 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
   assign beat__payload[10] = \$signal$17 ;
 endmodule
 
-module \hwgen_top.layer1.walker (rst, start, \port$277$0 , \port$278$0 , \port$279$0 , \port$280$0 , \port$281$0 , \port$282$0 , \port$283$0 , \port$284$0 , \port$285$0 , fetch, req__ready, keep, rd__addr, \port$792$0 , \port$796$0 , req__valid, clk);
+module \hwgen_top.layer1.walker (rst, start, \port$277$0 , \port$278$0 , \port$279$0 , \port$280$0 , \port$281$0 , \port$282$0 , \port$283$0 , \port$284$0 , \port$285$0 , fetch, req__ready, keep, rd__addr, \port$776$0 , \port$780$0 , req__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire [2:0] \$10 ;
@@ -2789,9 +2789,9 @@ module \hwgen_top.layer1.walker (rst, start, \port$277$0 , \port$278$0 , \port$2
   wire \$103 ;
   wire \$104 ;
   wire \$105 ;
-  wire \$106 ;
-  wire [3:0] \$107 ;
-  wire [4:0] \$108 ;
+  wire [2:0] \$106 ;
+  wire [2:0] \$107 ;
+  wire \$108 ;
   wire \$109 ;
   wire [3:0] \$11 ;
   wire \$110 ;
@@ -2799,35 +2799,19 @@ module \hwgen_top.layer1.walker (rst, start, \port$277$0 , \port$278$0 , \port$2
   wire \$112 ;
   wire \$113 ;
   wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire \$119 ;
+  wire [2:0] \$115 ;
+  wire [2:0] \$116 ;
+  wire [53:0] \$117 ;
+  reg [6:0] \$118 ;
+  reg [6:0] \$119  = 7'h00;
   wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire [2:0] \$122 ;
-  wire [2:0] \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
+  reg \$120 ;
+  reg [8:0] \$121 ;
+  reg \$122 ;
+  reg [1:0] \$123 ;
+  reg [1:0] \$124 ;
   wire \$13 ;
-  wire \$130 ;
-  wire [2:0] \$131 ;
-  wire [2:0] \$132 ;
-  wire [53:0] \$133 ;
-  reg [6:0] \$134 ;
-  reg [6:0] \$135  = 7'h00;
-  reg \$136 ;
-  reg [8:0] \$137 ;
-  reg \$138 ;
-  reg [1:0] \$139 ;
   wire [2:0] \$14 ;
-  reg [1:0] \$140 ;
   wire [3:0] \$15 ;
   wire \$16 ;
   wire [4:0] \$17 ;
@@ -2886,15 +2870,15 @@ module \hwgen_top.layer1.walker (rst, start, \port$277$0 , \port$278$0 , \port$2
   wire \$65 ;
   wire [4:0] \$66 ;
   wire [3:0] \$67 ;
-  wire \$68 ;
-  wire \$69 ;
+  wire [2:0] \$68 ;
+  wire [2:0] \$69 ;
   wire [2:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
+  wire [2:0] \$70 ;
+  wire [2:0] \$71 ;
+  wire [2:0] \$72 ;
+  wire [2:0] \$73 ;
+  wire [2:0] \$74 ;
+  wire [2:0] \$75 ;
   wire \$76 ;
   wire \$77 ;
   wire \$78 ;
@@ -2912,8 +2896,8 @@ module \hwgen_top.layer1.walker (rst, start, \port$277$0 , \port$278$0 , \port$2
   wire \$89 ;
   wire [6:0] \$9 ;
   wire \$90 ;
-  wire \$91 ;
-  wire \$92 ;
+  wire [3:0] \$91 ;
+  wire [4:0] \$92 ;
   wire \$93 ;
   wire \$94 ;
   wire \$95 ;
@@ -2956,11 +2940,11 @@ module \hwgen_top.layer1.walker (rst, start, \port$277$0 , \port$278$0 , \port$2
   wire [2:0] \port$284$0 ;
   input [2:0] \port$285$0 ;
   wire [2:0] \port$285$0 ;
-  output [53:0] \port$792$0 ;
-  wire [53:0] \port$792$0 ;
+  output [53:0] \port$776$0 ;
+  wire [53:0] \port$776$0 ;
   (* init = 7'h00 *)
-  output [6:0] \port$796$0 ;
-  wire [6:0] \port$796$0 ;
+  output [6:0] \port$780$0 ;
+  wire [6:0] \port$780$0 ;
   reg [1:0] px = 2'h0;
   reg [1:0] py = 2'h0;
   output [35:0] rd__addr;
@@ -3058,164 +3042,148 @@ module \hwgen_top.layer1.walker (rst, start, \port$277$0 , \port$278$0 , \port$2
   assign ok_2_2 = \$62  & \$65 ;
   assign \$66  = { 1'h0, \$9 [3:0] } + 5'h04;
   assign \$67  = ok_2_2 ? \$66 [3:0] : 4'h0;
-  assign \$68  = pad[0] & keep[0];
-  assign \$69  = pad[1] & keep[0];
-  assign \$70  = pad[2] & keep[0];
-  assign \$71  = pad[3] & keep[0];
-  assign \$72  = pad[5] & keep[0];
-  assign \$73  = pad[6] & keep[0];
-  assign \$74  = pad[7] & keep[0];
-  assign \$75  = pad[8] & keep[0];
-  assign \$76  = pad[0] & keep[1];
-  assign \$77  = pad[1] & keep[1];
-  assign \$78  = pad[2] & keep[1];
-  assign \$79  = pad[3] & keep[1];
-  assign \$80  = pad[5] & keep[1];
-  assign \$81  = pad[6] & keep[1];
-  assign \$82  = pad[7] & keep[1];
-  assign \$83  = pad[8] & keep[1];
-  assign \$84  = pad[0] & keep[2];
-  assign \$85  = pad[1] & keep[2];
-  assign \$86  = pad[2] & keep[2];
-  assign \$87  = pad[3] & keep[2];
-  assign \$88  = pad[5] & keep[2];
-  assign \$89  = pad[6] & keep[2];
-  assign \$90  = pad[7] & keep[2];
-  assign \$91  = pad[8] & keep[2];
-  assign \$92  = | 1'h0;
-  assign \$93  = ~ \$92 ;
-  assign \$94  = | 1'h0;
-  assign \$95  = ~ \$94 ;
-  assign \$96  = \$93  & \$95 ;
-  assign \$97  = 1'h0 == 1'h0;
-  assign \$98  = 1'h0 == 1'h0;
+  assign \$68  = { pad[0], pad[0], pad[0] } & keep;
+  assign \$69  = { pad[1], pad[1], pad[1] } & keep;
+  assign \$70  = { pad[2], pad[2], pad[2] } & keep;
+  assign \$71  = { pad[3], pad[3], pad[3] } & keep;
+  assign \$72  = { pad[5], pad[5], pad[5] } & keep;
+  assign \$73  = { pad[6], pad[6], pad[6] } & keep;
+  assign \$74  = { pad[7], pad[7], pad[7] } & keep;
+  assign \$75  = { pad[8], pad[8], pad[8] } & keep;
+  assign \$76  = | 1'h0;
+  assign \$77  = ~ \$76 ;
+  assign \$78  = | 1'h0;
+  assign \$79  = ~ \$78 ;
+  assign \$80  = \$77  & \$79 ;
+  assign \$81  = 1'h0 == 1'h0;
+  assign \$82  = 1'h0 == 1'h0;
+  assign \$83  = \$81  & \$82 ;
+  assign \$84  = 1'h0 == 1'h0;
+  assign \$85  = 1'h0 == 1'h0;
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = py == 2'h2;
+  assign \$88  = \$86  & \$87 ;
+  assign \$89  = px == 2'h2;
+  assign \$90  = \$88  & \$89 ;
+  assign \$91  = { 2'h0, py } * 4'h3;
+  assign \$92  = { 1'h0, \$91  } + { 3'h0, px };
+  assign \$93  = 1'h0 == 1'h0;
+  assign \$94  = 1'h0 == 1'h0;
+  assign \$95  = \$93  & \$94 ;
+  assign \$96  = py == 2'h2;
+  assign \$97  = \$95  & \$96 ;
+  assign \$98  = px == 2'h2;
   assign \$99  = \$97  & \$98 ;
-  assign \$100  = 1'h0 == 1'h0;
+  assign \$100  = ~ \$99 ;
   assign \$101  = 1'h0 == 1'h0;
-  assign \$102  = \$100  & \$101 ;
-  assign \$103  = py == 2'h2;
+  assign \$102  = 1'h1 & \$101 ;
+  assign \$103  = 1'h0 == 1'h0;
   assign \$104  = \$102  & \$103 ;
   assign \$105  = px == 2'h2;
-  assign \$106  = \$104  & \$105 ;
-  assign \$107  = { 2'h0, py } * 4'h3;
-  assign \$108  = { 1'h0, \$107  } + { 3'h0, px };
-  assign \$109  = 1'h0 == 1'h0;
+  assign \$106  = { 1'h0, px } + 3'h1;
+  assign \$107  = \$105  ? 3'h0 : \$106 ;
+  assign \$108  = 1'h0 == 1'h0;
+  assign \$109  = 1'h1 & \$108 ;
   assign \$110  = 1'h0 == 1'h0;
   assign \$111  = \$109  & \$110 ;
-  assign \$112  = py == 2'h2;
+  assign \$112  = px == 2'h2;
   assign \$113  = \$111  & \$112 ;
-  assign \$114  = px == 2'h2;
-  assign \$115  = \$113  & \$114 ;
-  assign \$116  = ~ \$115 ;
-  assign \$117  = 1'h0 == 1'h0;
-  assign \$118  = 1'h1 & \$117 ;
-  assign \$119  = 1'h0 == 1'h0;
-  assign \$120  = \$118  & \$119 ;
-  assign \$121  = px == 2'h2;
-  assign \$122  = { 1'h0, px } + 3'h1;
-  assign \$123  = \$121  ? 3'h0 : \$122 ;
-  assign \$124  = 1'h0 == 1'h0;
-  assign \$125  = 1'h1 & \$124 ;
-  assign \$126  = 1'h0 == 1'h0;
-  assign \$127  = \$125  & \$126 ;
-  assign \$128  = px == 2'h2;
-  assign \$129  = \$127  & \$128 ;
-  assign \$130  = py == 2'h2;
-  assign \$131  = { 1'h0, py } + 3'h1;
-  assign \$132  = \$130  ? 3'h0 : \$131 ;
+  assign \$114  = py == 2'h2;
+  assign \$115  = { 1'h0, py } + 3'h1;
+  assign \$116  = \$114  ? 3'h0 : \$115 ;
   always @(posedge clk)
-    \$135  <= \$134 ;
+    \$119  <= \$118 ;
   always @(posedge clk)
-    req__valid <= \$136 ;
+    req__valid <= \$120 ;
   always @(posedge clk)
-    pad <= \$137 ;
+    pad <= \$121 ;
   always @(posedge clk)
-    running <= \$138 ;
+    running <= \$122 ;
   always @(posedge clk)
-    px <= \$139 ;
+    px <= \$123 ;
   always @(posedge clk)
-    py <= \$140 ;
+    py <= \$124 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$134  = \$135 ;
+    \$118  = \$119 ;
     if (fetch) begin
-      \$134 [0] = \$96 ;
-      \$134 [1] = \$99 ;
-      \$134 [2] = \$106 ;
-      \$134 [6:3] = \$108 [3:0];
+      \$118 [0] = \$80 ;
+      \$118 [1] = \$83 ;
+      \$118 [2] = \$90 ;
+      \$118 [6:3] = \$92 [3:0];
     end
     if (rst) begin
-      \$134  = 7'h00;
+      \$118  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$136  = req__valid;
+    \$120  = req__valid;
     if (fetch) begin
-      \$136  = 1'h1;
+      \$120  = 1'h1;
     end else if (take) begin
-      \$136  = 1'h0;
+      \$120  = 1'h0;
     end
     if (rst) begin
-      \$136  = 1'h0;
+      \$120  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$137  = pad;
+    \$121  = pad;
     if (fetch) begin
-      \$137  = { ok_2_2, ok_2_1, ok_2_0, ok_1_2, 1'h1, ok_1_0, ok_0_2, ok_0_1, ok_0_0 };
+      \$121  = { ok_2_2, ok_2_1, ok_2_0, ok_1_2, 1'h1, ok_1_0, ok_0_2, ok_0_1, ok_0_0 };
     end
     if (rst) begin
-      \$137  = 9'h000;
+      \$121  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$138  = running;
+    \$122  = running;
     if (fetch) begin
-      \$138  = \$116 ;
+      \$122  = \$100 ;
     end
     if (rst) begin
-      \$138  = 1'h0;
+      \$122  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$139  = px;
+    \$123  = px;
     if (fetch) begin
-      if (\$120 ) begin
-        \$139  = \$123 [1:0];
+      if (\$104 ) begin
+        \$123  = \$107 [1:0];
       end
     end
     if (rst) begin
-      \$139  = 2'h0;
+      \$123  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$140  = py;
+    \$124  = py;
     if (fetch) begin
-      if (\$129 ) begin
-        \$140  = \$132 [1:0];
+      if (\$113 ) begin
+        \$124  = \$116 [1:0];
       end
     end
     if (rst) begin
-      \$140  = 2'h0;
+      \$124  = 2'h0;
     end
   end
   assign base = \$9 [3:0];
   assign ok_1_1 = 1'h1;
   assign rd__en = fetch;
-  assign req__payload = { \$135 , \$133  };
+  assign req__payload = { \$119 , \$117  };
   assign rd__data = { \port$285$0 , \port$284$0 , \port$283$0 , \port$282$0 , \port$281$0 , \port$280$0 , \port$279$0 , \port$278$0 , \port$277$0  };
-  assign \port$792$0  = \$133 ;
-  assign \port$796$0  = \$135 ;
-  assign \req__payload.x  = \$133 [26:0];
-  assign \req__payload.g  = \$133 [53:27];
-  assign \req__payload.tag  = \$135 ;
-  assign \$133 [53:27] = { \$91 , \$90 , \$89 , \$88 , keep[2], \$87 , \$86 , \$85 , \$84 , \$83 , \$82 , \$81 , \$80 , keep[1], \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , keep[0], \$71 , \$70 , \$69 , \$68  };
-  assign \$133 [26:0] = { \port$285$0 [2], \port$284$0 [2], \port$283$0 [2], \port$282$0 [2], \port$281$0 [2], \port$280$0 [2], \port$279$0 [2], \port$278$0 [2], \port$277$0 [2], \port$285$0 [1], \port$284$0 [1], \port$283$0 [1], \port$282$0 [1], \port$281$0 [1], \port$280$0 [1], \port$279$0 [1], \port$278$0 [1], \port$277$0 [1], \port$285$0 [0], \port$284$0 [0], \port$283$0 [0], \port$282$0 [0], \port$281$0 [0], \port$280$0 [0], \port$279$0 [0], \port$278$0 [0], \port$277$0 [0] };
+  assign \port$776$0  = \$117 ;
+  assign \port$780$0  = \$119 ;
+  assign \req__payload.x  = \$117 [26:0];
+  assign \req__payload.g  = \$117 [53:27];
+  assign \req__payload.tag  = \$119 ;
+  assign \$117 [53:27] = { \$75 , \$74 , \$73 , \$72 , keep, \$71 , \$70 , \$69 , \$68  };
+  assign \$117 [26:0] = { \port$285$0 , \port$284$0 , \port$283$0 , \port$282$0 , \port$281$0 , \port$280$0 , \port$279$0 , \port$278$0 , \port$277$0  };
   assign rd__addr[35:32] = \$67 ;
   assign rd__addr[31:28] = \$58 ;
   assign rd__addr[27:24] = \$53 ;
@@ -3227,7 +3195,7 @@ module \hwgen_top.layer1.walker (rst, start, \port$277$0 , \port$278$0 , \port$2
   assign rd__addr[3:0] = \$18 ;
 endmodule
 
-module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__addr, \port$852$0 , \port$856$2 , out__valid, out__payload, out__ready);
+module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__addr, \port$836$0 , \port$840$2 , out__valid, out__payload, out__ready);
   wire [71:0] \$1 ;
   wire [3:0] \$2 ;
   input clk;
@@ -3257,10 +3225,10 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__ad
   output out__valid;
   wire out__valid;
   wire \out__valid$61 ;
-  input [1:0] \port$852$0 ;
-  wire [1:0] \port$852$0 ;
-  input [1:0] \port$856$2 ;
-  wire [1:0] \port$856$2 ;
+  input [1:0] \port$836$0 ;
+  wire [1:0] \port$836$0 ;
+  input [1:0] \port$840$2 ;
+  wire [1:0] \port$840$2 ;
   wire [35:0] rd__addr;
   wire [35:0] rd__data;
   wire rd__en;
@@ -3351,7 +3319,7 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__ad
   end
   always @(posedge clk) begin
     if (wport__en)
-      act[wport__addr] <= { \port$852$0 , \port$856$2  };
+      act[wport__addr] <= { \port$836$0 , \port$840$2  };
   end
   reg [3:0] _0_;
   reg [3:0] _1_;
@@ -3366,47 +3334,47 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__ad
     if (rp__en) begin
       _0_ <= act[rd__addr[3:0]];
       if (wport__en && rd__addr[3:0] == wport__addr)
-        _0_ <= { \port$852$0 , \port$856$2  };
+        _0_ <= { \port$836$0 , \port$840$2  };
     end
     if (rp__en) begin
       _1_ <= act[rd__addr[7:4]];
       if (wport__en && rd__addr[7:4] == wport__addr)
-        _1_ <= { \port$852$0 , \port$856$2  };
+        _1_ <= { \port$836$0 , \port$840$2  };
     end
     if (rp__en) begin
       _2_ <= act[rd__addr[11:8]];
       if (wport__en && rd__addr[11:8] == wport__addr)
-        _2_ <= { \port$852$0 , \port$856$2  };
+        _2_ <= { \port$836$0 , \port$840$2  };
     end
     if (rp__en) begin
       _3_ <= act[rd__addr[15:12]];
       if (wport__en && rd__addr[15:12] == wport__addr)
-        _3_ <= { \port$852$0 , \port$856$2  };
+        _3_ <= { \port$836$0 , \port$840$2  };
     end
     if (rp__en) begin
       _4_ <= act[rd__addr[19:16]];
       if (wport__en && rd__addr[19:16] == wport__addr)
-        _4_ <= { \port$852$0 , \port$856$2  };
+        _4_ <= { \port$836$0 , \port$840$2  };
     end
     if (rp__en) begin
       _5_ <= act[rd__addr[23:20]];
       if (wport__en && rd__addr[23:20] == wport__addr)
-        _5_ <= { \port$852$0 , \port$856$2  };
+        _5_ <= { \port$836$0 , \port$840$2  };
     end
     if (rp__en) begin
       _6_ <= act[rd__addr[27:24]];
       if (wport__en && rd__addr[27:24] == wport__addr)
-        _6_ <= { \port$852$0 , \port$856$2  };
+        _6_ <= { \port$836$0 , \port$840$2  };
     end
     if (rp__en) begin
       _7_ <= act[rd__addr[31:28]];
       if (wport__en && rd__addr[31:28] == wport__addr)
-        _7_ <= { \port$852$0 , \port$856$2  };
+        _7_ <= { \port$836$0 , \port$840$2  };
     end
     if (rp__en) begin
       _8_ <= act[rd__addr[35:32]];
       if (wport__en && rd__addr[35:32] == wport__addr)
-        _8_ <= { \port$852$0 , \port$856$2  };
+        _8_ <= { \port$836$0 , \port$840$2  };
     end
   end
   assign rp__data = _0_;
@@ -3434,8 +3402,8 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__ad
   \hwgen_top.layer2.tiles  tiles (
     .beat__ready(sums__ready),
     .clk(clk),
-    .\port$858$0 (\$1 ),
-    .\port$862$0 (\$2 ),
+    .\port$842$0 (\$1 ),
+    .\port$846$0 (\$2 ),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst),
@@ -3446,17 +3414,17 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__ad
     .clk(clk),
     .fetch(rp__en),
     .keep(keep),
-    .\port$528$0 (rp__data),
-    .\port$529$0 (\rp__data$28 ),
-    .\port$530$0 (\rp__data$29 ),
-    .\port$531$0 (\rp__data$30 ),
-    .\port$532$0 (\rp__data$31 ),
-    .\port$533$0 (\rp__data$32 ),
-    .\port$534$0 (\rp__data$33 ),
-    .\port$535$0 (\rp__data$34 ),
-    .\port$536$0 (\rp__data$35 ),
-    .\port$858$0 (\$1 ),
-    .\port$862$0 (\$2 ),
+    .\port$512$0 (rp__data),
+    .\port$513$0 (\rp__data$28 ),
+    .\port$514$0 (\rp__data$29 ),
+    .\port$515$0 (\rp__data$30 ),
+    .\port$516$0 (\rp__data$31 ),
+    .\port$517$0 (\rp__data$32 ),
+    .\port$518$0 (\rp__data$33 ),
+    .\port$519$0 (\rp__data$34 ),
+    .\port$520$0 (\rp__data$35 ),
+    .\port$842$0 (\$1 ),
+    .\port$846$0 (\$2 ),
     .rd__addr(rd__addr),
     .req__ready(req__ready),
     .req__valid(req__valid),
@@ -3464,8 +3432,8 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__ad
     .start(start)
   );
   assign wr__addr = wport__addr;
-  assign wport__data = { \port$852$0 , \port$856$2  };
-  assign wr__data = { \port$852$0 , \port$856$2  };
+  assign wport__data = { \port$836$0 , \port$840$2  };
+  assign wr__data = { \port$836$0 , \port$840$2  };
   assign rp__addr = rd__addr[3:0];
   assign rd__en = rp__en;
   assign \rp__addr$10  = rd__addr[7:4];
@@ -3631,7 +3599,7 @@ module \hwgen_top.layer2.sink (clk, rst, sample, sums__ready, done, sums__payloa
   assign \out__payload.acc[2]  = out__payload[36:30];
 endmodule
 
-module \hwgen_top.layer2.tiles (rst, req__ready, beat__ready, \port$858$0 , \port$862$0 , req__valid, sums__payload, sums__valid, clk);
+module \hwgen_top.layer2.tiles (rst, req__ready, beat__ready, \port$842$0 , \port$846$0 , req__valid, sums__payload, sums__valid, clk);
   wire [6:0] \$1 ;
   wire [7:0] \$2 ;
   wire [6:0] \$3 ;
@@ -3672,10 +3640,10 @@ module \hwgen_top.layer2.tiles (rst, req__ready, beat__ready, \port$858$0 , \por
   wire beat__valid;
   input clk;
   wire clk;
-  input [71:0] \port$858$0 ;
-  wire [71:0] \port$858$0 ;
-  input [3:0] \port$862$0 ;
-  wire [3:0] \port$862$0 ;
+  input [71:0] \port$842$0 ;
+  wire [71:0] \port$842$0 ;
+  input [3:0] \port$846$0 ;
+  wire [3:0] \port$846$0 ;
   wire [35:0] req__payload;
   wire [11:0] \req__payload$10 ;
   wire [3:0] \req__payload$10.g ;
@@ -3754,7 +3722,7 @@ module \hwgen_top.layer2.tiles (rst, req__ready, beat__ready, \port$858$0 , \por
   assign \$hwgen_sx11  = \$3 ;
   assign \$hwgen_sx12  = \beat__payload$20 [7:4];
   assign \req__valid$1  = req__valid;
-  assign \req__payload$3  = { \port$862$0 , \port$858$0  };
+  assign \req__payload$3  = { \port$846$0 , \port$842$0  };
   assign sums__ready = beat__ready;
   assign \req__valid$6  = req__valid;
   assign \beat__ready$8  = beat__ready;
@@ -3767,9 +3735,9 @@ module \hwgen_top.layer2.tiles (rst, req__ready, beat__ready, \port$858$0 , \por
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
   assign \req__payload.tag  = req__payload[35:32];
-  assign \req__payload$3.x  = \port$858$0 [35:0];
-  assign \req__payload$3.g  = \port$858$0 [71:36];
-  assign \req__payload$3.tag  = \port$862$0 ;
+  assign \req__payload$3.x  = \port$842$0 [35:0];
+  assign \req__payload$3.g  = \port$842$0 [71:36];
+  assign \req__payload$3.tag  = \port$846$0 ;
   assign \req__payload$7.x  = \req__payload$7 [15:0];
   assign \req__payload$7.g  = \req__payload$7 [31:16];
   assign \req__payload$7.tag  = \req__payload$7 [35:32];
@@ -3805,15 +3773,15 @@ module \hwgen_top.layer2.tiles (rst, req__ready, beat__ready, \port$858$0 , \por
   assign sums__payload[19:16] = beat__payload[17:14];
   assign sums__payload[15] = beat__payload[13];
   assign sums__payload[14] = beat__payload[12];
-  assign \req__payload$10 [11:8] = \port$862$0 ;
-  assign \req__payload$10 [7:4] = \port$858$0 [71:68];
-  assign \req__payload$10 [3:0] = \port$858$0 [35:32];
-  assign \req__payload$7 [35:32] = \port$862$0 ;
-  assign \req__payload$7 [31:16] = \port$858$0 [67:52];
-  assign \req__payload$7 [15:0] = \port$858$0 [31:16];
-  assign req__payload[35:32] = \port$862$0 ;
-  assign req__payload[31:16] = \port$858$0 [51:36];
-  assign req__payload[15:0] = \port$858$0 [15:0];
+  assign \req__payload$10 [11:8] = \port$846$0 ;
+  assign \req__payload$10 [7:4] = \port$842$0 [71:68];
+  assign \req__payload$10 [3:0] = \port$842$0 [35:32];
+  assign \req__payload$7 [35:32] = \port$846$0 ;
+  assign \req__payload$7 [31:16] = \port$842$0 [67:52];
+  assign \req__payload$7 [15:0] = \port$842$0 [31:16];
+  assign req__payload[35:32] = \port$846$0 ;
+  assign req__payload[31:16] = \port$842$0 [51:36];
+  assign req__payload[15:0] = \port$842$0 [15:0];
 endmodule
 
 module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__ready, beat__ready, req__valid, req__payload, beat__payload, beat__valid, clk);
@@ -3897,8 +3865,8 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__ready, beat__ready, req__va
   wire [4:0] \y$34 ;
   reg [31:0] mem [1:0];
   initial begin
-    mem[0] = 32'd955467003;
-    mem[1] = 32'd40739;
+    mem[0] = 32'd4003288313;
+    mem[1] = 32'd57975;
   end
   assign rd__data = mem[index];
   assign \$signal  = busy ? \$signal$3  : req__payload[15:0];
@@ -4173,8 +4141,8 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, beat__ready, req__valid, req__pa
   wire [4:0] \y$34 ;
   reg [31:0] mem [1:0];
   initial begin
-    mem[0] = 32'd4218919608;
-    mem[1] = 32'd50477;
+    mem[0] = 32'd4246722937;
+    mem[1] = 32'd44568;
   end
   assign rd__data = mem[index];
   assign \$signal  = busy ? \$signal$3  : req__payload[15:0];
@@ -4449,8 +4417,8 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__pa
   wire [2:0] \y$34 ;
   reg [7:0] mem [1:0];
   initial begin
-    mem[0] = 8'hee;
-    mem[1] = 8'h0e;
+    mem[0] = 8'ha8;
+    mem[1] = 8'h0d;
   end
   assign rd__data = mem[index];
   assign \$signal  = busy ? \$signal$3  : req__payload[3:0];
@@ -4646,7 +4614,7 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__pa
   assign beat__payload[8] = \$signal$17 ;
 endmodule
 
-module \hwgen_top.layer2.walker (rst, start, \port$528$0 , \port$529$0 , \port$530$0 , \port$531$0 , \port$532$0 , \port$533$0 , \port$534$0 , \port$535$0 , \port$536$0 , fetch, req__ready, keep, rd__addr, \port$858$0 , \port$862$0 , req__valid, clk);
+module \hwgen_top.layer2.walker (rst, start, \port$512$0 , \port$513$0 , \port$514$0 , \port$515$0 , \port$516$0 , \port$517$0 , \port$518$0 , \port$519$0 , \port$520$0 , fetch, req__ready, keep, rd__addr, \port$842$0 , \port$846$0 , req__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -4705,29 +4673,29 @@ module \hwgen_top.layer2.walker (rst, start, \port$528$0 , \port$529$0 , \port$5
   wire ok_2_1;
   wire ok_2_2;
   reg [8:0] pad = 9'h000;
-  input [3:0] \port$528$0 ;
-  wire [3:0] \port$528$0 ;
-  input [3:0] \port$529$0 ;
-  wire [3:0] \port$529$0 ;
-  input [3:0] \port$530$0 ;
-  wire [3:0] \port$530$0 ;
-  input [3:0] \port$531$0 ;
-  wire [3:0] \port$531$0 ;
-  input [3:0] \port$532$0 ;
-  wire [3:0] \port$532$0 ;
-  input [3:0] \port$533$0 ;
-  wire [3:0] \port$533$0 ;
-  input [3:0] \port$534$0 ;
-  wire [3:0] \port$534$0 ;
-  input [3:0] \port$535$0 ;
-  wire [3:0] \port$535$0 ;
-  input [3:0] \port$536$0 ;
-  wire [3:0] \port$536$0 ;
-  output [71:0] \port$858$0 ;
-  wire [71:0] \port$858$0 ;
+  input [3:0] \port$512$0 ;
+  wire [3:0] \port$512$0 ;
+  input [3:0] \port$513$0 ;
+  wire [3:0] \port$513$0 ;
+  input [3:0] \port$514$0 ;
+  wire [3:0] \port$514$0 ;
+  input [3:0] \port$515$0 ;
+  wire [3:0] \port$515$0 ;
+  input [3:0] \port$516$0 ;
+  wire [3:0] \port$516$0 ;
+  input [3:0] \port$517$0 ;
+  wire [3:0] \port$517$0 ;
+  input [3:0] \port$518$0 ;
+  wire [3:0] \port$518$0 ;
+  input [3:0] \port$519$0 ;
+  wire [3:0] \port$519$0 ;
+  input [3:0] \port$520$0 ;
+  wire [3:0] \port$520$0 ;
+  output [71:0] \port$842$0 ;
+  wire [71:0] \port$842$0 ;
   (* init = 4'h0 *)
-  output [3:0] \port$862$0 ;
-  wire [3:0] \port$862$0 ;
+  output [3:0] \port$846$0 ;
+  wire [3:0] \port$846$0 ;
   output [35:0] rd__addr;
   wire [35:0] rd__addr;
   wire [35:0] rd__data;
@@ -4847,14 +4815,14 @@ module \hwgen_top.layer2.walker (rst, start, \port$528$0 , \port$529$0 , \port$5
   assign ok_2_2 = 1'h1;
   assign rd__en = fetch;
   assign req__payload = { \$37 , \$35  };
-  assign rd__data = { \port$536$0 , \port$535$0 , \port$534$0 , \port$533$0 , \port$532$0 , \port$531$0 , \port$530$0 , \port$529$0 , \port$528$0  };
-  assign \port$858$0  = \$35 ;
-  assign \port$862$0  = \$37 ;
+  assign rd__data = { \port$520$0 , \port$519$0 , \port$518$0 , \port$517$0 , \port$516$0 , \port$515$0 , \port$514$0 , \port$513$0 , \port$512$0  };
+  assign \port$842$0  = \$35 ;
+  assign \port$846$0  = \$37 ;
   assign \req__payload.x  = \$35 [35:0];
   assign \req__payload.g  = \$35 [71:36];
   assign \req__payload.tag  = \$37 ;
-  assign \$35 [71:36] = { keep[3], keep[3], keep[3], keep[3], keep[3], keep[3], keep[3], keep[3], keep[3:2], keep[2], keep[2], keep[2], keep[2], keep[2], keep[2], keep[2], keep[2:1], keep[1], keep[1], keep[1], keep[1], keep[1], keep[1], keep[1], keep[1:0], keep[0], keep[0], keep[0], keep[0], keep[0], keep[0], keep[0], keep[0] };
-  assign \$35 [35:0] = { \port$536$0 [3], \port$535$0 [3], \port$534$0 [3], \port$533$0 [3], \port$532$0 [3], \port$531$0 [3], \port$530$0 [3], \port$529$0 [3], \port$528$0 [3], \port$536$0 [2], \port$535$0 [2], \port$534$0 [2], \port$533$0 [2], \port$532$0 [2], \port$531$0 [2], \port$530$0 [2], \port$529$0 [2], \port$528$0 [2], \port$536$0 [1], \port$535$0 [1], \port$534$0 [1], \port$533$0 [1], \port$532$0 [1], \port$531$0 [1], \port$530$0 [1], \port$529$0 [1], \port$528$0 [1], \port$536$0 [0], \port$535$0 [0], \port$534$0 [0], \port$533$0 [0], \port$532$0 [0], \port$531$0 [0], \port$530$0 [0], \port$529$0 [0], \port$528$0 [0] };
+  assign \$35 [71:36] = { keep, keep, keep, keep, keep, keep, keep, keep, keep };
+  assign \$35 [35:0] = { \port$520$0 , \port$519$0 , \port$518$0 , \port$517$0 , \port$516$0 , \port$515$0 , \port$514$0 , \port$513$0 , \port$512$0  };
   assign rd__addr[35:32] = 4'h8;
   assign rd__addr[31:28] = 4'h7;
   assign rd__addr[27:24] = 4'h6;
