@@ -154,8 +154,9 @@ class MtjPins:
 
 
 class OutMonitor:
-    """Collects `out` beats; `out__ready` is held high, so a beat is taken at every rising
-    edge where `out__valid` is high. Sampling at the falling edge sees settled values."""
+    """Collects `out` beats; `out__ready` is held high (raised during reset; the bench
+    wrapper registers it), so a beat is taken at every rising edge where `out__valid` is
+    high. Sampling at the falling edge sees settled values."""
 
     def __init__(self, dut, tp):
         self.dut, self.tp = dut, tp
@@ -180,14 +181,17 @@ class OutMonitor:
 
 async def load_image(dut, words: list[int]):
     """Send one image's words on the `img` stream. Called at a falling edge; inputs change
-    only at falling edges. `img__ready` is a register output, low from the edge that takes
-    a word until the loader has written it (one bit per cycle), so each word is offered
-    until `img__ready` falls: two wake-ups per word, none while the loader is busy."""
+    only at falling edges, so the next rising edge takes the word iff `img__ready` is high
+    now. `img__ready` is a register output (it changes only after rising edges), so its
+    value at a falling edge is settled. While the loader is busy (one bit per cycle),
+    Python sleeps until `img__ready` rises instead of waking every cycle."""
     ready, clk = dut.img__ready, dut.clk
     for w in words:
         dut.img__payload.value = w
         dut.img__valid.value = 1
-        await FallingEdge(ready)
+        if not ready.value:
+            await RisingEdge(ready)
+            await FallingEdge(clk)
         await FallingEdge(clk)
     dut.img__valid.value = 0
 
