@@ -1001,19 +1001,19 @@ endmodule
 module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__payload, beat__payload, beat__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
-  wire [6:0] \$10 ;
+  wire [1:0] \$10 ;
   wire \$11 ;
-  wire [1:0] \$12 ;
-  wire \$13 ;
+  wire \$12 ;
+  wire [6:0] \$13 ;
   reg \$14 ;
   reg \$15 ;
-  reg \$16 ;
-  reg [6:0] \$17 ;
-  reg \$18 ;
+  reg [8:0] \$16 ;
+  reg [8:0] \$17 ;
+  reg [6:0] \$18 ;
   reg \$19 ;
   wire \$2 ;
-  reg [8:0] \$20 ;
-  reg [8:0] \$21 ;
+  reg \$20 ;
+  reg \$21 ;
   reg [6:0] \$22 ;
   wire [8:0] \$3 ;
   wire [8:0] \$4 ;
@@ -1022,11 +1022,11 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
   wire [8:0] \$7 ;
   wire [5:0] \$8 ;
   wire \$9 ;
-  wire [8:0] \$signal ;
-  wire \$signal$11 ;
+  wire \$signal ;
   reg \$signal$17  = 1'h0;
   reg \$signal$18  = 1'h0;
-  reg [8:0] \$signal$3  = 9'h000;
+  wire [8:0] \$signal$5 ;
+  reg [8:0] \$signal$8  = 9'h000;
   wire [8:0] a;
   wire [8:0] \a$27 ;
   wire [8:0] \a$32 ;
@@ -1082,46 +1082,46 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
     mem[1] = 18'h00199;
   end
   assign rd__data = mem[index];
-  assign \$signal  = busy ? \$signal$3  : req__payload[8:0];
+  assign \$1  = ~ beat__valid;
+  assign \$signal  = \$1  | 1'h1;
+  assign take = front & \$signal ;
+  assign \$signal$5  = busy ? \$signal$8  : req__payload[8:0];
   assign g = busy ? g_r : req__payload[17:9];
   assign index = busy ? k : 1'h0;
   assign front = busy | req__valid;
-  assign \$1  = ~ beat__valid;
-  assign \$signal$11  = \$1  | 1'h1;
-  assign take = front & \$signal$11 ;
   assign \$2  = ~ busy;
-  assign req__ready = \$2  & \$signal$11 ;
-  assign \$3  = \$signal  ^ rd__data[8:0];
+  assign req__ready = \$2  & \$signal ;
+  assign \$3  = \$signal$5  ^ rd__data[8:0];
   assign \$4  = ~ \$3 ;
   assign agree0 = g & \$4 ;
   assign \$5  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$6  = \$signal  ^ rd__data[17:9];
+  assign \$6  = \$signal$5  ^ rd__data[17:9];
   assign \$7  = ~ \$6 ;
   assign agree1 = g & \$7 ;
   assign \$8  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
   assign \$9  = index == 1'h1;
-  assign \$10  = busy ? tag_r : req__payload[24:18];
-  assign \$11  = index == 1'h1;
-  assign \$12  = { 1'h0, index } + 2'h1;
-  assign \$13  = ~ busy;
+  assign \$10  = { 1'h0, index } + 2'h1;
+  assign \$11  = ~ busy;
+  assign \$12  = index == 1'h1;
+  assign \$13  = busy ? tag_r : req__payload[24:18];
   always @(posedge clk)
-    beat__valid <= \$14 ;
+    busy <= \$14 ;
   always @(posedge clk)
-    \$signal$17  <= \$15 ;
+    k <= \$15 ;
   always @(posedge clk)
-    \$signal$18  <= \$16 ;
+    \$signal$8  <= \$16 ;
   always @(posedge clk)
-    q_tag <= \$17 ;
+    g_r <= \$17 ;
   always @(posedge clk)
-    busy <= \$18 ;
+    tag_r <= \$18 ;
   always @(posedge clk)
-    k <= \$19 ;
+    beat__valid <= \$19 ;
   always @(posedge clk)
-    \$signal$3  <= \$20 ;
+    \$signal$17  <= \$20 ;
   always @(posedge clk)
-    g_r <= \$21 ;
+    \$signal$18  <= \$21 ;
   always @(posedge clk)
-    tag_r <= \$22 ;
+    q_tag <= \$22 ;
   hwgen_popcount_9 popcount0 (
     .a(agree0),
     .clk(clk),
@@ -1145,9 +1145,14 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$14  = beat__valid;
-    if (\$signal$11 ) begin
-      \$14  = front;
+    \$14  = busy;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$9 ) begin
+        \$14  = 1'h0;
+      end else begin
+        \$14  = 1'h1;
+      end
     end
     if (rst) begin
       \$14  = 1'h0;
@@ -1155,9 +1160,14 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$15  = \$signal$17 ;
+    \$15  = k;
     if (take) begin
-      \$15  = index;
+      (* full_case = 32'd1 *)
+      if (\$9 ) begin
+        \$15  = 1'h0;
+      end else begin
+        \$15  = \$10 [0];
+      end
     end
     if (rst) begin
       \$15  = 1'h0;
@@ -1165,49 +1175,45 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$16  = \$signal$18 ;
+    \$16  = \$signal$8 ;
     if (take) begin
-      \$16  = \$9 ;
-    end
-    if (rst) begin
-      \$16  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$17  = q_tag;
-    if (take) begin
-      \$17  = \$10 ;
-    end
-    if (rst) begin
-      \$17  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$18  = busy;
-    if (take) begin
-      (* full_case = 32'd1 *)
       if (\$11 ) begin
-        \$18  = 1'h0;
-      end else begin
-        \$18  = 1'h1;
+        \$16  = req__payload[8:0];
       end
     end
     if (rst) begin
-      \$18  = 1'h0;
+      \$16  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$19  = k;
+    \$17  = g_r;
     if (take) begin
-      (* full_case = 32'd1 *)
       if (\$11 ) begin
-        \$19  = 1'h0;
-      end else begin
-        \$19  = \$12 [0];
+        \$17  = req__payload[17:9];
       end
+    end
+    if (rst) begin
+      \$17  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$18  = tag_r;
+    if (take) begin
+      if (\$11 ) begin
+        \$18  = req__payload[24:18];
+      end
+    end
+    if (rst) begin
+      \$18  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$19  = beat__valid;
+    if (\$signal ) begin
+      \$19  = front;
     end
     if (rst) begin
       \$19  = 1'h0;
@@ -1215,42 +1221,36 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$20  = \$signal$3 ;
+    \$20  = \$signal$17 ;
     if (take) begin
-      if (\$13 ) begin
-        \$20  = req__payload[8:0];
-      end
+      \$20  = index;
     end
     if (rst) begin
-      \$20  = 9'h000;
+      \$20  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$21  = g_r;
+    \$21  = \$signal$18 ;
     if (take) begin
-      if (\$13 ) begin
-        \$21  = req__payload[17:9];
-      end
+      \$21  = \$12 ;
     end
     if (rst) begin
-      \$21  = 9'h000;
+      \$21  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$22  = tag_r;
+    \$22  = q_tag;
     if (take) begin
-      if (\$13 ) begin
-        \$22  = req__payload[24:18];
-      end
+      \$22  = \$13 ;
     end
     if (rst) begin
       \$22  = 7'h00;
     end
   end
-  assign rd__addr = index;
   assign beat__ready = 1'h1;
+  assign rd__addr = index;
   assign en = take;
   assign a = g;
   assign ng = { 1'h0, y };
@@ -2228,19 +2228,19 @@ endmodule
 module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__payload, beat__payload, beat__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
-  wire [6:0] \$10 ;
+  wire [1:0] \$10 ;
   wire \$11 ;
-  wire [1:0] \$12 ;
-  wire \$13 ;
+  wire \$12 ;
+  wire [6:0] \$13 ;
   reg \$14 ;
   reg \$15 ;
-  reg \$16 ;
-  reg [6:0] \$17 ;
-  reg \$18 ;
+  reg [15:0] \$16 ;
+  reg [15:0] \$17 ;
+  reg [6:0] \$18 ;
   reg \$19 ;
   wire \$2 ;
-  reg [15:0] \$20 ;
-  reg [15:0] \$21 ;
+  reg \$20 ;
+  reg \$21 ;
   reg [6:0] \$22 ;
   wire [15:0] \$3 ;
   wire [15:0] \$4 ;
@@ -2249,11 +2249,11 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
   wire [15:0] \$7 ;
   wire [6:0] \$8 ;
   wire \$9 ;
-  wire [15:0] \$signal ;
-  wire \$signal$11 ;
+  wire \$signal ;
   reg \$signal$17  = 1'h0;
   reg \$signal$18  = 1'h0;
-  reg [15:0] \$signal$3  = 16'h0000;
+  wire [15:0] \$signal$5 ;
+  reg [15:0] \$signal$8  = 16'h0000;
   wire [15:0] a;
   wire [15:0] \a$27 ;
   wire [15:0] \a$32 ;
@@ -2309,46 +2309,46 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
     mem[1] = 32'd3399252974;
   end
   assign rd__data = mem[index];
-  assign \$signal  = busy ? \$signal$3  : req__payload[15:0];
+  assign \$1  = ~ beat__valid;
+  assign \$signal  = \$1  | 1'h1;
+  assign take = front & \$signal ;
+  assign \$signal$5  = busy ? \$signal$8  : req__payload[15:0];
   assign g = busy ? g_r : req__payload[31:16];
   assign index = busy ? k : 1'h0;
   assign front = busy | req__valid;
-  assign \$1  = ~ beat__valid;
-  assign \$signal$11  = \$1  | 1'h1;
-  assign take = front & \$signal$11 ;
   assign \$2  = ~ busy;
-  assign req__ready = \$2  & \$signal$11 ;
-  assign \$3  = \$signal  ^ rd__data[15:0];
+  assign req__ready = \$2  & \$signal ;
+  assign \$3  = \$signal$5  ^ rd__data[15:0];
   assign \$4  = ~ \$3 ;
   assign agree0 = g & \$4 ;
   assign \$5  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$6  = \$signal  ^ rd__data[31:16];
+  assign \$6  = \$signal$5  ^ rd__data[31:16];
   assign \$7  = ~ \$6 ;
   assign agree1 = g & \$7 ;
   assign \$8  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
   assign \$9  = index == 1'h1;
-  assign \$10  = busy ? tag_r : req__payload[38:32];
-  assign \$11  = index == 1'h1;
-  assign \$12  = { 1'h0, index } + 2'h1;
-  assign \$13  = ~ busy;
+  assign \$10  = { 1'h0, index } + 2'h1;
+  assign \$11  = ~ busy;
+  assign \$12  = index == 1'h1;
+  assign \$13  = busy ? tag_r : req__payload[38:32];
   always @(posedge clk)
-    beat__valid <= \$14 ;
+    busy <= \$14 ;
   always @(posedge clk)
-    \$signal$17  <= \$15 ;
+    k <= \$15 ;
   always @(posedge clk)
-    \$signal$18  <= \$16 ;
+    \$signal$8  <= \$16 ;
   always @(posedge clk)
-    q_tag <= \$17 ;
+    g_r <= \$17 ;
   always @(posedge clk)
-    busy <= \$18 ;
+    tag_r <= \$18 ;
   always @(posedge clk)
-    k <= \$19 ;
+    beat__valid <= \$19 ;
   always @(posedge clk)
-    \$signal$3  <= \$20 ;
+    \$signal$17  <= \$20 ;
   always @(posedge clk)
-    g_r <= \$21 ;
+    \$signal$18  <= \$21 ;
   always @(posedge clk)
-    tag_r <= \$22 ;
+    q_tag <= \$22 ;
   hwgen_popcount_16 popcount0 (
     .a(agree0),
     .clk(clk),
@@ -2372,9 +2372,14 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$14  = beat__valid;
-    if (\$signal$11 ) begin
-      \$14  = front;
+    \$14  = busy;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$9 ) begin
+        \$14  = 1'h0;
+      end else begin
+        \$14  = 1'h1;
+      end
     end
     if (rst) begin
       \$14  = 1'h0;
@@ -2382,9 +2387,14 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$15  = \$signal$17 ;
+    \$15  = k;
     if (take) begin
-      \$15  = index;
+      (* full_case = 32'd1 *)
+      if (\$9 ) begin
+        \$15  = 1'h0;
+      end else begin
+        \$15  = \$10 [0];
+      end
     end
     if (rst) begin
       \$15  = 1'h0;
@@ -2392,49 +2402,45 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$16  = \$signal$18 ;
+    \$16  = \$signal$8 ;
     if (take) begin
-      \$16  = \$9 ;
-    end
-    if (rst) begin
-      \$16  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$17  = q_tag;
-    if (take) begin
-      \$17  = \$10 ;
-    end
-    if (rst) begin
-      \$17  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$18  = busy;
-    if (take) begin
-      (* full_case = 32'd1 *)
       if (\$11 ) begin
-        \$18  = 1'h0;
-      end else begin
-        \$18  = 1'h1;
+        \$16  = req__payload[15:0];
       end
     end
     if (rst) begin
-      \$18  = 1'h0;
+      \$16  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$19  = k;
+    \$17  = g_r;
     if (take) begin
-      (* full_case = 32'd1 *)
       if (\$11 ) begin
-        \$19  = 1'h0;
-      end else begin
-        \$19  = \$12 [0];
+        \$17  = req__payload[31:16];
       end
+    end
+    if (rst) begin
+      \$17  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$18  = tag_r;
+    if (take) begin
+      if (\$11 ) begin
+        \$18  = req__payload[38:32];
+      end
+    end
+    if (rst) begin
+      \$18  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$19  = beat__valid;
+    if (\$signal ) begin
+      \$19  = front;
     end
     if (rst) begin
       \$19  = 1'h0;
@@ -2442,42 +2448,36 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$20  = \$signal$3 ;
+    \$20  = \$signal$17 ;
     if (take) begin
-      if (\$13 ) begin
-        \$20  = req__payload[15:0];
-      end
+      \$20  = index;
     end
     if (rst) begin
-      \$20  = 16'h0000;
+      \$20  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$21  = g_r;
+    \$21  = \$signal$18 ;
     if (take) begin
-      if (\$13 ) begin
-        \$21  = req__payload[31:16];
-      end
+      \$21  = \$12 ;
     end
     if (rst) begin
-      \$21  = 16'h0000;
+      \$21  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$22  = tag_r;
+    \$22  = q_tag;
     if (take) begin
-      if (\$13 ) begin
-        \$22  = req__payload[38:32];
-      end
+      \$22  = \$13 ;
     end
     if (rst) begin
       \$22  = 7'h00;
     end
   end
-  assign rd__addr = index;
   assign beat__ready = 1'h1;
+  assign rd__addr = index;
   assign en = take;
   assign a = g;
   assign ng = { 1'h0, y };
@@ -2506,19 +2506,19 @@ endmodule
 module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
-  wire [6:0] \$10 ;
+  wire [1:0] \$10 ;
   wire \$11 ;
-  wire [1:0] \$12 ;
-  wire \$13 ;
+  wire \$12 ;
+  wire [6:0] \$13 ;
   reg \$14 ;
   reg \$15 ;
-  reg \$16 ;
-  reg [6:0] \$17 ;
-  reg \$18 ;
+  reg [10:0] \$16 ;
+  reg [10:0] \$17 ;
+  reg [6:0] \$18 ;
   reg \$19 ;
   wire \$2 ;
-  reg [10:0] \$20 ;
-  reg [10:0] \$21 ;
+  reg \$20 ;
+  reg \$21 ;
   reg [6:0] \$22 ;
   wire [10:0] \$3 ;
   wire [10:0] \$4 ;
@@ -2527,11 +2527,11 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
   wire [10:0] \$7 ;
   wire [5:0] \$8 ;
   wire \$9 ;
-  wire [10:0] \$signal ;
-  wire \$signal$11 ;
+  wire \$signal ;
   reg \$signal$17  = 1'h0;
   reg \$signal$18  = 1'h0;
-  reg [10:0] \$signal$3  = 11'h000;
+  wire [10:0] \$signal$5 ;
+  reg [10:0] \$signal$8  = 11'h000;
   wire [10:0] a;
   wire [10:0] \a$27 ;
   wire [10:0] \a$32 ;
@@ -2585,46 +2585,46 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
     mem[1] = 22'h37ffeb;
   end
   assign rd__data = mem[index];
-  assign \$signal  = busy ? \$signal$3  : req__payload[10:0];
+  assign \$1  = ~ beat__valid;
+  assign \$signal  = \$1  | 1'h1;
+  assign take = front & \$signal ;
+  assign \$signal$5  = busy ? \$signal$8  : req__payload[10:0];
   assign g = busy ? g_r : req__payload[21:11];
   assign index = busy ? k : 1'h0;
   assign front = busy | req__valid;
-  assign \$1  = ~ beat__valid;
-  assign \$signal$11  = \$1  | 1'h1;
-  assign take = front & \$signal$11 ;
   assign \$2  = ~ busy;
-  assign req__ready = \$2  & \$signal$11 ;
-  assign \$3  = \$signal  ^ rd__data[10:0];
+  assign req__ready = \$2  & \$signal ;
+  assign \$3  = \$signal$5  ^ rd__data[10:0];
   assign \$4  = ~ \$3 ;
   assign agree0 = g & \$4 ;
   assign \$5  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$6  = \$signal  ^ rd__data[21:11];
+  assign \$6  = \$signal$5  ^ rd__data[21:11];
   assign \$7  = ~ \$6 ;
   assign agree1 = g & \$7 ;
   assign \$8  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
   assign \$9  = index == 1'h1;
-  assign \$10  = busy ? tag_r : req__payload[28:22];
-  assign \$11  = index == 1'h1;
-  assign \$12  = { 1'h0, index } + 2'h1;
-  assign \$13  = ~ busy;
+  assign \$10  = { 1'h0, index } + 2'h1;
+  assign \$11  = ~ busy;
+  assign \$12  = index == 1'h1;
+  assign \$13  = busy ? tag_r : req__payload[28:22];
   always @(posedge clk)
-    beat__valid <= \$14 ;
+    busy <= \$14 ;
   always @(posedge clk)
-    \$signal$17  <= \$15 ;
+    k <= \$15 ;
   always @(posedge clk)
-    \$signal$18  <= \$16 ;
+    \$signal$8  <= \$16 ;
   always @(posedge clk)
-    q_tag <= \$17 ;
+    g_r <= \$17 ;
   always @(posedge clk)
-    busy <= \$18 ;
+    tag_r <= \$18 ;
   always @(posedge clk)
-    k <= \$19 ;
+    beat__valid <= \$19 ;
   always @(posedge clk)
-    \$signal$3  <= \$20 ;
+    \$signal$17  <= \$20 ;
   always @(posedge clk)
-    g_r <= \$21 ;
+    \$signal$18  <= \$21 ;
   always @(posedge clk)
-    tag_r <= \$22 ;
+    q_tag <= \$22 ;
   hwgen_popcount_11 popcount0 (
     .a(agree0),
     .clk(clk),
@@ -2648,9 +2648,14 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$14  = beat__valid;
-    if (\$signal$11 ) begin
-      \$14  = front;
+    \$14  = busy;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$9 ) begin
+        \$14  = 1'h0;
+      end else begin
+        \$14  = 1'h1;
+      end
     end
     if (rst) begin
       \$14  = 1'h0;
@@ -2658,9 +2663,14 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$15  = \$signal$17 ;
+    \$15  = k;
     if (take) begin
-      \$15  = index;
+      (* full_case = 32'd1 *)
+      if (\$9 ) begin
+        \$15  = 1'h0;
+      end else begin
+        \$15  = \$10 [0];
+      end
     end
     if (rst) begin
       \$15  = 1'h0;
@@ -2668,49 +2678,45 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$16  = \$signal$18 ;
+    \$16  = \$signal$8 ;
     if (take) begin
-      \$16  = \$9 ;
-    end
-    if (rst) begin
-      \$16  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$17  = q_tag;
-    if (take) begin
-      \$17  = \$10 ;
-    end
-    if (rst) begin
-      \$17  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$18  = busy;
-    if (take) begin
-      (* full_case = 32'd1 *)
       if (\$11 ) begin
-        \$18  = 1'h0;
-      end else begin
-        \$18  = 1'h1;
+        \$16  = req__payload[10:0];
       end
     end
     if (rst) begin
-      \$18  = 1'h0;
+      \$16  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$19  = k;
+    \$17  = g_r;
     if (take) begin
-      (* full_case = 32'd1 *)
       if (\$11 ) begin
-        \$19  = 1'h0;
-      end else begin
-        \$19  = \$12 [0];
+        \$17  = req__payload[21:11];
       end
+    end
+    if (rst) begin
+      \$17  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$18  = tag_r;
+    if (take) begin
+      if (\$11 ) begin
+        \$18  = req__payload[28:22];
+      end
+    end
+    if (rst) begin
+      \$18  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$19  = beat__valid;
+    if (\$signal ) begin
+      \$19  = front;
     end
     if (rst) begin
       \$19  = 1'h0;
@@ -2718,42 +2724,36 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$20  = \$signal$3 ;
+    \$20  = \$signal$17 ;
     if (take) begin
-      if (\$13 ) begin
-        \$20  = req__payload[10:0];
-      end
+      \$20  = index;
     end
     if (rst) begin
-      \$20  = 11'h000;
+      \$20  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$21  = g_r;
+    \$21  = \$signal$18 ;
     if (take) begin
-      if (\$13 ) begin
-        \$21  = req__payload[21:11];
-      end
+      \$21  = \$12 ;
     end
     if (rst) begin
-      \$21  = 11'h000;
+      \$21  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$22  = tag_r;
+    \$22  = q_tag;
     if (take) begin
-      if (\$13 ) begin
-        \$22  = req__payload[28:22];
-      end
+      \$22  = \$13 ;
     end
     if (rst) begin
       \$22  = 7'h00;
     end
   end
-  assign rd__addr = index;
   assign beat__ready = 1'h1;
+  assign rd__addr = index;
   assign en = take;
   assign a = g;
   assign ng = { 1'h0, y };
@@ -3787,19 +3787,19 @@ endmodule
 module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__ready, beat__ready, req__valid, req__payload, beat__payload, beat__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
-  wire [3:0] \$10 ;
+  wire [1:0] \$10 ;
   wire \$11 ;
-  wire [1:0] \$12 ;
-  wire \$13 ;
+  wire \$12 ;
+  wire [3:0] \$13 ;
   reg \$14 ;
   reg \$15 ;
-  reg \$16 ;
-  reg [3:0] \$17 ;
-  reg \$18 ;
+  reg [15:0] \$16 ;
+  reg [15:0] \$17 ;
+  reg [3:0] \$18 ;
   reg \$19 ;
   wire \$2 ;
-  reg [15:0] \$20 ;
-  reg [15:0] \$21 ;
+  reg \$20 ;
+  reg \$21 ;
   reg [3:0] \$22 ;
   wire [15:0] \$3 ;
   wire [15:0] \$4 ;
@@ -3808,11 +3808,11 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__ready, beat__ready, req__va
   wire [15:0] \$7 ;
   wire [6:0] \$8 ;
   wire \$9 ;
-  wire [15:0] \$signal ;
-  wire \$signal$11 ;
+  wire \$signal ;
   reg \$signal$17  = 1'h0;
   reg \$signal$18  = 1'h0;
-  reg [15:0] \$signal$3  = 16'h0000;
+  wire [15:0] \$signal$5 ;
+  reg [15:0] \$signal$8  = 16'h0000;
   wire [15:0] a;
   wire [15:0] \a$27 ;
   wire [15:0] \a$32 ;
@@ -3869,46 +3869,46 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__ready, beat__ready, req__va
     mem[1] = 32'd57975;
   end
   assign rd__data = mem[index];
-  assign \$signal  = busy ? \$signal$3  : req__payload[15:0];
+  assign \$1  = ~ beat__valid;
+  assign \$signal  = \$1  | beat__ready;
+  assign take = front & \$signal ;
+  assign \$signal$5  = busy ? \$signal$8  : req__payload[15:0];
   assign g = busy ? g_r : req__payload[31:16];
   assign index = busy ? k : 1'h0;
   assign front = busy | req__valid;
-  assign \$1  = ~ beat__valid;
-  assign \$signal$11  = \$1  | beat__ready;
-  assign take = front & \$signal$11 ;
   assign \$2  = ~ busy;
-  assign req__ready = \$2  & \$signal$11 ;
-  assign \$3  = \$signal  ^ rd__data[15:0];
+  assign req__ready = \$2  & \$signal ;
+  assign \$3  = \$signal$5  ^ rd__data[15:0];
   assign \$4  = ~ \$3 ;
   assign agree0 = g & \$4 ;
   assign \$5  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$6  = \$signal  ^ rd__data[31:16];
+  assign \$6  = \$signal$5  ^ rd__data[31:16];
   assign \$7  = ~ \$6 ;
   assign agree1 = g & \$7 ;
   assign \$8  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
   assign \$9  = index == 1'h1;
-  assign \$10  = busy ? tag_r : req__payload[35:32];
-  assign \$11  = index == 1'h1;
-  assign \$12  = { 1'h0, index } + 2'h1;
-  assign \$13  = ~ busy;
+  assign \$10  = { 1'h0, index } + 2'h1;
+  assign \$11  = ~ busy;
+  assign \$12  = index == 1'h1;
+  assign \$13  = busy ? tag_r : req__payload[35:32];
   always @(posedge clk)
-    beat__valid <= \$14 ;
+    busy <= \$14 ;
   always @(posedge clk)
-    \$signal$17  <= \$15 ;
+    k <= \$15 ;
   always @(posedge clk)
-    \$signal$18  <= \$16 ;
+    \$signal$8  <= \$16 ;
   always @(posedge clk)
-    q_tag <= \$17 ;
+    g_r <= \$17 ;
   always @(posedge clk)
-    busy <= \$18 ;
+    tag_r <= \$18 ;
   always @(posedge clk)
-    k <= \$19 ;
+    beat__valid <= \$19 ;
   always @(posedge clk)
-    \$signal$3  <= \$20 ;
+    \$signal$17  <= \$20 ;
   always @(posedge clk)
-    g_r <= \$21 ;
+    \$signal$18  <= \$21 ;
   always @(posedge clk)
-    tag_r <= \$22 ;
+    q_tag <= \$22 ;
   hwgen_popcount_16 popcount0 (
     .a(agree0),
     .clk(clk),
@@ -3932,9 +3932,14 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__ready, beat__ready, req__va
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$14  = beat__valid;
-    if (\$signal$11 ) begin
-      \$14  = front;
+    \$14  = busy;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$9 ) begin
+        \$14  = 1'h0;
+      end else begin
+        \$14  = 1'h1;
+      end
     end
     if (rst) begin
       \$14  = 1'h0;
@@ -3942,9 +3947,14 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__ready, beat__ready, req__va
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$15  = \$signal$17 ;
+    \$15  = k;
     if (take) begin
-      \$15  = index;
+      (* full_case = 32'd1 *)
+      if (\$9 ) begin
+        \$15  = 1'h0;
+      end else begin
+        \$15  = \$10 [0];
+      end
     end
     if (rst) begin
       \$15  = 1'h0;
@@ -3952,49 +3962,45 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__ready, beat__ready, req__va
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$16  = \$signal$18 ;
+    \$16  = \$signal$8 ;
     if (take) begin
-      \$16  = \$9 ;
-    end
-    if (rst) begin
-      \$16  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$17  = q_tag;
-    if (take) begin
-      \$17  = \$10 ;
-    end
-    if (rst) begin
-      \$17  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$18  = busy;
-    if (take) begin
-      (* full_case = 32'd1 *)
       if (\$11 ) begin
-        \$18  = 1'h0;
-      end else begin
-        \$18  = 1'h1;
+        \$16  = req__payload[15:0];
       end
     end
     if (rst) begin
-      \$18  = 1'h0;
+      \$16  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$19  = k;
+    \$17  = g_r;
     if (take) begin
-      (* full_case = 32'd1 *)
       if (\$11 ) begin
-        \$19  = 1'h0;
-      end else begin
-        \$19  = \$12 [0];
+        \$17  = req__payload[31:16];
       end
+    end
+    if (rst) begin
+      \$17  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$18  = tag_r;
+    if (take) begin
+      if (\$11 ) begin
+        \$18  = req__payload[35:32];
+      end
+    end
+    if (rst) begin
+      \$18  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$19  = beat__valid;
+    if (\$signal ) begin
+      \$19  = front;
     end
     if (rst) begin
       \$19  = 1'h0;
@@ -4002,35 +4008,29 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__ready, beat__ready, req__va
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$20  = \$signal$3 ;
+    \$20  = \$signal$17 ;
     if (take) begin
-      if (\$13 ) begin
-        \$20  = req__payload[15:0];
-      end
+      \$20  = index;
     end
     if (rst) begin
-      \$20  = 16'h0000;
+      \$20  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$21  = g_r;
+    \$21  = \$signal$18 ;
     if (take) begin
-      if (\$13 ) begin
-        \$21  = req__payload[31:16];
-      end
+      \$21  = \$12 ;
     end
     if (rst) begin
-      \$21  = 16'h0000;
+      \$21  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$22  = tag_r;
+    \$22  = q_tag;
     if (take) begin
-      if (\$13 ) begin
-        \$22  = req__payload[35:32];
-      end
+      \$22  = \$13 ;
     end
     if (rst) begin
       \$22  = 4'h0;
@@ -4065,19 +4065,19 @@ endmodule
 module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, beat__ready, req__valid, req__payload, beat__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
-  wire [3:0] \$10 ;
+  wire [1:0] \$10 ;
   wire \$11 ;
-  wire [1:0] \$12 ;
-  wire \$13 ;
+  wire \$12 ;
+  wire [3:0] \$13 ;
   reg \$14 ;
   reg \$15 ;
-  reg \$16 ;
-  reg [3:0] \$17 ;
-  reg \$18 ;
+  reg [15:0] \$16 ;
+  reg [15:0] \$17 ;
+  reg [3:0] \$18 ;
   reg \$19 ;
   wire \$2 ;
-  reg [15:0] \$20 ;
-  reg [15:0] \$21 ;
+  reg \$20 ;
+  reg \$21 ;
   reg [3:0] \$22 ;
   wire [15:0] \$3 ;
   wire [15:0] \$4 ;
@@ -4086,11 +4086,11 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, beat__ready, req__valid, req__pa
   wire [15:0] \$7 ;
   wire [6:0] \$8 ;
   wire \$9 ;
-  wire [15:0] \$signal ;
-  wire \$signal$11 ;
+  wire \$signal ;
   reg \$signal$17  = 1'h0;
   reg \$signal$18  = 1'h0;
-  reg [15:0] \$signal$3  = 16'h0000;
+  wire [15:0] \$signal$5 ;
+  reg [15:0] \$signal$8  = 16'h0000;
   wire [15:0] a;
   wire [15:0] \a$27 ;
   wire [15:0] \a$32 ;
@@ -4145,46 +4145,46 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, beat__ready, req__valid, req__pa
     mem[1] = 32'd44568;
   end
   assign rd__data = mem[index];
-  assign \$signal  = busy ? \$signal$3  : req__payload[15:0];
+  assign \$1  = ~ beat__valid;
+  assign \$signal  = \$1  | beat__ready;
+  assign take = front & \$signal ;
+  assign \$signal$5  = busy ? \$signal$8  : req__payload[15:0];
   assign g = busy ? g_r : req__payload[31:16];
   assign index = busy ? k : 1'h0;
   assign front = busy | req__valid;
-  assign \$1  = ~ beat__valid;
-  assign \$signal$11  = \$1  | beat__ready;
-  assign take = front & \$signal$11 ;
   assign \$2  = ~ busy;
-  assign req__ready = \$2  & \$signal$11 ;
-  assign \$3  = \$signal  ^ rd__data[15:0];
+  assign req__ready = \$2  & \$signal ;
+  assign \$3  = \$signal$5  ^ rd__data[15:0];
   assign \$4  = ~ \$3 ;
   assign agree0 = g & \$4 ;
   assign \$5  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$6  = \$signal  ^ rd__data[31:16];
+  assign \$6  = \$signal$5  ^ rd__data[31:16];
   assign \$7  = ~ \$6 ;
   assign agree1 = g & \$7 ;
   assign \$8  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
   assign \$9  = index == 1'h1;
-  assign \$10  = busy ? tag_r : req__payload[35:32];
-  assign \$11  = index == 1'h1;
-  assign \$12  = { 1'h0, index } + 2'h1;
-  assign \$13  = ~ busy;
+  assign \$10  = { 1'h0, index } + 2'h1;
+  assign \$11  = ~ busy;
+  assign \$12  = index == 1'h1;
+  assign \$13  = busy ? tag_r : req__payload[35:32];
   always @(posedge clk)
-    beat__valid <= \$14 ;
+    busy <= \$14 ;
   always @(posedge clk)
-    \$signal$17  <= \$15 ;
+    k <= \$15 ;
   always @(posedge clk)
-    \$signal$18  <= \$16 ;
+    \$signal$8  <= \$16 ;
   always @(posedge clk)
-    q_tag <= \$17 ;
+    g_r <= \$17 ;
   always @(posedge clk)
-    busy <= \$18 ;
+    tag_r <= \$18 ;
   always @(posedge clk)
-    k <= \$19 ;
+    beat__valid <= \$19 ;
   always @(posedge clk)
-    \$signal$3  <= \$20 ;
+    \$signal$17  <= \$20 ;
   always @(posedge clk)
-    g_r <= \$21 ;
+    \$signal$18  <= \$21 ;
   always @(posedge clk)
-    tag_r <= \$22 ;
+    q_tag <= \$22 ;
   hwgen_popcount_16 popcount0 (
     .a(agree0),
     .clk(clk),
@@ -4208,9 +4208,14 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, beat__ready, req__valid, req__pa
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$14  = beat__valid;
-    if (\$signal$11 ) begin
-      \$14  = front;
+    \$14  = busy;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$9 ) begin
+        \$14  = 1'h0;
+      end else begin
+        \$14  = 1'h1;
+      end
     end
     if (rst) begin
       \$14  = 1'h0;
@@ -4218,9 +4223,14 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, beat__ready, req__valid, req__pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$15  = \$signal$17 ;
+    \$15  = k;
     if (take) begin
-      \$15  = index;
+      (* full_case = 32'd1 *)
+      if (\$9 ) begin
+        \$15  = 1'h0;
+      end else begin
+        \$15  = \$10 [0];
+      end
     end
     if (rst) begin
       \$15  = 1'h0;
@@ -4228,49 +4238,45 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, beat__ready, req__valid, req__pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$16  = \$signal$18 ;
+    \$16  = \$signal$8 ;
     if (take) begin
-      \$16  = \$9 ;
-    end
-    if (rst) begin
-      \$16  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$17  = q_tag;
-    if (take) begin
-      \$17  = \$10 ;
-    end
-    if (rst) begin
-      \$17  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$18  = busy;
-    if (take) begin
-      (* full_case = 32'd1 *)
       if (\$11 ) begin
-        \$18  = 1'h0;
-      end else begin
-        \$18  = 1'h1;
+        \$16  = req__payload[15:0];
       end
     end
     if (rst) begin
-      \$18  = 1'h0;
+      \$16  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$19  = k;
+    \$17  = g_r;
     if (take) begin
-      (* full_case = 32'd1 *)
       if (\$11 ) begin
-        \$19  = 1'h0;
-      end else begin
-        \$19  = \$12 [0];
+        \$17  = req__payload[31:16];
       end
+    end
+    if (rst) begin
+      \$17  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$18  = tag_r;
+    if (take) begin
+      if (\$11 ) begin
+        \$18  = req__payload[35:32];
+      end
+    end
+    if (rst) begin
+      \$18  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$19  = beat__valid;
+    if (\$signal ) begin
+      \$19  = front;
     end
     if (rst) begin
       \$19  = 1'h0;
@@ -4278,35 +4284,29 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, beat__ready, req__valid, req__pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$20  = \$signal$3 ;
+    \$20  = \$signal$17 ;
     if (take) begin
-      if (\$13 ) begin
-        \$20  = req__payload[15:0];
-      end
+      \$20  = index;
     end
     if (rst) begin
-      \$20  = 16'h0000;
+      \$20  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$21  = g_r;
+    \$21  = \$signal$18 ;
     if (take) begin
-      if (\$13 ) begin
-        \$21  = req__payload[31:16];
-      end
+      \$21  = \$12 ;
     end
     if (rst) begin
-      \$21  = 16'h0000;
+      \$21  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$22  = tag_r;
+    \$22  = q_tag;
     if (take) begin
-      if (\$13 ) begin
-        \$22  = req__payload[35:32];
-      end
+      \$22  = \$13 ;
     end
     if (rst) begin
       \$22  = 4'h0;
@@ -4341,19 +4341,19 @@ endmodule
 module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__payload, beat__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
-  wire [3:0] \$10 ;
+  wire [1:0] \$10 ;
   wire \$11 ;
-  wire [1:0] \$12 ;
-  wire \$13 ;
+  wire \$12 ;
+  wire [3:0] \$13 ;
   reg \$14 ;
   reg \$15 ;
-  reg \$16 ;
+  reg [3:0] \$16 ;
   reg [3:0] \$17 ;
-  reg \$18 ;
+  reg [3:0] \$18 ;
   reg \$19 ;
   wire \$2 ;
-  reg [3:0] \$20 ;
-  reg [3:0] \$21 ;
+  reg \$20 ;
+  reg \$21 ;
   reg [3:0] \$22 ;
   wire [3:0] \$3 ;
   wire [3:0] \$4 ;
@@ -4362,11 +4362,11 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__pa
   wire [3:0] \$7 ;
   wire [4:0] \$8 ;
   wire \$9 ;
-  wire [3:0] \$signal ;
-  wire \$signal$11 ;
+  wire \$signal ;
   reg \$signal$17  = 1'h0;
   reg \$signal$18  = 1'h0;
-  reg [3:0] \$signal$3  = 4'h0;
+  wire [3:0] \$signal$5 ;
+  reg [3:0] \$signal$8  = 4'h0;
   wire [3:0] a;
   wire [3:0] \a$27 ;
   wire [3:0] \a$32 ;
@@ -4421,46 +4421,46 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__pa
     mem[1] = 8'h0d;
   end
   assign rd__data = mem[index];
-  assign \$signal  = busy ? \$signal$3  : req__payload[3:0];
+  assign \$1  = ~ beat__valid;
+  assign \$signal  = \$1  | beat__ready;
+  assign take = front & \$signal ;
+  assign \$signal$5  = busy ? \$signal$8  : req__payload[3:0];
   assign g = busy ? g_r : req__payload[7:4];
   assign index = busy ? k : 1'h0;
   assign front = busy | req__valid;
-  assign \$1  = ~ beat__valid;
-  assign \$signal$11  = \$1  | beat__ready;
-  assign take = front & \$signal$11 ;
   assign \$2  = ~ busy;
-  assign req__ready = \$2  & \$signal$11 ;
-  assign \$3  = \$signal  ^ rd__data[3:0];
+  assign req__ready = \$2  & \$signal ;
+  assign \$3  = \$signal$5  ^ rd__data[3:0];
   assign \$4  = ~ \$3 ;
   assign agree0 = g & \$4 ;
   assign \$5  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$6  = \$signal  ^ rd__data[7:4];
+  assign \$6  = \$signal$5  ^ rd__data[7:4];
   assign \$7  = ~ \$6 ;
   assign agree1 = g & \$7 ;
   assign \$8  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
   assign \$9  = index == 1'h1;
-  assign \$10  = busy ? tag_r : req__payload[11:8];
-  assign \$11  = index == 1'h1;
-  assign \$12  = { 1'h0, index } + 2'h1;
-  assign \$13  = ~ busy;
+  assign \$10  = { 1'h0, index } + 2'h1;
+  assign \$11  = ~ busy;
+  assign \$12  = index == 1'h1;
+  assign \$13  = busy ? tag_r : req__payload[11:8];
   always @(posedge clk)
-    beat__valid <= \$14 ;
+    busy <= \$14 ;
   always @(posedge clk)
-    \$signal$17  <= \$15 ;
+    k <= \$15 ;
   always @(posedge clk)
-    \$signal$18  <= \$16 ;
+    \$signal$8  <= \$16 ;
   always @(posedge clk)
-    q_tag <= \$17 ;
+    g_r <= \$17 ;
   always @(posedge clk)
-    busy <= \$18 ;
+    tag_r <= \$18 ;
   always @(posedge clk)
-    k <= \$19 ;
+    beat__valid <= \$19 ;
   always @(posedge clk)
-    \$signal$3  <= \$20 ;
+    \$signal$17  <= \$20 ;
   always @(posedge clk)
-    g_r <= \$21 ;
+    \$signal$18  <= \$21 ;
   always @(posedge clk)
-    tag_r <= \$22 ;
+    q_tag <= \$22 ;
   hwgen_popcount_4 popcount0 (
     .a(agree0),
     .clk(clk),
@@ -4484,9 +4484,14 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__pa
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$14  = beat__valid;
-    if (\$signal$11 ) begin
-      \$14  = front;
+    \$14  = busy;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$9 ) begin
+        \$14  = 1'h0;
+      end else begin
+        \$14  = 1'h1;
+      end
     end
     if (rst) begin
       \$14  = 1'h0;
@@ -4494,9 +4499,14 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$15  = \$signal$17 ;
+    \$15  = k;
     if (take) begin
-      \$15  = index;
+      (* full_case = 32'd1 *)
+      if (\$9 ) begin
+        \$15  = 1'h0;
+      end else begin
+        \$15  = \$10 [0];
+      end
     end
     if (rst) begin
       \$15  = 1'h0;
@@ -4504,19 +4514,23 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$16  = \$signal$18 ;
+    \$16  = \$signal$8 ;
     if (take) begin
-      \$16  = \$9 ;
+      if (\$11 ) begin
+        \$16  = req__payload[3:0];
+      end
     end
     if (rst) begin
-      \$16  = 1'h0;
+      \$16  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$17  = q_tag;
+    \$17  = g_r;
     if (take) begin
-      \$17  = \$10 ;
+      if (\$11 ) begin
+        \$17  = req__payload[7:4];
+      end
     end
     if (rst) begin
       \$17  = 4'h0;
@@ -4524,29 +4538,21 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$18  = busy;
+    \$18  = tag_r;
     if (take) begin
-      (* full_case = 32'd1 *)
       if (\$11 ) begin
-        \$18  = 1'h0;
-      end else begin
-        \$18  = 1'h1;
+        \$18  = req__payload[11:8];
       end
     end
     if (rst) begin
-      \$18  = 1'h0;
+      \$18  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$19  = k;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$11 ) begin
-        \$19  = 1'h0;
-      end else begin
-        \$19  = \$12 [0];
-      end
+    \$19  = beat__valid;
+    if (\$signal ) begin
+      \$19  = front;
     end
     if (rst) begin
       \$19  = 1'h0;
@@ -4554,35 +4560,29 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$20  = \$signal$3 ;
+    \$20  = \$signal$17 ;
     if (take) begin
-      if (\$13 ) begin
-        \$20  = req__payload[3:0];
-      end
+      \$20  = index;
     end
     if (rst) begin
-      \$20  = 4'h0;
+      \$20  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$21  = g_r;
+    \$21  = \$signal$18 ;
     if (take) begin
-      if (\$13 ) begin
-        \$21  = req__payload[7:4];
-      end
+      \$21  = \$12 ;
     end
     if (rst) begin
-      \$21  = 4'h0;
+      \$21  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$22  = tag_r;
+    \$22  = q_tag;
     if (take) begin
-      if (\$13 ) begin
-        \$22  = req__payload[11:8];
-      end
+      \$22  = \$13 ;
     end
     if (rst) begin
       \$22  = 4'h0;
