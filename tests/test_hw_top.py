@@ -18,11 +18,11 @@ from hwgen.ir.verify import verify
 SPEC, IN_SHAPE = "c4,p2,c8,p2,f10", (1, 8, 8)
 
 
-def run_top(ir, lanes, n_img=2, samples=3, seed=0, in_w=32, out_ready_p=1.0):
+def run_top(ir, lanes, n_img=2, samples=3, seed=0, in_w=32, out_ready_p=1.0, overlap=False):
     rng = np.random.default_rng(seed)
     imgs = rng.integers(0, 2, (n_img,) + tuple(ir.in_shape)).astype(np.uint8)
     bench = TopBench(NetworkTop(ir, lanes=lanes, in_w=in_w), seed=seed + 7)
-    got = bench.run(imgs, samples, out_ready_p=out_ready_p)
+    got = bench.run(imgs, samples, out_ready_p=out_ready_p, overlap=overlap)
     return bench, imgs, got
 
 
@@ -32,6 +32,23 @@ def test_top_multichannel_input_and_backpressure():
     bench, imgs, got = run_top(ir, 2, n_img=2, samples=3, in_w=7, out_ready_p=0.3)
     assert np.array_equal(got, interp.run(ir, imgs, bench.masks))
     assert bench.sample_index == [(a, s) for a in range(2) for s in range(3)]
+
+
+@pytest.mark.parametrize("dropout", ["spatial", "none"])
+def test_next_image_loads_under_the_samples(dropout):
+    # With a prefix (mc_start > 0; without a site it runs every layer but the classifier)
+    # the top takes the next image's words while the current image's samples run, and
+    # every result stays the golden one.
+    ir = random_ir(SPEC, IN_SHAPE, dropout=dropout, seed=4, tile=(16, 8))
+    assert ir.mc_start > 0
+    bench, imgs, got = run_top(ir, 4, n_img=3, samples=3, in_w=16, overlap=True)
+    ref = interp.run(ir, imgs, bench.masks)
+    assert np.array_equal(got, np.broadcast_to(ref, got.shape))
+    words = -(-int(np.prod(IN_SHAPE)) // 16)
+    if dropout == "none":                       # the classifier alone: a short sample
+        assert 0 < bench.loaded_under < 2 * words
+    else:                                       # both later images, all under the samples
+        assert bench.loaded_under == 2 * words
 
 
 @pytest.mark.parametrize("lanes,dropout", [(4, "spatial"), (3, "element"), (8, "none")])

@@ -59,9 +59,11 @@ class TopBench:
         self.devices = devices or MtjArray(params, codes, device_seeds(seed, n))
 
     def run(self, images: np.ndarray, samples: int, cycle_limit: int = 1_000_000,
-            out_ready_p: float = 1.0, seed: int = 0):
+            out_ready_p: float = 1.0, seed: int = 0, overlap: bool = False):
         """Send each image, start it with T = `samples`, collect its beats until `done`.
-        `out_ready_p` < 1 drives `out.ready` randomly (backpressure)."""
+        `out_ready_p` < 1 drives `out.ready` randomly (backpressure). `overlap`: offer the
+        next image's words while the current image runs (`loaded_under` counts the words
+        the top took before the image's `done`)."""
         from amaranth.sim import Simulator
         top, ir = self.top, self.ir
         n_if = ir.n_interfaces
@@ -109,11 +111,16 @@ class TopBench:
 
         pick = np.random.default_rng(seed)
 
+        self.loaded_under = 0
+
         async def host(ctx):
             ctx.set(top.out.ready, 1)
+            pending = []                              # words of the next image, offered
             for a in range(n_img):
-                for w in image_words(images[a], top.in_w):
+                for w in (pending if overlap and a else image_words(images[a], top.in_w)):
                     await put_word(ctx, w)
+                pending = (list(image_words(images[a + 1], top.in_w))
+                           if overlap and a + 1 < n_img else [])
                 await ctx.tick().until(top.idle)
                 ctx.set(top.n_samples, samples)
                 ctx.set(top.start, 1)
@@ -123,8 +130,14 @@ class TopBench:
                 while True:
                     ready = bool(pick.random() < out_ready_p)
                     ctx.set(top.out.ready, ready)
-                    _, _, valid, payload, done = await ctx.tick().sample(
-                        top.out.valid, top.out.payload, top.done)
+                    ctx.set(top.img.valid, bool(pending))
+                    if pending:
+                        ctx.set(top.img.payload, pending[0])
+                    _, _, valid, payload, done, took = await ctx.tick().sample(
+                        top.out.valid, top.out.payload, top.done, top.img.ready)
+                    if pending and took:
+                        pending.pop(0)
+                        self.loaded_under += 1
                     if valid and ready:
                         assert got < samples, "more out beats than samples"
                         self.sample_index.append((a, int(payload.sample)))
@@ -132,6 +145,7 @@ class TopBench:
                         self.beat_cycles.append((a, now[0]))
                         got += 1
                     if done:
+                        ctx.set(top.img.valid, 0)
                         break
                 assert got == samples, f"image {a}: {got} out beats for {samples} samples"
 

@@ -3,7 +3,9 @@
 Port contract: docs/ARCHITECTURE.md section 5. Per image:
 
 1. While `idle`, image words arrive on `img`; the loader (`hwgen.hw.loader`) writes them
-   into layer 0's buffer. A multi-bit input (DESIGN section 3) is sent as its P bit
+   into layer 0's buffer. With a prefix (ir.mc_start > 0) they are also taken while the
+   previous image's samples run, its prefix being done with the buffer: the next image
+   loads under the samples instead of between images. A multi-bit input (DESIGN section 3) is sent as its P bit
    planes, plane-major, and layer 0's buffer holds them as P*C channels; layer 0 then
    reads each window P times (one pass per plane) and shift-adds the passes.
 2. `start` samples `n_samples` (T); layers before `ir.mc_start` run once, chained
@@ -61,7 +63,7 @@ class NetworkTop(wiring.Component):
     Ports
     -----
     img : In(stream of in_w bits)
-        Image words (accepted only while idle).
+        Image words (accepted while idle and, with a prefix, while samples run).
     n_samples : In(16); start : In(1); idle : Out(1); done : Out(1)
     out : Out(stream of `class_layout(classes, ACC_W)`)
         One beat per MC sample.
@@ -171,12 +173,16 @@ class NetworkTop(wiring.Component):
                     m.next = "BETWEEN"
         idle = fsm.ongoing("IDLE")
         between, sample = fsm.ongoing("BETWEEN"), fsm.ongoing("SAMPLE")
+        # Layer 0's buffer is free once the prefix has run: the next image may load under
+        # this image's samples (with no prefix, layer 0 reads it in every sample).
+        loadable = Signal()
         m.d.comb += [
             self.idle.eq(idle & ~loader.busy),
             launch.eq(self.idle & self.start),
-            loader.img.valid.eq(idle & self.img.valid),
+            loadable.eq(idle | ((between | sample) if mc > 0 else 0)),
+            loader.img.valid.eq(loadable & self.img.valid),
             loader.img.payload.eq(self.img.payload),
-            self.img.ready.eq(idle & loader.img.ready),
+            self.img.ready.eq(loadable & loader.img.ready),
             go.eq(more & keep_in & (between | (sample & cls.done))),
             self.done.eq(between & ~more & ~self.out.valid),
         ]

@@ -279,14 +279,24 @@ async def _network(dut, cfg):
     progress = cfg.get("progress")
     wall0 = time.perf_counter()
     done_chunk = 0
+    # With a prefix the top takes the next image while this one's samples run (layer 0's
+    # buffer is free then): the bench sends it as soon as `start` has been taken.
+    overlap = ir.mc_start > 0
+    await wait_idle(dut)
+    await load_image(dut, image_words(bits[0], tp.in_w))
     for i in range(n_img):
-        await wait_idle(dut)
-        await load_image(dut, image_words(bits[i], tp.in_w))
         await wait_idle(dut)          # the loader may still be unpacking the last word
+        if i and not overlap:
+            await load_image(dut, image_words(bits[i], tp.in_w))
+            await wait_idle(dut)
         t0 = get_sim_time("ns")
         await pulse_start(dut, T)
         n0 = len(mon.beats)
+        loading = (cocotb.start_soon(load_image(dut, image_words(bits[i + 1], tp.in_w)))
+                   if overlap and i + 1 < n_img else None)
         await with_timeout(wait_done(dut), timeout_ns, "ns")
+        if loading is not None:
+            await loading
         cycles_image[i] = (get_sim_time("ns") - t0) / tp.clk_ns
         beats = mon.beats[n0:]
         if [b[0] for b in beats] != list(range(T)):

@@ -194,15 +194,16 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   wire \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire [16:0] \$20 ;
-  reg [6:0] \$21 ;
-  reg [15:0] \$22 ;
+  wire \$20 ;
+  wire [16:0] \$21 ;
+  reg [6:0] \$22 ;
   reg [15:0] \$23 ;
-  reg [1:0] \$24 ;
-  wire [1:0] \$25 ;
+  reg [15:0] \$24 ;
+  reg [1:0] \$25 ;
   wire [1:0] \$26 ;
-  wire \$27 ;
+  wire [1:0] \$27 ;
   wire \$28 ;
+  wire \$29 ;
   wire \$3 ;
   wire [16:0] \$4 ;
   wire \$5 ;
@@ -215,22 +216,22 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   wire clk;
   output done;
   wire done;
-  wire \done$57 ;
-  wire \done$61 ;
-  wire \done$64 ;
+  wire \done$58 ;
+  wire \done$62 ;
+  wire \done$65 ;
   wire go;
   wire \go$50 ;
   output idle;
   wire idle;
   input [31:0] img__payload;
   wire [31:0] img__payload;
-  wire [31:0] \img__payload$54 ;
+  wire [31:0] \img__payload$55 ;
   output img__ready;
   wire img__ready;
-  wire \img__ready$55 ;
+  wire \img__ready$56 ;
   input img__valid;
   wire img__valid;
-  wire \img__valid$53 ;
+  wire \img__valid$54 ;
   wire [2:0] keep;
   reg [6:0] \keep$46  = 7'h00;
   wire [3:0] \keep$47 ;
@@ -238,6 +239,7 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   wire keep__ready;
   wire keep__valid;
   wire launch;
+  wire loadable;
   wire more;
   wire [69:0] mtj__code;
   wire [6:0] mtj__reset;
@@ -285,9 +287,9 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   reg [1:0] seq_state = 2'h0;
   input start;
   wire start;
-  wire \start$58 ;
   wire \start$59 ;
   wire \start$60 ;
+  wire \start$61 ;
   reg [15:0] started = 16'h0000;
   wire [5:0] wr__addr;
   wire [5:0] \wr__addr$17 ;
@@ -310,36 +312,38 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   assign \$6  = keep__ready & \$5 ;
   assign \go$50  = \$3  | \$6 ;
   assign \$7  = ~ busy;
-  assign idle = \$14  & \$7 ;
+  assign idle = \$15  & \$7 ;
   assign launch = idle & start;
-  assign \img__valid$53  = \$14  & img__valid;
-  assign img__ready = \$14  & \img__ready$55 ;
-  assign \$8  = more & keep__valid;
-  assign \$9  = \$17  & \done$57 ;
-  assign \$10  = \$16  | \$9 ;
-  assign keep__ready = \$8  & \$10 ;
-  assign \$11  = ~ more;
-  assign \$12  = \$16  & \$11 ;
-  assign \$13  = ~ out__valid;
-  assign done = \$12  & \$13 ;
-  assign \$14  = seq_state == 2'h0;
-  assign \$15  = seq_state == 2'h1;
-  assign \$16  = seq_state == 2'h2;
-  assign \$17  = seq_state == 2'h3;
-  assign \$18  = ~ keep__ready;
-  assign \$19  = \done$57  & \$18 ;
-  assign \$20  = { 1'h0, started } + 17'h00001;
+  assign \$8  = \$17  | \$18 ;
+  assign loadable = \$15  | \$8 ;
+  assign \img__valid$54  = loadable & img__valid;
+  assign img__ready = loadable & \img__ready$56 ;
+  assign \$9  = more & keep__valid;
+  assign \$10  = \$18  & \done$58 ;
+  assign \$11  = \$17  | \$10 ;
+  assign keep__ready = \$9  & \$11 ;
+  assign \$12  = ~ more;
+  assign \$13  = \$17  & \$12 ;
+  assign \$14  = ~ out__valid;
+  assign done = \$13  & \$14 ;
+  assign \$15  = seq_state == 2'h0;
+  assign \$16  = seq_state == 2'h1;
+  assign \$17  = seq_state == 2'h2;
+  assign \$18  = seq_state == 2'h3;
+  assign \$19  = ~ keep__ready;
+  assign \$20  = \done$58  & \$19 ;
+  assign \$21  = { 1'h0, started } + 17'h00001;
   always @(posedge clk)
-    \keep$46  <= \$21 ;
+    \keep$46  <= \$22 ;
   always @(posedge clk)
-    n_t <= \$22 ;
+    n_t <= \$23 ;
   always @(posedge clk)
-    started <= \$23 ;
+    started <= \$24 ;
   always @(posedge clk)
-    seq_state <= \$24 ;
+    seq_state <= \$25 ;
   \hwgen_top.layer0  layer0 (
     .clk(clk),
-    .done(\done$64 ),
+    .done(\done$65 ),
     .next__addr(\wr__addr$22 ),
     .next__data(\wr__data$24 ),
     .next__en(\wr__en$26 ),
@@ -351,12 +355,12 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   );
   \hwgen_top.layer1  layer1 (
     .clk(clk),
-    .done(\start$60 ),
+    .done(\start$61 ),
     .keep(\keep$46 [2:0]),
     .next__addr(\wr__addr$28 ),
     .next__en(\wr__en$32 ),
-    .\port$836$0 (\$25 ),
-    .\port$840$2 (\$26 ),
+    .\port$838$0 (\$26 ),
+    .\port$842$2 (\$27 ),
     .rst(rst),
     .start(keep__ready),
     .wport__addr(\wr__addr$22 ),
@@ -365,16 +369,16 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   );
   \hwgen_top.layer2  layer2 (
     .clk(clk),
-    .done(\done$57 ),
+    .done(\done$58 ),
     .keep(\keep$46 [6:3]),
     .out__payload(out__payload),
     .out__ready(out__ready),
     .out__valid(out__valid),
-    .\port$836$0 (\$25 ),
-    .\port$840$2 (\$26 ),
+    .\port$838$0 (\$26 ),
+    .\port$842$2 (\$27 ),
     .rst(rst),
     .sample(\$1 [15:0]),
-    .start(\start$60 ),
+    .start(\start$61 ),
     .wport__addr(\wr__addr$28 ),
     .wr__en(\wr__en$32 )
   );
@@ -382,8 +386,8 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
     .busy(busy),
     .clk(clk),
     .img__payload(img__payload),
-    .img__ready(\img__ready$55 ),
-    .img__valid(\img__valid$53 ),
+    .img__ready(\img__ready$56 ),
+    .img__valid(\img__valid$54 ),
     .rst(rst),
     .wr__addr(wr__addr),
     .wr__data(wr__data),
@@ -392,8 +396,8 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   \hwgen_top.rng  rng (
     .clk(clk),
     .go(\go$50 ),
-    .in_reset(\$27 ),
-    .in_write(\$28 ),
+    .in_reset(\$28 ),
+    .in_write(\$29 ),
     .keep__payload(keep__payload),
     .keep__ready(keep__ready),
     .keep__valid(keep__valid),
@@ -402,75 +406,75 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$21  = \keep$46 ;
+    \$22  = \keep$46 ;
     if (keep__ready) begin
-      \$21  = keep__payload;
+      \$22  = keep__payload;
     end
     if (rst) begin
-      \$21  = 7'h00;
+      \$22  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$22  = n_t;
+    \$23  = n_t;
     casez (seq_state)
       2'h0:
           if (launch) begin
-            \$22  = n_samples;
+            \$23  = n_samples;
           end
       default:
           /* empty */;
     endcase
-    if (rst) begin
-      \$22  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$23  = started;
-    casez (seq_state)
-      2'h0:
-          if (launch) begin
-            \$23  = 16'h0000;
-          end
-      default:
-          /* empty */;
-    endcase
-    if (keep__ready) begin
-      \$23  = \$20 [15:0];
-    end
     if (rst) begin
       \$23  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$24  = seq_state;
+    \$24  = started;
+    casez (seq_state)
+      2'h0:
+          if (launch) begin
+            \$24  = 16'h0000;
+          end
+      default:
+          /* empty */;
+    endcase
+    if (keep__ready) begin
+      \$24  = \$21 [15:0];
+    end
+    if (rst) begin
+      \$24  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$25  = seq_state;
     (* full_case = 32'd1 *)
     casez (seq_state)
       2'h0:
           if (launch) begin
-            \$24  = 2'h1;
+            \$25  = 2'h1;
           end
       2'h1:
-          if (\done$64 ) begin
-            \$24  = 2'h2;
+          if (\done$65 ) begin
+            \$25  = 2'h2;
           end
       2'h2:
           if (keep__ready) begin
-            \$24  = 2'h3;
+            \$25  = 2'h3;
           end else if (done) begin
-            \$24  = 2'h0;
+            \$25  = 2'h0;
           end
       2'h3:
-          if (\$19 ) begin
-            \$24  = 2'h2;
+          if (\$20 ) begin
+            \$25  = 2'h2;
           end
       default:
           /* empty */;
     endcase
     if (rst) begin
-      \$24  = 2'h0;
+      \$25  = 2'h0;
     end
   end
   assign \wr__addr$17  = wr__addr;
@@ -480,26 +484,26 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   assign next__data = \wr__data$24 ;
   assign next__en = \wr__en$26 ;
   assign \next__addr$29  = \wr__addr$28 ;
-  assign \wr__data$30  = { \$25 , \$26  };
-  assign \next__data$31  = { \$25 , \$26  };
+  assign \wr__data$30  = { \$26 , \$27  };
+  assign \next__data$31  = { \$26 , \$27  };
   assign \next__en$33  = \wr__en$32 ;
   assign \out__payload$34  = out__payload;
   assign \out__ready$35  = out__ready;
   assign \out__valid$36  = out__valid;
   assign sample = \$1 [15:0];
-  assign mtj__reset = { \$27 , \$27 , \$27 , \$27 , \$27 , \$27 , \$27  };
-  assign mtj__write = { \$28 , \$28 , \$28 , \$28 , \$28 , \$28 , \$28  };
+  assign mtj__reset = { \$28 , \$28 , \$28 , \$28 , \$28 , \$28 , \$28  };
+  assign mtj__write = { \$29 , \$29 , \$29 , \$29 , \$29 , \$29 , \$29  };
   assign mtj__sense = mtj_sense;
   assign mtj__code = 70'h24d9364d9364d9364d;
   assign keep = \keep$46 [2:0];
   assign \keep$47  = \keep$46 [6:3];
   assign go = keep__ready;
-  assign \img__payload$54  = img__payload;
-  assign \start$58  = launch;
-  assign \start$59  = keep__ready;
-  assign \done$61  = \start$60 ;
-  assign mtj_reset = { \$27 , \$27 , \$27 , \$27 , \$27 , \$27 , \$27  };
-  assign mtj_write = { \$28 , \$28 , \$28 , \$28 , \$28 , \$28 , \$28  };
+  assign \img__payload$55  = img__payload;
+  assign \start$59  = launch;
+  assign \start$60  = keep__ready;
+  assign \done$62  = \start$61 ;
+  assign mtj_reset = { \$28 , \$28 , \$28 , \$28 , \$28 , \$28 , \$28  };
+  assign mtj_write = { \$29 , \$29 , \$29 , \$29 , \$29 , \$29 , \$29  };
   assign mtj_code = 70'h24d9364d9364d9364d;
   assign \out__payload.sample  = out__payload[15:0];
   assign \out__payload.acc  = out__payload[36:16];
@@ -723,8 +727,8 @@ module \hwgen_top.layer0 (rst, start, wport__en, next__data, next__en, done, wpo
   );
   \hwgen_top.layer0.tiles  tiles (
     .clk(clk),
-    .\port$726$0 (\$1 ),
-    .\port$730$0 (\$2 ),
+    .\port$728$0 (\$1 ),
+    .\port$732$0 (\$2 ),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst),
@@ -734,17 +738,17 @@ module \hwgen_top.layer0 (rst, start, wport__en, next__data, next__en, done, wpo
   \hwgen_top.layer0.walker  walker (
     .clk(clk),
     .fetch(rp__en),
-    .\port$726$0 (\$1 ),
-    .\port$73$0 (rp__data),
-    .\port$730$0 (\$2 ),
-    .\port$74$0 (\rp__data$28 ),
-    .\port$75$0 (\rp__data$29 ),
-    .\port$76$0 (\rp__data$30 ),
-    .\port$77$0 (\rp__data$31 ),
-    .\port$78$0 (\rp__data$32 ),
-    .\port$79$0 (\rp__data$33 ),
-    .\port$80$0 (\rp__data$34 ),
-    .\port$81$0 (\rp__data$35 ),
+    .\port$728$0 (\$1 ),
+    .\port$732$0 (\$2 ),
+    .\port$75$0 (rp__data),
+    .\port$76$0 (\rp__data$28 ),
+    .\port$77$0 (\rp__data$29 ),
+    .\port$78$0 (\rp__data$30 ),
+    .\port$79$0 (\rp__data$31 ),
+    .\port$80$0 (\rp__data$32 ),
+    .\port$81$0 (\rp__data$33 ),
+    .\port$82$0 (\rp__data$34 ),
+    .\port$83$0 (\rp__data$35 ),
     .rd__addr(rd__addr),
     .req__ready(req__ready),
     .req__valid(req__valid),
@@ -908,7 +912,7 @@ module \hwgen_top.layer0.sink (rst, pooled, next__en, done, sums__payload, got, 
   assign bits_c0[0] = \$3 ;
 endmodule
 
-module \hwgen_top.layer0.tiles (rst, req__ready, \port$726$0 , \port$730$0 , req__valid, sums__payload, sums__valid, clk);
+module \hwgen_top.layer0.tiles (rst, req__ready, \port$728$0 , \port$732$0 , req__valid, sums__payload, sums__valid, clk);
   wire [18:0] beat__payload;
   wire [9:0] \beat__payload.acc ;
   wire [4:0] \beat__payload.acc[0] ;
@@ -920,10 +924,10 @@ module \hwgen_top.layer0.tiles (rst, req__ready, \port$726$0 , \port$730$0 , req
   wire beat__valid;
   input clk;
   wire clk;
-  input [17:0] \port$726$0 ;
-  wire [17:0] \port$726$0 ;
-  input [6:0] \port$730$0 ;
-  wire [6:0] \port$730$0 ;
+  input [17:0] \port$728$0 ;
+  wire [17:0] \port$728$0 ;
+  input [6:0] \port$732$0 ;
+  wire [6:0] \port$732$0 ;
   wire [24:0] req__payload;
   wire [24:0] \req__payload$3 ;
   wire [8:0] \req__payload$3.g ;
@@ -963,7 +967,7 @@ module \hwgen_top.layer0.tiles (rst, req__ready, \port$726$0 , \port$730$0 , req
     .rst(rst)
   );
   assign \req__valid$1  = req__valid;
-  assign \req__payload$3  = { \port$730$0 , \port$726$0  };
+  assign \req__payload$3  = { \port$732$0 , \port$728$0  };
   assign beat__ready = 1'h1;
   assign sums__ready = 1'h1;
   assign \req__ready$7  = req__ready;
@@ -973,9 +977,9 @@ module \hwgen_top.layer0.tiles (rst, req__ready, \port$726$0 , \port$730$0 , req
   assign \req__payload.x  = req__payload[8:0];
   assign \req__payload.g  = req__payload[17:9];
   assign \req__payload.tag  = req__payload[24:18];
-  assign \req__payload$3.x  = \port$726$0 [8:0];
-  assign \req__payload$3.g  = \port$726$0 [17:9];
-  assign \req__payload$3.tag  = \port$730$0 ;
+  assign \req__payload$3.x  = \port$728$0 [8:0];
+  assign \req__payload$3.g  = \port$728$0 [17:9];
+  assign \req__payload$3.tag  = \port$732$0 ;
   assign \sums__payload.acc  = sums__payload[9:0];
   assign \sums__payload.acc[0]  = sums__payload[4:0];
   assign \sums__payload.acc[1]  = sums__payload[9:5];
@@ -993,9 +997,9 @@ module \hwgen_top.layer0.tiles (rst, req__ready, \port$726$0 , \port$730$0 , req
   assign sums__payload[18:12] = beat__payload[18:12];
   assign sums__payload[11] = beat__payload[11];
   assign sums__payload[10] = beat__payload[10];
-  assign req__payload[24:18] = \port$730$0 ;
-  assign req__payload[17:9] = \port$726$0 [17:9];
-  assign req__payload[8:0] = \port$726$0 [8:0];
+  assign req__payload[24:18] = \port$732$0 ;
+  assign req__payload[17:9] = \port$728$0 [17:9];
+  assign req__payload[8:0] = \port$728$0 [8:0];
 endmodule
 
 module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__payload, beat__payload, beat__valid, clk);
@@ -1276,7 +1280,7 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
   assign beat__payload[10] = \$signal$17 ;
 endmodule
 
-module \hwgen_top.layer0.walker (rst, start, \port$73$0 , \port$74$0 , \port$75$0 , \port$76$0 , \port$77$0 , \port$78$0 , \port$79$0 , \port$80$0 , \port$81$0 , fetch, req__ready, rd__addr, \port$726$0 , \port$730$0 , req__valid, clk);
+module \hwgen_top.layer0.walker (rst, start, \port$75$0 , \port$76$0 , \port$77$0 , \port$78$0 , \port$79$0 , \port$80$0 , \port$81$0 , \port$82$0 , \port$83$0 , fetch, req__ready, rd__addr, \port$728$0 , \port$732$0 , req__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
@@ -1421,15 +1425,11 @@ module \hwgen_top.layer0.walker (rst, start, \port$73$0 , \port$74$0 , \port$75$
   wire ok_2_1;
   wire ok_2_2;
   reg [8:0] pad = 9'h000;
-  output [17:0] \port$726$0 ;
-  wire [17:0] \port$726$0 ;
-  input \port$73$0 ;
-  wire \port$73$0 ;
+  output [17:0] \port$728$0 ;
+  wire [17:0] \port$728$0 ;
   (* init = 7'h00 *)
-  output [6:0] \port$730$0 ;
-  wire [6:0] \port$730$0 ;
-  input \port$74$0 ;
-  wire \port$74$0 ;
+  output [6:0] \port$732$0 ;
+  wire [6:0] \port$732$0 ;
   input \port$75$0 ;
   wire \port$75$0 ;
   input \port$76$0 ;
@@ -1444,6 +1444,10 @@ module \hwgen_top.layer0.walker (rst, start, \port$73$0 , \port$74$0 , \port$75$
   wire \port$80$0 ;
   input \port$81$0 ;
   wire \port$81$0 ;
+  input \port$82$0 ;
+  wire \port$82$0 ;
+  input \port$83$0 ;
+  wire \port$83$0 ;
   reg [1:0] px = 2'h0;
   reg [1:0] py = 2'h0;
   output [53:0] rd__addr;
@@ -1701,14 +1705,14 @@ module \hwgen_top.layer0.walker (rst, start, \port$73$0 , \port$74$0 , \port$75$
   assign ok_1_1 = 1'h1;
   assign rd__en = fetch;
   assign req__payload = { \$119 , \$117  };
-  assign rd__data = { \port$81$0 , \port$80$0 , \port$79$0 , \port$78$0 , \port$77$0 , \port$76$0 , \port$75$0 , \port$74$0 , \port$73$0  };
-  assign \port$726$0  = \$117 ;
-  assign \port$730$0  = \$119 ;
+  assign rd__data = { \port$83$0 , \port$82$0 , \port$81$0 , \port$80$0 , \port$79$0 , \port$78$0 , \port$77$0 , \port$76$0 , \port$75$0  };
+  assign \port$728$0  = \$117 ;
+  assign \port$732$0  = \$119 ;
   assign \req__payload.x  = \$117 [8:0];
   assign \req__payload.g  = \$117 [17:9];
   assign \req__payload.tag  = \$119 ;
   assign \$117 [17:9] = { pad[8:5], 1'h1, pad[3:0] };
-  assign \$117 [8:0] = { \port$81$0 , \port$80$0 , \port$79$0 , \port$78$0 , \port$77$0 , \port$76$0 , \port$75$0 , \port$74$0 , \port$73$0  };
+  assign \$117 [8:0] = { \port$83$0 , \port$82$0 , \port$81$0 , \port$80$0 , \port$79$0 , \port$78$0 , \port$77$0 , \port$76$0 , \port$75$0  };
   assign rd__addr[53:48] = \$67 ;
   assign rd__addr[47:42] = \$58 ;
   assign rd__addr[41:36] = \$53 ;
@@ -1720,7 +1724,7 @@ module \hwgen_top.layer0.walker (rst, start, \port$73$0 , \port$74$0 , \port$75$
   assign rd__addr[5:0] = \$18 ;
 endmodule
 
-module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep, wport__addr, next__addr, \port$836$0 , \port$840$2 , clk);
+module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep, wport__addr, next__addr, \port$838$0 , \port$842$2 , clk);
   wire [53:0] \$1 ;
   wire [6:0] \$2 ;
   wire [1:0] \$3 ;
@@ -1741,10 +1745,10 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep,
   output [3:0] next__en;
   wire [3:0] next__en;
   wire [3:0] \next__en$59 ;
-  output [1:0] \port$836$0 ;
-  wire [1:0] \port$836$0 ;
-  output [1:0] \port$840$2 ;
-  wire [1:0] \port$840$2 ;
+  output [1:0] \port$838$0 ;
+  wire [1:0] \port$838$0 ;
+  output [1:0] \port$842$2 ;
+  wire [1:0] \port$842$2 ;
   wire [35:0] rd__addr;
   wire [26:0] rd__data;
   wire rd__en;
@@ -1907,14 +1911,14 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep,
     .done(done),
     .got(sums__valid),
     .next__en(next__en),
-    .\port$840$2 (\$4 ),
+    .\port$842$2 (\$4 ),
     .rst(rst),
     .sums__payload(sums__payload)
   );
   \hwgen_top.layer1.tiles  tiles (
     .clk(clk),
-    .\port$776$0 (\$1 ),
-    .\port$780$0 (\$2 ),
+    .\port$778$0 (\$1 ),
+    .\port$782$0 (\$2 ),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst),
@@ -1925,17 +1929,17 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep,
     .clk(clk),
     .fetch(rp__en),
     .keep(keep),
-    .\port$277$0 (rp__data),
-    .\port$278$0 (\rp__data$28 ),
-    .\port$279$0 (\rp__data$29 ),
-    .\port$280$0 (\rp__data$30 ),
-    .\port$281$0 (\rp__data$31 ),
-    .\port$282$0 (\rp__data$32 ),
-    .\port$283$0 (\rp__data$33 ),
-    .\port$284$0 (\rp__data$34 ),
-    .\port$285$0 (\rp__data$35 ),
-    .\port$776$0 (\$1 ),
-    .\port$780$0 (\$2 ),
+    .\port$279$0 (rp__data),
+    .\port$280$0 (\rp__data$28 ),
+    .\port$281$0 (\rp__data$29 ),
+    .\port$282$0 (\rp__data$30 ),
+    .\port$283$0 (\rp__data$31 ),
+    .\port$284$0 (\rp__data$32 ),
+    .\port$285$0 (\rp__data$33 ),
+    .\port$286$0 (\rp__data$34 ),
+    .\port$287$0 (\rp__data$35 ),
+    .\port$778$0 (\$1 ),
+    .\port$782$0 (\$2 ),
     .rd__addr(rd__addr),
     .req__ready(req__ready),
     .req__valid(req__valid),
@@ -1979,8 +1983,8 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep,
   assign \next__data$57  = { \$3 , \$4  };
   assign \next__en$59  = next__en;
   assign next__addr = sums__payload[20:17];
-  assign \port$836$0  = \$3 ;
-  assign \port$840$2  = \$4 ;
+  assign \port$838$0  = \$3 ;
+  assign \port$842$2  = \$4 ;
   assign \req__payload.x  = \$1 [26:0];
   assign \req__payload.g  = \$1 [53:27];
   assign \req__payload.tag  = \$2 ;
@@ -2001,7 +2005,7 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep,
   assign \sums__payload$47.tag  = sums__payload[20:14];
 endmodule
 
-module \hwgen_top.layer1.sink (rst, next__en, done, sums__payload, got, bits_c0, \port$840$2 , clk);
+module \hwgen_top.layer1.sink (rst, next__en, done, sums__payload, got, bits_c0, \port$842$2 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -2025,8 +2029,8 @@ module \hwgen_top.layer1.sink (rst, next__en, done, sums__payload, got, bits_c0,
   output [3:0] next__en;
   wire [3:0] next__en;
   wire [3:0] pooled;
-  output [1:0] \port$840$2 ;
-  wire [1:0] \port$840$2 ;
+  output [1:0] \port$842$2 ;
+  wire [1:0] \port$842$2 ;
   wire rd__addr;
   wire [13:0] rd__data;
   input rst;
@@ -2078,7 +2082,7 @@ module \hwgen_top.layer1.sink (rst, next__en, done, sums__payload, got, bits_c0,
   assign pooled = { bits_c0, sr_c0[3:2] };
   assign next__addr = sums__payload[20:17];
   assign next__data = { bits_c0, sr_c0[3:2] };
-  assign \port$840$2  = sr_c0[3:2];
+  assign \port$842$2  = sr_c0[3:2];
   assign \sums__payload.acc  = sums__payload[11:0];
   assign \sums__payload.acc[0]  = sums__payload[5:0];
   assign \sums__payload.acc[1]  = sums__payload[11:6];
@@ -2089,7 +2093,7 @@ module \hwgen_top.layer1.sink (rst, next__en, done, sums__payload, got, bits_c0,
   assign bits_c0[0] = \$3 ;
 endmodule
 
-module \hwgen_top.layer1.tiles (rst, req__ready, \port$776$0 , \port$780$0 , req__valid, sums__payload, sums__valid, clk);
+module \hwgen_top.layer1.tiles (rst, req__ready, \port$778$0 , \port$782$0 , req__valid, sums__payload, sums__valid, clk);
   wire [6:0] \$1 ;
   wire [6:0] \$2 ;
   wire [5:0] \$hwgen_sx1 ;
@@ -2115,10 +2119,10 @@ module \hwgen_top.layer1.tiles (rst, req__ready, \port$776$0 , \port$780$0 , req
   wire beat__valid;
   input clk;
   wire clk;
-  input [53:0] \port$776$0 ;
-  wire [53:0] \port$776$0 ;
-  input [6:0] \port$780$0 ;
-  wire [6:0] \port$780$0 ;
+  input [53:0] \port$778$0 ;
+  wire [53:0] \port$778$0 ;
+  input [6:0] \port$782$0 ;
+  wire [6:0] \port$782$0 ;
   wire [38:0] req__payload;
   wire [60:0] \req__payload$3 ;
   wire [26:0] \req__payload$3.g ;
@@ -2176,7 +2180,7 @@ module \hwgen_top.layer1.tiles (rst, req__ready, \port$776$0 , \port$780$0 , req
   assign \$hwgen_sx3  = beat__payload[11:6];
   assign \$hwgen_sx4  = \beat__payload$16 [9:5];
   assign \req__valid$1  = req__valid;
-  assign \req__payload$3  = { \port$780$0 , \port$776$0  };
+  assign \req__payload$3  = { \port$782$0 , \port$778$0  };
   assign beat__ready = 1'h1;
   assign sums__ready = 1'h1;
   assign \req__valid$6  = req__valid;
@@ -2188,9 +2192,9 @@ module \hwgen_top.layer1.tiles (rst, req__ready, \port$776$0 , \port$780$0 , req
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
   assign \req__payload.tag  = req__payload[38:32];
-  assign \req__payload$3.x  = \port$776$0 [26:0];
-  assign \req__payload$3.g  = \port$776$0 [53:27];
-  assign \req__payload$3.tag  = \port$780$0 ;
+  assign \req__payload$3.x  = \port$778$0 [26:0];
+  assign \req__payload$3.g  = \port$778$0 [53:27];
+  assign \req__payload$3.tag  = \port$782$0 ;
   assign \req__payload$7.x  = \req__payload$7 [10:0];
   assign \req__payload$7.g  = \req__payload$7 [21:11];
   assign \req__payload$7.tag  = \req__payload$7 [28:22];
@@ -2217,12 +2221,12 @@ module \hwgen_top.layer1.tiles (rst, req__ready, \port$776$0 , \port$780$0 , req
   assign sums__payload[20:14] = beat__payload[20:14];
   assign sums__payload[13] = beat__payload[13];
   assign sums__payload[12] = beat__payload[12];
-  assign \req__payload$7 [28:22] = \port$780$0 ;
-  assign \req__payload$7 [21:11] = \port$776$0 [53:43];
-  assign \req__payload$7 [10:0] = \port$776$0 [26:16];
-  assign req__payload[38:32] = \port$780$0 ;
-  assign req__payload[31:16] = \port$776$0 [42:27];
-  assign req__payload[15:0] = \port$776$0 [15:0];
+  assign \req__payload$7 [28:22] = \port$782$0 ;
+  assign \req__payload$7 [21:11] = \port$778$0 [53:43];
+  assign \req__payload$7 [10:0] = \port$778$0 [26:16];
+  assign req__payload[38:32] = \port$782$0 ;
+  assign req__payload[31:16] = \port$778$0 [42:27];
+  assign req__payload[15:0] = \port$778$0 [15:0];
 endmodule
 
 module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__payload, beat__payload, beat__valid, clk);
@@ -2779,7 +2783,7 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
   assign beat__payload[10] = \$signal$17 ;
 endmodule
 
-module \hwgen_top.layer1.walker (rst, start, \port$277$0 , \port$278$0 , \port$279$0 , \port$280$0 , \port$281$0 , \port$282$0 , \port$283$0 , \port$284$0 , \port$285$0 , fetch, req__ready, keep, rd__addr, \port$776$0 , \port$780$0 , req__valid, clk);
+module \hwgen_top.layer1.walker (rst, start, \port$279$0 , \port$280$0 , \port$281$0 , \port$282$0 , \port$283$0 , \port$284$0 , \port$285$0 , \port$286$0 , \port$287$0 , fetch, req__ready, keep, rd__addr, \port$778$0 , \port$782$0 , req__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire [2:0] \$10 ;
@@ -2922,10 +2926,6 @@ module \hwgen_top.layer1.walker (rst, start, \port$277$0 , \port$278$0 , \port$2
   wire ok_2_1;
   wire ok_2_2;
   reg [8:0] pad = 9'h000;
-  input [2:0] \port$277$0 ;
-  wire [2:0] \port$277$0 ;
-  input [2:0] \port$278$0 ;
-  wire [2:0] \port$278$0 ;
   input [2:0] \port$279$0 ;
   wire [2:0] \port$279$0 ;
   input [2:0] \port$280$0 ;
@@ -2940,11 +2940,15 @@ module \hwgen_top.layer1.walker (rst, start, \port$277$0 , \port$278$0 , \port$2
   wire [2:0] \port$284$0 ;
   input [2:0] \port$285$0 ;
   wire [2:0] \port$285$0 ;
-  output [53:0] \port$776$0 ;
-  wire [53:0] \port$776$0 ;
+  input [2:0] \port$286$0 ;
+  wire [2:0] \port$286$0 ;
+  input [2:0] \port$287$0 ;
+  wire [2:0] \port$287$0 ;
+  output [53:0] \port$778$0 ;
+  wire [53:0] \port$778$0 ;
   (* init = 7'h00 *)
-  output [6:0] \port$780$0 ;
-  wire [6:0] \port$780$0 ;
+  output [6:0] \port$782$0 ;
+  wire [6:0] \port$782$0 ;
   reg [1:0] px = 2'h0;
   reg [1:0] py = 2'h0;
   output [35:0] rd__addr;
@@ -3176,14 +3180,14 @@ module \hwgen_top.layer1.walker (rst, start, \port$277$0 , \port$278$0 , \port$2
   assign ok_1_1 = 1'h1;
   assign rd__en = fetch;
   assign req__payload = { \$119 , \$117  };
-  assign rd__data = { \port$285$0 , \port$284$0 , \port$283$0 , \port$282$0 , \port$281$0 , \port$280$0 , \port$279$0 , \port$278$0 , \port$277$0  };
-  assign \port$776$0  = \$117 ;
-  assign \port$780$0  = \$119 ;
+  assign rd__data = { \port$287$0 , \port$286$0 , \port$285$0 , \port$284$0 , \port$283$0 , \port$282$0 , \port$281$0 , \port$280$0 , \port$279$0  };
+  assign \port$778$0  = \$117 ;
+  assign \port$782$0  = \$119 ;
   assign \req__payload.x  = \$117 [26:0];
   assign \req__payload.g  = \$117 [53:27];
   assign \req__payload.tag  = \$119 ;
   assign \$117 [53:27] = { \$75 , \$74 , \$73 , \$72 , keep, \$71 , \$70 , \$69 , \$68  };
-  assign \$117 [26:0] = { \port$285$0 , \port$284$0 , \port$283$0 , \port$282$0 , \port$281$0 , \port$280$0 , \port$279$0 , \port$278$0 , \port$277$0  };
+  assign \$117 [26:0] = { \port$287$0 , \port$286$0 , \port$285$0 , \port$284$0 , \port$283$0 , \port$282$0 , \port$281$0 , \port$280$0 , \port$279$0  };
   assign rd__addr[35:32] = \$67 ;
   assign rd__addr[31:28] = \$58 ;
   assign rd__addr[27:24] = \$53 ;
@@ -3195,7 +3199,7 @@ module \hwgen_top.layer1.walker (rst, start, \port$277$0 , \port$278$0 , \port$2
   assign rd__addr[3:0] = \$18 ;
 endmodule
 
-module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__addr, \port$836$0 , \port$840$2 , out__valid, out__payload, out__ready);
+module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__addr, \port$838$0 , \port$842$2 , out__valid, out__payload, out__ready);
   wire [71:0] \$1 ;
   wire [3:0] \$2 ;
   input clk;
@@ -3225,10 +3229,10 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__ad
   output out__valid;
   wire out__valid;
   wire \out__valid$61 ;
-  input [1:0] \port$836$0 ;
-  wire [1:0] \port$836$0 ;
-  input [1:0] \port$840$2 ;
-  wire [1:0] \port$840$2 ;
+  input [1:0] \port$838$0 ;
+  wire [1:0] \port$838$0 ;
+  input [1:0] \port$842$2 ;
+  wire [1:0] \port$842$2 ;
   wire [35:0] rd__addr;
   wire [35:0] rd__data;
   wire rd__en;
@@ -3319,7 +3323,7 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__ad
   end
   always @(posedge clk) begin
     if (wport__en)
-      act[wport__addr] <= { \port$836$0 , \port$840$2  };
+      act[wport__addr] <= { \port$838$0 , \port$842$2  };
   end
   reg [3:0] _0_;
   reg [3:0] _1_;
@@ -3334,47 +3338,47 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__ad
     if (rp__en) begin
       _0_ <= act[rd__addr[3:0]];
       if (wport__en && rd__addr[3:0] == wport__addr)
-        _0_ <= { \port$836$0 , \port$840$2  };
+        _0_ <= { \port$838$0 , \port$842$2  };
     end
     if (rp__en) begin
       _1_ <= act[rd__addr[7:4]];
       if (wport__en && rd__addr[7:4] == wport__addr)
-        _1_ <= { \port$836$0 , \port$840$2  };
+        _1_ <= { \port$838$0 , \port$842$2  };
     end
     if (rp__en) begin
       _2_ <= act[rd__addr[11:8]];
       if (wport__en && rd__addr[11:8] == wport__addr)
-        _2_ <= { \port$836$0 , \port$840$2  };
+        _2_ <= { \port$838$0 , \port$842$2  };
     end
     if (rp__en) begin
       _3_ <= act[rd__addr[15:12]];
       if (wport__en && rd__addr[15:12] == wport__addr)
-        _3_ <= { \port$836$0 , \port$840$2  };
+        _3_ <= { \port$838$0 , \port$842$2  };
     end
     if (rp__en) begin
       _4_ <= act[rd__addr[19:16]];
       if (wport__en && rd__addr[19:16] == wport__addr)
-        _4_ <= { \port$836$0 , \port$840$2  };
+        _4_ <= { \port$838$0 , \port$842$2  };
     end
     if (rp__en) begin
       _5_ <= act[rd__addr[23:20]];
       if (wport__en && rd__addr[23:20] == wport__addr)
-        _5_ <= { \port$836$0 , \port$840$2  };
+        _5_ <= { \port$838$0 , \port$842$2  };
     end
     if (rp__en) begin
       _6_ <= act[rd__addr[27:24]];
       if (wport__en && rd__addr[27:24] == wport__addr)
-        _6_ <= { \port$836$0 , \port$840$2  };
+        _6_ <= { \port$838$0 , \port$842$2  };
     end
     if (rp__en) begin
       _7_ <= act[rd__addr[31:28]];
       if (wport__en && rd__addr[31:28] == wport__addr)
-        _7_ <= { \port$836$0 , \port$840$2  };
+        _7_ <= { \port$838$0 , \port$842$2  };
     end
     if (rp__en) begin
       _8_ <= act[rd__addr[35:32]];
       if (wport__en && rd__addr[35:32] == wport__addr)
-        _8_ <= { \port$836$0 , \port$840$2  };
+        _8_ <= { \port$838$0 , \port$842$2  };
     end
   end
   assign rp__data = _0_;
@@ -3402,8 +3406,8 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__ad
   \hwgen_top.layer2.tiles  tiles (
     .beat__ready(sums__ready),
     .clk(clk),
-    .\port$842$0 (\$1 ),
-    .\port$846$0 (\$2 ),
+    .\port$844$0 (\$1 ),
+    .\port$848$0 (\$2 ),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst),
@@ -3414,17 +3418,17 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__ad
     .clk(clk),
     .fetch(rp__en),
     .keep(keep),
-    .\port$512$0 (rp__data),
-    .\port$513$0 (\rp__data$28 ),
-    .\port$514$0 (\rp__data$29 ),
-    .\port$515$0 (\rp__data$30 ),
-    .\port$516$0 (\rp__data$31 ),
-    .\port$517$0 (\rp__data$32 ),
-    .\port$518$0 (\rp__data$33 ),
-    .\port$519$0 (\rp__data$34 ),
-    .\port$520$0 (\rp__data$35 ),
-    .\port$842$0 (\$1 ),
-    .\port$846$0 (\$2 ),
+    .\port$514$0 (rp__data),
+    .\port$515$0 (\rp__data$28 ),
+    .\port$516$0 (\rp__data$29 ),
+    .\port$517$0 (\rp__data$30 ),
+    .\port$518$0 (\rp__data$31 ),
+    .\port$519$0 (\rp__data$32 ),
+    .\port$520$0 (\rp__data$33 ),
+    .\port$521$0 (\rp__data$34 ),
+    .\port$522$0 (\rp__data$35 ),
+    .\port$844$0 (\$1 ),
+    .\port$848$0 (\$2 ),
     .rd__addr(rd__addr),
     .req__ready(req__ready),
     .req__valid(req__valid),
@@ -3432,8 +3436,8 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__ad
     .start(start)
   );
   assign wr__addr = wport__addr;
-  assign wport__data = { \port$836$0 , \port$840$2  };
-  assign wr__data = { \port$836$0 , \port$840$2  };
+  assign wport__data = { \port$838$0 , \port$842$2  };
+  assign wr__data = { \port$838$0 , \port$842$2  };
   assign rp__addr = rd__addr[3:0];
   assign rd__en = rp__en;
   assign \rp__addr$10  = rd__addr[7:4];
@@ -3599,7 +3603,7 @@ module \hwgen_top.layer2.sink (clk, rst, sample, sums__ready, done, sums__payloa
   assign \out__payload.acc[2]  = out__payload[36:30];
 endmodule
 
-module \hwgen_top.layer2.tiles (rst, req__ready, beat__ready, \port$842$0 , \port$846$0 , req__valid, sums__payload, sums__valid, clk);
+module \hwgen_top.layer2.tiles (rst, req__ready, beat__ready, \port$844$0 , \port$848$0 , req__valid, sums__payload, sums__valid, clk);
   wire [6:0] \$1 ;
   wire [7:0] \$2 ;
   wire [6:0] \$3 ;
@@ -3640,10 +3644,10 @@ module \hwgen_top.layer2.tiles (rst, req__ready, beat__ready, \port$842$0 , \por
   wire beat__valid;
   input clk;
   wire clk;
-  input [71:0] \port$842$0 ;
-  wire [71:0] \port$842$0 ;
-  input [3:0] \port$846$0 ;
-  wire [3:0] \port$846$0 ;
+  input [71:0] \port$844$0 ;
+  wire [71:0] \port$844$0 ;
+  input [3:0] \port$848$0 ;
+  wire [3:0] \port$848$0 ;
   wire [35:0] req__payload;
   wire [11:0] \req__payload$10 ;
   wire [3:0] \req__payload$10.g ;
@@ -3722,7 +3726,7 @@ module \hwgen_top.layer2.tiles (rst, req__ready, beat__ready, \port$842$0 , \por
   assign \$hwgen_sx11  = \$3 ;
   assign \$hwgen_sx12  = \beat__payload$20 [7:4];
   assign \req__valid$1  = req__valid;
-  assign \req__payload$3  = { \port$846$0 , \port$842$0  };
+  assign \req__payload$3  = { \port$848$0 , \port$844$0  };
   assign sums__ready = beat__ready;
   assign \req__valid$6  = req__valid;
   assign \beat__ready$8  = beat__ready;
@@ -3735,9 +3739,9 @@ module \hwgen_top.layer2.tiles (rst, req__ready, beat__ready, \port$842$0 , \por
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
   assign \req__payload.tag  = req__payload[35:32];
-  assign \req__payload$3.x  = \port$842$0 [35:0];
-  assign \req__payload$3.g  = \port$842$0 [71:36];
-  assign \req__payload$3.tag  = \port$846$0 ;
+  assign \req__payload$3.x  = \port$844$0 [35:0];
+  assign \req__payload$3.g  = \port$844$0 [71:36];
+  assign \req__payload$3.tag  = \port$848$0 ;
   assign \req__payload$7.x  = \req__payload$7 [15:0];
   assign \req__payload$7.g  = \req__payload$7 [31:16];
   assign \req__payload$7.tag  = \req__payload$7 [35:32];
@@ -3773,15 +3777,15 @@ module \hwgen_top.layer2.tiles (rst, req__ready, beat__ready, \port$842$0 , \por
   assign sums__payload[19:16] = beat__payload[17:14];
   assign sums__payload[15] = beat__payload[13];
   assign sums__payload[14] = beat__payload[12];
-  assign \req__payload$10 [11:8] = \port$846$0 ;
-  assign \req__payload$10 [7:4] = \port$842$0 [71:68];
-  assign \req__payload$10 [3:0] = \port$842$0 [35:32];
-  assign \req__payload$7 [35:32] = \port$846$0 ;
-  assign \req__payload$7 [31:16] = \port$842$0 [67:52];
-  assign \req__payload$7 [15:0] = \port$842$0 [31:16];
-  assign req__payload[35:32] = \port$846$0 ;
-  assign req__payload[31:16] = \port$842$0 [51:36];
-  assign req__payload[15:0] = \port$842$0 [15:0];
+  assign \req__payload$10 [11:8] = \port$848$0 ;
+  assign \req__payload$10 [7:4] = \port$844$0 [71:68];
+  assign \req__payload$10 [3:0] = \port$844$0 [35:32];
+  assign \req__payload$7 [35:32] = \port$848$0 ;
+  assign \req__payload$7 [31:16] = \port$844$0 [67:52];
+  assign \req__payload$7 [15:0] = \port$844$0 [31:16];
+  assign req__payload[35:32] = \port$848$0 ;
+  assign req__payload[31:16] = \port$844$0 [51:36];
+  assign req__payload[15:0] = \port$844$0 [15:0];
 endmodule
 
 module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__ready, beat__ready, req__valid, req__payload, beat__payload, beat__valid, clk);
@@ -4614,7 +4618,7 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__pa
   assign beat__payload[8] = \$signal$17 ;
 endmodule
 
-module \hwgen_top.layer2.walker (rst, start, \port$512$0 , \port$513$0 , \port$514$0 , \port$515$0 , \port$516$0 , \port$517$0 , \port$518$0 , \port$519$0 , \port$520$0 , fetch, req__ready, keep, rd__addr, \port$842$0 , \port$846$0 , req__valid, clk);
+module \hwgen_top.layer2.walker (rst, start, \port$514$0 , \port$515$0 , \port$516$0 , \port$517$0 , \port$518$0 , \port$519$0 , \port$520$0 , \port$521$0 , \port$522$0 , fetch, req__ready, keep, rd__addr, \port$844$0 , \port$848$0 , req__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -4673,10 +4677,6 @@ module \hwgen_top.layer2.walker (rst, start, \port$512$0 , \port$513$0 , \port$5
   wire ok_2_1;
   wire ok_2_2;
   reg [8:0] pad = 9'h000;
-  input [3:0] \port$512$0 ;
-  wire [3:0] \port$512$0 ;
-  input [3:0] \port$513$0 ;
-  wire [3:0] \port$513$0 ;
   input [3:0] \port$514$0 ;
   wire [3:0] \port$514$0 ;
   input [3:0] \port$515$0 ;
@@ -4691,11 +4691,15 @@ module \hwgen_top.layer2.walker (rst, start, \port$512$0 , \port$513$0 , \port$5
   wire [3:0] \port$519$0 ;
   input [3:0] \port$520$0 ;
   wire [3:0] \port$520$0 ;
-  output [71:0] \port$842$0 ;
-  wire [71:0] \port$842$0 ;
+  input [3:0] \port$521$0 ;
+  wire [3:0] \port$521$0 ;
+  input [3:0] \port$522$0 ;
+  wire [3:0] \port$522$0 ;
+  output [71:0] \port$844$0 ;
+  wire [71:0] \port$844$0 ;
   (* init = 4'h0 *)
-  output [3:0] \port$846$0 ;
-  wire [3:0] \port$846$0 ;
+  output [3:0] \port$848$0 ;
+  wire [3:0] \port$848$0 ;
   output [35:0] rd__addr;
   wire [35:0] rd__addr;
   wire [35:0] rd__data;
@@ -4815,14 +4819,14 @@ module \hwgen_top.layer2.walker (rst, start, \port$512$0 , \port$513$0 , \port$5
   assign ok_2_2 = 1'h1;
   assign rd__en = fetch;
   assign req__payload = { \$37 , \$35  };
-  assign rd__data = { \port$520$0 , \port$519$0 , \port$518$0 , \port$517$0 , \port$516$0 , \port$515$0 , \port$514$0 , \port$513$0 , \port$512$0  };
-  assign \port$842$0  = \$35 ;
-  assign \port$846$0  = \$37 ;
+  assign rd__data = { \port$522$0 , \port$521$0 , \port$520$0 , \port$519$0 , \port$518$0 , \port$517$0 , \port$516$0 , \port$515$0 , \port$514$0  };
+  assign \port$844$0  = \$35 ;
+  assign \port$848$0  = \$37 ;
   assign \req__payload.x  = \$35 [35:0];
   assign \req__payload.g  = \$35 [71:36];
   assign \req__payload.tag  = \$37 ;
   assign \$35 [71:36] = { keep, keep, keep, keep, keep, keep, keep, keep, keep };
-  assign \$35 [35:0] = { \port$520$0 , \port$519$0 , \port$518$0 , \port$517$0 , \port$516$0 , \port$515$0 , \port$514$0 , \port$513$0 , \port$512$0  };
+  assign \$35 [35:0] = { \port$522$0 , \port$521$0 , \port$520$0 , \port$519$0 , \port$518$0 , \port$517$0 , \port$516$0 , \port$515$0 , \port$514$0  };
   assign rd__addr[35:32] = 4'h8;
   assign rd__addr[31:28] = 4'h7;
   assign rd__addr[27:24] = 4'h6;
