@@ -7,13 +7,13 @@ answers with ceil(cols / lanes) beats; beat k carries the column sums of columns
     acc_j = 2 * popcount(g & ~(x ^ w_j)) - popcount(g)
 
 Weights live in a memory with one word per beat (the `lanes` columns' row bits side by side),
-so two tiles of the same shape differ only in memory contents, not in logic. A tile read in
-one beat (lanes >= cols: all columns at once, as the array itself reads) has no state
-besides its output register: its one word is a constant and the request is the beat, with
-no latched copy (2 * rows fewer flops, and 1.5x MC samples/s on the Fashion-MNIST design
-at lanes 32 in Verilator, where every idle tile's latch and read mux cost every cycle). Columns past
+so two tiles of the same shape differ only in memory contents, not in logic. Columns past
 `cols` in the last beat read zero weights; their sums are meaningless and the controller
-ignores them.
+ignores them. A tile read in one beat (lanes >= cols: all columns at once, as the array
+itself reads) has no state besides its output register: its one word is a constant and
+the request is the beat, with no latched copy (2 * rows fewer flops, and 1.5x MC
+samples/s on the Fashion-MNIST design at lanes 32 in Verilator, where every idle tile's
+latch and read mux cost every cycle).
 
 Timing: a read has a latency of one cycle. The front computes beat k from the request (the
 request is taken with the last beat of the previous one, or with beat 0 when idle) and an

@@ -5,9 +5,10 @@ Port contract: docs/ARCHITECTURE.md section 5. Per image:
 1. While `idle`, image words arrive on `img`; the loader (`hwgen.hw.loader`) writes them
    into layer 0's buffer. With a prefix (ir.mc_start > 0) they are also taken while the
    previous image's samples run, its prefix being done with the buffer: the next image
-   loads under the samples instead of between images. A multi-bit input (DESIGN section 3) is sent as its P bit
-   planes, plane-major, and layer 0's buffer holds them as P*C channels; layer 0 then
-   reads each window P times (one pass per plane) and shift-adds the passes.
+   loads under the samples instead of between images. A multi-bit input (DESIGN
+   section 3) is sent as its P bit planes, plane-major, and layer 0's buffer holds them
+   as P*C channels; layer 0 then reads each window P times (one pass per plane) and
+   shift-adds the passes.
 2. `start` samples `n_samples` (T); layers before `ir.mc_start` run once, chained
    (a layer starts in the cycle the previous one writes its last position); the RNG cycle
    for sample 0 runs at the same time.

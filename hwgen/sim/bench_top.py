@@ -95,12 +95,12 @@ class MtjPins:
     def _judge(self, pins: int, t: float) -> bool:
         """Apply the pin edges since the last sample to the devices; True if a device
         changed."""
+        if pins == self._prev:
+            return False
         n = self.tp.n_if
         full = (1 << n) - 1
         rst, wr = pins & full, pins >> n
         rst_prev, wr_prev = self._prev & full, self._prev >> n
-        if pins == self._prev:
-            return False
         sense = self.array.ap.copy()
         rose, fell = wr & ~wr_prev, wr_prev & ~wr
         if rose:
@@ -280,13 +280,11 @@ async def _network(dut, cfg):
     # With a prefix the top takes the next image while this one's samples run (layer 0's
     # buffer is free then): the bench sends it as soon as `start` has been taken.
     overlap = ir.mc_start > 0
-    await wait_idle(dut)
-    await load_image(dut, image_words(bits[0], tp.in_w))
     for i in range(n_img):
-        await wait_idle(dut)          # the loader may still be unpacking the last word
-        if i and not overlap:
-            await load_image(dut, image_words(bits[i], tp.in_w))
+        if i == 0 or not overlap:
             await wait_idle(dut)
+            await load_image(dut, image_words(bits[i], tp.in_w))
+        await wait_idle(dut)          # the loader may still be unpacking the last word
         t0 = get_sim_time("ns")
         await pulse_start(dut, T)
         n0 = len(mon.beats)

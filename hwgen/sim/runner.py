@@ -80,7 +80,8 @@ def bench_wrapper(ports_json) -> str:
     """
     d = json.loads(Path(ports_json).read_text())
     names = [p["name"] for p in d["ports"]]
-    mtj = "mtj_reset" in names
+    width = {p["name"]: p["width"] for p in d["ports"]}
+    mtj = "mtj_reset" in width
     extra = (["tb_mtj"] if mtj else []) + ["tb_out", "tb_nout"]
     lines = [f"module {BENCH_TOP}({', '.join(names + extra)});"]
     conn = []
@@ -92,11 +93,12 @@ def bench_wrapper(ports_json) -> str:
     lines += ["  reg rst_q = 1'b1;", "  always @(posedge clk) rst_q <= rst;",
               "  reg out__ready_q = 1'b0;", "  always @(posedge clk) out__ready_q <= out__ready;"]
     if mtj:
-        n = next(p["width"] for p in d["ports"] if p["name"] == "mtj_reset")
+        n = width["mtj_reset"]
         lines += [f"  output reg [{2 * n - 1}:0] tb_mtj = {2 * n}'d0;",
                   "  always @(negedge clk) tb_mtj <= {mtj_write, mtj_reset};"]
-    ow = next(p["width"] for p in d["ports"] if p["name"] == "out__payload")
-    lines += [f"  output reg [{ow - 1}:0] tb_out = {ow}'d0;", "  output reg [15:0] tb_nout = 16'd0;",
+    ow = width["out__payload"]
+    lines += [f"  output reg [{ow - 1}:0] tb_out = {ow}'d0;",
+              "  output reg [15:0] tb_nout = 16'd0;",
               "  always @(posedge clk) if (out__valid && out__ready_q) begin",
               "    tb_out <= out__payload; tb_nout <= tb_nout + 16'd1;", "  end"]
     lines += [f"  {TOPLEVEL} dut({', '.join(conn)});", "endmodule", ""]
