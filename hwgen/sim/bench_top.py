@@ -2,7 +2,7 @@
 devices, scoreboard.
 
 Python wakes only on events, never once per cycle: the clock runs in the GPI layer, an
-image goes in as ceil(bits / IN_W) stream words, the monitor waits on `out__valid`, and
+image goes in whole to the wrapper's word streamer, the monitor waits on a beat count, and
 the device model waits on value changes of the `mtj_reset` / `mtj_write` vectors (a few
 per MC sample). The run is described by a JSON file named in $HWGEN_SIM_CONFIG (written
 by sim/runner.py); results go back as JSON (plus an .npz of the raw beats and device
@@ -176,21 +176,30 @@ class OutMonitor:
             self.beats.append((s, accs, get_sim_time("ns")))
 
 
-async def load_image(dut, words: list[int]):
-    """Send one image's words on the `img` stream. Called at a falling edge; inputs change
-    only at falling edges, so the next rising edge takes the word iff `img__ready` is high
-    now. `img__ready` is a register output (it changes only after rising edges), so its
-    value at a falling edge is settled. While the loader is busy (one bit per cycle),
-    Python sleeps until `img__ready` rises instead of waking every cycle."""
-    ready, clk = dut.img__ready, dut.clk
-    for w in words:
-        dut.img__payload.value = w
-        dut.img__valid.value = 1
-        if not ready.value:
-            await RisingEdge(ready)
-            await FallingEdge(clk)
-        await FallingEdge(clk)
-    dut.img__valid.value = 0
+class ImageSender:
+    """Sends images on the `img` stream through the bench wrapper's word streamer
+    (hwgen.sim.runner.bench_wrapper): the whole image goes on `tb_img` and a toggle of
+    `tb_img_go` starts it, so Python does not wake per word. Called at a falling edge."""
+
+    def __init__(self, dut, in_w: int):
+        self.dut, self.in_w, self.go = dut, in_w, 0
+        dut.tb_img_go.value = 0
+
+    def send(self, bits):
+        words = image_words(bits, self.in_w)
+        self.dut.tb_img.value = sum(w << (k * self.in_w) for k, w in enumerate(words))
+        self.go ^= 1
+        self.dut.tb_img_go.value = self.go
+
+    async def loaded(self):
+        """Return at a falling edge once every word is taken and the loader is idle. (The
+        wait starts at the next falling edge: a toggle written in this time step is not
+        yet visible in `tb_img_busy`.)"""
+        dut = self.dut
+        await FallingEdge(dut.clk)
+        if dut.tb_img_busy.value:
+            await FallingEdge(dut.tb_img_busy)
+        await wait_idle(dut)
 
 
 async def pulse_start(dut, samples: int):
@@ -243,9 +252,9 @@ async def _network(dut, cfg):
     params = ir.mtj.device
 
     Clock(dut.clk, tp.clk_ns, unit="ns", impl="gpi").start(start_high=False)
-    for name in ("img__valid", "start", "out__ready"):
+    for name in ("start", "out__ready"):
         getattr(dut, name).value = 0
-    dut.img__payload.value = 0
+    sender = ImageSender(dut, tp.in_w)
     dut.n_samples.value = T
     dut.rst.value = 1
     pins = None
@@ -283,16 +292,14 @@ async def _network(dut, cfg):
     for i in range(n_img):
         if i == 0 or not overlap:
             await wait_idle(dut)
-            await load_image(dut, image_words(bits[i], tp.in_w))
-        await wait_idle(dut)          # the loader may still be unpacking the last word
+            sender.send(bits[i])
+        await sender.loaded()
         t0 = get_sim_time("ns")
         await pulse_start(dut, T)
         n0 = len(mon.beats)
-        loading = (cocotb.start_soon(load_image(dut, image_words(bits[i + 1], tp.in_w)))
-                   if overlap and i + 1 < n_img else None)
+        if overlap and i + 1 < n_img:
+            sender.send(bits[i + 1])
         await with_timeout(wait_done(dut), timeout_ns, "ns")
-        if loading is not None:
-            await loading
         cycles_image[i] = (get_sim_time("ns") - t0) / tp.clk_ns
         beats = mon.beats[n0:]
         if [b[0] for b in beats] != list(range(T)):
