@@ -284,7 +284,7 @@ async def _network(dut, cfg):
     cycles_sample = []
     timeout_ns = float(cfg.get("timeout_cycles", 10_000_000)) * tp.clk_ns
     progress = cfg.get("progress")
-    wall0 = time.perf_counter()
+    wall0, cpu0 = time.perf_counter(), time.process_time()
     done_chunk = 0
     # With a prefix the top takes the next image while this one's samples run (layer 0's
     # buffer is free then): the bench sends it as soon as `start` has been taken.
@@ -318,7 +318,7 @@ async def _network(dut, cfg):
             done_chunk = i + 1
         if progress:
             Path(progress).write_text(f"{i + 1}\n")
-    wall = time.perf_counter() - wall0
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     await Timer(4 * tp.clk_ns, "ns")
     if pins is not None and pins.pending():
         raise AssertionError(f"{pins.pending()} write pulses after the last sample's draw")
@@ -330,6 +330,7 @@ async def _network(dut, cfg):
         "cycles_per_image": float(cycles_image.mean()),
         "cycles_per_sample": float(np.mean(cycles_sample)) if cycles_sample else None,
         "sim_wall_s": wall, "sim_samples_per_s": n_img * T / wall,
+        "sim_cpu_s": cpu, "sim_samples_per_cpu_s": n_img * T / cpu,
         "write_pulse_ns": sorted(pins.pulses_ns) if pins else [],
     })
     if cfg.get("record"):

@@ -205,7 +205,8 @@ def _report(ir, outdir: Path, simulator, seed, samples, rng, res, ds, with_stats
         "first_mismatch": res["first_mismatch"],
         "first_device_mismatch": res["first_device_mismatch"],
         "cycles_per_image": res["cycles_per_image"], "cycles_per_sample": res["cycles_per_sample"],
-        "sim_wall_s": res["sim_wall_s"], "process_wall_s": res["wall_s"],
+        "sim_wall_s": res["sim_wall_s"], "sim_cpu_s": res.get("sim_cpu_s"),
+        "process_wall_s": res["wall_s"],
         "write_pulse_ns": res["write_pulse_ns"], "waveform": None, "reference": reference,
     }
     if with_stats and ir.n_interfaces and res.get("record"):
@@ -220,6 +221,10 @@ def _report(ir, outdir: Path, simulator, seed, samples, rng, res, ds, with_stats
 
 def _finish(rep: dict) -> dict:
     rep["sim_samples_per_s"] = rep["mc_samples"] / rep["sim_wall_s"] if rep["sim_wall_s"] else None
+    # CPU seconds of the simulator process over the same span: the rate that other load on
+    # a shared machine disturbs least
+    cpu = rep.get("sim_cpu_s")
+    rep["sim_samples_per_cpu_s"] = rep["mc_samples"] / cpu if cpu else None
     ref = rep.get("reference") or {}
     rep["ok"] = (rep["mismatches"] == 0 and rep["device_mismatches"] == 0
                  and ref.get("ok", True) is not False)
@@ -308,6 +313,8 @@ def merge_reports(reports: list[dict]) -> dict:
               "sim_wall_s", "process_wall_s"):
         out[k] = sum(r[k] for r in reports)
     out["image_ranges"] = [r["image_range"] for r in reports]
+    cpus = [r.get("sim_cpu_s") for r in reports]
+    out["sim_cpu_s"] = sum(cpus) if all(cpus) else None
     out["write_pulse_ns"] = sorted({w for r in reports for w in r["write_pulse_ns"]})
     for k in ("first_mismatch", "first_device_mismatch"):
         out[k] = next((r[k] for r in reports if r[k] is not None), None)
