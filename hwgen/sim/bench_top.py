@@ -1,7 +1,7 @@
 """cocotb bench of the whole generated network (`hwgen_top`): drivers, monitor, MTJ
 devices, scoreboard.
 
-Python wakes only on events, never once per cycle: the clock runs in the GPI layer, an
+Python wakes only on events, never once per cycle: the clock runs in the wrapper, an
 image goes in whole to the wrapper's word streamer, the monitor waits on a beat count, and
 the device model waits on value changes of the `mtj_reset` / `mtj_write` vectors (a few
 per MC sample). The run is described by a JSON file named in $HWGEN_SIM_CONFIG (written
@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import (FallingEdge, ReadOnly, RisingEdge, Timer,
                              with_timeout)
 from cocotb.utils import get_sim_time
@@ -251,7 +250,6 @@ async def _network(dut, cfg):
     sb_seeds = np.asarray(cfg.get("scoreboard_seeds", cfg["device_seeds"]), np.uint64)
     params = ir.mtj.device
 
-    Clock(dut.clk, tp.clk_ns, unit="ns", impl="gpi").start(start_high=False)
     for name in ("start", "out__ready"):
         getattr(dut, name).value = 0
     sender = ImageSender(dut, tp.in_w)
