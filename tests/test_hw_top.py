@@ -35,20 +35,40 @@ def test_top_multichannel_input_and_backpressure():
 
 
 @pytest.mark.parametrize("dropout", ["spatial", "none"])
-def test_next_image_loads_under_the_samples(dropout):
+def test_next_image_runs_under_the_samples(dropout):
     # With a prefix (mc_start > 0; without a site it runs every layer but the classifier)
-    # the top takes the next image's words while the current image's samples run, and
-    # every result stays the golden one.
+    # the top takes the next image's words and its start while the current image's
+    # samples run (its prefix fills the other bank of layer mc_start's buffer), and every
+    # result stays the golden one.
     ir = random_ir(SPEC, IN_SHAPE, dropout=dropout, seed=4, tile=(16, 8))
     assert ir.mc_start > 0
     bench, imgs, got = run_top(ir, 4, n_img=3, samples=3, in_w=16, overlap=True)
     ref = interp.run(ir, imgs, bench.masks)
     assert np.array_equal(got, np.broadcast_to(ref, got.shape))
+    assert bench.sample_index == [(a, s) for a in range(3) for s in range(3)]
     words = -(-int(np.prod(IN_SHAPE)) // 16)
     if dropout == "none":                       # the classifier alone: a short sample
         assert 0 < bench.loaded_under < 2 * words
     else:                                       # both later images, all under the samples
         assert bench.loaded_under == 2 * words
+        assert bench.started_under == 2
+        # the pipelined run is shorter than one image after the other
+        seq, _, _ = run_top(ir, 4, n_img=3, samples=3, in_w=16)
+        assert seq.started_under == 0
+        assert bench.done_cycles[-1] < seq.done_cycles[-1]
+
+
+@pytest.mark.parametrize("samples", [0, 1, 2])
+def test_pipelined_images_with_few_samples(samples):
+    # T = 0 (prefix only) and T = 1 (no sample overlaps the next one's RNG cycle) with
+    # the next image's prefix under the samples: each image gets its own T beats and
+    # the device draws stay in (image, sample) order.
+    ir = random_ir(SPEC, IN_SHAPE, dropout="spatial", seed=5, tile=(16, 8))
+    bench, imgs, got = run_top(ir, 4, n_img=4, samples=samples, in_w=16, overlap=True)
+    assert bench.sample_index == [(a, s) for a in range(4) for s in range(samples)]
+    if samples:
+        assert np.array_equal(got, interp.run(ir, imgs, bench.masks))
+    assert len(bench.done_cycles) == 4
 
 
 @pytest.mark.parametrize("lanes,dropout", [(4, "spatial"), (3, "element"), (8, "none")])

@@ -634,11 +634,18 @@ class TileController(wiring.Component):
     bound : int or None
         The largest |acc| of the layer (`IR.acc_bound`), default the rows: the width of
         the summed column sums and the range the thresholds are clamped to.
+    banks : 1 or 2
+        Two: the buffer holds two images' activations (a ping-pong buffer), written in
+        bank `wbank` and read in bank `rbank`, so that the previous layer can fill one
+        while this layer reads the other (the first MC layer: the next image's prefix
+        runs under this image's samples).
 
     Ports
     -----
     start : In(1)
         Pulse: walk all windows once.
+    wbank, rbank : In(1)
+        With two banks: the bank `wr` writes and the bank the walker reads.
     done : Out(1)
         Pulse with the layer's last write (or when its last class beat is taken).
     wr : Out(`buffer_write_signature(H*W, P*C)`)
@@ -652,8 +659,11 @@ class TileController(wiring.Component):
     """
 
     def __init__(self, layer: Layer, site: Site | None, lanes: int, *, acc_w: int | None = None,
-                 bit_writes: bool = False, planes=None, bound: int | None = None):
-        self.layer, self.site, self.bit_writes = layer, site, bit_writes
+                 bit_writes: bool = False, planes=None, bound: int | None = None,
+                 banks: int = 1):
+        if banks not in (1, 2):
+            raise ValueError(f"banks must be 1 or 2, not {banks!r}")
+        self.layer, self.site, self.bit_writes, self.banks = layer, site, bit_writes, banks
         plan = read_plan(layer, lanes)
         self.beats, self.lanes = plan.beats, plan.lanes
         self.bound = layer.rows if bound is None else bound
@@ -670,6 +680,8 @@ class TileController(wiring.Component):
             self.planes = PlaneAccumulator(layer, plan, planes, self.bound)
         ports = {"start": In(1), "done": Out(1),
                  "wr": Out(buffer_write_signature(h * w, self.width))}
+        if banks == 2:
+            ports.update({"wbank": In(1), "rbank": In(1)})
         if site is not None:
             ports["keep"] = In(site.n_groups)
         if layer.is_classifier:
@@ -684,20 +696,28 @@ class TileController(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.act = act = memory.Memory(shape=unsigned(self.width), depth=self.depth, init=[])
+        m.submodules.act = act = memory.Memory(shape=unsigned(self.width),
+                                               depth=self.banks * self.depth, init=[])
         wport = act.write_port(granularity=1 if self.bit_writes else None)
-        m.d.comb += [wport.addr.eq(self.wr.addr), wport.data.eq(self.wr.data),
+
+        def banked(addr, bank):    # bank 1 is the upper `depth` words
+            return addr if self.banks == 1 else Mux(bank, addr + self.depth, addr)
+
+        m.d.comb += [wport.addr.eq(banked(self.wr.addr, self.banks == 2 and self.wbank)),
+                     wport.data.eq(self.wr.data),
                      wport.en.eq(self.wr.en if self.bit_writes else self.wr.en.any())]
 
         m.submodules.walker = walker = self.walker
         m.submodules.tiles = tiles = self.tiles
         m.submodules.sink = sink = self.sink
         kh, kw = self.layer.kernel
-        aw = len(wport.addr)
+        aw = len(self.wr.addr)
         data_ = []
         for p in range(kh * kw):
             rp = act.read_port(transparent_for=(wport,))
-            m.d.comb += [rp.addr.eq(walker.rd.addr[p * aw:(p + 1) * aw]), rp.en.eq(walker.rd.en)]
+            m.d.comb += [rp.addr.eq(banked(walker.rd.addr[p * aw:(p + 1) * aw],
+                                           self.banks == 2 and self.rbank)),
+                         rp.en.eq(walker.rd.en)]
             data_.append(rp.data)
         m.d.comb += walker.rd.data.eq(Cat(*data_))
         m.d.comb += walker.start.eq(self.start)

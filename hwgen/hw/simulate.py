@@ -61,9 +61,12 @@ class TopBench:
     def run(self, images: np.ndarray, samples: int, cycle_limit: int = 1_000_000,
             out_ready_p: float = 1.0, seed: int = 0, overlap: bool = False):
         """Send each image, start it with T = `samples`, collect its beats until `done`.
-        `out_ready_p` < 1 drives `out.ready` randomly (backpressure). `overlap`: offer the
-        next image's words while the current image runs (`loaded_under` counts the words
-        the top took before the image's `done`)."""
+        `out_ready_p` < 1 drives `out.ready` randomly (backpressure). `overlap`: send the
+        next image's words and its `start` as soon as the top takes them, while the
+        current image runs (`loaded_under` counts the words the top took, and
+        `started_under` the starts, before the previous image's `done`); otherwise each
+        image waits for the previous one's `done`. `start_cycles` / `done_cycles`: the
+        cycle of each image's start and done."""
         from amaranth.sim import Simulator
         top, ir = self.top, self.ir
         n_if = ir.n_interfaces
@@ -105,54 +108,53 @@ class TopBench:
                 ctx.set(top.mtj_sense, int(sum(int(b) << i for i, b in
                                                enumerate(self.devices.sense()))))
 
-        async def put_word(ctx, word):
-            ctx.set(top.img.payload, word)
-            await stream_put(ctx, top.img, {})
-
         pick = np.random.default_rng(seed)
+        self.loaded_under = self.started_under = 0
+        self.start_cycles, self.done_cycles = [], []
 
-        self.loaded_under = 0
-
-        async def host(ctx):
-            ctx.set(top.out.ready, 1)
-            pending = []                              # words of the next image, offered
+        async def sender(ctx):
             for a in range(n_img):
-                for w in (pending if overlap and a else image_words(images[a], top.in_w)):
-                    await put_word(ctx, w)
-                pending = (list(image_words(images[a + 1], top.in_w))
-                           if overlap and a + 1 < n_img else [])
+                if a and not overlap:
+                    while len(self.done_cycles) < a:
+                        await ctx.tick()
+                for w in image_words(images[a], top.in_w):
+                    ctx.set(top.img.payload, w)
+                    ctx.set(top.img.valid, 1)
+                    await ctx.tick().until(top.img.ready)
+                    self.loaded_under += a > len(self.done_cycles)
+                ctx.set(top.img.valid, 0)
                 await ctx.tick().until(top.idle)
                 ctx.set(top.n_samples, samples)
                 ctx.set(top.start, 1)
                 await ctx.tick()
                 ctx.set(top.start, 0)
-                got = 0
-                while True:
-                    ready = bool(pick.random() < out_ready_p)
-                    ctx.set(top.out.ready, ready)
-                    ctx.set(top.img.valid, bool(pending))
-                    if pending:
-                        ctx.set(top.img.payload, pending[0])
-                    _, _, valid, payload, done, took = await ctx.tick().sample(
-                        top.out.valid, top.out.payload, top.done, top.img.ready)
-                    if pending and took:
-                        pending.pop(0)
-                        self.loaded_under += 1
-                    if valid and ready:
-                        assert got < samples, "more out beats than samples"
-                        self.sample_index.append((a, int(payload.sample)))
-                        self.results[a, got] = [int(v) for v in payload.acc]
-                        self.beat_cycles.append((a, now[0]))
-                        got += 1
-                    if done:
-                        ctx.set(top.img.valid, 0)
-                        break
-                assert got == samples, f"image {a}: {got} out beats for {samples} samples"
+                self.start_cycles.append(now[0] - 1)
+                self.started_under += a > len(self.done_cycles)
+
+        async def receiver(ctx):
+            got = 0
+            while len(self.done_cycles) < n_img:
+                ready = bool(pick.random() < out_ready_p)
+                ctx.set(top.out.ready, ready)
+                _, _, valid, payload, done = await ctx.tick().sample(
+                    top.out.valid, top.out.payload, top.done)
+                a = len(self.done_cycles)
+                if valid and ready:
+                    assert got < samples, f"image {a}: more out beats than samples"
+                    self.sample_index.append((a, int(payload.sample)))
+                    self.results[a, got] = [int(v) for v in payload.acc]
+                    self.beat_cycles.append((a, now[0]))
+                    got += 1
+                if done:
+                    assert got == samples, f"image {a}: {got} out beats for {samples} samples"
+                    self.done_cycles.append(now[0])
+                    got = 0
 
         sim.add_testbench(clock, background=True)
         if n_if:
             sim.add_testbench(devices, background=True)
-        sim.add_testbench(host)
+        sim.add_testbench(sender, background=True)
+        sim.add_testbench(receiver)
         sim.run()
         self.masks = masks_from_history(ir, self.devices.history, n_img, samples) if n_if else []
         return self.results

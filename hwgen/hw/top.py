@@ -3,25 +3,31 @@
 Port contract: docs/ARCHITECTURE.md section 5. Per image:
 
 1. While `idle`, image words arrive on `img`; the loader (`hwgen.hw.loader`) writes them
-   into layer 0's buffer. With a prefix (ir.mc_start > 0) they are also taken while the
-   previous image's samples run, its prefix being done with the buffer: the next image
-   loads under the samples instead of between images. A multi-bit input (DESIGN
-   section 3) is sent as its P bit planes, plane-major, and layer 0's buffer holds them
-   as P*C channels; layer 0 then reads each window P times (one pass per plane) and
-   shift-adds the passes.
-2. `start` samples `n_samples` (T); layers before `ir.mc_start` run once, chained
-   (a layer starts in the cycle the previous one writes its last position); the RNG cycle
-   for sample 0 runs at the same time.
+   into layer 0's buffer. A multi-bit input (DESIGN section 3) is sent as its P bit
+   planes, plane-major, and layer 0's buffer holds them as P*C channels; layer 0 then
+   reads each window P times (one pass per plane) and shift-adds the passes.
+2. `start` samples `n_samples` (T); layers before `ir.mc_start` (the prefix) run once,
+   chained (a layer starts in the cycle the previous one writes its last position), into
+   one bank of layer mc_start's two-bank buffer. The image then waits for the samples of
+   the images before it.
 3. Each sample takes the fresh keep bits from the RNG bank's stream into the active keep
-   bank (which the controllers read), starts the RNG cycle for the next sample and runs
-   layers mc_start.. in a chain; the classifier's beat carries the sample index. The next
-   sample starts in the cycle the classifier finishes, as soon as its keep bits are in.
-4. `done` pulses once the last beat has been taken; then `idle` again.
+   bank (which the controllers read) and runs layers mc_start.. in a chain on the image's
+   bank; the classifier's beat carries the sample index. The next sample starts in the
+   cycle the classifier finishes, as soon as its keep bits are in. The RNG runs one
+   sample ahead, in (image, sample) order: sample 0's cycle under the prefix (or under
+   the previous image's last sample), sample t+1's under sample t.
+4. `done` pulses once the image's last beat has been taken.
+
+With a prefix the images are pipelined: once an image's prefix has run, layer 0's buffer
+and the other bank are free, so `idle` rises again and the next image loads and runs its
+prefix under this image's samples (per image in steady state: T samples, not prefix + T
+samples). Without a prefix (mc_start = 0) layer 0 reads the image in every sample and
+the top takes one image at a time.
 """
 
 from __future__ import annotations
 
-from amaranth import Const, Module, Signal
+from amaranth import Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -92,7 +98,7 @@ class NetworkTop(wiring.Component):
             TileController(layer, ir.site_of(i), lanes,
                            acc_w=p["ACC_W"] if layer.is_classifier else None, bit_writes=i == 0,
                            planes=ir.input.plane_weights if i == 0 and multibit else None,
-                           bound=ir.acc_bound(i))
+                           bound=ir.acc_bound(i), banks=2 if 0 < i == ir.mc_start else 1)
             for i, layer in enumerate(ir.layers)]
         self.rng = None
         ports = {
@@ -122,11 +128,14 @@ class NetworkTop(wiring.Component):
             wiring.connect(m, a.next, b.wr)
         wiring.connect(m, wiring.flipped(self.out), cls.out)
 
-        n_t = Signal(16)                               # T of this image
-        started = Signal(16)                           # samples started so far
+        n_t = Signal(16)                               # T of the image being sampled
+        started = Signal(16)                           # its samples started so far
         more = Signal()
+        active = Signal()                              # an image is being sampled
+        in_flight = Signal()                           # a sample is computing
         launch = Signal()                              # an image starts
         go = Signal()                                  # a sample starts
+        finish = Signal()                              # the sampled image is done
         m.d.comb += [more.eq(started < n_t), cls.sample.eq(started - 1)]
 
         # -- keep bits: the RNG bank's stream into the active bank the controllers read ---
@@ -142,53 +151,72 @@ class NetworkTop(wiring.Component):
                 if s is not None:
                     m.d.comb += ctl.keep.eq(keep[s.interfaces])
             keep_in = rng.keep.valid
-            # sample 0's RNG cycle starts with the image (under the prefix), sample t+1's
-            # with sample t, so the keep bits are ready when the classifier finishes
-            m.d.comb += [rng.keep.ready.eq(go),
-                         rng.go.eq((launch & self.n_samples.any())
-                                   | (go & (started + 1 < n_t)))]
+            # One RNG cycle per sample, in sample order, one sample ahead: `owed` counts the
+            # samples of started images whose cycle has not begun. Sample 0's cycle starts
+            # with its image (under the prefix) or with the previous image's last sample,
+            # sample t+1's with sample t, so the keep bits are ready when they are needed.
+            owed = Signal(18)
+            rng_go = Signal()
+            m.d.comb += [rng.keep.ready.eq(go), rng.go.eq(rng_go),
+                         rng_go.eq((owed.any() | (launch & self.n_samples.any()))
+                                   & ~rng.busy & (~rng.keep.valid | rng.keep.ready))]
+            m.d.sync += owed.eq(owed + Mux(launch, self.n_samples, 0) - rng_go)
         else:
             keep_in = Const(1, 1)
 
-        # -- sequencer ----------------------------------------------------------------------
-        # The states hold only transitions and register updates; the outputs below are
-        # functions of the state. Yosys writes assignments made inside a state as
-        # `always @*` blocks, which Icarus does not run at time 0, so an output that no
-        # input change re-evaluates after reset (`idle`) would stay X.
-        with m.FSM(name="seq") as fsm:
-            with m.State("IDLE"):
-                with m.If(launch):
-                    m.d.sync += [n_t.eq(self.n_samples), started.eq(0)]
-                    m.next = "PREFIX" if mc > 0 else "BETWEEN"
-            if mc > 0:
-                with m.State("PREFIX"):                # layers before mc_start, once
-                    with m.If(ctrls[mc - 1].done):
-                        m.next = "BETWEEN"
-            with m.State("BETWEEN"):                   # no sample in flight
-                with m.If(go):
-                    m.next = "SAMPLE"
-                with m.Elif(self.done):
-                    m.next = "IDLE"
-            with m.State("SAMPLE"):                    # the next may start back to back
-                with m.If(cls.done & ~go):
-                    m.next = "BETWEEN"
-        idle = fsm.ongoing("IDLE")
-        between, sample = fsm.ongoing("BETWEEN"), fsm.ongoing("SAMPLE")
-        # Layer 0's buffer is free once the prefix has run: the next image may load under
-        # this image's samples (with no prefix, layer 0 reads it in every sample).
-        loadable = Signal()
+        # -- samples: T per image, back to back, for the image in `active` ------------------
         m.d.comb += [
-            self.idle.eq(idle & ~loader.busy),
-            launch.eq(self.idle & self.start),
-            loadable.eq(idle | ((between | sample) if mc > 0 else 0)),
-            loader.img.valid.eq(loadable & self.img.valid),
-            loader.img.payload.eq(self.img.payload),
-            self.img.ready.eq(loadable & loader.img.ready),
-            go.eq(more & keep_in & (between | (sample & cls.done))),
-            self.done.eq(between & ~more & ~self.out.valid),
+            go.eq(active & more & keep_in & (~in_flight | cls.done)),
+            finish.eq(active & ~more & ~in_flight & ~self.out.valid),
+            self.done.eq(finish),
         ]
         with m.If(go):
-            m.d.sync += started.eq(started + 1)
+            m.d.sync += [started.eq(started + 1), in_flight.eq(1)]
+        with m.Elif(cls.done):
+            m.d.sync += in_flight.eq(0)
+        with m.If(finish):
+            m.d.sync += active.eq(0)
+
+        if mc == 0:
+            # No prefix: layer 0 reads the image in every sample; one image at a time.
+            m.d.comb += [self.idle.eq(~active & ~loader.busy),
+                         loader.img.valid.eq(~active & self.img.valid),
+                         self.img.ready.eq(~active & loader.img.ready)]
+            with m.If(launch):
+                m.d.sync += [active.eq(1), n_t.eq(self.n_samples), started.eq(0)]
+        else:
+            # The prefix (layers before mc_start) runs once per image, into one bank of
+            # layer mc_start's buffer while the samples read the other: the next image's
+            # load and prefix run under this image's samples. Layer 0's buffer is free
+            # whenever no prefix runs.
+            pf_run = Signal()                          # the prefix is running
+            t_pf = Signal(16)                          # T of the image in the prefix
+            wb, rb = Signal(), Signal()                # bank the prefix writes / samples read
+            full = [Signal(name=f"full{b}") for b in range(2)]    # bank holds an image
+            t_bank = [Signal(16, name=f"t_bank{b}") for b in range(2)]
+            pf_done = ctrls[mc - 1].done
+            m.d.comb += [self.idle.eq(~pf_run & ~Mux(wb, full[1], full[0]) & ~loader.busy),
+                         loader.img.valid.eq(~pf_run & self.img.valid),
+                         self.img.ready.eq(~pf_run & loader.img.ready),
+                         ctrls[mc].wbank.eq(wb), ctrls[mc].rbank.eq(rb)]
+            with m.If(launch):
+                m.d.sync += [pf_run.eq(1), t_pf.eq(self.n_samples)]
+            with m.If(pf_done):
+                m.d.sync += [pf_run.eq(0), wb.eq(~wb)]
+            for b in range(2):
+                # a bank is filled only when free, and emptied only when sampled (so never
+                # both at once)
+                with m.If(pf_done & (wb == b)):
+                    m.d.sync += [full[b].eq(1), t_bank[b].eq(t_pf)]
+                with m.Elif(finish & (rb == b)):
+                    m.d.sync += full[b].eq(0)
+            with m.If(~active & Mux(rb, full[1], full[0])):
+                m.d.sync += [active.eq(1), n_t.eq(Mux(rb, t_bank[1], t_bank[0])),
+                             started.eq(0)]
+            with m.If(finish):
+                m.d.sync += rb.eq(~rb)
+        m.d.comb += [launch.eq(self.idle & self.start),
+                     loader.img.payload.eq(self.img.payload)]
 
         # layer starts: the prefix chain from `launch`, the sample chain from `go`
         for i, ctl in enumerate(ctrls):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import cocotb
-from cocotb.triggers import (FallingEdge, ReadOnly, RisingEdge, Timer,
+from cocotb.triggers import (Event, FallingEdge, ReadOnly, RisingEdge, Timer,
                              with_timeout)
 from cocotb.utils import get_sim_time
 
@@ -175,6 +175,36 @@ class OutMonitor:
             self.beats.append((s, accs, get_sim_time("ns")))
 
 
+class DoneMonitor:
+    """Counts `done` pulses (the wrapper counts them in `tb_ndone`, so a pulse is never
+    missed while Python waits elsewhere) and records when each came."""
+
+    def __init__(self, dut):
+        self.dut = dut
+        self.times: list[float] = []
+        self._event = Event()
+
+    def start(self):
+        cocotb.start_soon(self._run())
+
+    async def _run(self):
+        count = self.dut.tb_ndone
+        while True:
+            await count.value_change
+            n = int(count.value)
+            if n != (len(self.times) + 1) & 0xFFFF:
+                raise AssertionError(f"done count went {len(self.times)} -> {n}: a done "
+                                     "was missed")
+            self.times.append(get_sim_time("ns"))
+            self._event.set()
+
+    async def wait(self, n: int):
+        """Return once `n` images are done."""
+        while len(self.times) < n:
+            self._event.clear()
+            await self._event.wait()
+
+
 class ImageSender:
     """Sends images on the `img` stream through the bench wrapper's word streamer
     (hwgen.sim.runner.bench_wrapper): the whole image goes on `tb_img` and a toggle of
@@ -210,15 +240,6 @@ async def pulse_start(dut, samples: int):
         raise AssertionError("start while not idle")
     await FallingEdge(dut.clk)
     dut.start.value = 0
-
-
-async def wait_done(dut):
-    """Return once `done` has settled high (a combinational output may glitch)."""
-    while True:
-        await RisingEdge(dut.done)
-        await ReadOnly()
-        if dut.done.value:
-            return
 
 
 async def wait_idle(dut):
@@ -284,22 +305,34 @@ async def _network(dut, cfg):
     progress = cfg.get("progress")
     wall0, cpu0 = time.perf_counter(), time.process_time()
     done_chunk = 0
-    # With a prefix the top takes the next image while this one's samples run (layer 0's
-    # buffer is free then): the bench sends it as soon as `start` has been taken.
+    # With a prefix the top takes the next image, words and start, while this one's
+    # samples run (its prefix fills the other bank of the first MC layer's buffer): the
+    # bench sends it as soon as this image has started, and starts it as soon as the top
+    # is idle again. Without one, each image waits for the previous image's `done`.
     overlap = ir.mc_start > 0
-    for i in range(n_img):
-        if i == 0 or not overlap:
-            await wait_idle(dut)
-            sender.send(bits[i])
-        await sender.loaded()
-        t0 = get_sim_time("ns")
+    dones = DoneMonitor(dut)
+    dones.start()
+
+    async def launch(j):
+        sender.send(bits[j])
+        await with_timeout(sender.loaded(), timeout_ns, "ns")
+        t_start[j] = get_sim_time("ns")
         await pulse_start(dut, T)
-        n0 = len(mon.beats)
+
+    t_start = np.zeros(n_img)
+    await wait_idle(dut)
+    await launch(0)
+    for i in range(n_img):
         if overlap and i + 1 < n_img:
-            sender.send(bits[i + 1])
-        await with_timeout(wait_done(dut), timeout_ns, "ns")
-        cycles_image[i] = (get_sim_time("ns") - t0) / tp.clk_ns
-        beats = mon.beats[n0:]
+            await launch(i + 1)
+        await with_timeout(dones.wait(i + 1), timeout_ns, "ns")
+        # the cycles this image adds to the run: from its start, or, pipelined, from the
+        # previous image's done
+        t0 = t_start[i] if not overlap or i == 0 else dones.times[i - 1]
+        cycles_image[i] = (dones.times[i] - t0) / tp.clk_ns
+        if not overlap and i + 1 < n_img:
+            await launch(i + 1)
+        beats = mon.beats[i * T:(i + 1) * T]
         if [b[0] for b in beats] != list(range(T)):
             raise AssertionError(f"image {int(index[i])}: sample indices "
                                  f"{[b[0] for b in beats]}, expected 0..{T - 1}")
@@ -318,6 +351,8 @@ async def _network(dut, cfg):
             Path(progress).write_text(f"{i + 1}\n")
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     await Timer(4 * tp.clk_ns, "ns")
+    if len(mon.beats) != n_img * T:
+        raise AssertionError(f"{len(mon.beats)} out beats for {n_img} images x {T} samples")
     if pins is not None and pins.pending():
         raise AssertionError(f"{pins.pending()} write pulses after the last sample's draw")
     if pins is not None and not np.array_equal(pins.codes(), pins.array.codes):

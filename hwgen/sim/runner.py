@@ -82,6 +82,8 @@ def bench_wrapper(ports_json) -> str:
     a rising edge with `out__valid` and the design's `out__ready` high) and a count of
     beats, so that the monitor wakes once per beat. (Sampled at the falling edge instead,
     Verilator re-evaluates the payload's whole logic cone there: 1.2x slower.)
+    `tb_ndone` counts `done` pulses, so that none is missed while the bench waits on
+    something else (pipelined images: the next image is started under the samples).
 
     The `img` stream comes from a word streamer in the wrapper, in place of the `img`
     inputs: the bench puts a whole image on `tb_img` (its words, word k at bits
@@ -97,7 +99,7 @@ def bench_wrapper(ports_json) -> str:
     mtj = "mtj_reset" in width
     streamed = {"img__valid": "tb_img_left != 0", "img__payload": "tb_img_sh[IN_W - 1:0]"}
     extra = ["tb_img", "tb_img_go", "tb_img_busy"] + (["tb_mtj"] if mtj else []) + \
-        ["tb_out", "tb_nout"]
+        ["tb_out", "tb_nout", "tb_ndone"]
     ports = [n for n in names if n not in streamed and n != "clk"] + extra
     lines = [f"module {BENCH_TOP}({', '.join(ports)});",
              "  reg clk = 1'b0;", f"  always #{float(d['params']['clk_ns']) / 2:g} clk = ~clk;"]
@@ -138,7 +140,9 @@ def bench_wrapper(ports_json) -> str:
     lines += [f"  output reg [{ow - 1}:0] tb_out = {ow}'d0;",
               "  output reg [15:0] tb_nout = 16'd0;",
               "  always @(posedge clk) if (out__valid && out__ready_q) begin",
-              "    tb_out <= out__payload; tb_nout <= tb_nout + 16'd1;", "  end"]
+              "    tb_out <= out__payload; tb_nout <= tb_nout + 16'd1;", "  end",
+              "  output reg [15:0] tb_ndone = 16'd0;",
+              "  always @(posedge clk) if (done) tb_ndone <= tb_ndone + 16'd1;"]
     lines += [f"  {TOPLEVEL} dut({', '.join(conn)});", "endmodule", ""]
     return "\n".join(lines)
 

@@ -195,43 +195,82 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   wire \$19 ;
   wire \$2 ;
   wire \$20 ;
-  wire [16:0] \$21 ;
-  reg [6:0] \$22 ;
-  reg [15:0] \$23 ;
-  reg [15:0] \$24 ;
-  reg [1:0] \$25 ;
-  wire [1:0] \$26 ;
-  wire [1:0] \$27 ;
-  wire \$28 ;
-  wire \$29 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire [15:0] \$26 ;
+  wire [18:0] \$27 ;
+  wire [19:0] \$28 ;
+  wire [16:0] \$29 ;
   wire \$3 ;
-  wire [16:0] \$4 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire [15:0] \$42 ;
+  wire \$43 ;
+  reg [6:0] \$44 ;
+  reg [17:0] \$45 ;
+  reg [15:0] \$46 ;
+  reg \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire \$5 ;
+  reg [15:0] \$50 ;
+  reg \$51 ;
+  reg \$52 ;
+  reg [15:0] \$53 ;
+  reg \$54 ;
+  reg [15:0] \$55 ;
+  reg [15:0] \$56 ;
+  reg \$57 ;
+  wire [1:0] \$58 ;
+  wire [1:0] \$59 ;
   wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
+  reg \$signal  = 1'h0;
+  reg active = 1'h0;
   wire busy;
+  wire \busy$64 ;
   input clk;
   wire clk;
   output done;
   wire done;
   wire \done$58 ;
-  wire \done$62 ;
-  wire \done$65 ;
+  wire \done$74 ;
+  wire \done$77 ;
+  wire finish;
+  reg full0 = 1'h0;
+  reg full1 = 1'h0;
   wire go;
   wire \go$50 ;
   output idle;
   wire idle;
   input [31:0] img__payload;
   wire [31:0] img__payload;
-  wire [31:0] \img__payload$55 ;
+  wire [31:0] \img__payload$70 ;
   output img__ready;
   wire img__ready;
-  wire \img__ready$56 ;
+  wire \img__ready$66 ;
   input img__valid;
   wire img__valid;
-  wire \img__valid$54 ;
+  wire \img__valid$65 ;
+  reg in_flight = 1'h0;
   wire [2:0] keep;
   reg [6:0] \keep$46  = 7'h00;
   wire [3:0] \keep$47 ;
@@ -239,7 +278,6 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   wire keep__ready;
   wire keep__valid;
   wire launch;
-  wire loadable;
   wire more;
   wire [69:0] mtj__code;
   wire [6:0] mtj__reset;
@@ -281,16 +319,26 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   output out__valid;
   wire out__valid;
   wire \out__valid$36 ;
+  reg [17:0] owed = 18'h00000;
+  reg pf_run = 1'h0;
+  (* init = 1'h0 *)
+  wire rb;
+  reg rbank = 1'h0;
+  wire rng_go;
   input rst;
   wire rst;
   wire [15:0] sample;
-  reg [1:0] seq_state = 2'h0;
   input start;
   wire start;
-  wire \start$59 ;
-  wire \start$60 ;
-  wire \start$61 ;
+  wire \start$71 ;
+  wire \start$72 ;
+  wire \start$73 ;
   reg [15:0] started = 16'h0000;
+  reg [15:0] t_bank0 = 16'h0000;
+  reg [15:0] t_bank1 = 16'h0000;
+  reg [15:0] t_pf = 16'h0000;
+  (* init = 1'h0 *)
+  wire wbank;
   wire [5:0] wr__addr;
   wire [5:0] \wr__addr$17 ;
   wire [3:0] \wr__addr$22 ;
@@ -303,47 +351,88 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   wire \wr__en$21 ;
   wire [2:0] \wr__en$26 ;
   wire [3:0] \wr__en$32 ;
+  assign \$31  = \$signal  == 1'h0;
+  assign \$32  = \done$77  & \$31 ;
+  assign \$33  = rbank == 1'h0;
+  assign \$34  = done & \$33 ;
+  assign \$35  = \$signal  == 1'h1;
+  assign \$36  = \done$77  & \$35 ;
+  assign \$37  = rbank == 1'h1;
+  assign \$38  = done & \$37 ;
+  assign \$39  = ~ active;
+  assign \$40  = rbank ? full1 : full0;
+  assign \$41  = \$39  & \$40 ;
+  assign \$42  = rbank ? t_bank1 : t_bank0;
+  assign \$43  = ~ rbank;
+  always @(posedge clk)
+    \keep$46  <= \$44 ;
+  always @(posedge clk)
+    owed <= \$45 ;
+  always @(posedge clk)
+    started <= \$46 ;
+  always @(posedge clk)
+    in_flight <= \$47 ;
+  always @(posedge clk)
+    active <= \$48 ;
+  always @(posedge clk)
+    pf_run <= \$49 ;
+  always @(posedge clk)
+    t_pf <= \$50 ;
+  always @(posedge clk)
+    \$signal  <= \$51 ;
+  always @(posedge clk)
+    full0 <= \$52 ;
+  always @(posedge clk)
+    t_bank0 <= \$53 ;
+  always @(posedge clk)
+    full1 <= \$54 ;
+  always @(posedge clk)
+    t_bank1 <= \$55 ;
+  always @(posedge clk)
+    n_t <= \$56 ;
+  always @(posedge clk)
+    rbank <= \$57 ;
   assign more = started < n_t;
   assign \$1  = { 1'h0, started } - 17'h00001;
-  assign \$2  = | n_samples;
-  assign \$3  = launch & \$2 ;
-  assign \$4  = { 1'h0, started } + 17'h00001;
-  assign \$5  = \$4  < { 1'h0, n_t };
-  assign \$6  = keep__ready & \$5 ;
-  assign \go$50  = \$3  | \$6 ;
-  assign \$7  = ~ busy;
-  assign idle = \$15  & \$7 ;
+  assign \$2  = | owed;
+  assign \$3  = | n_samples;
+  assign \$4  = launch & \$3 ;
+  assign \$5  = \$2  | \$4 ;
+  assign \$6  = ~ busy;
+  assign \$7  = \$5  & \$6 ;
+  assign \$8  = ~ keep__valid;
+  assign \$9  = \$8  | keep__ready;
+  assign \go$50  = \$7  & \$9 ;
+  assign \$10  = active & more;
+  assign \$11  = \$10  & keep__valid;
+  assign \$12  = ~ in_flight;
+  assign \$13  = \$12  | \done$58 ;
+  assign keep__ready = \$11  & \$13 ;
+  assign \$14  = ~ more;
+  assign \$15  = active & \$14 ;
+  assign \$16  = ~ in_flight;
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = ~ out__valid;
+  assign done = \$17  & \$18 ;
+  assign \$19  = ~ pf_run;
+  assign \$20  = \$signal  ? full1 : full0;
+  assign \$21  = ~ \$20 ;
+  assign \$22  = \$19  & \$21 ;
+  assign \$23  = ~ \busy$64 ;
+  assign idle = \$22  & \$23 ;
+  assign \$24  = ~ pf_run;
+  assign \img__valid$65  = \$24  & img__valid;
+  assign \$25  = ~ pf_run;
+  assign img__ready = \$25  & \img__ready$66 ;
   assign launch = idle & start;
-  assign \$8  = \$17  | \$18 ;
-  assign loadable = \$15  | \$8 ;
-  assign \img__valid$54  = loadable & img__valid;
-  assign img__ready = loadable & \img__ready$56 ;
-  assign \$9  = more & keep__valid;
-  assign \$10  = \$18  & \done$58 ;
-  assign \$11  = \$17  | \$10 ;
-  assign keep__ready = \$9  & \$11 ;
-  assign \$12  = ~ more;
-  assign \$13  = \$17  & \$12 ;
-  assign \$14  = ~ out__valid;
-  assign done = \$13  & \$14 ;
-  assign \$15  = seq_state == 2'h0;
-  assign \$16  = seq_state == 2'h1;
-  assign \$17  = seq_state == 2'h2;
-  assign \$18  = seq_state == 2'h3;
-  assign \$19  = ~ keep__ready;
-  assign \$20  = \done$58  & \$19 ;
-  assign \$21  = { 1'h0, started } + 17'h00001;
-  always @(posedge clk)
-    \keep$46  <= \$22 ;
-  always @(posedge clk)
-    n_t <= \$23 ;
-  always @(posedge clk)
-    started <= \$24 ;
-  always @(posedge clk)
-    seq_state <= \$25 ;
+  assign \$26  = launch ? n_samples : 16'h0000;
+  assign \$27  = { 1'h0, owed } + { 3'h0, \$26  };
+  assign \$28  = { 1'h0, \$27  } - { 19'h00000, \go$50  };
+  assign \$29  = { 1'h0, started } + 17'h00001;
+  assign \$30  = ~ \$signal ;
   \hwgen_top.layer0  layer0 (
     .clk(clk),
-    .done(\done$65 ),
+    .done(\done$77 ),
     .next__addr(\wr__addr$22 ),
     .next__data(\wr__data$24 ),
     .next__en(\wr__en$26 ),
@@ -355,16 +444,18 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   );
   \hwgen_top.layer1  layer1 (
     .clk(clk),
-    .done(\start$61 ),
+    .done(\start$73 ),
     .keep(\keep$46 [2:0]),
     .next__addr(\wr__addr$28 ),
     .next__en(\wr__en$32 ),
-    .\port$838$0 (\$26 ),
-    .\port$842$2 (\$27 ),
+    .\port$902$0 (\$58 ),
+    .\port$906$2 (\$59 ),
+    .rbank(rbank),
     .rst(rst),
     .start(keep__ready),
-    .wport__addr(\wr__addr$22 ),
+    .wbank(\$signal ),
     .wport__data(\wr__data$24 ),
+    .wr__addr(\wr__addr$22 ),
     .wr__en(\wr__en$26 )
   );
   \hwgen_top.layer2  layer2 (
@@ -374,30 +465,31 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
     .out__payload(out__payload),
     .out__ready(out__ready),
     .out__valid(out__valid),
-    .\port$838$0 (\$26 ),
-    .\port$842$2 (\$27 ),
+    .\port$902$0 (\$58 ),
+    .\port$906$2 (\$59 ),
     .rst(rst),
     .sample(\$1 [15:0]),
-    .start(\start$61 ),
+    .start(\start$73 ),
     .wport__addr(\wr__addr$28 ),
     .wr__en(\wr__en$32 )
   );
   \hwgen_top.loader  loader (
-    .busy(busy),
+    .busy(\busy$64 ),
     .clk(clk),
     .img__payload(img__payload),
-    .img__ready(\img__ready$56 ),
-    .img__valid(\img__valid$54 ),
+    .img__ready(\img__ready$66 ),
+    .img__valid(\img__valid$65 ),
     .rst(rst),
     .wr__addr(wr__addr),
     .wr__data(wr__data),
     .wr__en(wr__en)
   );
   \hwgen_top.rng  rng (
+    .busy(busy),
     .clk(clk),
     .go(\go$50 ),
-    .in_reset(\$28 ),
-    .in_write(\$29 ),
+    .in_reset(\$60 ),
+    .in_write(\$61 ),
     .keep__payload(keep__payload),
     .keep__ready(keep__ready),
     .keep__valid(keep__valid),
@@ -406,75 +498,154 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$22  = \keep$46 ;
+    \$44  = \keep$46 ;
     if (keep__ready) begin
-      \$22  = keep__payload;
+      \$44  = keep__payload;
     end
     if (rst) begin
-      \$22  = 7'h00;
+      \$44  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$23  = n_t;
-    casez (seq_state)
-      2'h0:
-          if (launch) begin
-            \$23  = n_samples;
-          end
-      default:
-          /* empty */;
-    endcase
+    \$45  = \$28 [17:0];
     if (rst) begin
-      \$23  = 16'h0000;
+      \$45  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$24  = started;
-    casez (seq_state)
-      2'h0:
-          if (launch) begin
-            \$24  = 16'h0000;
-          end
-      default:
-          /* empty */;
-    endcase
+    \$46  = started;
     if (keep__ready) begin
-      \$24  = \$21 [15:0];
+      \$46  = \$29 [15:0];
+    end
+    if (\$41 ) begin
+      \$46  = 16'h0000;
     end
     if (rst) begin
-      \$24  = 16'h0000;
+      \$46  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$25  = seq_state;
-    (* full_case = 32'd1 *)
-    casez (seq_state)
-      2'h0:
-          if (launch) begin
-            \$25  = 2'h1;
-          end
-      2'h1:
-          if (\done$65 ) begin
-            \$25  = 2'h2;
-          end
-      2'h2:
-          if (keep__ready) begin
-            \$25  = 2'h3;
-          end else if (done) begin
-            \$25  = 2'h0;
-          end
-      2'h3:
-          if (\$20 ) begin
-            \$25  = 2'h2;
-          end
-      default:
-          /* empty */;
-    endcase
+    \$47  = in_flight;
+    if (keep__ready) begin
+      \$47  = 1'h1;
+    end else if (\done$58 ) begin
+      \$47  = 1'h0;
+    end
     if (rst) begin
-      \$25  = 2'h0;
+      \$47  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$48  = active;
+    if (done) begin
+      \$48  = 1'h0;
+    end
+    if (\$41 ) begin
+      \$48  = 1'h1;
+    end
+    if (rst) begin
+      \$48  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$49  = pf_run;
+    if (launch) begin
+      \$49  = 1'h1;
+    end
+    if (\done$77 ) begin
+      \$49  = 1'h0;
+    end
+    if (rst) begin
+      \$49  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$50  = t_pf;
+    if (launch) begin
+      \$50  = n_samples;
+    end
+    if (rst) begin
+      \$50  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$51  = \$signal ;
+    if (\done$77 ) begin
+      \$51  = \$30 ;
+    end
+    if (rst) begin
+      \$51  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$52  = full0;
+    if (\$32 ) begin
+      \$52  = 1'h1;
+    end else if (\$34 ) begin
+      \$52  = 1'h0;
+    end
+    if (rst) begin
+      \$52  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$53  = t_bank0;
+    if (\$32 ) begin
+      \$53  = t_pf;
+    end
+    if (rst) begin
+      \$53  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$54  = full1;
+    if (\$36 ) begin
+      \$54  = 1'h1;
+    end else if (\$38 ) begin
+      \$54  = 1'h0;
+    end
+    if (rst) begin
+      \$54  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$55  = t_bank1;
+    if (\$36 ) begin
+      \$55  = t_pf;
+    end
+    if (rst) begin
+      \$55  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$56  = n_t;
+    if (\$41 ) begin
+      \$56  = \$42 ;
+    end
+    if (rst) begin
+      \$56  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$57  = rbank;
+    if (done) begin
+      \$57  = \$43 ;
+    end
+    if (rst) begin
+      \$57  = 1'h0;
     end
   end
   assign \wr__addr$17  = wr__addr;
@@ -484,26 +655,30 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   assign next__data = \wr__data$24 ;
   assign next__en = \wr__en$26 ;
   assign \next__addr$29  = \wr__addr$28 ;
-  assign \wr__data$30  = { \$26 , \$27  };
-  assign \next__data$31  = { \$26 , \$27  };
+  assign \wr__data$30  = { \$58 , \$59  };
+  assign \next__data$31  = { \$58 , \$59  };
   assign \next__en$33  = \wr__en$32 ;
   assign \out__payload$34  = out__payload;
   assign \out__ready$35  = out__ready;
   assign \out__valid$36  = out__valid;
   assign sample = \$1 [15:0];
-  assign mtj__reset = { \$28 , \$28 , \$28 , \$28 , \$28 , \$28 , \$28  };
-  assign mtj__write = { \$29 , \$29 , \$29 , \$29 , \$29 , \$29 , \$29  };
+  assign mtj__reset = { \$60 , \$60 , \$60 , \$60 , \$60 , \$60 , \$60  };
+  assign mtj__write = { \$61 , \$61 , \$61 , \$61 , \$61 , \$61 , \$61  };
   assign mtj__sense = mtj_sense;
   assign mtj__code = 70'h24d9364d9364d9364d;
   assign keep = \keep$46 [2:0];
   assign \keep$47  = \keep$46 [6:3];
   assign go = keep__ready;
-  assign \img__payload$55  = img__payload;
-  assign \start$59  = launch;
-  assign \start$60  = keep__ready;
-  assign \done$62  = \start$61 ;
-  assign mtj_reset = { \$28 , \$28 , \$28 , \$28 , \$28 , \$28 , \$28  };
-  assign mtj_write = { \$29 , \$29 , \$29 , \$29 , \$29 , \$29 , \$29  };
+  assign rng_go = \go$50 ;
+  assign finish = done;
+  assign wbank = \$signal ;
+  assign rb = rbank;
+  assign \img__payload$70  = img__payload;
+  assign \start$71  = launch;
+  assign \start$72  = keep__ready;
+  assign \done$74  = \start$73 ;
+  assign mtj_reset = { \$60 , \$60 , \$60 , \$60 , \$60 , \$60 , \$60  };
+  assign mtj_write = { \$61 , \$61 , \$61 , \$61 , \$61 , \$61 , \$61  };
   assign mtj_code = 70'h24d9364d9364d9364d;
   assign \out__payload.sample  = out__payload[15:0];
   assign \out__payload.acc  = out__payload[36:16];
@@ -727,8 +902,8 @@ module \hwgen_top.layer0 (rst, start, wport__en, next__data, next__en, done, wpo
   );
   \hwgen_top.layer0.tiles  tiles (
     .clk(clk),
-    .\port$728$0 (\$1 ),
-    .\port$732$0 (\$2 ),
+    .\port$792$0 (\$1 ),
+    .\port$796$0 (\$2 ),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst),
@@ -738,17 +913,17 @@ module \hwgen_top.layer0 (rst, start, wport__en, next__data, next__en, done, wpo
   \hwgen_top.layer0.walker  walker (
     .clk(clk),
     .fetch(rp__en),
-    .\port$728$0 (\$1 ),
-    .\port$732$0 (\$2 ),
-    .\port$75$0 (rp__data),
-    .\port$76$0 (\rp__data$28 ),
-    .\port$77$0 (\rp__data$29 ),
-    .\port$78$0 (\rp__data$30 ),
-    .\port$79$0 (\rp__data$31 ),
-    .\port$80$0 (\rp__data$32 ),
-    .\port$81$0 (\rp__data$33 ),
-    .\port$82$0 (\rp__data$34 ),
-    .\port$83$0 (\rp__data$35 ),
+    .\port$100$0 (\rp__data$28 ),
+    .\port$101$0 (\rp__data$29 ),
+    .\port$102$0 (\rp__data$30 ),
+    .\port$103$0 (\rp__data$31 ),
+    .\port$104$0 (\rp__data$32 ),
+    .\port$105$0 (\rp__data$33 ),
+    .\port$106$0 (\rp__data$34 ),
+    .\port$107$0 (\rp__data$35 ),
+    .\port$792$0 (\$1 ),
+    .\port$796$0 (\$2 ),
+    .\port$99$0 (rp__data),
     .rd__addr(rd__addr),
     .req__ready(req__ready),
     .req__valid(req__valid),
@@ -912,7 +1087,7 @@ module \hwgen_top.layer0.sink (rst, pooled, next__en, done, sums__payload, got, 
   assign bits_c0[0] = \$3 ;
 endmodule
 
-module \hwgen_top.layer0.tiles (rst, req__ready, \port$728$0 , \port$732$0 , req__valid, sums__payload, sums__valid, clk);
+module \hwgen_top.layer0.tiles (rst, req__ready, \port$792$0 , \port$796$0 , req__valid, sums__payload, sums__valid, clk);
   wire [18:0] beat__payload;
   wire [9:0] \beat__payload.acc ;
   wire [4:0] \beat__payload.acc[0] ;
@@ -924,10 +1099,10 @@ module \hwgen_top.layer0.tiles (rst, req__ready, \port$728$0 , \port$732$0 , req
   wire beat__valid;
   input clk;
   wire clk;
-  input [17:0] \port$728$0 ;
-  wire [17:0] \port$728$0 ;
-  input [6:0] \port$732$0 ;
-  wire [6:0] \port$732$0 ;
+  input [17:0] \port$792$0 ;
+  wire [17:0] \port$792$0 ;
+  input [6:0] \port$796$0 ;
+  wire [6:0] \port$796$0 ;
   wire [24:0] req__payload;
   wire [24:0] \req__payload$3 ;
   wire [8:0] \req__payload$3.g ;
@@ -967,7 +1142,7 @@ module \hwgen_top.layer0.tiles (rst, req__ready, \port$728$0 , \port$732$0 , req
     .rst(rst)
   );
   assign \req__valid$1  = req__valid;
-  assign \req__payload$3  = { \port$732$0 , \port$728$0  };
+  assign \req__payload$3  = { \port$796$0 , \port$792$0  };
   assign beat__ready = 1'h1;
   assign sums__ready = 1'h1;
   assign \req__ready$7  = req__ready;
@@ -977,9 +1152,9 @@ module \hwgen_top.layer0.tiles (rst, req__ready, \port$728$0 , \port$732$0 , req
   assign \req__payload.x  = req__payload[8:0];
   assign \req__payload.g  = req__payload[17:9];
   assign \req__payload.tag  = req__payload[24:18];
-  assign \req__payload$3.x  = \port$728$0 [8:0];
-  assign \req__payload$3.g  = \port$728$0 [17:9];
-  assign \req__payload$3.tag  = \port$732$0 ;
+  assign \req__payload$3.x  = \port$792$0 [8:0];
+  assign \req__payload$3.g  = \port$792$0 [17:9];
+  assign \req__payload$3.tag  = \port$796$0 ;
   assign \sums__payload.acc  = sums__payload[9:0];
   assign \sums__payload.acc[0]  = sums__payload[4:0];
   assign \sums__payload.acc[1]  = sums__payload[9:5];
@@ -997,9 +1172,9 @@ module \hwgen_top.layer0.tiles (rst, req__ready, \port$728$0 , \port$732$0 , req
   assign sums__payload[18:12] = beat__payload[18:12];
   assign sums__payload[11] = beat__payload[11];
   assign sums__payload[10] = beat__payload[10];
-  assign req__payload[24:18] = \port$732$0 ;
-  assign req__payload[17:9] = \port$728$0 [17:9];
-  assign req__payload[8:0] = \port$728$0 [8:0];
+  assign req__payload[24:18] = \port$796$0 ;
+  assign req__payload[17:9] = \port$792$0 [17:9];
+  assign req__payload[8:0] = \port$792$0 [8:0];
 endmodule
 
 module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__payload, beat__payload, beat__valid, clk);
@@ -1280,7 +1455,7 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
   assign beat__payload[10] = \$signal$17 ;
 endmodule
 
-module \hwgen_top.layer0.walker (rst, start, \port$75$0 , \port$76$0 , \port$77$0 , \port$78$0 , \port$79$0 , \port$80$0 , \port$81$0 , \port$82$0 , \port$83$0 , fetch, req__ready, rd__addr, \port$728$0 , \port$732$0 , req__valid, clk);
+module \hwgen_top.layer0.walker (rst, start, \port$99$0 , \port$100$0 , \port$101$0 , \port$102$0 , \port$103$0 , \port$104$0 , \port$105$0 , \port$106$0 , \port$107$0 , fetch, req__ready, rd__addr, \port$792$0 , \port$796$0 , req__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
@@ -1425,29 +1600,29 @@ module \hwgen_top.layer0.walker (rst, start, \port$75$0 , \port$76$0 , \port$77$
   wire ok_2_1;
   wire ok_2_2;
   reg [8:0] pad = 9'h000;
-  output [17:0] \port$728$0 ;
-  wire [17:0] \port$728$0 ;
+  input \port$100$0 ;
+  wire \port$100$0 ;
+  input \port$101$0 ;
+  wire \port$101$0 ;
+  input \port$102$0 ;
+  wire \port$102$0 ;
+  input \port$103$0 ;
+  wire \port$103$0 ;
+  input \port$104$0 ;
+  wire \port$104$0 ;
+  input \port$105$0 ;
+  wire \port$105$0 ;
+  input \port$106$0 ;
+  wire \port$106$0 ;
+  input \port$107$0 ;
+  wire \port$107$0 ;
+  output [17:0] \port$792$0 ;
+  wire [17:0] \port$792$0 ;
   (* init = 7'h00 *)
-  output [6:0] \port$732$0 ;
-  wire [6:0] \port$732$0 ;
-  input \port$75$0 ;
-  wire \port$75$0 ;
-  input \port$76$0 ;
-  wire \port$76$0 ;
-  input \port$77$0 ;
-  wire \port$77$0 ;
-  input \port$78$0 ;
-  wire \port$78$0 ;
-  input \port$79$0 ;
-  wire \port$79$0 ;
-  input \port$80$0 ;
-  wire \port$80$0 ;
-  input \port$81$0 ;
-  wire \port$81$0 ;
-  input \port$82$0 ;
-  wire \port$82$0 ;
-  input \port$83$0 ;
-  wire \port$83$0 ;
+  output [6:0] \port$796$0 ;
+  wire [6:0] \port$796$0 ;
+  input \port$99$0 ;
+  wire \port$99$0 ;
   reg [1:0] px = 2'h0;
   reg [1:0] py = 2'h0;
   output [53:0] rd__addr;
@@ -1705,14 +1880,14 @@ module \hwgen_top.layer0.walker (rst, start, \port$75$0 , \port$76$0 , \port$77$
   assign ok_1_1 = 1'h1;
   assign rd__en = fetch;
   assign req__payload = { \$119 , \$117  };
-  assign rd__data = { \port$83$0 , \port$82$0 , \port$81$0 , \port$80$0 , \port$79$0 , \port$78$0 , \port$77$0 , \port$76$0 , \port$75$0  };
-  assign \port$728$0  = \$117 ;
-  assign \port$732$0  = \$119 ;
+  assign rd__data = { \port$107$0 , \port$106$0 , \port$105$0 , \port$104$0 , \port$103$0 , \port$102$0 , \port$101$0 , \port$100$0 , \port$99$0  };
+  assign \port$792$0  = \$117 ;
+  assign \port$796$0  = \$119 ;
   assign \req__payload.x  = \$117 [8:0];
   assign \req__payload.g  = \$117 [17:9];
   assign \req__payload.tag  = \$119 ;
   assign \$117 [17:9] = { pad[8:5], 1'h1, pad[3:0] };
-  assign \$117 [8:0] = { \port$83$0 , \port$82$0 , \port$81$0 , \port$80$0 , \port$79$0 , \port$78$0 , \port$77$0 , \port$76$0 , \port$75$0  };
+  assign \$117 [8:0] = { \port$107$0 , \port$106$0 , \port$105$0 , \port$104$0 , \port$103$0 , \port$102$0 , \port$101$0 , \port$100$0 , \port$99$0  };
   assign rd__addr[53:48] = \$67 ;
   assign rd__addr[47:42] = \$58 ;
   assign rd__addr[41:36] = \$53 ;
@@ -1724,66 +1899,77 @@ module \hwgen_top.layer0.walker (rst, start, \port$75$0 , \port$76$0 , \port$77$
   assign rd__addr[5:0] = \$18 ;
 endmodule
 
-module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep, wport__addr, next__addr, \port$838$0 , \port$842$2 , clk);
-  wire [53:0] \$1 ;
-  wire [6:0] \$2 ;
-  wire [1:0] \$3 ;
-  wire [1:0] \$4 ;
+module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep, wbank, rbank, wr__addr, next__addr, \port$902$0 , \port$906$2 , clk);
+  wire [4:0] \$1 ;
+  wire [4:0] \$10 ;
+  wire [53:0] \$11 ;
+  wire [6:0] \$12 ;
+  wire [1:0] \$13 ;
+  wire [1:0] \$14 ;
+  wire [4:0] \$2 ;
+  wire [4:0] \$3 ;
+  wire [4:0] \$4 ;
+  wire [4:0] \$5 ;
+  wire [4:0] \$6 ;
+  wire [4:0] \$7 ;
+  wire [4:0] \$8 ;
+  wire [4:0] \$9 ;
   input clk;
   wire clk;
   output done;
   wire done;
-  wire \done$53 ;
+  wire \done$55 ;
   input [2:0] keep;
   wire [2:0] keep;
-  wire [2:0] \keep$39 ;
+  wire [2:0] \keep$41 ;
   output [3:0] next__addr;
   wire [3:0] next__addr;
-  wire [3:0] \next__addr$55 ;
+  wire [3:0] \next__addr$57 ;
   wire [3:0] next__data;
-  wire [3:0] \next__data$57 ;
+  wire [3:0] \next__data$59 ;
   output [3:0] next__en;
   wire [3:0] next__en;
-  wire [3:0] \next__en$59 ;
-  output [1:0] \port$838$0 ;
-  wire [1:0] \port$838$0 ;
-  output [1:0] \port$842$2 ;
-  wire [1:0] \port$842$2 ;
+  wire [3:0] \next__en$61 ;
+  output [1:0] \port$902$0 ;
+  wire [1:0] \port$902$0 ;
+  output [1:0] \port$906$2 ;
+  wire [1:0] \port$906$2 ;
+  input rbank;
+  wire rbank;
   wire [35:0] rd__addr;
   wire [26:0] rd__data;
   wire rd__en;
   wire [60:0] req__payload;
-  wire [60:0] \req__payload$41 ;
-  wire [26:0] \req__payload$41.g ;
-  wire [6:0] \req__payload$41.tag ;
-  wire [26:0] \req__payload$41.x ;
+  wire [60:0] \req__payload$43 ;
+  wire [26:0] \req__payload$43.g ;
+  wire [6:0] \req__payload$43.tag ;
+  wire [26:0] \req__payload$43.x ;
   wire [26:0] \req__payload.g ;
   wire [6:0] \req__payload.tag ;
   wire [26:0] \req__payload.x ;
   wire req__ready;
-  wire \req__ready$43 ;
+  wire \req__ready$45 ;
   wire req__valid;
-  wire \req__valid$45 ;
-  wire [3:0] rp__addr;
-  wire [3:0] \rp__addr$10 ;
-  wire [3:0] \rp__addr$12 ;
-  wire [3:0] \rp__addr$14 ;
-  wire [3:0] \rp__addr$16 ;
-  wire [3:0] \rp__addr$18 ;
-  wire [3:0] \rp__addr$20 ;
-  wire [3:0] \rp__addr$22 ;
-  wire [3:0] \rp__addr$24 ;
+  wire \req__valid$47 ;
+  wire [4:0] rp__addr;
+  wire [4:0] \rp__addr$12 ;
+  wire [4:0] \rp__addr$14 ;
+  wire [4:0] \rp__addr$16 ;
+  wire [4:0] \rp__addr$18 ;
+  wire [4:0] \rp__addr$20 ;
+  wire [4:0] \rp__addr$22 ;
+  wire [4:0] \rp__addr$24 ;
+  wire [4:0] \rp__addr$26 ;
   wire [2:0] rp__data;
-  wire [2:0] \rp__data$28 ;
-  wire [2:0] \rp__data$29 ;
   wire [2:0] \rp__data$30 ;
   wire [2:0] \rp__data$31 ;
   wire [2:0] \rp__data$32 ;
   wire [2:0] \rp__data$33 ;
   wire [2:0] \rp__data$34 ;
   wire [2:0] \rp__data$35 ;
+  wire [2:0] \rp__data$36 ;
+  wire [2:0] \rp__data$37 ;
   wire rp__en;
-  wire \rp__en$11 ;
   wire \rp__en$13 ;
   wire \rp__en$15 ;
   wire \rp__en$17 ;
@@ -1791,19 +1977,20 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep,
   wire \rp__en$21 ;
   wire \rp__en$23 ;
   wire \rp__en$25 ;
+  wire \rp__en$27 ;
   input rst;
   wire rst;
   input start;
   wire start;
-  wire \start$37 ;
+  wire \start$39 ;
   wire [20:0] sums__payload;
-  wire [20:0] \sums__payload$47 ;
-  wire [11:0] \sums__payload$47.acc ;
-  wire [5:0] \sums__payload$47.acc[0] ;
-  wire [5:0] \sums__payload$47.acc[1] ;
-  wire \sums__payload$47.index ;
-  wire \sums__payload$47.last ;
-  wire [6:0] \sums__payload$47.tag ;
+  wire [20:0] \sums__payload$49 ;
+  wire [11:0] \sums__payload$49.acc ;
+  wire [5:0] \sums__payload$49.acc[0] ;
+  wire [5:0] \sums__payload$49.acc[1] ;
+  wire \sums__payload$49.index ;
+  wire \sums__payload$49.last ;
+  wire [6:0] \sums__payload$49.tag ;
   wire [11:0] \sums__payload.acc ;
   wire [5:0] \sums__payload.acc[0] ;
   wire [5:0] \sums__payload.acc[1] ;
@@ -1811,19 +1998,21 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep,
   wire \sums__payload.last ;
   wire [6:0] \sums__payload.tag ;
   wire sums__ready;
-  wire \sums__ready$49 ;
+  wire \sums__ready$51 ;
   wire sums__valid;
-  wire \sums__valid$51 ;
-  input [3:0] wport__addr;
-  wire [3:0] wport__addr;
+  wire \sums__valid$53 ;
+  input wbank;
+  wire wbank;
+  wire [4:0] wport__addr;
   input [2:0] wport__data;
   wire [2:0] wport__data;
   wire wport__en;
+  input [3:0] wr__addr;
   wire [3:0] wr__addr;
   wire [2:0] wr__data;
   input [2:0] wr__en;
   wire [2:0] wr__en;
-  reg [2:0] act [8:0];
+  reg [2:0] act [17:0];
   initial begin
     act[0] = 3'h0;
     act[1] = 3'h0;
@@ -1834,6 +2023,15 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep,
     act[6] = 3'h0;
     act[7] = 3'h0;
     act[8] = 3'h0;
+    act[9] = 3'h0;
+    act[10] = 3'h0;
+    act[11] = 3'h0;
+    act[12] = 3'h0;
+    act[13] = 3'h0;
+    act[14] = 3'h0;
+    act[15] = 3'h0;
+    act[16] = 3'h0;
+    act[17] = 3'h0;
   end
   always @(posedge clk) begin
     if (wport__en)
@@ -1850,75 +2048,95 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep,
   reg [2:0] _8_;
   always @(posedge clk) begin
     if (rp__en) begin
-      _0_ <= act[rd__addr[3:0]];
-      if (wport__en && rd__addr[3:0] == wport__addr)
+      _0_ <= act[rp__addr];
+      if (wport__en && rp__addr == wport__addr)
         _0_ <= wport__data;
     end
     if (rp__en) begin
-      _1_ <= act[rd__addr[7:4]];
-      if (wport__en && rd__addr[7:4] == wport__addr)
+      _1_ <= act[\rp__addr$12 ];
+      if (wport__en && \rp__addr$12  == wport__addr)
         _1_ <= wport__data;
     end
     if (rp__en) begin
-      _2_ <= act[rd__addr[11:8]];
-      if (wport__en && rd__addr[11:8] == wport__addr)
+      _2_ <= act[\rp__addr$14 ];
+      if (wport__en && \rp__addr$14  == wport__addr)
         _2_ <= wport__data;
     end
     if (rp__en) begin
-      _3_ <= act[rd__addr[15:12]];
-      if (wport__en && rd__addr[15:12] == wport__addr)
+      _3_ <= act[\rp__addr$16 ];
+      if (wport__en && \rp__addr$16  == wport__addr)
         _3_ <= wport__data;
     end
     if (rp__en) begin
-      _4_ <= act[rd__addr[19:16]];
-      if (wport__en && rd__addr[19:16] == wport__addr)
+      _4_ <= act[\rp__addr$18 ];
+      if (wport__en && \rp__addr$18  == wport__addr)
         _4_ <= wport__data;
     end
     if (rp__en) begin
-      _5_ <= act[rd__addr[23:20]];
-      if (wport__en && rd__addr[23:20] == wport__addr)
+      _5_ <= act[\rp__addr$20 ];
+      if (wport__en && \rp__addr$20  == wport__addr)
         _5_ <= wport__data;
     end
     if (rp__en) begin
-      _6_ <= act[rd__addr[27:24]];
-      if (wport__en && rd__addr[27:24] == wport__addr)
+      _6_ <= act[\rp__addr$22 ];
+      if (wport__en && \rp__addr$22  == wport__addr)
         _6_ <= wport__data;
     end
     if (rp__en) begin
-      _7_ <= act[rd__addr[31:28]];
-      if (wport__en && rd__addr[31:28] == wport__addr)
+      _7_ <= act[\rp__addr$24 ];
+      if (wport__en && \rp__addr$24  == wport__addr)
         _7_ <= wport__data;
     end
     if (rp__en) begin
-      _8_ <= act[rd__addr[35:32]];
-      if (wport__en && rd__addr[35:32] == wport__addr)
+      _8_ <= act[\rp__addr$26 ];
+      if (wport__en && \rp__addr$26  == wport__addr)
         _8_ <= wport__data;
     end
   end
   assign rp__data = _0_;
-  assign \rp__data$28  = _1_;
-  assign \rp__data$29  = _2_;
-  assign \rp__data$30  = _3_;
-  assign \rp__data$31  = _4_;
-  assign \rp__data$32  = _5_;
-  assign \rp__data$33  = _6_;
-  assign \rp__data$34  = _7_;
-  assign \rp__data$35  = _8_;
+  assign \rp__data$30  = _1_;
+  assign \rp__data$31  = _2_;
+  assign \rp__data$32  = _3_;
+  assign \rp__data$33  = _4_;
+  assign \rp__data$34  = _5_;
+  assign \rp__data$35  = _6_;
+  assign \rp__data$36  = _7_;
+  assign \rp__data$37  = _8_;
+  assign \$1  = { 1'h0, wr__addr } + 5'h09;
+  assign wport__addr = wbank ? \$1  : { 1'h0, wr__addr };
   assign wport__en = | wr__en;
+  assign \$2  = { 1'h0, rd__addr[3:0] } + 5'h09;
+  assign rp__addr = rbank ? \$2  : { 1'h0, rd__addr[3:0] };
+  assign \$3  = { 1'h0, rd__addr[7:4] } + 5'h09;
+  assign \rp__addr$12  = rbank ? \$3  : { 1'h0, rd__addr[7:4] };
+  assign \$4  = { 1'h0, rd__addr[11:8] } + 5'h09;
+  assign \rp__addr$14  = rbank ? \$4  : { 1'h0, rd__addr[11:8] };
+  assign \$5  = { 1'h0, rd__addr[15:12] } + 5'h09;
+  assign \rp__addr$16  = rbank ? \$5  : { 1'h0, rd__addr[15:12] };
+  assign \$6  = { 1'h0, rd__addr[19:16] } + 5'h09;
+  assign \rp__addr$18  = rbank ? \$6  : { 1'h0, rd__addr[19:16] };
+  assign \$7  = { 1'h0, rd__addr[23:20] } + 5'h09;
+  assign \rp__addr$20  = rbank ? \$7  : { 1'h0, rd__addr[23:20] };
+  assign \$8  = { 1'h0, rd__addr[27:24] } + 5'h09;
+  assign \rp__addr$22  = rbank ? \$8  : { 1'h0, rd__addr[27:24] };
+  assign \$9  = { 1'h0, rd__addr[31:28] } + 5'h09;
+  assign \rp__addr$24  = rbank ? \$9  : { 1'h0, rd__addr[31:28] };
+  assign \$10  = { 1'h0, rd__addr[35:32] } + 5'h09;
+  assign \rp__addr$26  = rbank ? \$10  : { 1'h0, rd__addr[35:32] };
   \hwgen_top.layer1.sink  sink (
-    .bits_c0(\$3 ),
+    .bits_c0(\$13 ),
     .clk(clk),
     .done(done),
     .got(sums__valid),
     .next__en(next__en),
-    .\port$842$2 (\$4 ),
+    .\port$906$2 (\$14 ),
     .rst(rst),
     .sums__payload(sums__payload)
   );
   \hwgen_top.layer1.tiles  tiles (
     .clk(clk),
-    .\port$778$0 (\$1 ),
-    .\port$782$0 (\$2 ),
+    .\port$842$0 (\$11 ),
+    .\port$846$0 (\$12 ),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst),
@@ -1929,83 +2147,73 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep,
     .clk(clk),
     .fetch(rp__en),
     .keep(keep),
-    .\port$279$0 (rp__data),
-    .\port$280$0 (\rp__data$28 ),
-    .\port$281$0 (\rp__data$29 ),
-    .\port$282$0 (\rp__data$30 ),
-    .\port$283$0 (\rp__data$31 ),
-    .\port$284$0 (\rp__data$32 ),
-    .\port$285$0 (\rp__data$33 ),
-    .\port$286$0 (\rp__data$34 ),
-    .\port$287$0 (\rp__data$35 ),
-    .\port$778$0 (\$1 ),
-    .\port$782$0 (\$2 ),
+    .\port$323$0 (rp__data),
+    .\port$324$0 (\rp__data$30 ),
+    .\port$325$0 (\rp__data$31 ),
+    .\port$326$0 (\rp__data$32 ),
+    .\port$327$0 (\rp__data$33 ),
+    .\port$328$0 (\rp__data$34 ),
+    .\port$329$0 (\rp__data$35 ),
+    .\port$330$0 (\rp__data$36 ),
+    .\port$331$0 (\rp__data$37 ),
+    .\port$842$0 (\$11 ),
+    .\port$846$0 (\$12 ),
     .rd__addr(rd__addr),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst),
     .start(start)
   );
-  assign wr__addr = wport__addr;
   assign wr__data = wport__data;
-  assign rp__addr = rd__addr[3:0];
   assign rd__en = rp__en;
-  assign \rp__addr$10  = rd__addr[7:4];
-  assign \rp__en$11  = rp__en;
-  assign \rp__addr$12  = rd__addr[11:8];
   assign \rp__en$13  = rp__en;
-  assign \rp__addr$14  = rd__addr[15:12];
   assign \rp__en$15  = rp__en;
-  assign \rp__addr$16  = rd__addr[19:16];
   assign \rp__en$17  = rp__en;
-  assign \rp__addr$18  = rd__addr[23:20];
   assign \rp__en$19  = rp__en;
-  assign \rp__addr$20  = rd__addr[27:24];
   assign \rp__en$21  = rp__en;
-  assign \rp__addr$22  = rd__addr[31:28];
   assign \rp__en$23  = rp__en;
-  assign \rp__addr$24  = rd__addr[35:32];
   assign \rp__en$25  = rp__en;
-  assign rd__data = { \rp__data$35 , \rp__data$34 , \rp__data$33 , \rp__data$32 , \rp__data$31 , \rp__data$30 , \rp__data$29 , \rp__data$28 , rp__data };
-  assign \start$37  = start;
-  assign \keep$39  = keep;
-  assign req__payload = { \$2 , \$1  };
-  assign \req__payload$41  = { \$2 , \$1  };
-  assign \req__ready$43  = req__ready;
-  assign \req__valid$45  = req__valid;
-  assign \sums__payload$47  = sums__payload;
+  assign \rp__en$27  = rp__en;
+  assign rd__data = { \rp__data$37 , \rp__data$36 , \rp__data$35 , \rp__data$34 , \rp__data$33 , \rp__data$32 , \rp__data$31 , \rp__data$30 , rp__data };
+  assign \start$39  = start;
+  assign \keep$41  = keep;
+  assign req__payload = { \$12 , \$11  };
+  assign \req__payload$43  = { \$12 , \$11  };
+  assign \req__ready$45  = req__ready;
+  assign \req__valid$47  = req__valid;
+  assign \sums__payload$49  = sums__payload;
   assign sums__ready = 1'h1;
-  assign \sums__ready$49  = 1'h1;
-  assign \sums__valid$51  = sums__valid;
-  assign \done$53  = done;
-  assign \next__addr$55  = sums__payload[20:17];
-  assign next__data = { \$3 , \$4  };
-  assign \next__data$57  = { \$3 , \$4  };
-  assign \next__en$59  = next__en;
+  assign \sums__ready$51  = 1'h1;
+  assign \sums__valid$53  = sums__valid;
+  assign \done$55  = done;
+  assign \next__addr$57  = sums__payload[20:17];
+  assign next__data = { \$13 , \$14  };
+  assign \next__data$59  = { \$13 , \$14  };
+  assign \next__en$61  = next__en;
   assign next__addr = sums__payload[20:17];
-  assign \port$838$0  = \$3 ;
-  assign \port$842$2  = \$4 ;
-  assign \req__payload.x  = \$1 [26:0];
-  assign \req__payload.g  = \$1 [53:27];
-  assign \req__payload.tag  = \$2 ;
-  assign \req__payload$41.x  = \$1 [26:0];
-  assign \req__payload$41.g  = \$1 [53:27];
-  assign \req__payload$41.tag  = \$2 ;
+  assign \port$902$0  = \$13 ;
+  assign \port$906$2  = \$14 ;
+  assign \req__payload.x  = \$11 [26:0];
+  assign \req__payload.g  = \$11 [53:27];
+  assign \req__payload.tag  = \$12 ;
+  assign \req__payload$43.x  = \$11 [26:0];
+  assign \req__payload$43.g  = \$11 [53:27];
+  assign \req__payload$43.tag  = \$12 ;
   assign \sums__payload.acc  = sums__payload[11:0];
   assign \sums__payload.acc[0]  = sums__payload[5:0];
   assign \sums__payload.acc[1]  = sums__payload[11:6];
   assign \sums__payload.index  = sums__payload[12];
   assign \sums__payload.last  = sums__payload[13];
   assign \sums__payload.tag  = sums__payload[20:14];
-  assign \sums__payload$47.acc  = sums__payload[11:0];
-  assign \sums__payload$47.acc[0]  = sums__payload[5:0];
-  assign \sums__payload$47.acc[1]  = sums__payload[11:6];
-  assign \sums__payload$47.index  = sums__payload[12];
-  assign \sums__payload$47.last  = sums__payload[13];
-  assign \sums__payload$47.tag  = sums__payload[20:14];
+  assign \sums__payload$49.acc  = sums__payload[11:0];
+  assign \sums__payload$49.acc[0]  = sums__payload[5:0];
+  assign \sums__payload$49.acc[1]  = sums__payload[11:6];
+  assign \sums__payload$49.index  = sums__payload[12];
+  assign \sums__payload$49.last  = sums__payload[13];
+  assign \sums__payload$49.tag  = sums__payload[20:14];
 endmodule
 
-module \hwgen_top.layer1.sink (rst, next__en, done, sums__payload, got, bits_c0, \port$842$2 , clk);
+module \hwgen_top.layer1.sink (rst, next__en, done, sums__payload, got, bits_c0, \port$906$2 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -2029,8 +2237,8 @@ module \hwgen_top.layer1.sink (rst, next__en, done, sums__payload, got, bits_c0,
   output [3:0] next__en;
   wire [3:0] next__en;
   wire [3:0] pooled;
-  output [1:0] \port$842$2 ;
-  wire [1:0] \port$842$2 ;
+  output [1:0] \port$906$2 ;
+  wire [1:0] \port$906$2 ;
   wire rd__addr;
   wire [13:0] rd__data;
   input rst;
@@ -2082,7 +2290,7 @@ module \hwgen_top.layer1.sink (rst, next__en, done, sums__payload, got, bits_c0,
   assign pooled = { bits_c0, sr_c0[3:2] };
   assign next__addr = sums__payload[20:17];
   assign next__data = { bits_c0, sr_c0[3:2] };
-  assign \port$842$2  = sr_c0[3:2];
+  assign \port$906$2  = sr_c0[3:2];
   assign \sums__payload.acc  = sums__payload[11:0];
   assign \sums__payload.acc[0]  = sums__payload[5:0];
   assign \sums__payload.acc[1]  = sums__payload[11:6];
@@ -2093,7 +2301,7 @@ module \hwgen_top.layer1.sink (rst, next__en, done, sums__payload, got, bits_c0,
   assign bits_c0[0] = \$3 ;
 endmodule
 
-module \hwgen_top.layer1.tiles (rst, req__ready, \port$778$0 , \port$782$0 , req__valid, sums__payload, sums__valid, clk);
+module \hwgen_top.layer1.tiles (rst, req__ready, \port$842$0 , \port$846$0 , req__valid, sums__payload, sums__valid, clk);
   wire [6:0] \$1 ;
   wire [6:0] \$2 ;
   wire [5:0] \$hwgen_sx1 ;
@@ -2119,10 +2327,10 @@ module \hwgen_top.layer1.tiles (rst, req__ready, \port$778$0 , \port$782$0 , req
   wire beat__valid;
   input clk;
   wire clk;
-  input [53:0] \port$778$0 ;
-  wire [53:0] \port$778$0 ;
-  input [6:0] \port$782$0 ;
-  wire [6:0] \port$782$0 ;
+  input [53:0] \port$842$0 ;
+  wire [53:0] \port$842$0 ;
+  input [6:0] \port$846$0 ;
+  wire [6:0] \port$846$0 ;
   wire [38:0] req__payload;
   wire [60:0] \req__payload$3 ;
   wire [26:0] \req__payload$3.g ;
@@ -2180,7 +2388,7 @@ module \hwgen_top.layer1.tiles (rst, req__ready, \port$778$0 , \port$782$0 , req
   assign \$hwgen_sx3  = beat__payload[11:6];
   assign \$hwgen_sx4  = \beat__payload$16 [9:5];
   assign \req__valid$1  = req__valid;
-  assign \req__payload$3  = { \port$782$0 , \port$778$0  };
+  assign \req__payload$3  = { \port$846$0 , \port$842$0  };
   assign beat__ready = 1'h1;
   assign sums__ready = 1'h1;
   assign \req__valid$6  = req__valid;
@@ -2192,9 +2400,9 @@ module \hwgen_top.layer1.tiles (rst, req__ready, \port$778$0 , \port$782$0 , req
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
   assign \req__payload.tag  = req__payload[38:32];
-  assign \req__payload$3.x  = \port$778$0 [26:0];
-  assign \req__payload$3.g  = \port$778$0 [53:27];
-  assign \req__payload$3.tag  = \port$782$0 ;
+  assign \req__payload$3.x  = \port$842$0 [26:0];
+  assign \req__payload$3.g  = \port$842$0 [53:27];
+  assign \req__payload$3.tag  = \port$846$0 ;
   assign \req__payload$7.x  = \req__payload$7 [10:0];
   assign \req__payload$7.g  = \req__payload$7 [21:11];
   assign \req__payload$7.tag  = \req__payload$7 [28:22];
@@ -2221,12 +2429,12 @@ module \hwgen_top.layer1.tiles (rst, req__ready, \port$778$0 , \port$782$0 , req
   assign sums__payload[20:14] = beat__payload[20:14];
   assign sums__payload[13] = beat__payload[13];
   assign sums__payload[12] = beat__payload[12];
-  assign \req__payload$7 [28:22] = \port$782$0 ;
-  assign \req__payload$7 [21:11] = \port$778$0 [53:43];
-  assign \req__payload$7 [10:0] = \port$778$0 [26:16];
-  assign req__payload[38:32] = \port$782$0 ;
-  assign req__payload[31:16] = \port$778$0 [42:27];
-  assign req__payload[15:0] = \port$778$0 [15:0];
+  assign \req__payload$7 [28:22] = \port$846$0 ;
+  assign \req__payload$7 [21:11] = \port$842$0 [53:43];
+  assign \req__payload$7 [10:0] = \port$842$0 [26:16];
+  assign req__payload[38:32] = \port$846$0 ;
+  assign req__payload[31:16] = \port$842$0 [42:27];
+  assign req__payload[15:0] = \port$842$0 [15:0];
 endmodule
 
 module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__payload, beat__payload, beat__valid, clk);
@@ -2783,7 +2991,7 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
   assign beat__payload[10] = \$signal$17 ;
 endmodule
 
-module \hwgen_top.layer1.walker (rst, start, \port$279$0 , \port$280$0 , \port$281$0 , \port$282$0 , \port$283$0 , \port$284$0 , \port$285$0 , \port$286$0 , \port$287$0 , fetch, req__ready, keep, rd__addr, \port$778$0 , \port$782$0 , req__valid, clk);
+module \hwgen_top.layer1.walker (rst, start, \port$323$0 , \port$324$0 , \port$325$0 , \port$326$0 , \port$327$0 , \port$328$0 , \port$329$0 , \port$330$0 , \port$331$0 , fetch, req__ready, keep, rd__addr, \port$842$0 , \port$846$0 , req__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire [2:0] \$10 ;
@@ -2926,29 +3134,29 @@ module \hwgen_top.layer1.walker (rst, start, \port$279$0 , \port$280$0 , \port$2
   wire ok_2_1;
   wire ok_2_2;
   reg [8:0] pad = 9'h000;
-  input [2:0] \port$279$0 ;
-  wire [2:0] \port$279$0 ;
-  input [2:0] \port$280$0 ;
-  wire [2:0] \port$280$0 ;
-  input [2:0] \port$281$0 ;
-  wire [2:0] \port$281$0 ;
-  input [2:0] \port$282$0 ;
-  wire [2:0] \port$282$0 ;
-  input [2:0] \port$283$0 ;
-  wire [2:0] \port$283$0 ;
-  input [2:0] \port$284$0 ;
-  wire [2:0] \port$284$0 ;
-  input [2:0] \port$285$0 ;
-  wire [2:0] \port$285$0 ;
-  input [2:0] \port$286$0 ;
-  wire [2:0] \port$286$0 ;
-  input [2:0] \port$287$0 ;
-  wire [2:0] \port$287$0 ;
-  output [53:0] \port$778$0 ;
-  wire [53:0] \port$778$0 ;
+  input [2:0] \port$323$0 ;
+  wire [2:0] \port$323$0 ;
+  input [2:0] \port$324$0 ;
+  wire [2:0] \port$324$0 ;
+  input [2:0] \port$325$0 ;
+  wire [2:0] \port$325$0 ;
+  input [2:0] \port$326$0 ;
+  wire [2:0] \port$326$0 ;
+  input [2:0] \port$327$0 ;
+  wire [2:0] \port$327$0 ;
+  input [2:0] \port$328$0 ;
+  wire [2:0] \port$328$0 ;
+  input [2:0] \port$329$0 ;
+  wire [2:0] \port$329$0 ;
+  input [2:0] \port$330$0 ;
+  wire [2:0] \port$330$0 ;
+  input [2:0] \port$331$0 ;
+  wire [2:0] \port$331$0 ;
+  output [53:0] \port$842$0 ;
+  wire [53:0] \port$842$0 ;
   (* init = 7'h00 *)
-  output [6:0] \port$782$0 ;
-  wire [6:0] \port$782$0 ;
+  output [6:0] \port$846$0 ;
+  wire [6:0] \port$846$0 ;
   reg [1:0] px = 2'h0;
   reg [1:0] py = 2'h0;
   output [35:0] rd__addr;
@@ -3180,14 +3388,14 @@ module \hwgen_top.layer1.walker (rst, start, \port$279$0 , \port$280$0 , \port$2
   assign ok_1_1 = 1'h1;
   assign rd__en = fetch;
   assign req__payload = { \$119 , \$117  };
-  assign rd__data = { \port$287$0 , \port$286$0 , \port$285$0 , \port$284$0 , \port$283$0 , \port$282$0 , \port$281$0 , \port$280$0 , \port$279$0  };
-  assign \port$778$0  = \$117 ;
-  assign \port$782$0  = \$119 ;
+  assign rd__data = { \port$331$0 , \port$330$0 , \port$329$0 , \port$328$0 , \port$327$0 , \port$326$0 , \port$325$0 , \port$324$0 , \port$323$0  };
+  assign \port$842$0  = \$117 ;
+  assign \port$846$0  = \$119 ;
   assign \req__payload.x  = \$117 [26:0];
   assign \req__payload.g  = \$117 [53:27];
   assign \req__payload.tag  = \$119 ;
   assign \$117 [53:27] = { \$75 , \$74 , \$73 , \$72 , keep, \$71 , \$70 , \$69 , \$68  };
-  assign \$117 [26:0] = { \port$287$0 , \port$286$0 , \port$285$0 , \port$284$0 , \port$283$0 , \port$282$0 , \port$281$0 , \port$280$0 , \port$279$0  };
+  assign \$117 [26:0] = { \port$331$0 , \port$330$0 , \port$329$0 , \port$328$0 , \port$327$0 , \port$326$0 , \port$325$0 , \port$324$0 , \port$323$0  };
   assign rd__addr[35:32] = \$67 ;
   assign rd__addr[31:28] = \$58 ;
   assign rd__addr[27:24] = \$53 ;
@@ -3199,7 +3407,7 @@ module \hwgen_top.layer1.walker (rst, start, \port$279$0 , \port$280$0 , \port$2
   assign rd__addr[3:0] = \$18 ;
 endmodule
 
-module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__addr, \port$838$0 , \port$842$2 , out__valid, out__payload, out__ready);
+module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__addr, \port$902$0 , \port$906$2 , out__valid, out__payload, out__ready);
   wire [71:0] \$1 ;
   wire [3:0] \$2 ;
   input clk;
@@ -3229,10 +3437,10 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__ad
   output out__valid;
   wire out__valid;
   wire \out__valid$61 ;
-  input [1:0] \port$838$0 ;
-  wire [1:0] \port$838$0 ;
-  input [1:0] \port$842$2 ;
-  wire [1:0] \port$842$2 ;
+  input [1:0] \port$902$0 ;
+  wire [1:0] \port$902$0 ;
+  input [1:0] \port$906$2 ;
+  wire [1:0] \port$906$2 ;
   wire [35:0] rd__addr;
   wire [35:0] rd__data;
   wire rd__en;
@@ -3323,7 +3531,7 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__ad
   end
   always @(posedge clk) begin
     if (wport__en)
-      act[wport__addr] <= { \port$838$0 , \port$842$2  };
+      act[wport__addr] <= { \port$902$0 , \port$906$2  };
   end
   reg [3:0] _0_;
   reg [3:0] _1_;
@@ -3338,47 +3546,47 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__ad
     if (rp__en) begin
       _0_ <= act[rd__addr[3:0]];
       if (wport__en && rd__addr[3:0] == wport__addr)
-        _0_ <= { \port$838$0 , \port$842$2  };
+        _0_ <= { \port$902$0 , \port$906$2  };
     end
     if (rp__en) begin
       _1_ <= act[rd__addr[7:4]];
       if (wport__en && rd__addr[7:4] == wport__addr)
-        _1_ <= { \port$838$0 , \port$842$2  };
+        _1_ <= { \port$902$0 , \port$906$2  };
     end
     if (rp__en) begin
       _2_ <= act[rd__addr[11:8]];
       if (wport__en && rd__addr[11:8] == wport__addr)
-        _2_ <= { \port$838$0 , \port$842$2  };
+        _2_ <= { \port$902$0 , \port$906$2  };
     end
     if (rp__en) begin
       _3_ <= act[rd__addr[15:12]];
       if (wport__en && rd__addr[15:12] == wport__addr)
-        _3_ <= { \port$838$0 , \port$842$2  };
+        _3_ <= { \port$902$0 , \port$906$2  };
     end
     if (rp__en) begin
       _4_ <= act[rd__addr[19:16]];
       if (wport__en && rd__addr[19:16] == wport__addr)
-        _4_ <= { \port$838$0 , \port$842$2  };
+        _4_ <= { \port$902$0 , \port$906$2  };
     end
     if (rp__en) begin
       _5_ <= act[rd__addr[23:20]];
       if (wport__en && rd__addr[23:20] == wport__addr)
-        _5_ <= { \port$838$0 , \port$842$2  };
+        _5_ <= { \port$902$0 , \port$906$2  };
     end
     if (rp__en) begin
       _6_ <= act[rd__addr[27:24]];
       if (wport__en && rd__addr[27:24] == wport__addr)
-        _6_ <= { \port$838$0 , \port$842$2  };
+        _6_ <= { \port$902$0 , \port$906$2  };
     end
     if (rp__en) begin
       _7_ <= act[rd__addr[31:28]];
       if (wport__en && rd__addr[31:28] == wport__addr)
-        _7_ <= { \port$838$0 , \port$842$2  };
+        _7_ <= { \port$902$0 , \port$906$2  };
     end
     if (rp__en) begin
       _8_ <= act[rd__addr[35:32]];
       if (wport__en && rd__addr[35:32] == wport__addr)
-        _8_ <= { \port$838$0 , \port$842$2  };
+        _8_ <= { \port$902$0 , \port$906$2  };
     end
   end
   assign rp__data = _0_;
@@ -3406,8 +3614,8 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__ad
   \hwgen_top.layer2.tiles  tiles (
     .beat__ready(sums__ready),
     .clk(clk),
-    .\port$844$0 (\$1 ),
-    .\port$848$0 (\$2 ),
+    .\port$908$0 (\$1 ),
+    .\port$912$0 (\$2 ),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst),
@@ -3418,17 +3626,17 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__ad
     .clk(clk),
     .fetch(rp__en),
     .keep(keep),
-    .\port$514$0 (rp__data),
-    .\port$515$0 (\rp__data$28 ),
-    .\port$516$0 (\rp__data$29 ),
-    .\port$517$0 (\rp__data$30 ),
-    .\port$518$0 (\rp__data$31 ),
-    .\port$519$0 (\rp__data$32 ),
-    .\port$520$0 (\rp__data$33 ),
-    .\port$521$0 (\rp__data$34 ),
-    .\port$522$0 (\rp__data$35 ),
-    .\port$844$0 (\$1 ),
-    .\port$848$0 (\$2 ),
+    .\port$558$0 (rp__data),
+    .\port$559$0 (\rp__data$28 ),
+    .\port$560$0 (\rp__data$29 ),
+    .\port$561$0 (\rp__data$30 ),
+    .\port$562$0 (\rp__data$31 ),
+    .\port$563$0 (\rp__data$32 ),
+    .\port$564$0 (\rp__data$33 ),
+    .\port$565$0 (\rp__data$34 ),
+    .\port$566$0 (\rp__data$35 ),
+    .\port$908$0 (\$1 ),
+    .\port$912$0 (\$2 ),
     .rd__addr(rd__addr),
     .req__ready(req__ready),
     .req__valid(req__valid),
@@ -3436,8 +3644,8 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__ad
     .start(start)
   );
   assign wr__addr = wport__addr;
-  assign wport__data = { \port$838$0 , \port$842$2  };
-  assign wr__data = { \port$838$0 , \port$842$2  };
+  assign wport__data = { \port$902$0 , \port$906$2  };
+  assign wr__data = { \port$902$0 , \port$906$2  };
   assign rp__addr = rd__addr[3:0];
   assign rd__en = rp__en;
   assign \rp__addr$10  = rd__addr[7:4];
@@ -3603,7 +3811,7 @@ module \hwgen_top.layer2.sink (clk, rst, sample, sums__ready, done, sums__payloa
   assign \out__payload.acc[2]  = out__payload[36:30];
 endmodule
 
-module \hwgen_top.layer2.tiles (rst, req__ready, beat__ready, \port$844$0 , \port$848$0 , req__valid, sums__payload, sums__valid, clk);
+module \hwgen_top.layer2.tiles (rst, req__ready, beat__ready, \port$908$0 , \port$912$0 , req__valid, sums__payload, sums__valid, clk);
   wire [6:0] \$1 ;
   wire [7:0] \$2 ;
   wire [6:0] \$3 ;
@@ -3644,10 +3852,10 @@ module \hwgen_top.layer2.tiles (rst, req__ready, beat__ready, \port$844$0 , \por
   wire beat__valid;
   input clk;
   wire clk;
-  input [71:0] \port$844$0 ;
-  wire [71:0] \port$844$0 ;
-  input [3:0] \port$848$0 ;
-  wire [3:0] \port$848$0 ;
+  input [71:0] \port$908$0 ;
+  wire [71:0] \port$908$0 ;
+  input [3:0] \port$912$0 ;
+  wire [3:0] \port$912$0 ;
   wire [35:0] req__payload;
   wire [11:0] \req__payload$10 ;
   wire [3:0] \req__payload$10.g ;
@@ -3726,7 +3934,7 @@ module \hwgen_top.layer2.tiles (rst, req__ready, beat__ready, \port$844$0 , \por
   assign \$hwgen_sx11  = \$3 ;
   assign \$hwgen_sx12  = \beat__payload$20 [7:4];
   assign \req__valid$1  = req__valid;
-  assign \req__payload$3  = { \port$848$0 , \port$844$0  };
+  assign \req__payload$3  = { \port$912$0 , \port$908$0  };
   assign sums__ready = beat__ready;
   assign \req__valid$6  = req__valid;
   assign \beat__ready$8  = beat__ready;
@@ -3739,9 +3947,9 @@ module \hwgen_top.layer2.tiles (rst, req__ready, beat__ready, \port$844$0 , \por
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
   assign \req__payload.tag  = req__payload[35:32];
-  assign \req__payload$3.x  = \port$844$0 [35:0];
-  assign \req__payload$3.g  = \port$844$0 [71:36];
-  assign \req__payload$3.tag  = \port$848$0 ;
+  assign \req__payload$3.x  = \port$908$0 [35:0];
+  assign \req__payload$3.g  = \port$908$0 [71:36];
+  assign \req__payload$3.tag  = \port$912$0 ;
   assign \req__payload$7.x  = \req__payload$7 [15:0];
   assign \req__payload$7.g  = \req__payload$7 [31:16];
   assign \req__payload$7.tag  = \req__payload$7 [35:32];
@@ -3777,15 +3985,15 @@ module \hwgen_top.layer2.tiles (rst, req__ready, beat__ready, \port$844$0 , \por
   assign sums__payload[19:16] = beat__payload[17:14];
   assign sums__payload[15] = beat__payload[13];
   assign sums__payload[14] = beat__payload[12];
-  assign \req__payload$10 [11:8] = \port$848$0 ;
-  assign \req__payload$10 [7:4] = \port$844$0 [71:68];
-  assign \req__payload$10 [3:0] = \port$844$0 [35:32];
-  assign \req__payload$7 [35:32] = \port$848$0 ;
-  assign \req__payload$7 [31:16] = \port$844$0 [67:52];
-  assign \req__payload$7 [15:0] = \port$844$0 [31:16];
-  assign req__payload[35:32] = \port$848$0 ;
-  assign req__payload[31:16] = \port$844$0 [51:36];
-  assign req__payload[15:0] = \port$844$0 [15:0];
+  assign \req__payload$10 [11:8] = \port$912$0 ;
+  assign \req__payload$10 [7:4] = \port$908$0 [71:68];
+  assign \req__payload$10 [3:0] = \port$908$0 [35:32];
+  assign \req__payload$7 [35:32] = \port$912$0 ;
+  assign \req__payload$7 [31:16] = \port$908$0 [67:52];
+  assign \req__payload$7 [15:0] = \port$908$0 [31:16];
+  assign req__payload[35:32] = \port$912$0 ;
+  assign req__payload[31:16] = \port$908$0 [51:36];
+  assign req__payload[15:0] = \port$908$0 [15:0];
 endmodule
 
 module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__ready, beat__ready, req__valid, req__payload, beat__payload, beat__valid, clk);
@@ -4618,7 +4826,7 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__pa
   assign beat__payload[8] = \$signal$17 ;
 endmodule
 
-module \hwgen_top.layer2.walker (rst, start, \port$514$0 , \port$515$0 , \port$516$0 , \port$517$0 , \port$518$0 , \port$519$0 , \port$520$0 , \port$521$0 , \port$522$0 , fetch, req__ready, keep, rd__addr, \port$844$0 , \port$848$0 , req__valid, clk);
+module \hwgen_top.layer2.walker (rst, start, \port$558$0 , \port$559$0 , \port$560$0 , \port$561$0 , \port$562$0 , \port$563$0 , \port$564$0 , \port$565$0 , \port$566$0 , fetch, req__ready, keep, rd__addr, \port$908$0 , \port$912$0 , req__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -4677,29 +4885,29 @@ module \hwgen_top.layer2.walker (rst, start, \port$514$0 , \port$515$0 , \port$5
   wire ok_2_1;
   wire ok_2_2;
   reg [8:0] pad = 9'h000;
-  input [3:0] \port$514$0 ;
-  wire [3:0] \port$514$0 ;
-  input [3:0] \port$515$0 ;
-  wire [3:0] \port$515$0 ;
-  input [3:0] \port$516$0 ;
-  wire [3:0] \port$516$0 ;
-  input [3:0] \port$517$0 ;
-  wire [3:0] \port$517$0 ;
-  input [3:0] \port$518$0 ;
-  wire [3:0] \port$518$0 ;
-  input [3:0] \port$519$0 ;
-  wire [3:0] \port$519$0 ;
-  input [3:0] \port$520$0 ;
-  wire [3:0] \port$520$0 ;
-  input [3:0] \port$521$0 ;
-  wire [3:0] \port$521$0 ;
-  input [3:0] \port$522$0 ;
-  wire [3:0] \port$522$0 ;
-  output [71:0] \port$844$0 ;
-  wire [71:0] \port$844$0 ;
+  input [3:0] \port$558$0 ;
+  wire [3:0] \port$558$0 ;
+  input [3:0] \port$559$0 ;
+  wire [3:0] \port$559$0 ;
+  input [3:0] \port$560$0 ;
+  wire [3:0] \port$560$0 ;
+  input [3:0] \port$561$0 ;
+  wire [3:0] \port$561$0 ;
+  input [3:0] \port$562$0 ;
+  wire [3:0] \port$562$0 ;
+  input [3:0] \port$563$0 ;
+  wire [3:0] \port$563$0 ;
+  input [3:0] \port$564$0 ;
+  wire [3:0] \port$564$0 ;
+  input [3:0] \port$565$0 ;
+  wire [3:0] \port$565$0 ;
+  input [3:0] \port$566$0 ;
+  wire [3:0] \port$566$0 ;
+  output [71:0] \port$908$0 ;
+  wire [71:0] \port$908$0 ;
   (* init = 4'h0 *)
-  output [3:0] \port$848$0 ;
-  wire [3:0] \port$848$0 ;
+  output [3:0] \port$912$0 ;
+  wire [3:0] \port$912$0 ;
   output [35:0] rd__addr;
   wire [35:0] rd__addr;
   wire [35:0] rd__data;
@@ -4819,14 +5027,14 @@ module \hwgen_top.layer2.walker (rst, start, \port$514$0 , \port$515$0 , \port$5
   assign ok_2_2 = 1'h1;
   assign rd__en = fetch;
   assign req__payload = { \$37 , \$35  };
-  assign rd__data = { \port$522$0 , \port$521$0 , \port$520$0 , \port$519$0 , \port$518$0 , \port$517$0 , \port$516$0 , \port$515$0 , \port$514$0  };
-  assign \port$844$0  = \$35 ;
-  assign \port$848$0  = \$37 ;
+  assign rd__data = { \port$566$0 , \port$565$0 , \port$564$0 , \port$563$0 , \port$562$0 , \port$561$0 , \port$560$0 , \port$559$0 , \port$558$0  };
+  assign \port$908$0  = \$35 ;
+  assign \port$912$0  = \$37 ;
   assign \req__payload.x  = \$35 [35:0];
   assign \req__payload.g  = \$35 [71:36];
   assign \req__payload.tag  = \$37 ;
   assign \$35 [71:36] = { keep, keep, keep, keep, keep, keep, keep, keep, keep };
-  assign \$35 [35:0] = { \port$522$0 , \port$521$0 , \port$520$0 , \port$519$0 , \port$518$0 , \port$517$0 , \port$516$0 , \port$515$0 , \port$514$0  };
+  assign \$35 [35:0] = { \port$566$0 , \port$565$0 , \port$564$0 , \port$563$0 , \port$562$0 , \port$561$0 , \port$560$0 , \port$559$0 , \port$558$0  };
   assign rd__addr[35:32] = 4'h8;
   assign rd__addr[31:28] = 4'h7;
   assign rd__addr[27:24] = 4'h6;
@@ -4967,7 +5175,7 @@ module \hwgen_top.loader (clk, rst, img__valid, busy, img__ready, wr__en, wr__da
   assign wr__data = word[0];
 endmodule
 
-module \hwgen_top.rng (clk, rst, go, keep__ready, in_reset, in_write, keep__payload, keep__valid, mtj__sense);
+module \hwgen_top.rng (clk, rst, go, keep__ready, in_reset, in_write, busy, keep__payload, keep__valid, mtj__sense);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   reg \$10 ;
@@ -4981,6 +5189,7 @@ module \hwgen_top.rng (clk, rst, go, keep__ready, in_reset, in_write, keep__payl
   wire [6:0] \$7 ;
   wire \$8 ;
   reg [2:0] \$9 ;
+  output busy;
   reg busy = 1'h0;
   input clk;
   wire clk;
