@@ -82,9 +82,10 @@ def _text(rows: list[dict], simulator: str) -> str:
         c, s = r["compile"], r["sim"]
         body.append([r["shape"], r["lanes"], c["total_s"], c["export_s"], r["verilog_bytes"] / 1e6,
                      r["build"]["seconds"], s["cycles_per_sample"], s["sim_samples_per_s"],
-                     s["mismatches"], (s.get("reference") or {}).get("ok")])
+                     s.get("sim_samples_per_cpu_s"), s["mismatches"],
+                     (s.get("reference") or {}).get("ok")])
     return table(["shape", "lanes", "compile s", "export s", "Verilog MB", f"{simulator} build s",
-                  "cycles/sample", "MC samples/s", "mismatches", "vs torch"], body,
+                  "cycles/sample", "MC samples/s", "per CPU s", "mismatches", "vs torch"], body,
                  "bench shapes: random weights, cold builds")
 
 

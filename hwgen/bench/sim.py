@@ -7,7 +7,9 @@ export. For an OUTDIR it skips the compile. Then, on the design:
 - the Verilog size in bytes;
 - a cold simulator build (a fresh, temporary build cache: nothing reused);
 - the network regression (`hwgen sim`, N images x T samples): simulated MC samples/s as
-  the cocotb bench measures it (`sim_samples_per_s`) and the mismatch counts.
+  the cocotb bench measures it (`sim_samples_per_s`; per CPU second of the simulator
+  process, `sim_samples_per_cpu_s`, which other load on a shared machine disturbs less),
+  cycles per sample and per image, and the mismatch counts.
 
 Exit status 1 when the regression mismatches (the record is still written), 2 on bad
 input.
@@ -124,7 +126,9 @@ def bench_sim(target, simulator: str = "verilator", images: int = 10, samples: i
                       "seed": seed, "mc_samples": rep["mc_samples"],
                       "sim_wall_s": rep["sim_wall_s"], "process_wall_s": rep["process_wall_s"],
                       "wall_s": wall, "sim_samples_per_s": rep["sim_samples_per_s"],
+                      "sim_samples_per_cpu_s": rep.get("sim_samples_per_cpu_s"),
                       "cycles_per_sample": rep["cycles_per_sample"],
+                      "cycles_per_image": rep["cycles_per_image"],
                       "mismatches": rep["mismatches"],
                       "device_mismatches": rep["device_mismatches"],
                       "reference": rep.get("reference"), "ok": rep["ok"]}
@@ -147,9 +151,11 @@ def _text(r: dict) -> str:
         rows.append(["(compiled)", None, f"Verilog {r['verilog_bytes']:,} bytes"])
     rows.append([f"{b['simulator']} build (cold)", b["seconds"], ""])
     rate, cps = s["sim_samples_per_s"], s["cycles_per_sample"]
+    cpu = s.get("sim_samples_per_cpu_s")
     rows.append(["regression", s["sim_wall_s"],
                  f"{s['images']} images x {s['samples']} samples: "
-                 f"{'-' if rate is None else f'{rate:,.1f}'} MC samples/s, "
+                 f"{'-' if rate is None else f'{rate:,.1f}'} MC samples/s "
+                 f"({'-' if cpu is None else f'{cpu:,.1f}'} per CPU s), "
                  f"{s['mismatches']} mismatches ({s['device_mismatches']} device), "
                  f"{'-' if cps is None else f'{cps:,.1f}'} cycles/sample; "
                  f"{s['process_wall_s']:.1f} s with the simulator's start"])
