@@ -35,14 +35,16 @@ log = logging.getLogger("hwgen.bench")
 
 class MtjPins:
     """The MTJ devices on the pins: `mtj_reset` rising -> P; at the end of a write pulse
-    (its width measured in simulated ns) a device in P switches with p(code on the
+    (its width measured in clock cycles) a device in P switches with p(code on the
     `mtj_code` pins, width); `mtj_sense` shows the state (1 = AP). Records each
     interface's write outcomes in order.
 
     The devices see the pins as the bench wrapper samples them at each falling edge
-    (`tb_mtj` = {mtj_write, mtj_reset}, hwgen.sim.runner.bench_wrapper): the pins are
-    logic of registers, settled by then, so one wake-up per pin edge sees every pulse and
-    its width, and a changed `mtj_sense` is driven at once, half a cycle before the next
+    (hwgen.sim.runner.bench_wrapper): the pins are logic of registers, settled by then.
+    The wrapper notes each interface's write rise and counts the events the devices act
+    on (a write falling, a reset rising) in `tb_mtj_ev`; Python wakes once per event,
+    reads which interfaces fell or were reset and the rise counts (the widths), updates
+    the devices, and drives a changed `mtj_sense` at once, half a cycle before the next
     rising edge. Pin vectors are handled as Python ints (cheap for any N_IF) and turned
     into numpy masks only when something happens."""
 
@@ -53,10 +55,9 @@ class MtjPins:
         # outcomes as one long run.
         self.array.writes[:] = first_draw
         self.rows: list[tuple[np.ndarray | None, np.ndarray]] = []   # (write mask, AP)
-        self.rise_ns = np.zeros(tp.n_if)
         self.pulses_ns: set[float] = set()
         self.live = False   # X/Z before reset is released are power-up values, not pulses
-        self._prev = 0      # tb_mtj as last judged
+        self._full = (1 << tp.n_if) - 1
 
     def start(self):
         self.dut.mtj_sense.value = 0
@@ -85,34 +86,29 @@ class MtjPins:
         return bits.astype(np.int64) @ (1 << np.arange(cw, dtype=np.int64))
 
     async def _watch(self):
-        pins = self.dut.tb_mtj
+        dut = self.dut
         while True:
-            await pins.value_change
-            if self._judge(self._int(pins), get_sim_time("ns")):
+            await dut.tb_mtj_ev.value_change
+            if self._event(self._int(dut.tb_fell), self._int(dut.tb_rrose)):
                 self._drive()
 
-    def _judge(self, pins: int, t: float) -> bool:
-        """Apply the pin edges since the last sample to the devices; True if a device
+    def _event(self, fell: int, rrose: int) -> bool:
+        """Apply one event's edges (writes ending first, then resets); True if a device
         changed."""
-        if pins == self._prev:
-            return False
-        n = self.tp.n_if
-        full = (1 << n) - 1
-        rst, wr = pins & full, pins >> n
-        rst_prev, wr_prev = self._prev & full, self._prev >> n
         sense = self.array.ap.copy()
-        rose, fell = wr & ~wr_prev, wr_prev & ~wr
-        if rose:
-            self.rise_ns[self._mask(rose)] = t
         if fell:
-            self._write_end(self._mask(fell), t)
-        if rst & ~rst_prev:
-            self.array.reset(self._mask(rst & ~rst_prev))
-        self._prev = pins
+            n = self.tp.n_if
+            rises = np.frombuffer(self._int(self.dut.tb_wrise).to_bytes(4 * n, "little"),
+                                  "<u4")
+            cycles = (self._int(self.dut.tb_ev_cyc) - rises.astype(np.int64)) & 0xFFFFFFFF
+            m = np.ones(n, bool) if fell == self._full else self._mask(fell)
+            self._write_end(m, cycles[m] * self.tp.clk_ns)
+        if rrose:
+            self.array.reset(np.ones(self.tp.n_if, bool) if rrose == self._full
+                             else self._mask(rrose))
         return bool((self.array.ap != sense).any())
 
-    def _write_end(self, m: np.ndarray, t: float):
-        widths = t - self.rise_ns[m]
+    def _write_end(self, m: np.ndarray, widths: np.ndarray):
         # All interfaces pulse in lock step, so one width is the common case.
         for w in ((widths[0],) if widths.min() == widths.max() else np.unique(widths)):
             group = m.copy()

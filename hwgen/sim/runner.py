@@ -74,11 +74,15 @@ def bench_wrapper(ports_json) -> str:
     as logic of an input Verilator would redo at every eval (8% of a Fashion-MNIST run).
     The bench raises it once, before the first image, and holds it.
 
-    `tb_mtj` = {mtj_write, mtj_reset} as they stand at the last falling edge (a design
-    with MTJ interfaces only). The pins are logic of registers, so they change only after
-    rising edges and have settled by the falling edge: the devices see every pulse, with
-    its width, and Python wakes once per pin edge instead of once per edge and once more
-    for the settled value. `tb_out` / `tb_nout`: the last `out` beat (the payload taken at
+    MTJ pins (a design with MTJ interfaces only): the wrapper samples `mtj_write` and
+    `mtj_reset` at each falling edge (they are logic of registers, so they change only
+    after rising edges and have settled by then) and counts the falling edges in
+    `tb_cyc`. It notes each interface's write rise (`tb_wrise`, 32 bits per interface:
+    the count at its last rise) and, at a falling edge where a write fell or a reset rose
+    (the two edges the devices act on), latches those edges (`tb_fell`, `tb_rrose`) and
+    the count (`tb_ev_cyc`) and counts the event (`tb_mtj_ev`). Python wakes once per
+    event, twice per MC sample, and reads each pulse's width from the counts: the write
+    rise costs no wake-up. `tb_out` / `tb_nout`: the last `out` beat (the payload taken at
     a rising edge with `out__valid` and the design's `out__ready` high) and a count of
     beats, so that the monitor wakes once per beat. (Sampled at the falling edge instead,
     Verilator re-evaluates the payload's whole logic cone there: 1.2x slower.)
@@ -98,7 +102,8 @@ def bench_wrapper(ports_json) -> str:
     width = {p["name"]: p["width"] for p in d["ports"]}
     mtj = "mtj_reset" in width
     streamed = {"img__valid": "tb_img_left != 0", "img__payload": "tb_img_sh[IN_W - 1:0]"}
-    extra = ["tb_img", "tb_img_go", "tb_img_busy"] + (["tb_mtj"] if mtj else []) + \
+    mtj_ports = ["tb_mtj_ev", "tb_fell", "tb_rrose", "tb_wrise", "tb_ev_cyc"]
+    extra = ["tb_img", "tb_img_go", "tb_img_busy"] + (mtj_ports if mtj else []) + \
         ["tb_out", "tb_nout", "tb_ndone"]
     ports = [n for n in names if n not in streamed and n != "clk"] + extra
     lines = [f"module {BENCH_TOP}({', '.join(ports)});",
@@ -134,8 +139,23 @@ def bench_wrapper(ports_json) -> str:
               "    end", "  end"]
     if mtj:
         n = width["mtj_reset"]
-        lines += [f"  output reg [{2 * n - 1}:0] tb_mtj = {2 * n}'d0;",
-                  "  always @(negedge clk) tb_mtj <= {mtj_write, mtj_reset};"]
+        lines += [f"  reg [{n - 1}:0] tb_wr_q = {n}'d0, tb_rst_q = {n}'d0;",
+                  f"  output reg [{n - 1}:0] tb_fell = {n}'d0, tb_rrose = {n}'d0;",
+                  f"  output reg [{32 * n - 1}:0] tb_wrise = {32 * n}'d0;",
+                  "  output reg [15:0] tb_mtj_ev = 16'd0;",
+                  "  output reg [31:0] tb_ev_cyc = 32'd0;", "  reg [31:0] tb_cyc = 32'd0;",
+                  "  always @(negedge clk) begin",
+                  "    tb_cyc <= tb_cyc + 32'd1;",
+                  "    tb_wr_q <= mtj_write; tb_rst_q <= mtj_reset;",
+                  f"    if ((tb_wr_q & ~mtj_write) != {n}'d0 || (mtj_reset & ~tb_rst_q) != {n}'d0) begin",
+                  "      tb_fell <= tb_wr_q & ~mtj_write; tb_rrose <= mtj_reset & ~tb_rst_q;",
+                  "      tb_ev_cyc <= tb_cyc; tb_mtj_ev <= tb_mtj_ev + 16'd1;",
+                  "    end", "  end",
+                  "  genvar tb_i;",
+                  f"  for (tb_i = 0; tb_i < {n}; tb_i = tb_i + 1) begin : tb_rise",
+                  "    always @(negedge clk)",
+                  "      if (mtj_write[tb_i] && !tb_wr_q[tb_i]) tb_wrise[32 * tb_i +: 32] <= tb_cyc;",
+                  "  end"]
     ow = width["out__payload"]
     lines += [f"  output reg [{ow - 1}:0] tb_out = {ow}'d0;",
               "  output reg [15:0] tb_nout = 16'd0;",
