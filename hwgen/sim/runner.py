@@ -54,10 +54,12 @@ def sources_of(outdir, toplevel: str = TOPLEVEL) -> tuple[Path, Path | None]:
 
 
 def bench_wrapper(ports_json) -> str:
-    """Verilog of `hwgen_tb`: `hwgen_top` with the same ports (`img` valid and payload
-    replaced by a word streamer, `clk` generated inside), its `rst` and `out__ready`
-    driven from flops, and the MTJ pins sampled at each falling edge for the bench's
-    device model.
+    """Verilog of `hwgen_tb`: `hwgen_top` with its inputs as ports (`img` valid and
+    payload replaced by a word streamer, `clk` generated inside) and its outputs as
+    signals of the wrapper, its `rst` and `out__ready` driven from flops, and the MTJ pins
+    sampled at each falling edge for the bench's device model. The bench reads outputs
+    and the wrapper's tb_* registers as signals (public at depth 1): Verilator copies
+    every top-level output port at each eval, 1.1x slower with them as ports.
 
     The clock is a delay loop in the wrapper (Verilator builds it with --timing), not a
     cocotb clock: no VPI put and timer callback per edge (Fashion-MNIST lanes 32, 3
@@ -98,14 +100,14 @@ def bench_wrapper(ports_json) -> str:
     Fashion-MNIST image), and an image sent under the samples costs no wake-up at all.
     """
     d = json.loads(Path(ports_json).read_text())
-    names = [p["name"] for p in d["ports"]]
     width = {p["name"]: p["width"] for p in d["ports"]}
     mtj = "mtj_reset" in width
     streamed = {"img__valid": "tb_img_left != 0", "img__payload": "tb_img_sh[IN_W - 1:0]"}
-    mtj_ports = ["tb_mtj_ev", "tb_fell", "tb_rrose", "tb_wrise", "tb_ev_cyc"]
-    extra = ["tb_img", "tb_img_go", "tb_img_busy"] + (mtj_ports if mtj else []) + \
-        ["tb_out", "tb_nout", "tb_ndone"]
-    ports = [n for n in names if n not in streamed and n != "clk"] + extra
+    # Only the inputs are ports: Verilator copies every top-level output into its port
+    # variable at each eval, while the bench reads the design's outputs and the tb_*
+    # registers as signals of the wrapper.
+    ins = [p["name"] for p in d["ports"] if p["dir"] == "in"]
+    ports = [n for n in ins if n not in streamed and n != "clk"] + ["tb_img", "tb_img_go"]
     lines = [f"module {BENCH_TOP}({', '.join(ports)});",
              "  reg clk = 1'b0;", f"  always #{float(d['params']['clk_ns']) / 2:g} clk = ~clk;"]
     conn = []
@@ -118,7 +120,7 @@ def bench_wrapper(ports_json) -> str:
             conn.append(f".{name}({streamed[name]})")
             continue
         rng = f"[{p['width'] - 1}:0] " if p["width"] > 1 else ""
-        lines.append(f"  {'input' if p['dir'] == 'in' else 'output'} {rng}{name};")
+        lines.append(f"  {'input' if p['dir'] == 'in' else 'wire'} {rng}{name};")
         flop = name in ("rst", "out__ready")
         conn.append(f".{name}({name + '_q' if flop else name})")
     lines += ["  reg rst_q = 1'b1;", "  always @(posedge clk) rst_q <= rst;",
@@ -126,7 +128,7 @@ def bench_wrapper(ports_json) -> str:
     in_w, n_words = width["img__payload"], int(d["params"]["words_per_image"])
     bits, cnt = in_w * n_words, n_words.bit_length()
     lines += [f"  localparam IN_W = {in_w};",
-              f"  input [{bits - 1}:0] tb_img;", "  input tb_img_go;", "  output tb_img_busy;",
+              f"  input [{bits - 1}:0] tb_img;", "  input tb_img_go;", "  wire tb_img_busy;",
               f"  reg [{bits - 1}:0] tb_img_sh = {bits}'d0;",
               f"  reg [{cnt - 1}:0] tb_img_left = {cnt}'d0;", "  reg tb_img_go_q = 1'b0;",
               "  assign tb_img_busy = tb_img_left != 0 || tb_img_go != tb_img_go_q;",
@@ -140,10 +142,10 @@ def bench_wrapper(ports_json) -> str:
     if mtj:
         n = width["mtj_reset"]
         lines += [f"  reg [{n - 1}:0] tb_wr_q = {n}'d0, tb_rst_q = {n}'d0;",
-                  f"  output reg [{n - 1}:0] tb_fell = {n}'d0, tb_rrose = {n}'d0;",
-                  f"  output reg [{32 * n - 1}:0] tb_wrise = {32 * n}'d0;",
-                  "  output reg [15:0] tb_mtj_ev = 16'd0;",
-                  "  output reg [31:0] tb_ev_cyc = 32'd0;", "  reg [31:0] tb_cyc = 32'd0;",
+                  f"  reg [{n - 1}:0] tb_fell = {n}'d0, tb_rrose = {n}'d0;",
+                  f"  reg [{32 * n - 1}:0] tb_wrise = {32 * n}'d0;",
+                  "  reg [15:0] tb_mtj_ev = 16'd0;",
+                  "  reg [31:0] tb_ev_cyc = 32'd0;", "  reg [31:0] tb_cyc = 32'd0;",
                   "  always @(negedge clk) begin",
                   "    tb_cyc <= tb_cyc + 32'd1;",
                   "    tb_wr_q <= mtj_write; tb_rst_q <= mtj_reset;",
@@ -157,11 +159,11 @@ def bench_wrapper(ports_json) -> str:
                   "      if (mtj_write[tb_i] && !tb_wr_q[tb_i]) tb_wrise[32 * tb_i +: 32] <= tb_cyc;",
                   "  end"]
     ow = width["out__payload"]
-    lines += [f"  output reg [{ow - 1}:0] tb_out = {ow}'d0;",
-              "  output reg [15:0] tb_nout = 16'd0;",
+    lines += [f"  reg [{ow - 1}:0] tb_out = {ow}'d0;",
+              "  reg [15:0] tb_nout = 16'd0;",
               "  always @(posedge clk) if (out__valid && out__ready_q) begin",
               "    tb_out <= out__payload; tb_nout <= tb_nout + 16'd1;", "  end",
-              "  output reg [15:0] tb_ndone = 16'd0;",
+              "  reg [15:0] tb_ndone = 16'd0;",
               "  always @(posedge clk) if (done) tb_ndone <= tb_ndone + 16'd1;"]
     lines += [f"  {TOPLEVEL} dut({', '.join(conn)});", "endmodule", ""]
     return "\n".join(lines)
