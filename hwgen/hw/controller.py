@@ -700,10 +700,10 @@ class TileController(wiring.Component):
                                                depth=self.banks * self.depth, init=[])
         wport = act.write_port(granularity=1 if self.bit_writes else None)
 
-        def banked(addr, bank):    # bank 1 is the upper `depth` words
-            return addr if self.banks == 1 else Mux(bank, addr + self.depth, addr)
+        def banked(addr, bank: str):    # bank 1 is the upper `depth` words
+            return addr if self.banks == 1 else Mux(getattr(self, bank), addr + self.depth, addr)
 
-        m.d.comb += [wport.addr.eq(banked(self.wr.addr, self.banks == 2 and self.wbank)),
+        m.d.comb += [wport.addr.eq(banked(self.wr.addr, "wbank")),
                      wport.data.eq(self.wr.data),
                      wport.en.eq(self.wr.en if self.bit_writes else self.wr.en.any())]
 
@@ -715,8 +715,7 @@ class TileController(wiring.Component):
         data_ = []
         for p in range(kh * kw):
             rp = act.read_port(transparent_for=(wport,))
-            m.d.comb += [rp.addr.eq(banked(walker.rd.addr[p * aw:(p + 1) * aw],
-                                           self.banks == 2 and self.rbank)),
+            m.d.comb += [rp.addr.eq(banked(walker.rd.addr[p * aw:(p + 1) * aw], "rbank")),
                          rp.en.eq(walker.rd.en)]
             data_.append(rp.data)
         m.d.comb += walker.rd.data.eq(Cat(*data_))
