@@ -309,25 +309,26 @@ async def _network(dut, cfg):
     dones = DoneMonitor(dut)
     dones.start()
 
-    async def launch(j):
+    t_start = np.zeros(n_img)
+
+    async def start_image(j):
         sender.send(bits[j])
         await with_timeout(sender.loaded(), timeout_ns, "ns")
         t_start[j] = get_sim_time("ns")
         await pulse_start(dut, T)
 
-    t_start = np.zeros(n_img)
     await wait_idle(dut)
-    await launch(0)
+    await start_image(0)
     for i in range(n_img):
         if overlap and i + 1 < n_img:
-            await launch(i + 1)
+            await start_image(i + 1)
         await with_timeout(dones.wait(i + 1), timeout_ns, "ns")
         # the cycles this image adds to the run: from its start, or, pipelined, from the
         # previous image's done
         t0 = t_start[i] if not overlap or i == 0 else dones.times[i - 1]
         cycles_image[i] = (dones.times[i] - t0) / tp.clk_ns
         if not overlap and i + 1 < n_img:
-            await launch(i + 1)
+            await start_image(i + 1)
         beats = mon.beats[i * T:(i + 1) * T]
         if [b[0] for b in beats] != list(range(T)):
             raise AssertionError(f"image {int(index[i])}: sample indices "
