@@ -65,8 +65,8 @@ class TopBench:
         next image's words and its `start` as soon as the top takes them, while the
         current image runs (`loaded_under` counts the words the top took, and
         `started_under` the starts, before the previous image's `done`); otherwise each
-        image waits for the previous one's `done`. `start_cycles` / `done_cycles`: the
-        cycle of each image's start and done."""
+        image waits for the previous one's `done`. `done_cycles`: the cycle of each
+        image's done."""
         from amaranth.sim import Simulator
         top, ir = self.top, self.ir
         n_if = ir.n_interfaces
@@ -110,7 +110,7 @@ class TopBench:
 
         pick = np.random.default_rng(seed)
         self.loaded_under = self.started_under = 0
-        self.start_cycles, self.done_cycles = [], []
+        self.done_cycles = []
 
         async def sender(ctx):
             for a in range(n_img):
@@ -119,16 +119,13 @@ class TopBench:
                         await ctx.tick()
                 for w in image_words(images[a], top.in_w):
                     ctx.set(top.img.payload, w)
-                    ctx.set(top.img.valid, 1)
-                    await ctx.tick().until(top.img.ready)
+                    await stream_put(ctx, top.img, {})
                     self.loaded_under += a > len(self.done_cycles)
-                ctx.set(top.img.valid, 0)
                 await ctx.tick().until(top.idle)
                 ctx.set(top.n_samples, samples)
                 ctx.set(top.start, 1)
                 await ctx.tick()
                 ctx.set(top.start, 0)
-                self.start_cycles.append(now[0] - 1)
                 self.started_under += a > len(self.done_cycles)
 
         async def receiver(ctx):

@@ -2,9 +2,9 @@
 devices, scoreboard.
 
 Python wakes only on events, never once per cycle: the clock runs in the wrapper, an
-image goes in whole to the wrapper's word streamer, the monitor waits on a beat count, and
-the device model waits on value changes of the `mtj_reset` / `mtj_write` vectors (a few
-per MC sample). The run is described by a JSON file named in $HWGEN_SIM_CONFIG (written
+image goes in whole to the wrapper's word streamer, the monitors wait on the wrapper's
+beat and `done` counts, and the device model on its count of pin events (two per MC
+sample). The run is described by a JSON file named in $HWGEN_SIM_CONFIG (written
 by sim/runner.py); results go back as JSON (plus an .npz of the raw beats and device
 history for the statistics level).
 """
@@ -27,7 +27,7 @@ from hwgen.device import MtjArray, MtjParams
 from hwgen.ir.core import loads
 
 from .protocol import Mismatch, run_reporting
-from .ports import image_words, int_of, load_ports, unpack_beat
+from .ports import int_of, load_ports, unpack_beat
 from .scoreboard import Scoreboard
 
 log = logging.getLogger("hwgen.bench")
@@ -143,6 +143,19 @@ class MtjPins:
         return len(self.rows)
 
 
+async def counted(count, what: str):
+    """Yield once per step of a 16-bit counter of the bench wrapper (`tb_nout`,
+    `tb_ndone`); fail if it moved by more than one between wake-ups."""
+    seen = 0
+    while True:
+        await count.value_change
+        n = int(count.value)
+        if n != (seen + 1) & 0xFFFF:
+            raise AssertionError(f"{what} count went {seen} -> {n}: one was missed")
+        seen = n
+        yield
+
+
 class OutMonitor:
     """Collects `out` beats; `out__ready` is held high (raised during reset; the bench
     wrapper registers it). The wrapper latches each beat's payload at the rising edge that
@@ -158,14 +171,8 @@ class OutMonitor:
         cocotb.start_soon(self._run())
 
     async def _run(self):
-        count, payload = self.dut.tb_nout, self.dut.tb_out
-        seen = 0
-        while True:
-            await count.value_change
-            n = int(count.value)
-            if n != (seen + 1) & 0xFFFF:
-                raise AssertionError(f"out beat count went {seen} -> {n}: a beat was missed")
-            seen = n
+        payload = self.dut.tb_out
+        async for _ in counted(self.dut.tb_nout, "out beat"):
             s, accs = unpack_beat(int(payload.value), self.tp.classes, self.tp.acc_w,
                                   self.tp.sample_w)
             self.beats.append((s, accs, get_sim_time("ns")))
@@ -184,13 +191,7 @@ class DoneMonitor:
         cocotb.start_soon(self._run())
 
     async def _run(self):
-        count = self.dut.tb_ndone
-        while True:
-            await count.value_change
-            n = int(count.value)
-            if n != (len(self.times) + 1) & 0xFFFF:
-                raise AssertionError(f"done count went {len(self.times)} -> {n}: a done "
-                                     "was missed")
+        async for _ in counted(self.dut.tb_ndone, "done"):
             self.times.append(get_sim_time("ns"))
             self._event.set()
 
@@ -211,8 +212,9 @@ class ImageSender:
         dut.tb_img_go.value = 0
 
     def send(self, bits):
-        words = image_words(bits, self.in_w)
-        self.dut.tb_img.value = sum(w << (k * self.in_w) for k, w in enumerate(words))
+        # the words side by side, word k at bits [k*IN_W, ...), are the image's bits in
+        # order (zero-padded): the streamer cuts them as `image_words` packs them
+        self.dut.tb_img.value = int_of(np.asarray(bits, np.uint8).ravel())
         self.go ^= 1
         self.dut.tb_img_go.value = self.go
 
