@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PKGS=(iverilog yosys dataset-fashion-mnist)
+# g++ and make build the Verilator models (a minimal Debian lacks them)
+APT_PKGS=(g++ make iverilog yosys dataset-fashion-mnist)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
