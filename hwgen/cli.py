@@ -1,14 +1,34 @@
-"""The `hwgen` command (DESIGN section 12). Each subcommand lazily imports its stage,
-so `hwgen --help` stays fast and a broken stage cannot break the others."""
+"""The `hwgen` command line. Each subcommand lazily imports its stage, so that
+`hwgen --help` stays fast and a broken stage cannot break the others."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import logging
+import math
 import sys
 
 from .errors import HwgenError
+
+DESCRIPTION = """\
+hwgen turns a binary Bayesian neural network (sign weights and activations, MC dropout)
+into spintronic compute-in-memory hardware: Verilog of MRAM crossbar tiles with one MTJ
+random bit source per dropout group, checked bit for bit against a golden integer model.
+
+Typical flow:
+  hwgen train --dataset digits -o model.pt     train a binary CNN (or bring a Brevitas
+                                               model exported to QONNX, model.onnx)
+  hwgen compile model.pt -o rtl                integer IR + Verilog + ports + manifest
+  hwgen sim rtl                                the RTL against the golden model (cocotb)
+  hwgen report rtl                             modules, draws, reads, cycles, energy
+
+Every error is one line and exit status 2; nothing is left half-written. `hwgen CMD
+--help` describes each command and its options."""
+
+INPUTS_HELP = ("float pixels in [0, 1] as a .npy array [N, C, H, W] (or [N, F] for a model "
+               "whose input is F features, [N, H, W] when C = 1); a .npz, an integer array "
+               "(divide 8-bit pixels by 255) or values outside [0, 1] are refused")
 
 # subcommand -> "module:function"; the function takes the parsed args, returns an exit code.
 COMMANDS = {
@@ -22,6 +42,7 @@ COMMANDS = {
     "bench": "hwgen.bench:cmd_bench",
     "summary": "hwgen.summary:cmd_summary",
     "study": "hwgen.study:cmd_study",
+    "faults": "hwgen.faults.campaign:cmd_faults",
 }
 
 
@@ -55,138 +76,257 @@ def _nonneg(text: str) -> int:
     return n
 
 
+def _learning_rate(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"learning rate must be a number, not {text!r}") \
+            from None
+    if not (math.isfinite(v) and v > 0.0):
+        raise argparse.ArgumentTypeError(f"learning rate must be a positive finite number, "
+                                         f"not {text!r}")
+    return v
+
+
+def _theta(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"theta must be a number, not {text!r}") from None
+    if not 0.0 < v <= 1.0:             # pixels are in [0, 1]: theta 0 or above 1 is constant
+        raise argparse.ArgumentTypeError(f"theta must be in (0, 1], not {text!r}")
+    return v
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Each option's help ends with its default: `(default: X)` is added unless the help
+    already says it (an option whose default is None says in words what happens); flags
+    and positionals have none. tests/test_cli_options.py walks every option."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (action.option_strings and action.nargs != 0 and "default" not in text
+                and action.default not in (None, argparse.SUPPRESS)):
+            text += " (default: %(default)s)"
+        return text
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):  # one line, exit 2
-        sys.stderr.write(f"hwgen: error: {message}\n")
+        sys.stderr.write(f"hwgen: error: {_one_line(message)}\n")
         sys.exit(2)
 
 
+def _one_line(message) -> str:
+    """A message as one printable line: a value quoted from a user's file may hold newlines
+    or terminal escapes, which must not reach the terminal."""
+    text = " ".join(str(message).split())
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = _Parser(prog="hwgen", description=__doc__.splitlines()[0])
+    ap = _Parser(prog="hwgen", description=DESCRIPTION)
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                            metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train a binary CNN")
-    p.add_argument("--dataset", choices=["digits", "fashion-mnist"], default="digits")
-    p.add_argument("--arch", default=None, help="SPEC, e.g. c16,p2,c32,p2,f10 (default per dataset)")
-    p.add_argument("--dropout", choices=["none", "element", "spatial"], default="spatial")
-    p.add_argument("--p", type=_probability, default=0.2, help="dropout probability")
-    p.add_argument("--epochs", type=_positive, default=None)
-    p.add_argument("--seed", type=_nonneg, default=0)
-    p.add_argument("--batch-size", type=_positive, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--dropout-scale", action="store_true", help="inverted-dropout scaling 1/(1-p)")
-    p.add_argument("--theta", type=float, default=None,
-                   help="input binarisation threshold, pixel >= theta -> 1 (default per dataset)")
+    def command(name, text):
+        return sub.add_parser(name, help=text, description=text)
+
+    p = command("train", "train a binary CNN on a bundled dataset; writes model.pt")
+    p.add_argument("--dataset", choices=["digits", "fashion-mnist"], default="digits",
+                   help="training and test images")
+    p.add_argument("--arch", default=None,
+                   help="SPEC, e.g. c16,p2,c32,p2,f10 (default: per dataset, digits "
+                        "c32,p2,f10, fashion-mnist c16,p2,c32,p2,f10)")
+    p.add_argument("--dropout", choices=["none", "element", "spatial"], default="spatial",
+                   help="MC dropout kind: per neuron (element) or per feature map (spatial)")
+    p.add_argument("--p", type=_probability, default=None,
+                   help="dropout probability in (0, 1) (default: 0.2; not with --dropout none)")
+    p.add_argument("--epochs", type=_positive, default=None,
+                   help="training epochs (default: per dataset, digits 30, fashion-mnist 10)")
+    p.add_argument("--seed", type=_nonneg, default=0, help="seed of weights, batches, masks")
+    p.add_argument("--batch-size", type=_positive, default=None,
+                   help="images per step (default: per dataset, digits 64, fashion-mnist 128)")
+    p.add_argument("--lr", type=_learning_rate, default=None,
+                   help="peak Adam learning rate of the one-cycle schedule (default: per "
+                        "dataset, digits 0.01, fashion-mnist 0.002)")
+    p.add_argument("--dropout-scale", action="store_true",
+                   help="inverted-dropout scaling 1/(1-p) (default: off)")
+    p.add_argument("--theta", type=_theta, default=None,
+                   help="input binarisation threshold in (0, 1], pixel >= theta -> 1 "
+                        "(default: per dataset, digits 0.5, fashion-mnist 0.15)")
     p.add_argument("--input", default="binary", metavar="MODE",
-                   help="first-layer input: binary (default) or bitserial-n (n-bit pixels, "
-                        "one crossbar pass per bit plane)")
-    p.add_argument("-o", "--output", required=True)
+                   help="first-layer input: binary or bitserial-n (n-bit pixels, one crossbar "
+                        "pass per bit plane)")
+    p.add_argument("-o", "--output", required=True, metavar="model.pt",
+                   help="the model file to write (required)")
 
-    p = sub.add_parser("eval", help="MC inference: accuracy and uncertainty metrics")
-    p.add_argument("model")
-    p.add_argument("--samples", type=_positive, default=16)
-    p.add_argument("--seed", type=_nonneg, default=0)
-    p.add_argument("--limit", type=_positive, default=None, help="evaluate on the first N test images")
-    p.add_argument("--json", default=None)
-    p.add_argument("--plots", default=None)
+    p = command("eval", "MC inference of a model.pt on its test set: accuracy and "
+                        "uncertainty metrics")
+    p.add_argument("model", help="a model.pt of hwgen train")
+    p.add_argument("--samples", type=_positive, default=16, help="MC samples T per image")
+    p.add_argument("--seed", type=_nonneg, default=0, help="seed of the dropout masks")
+    p.add_argument("--limit", type=_positive, default=None,
+                   help="evaluate on the first N test images (default: all)")
+    p.add_argument("--json", default=None, metavar="F",
+                   help="write the report to F (default: none)")
+    p.add_argument("--plots", default=None, metavar="DIR",
+                   help="write the plots into DIR (default: none)")
 
-    p = sub.add_parser("compile", help="model.pt or model.onnx -> IR + Verilog + ports JSON + manifest")
-    p.add_argument("model")
-    p.add_argument("-o", "--output", default=None, help="OUTDIR (default rtl_out/<model name>)")
-    p.add_argument("--tile", default="128x128", help="crossbar size RxC")
-    p.add_argument("--lanes", type=_positive, default=8, help="columns per cycle in a tile read")
+    p = command("compile", "model.pt or model.onnx -> IR + Verilog + ports JSON + manifest")
+    p.add_argument("model", help="a model.pt of hwgen train, or a binary QONNX model.onnx")
+    p.add_argument("-o", "--output", default=None, metavar="OUTDIR",
+                   help="output folder (default: rtl_out/<folder>-<stem>, from the model's "
+                        "folder and file name, e.g. rtl_out/runs-model for runs/model.pt)")
+    p.add_argument("--tile", default="128x128", help="crossbar size RxC, R and C >= 1")
+    p.add_argument("--lanes", type=_positive, default=8,
+                   help="columns per cycle in a tile read (L >= C reads a tile in one beat)")
     p.add_argument("--check-images", type=_nonneg, default=64,
                    help="held-out images for the float-vs-integer check (0 = skip)")
-    p.add_argument("--no-verilog", action="store_true", help="IR and manifest only")
+    p.add_argument("--no-verilog", action="store_true",
+                   help="IR and manifest only (default: with Verilog)")
     p.add_argument("--dropout", choices=["spatial", "element"], default=None,
-                   help="ONNX model: add MC dropout sites (it was trained without them)")
-    p.add_argument("--p", type=_probability, default=0.2, help="ONNX model: dropout probability")
+                   help="ONNX model: add MC dropout sites (it was trained without them) "
+                        "(default: none)")
+    p.add_argument("--p", type=_probability, default=None,
+                   help="ONNX model: dropout probability of the added sites (default: 0.2; "
+                        "needs --dropout)")
     p.add_argument("--sites", default=None,
-                   help="ONNX model: comma list of layer indices (default: all but the first)")
+                   help="ONNX model: comma list of layer indices (default: all but the first; "
+                        "needs --dropout)")
 
-    p = sub.add_parser("sim", help="cocotb regression of the RTL against the golden model")
-    p.add_argument("outdir")
-    p.add_argument("--simulator", choices=["icarus", "verilator"], default="verilator")
-    p.add_argument("--images", type=_positive, default=10)
+    p = command("sim", "cocotb regression of the RTL against the golden model")
+    p.add_argument("outdir", help="a compiled OUTDIR (hwgen compile, with Verilog)")
+    p.add_argument("--simulator", choices=["icarus", "verilator"], default="verilator",
+                   help="the Verilog simulator")
+    p.add_argument("--images", type=_positive, default=10, help="images to simulate")
     p.add_argument("--inputs", default=None, metavar="X.npy",
-                   help="float32 images [N, C, H, W] (default: the model's test images)")
-    p.add_argument("--samples", type=_positive, default=4)
-    p.add_argument("--seed", type=_nonneg, default=0)
-    p.add_argument("--shard", default=None, help="i/n: run the i-th of n image shards (i from 0)")
+                   help=INPUTS_HELP + " (default: the model's test images)")
+    p.add_argument("--samples", type=_positive, default=4, help="MC samples T per image")
+    p.add_argument("--seed", type=_nonneg, default=0, help="seed of the MTJ device draws")
+    p.add_argument("--shard", default=None,
+                   help="i/n: run the i-th of n image shards, 0 <= i < n (default: all images)")
     p.add_argument("--jobs", type=_positive, default=1, help="run the images in J parallel shards")
     p.add_argument("--merge", nargs="+", default=None, metavar="REPORT",
-                   help="merge shard reports (JSON) into one instead of simulating")
-    p.add_argument("--json", default=None)
+                   help="merge shard reports (JSON) into one instead of simulating "
+                        "(default: simulate)")
+    p.add_argument("--json", default=None, metavar="F",
+                   help="write the report to F (default: none)")
 
-    p = sub.add_parser("predict", help="golden MC inference of a compiled design on your images")
-    p.add_argument("outdir")
-    p.add_argument("--inputs", required=True, metavar="X.npy", help="float32 images [N, C, H, W]")
-    p.add_argument("--samples", type=_positive, default=16)
-    p.add_argument("--seed", type=_nonneg, default=0)
-    p.add_argument("-o", "--output", required=True, metavar="Y.npz")
+    p = command("predict", "golden MC inference of a compiled design on your images")
+    p.add_argument("outdir", help="a compiled OUTDIR (hwgen compile)")
+    p.add_argument("--inputs", required=True, metavar="X.npy",
+                   help=INPUTS_HELP + " (required)")
+    p.add_argument("--samples", type=_positive, default=16, help="MC samples T per image")
+    p.add_argument("--seed", type=_nonneg, default=0, help="seed of the dropout masks")
+    p.add_argument("-o", "--output", required=True, metavar="Y.npz",
+                   help="the .npz to write (required)")
 
-    p = sub.add_parser("report", help="cost report: modules, draws, reads, cycles, energy")
-    p.add_argument("outdir")
-    p.add_argument("--json", default=None)
+    p = command("report", "cost report: modules, draws, reads, cycles, energy")
+    p.add_argument("outdir", help="a compiled OUTDIR (hwgen compile)")
+    p.add_argument("--json", default=None, metavar="F",
+                   help="also write the report as JSON to F (default: none)")
     p.add_argument("--samples", type=_positive, default=None,
                    help="T for per-inference figures (default: the sim report's T, else 16)")
 
-    p = sub.add_parser("summary", help="per-layer model summary: parameters by bit width, "
-                       "memory, binary MACs, crossbar tiles and their utilisation")
-    p.add_argument("target", metavar="OUTDIR|ir.json|model.pt")
-    p.add_argument("--json", default=None, metavar="F", help="also write the summary as JSON to F")
+    p = command("summary", "per-layer model summary: parameters by bit width, memory, binary "
+                           "MACs, crossbar tiles and their utilisation")
+    p.add_argument("target", metavar="OUTDIR|ir.json|model.pt",
+                   help="a compiled OUTDIR, an ir.json or a model.pt")
+    p.add_argument("--json", default=None, metavar="F",
+                   help="also write the summary as JSON to F (default: none)")
     p.add_argument("--tile", default="128x128", help="crossbar size RxC (model.pt only)")
 
-    p = sub.add_parser("study", help="the spatial-vs-element study as one command: train, "
-                       "evaluate, compile, verify RTL, cost, summary, report")
+    p = command("study", "the spatial-vs-element study as one command: train, evaluate, "
+                         "compile, verify RTL, cost, summary, report")
     p.add_argument("--config", default=None, metavar="study.json|paper|tiny",
                    help="a JSON file of StudyConfig fields, or a preset name (default: paper)")
     p.add_argument("--tiny", action="store_true", help="the tiny preset (same as --config tiny)")
     p.add_argument("-o", "--output", default=None,
                    help="output directory (default: the config's output_dir)")
 
-    p = sub.add_parser("demo", help="train on digits, compile, export, simulate")
-    p.add_argument("--workdir", default="runs/demo")
-    p.add_argument("--simulator", choices=["icarus", "verilator"], default="verilator")
+    p = command("faults", "fault campaign: golden-judged detected/masked/escape per kind, RTL "
+                          "check, test vectors, online monitor")
+    p.add_argument("outdir", help="a compiled OUTDIR (hwgen compile, with its Verilog for --rtl)")
+    p.add_argument("--faults", type=_positive, default=60,
+                   help="faults to sample, the kinds in turn")
+    p.add_argument("--kinds", default=None,
+                   help="comma list of cell-stuck, threshold-flip, keep-stuck, mtj-stuck, "
+                        "mtj-p-scale, sense-swap (default: all)")
+    p.add_argument("--seed", type=_nonneg, default=0,
+                   help="seed of the plan and of the device draws")
+    p.add_argument("--plan", default=None, metavar="F.json",
+                   help="a JSON list of faults instead of sampling (default: sample)")
+    p.add_argument("--samples", type=_positive, default=8, help="MC samples T")
+    p.add_argument("--held", type=_positive, default=1000,
+                   help="held-out test images that judge masked vs escape")
+    p.add_argument("--test-images", type=_positive, default=16,
+                   help="the regression's test inputs: the first N held-out images")
+    p.add_argument("--rtl", type=_nonneg, default=0,
+                   help="run the first N faults of the plan on the RTL too")
+    p.add_argument("--simulator", choices=["icarus", "verilator"], default="verilator",
+                   help="simulator of the RTL part")
+    p.add_argument("--inputs", default=None, metavar="X.npy",
+                   help=INPUTS_HELP + " (default: the model's test images)")
+    p.add_argument("--json", default=None, metavar="F",
+                   help="write the report to F (default: none)")
+    p.add_argument("--png", default=None, metavar="F",
+                   help="write coverage vs test vectors to F (default: none)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
 
-    p = sub.add_parser("bench", help="benchmarks: print a table, write one JSON record (--json)")
+    p = command("demo", "train on digits, compile, export, simulate")
+    p.add_argument("--workdir", default="runs/demo", help="folder of the demo's outputs")
+    p.add_argument("--simulator", choices=["icarus", "verilator"], default="verilator",
+                   help="the Verilog simulator")
+
+    p = command("bench", "benchmarks: print a table, write one JSON record (--json)")
     benches = p.add_subparsers(dest="what", required=True, parser_class=_Parser,
                                metavar="{train,golden,cycles,sim,shapes}")
 
     def bench(name, help):
-        q = benches.add_parser(name, help=help)
-        q.add_argument("--json", default=None, metavar="F", help="write the record to F")
-        q.add_argument("--label", default=None, help="a name for this run, kept in the record")
+        q = benches.add_parser(name, help=help, description=help)
+        q.add_argument("--json", default=None, metavar="F",
+                       help="write the record to F (default: none)")
+        q.add_argument("--label", default=None,
+                       help="a name for this run, kept in the record (default: none)")
         return q
 
     q = bench("train", "s/epoch per dropout kind and MC inference images/s (torch)")
-    q.add_argument("--dataset", choices=["digits", "fashion-mnist"], default="fashion-mnist")
-    q.add_argument("--model", default=None, help="time MC inference on this model.pt")
+    q.add_argument("--dataset", choices=["digits", "fashion-mnist"], default="fashion-mnist",
+                   help="training images")
+    q.add_argument("--model", default=None,
+                   help="time MC inference on this model.pt (default: no inference timing)")
     q.add_argument("--images", type=_positive, default=1000, help="MC inference test images")
-    q.add_argument("--samples", type=_positive, default=16)
+    q.add_argument("--samples", type=_positive, default=16, help="MC samples T per image")
 
     q = bench("golden", "golden interpreter vs torch float model, MC samples/s")
-    q.add_argument("--model", required=True, help="model.pt")
-    q.add_argument("--images", type=_positive, default=256)
-    q.add_argument("--samples", type=_positive, default=16)
+    q.add_argument("--model", required=True, help="model.pt (required)")
+    q.add_argument("--images", type=_positive, default=256, help="test images")
+    q.add_argument("--samples", type=_positive, default=16, help="MC samples T per image")
     q.add_argument("--repeats", type=_positive, default=3, help="best of R timed runs")
 
-    q = bench("cycles", "cycles per MC sample in Amaranth's simulator vs the section 7 bound")
-    q.add_argument("target", nargs="+", metavar="OUTDIR|ir.json")
+    q = bench("cycles", "cycles per MC sample in Amaranth's simulator vs the analytic bound")
+    q.add_argument("target", nargs="+", metavar="OUTDIR|ir.json",
+                   help="compiled OUTDIRs or ir.json files")
     q.add_argument("--lanes", type=_positive, nargs="+", default=None,
                    help="lanes to measure (default: the OUTDIR's, else 8)")
-    q.add_argument("--samples", type=_positive, default=3)
-    q.add_argument("--seed", type=_nonneg, default=0)
+    q.add_argument("--samples", type=_positive, default=3, help="MC samples simulated")
+    q.add_argument("--seed", type=_nonneg, default=0, help="seed of the keep bits")
 
     q = bench("sim", "compile stages, Verilog size, cold simulator build, RTL MC samples/s")
-    q.add_argument("target", metavar="MODEL.pt|OUTDIR")
-    q.add_argument("--simulator", choices=["icarus", "verilator"], default="verilator")
-    q.add_argument("--images", type=_positive, default=10)
-    q.add_argument("--samples", type=_positive, default=4)
-    q.add_argument("--seed", type=_nonneg, default=0)
-    q.add_argument("--lanes", type=_positive, default=None, help="compile option (default 8)")
-    q.add_argument("--tile", default=None, help="compile option RxC (default 128x128)")
+    q.add_argument("target", metavar="MODEL.pt|OUTDIR", help="a model.pt or a compiled OUTDIR")
+    q.add_argument("--simulator", choices=["icarus", "verilator"], default="verilator",
+                   help="the Verilog simulator")
+    q.add_argument("--images", type=_positive, default=10, help="images to simulate")
+    q.add_argument("--samples", type=_positive, default=4, help="MC samples T per image")
+    q.add_argument("--seed", type=_nonneg, default=0, help="seed of the MTJ device draws")
+    q.add_argument("--lanes", type=_positive, default=None, help="compile option (default: 8)")
+    q.add_argument("--tile", default=None, help="compile option RxC (default: 128x128)")
     q.add_argument("--check-images", type=_nonneg, default=64,
                    help="compile's float-vs-integer check images (0 = skip)")
     q.add_argument("-o", "--output", default=None,
@@ -195,12 +335,27 @@ def build_parser() -> argparse.ArgumentParser:
     q = bench("shapes", "bench sim on named shapes with random weights (digits, fashion, "
                         "fashion-wide, cnv)")
     q.add_argument("--shapes", default=None, help="comma list (default: all)")
-    q.add_argument("--simulator", choices=["icarus", "verilator"], default="verilator")
-    q.add_argument("--images", type=_positive, default=4)
-    q.add_argument("--samples", type=_positive, default=16)
-    q.add_argument("--seed", type=_nonneg, default=0)
-    q.add_argument("--lanes", type=_positive, default=8, help="compile option (default 8)")
+    q.add_argument("--simulator", choices=["icarus", "verilator"], default="verilator",
+                   help="the Verilog simulator")
+    q.add_argument("--images", type=_positive, default=4, help="images per shape")
+    q.add_argument("--samples", type=_positive, default=16, help="MC samples T per image")
+    q.add_argument("--seed", type=_nonneg, default=0, help="seed of weights and draws")
+    q.add_argument("--lanes", type=_positive, default=8, help="compile option")
     return ap
+
+
+def _cross_check(args) -> None:
+    """Rules between options, checked before any work (HwgenError: one line, exit 2)."""
+    if args.command == "train":
+        if args.p is not None and args.dropout == "none":
+            raise HwgenError("--p needs --dropout element or spatial (--dropout none drops "
+                             "nothing)")
+        args.p = 0.2 if args.p is None else args.p
+    elif args.command == "compile" and args.dropout is None:
+        for opt in ("p", "sites"):
+            if getattr(args, opt) is not None:
+                raise HwgenError(f"--{opt} needs --dropout {{spatial,element}} (it describes "
+                                 f"the dropout sites that --dropout adds)")
 
 
 def main(argv=None) -> int:
@@ -209,9 +364,10 @@ def main(argv=None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     module, func = COMMANDS[args.command].split(":")
     try:
+        _cross_check(args)
         return int(getattr(importlib.import_module(module), func)(args) or 0)
     except HwgenError as e:
-        sys.stderr.write(f"hwgen: error: {e}\n")
+        sys.stderr.write(f"hwgen: error: {_one_line(e)}\n")
         return 2
 
 

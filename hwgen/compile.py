@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from . import __version__
-from .atomic import atomic_dir, sha256_file
+from .atomic import atomic_dir, check_output_dir
+from .design import write_manifest
 from .errors import HwgenError
 from .frontend import build_ir, load_model
 from .model.agreement import float_vs_int
@@ -110,8 +111,7 @@ def compile_model(model_path, outdir, tile="128x128", lanes: int = 8, n_check: i
     t0 = time.perf_counter()
     rc = parse_tile(tile)
     outdir = Path(outdir)
-    if outdir.exists() and not outdir.is_dir():
-        raise HwgenError(f"{outdir}: exists and is not a directory")
+    check_output_dir(outdir, inputs=(model_path,))     # before any work: refused, nothing made
     if sites is not None and dropout is None:
         raise HwgenError("--sites needs --dropout {spatial,element}")
     if is_onnx(model_path):
@@ -212,7 +212,7 @@ def _version(name: str):
 
 def _write(ir, check, outdir, options, verilog, lanes, model_name, sha, timings,
            tools=None, model_file=None) -> dict:
-    with atomic_dir(outdir) as tmp:
+    with atomic_dir(outdir, inputs=(model_file,) if model_file is not None else ()) as tmp:
         if model_file is not None:
             # the model itself, so that `hwgen sim` can check the RTL against it directly
             data = Path(model_file).read_bytes()
@@ -228,20 +228,24 @@ def _write(ir, check, outdir, options, verilog, lanes, model_name, sha, timings,
             t0 = time.perf_counter()
             export(ir, tmp, lanes=lanes)
             timings["export_s"] = time.perf_counter() - t0
-        files = {p.relative_to(tmp).as_posix(): sha256_file(p)
-                 for p in sorted(tmp.rglob("*")) if p.is_file()}
-        manifest = {"format": "hwgen-manifest", "version": 1,
-                    "input": {"name": model_name, "sha256": sha},
-                    "options": options, "tools": {**_tool_versions(), **(tools or {})},
-                    "files": files}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, indent=1) + "\n")
+        manifest = write_manifest(tmp, model_name, sha, options,
+                                  {**_tool_versions(), **(tools or {})})
     return manifest
 
 
+def default_outdir(model) -> Path:
+    """rtl_out/<folder>-<stem>: the model's folder is in the name, so that two model.onnx
+    files of different folders do not compile into the same OUTDIR."""
+    path = Path(model).resolve()
+    folder = path.parent.name
+    return Path("rtl_out") / (f"{folder}-{path.stem}" if folder else path.stem)
+
+
 def cmd_compile(args) -> int:
-    outdir = Path(args.output) if args.output else Path("rtl_out") / Path(args.model).stem
+    outdir = Path(args.output) if args.output else default_outdir(args.model)
+    p = getattr(args, "p", None)
     compile_model(args.model, outdir, tile=args.tile, lanes=args.lanes,
                   n_check=args.check_images, verilog=not args.no_verilog,
-                  dropout=getattr(args, "dropout", None), p=getattr(args, "p", 0.2),
+                  dropout=getattr(args, "dropout", None), p=0.2 if p is None else p,
                   sites=getattr(args, "sites", None))
     return 0

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from .errors import HwgenError
 
 __all__ = ["DATASETS", "FASHION_DIR", "IN_SHAPE", "CLASSES", "load_dataset", "load_ood",
-           "ood_description", "read_idx"]
+           "ood_description", "read_idx", "load_inputs"]
 
 DATASETS = ("digits", "fashion-mnist")
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -147,21 +147,61 @@ def first_test_images(dataset: str | None, n: int, in_shape) -> tuple[np.ndarray
 
 
 def load_inputs(path, in_shape, n: int | None = None) -> np.ndarray:
-    """User images from a .npy file: float32 [N, C, H, W] (N >= n; the first n are
-    taken), finite, with (C, H, W) = in_shape. Loaded without pickles; HwgenError naming
-    the problem otherwise."""
+    """User images from a .npy file as float32 [N, C, H, W] (the first n if n is given);
+    HwgenError with one line naming the problem otherwise.
+
+    Accepted: a floating array (cast to float32) of finite pixels in [0, 1], the range every
+    model here is defined and checked on (a compiled model is exact on float32 pixels in
+    [0, 1]), of shape [N, C, H, W] = [N, *in_shape]; [N, F] when in_shape is (F, 1, 1) (a
+    model whose graph takes F features); [N, H, W] when C = 1 (a 3-D array cannot then be
+    one image of C channels, so it is N images). Refused, each in one line: a .npz archive,
+    no images, an integer or boolean array (it would be read as pixel values 0..255; divide
+    by 255 first), NaN or infinite values, values outside [0, 1], and any other shape.
+    Loaded without pickles.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise HwgenError(f"{path}: no such file")
+    if not path.is_file():
+        raise HwgenError(f"{path}: not a regular file")
     try:
         x = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
-        raise HwgenError(f"{path}: not a readable .npy array ({e})") from None
-    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(in_shape):
-        raise HwgenError(f"{path}: images have shape {tuple(x.shape)}, expected "
-                         f"[N, {', '.join(map(str, in_shape))}]")
-    if not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.integer):
-        raise HwgenError(f"{path}: dtype {x.dtype} is not numeric")
+        why = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        if "allow_pickle" in why:          # numpy's advice is an option hwgen does not offer
+            why = "an object array, whose pickled objects are never loaded; save float pixels"
+        raise HwgenError(f"{path}: not a readable .npy array ({why})") from None
+    if isinstance(x, np.lib.npyio.NpzFile):
+        names = ", ".join(x.files[:4]) + (", ..." if len(x.files) > 4 else "")
+        x.close()
+        raise HwgenError(f"{path}: a .npz archive (arrays: {names or 'none'}); pass one array "
+                         f"saved with numpy.save as a .npy file")
+    c, h, w = (int(v) for v in in_shape)
+    want = f"[N, {c}, {h}, {w}]" + (f" or [N, {c}]" if (h, w) == (1, 1) else "") + \
+        (f" or [N, {h}, {w}]" if c == 1 else "")
+    shape = tuple(x.shape)
+    if x.ndim == 4 and shape[1:] == (c, h, w):
+        pass
+    elif x.ndim == 2 and (h, w) == (1, 1) and shape[1] == c:
+        x = x.reshape(shape + (1, 1))
+    elif x.ndim == 3 and c == 1 and shape[1:] == (h, w):
+        x = x[:, None]
+    else:
+        raise HwgenError(f"{path}: images have shape {list(shape)}, expected {want}")
+    if len(x) == 0:
+        raise HwgenError(f"{path}: holds no images (shape {list(shape)}); give at least one")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise HwgenError(f"{path}: dtype {x.dtype}, expected float pixels in [0, 1] "
+                         f"(for 8-bit pixels k, save k / 255 as float32)")
     x = x.astype(np.float32)
     if not np.isfinite(x).all():
-        raise HwgenError(f"{path}: images hold NaN or infinite values")
+        bad = np.argwhere(~np.isfinite(x))[0]
+        raise HwgenError(f"{path}: image {bad[0]} holds NaN or infinite values; pixels must "
+                         f"be finite, in [0, 1]")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0.0 or hi > 1.0:
+        raise HwgenError(f"{path}: pixels range over [{lo:.6g}, {hi:.6g}], expected [0, 1] "
+                         f"(scale them to [0, 1] first)")
     if n is not None:
         if n > len(x):
             raise HwgenError(f"{n} images asked, {path} holds {len(x)}")

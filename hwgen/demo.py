@@ -13,7 +13,7 @@ import logging
 import time
 from pathlib import Path
 
-from .atomic import write_text
+from .atomic import check_output_dir, check_output_file, write_text
 
 __all__ = ["cmd_demo", "DEMO_EPOCHS", "DEMO_IMAGES", "DEMO_SAMPLES"]
 
@@ -31,6 +31,10 @@ def cmd_demo(args) -> int:
     from .sim.regression import run_regression, summary_line
 
     work = Path(args.workdir)
+    # before any work: the outputs may replace only what an earlier demo wrote
+    check_output_file(work / "model.pt")
+    check_output_dir(work / "rtl", inputs=(work / "model.pt",))
+    check_output_file(work / "sim.json")
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     log.info("1/3 train: digits, default architecture, spatial dropout, %d epochs", DEMO_EPOCHS)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 
+from .atomic import PNG_SOFTWARE
+
 __all__ = ["png_bytes", "pyplot"]
 
 
@@ -17,9 +19,11 @@ def pyplot():
 
 
 def png_bytes(fig) -> bytes:
-    """`fig` laid out tight, at 100 dpi, as PNG bytes without a timestamp; closes `fig`."""
+    """`fig` laid out tight, at 100 dpi, as PNG bytes without a timestamp,
+    marked as hwgen's; closes `fig`."""
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    # Software = hwgen marks the file as hwgen's own (hwgen.atomic.is_own_file)
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": PNG_SOFTWARE})
     pyplot().close(fig)
     return buf.getvalue()

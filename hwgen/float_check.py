@@ -35,8 +35,9 @@ def main(argv=None) -> int:
     ir = run_pipeline(build_ir(ckpt))
     x, source = check_images(ir, args.images)
     rep = float_vs_int(build_model(ckpt), ir, x, check_masks(ir, len(x), args.samples, args.seed))
-    rep.update(model=str(args.model), image_source=source, dropout=ir.meta.dropout.kind,
-               spec=ir.meta.spec, seed=args.seed, seconds=round(time.perf_counter() - t0, 1))
+    rep.update(format="hwgen-float-check", model=str(args.model), image_source=source,
+               dropout=ir.meta.dropout.kind, spec=ir.meta.spec, seed=args.seed,
+               seconds=round(time.perf_counter() - t0, 1))
     text = json.dumps(rep, sort_keys=True, indent=1) + "\n"
     print(text, end="")
     if args.json:

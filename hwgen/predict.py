@@ -13,23 +13,22 @@ realises (`p_realised`, what the hardware does). Y.npz holds:
   entropy         float64 [N]             predictive entropy of the mean softmax (nats)
   mutual_information float64 [N]          its epistemic part (0 when the T samples agree)
   keep_site{k}    uint8 [N, T, groups]    the keep bits used, per site (1 = keep)
+  hwgen_format    str                     "hwgen-predict": marks the file as hwgen's output
 """
 
 from __future__ import annotations
 
 import io
 import logging
-from pathlib import Path
 
 import numpy as np
 
 from . import metrics
-from .atomic import write_bytes
+from .atomic import NPZ_MARK, check_output_file, write_bytes
 from .data import load_inputs
-from .errors import HwgenError
+from .design import load_design
 from .ir import fast, interp
-from .ir.core import IR, loads
-from .ir.verify import VerifyError, verify
+from .ir.core import IR
 
 __all__ = ["draw_masks", "predict", "cmd_predict"]
 
@@ -59,26 +58,13 @@ def predict(ir: IR, images: np.ndarray, samples: int = 16, seed: int = 0) -> dic
     return out
 
 
-def load_design(outdir) -> IR:
-    path = Path(outdir) / "ir.json"
-    if not path.is_file():
-        raise HwgenError(f"{outdir}: no ir.json (run hwgen compile first)")
-    try:
-        ir = loads(path.read_text())
-        verify(ir)
-    except (ValueError, TypeError, KeyError, VerifyError) as e:
-        raise HwgenError(f"{path}: bad IR ({str(e).splitlines()[0]})") from None
-    if ir.stage != "integer":
-        raise HwgenError(f"{path}: not a compiled (integer-stage) IR")
-    return ir
-
-
 def cmd_predict(args) -> int:
-    ir = load_design(args.outdir)
+    check_output_file(args.output)          # before any work
+    ir = load_design(args.outdir).ir
     x = load_inputs(args.inputs, ir.in_shape)
     out = predict(ir, x, args.samples, args.seed)
     buf = io.BytesIO()
-    np.savez(buf, **out)
+    np.savez(buf, **out, **{NPZ_MARK: np.array("hwgen-predict")})
     write_bytes(args.output, buf.getvalue())
     counts = np.bincount(out["prediction"], minlength=ir.n_classes)
     log.info("wrote %s: %d images x %d samples; predictions per class %s; mean entropy "

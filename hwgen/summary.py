@@ -26,9 +26,9 @@ import json
 import logging
 from pathlib import Path
 
-from .atomic import write_text
+from .atomic import check_output_file, write_text
 from .errors import HwgenError
-from .ir.core import IR, loads
+from .ir.core import IR
 
 __all__ = ["FORMAT", "VERSION", "summarize", "render", "load_ir", "cmd_summary"]
 
@@ -137,29 +137,25 @@ def render(s: dict) -> str:
 
 def load_ir(path, tile: str = "128x128") -> IR:
     """The integer-stage IR of an OUTDIR, an ir.json or a model.pt (HwgenError otherwise)."""
+    from .design import read_ir
     from .passes import PassConfig, parse_tile, run_pipeline
 
     path = Path(path)
-    if not path.exists():
-        raise HwgenError(f"{path}: no such file or directory")
-    if path.is_dir():
-        path = path / "ir.json"
-        if not path.is_file():
-            raise HwgenError(f"{path} not found: run `hwgen compile MODEL -o {path.parent}` first")
-    if path.suffix == ".json":
-        try:
-            ir = loads(path.read_text())
-        except (ValueError, TypeError, KeyError) as e:
-            raise HwgenError(f"{path}: not a valid hwgen IR ({e})") from None
+    if path.is_dir() or path.suffix == ".json":
+        ir, _ = read_ir(path)       # an OUTDIR (or its ir.json) is checked against its manifest
         if ir.stage == "integer":
             return ir
         return run_pipeline(ir, PassConfig(tile=parse_tile(tile)))
+    if not path.exists():
+        raise HwgenError(f"{path}: no such file or directory")
     from .frontend import build_ir, load_model
     ckpt, sha = load_model(path)
     return run_pipeline(build_ir(ckpt, sha), PassConfig(tile=parse_tile(tile)))
 
 
 def cmd_summary(args) -> int:
+    if args.json:
+        check_output_file(args.json)        # before any work
     s = summarize(load_ir(args.target, args.tile))
     text = render(s)
     if args.json:

@@ -147,13 +147,21 @@ def stub_ir(dataset: str | None = None) -> IR:
               meta=Meta(source="random", dataset=dataset))
 
 
+def seal_outdir(path: Path, options: dict | None = None) -> Path:
+    """Make the files now in `path` a compiled OUTDIR: write its manifest.json
+    (hwgen.design.write_manifest), as `hwgen compile` does, so that readers accept it."""
+    from hwgen.design import write_manifest
+    write_manifest(path, "test", "0" * 64, options or {}, {})
+    return path
+
+
 def stub_outdir(path: Path) -> Path:
-    """An OUTDIR with the stub's Verilog, ports.json and IR."""
+    """An OUTDIR with the stub's Verilog, ports.json and IR (and its manifest)."""
     path.mkdir(parents=True, exist_ok=True)
     for f in ("hwgen_top.v", "ports.json"):
         shutil.copy(STUB_DIR / f, path / f)
     (path / "ir.json").write_text(dumps(stub_ir()))
-    return path
+    return seal_outdir(path)
 
 
 def multibit_ir(spec, in_shape, mode, bits, seed=0, tile=(8, 4), dropout="spatial"):

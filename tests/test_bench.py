@@ -11,7 +11,7 @@ from hwgen.bench.cycles import measure_cycles
 from hwgen.bench.golden import bench_golden
 from hwgen.cli import main
 from hwgen.hw.plan import cycle_bound
-from support import random_ir
+from support import random_ir, seal_outdir
 from hwgen.ir.core import dumps
 from hwgen.model.io import save_model
 
@@ -62,6 +62,7 @@ def test_bench_cycles_on_a_random_ir(tmp_path, capsys):
     out.mkdir()
     (out / "ir.json").write_text(dumps(ir))
     (out / "ports.json").write_text(json.dumps({"params": {"lanes": 3}}))
+    seal_outdir(out)
     irf = tmp_path / "ir.json"
     irf.write_text(dumps(ir))
     assert main(["bench", "cycles", str(out), str(irf), "--samples", "3",
@@ -165,7 +166,7 @@ def test_bench_sim_bad_input(digits_pt, tmp_path, capsys):
     assert main(["bench", "sim", str(out), "--lanes", "2"]) == 2
     assert "--lanes and --tile apply to a model" in capsys.readouterr().err
     assert main(["bench", "sim", str(out), "--json", str(tmp_path / "s.json")]) == 2
-    assert "ir.json missing" in capsys.readouterr().err
+    assert "no manifest.json" in capsys.readouterr().err
     assert main(["bench", "sim", str(digits_pt), "--tile", "0x3", "-o", str(tmp_path / "o")]) == 2
     assert "--tile" in capsys.readouterr().err
     assert not (tmp_path / "s.json").exists() and not (tmp_path / "o").exists()

@@ -54,8 +54,14 @@ def test_compile_twice_is_byte_identical(tmp_path, model_pt, capsys):
     assert all(l.tile == (5, 3) for l in ir.layers)
     check = json.loads(a["check.json"])
     assert check["ok"] and check["images"] == 16 and check["image_source"].startswith("digits")
-    # a second compile into the same OUTDIR replaces it whole
+    # a second compile into the same OUTDIR replaces it whole, hwgen's by-products included,
+    # but a file hwgen did not write stops it (tests/test_outputs.py has the other cases)
     (tmp_path / "a" / "stale.txt").write_text("x")
+    rc, err = _compile(capsys, model_pt, "-o", tmp_path / "a", "--check-images", "16",
+                       "--no-verilog", "--tile", "5x3")
+    assert rc == 2 and len(err) == 1 and "stale.txt" in err[0]
+    (tmp_path / "a" / "stale.txt").unlink()
+    (tmp_path / "a" / "cost.json").write_text('{"format": "hwgen-cost"}')
     assert _compile(capsys, model_pt, "-o", tmp_path / "a", "--check-images", "16",
                     "--no-verilog", "--tile", "5x3")[0] == 0
     assert _tree(tmp_path / "a") == b
@@ -65,8 +71,9 @@ def test_default_outdir(tmp_path, model_pt, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rc, err = _compile(capsys, model_pt, "--check-images", "0", "--no-verilog")
     assert rc == 0, err
-    assert (tmp_path / "rtl_out" / "digits_net" / "ir.json").is_file()
-    assert not (tmp_path / "rtl_out" / "digits_net" / "check.json").exists()
+    out = tmp_path / "rtl_out" / f"{model_pt.parent.name}-digits_net"    # folder-stem
+    assert (out / "ir.json").is_file()
+    assert not (out / "check.json").exists()
 
 
 @pytest.mark.parametrize("tile", ["0x4", "4x0", "-2x3", "2.5x3", "3", "ax3", "3x3x3"])

@@ -15,6 +15,7 @@ from hwgen.cli import main
 from hwgen.ir import core
 from hwgen.model.net import site_groups
 from hwgen.model.spec import layer_plan
+from support import seal_outdir
 
 P_REAL = 0.25
 
@@ -154,16 +155,18 @@ def test_element_design_reports_spatial_too():
     assert rep["sites"][0]["n_groups"] == 72
 
 
-def write_outdir(tmp_path, ir):
+def write_outdir(tmp_path, ir, ports=None):
+    """A compiled OUTDIR of `ir` (with `ports` as ports.json if given), manifest and all."""
     out = tmp_path / "out"
     out.mkdir()
     (out / "ir.json").write_text(core.dumps(ir))
-    return out
+    if ports is not None:
+        (out / "ports.json").write_text(ports)
+    return seal_outdir(out)
 
 
 def test_cli_report_writes_json_png_and_is_deterministic(tmp_path, capsys):
-    out = write_outdir(tmp_path, tiny_ir())
-    (out / "ports.json").write_text(json.dumps({"params": {"lanes": 4}}))
+    out = write_outdir(tmp_path, tiny_ir(), json.dumps({"params": {"lanes": 4}}))
     assert main(["report", str(out), "--samples", "3"]) == 0
     text = capsys.readouterr().out
     assert "NVSim" in text and "Horowitz" in text and "[V]" in text and "(d)" in text
@@ -200,11 +203,12 @@ def test_cli_report_missing_or_bad_ir(tmp_path, capsys):
     out.mkdir()
     assert main(["report", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "ir.json" in err[0]
+    assert len(err) == 1 and "no manifest.json" in err[0]
     (out / "ir.json").write_text('{"format": "something-else"}')
+    seal_outdir(out)
     assert main(["report", str(out)]) == 2
     assert "not a valid hwgen IR" in capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["ir.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["ir.json", "manifest.json"]
 
 
 def test_design_without_dropout_costs_default_sites():
@@ -223,15 +227,15 @@ def test_design_without_dropout_costs_default_sites():
 
 
 def test_cli_report_bad_ports_json_is_one_line(tmp_path, capsys):
-    out = write_outdir(tmp_path, tiny_ir())
-    (out / "ports.json").write_text("{not json")
+    out = write_outdir(tmp_path, tiny_ir(), "{not json")
     assert main(["report", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "ports.json" in err[0] and "not valid JSON" in err[0]
     (out / "ports.json").write_text("[1, 2]")
+    seal_outdir(out)
     assert main(["report", str(out)]) == 2
     assert "not a JSON object" in capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["ir.json", "ports.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["ir.json", "manifest.json", "ports.json"]
 
 
 def test_render_site_without_realised_p():
@@ -302,3 +306,30 @@ def test_multibit_first_layer_costs_one_pass_per_plane():
     assert l0b["reads_per_pass"] == 8 * l0a["reads_per_pass"]
     assert l0b["cycles_bound_per_pass"] == cycle_bound(ir8, 8).per_layer[0] == 8 * l0a["cycles_bound_per_pass"]
     assert a["layers"][1:] == b["layers"][1:]
+
+
+@pytest.mark.parametrize("spec, shape", [("c4s2,p3s2,c5k5s3,f3", (2, 23, 21)),
+                                         ("c3k5s2,p2s3,f4", (1, 20, 17)),
+                                         ("c3,p2,c4,f3", (1, 7, 7))])
+def test_strided_reads_bound_and_driven_rows_follow_the_walk(spec, shape):
+    """A pass reads each pool block's windows (shared ones once per block, gaps never):
+    the cycle bound is reads * beats, and the driven rows are those of the walked
+    windows as the golden model forms them (padding per strided window)."""
+    from support import random_ir
+    from hwgen.hw.plan import cycle_bound, read_plan
+    from hwgen.ir import interp
+    ir = random_ir(spec, shape, tile=(16, 8))
+    for i, lay in enumerate(ir.layers):
+        _, oh, ow = lay.conv_shape
+        _, hp, wp = lay.out_shape
+        k, t = lay.pool, lay.pool_step
+        if k > 1 and t != k:
+            ys = [py * t + dy for py in range(hp) for dy in range(k)]
+            xs = [px * t + dx for px in range(wp) for dx in range(k)]
+        else:
+            ys, xs = range(oh), range(ow)
+        assert lay.reads == len(ys) * len(xs)
+        assert cycle_bound(ir, 4).per_layer[i] == lay.reads * read_plan(lay, 4).beats
+        driven = interp._im2col(np.zeros((1,) + lay.in_shape, np.uint8), lay)[1]
+        driven = driven.reshape(oh, ow, -1)[np.ix_(list(ys), list(xs))].reshape(-1, lay.rows)
+        assert cm.driven_rows_per_tile(lay) == [int(driven[:, a:b].sum()) for a, b in lay.row_tiles]

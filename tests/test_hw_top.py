@@ -122,3 +122,18 @@ def test_cycles_per_sample_meet_bound():
         # the bound plus one cycle of tile read latency per layer of the sample
         bound = cycle_bound(ir, lanes).per_sample + len(ir.layers) - ir.mc_start
         assert len(cycles) == 3 and (cycles <= bound).all(), (cycles, bound)
+
+
+def test_strided_design_is_bit_exact_and_meets_its_bound():
+    """Stride-2 convs, an overlapping pool (3, stride 2) and a gapped one (2, stride 3)
+    through the whole top: class integers equal the golden model's, and the cycles of a
+    sample meet the bound of the walked windows (`Layer.reads`)."""
+    ir = random_ir("c4s2,p3s2,c5,p2s3,f6", (1, 20, 20), seed=4, tile=(16, 8))
+    bench, imgs, got = run_top(ir, 4, n_img=2, samples=3)
+    assert np.array_equal(got, interp.run(ir, imgs, bench.masks))
+    top = NetworkTop(ir, lanes=4)
+    bench = TopBench(top, seed=1)
+    bench.run(np.ones((1,) + ir.in_shape, np.uint8), 4)
+    cycles = np.diff([c for _, c in bench.beat_cycles])
+    bound = cycle_bound(ir, 4).per_sample + len(ir.layers) - ir.mc_start
+    assert (cycles <= bound).all() and (cycles >= bound - 2).all(), (cycles, bound)

@@ -18,6 +18,9 @@ NETS = [
     ("c6,p2,c9k5,p3,f7,f5", (2, 13, 15), "element", True),
     ("c4k1,c5,p2,f3", (3, 7, 9), "spatial", True),
     ("c5k3,p2,f4", (1, 9, 9), "none", False),
+    # strided convs, an overlapping pool (3, stride 2) and a gapped one (2, stride 3)
+    ("c6s2,p3s2,c7k3vs2,f5", (2, 17, 19), "spatial", False),
+    ("c5k5s3,c6,p2s3,f4", (1, 23, 20), "element", True),
 ]
 
 
@@ -171,7 +174,9 @@ def test_trace_ends_in_run():
 
 @pytest.mark.parametrize("spec,shape,kind", [("c5,p2,c7k5,f6,f4", (2, 9, 11), "spatial"),
                                              ("c3k1,c4,p3,f5", (1, 9, 7), "element"),
-                                             ("c4,f3", (3, 5, 5), "none")])
+                                             ("c4,f3", (3, 5, 5), "none"),
+                                             ("c5s2,p3s2,c6k2vs2,f4", (2, 15, 13), "spatial"),
+                                             ("c4k3vs3,p2s3,f3", (1, 22, 17), "element")])
 def test_fast_path_equals_the_definition_on_random_integer_irs(spec, shape, kind):
     """hwgen.ir.fast (float32 matmuls, shared-input grouping, threads) against the
     definition, on integer-stage IRs with random thresholds and a tile that splits rows."""

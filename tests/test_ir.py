@@ -97,11 +97,38 @@ BROKEN = {
     "tile": lambda ir: _layers(ir, 2, tile=(0, 4)),
     "kernel covers": lambda ir: _layers(ir, 2, pad=(1, 1)),
     "pool": lambda ir: _layers(ir, 1, pool=9),
+    "stride": lambda ir: _layers(ir, 0, stride=(0, 1)),
+    "pool stride": lambda ir: _layers(ir, 0, pool_stride=2),     # equal to the pool: None
+    "pool stride ": lambda ir: _layers(ir, 1, pool_stride=2),    # on an unpooled layer
+    "kernel covers ": lambda ir: _layers(ir, 2, stride=(2, 1)),  # a strided linear
+    "shape chain": lambda ir: _layers(ir, 0, stride=(2, 2)),     # the next in_shape breaks
 }
 
 
 @pytest.mark.parametrize("what", sorted(BROKEN))
 def test_verify_catches(ir, what):
     verify(ir)
-    with pytest.raises(VerifyError, match=what):
+    with pytest.raises(VerifyError, match=what.strip()):
         verify(BROKEN[what](ir))
+
+
+def test_strides_round_trip_and_default_strides_are_not_written(ir):
+    """Strided convs and pools round-trip; a stride-1 IR has no stride keys (its bytes are
+    what they were before strides existed), and a file without them loads as stride 1."""
+    text = dumps(ir)
+    assert '"stride"' not in text and '"pool_stride"' not in text
+    assert all(l.stride == (1, 1) and l.pool_stride is None for l in loads(text).layers)
+    sir = run_pipeline(float_ir(random_net("c5s2,p3s2,c6k2vs2,f7,f3", (2, 17, 15), "spatial",
+                                           seed=1)))
+    verify(sir)
+    l0, l1 = sir.layers[:2]
+    assert (l0.stride, l0.pool, l0.pool_stride, l0.conv_shape, l0.out_shape) == (
+        (2, 2), 3, 2, (5, 9, 8), (5, 4, 3))
+    assert l0.windows == 72 and l0.reads == 4 * 3 * 9    # a shared window is read per block
+    assert (l1.stride, l1.conv_shape) == ((2, 2), (6, 2, 1))
+    stext = dumps(sir)
+    assert loads(stext) == sir and dumps(loads(stext)) == stext
+    assert "stride=2x2" in dump(sir) and "pool_stride=2" in dump(sir)
+    assert "stride" not in dump(ir)
+    gap = run_pipeline(float_ir(random_net("c3,p2s3,f2", (1, 8, 8), "none")))
+    assert gap.layers[0].out_shape == (3, 3, 3) and gap.layers[0].reads == 9 * 4 < 64

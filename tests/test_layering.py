@@ -2,7 +2,8 @@
 imports inside functions included):
 
     cli -> tools (compile, cost, bench, study, demo, float_check) -> sim -> export -> hw
-        -> passes -> ir,   with model, data and frontend beside them;
+        -> passes -> ir,   with model, data and frontend beside them; design (the reader
+        of a compiled OUTDIR) -> ir, used by sim and the tools;
     leaves (errors, atomic, device, energy_table, metrics, figures) import no other hwgen module.
 """
 
@@ -23,8 +24,9 @@ RULES = {
     "hwgen.passes": (("hwgen.ir",), {"torch", "amaranth", "cocotb"}),
     "hwgen.hw": (("hwgen.ir",), {"torch", "cocotb"}),
     "hwgen.export": (("hwgen.hw", "hwgen.ir"), {"torch", "cocotb"}),
+    "hwgen.design": (("hwgen.ir",), {"torch", "amaranth", "cocotb", "scipy", "matplotlib"}),
     "hwgen.sim": (("hwgen.export", "hwgen.hw", "hwgen.ir", "hwgen.data", "hwgen.model",
-                   "hwgen.frontend"), set()),
+                   "hwgen.frontend", "hwgen.design"), set()),
     "hwgen.data": ((), {"amaranth", "cocotb"}),
     "hwgen.model": (("hwgen.ir", "hwgen.data"), {"amaranth", "cocotb"}),
     "hwgen.frontend": (("hwgen.ir", "hwgen.model", "hwgen.passes"), {"amaranth", "cocotb"}),
@@ -105,6 +107,9 @@ def test_every_import_goes_down_the_layers():
     ("hwgen.passes.tile", "from ..hw.plan import read_plan"),    # passes -> hw
     ("hwgen.export", "from .compile import compile_model"),      # export -> a tool
     ("hwgen.device", "from .ir.core import IR"),                 # a leaf -> ir
+    ("hwgen.design", "from .passes import run_pipeline"),       # design -> passes
+    ("hwgen.design", "import torch"),                            # design -> torch
+    ("hwgen.atomic", "from .design import load_design"),        # a leaf -> design
 ])
 def test_a_planted_back_edge_is_caught(module, line):
     path = PKG.joinpath(*module.split(".")[1:]).with_suffix(".py")
@@ -115,7 +120,8 @@ def test_a_planted_back_edge_is_caught(module, line):
 
 def test_the_ir_imports_neither_torch_nor_amaranth_at_run_time():
     import subprocess
-    code = ("import sys, hwgen.ir.interp, hwgen.ir.fast, hwgen.ir.verify, hwgen.ir.dump; "
+    code = ("import sys, hwgen.ir.interp, hwgen.ir.fast, hwgen.ir.verify, hwgen.ir.dump, "
+            "hwgen.design; "
             "bad = [m for m in ('torch', 'amaranth', 'cocotb') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -137,7 +137,33 @@ def test_spec_site_and_valid_tokens(spec, msg):
         with pytest.raises(SpecError, match=msg):
             parse_spec(spec)
     else:
-        assert parse_spec(spec)[1] == ("conv", 5, 3, 0)
+        assert parse_spec(spec)[1] == ("conv", 5, 3, 0, 1)
+
+
+@pytest.mark.parametrize("spec,token", [("c4s0,f3", "c4s0"), ("c4,p3s0,f3", "p3s0"),
+                                        ("c4s2v,f3", "c4s2v"), ("c4,p2s,f3", "p2s")])
+def test_stride_tokens_are_checked(spec, token):
+    with pytest.raises(SpecError, match=token):
+        parse_spec(spec)
+
+
+def test_stride_tokens_shape_the_plan_and_the_torch_model():
+    """cNsS / cNkKvsS are strided convs and pSsT a pool of stride T; the plan carries
+    them only where they are not the defaults, and the torch model runs them."""
+    from hwgen.model.spec import layer_plan
+    assert parse_spec("c8k5vs2,p3s2,f3")[:2] == [("conv", 8, 5, 0, 2), ("pool", 3, 2)]
+    plan = layer_plan("c8s2,p3s2,c6k2vs2,f3", (2, 17, 16))
+    assert [(l.get("stride"), l["conv_shape"], l.get("pool_stride"), l["out_shape"])
+            for l in plan] == [([2, 2], [8, 9, 8], 2, [8, 4, 3]),
+                               ([2, 2], [6, 2, 1], None, [6, 2, 1]),
+                               (None, [3, 1, 1], None, [3, 1, 1])]
+    with pytest.raises(SpecError, match="p2 on a 2x1 map leaves nothing"):
+        layer_plan("c8s2,p3s2,c6k2vs2,p2s3,f3", (2, 17, 16))
+    assert "stride" not in layer_plan("c8,p2,f3", (1, 8, 8))[0]
+    net = BinaryNet(make_arch("c8s2,p3s2,c6k2vs2,f3", (2, 17, 16), "none"))
+    _, tr = net(torch.rand(2, 2, 17, 16), trace=True)
+    assert [tuple(r["acc"].shape) for r in tr] == [(2, 8, 9, 8), (2, 6, 2, 1), (2, 3)]
+    assert tuple(tr[0]["out"].shape) == (2, 8, 4, 3)
 
 
 def test_chosen_sites_and_valid_convs_shape_the_plan_and_the_model():
@@ -180,7 +206,7 @@ def test_model_pt_rejects_pickled_objects(tmp_path):
     buf = io.BytesIO()
     torch.save({"format": "hwgen-model", "obj": torch.nn.Linear(2, 2)}, buf)
     path.write_bytes(buf.getvalue())
-    with pytest.raises(HwgenError, match="weights_only"):
+    with pytest.raises(HwgenError, match="its pickle holds objects or instructions"):
         load_checkpoint(path)
 
 

@@ -17,8 +17,9 @@ from support import float_ir, random_images, random_masks, random_net
 
 @st.composite
 def networks(draw):
-    """SPECs with same and valid convs, pools, linears, and chosen sites (`d`) or the
-    default ones; binary or multi-bit input."""
+    """SPECs with same and valid convs (strides 1-3), pools (their stride the size, or
+    overlapping, or gapped), linears, and chosen sites (`d`) or the default ones; binary
+    or multi-bit input."""
     tokens = []
     choose = draw(st.booleans())
 
@@ -27,12 +28,14 @@ def networks(draw):
             tokens.append("d")
     for _ in range(draw(st.integers(0, 2))):
         site()
+        stride = draw(st.sampled_from(["", "", "s2", "s3"]))
         if draw(st.booleans()):
-            tokens.append(f"c{draw(st.integers(1, 9))}k{draw(st.sampled_from([1, 3, 5]))}")
+            tokens.append(f"c{draw(st.integers(1, 9))}k{draw(st.sampled_from([1, 3, 5]))}{stride}")
         else:
-            tokens.append(f"c{draw(st.integers(1, 9))}k{draw(st.sampled_from([1, 2, 3]))}v")
+            tokens.append(f"c{draw(st.integers(1, 9))}k{draw(st.sampled_from([1, 2, 3]))}v{stride}")
         if draw(st.booleans()):
-            tokens.append(f"p{draw(st.sampled_from([2, 3]))}")
+            tokens.append(f"p{draw(st.sampled_from([2, 3]))}"
+                          + draw(st.sampled_from(["", "", "s1", "s2", "s3"])))
     for _ in range(draw(st.integers(0, 1))):
         site()
         tokens.append(f"f{draw(st.integers(1, 9))}")

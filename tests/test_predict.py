@@ -56,7 +56,7 @@ def test_predict_rejects_bad_inputs_and_writes_nothing(design, tmp_path, capsys)
         assert not (tmp_path / "y.npz").exists()
     assert main(["predict", str(tmp_path), "--inputs", str(d / "x.npy"), "-o",
                  str(tmp_path / "y.npz")]) == 2
-    assert "no ir.json" in capsys.readouterr().err
+    assert "no manifest.json" in capsys.readouterr().err
 
 
 class _nothing:

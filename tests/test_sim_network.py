@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hwgen.atomic import sha256_file
 from hwgen.sim import regression
 from hwgen.cli import main
 from hwgen.compile import compile_model
@@ -58,6 +59,10 @@ def _corrupt_weight(src, dst):
     w[0] ^= 1
     bad = replace(last, weights=(w.hex(),) + last.weights[1:])
     (dst / "ir.json").write_text(dumps(replace(ir, layers=ir.layers[:-1] + (bad,))))
+    # as if compiled so (the manifest names the new ir.json), or sim would refuse the edit
+    man = json.loads((dst / "manifest.json").read_text())
+    man["files"]["ir.json"] = sha256_file(dst / "ir.json")
+    (dst / "manifest.json").write_text(json.dumps(man))
     return dst
 
 
@@ -155,3 +160,23 @@ def test_rtl_is_checked_against_the_torch_model_directly(digits_outdir, tmp_path
     assert bad["mismatches"] == 0 and bad["device_mismatches"] == 0     # RTL == golden
     assert bad["reference"]["ok"] is False and not bad["ok"]
     assert bad["reference"]["sample_mismatches"] > 0
+
+
+def test_trained_strided_model_compiles_and_simulates_bit_exact(tmp_path, capsys):
+    """A model hwgen trains with a stride-2 conv and an overlapping pool (3, stride 2)
+    passes compile's float-vs-integer check, and its RTL on Icarus equals the golden
+    model (devices in the loop) and the torch model, sample by sample."""
+    m, out, j = tmp_path / "m.pt", tmp_path / "out", tmp_path / "sim.json"
+    assert main(["train", "--dataset", "digits", "--epochs", "2", "--dropout", "spatial",
+                 "--arch", "c8,p3s2,c8s2,f10", "-o", str(m)]) == 0, capsys.readouterr().err
+    assert main(["compile", str(m), "-o", str(out), "--check-images", "64", "--lanes", "4"]) == 0, \
+        capsys.readouterr().err
+    ir = loads((out / "ir.json").read_text())
+    assert [(l.stride, l.pool, l.pool_stride) for l in ir.layers] == [
+        ((1, 1), 3, 2), ((2, 2), 1, None), ((1, 1), 1, None)]
+    assert main(["sim", str(out), "--simulator", require_simulator("icarus"), "--images", "3",
+                 "--samples", "3", "--seed", "2", "--json", str(j)]) == 0, capsys.readouterr().err
+    rep = json.loads(j.read_text())
+    assert rep["ok"] and rep["mismatches"] == 0 and rep["device_mismatches"] == 0, rep
+    ref = rep["reference"]
+    assert ref["kind"] == "torch" and ref["ok"] and ref["sample_mismatches"] == 0

@@ -231,7 +231,7 @@ def test_user_inputs_are_checked_and_never_unpickled(tmp_path):
     (tmp_path / "junk.npy").write_bytes(b"\x93NUMPY garbage")
     cases = {"shape.npy": "expected \\[N, 2, 4, 4\\]", "nan.npy": "NaN",
              "obj.npy": "not a readable", "junk.npy": "not a readable",
-             "missing.npy": "not a readable"}
+             "missing.npy": "no such file"}
     for name, msg in cases.items():
         with pytest.raises(HwgenError, match=msg):
             load_inputs(tmp_path / name, (2, 4, 4))

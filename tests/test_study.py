@@ -126,7 +126,8 @@ def test_sites_variant_skipped_with_a_log_line_when_the_spec_is_rejected(caplog)
     with caplog.at_level(logging.WARNING, logger="hwgen.study"):
         arch, models, skipped = model_plan(cfg)
     assert skipped == [{"variant": "last", "spec": "c8,p2,x9,f10",
-                        "reason": "bad spec token 'x9': expected cN, cNkK, cNv, cNkKv, pS, fN or d"}]
+                        "reason": "bad spec token 'x9': expected cN, cNkK, cNv, cNkKv (each "
+                                  "optionally followed by sS), pS, pSsT, fN or d"}]
     assert "sites variant 'last' skipped" in caplog.text and "x9" in caplog.text
     assert {m["variant"] for m in models} == {"every"} and arch == "c8,p2,c16,p2,f10"
     # an accepted SPEC gives the MC kinds a second variant (the deterministic model has no sites)

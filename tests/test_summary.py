@@ -82,11 +82,12 @@ def test_render_lists_every_layer_and_the_totals():
 
 
 def test_cli_summary_outdir_json_and_model(tmp_path, capsys):
-    from support import random_model
+    from support import random_model, seal_outdir
 
     out = tmp_path / "out"
     out.mkdir()
     (out / "ir.json").write_text(core.dumps(hand_ir()))
+    seal_outdir(out)
     assert main(["summary", str(out), "--json", str(tmp_path / "s.json")]) == 0
     assert "hwgen summary" in capsys.readouterr().out
     assert json.loads((tmp_path / "s.json").read_text()) == summarize(hand_ir())
@@ -106,7 +107,7 @@ def test_summary_bad_inputs_one_line(tmp_path, capsys):
     assert len(err) == 1 and "no such file" in err[0]
     (tmp_path / "d").mkdir()
     assert main(["summary", str(tmp_path / "d")]) == 2
-    assert "ir.json not found" in capsys.readouterr().err
+    assert "no manifest.json" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text("{}")
     assert main(["summary", str(tmp_path / "bad.json"), "--json", str(tmp_path / "s.json")]) == 2
     assert "not a valid hwgen IR" in capsys.readouterr().err

@@ -12,6 +12,8 @@ shapes.py  `sim` on named network shapes (digits, Fashion default and wide, FINN
 
 import importlib
 
+from ..atomic import check_output_file
+
 __all__ = ["BENCHES", "cmd_bench"]
 
 # bench -> "module:function"; modules are imported on use (torch, amaranth, cocotb).
@@ -25,5 +27,7 @@ BENCHES = {
 
 
 def cmd_bench(args) -> int:
+    if getattr(args, "json", None):
+        check_output_file(args.json)        # before the bench runs
     module, func = BENCHES[args.what].split(":")
     return getattr(importlib.import_module(module), func)(args)

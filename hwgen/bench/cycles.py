@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 
-from ..errors import HwgenError
-from ..ir.core import IR, loads
+from ..ir.core import IR
 from .common import finish, new_record, table
 
 __all__ = ["measure_cycles", "load_ir", "run"]
@@ -44,7 +42,7 @@ def measure_cycles(ir: IR, lanes: int, samples: int = 3, seed: int = 0) -> dict:
     for i, layer in enumerate(ir.layers):
         ctl = top.controllers[i]
         meas = bench.layer_cycles.get(i, [])
-        layers.append({"layer": i, "per_sample": i >= ir.mc_start, "windows": layer.windows,
+        layers.append({"layer": i, "per_sample": i >= ir.mc_start, "windows": layer.reads,
                        "beats": ctl.beats, "lanes": list(ctl.lanes), "bound": cb.per_layer[i],
                        "start_to_done": meas[-1] if meas else None})
     beats = [c for _, c in bench.beat_cycles]
@@ -57,21 +55,11 @@ def measure_cycles(ir: IR, lanes: int, samples: int = 3, seed: int = 0) -> dict:
 
 
 def load_ir(target) -> tuple[IR, int | None]:
-    """(IR, compiled lanes or None) of an OUTDIR (its ir.json) or of an ir.json file."""
-    path = Path(target)
-    lanes = None
-    if path.is_dir():
-        from ..cost.report import find_lanes
-        lanes, src = find_lanes(path)
-        if src.startswith("default"):
-            lanes = None
-        path = path / "ir.json"
-    if not path.is_file():
-        raise HwgenError(f"{path}: not found (give an OUTDIR of hwgen compile or an ir.json)")
-    try:
-        return loads(path.read_text()), lanes
-    except (ValueError, TypeError, KeyError) as e:
-        raise HwgenError(f"{path}: not a valid hwgen IR ({e})") from None
+    """(IR, compiled lanes or None) of an OUTDIR (checked against its manifest,
+    hwgen.design) or of an ir.json file."""
+    from ..design import read_ir
+    ir, design = read_ir(target)
+    return ir, design.lanes if design is not None else None
 
 
 def run(args) -> int:

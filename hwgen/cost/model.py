@@ -15,7 +15,9 @@ layer and in total:
 
 and, common to all:
 - random draws per inference: T samples x draws per sample;
-- crossbar tile reads: windows x row tiles x column tiles, the deterministic prefix
+- crossbar tile reads: windows read (`Layer.reads`: every window, each pool block's
+  windows once per block under a pool whose stride is not its size) x row tiles x column
+  tiles, the deterministic prefix
   (layers before `mc_start`) once per image and the rest T times;
 - cycles per MC sample: the DESIGN section 7 bound sum_{l >= mc_start} W_l *
   ceil(cols_in_tile / lanes), next to the simulated count when `hwgen sim` left one;
@@ -56,7 +58,7 @@ def groups(layer: core.Layer, kind: str) -> int:
 def draws_per_sample(layer: core.Layer, baseline: str) -> int:
     """Random draws per MC sample of a site of `baseline` on `layer`'s input (module doc)."""
     if baseline == "element_window":
-        return layer.rows * layer.windows
+        return layer.rows * layer.reads
     return groups(layer, baseline)
 
 
@@ -66,18 +68,29 @@ def rng_cycles(ir: core.IR) -> int:
     return ir.mtj.reset_cycles + ir.mtj.write_cycles + 1
 
 
-def _valid_taps(n_in: int, k: int, pad: int) -> np.ndarray:
-    """For each kernel tap, the number of output positions where it reads inside the map."""
-    out = n_in + 2 * pad - k + 1
-    y = np.arange(out)[:, None] + np.arange(k)[None, :] - pad
+def _walked(layer: core.Layer, axis: int) -> np.ndarray:
+    """The conv output rows (axis 0) or columns (1) of the windows one pass reads, with
+    multiplicity (`Layer.reads`): each pool block's pool positions when the pool stride
+    differs from the pool, else every output position."""
+    n_out, k, t = layer.conv_shape[1 + axis], layer.pool, layer.pool_step
+    if k == 1 or t == k:
+        return np.arange(n_out)
+    return (np.arange(layer.out_shape[1 + axis])[:, None] * t + np.arange(k)[None, :]).ravel()
+
+
+def _valid_taps(layer: core.Layer, axis: int) -> np.ndarray:
+    """For each kernel tap along `axis`, the number of read windows where it reads inside
+    the map (windows step by the conv stride)."""
+    n_in, k = layer.in_shape[1 + axis], layer.kernel[axis]
+    pad, st = layer.pad[axis], layer.stride[axis]
+    y = _walked(layer, axis)[:, None] * st + np.arange(k)[None, :] - pad
     return ((y >= 0) & (y < n_in)).sum(axis=0)
 
 
 def driven_rows_per_tile(layer: core.Layer) -> list[int]:
-    """Sum over windows of the non-padding rows in each row tile (before dropout)."""
-    c, h, w = layer.in_shape
-    per_tap = np.outer(_valid_taps(h, layer.kernel[0], layer.pad[0]),
-                       _valid_taps(w, layer.kernel[1], layer.pad[1])).ravel()
+    """Sum over the read windows of the non-padding rows in each row tile (before dropout)."""
+    c = layer.in_shape[0]
+    per_tap = np.outer(_valid_taps(layer, 0), _valid_taps(layer, 1)).ravel()
     per_row = np.tile(per_tap, c)          # rows are (c, ky, kx) channel-major
     return [int(per_row[a:b].sum()) for a, b in layer.row_tiles]
 
@@ -88,21 +101,21 @@ def _layer_cost(layer: core.Layer, lanes: int, keep: float, planes: int = 1) -> 
     times P; a plane drives the rows whose bit is 1, counted as half of them."""
     rt, ct = len(layer.row_tiles), len(layer.col_tiles)
     beats = read_plan(layer, lanes).beats
-    cycles = layer.windows * beats * planes  # W_l * r_l * P, as in hw.plan.cycle_bound
+    cycles = layer.reads * beats * planes  # W_l * r_l * P, as in hw.plan.cycle_bound
     driven = [d * (planes / 2 if planes > 1 else 1) for d in driven_rows_per_tile(layer)]
     cell = et.figure("xbar_cell_read").value_pj
     add = et.figure("digital_add").value_pj
     # Each (row tile, col tile) read drives its rows against its columns; each column of
     # each read is one ADC conversion sized for that row tile.
     cell_pj = sum(d * keep * layer.out_channels * cell for d in driven)
-    adc_pj = planes * sum(layer.windows * layer.out_channels * et.adc_pj(et.adc_bits(b - a))
+    adc_pj = planes * sum(layer.reads * layer.out_channels * et.adc_pj(et.adc_bits(b - a))
                           for a, b in layer.row_tiles)
-    adds = layer.windows * layer.out_channels * (planes * rt - 1)
-    thresholds = 0 if layer.is_classifier else layer.windows * layer.out_channels
+    adds = layer.reads * layer.out_channels * (planes * rt - 1)
+    thresholds = 0 if layer.is_classifier else layer.reads * layer.out_channels
     return dict(
         op=layer.op, in_shape=list(layer.in_shape), out_channels=layer.out_channels,
         kernel=list(layer.kernel), rows=layer.rows, windows=layer.windows,
-        row_tiles=rt, col_tiles=ct, reads_per_pass=layer.windows * rt * ct * planes,
+        row_tiles=rt, col_tiles=ct, reads_per_pass=layer.reads * rt * ct * planes,
         read_cycles=beats, cycles_bound_per_pass=cycles,
         driven_rows_expected=sum(driven) * keep, keep_fraction=keep,
         adds_per_pass=adds, thresholds_per_pass=thresholds,
@@ -147,7 +160,7 @@ def cost(ir: core.IR, samples: int, lanes: int, measured: dict | None = None) ->
         gated = i in site_layers
         if per_sample:
             beats = lc["read_cycles"]
-            window_bound += layer.windows * (max(beats, rng_cyc) if gated else beats)
+            window_bound += layer.reads * (max(beats, rng_cyc) if gated else beats)
         lc["dropout"] = {}
         for kind in BASELINES:
             m = groups(layer, "element" if kind == "element_window" else kind) if gated else 0
@@ -222,7 +235,7 @@ def _explain(ir, site_layers, totals, r_el, r_win) -> str:
         sp, el = groups(lay, "spatial"), groups(lay, "element")
         per_site.append(f"layer {i} ({lay.op} {lay.kernel[0]}x{lay.kernel[1]}, {lay.windows} "
                         f"window{'s' if lay.windows != 1 else ''}): {sp:,} vs {el:,} modules ({el // sp}x), {sp:,} vs "
-                        f"{lay.rows * lay.windows:,} per-window draws")
+                        f"{lay.rows * lay.reads:,} per-window draws")
     s, w = totals["spatial"], totals["element_window"]
     return (
         "Per site, element/spatial modules = kh*kw of the layer-as-conv: "

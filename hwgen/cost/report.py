@@ -1,8 +1,9 @@
 """`hwgen report OUTDIR [--samples T] [--json F]`: the cost model of a compiled design.
 
-Reads OUTDIR/ir.json, the lanes from ports.json (or the manifest) and, when `hwgen sim`
-left a report of this very ir.json in OUTDIR, the measured cycles per MC sample; prints
-the text report and writes OUTDIR/cost.json (or F) and OUTDIR/cost.png atomically.
+Reads OUTDIR/ir.json (the folder checked first: hwgen.design.load_design), the lanes
+from ports.json (or the manifest) and, when `hwgen sim` left a report of this very ir.json
+in OUTDIR, the measured cycles per MC sample; prints the text report and writes
+OUTDIR/cost.json (or F) and OUTDIR/cost.png atomically.
 """
 
 from __future__ import annotations
@@ -12,16 +13,17 @@ import json
 import logging
 from pathlib import Path
 
-from ..atomic import write_bytes, write_text
+from ..atomic import check_output_file, write_bytes, write_text
+from ..design import load_design
 from ..errors import HwgenError
-from ..ir import core
 from ..sim.regression import REPORT_FORMAT
 from .model import cost
 from .plot import plot_png
 from .render import render
 
-__all__ = ["cmd_report", "find_measured", "find_lanes", "SIM_REPORTS", "DEFAULT_SAMPLES",
-           "DEFAULT_LANES"]
+__all__ = ["cmd_report", "find_measured", "find_lanes", "find_synth", "render_parts",
+           "render_dropout", "SIM_REPORTS", "DEFAULT_SAMPLES", "DEFAULT_LANES", "SYNTH_REPORT",
+           "PARTS", "PAPER_RATIO"]
 
 log = logging.getLogger("hwgen.cost")
 
@@ -79,26 +81,102 @@ def find_lanes(outdir: Path) -> tuple[int, str]:
     return DEFAULT_LANES, f"default (no lanes in ports.json/manifest.json; compile's default {DEFAULT_LANES})"
 
 
+# -- the synthesised section: OUTDIR/synth.json of `flows/synth.py OUTDIR --dropout-cost` --
+
+SYNTH_REPORT = "synth.json"
+SYNTH_FORMAT = "hwgen-synth"
+# The lines every cell count is reported in: the crossbar emulation (the tiles with their
+# popcounts), the controllers and periphery, and the dropout hardware.
+PARTS = ("crossbar", "periphery", "dropout")
+PART_NAMES = {"crossbar": "crossbar emulation", "periphery": "controllers and periphery",
+              "dropout": "dropout hardware (RNG bank)",
+              "stand_in": "board: LFSR stand-in MTJs"}
+# the paper's reduction of dropout modules, element-wise over spatial
+PAPER_RATIO = 9.0
+
+
+def find_synth(outdir: Path, ir_text: str) -> dict | None:
+    """The synthesis report of this very ir.json in OUTDIR (with its parts and, after
+    `--dropout-cost`, its dropout section), or None; a report of another IR is ignored."""
+    f = outdir / SYNTH_REPORT
+    if not f.exists():
+        return None
+    try:
+        d = json.loads(f.read_text())
+    except json.JSONDecodeError as e:
+        raise HwgenError(f"{f}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(d, dict) or d.get("format") != SYNTH_FORMAT or "parts" not in d:
+        log.warning("%s is not a flows/synth.py report with parts: ignored", f)
+        return None
+    sha = hashlib.sha256(ir_text.encode()).hexdigest()
+    if d.get("ir_sha256") != sha:
+        log.warning("%s was not synthesised from this ir.json (run flows/synth.py OUTDIR "
+                    "--dropout-cost): ignored", f)
+        return None
+    return {"yosys": d.get("yosys"), "parts": d["parts"], "dropout": d.get("dropout")}
+
+
+def render_parts(parts: dict, title: str = "") -> str:
+    """The three-line cell table (and the total); FPGA columns when they hold anything."""
+    cols = ["cells", "flops", "muxes"] + [k for k in ("luts", "brams", "lutrams")
+                                          if any(v.get(k) for v in parts.values())]
+    out = ([title] if title else []) + [f"{'part':<30}" + "".join(f"{c:>10}" for c in cols)]
+    names = [p for p in PART_NAMES if p in parts]
+    for p in names:
+        out.append(f"{PART_NAMES[p]:<30}" + "".join(f"{parts[p][c]:>10,}" for c in cols))
+    out.append(f"{'total':<30}" + "".join(f"{sum(parts[p][c] for p in names):>10,}"
+                                          for c in cols))
+    return "\n".join(out) + "\n"
+
+
+def render_dropout(d: dict) -> str:
+    """The synthesised dropout hardware, spatial and element, beside the module ratio."""
+    out = [f"dropout hardware, synthesised (sites at layers {d['site_layers']}, p = {d['p']}; "
+           f"design: {d['design_kind']})",
+           "keep+gate: cells outside the tiles and the RNG bank, minus the same weights' "
+           "without sites",
+           f"{'kind':<9}{'interfaces':>11}{'RNG cells':>11}{'keep+gate':>11}{'total':>9}"
+           f"{'flops':>8}{'muxes':>8}{'xbar delta':>12}"]
+    for kind in ("spatial", "element"):
+        k = d["kinds"][kind]
+        out.append(f"{kind:<9}{k['interfaces']:>11,}{k['rng']['cells']:>11,}"
+                   f"{k['keep_and_gating']['cells']:>11,}{k['total']['cells']:>9,}"
+                   f"{k['total']['flops']:>8,}{k['total']['muxes']:>8,}{k['crossbar_delta']:>12,}")
+    cr = d["cell_ratio"]
+    out.append(f"element / spatial: modules {d['module_ratio']:.2f}x, synthesised cells "
+               + (f"{cr:.2f}x" if cr is not None else "n/a") + f" (paper: {d['paper_ratio']:g}x)")
+    if d["mc_start_moves"]:
+        out.append("note: without sites the first MC layer moves, so keep+gate sums the walkers "
+                   "only (row gating):")
+        out.append("      the keep register is not in it (a lower bound)")
+    return "\n".join(out) + "\n"
+
+
+def render_synth(s: dict) -> str:
+    out = ["", render_parts(s["parts"], f"synthesised ({s['yosys']}), generic cells")]
+    if s.get("dropout"):
+        out.append(render_dropout(s["dropout"]))
+    return "\n".join(out)
+
+
 def cmd_report(args) -> int:
     """`hwgen report OUTDIR [--json F] [--samples T]`."""
     outdir = Path(args.outdir)
-    irf = outdir / "ir.json"
-    if not irf.exists():
-        raise HwgenError(f"{irf} not found: run `hwgen compile MODEL -o {outdir}` first")
-    text = irf.read_text()
-    try:
-        ir = core.loads(text)
-    except (ValueError, TypeError, KeyError) as e:
-        raise HwgenError(f"{irf}: not a valid hwgen IR ({e})") from None
-    measured = find_measured(outdir, text)
+    jpath = Path(args.json) if args.json else outdir / "cost.json"
+    design = load_design(outdir)        # every file checked against the manifest
+    for f in (jpath, outdir / "cost.png"):
+        check_output_file(f)            # before any work
+    ir = design.ir
+    measured = find_measured(outdir, design.path("ir.json").read_text())
     samples = getattr(args, "samples", None) or (measured or {}).get("samples") or DEFAULT_SAMPLES
     lanes, lanes_src = find_lanes(outdir)
     log.info("lanes = %d from %s", lanes, lanes_src)
     rep = cost(ir, samples, lanes, measured)
     rep["design"]["lanes_source"] = lanes_src
-    text = render(rep)
+    synthesised = find_synth(outdir, design.path("ir.json").read_text())
+    rep["synthesised"] = synthesised
+    text = render(rep) + (render_synth(synthesised) if synthesised else "")
     png = plot_png(rep)
-    jpath = Path(args.json) if args.json else outdir / "cost.json"
     try:
         write_text(jpath, json.dumps(rep, sort_keys=True, indent=1, allow_nan=False) + "\n")
         write_bytes(outdir / "cost.png", png)

@@ -53,7 +53,8 @@ def build_ir(ckpt: dict, model_sha256: str = "") -> IR:
         layers.append(FloatLayer(op=plan["op"], in_shape=tuple(plan["in_shape"]),
                                  out_channels=o, kernel=tuple(plan["kernel"]),
                                  pad=tuple(plan["pad"]), pool=int(plan["pool"]),
-                                 latent=latent, bn=bn))
+                                 stride=tuple(plan.get("stride", (1, 1))),
+                                 pool_stride=plan.get("pool_stride"), latent=latent, bn=bn))
     dataset = ckpt["meta"].get("dataset")
     meta = Meta(source="model.pt", model_sha256=model_sha256,
                 dataset=dataset if isinstance(dataset, str) else None, spec=arch["spec"],

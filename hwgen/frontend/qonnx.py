@@ -4,19 +4,29 @@ Accepted graphs, after qonnx's own normalisation (InferShapes, FoldConstants kee
 quantisers, FoldTransposeIntoQuantInit, ...), are one chain from the input to the output,
 as Brevitas' `export_qonnx` and the older FINN-style exports write them:
 
-    input -> [Reshape | Flatten | Mul | Div | Add | Sub by constants]* -> BipolarQuant
+    input -> [Reshape | Flatten | Mul | Div | Add | Sub by constants]*
+          -> BipolarQuant | Quant (integer, any positive scale)
     per layer:
-      [Reshape | Flatten to (B, C*H*W)] [MaxPool, kernel = stride, after the quantiser]
-      Conv (stride 1, symmetric padding) | MatMul | Gemm, weights BipolarQuant(initializer)
+      [Reshape | Flatten to (B, C*H*W)] [MaxPool, after the quantiser]
+      Conv (symmetric padding) | MatMul | Gemm, weights BipolarQuant(initializer) with any
+      positive scale, an optional bias
       [BatchNormalization | Mul | Div | Add | Sub by per-channel constants]* [MaxPool]
       BipolarQuant                                             -> a thresholded layer
     the last Conv/MatMul/Gemm and its per-class affine chain   -> the classifier
+      [Softmax | LogSoftmax]                                   -> stripped (monotone)
+    inference-mode Dropout and Identity anywhere in the chain   -> dropped
 
-Anything else raises HwgenError with one line naming the node and op.
+Anything else raises HwgenError with one line naming the user's layer (the torch module
+path the exporter recorded, or one in the initializer names; else the ONNX node).
 
-Exactness. With +-1 inputs and +-1 weights (times positive powers of two) every
-Conv/MatMul/Gemm output is scale * acc exactly in float32 (|acc| < 2**24), whatever the
-summation order. The decision after it (the chain of per-channel float32 ops, then
+Exactness. With +-1 inputs and +-1 weights (times positive powers of two) and no bias
+every Conv/MatMul/Gemm output is scale * acc exactly in float32 (|acc| < 2**24), whatever
+the summation order. With another scale (Brevitas' 0.1, a learned input scale) or a bias
+the runtime's sum rounds, in an order hwgen cannot know; it lies within
+`sum_error_bound` of the exact value, and the decision is evaluated at both ends of that
+interval: where they differ on a reachable acc the import is refused.
+
+The decision after the product (the chain of per-channel float32 ops, then
 BipolarQuant: +1 iff value >= 0) is evaluated here on every integer acc in
 [-rows, rows], in numpy float32 following onnxruntime's kernels, and cross-checked value
 for value against qonnx's `execute_onnx` running the graph's own chain nodes. Note that
@@ -35,8 +45,10 @@ then reproduces the graph on every float32 pixel in [0, 1].
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import logging
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +77,17 @@ CHAIN_OPS = ("BatchNormalization", "Mul", "Div", "Add", "Sub")
 PRODUCT_OPS = ("Conv", "MatMul", "Gemm")
 QUANT_OPS = ("Quant", "BipolarQuant", "Trunc")
 QONNX_DOMAIN = "qonnx.custom_op.general"
+PASS_OPS = ("Reshape", "Flatten", "Identity", "Dropout")   # Dropout: inference mode only
+FINAL_OPS = ("Softmax", "LogSoftmax")   # monotone: stripped, the logits are their input
+# a torch module path in an initializer's name: net.2.weight, net.2.weight_quant.export_...
+_MODULE = re.compile(r"^(?P<mod>\w[\w.]*?)\.(?:weight|bias|running_mean|running_var|"
+                     r"(?:weight|bias|act|input|output)_quant)(?:[._].*)?$")
+_QUANT_SCOPE = re.compile(r"(?:^|\.)(?:(?:weight|bias|act|input|output)_quant|export_handler)"
+                          r"(?:\.|$)")
 _F32 = np.float32
+NO_INPUT_Q = ("hwgen needs an input quantiser: an integer Quant of 2-16 bits (e.g. Brevitas "
+              "Uint8ActPerTensorFloat or Int8ActPerTensorFloat) or a binary quantiser after "
+              "a shift (Mul/Sub, then BipolarQuant)")
 
 
 # ------------------------------------------------------------------------------------------
@@ -83,7 +105,7 @@ def _node_desc(n) -> str:
 
 def _read_model(path: Path) -> tuple[onnx.ModelProto, str]:
     if not path.is_file():
-        raise HwgenError(f"{path}: no such file")
+        raise HwgenError(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
         raise HwgenError(f"{path.name}: {size / 2**30:.1f} GiB is more than the "
@@ -188,9 +210,67 @@ class _G:
                     self.consumers.setdefault(t, []).append(n)
         self.visited: set[str] = set()
 
+    def layer_name(self, n) -> str | None:
+        """The user's module path for node n: the torch module scope the exporter recorded
+        (`pkg.torch.onnx.name_scopes`, up to the quantiser's own sub-modules), else one in
+        the names of n's initializers or of the quantisers that feed it its weights (`net.2`
+        from `net.2.weight` or `net.2.weight_quant...`); None if neither carries one."""
+        if n.op_type in PRODUCT_OPS and len(n.input) > 1 and n.input[1] in self.inits:
+            m = _MODULE.match(n.input[1])          # a float layer's own weight: net.4.weight
+            if m:                                  # (the exporter may scope it as its BN)
+                return m.group("mod")
+        meta = {p.key: p.value for p in n.metadata_props}
+        try:
+            scopes = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))
+        except (ValueError, SyntaxError):
+            scopes = []
+        mod = None
+        for sc in scopes[1:-1] if isinstance(scopes, list) else []:
+            if not isinstance(sc, str) or _QUANT_SCOPE.search(sc):
+                break
+            mod = sc
+        if mod:
+            return mod
+        names = [i for i in n.input if i in self.inits]
+        for i in n.input:
+            q = self.producer.get(i)
+            if q is not None and q.op_type in QUANT_OPS and q.input and q.input[0] in self.inits:
+                names += [j for j in q.input if j in self.inits]
+        for name in names:
+            m = _MODULE.match(name)
+            if m:
+                return m.group("mod")
+        return None
+
+    def where(self, n) -> str:
+        """How errors name node n: the user's layer if the initializers name it, else the
+        ONNX node."""
+        if n is None:
+            return "graph"
+        layer = self.layer_name(n)
+        return _node_desc(n) if layer is None else f"layer {layer!r} ({n.op_type})"
+
     def err(self, n, msg: str) -> HwgenError:
-        where = _node_desc(n) if n is not None else "graph"
-        return HwgenError(f"{self.name}: {where}: {msg}")
+        return HwgenError(f"{self.name}: {self.where(n)}: {msg}")
+
+    def pass_through(self, n, t: str) -> None:
+        """n (Reshape, Flatten, Identity or Dropout) reads t as its data; a Dropout must be
+        in inference mode (an identity)."""
+        self.data_input(n, t)
+        if n.op_type != "Dropout":
+            return
+        mode = n.input[2] if len(n.input) > 2 and n.input[2] else None
+        v = None if mode is None else self.const(mode)
+        if mode is not None and v is None:
+            raise self.err(n, "Dropout's training_mode is not a constant: only an inference "
+                              "Dropout (training_mode absent or false) is supported")
+        if v is not None and bool(np.asarray(v).reshape(-1)[0]):
+            raise self.err(n, "a training-mode Dropout is random at inference: export the "
+                              "model in eval mode (training_mode absent or false)")
+        outs = {o.name for o in self.model.graph.output}
+        if any(o and (o in self.consumers or o in outs) for o in n.output[1:]):
+            raise self.err(n, "Dropout's mask output is used: only the data output is "
+                              "supported")
 
     def const(self, name: str):
         return self.inits.get(name)
@@ -224,8 +304,11 @@ class _G:
         if len(cs) != 1:
             if not cs:
                 raise self.err(self.producer.get(t), f"output {t!r} goes nowhere")
-            raise self.err(cs[1], f"tensor {t!r} feeds {len(cs)} nodes "
-                                  f"({', '.join(c.name for c in cs)}): only a chain is supported")
+            raise self.err(self.producer.get(t) or cs[1],
+                           f"its output feeds {len(cs)} nodes ("
+                           f"{', '.join(self.layer_name(c) or c.name for c in cs)}"
+                           f"): a branch or residual connection is not supported (hwgen "
+                           f"compiles one chain of layers)")
         n = cs[0]
         self.visited.add(n.name)
         return n
@@ -251,8 +334,8 @@ def _scalar_scale(g: _G, n) -> float:
     if s.size < 1 or not np.all(s == s.flat[0]):
         raise g.err(n, "per-channel activation scale is not supported")
     if not _pow2(s.flat[0]):
-        raise g.err(n, f"scale {float(s.flat[0])!r} is not a positive power of two "
-                       f"(float32 sums would not be exact)")
+        raise g.err(n, f"binary activation scale {float(s.flat[0])!r} is not a positive power "
+                       f"of two: use SignedBinaryActPerTensorConst (scale 1) or a scale 2^k")
     return float(s.flat[0])
 
 
@@ -284,6 +367,7 @@ class InputPrep:
     zero_point: np.ndarray | None = None
     rounding_mode: str | None = None
     node_names: tuple[str, ...] = field(default=())
+    where: str = ""                 # how errors name the quantiser: "file: layer 'net.0' (...)"
 
     def pre_quant(self, x: np.ndarray) -> np.ndarray:
         """Float32 values entering the quantiser, for x shaped like the graph input."""
@@ -345,12 +429,12 @@ def analyse_input(model, name: str = "model") -> InputPrep:
     while True:
         n = g.next(t)
         if n is None:
-            raise g.err(None, "the input reaches the output without a quantiser")
+            raise g.err(None, f"the input reaches the output without a quantiser: {NO_INPUT_Q}")
         out = n.output[0]
-        if n.op_type in ("Reshape", "Flatten", "Identity"):
-            g.data_input(n, t)
+        if n.op_type in PASS_OPS:
+            g.pass_through(n, t)
             oshape = g.need_shape(n, out)
-            if n.op_type != "Identity":
+            if n.op_type not in ("Identity", "Dropout"):
                 if int(np.prod(oshape)) != int(np.prod(shape)) or oshape[0] != shape[0]:
                     raise g.err(n, f"reshapes {shape} to {oshape}")
                 steps.append(("reshape", oshape))
@@ -384,7 +468,7 @@ def analyse_input(model, name: str = "model") -> InputPrep:
                 return InputPrep(node=n.name, op=n.op_type, input_name=in_name, input_shape=shape0,
                                  steps=tuple(steps), output_name=out, output_shape=oshape,
                                  scale=np.asarray(consts[0], _F32), bits=1,
-                                 node_names=tuple(names))
+                                 node_names=tuple(names), where=f"{g.name}: {g.where(n)}")
             scale, zp, bw = (np.asarray(c) for c in consts[:3])
             if bw.size != 1:
                 raise g.err(n, "bit width must be one value")
@@ -396,20 +480,24 @@ def analyse_input(model, name: str = "model") -> InputPrep:
                              signed=bool(a.get("signed", 1)), narrow=bool(a.get("narrow", 0)),
                              zero_point=zp.astype(_F32),
                              rounding_mode=rm.decode() if isinstance(rm, bytes) else str(rm),
-                             node_names=tuple(names))
+                             node_names=tuple(names), where=f"{g.name}: {g.where(n)}")
         else:
-            raise g.err(n, "not supported in the input preprocessing (expected Reshape, "
-                           "Flatten, Mul, Div, Add, Sub, then BipolarQuant)")
+            what = ("reads the float input directly" if n.op_type in PRODUCT_OPS else
+                    "is not supported in the input preprocessing (Reshape, Flatten, Mul, "
+                    "Div, Add, Sub by constants)")
+            raise g.err(n, f"{what}: {NO_INPUT_Q}")
         names.append(n.name)
         t = out
 
 
 def integer_input(g: _G, prep: InputPrep) -> InputEncoding:
-    """The IR input encoding of an integer `Quant` input (Brevitas CNV's int8, Q1.7): the
-    graph's float32 steps must be a scalar multiply and/or offset (`mul`, `add`), and the
-    quantiser one positive power-of-two scale, zero point 0, round half to even, not
-    narrow. Then q = clip(rint(float32(float32(x*mul) + add) / scale)) is the graph's
-    integer, and the first layer's sums of q * scale are exact in float32."""
+    """The IR input encoding of an integer `Quant` input (Brevitas CNV's int8, Q1.7;
+    Brevitas' Uint8ActPerTensorFloat / Int8ActPerTensorFloat with a learned float scale):
+    the graph's float32 steps must be a scalar multiply and/or offset (`mul`, `add`), and
+    the quantiser one positive scale, zero point 0, round half to even, not narrow. Then
+    q = clip(rint(float32(float32(x*mul) + add) / scale)) is the graph's integer (checked
+    against the runtime by `_check_integer_input`); the scale goes into the first layer's
+    fold (exact sums for a power of two, an error bound otherwise)."""
     node = g.producer.get(prep.output_name)
     mul, add = 1.0, 0.0
     for st in prep.steps:
@@ -431,13 +519,16 @@ def integer_input(g: _G, prep: InputPrep) -> InputEncoding:
                 raise g.err(node, "input preprocessing must be one multiply, then one offset")
             add = v if op == "Add" else -v
     sc = np.asarray(prep.scale, _F32).reshape(-1)
-    if sc.size < 1 or not np.all(sc == sc[0]) or not _pow2(sc[0]):
-        raise g.err(node, "input Quant scale must be one positive power of two")
+    if sc.size < 1 or not np.all(sc == sc[0]) or not (np.isfinite(sc[0]) and sc[0] > 0):
+        raise g.err(node, "input Quant scale must be one positive value (a per-tensor "
+                          "quantiser)")
     if prep.zero_point is None or np.any(prep.zero_point != 0):
         raise g.err(node, "input Quant zero point must be 0")
     if prep.narrow or (prep.rounding_mode or "ROUND").upper() != "ROUND":
         raise g.err(node, f"input Quant must round half to even and not be narrow "
-                          f"(rounding_mode {prep.rounding_mode!r}, narrow {prep.narrow})")
+                          f"(rounding_mode {prep.rounding_mode!r}, narrow {prep.narrow}): use "
+                          f"narrow_range=False and round-to-nearest, as Brevitas' "
+                          f"Int8ActPerTensorFloat / Uint8ActPerTensorFloat do")
     if not 2 <= prep.bits <= 16:
         raise g.err(node, f"input Quant of {prep.bits} bits (2..16 supported)")
     return InputEncoding(mode="signed" if prep.signed else "unsigned", bits=prep.bits,
@@ -475,8 +566,9 @@ def binary_theta(prep: InputPrep) -> float:
     """theta such that (pixel >= theta) == the graph's float32 decision for every float32
     pixel in [0, 1]: the smallest such pixel with decision +1, the same at every input
     position. HwgenError if the decision is not of that form."""
+    where = prep.where or f"node {prep.node!r} ({prep.op})"
     if prep.op != "BipolarQuant":
-        raise HwgenError(f"node {prep.node!r} ({prep.op}): not a binary input quantiser")
+        raise HwgenError(f"{where}: not a binary input quantiser")
     shape = prep.input_shape
 
     def decide(p: np.ndarray) -> np.ndarray:       # p: per-position pixel, flat
@@ -485,14 +577,17 @@ def binary_theta(prep: InputPrep) -> float:
 
     n = int(np.prod(shape))
     d0, d1 = decide(np.zeros(n, _F32)), decide(np.ones(n, _F32))
-    where = f"node {prep.node!r} (BipolarQuant)"
     if np.any(d0 & ~d1):
         raise HwgenError(f"{where}: the input decision falls as the pixel rises: "
                          f"the IR needs pixel >= theta")
     if np.all(d0):
-        raise HwgenError(f"{where}: every pixel in [0, 1] binarises to +1 (no theta in (0, 1])")
+        raise HwgenError(f"{where}: every pixel in [0, 1] binarises to +1 (no theta in "
+                         f"(0, 1]): shift the input first (e.g. 2 * x - 1) or use an integer "
+                         f"input Quant")
     if not np.any(d1):
-        raise HwgenError(f"{where}: every pixel in [0, 1] binarises to -1 (no theta in (0, 1])")
+        raise HwgenError(f"{where}: every pixel in [0, 1] binarises to -1 (no theta in "
+                         f"(0, 1]): shift the input first (e.g. 2 * x - 1) or use an integer "
+                         f"input Quant")
     if np.any(d0) or not np.all(d1):
         raise HwgenError(f"{where}: the input decision differs between pixel positions "
                          f"(the IR has one theta)")
@@ -635,7 +730,7 @@ def _chain_step(g: _G, n, t: str, tshape) -> _Step:
         return _Step("bn", tuple(p), eps=eps, node=n, src=t)
     other = [i for i in n.input if i != t]
     if len(n.input) != 2 or len(other) != 1 or g.const(other[0]) is None:
-        raise g.err(n, "needs one constant operand")
+        raise g.err(n, _unsupported(g, n, "with an operand that is not a constant"))
     first = n.input[0] != t
     if first and n.op_type == "Div":
         raise g.err(n, "divides a constant by the activation (not affine)")
@@ -717,10 +812,13 @@ def reachable(layer: Layer) -> np.ndarray:
     c, h, w = layer.in_shape
     (kh, kw), (ph, pw) = layer.kernel, layer.pad
 
-    def counts(size, k, p):
-        return {sum(0 <= y + d - p < size for d in range(k)) for y in range(size + 2 * p - k + 1)}
+    (sh, sw) = layer.stride
 
-    ns = {c * a * b for a in counts(h, kh, ph) for b in counts(w, kw, pw)}
+    def counts(size, k, p, st):
+        return {sum(0 <= y + d - p < size for d in range(k))
+                for y in range(0, size + 2 * p - k + 1, st)}
+
+    ns = {c * a * b for a in counts(h, kh, ph, sh) for b in counts(w, kw, pw, sw)}
     return np.unique(np.concatenate([np.arange(-n, n + 1, 2) for n in ns]))
 
 
@@ -735,35 +833,89 @@ class _FoldStats:
     min_gap: float = float("inf")
 
 
-def _fold_layer(g: _G, li: int, steps, in_scale: np.ndarray, rows: int, reach: np.ndarray,
-                rank: int, st: _FoldStats) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Exact (s, t) per channel from the runtime's float32 decision at every acc."""
+def _f32_down(v: np.ndarray) -> np.ndarray:
+    """The largest float32 <= v (float64)."""
+    f = v.astype(_F32)
+    return np.where(f.astype(np.float64) > v, np.nextafter(f, _F32(-np.inf)), f)
+
+
+def _f32_up(v: np.ndarray) -> np.ndarray:
+    """The smallest float32 >= v (float64)."""
+    f = v.astype(_F32)
+    return np.where(f.astype(np.float64) < v, np.nextafter(f, _F32(np.inf)), f)
+
+
+def sum_error_bound(rows: int, term: np.ndarray, bias: np.ndarray | float = 0.0) -> np.ndarray:
+    """A bound on |float32 result - exact value| of a product node's output: `rows`
+    products of magnitude at most `term` (each possibly rounded, of inputs possibly
+    rounded by their quantiser) plus a bias, summed in float32 in any order or tree, with
+    FMA or without. Each addition rounds by at most u = 2^-24 of its result, whose
+    magnitude is at most the sum of the magnitudes of the N = rows + 1 summands under it;
+    over a tree the worst is a left-to-right chain, u (N (N + 1) / 2 term + N |bias|);
+    plus 2 u per product; the factor 1 / (1 - 2 N u) covers the higher orders and a 2^-48
+    margin the float64 evaluation of the exact value."""
+    n = rows + 1
+    u = 2.0 ** -24
+    t, b = np.asarray(term, np.float64), np.abs(np.asarray(bias, np.float64))
+    first = u * (t * (n * (n + 1) / 2 + 2 * rows) + n * b)
+    return first / (1 - 2 * n * u) + 2.0 ** -48 * (rows * t + b)
+
+
+def _fold_layer(g: _G, prod, li: int, steps, in_scale: np.ndarray, bound: int,
+                reach: np.ndarray, rank: int, st: _FoldStats, bias: np.ndarray | None = None,
+                rows: int = 0) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Exact (s, t) per channel from the runtime's float32 decision at every acc in
+    [-bound, bound].
+
+    The product node's output for acc is the exact value acc * in_scale (+ bias). With
+    power-of-two scales and no bias every float32 sum is exact, so that value is what the
+    runtime computes. Otherwise (a weight scale such as 0.1, a float input scale, a bias)
+    the runtime's float32 sum lies within `sum_error_bound` of it, in an order hwgen cannot
+    know: the decision is evaluated at both ends of that interval (monotone chain: every
+    value between decides the same) and must agree on every reachable acc."""
     o = in_scale.size
-    a = np.arange(-rows, rows + 1)
-    x = (a[None, :].astype(_F32) * in_scale[:, None].astype(_F32)).astype(_F32)   # exact
-    y = _chain32(steps, x)
+    a = np.arange(-bound, bound + 1)
+    exact = bias is None and _pow2(in_scale)
+    if exact:
+        xs = [(a[None, :].astype(_F32) * in_scale[:, None].astype(_F32)).astype(_F32)]
+        v = xs[0].astype(np.float64)
+    else:
+        b64 = np.zeros(o) if bias is None else bias.astype(np.float64)
+        v = a[None, :] * in_scale[:, None] + b64[:, None]
+        err = sum_error_bound(rows, bound // max(rows, 1) * in_scale, b64)[:, None]
+        xs = [_f32_down(v - err), _f32_up(v + err)]
+    ys = [_chain32(steps, x) for x in xs]
     if steps:
         step = max(1, (1 << 22) // max(1, o))
-        try:
-            yo = np.concatenate([_run_chain_ort(g, steps, x[:, k:k + step], rank)
-                                 for k in range(0, x.shape[1], step)], axis=1)
-        except Exception as e:
-            raise g.err(steps[0].node, f"cannot run the chain in onnxruntime to check it "
-                                       f"({_first_line(e)})") from None
-        bad = ~((yo == y) | (np.isnan(yo) & np.isnan(y)))
-        if np.any(bad):
-            j, k = np.argwhere(bad)[0]
-            raise g.err(steps[0].node, f"onnxruntime's values differ from hwgen's float32 model "
-                                       f"in {int(bad.sum())} places (channel {j}, acc {a[k]}): "
-                                       f"cannot fold exactly")
-    on = y >= 0                                         # BipolarQuant: +1 iff y >= 0
+        for x, y in zip(xs, ys):
+            try:
+                yo = np.concatenate([_run_chain_ort(g, steps, x[:, k:k + step], rank)
+                                     for k in range(0, x.shape[1], step)], axis=1)
+            except Exception as e:
+                raise g.err(steps[0].node, f"cannot run the chain in onnxruntime to check it "
+                                           f"({_first_line(e)})") from None
+            bad = ~((yo == y) | (np.isnan(yo) & np.isnan(y)))
+            if np.any(bad):
+                j, k = np.argwhere(bad)[0]
+                raise g.err(steps[0].node, f"onnxruntime's values differ from hwgen's float32 "
+                                           f"model in {int(bad.sum())} places (channel {j}, acc "
+                                           f"{a[k]}): cannot fold exactly")
+    on, on_hi = ys[0] >= 0, ys[-1] >= 0                 # BipolarQuant: +1 iff y >= 0
+    idx = np.searchsorted(a, reach)
+    amb = on[:, idx] != on_hi[:, idx]
+    if np.any(amb):
+        j, k = np.argwhere(amb)[0]
+        raise g.err(prod, f"output channel {j}: its batch-norm crossing lies within float32 "
+                          f"rounding of the reachable accumulator {int(reach[k])}, so the "
+                          f"decision depends on the runtime's summation order: cannot fold "
+                          f"exactly (a power-of-two weight scale and no bias keep the sums "
+                          f"exact; retraining moves the crossing)")
     inc = np.all(on[:, 1:] >= on[:, :-1], axis=1)
     dec = np.all(on[:, 1:] <= on[:, :-1], axis=1)
     if not np.all(inc | dec):
         j = int(np.argmin(inc | dec))
-        raise g.err(steps[0].node if steps else None,
+        raise g.err(steps[0].node if steps else prod,
                     f"layer {li} channel {j}: decision is not monotone in the accumulator")
-    idx = np.searchsorted(a, reach)
     onr = on[:, idx]
     const = onr.all(axis=1) | ~onr.any(axis=1)
     first = a[np.argmax(on, axis=1)]
@@ -772,17 +924,19 @@ def _fold_layer(g: _G, li: int, steps, in_scale: np.ndarray, rows: int, reach: n
     s = np.where(up, 1, -1)
     t = np.where(up, first, -last)
     s = np.where(const, 1, s)
-    t = np.where(const, np.where(onr.all(axis=1), -(rows + 1), rows + 1), t)
+    t = np.where(const, np.where(onr.all(axis=1), -(bound + 1), bound + 1), t)
     if not np.array_equal(s[:, None] * reach[None, :] >= t[:, None], onr):
         raise AssertionError("fold does not reproduce the decision")   # monotone: cannot happen
     # near-ties and float64 disagreements, on the reachable values only
-    y64, m64 = _chain64(steps, x[:, idx])
+    y64, m64 = _chain64(steps, v[:, idx])
     st.f64_flips += int(np.sum((y64 >= 0) != onr))
     near = np.any(np.abs(y64) <= TIE_REL * m64, axis=1) & ~const
     st.near_ties += int(near.sum())
     st.near += [[li, int(j)] for j in np.flatnonzero(near)][:max(0, 32 - len(st.near))]
     A, B = _chain_affine(steps, o)
-    A = A * in_scale.astype(np.float64)
+    if bias is not None:
+        B = A * bias.astype(np.float64) + B
+    A = A * in_scale
     with np.errstate(all="ignore"):
         cross = -B / A                                  # crossing point, in acc units
     for j in np.flatnonzero(~const & np.isfinite(cross)):
@@ -797,20 +951,27 @@ def _fold_layer(g: _G, li: int, steps, in_scale: np.ndarray, rows: int, reach: n
 # The layer walk
 
 
+FLOAT_LAYER = ("is a float layer (its weights have no quantiser): hwgen needs binary "
+               "weights, a BipolarQuant (Brevitas weight_bit_width=1, e.g. "
+               "SignedBinaryWeightPerTensorConst)")
+
+
 def _weights(g: _G, n, w_name: str, out_axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """(W latent float array, per-output-channel scale) behind a weight BipolarQuant."""
+    """(W latent float array, per-output-channel scale) behind a weight BipolarQuant: the
+    signs are the weights, any positive scale (per tensor or per output channel) goes into
+    the layer's fold or the logit affine."""
     if w_name in g.inits:
-        raise g.err(n, f"weight {w_name!r} has no BipolarQuant (float weights are not supported)")
+        raise g.err(n, FLOAT_LAYER)
     q = g.producer.get(w_name)
     if q is None:
         raise g.err(n, f"weight {w_name!r} is not a constant")
     if q.op_type == "Quant":
         bw = g.const(q.input[3]) if len(q.input) > 3 else None
         bits = "?" if bw is None else int(np.asarray(bw).reshape(-1)[0])
-        raise g.err(q, f"weight quantiser of {n.name!r} is {bits}-bit, not binary (BipolarQuant)")
+        raise g.err(n, f"has {bits}-bit weights: hwgen needs binary weights, a BipolarQuant "
+                       f"(Brevitas weight_bit_width=1)")
     if q.op_type != "BipolarQuant" or g.const(q.input[0]) is None:
-        raise g.err(n, f"weight {w_name!r} is not BipolarQuant(constant) (float weights are "
-                       f"not supported)")
+        raise g.err(n, FLOAT_LAYER)
     if len(g.consumers.get(w_name, [])) != 1:
         raise g.err(q, "weight quantiser feeds more than one node")
     g.visited.add(q.name)
@@ -826,51 +987,130 @@ def _weights(g: _G, n, w_name: str, out_axis: int) -> tuple[np.ndarray, np.ndarr
     if not np.all(moved == moved[:, :1]):
         raise g.err(q, "weight scale varies within an output channel")
     vec = moved[:, 0].copy()
-    if not _pow2(vec):
-        raise g.err(q, "weight scale is not a positive power of two (float32 sums would not "
-                       "be exact)")
+    if not np.all(np.isfinite(vec) & (vec > 0)):
+        j = int(np.argmax(~(np.isfinite(vec) & (vec > 0))))
+        raise g.err(n, f"binary weight scale {float(vec[j])!r} (output channel {j}) is not "
+                       f"positive: hwgen needs a positive weight scale")
     return w, vec
 
 
-def _conv_geometry(g: _G, n, cmap, w_shape) -> tuple[tuple[int, int], tuple[int, int]]:
+def _unsupported(g: _G, n, where: str) -> str:
+    """Why node n is refused, in a user's words."""
+    op = n.op_type
+    if op in ("AveragePool", "GlobalAveragePool"):
+        return ("average pooling is not supported (an average of binary activations is not "
+                "binary): use MaxPool")
+    acts = [i for i in n.input if i and g.const(i) is None]
+    if op in ("Add", "Sub", "Mul", "Div", "Concat", "Sum") and len(acts) > 1:
+        return (f"{op} of two activations (a residual or branch connection) is not "
+                f"supported: hwgen compiles one chain of layers")
+    return f"{op} is not supported {where}"
+
+
+def _final_softmax(g: _G, n, t: str, shape: tuple[int, ...], classes: int) -> None:
+    """A final Softmax/LogSoftmax over the class axis: monotone, so the logits (its input)
+    give the same predictions; hwgen's logits are that input."""
+    g.data_input(n, t)
+    opset = next((o.version for o in g.model.model.opset_import if o.domain in ("", "ai.onnx")),
+                 13)
+    ax = int(g.attrs(n).get("axis", -1 if opset >= 13 else 1)) % len(shape)
+    over = int(np.prod(shape[ax:])) if opset < 13 else shape[ax]
+    if ax < 1 or over != classes or int(np.prod(shape[1:])) != classes:
+        raise g.err(n, f"a final {n.op_type} over axis {ax} of {list(shape)} is not over the "
+                       f"classes: use dim=1")
+
+
+def _bias(g: _G, n, o: int) -> np.ndarray | None:
+    """The product node's bias (Conv B, Gemm C) as float32 [o], or None if absent or zero.
+    Brevitas' default bias=True: before a batch norm it joins the decision's chain, on the
+    classifier the logit affine."""
+    if len(n.input) < 3 or not n.input[2]:
+        return None
+    b = g.const(n.input[2])
+    if b is None:
+        raise g.err(n, "the bias is not a constant")
+    if n.op_type == "Gemm" and float(g.attrs(n).get("beta", 1.0)) != 1.0:
+        raise g.err(n, "a Gemm bias with beta != 1 is not supported (export with beta 1)")
+    b = np.asarray(b, _F32)
+    if b.size == 1:
+        b = np.full(o, b.reshape(-1)[0], _F32)
+    elif b.size == o and b.shape[-1] == o:
+        b = b.reshape(-1)
+    else:
+        raise g.err(n, f"bias of shape {list(b.shape)} is not one value per output channel "
+                       f"({o})")
+    if not np.all(np.isfinite(b)):
+        raise g.err(n, "the bias is not finite")
+    return None if not np.any(b) else b.copy()
+
+
+def _conv_geometry(g: _G, n, cmap, w_shape) -> tuple[tuple[int, int], tuple[int, int],
+                                                    tuple[int, int]]:
+    """(kernel, pad, stride) of a Conv node on an input map `cmap` (C, H, W)."""
     a = g.attrs(n)
     kh, kw = int(w_shape[2]), int(w_shape[3])
     if tuple(a.get("kernel_shape", (kh, kw))) != (kh, kw):
         raise g.err(n, "kernel_shape does not match the weight")
-    if any(v != 1 for v in a.get("strides", [1, 1])) or any(v != 1 for v in a.get("dilations", [1, 1])):
-        raise g.err(n, f"strides {a.get('strides')} / dilations {a.get('dilations')}: only 1 "
-                       f"is supported")
+    if any(v != 1 for v in a.get("dilations", [1, 1])):
+        raise g.err(n, f"dilations {list(a.get('dilations'))}: only dilation 1 is supported")
+    strides = [int(v) for v in a.get("strides", [1, 1])]
+    if len(strides) != 2 or min(strides) < 1:
+        raise g.err(n, f"strides {strides}: two strides >= 1 are needed")
+    stride = (strides[0], strides[1])
     if a.get("group", 1) != 1:
         raise g.err(n, f"group {a.get('group')}: only 1 is supported")
     auto = a.get("auto_pad", b"NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else str(auto)
     if auto in ("SAME_UPPER", "SAME_LOWER"):
-        if kh % 2 == 0 or kw % 2 == 0:
-            raise g.err(n, f"{auto} with an even kernel pads asymmetrically (not supported)")
-        return (kh, kw), ((kh - 1) // 2, (kw - 1) // 2)
+        # ONNX pads to an output of ceil(n / s); hwgen pads the same on both sides
+        total = [max((-(-int(m) // st) - 1) * st + k - int(m), 0)
+                 for m, k, st in zip(cmap[1:], (kh, kw), stride)]
+        if any(t % 2 for t in total):
+            raise g.err(n, f"{auto} pads {total} in total, unevenly on the two sides (not "
+                           f"supported: give explicit symmetric pads)")
+        return (kh, kw), (total[0] // 2, total[1] // 2), stride
     if auto == "VALID":
-        return (kh, kw), (0, 0)
+        return (kh, kw), (0, 0), stride
     if auto != "NOTSET":
         raise g.err(n, f"auto_pad {auto!r}")
     pads = list(a.get("pads", [0, 0, 0, 0]))
     if len(pads) != 4 or pads[0] != pads[2] or pads[1] != pads[3] or min(pads) < 0:
         raise g.err(n, f"pads {pads}: only symmetric padding is supported")
-    return (kh, kw), (int(pads[0]), int(pads[1]))
+    return (kh, kw), (int(pads[0]), int(pads[1])), stride
 
 
-def _pool_size(g: _G, n, t) -> int:
+def _pool_size(g: _G, n, t) -> tuple[int, int]:
+    """(size, stride) of a square MaxPool node: no padding, floor mode, one output."""
     g.data_input(n, t)
     a = g.attrs(n)
-    k = list(a.get("kernel_shape", []))
-    s = list(a.get("strides", [1] * len(k)))
+    k = [int(v) for v in a.get("kernel_shape", [])]
+    s = [int(v) for v in a.get("strides", [1] * len(k))]
     auto = a.get("auto_pad", b"NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else str(auto)
-    if (len(k) != 2 or k[0] != k[1] or s != k or any(a.get("pads", [0] * 4))
-            or a.get("ceil_mode", 0) or any(d != 1 for d in a.get("dilations", [1, 1]))
+    if a.get("ceil_mode", 0):
+        raise g.err(n, "ceil_mode=1: only floor-mode max-pooling is supported "
+                       "(ceil_mode=False in torch)")
+    if (len(k) != 2 or k[0] != k[1] or len(s) != 2 or s[0] != s[1] or min(s) < 1
+            or any(a.get("pads", [0] * 4)) or any(d != 1 for d in a.get("dilations", [1, 1]))
             or auto not in ("NOTSET", "VALID") or len([o for o in n.output if o]) != 1):
-        raise g.err(n, f"only square kernel = stride, no padding, floor mode is supported "
-                       f"(kernel {k}, strides {s})")
-    return int(k[0])
+        raise g.err(n, f"only a square max-pool with equal strides, no padding and no "
+                       f"dilation is supported (kernel {k}, strides {s})")
+    if k[0] == 1 and s[0] != 1:
+        raise g.err(n, f"a 1x1 max-pool of stride {s[0]} subsamples: not supported (use a "
+                       f"strided Conv)")
+    return k[0], s[0]
+
+
+def _then_pool(g: _G, n, layer: Layer, k: int, s: int) -> Layer:
+    """`layer` with a max-pool (k, stride s) after its own pool. Two ORs in a row are one
+    pool of size (k - 1) * s1 + k1 and stride s1 * s (floor mode agrees) when the first
+    leaves no gaps (k1 >= s1)."""
+    k1, s1 = layer.pool, layer.pool_step
+    if k1 > 1 and k1 < s1:
+        raise g.err(n, f"a max-pool after a gapped max-pool (size {k1}, stride {s1}) is not "
+                       f"supported")
+    kk, ss = (k - 1) * s1 + k1, s1 * s
+    return replace(layer, pool=kk, pool_stride=None if ss == kk or kk == 1 else ss)
 
 
 def _spec(layers: list[Layer]) -> str | None:
@@ -879,12 +1119,13 @@ def _spec(layers: list[Layer]) -> str | None:
         if l.op == "linear":
             out.append(f"f{l.out_channels}")
             continue
-        (kh, kw), (ph, pw) = l.kernel, l.pad
-        if kh != kw or ph != pw or ph not in (0, kh // 2):
+        (kh, kw), (ph, pw), (sh, sw) = l.kernel, l.pad, l.stride
+        if kh != kw or ph != pw or ph not in (0, kh // 2) or sh != sw:
             return None
-        out.append(f"c{l.out_channels}" + ("" if kh == 3 else f"k{kh}") + ("v" if ph == 0 and kh > 1 else ""))
+        out.append(f"c{l.out_channels}" + ("" if kh == 3 else f"k{kh}") + ("v" if ph == 0 and kh > 1 else "")
+                   + ("" if sh == 1 else f"s{sh}"))
         if l.pool > 1:
-            out.append(f"p{l.pool}")
+            out.append(f"p{l.pool}" + ("" if l.pool_stride is None else f"s{l.pool_stride}"))
     return ",".join(out)
 
 
@@ -921,8 +1162,8 @@ def import_qonnx(path) -> IR:
             raise g.err(g.producer.get(t), "the graph ends in a binary activation, not in a "
                                            "Conv/MatMul/Gemm classifier")
         op, out = n.op_type, n.output[0]
-        if op in ("Reshape", "Flatten", "Identity"):
-            g.data_input(n, t)
+        if op in PASS_OPS:
+            g.pass_through(n, t)
             ish, osh = g.need_shape(n, t), g.need_shape(n, out)
             if not _is_flatten(g, n, ish, osh):
                 raise g.err(n, f"reshapes {ish} to {osh}: only a flatten to (B, C*H*W) is "
@@ -931,20 +1172,21 @@ def import_qonnx(path) -> IR:
             t = out
             continue
         if op == "MaxPool":
-            k = _pool_size(g, n, t)
+            k, ks = _pool_size(g, n, t)
             if not layers:
                 raise g.err(n, "pooling the binary input is not supported")
             if flat:
                 raise g.err(n, "pooling a flattened tensor")
             prev = layers[-1]
-            layers[-1] = prev = replace(prev, pool=prev.pool * k)
+            layers[-1] = prev = _then_pool(g, n, prev, k, ks)
             cmap = prev.out_shape
             if g.need_shape(n, out)[1:] != cmap:
                 raise g.err(n, f"output shape {g.shape(out)} != {(batch,) + cmap}")
             t = out
             continue
         if op not in PRODUCT_OPS:
-            raise g.err(n, "not supported")
+            raise g.err(n, _unsupported(g, n, "here (hwgen expects Conv/MatMul/Gemm layers "
+                                              "with binary weights, MaxPool, Flatten)"))
         # ---- the product node: one binary layer
         if len(layers) >= MAX_LAYERS:
             raise g.err(n, f"more than {MAX_LAYERS} layers")
@@ -953,15 +1195,16 @@ def import_qonnx(path) -> IR:
         if op == "Conv":
             if flat or len(ish) != 4:
                 raise g.err(n, f"input shape {ish} is not a (B, C, H, W) map")
-            if len(n.input) > 2 and n.input[2]:
-                b = g.const(n.input[2])
-                if b is None or np.any(np.asarray(b) != 0):
-                    raise g.err(n, "a non-zero bias is not supported (use BatchNormalization)")
             w, wscale = _weights(g, n, n.input[1], 0)
+            group = int(g.attrs(n).get("group", 1))
+            if group != 1:
+                raise g.err(n, f"grouped convolution is not supported (groups={group}): use "
+                               f"groups=1")
+            bias = _bias(g, n, int(w.shape[0]))
             if w.ndim != 4 or w.shape[1] != cmap[0]:
                 raise g.err(n, f"weight {list(w.shape)} does not fit an input of {cmap[0]} "
                                f"channels")
-            kernel, pad = _conv_geometry(g, n, cmap, w.shape)
+            kernel, pad, stride = _conv_geometry(g, n, cmap, w.shape)
             o = int(w.shape[0])
             bits = (w >= 0).reshape(o, -1)
             kind = "conv"
@@ -973,37 +1216,34 @@ def import_qonnx(path) -> IR:
                 a = g.attrs(n)
                 if a.get("transA", 0) or float(a.get("alpha", 1.0)) != 1.0:
                     raise g.err(n, "transA or alpha != 1 is not supported")
-                if len(n.input) > 2 and n.input[2]:
-                    b = g.const(n.input[2])
-                    if b is None or np.any(np.asarray(b) != 0):
-                        raise g.err(n, "a non-zero bias (C) is not supported "
-                                       "(use BatchNormalization)")
                 tb = bool(a.get("transB", 0))
             else:
                 tb = False
             w, wscale = _weights(g, n, n.input[1], 0 if tb else 1)
+            bias = _bias(g, n, int(w.shape[0 if tb else 1]) if w.ndim == 2 else 0)
             if w.ndim != 2 or w.shape[1 if tb else 0] != f:
                 raise g.err(n, f"weight {list(w.shape)} does not fit an input of {f} features")
             wt = w if tb else w.T                      # [O, F], F in (c, y, x) order
             o = int(wt.shape[0])
             bits = (wt >= 0)
-            kernel, pad = (cmap[1], cmap[2]), (0, 0)
+            kernel, pad, stride = (cmap[1], cmap[2]), (0, 0), (1, 1)
             kind = "linear"
         if o > MAX_DIM or cmap[0] * kernel[0] * kernel[1] > MAX_ROWS:
             raise g.err(n, f"layer too large ({cmap[0] * kernel[0] * kernel[1]} rows, {o} "
                            f"columns; at most {MAX_ROWS} rows)")
         base = Layer(op=kind, in_shape=tuple(int(v) for v in cmap), out_channels=o,
                       kernel=tuple(int(v) for v in kernel), pad=tuple(int(v) for v in pad),
-                      pool=1, weights=pack_rows(bits.astype(np.uint8)))
+                      pool=1, weights=pack_rows(bits.astype(np.uint8)), stride=stride)
         if min(base.conv_shape[1:]) < 1:
             raise g.err(n, f"kernel {kernel} leaves no output on a {cmap[1:]} map")
         osh = g.need_shape(n, out)
         want = (batch,) + base.conv_shape if kind == "conv" else (batch, o)
         if osh != want:
             raise g.err(n, f"output shape {osh} != {want} (inconsistent shapes)")
-        in_scale = (scale * wscale.astype(np.float64)).astype(_F32)
+        # input scale times weight scale: exact in float64 (two float32 factors)
+        in_scale = np.float64(scale) * wscale.astype(np.float64)
         # ---- the chain after it: to a BipolarQuant (hidden) or to the graph output
-        steps, pool, t2 = [], 1, out
+        steps, pool, pool_stride, t2 = [], 1, None, out
         while True:
             m = g.next(t2)
             if m is None:
@@ -1014,21 +1254,27 @@ def import_qonnx(path) -> IR:
                 steps.append(_chain_step(g, m, t2, osh))
                 if g.need_shape(m, m.output[0]) != osh:
                     raise g.err(m, f"changes the shape {osh} to {g.shape(m.output[0])}")
-            elif m.op_type == "Identity":
-                g.data_input(m, t2)
+            elif m.op_type in ("Identity", "Dropout"):
+                g.pass_through(m, t2)
+            elif m.op_type in FINAL_OPS and g.next(m.output[0]) is None:
+                _final_softmax(g, m, t2, osh, o)       # the logits are its input
+                m = None
+                break
             elif m.op_type == "MaxPool" and kind == "conv":
-                pool = _pool_size(g, m, t2)   # max then sign == OR of signs: exact
+                pool, pool_stride = _pool_size(g, m, t2)   # max then sign == OR of signs: exact
             elif m.op_type == "BipolarQuant":
                 g.data_input(m, t2)
                 break
             elif m.op_type == "Quant":
                 bw = g.const(m.input[3]) if len(m.input) > 3 else None
                 bits_ = "?" if bw is None else int(np.asarray(bw).reshape(-1)[0])
-                raise g.err(m, f"{bits_}-bit hidden activation: only 1-bit BipolarQuant "
-                               f"activations are supported")
+                raise g.err(m, f"{bits_}-bit hidden activation: only 1-bit activations are "
+                               f"supported (a BipolarQuant, e.g. Brevitas "
+                               f"SignedBinaryActPerTensorConst)")
             else:
-                raise g.err(m, "not supported after a Conv/MatMul/Gemm (expected "
-                               "BatchNormalization, Mul, Div, Add, Sub, MaxPool, BipolarQuant)")
+                raise g.err(m, _unsupported(g, m, "after a Conv/MatMul/Gemm (expected "
+                                                  "BatchNormalization, Mul, Div, Add, Sub, "
+                                                  "MaxPool, BipolarQuant)"))
             t2 = m.output[0]
         if m is None:                                   # the classifier
             if pool != 1:
@@ -1036,8 +1282,9 @@ def import_qonnx(path) -> IR:
             if base.conv_shape[1:] != (1, 1):
                 raise g.err(n, f"the last layer has {base.windows} windows; a classifier "
                                f"has one")
-            A, B = _chain_affine(steps, o)
-            ls, lb = A * in_scale.astype(np.float64), B
+            A, B = _chain_affine(steps, o)       # of the product's output acc*s + bias
+            ls = A * in_scale
+            lb = B if bias is None else A * bias.astype(np.float64) + B
             if not (np.all(np.isfinite(ls)) and np.all(np.isfinite(lb))):
                 raise g.err(n, "the logit affine is not finite")
             layers.append(replace(base, logit_scale=tuple(float(v) for v in ls),
@@ -1049,8 +1296,10 @@ def import_qonnx(path) -> IR:
         else:   # a multi-bit first layer: acc = sum of q * w reaches every integer in range
             bound = base.rows * qmax
             reach = np.arange(-bound, bound + 1)
-        s, th = _fold_layer(g, len(layers), steps, in_scale, bound, reach, len(osh), st)
-        layers.append(replace(base, sign=s, thresh=th, pool=pool))
+        s, th = _fold_layer(g, n, len(layers), steps, in_scale, bound, reach, len(osh), st,
+                            bias=bias, rows=base.rows)
+        layers.append(replace(base, sign=s, thresh=th, pool=pool,
+                              pool_stride=None if pool_stride == pool else pool_stride))
         scale = _scalar_scale(g, m)
         cmap = layers[-1].out_shape
         if g.need_shape(m, m.output[0])[1:] != ((cmap if kind == "conv" else (o,))):
@@ -1091,35 +1340,58 @@ def import_qonnx(path) -> IR:
 # The reference: the graph as qonnx's execute_onnx runs it
 
 
-def _classifier(g: _G) -> tuple[str, np.ndarray]:
-    """(output tensor of the last Conv/MatMul/Gemm, its per-class scale s_a * s_w)."""
+CLASS_INT = "hwgen_class_integers"     # the sibling node's output in the reference graph
+
+
+def _classifier(g: _G) -> tuple[object, float]:
+    """(the last Conv/MatMul/Gemm, the scale of its input quantiser)."""
     prods = [n for n in g.model.graph.node if n.op_type in PRODUCT_OPS]
     if not prods:
         raise g.err(None, "no Conv/MatMul/Gemm")
     n = prods[-1]
-    sc = np.ones(1, np.float64)
-    for i, name in enumerate(n.input[:2]):
-        q = g.producer.get(name)
-        while q is not None and q.op_type in ("Reshape", "Flatten", "MaxPool", "Identity"):
-            q = g.producer.get(q.input[0])
-        if q is not None and q.op_type == "BipolarQuant" and g.const(q.input[1]) is not None:
-            s = np.asarray(g.const(q.input[1]), np.float64)
-            if i == 1:                                 # per output channel
-                a = g.attrs(n)
-                w = np.asarray(g.const(q.input[0]))
-                full = np.broadcast_to(s, w.shape)
-                axis = 0 if n.op_type == "Conv" or a.get("transB", 0) else 1
-                s = np.moveaxis(full, axis, 0).reshape(w.shape[axis], -1)[:, 0]
-            sc = sc * s.reshape(-1)
-    return n.output[0], sc
+    q = g.producer.get(n.input[0])
+    while q is not None and q.op_type in ("Reshape", "Flatten", "MaxPool") + PASS_OPS:
+        q = g.producer.get(q.input[0])
+    if q is None or q.op_type not in ("BipolarQuant", "Quant") or g.const(q.input[1]) is None:
+        raise g.err(n, "the classifier's input has no quantiser with a constant scale")
+    sc = np.asarray(g.const(q.input[1]), np.float64).reshape(-1)
+    if sc.size < 1 or not np.all(sc == sc[0]):
+        raise g.err(q, "the classifier's input quantiser has more than one scale")
+    return n, float(sc[0])
+
+
+def _with_class_integers(model, g: _G):
+    """A copy of the graph with a sibling of the classifier that reads the same input and
+    the signs of its weights (+-1, sign(0) = +1 as BipolarQuant), without bias: its output
+    is acc * (input scale), exact in float32, whatever the weight scale and bias."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    n, sc = _classifier(g)
+    q = g.producer.get(n.input[1])
+    if q is None or q.op_type != "BipolarQuant" or g.const(q.input[0]) is None:
+        raise g.err(n, FLOAT_LAYER)
+    proto = onnx.ModelProto.FromString(model.model.SerializeToString())
+    signs = np.where(np.asarray(g.const(q.input[0])) >= 0, 1, -1).astype(_F32)
+    proto.graph.initializer.append(numpy_helper.from_array(signs, CLASS_INT + "_w"))
+    sib = onnx.NodeProto.FromString(n.SerializeToString())
+    del sib.input[:]
+    sib.input.extend([n.input[0], CLASS_INT + "_w"])
+    sib.output[0] = CLASS_INT
+    sib.name = CLASS_INT
+    proto.graph.node.append(sib)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ModelWrapper(proto).transform(InferShapes()), sc
 
 
 def qonnx_reference(model_path, images, batch: int | None = None, model=None) -> dict:
     """The graph's own outputs, by qonnx's execute_onnx (node by node, onnxruntime for
-    standard ops): class_integers [N, classes] int64 (the classifier's Conv/MatMul/Gemm
-    output divided by its power-of-two quantiser scales: exact integers), logits
-    [N, classes] float32 (the graph output) and predictions (numpy argmax of the logits:
-    ties to the lowest index).
+    standard ops): class_integers [N, classes] int64 (a sibling of the classifier's
+    Conv/MatMul/Gemm on the same input with the signs of its weights and no bias, divided by
+    the input's power-of-two scale: exact integers), logits [N, classes] float32 (the graph
+    output, or the input of a final Softmax/LogSoftmax) and predictions (numpy argmax of
+    the logits: ties to the lowest index).
 
     images: [N, ...] holding N * prod(input shape[1:]) values, cast to float32.
     batch: None runs the graph as it is, looping over its own (fixed) batch size; k sets
@@ -1139,7 +1411,11 @@ def qonnx_reference(model_path, images, batch: int | None = None, model=None) ->
     g = _G(model, name)
     in_name, shape = _input_tensor(g)
     out_name = model.graph.output[0].name
-    cls, sc = _classifier(g)
+    last = g.producer.get(out_name)
+    if last is not None and last.op_type in FINAL_OPS:
+        out_name = last.input[0]                       # the logits: hwgen strips it
+    model, sc = _with_class_integers(model, g)
+    cls = CLASS_INT
     x = np.asarray(images, _F32)
     n = x.shape[0]
     x = x.reshape((n,) + tuple(shape[1:]))

@@ -7,8 +7,10 @@ previous layer or the image loader):
     buffer --kh*kw read ports--> WindowWalker --req--> TileArray --sums--> ThresholdPool --next-->
                                  (walk, gates)         (R x C splits)     or ClassCollector --out-->
 
-- `WindowWalker` walks the output windows in pool-block order (py, px, dy, dx). Per window
-  it reads the kh*kw input positions at once (kh*kw buffer read ports); the im2col word
+- `WindowWalker` walks the output windows in pool-block order (py, px, dy, dx), windows
+  stepping by the conv stride and blocks by the pool stride (a window under two
+  overlapping blocks is read for each). Per window it reads the kh*kw input positions at
+  once (kh*kw buffer read ports); the im2col word
   lines are the read data as it stands (position-major, `wordline_order`: the tiles store
   their weight rows in that order), and the row gates are the padding bits AND the
   dropout keep bits. The next window is fetched while
@@ -182,8 +184,9 @@ class WindowWalker(wiring.Component):
         c, h, w = layer.in_shape
         kh, kw = layer.kernel
         ph, pw = layer.pad
+        sh, sw = layer.stride
         _, oh, ow = layer.conv_shape
-        s = layer.pool
+        s, t = layer.pool, layer.pool_step
         _, hp, wp = layer.out_shape                    # pool blocks (floor mode)
         req, rd = self.req, self.rd
         tag = data.View(self.tag, req.payload.tag)
@@ -194,7 +197,10 @@ class WindowWalker(wiring.Component):
             return Signal(range(n), name=name) if n > 1 else Const(0, 1)
         py, px, dy, dx = counter(hp, "py"), counter(wp, "px"), counter(s, "dy"), counter(s, "dx")
         running = Signal()
-        oy, ox = py * s + dy, px * s + dx
+        # conv output position (oy, ox): block (py, px) starts at (py*t, px*t). A window
+        # shared by two overlapping blocks (t < s) is read once for each, one in no block
+        # (t > s) not at all: every block is ORed whole in ThresholdPool's one register.
+        oy, ox = py * t + dy, px * t + dx
         first = ~dy.any() & ~dx.any()
         last_blk = (dy == s - 1) & (dx == s - 1)
         final = last_blk & (py == hp - 1) & (px == wp - 1)
@@ -216,18 +222,24 @@ class WindowWalker(wiring.Component):
                      fetch.eq((self.start | running) & (~req.valid | done_w))]
 
         base = Signal(aw)
-        m.d.comb += base.eq(oy * w + ox)
+        if (sh, sw) == (1, 1):
+            m.d.comb += base.eq(oy * w + ox)
+        else:                                          # the window's top left: (oy*sh, ox*sw)
+            m.d.comb += base.eq(oy * (sh * w) + ox * sw)
         pad_now, never_pad = [], []
         for ky in range(kh):
             for kx in range(kw):
-                # input position (oy + ky - ph, ox + kx - pw) lies in the map: only the
-                # bounds a window can cross are compared (unsigned, no constant results)
+                # input position (oy*sh + ky - ph, ox*sw + kx - pw) lies in the map: only
+                # the bounds a window can cross are compared (unsigned, no constant
+                # results), on the output position: o*st + k - p in [0, n) is
+                # ceil((p - k) / st) <= o < ceil((n + p - k) / st)
                 conds = []
-                for o_, k, p, n, n_out in ((oy, ky, ph, h, oh), (ox, kx, pw, w, ow)):
-                    if p - k > 0:
-                        conds.append(o_ >= p - k)
-                    if n + p - k <= n_out - 1:
-                        conds.append(o_ < n + p - k)
+                for o_, k, p, n, n_out, st in ((oy, ky, ph, h, oh, sh), (ox, kx, pw, w, ow, sw)):
+                    lo, hi = -((k - p) // st), -((k - n - p) // st)
+                    if lo > 0:
+                        conds.append(o_ >= lo)
+                    if hi <= n_out - 1:
+                        conds.append(o_ < hi)
                 okv = Signal(name=f"ok_{ky}_{kx}")
                 ok = Const(1, 1)
                 for cnd in conds:

@@ -3,8 +3,10 @@
 Every tile of a layer gets the same number of beats per read, r = ceil(widest column
 split / lanes), so the layer's tiles run in lock step; each column split then uses the
 fewest lanes that still finish in r beats. The DESIGN section 7 bound on the cycles of
-one MC sample is sum over the layers from `ir.mc_start` of W_l * r_l (W_l windows before
-pooling); the deterministic prefix costs the same sum over the layers before it, once
+one MC sample is sum over the layers from `ir.mc_start` of W_l * r_l (W_l the windows the
+walker reads, `Layer.reads`: the output positions before pooling, or each pool block's
+windows under a pool whose stride is not its size); the deterministic prefix costs the
+same sum over the layers before it, once
 per image. A multi-bit first layer reads each window once per input bit plane. The controller, the cost model and the cycle benchmark all read it from here.
 """
 
@@ -53,6 +55,6 @@ def cycle_bound(ir: IR, lanes: int, mc_start: int | None = None) -> CycleBound:
     model prices the other dropout kind on default sites). A multi-bit first layer
     counts P reads per window."""
     m0 = ir.mc_start if mc_start is None else mc_start
-    per = tuple(l.windows * read_plan(l, lanes).beats * reads_per_window(ir, i)
+    per = tuple(l.reads * read_plan(l, lanes).beats * reads_per_window(ir, i)
                 for i, l in enumerate(ir.layers))
     return CycleBound(per_layer=per, prefix=sum(per[:m0]), per_sample=sum(per[m0:]))

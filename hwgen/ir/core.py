@@ -1,9 +1,12 @@
 """The hwgen IR (DESIGN section 8): small frozen dataclasses, JSON with sorted keys.
 
-Every binary layer is a stride-1 convolution over a (C, H, W) map (see
-hwgen.model.spec): its crossbar rows are (c, ky, kx) channel-major, rows = C*kh*kw, and
-its output columns are its out_channels. A linear layer is a conv whose kernel covers
-its whole input map.
+Every binary layer is a convolution over a (C, H, W) map (see hwgen.model.spec), of
+stride (sh, sw) (default 1), optionally followed by a max-pool of size S and stride T
+(default T = S), floor mode: its crossbar rows are (c, ky, kx) channel-major, rows =
+C*kh*kw, and its output columns are its out_channels. A linear layer is a conv whose
+kernel covers its whole input map. The strides are left out of the JSON when they are
+the defaults, so an IR written before they existed reads as stride 1 and a stride-1
+IR's bytes do not change.
 
 The IR has two named stages, one layer type each; an IR holds layers of one stage:
 - **float** (`FloatLayer`): the model as trained, what a frontend reads: latent float
@@ -73,6 +76,13 @@ class _Geometry:
     pad: tuple[int, int]                  # (ph, pw); padded positions are undriven rows
     pool: int                             # max-pool size (1 = none), floor mode
     tile: tuple[int, int] = (128, 128)    # crossbar (R, C) this layer is split onto
+    stride: tuple[int, int] = (1, 1)      # conv stride (sh, sw)
+    pool_stride: int | None = None        # max-pool stride; None = the pool size
+
+    @property
+    def pool_step(self) -> int:
+        """The max-pool's stride: `pool_stride`, or the pool size when that is None."""
+        return self.pool if self.pool_stride is None else self.pool_stride
 
     @property
     def rows(self) -> int:
@@ -82,19 +92,37 @@ class _Geometry:
     @property
     def conv_shape(self) -> tuple[int, int, int]:
         _, h, w = self.in_shape
-        return (self.out_channels, h + 2 * self.pad[0] - self.kernel[0] + 1,
-                w + 2 * self.pad[1] - self.kernel[1] + 1)
+        (kh, kw), (ph, pw), (sh, sw) = self.kernel, self.pad, self.stride
+        return (self.out_channels, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
 
     @property
     def out_shape(self) -> tuple[int, int, int]:
         o, h, w = self.conv_shape
-        return (o, h // self.pool, w // self.pool)
+        if self.pool == 1:
+            return (o, h, w)
+        # floor mode; with the stride equal to the size this is (h // pool, w // pool)
+        k, t = self.pool, self.pool_step
+        return (o, max(0, (h - k) // t + 1), max(0, (w - k) // t + 1))
 
     @property
     def windows(self) -> int:
-        """Output positions before pooling: one crossbar read each."""
+        """Output positions before pooling (conv_shape's H' * W')."""
         _, h, w = self.conv_shape
         return h * w
+
+    @property
+    def reads(self) -> int:
+        """Crossbar reads of one pass over the layer: the windows the hardware walks.
+
+        The walker reads each pool block's pool x pool windows, so under a pool whose
+        stride differs from its size a window shared by two blocks is read for each and
+        a window in no block is not read. With the stride equal to the size (or no
+        pool) this is `windows`, the floor-mode remainder that the walker skips
+        included: the bound the cycle count and the cost model have always used."""
+        if self.pool == 1 or self.pool_step == self.pool:
+            return self.windows
+        _, hp, wp = self.out_shape
+        return hp * wp * self.pool * self.pool
 
     @property
     def row_tiles(self) -> tuple[tuple[int, int], ...]:
@@ -339,11 +367,19 @@ def _tuplify(x):
     return x
 
 
+_DEFAULT_STRIDES = {"stride": (1, 1), "pool_stride": None}
+
+
 def to_dict(ir: IR) -> dict:
     d = asdict(ir)
     d["format"] = FORMAT
     d["stage"] = ir.stage
     d["meta"]["report"] = dict(ir.meta.report)
+    for ld in d["layers"]:
+        # default strides are left out: a stride-1 IR keeps the bytes it had before them
+        for k, v in _DEFAULT_STRIDES.items():
+            if k in ld and _tuplify(ld[k]) == v:
+                del ld[k]
     return d
 
 

@@ -23,8 +23,11 @@ def dump(ir: IR) -> str:
     for k, v in sorted(asdict(ir.meta).items()):
         out.append(f"meta {k}: {v!r}")
     for i, l in enumerate(ir.layers):
-        out.append(f"layer {i}: {l.op} in={_t(l.in_shape)} kernel={_t(l.kernel)} pad={_t(l.pad)} "
-                   f"out_channels={l.out_channels} conv={_t(l.conv_shape)} pool={l.pool} "
+        # strides only where they are not the defaults: a stride-1 dump reads as before
+        st = "" if l.stride == (1, 1) else f" stride={_t(l.stride)}"
+        ps = "" if l.pool_stride is None else f" pool_stride={l.pool_stride}"
+        out.append(f"layer {i}: {l.op} in={_t(l.in_shape)} kernel={_t(l.kernel)} pad={_t(l.pad)}"
+                   f"{st} out_channels={l.out_channels} conv={_t(l.conv_shape)} pool={l.pool}{ps} "
                    f"out={_t(l.out_shape)} rows={l.rows} windows={l.windows} tile={_t(l.tile)} "
                    f"row_tiles={len(l.row_tiles)} col_tiles={len(l.col_tiles)}")
         s = ir.site_of(i)

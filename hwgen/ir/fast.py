@@ -73,9 +73,9 @@ def _values(ir: IR, i: int, h: np.ndarray) -> np.ndarray:
 
 def _pm_windows(layer, vals: np.ndarray) -> np.ndarray:
     """Input values [B, C, H, W] -> sliding windows (0 = padding) [B, C, H', W', kh, kw]."""
-    (kh, kw), (ph, pw) = layer.kernel, layer.pad
+    (kh, kw), (ph, pw), (sh, sw) = layer.kernel, layer.pad, layer.stride
     pm = np.pad(vals, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    return sliding_window_view(pm, (kh, kw), axis=(2, 3))
+    return sliding_window_view(pm, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
 
 
 
@@ -91,15 +91,17 @@ def _fast_weights(layer) -> np.ndarray:
 
 def _fast_out(layer: Layer, sacc: np.ndarray) -> np.ndarray:
     """s*acc [B, O, H', W'] float32 -> output bits after pooling: OR of (s*acc >= t) over a
-    block is (max of s*acc over the block) >= t, so pool first, on 1/pool**2 the values."""
-    p = layer.pool
+    block is (max of s*acc over the block) >= t, so pool first (blocks at the pool
+    stride), then threshold the pooled values only."""
+    p, t = layer.pool, layer.pool_step
     if p > 1:
-        hh, ww = sacc.shape[2] // p, sacc.shape[3] // p
-        m = sacc[:, :, :hh * p:p, :ww * p:p].copy()
+        _, hh, ww = layer.out_shape
+        m = sacc[:, :, :(hh - 1) * t + 1:t, :(ww - 1) * t + 1:t].copy()
         for dy in range(p):
             for dx in range(p):
                 if dy or dx:
-                    np.maximum(m, sacc[:, :, dy:hh * p:p, dx:ww * p:p], out=m)
+                    np.maximum(m, sacc[:, :, dy:dy + (hh - 1) * t + 1:t,
+                                       dx:dx + (ww - 1) * t + 1:t], out=m)
         sacc = m
     return (sacc >= np.asarray(layer.thresh, np.float32)[None, :, None, None]).view(np.uint8)
 
@@ -158,7 +160,7 @@ def _fast_chunk(ir: IR, h: np.ndarray, masks: list[np.ndarray], t: int) -> np.nd
     def finish(layer, acc):
         if isinstance(layer, Layer) and layer.thresh is not None:
             return _fast_out(layer, acc)
-        return pool_bits(layer_bits(layer, acc), layer.pool)
+        return pool_bits(layer_bits(layer, acc), layer.pool, layer.pool_step)
 
     for i in range(m0):                                           # deterministic prefix
         h = finish(ir.layers[i], _fast_acc(ir.layers[i], _values(ir, i, h), None))

@@ -11,7 +11,8 @@ with the row gate g = (row is not padding) AND (keep bit of the row's dropout gr
 tiles give partial popcounts that are summed; column tiles are independent. An
 integer-stage layer outputs bit (s_j * acc_j >= t_j); a float-stage layer outputs bit
 (bn(acc_j) >= 0), its batch norm in float64, the formula `hwgen.passes.lower` folds
-exactly. Then each pool x pool block is ORed (floor mode). The classifier outputs acc.
+exactly. Windows step by the conv stride; then each pool x pool block, blocks stepping by
+the pool stride, is ORed (floor mode). The classifier outputs acc.
 
 Layers before `ir.mc_start` run once per image; the rest once per (image, sample).
 Keep masks are one uint8 array per site, [N, T, n_groups], 1 = keep.
@@ -77,11 +78,12 @@ def _im2col(bits: np.ndarray, layer) -> tuple[np.ndarray, np.ndarray]:
     """[B, C, H, W] -> (cols [B, L, rows], driven [L, rows]); rows (c, ky, kx), L windows."""
     b = bits.shape[0]
     c, h, w = layer.in_shape
-    (kh, kw), (ph, pw) = layer.kernel, layer.pad
+    (kh, kw), (ph, pw), (sh, sw) = layer.kernel, layer.pad, layer.stride
     pad = ((0, 0), (0, 0), (ph, ph), (pw, pw))
-    v = sliding_window_view(np.pad(bits, pad), (kh, kw), axis=(2, 3))
+    # every stride-1 window, then every sh-th row and sw-th column of them (a view)
+    v = sliding_window_view(np.pad(bits, pad), (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
     cols = v.transpose(0, 2, 3, 1, 4, 5).reshape(b, layer.windows, layer.rows)
-    d = sliding_window_view(np.pad(np.ones((h, w), np.uint8), pad[2:]), (kh, kw))
+    d = sliding_window_view(np.pad(np.ones((h, w), np.uint8), pad[2:]), (kh, kw))[::sh, ::sw]
     driven = np.tile(d.reshape(layer.windows, kh * kw), (1, c))
     return cols, driven
 
@@ -157,16 +159,14 @@ def layer_bits(layer, acc: np.ndarray) -> np.ndarray:
     return (acc * s >= t).view(np.uint8)
 
 
-def pool_bits(bits: np.ndarray, pool: int) -> np.ndarray:
-    """OR over pool x pool blocks, floor mode."""
+def pool_bits(bits: np.ndarray, pool: int, stride: int | None = None) -> np.ndarray:
+    """OR over pool x pool blocks at `stride` (default: the pool size; smaller blocks
+    overlap, larger leave gaps), floor mode."""
     if pool == 1:
         return bits
-    hh, ww = bits.shape[2] // pool, bits.shape[3] // pool
-    out = bits[:, :, :hh * pool:pool, :ww * pool:pool].copy()
-    for dy in range(pool):
-        for dx in range(pool):
-            out |= bits[:, :, dy:hh * pool:pool, dx:ww * pool:pool]
-    return out
+    t = pool if stride is None else stride
+    v = sliding_window_view(bits, (pool, pool), axis=(2, 3))[:, :, ::t, ::t]
+    return np.bitwise_or.reduce(v.reshape(v.shape[:4] + (-1,)), axis=-1)
 
 
 def run_layer_acc(ir: IR, i: int, in_bits: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
@@ -186,7 +186,7 @@ def run_layer(ir: IR, i: int, in_bits: np.ndarray, keep: np.ndarray | None = Non
     acc = run_layer_acc(ir, i, in_bits, keep)
     if i == len(ir.layers) - 1:
         return acc.reshape(acc.shape[0], -1)
-    return pool_bits(layer_bits(layer, acc), layer.pool)
+    return pool_bits(layer_bits(layer, acc), layer.pool, layer.pool_step)
 
 
 def check_masks(ir: IR, n: int, masks, samples) -> tuple[list[np.ndarray], int]:

@@ -1,7 +1,9 @@
 """verify(ir): every invariant of the IR, one clear message for the first one broken.
 
 Checked: format fields and the stage (all layers float, or all integer); layer geometry
-and the shape chain (pooling, and flatten as a conv whose kernel covers the whole map);
+(strides >= 1, a pool stride other than None only where it differs from the pool size,
+so that an IR has one spelling) and the shape chain (strided convs, pooling, and flatten
+as a conv whose kernel covers the whole map);
 float stage: latent weight counts and a finite batch norm per layer; integer stage:
 weight bit counts (hex length, zero pad bits), thresholds (s in {+1,-1}, t in range,
 constant channels in the canonical encoding) and the classifier's logit affine; dropout
@@ -104,13 +106,19 @@ def _layer(ir: IR, i: int, l) -> None:
           f"{where}: in_shape {l.in_shape!r} / out_channels {l.out_channels!r}")
     _need(_ints(l.kernel, 2) and _ints(l.pad, 2, lo=0) and type(l.pool) is int and l.pool >= 1,
           f"{where}: kernel {l.kernel!r}, pad {l.pad!r}, pool {l.pool!r}")
+    _need(_ints(l.stride, 2), f"{where}: stride {l.stride!r} must be two ints >= 1")
+    _need(l.pool_stride is None or (type(l.pool_stride) is int and l.pool_stride >= 1
+                                    and l.pool > 1 and l.pool_stride != l.pool),
+          f"{where}: pool stride {l.pool_stride!r} must be None (the pool size) or an int "
+          f">= 1 other than the pool size, on a pooled layer")
     _need(min(l.conv_shape[1:]) >= 1 and min(l.out_shape[1:]) >= 1,
           f"{where}: kernel/pool leave no output ({l.conv_shape} -> {l.out_shape})")
     want = ir.in_shape if i == 0 else ir.layers[i - 1].out_shape
     _need(tuple(l.in_shape) == tuple(want),
           f"{where}: in_shape {l.in_shape} != {want} (shape chain)")
     if l.op == "linear":
-        _need(l.kernel == tuple(l.in_shape[1:]) and l.pad == (0, 0) and l.pool == 1,
+        _need(l.kernel == tuple(l.in_shape[1:]) and l.pad == (0, 0) and l.pool == 1
+              and l.stride == (1, 1),
               f"{where}: a linear layer is a conv whose kernel covers its whole map")
     o, rows = l.out_channels, l.rows
     if isinstance(l, FloatLayer):

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from .. import metrics
-from ..atomic import write_bytes, write_text
+from ..atomic import check_output_file, write_bytes, write_text
 from ..data import load_dataset, load_ood, ood_description
 from ..errors import HwgenError
 from ..figures import png_bytes, pyplot
@@ -31,6 +31,8 @@ __all__ = ["mc_logits", "draw_mc_masks", "cmd_eval", "evaluate", "write_plots", 
 # Masks are drawn per chunk of this many images from one seeded generator, so the keep
 # bits of image i depend only on (seed, i), never on how the caller batches.
 CHUNK = 64
+EVAL_FORMAT = "hwgen-eval"       # the --json report's format tag (marks it as hwgen's)
+PLOTS = ("reliability.png", "entropy_hist.png")   # what --plots DIR holds
 
 
 def draw_mc_masks(model: BinaryNet, n: int, samples: int, seed: int = 0) -> list[torch.Tensor]:
@@ -141,7 +143,7 @@ def write_plots(outdir, report: dict, raw: dict) -> None:
     fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
     draw_reliability(ax, rel)
     ax.set_title(f"{title}\nECE {report['ece']:.4f}, {int(rel['count'].sum())} images", fontsize=8)
-    write_bytes(outdir / "reliability.png", png_bytes(fig))
+    write_bytes(outdir / PLOTS[0], png_bytes(fig))
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), dpi=100)
     for ax, key, name in ((axes[0], "entropy", "predictive entropy"),
@@ -154,7 +156,7 @@ def write_plots(outdir, report: dict, raw: dict) -> None:
         ax.set_title(f"AUROC {report['ood'][key]['auroc']:.3f}", fontsize=8)
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=8)
-    write_bytes(outdir / "entropy_hist.png", png_bytes(fig))
+    write_bytes(outdir / PLOTS[1], png_bytes(fig))
 
 
 FEW = 10   # a reliability bin with fewer images than this is drawn hatched
@@ -192,6 +194,9 @@ def draw_reliability(ax, rel: dict) -> None:
 
 
 def cmd_eval(args) -> int:
+    for f in ([args.json] if args.json else []) + ([Path(args.plots) / n for n in PLOTS]
+                                                   if args.plots else []):
+        check_output_file(f)                # before any work
     ckpt = load_checkpoint(args.model)
     report, raw = evaluate(ckpt, args.samples, seed=args.seed, limit=args.limit)
     o = report["ood"]
@@ -205,7 +210,8 @@ def cmd_eval(args) -> int:
           f"mi {o['mi']['aupr']:.4f}  FPR@95 entropy {o['entropy']['fpr95']:.4f} "
           f"mi {o['mi']['fpr95']:.4f}")
     if args.json:
-        write_text(args.json, json.dumps(report, indent=2, sort_keys=True) + "\n")
+        write_text(args.json, json.dumps(dict(report, format=EVAL_FORMAT), indent=2,
+                                         sort_keys=True) + "\n")
     if args.plots:
         write_plots(args.plots, report, raw)
     return 0

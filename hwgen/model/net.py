@@ -145,7 +145,7 @@ class BinaryNet(nn.Module):
             o = layer["out_channels"]
             if layer["op"] == "conv":
                 blk.layer = BinaryConv2d(c, o, tuple(layer["kernel"]), padding=tuple(layer["pad"]),
-                                         bias=False)
+                                         stride=tuple(layer.get("stride", (1, 1))), bias=False)
                 blk.bn = nn.BatchNorm2d(o, eps=eps)
             else:
                 blk.layer = BinaryLinear(c * layer["in_shape"][1] * layer["in_shape"][2], o,
@@ -209,7 +209,8 @@ class BinaryNet(nn.Module):
                 # bits) value for value; pooling first sends the gradient to the window's
                 # largest y instead of to the first of many tied +1/-1 values.
                 if layer["pool"] > 1:
-                    y_pool = F.max_pool2d(y, layer["pool"])
+                    y_pool = F.max_pool2d(y, layer["pool"],
+                                          layer.get("pool_stride", layer["pool"]))
                     h = sign(y_pool)
                 else:
                     h = sign(y)

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..atomic import check_output_file
 from ..data import IN_SHAPE, load_dataset
 from ..errors import HwgenError
 from .io import save_model
@@ -210,6 +211,7 @@ def cmd_train(args) -> int:
                       epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
                       lr=args.lr, dropout_scale=args.dropout_scale,
                       theta=getattr(args, "theta", None), input=getattr(args, "input", "binary"))
+    check_output_file(args.output)          # before training: a foreign file is never replaced
     model, meta = train(cfg)
     save_model(args.output, model, meta)
     log.info("wrote %s", args.output)

@@ -6,10 +6,14 @@ interfaces are numbered and the MTJ codes chosen like any other site's.
 
 from __future__ import annotations
 
+import logging
+
 from ..errors import HwgenError
 from ..ir.core import IR, Dropout, Site, replace, site_groups
 
 __all__ = ["add_sites"]
+
+log = logging.getLogger(__name__)
 
 
 def add_sites(ir: IR, kind: str, p: float, layers=None) -> IR:
@@ -41,5 +45,11 @@ def add_sites(ir: IR, kind: str, p: float, layers=None) -> IR:
         g, r = site_groups(kind, layer.in_shape, layer.kernel)
         sites.append(Site(layer=i, kind=kind, p=float(p), n_groups=g, group_rows=r,
                           first_interface=-1))
+    single = [s.layer for s in sites if s.group_rows == 1]
+    if kind == "spatial" and single:
+        # a valid design, so a warning: the user asked for a kind that does not differ here
+        log.warning("spatial dropout on layer%s %s: each group is one crossbar row (a linear "
+                    "fed by a linear, or a 1x1 conv), so spatial equals element there",
+                    "s" if len(single) > 1 else "", ", ".join(map(str, single)))
     meta = replace(ir.meta, dropout=Dropout(kind=kind, p=float(p), scale=False, trained=False))
     return replace(ir, sites=tuple(sites), meta=meta)

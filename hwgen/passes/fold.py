@@ -40,7 +40,7 @@ def fold_thresholds(bn: BatchNorm, rows: int) -> tuple[tuple[int, ...], tuple[in
 
 def _geometry(l: FloatLayer) -> dict:
     return dict(op=l.op, in_shape=l.in_shape, out_channels=l.out_channels, kernel=l.kernel,
-                pad=l.pad, pool=l.pool, tile=l.tile)
+                pad=l.pad, pool=l.pool, tile=l.tile, stride=l.stride, pool_stride=l.pool_stride)
 
 
 def lower(ir: IR, cfg=None) -> IR:

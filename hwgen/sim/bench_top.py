@@ -23,7 +23,7 @@ from cocotb.triggers import (Event, FallingEdge, ReadOnly, RisingEdge, Timer,
                              with_timeout)
 from cocotb.utils import get_sim_time
 
-from hwgen.device import MtjArray, MtjParams
+from hwgen.device import MtjArray, MtjParams, uniform01
 from hwgen.ir.core import loads
 
 from .protocol import Mismatch, run_reporting
@@ -46,9 +46,16 @@ class MtjPins:
     reads which interfaces fell or were reset and the rise counts (the widths), updates
     the devices, and drives a changed `mtj_sense` at once, half a cycle before the next
     rising edge. Pin vectors are handled as Python ints (cheap for any N_IF) and turned
-    into numpy masks only when something happens."""
+    into numpy masks only when something happens.
 
-    def __init__(self, dut, tp, params: MtjParams, seeds, first_draw: int):
+    `fault` (a hwgen.faults fault, from the run's config) makes one device or the sense
+    wiring faulty, to measure what the regression catches: an MTJ stuck in P or AP, or
+    switching with a scaled p (from the same draws; the recorded history is the faulty
+    device's), or a sense line stuck or two swapped (the devices and their history are
+    sound; only what the design reads changes)."""
+
+    def __init__(self, dut, tp, params: MtjParams, seeds, first_draw: int,
+                 fault: dict | None = None):
         self.dut, self.tp = dut, tp
         self.array = MtjArray(params, np.zeros(tp.n_if, np.int64), seeds)
         # Counter-based draws: starting a shard at its first global sample gives the same
@@ -58,9 +65,36 @@ class MtjPins:
         self.pulses_ns: set[float] = set()
         self.live = False   # X/Z before reset is released are power-up values, not pulses
         self._full = (1 << tp.n_if) - 1
+        self.fault = fault
+        self._device_fault(None)
+
+    def _device_fault(self, written, width_ns: float = 0.0):
+        """Impose an MTJ fault on the device state after a reset (written None) or after
+        the write pulse of `width_ns` on the devices in mask `written`."""
+        f = self.fault
+        if f is None or f["kind"] not in ("mtj-stuck", "mtj-p-scale"):
+            return
+        i, a = f["interface"], self.array
+        if f["kind"] == "mtj-stuck":
+            a.ap[i] = f["state"] == "AP"
+        elif written is not None and written[i]:
+            u = uniform01(a.seeds[i], a.writes[i] - 1)          # this write's draw
+            p = min(1.0, float(a.params.p_switch(a.codes[i], width_ns)) * f["scale"])
+            a.ap[i] = self._ap_before[i] or bool(u < p)
+
+    def sense_bits(self) -> np.ndarray:
+        """The sense lines the design reads: the devices' AP, through a sense fault."""
+        s = self.array.sense()
+        f = self.fault
+        if f is not None and f["kind"] == "keep-stuck":
+            s[f["interface"]] = 1 - f["value"]                  # keep = NOT sense
+        elif f is not None and f["kind"] == "sense-swap":
+            i, j = f["interface"], f["other"]
+            s[[i, j]] = s[[j, i]]
+        return s
 
     def start(self):
-        self.dut.mtj_sense.value = 0
+        self._drive()
         cocotb.start_soon(self._watch())
 
     def _int(self, sig) -> int:
@@ -106,6 +140,7 @@ class MtjPins:
         if rrose:
             self.array.reset(np.ones(self.tp.n_if, bool) if rrose == self._full
                              else self._mask(rrose))
+            self._device_fault(None)
         return bool((self.array.ap != sense).any())
 
     def _write_end(self, m: np.ndarray, widths: np.ndarray):
@@ -114,11 +149,13 @@ class MtjPins:
             group = m.copy()
             group[m] = widths == w
             self.pulses_ns.add(float(w))
+            self._ap_before = self.array.ap.copy()
             self.array.write(group, float(w))
+            self._device_fault(group, float(w))
             self.rows.append((None if group.all() else group, self.array.ap.copy()))
 
     def _drive(self):
-        self.dut.mtj_sense.value = int_of(self.array.sense())
+        self.dut.mtj_sense.value = int_of(self.sense_bits())
 
     def take(self, k: int) -> np.ndarray:
         """The next k writes of every interface, [k, n_if] AP; fails if one is short."""
@@ -276,7 +313,7 @@ async def _network(dut, cfg):
     dut.rst.value = 1
     pins = None
     if tp.n_if:
-        pins = MtjPins(dut, tp, params, seeds, first_draw)
+        pins = MtjPins(dut, tp, params, seeds, first_draw, cfg.get("device_fault"))
         pins.start()
     mon = OutMonitor(dut, tp)
     mon.start()

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import sha256_file, write_text
+from ..atomic import check_output_file, sha256_file, write_text
 from ..errors import HwgenError
 from . import ports, runner, scoreboard, stats
 
@@ -71,23 +71,25 @@ def _sha(path: Path) -> str:
 
 
 def load_outdir(outdir, ir_path=None):
-    """(IR, TopPorts) of a compiled OUTDIR; HwgenError naming the first problem."""
+    """(IR, TopPorts) of a compiled OUTDIR, checked (hwgen.design.load_design: every file's
+    hash against the manifest, the IR verified); HwgenError naming the first problem.
+    `ir_path` replaces the checker's IR (to plant a fault in the checker only)."""
+    from ..design import load_design
     from ..ir.core import loads
-    outdir = Path(outdir)
-    if not outdir.is_dir():
-        raise HwgenError(f"{outdir}: not a directory (run hwgen compile first)")
-    for name in ("ir.json", "ports.json", "hwgen_top.v"):
-        if not (outdir / name).is_file():
-            raise HwgenError(f"{outdir}: {name} missing (compile with Verilog export)")
-    irp = Path(ir_path) if ir_path else outdir / "ir.json"
+    design = load_design(outdir)
+    ir = design.ir
+    for name in ("ports.json", "hwgen_top.v"):
+        design.path(name)                   # listed, hence present and unedited
+    if ir_path is not None:
+        irp = Path(ir_path)
+        try:
+            ir = loads(irp.read_text())
+        except (ValueError, TypeError, KeyError) as e:
+            raise HwgenError(f"{irp}: bad IR ({e})") from None
     try:
-        ir = loads(irp.read_text())
-    except (ValueError, TypeError, KeyError) as e:
-        raise HwgenError(f"{irp}: bad IR ({e})") from None
-    try:
-        tp = ports.load_ports(outdir / "ports.json")
+        tp = ports.load_ports(design.path("ports.json"))
     except (ValueError, KeyError, TypeError) as e:
-        raise HwgenError(f"{outdir / 'ports.json'}: {e}") from None
+        raise HwgenError(f"{design.path('ports.json')}: {e}") from None
     if tp.n_if != ir.n_interfaces or tp.classes != ir.n_classes:
         raise HwgenError(f"{outdir}: ports.json (N_IF {tp.n_if}, classes {tp.classes}) does "
                          f"not match ir.json ({ir.n_interfaces}, {ir.n_classes})")
@@ -404,6 +406,8 @@ def cmd_sim(args) -> int:
         if v.is_file() and _sha(v) != report["verilog_sha256"]:
             raise HwgenError(f"the reports are of another design than {args.outdir}")
     else:
+        if args.json:
+            check_output_file(args.json)    # before the simulation
         report = run_regression(args.outdir, args.simulator, args.images, args.samples,
                                 args.seed, parse_shard(args.shard),
                                 jobs=getattr(args, "jobs", 1) or 1,

@@ -346,13 +346,15 @@ def run_network(outdir, simulator: str, bits: np.ndarray, index: np.ndarray, sam
                 device_seeds: np.ndarray, first_draw: int, build_dir: Path, run_dir,
                 waves: bool = False, ir_path=None, scoreboard_seeds=None,
                 scoreboard_interface_swap=None, record: bool = True, chunk: int = 32,
-                on_progress=None) -> dict:
+                on_progress=None, device_fault: dict | None = None) -> dict:
     """Run sim/bench_top.py over `bits` [N, P*C*H*W] (dataset indices `index`), T = samples.
 
     The device draws start at `first_draw` (the global index of this run's first MC
     sample), so shards reproduce one long run. `ir_path`, `scoreboard_seeds` and
     `scoreboard_interface_swap` change what the scoreboard believes, never the RTL: they
-    exist to show the checker catching planted faults. Returns the bench's result dict
+    exist to show the checker catching planted faults. `device_fault` (a hwgen.faults
+    fault of an MTJ or sense-line kind) makes the bench's device model or sense wiring
+    faulty, never the RTL nor the scoreboard. Returns the bench's result dict
     plus 'run_dir', 'log', 'record' and 'waveform' paths.
     """
     from cocotb_tools.runner import get_runner
@@ -375,6 +377,8 @@ def run_network(outdir, simulator: str, bits: np.ndarray, index: np.ndarray, sam
         cfg["scoreboard_seeds"] = [int(s) for s in scoreboard_seeds]
     if scoreboard_interface_swap is not None:
         cfg["scoreboard_interface_swap"] = [int(i) for i in scoreboard_interface_swap]
+    if device_fault is not None:
+        cfg["device_fault"] = dict(device_fault)
     (run_dir / "config.json").write_text(json.dumps(cfg, indent=1, sort_keys=True) + "\n")
     runner = get_runner(simulator)
     plusargs = []

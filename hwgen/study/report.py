@@ -9,7 +9,7 @@ import logging
 import numpy as np
 
 from .. import __version__
-from ..atomic import write_text
+from ..atomic import NPZ_MARK, write_text
 from ..cost.model import BASELINES, PAPER
 from .config import VARIANTS
 
@@ -352,7 +352,7 @@ def write_report(ctx) -> dict:
     raws = {}
     for n, e in ctx.results["evaluate"]["models"].items():
         with np.load(ctx.path(e["raw"])) as z:
-            raws[n] = {k: z[k] for k in z.files}
+            raws[n] = {k: z[k] for k in z.files if k != NPZ_MARK}
     caption = f"{ctx.command} (config {res['config_fingerprint']})"
     res["figures"] = write_figures(ctx.outdir, res, raws, caption)
     commit, dirty = git_state()

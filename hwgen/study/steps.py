@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_bytes
+from ..atomic import NPZ_MARK, write_bytes
 from .config import KINDS, StudyConfig
 from .flow import Context, Step, sha256_file
 
@@ -108,7 +108,7 @@ def step_train(ctx: Context):
 
 def _npz_bytes(**arrays) -> bytes:
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
+    np.savez_compressed(buf, **arrays, **{NPZ_MARK: np.array("hwgen-study")})   # hwgen's mark
     return buf.getvalue()
 
 
@@ -246,8 +246,8 @@ def compare_rtl(ir, model, images: np.ndarray, labels: np.ndarray, observed: np.
 
 def step_verify_rtl(ctx: Context):
     from ..data import first_test_images
+    from ..design import load_design
     from ..frontend import load_model
-    from ..ir.core import loads
     from ..model.io import build_model
     from ..sim.regression import run_regression
 
@@ -262,7 +262,7 @@ def step_verify_rtl(ctx: Context):
             rep = run_regression(cdir, cfg.simulator, cfg.rtl_images, cfg.rtl_samples,
                                  seed=cfg.rtl_seed, progress=ctx.progress, keep_runs=True)
             observed, ap = rtl_outputs(rep)
-            ir = loads((cdir / "ir.json").read_text())
+            ir = load_design(cdir).ir       # checked against its manifest
             ckpt, _ = load_model(ctx.path(ctx.results["train"]["models"][name]["path"]))
             x, y = first_test_images(ir.meta.dataset, cfg.rtl_images, ir.in_shape)
             cmp = compare_rtl(ir, build_model(ckpt), x, y, observed, ap)
@@ -289,8 +289,8 @@ def step_verify_rtl(ctx: Context):
 # -- cost, summary ------------------------------------------------------------------------------------
 
 def _design_ir(ctx: Context, d: dict):
-    from ..ir.core import loads
-    return loads(ctx.path(d["dir"]).joinpath("ir.json").read_text())
+    from ..design import load_design
+    return load_design(ctx.path(d["dir"])).ir      # checked against its manifest
 
 
 def step_cost(ctx: Context):
