@@ -46,56 +46,32 @@ COMMANDS = {
 }
 
 
-def _probability(text: str) -> float:
-    try:
-        p = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"probability must be a number, not {text!r}") from None
-    if not 0.0 < p < 1.0:
-        raise argparse.ArgumentTypeError(f"probability must be in (0, 1), not {text!r}")
-    return p
+def _checked(parse, ok, not_parsed: str, out_of_range: str):
+    """An argparse type: `parse` the text (failing: `not_parsed`), then require `ok` of the
+    value (failing: `out_of_range`); each message gets `, not {text!r}`."""
+    def convert(text: str):
+        try:
+            v = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{not_parsed}, not {text!r}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"{out_of_range}, not {text!r}")
+        return v
+    return convert
 
 
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return n
-
-
-def _nonneg(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {text!r}")
-    return n
-
-
-def _learning_rate(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"learning rate must be a number, not {text!r}") \
-            from None
-    if not (math.isfinite(v) and v > 0.0):
-        raise argparse.ArgumentTypeError(f"learning rate must be a positive finite number, "
-                                         f"not {text!r}")
-    return v
-
-
-def _theta(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"theta must be a number, not {text!r}") from None
-    if not 0.0 < v <= 1.0:             # pixels are in [0, 1]: theta 0 or above 1 is constant
-        raise argparse.ArgumentTypeError(f"theta must be in (0, 1], not {text!r}")
-    return v
+_probability = _checked(float, lambda p: 0.0 < p < 1.0, "probability must be a number",
+                        "probability must be in (0, 1)")
+_positive = _checked(int, lambda n: n >= 1, "must be a positive integer",
+                     "must be a positive integer")
+_nonneg = _checked(int, lambda n: n >= 0, "must be a non-negative integer",
+                   "must be a non-negative integer")
+_learning_rate = _checked(float, lambda v: math.isfinite(v) and v > 0.0,
+                          "learning rate must be a number",
+                          "learning rate must be a positive finite number")
+# pixels are in [0, 1]: theta 0 or above 1 is constant
+_theta = _checked(float, lambda v: 0.0 < v <= 1.0, "theta must be a number",
+                  "theta must be in (0, 1]")
 
 
 class _Help(argparse.RawDescriptionHelpFormatter):
