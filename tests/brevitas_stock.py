@@ -123,6 +123,17 @@ def int4_mlp(seed: int = 4, signed: bool = True) -> tuple[Net, tuple]:
     return _randomise(net, (1, 8, 8), seed), (1, 1, 8, 8)
 
 
+def tied_scale01(seed: int = 0) -> tuple[Net, tuple]:
+    """Scale 0.1 and no bias on a small classifier (64 rows): equal class integers are
+    common, and the graph's float32 logits break those ties by rounding. Input 1x6x6,
+    Brevitas' default int8 input quantiser (scale 2^-7)."""
+    wq = dict(weight_quant=SignedBinaryWeightPerTensorConst, bias=False)
+    net = Net(QuantIdentity(act_quant=Int8ActPerTensorFloat),
+              QuantConv2d(1, 4, 3, **wq), nn.BatchNorm2d(4), _act(), nn.Flatten(),
+              QuantLinear(64, 10, **wq))
+    return _randomise(net, (1, 6, 6), seed), (1, 1, 6, 6)
+
+
 def export(net: nn.Module, shape, path):
     """Brevitas' export_qonnx, as a user runs it."""
     export_qonnx(net, input_t=torch.rand(shape), export_path=str(path))

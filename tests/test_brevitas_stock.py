@@ -109,6 +109,25 @@ def test_reference_ignores_softmax_and_reads_its_input(stock):
     assert not np.all((ref["logits"] >= 0) & (ref["logits"] <= 1))    # not probabilities
 
 
+def test_ties_broken_by_float32_rounding_are_counted_not_failed(tmp_path):
+    """With scale 0.1 the graph's logits of equal class integers differ by rounding, so its
+    argmax picks among hwgen's exactly tied classes by chance: counted, not a failure; a
+    prediction that is not such a tie still fails."""
+    net, shape = bs.tied_scale01()
+    p = bs.export(net, shape, tmp_path / "tied.onnx")
+    ir = run_pipeline(import_qonnx(p))
+    x = check_inputs(ir, N_IMAGES, seed=11)
+    ref = qonnx_reference(p, x, batch=64)
+    rep = qonnx_vs_int(ir, p, x, ref=ref)
+    assert rep["ok"] and rep["class_integer_mismatches"] == 0, rep
+    assert rep["prediction_tie_breaks"] > 0 and rep["prediction_mismatches"] == 0, rep
+    lg = interp.logits(ir, ref["class_integers"])
+    i = int(np.flatnonzero((lg == lg.max(1, keepdims=True)).sum(1) == 1)[0])   # no tie
+    bad = dict(ref, predictions=ref["predictions"].copy())
+    bad["predictions"][i] = int(np.argmin(lg[i]))
+    assert not qonnx_vs_int(ir, p, x, ref=bad)["ok"]
+
+
 # ---------------------------------------------------------------------------- planted faults
 
 def test_planted_threshold_fault_is_caught(stock, imported):
@@ -146,8 +165,8 @@ def test_folding_without_bias_or_scale_is_caught(stock, imported, monkeypatch, f
 
 def test_crossing_within_rounding_is_refused(stock, tmp_path):
     """A batch-norm crossing (bias 0, mean) placed exactly on the value a reachable acc
-    gives (acc * input scale * 0.1 + bias) makes the decision depend on the float32 summation order: refused
-    with one line, rather than folded by a guess."""
+    gives (acc * input scale * 0.1 + bias) makes the decision depend on the float32
+    summation order: refused with one line, rather than folded by a guess."""
     m = onnx.load(str(stock["int4_mlp"]))
     init = {t.name: t for t in m.graph.initializer}
     node = {n.op_type: n for n in m.graph.node}
