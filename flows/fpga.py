@@ -1,5 +1,5 @@
 """FPGA build of a compiled design through amaranth-boards and YoWASP, with the LFSR
-stand-in in place of the MTJs (DESIGN section 6).
+stand-in in place of the MTJs (SPEC section 6).
 
     python flows/fpga.py OUTDIR [--board icebreaker|ulx3s-85f|...] [--samples T] [--image I]
 
@@ -79,13 +79,14 @@ A_BITS = 12    # magnitude bits of the fixed-point logit scale
 
 # Yosys commands run between reading the design and synth_<family>, per FPGA family.
 # ECP5: memory_libmap enumerates every assignment of a memory's read ports to replicas of
-# the two-port DP16KD, which grows about 3x per port: 11 read ports take 2.5 GB and 67 s,
-# 12 exhaust WASM's 4 GB and Yosys aborts ("thrown Wasm exception"; native yosys is
-# killed too). A window buffer has kh*kw read ports (16 for the digits classifier, 49
-# for Fashion's). A memory with more read ports than a block RAM has would be replicated
-# port by port anyway, so it goes to distributed RAM (one small LUT RAM copy per port),
-# which memory_libmap maps without the search. iCE40 has no LUT RAM and its EBR search
-# stays small (a 16-port buffer maps to flops in 16 s): it needs nothing.
+# the two-port DP16KD, which grows about 3x per port until, at 12 read ports, it exhausts
+# WASM's 4 GB and Yosys aborts ("thrown Wasm exception"; native yosys is killed too; the
+# sweep is docs/results/ecp5_memory_libmap_repro.json). A window buffer has kh*kw read
+# ports (16 for the digits classifier, 49 for Fashion's). A memory with more read ports
+# than a block RAM has would be replicated port by port anyway, so it goes to distributed
+# RAM (one small LUT RAM copy per port), which memory_libmap maps without the search.
+# iCE40 has no LUT RAM and its EBR search stays small (a 16-port buffer maps to flops in
+# 16 s): it needs nothing.
 BRAM_READ_PORTS = 2
 SCRIPT_AFTER_READ = {
     "ecp5": ["proc", "memory_collect",

@@ -6,7 +6,8 @@ Reads OUTDIR/hwgen_top.v (from `hwgen compile`), runs the generic `synth -top TO
 (no flattening, so every Amaranth submodule keeps its own gate counts) and `stat -json`,
 and writes OUTDIR/synth.json (deterministic: no timings) and OUTDIR/synth.log (Yosys's
 own log). Debian's yosys 0.23 reads Amaranth's Verilog; synthesis of a whole network is
-slow (one 128x128 tile took about 100 s), so the passes are logged as they start.
+slow (minutes per 128x128 tile: docs/BENCHMARKS.md), so the passes are logged as they
+start.
 """
 
 from __future__ import annotations

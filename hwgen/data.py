@@ -11,14 +11,19 @@ from __future__ import annotations
 import gzip
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .errors import HwgenError
 
-__all__ = ["DATASETS", "FASHION_DIR", "IN_SHAPE", "CLASSES", "load_dataset", "load_ood",
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported by the dataset loaders that return tensors, so that reading a user's
+# --inputs (`hwgen predict`) does not pay for it.
+
+__all__ = ["as_inputs", "DATASETS", "FASHION_DIR", "IN_SHAPE", "CLASSES", "load_dataset", "load_ood",
            "ood_description", "read_idx", "load_inputs"]
 
 DATASETS = ("digits", "fashion-mnist")
@@ -79,7 +84,7 @@ def _digits() -> dict:
     return {"train": (x[tr], d.target[tr]), "test": (x[te], d.target[te])}
 
 
-def load_dataset(name: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+def load_dataset(name: str, split: str) -> tuple["torch.Tensor", "torch.Tensor"]:
     """Images [N, 1, H, W] float32 in [0, 1] and int64 labels [N] of `name`'s `split`.
 
     Parameters
@@ -87,6 +92,7 @@ def load_dataset(name: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     name : "digits" or "fashion-mnist"
     split : "train" or "test" (the digits: a fixed seeded stratified 75/25 split)
     """
+    import torch
     if name not in DATASETS:
         raise HwgenError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
     if split not in ("train", "test"):
@@ -109,13 +115,15 @@ def ood_description(name: str) -> str:
             "noise in [0, 0.1), clipped to [0, 1]")
 
 
-def load_ood(name: str, seed: int = 0) -> torch.Tensor:
+def load_ood(name: str, seed: int = 0) -> "torch.Tensor":
     """An out-of-distribution image set for a model trained on `name`, made locally.
 
     fashion-mnist: the bundled digits upscaled to 28x28 plus uniform noise.
     digits: Fashion-MNIST test images downscaled to 8x8 plus uniform noise (needs the
     Debian package, like Fashion-MNIST itself). The noise is seeded, so the set is fixed.
     """
+    import torch
+    import torch.nn.functional as F
     g = torch.Generator().manual_seed(seed)
     if name == "fashion-mnist":
         from sklearn.datasets import load_digits
@@ -176,6 +184,16 @@ def load_inputs(path, in_shape, n: int | None = None) -> np.ndarray:
         x.close()
         raise HwgenError(f"{path}: a .npz archive (arrays: {names or 'none'}); pass one array "
                          f"saved with numpy.save as a .npy file")
+    return as_inputs(x, in_shape, n, str(path))
+
+
+def as_inputs(x, in_shape, n: int | None = None, name: str = "inputs") -> np.ndarray:
+    """Images given as an array (a numpy array or a torch tensor) as float32 [N, C, H, W]:
+    the rules of `load_inputs`, each refusal one line naming `name`."""
+    if hasattr(x, "detach"):                       # a torch tensor
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    path = name
     c, h, w = (int(v) for v in in_shape)
     want = f"[N, {c}, {h}, {w}]" + (f" or [N, {c}]" if (h, w) == (1, 1) else "") + \
         (f" or [N, {h}, {w}]" if c == 1 else "")

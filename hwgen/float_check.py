@@ -1,5 +1,5 @@
 """`python -m hwgen.float_check model.pt [--images N] [--samples T] [--json F]`: the
-float-vs-integer check (hwgen.model.agreement, DESIGN section 10.5) at a chosen size;
+float-vs-integer check (hwgen.model.agreement, SPEC section 10.5) at a chosen size;
 `hwgen compile` runs a small one."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def main(argv=None) -> int:
     import time
 
     from .atomic import write_text
-    from .compile import check_images, check_masks
+    from .compiler import check_images, check_masks
     from .frontend import build_ir, load_model
     from .model.io import build_model
     from .passes import run_pipeline

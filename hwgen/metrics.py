@@ -8,7 +8,9 @@ images are the positive class and the score is the uncertainty (higher = more OO
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, log_loss, roc_auc_score, roc_curve
+
+# scikit-learn (about 1 s to import) is imported by the functions that use it, so that
+# `hwgen predict` and `hwgen summary` do not pay for it.
 
 __all__ = ["entropy", "predictive_entropy", "mutual_information", "ece", "reliability",
            "reliability_table", "brier", "nll", "classification_metrics", "ood_metrics", "softmax", "rejection_curve",
@@ -87,6 +89,7 @@ def brier(p: np.ndarray, labels: np.ndarray) -> float:
 def nll(p: np.ndarray, labels: np.ndarray) -> float:
     """Mean negative log-likelihood of the true class, from [N, C]."""
     p = np.asarray(p, dtype=np.float64)
+    from sklearn.metrics import log_loss
     return float(log_loss(labels, p, labels=np.arange(p.shape[-1])))
 
 
@@ -109,6 +112,7 @@ def ood_metrics(score_id: np.ndarray, score_ood: np.ndarray) -> dict:
     images flagged when the threshold catches 95% of the OOD images."""
     s = np.concatenate([score_id, score_ood]).astype(np.float64)
     y = np.concatenate([np.zeros(len(score_id)), np.ones(len(score_ood))])
+    from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
     fpr, tpr, _ = roc_curve(y, s)
     return {
         "auroc": float(roc_auc_score(y, s)),

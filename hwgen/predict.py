@@ -1,5 +1,5 @@
 """`hwgen predict OUTDIR --inputs X.npy [--samples T] [--seed S] -o Y.npz`: the golden MC
-inference of a compiled design on the user's images (DESIGN section 5).
+inference of a compiled design on the user's images (SPEC section 5).
 
 X: float32 [N, C, H, W] in the range the model expects (its input encoding turns them
 into the first layer's bits or bit planes). Keep bits are drawn per (image, sample, site,
@@ -18,28 +18,45 @@ realises (`p_realised`, what the hardware does). Y.npz holds:
 
 from __future__ import annotations
 
-import io
 import logging
+from dataclasses import dataclass, fields
 
 import numpy as np
 
 from . import metrics
-from .atomic import NPZ_MARK, check_output_file, write_bytes
-from .data import load_inputs
-from .design import load_design
 from .ir import fast, interp
 from .ir.core import IR
+from .ir.masks import site_masks
 
-__all__ = ["draw_masks", "predict", "cmd_predict"]
+__all__ = ["draw_masks", "predict", "Prediction"]
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """`Design.predict`'s result: the arrays of Y.npz as attributes (`keep`: the keep bits,
+    one uint8 [N, T, groups] per site)."""
+    class_integers: np.ndarray
+    logits: np.ndarray
+    probs: np.ndarray
+    prediction: np.ndarray
+    entropy: np.ndarray
+    mutual_information: np.ndarray
+    keep: tuple = ()
+
+    @classmethod
+    def of(cls, out: dict) -> "Prediction":
+        keep = tuple(out[f"keep_site{k}"] for k in range(len(out))
+                     if f"keep_site{k}" in out)
+        return cls(**{f.name: out[f.name] for f in fields(cls) if f.name != "keep"},
+                   keep=keep)
+
+
 def draw_masks(ir: IR, n: int, samples: int, seed: int = 0) -> list[np.ndarray]:
-    """Keep bits, one uint8 [n, T, n_groups] per site, drawn with each site's realised p."""
-    rng = np.random.default_rng(seed)
-    return [(rng.random((n, samples, s.n_groups)) >= (s.p_realised or s.p)).astype(np.uint8)
-            for s in ir.sites]
+    """Keep bits, one uint8 [n, T, n_groups] per site, drawn at each site's realised p
+    (`hwgen.ir.masks.site_masks`, the one drawer)."""
+    return site_masks(ir, n, samples, seed)
 
 
 def predict(ir: IR, images: np.ndarray, samples: int = 16, seed: int = 0) -> dict:
@@ -56,18 +73,3 @@ def predict(ir: IR, images: np.ndarray, samples: int = 16, seed: int = 0) -> dic
            "mutual_information": metrics.mutual_information(pt)}
     out.update({f"keep_site{k}": m for k, m in enumerate(masks)})
     return out
-
-
-def cmd_predict(args) -> int:
-    check_output_file(args.output)          # before any work
-    ir = load_design(args.outdir).ir
-    x = load_inputs(args.inputs, ir.in_shape)
-    out = predict(ir, x, args.samples, args.seed)
-    buf = io.BytesIO()
-    np.savez(buf, **out, **{NPZ_MARK: np.array("hwgen-predict")})
-    write_bytes(args.output, buf.getvalue())
-    counts = np.bincount(out["prediction"], minlength=ir.n_classes)
-    log.info("wrote %s: %d images x %d samples; predictions per class %s; mean entropy "
-             "%.4f, mean MI %.4f", args.output, len(x), args.samples, counts.tolist(),
-             float(out["entropy"].mean()), float(out["mutual_information"].mean()))
-    return 0

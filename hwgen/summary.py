@@ -22,15 +22,13 @@ model.pt goes through the frontend and the passes, with `--tile`.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
-from .atomic import check_output_file, write_text
 from .errors import HwgenError
 from .ir.core import IR
 
-__all__ = ["FORMAT", "VERSION", "summarize", "render", "load_ir", "cmd_summary"]
+__all__ = ["FORMAT", "VERSION", "summarize", "render", "load_ir"]
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +37,13 @@ VERSION = 1
 FLOAT_BITS = 64      # the IR's logit affine is float64, applied on the host
 
 
-def _layer(ir: IR, i: int) -> dict:
-    from .hw.tile import acc_width      # the width the hardware gives a column sum
+def acc_width(rows: int) -> int:
+    """The signed width the hardware gives a column sum of `rows` rows ([-rows, rows]; the
+    same rule as hwgen.hw.tile.acc_width, kept here so that a summary needs no amaranth)."""
+    return rows.bit_length() + 1
 
+
+def _layer(ir: IR, i: int) -> dict:
     l = ir.layers[i]
     o, rows = l.out_channels, l.rows
     r, c = l.tile
@@ -53,7 +55,7 @@ def _layer(ir: IR, i: int) -> dict:
         memory = weights + 2 * o * FLOAT_BITS
     else:
         # clamped threshold value + direction flag; the clamp is IR.acc_bound (rows, or
-        # rows * max|q| for a multi-bit first layer, as hwgen.hw.controller.ThresholdPool)
+        # rows * max|q| for a multi-bit first layer, as hwgen.hw.sinks.ThresholdPool)
         tw = acc_width(ir.acc_bound(i) + 1) + 1
         params = {"weights_1bit": weights, "thresholds": o, "threshold_bits": tw,
                   "float": 0, "float_bits": FLOAT_BITS}
@@ -151,17 +153,3 @@ def load_ir(path, tile: str = "128x128") -> IR:
     from .frontend import build_ir, load_model
     ckpt, sha = load_model(path)
     return run_pipeline(build_ir(ckpt, sha), PassConfig(tile=parse_tile(tile)))
-
-
-def cmd_summary(args) -> int:
-    if args.json:
-        check_output_file(args.json)        # before any work
-    s = summarize(load_ir(args.target, args.tile))
-    text = render(s)
-    if args.json:
-        try:
-            write_text(args.json, json.dumps(s, sort_keys=True, indent=1, allow_nan=False) + "\n")
-        except OSError as e:
-            raise HwgenError(f"writing {args.json} failed: {e}") from None
-    print(text, end="")
-    return 0

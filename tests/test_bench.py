@@ -49,8 +49,8 @@ def test_table_aligns_and_formats():
 def test_finish_writes_the_record_atomically(tmp_path, capsys):
     rec = common.new_record("x", "lbl")
     rec["value"] = 3
-    common.finish(rec, "hello", tmp_path / "sub" / "r.json")
-    assert capsys.readouterr().out == "hello\n"
+    assert common.finish(rec, "hello", tmp_path / "sub" / "r.json") == "hello\n"
+    assert capsys.readouterr().out == ""           # the library prints nothing
     got = _record(tmp_path / "sub" / "r.json", "x")
     assert got["value"] == 3 and got["label"] == "lbl"
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["r.json"]
@@ -76,6 +76,10 @@ def test_bench_cycles_on_a_random_ir(tmp_path, capsys):
         assert r["bound"] == cb.per_sample and r["spec"] == SPEC
         assert [l["bound"] for l in r["layers"]] == list(cb.per_layer)
         assert len(r["cycles_per_sample"]) == 2
+        # each layer exactly the schedule's walk, plus its start cycle and the tile's read
+        # latency; the sample period is the schedule's or, for a sample this short, the
+        # MTJ-RNG cycle's (reset, write, latch)
+        assert [l["start_to_done"] for l in r["layers"]] == [b + 2 for b in cb.per_layer]
         assert min(r["cycles_per_sample"]) >= cb.per_sample
     text = capsys.readouterr().out
     assert "bench cycles" in text and SPEC in text

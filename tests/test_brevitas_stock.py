@@ -22,8 +22,8 @@ import brevitas_stock as bs
 from hwgen.cli import main
 from hwgen.errors import HwgenError
 from hwgen.frontend import qonnx as fq
-from hwgen.frontend.qonnx import import_qonnx, qonnx_reference
-from hwgen.frontend.qonnx_check import check_inputs, qonnx_vs_int
+from hwgen.frontend.qonnx import (check_inputs, graph, import_qonnx, qonnx_reference,
+                                  qonnx_vs_int, walk)
 from hwgen.ir import interp
 from hwgen.ir.core import replace
 from hwgen.passes import run_pipeline
@@ -146,10 +146,10 @@ def test_folding_without_bias_or_scale_is_caught(stock, imported, monkeypatch, f
     """The bias and the 0.1 / per-channel weight scales matter: an import that drops
     either one is caught by the equality check (or refused by the fold)."""
     if fault == "bias":
-        monkeypatch.setattr(fq, "_bias", lambda g, n, o: None)
+        monkeypatch.setattr(walk, "_bias", lambda g, n, o: None)
     else:
-        real = fq._weights
-        monkeypatch.setattr(fq, "_weights",
+        real = walk._weights
+        monkeypatch.setattr(walk, "_weights",
                             lambda *a: (real(*a)[0], np.ones_like(real(*a)[1])))
     checked = 0
     for name in ("bias_int8_logsoftmax", "perchannel_uint8_softmax"):
@@ -326,7 +326,7 @@ def test_layer_name_falls_back_to_initializers(stock):
     model, _ = fq.load_qonnx(stock["int4_mlp"])
     for n in model.graph.node:
         del n.metadata_props[:]
-    g = fq._G(model, "m.onnx")
+    g = graph._G(model, "m.onnx")
     gemm = [n for n in model.graph.node if n.op_type == "Gemm"]
     assert [g.layer_name(n) for n in gemm] == ["net.2", "net.5"]
     assert g.where(next(n for n in model.graph.node if n.op_type == "Reshape")).startswith(

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from hwgen.cli import _Help, _one_line, build_parser, main
-from hwgen.compile import compile_model
+from hwgen.compiler import compile_model
 from hwgen.data import load_inputs
 from hwgen.errors import HwgenError
 from hwgen.ir.core import replace
@@ -212,7 +212,7 @@ def test_one_line_escapes_controls():
 def design(tmp_path_factory):
     d = tmp_path_factory.mktemp("inputs")
     model = random_model(d / "m.pt", "c4,p2,f10", seed=2)
-    compile_model(model, d / "out", n_check=8, verilog=False)
+    compile_model(model, d / "out", check_images=8, verilog=False)
     return d / "out"
 
 
@@ -318,7 +318,7 @@ def test_load_inputs_shapes():
 def test_sim_refuses_bad_inputs_before_simulating(tmp_path, capsys):
     model = random_model(tmp_path / "m.pt", "c4,p2,f10", seed=2)
     out = tmp_path / "out"
-    compile_model(model, out, n_check=0, verilog=True)
+    compile_model(model, out, check_images=0, verilog=True)
     (tmp_path / "in").mkdir()
     cases = _bad_inputs(tmp_path / "in")
     before = tree(tmp_path)

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-import hwgen.compile as compile_mod
+import hwgen.compiler as compile_mod
 from hwgen.cli import main
 from hwgen.ir.core import loads
 from hwgen.ir.verify import verify

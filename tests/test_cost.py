@@ -53,10 +53,11 @@ def test_modules_draws_reads_cycles_by_hand():
     assert [l["dropout"]["spatial"]["modules"] for l in rep["layers"]] == [0, 8, 16]
     # reads: prefix L0 64 windows once; L1 16 windows and L2 1 window, T times
     assert rep["crossbar_reads_per_inference"] == 64 + T * (16 + 1)
-    # bound: L1 16 * ceil(16/4) + L2 1 * ceil(10/4); prefix L0 64 * ceil(8/4)
-    assert rep["cycles"]["bound_per_sample"] == 16 * 4 + 1 * 3
-    assert rep["cycles"]["prefix_bound"] == 64 * 2
-    assert rep["cycles"]["bound_per_inference"] == 128 + T * 67
+    # bound: L1 16 * ceil(16/4) + L2 1 * ceil(10/4), a start cycle each (stride 1, same
+    # padding: the ring's steps hide under the reads); prefix L0 64 * ceil(8/4)
+    assert rep["cycles"]["bound_per_sample"] == 16 * 4 + 1 * 3 + 2
+    assert rep["cycles"]["prefix_bound"] == 64 * 2 + 1
+    assert rep["cycles"]["bound_per_inference"] == 129 + T * 69
     assert rep["cycles"]["measured_per_sample"] is None
 
 
@@ -94,7 +95,7 @@ def test_tiled_reads_and_adds():
     assert l1["adds_per_pass"] == 16 * 16 * 4 and l2["adds_per_pass"] == 10 * 3
     assert l2["thresholds_per_pass"] == 0 and l1["thresholds_per_pass"] == 16 * 16
     # the read takes ceil(cols in the widest column tile / lanes)
-    assert rep["cycles"]["bound_per_sample"] == 16 * 1 + 1 * 1
+    assert rep["cycles"]["bound_per_sample"] == 16 * 1 + 1 * 1 + 2
 
 
 def test_padding_rows_counted_exactly():
@@ -277,15 +278,15 @@ def test_element_window_baseline_by_hand():
     # the default MTJ protocol: reset 2 + write 2 + latch 1 = 5 cycles per draw
     assert cm.rng_cycles(tiny_ir()) == 5 and rep["design"]["rng"]["cycles_per_draw"] == 5
     # L1 reads take ceil(16/4) = 4 < 5 cycles: 16 windows x 5; L2 ceil(10/4) = 3 -> 1 x 5
-    assert win["cycles_bound_per_sample"] == 16 * 5 + 1 * 5
-    assert sp["cycles_bound_per_sample"] == el["cycles_bound_per_sample"] == 16 * 4 + 3
+    assert win["cycles_bound_per_sample"] == 16 * 5 + 1 * 5 + 2      # + a start cycle per layer
+    assert sp["cycles_bound_per_sample"] == el["cycles_bound_per_sample"] == 16 * 4 + 3 + 2
     r = rep["ratios_over_spatial"]["element_window"]
     assert r["draws"] == pytest.approx(1216 / 24) and r["modules"] == pytest.approx(136 / 24)
-    assert r["cycles"] == pytest.approx(85 / 67)
+    assert r["cycles"] == pytest.approx(87 / 69)
     assert rep["ratios_over_spatial"]["element"] == rep["ratios_element_over_spatial"]
     # with reads slower than a draw (1 lane: 16 and 10 cycles) the draws hide behind them
     rep1 = cm.cost(tiny_ir(), samples=T, lanes=1)
-    assert rep1["totals"]["element_window"]["cycles_bound_per_sample"] == 16 * 16 + 10
+    assert rep1["totals"]["element_window"]["cycles_bound_per_sample"] == 16 * 16 + 10 + 2
 
 
 def test_report_text_and_png_show_three_baselines(tmp_path):
@@ -308,15 +309,16 @@ def test_multibit_first_layer_costs_one_pass_per_plane():
     assert a["layers"][1:] == b["layers"][1:]
 
 
-@pytest.mark.parametrize("spec, shape", [("c4s2,p3s2,c5k5s3,f3", (2, 23, 21)),
+@pytest.mark.parametrize("spec, shape", [("c4s2,p3,c5k5s3,f3", (2, 23, 21)),
                                          ("c3k5s2,p2s3,f4", (1, 20, 17)),
                                          ("c3,p2,c4,f3", (1, 7, 7))])
 def test_strided_reads_bound_and_driven_rows_follow_the_walk(spec, shape):
-    """A pass reads each pool block's windows (shared ones once per block, gaps never):
-    the cycle bound is reads * beats, and the driven rows are those of the walked
-    windows as the golden model forms them (padding per strided window)."""
+    """A pass reads each pool block's windows (gaps never): the cycle bound is the
+    hardware walk's (reads * beats plus the ring steps beyond them), and the driven rows
+    are those of the walked windows as the golden model forms them (padding per strided
+    window)."""
     from support import random_ir
-    from hwgen.hw.plan import cycle_bound, read_plan
+    from hwgen.hw.plan import cycle_bound, read_plan, walk_cycles
     from hwgen.ir import interp
     ir = random_ir(spec, shape, tile=(16, 8))
     for i, lay in enumerate(ir.layers):
@@ -329,7 +331,8 @@ def test_strided_reads_bound_and_driven_rows_follow_the_walk(spec, shape):
         else:
             ys, xs = range(oh), range(ow)
         assert lay.reads == len(ys) * len(xs)
-        assert cycle_bound(ir, 4).per_layer[i] == lay.reads * read_plan(lay, 4).beats
+        r = read_plan(lay, 4).beats
+        assert cycle_bound(ir, 4).per_layer[i] == walk_cycles(lay, r)
         driven = interp._im2col(np.zeros((1,) + lay.in_shape, np.uint8), lay)[1]
         driven = driven.reshape(oh, ow, -1)[np.ix_(list(ys), list(xs))].reshape(-1, lay.rows)
         assert cm.driven_rows_per_tile(lay) == [int(driven[:, a:b].sum()) for a, b in lay.row_tiles]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hwgen.cli import main
-from hwgen.compile import compile_model
+from hwgen.compiler import compile_model
 from hwgen.design import load_design
 from hwgen.device import device_seeds
 from hwgen.errors import HwgenError
@@ -27,7 +27,7 @@ SPEC = "c4,p2,f10"          # digits 8x8; one spatial site before f10: 4 MTJ int
 def tiny(tmp_path_factory):
     d = tmp_path_factory.mktemp("faults")
     model = random_model(d / "model.pt", SPEC)
-    compile_model(model, d / "out", n_check=0)
+    compile_model(model, d / "out", check_images=0)
     return d / "out"
 
 

@@ -21,13 +21,15 @@ from amaranth.lib.wiring import In, Out
 
 from hwgen.design import write_manifest
 from hwgen.errors import HwgenError
-from hwgen.export import (POPCOUNT_SIM, PORTS, VERILOG, WAIVERS, complete_cases,
-                          explicit_widths, export)
+from hwgen.export import (CORE, FILE_LIST, POPCOUNT_SIM, PORTS, SIM_FILE_LIST, SIM_SET,
+                          SIM_VERILOG, SYNTH_SET, VERILOG, WAIVERS, complete_cases,
+                          explicit_widths, export, strip_modules)
 from hwgen.ir.core import InputEncoding, dumps, loads
 from support import GOLDEN, multibit_ir, random_ir, require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
-GOLDEN_FILES = (VERILOG, PORTS, WAIVERS, POPCOUNT_SIM)
+GOLDEN_FILES = (VERILOG, PORTS, WAIVERS, SIM_VERILOG, POPCOUNT_SIM, FILE_LIST, SIM_FILE_LIST,
+                CORE)
 
 
 class Arith(wiring.Component):
@@ -119,6 +121,7 @@ def test_golden_is_regenerated_byte_for_byte(tmp_path):
     got["manifest.json"] = (tmp_path / "manifest.json").read_bytes()
     if os.environ.get("HWGEN_REGEN_GOLDEN"):
         for name, body in got.items():
+            (GOLDEN / name).parent.mkdir(exist_ok=True)
             (GOLDEN / name).write_bytes(body)
     for name, body in got.items():
         assert body == (GOLDEN / name).read_bytes(), f"{name} differs from rtl_out/golden"
@@ -198,7 +201,7 @@ def random_design(seed: int):
         reach = k if valid else 1                      # same padding: the window stays in
         h, w = (h - reach) // st + 1, (w - reach) // st + 1
         if h >= 4 and w >= 4 and rng.random() < 0.4:
-            pk, ps = [(2, 2), (3, 2), (2, 3)][int(srng.integers(0, 3))] if min(h, w) >= 5 \
+            pk, ps = [(2, 2), (3, 3), (2, 3)][int(srng.integers(0, 3))] if min(h, w) >= 5 \
                 else (2, 2)
             tokens.append(f"p{pk}" + (f"s{ps}" if ps != pk else ""))
             h, w = (h - pk) // ps + 1, (w - pk) // ps + 1
@@ -214,18 +217,15 @@ def random_design(seed: int):
     return ",".join(tokens), shape, dropout, tile, int(rng.integers(1, 9))
 
 
-@pytest.mark.parametrize("seed", [*range(6), 13, 50])    # 13, 50: overlapping pools too
+@pytest.mark.parametrize("seed", [*range(6), 13, 50])    # 13, 50: pools 3 and gapped
 def test_random_designs_lint_clean(tmp_path, seed):
     """Every design, not only the tested shapes: seeded random shapes (multi-channel
     inputs, valid convs, no or chosen sites, many layers, odd tiles and lanes) lint clean
     under -Wall with the shipped waivers, as synthesised and as Verilator builds them."""
-    from hwgen.export import POPCOUNT_SIM, strip_modules
     spec, in_shape, dropout, tile, lanes = random_design(seed)
     ir = random_ir(spec, in_shape, dropout=dropout, seed=seed, tile=tile)
     export(ir, tmp_path, lanes=lanes)
-    (tmp_path / "sim").mkdir()     # the waivers are scoped to files named hwgen_top.v
-    (tmp_path / "sim" / VERILOG).write_text(strip_modules((tmp_path / VERILOG).read_text()))
-    for args in (["-Wall", WAIVERS, VERILOG], ["-Wall", WAIVERS, POPCOUNT_SIM, f"sim/{VERILOG}"]):
+    for args in (["-Wall", WAIVERS, "-f", FILE_LIST], ["-Wall", WAIVERS, "-f", SIM_FILE_LIST]):
         r = subprocess.run([require_tool("verilator"), "--lint-only", "--top-module",
                             "hwgen_top", *args], cwd=tmp_path, capture_output=True, text=True)
         assert r.returncode == 0 and "%Warning" not in r.stderr, (spec, r.stderr[:2000])
@@ -238,3 +238,60 @@ def test_debian_yosys_synthesises_the_golden(tmp_path):
                        cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "ERROR" not in r.stdout and "Number of cells" in r.stdout
+
+
+def _lint_and_hierarchy(folder: Path) -> list[str]:
+    """The failures of `verilator --lint-only -Wall` (with the shipped waivers) and Yosys'
+    `read_verilog *.v; hierarchy -check -top hwgen_top` over folder/*.v."""
+    verilog = sorted(p.name for p in folder.glob("*.v"))
+    bad = []
+    r = subprocess.run([require_tool("verilator"), "--lint-only", "-Wall", WAIVERS, *verilog],
+                       cwd=folder, capture_output=True, text=True)
+    if r.returncode or "%Warning" in r.stderr:
+        bad.append("verilator: " + r.stderr[:1000])
+    r = subprocess.run([require_tool("yosys"), "-q", "-p",
+                        f"read_verilog {folder}/*.v; hierarchy -check -top hwgen_top"],
+                       cwd=folder, capture_output=True, text=True)
+    if r.returncode:
+        bad.append("yosys: " + (r.stdout + r.stderr)[-1000:])
+    return bad
+
+
+def test_the_synthesis_verilog_stands_alone(tmp_path):
+    """OUTDIR/*.v is the synthesis set: Verilator -Wall and Yosys' hierarchy check pass on
+    the glob; the simulation stand-ins are in sim_only/. The old layout (popcount_sim.v
+    beside hwgen_top.v) fails both, on the duplicate modules."""
+    ir = random_ir("c3,p2,c4,f3", (2, 6, 6), dropout="element", seed=3, tile=(16, 4))
+    export(ir, tmp_path, lanes=2)
+    assert sorted(p.name for p in tmp_path.glob("*.v")) == list(SYNTH_SET)
+    assert not _lint_and_hierarchy(tmp_path)
+    (tmp_path / "popcount_sim.v").write_bytes((tmp_path / POPCOUNT_SIM).read_bytes())
+    bad = _lint_and_hierarchy(tmp_path)
+    assert len(bad) == 2 and "MODDUP" in bad[0] and "hwgen_popcount_" in bad[1], bad
+
+
+def test_file_lists_name_each_set_relative_to_their_folder(tmp_path):
+    """hwgen_top.f and hwgen_top_sim.f: one path a line, relative to OUTDIR; the
+    simulation set is the top without the trees plus the stand-ins. Verilator (-F, from
+    another folder) and Icarus (-c, in OUTDIR) elaborate hwgen_top from each list."""
+    ir = random_ir("c3,p2,c4,f3", (1, 6, 6), seed=5, tile=(16, 4))
+    out = tmp_path / "out"
+    export(ir, out, lanes=2)
+    assert (out / FILE_LIST).read_text() == "".join(f"{f}\n" for f in SYNTH_SET)
+    assert (out / SIM_FILE_LIST).read_text() == "".join(f"{f}\n" for f in SIM_SET)
+    assert (out / SIM_VERILOG).read_text() == strip_modules((out / VERILOG).read_text())
+    assert "module hwgen_popcount_" not in (out / SIM_VERILOG).read_text()
+    for lst in (FILE_LIST, SIM_FILE_LIST):
+        r = subprocess.run([require_tool("verilator"), "--lint-only", "-Wall",
+                            f"out/{WAIVERS}", "-F", f"out/{lst}"], cwd=tmp_path,
+                           capture_output=True, text=True)
+        assert r.returncode == 0 and "%Warning" not in r.stderr, (lst, r.stderr[:2000])
+        r = subprocess.run([require_tool("iverilog"), "-g2012", "-s", "hwgen_top", "-o",
+                            str(tmp_path / "a.vvp"), "-c", lst], cwd=out,
+                           capture_output=True, text=True)
+        assert r.returncode == 0, (lst, r.stdout + r.stderr)
+    # a list naming a file that is not there fails (the check is not vacuous)
+    (out / "bad.f").write_text("sim_only/missing.v\n")
+    r = subprocess.run([require_tool("verilator"), "--lint-only", "-F", "out/bad.f"],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode != 0

@@ -4,7 +4,11 @@ imports inside functions included):
     cli -> tools (compile, cost, bench, study, demo, float_check) -> sim -> export -> hw
         -> passes -> ir,   with model, data and frontend beside them; design (the reader
         of a compiled OUTDIR) -> ir, used by sim and the tools;
-    leaves (errors, atomic, device, energy_table, metrics, figures) import no other hwgen module.
+    leaves (errors, atomic, device, energy_table, metrics, figures, config, engine) import no
+    other hwgen module; api (the Python API) is a tool.
+
+Inside the QONNX frontend package each module imports only those before it in QONNX_ORDER,
+and every hwgen name imported anywhere is a module or a name in one.
 """
 
 import ast
@@ -16,7 +20,7 @@ import pytest
 PKG = Path(__file__).resolve().parent.parent / "hwgen"
 
 LEAVES = {"hwgen.errors", "hwgen.atomic", "hwgen.device", "hwgen.energy_table", "hwgen.metrics",
-          "hwgen.figures"}
+          "hwgen.figures", "hwgen.config", "hwgen.engine"}
 # layer -> (hwgen layers it may import besides itself and the leaves, third-party roots it
 # must not import)
 RULES = {
@@ -33,6 +37,8 @@ RULES = {
 }
 for leaf in LEAVES:
     RULES[leaf] = ((), {"torch", "amaranth", "cocotb"})
+QONNX = "hwgen.frontend.qonnx"
+QONNX_ORDER = ("load", "graph", "inputs", "fold", "walk", "reference", "check")
 
 
 def module_name(path: Path) -> str:
@@ -89,6 +95,35 @@ def violations(module: str, source: str, is_package: bool = False) -> list[str]:
     return bad
 
 
+def order_violations(module: str, source: str) -> list[str]:
+    """Imports of a later (or unknown) module of the QONNX package by one of its modules."""
+    if not module.startswith(QONNX + "."):
+        return []
+    mine = QONNX_ORDER.index(module.split(".")[3])
+    bad = []
+    for name in sorted(imports_of(source, module, False)):
+        if name == QONNX or name.startswith(QONNX + "."):      # the package itself: a cycle
+            sub = (name.split(".") + [""])[3]
+            if sub not in QONNX_ORDER[:mine]:
+                bad.append(f"{module} imports {name} (the QONNX package's order is "
+                           f"{', '.join(QONNX_ORDER)})")
+    return bad
+
+
+def _is_module(name: str) -> bool:
+    path = PKG.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def unresolved(module: str, source: str, is_package: bool = False) -> list[str]:
+    """hwgen names `module` imports that are neither a module nor a name in one (a
+    relative import one level short or long)."""
+    return [f"{module} imports {name}: no such module"
+            for name in sorted(imports_of(source, module, is_package))
+            if name.split(".")[0] == "hwgen" and not (_is_module(name)
+                                                      or _is_module(name.rsplit(".", 1)[0]))]
+
+
 def sources():
     for path in sorted(PKG.rglob("*.py")):
         yield module_name(path), path.read_text(), path.name == "__init__.py"
@@ -99,13 +134,36 @@ def test_every_import_goes_down_the_layers():
     assert not bad, "\n".join(bad)
 
 
+def test_the_qonnx_package_imports_in_order_and_every_import_resolves():
+    mods = {m for m, _, _ in sources() if m.startswith(QONNX + ".")}
+    assert mods == {f"{QONNX}.{m}" for m in QONNX_ORDER}      # the order names every module
+    bad = [v for m, s, pkg in sources() for v in order_violations(m, s) + unresolved(m, s, pkg)]
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("module, line, check", [
+    ("hwgen.frontend.qonnx.graph", "from .walk import import_qonnx", order_violations),
+    ("hwgen.frontend.qonnx.load", "from .check import qonnx_vs_int", order_violations),
+    ("hwgen.frontend.qonnx.fold", "from . import import_qonnx", order_violations),
+    ("hwgen.frontend.qonnx.inputs", "from ..ir.interp import quantize", unresolved),
+    ("hwgen.frontend.qonnx.walk", "from .missing import x", unresolved),
+])
+def test_a_planted_qonnx_import_is_caught(module, line, check):
+    path = PKG.joinpath(*module.split(".")[1:]).with_suffix(".py")
+    source = path.read_text() + "\n\ndef _planted():\n    " + line + "\n"
+    assert check(module, path.read_text()) == []
+    assert check(module, source), f"{line!r} in {module} was not caught"
+
+
 @pytest.mark.parametrize("module, line", [
     ("hwgen.ir.interp", "from ..passes import lower"),          # ir -> passes
     ("hwgen.ir.core", "import torch"),                           # ir -> torch
     ("hwgen.hw.top", "from ..model.net import site_groups"),     # hw -> model
     ("hwgen.hw.controller", "from hwgen.passes.fold import fold_thresholds"),
     ("hwgen.passes.tile", "from ..hw.plan import read_plan"),    # passes -> hw
-    ("hwgen.export", "from .compile import compile_model"),      # export -> a tool
+    ("hwgen.passes.fold", "from ..frontend.qonnx.fold import reachable"),  # passes -> frontend
+    ("hwgen.frontend.qonnx.fold", "from ...hw.controller import acc_width"),  # frontend -> hw
+    ("hwgen.export", "from .compiler import compile_model"),      # export -> a tool
     ("hwgen.device", "from .ir.core import IR"),                 # a leaf -> ir
     ("hwgen.design", "from .passes import run_pipeline"),       # design -> passes
     ("hwgen.design", "import torch"),                            # design -> torch
@@ -125,3 +183,62 @@ def test_the_ir_imports_neither_torch_nor_amaranth_at_run_time():
             "bad = [m for m in ('torch', 'amaranth', 'cocotb') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_study_report_does_not_reach_back_into_the_steps():
+    """steps -> report, never report -> steps (the circle through report_t is broken: both
+    take it from the configuration)."""
+    src = (PKG / "study" / "report.py").read_text()
+    assert not {n for n in imports_of(src, "hwgen.study.report", False)
+                if n.startswith("hwgen.study.steps")}
+    planted = src + "\nfrom .steps import STEPS\n"
+    assert {n for n in imports_of(planted, "hwgen.study.report", False)
+            if n.startswith("hwgen.study.steps")}
+
+
+# `python -m` entries of their own, with their own argument parsing and printing
+SCRIPTS = {"hwgen.float_check"}
+
+
+def prints_and_env_writes(source: str) -> tuple[list[int], list[int]]:
+    """Lines that call print(), and lines that write os.environ outside any function (at
+    import time)."""
+    tree = ast.parse(source)
+    prints = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Call)
+              and isinstance(n.func, ast.Name) and n.func.id == "print"]
+    env = []
+    for stmt in tree.body:                       # module level only
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        for n in ast.walk(stmt):
+            if isinstance(n, ast.Attribute) and n.attr in ("environ", "putenv") and \
+                    not isinstance(getattr(n, "ctx", None), ast.Load) or \
+                    (isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+                     and n.func.attr in ("setdefault", "update", "putenv")
+                     and "environ" in ast.unparse(n.func)):
+                env.append(n.lineno)
+            elif isinstance(n, ast.Subscript) and isinstance(n.ctx, ast.Store) and \
+                    "environ" in ast.unparse(n.value):
+                env.append(n.lineno)
+    return prints, env
+
+
+def test_library_code_neither_prints_nor_sets_the_environment_at_import():
+    """Printing and exit codes live in hwgen.cli; no module sets an environment variable
+    when it is imported."""
+    bad = []
+    for path in sorted(PKG.rglob("*.py")):
+        name = module_name(path)
+        prints, env = prints_and_env_writes(path.read_text())
+        if prints and not (name.startswith("hwgen.cli") or name in SCRIPTS):
+            bad.append(f"{name}: print at lines {prints}")
+        if env:
+            bad.append(f"{name}: sets the environment at import, lines {env}")
+    assert not bad, bad
+
+
+def test_the_print_and_environment_checker_bites():
+    assert prints_and_env_writes("def f():\n    print(1)\n")[0] == [2]
+    assert prints_and_env_writes("import os\nos.environ.setdefault('A', '1')\n")[1] == [2]
+    assert prints_and_env_writes("import os\nos.environ['A'] = '1'\n")[1] == [2]
+    assert prints_and_env_writes("import os\ndef f():\n    os.environ['A'] = '1'\n")[1] == []

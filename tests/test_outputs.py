@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 import hwgen.atomic as atomic
-import hwgen.compile as compile_mod
+import hwgen.compiler as compile_mod
 from hwgen.atomic import is_own_file, write_bytes
 from hwgen.cli import main
-from hwgen.compile import compile_model
+from hwgen.compiler import compile_model
 from hwgen.design import Design, load_design, read_ir
 from hwgen.errors import HwgenError
 from hwgen.ir.core import dumps, loads, replace
@@ -55,7 +55,7 @@ def model_pt(tmp_path_factory):
 def verilog_outdir(tmp_path_factory, model_pt):
     """A compiled OUTDIR with Verilog (copied by the tests that edit it)."""
     out = tmp_path_factory.mktemp("v") / "out"
-    compile_model(model_pt, out, n_check=0, lanes=4)
+    compile_model(model_pt, out, check_images=0, lanes=4)
     return out
 
 
@@ -170,17 +170,17 @@ def test_an_existing_file_is_not_a_folder(tmp_path, model_pt, capsys):
 def test_an_interrupted_write_leaves_the_old_output_and_no_temporary(tmp_path, model_pt,
                                                                      monkeypatch, exc):
     out = tmp_path / "out"
-    compile_model(model_pt, out, n_check=0, verilog=False)
+    compile_model(model_pt, out, check_images=0, verilog=False)
     before = tree(tmp_path)
 
     def boom(ir):
         raise exc("interrupted")
     monkeypatch.setattr(compile_mod, "dump", boom)        # after ir.json, before ir.txt
     with pytest.raises(exc):
-        compile_model(model_pt, out, n_check=0, verilog=False)
+        compile_model(model_pt, out, check_images=0, verilog=False)
     assert tree(tmp_path) == before
     with pytest.raises(exc):                               # and with no earlier output
-        compile_model(model_pt, tmp_path / "fresh", n_check=0, verilog=False)
+        compile_model(model_pt, tmp_path / "fresh", check_images=0, verilog=False)
     assert tree(tmp_path) == before
 
 
@@ -188,7 +188,7 @@ def test_an_interrupted_write_leaves_the_old_output_and_no_temporary(tmp_path, m
 def test_a_failed_final_rename_restores_the_old_output(tmp_path, model_pt, monkeypatch, previous):
     out = tmp_path / "out"
     if previous:
-        compile_model(model_pt, out, n_check=0, verilog=False)
+        compile_model(model_pt, out, check_images=0, verilog=False)
     before = tree(tmp_path)
     real = os.replace
 
@@ -198,14 +198,14 @@ def test_a_failed_final_rename_restores_the_old_output(tmp_path, model_pt, monke
         return real(src, dst)
     monkeypatch.setattr(atomic.os, "replace", failing)
     with pytest.raises(HwgenError, match="Device or resource busy"):
-        compile_model(model_pt, out, n_check=0, verilog=False)
+        compile_model(model_pt, out, check_images=0, verilog=False)
     assert tree(tmp_path) == before                        # old output back, no .tmp./.old.
 
 
 def test_an_interrupt_after_the_old_folder_moved_aside_restores_it(tmp_path, model_pt,
                                                                   monkeypatch):
     out = tmp_path / "out"
-    compile_model(model_pt, out, n_check=0, verilog=False)
+    compile_model(model_pt, out, check_images=0, verilog=False)
     before = tree(tmp_path)
     real = os.replace
 
@@ -215,7 +215,7 @@ def test_an_interrupt_after_the_old_folder_moved_aside_restores_it(tmp_path, mod
         return real(src, dst)
     monkeypatch.setattr(atomic.os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        compile_model(model_pt, out, n_check=0, verilog=False)
+        compile_model(model_pt, out, check_images=0, verilog=False)
     assert tree(tmp_path) == before
 
 
@@ -287,7 +287,7 @@ def test_train_output_refuses_a_foreign_model_pt(tmp_path):
 def test_every_command_refuses_to_overwrite_a_foreign_file(tmp_path, model_pt, verilog_outdir,
                                                           capsys):
     out = tmp_path / "out"
-    compile_model(model_pt, out, n_check=0, verilog=False)
+    compile_model(model_pt, out, check_images=0, verilog=False)
     x = np.random.default_rng(0).random((3, 1, 8, 8), dtype=np.float32)
     np.save(tmp_path / "x.npy", x)
     mine = {"y.npz": b"PK not hwgen's", "r.json": b'{"mine": true}', "p": None}

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hwgen.cli import main
-from hwgen.compile import compile_model
+from hwgen.compiler import compile_model
 from hwgen.ir import interp
 from hwgen.ir.core import loads
 from hwgen.model.evaluate import mc_logits
@@ -18,7 +18,7 @@ from support import random_model
 def design(tmp_path_factory):
     d = tmp_path_factory.mktemp("predict")
     model = random_model(d / "m.pt", "c6,p2,d,c8,p2,f10", dropout="element", seed=4)
-    compile_model(model, d / "out", n_check=8, verilog=False)
+    compile_model(model, d / "out", check_images=8, verilog=False)
     x = np.random.default_rng(1).random((12, 1, 8, 8), dtype=np.float32)
     np.save(d / "x.npy", x)
     return d, model, x
@@ -65,3 +65,33 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+_NO_HEAVY = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {banned!r}:
+            raise ImportError("imported " + name)
+sys.meta_path.insert(0, Block())
+from hwgen.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("banned", [("torch", "amaranth", "sklearn"), ("hwgen",)])
+def test_predict_and_summary_import_neither_torch_nor_amaranth(design, tmp_path, banned):
+    """`hwgen predict` and `hwgen summary` on a compiled folder run with torch, amaranth and
+    scikit-learn made unimportable; blocking hwgen itself shows the blocker bites."""
+    import subprocess
+    import sys
+    d, _, _ = design
+    code = _NO_HEAVY.format(banned=set(banned))
+    runs = [["predict", str(d / "out"), "--inputs", str(d / "x.npy"), "-o",
+             str(tmp_path / "y.npz")], ["summary", str(d / "out")]]
+    for argv in runs:
+        r = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+        if banned == ("hwgen",):
+            assert r.returncode != 0 and "imported hwgen" in r.stderr
+        else:
+            assert r.returncode == 0, r.stderr[-2000:]

@@ -1,4 +1,4 @@
-"""The QONNX frontend (DESIGN sections 9, 10.6): binary QONNX graphs -> the lowered IR, bit for
+"""The QONNX frontend (SPEC sections 9, 10.6): binary QONNX graphs -> the lowered IR, bit for
 bit against the graph as qonnx's execute_onnx runs it.
 
 Every model is built here (Brevitas, exported with export_qonnx, or written node by node in
@@ -25,13 +25,13 @@ from qonnx.core.onnx_exec import execute_onnx
 
 from hwgen.cli import main
 from hwgen.errors import HwgenError
-from hwgen.frontend.qonnx import (analyse_input, binary_theta, bn_onnxruntime, import_qonnx,
-                                  load_qonnx, qonnx_reference, reachable)
+from hwgen.frontend.qonnx import (analyse_input, binary_theta, bn_onnxruntime, check_inputs,
+                                  import_qonnx, load_qonnx, qonnx_reference, qonnx_vs_int,
+                                  reachable)
 from hwgen.ir import interp
-from hwgen.ir.core import Dropout, loads, replace, unpack_rows, pack_rows
+from hwgen.ir.core import BatchNorm, Dropout, loads, replace, unpack_rows, pack_rows
 from hwgen.ir.verify import verify
-from hwgen.passes import add_sites, run_pipeline
-from hwgen.frontend.qonnx_check import check_inputs, qonnx_vs_int
+from hwgen.passes import add_sites, fold_thresholds, run_pipeline
 
 N_IMAGES = 256          # per model, batched reference
 N_LOOPED = 6            # images run through the graph exactly as it is (batch 1, looped)
@@ -110,18 +110,21 @@ class SmallCNV(nn.Module):
 class SmallStrided(nn.Module):
     """Strides as Brevitas users write them, binary input 2x19x19: a stride-2 padded 3x3
     conv (10x10), MaxPool2d(3, 2) after the quantiser (overlapping blocks: 4x4), a
-    stride-2 padded 3x3 conv (2x2), a linear classifier with TensorNorm."""
+    stride-2 padded 3x3 conv (2x2), a linear classifier with TensorNorm. `pool`: the
+    MaxPool2d's (size, stride); (2, 2) does not overlap (5x5, then 3x3)."""
 
-    def __init__(self):
+    def __init__(self, pool=(3, 2)):
         super().__init__()
+        side = (10 - pool[0]) // pool[1] + 1
+        side = (side - 1) // 2 + 1
         wq = dict(bias=False, weight_quant=CommonWeightQuant, weight_bit_width=1)
         self.conv = nn.Sequential(
             _act(),
             QuantConv2d(2, 6, 3, stride=2, padding=1, **wq), nn.BatchNorm2d(6, eps=1e-4),
-            _act(), nn.MaxPool2d(3, 2),
+            _act(), nn.MaxPool2d(*pool),
             QuantConv2d(6, 8, 3, stride=2, padding=1, **wq), nn.BatchNorm2d(8, eps=1e-4),
             _act())
-        self.fc = nn.Sequential(QuantLinear(32, 10, **wq), TensorNorm())
+        self.fc = nn.Sequential(QuantLinear(8 * side * side, 10, **wq), TensorNorm())
 
     def forward(self, x):
         x = self.conv(2.0 * x - torch.tensor([1.0]))
@@ -490,6 +493,114 @@ def test_reachable_parity():
     assert set(reachable(two).tolist()) == set(range(-18, 19, 2))
 
 
+
+# one batch norm for both frontends' fold, on a padded 3x3 conv over a 1x1 map of 2 channels:
+# 18 rows, so the acc bound is 18, but only the centre tap is driven: reachable accs -2, 0, 2
+FOLD_BN = BatchNorm(gain=(0.0, 0.0, 1.0, -1.0, 1.0, 1.0, -1.0, 2.0),
+                    bias=(1.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.25),
+                    mean=(0.0, 0.0, 0.5, 0.5, 5.5, -30.5, -7.5, -3.0),
+                    var=(1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 4.0), eps=1e-5)
+
+
+def bn_conv(path, bn: BatchNorm = FOLD_BN):
+    """x [1, 2, 1, 1] -> 2x - 1 -> BipolarQuant -> Conv 3x3 pads 1 (binary weights, scale 1)
+    -> BatchNormalization(bn) -> BipolarQuant -> Flatten -> MatMul (4 classes)."""
+    o = len(bn.gain)
+    rng = np.random.default_rng(9)
+    nodes, inits = [], []
+
+    def const(name, value):
+        inits.append(numpy_helper.from_array(np.asarray(value, F32), name))
+        return name
+
+    def bq(x, name):
+        nodes.append(helper.make_node("BipolarQuant", [x, const(name + "_s", 1.0)], [name],
+                                      domain="qonnx.custom_op.general", name=name + "_q"))
+        return name
+
+    nodes.append(helper.make_node("Mul", ["x", const("two", 2.0)], ["m"], name="pre_mul"))
+    nodes.append(helper.make_node("Sub", ["m", const("one", 1.0)], ["p"], name="pre_sub"))
+    w0 = bq(const("W0", rng.normal(size=(o, 2, 3, 3))), "w0")
+    nodes.append(helper.make_node("Conv", [bq("p", "in_q"), w0], ["c0"], kernel_shape=[3, 3],
+                                  pads=[1, 1, 1, 1], name="conv0"))
+    p = [const(f"bn0_{k}", getattr(bn, k)) for k in ("gain", "bias", "mean", "var")]
+    nodes.append(helper.make_node("BatchNormalization", ["c0"] + p, ["bn0"], epsilon=bn.eps,
+                                  name="bn0"))
+    nodes.append(helper.make_node("Flatten", [bq("bn0", "a0")], ["fl"], axis=1, name="flat"))
+    w1 = bq(const("W1", rng.normal(size=(o, 4))), "w1")
+    nodes.append(helper.make_node("MatMul", ["fl", w1], ["y"], name="fc1"))
+    graph = helper.make_graph(nodes, "bn_conv",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 1, 1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+                              inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
+                                                    helper.make_opsetid("qonnx.custom_op.general", 1)])
+    onnx.save(model, str(path))
+    return path
+
+
+def _fold_mismatches(ir, bn: BatchNorm) -> list[int]:
+    """Channels where the QONNX import's (s, t) of layer 0 differ from hwgen.passes.fold's
+    (model.pt's fold) of the same batch norm."""
+    s, t = fold_thresholds(bn, ir.acc_bound(0))
+    layer = ir.layers[0]
+    return [j for j in range(len(s)) if (layer.sign[j], layer.thresh[j]) != (s[j], t[j])]
+
+
+def _constants_on(reach, real):
+    """A wrong fold rule (the QONNX frontend's former one): constancy judged on the
+    reachable accs only."""
+    def rule(on, bound):
+        s, t = real(on, bound)
+        onr = np.asarray(on)[:, np.asarray(reach) + bound]
+        const, always = onr.all(axis=1) | ~onr.any(axis=1), onr.all(axis=1)
+        return (tuple(1 if c else v for c, v in zip(const, s)),
+                tuple((-(bound + 1) if a else bound + 1) if c else v
+                      for c, a, v in zip(const, always, t)))
+    return rule
+
+
+def _always_one_inside(real):
+    """A wrong fold rule: an always-1 channel as t = -bound, inside the range."""
+    def rule(on, bound):
+        s, t = real(on, bound)
+        return s, tuple(-bound if v == -(bound + 1) else v for v in t)
+    return rule
+
+
+def test_both_frontends_fold_a_batch_norm_alike(tmp_path):
+    """One rule (hwgen.passes.fold.fold_decisions): the QONNX import and model.pt's fold
+    give the same (s, t) for the same batch norm, constant channels included: s = +1 and
+    t = -(bound+1) (always 1) or bound+1 (always 0), constancy judged on the whole acc range."""
+    ir = import_qonnx(bn_conv(tmp_path / "bn.onnx"))
+    layer, bound = ir.layers[0], ir.acc_bound(0)
+    assert bound == 18 and reachable(layer).tolist() == [-2, 0, 2]
+    assert _fold_mismatches(ir, FOLD_BN) == []
+    st = list(zip(layer.sign, layer.thresh))
+    assert st[0] == st[5] == (1, -(bound + 1))           # gain 0, bias > 0; crossing below -18
+    assert st[1] == (1, bound + 1)                       # gain 0, bias < 0
+    assert st[2:5] == [(1, 1), (-1, 0), (1, 6)] and st[6:] == [(-1, 8), (1, -3)]
+    assert dict(ir.meta.report)["constant_channels"] == 3
+    a = np.arange(-bound, bound + 1)                     # exact on every acc of the range
+    y = interp.bn_value(FOLD_BN, np.broadcast_to(a, (8, a.size)), axis=0) >= 0
+    assert np.array_equal(np.asarray(layer.sign)[:, None] * a >= np.asarray(layer.thresh)[:, None], y)
+
+
+@pytest.mark.parametrize("path, plant, want", [
+    ("frontend", lambda real: _constants_on([-2, 0, 2], real), [4, 6, 7]),   # cross outside
+    ("passes", _always_one_inside, [0, 5]),
+])
+def test_a_planted_fold_rule_is_caught(tmp_path, monkeypatch, path, plant, want):
+    """A different constant-channel rule on either path makes the two folds differ: judged
+    on the reachable accs (-2, 0, 2), channels 4, 6, 7 would be constants."""
+    import hwgen.frontend.qonnx.fold as qfold
+    import hwgen.passes.fold as pfold
+    mod = qfold if path == "frontend" else pfold
+    monkeypatch.setattr(mod, "fold_decisions", plant(mod.fold_decisions))
+    ir = import_qonnx(bn_conv(tmp_path / "bn.onnx"))
+    assert _fold_mismatches(ir, FOLD_BN) == want
+
+
 # ---------------------------------------------------------------------------- planted faults
 
 def _faulty_variants(ir):
@@ -746,7 +857,7 @@ def test_compile_onnx_bad_options(models, tmp_path, capsys, argv, needle):
 
 
 def test_compile_check_failure_writes_nothing(models, tmp_path, capsys, monkeypatch):
-    import hwgen.compile as compile_mod
+    import hwgen.compiler as compile_mod
     real = compile_mod.run_pipeline
 
     def planted(ir, cfg):                      # a classifier weight bit flipped
@@ -857,13 +968,30 @@ def test_strided_conv_and_overlapping_pool_import(imported):
     assert set(reachable(lay).tolist()) == set(range(-25, 26, 2))
 
 
-def test_strided_brevitas_model_compiles_and_simulates_on_verilator(models, tmp_path, capsys):
+def test_overlapping_pool_is_golden_only(models, tmp_path, capsys):
+    """MaxPool2d(3, 2) imports exactly (the golden model and the check), but the hardware's
+    raster-order pooling does not build overlapping blocks: compiling its Verilog is
+    refused with one line and nothing written."""
+    assert main(["compile", str(models["strided"]), "-o", str(tmp_path / "ir"),
+                 "--check-images", "64", "--no-verilog"]) == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "ir" / "check.json").read_text())["ok"]
+    capsys.readouterr()
+    assert main(["compile", str(models["strided"]), "-o", str(tmp_path / "v")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "overlapping max-pool" in err[0]
+    assert not (tmp_path / "v").exists()
+
+
+def test_strided_brevitas_model_compiles_and_simulates_on_verilator(tmp_path, capsys):
     """hwgen compile, then hwgen sim on Verilator: every class integer of the strided
-    model's RTL equals the golden model's and qonnx execute_onnx's."""
+    model's RTL (stride-2 convs, a stride-2 pool) equals the golden model's and qonnx
+    execute_onnx's."""
     from support import require_simulator
     require_simulator("verilator")
     out = tmp_path / "strided"
-    assert main(["compile", str(models["strided"]), "-o", str(out), "--check-images", "256",
+    model = _export(_randomise(SmallStrided(pool=(2, 2)), seed=4, tn_weight=0.6),
+                    (1, 2, 19, 19), tmp_path / "strided.onnx")
+    assert main(["compile", str(model), "-o", str(out), "--check-images", "256",
                  "--lanes", "4"]) == 0, capsys.readouterr().err
     assert json.loads((out / "check.json").read_text())["ok"]
     np.save(tmp_path / "x.npy", np.random.default_rng(5).random((4, 2, 19, 19), dtype=np.float32))

@@ -1,12 +1,12 @@
 """Network regression of a bitserial-8 model in cocotb (Icarus and Verilator): the image
 goes in as its 8 bit planes, layer 0 shift-adds 8 plane passes; every class integer must
-equal the golden model's and the torch reference's (DESIGN sections 3 and 10)."""
+equal the golden model's and the torch reference's (SPEC sections 3 and 10)."""
 
 import numpy as np
 import pytest
 
 from hwgen.bench.shapes import random_model
-from hwgen.compile import compile_model
+from hwgen.compiler import compile_model
 from hwgen.ir.core import loads
 from hwgen.ir.interp import input_bits, run
 from hwgen.sim import regression
@@ -17,7 +17,7 @@ def bitserial_outdir(tmp_path_factory):
     d = tmp_path_factory.mktemp("bitserial8")
     model = random_model(d / "model.pt", "c4,p2,c8,p2,f10", (1, 8, 8), "digits", "spatial",
                          0.2, 0, input_mode="bitserial-8")
-    compile_model(model, d / "out", tile="16x8", lanes=4, n_check=16)
+    compile_model(model, d / "out", tile="16x8", lanes=4, check_images=16)
     # 8-bit pixels k/255, so q = k exercises every plane
     x = (np.random.default_rng(0).integers(0, 256, (4, 1, 8, 8)) / 255).astype(np.float32)
     np.save(d / "X.npy", x)

@@ -16,7 +16,7 @@ import pytest
 from hwgen.atomic import sha256_file
 from hwgen.sim import regression
 from hwgen.cli import main
-from hwgen.compile import compile_model
+from hwgen.compiler import compile_model
 from hwgen.device import device_seeds
 from hwgen.ir.core import dumps, loads, replace
 from hwgen.ir.interp import run
@@ -29,7 +29,7 @@ from support import random_model, require_simulator
 def digits_outdir(tmp_path_factory):
     d = tmp_path_factory.mktemp("digits")
     model = random_model(d / "model.pt", DEFAULTS["digits"].arch)
-    compile_model(model, d / "out", n_check=16)
+    compile_model(model, d / "out", check_images=16)
     return d / "out"
 
 
@@ -163,17 +163,17 @@ def test_rtl_is_checked_against_the_torch_model_directly(digits_outdir, tmp_path
 
 
 def test_trained_strided_model_compiles_and_simulates_bit_exact(tmp_path, capsys):
-    """A model hwgen trains with a stride-2 conv and an overlapping pool (3, stride 2)
-    passes compile's float-vs-integer check, and its RTL on Icarus equals the golden
+    """A model hwgen trains with a stride-2 conv and a gapped pool (2, stride 3; the
+    hardware refuses overlapping pools) passes compile's float-vs-integer check, and its RTL on Icarus equals the golden
     model (devices in the loop) and the torch model, sample by sample."""
     m, out, j = tmp_path / "m.pt", tmp_path / "out", tmp_path / "sim.json"
     assert main(["train", "--dataset", "digits", "--epochs", "2", "--dropout", "spatial",
-                 "--arch", "c8,p3s2,c8s2,f10", "-o", str(m)]) == 0, capsys.readouterr().err
+                 "--arch", "c8,p2s3,c8s2,f10", "-o", str(m)]) == 0, capsys.readouterr().err
     assert main(["compile", str(m), "-o", str(out), "--check-images", "64", "--lanes", "4"]) == 0, \
         capsys.readouterr().err
     ir = loads((out / "ir.json").read_text())
     assert [(l.stride, l.pool, l.pool_stride) for l in ir.layers] == [
-        ((1, 1), 3, 2), ((2, 2), 1, None), ((1, 1), 1, None)]
+        ((1, 1), 2, 3), ((2, 2), 1, None), ((1, 1), 1, None)]
     assert main(["sim", str(out), "--simulator", require_simulator("icarus"), "--images", "3",
                  "--samples", "3", "--seed", "2", "--json", str(j)]) == 0, capsys.readouterr().err
     rep = json.loads(j.read_text())

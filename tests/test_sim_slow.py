@@ -7,7 +7,7 @@ test_sim_network.random_model); `hwgen sim` on a trained model is the same check
 import pytest
 
 from hwgen.sim import regression
-from hwgen.compile import compile_model
+from hwgen.compiler import compile_model
 from hwgen.model.train import DEFAULTS
 from support import require_simulator
 from support import random_model
@@ -20,7 +20,7 @@ FASHION = DEFAULTS["fashion-mnist"].arch
                                           ("spatial", "48x40")])
 def test_fashion_network_bit_exact(tmp_path, dropout, tile):
     model = random_model(tmp_path / "m.pt", FASHION, "fashion-mnist", (1, 28, 28), dropout)
-    compile_model(model, tmp_path / "out", tile=tile, n_check=8)
+    compile_model(model, tmp_path / "out", tile=tile, check_images=8)
     rep = regression.run_regression(tmp_path / "out", require_simulator("verilator"), images=8, samples=16, seed=2,
                                 progress=False)
     assert rep["mc_samples"] == 128 and rep["ok"], rep
@@ -29,7 +29,7 @@ def test_fashion_network_bit_exact(tmp_path, dropout, tile):
 
 def test_digits_network_longer(tmp_path, simulator):
     model = random_model(tmp_path / "m.pt", DEFAULTS["digits"].arch, seed=4)
-    compile_model(model, tmp_path / "out", n_check=8)
+    compile_model(model, tmp_path / "out", check_images=8)
     rep = regression.run_regression(tmp_path / "out", simulator, images=50, samples=16, seed=9,
                                 progress=False)
     assert rep["mc_samples"] == 800 and rep["ok"], rep

@@ -63,6 +63,26 @@ def test_image_words_pack_lsb_first_and_pad():
     assert len(words) == 25 and (back == bits).all()
 
 
+def test_image_words_are_position_major():
+    """[P, C, H, W] planes go out position by position in raster order, each position's
+    P*C bits contiguous (plane k channel c at bit k*C + c): what the loader shifts into
+    layer 0's ring store, one word per position."""
+    rng = np.random.default_rng(2)
+    planes = rng.integers(0, 2, (2, 3, 4, 5)).astype(np.uint8)      # P=2, C=3, 4x5
+    words = image_words(planes, 7)
+    stream = np.array([(w >> b) & 1 for w in words for b in range(7)])[:120]
+    assert len(words) == -(-120 // 7)
+    for y in range(4):
+        for x in range(5):
+            q = y * 5 + x
+            for k in range(2):
+                for c in range(3):
+                    assert stream[q * 6 + k * 3 + c] == planes[k, c, y, x]
+    # a [C, H, W] image is the same with P = 1; one channel is its raster order
+    assert image_words(planes[0], 7) == image_words(planes[:1], 7)
+    assert image_words(planes[0, :1], 5) == image_words(planes[0, 0].ravel(), 5)
+
+
 def test_unpack_beat_signed_fields():
     acc_w, accs = 7, [-64, 63, -1, 0, 5]
     v = 1234
@@ -251,3 +271,20 @@ def test_a_cached_build_is_tied_to_its_cocotb_install(monkeypatch, tmp_path):
     fake.touch()
     monkeypatch.setattr(cocotb, "__file__", str(fake))
     assert runner._tool_version("verilator") != here
+
+
+@pytest.mark.parametrize("edit", ["direction", "lower", "table"])
+def test_load_ports_takes_only_what_hwgen_writes(tmp_path, edit):
+    """ports.json is read as hwgen.export writes it: other spellings are refused."""
+    import json
+    d = json.loads((STUB_DIR / "ports.json").read_text())
+    if edit == "direction":
+        d["ports"][0] = {k if k != "dir" else "direction": v for k, v in d["ports"][0].items()}
+    elif edit == "lower":
+        d["params"]["in_w"] = d["params"].pop("IN_W")
+    else:
+        d["ports"] = {p["name"]: p for p in d["ports"]}
+    (tmp_path / "ports.json").write_text(json.dumps(d))
+    load_ports(STUB_DIR / "ports.json")                       # the original reads
+    with pytest.raises(ValueError):
+        load_ports(tmp_path / "ports.json")

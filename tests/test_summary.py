@@ -114,3 +114,9 @@ def test_summary_bad_inputs_one_line(tmp_path, capsys):
     assert not (tmp_path / "s.json").exists()
     with pytest.raises(HwgenError):
         summarize(core.replace(hand_ir(), layers=()))
+
+
+def test_summary_acc_width_is_the_hardware_rule():
+    from hwgen.hw.tile import acc_width as hw_width
+    from hwgen.summary import acc_width
+    assert all(acc_width(r) == hw_width(r) for r in range(1, 5000))

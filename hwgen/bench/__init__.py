@@ -1,5 +1,5 @@
 """`hwgen bench {train,golden,cycles,sim,shapes}`: one module per bench, each with an importable
-measuring function and a `run(args)` that prints a table and writes one JSON record
+measuring function and a `run(args)` that writes one JSON record and returns its table
 (`--json F`; format in common.py).
 
 train.py   s/epoch per dropout kind and MC inference images/s of the torch model
@@ -14,7 +14,7 @@ import importlib
 
 from ..atomic import check_output_file
 
-__all__ = ["BENCHES", "cmd_bench"]
+__all__ = ["BENCHES", "run_bench"]
 
 # bench -> "module:function"; modules are imported on use (torch, amaranth, cocotb).
 BENCHES = {
@@ -26,7 +26,8 @@ BENCHES = {
 }
 
 
-def cmd_bench(args) -> int:
+def run_bench(args) -> tuple[int, str]:
+    """Run the bench `args.what`: (exit status, its table)."""
     if getattr(args, "json", None):
         check_output_file(args.json)        # before the bench runs
     module, func = BENCHES[args.what].split(":")

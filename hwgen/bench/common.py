@@ -62,9 +62,9 @@ def new_record(bench: str, label: str | None = None) -> dict:
     }
 
 
-def finish(rec: dict, text: str, json_path=None) -> None:
-    """Take the end load, write the record to `json_path` (atomically) if given, print
-    `text`."""
+def finish(rec: dict, text: str, json_path=None) -> str:
+    """Take the end load, write the record to `json_path` (atomically) if given, and return
+    `text` (ending in a newline) for the command line to print."""
     rec["context"]["load_avg_end"] = _load()
     if "torch" in sys.modules:
         rec["context"]["torch_threads"] = sys.modules["torch"].get_num_threads()
@@ -73,7 +73,7 @@ def finish(rec: dict, text: str, json_path=None) -> None:
             write_text(json_path, json.dumps(rec, sort_keys=True, indent=1, allow_nan=False) + "\n")
         except OSError as e:
             raise HwgenError(f"writing {json_path} failed: {e}") from None
-    print(text, end="" if text.endswith("\n") else "\n")
+    return text if text.endswith("\n") else text + "\n"
 
 
 def fmt(v, digits: int = 3) -> str:

@@ -1,9 +1,10 @@
 """`hwgen bench cycles OUTDIR|ir.json [...] [--lanes L ...] [--samples T]`: cycles per MC
-sample of the generated top, measured in Amaranth's simulator, against the DESIGN
-section 7 bound sum_{l >= mc_start} W_l * r_l (`hwgen.hw.plan.cycle_bound`).
+sample of the generated top, measured in Amaranth's simulator, against the schedule's
+bound (`hwgen.hw.plan.cycle_bound`: per layer W_l * r_l plus the ring steps beyond the
+reads, a start cycle per layer, or the first MC layer's homing when that is longer).
 
-Per layer it reports the cycles from `start` to `done` (the first of them is the window
-fetch, which overlaps the previous layer's last tile beat) next to W_l * r_l; per sample
+Per layer it reports the cycles from `start` to `done` (the first request comes a cycle
+after `start`, the last beat a read latency after it) next to its walk; per sample
 the distance between consecutive `out` beats (steady state). A multi-bit first layer
 reads each window once per input bit plane, and its bound counts those P reads. Without --lanes an OUTDIR is
 measured at the lanes it was compiled with, an ir.json at compile's default.
@@ -62,7 +63,7 @@ def load_ir(target) -> tuple[IR, int | None]:
     return ir, design.lanes if design is not None else None
 
 
-def run(args) -> int:
+def run(args) -> tuple[int, str]:
     rec = new_record("cycles", args.label)
     rec.update(samples=args.samples, seed=args.seed, results=[])
     for target in args.target:
@@ -91,5 +92,4 @@ def run(args) -> int:
         text += "\n" + table(["design", "lanes", "layer", "input", "windows", "r", "P*W*r", "start->done"],
                              prefix_rows, "prefix layers (once per image; a multi-bit first "
                              "layer reads each window once per bit plane P)")
-    finish(rec, text, args.json)
-    return 0
+    return 0, finish(rec, text, args.json)

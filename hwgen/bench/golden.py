@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..compile import check_images, check_masks
+from ..compiler import check_images, check_masks
 from ..frontend import build_ir, load_model
 from ..ir import fast, interp
 from ..model.io import build_model
@@ -72,7 +72,7 @@ def bench_golden(model_path, images: int = 256, samples: int = 16, batch: int = 
     }
 
 
-def run(args) -> int:
+def run(args) -> tuple[int, str]:
     rec = new_record("golden", args.label)
     r = bench_golden(args.model, images=args.images, samples=args.samples, repeats=args.repeats)
     rec.update(r)
@@ -84,5 +84,4 @@ def run(args) -> int:
                  f"images x {r['samples']} samples, best of {r['repeats']}")
     text += (f"golden / torch speed: {r['ratio']:.2f}x; class integers equal on "
              f"{r['sample_agreement']:.4f} of samples\n")
-    finish(rec, text, args.json)
-    return 0
+    return 0, finish(rec, text, args.json)

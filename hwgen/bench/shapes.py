@@ -2,7 +2,7 @@
 shapes with seeded random weights (no training): compile time, Verilog size, a cold
 simulator build and the RTL regression's MC samples/s, one row per shape.
 
-The shapes (DESIGN section 7 budgets, issue "verification at speed and scale"):
+The shapes (SPEC section 7 budgets, issue "verification at speed and scale"):
   digits        c32,p2,f10 on 1x8x8 (the digits default)
   fashion       c16,p2,c32,p2,f10 on 1x28x28 (the Fashion-MNIST default)
   fashion-wide  c32,p2,c64,p2,f10 on 1x28x28
@@ -89,7 +89,7 @@ def _text(rows: list[dict], simulator: str) -> str:
                  "bench shapes: random weights, cold builds")
 
 
-def run(args) -> int:
+def run(args) -> tuple[int, str]:
     names = args.shapes.split(",") if args.shapes else list(SHAPES)
     bad = [n for n in names if n not in SHAPES]
     if bad:
@@ -97,5 +97,4 @@ def run(args) -> int:
     rec = new_record("shapes", args.label)
     rec["shapes"] = bench_shapes(names, args.simulator, args.images, args.samples, args.seed,
                                  lanes=args.lanes)
-    finish(rec, _text(rec["shapes"], args.simulator), args.json)
-    return 0 if all(r["sim"]["ok"] for r in rec["shapes"]) else 1
+    return 0 if all(r["sim"]["ok"] for r in rec["shapes"]) else 1, finish(rec, _text(rec["shapes"], args.simulator), args.json)

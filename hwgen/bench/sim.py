@@ -26,6 +26,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..config import DEFAULT
 from ..errors import HwgenError
 from .common import finish, new_record, table
 
@@ -52,9 +53,9 @@ def _fresh_build_root():
 
 
 def _compile(model, outdir, tile, lanes, check_images) -> dict:
-    from ..compile import compile_model
+    from ..compiler import compile_model
     t = {}
-    manifest = compile_model(model, outdir, tile=tile, lanes=lanes, n_check=check_images,
+    manifest = compile_model(model, outdir, tile=tile, lanes=lanes, check_images=check_images,
                              timings=t)
     out = {"ir_s": t["ir_s"], "float_check_s": t.get("float_check_s") if check_images else None,
            "export_s": t.get("export_s"), "total_s": t["total_s"],
@@ -69,7 +70,8 @@ def _compile(model, outdir, tile, lanes, check_images) -> dict:
 
 def _design(ir, outdir: Path) -> dict:
     from ..cost.report import find_lanes
-    lanes, _ = find_lanes(outdir)
+    from ..design import load_design
+    lanes, _ = find_lanes(load_design(outdir))
     return {"spec": ir.meta.spec, "dataset": ir.meta.dataset,
             "dropout": ir.sites[0].kind if ir.sites else "none",
             "p": ir.sites[0].p if ir.sites else None, "in_shape": list(ir.in_shape),
@@ -102,7 +104,7 @@ def bench_sim(target, simulator: str = "verilator", images: int = 10, samples: i
                 outdir = tmp / "out"
             design_dir = Path(outdir)
             log.info("compiling %s into %s", target, design_dir)
-            comp = _compile(target, design_dir, tile or "128x128", lanes or 8, check_images)
+            comp = _compile(target, design_dir, tile or DEFAULT.tile_text, lanes or DEFAULT.lanes, check_images)
         ir, _ = regression.load_outdir(design_dir)
         rec = {"input": {"path": str(target), "kind": "outdir" if comp is None else "model"},
                "design": _design(ir, design_dir), "compile": comp,
@@ -164,9 +166,8 @@ def _text(r: dict) -> str:
     return table(["stage", "seconds", ""], rows, title)
 
 
-def run(args) -> int:
+def run(args) -> tuple[int, str]:
     rec = new_record("sim", args.label)
     rec.update(bench_sim(args.target, args.simulator, args.images, args.samples, args.seed,
                          args.lanes, args.tile, args.check_images, args.output))
-    finish(rec, _text(rec), args.json)
-    return 0 if rec["sim"]["ok"] else 1
+    return 0 if rec["sim"]["ok"] else 1, finish(rec, _text(rec), args.json)

@@ -57,7 +57,7 @@ def bench_train(dataset: str = "fashion-mnist", model_path=None, images: int = 1
     return result
 
 
-def run(args) -> int:
+def run(args) -> tuple[int, str]:
     rec = new_record("train", args.label)
     r = bench_train(args.dataset, args.model, args.images, args.samples)
     rec.update(r)
@@ -69,5 +69,4 @@ def run(args) -> int:
     text = table(["stage", "dropout", "images", "seconds", "images/s"], rows,
                  f"bench train: {r['dataset']} {r['arch']}, {r['threads']} torch threads"
                  + (f", MC on {r['mc_model']}" if r["mc_model"] else ""))
-    finish(rec, text, args.json)
-    return 0
+    return 0, finish(rec, text, args.json)

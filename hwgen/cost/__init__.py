@@ -1,4 +1,4 @@
-"""The cost model (DESIGN section 11) and `hwgen report`.
+"""The cost model (SPEC section 11) and `hwgen report`.
 
 model.py   pure numbers from an IR, the lanes and T: modules, draws, reads, cycles, energy
 render.py  the report as text tables
@@ -11,8 +11,8 @@ from .model import (BASELINES, FORMAT, KINDS, PAPER, VERSION, cost, draws_per_sa
                     driven_rows_per_tile, groups, rng_cycles)
 from .plot import plot_png
 from .render import render
-from .report import SIM_REPORTS, cmd_report
+from .report import SIM_REPORTS
 
 __all__ = ["cost", "groups", "draws_per_sample", "rng_cycles", "driven_rows_per_tile", "render",
-           "plot_png", "cmd_report", "KINDS", "BASELINES", "PAPER", "FORMAT", "VERSION",
+           "plot_png", "KINDS", "BASELINES", "PAPER", "FORMAT", "VERSION",
            "SIM_REPORTS"]

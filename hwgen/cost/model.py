@@ -1,10 +1,10 @@
-"""The cost model (DESIGN section 11): pure numbers from an IR, the lanes and T.
+"""The cost model (SPEC section 11, docs/SPEC.md): pure numbers from an IR, the lanes and T.
 
 For the design and, on the same network, for three dropout baselines (BASELINES), per
 layer and in total:
 - `spatial`: one MTJ-RNG interface per input channel of a site (C), one draw per
   (image, sample), the keep bit gating the channel's kh*kw rows in every window;
-- `element`: hwgen's per-neuron dropout (DESIGN s.5): one interface per crossbar row
+- `element`: hwgen's per-neuron dropout (SPEC section 5): one interface per crossbar row
   (C*kh*kw), one draw per (image, sample), the keep bit held for every window;
 - `element_window`: per-neuron dropout on the feature map as a per-activation dropout
   module would do it: the same C*kh*kw interfaces, but every row's bit is redrawn for
@@ -19,8 +19,9 @@ and, common to all:
   windows once per block under a pool whose stride is not its size) x row tiles x column
   tiles, the deterministic prefix
   (layers before `mc_start`) once per image and the rest T times;
-- cycles per MC sample: the DESIGN section 7 bound sum_{l >= mc_start} W_l *
-  ceil(cols_in_tile / lanes), next to the simulated count when `hwgen sim` left one;
+- cycles per MC sample: the hardware schedule's (`hwgen.hw.plan.cycle_bound`: per layer
+  W_l * ceil(cols_in_tile / lanes) plus the ring steps beyond the reads), next to the
+  simulated count when `hwgen sim` left one;
 - energy per inference from hwgen.energy_table: RNG draws, crossbar reads (cell reads
   of the driven rows plus one ADC conversion per column) and digital periphery (row-split
   adds and threshold compares).
@@ -35,7 +36,7 @@ import numpy as np
 
 from .. import energy_table as et
 from ..errors import HwgenError
-from ..hw.plan import cycle_bound, read_plan, reads_per_window
+from ..hw.plan import cycle_bound, read_plan, reads_per_window, walk_cycles
 from ..ir import core
 
 __all__ = ["cost", "groups", "draws_per_sample", "rng_cycles", "driven_rows_per_tile", "KINDS",
@@ -97,11 +98,11 @@ def driven_rows_per_tile(layer: core.Layer) -> list[int]:
 
 def _layer_cost(layer: core.Layer, lanes: int, keep: float, planes: int = 1) -> dict:
     """One pass of `layer`. `planes` > 1: a multi-bit first layer, one crossbar pass per
-    input bit plane (DESIGN section 3): reads, cycles, ADC conversions and shift-adds
+    input bit plane (SPEC section 3): reads, cycles, ADC conversions and shift-adds
     times P; a plane drives the rows whose bit is 1, counted as half of them."""
     rt, ct = len(layer.row_tiles), len(layer.col_tiles)
     beats = read_plan(layer, lanes).beats
-    cycles = layer.reads * beats * planes  # W_l * r_l * P, as in hw.plan.cycle_bound
+    cycles = walk_cycles(layer, beats, planes)    # as in hw.plan.cycle_bound
     driven = [d * (planes / 2 if planes > 1 else 1) for d in driven_rows_per_tile(layer)]
     cell = et.figure("xbar_cell_read").value_pj
     add = et.figure("digital_add").value_pj
@@ -145,7 +146,9 @@ def cost(ir: core.IR, samples: int, lanes: int, measured: dict | None = None) ->
     totals = {k: dict(modules=0, draws=0, rng_pj=0.0, rng_pj_alt=0.0) for k in BASELINES}
     bound = cycle_bound(ir, lanes, mc_start)
     rng_cyc = rng_cycles(ir)
-    window_bound = 0      # element_window: a gated layer waits for each window's draw
+    # element_window: a gated layer waits for each window's draw; a start cycle per
+    # per-sample layer, as in hw.plan.cycle_bound
+    window_bound = len(ir.layers) - mc_start
     common = dict(reads=0, xbar_cells_pj=0.0, xbar_adc_pj=0.0, periphery_pj=0.0)
     for i, layer in enumerate(ir.layers):
         per_sample = i >= mc_start
@@ -243,7 +246,7 @@ def _explain(ir, site_layers, totals, r_el, r_win) -> str:
         f"The network ratio ({r_el['modules']:.2f}x) is the module-weighted mix, so it equals the "
         "paper's 9x only when every site is before a 3x3 conv; a flatten-fed linear site gives "
         "H*W and a linear-fed one 1x. hwgen's element baseline draws once per (image, sample) "
-        "(DESIGN s.5: its keep bit holds for every window), so its RNG energy ratio equals the "
+        "(SPEC section 5: its keep bit holds for every window), so its RNG energy ratio equals the "
         f"module ratio ({r_el['rng_energy']:.2f}x). The per-window baseline redraws every row for "
         f"every window: {w['draws_per_sample']:,} draws per sample against the spatial "
         f"{s['draws_per_sample']:,} ({r_win['draws']:.1f}x draws and RNG energy) with the same "

@@ -15,20 +15,21 @@ from pathlib import Path
 
 from ..atomic import check_output_file, write_bytes, write_text
 from ..design import load_design
+from ..config import DEFAULT
 from ..errors import HwgenError
 from ..sim.regression import REPORT_FORMAT
 from .model import cost
 from .plot import plot_png
 from .render import render
 
-__all__ = ["cmd_report", "find_measured", "find_lanes", "find_synth", "render_parts",
+__all__ = ["find_measured", "find_lanes", "find_synth", "render_parts",
            "render_dropout", "SIM_REPORTS", "DEFAULT_SAMPLES", "DEFAULT_LANES", "SYNTH_REPORT",
            "PARTS", "PAPER_RATIO"]
 
 log = logging.getLogger("hwgen.cost")
 
 DEFAULT_SAMPLES = 16
-DEFAULT_LANES = 8      # `hwgen compile --lanes` default
+DEFAULT_LANES = DEFAULT.lanes      # `hwgen compile --lanes` default
 # Files `hwgen sim` may leave in OUTDIR, in order of preference.
 SIM_REPORTS = ("sim_report.json", "sim.json")
 SIM_FORMAT = REPORT_FORMAT
@@ -61,24 +62,12 @@ def find_measured(outdir: Path, ir_text: str) -> dict | None:
     return None
 
 
-def find_lanes(outdir: Path) -> tuple[int, str]:
-    """The lanes OUTDIR was exported with (ports.json params, else the manifest's options)
-    and where they came from."""
-    for name in ("ports.json", "manifest.json"):
-        f = outdir / name
-        if not f.exists():
-            continue
-        try:
-            d = json.loads(f.read_text())
-        except json.JSONDecodeError as e:
-            raise HwgenError(f"{f}: not valid JSON ({e.msg} at line {e.lineno})") from None
-        if not isinstance(d, dict):
-            raise HwgenError(f"{f}: not a JSON object")
-        for scope in (d, d.get("params") or {}, d.get("options") or {}):
-            for key in ("lanes", "LANES"):
-                if isinstance(scope.get(key), int):
-                    return scope[key], name
-    return DEFAULT_LANES, f"default (no lanes in ports.json/manifest.json; compile's default {DEFAULT_LANES})"
+def find_lanes(design) -> tuple[int, str]:
+    """The lanes a checked Design was exported with (`Design.lanes`: ports.json, else the
+    compile options) and where they came from; compile's default for a design without."""
+    if design.lanes is not None:
+        return design.lanes, "ports.json" if design.has_verilog else "manifest.json"
+    return DEFAULT_LANES, f"default (compiled without lanes; compile's default {DEFAULT_LANES})"
 
 
 # -- the synthesised section: OUTDIR/synth.json of `flows/synth.py OUTDIR --dropout-cost` --
@@ -159,17 +148,18 @@ def render_synth(s: dict) -> str:
     return "\n".join(out)
 
 
-def cmd_report(args) -> int:
-    """`hwgen report OUTDIR [--json F] [--samples T]`."""
-    outdir = Path(args.outdir)
-    jpath = Path(args.json) if args.json else outdir / "cost.json"
+def write_report(outdir, json_path=None, samples: int | None = None) -> tuple[dict, str]:
+    """`hwgen report`: cost the design in `outdir`, write cost.json (or `json_path`) and
+    cost.png there, and return (report, its text)."""
+    outdir = Path(outdir)
+    jpath = Path(json_path) if json_path else outdir / "cost.json"
     design = load_design(outdir)        # every file checked against the manifest
     for f in (jpath, outdir / "cost.png"):
         check_output_file(f)            # before any work
     ir = design.ir
     measured = find_measured(outdir, design.path("ir.json").read_text())
-    samples = getattr(args, "samples", None) or (measured or {}).get("samples") or DEFAULT_SAMPLES
-    lanes, lanes_src = find_lanes(outdir)
+    samples = samples or (measured or {}).get("samples") or DEFAULT_SAMPLES
+    lanes, lanes_src = find_lanes(design)
     log.info("lanes = %d from %s", lanes, lanes_src)
     rep = cost(ir, samples, lanes, measured)
     rep["design"]["lanes_source"] = lanes_src
@@ -182,6 +172,5 @@ def cmd_report(args) -> int:
         write_bytes(outdir / "cost.png", png)
     except OSError as e:
         raise HwgenError(f"writing the cost report failed: {e}") from None
-    print(text, end="")
     log.info("wrote %s and %s", jpath, outdir / "cost.png")
-    return 0
+    return rep, text

@@ -20,7 +20,6 @@ The report is JSON (`--json F`), the coverage curves a PNG (`--png F`).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ import numpy as np
 from ..errors import HwgenError
 from . import classify, golden, monitor, plan as fplan, vectors
 
-__all__ = ["run_campaign", "cmd_faults", "REPORT_FORMAT", "summary_table"]
+__all__ = ["run_campaign", "REPORT_FORMAT", "summary_table"]
 
 log = logging.getLogger("hwgen.faults")
 
@@ -47,8 +46,9 @@ def _sizes(n: int) -> list[int]:
 def run_campaign(outdir, faults: int = 60, kinds=fplan.KINDS, seed: int = 0,
                  samples: int = 8, held: int = 1000, test_images: int = 16, rtl: int = 0,
                  simulator: str = "verilator", plan_file=None, progress: bool = True,
-                 inputs=None) -> dict:
-    """Run the campaign (see the module docstring); return the report."""
+                 inputs=None, engine=None) -> dict:
+    """Run the campaign (see the module docstring); return the report. The RTL faults run
+    as tasks of `engine` (a hwgen.engine.Engine; None: in this process)."""
     from tqdm import tqdm
 
     from ..design import load_design
@@ -95,7 +95,7 @@ def run_campaign(outdir, faults: int = 60, kinds=fplan.KINDS, seed: int = 0,
                       "faults_per_min": round(60 * len(results) / golden_s, 1)}}
 
     rep["rtl"] = _rtl(outdir, faults_list[:rtl], results, bits[:test_images], seed, T,
-                      simulator, progress) if rtl else None
+                      simulator, progress, engine) if rtl else None
     rep["vectors"] = _vectors(clean, detect, changed, held)
     rep["monitor"] = _monitor(ir, faults_list, seeds, held, T, ent_clean, ent, bits, seed,
                               interface_p(ir))
@@ -104,20 +104,24 @@ def run_campaign(outdir, faults: int = 60, kinds=fplan.KINDS, seed: int = 0,
     return rep
 
 
-def _rtl(outdir, faults_list, results, bits, seed, T, simulator, progress) -> dict:
-    from tqdm import tqdm
+def _rtl(outdir, faults_list, results, bits, seed, T, simulator, progress, engine) -> dict:
+    from functools import partial
 
+    from ..engine import Engine
     from . import rtl
+    outdir = Path(outdir).resolve()
     t0 = time.perf_counter()
-    control = rtl.run_fault(outdir, None, bits, seed, T, simulator)
+    control = rtl.run_fault(outdir, None, bits, seed, T, simulator)    # and the build, here
     if control["detected"]:
         raise HwgenError(f"{outdir}: the clean RTL fails its regression "
                          f"({control['mismatches']} mismatches): run hwgen sim first")
     t1 = time.perf_counter()
     rows = []
-    for f, r in tqdm(list(zip(faults_list, results)), desc=f"faults {simulator}",
-                     unit="fault", disable=not progress, dynamic_ncols=True):
-        res = rtl.run_fault(outdir, f, bits, seed, T, simulator)
+    eng = engine or Engine("none", progress=progress)
+    runs = eng.map(partial(rtl.run_fault, outdir, inputs=bits, seed=seed, samples=T,
+                           simulator=simulator), faults_list, desc=f"faults {simulator}",
+                   unit="fault")
+    for f, r, res in zip(faults_list, results, runs):
         want = r["class"] == "detected"
         r["rtl_detected"] = res["detected"]
         # the RTL's verdict, classified with the same golden judge of the held-out set
@@ -224,27 +228,3 @@ def coverage_png(rep: dict) -> bytes:
     ax.grid(alpha=0.3)
     ax.legend()
     return png_bytes(fig)
-
-
-def cmd_faults(args) -> int:
-    from ..atomic import check_output_file, write_bytes, write_text
-    kinds = tuple(k.strip() for k in args.kinds.split(",")) if args.kinds else fplan.KINDS
-    for path in (args.json, args.png):
-        if path is not None:
-            check_output_file(path)
-    rep = run_campaign(args.outdir, faults=args.faults, kinds=kinds, seed=args.seed,
-                       samples=args.samples, held=args.held, test_images=args.test_images,
-                       rtl=args.rtl, simulator=args.simulator, plan_file=args.plan,
-                       progress=not args.no_progress, inputs=args.inputs)
-    print(summary_table(rep))
-    g = rep["golden"]
-    print(f"golden: {rep['faults']} faults in {g['wall_s']:.1f} s ({g['faults_per_min']} per min)")
-    if rep["rtl"] is not None:
-        r = rep["rtl"]
-        print(f"{r['simulator']}: {r['faults']} faults in {r['wall_s']:.1f} s "
-              f"({r['faults_per_min']} per min), {r['agree']}/{r['faults']} agree with golden")
-    if args.json is not None:
-        write_text(args.json, json.dumps(rep, indent=1, sort_keys=True) + "\n")
-    if args.png is not None:
-        write_bytes(args.png, coverage_png(rep))
-    return 0 if rep["ok"] else 1

@@ -1,4 +1,4 @@
-"""Frontends: a trained model -> the initial IR (DESIGN sections 8 and 9).
+"""Frontends: a trained model -> the initial IR (SPEC sections 8 and 9).
 
 - `hwgen.frontend.checkpoint`: hwgen's own model.pt (torch.load with weights_only=True).
 - `hwgen.frontend.qonnx`: a binary QONNX graph (Brevitas `export_qonnx`, FINN-style).

@@ -1,4 +1,4 @@
-"""Frontend: a validated model.pt -> the float-stage IR (DESIGN sections 8 and 9).
+"""Frontend: a validated model.pt -> the float-stage IR (SPEC sections 8 and 9).
 
 The float stage is the model as trained: latent float weights and float batch norms
 (`FloatLayer`), and the dropout sites with their groups as the torch model defines them

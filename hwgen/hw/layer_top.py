@@ -1,14 +1,17 @@
 """LayerTop: one TileController of an IR behind ports a layer-level bench can drive.
 
-The controller is built exactly as NetworkTop builds it for layer i (same lanes, the same
-`bit_writes` and `acc_w`), so what passes here is the controller the network uses. The
-bench writes the input buffer through the controller's own write port (one C-bit word per
-spatial position), sets `keep`, pulses `start` and reads the result after `done`:
+The controller is built by the function NetworkTop builds it with
+(`hwgen.hw.controller.layer_controller`: same lanes, banks, homing and `acc_w`), so what
+passes here is the controller the network uses; a two-bank store is written and read in
+bank 0. The bench shifts the input map into the controller's store through its own write
+port (one word per position, raster order), sets `keep`, pulses `start` and reads the
+result after `done`:
 
 - thresholded layer: `result`, the output bits in flattened (c, y, x) order (bit
-  c*H''*W'' + y*W'' + x), captured from the controller's `next` writes and cleared by
-  `start`; `writes` counts the writes since `start`, so a missing or repeated write
-  shows even where the expected bit is 0;
+  c*H''*W'' + y*W'' + x), captured from the controller's `next` writes (shifted into a
+  register of H''*W'' words, as the next store would take them); `writes` counts the
+  writes since `start`, so a missing or repeated write shows even where the expected
+  bit is 0;
 - classifier: the controller's `out` stream (sample index 0).
 """
 
@@ -19,7 +22,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..ir.core import IR
-from .controller import TileController
+from .controller import layer_controller
 from .plan import reads_per_window
 from .tile import acc_width
 
@@ -36,7 +39,7 @@ def layer_params(ir: IR, i: int, lanes: int) -> dict:
             "n_groups": site.n_groups if site is not None else 0,
             "classifier": layer.is_classifier,
             "ACC_W": acc_width(ir.acc_bound(i)) if layer.is_classifier else None,
-            "bit_writes": i == 0, "planes": reads_per_window(ir, i)}
+            "planes": reads_per_window(ir, i)}
 
 
 class LayerTop(wiring.Component):
@@ -52,8 +55,8 @@ class LayerTop(wiring.Component):
 
     Ports
     -----
-    wr : Out(`buffer_write_signature(H*W, C)`)
-        The controller's input-buffer write port (a memory port: its members are inputs).
+    wr : In(`store_write_signature(P*C)`)
+        The controller's store write port (raster order).
     keep : In(n_groups)
         Only when the layer has a dropout site.
     start : In(1); done : Out(1)
@@ -70,11 +73,7 @@ class LayerTop(wiring.Component):
         self.ir, self.i, self.lanes = ir, i, lanes
         self.params = layer_params(ir, i, lanes)
         layer, site = ir.layers[i], ir.site_of(i)
-        multibit = i == 0 and ir.input.mode != "binary"
-        self.ctl = TileController(layer, site, lanes,
-                                  acc_w=self.params["ACC_W"], bit_writes=i == 0,
-                                  planes=ir.input.plane_weights if multibit else None,
-                                  bound=ir.acc_bound(i))
+        self.ctl = layer_controller(ir, i, lanes)
         ports = {"start": In(1), "done": Out(1), "wr": self.ctl.signature.members["wr"]}
         if site is not None:
             ports["keep"] = In(site.n_groups)
@@ -92,6 +91,8 @@ class LayerTop(wiring.Component):
         layer = self.ir.layers[self.i]
         m.d.comb += [ctl.start.eq(self.start), self.done.eq(ctl.done)]
         wiring.connect(m, wiring.flipped(self.wr), ctl.wr)
+        if ctl.banks == 2:
+            m.d.comb += [ctl.wbank.eq(0), ctl.rbank.eq(0)]
         if "keep" in self.signature.members:
             m.d.comb += ctl.keep.eq(self.keep)
         if layer.is_classifier:
@@ -100,17 +101,13 @@ class LayerTop(wiring.Component):
             return m
         o, hh, ww = layer.out_shape
         n = hh * ww
-        # one O-bit word per output position, as the next layer's buffer would hold it
-        words = [Signal(o, name=f"pos{p}") for p in range(n)]
-        wrote = ctl.next.en.any()
+        # one O-bit word per output position, shifted in as the next layer's store takes them
+        words = Signal(o * n)
+        wrote = ctl.next.en
         with m.If(self.start):
-            m.d.sync += [wd.eq(0) for wd in words] + [self.writes.eq(0)]
+            m.d.sync += self.writes.eq(0)
         with m.Elif(wrote):
-            m.d.sync += self.writes.eq(self.writes + 1)
-            addr = ctl.next.addr
-            for p, wd in enumerate(words):
-                # `addr == 0` comes out as `!addr`, which Verilator -Wall flags (WIDTHTRUNC)
-                with m.If(addr == p if p else ~addr.any()):
-                    m.d.sync += wd.eq(ctl.next.data)
-        m.d.comb += self.result.eq(Cat(*(words[p][ch] for ch in range(o) for p in range(n))))
+            m.d.sync += [self.writes.eq(self.writes + 1),
+                         words.eq(Cat(words[o:], ctl.next.data))]
+        m.d.comb += self.result.eq(Cat(*(words[p * o + ch] for ch in range(o) for p in range(n))))
         return m

@@ -1,12 +1,12 @@
-"""Bit-serial image loader: `img` words into the first layer's activation buffer.
+"""Bit-serial image loader: `img` words into the first layer's ring store.
 
-An image is C*H*W bits, flattened (c, y, x), sent as words of `in_w` bits, LSB first, the
-last word zero-padded (`image_words` is the software model of that packing). A multi-bit
-input is sent as its P bit planes, plane-major, and loaded as a (P*C, H, W) image: the
-planes are extra channels (docs/ARCHITECTURE.md s.5). The buffer
-holds one C-bit word per spatial position, so image bit b belongs to position b mod H*W,
-channel b div H*W: the loader writes one bit per cycle through the buffer's bit-enable
-write port, which costs in_w cycles per word but no wide shifter or second buffer.
+An image is sent position-major (docs/ARCHITECTURE.md s.5): position by position in raster
+order, each position's P*C bits contiguous (plane k, channel c at bit k*C + c; P = 1 for a
+binary input), as words of `in_w` bits, LSB first, the last word zero-padded
+(`image_words` is the software model of that packing). The loader takes one bit per
+cycle into a P*C-bit word and, with each position's last bit, shifts the word into the
+store: no address, no bit enables, and the store's words arrive in the raster order its
+ring needs.
 """
 
 from __future__ import annotations
@@ -16,39 +16,56 @@ from amaranth import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .controller import buffer_write_signature
+from .layouts import store_write_signature
 
 __all__ = ["ImageLoader", "image_words"]
 
 
 def image_words(bits, in_w: int) -> list[int]:
-    """One image's bits, flattened (c, y, x), -> the `img` words: bit k*in_w + b at bit b of
-    word k, the last word zero-padded (docs/ARCHITECTURE.md s.5)."""
-    bits = np.asarray(bits, np.uint8).ravel()
-    n = -(-bits.size // in_w)
+    """One image's input bits -> the `img` words, position-major.
+
+    Parameters
+    ----------
+    bits : array [P, C, H, W] or [C, H, W] of 0/1
+        The image's bit planes (`hwgen.ir.interp.input_bits` of one image); a 1-D array
+        is one channel of positions.
+    in_w : int
+
+    Returns
+    -------
+    list of int
+        Bit k*in_w + b of the stream at bit b of word k, the last word zero-padded; the
+        stream is position q's P*C bits (plane k channel c at bit k*C + c) for q = 0, 1,
+        ... in raster order.
+    """
+    bits = np.asarray(bits, np.uint8)
+    hw = int(np.prod(bits.shape[-2:])) if bits.ndim >= 2 else bits.size
+    stream_ = bits.reshape(-1, hw).T.ravel()
+    n = -(-stream_.size // in_w)
     padded = np.zeros(n * in_w, np.uint8)
-    padded[:bits.size] = bits
+    padded[:stream_.size] = stream_
     return [int.from_bytes(np.packbits(w, bitorder="little").tobytes(), "little")
             for w in padded.reshape(n, in_w)]
 
 
 class ImageLoader(wiring.Component):
-    """Writes `img` words into a (C, H, W) activation buffer, one bit per cycle.
+    """Shifts `img` words into an H*W-position store of C-bit words, one bit per cycle.
 
     Parameters
     ----------
     in_shape : (C, H, W)
+        C: the bits per position (P*C for a multi-bit input).
     in_w : int
         Image bits per `img` word.
 
     Ports
     -----
     img : In(stream of in_w bits)
-        Ready while no word is being written.
-    wr : In(`buffer_write_signature(H*W, C)`)
-        The buffer's write port (bit enables: one channel bit per write).
+        Ready while no word is being taken apart.
+    wr : Out(`store_write_signature(C)`)
+        One word per position, raster order.
     busy : Out(1)
-        A word is being written.
+        A word is being taken apart.
     """
 
     def __init__(self, in_shape, in_w: int):
@@ -57,28 +74,34 @@ class ImageLoader(wiring.Component):
         self.in_shape, self.in_w = tuple(in_shape), in_w
         c, h, w = self.in_shape
         super().__init__({"img": In(stream.Signature(in_w)),
-                          "wr": In(buffer_write_signature(h * w, c)), "busy": Out(1)})
+                          "wr": Out(store_write_signature(c)), "busy": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
         c, h, w = self.in_shape
         hw = h * w
         word = Signal(self.in_w)
-        left = Signal(range(self.in_w + 1))            # bits of `word` still to write
-        ch = Signal(range(max(c, 2)))
-        pos = Signal(range(hw))
-        m.d.comb += [self.busy.eq(left.any()), self.img.ready.eq(~left.any()),
-                     self.wr.addr.eq(pos), self.wr.data.eq(Cat(*([word[0]] * c))),
-                     self.wr.en.eq(Cat(*(left.any() & (ch == i) for i in range(c))))]
+        left = Signal(range(self.in_w + 1))            # bits of `word` still to take
+        ch = Signal(range(max(c, 2)))                  # bit of the position's word
+        pos = Signal(range(max(hw, 2)))
+        got = Signal(max(c - 1, 1))                    # the position's bits so far
+        busy = Signal()
+        pos_end = ch == c - 1
+        m.d.comb += [busy.eq(left.any()), self.busy.eq(busy), self.img.ready.eq(~busy),
+                     self.wr.data.eq(Cat(got[:c - 1], word[0]) if c > 1 else word[0]),
+                     self.wr.en.eq(busy & pos_end)]
         with m.If(self.img.valid & self.img.ready):
             m.d.sync += [word.eq(self.img.payload), left.eq(self.in_w)]
-        with m.If(left.any()):
-            img_end = (ch == c - 1) & (pos == hw - 1)
+        with m.If(busy):
             m.d.sync += [word.eq(word >> 1), left.eq(left - 1)]
-            with m.If(pos == hw - 1):
-                m.d.sync += [pos.eq(0), ch.eq(ch + 1)]
+            if c > 1:
+                m.d.sync += got.eq(Cat(got[1:], word[0]) if c > 2 else word[0])
+            with m.If(pos_end):
+                m.d.sync += ch.eq(0)
+                with m.If(pos == hw - 1):
+                    m.d.sync += [pos.eq(0), left.eq(0)]    # the rest of the word is padding
+                with m.Else():
+                    m.d.sync += pos.eq(pos + 1)
             with m.Else():
-                m.d.sync += pos.eq(pos + 1)
-            with m.If(img_end):
-                m.d.sync += [ch.eq(0), left.eq(0)]     # the rest of the last word is padding
+                m.d.sync += ch.eq(ch + 1)
         return m

@@ -1,22 +1,40 @@
-"""How a layer maps onto its tiles in time: beats per tile read and the cycle bound.
+"""How a layer maps onto its tiles in time: beats per tile read, the walk and the cycle bound.
 
 Every tile of a layer gets the same number of beats per read, r = ceil(widest column
 split / lanes), so the layer's tiles run in lock step; each column split then uses the
-fewest lanes that still finish in r beats. The DESIGN section 7 bound on the cycles of
-one MC sample is sum over the layers from `ir.mc_start` of W_l * r_l (W_l the windows the
-walker reads, `Layer.reads`: the output positions before pooling, or each pool block's
-windows under a pool whose stride is not its size); the deterministic prefix costs the
-same sum over the layers before it, once
-per image. A multi-bit first layer reads each window once per input bit plane. The controller, the cost model and the cycle benchmark all read it from here.
+fewest lanes that still finish in r beats.
+
+The walk (hwgen.hw.walker): a layer's input map is a ring of H*W words that rotates one
+slot per cycle; the window of conv output (oy, ox) is read, through fixed taps, while
+the ring stands at its anchor oy*sh*W + ox*sw. The walker issues the windows in raster
+order (those in no pool block skipped), each as P tile requests of r beats (P input bit
+planes for a multi-bit first layer, else 1), and the ring moves on with the window's
+last request, so the next window is issued max(r, d) cycles after it, d the ring steps
+between the two anchors. A layer's walk therefore takes
+
+    W_l * P * r_l + sum over consecutive walked windows of (max(r_l, d) - r_l)
+
+cycles from its first request to its `done` (`walk_cycles`): W_l * P * r_l, the SPEC
+section 7 bound, whenever the anchors are at most r_l apart (stride 1 with same padding:
+d = 1 everywhere), plus the ring steps a row change or a stride adds beyond r_l. A layer
+starts one cycle after its `start`, so a chain of layers costs one more cycle per layer.
+
+A store read again without being rewritten (the first MC layer's, `ir.mc_start`) keeps
+rotating after its final window back to its home (slot 0 = position 0), `home_steps`
+cycles, in the background; its next `start` is acted on only at home. The sample period
+is the chain of the per-sample layers, or that homing when it is longer (`cycle_bound`).
+The controller, the cost model and the cycle benchmark all read the schedule from here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import HwgenError
 from ..ir.core import IR, Layer
 
-__all__ = ["ReadPlan", "read_plan", "CycleBound", "cycle_bound", "reads_per_window"]
+__all__ = ["ReadPlan", "read_plan", "CycleBound", "cycle_bound", "reads_per_window",
+           "check_walkable", "walked", "walk_cycles", "home_steps"]
 
 
 @dataclass(frozen=True)
@@ -34,11 +52,56 @@ def read_plan(layer: Layer, lanes: int) -> ReadPlan:
     return ReadPlan(beats=r, lanes=tuple(-(-(b - a) // r) for a, b in layer.col_tiles))
 
 
+def check_walkable(layer: Layer) -> None:
+    """Raise HwgenError for what the raster walk does not build: a max-pool whose stride
+    is smaller than its size (overlapping blocks; the sink keeps one row of block
+    accumulators)."""
+    if layer.pool > 1 and layer.pool_step < layer.pool:
+        raise HwgenError(f"the hardware does not build an overlapping max-pool (size "
+                         f"{layer.pool}, stride {layer.pool_step}) on the {layer.in_shape} "
+                         f"layer: use a pool stride of at least its size")
+
+
+def walked(layer: Layer) -> tuple[list[int], list[int]]:
+    """The conv output rows and columns the walker issues windows at (raster order over
+    their product): all of them, or under a pool those in a block (floor mode, gaps
+    between blocks skipped)."""
+    check_walkable(layer)
+    _, oh, ow = layer.conv_shape
+    if layer.pool == 1:
+        return list(range(oh)), list(range(ow))
+    s, t = layer.pool, layer.pool_step
+    _, hp, wp = layer.out_shape
+    return ([p * t + d for p in range(hp) for d in range(s)],
+            [p * t + d for p in range(wp) for d in range(s)])
+
+
+def walk_cycles(layer: Layer, beats: int, planes: int = 1) -> int:
+    """Cycles of one walk of `layer` from its first request to its `done` (module doc)."""
+    ys, xs = walked(layer)
+    _, _, w = layer.in_shape
+    sh, sw = layer.stride
+    r = beats
+    extra_row = sum(max(r, (b - a) * sw) - r for a, b in zip(xs, xs[1:]))
+    extra = len(ys) * extra_row + sum(
+        max(r, (b - a) * sh * w - (xs[-1] - xs[0]) * sw) - r for a, b in zip(ys, ys[1:]))
+    return len(ys) * len(xs) * planes * r + extra
+
+
+def home_steps(layer: Layer) -> int:
+    """Ring steps from the final window's anchor back to home (0 for a single window at
+    the home anchor: a flatten-fed linear never rotates)."""
+    ys, xs = walked(layer)
+    _, h, w = layer.in_shape
+    sh, sw = layer.stride
+    return (h * w - (ys[-1] * sh * w + xs[-1] * sw)) % (h * w)
+
+
 @dataclass(frozen=True)
 class CycleBound:
-    per_layer: tuple[int, ...]   # W_l * r_l of every layer
-    prefix: int                  # layers before mc_start, once per image
-    per_sample: int              # layers from mc_start, once per MC sample
+    per_layer: tuple[int, ...]   # `walk_cycles` of every layer
+    prefix: int                  # layers before mc_start, once per image (a cycle each to start)
+    per_sample: int              # the sample period: layers from mc_start, or the homing
 
     def per_image(self, samples: int) -> int:
         return self.prefix + samples * self.per_sample
@@ -46,15 +109,21 @@ class CycleBound:
 
 def reads_per_window(ir: IR, i: int) -> int:
     """Tile reads per window of layer i: P for a multi-bit first layer (one pass per
-    input bit plane, DESIGN section 3), else 1."""
+    input bit plane, SPEC section 3), else 1."""
     return ir.input.planes if i == 0 else 1
 
 
 def cycle_bound(ir: IR, lanes: int, mc_start: int | None = None) -> CycleBound:
-    """The section 7 bound of `ir` at `lanes`; `mc_start` overrides the IR's (the cost
-    model prices the other dropout kind on default sites). A multi-bit first layer
-    counts P reads per window."""
+    """The schedule's cycles of `ir` at `lanes` (module doc); `mc_start` overrides the
+    IR's (the cost model prices the other dropout kind on default sites). The sample
+    period is max(chain, homing): chain = the per-sample layers' walks plus one start
+    cycle each; homing = 1 + walk of layer mc_start - its last read's r + `home_steps`
+    (from one start of that layer to the next at home)."""
     m0 = ir.mc_start if mc_start is None else mc_start
-    per = tuple(l.reads * read_plan(l, lanes).beats * reads_per_window(ir, i)
+    beats = [read_plan(l, lanes).beats for l in ir.layers]
+    per = tuple(walk_cycles(l, beats[i], reads_per_window(ir, i))
                 for i, l in enumerate(ir.layers))
-    return CycleBound(per_layer=per, prefix=sum(per[:m0]), per_sample=sum(per[m0:]))
+    chain = sum(per[m0:]) + len(per) - m0
+    homing = 1 + per[m0] - beats[m0] + home_steps(ir.layers[m0])
+    return CycleBound(per_layer=per, prefix=sum(per[:m0]) + m0,
+                      per_sample=max(chain, homing))

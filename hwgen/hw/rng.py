@@ -1,4 +1,4 @@
-"""MTJ-RNG interfaces (DESIGN s. 6): a bank of them, run in lock step, and their pins.
+"""MTJ-RNG interfaces (SPEC section 6): a bank of them, run in lock step, and their pins.
 
 All interfaces of the bank run the protocol together from one sequencer, so the pins of
 interface i are bit i of the `mtj` vectors. One cycle (`go`):

@@ -1,4 +1,4 @@
-"""Crossbar tile: one MRAM array's read, emulated `lanes` columns per cycle (DESIGN s. 2, 7).
+"""Crossbar tile: one MRAM array's read, emulated `lanes` columns per cycle (SPEC sections 2 and 7).
 
 A read request drives the word lines with x (row bits, 1 = +1) and the row gates g. The tile
 answers with ceil(cols / lanes) beats; beat k carries the column sums of columns

@@ -2,23 +2,26 @@
 
 Port contract: docs/ARCHITECTURE.md section 5. Per image:
 
-1. While `idle`, image words arrive on `img`; the loader (`hwgen.hw.loader`) writes them
-   into layer 0's buffer. A multi-bit input (DESIGN section 3) is sent as its P bit
-   planes, plane-major, and layer 0's buffer holds them as P*C channels; layer 0 then
-   reads each window P times (one pass per plane) and shift-adds the passes.
+1. While `idle`, image words arrive on `img` (position-major); the loader
+   (`hwgen.hw.loader`) shifts them into layer 0's ring store. A multi-bit input (SPEC
+   section 3) carries P*C bits per position, its P bit planes as extra channels; layer 0
+   then reads each window P times (one pass per plane) and shift-adds the passes.
 2. `start` samples `n_samples` (T); layers before `ir.mc_start` (the prefix) run once,
    chained (a layer starts in the cycle the previous one writes its last position), into
-   one bank of layer mc_start's two-bank buffer. The image then waits for the samples of
+   one bank of layer mc_start's two-bank store. The image then waits for the samples of
    the images before it.
 3. Each sample takes the fresh keep bits from the RNG bank's stream into the active keep
    bank (which the controllers read) and runs layers mc_start.. in a chain on the image's
    bank; the classifier's beat carries the sample index. The next sample starts in the
-   cycle the classifier finishes, as soon as its keep bits are in. The RNG runs one
-   sample ahead, in (image, sample) order: sample 0's cycle under the prefix (or under
-   the previous image's last sample), sample t+1's under sample t.
+   cycle the classifier finishes, as soon as its keep bits are in. Layer mc_start's
+   store is read again in every sample without being rewritten: its walker rotates it
+   back home after each walk and acts on the next start only at home (hwgen.hw.plan
+   counts the cycles). The RNG runs one sample ahead, in (image, sample) order: sample
+   0's cycle under the prefix (or under the previous image's last sample), sample t+1's
+   under sample t.
 4. `done` pulses once the image's last beat has been taken.
 
-With a prefix the images are pipelined: once an image's prefix has run, layer 0's buffer
+With a prefix the images are pipelined: once an image's prefix has run, layer 0's store
 and the other bank are free, so `idle` rises again and the next image loads and runs its
 prefix under this image's samples (per image in steady state: T samples, not prefix + T
 samples). Without a prefix (mc_start = 0) layer 0 reads the image in every sample and
@@ -32,7 +35,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..ir.core import IR
-from .controller import TileController, class_layout
+from .controller import TileController, layer_controller
+from .layouts import class_layout
 from .loader import ImageLoader
 from .rng import MtjRngBank
 from .tile import acc_width
@@ -91,15 +95,10 @@ class NetworkTop(wiring.Component):
         self.ir, self.lanes, self.in_w = ir, lanes, in_w
         self.params = p = top_params(ir, lanes, in_w)
         c, h, w = ir.in_shape
-        # a multi-bit input's planes are extra channels of layer 0's buffer (plane-major)
+        # a multi-bit input's planes are extra channels of layer 0's store words
         self.loader = ImageLoader((p["planes"] * c, h, w), in_w)
-        multibit = ir.input.mode != "binary"
-        self.controllers = [
-            TileController(layer, ir.site_of(i), lanes,
-                           acc_w=p["ACC_W"] if layer.is_classifier else None, bit_writes=i == 0,
-                           planes=ir.input.plane_weights if i == 0 and multibit else None,
-                           bound=ir.acc_bound(i), banks=2 if 0 < i == ir.mc_start else 1)
-            for i, layer in enumerate(ir.layers)]
+        self.controllers: list[TileController] = [layer_controller(ir, i, lanes)
+                                                  for i in range(len(ir.layers))]
         self.rng = None
         ports = {
             "img": In(stream.Signature(in_w)),
@@ -186,8 +185,8 @@ class NetworkTop(wiring.Component):
                 m.d.sync += [active.eq(1), n_t.eq(self.n_samples), started.eq(0)]
         else:
             # The prefix (layers before mc_start) runs once per image, into one bank of
-            # layer mc_start's buffer while the samples read the other: the next image's
-            # load and prefix run under this image's samples. Layer 0's buffer is free
+            # layer mc_start's store while the samples read the other: the next image's
+            # load and prefix run under this image's samples. Layer 0's store is free
             # whenever no prefix runs.
             pf_run = Signal()                          # the prefix is running
             t_pf = Signal(16)                          # T of the image in the prefix

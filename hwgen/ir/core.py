@@ -1,4 +1,4 @@
-"""The hwgen IR (DESIGN section 8): small frozen dataclasses, JSON with sorted keys.
+"""The hwgen IR (SPEC section 8, docs/SPEC.md): small frozen dataclasses, JSON, sorted keys.
 
 Every binary layer is a convolution over a (C, H, W) map (see hwgen.model.spec), of
 stride (sh, sw) (default 1), optionally followed by a max-pool of size S and stride T
@@ -54,7 +54,7 @@ def unpack_rows(hexes, n: int) -> np.ndarray:
 
 def site_groups(kind: str, in_shape, kernel) -> tuple[int, int]:
     """(n_groups, group_rows) of a dropout site of `kind` on a layer with input map
-    `in_shape` (C, H, W) and `kernel` (kh, kw) (DESIGN section 5).
+    `in_shape` (C, H, W) and `kernel` (kh, kw) (SPEC section 5).
 
     spatial: one group per input channel, gating its kh*kw rows (a conv's channel, a
     feature map before a flatten-fed linear, a neuron before a linear-fed linear);
@@ -137,7 +137,7 @@ class _Geometry:
 
 @dataclass(frozen=True, kw_only=True)
 class InputEncoding:
-    """How a float pixel becomes the first layer's input (DESIGN section 3).
+    """How a float pixel becomes the first layer's input (SPEC section 3).
 
     binary:   bit = (pixel >= theta); the rows see +1/-1 (XNOR arithmetic).
     unsigned: q = clip(rint(float32(float32(pixel * mul) + add) / scale), 0, 2**bits - 1),
@@ -203,7 +203,7 @@ class FloatLayer(_Geometry):
     bn: BatchNorm
 
     def weight_bits(self) -> np.ndarray:
-        """[O, rows] uint8, 1 = +1; sign(0) = +1 (DESIGN section 1)."""
+        """[O, rows] uint8, 1 = +1; sign(0) = +1 (SPEC section 1)."""
         w = np.asarray(self.latent, np.float64).reshape(self.out_channels, self.rows)
         return (w >= 0).astype(np.uint8)
 
@@ -241,13 +241,13 @@ class Site:
 
     @property
     def interfaces(self) -> slice:
-        """This site's slice of the global interface numbering (DESIGN section 6)."""
+        """This site's slice of the global interface numbering (SPEC section 6)."""
         return slice(self.first_interface, self.first_interface + self.n_groups)
 
 
 @dataclass(frozen=True, kw_only=True)
 class MtjConfig:
-    """The MTJ-RNG protocol (DESIGN section 6): pulse timing in clock cycles, and the
+    """The MTJ-RNG protocol (SPEC section 6): pulse timing in clock cycles, and the
     device whose switching curve maps a write-current code to p."""
     clk_ns: float = 10.0
     reset_cycles: int = 2
@@ -320,8 +320,8 @@ class IR:
     @property
     def input_bits_shape(self) -> tuple[int, ...]:
         """Shape of one image's first-layer input bits (`interp.input_bits`): (C, H, W), or
-        (P, C, H, W) bit planes for a multi-bit input, which is also the order the image
-        port carries them in."""
+        (P, C, H, W) bit planes for a multi-bit input (the image port carries them
+        position-major: docs/ARCHITECTURE.md s.5)."""
         planes = () if self.input.mode == "binary" else (self.input.planes,)
         return planes + tuple(self.in_shape)
 
@@ -348,7 +348,7 @@ def report_items(d: dict) -> tuple[tuple[str, object], ...]:
 
 
 def masks_from_ap(ir: IR, ap: np.ndarray, n_images: int, samples: int) -> list[np.ndarray]:
-    """Device history -> keep masks (DESIGN section 6): per-write AP outcomes
+    """Device history -> keep masks (SPEC section 6): per-write AP outcomes
     [n_images*samples, n_if] (write k of every interface is its draw for the k-th
     (image, sample)) -> one [N, T, n_groups] uint8 keep array per site, keep = NOT AP."""
     ap = np.asarray(ap, bool)

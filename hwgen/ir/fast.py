@@ -10,9 +10,9 @@ every sample, only its keep bits change: with spatial dropout each group's parti
 are computed once per image and combined per sample by the keep bits (see
 `_shared_input_acc`).
 
-These matmuls are small and skinny: OpenBLAS's threads only spin on them (measured 20x
-slower on a loaded 2-core machine), so run() keeps BLAS single-threaded (threadpoolctl)
-and runs image chunks on its own threads instead.
+These matmuls are small and skinny: OpenBLAS's threads only spin on them (the figure is
+in docs/BENCHMARKS.md), so run() keeps BLAS single-threaded (threadpoolctl) and runs image
+chunks on its own threads instead.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The golden interpreter: the numpy definition of what an IR means (DESIGN sections 1-5).
+"""The golden interpreter: the numpy definition of what an IR means (SPEC sections 1-5,
+docs/SPEC.md).
 
 This module is the living definition; `hwgen.ir.fast` computes the same integers faster
 and the tests hold the two equal at every stage and tiling.
@@ -48,7 +49,7 @@ def quantize(enc: InputEncoding, images) -> np.ndarray:
 
 
 def input_bits(ir: IR, images) -> np.ndarray:
-    """The first layer's input of float images in the range the model expects (DESIGN
+    """The first layer's input of float images in the range the model expects (SPEC
     section 3): binary, bits [N, C, H, W] (pixel >= theta); integer modes, the bit planes
     [N, P, C, H, W] of q (two's complement for signed), plane k = bit k."""
     enc = ir.input

@@ -1,4 +1,4 @@
-"""Float vs integer (DESIGN section 10.5): the torch model in MC mode against the golden
+"""Float vs integer (SPEC section 10.5): the torch model in MC mode against the golden
 interpreter, with the same images and the same explicit keep masks.
 
 Two comparisons:

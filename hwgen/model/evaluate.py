@@ -1,51 +1,47 @@
-"""MC inference and `hwgen eval` (DESIGN section 5): T stochastic forward passes per
+"""MC inference and `hwgen eval` (SPEC section 5): T stochastic forward passes per
 image, prediction = argmax of the mean softmax, uncertainty = predictive entropy and
 mutual information, OOD detection against a locally made OOD set."""
 
 from __future__ import annotations
 
+import logging
 import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see hwgen.model.train
-
-import json  # noqa: E402
-import logging  # noqa: E402
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from .. import metrics
-from ..atomic import check_output_file, write_bytes, write_text
+from ..atomic import write_bytes
 from ..data import load_dataset, load_ood, ood_description
 from ..errors import HwgenError
 from ..figures import png_bytes, pyplot
-from .io import build_model, load_checkpoint
+from .io import build_model
+from ..ir.masks import CHUNK as MASK_CHUNK, draw_masks, realised_p
 from .net import BinaryNet
 
 log = logging.getLogger(__name__)
 
-__all__ = ["mc_logits", "draw_mc_masks", "cmd_eval", "evaluate", "write_plots", "draw_reliability"]
+__all__ = ["mc_logits", "draw_mc_masks", "evaluate", "write_plots", "draw_reliability"]
 
-# Masks are drawn per chunk of this many images from one seeded generator, so the keep
-# bits of image i depend only on (seed, i), never on how the caller batches.
-CHUNK = 64
+# Images per forward chunk; masks are drawn per chunk of hwgen.ir.masks.CHUNK images (the
+# same size), so the keep bits of image i depend only on (seed, i), never on batching.
+CHUNK = MASK_CHUNK
 EVAL_FORMAT = "hwgen-eval"       # the --json report's format tag (marks it as hwgen's)
 PLOTS = ("reliability.png", "entropy_hist.png")   # what --plots DIR holds
 
 
+def _site_ps(model: BinaryNet) -> list[tuple[float, int]]:
+    """(realised p, groups) per site: the default MTJ's realised p, what compiling the model
+    records and what the hardware drops at (hwgen.ir.masks)."""
+    return [(realised_p(s["p"]), s["n_groups"]) for s in model.sites]
+
+
 def draw_mc_masks(model: BinaryNet, n: int, samples: int, seed: int = 0) -> list[torch.Tensor]:
-    """The keep bits `mc_logits` draws for n images: one uint8 [n, T, n_groups] per site."""
-    g = torch.Generator().manual_seed(seed)
-    out = [[] for _ in model.sites]
-    for start in range(0, n, CHUNK):
-        b = min(CHUNK, n - start)
-        for k, s in enumerate(model.sites):
-            out[k].append((torch.rand(b, samples, s["n_groups"], generator=g) >= s["p"])
-                          .to(torch.uint8))
-    return [torch.cat(m) if m else torch.zeros(0, samples, s["n_groups"], dtype=torch.uint8)
-            for m, s in zip(out, model.sites)]
+    """The keep bits `mc_logits` draws for n images: one uint8 [n, T, n_groups] per site
+    (`hwgen.ir.masks.draw_masks` at the realised p)."""
+    return [torch.from_numpy(m) for m in draw_masks(_site_ps(model), n, samples, seed)]
 
 
 @torch.no_grad()
@@ -73,14 +69,14 @@ def mc_logits(model: BinaryNet, x: torch.Tensor, T: int, masks=None, seed: int =
             raise ValueError(f"expected {len(sites)} site masks, got {len(masks)}")
         masks = [torch.as_tensor(np.asarray(m) if not isinstance(m, torch.Tensor) else m)
                  .reshape(n, T, s["n_groups"]) for m, s in zip(masks, sites)]
-    g = torch.Generator().manual_seed(seed)
+    ps = _site_ps(model)
     out = []
     try:
         for start in tqdm(range(0, n, CHUNK), disable=not progress, unit="chunk",
                           desc=f"MC T={T}", mininterval=2.0):
             b = min(CHUNK, n - start)
             if masks is None:
-                m = [(torch.rand(b, T, s["n_groups"], generator=g) >= s["p"]) for s in sites]
+                m = [torch.from_numpy(mk) for mk in draw_masks(ps, b, T, seed, start)]
             else:
                 m = [mk[start:start + b] for mk in masks]
             if not sites:  # no dropout: the T samples are one deterministic pass
@@ -191,27 +187,3 @@ def draw_reliability(ax, rel: dict) -> None:
     ax.set_xlabel("confidence (max mean softmax)")
     ax.set_ylabel("accuracy")
     ax.legend(handles, labels, fontsize=7, loc="upper left")
-
-
-def cmd_eval(args) -> int:
-    for f in ([args.json] if args.json else []) + ([Path(args.plots) / n for n in PLOTS]
-                                                   if args.plots else []):
-        check_output_file(f)                # before any work
-    ckpt = load_checkpoint(args.model)
-    report, raw = evaluate(ckpt, args.samples, seed=args.seed, limit=args.limit)
-    o = report["ood"]
-    log.info("%s %s dropout=%s T=%d on %d images", report["dataset"], report["arch"],
-             report["dropout"], report["samples"], report["n_test"])
-    print(f"accuracy {report['accuracy']:.4f}  nll {report['nll']:.4f}  ece {report['ece']:.4f}  "
-          f"brier {report['brier']:.4f}  entropy {report['mean_entropy']:.4f}  "
-          f"mi {report['mean_mi']:.4f}")
-    print(f"OOD ({report['n_ood']} images)  AUROC entropy {o['entropy']['auroc']:.4f} "
-          f"mi {o['mi']['auroc']:.4f}  AUPR entropy {o['entropy']['aupr']:.4f} "
-          f"mi {o['mi']['aupr']:.4f}  FPR@95 entropy {o['entropy']['fpr95']:.4f} "
-          f"mi {o['mi']['fpr95']:.4f}")
-    if args.json:
-        write_text(args.json, json.dumps(dict(report, format=EVAL_FORMAT), indent=2,
-                                         sort_keys=True) + "\n")
-    if args.plots:
-        write_plots(args.plots, report, raw)
-    return 0

@@ -1,4 +1,4 @@
-"""model.pt (DESIGN section 9): a plain dict saved with torch.save, loaded only with
+"""model.pt (SPEC section 9): a plain dict saved with torch.save, loaded only with
 weights_only=True, and checked key by key before anything uses it."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Binary CNN layers, dropout sites and the network (DESIGN sections 1-5).
+"""Binary CNN layers, dropout sites and the network (SPEC sections 1-5, docs/SPEC.md).
 
 Values are +1/-1 with sign(0) = +1. Each binary layer is followed by batch norm; all
 but the last are followed by sign and, optionally, a max-pool (OR of bits). A dropout
@@ -59,7 +59,7 @@ class BinaryConv2d(nn.Conv2d):
             return F.conv2d(x, wb, None, self.stride, self.padding)
         # Element dropout: a per-image keep bit per row (c, ky, kx), shared by all windows,
         # i.e. conv(x, W * m) with a different m per image. One grouped conv (a group per
-        # image) does that; it measured ~10x faster than im2col + einsum on the CPU.
+        # image) does that, much faster than im2col + einsum on the CPU (docs/BENCHMARKS.md).
         n, c, h, w = x.shape
         o = wb.shape[0]
         wm = (wb.flatten(1)[None] * row_mask[:, None, :].to(wb.dtype)).reshape(n * o, *wb.shape[1:])
@@ -82,7 +82,7 @@ def site_groups(layer: dict, kind: str) -> tuple[int, int]:
 
 def input_arch(mode: str = "binary", theta: float = 0.5) -> dict:
     """model.pt["arch"]["input"] of a command-line input mode: 'binary' (bit = pixel >=
-    theta) or 'bitserial-n' (q = rint(pixel * (2**n - 1)), n in 2..16; DESIGN section 3)."""
+    theta) or 'bitserial-n' (q = rint(pixel * (2**n - 1)), n in 2..16; SPEC section 3)."""
     if mode == "binary":
         if not 0.0 < theta <= 1.0:
             raise ValueError(f"input threshold theta must be in (0, 1], not {theta!r}")

@@ -1,4 +1,5 @@
-"""Architecture SPEC parsing (DESIGN section 12) into plain-data layer descriptions.
+"""Architecture SPEC parsing (the grammar: SPEC section 13, docs/SPEC.md) into plain-data
+layer descriptions.
 
 Every binary layer is described as a convolution: a linear layer fed by a flatten of a
 (C, H, W) map is a stride-1 conv with an H x W kernel and no padding, and a linear layer

@@ -1,4 +1,4 @@
-"""`hwgen train`: seeded, deterministic CPU training of a binary CNN (DESIGN section 12).
+"""`hwgen train`: seeded, deterministic CPU training of a binary CNN (SPEC section 13).
 
 Recipe (measured on Fashion-MNIST, see docs/MODELS.md):
 - Adam with a one-cycle schedule (short warm-up, cosine decay to ~0);
@@ -14,32 +14,24 @@ Recipe (measured on Fashion-MNIST, see docs/MODELS.md):
 
 from __future__ import annotations
 
+import logging
 import os
-
-# Busy-waiting OpenMP workers collapse on a shared 2-core machine (measured 3x slower per
-# epoch under load); passive waiting costs nothing when the machine is idle. It only takes
-# effect if torch is not imported yet (the `hwgen` command imports it lazily, after this).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import logging  # noqa: E402
-import math  # noqa: E402
-import time  # noqa: E402
+import math
+import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..atomic import check_output_file
 from ..data import IN_SHAPE, load_dataset
 from ..errors import HwgenError
-from .io import save_model
 from .net import BinaryNet, make_arch
 from .spec import SpecError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULTS", "TrainConfig", "train", "cmd_train", "setup_torch"]
+__all__ = ["DEFAULTS", "TrainConfig", "train", "setup_torch"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +42,7 @@ class Defaults:
     batch_size: int
     shift: int          # random shift of up to +-shift pixels
     flip: bool          # random horizontal flip
-    theta: float = 0.5  # input binarisation threshold (DESIGN section 3)
+    theta: float = 0.5  # input binarisation threshold (SPEC section 3)
 
 
 DEFAULTS = {
@@ -76,7 +68,7 @@ class TrainConfig:
     dropout_scale: bool = False
     eval_samples: int = 8
     theta: float | None = None
-    input: str = "binary"         # 'binary' or 'bitserial-n' (DESIGN section 3)
+    input: str = "binary"         # 'binary' or 'bitserial-n' (SPEC section 3)
 
     def resolved(self) -> "TrainConfig":
         d = DEFAULTS[self.dataset]
@@ -204,15 +196,3 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[BinaryNet, dict]:
              1 if cfg.dropout == "none" else cfg.eval_samples, train_acc,
              meta["seconds_per_epoch"])
     return model, meta
-
-
-def cmd_train(args) -> int:
-    cfg = TrainConfig(dataset=args.dataset, arch=args.arch, dropout=args.dropout, p=args.p,
-                      epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
-                      lr=args.lr, dropout_scale=args.dropout_scale,
-                      theta=getattr(args, "theta", None), input=getattr(args, "input", "binary"))
-    check_output_file(args.output)          # before training: a foreign file is never replaced
-    model, meta = train(cfg)
-    save_model(args.output, model, meta)
-    log.info("wrote %s", args.output)
-    return 0

@@ -12,11 +12,12 @@ from typing import Callable
 from ..ir.core import IR
 from ..ir.verify import verify
 from .add_sites import add_sites
-from .fold import fold_thresholds, lower
+from .fold import fold_decisions, fold_thresholds, lower
 from .sites import choose_mtj_codes, number_interfaces
 from .tile import parse_tile, tile
 
 __all__ = ["PassConfig", "PIPELINE", "run_pipeline", "parse_tile", "lower", "fold_thresholds",
+           "fold_decisions",
            "number_interfaces", "choose_mtj_codes", "tile", "add_sites"]
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ def add_sites(ir: IR, kind: str, p: float, layers=None) -> IR:
     """Dropout sites of `kind` ('spatial' | 'element') and drop probability p on the inputs
     of `layers` (IR layer indices; default every layer but the first).
 
-    spatial: one group per input channel, kh*kw rows each (DESIGN section 5);
+    spatial: one group per input channel, kh*kw rows each (SPEC section 5);
     element: one group per crossbar row. Records in ir.meta.dropout (trained=False) that the network
     was not trained with them (trained_with = False)."""
     if kind not in ("spatial", "element"):

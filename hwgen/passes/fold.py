@@ -12,30 +12,55 @@ import numpy as np
 from ..ir.core import IR, BatchNorm, FloatLayer, Layer, pack_rows, replace
 from ..ir.interp import bn_value
 
-__all__ = ["lower", "fold_thresholds"]
+__all__ = ["lower", "fold_thresholds", "fold_decisions"]
+
+
+def fold_decisions(on: np.ndarray, bound: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Exact (s, t) with (s*a >= t) == on[:, a + bound] for every integer a in
+    [-bound, bound]: the one threshold fold of every frontend (`fold_thresholds` for
+    hwgen's model.pt, hwgen.frontend.qonnx for a QONNX graph).
+
+    on: bool [O, 2*bound + 1], channel j's output bit at every acc from -bound to bound,
+    each row monotone in acc (non-decreasing or non-increasing). bound: the layer's acc
+    bound (IR.acc_bound), the range the thresholds cover.
+
+    - A rising channel gets s = +1 and t = the lowest acc with output 1.
+    - A falling channel gets s = -1 and t = -(the highest acc with output 1).
+    - A constant channel, one with the same output at every acc in [-bound, bound]
+      (gain 0, or a crossing outside the range), gets s = +1 and t = -(bound+1) for
+      always 1 or t = bound+1 for always 0: just outside what s*acc can reach, the only
+      thresholds outside (-bound, bound] that hwgen.ir.verify accepts.
+
+    Constancy is judged on the whole range, not on the accs a layer's windows can reach
+    (hwgen.frontend.qonnx.reachable): a channel that crosses only between accs no window
+    produces keeps its crossing, which decides every reachable acc as exactly.
+    AssertionError if a row is not monotone (the frontends refuse that before folding).
+    """
+    on = np.asarray(on, bool)
+    a = np.arange(-bound, bound + 1)
+    if on.ndim != 2 or on.shape[1] != a.size:
+        raise ValueError(f"decisions of shape {on.shape}, expected (O, {a.size})")
+    always, never = on.all(axis=1), ~on.any(axis=1)
+    first = a[np.argmax(on, axis=1)]                  # lowest a with on
+    last = a[a.size - 1 - np.argmax(on[:, ::-1], axis=1)]
+    up = on[:, -1]                                    # on at the top: s = +1
+    s = np.where(up | never, 1, -1)
+    t = np.where(always, -(bound + 1), np.where(never, bound + 1, np.where(up, first, -last)))
+    if not np.array_equal(s[:, None] * a[None, :] >= t[:, None], on):
+        raise AssertionError("decision is not monotone in acc")
+    return tuple(int(v) for v in s), tuple(int(v) for v in t)
 
 
 def fold_thresholds(bn: BatchNorm, rows: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Exact (s, t) with (s*a >= t) == (bn_value(a) >= 0) for every integer a in [-rows, rows]
     (`rows`: the layer's acc bound, IR.acc_bound: more than its rows for a multi-bit input).
 
-    bn_value is evaluated at every reachable acc, so the fold is exact by construction,
-    including gain 0 (constant) and negative gains (s = -1). A constant channel gets s = +1
-    and t = -(rows+1) (always 1) or rows+1 (always 0): outside what s*acc can reach.
+    bn_value is evaluated at every acc in the range and folded by `fold_decisions`, so the
+    fold is exact by construction, including gain 0 (constant) and negative gains (s = -1).
     """
     a = np.arange(-rows, rows + 1)
     o = len(bn.gain)
-    on = bn_value(bn, np.broadcast_to(a, (o, a.size)), axis=0) >= 0
-    first = a[np.argmax(on, axis=1)]                  # lowest a with on
-    last = a[a.size - 1 - np.argmax(on[:, ::-1], axis=1)]
-    up = on[:, -1]                                    # on at the top: s = +1
-    s = np.where(up, 1, -1)
-    t = np.where(up, first, -last)
-    t = np.where(on.all(axis=1), -(rows + 1), np.where(~on.any(axis=1), rows + 1, t))
-    s = np.where(on.all(axis=1) | ~on.any(axis=1), 1, s)
-    if not np.array_equal(s[:, None] * a[None, :] >= t[:, None], on):
-        raise AssertionError("batch norm is not monotone in acc")  # bn_value guarantees it
-    return tuple(int(v) for v in s), tuple(int(v) for v in t)
+    return fold_decisions(bn_value(bn, np.broadcast_to(a, (o, a.size)), axis=0) >= 0, rows)
 
 
 def _geometry(l: FloatLayer) -> dict:

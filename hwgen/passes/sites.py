@@ -9,7 +9,7 @@ __all__ = ["number_interfaces", "choose_mtj_codes"]
 
 def number_interfaces(ir: IR, cfg=None) -> IR:
     """One MTJ-RNG interface per group, numbered site by site in network order and within a
-    site in group (channel or row) order (DESIGN section 6)."""
+    site in group (channel or row) order (SPEC section 6)."""
     sites, nxt = [], 0
     for s in sorted(ir.sites, key=lambda s: s.layer):
         sites.append(replace(s, first_interface=nxt))

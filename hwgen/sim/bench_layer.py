@@ -1,8 +1,8 @@
 """cocotb bench of one exported layer (`layer{i}`, hwgen.hw.layer_top.LayerTop) against
 the golden layer (hwgen.ir.interp.run_layer).
 
-Per case: the input bits go into the controller's buffer (one C-bit write per spatial
-position), the keep bits are set, `start` is pulsed, and after `done` the output bits
+Per case: the input bits go into the controller's store (one C-bit word per position,
+shifted in in raster order), the keep bits are set, `start` is pulsed, and after `done` the output bits
 (`result`, flattened (c, y, x)) or the classifier's class sums (`out`) are compared with
 the golden layer, every bit / integer with ==. The run is described by the JSON file named
 in $HWGEN_SIM_CONFIG (see sim/runner.run_layer); the result goes back as JSON.
@@ -72,7 +72,7 @@ async def _layer(dut, cfg):
     inputs, keep = data["inputs"], data["keep"]
     n = len(inputs)
     c, h, w = prm["in_shape"]
-    # a multi-bit first layer's buffer word holds its P input planes as P*C channels
+    # a multi-bit first layer's store word holds its P input planes as P*C channels
     # (plane-major), and its inputs are planes [N, P, C, H, W]
     cw = c * int(prm.get("planes", 1))
     out_shape = tuple(prm["out_shape"])
@@ -81,7 +81,7 @@ async def _layer(dut, cfg):
 
     Clock(dut.clk, CLK_NS, unit="ns", impl="gpi").start(start_high=False)
     dut.rst.value, dut.start.value = 1, 0
-    dut.wr__addr.value, dut.wr__data.value, dut.wr__en.value = 0, 0, 0
+    dut.wr__data.value, dut.wr__en.value = 0, 0
     if prm["n_groups"]:
         dut.keep.value = 0
     if prm["classifier"]:
@@ -97,9 +97,8 @@ async def _layer(dut, cfg):
         # inputs change at falling edges only; each write is taken at the next rising edge
         words = np.packbits(inputs[k].reshape(cw, h * w).T, axis=1, bitorder="little")
         for p in range(h * w):
-            dut.wr__addr.value = p
             dut.wr__data.value = int.from_bytes(words[p].tobytes(), "little")
-            dut.wr__en.value = (1 << cw) - 1
+            dut.wr__en.value = 1
             await FallingEdge(dut.clk)
         dut.wr__en.value = 0
         if prm["n_groups"]:

@@ -242,16 +242,19 @@ class DoneMonitor:
 class ImageSender:
     """Sends images on the `img` stream through the bench wrapper's word streamer
     (hwgen.sim.runner.bench_wrapper): the whole image goes on `tb_img` and a toggle of
-    `tb_img_go` starts it, so Python does not wake per word. Called at a falling edge."""
+    `tb_img_go` starts it, so Python does not wake per word. Called at a falling edge.
+    `positions`: H*W, to put the image's bits in the port's position-major order."""
 
-    def __init__(self, dut, in_w: int):
-        self.dut, self.in_w, self.go = dut, in_w, 0
+    def __init__(self, dut, in_w: int, positions: int):
+        self.dut, self.in_w, self.positions, self.go = dut, in_w, positions, 0
         dut.tb_img_go.value = 0
 
     def send(self, bits):
         # the words side by side, word k at bits [k*IN_W, ...), are the image's bits in
-        # order (zero-padded): the streamer cuts them as `image_words` packs them
-        self.dut.tb_img.value = int_of(np.asarray(bits, np.uint8).ravel())
+        # position-major order (zero-padded): the streamer cuts them as `image_words`
+        # packs them
+        planes = np.asarray(bits, np.uint8).reshape(-1, self.positions)
+        self.dut.tb_img.value = int_of(planes.T.ravel())
         self.go ^= 1
         self.dut.tb_img_go.value = self.go
 
@@ -308,7 +311,7 @@ async def _network(dut, cfg):
 
     for name in ("start", "out__ready"):
         getattr(dut, name).value = 0
-    sender = ImageSender(dut, tp.in_w)
+    sender = ImageSender(dut, tp.in_w, ir.in_shape[1] * ir.in_shape[2])
     dut.n_samples.value = T
     dut.rst.value = 1
     pins = None

@@ -91,7 +91,8 @@ def prove_popcount(synth_verilog: str, sim_verilog: str, width: int, timeout: fl
     return {"width": width, "and_nodes": int(nodes.group(1)) if nodes else None}
 
 
-def prove_outdir(outdir, verilog: str = "hwgen_top.v", sim: str = "popcount_sim.v") -> list[dict]:
+def prove_outdir(outdir, verilog: str = "hwgen_top.v",
+                 sim: str = "sim_only/popcount_sim.v") -> list[dict]:
     """Prove every popcount module of an exported design equal to its simulation variant."""
     from ..export import popcount_widths
     outdir = Path(outdir)

@@ -17,7 +17,7 @@ from hwgen.hw.loader import image_words
 
 __all__ = ["TopPorts", "load_ports", "image_words", "unpack_beat", "bits_of", "int_of"]
 
-# ports.json parameter names, and the lower-case aliases we accept for them.
+# ports.json parameter names, as hwgen.export writes them (and nothing else is accepted).
 _PARAMS = ("IN_W", "ACC_W", "CODE_W", "N_IF", "classes", "words_per_image",
            "reset_cycles", "write_cycles", "clk_ns")
 
@@ -41,36 +41,25 @@ class TopPorts:
         return self.ports[name][1]
 
 
-def _find(params: dict, key: str):
-    for k in (key, key.lower(), key.upper()):
-        if k in params:
-            return params[k]
-    raise KeyError(key)
-
-
 def load_ports(path) -> TopPorts:
     """Parse ports.json; raise ValueError naming the first missing or inconsistent item."""
     path = Path(path)
     d = json.loads(path.read_text())
-    raw = d.get("ports")
-    if isinstance(raw, dict):
-        items = [dict(v, name=k) for k, v in raw.items()]
-    elif isinstance(raw, list):
-        items = raw
-    else:
-        raise ValueError(f"{path}: no 'ports' list or table")
+    items = d.get("ports") if isinstance(d, dict) else None
+    if not isinstance(items, list):
+        raise ValueError(f"{path}: no 'ports' list")
     ports = {}
     for p in items:
-        direction = str(p.get("dir", p.get("direction", ""))).lower()
-        direction = {"input": "in", "i": "in", "output": "out", "o": "out"}.get(direction, direction)
-        if direction not in ("in", "out"):
-            raise ValueError(f"{path}: port {p.get('name')!r} has no direction in/out")
-        ports[p["name"]] = (direction, int(p["width"]))
-    params = d.get("params", d.get("parameters", d))
-    try:
-        vals = {k: _find(params, k) for k in _PARAMS}
-    except KeyError as e:
-        raise ValueError(f"{path}: parameter {e.args[0]} missing") from None
+        if not (isinstance(p, dict) and p.get("dir") in ("in", "out")):
+            raise ValueError(f"{path}: port {p!r} has no direction 'in' or 'out'")
+        ports[p["name"]] = (p["dir"], int(p["width"]))
+    params = d.get("params")
+    if not isinstance(params, dict):
+        raise ValueError(f"{path}: no 'params' table")
+    missing = [k for k in _PARAMS if k not in params]
+    if missing:
+        raise ValueError(f"{path}: parameter {missing[0]} missing")
+    vals = {k: params[k] for k in _PARAMS}
     tp = TopPorts(ports=ports, in_w=int(vals["IN_W"]), acc_w=int(vals["ACC_W"]),
                   code_w=int(vals["CODE_W"]), n_if=int(vals["N_IF"]),
                   classes=int(vals["classes"]), words_per_image=int(vals["words_per_image"]),

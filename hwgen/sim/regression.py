@@ -8,7 +8,9 @@ every sample must equal the golden model's, fed the masks the devices produced. 
 device draws are counter-based per (device seed, global sample index), so a shard
 (`--shard i/n`, images split into n contiguous ranges, i from 0) reproduces exactly its
 part of the unsharded run, and shard reports merge into the report of the whole run
-(`--merge`). `--jobs J` runs the shards of one machine in parallel and merges them.
+(`--merge`). `--jobs J` splits the images into J shards that run as tasks of hwgen.engine
+(a local Dask cluster of J workers, or `--scheduler ADDRESS`'s workers) and merges them:
+the report is the same wherever the shards ran, apart from its timing fields.
 
 Exit status: 0 when there are no mismatches, 1 on any mismatch (class integer or device
 outcome), 2 on bad input. On a mismatch the first mismatching image is re-run alone with
@@ -22,17 +24,15 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from ..atomic import check_output_file, sha256_file, write_text
+from ..atomic import sha256_file
 from ..errors import HwgenError
 from . import ports, runner, scoreboard, stats
 
-__all__ = ["cmd_sim", "run_regression", "merge_reports", "parse_shard", "shard_range",
+__all__ = ["run_regression", "merge_reports", "parse_shard", "shard_range",
            "summary_line", "build_root", "load_outdir", "image_bits"]
 
 log = logging.getLogger("hwgen.sim")
@@ -120,9 +120,10 @@ def run_regression(outdir, simulator: str = "verilator", images: int = 10, sampl
                    progress: bool = True, waves_on_mismatch: bool = True,
                    ir_path=None, scoreboard_seeds=None, scoreboard_interface_swap=None,
                    keep_runs: bool = False, with_stats: bool = True, inputs=None,
-                   reference_model=None) -> dict:
-    """Run the network regression (one shard, or `jobs` local shards merged); return the
-    report. Images: the first `images` of the .npy file `inputs`, else of the IR's
+                   reference_model=None, engine=None) -> dict:
+    """Run the network regression (one shard, or `jobs` shards merged); return the
+    report. The `jobs` shards are tasks of `engine` (a hwgen.engine.Engine; None: one after
+    the other in this process). Images: the first `images` of the .npy file `inputs`, else of the IR's
     dataset. Besides the golden model, the RTL's class integers are checked against the
     model OUTDIR was compiled from (see `reference_check`); `reference_model` overrides
     that file (to show the check catching a planted fault). The scoreboard_* and ir_path
@@ -138,61 +139,75 @@ def run_regression(outdir, simulator: str = "verilator", images: int = 10, sampl
     ref_model = _reference_model(outdir, reference_model)
     seeds = device_seeds(seed, ir.n_interfaces)
     root = build_root()
-    if simulator == "verilator":
-        runner.ensure_verilator_on_path()
-    try:
-        bdir = runner.build(outdir, simulator, root)
-    except runner.RunFailed as e:
-        raise HwgenError(str(e)) from None
+    remote = engine is not None and engine.address is not None
+    if not remote:      # built once here, before the shards: each then finds it cached
+        try:
+            _build(outdir, simulator)
+        except runner.RunFailed as e:
+            raise HwgenError(str(e)) from None
 
     i0, n0 = shard
     a, b = shard_range(images, i0, n0)
     parts = [(a + (b - a) * j // jobs, a + (b - a) * (j + 1) // jobs) for j in range(jobs)]
     parts = [p for p in parts if p[1] > p[0]] or [(a, a)]
-    bar = tqdm(total=b - a, unit="img", desc=f"sim {simulator}", disable=not progress,
-               dynamic_ncols=True)
-    lock = threading.Lock()
-
-    def tick(k):
-        with lock:
-            bar.update(k)
-
-    runs = root / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
-
-    def one(part):
-        pa, pb = part
-        rdir = Path(tempfile.mkdtemp(prefix=f"{simulator}-{pa}-{pb}-", dir=runs))
-        res = runner.run_network(
-            outdir, simulator, bits[pa:pb], index[pa:pb], samples, seeds, pa * samples, bdir,
-            rdir, ir_path=ir_path, scoreboard_seeds=scoreboard_seeds,
-            scoreboard_interface_swap=scoreboard_interface_swap, on_progress=tick)
-        ref = reference_check(ir, ref_model, x[pa:pb], res["record"], samples)
-        return _report(ir, outdir, simulator, seed, samples, (pa, pb), res, ds, with_stats,
-                       ref), rdir
-
+    tasks = [dict(outdir=outdir, simulator=simulator, part=(pa, pb), bits=bits[pa:pb],
+                  index=index[pa:pb], x=x[pa:pb], ir=ir, samples=samples, seeds=seeds,
+                  seed=seed, ds=ds, ref_model=ref_model, with_stats=with_stats,
+                  keep_runs=keep_runs, ir_path=ir_path, scoreboard_seeds=scoreboard_seeds,
+                  scoreboard_interface_swap=scoreboard_interface_swap)
+             for pa, pb in parts] if b > a else []
     try:
-        if len(parts) == 1:
-            results = [one(parts[0])] if b > a else []
+        if engine is None or engine.client is None:
+            bar = tqdm(total=b - a, unit="img", desc=f"sim {simulator}", disable=not progress,
+                       dynamic_ncols=True)
+            try:
+                results = [_run_part(t, on_progress=bar.update) for t in tasks]
+            finally:
+                bar.close()
         else:
-            with ThreadPoolExecutor(len(parts)) as pool:
-                results = list(pool.map(one, parts))
+            results = engine.map(_run_part, tasks, desc=f"sim {simulator}", unit="shard")
     except runner.RunFailed as e:
         raise HwgenError(str(e).splitlines()[0]) from None
-    finally:
-        bar.close()
     reports = [r for r, _ in results]
     report = merge_reports(reports) if len(reports) != 1 else reports[0]
     report["shard"] = [i0, n0]
     if keep_runs:        # each holds record.npz (class integers, device history), image order
-        report["runs"] = [str(rdir) for _, rdir in results]
-    else:
-        for _, rdir in results:
-            shutil.rmtree(rdir, ignore_errors=True)
+        report["runs"] = [rdir for _, rdir in results]
     if not report["ok"] and waves_on_mismatch:
         report["waveform"] = _waves(outdir, simulator, ir, report, bits, index, samples, seeds,
                                     root, ir_path, scoreboard_seeds, scoreboard_interface_swap)
     return report
+
+
+def _build(outdir: Path, simulator: str) -> Path:
+    """The simulator build of outdir on this machine (runner.build: cached by content hash
+    under build_root(), behind a file lock, so it is built once per machine)."""
+    if simulator == "verilator":
+        runner.ensure_verilator_on_path()
+    return runner.build(outdir, simulator, build_root())
+
+
+def _run_part(task: dict, on_progress=None) -> tuple[dict, str | None]:
+    """One shard of a regression, an independent task (run_regression's `tasks`): the
+    images of task["part"] through the RTL and the checks; returns (its report, its run
+    directory if task["keep_runs"], else None: the directory is removed)."""
+    t = task
+    (pa, pb), simulator, outdir = t["part"], t["simulator"], t["outdir"]
+    bdir = _build(outdir, simulator)
+    runs = build_root() / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    rdir = Path(tempfile.mkdtemp(prefix=f"{simulator}-{pa}-{pb}-", dir=runs))
+    res = runner.run_network(
+        outdir, simulator, t["bits"], t["index"], t["samples"], t["seeds"], pa * t["samples"],
+        bdir, rdir, ir_path=t["ir_path"], scoreboard_seeds=t["scoreboard_seeds"],
+        scoreboard_interface_swap=t["scoreboard_interface_swap"], on_progress=on_progress)
+    ref = reference_check(t["ir"], t["ref_model"], t["x"], res["record"], t["samples"])
+    rep = _report(t["ir"], outdir, simulator, t["seed"], t["samples"], (pa, pb), res, t["ds"],
+                  t["with_stats"], ref)
+    if t["keep_runs"]:
+        return rep, str(rdir)
+    shutil.rmtree(rdir, ignore_errors=True)
+    return rep, None
 
 
 def _report(ir, outdir: Path, simulator, seed, samples, rng, res, ds, with_stats,
@@ -253,7 +268,7 @@ def _reference_model(outdir: Path, override=None) -> Path | None:
 
 
 def reference_check(ir, model_path, images, record, samples: int) -> dict:
-    """The RTL's class integers, sample by sample, against the model itself (DESIGN
+    """The RTL's class integers, sample by sample, against the model itself (SPEC sections
     10.5/10.6): a hwgen model.pt runs in torch in MC mode with the keep masks the devices
     produced (hwgen.model.agreement, ties counted and allowed); a QONNX model, when it has no
     sites added after training, runs in qonnx's execute_onnx (class integers exact).
@@ -270,7 +285,7 @@ def reference_check(ir, model_path, images, record, samples: int) -> dict:
         if ir.sites:
             return {"kind": "qonnx", "ok": None,
                     "reason": "dropout sites were added after training: the graph has none"}
-        from ..frontend.qonnx_check import qonnx_vs_int
+        from ..frontend.qonnx import qonnx_vs_int
         r = qonnx_vs_int(ir, model_path, images, batch=min(n, 64), reference=observed)
         return {"kind": "qonnx", "samples": r["samples"],
                 "sample_mismatches": r["sample_mismatches"], "samples_with_tie": 0,
@@ -390,35 +405,3 @@ def summary_line(r: dict) -> str:
             f"{r['mc_samples']} MC samples, vs golden: mismatches {r['mismatches']} "
             f"(device {r['device_mismatches']}); {vs}; {cps} cycles/sample, "
             f"{rate} simulated samples/s: {'PASS' if r['ok'] else 'FAIL'}")
-
-
-def cmd_sim(args) -> int:
-    merge = getattr(args, "merge", None)
-    if merge:
-        reps = []
-        for f in merge:
-            try:
-                reps.append(json.loads(Path(f).read_text()))
-            except (OSError, ValueError) as e:
-                raise HwgenError(f"{f}: unreadable report ({e})") from None
-        report = merge_reports(reps)
-        v = Path(args.outdir) / "hwgen_top.v"
-        if v.is_file() and _sha(v) != report["verilog_sha256"]:
-            raise HwgenError(f"the reports are of another design than {args.outdir}")
-    else:
-        if args.json:
-            check_output_file(args.json)    # before the simulation
-        report = run_regression(args.outdir, args.simulator, args.images, args.samples,
-                                args.seed, parse_shard(args.shard),
-                                jobs=getattr(args, "jobs", 1) or 1,
-                                inputs=getattr(args, "inputs", None))
-    if args.json:
-        write_text(args.json, json.dumps(report, indent=1, sort_keys=True) + "\n")
-    print(summary_line(report))
-    if report["first_mismatch"]:
-        print("first mismatch: " + json.dumps(report["first_mismatch"], sort_keys=True))
-    if report["first_device_mismatch"]:
-        print("first device mismatch: " + json.dumps(report["first_device_mismatch"], sort_keys=True))
-    if report.get("waveform"):
-        print(f"waveform: {report['waveform']}")
-    return 0 if report["ok"] else 1

@@ -249,12 +249,13 @@ def build(outdir, simulator: str, build_root, waves: bool = False,
     args = _verilator_args() if simulator == "verilator" else []
     if wrapper and simulator == "verilator":
         args.append("--timing")       # the wrapper's clock is a delay loop
-    # Verilator simulates the behavioural popcount modules (popcount_sim.v, proven equal to
-    # the adder trees by hwgen.sim.equiv) in place of the trees; Icarus the synthesis text.
-    pc_sim = Path(outdir) / "popcount_sim.v"
-    pc_sim = pc_sim if (simulator == "verilator" and toplevel == TOPLEVEL
-                        and pc_sim.is_file()) else None
-    key = _digest([v, vlt, pc_sim] if simulator == "verilator" else [v],
+    # Verilator simulates the export's simulation set (the file list hwgen_top_sim.f: the top
+    # without the adder trees and behavioural popcount modules, proven equal to them by
+    # hwgen.sim.equiv, in sim_only/); Icarus the synthesis text.
+    sim_list = Path(outdir) / f"{toplevel}_sim.f"
+    sim_set = [Path(outdir) / f for f in sim_list.read_text().split()] \
+        if simulator == "verilator" and toplevel == TOPLEVEL and sim_list.is_file() else [v]
+    key = _digest([*sim_set, vlt] if simulator == "verilator" else [v],
                   f"{simulator} {toplevel} {waves} {args} public-depth-1 {wrapper} "
                   f"{VERILATOR_MAKE if simulator == 'verilator' else ''} "
                   f"{_tool_version(simulator)}")
@@ -265,13 +266,8 @@ def build(outdir, simulator: str, build_root, waves: bool = False,
             return bdir
         if simulator == "verilator":
             ensure_verilator_on_path()
-        sources = [v] + ([VerilatorControlFile(vlt)] if (vlt and simulator == "verilator") else [])
-        if pc_sim is not None:
-            from ..export import strip_modules
-            bdir.mkdir(parents=True, exist_ok=True)
-            core = bdir / v.name          # same file name: the waivers are scoped by it
-            core.write_text(strip_modules(v.read_text()))
-            sources = [core, pc_sim] + sources[1:]
+        sources = sim_set + ([VerilatorControlFile(vlt)] if (vlt and simulator == "verilator")
+                             else [])
         top = toplevel
         if wrapper:
             bdir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """Scoreboard: the masks the devices produced -> the golden interpreter -> compare.
 
-The device model is the source of truth for the masks (DESIGN section 6): the k-th
+The device model is the source of truth for the masks (SPEC section 6): the k-th
 completed write pulse of interface i is its draw for the k-th (image, sample) of the
 run, and keep = NOT AP. The scoreboard turns that per-write history into the
 interpreter's per-site masks [N, T, n_groups], runs the golden model and compares every

@@ -1,4 +1,4 @@
-"""Statistics level (DESIGN section 10.4): are the recorded device draws what they claim?
+"""Statistics level (SPEC section 10.4): are the recorded device draws what they claim?
 
 Input: the per-write AP outcomes [n, n_if] (n draws per interface, in order) and each
 interface's realised p. Three checks, each a two-sided test at family-wise level alpha
@@ -6,7 +6,8 @@ interface's realised p. Three checks, each a two-sided test at family-wise level
 
 1. **Rate.** The drop count X_i of interface i is Binomial(n, p_i). It must lie in the
    central binomial interval of probability 1 - alpha/m (m = interfaces with 0 < p < 1).
-   The uncorrected 99.9% interval is reported too, as DESIGN asks for it per interface.
+   The uncorrected 99.9% interval is reported too, as SPEC section 10.4 asks for it per
+   interface.
 2. **Independence between interfaces.** For independent draws the Pearson correlation
    r_ij of two interfaces' sequences has mean 0 and standard deviation 1/sqrt(n) up to
    O(1/n), and sqrt(n) r_ij is asymptotically N(0, 1) (CLT on the products). So

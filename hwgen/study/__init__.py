@@ -13,36 +13,18 @@ plots.py   the figures
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 
 from .config import PRESETS, StudyConfig, load_config, paper, tiny
 
-__all__ = ["StudyConfig", "tiny", "paper", "load_config", "run", "cmd_study", "PRESETS"]
+__all__ = ["StudyConfig", "tiny", "paper", "load_config", "run", "PRESETS"]
 
 log = logging.getLogger("hwgen.study")
 
 
-def run(cfg: StudyConfig, command: str = "hwgen study", progress: bool = True):
-    """Run the whole study on a validated config; return the flow's Context."""
+def run(cfg: StudyConfig, command: str = "hwgen study", progress: bool = True, engine=None):
+    """Run the whole study on a validated config; return the flow's Context. Each step's
+    units (one model's training, evaluation, compilation, RTL regression) run as tasks of
+    `engine` (a hwgen.engine.Engine; None: in this process)."""
     from .flow import run_study
     from .steps import STEPS
-    return run_study(cfg.validate(), STEPS, command, progress=progress)
-
-
-def cmd_study(args) -> int:
-    """Exit 0, or 1 when an RTL regression found a mismatch (the report is still written)."""
-    name = "tiny" if args.tiny else args.config
-    if args.tiny and args.config not in (None, "tiny"):
-        from ..errors import HwgenError
-        raise HwgenError(f"--tiny and --config {args.config} contradict each other")
-    cfg = load_config(name)
-    if args.output:
-        cfg = replace(cfg, output_dir=args.output).validate()
-    command = "hwgen study " + ("--tiny" if name == "tiny" else f"--config {name or 'paper'}")
-    ctx = run(cfg, command)
-    rtl = ctx.results["verify_rtl"]["designs"]
-    bad = [n for n, r in rtl.items() if not r["ok"]]
-    print(f"hwgen study: wrote {cfg.output_dir}/REPORT.md and {cfg.output_dir}/results.json"
-          f" ({len(ctx.results['train']['models'])} models, {len(rtl)} RTL designs"
-          f"{', MISMATCHES in ' + ', '.join(bad) if bad else ', 0 RTL mismatches'})")
-    return 1 if bad else 0
+    return run_study(cfg.validate(), STEPS, command, progress=progress, engine=engine)

@@ -10,10 +10,11 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from ..config import DEFAULT
 from ..errors import HwgenError
 from ..model.net import input_arch
 
-__all__ = ["StudyConfig", "KINDS", "VARIANTS", "PRESETS", "tiny", "paper", "load_config"]
+__all__ = ["report_t", "StudyConfig", "KINDS", "VARIANTS", "PRESETS", "tiny", "paper", "load_config"]
 
 #: Model kinds a study can train, and the `hwgen train --dropout` each one means.
 KINDS = {"deterministic": "none", "element": "element", "spatial": "spatial"}
@@ -35,19 +36,18 @@ class StudyConfig:
     #: or "fashion-mnist" (28x28, from the Debian package dataset-fashion-mnist).
     dataset: str = "fashion-mnist"
 
-    #: Architecture SPEC (DESIGN s.12) shared by every model of the study, e.g.
+    #: Architecture SPEC (SPEC section 13) shared by every model of the study, e.g.
     #: "c16,p2,c32,p2,f10"; None means the dataset's default (hwgen.model.train.DEFAULTS).
     arch: str | None = None
 
     #: The second design axis: the same network with dropout sites on the last layers
     #: only, as a SPEC in which a `d` token marks each layer that gets a site (placed just
-    #: before that layer's token, e.g. "c16,p2,c32,p2,d,f10"). The `d` token is being added
-    #: to hwgen.model.spec by another change; until `parse_spec` accepts this string the
-    #: variant is skipped with a log line and listed under "skipped" in results.json.
-    #: None means no variant.
+    #: before that layer's token, e.g. "c16,p2,c32,p2,d,f10"; hwgen.model.spec, SPEC
+    #: section 5). A string that `parse_spec` refuses skips the variant with a log line,
+    #: listed under "skipped" in results.json. None means no variant.
     sites_arch: str | None = None
 
-    #: First-layer input mode (DESIGN s.3): "binary" or "bitserial-n" (n-bit pixels, one
+    #: First-layer input mode (SPEC section 3): "binary" or "bitserial-n" (n-bit pixels, one
     #: crossbar pass per bit plane).
     input_mode: str = "binary"
 
@@ -95,10 +95,10 @@ class StudyConfig:
     # -- hardware ------------------------------------------------------------------------
 
     #: Crossbar tile RxC every layer is split onto (`hwgen compile --tile`).
-    tile: str = "128x128"
+    tile: str = DEFAULT.tile_text
 
     #: Columns per cycle of a tile read (`hwgen compile --lanes`).
-    lanes: int = 8
+    lanes: int = DEFAULT.lanes
 
     #: Held-out images of the compiler's float-vs-integer check (`--check-images`).
     check_images: int = 64
@@ -263,3 +263,11 @@ def load_config(spec: str | None) -> StudyConfig:
         raise HwgenError(f"{path}: unknown study config field {unknown[0]!r}")
     kw = {k: (tuple(v) if k in _TUPLES and isinstance(v, list) else v) for k, v in d.items()}
     return replace(StudyConfig(), **kw).validate()
+
+
+def report_t(cfg: StudyConfig, kind: str) -> int:
+    """The T of a kind's single-T figures: 1 for the deterministic model (its samples are
+    equal), else `cfg.report_samples`. Here, so that the steps and the report that both
+    use it depend on the configuration, not on each other."""
+    return 1 if kind == "deterministic" else cfg.report_samples
+

@@ -9,7 +9,10 @@ the result names (its artifacts: model.pt files, compiled designs) still has the
 was recorded with. Inside a step, each unit of work (one model's training, evaluation,
 compilation or RTL regression) is cached the same way in OUTDIR/cache/units/, so changing
 one field (say, adding a seed) redoes only the units it touches, and an interrupted study
-resumes where it stopped.
+resumes where it stopped. A step's units that are not cached run as independent tasks of
+the context's hwgen.engine.Engine (a local Dask cluster or a scheduler's workers: the same
+results and the same cache as in one process); their records are written here, as each
+is done.
 
 Timings and cache hits are kept apart from the results (results.json "run"), so the same
 config gives the same results apart from that field.
@@ -84,29 +87,58 @@ class Context:
     timings: dict = field(default_factory=dict)
     step: Step | None = None
     _code: str = ""
+    engine: object = None       # a hwgen.engine.Engine, or None: this process
+
+    def __getstate__(self) -> dict:
+        # what a unit's closure carries to a worker: no engine, no progress bars there
+        return dict(self.__dict__, engine=None, progress=False)
 
     def path(self, rel: str) -> Path:
         return self.outdir / rel
+
+    def _unit_record(self, name: str, inputs: dict) -> tuple[str, Path, dict | None]:
+        key = sha256_json({"step": self.step.name, "version": self.step.version,
+                           "code": self._code, "unit": name, "inputs": inputs})
+        f = self.outdir / "cache" / "units" / self.step.name / f"{name}.json"
+        return key, f, _load_record(f, key, self.outdir)
 
     def unit(self, name: str, inputs: dict, fn: Callable[[], tuple[dict, list[str], dict]]) -> dict:
         """Run (or re-use) one unit of the current step. `inputs` is everything the unit's
         result depends on (JSON-ready); fn() -> (result, artifact paths relative to the
         output directory, timing figures). Returns the result."""
-        key = sha256_json({"step": self.step.name, "version": self.step.version,
-                           "code": self._code, "unit": name, "inputs": inputs})
-        f = self.outdir / "cache" / "units" / self.step.name / f"{name}.json"
-        rec = _load_record(f, key, self.outdir)
+        return self.units([(name, inputs, fn)])[name]
+
+    def units(self, items, desc: str | None = None) -> dict:
+        """`unit` for each (name, inputs, fn) of `items`; {name: result} in their order.
+        The units that are not cached run as tasks of `engine` (one bar over them)."""
         t = self.timings.setdefault(self.step.name, {}).setdefault("units", {})
-        if rec is not None:
-            t[name] = dict(rec.get("timing", {}), cached=True)
-            log.info("%s %s: cached", self.step.name, name)
-            return rec["result"]
-        t0 = time.perf_counter()
-        result, artifacts, timing = fn()
-        timing = dict(timing, seconds=time.perf_counter() - t0)
-        _save_record(f, key, self.step.name, result, artifacts, self.outdir, timing)
-        t[name] = dict(timing, cached=False)
-        return result
+        out, todo = {}, []
+        for name, inputs, fn in items:
+            key, f, rec = self._unit_record(name, inputs)
+            if rec is not None:
+                t[name] = dict(rec.get("timing", {}), cached=True)
+                log.info("%s %s: cached", self.step.name, name)
+                out[name] = rec["result"]
+            else:
+                out[name] = None
+                todo.append((name, key, f, fn))
+        if todo:
+            from ..engine import Engine
+            eng = self.engine or Engine("none", progress=self.progress)
+            done = eng.map(_timed, [fn for *_, fn in todo], desc=f"study {desc or self.step.name}",
+                           unit="unit")
+            for (name, key, f, _), (result, artifacts, timing) in zip(todo, done):
+                _save_record(f, key, self.step.name, result, artifacts, self.outdir, timing)
+                t[name] = dict(timing, cached=False)
+                out[name] = result
+        return out
+
+
+def _timed(fn) -> tuple[dict, list[str], dict]:
+    """A unit's fn() -> (result, artifacts, timing with its seconds): the task."""
+    t0 = time.perf_counter()
+    result, artifacts, timing = fn()
+    return result, artifacts, dict(timing, seconds=time.perf_counter() - t0)
 
 
 def _load_record(f: Path, key: str, outdir: Path) -> dict | None:
@@ -144,13 +176,17 @@ def _save_record(f: Path, key: str, step: str, result: dict, artifacts: list[str
     write_text(f, json.dumps(rec, sort_keys=True, indent=1, allow_nan=False) + "\n")
 
 
-def run_study(cfg: StudyConfig, steps, command: str, progress: bool = True) -> Context:
+def run_study(cfg: StudyConfig, steps, command: str, progress: bool = True,
+              engine=None) -> Context:
     """Run `steps` in order on `cfg` (validated), caching each; return the context (its
-    `results` and `timings` per step)."""
+    `results` and `timings` per step). The units of a step run as tasks of `engine` (a
+    hwgen.engine.Engine; None: in this process)."""
     outdir = Path(cfg.output_dir)
     if outdir.exists() and not outdir.is_dir():
         raise HwgenError(f"{outdir}: exists and is not a directory")
-    ctx = Context(cfg=cfg, outdir=outdir, command=command, progress=progress)
+    if engine is not None and engine.client is not None:
+        outdir = outdir.resolve()       # the workers' current directory may differ
+    ctx = Context(cfg=cfg, outdir=outdir, command=command, progress=progress, engine=engine)
     t_all = time.perf_counter()
     for k, step in enumerate(steps, start=1):
         ctx.step = step

@@ -11,7 +11,7 @@ import numpy as np
 from .. import __version__
 from ..atomic import NPZ_MARK, write_text
 from ..cost.model import BASELINES, PAPER
-from .config import VARIANTS
+from .config import VARIANTS, report_t
 
 __all__ = ["FORMAT", "VERSION", "build_results", "render_markdown", "write_report", "HEADLINE"]
 
@@ -45,7 +45,6 @@ def _stat(values: list[float]) -> dict:
 
 
 def _groups(cfg, models: dict) -> list[dict]:
-    from .steps import report_t
     out = []
     for variant in VARIANTS:
         for kind in cfg.kinds:

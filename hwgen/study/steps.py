@@ -15,18 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import NPZ_MARK, write_bytes
-from .config import KINDS, StudyConfig
+from .config import KINDS, StudyConfig, report_t
 from .flow import Context, Step, sha256_file
 
 __all__ = ["STEPS", "model_plan", "weights_sha256"]
 
 log = logging.getLogger("hwgen.study")
-
-
-def _bar(ctx: Context, items, desc: str):
-    from tqdm import tqdm
-    return tqdm(items, desc=f"study {desc}", unit="model", disable=not ctx.progress,
-                mininterval=2.0, leave=False)
 
 
 def model_plan(cfg: StudyConfig) -> tuple[str, list[dict], list[dict]]:
@@ -79,8 +73,8 @@ def step_train(ctx: Context):
     cfg = ctx.cfg
     arch, models, skipped = model_plan(cfg)
     threads = int(os.environ.get("HWGEN_THREADS", "1"))   # the state dict depends on it
-    out = {}
-    for m in _bar(ctx, models, "train"):
+    units = []
+    for m in models:
         tc = TrainConfig(dataset=cfg.dataset, arch=m["spec"], dropout=m["dropout"], p=cfg.p,
                          epochs=cfg.epochs, seed=m["seed"], theta=cfg.theta,
                          input=cfg.input_mode).resolved()
@@ -99,7 +93,8 @@ def step_train(ctx: Context):
                        train_acc=meta["train_acc"], test_acc_torch=meta["test_acc"],
                        test_acc_torch_samples=meta["test_samples"], history=hist)
             return res, [rel], {"seconds_per_epoch": meta["seconds_per_epoch"]}
-        out[m["name"]] = ctx.unit(m["name"], {"train": asdict(tc), "threads": threads}, fn)
+        units.append((m["name"], {"train": asdict(tc), "threads": threads}, fn))
+    out = ctx.units(units)      # as tasks of ctx.engine
     return ({"arch": arch, "models": out, "skipped": skipped},
             [m["path"] for m in out.values()])
 
@@ -117,18 +112,14 @@ def eval_samples(cfg: StudyConfig, kind: str) -> tuple[int, ...]:
     return (1,) if kind == "deterministic" else tuple(sorted(cfg.samples))
 
 
-def report_t(cfg: StudyConfig, kind: str) -> int:
-    return 1 if kind == "deterministic" else cfg.report_samples
-
-
 def step_evaluate(ctx: Context):
     from ..frontend import build_ir, load_model
     from ..passes import run_pipeline
     from .golden import golden_eval
 
     cfg = ctx.cfg
-    out, arts = {}, []
-    for name, m in _bar(ctx, list(ctx.results["train"]["models"].items()), "evaluate"):
+    units, arts = [], []
+    for name, m in ctx.results["train"]["models"].items():
         ts = eval_samples(cfg, m["kind"])
         rel = f"eval/{name}.npz"
 
@@ -145,12 +136,12 @@ def step_evaluate(ctx: Context):
                    "n_test": reps["n_test"], "n_ood": reps["n_ood"], "ood_set": reps["ood_set"],
                    "T": {str(t): reps[t] for t in ts}}
             return res, [rel], {}
-        out[name] = ctx.unit(name, {"model": m["file_sha256"], "samples": list(ts),
-                                    "report_samples": report_t(cfg, m["kind"]),
-                                    "seed": cfg.eval_seed, "limit": cfg.test_limit,
-                                    "ood": cfg.ood}, fn)
+        units.append((name, {"model": m["file_sha256"], "samples": list(ts),
+                             "report_samples": report_t(cfg, m["kind"]),
+                             "seed": cfg.eval_seed, "limit": cfg.test_limit,
+                             "ood": cfg.ood}, fn))
         arts.append(rel)
-    return {"models": out}, arts
+    return {"models": ctx.units(units)}, arts
 
 
 # -- compile ------------------------------------------------------------------------------------
@@ -164,18 +155,18 @@ def designs(ctx: Context) -> dict:
 
 
 def step_compile(ctx: Context):
-    from ..compile import compile_model
+    from ..compiler import compile_model
 
     cfg = ctx.cfg
-    out = {}
-    for name, m in _bar(ctx, list(designs(ctx).items()), "compile"):
+    units = []
+    for name, m in designs(ctx).items():
         verilog = m["variant"] in cfg.rtl_variants and cfg.rtl_images > 0
         rel = f"rtl/{name}"
 
         def fn(m=m, rel=rel, verilog=verilog):
             timings = {}
             compile_model(ctx.path(m["path"]), ctx.path(rel), tile=cfg.tile, lanes=cfg.lanes,
-                          n_check=cfg.check_images, verilog=verilog, timings=timings)
+                          check_images=cfg.check_images, verilog=verilog, timings=timings)
             chk = ctx.path(rel) / "check.json"
             check = None
             if chk.is_file():
@@ -186,9 +177,10 @@ def step_compile(ctx: Context):
             res = {"dir": rel, "verilog": verilog, "check": check,
                    "manifest_sha256": sha256_file(ctx.path(rel) / "manifest.json")}
             return res, [rel], timings
-        out[name] = ctx.unit(name, {"model": m["file_sha256"], "tile": cfg.tile,
-                                    "lanes": cfg.lanes, "check_images": cfg.check_images,
-                                    "verilog": verilog}, fn)
+        units.append((name, {"model": m["file_sha256"], "tile": cfg.tile,
+                             "lanes": cfg.lanes, "check_images": cfg.check_images,
+                             "verilog": verilog}, fn))
+    out = ctx.units(units)
     return {"designs": out}, [d["dir"] for d in out.values()]
 
 
@@ -213,7 +205,7 @@ def compare_rtl(ir, model, images: np.ndarray, labels: np.ndarray, observed: np.
     masks are those the devices produced; the golden integers come from the definition
     (hwgen.ir.interp.run, not the scoreboard's fast path); entropy and MI are recomputed
     from the RTL's class integers through the IR's logit affine. Also the torch float model
-    with the same masks (DESIGN s.10.5)."""
+    with the same masks (SPEC section 10.5)."""
     import torch
 
     from .. import metrics
@@ -252,9 +244,9 @@ def step_verify_rtl(ctx: Context):
     from ..sim.regression import run_regression
 
     cfg = ctx.cfg
-    out, arts = {}, []
+    units, arts = [], []
     todo = {n: d for n, d in ctx.results["compile"]["designs"].items() if d["verilog"]}
-    for name, d in _bar(ctx, list(todo.items()), "verify_rtl"):
+    for name, d in todo.items():
         rel = f"sim/{name}.npz"
 
         def fn(name=name, d=d, rel=rel):
@@ -279,11 +271,11 @@ def step_verify_rtl(ctx: Context):
             res.update(cmp, record=rel)
             return res, [rel], {"sim_wall_s": rep["sim_wall_s"],
                                 "process_wall_s": rep["process_wall_s"]}
-        out[name] = ctx.unit(name, {"design": d["manifest_sha256"], "images": cfg.rtl_images,
-                                    "samples": cfg.rtl_samples, "seed": cfg.rtl_seed,
-                                    "simulator": cfg.simulator}, fn)
+        units.append((name, {"design": d["manifest_sha256"], "images": cfg.rtl_images,
+                             "samples": cfg.rtl_samples, "seed": cfg.rtl_seed,
+                             "simulator": cfg.simulator}, fn))
         arts.append(rel)
-    return {"designs": out}, arts
+    return {"designs": ctx.units(units)}, arts
 
 
 # -- cost, summary ------------------------------------------------------------------------------------

@@ -246,34 +246,34 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   reg \$signal  = 1'h0;
   reg active = 1'h0;
   wire busy;
-  wire \busy$64 ;
+  wire \busy$58 ;
   input clk;
   wire clk;
   output done;
   wire done;
-  wire \done$58 ;
-  wire \done$74 ;
-  wire \done$77 ;
+  wire \done$52 ;
+  wire \done$68 ;
+  wire \done$71 ;
   wire finish;
   reg full0 = 1'h0;
   reg full1 = 1'h0;
   wire go;
-  wire \go$50 ;
+  wire \go$44 ;
   output idle;
   wire idle;
   input [31:0] img__payload;
   wire [31:0] img__payload;
-  wire [31:0] \img__payload$70 ;
+  wire [31:0] \img__payload$64 ;
   output img__ready;
   wire img__ready;
-  wire \img__ready$66 ;
+  wire \img__ready$60 ;
   input img__valid;
   wire img__valid;
-  wire \img__valid$65 ;
+  wire \img__valid$59 ;
   reg in_flight = 1'h0;
   wire [2:0] keep;
-  reg [6:0] \keep$46  = 7'h00;
-  wire [3:0] \keep$47 ;
+  reg [6:0] \keep$40  = 7'h00;
+  wire [3:0] \keep$41 ;
   wire [6:0] keep__payload;
   wire keep__ready;
   wire keep__valid;
@@ -294,20 +294,18 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   input [15:0] n_samples;
   wire [15:0] n_samples;
   reg [15:0] n_t = 16'h0000;
-  wire [3:0] next__addr;
-  wire [3:0] \next__addr$29 ;
   wire [2:0] next__data;
-  wire [3:0] \next__data$31 ;
-  wire [2:0] next__en;
-  wire [3:0] \next__en$33 ;
+  wire [3:0] \next__data$25 ;
+  wire next__en;
+  wire \next__en$27 ;
   output [36:0] out__payload;
   wire [36:0] out__payload;
-  wire [36:0] \out__payload$34 ;
-  wire [20:0] \out__payload$34.acc ;
-  wire [6:0] \out__payload$34.acc[0] ;
-  wire [6:0] \out__payload$34.acc[1] ;
-  wire [6:0] \out__payload$34.acc[2] ;
-  wire [15:0] \out__payload$34.sample ;
+  wire [36:0] \out__payload$28 ;
+  wire [20:0] \out__payload$28.acc ;
+  wire [6:0] \out__payload$28.acc[0] ;
+  wire [6:0] \out__payload$28.acc[1] ;
+  wire [6:0] \out__payload$28.acc[2] ;
+  wire [15:0] \out__payload$28.sample ;
   wire [20:0] \out__payload.acc ;
   wire [6:0] \out__payload.acc[0] ;
   wire [6:0] \out__payload.acc[1] ;
@@ -315,10 +313,10 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   wire [15:0] \out__payload.sample ;
   input out__ready;
   wire out__ready;
-  wire \out__ready$35 ;
+  wire \out__ready$29 ;
   output out__valid;
   wire out__valid;
-  wire \out__valid$36 ;
+  wire \out__valid$30 ;
   reg [17:0] owed = 18'h00000;
   reg pf_run = 1'h0;
   (* init = 1'h0 *)
@@ -330,33 +328,29 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   wire [15:0] sample;
   input start;
   wire start;
-  wire \start$71 ;
-  wire \start$72 ;
-  wire \start$73 ;
+  wire \start$65 ;
+  wire \start$66 ;
+  wire \start$67 ;
   reg [15:0] started = 16'h0000;
   reg [15:0] t_bank0 = 16'h0000;
   reg [15:0] t_bank1 = 16'h0000;
   reg [15:0] t_pf = 16'h0000;
   (* init = 1'h0 *)
   wire wbank;
-  wire [5:0] wr__addr;
-  wire [5:0] \wr__addr$17 ;
-  wire [3:0] \wr__addr$22 ;
-  wire [3:0] \wr__addr$28 ;
   wire wr__data;
-  wire \wr__data$19 ;
-  wire [2:0] \wr__data$24 ;
-  wire [3:0] \wr__data$30 ;
+  wire \wr__data$17 ;
+  wire [2:0] \wr__data$20 ;
+  wire [3:0] \wr__data$24 ;
   wire wr__en;
-  wire \wr__en$21 ;
-  wire [2:0] \wr__en$26 ;
-  wire [3:0] \wr__en$32 ;
+  wire \wr__en$19 ;
+  wire \wr__en$22 ;
+  wire \wr__en$26 ;
   assign \$31  = \$signal  == 1'h0;
-  assign \$32  = \done$77  & \$31 ;
+  assign \$32  = \done$71  & \$31 ;
   assign \$33  = rbank == 1'h0;
   assign \$34  = done & \$33 ;
   assign \$35  = \$signal  == 1'h1;
-  assign \$36  = \done$77  & \$35 ;
+  assign \$36  = \done$71  & \$35 ;
   assign \$37  = rbank == 1'h1;
   assign \$38  = done & \$37 ;
   assign \$39  = ~ active;
@@ -365,7 +359,7 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   assign \$42  = rbank ? t_bank1 : t_bank0;
   assign \$43  = ~ rbank;
   always @(posedge clk)
-    \keep$46  <= \$44 ;
+    \keep$40  <= \$44 ;
   always @(posedge clk)
     owed <= \$45 ;
   always @(posedge clk)
@@ -402,11 +396,11 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   assign \$7  = \$5  & \$6 ;
   assign \$8  = ~ keep__valid;
   assign \$9  = \$8  | keep__ready;
-  assign \go$50  = \$7  & \$9 ;
+  assign \go$44  = \$7  & \$9 ;
   assign \$10  = active & more;
   assign \$11  = \$10  & keep__valid;
   assign \$12  = ~ in_flight;
-  assign \$13  = \$12  | \done$58 ;
+  assign \$13  = \$12  | \done$52 ;
   assign keep__ready = \$11  & \$13 ;
   assign \$14  = ~ more;
   assign \$15  = active & \$14 ;
@@ -418,76 +412,70 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   assign \$20  = \$signal  ? full1 : full0;
   assign \$21  = ~ \$20 ;
   assign \$22  = \$19  & \$21 ;
-  assign \$23  = ~ \busy$64 ;
+  assign \$23  = ~ \busy$58 ;
   assign idle = \$22  & \$23 ;
   assign \$24  = ~ pf_run;
-  assign \img__valid$65  = \$24  & img__valid;
+  assign \img__valid$59  = \$24  & img__valid;
   assign \$25  = ~ pf_run;
-  assign img__ready = \$25  & \img__ready$66 ;
+  assign img__ready = \$25  & \img__ready$60 ;
   assign launch = idle & start;
   assign \$26  = launch ? n_samples : 16'h0000;
   assign \$27  = { 1'h0, owed } + { 3'h0, \$26  };
-  assign \$28  = { 1'h0, \$27  } - { 19'h00000, \go$50  };
+  assign \$28  = { 1'h0, \$27  } - { 19'h00000, \go$44  };
   assign \$29  = { 1'h0, started } + 17'h00001;
   assign \$30  = ~ \$signal ;
   \hwgen_top.layer0  layer0 (
     .clk(clk),
-    .done(\done$77 ),
-    .next__addr(\wr__addr$22 ),
-    .next__data(\wr__data$24 ),
-    .next__en(\wr__en$26 ),
+    .done(\done$71 ),
+    .next__data(\wr__data$20 ),
+    .next__en(\wr__en$22 ),
     .rst(rst),
     .start(launch),
-    .wport__addr(wr__addr),
-    .wport__data(wr__data),
-    .wport__en(wr__en)
+    .wr__data(wr__data),
+    .wr__en(wr__en)
   );
   \hwgen_top.layer1  layer1 (
     .clk(clk),
-    .done(\start$73 ),
-    .keep(\keep$46 [2:0]),
-    .next__addr(\wr__addr$28 ),
-    .next__en(\wr__en$32 ),
-    .\port$902$0 (\$58 ),
-    .\port$906$2 (\$59 ),
+    .done(\start$67 ),
+    .keep(\keep$40 [2:0]),
+    .next__en(\wr__en$26 ),
+    .\port$792$0 (\$58 ),
+    .\port$796$2 (\$59 ),
     .rbank(rbank),
     .rst(rst),
     .start(keep__ready),
     .wbank(\$signal ),
-    .wport__data(\wr__data$24 ),
-    .wr__addr(\wr__addr$22 ),
-    .wr__en(\wr__en$26 )
+    .wr__data(\wr__data$20 ),
+    .wr__en(\wr__en$22 )
   );
   \hwgen_top.layer2  layer2 (
     .clk(clk),
-    .done(\done$58 ),
-    .keep(\keep$46 [6:3]),
+    .done(\done$52 ),
+    .keep(\keep$40 [6:3]),
     .out__payload(out__payload),
     .out__ready(out__ready),
     .out__valid(out__valid),
-    .\port$902$0 (\$58 ),
-    .\port$906$2 (\$59 ),
+    .\port$792$0 (\$58 ),
+    .\port$796$2 (\$59 ),
     .rst(rst),
     .sample(\$1 [15:0]),
-    .start(\start$73 ),
-    .wport__addr(\wr__addr$28 ),
-    .wr__en(\wr__en$32 )
+    .start(\start$67 ),
+    .wr__en(\wr__en$26 )
   );
   \hwgen_top.loader  loader (
-    .busy(\busy$64 ),
+    .busy(\busy$58 ),
     .clk(clk),
     .img__payload(img__payload),
-    .img__ready(\img__ready$66 ),
-    .img__valid(\img__valid$65 ),
+    .img__ready(\img__ready$60 ),
+    .img__valid(\img__valid$59 ),
     .rst(rst),
-    .wr__addr(wr__addr),
     .wr__data(wr__data),
     .wr__en(wr__en)
   );
   \hwgen_top.rng  rng (
     .busy(busy),
     .clk(clk),
-    .go(\go$50 ),
+    .go(\go$44 ),
     .in_reset(\$60 ),
     .in_write(\$61 ),
     .keep__payload(keep__payload),
@@ -498,7 +486,7 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$44  = \keep$46 ;
+    \$44  = \keep$40 ;
     if (keep__ready) begin
       \$44  = keep__payload;
     end
@@ -531,7 +519,7 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
     \$47  = in_flight;
     if (keep__ready) begin
       \$47  = 1'h1;
-    end else if (\done$58 ) begin
+    end else if (\done$52 ) begin
       \$47  = 1'h0;
     end
     if (rst) begin
@@ -557,7 +545,7 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
     if (launch) begin
       \$49  = 1'h1;
     end
-    if (\done$77 ) begin
+    if (\done$71 ) begin
       \$49  = 1'h0;
     end
     if (rst) begin
@@ -577,7 +565,7 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$51  = \$signal ;
-    if (\done$77 ) begin
+    if (\done$71 ) begin
       \$51  = \$30 ;
     end
     if (rst) begin
@@ -648,35 +636,32 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
       \$57  = 1'h0;
     end
   end
-  assign \wr__addr$17  = wr__addr;
-  assign \wr__data$19  = wr__data;
-  assign \wr__en$21  = wr__en;
-  assign next__addr = \wr__addr$22 ;
-  assign next__data = \wr__data$24 ;
-  assign next__en = \wr__en$26 ;
-  assign \next__addr$29  = \wr__addr$28 ;
-  assign \wr__data$30  = { \$58 , \$59  };
-  assign \next__data$31  = { \$58 , \$59  };
-  assign \next__en$33  = \wr__en$32 ;
-  assign \out__payload$34  = out__payload;
-  assign \out__ready$35  = out__ready;
-  assign \out__valid$36  = out__valid;
+  assign \wr__data$17  = wr__data;
+  assign \wr__en$19  = wr__en;
+  assign next__data = \wr__data$20 ;
+  assign next__en = \wr__en$22 ;
+  assign \wr__data$24  = { \$58 , \$59  };
+  assign \next__data$25  = { \$58 , \$59  };
+  assign \next__en$27  = \wr__en$26 ;
+  assign \out__payload$28  = out__payload;
+  assign \out__ready$29  = out__ready;
+  assign \out__valid$30  = out__valid;
   assign sample = \$1 [15:0];
   assign mtj__reset = { \$60 , \$60 , \$60 , \$60 , \$60 , \$60 , \$60  };
   assign mtj__write = { \$61 , \$61 , \$61 , \$61 , \$61 , \$61 , \$61  };
   assign mtj__sense = mtj_sense;
   assign mtj__code = 70'h24d9364d9364d9364d;
-  assign keep = \keep$46 [2:0];
-  assign \keep$47  = \keep$46 [6:3];
+  assign keep = \keep$40 [2:0];
+  assign \keep$41  = \keep$40 [6:3];
   assign go = keep__ready;
-  assign rng_go = \go$50 ;
+  assign rng_go = \go$44 ;
   assign finish = done;
   assign wbank = \$signal ;
   assign rb = rbank;
-  assign \img__payload$70  = img__payload;
-  assign \start$71  = launch;
-  assign \start$72  = keep__ready;
-  assign \done$74  = \start$73 ;
+  assign \img__payload$64  = img__payload;
+  assign \start$65  = launch;
+  assign \start$66  = keep__ready;
+  assign \done$68  = \start$67 ;
   assign mtj_reset = { \$60 , \$60 , \$60 , \$60 , \$60 , \$60 , \$60  };
   assign mtj_write = { \$61 , \$61 , \$61 , \$61 , \$61 , \$61 , \$61  };
   assign mtj_code = 70'h24d9364d9364d9364d;
@@ -685,225 +670,99 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   assign \out__payload.acc[0]  = out__payload[22:16];
   assign \out__payload.acc[1]  = out__payload[29:23];
   assign \out__payload.acc[2]  = out__payload[36:30];
-  assign \out__payload$34.sample  = out__payload[15:0];
-  assign \out__payload$34.acc  = out__payload[36:16];
-  assign \out__payload$34.acc[0]  = out__payload[22:16];
-  assign \out__payload$34.acc[1]  = out__payload[29:23];
-  assign \out__payload$34.acc[2]  = out__payload[36:30];
+  assign \out__payload$28.sample  = out__payload[15:0];
+  assign \out__payload$28.acc  = out__payload[36:16];
+  assign \out__payload$28.acc[0]  = out__payload[22:16];
+  assign \out__payload$28.acc[1]  = out__payload[29:23];
+  assign \out__payload$28.acc[2]  = out__payload[36:30];
 endmodule
 
-module \hwgen_top.layer0 (rst, start, wport__en, next__data, next__en, done, wport__data, wport__addr, next__addr, clk);
-  wire [17:0] \$1 ;
-  wire [6:0] \$2 ;
+module \hwgen_top.layer0 (rst, start, wr__en, next__data, next__en, done, wr__data, clk);
+  wire [1:0] \$1 ;
+  wire [2:0] \$2 ;
+  wire [2:0] \$3 ;
+  wire \$4 ;
   input clk;
   wire clk;
   output done;
   wire done;
-  wire \done$51 ;
-  output [3:0] next__addr;
-  wire [3:0] next__addr;
-  wire [3:0] \next__addr$53 ;
+  wire \done$25 ;
+  wire fresh;
+  wire \fresh$7 ;
   output [2:0] next__data;
   wire [2:0] next__data;
-  wire [2:0] \next__data$55 ;
-  output [2:0] next__en;
-  wire [2:0] next__en;
-  wire [2:0] \next__en$57 ;
-  wire [53:0] rd__addr;
-  wire [8:0] rd__data;
-  wire rd__en;
-  wire [24:0] req__payload;
-  wire [24:0] \req__payload$39 ;
-  wire [8:0] \req__payload$39.g ;
-  wire [6:0] \req__payload$39.tag ;
-  wire [8:0] \req__payload$39.x ;
+  wire [2:0] \next__data$27 ;
+  output next__en;
+  wire next__en;
+  wire \next__en$29 ;
+  wire [22:0] req__payload;
+  wire [22:0] \req__payload$13 ;
+  wire [8:0] \req__payload$13.g ;
+  wire [4:0] \req__payload$13.tag ;
+  wire [8:0] \req__payload$13.x ;
   wire [8:0] \req__payload.g ;
-  wire [6:0] \req__payload.tag ;
+  wire [4:0] \req__payload.tag ;
   wire [8:0] \req__payload.x ;
   wire req__ready;
-  wire \req__ready$41 ;
+  wire \req__ready$15 ;
   wire req__valid;
-  wire \req__valid$43 ;
-  wire [5:0] rp__addr;
-  wire [5:0] \rp__addr$10 ;
-  wire [5:0] \rp__addr$12 ;
-  wire [5:0] \rp__addr$14 ;
-  wire [5:0] \rp__addr$16 ;
-  wire [5:0] \rp__addr$18 ;
-  wire [5:0] \rp__addr$20 ;
-  wire [5:0] \rp__addr$22 ;
-  wire [5:0] \rp__addr$24 ;
-  wire rp__data;
-  wire \rp__data$28 ;
-  wire \rp__data$29 ;
-  wire \rp__data$30 ;
-  wire \rp__data$31 ;
-  wire \rp__data$32 ;
-  wire \rp__data$33 ;
-  wire \rp__data$34 ;
-  wire \rp__data$35 ;
-  wire rp__en;
-  wire \rp__en$11 ;
-  wire \rp__en$13 ;
-  wire \rp__en$15 ;
-  wire \rp__en$17 ;
-  wire \rp__en$19 ;
-  wire \rp__en$21 ;
-  wire \rp__en$23 ;
-  wire \rp__en$25 ;
+  wire \req__valid$17 ;
+  wire rotate;
+  wire \rotate$9 ;
   input rst;
   wire rst;
   input start;
   wire start;
-  wire \start$37 ;
-  wire [18:0] sums__payload;
-  wire [18:0] \sums__payload$45 ;
-  wire [9:0] \sums__payload$45.acc ;
-  wire [4:0] \sums__payload$45.acc[0] ;
-  wire [4:0] \sums__payload$45.acc[1] ;
-  wire \sums__payload$45.index ;
-  wire \sums__payload$45.last ;
-  wire [6:0] \sums__payload$45.tag ;
+  wire \start$11 ;
+  wire [16:0] sums__payload;
+  wire [16:0] \sums__payload$19 ;
+  wire [9:0] \sums__payload$19.acc ;
+  wire [4:0] \sums__payload$19.acc[0] ;
+  wire [4:0] \sums__payload$19.acc[1] ;
+  wire \sums__payload$19.index ;
+  wire \sums__payload$19.last ;
+  wire [4:0] \sums__payload$19.tag ;
   wire [9:0] \sums__payload.acc ;
   wire [4:0] \sums__payload.acc[0] ;
   wire [4:0] \sums__payload.acc[1] ;
   wire \sums__payload.index ;
   wire \sums__payload.last ;
-  wire [6:0] \sums__payload.tag ;
+  wire [4:0] \sums__payload.tag ;
   wire sums__ready;
-  wire \sums__ready$47 ;
+  wire \sums__ready$21 ;
   wire sums__valid;
-  wire \sums__valid$49 ;
-  input [5:0] wport__addr;
-  wire [5:0] wport__addr;
-  input wport__data;
-  wire wport__data;
-  input wport__en;
-  wire wport__en;
-  wire [5:0] wr__addr;
+  wire \sums__valid$23 ;
+  wire [8:0] taps;
+  wire [8:0] \taps$5 ;
+  input wr__data;
   wire wr__data;
+  wire \wr__data$1 ;
+  input wr__en;
   wire wr__en;
-  reg [0:0] act [35:0];
-  initial begin
-    act[0] = 1'h0;
-    act[1] = 1'h0;
-    act[2] = 1'h0;
-    act[3] = 1'h0;
-    act[4] = 1'h0;
-    act[5] = 1'h0;
-    act[6] = 1'h0;
-    act[7] = 1'h0;
-    act[8] = 1'h0;
-    act[9] = 1'h0;
-    act[10] = 1'h0;
-    act[11] = 1'h0;
-    act[12] = 1'h0;
-    act[13] = 1'h0;
-    act[14] = 1'h0;
-    act[15] = 1'h0;
-    act[16] = 1'h0;
-    act[17] = 1'h0;
-    act[18] = 1'h0;
-    act[19] = 1'h0;
-    act[20] = 1'h0;
-    act[21] = 1'h0;
-    act[22] = 1'h0;
-    act[23] = 1'h0;
-    act[24] = 1'h0;
-    act[25] = 1'h0;
-    act[26] = 1'h0;
-    act[27] = 1'h0;
-    act[28] = 1'h0;
-    act[29] = 1'h0;
-    act[30] = 1'h0;
-    act[31] = 1'h0;
-    act[32] = 1'h0;
-    act[33] = 1'h0;
-    act[34] = 1'h0;
-    act[35] = 1'h0;
-  end
-  always @(posedge clk) begin
-    if (wport__en)
-      act[wport__addr] <= wport__data;
-  end
-  reg [0:0] _0_;
-  reg [0:0] _1_;
-  reg [0:0] _2_;
-  reg [0:0] _3_;
-  reg [0:0] _4_;
-  reg [0:0] _5_;
-  reg [0:0] _6_;
-  reg [0:0] _7_;
-  reg [0:0] _8_;
-  always @(posedge clk) begin
-    if (rp__en) begin
-      _0_ <= act[rd__addr[5:0]];
-      if (wport__en && rd__addr[5:0] == wport__addr)
-        _0_ <= wport__data;
-    end
-    if (rp__en) begin
-      _1_ <= act[rd__addr[11:6]];
-      if (wport__en && rd__addr[11:6] == wport__addr)
-        _1_ <= wport__data;
-    end
-    if (rp__en) begin
-      _2_ <= act[rd__addr[17:12]];
-      if (wport__en && rd__addr[17:12] == wport__addr)
-        _2_ <= wport__data;
-    end
-    if (rp__en) begin
-      _3_ <= act[rd__addr[23:18]];
-      if (wport__en && rd__addr[23:18] == wport__addr)
-        _3_ <= wport__data;
-    end
-    if (rp__en) begin
-      _4_ <= act[rd__addr[29:24]];
-      if (wport__en && rd__addr[29:24] == wport__addr)
-        _4_ <= wport__data;
-    end
-    if (rp__en) begin
-      _5_ <= act[rd__addr[35:30]];
-      if (wport__en && rd__addr[35:30] == wport__addr)
-        _5_ <= wport__data;
-    end
-    if (rp__en) begin
-      _6_ <= act[rd__addr[41:36]];
-      if (wport__en && rd__addr[41:36] == wport__addr)
-        _6_ <= wport__data;
-    end
-    if (rp__en) begin
-      _7_ <= act[rd__addr[47:42]];
-      if (wport__en && rd__addr[47:42] == wport__addr)
-        _7_ <= wport__data;
-    end
-    if (rp__en) begin
-      _8_ <= act[rd__addr[53:48]];
-      if (wport__en && rd__addr[53:48] == wport__addr)
-        _8_ <= wport__data;
-    end
-  end
-  assign rp__data = _0_;
-  assign \rp__data$28  = _1_;
-  assign \rp__data$29  = _2_;
-  assign \rp__data$30  = _3_;
-  assign \rp__data$31  = _4_;
-  assign \rp__data$32  = _5_;
-  assign \rp__data$33  = _6_;
-  assign \rp__data$34  = _7_;
-  assign \rp__data$35  = _8_;
+  wire \wr__en$3 ;
   \hwgen_top.layer0.sink  sink (
     .clk(clk),
     .done(done),
     .got(sums__valid),
-    .next__en(next__en),
     .pooled(next__data),
     .rst(rst),
-    .sums__payload(sums__payload)
+    .sums__payload(sums__payload),
+    .write(next__en)
+  );
+  \hwgen_top.layer0.store  store (
+    .clk(clk),
+    .\port$672$0 (\$1 ),
+    .\port$672$29 (\$3 ),
+    .\port$672$35 (\$4 ),
+    .\port$672$5 (\$2 ),
+    .rotate(rotate),
+    .rst(rst),
+    .wr__data(wr__data),
+    .wr__en(wr__en)
   );
   \hwgen_top.layer0.tiles  tiles (
     .clk(clk),
-    .\port$792$0 (\$1 ),
-    .\port$796$0 (\$2 ),
+    .\req__payload$3 (req__payload),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst),
@@ -912,105 +771,83 @@ module \hwgen_top.layer0 (rst, start, wport__en, next__data, next__en, done, wpo
   );
   \hwgen_top.layer0.walker  walker (
     .clk(clk),
-    .fetch(rp__en),
-    .\port$100$0 (\rp__data$28 ),
-    .\port$101$0 (\rp__data$29 ),
-    .\port$102$0 (\rp__data$30 ),
-    .\port$103$0 (\rp__data$31 ),
-    .\port$104$0 (\rp__data$32 ),
-    .\port$105$0 (\rp__data$33 ),
-    .\port$106$0 (\rp__data$34 ),
-    .\port$107$0 (\rp__data$35 ),
-    .\port$792$0 (\$1 ),
-    .\port$796$0 (\$2 ),
-    .\port$99$0 (rp__data),
-    .rd__addr(rd__addr),
+    .fresh(wr__en),
+    .\port$672$0 (\$1 ),
+    .\port$672$29 (\$3 ),
+    .\port$672$35 (\$4 ),
+    .\port$672$5 (\$2 ),
+    .req__payload(req__payload),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst),
-    .start(start)
+    .start(start),
+    .turn(rotate)
   );
-  assign wr__addr = wport__addr;
-  assign wr__data = wport__data;
-  assign wr__en = wport__en;
-  assign rp__addr = rd__addr[5:0];
-  assign rd__en = rp__en;
-  assign \rp__addr$10  = rd__addr[11:6];
-  assign \rp__en$11  = rp__en;
-  assign \rp__addr$12  = rd__addr[17:12];
-  assign \rp__en$13  = rp__en;
-  assign \rp__addr$14  = rd__addr[23:18];
-  assign \rp__en$15  = rp__en;
-  assign \rp__addr$16  = rd__addr[29:24];
-  assign \rp__en$17  = rp__en;
-  assign \rp__addr$18  = rd__addr[35:30];
-  assign \rp__en$19  = rp__en;
-  assign \rp__addr$20  = rd__addr[41:36];
-  assign \rp__en$21  = rp__en;
-  assign \rp__addr$22  = rd__addr[47:42];
-  assign \rp__en$23  = rp__en;
-  assign \rp__addr$24  = rd__addr[53:48];
-  assign \rp__en$25  = rp__en;
-  assign rd__data = { \rp__data$35 , \rp__data$34 , \rp__data$33 , \rp__data$32 , \rp__data$31 , \rp__data$30 , \rp__data$29 , \rp__data$28 , rp__data };
-  assign \start$37  = start;
-  assign req__payload = { \$2 , \$1  };
-  assign \req__payload$39  = { \$2 , \$1  };
-  assign \req__ready$41  = req__ready;
-  assign \req__valid$43  = req__valid;
-  assign \sums__payload$45  = sums__payload;
+  assign \wr__data$1  = wr__data;
+  assign \wr__en$3  = wr__en;
+  assign taps = { \$2 , \$1 , \$4 , \$3  };
+  assign \taps$5  = { \$2 , \$1 , \$4 , \$3  };
+  assign fresh = wr__en;
+  assign \fresh$7  = wr__en;
+  assign \rotate$9  = rotate;
+  assign \start$11  = start;
+  assign \req__payload$13  = req__payload;
+  assign \req__ready$15  = req__ready;
+  assign \req__valid$17  = req__valid;
+  assign \sums__payload$19  = sums__payload;
   assign sums__ready = 1'h1;
-  assign \sums__ready$47  = 1'h1;
-  assign \sums__valid$49  = sums__valid;
-  assign \done$51  = done;
-  assign \next__addr$53  = sums__payload[18:15];
-  assign \next__data$55  = next__data;
-  assign \next__en$57  = next__en;
-  assign next__addr = sums__payload[18:15];
-  assign \req__payload.x  = \$1 [8:0];
-  assign \req__payload.g  = \$1 [17:9];
-  assign \req__payload.tag  = \$2 ;
-  assign \req__payload$39.x  = \$1 [8:0];
-  assign \req__payload$39.g  = \$1 [17:9];
-  assign \req__payload$39.tag  = \$2 ;
+  assign \sums__ready$21  = 1'h1;
+  assign \sums__valid$23  = sums__valid;
+  assign \done$25  = done;
+  assign \next__data$27  = next__data;
+  assign \next__en$29  = next__en;
+  assign \req__payload.x  = req__payload[8:0];
+  assign \req__payload.g  = req__payload[17:9];
+  assign \req__payload.tag  = req__payload[22:18];
+  assign \req__payload$13.x  = req__payload[8:0];
+  assign \req__payload$13.g  = req__payload[17:9];
+  assign \req__payload$13.tag  = req__payload[22:18];
   assign \sums__payload.acc  = sums__payload[9:0];
   assign \sums__payload.acc[0]  = sums__payload[4:0];
   assign \sums__payload.acc[1]  = sums__payload[9:5];
   assign \sums__payload.index  = sums__payload[10];
   assign \sums__payload.last  = sums__payload[11];
-  assign \sums__payload.tag  = sums__payload[18:12];
-  assign \sums__payload$45.acc  = sums__payload[9:0];
-  assign \sums__payload$45.acc[0]  = sums__payload[4:0];
-  assign \sums__payload$45.acc[1]  = sums__payload[9:5];
-  assign \sums__payload$45.index  = sums__payload[10];
-  assign \sums__payload$45.last  = sums__payload[11];
-  assign \sums__payload$45.tag  = sums__payload[18:12];
+  assign \sums__payload.tag  = sums__payload[16:12];
+  assign \sums__payload$19.acc  = sums__payload[9:0];
+  assign \sums__payload$19.acc[0]  = sums__payload[4:0];
+  assign \sums__payload$19.acc[1]  = sums__payload[9:5];
+  assign \sums__payload$19.index  = sums__payload[10];
+  assign \sums__payload$19.last  = sums__payload[11];
+  assign \sums__payload$19.tag  = sums__payload[16:12];
 endmodule
 
-module \hwgen_top.layer0.sink (rst, pooled, next__en, done, sums__payload, got, clk);
+module \hwgen_top.layer0.sink (rst, pooled, write, done, sums__payload, got, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
-  reg [2:0] \$10 ;
+  wire \$10 ;
+  reg [3:0] \$11 ;
+  reg [8:0] \$12 ;
+  reg [2:0] \$13 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
   wire \$6 ;
   wire [2:0] \$7 ;
-  wire \$8 ;
-  reg [3:0] \$9 ;
-  reg [2:0] acc_or = 3'h0;
+  wire [2:0] \$8 ;
+  wire [2:0] \$9 ;
   wire [1:0] bits_c0;
+  reg [8:0] blocks = 9'h000;
   input clk;
   wire clk;
+  reg [2:0] cur = 3'h0;
   output done;
   wire done;
   wire \end ;
   input got;
   wire got;
-  wire [3:0] next__addr;
   wire [2:0] next__data;
-  output [2:0] next__en;
-  wire [2:0] next__en;
+  wire next__en;
   output [2:0] pooled;
   wire [2:0] pooled;
   wire rd__addr;
@@ -1018,17 +855,19 @@ module \hwgen_top.layer0.sink (rst, pooled, next__en, done, sums__payload, got, 
   input rst;
   wire rst;
   reg [3:0] sr_c0 = 4'h0;
-  input [18:0] sums__payload;
-  wire [18:0] sums__payload;
+  input [16:0] sums__payload;
+  wire [16:0] sums__payload;
   wire [9:0] \sums__payload.acc ;
   wire [4:0] \sums__payload.acc[0] ;
   wire [4:0] \sums__payload.acc[1] ;
   wire \sums__payload.index ;
   wire \sums__payload.last ;
-  wire [6:0] \sums__payload.tag ;
+  wire [4:0] \sums__payload.tag ;
   wire sums__ready;
   wire sums__valid;
   wire [2:0] winbits;
+  output write;
+  wire write;
   reg [11:0] thresh [1:0];
   initial begin
     thresh[0] = 12'h84a;
@@ -1042,74 +881,139 @@ module \hwgen_top.layer0.sink (rst, pooled, next__en, done, sums__payload, got, 
   assign \$4  = $signed(sums__payload[9:5]) <= $signed(rd__data[10:6]);
   assign \$5  = $signed(sums__payload[9:5]) >= $signed(rd__data[10:6]);
   assign \$6  = rd__data[11] ? \$4  : \$5 ;
-  assign \$7  = acc_or | { bits_c0[0], sr_c0[3:2] };
-  assign pooled = sums__payload[12] ? { bits_c0[0], sr_c0[3:2] } : \$7 ;
-  assign \$8  = \end  & sums__payload[13];
-  assign next__en = \$8  ? 3'h7 : 3'h0;
-  assign done = \end  & sums__payload[14];
+  assign \$7  = sums__payload[12] ? 3'h0 : cur;
+  assign \$8  = { bits_c0[0], sr_c0[3:2] } | \$7 ;
+  assign \$9  = sums__payload[14] ? 3'h0 : blocks[2:0];
+  assign pooled = \$8  | \$9 ;
+  assign \$10  = \end  & sums__payload[13];
+  assign write = \$10  & sums__payload[15];
+  assign done = \end  & sums__payload[16];
   always @(posedge clk)
-    sr_c0 <= \$9 ;
+    sr_c0 <= \$11 ;
   always @(posedge clk)
-    acc_or <= \$10 ;
+    blocks <= \$12 ;
+  always @(posedge clk)
+    cur <= \$13 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$9  = sr_c0;
+    \$11  = sr_c0;
     if (got) begin
-      \$9  = { bits_c0, sr_c0[3:2] };
+      \$11  = { bits_c0, sr_c0[3:2] };
     end
     if (rst) begin
-      \$9  = 4'h0;
+      \$11  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$10  = acc_or;
+    \$12  = blocks;
     if (\end ) begin
-      \$10  = pooled;
+      if (sums__payload[13]) begin
+        \$12  = { pooled, blocks[8:3] };
+      end
     end
     if (rst) begin
-      \$10  = 3'h0;
+      \$12  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$13  = cur;
+    if (\end ) begin
+      (* full_case = 32'd1 *)
+      if (sums__payload[13]) begin
+      end else begin
+        \$13  = pooled;
+      end
+    end
+    if (rst) begin
+      \$13  = 3'h0;
     end
   end
   assign sums__ready = 1'h1;
   assign sums__valid = got;
   assign rd__addr = sums__payload[10];
   assign winbits = { bits_c0[0], sr_c0[3:2] };
-  assign next__addr = sums__payload[18:15];
   assign next__data = pooled;
+  assign next__en = write;
   assign \sums__payload.acc  = sums__payload[9:0];
   assign \sums__payload.acc[0]  = sums__payload[4:0];
   assign \sums__payload.acc[1]  = sums__payload[9:5];
   assign \sums__payload.index  = sums__payload[10];
   assign \sums__payload.last  = sums__payload[11];
-  assign \sums__payload.tag  = sums__payload[18:12];
+  assign \sums__payload.tag  = sums__payload[16:12];
   assign bits_c0[1] = \$6 ;
   assign bits_c0[0] = \$3 ;
 endmodule
 
-module \hwgen_top.layer0.tiles (rst, req__ready, \port$792$0 , \port$796$0 , req__valid, sums__payload, sums__valid, clk);
-  wire [18:0] beat__payload;
+module \hwgen_top.layer0.store (rst, wr__en, rotate, wr__data, \port$672$0 , \port$672$5 , \port$672$29 , \port$672$35 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  reg [35:0] \$3 ;
+  input clk;
+  wire clk;
+  wire fresh;
+  output [1:0] \port$672$0 ;
+  wire [1:0] \port$672$0 ;
+  output [2:0] \port$672$29 ;
+  wire [2:0] \port$672$29 ;
+  output \port$672$35 ;
+  wire \port$672$35 ;
+  output [2:0] \port$672$5 ;
+  wire [2:0] \port$672$5 ;
+  reg [35:0] ring0 = 36'h000000000;
+  input rotate;
+  wire rotate;
+  input rst;
+  wire rst;
+  wire [8:0] taps;
+  input wr__data;
+  wire wr__data;
+  input wr__en;
+  wire wr__en;
+  assign \$1  = wr__en | rotate;
+  assign \$2  = wr__en ? wr__data : ring0[0];
+  always @(posedge clk)
+    ring0 <= \$3 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$3  = ring0;
+    if (\$1 ) begin
+      \$3  = { \$2 , ring0[35:1] };
+    end
+    if (rst) begin
+      \$3  = 36'h000000000;
+    end
+  end
+  assign fresh = wr__en;
+  assign taps = { ring0[7:5], ring0[1:0], ring0[35], ring0[31:29] };
+  assign \port$672$0  = ring0[1:0];
+  assign \port$672$5  = ring0[7:5];
+  assign \port$672$29  = ring0[31:29];
+  assign \port$672$35  = ring0[35];
+endmodule
+
+module \hwgen_top.layer0.tiles (rst, req__valid, req__ready, \req__payload$3 , sums__payload, sums__valid, clk);
+  wire [16:0] beat__payload;
   wire [9:0] \beat__payload.acc ;
   wire [4:0] \beat__payload.acc[0] ;
   wire [4:0] \beat__payload.acc[1] ;
   wire \beat__payload.index ;
   wire \beat__payload.last ;
-  wire [6:0] \beat__payload.tag ;
+  wire [4:0] \beat__payload.tag ;
   wire beat__ready;
   wire beat__valid;
   input clk;
   wire clk;
-  input [17:0] \port$792$0 ;
-  wire [17:0] \port$792$0 ;
-  input [6:0] \port$796$0 ;
-  wire [6:0] \port$796$0 ;
-  wire [24:0] req__payload;
-  wire [24:0] \req__payload$3 ;
+  wire [22:0] req__payload;
+  input [22:0] \req__payload$3 ;
+  wire [22:0] \req__payload$3 ;
   wire [8:0] \req__payload$3.g ;
-  wire [6:0] \req__payload$3.tag ;
+  wire [4:0] \req__payload$3.tag ;
   wire [8:0] \req__payload$3.x ;
   wire [8:0] \req__payload.g ;
-  wire [6:0] \req__payload.tag ;
+  wire [4:0] \req__payload.tag ;
   wire [8:0] \req__payload.x ;
   output req__ready;
   wire req__ready;
@@ -1121,14 +1025,14 @@ module \hwgen_top.layer0.tiles (rst, req__ready, \port$792$0 , \port$796$0 , req
   wire rst;
   wire [4:0] sum_c0_l0;
   wire [4:0] sum_c0_l1;
-  output [18:0] sums__payload;
-  wire [18:0] sums__payload;
+  output [16:0] sums__payload;
+  wire [16:0] sums__payload;
   wire [9:0] \sums__payload.acc ;
   wire [4:0] \sums__payload.acc[0] ;
   wire [4:0] \sums__payload.acc[1] ;
   wire \sums__payload.index ;
   wire \sums__payload.last ;
-  wire [6:0] \sums__payload.tag ;
+  wire [4:0] \sums__payload.tag ;
   wire sums__ready;
   output sums__valid;
   wire sums__valid;
@@ -1142,7 +1046,6 @@ module \hwgen_top.layer0.tiles (rst, req__ready, \port$792$0 , \port$796$0 , req
     .rst(rst)
   );
   assign \req__valid$1  = req__valid;
-  assign \req__payload$3  = { \port$796$0 , \port$792$0  };
   assign beat__ready = 1'h1;
   assign sums__ready = 1'h1;
   assign \req__ready$7  = req__ready;
@@ -1151,49 +1054,49 @@ module \hwgen_top.layer0.tiles (rst, req__ready, \port$792$0 , \port$796$0 , req
   assign sum_c0_l1 = beat__payload[9:5];
   assign \req__payload.x  = req__payload[8:0];
   assign \req__payload.g  = req__payload[17:9];
-  assign \req__payload.tag  = req__payload[24:18];
-  assign \req__payload$3.x  = \port$792$0 [8:0];
-  assign \req__payload$3.g  = \port$792$0 [17:9];
-  assign \req__payload$3.tag  = \port$796$0 ;
+  assign \req__payload.tag  = req__payload[22:18];
+  assign \req__payload$3.x  = \req__payload$3 [8:0];
+  assign \req__payload$3.g  = \req__payload$3 [17:9];
+  assign \req__payload$3.tag  = \req__payload$3 [22:18];
   assign \sums__payload.acc  = sums__payload[9:0];
   assign \sums__payload.acc[0]  = sums__payload[4:0];
   assign \sums__payload.acc[1]  = sums__payload[9:5];
   assign \sums__payload.index  = sums__payload[10];
   assign \sums__payload.last  = sums__payload[11];
-  assign \sums__payload.tag  = sums__payload[18:12];
+  assign \sums__payload.tag  = sums__payload[16:12];
   assign \beat__payload.acc  = beat__payload[9:0];
   assign \beat__payload.acc[0]  = beat__payload[4:0];
   assign \beat__payload.acc[1]  = beat__payload[9:5];
   assign \beat__payload.index  = beat__payload[10];
   assign \beat__payload.last  = beat__payload[11];
-  assign \beat__payload.tag  = beat__payload[18:12];
+  assign \beat__payload.tag  = beat__payload[16:12];
   assign sums__payload[9:5] = beat__payload[9:5];
   assign sums__payload[4:0] = beat__payload[4:0];
-  assign sums__payload[18:12] = beat__payload[18:12];
+  assign sums__payload[16:12] = beat__payload[16:12];
   assign sums__payload[11] = beat__payload[11];
   assign sums__payload[10] = beat__payload[10];
-  assign req__payload[24:18] = \port$796$0 ;
-  assign req__payload[17:9] = \port$792$0 [17:9];
-  assign req__payload[8:0] = \port$792$0 [8:0];
+  assign req__payload[22:18] = \req__payload$3 [22:18];
+  assign req__payload[17:9] = \req__payload$3 [17:9];
+  assign req__payload[8:0] = \req__payload$3 [8:0];
 endmodule
 
-module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__payload, beat__payload, beat__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__payload, beat__payload, beat__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [1:0] \$10 ;
   wire \$11 ;
   wire \$12 ;
-  wire [6:0] \$13 ;
+  wire [4:0] \$13 ;
   reg \$14 ;
   reg \$15 ;
   reg [8:0] \$16 ;
   reg [8:0] \$17 ;
-  reg [6:0] \$18 ;
+  reg [4:0] \$18 ;
   reg \$19 ;
   wire \$2 ;
   reg \$20 ;
   reg \$21 ;
-  reg [6:0] \$22 ;
+  reg [4:0] \$22 ;
   wire [8:0] \$3 ;
   wire [8:0] \$4 ;
   wire [5:0] \$5 ;
@@ -1211,14 +1114,14 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
   wire [8:0] \a$32 ;
   wire [8:0] agree0;
   wire [8:0] agree1;
-  output [18:0] beat__payload;
-  wire [18:0] beat__payload;
+  output [16:0] beat__payload;
+  wire [16:0] beat__payload;
   wire [9:0] \beat__payload.acc ;
   wire [4:0] \beat__payload.acc[0] ;
   wire [4:0] \beat__payload.acc[1] ;
   wire \beat__payload.index ;
   wire \beat__payload.last ;
-  wire [6:0] \beat__payload.tag ;
+  wire [4:0] \beat__payload.tag ;
   wire beat__ready;
   output beat__valid;
   reg beat__valid = 1'h0;
@@ -1236,13 +1139,13 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
   wire [4:0] ng;
   wire [3:0] pc0;
   wire [3:0] pc1;
-  reg [6:0] q_tag = 7'h00;
+  reg [4:0] q_tag = 5'h00;
   wire rd__addr;
   wire [17:0] rd__data;
-  input [24:0] req__payload;
-  wire [24:0] req__payload;
+  input [22:0] req__payload;
+  wire [22:0] req__payload;
   wire [8:0] \req__payload.g ;
-  wire [6:0] \req__payload.tag ;
+  wire [4:0] \req__payload.tag ;
   wire [8:0] \req__payload.x ;
   output req__ready;
   wire req__ready;
@@ -1250,7 +1153,7 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
   wire req__valid;
   input rst;
   wire rst;
-  reg [6:0] tag_r = 7'h00;
+  reg [4:0] tag_r = 5'h00;
   wire take;
   wire [3:0] y;
   wire [3:0] \y$29 ;
@@ -1282,7 +1185,7 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
   assign \$10  = { 1'h0, index } + 2'h1;
   assign \$11  = ~ busy;
   assign \$12  = index == 1'h1;
-  assign \$13  = busy ? tag_r : req__payload[24:18];
+  assign \$13  = busy ? tag_r : req__payload[22:18];
   always @(posedge clk)
     busy <= \$14 ;
   always @(posedge clk)
@@ -1323,7 +1226,7 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$14  = busy;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -1338,7 +1241,7 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$15  = k;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -1353,7 +1256,7 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$16  = \$signal$8 ;
     if (take) begin
       if (\$11 ) begin
@@ -1365,7 +1268,7 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$17  = g_r;
     if (take) begin
       if (\$11 ) begin
@@ -1377,19 +1280,19 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$18  = tag_r;
     if (take) begin
       if (\$11 ) begin
-        \$18  = req__payload[24:18];
+        \$18  = req__payload[22:18];
       end
     end
     if (rst) begin
-      \$18  = 7'h00;
+      \$18  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$19  = beat__valid;
     if (\$signal ) begin
       \$19  = front;
@@ -1399,7 +1302,7 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$20  = \$signal$17 ;
     if (take) begin
       \$20  = index;
@@ -1409,7 +1312,7 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$21  = \$signal$18 ;
     if (take) begin
       \$21  = \$12 ;
@@ -1419,13 +1322,13 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$22  = q_tag;
     if (take) begin
       \$22  = \$13 ;
     end
     if (rst) begin
-      \$22  = 7'h00;
+      \$22  = 5'h00;
     end
   end
   assign beat__ready = 1'h1;
@@ -1441,702 +1344,506 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
   assign \y$34  = pc1;
   assign \req__payload.x  = req__payload[8:0];
   assign \req__payload.g  = req__payload[17:9];
-  assign \req__payload.tag  = req__payload[24:18];
+  assign \req__payload.tag  = req__payload[22:18];
   assign \beat__payload.acc  = beat__payload[9:0];
   assign \beat__payload.acc[0]  = beat__payload[4:0];
   assign \beat__payload.acc[1]  = beat__payload[9:5];
   assign \beat__payload.index  = beat__payload[10];
   assign \beat__payload.last  = beat__payload[11];
-  assign \beat__payload.tag  = beat__payload[18:12];
+  assign \beat__payload.tag  = beat__payload[16:12];
   assign beat__payload[9:5] = \$8 [4:0];
   assign beat__payload[4:0] = \$5 [4:0];
-  assign beat__payload[18:12] = q_tag;
+  assign beat__payload[16:12] = q_tag;
   assign beat__payload[11] = \$signal$18 ;
   assign beat__payload[10] = \$signal$17 ;
 endmodule
 
-module \hwgen_top.layer0.walker (rst, start, \port$99$0 , \port$100$0 , \port$101$0 , \port$102$0 , \port$103$0 , \port$104$0 , \port$105$0 , \port$106$0 , \port$107$0 , fetch, req__ready, rd__addr, \port$792$0 , \port$796$0 , req__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready, \port$672$0 , \port$672$5 , \port$672$29 , \port$672$35 , req__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
-  wire [3:0] \$10 ;
-  wire [1:0] \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire [2:0] \$106 ;
-  wire [2:0] \$107 ;
-  wire \$108 ;
-  wire \$109 ;
-  wire [4:0] \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire [2:0] \$115 ;
-  wire [2:0] \$116 ;
-  wire [17:0] \$117 ;
-  reg [6:0] \$118 ;
-  reg [6:0] \$119  = 7'h00;
+  wire \$10 ;
+  wire \$11 ;
   wire \$12 ;
-  reg \$120 ;
-  reg [8:0] \$121 ;
-  reg \$122 ;
-  reg \$123 ;
-  reg \$124 ;
-  reg [1:0] \$125 ;
-  reg [1:0] \$126 ;
   wire \$13 ;
-  wire [3:0] \$14 ;
-  wire [4:0] \$15 ;
+  wire \$14 ;
+  wire \$15 ;
   wire \$16 ;
-  wire [6:0] \$17 ;
-  wire [5:0] \$18 ;
-  wire [3:0] \$19 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
-  wire [4:0] \$20 ;
+  wire \$20 ;
   wire \$21 ;
-  wire [6:0] \$22 ;
-  wire [5:0] \$23 ;
-  wire [3:0] \$24 ;
-  wire [4:0] \$25 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire [3:0] \$28 ;
-  wire [4:0] \$29 ;
+  wire \$28 ;
+  wire \$29 ;
   wire \$3 ;
   wire \$30 ;
-  wire [6:0] \$31 ;
-  wire [5:0] \$32 ;
-  wire [3:0] \$33 ;
-  wire [4:0] \$34 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
   wire \$35 ;
-  wire [6:0] \$36 ;
-  wire [5:0] \$37 ;
-  wire [6:0] \$38 ;
-  wire [5:0] \$39 ;
-  wire [3:0] \$4 ;
-  wire [3:0] \$40 ;
-  wire [4:0] \$41 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
   wire \$42 ;
-  wire [6:0] \$43 ;
-  wire [5:0] \$44 ;
-  wire [3:0] \$45 ;
-  wire [4:0] \$46 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
   wire \$47 ;
   wire \$48 ;
-  wire [3:0] \$49 ;
-  wire [4:0] \$5 ;
-  wire [4:0] \$50 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
   wire \$51 ;
-  wire [6:0] \$52 ;
-  wire [5:0] \$53 ;
-  wire [3:0] \$54 ;
-  wire [4:0] \$55 ;
-  wire \$56 ;
-  wire [6:0] \$57 ;
-  wire [5:0] \$58 ;
-  wire [3:0] \$59 ;
-  wire [7:0] \$6 ;
-  wire [4:0] \$60 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire [3:0] \$56 ;
+  wire \$57 ;
+  wire [1:0] \$58 ;
+  wire [1:0] \$59 ;
+  wire \$6 ;
+  wire \$60 ;
   wire \$61 ;
-  wire \$62 ;
+  wire [2:0] \$62 ;
   wire [3:0] \$63 ;
-  wire [4:0] \$64 ;
-  wire \$65 ;
-  wire [6:0] \$66 ;
-  wire [5:0] \$67 ;
+  wire \$64 ;
+  wire [1:0] \$65 ;
+  wire [1:0] \$66 ;
+  wire \$67 ;
   wire \$68 ;
-  wire \$69 ;
-  wire [3:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire [4:0] \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire [3:0] \$83 ;
-  wire [4:0] \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
-  wire [8:0] \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire [1:0] \$94 ;
-  wire [1:0] \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire [1:0] \$99 ;
-  wire [5:0] base;
+  wire [2:0] \$69 ;
+  wire \$7 ;
+  reg \$70 ;
+  reg \$71 ;
+  reg [2:0] \$72 ;
+  reg \$73 ;
+  reg [1:0] \$74 ;
+  reg [2:0] \$75 ;
+  reg \$76 ;
+  reg [1:0] \$77 ;
+  wire \$8 ;
+  wire \$9 ;
+  reg \$signal  = 1'h0;
+  wire \$signal$11 ;
+  wire \$signal$13 ;
+  wire anchor;
   input clk;
   wire clk;
   reg dx = 1'h0;
   reg dy = 1'h0;
-  output fetch;
-  wire fetch;
+  input fresh;
+  wire fresh;
+  wire home;
   wire ok_0_0;
   wire ok_0_1;
   wire ok_0_2;
   wire ok_1_0;
-  wire ok_1_1;
   wire ok_1_2;
   wire ok_2_0;
   wire ok_2_1;
   wire ok_2_2;
-  reg [8:0] pad = 9'h000;
-  input \port$100$0 ;
-  wire \port$100$0 ;
-  input \port$101$0 ;
-  wire \port$101$0 ;
-  input \port$102$0 ;
-  wire \port$102$0 ;
-  input \port$103$0 ;
-  wire \port$103$0 ;
-  input \port$104$0 ;
-  wire \port$104$0 ;
-  input \port$105$0 ;
-  wire \port$105$0 ;
-  input \port$106$0 ;
-  wire \port$106$0 ;
-  input \port$107$0 ;
-  wire \port$107$0 ;
-  output [17:0] \port$792$0 ;
-  wire [17:0] \port$792$0 ;
-  (* init = 7'h00 *)
-  output [6:0] \port$796$0 ;
-  wire [6:0] \port$796$0 ;
-  input \port$99$0 ;
-  wire \port$99$0 ;
+  reg pending = 1'h0;
+  input [1:0] \port$672$0 ;
+  wire [1:0] \port$672$0 ;
+  input [2:0] \port$672$29 ;
+  wire [2:0] \port$672$29 ;
+  input \port$672$35 ;
+  wire \port$672$35 ;
+  input [2:0] \port$672$5 ;
+  wire [2:0] \port$672$5 ;
   reg [1:0] px = 2'h0;
   reg [1:0] py = 2'h0;
-  output [53:0] rd__addr;
-  wire [53:0] rd__addr;
-  wire [8:0] rd__data;
-  wire rd__en;
-  wire [24:0] req__payload;
+  output [22:0] req__payload;
+  wire [22:0] req__payload;
   wire [8:0] \req__payload.g ;
-  wire [6:0] \req__payload.tag ;
+  wire [4:0] \req__payload.tag ;
   wire [8:0] \req__payload.x ;
   input req__ready;
   wire req__ready;
   output req__valid;
-  reg req__valid = 1'h0;
+  wire req__valid;
+  wire rotate;
   input rst;
   wire rst;
-  reg running = 1'h0;
   input start;
   wire start;
-  wire take;
-  assign take = req__valid & req__ready;
-  assign \$1  = start | running;
-  assign \$2  = ~ req__valid;
-  assign \$3  = \$2  | take;
-  assign fetch = \$1  & \$3 ;
-  assign \$4  = { 2'h0, py } * 4'h2;
-  assign \$5  = { 1'h0, \$4  } + { 4'h0, dy };
-  assign \$6  = { 3'h0, \$5  } * 8'h06;
-  assign \$7  = { 2'h0, px } * 4'h2;
-  assign \$8  = { 1'h0, \$7  } + { 4'h0, dx };
-  assign \$9  = { 1'h0, \$6  } + { 4'h0, \$8  };
-  assign \$10  = { 2'h0, py } * 4'h2;
-  assign \$11  = { 1'h0, \$10  } + { 4'h0, dy };
-  assign \$12  = \$11  >= 5'h01;
-  assign \$13  = 1'h1 & \$12 ;
-  assign \$14  = { 2'h0, px } * 4'h2;
-  assign \$15  = { 1'h0, \$14  } + { 4'h0, dx };
-  assign \$16  = \$15  >= 5'h01;
-  assign ok_0_0 = \$13  & \$16 ;
-  assign \$17  = { 1'h0, \$9 [5:0] } + 7'h39;
-  assign \$18  = ok_0_0 ? \$17 [5:0] : 6'h00;
-  assign \$19  = { 2'h0, py } * 4'h2;
-  assign \$20  = { 1'h0, \$19  } + { 4'h0, dy };
-  assign \$21  = \$20  >= 5'h01;
-  assign ok_0_1 = 1'h1 & \$21 ;
-  assign \$22  = { 1'h0, \$9 [5:0] } + 7'h3a;
-  assign \$23  = ok_0_1 ? \$22 [5:0] : 6'h00;
-  assign \$24  = { 2'h0, py } * 4'h2;
-  assign \$25  = { 1'h0, \$24  } + { 4'h0, dy };
-  assign \$26  = \$25  >= 5'h01;
-  assign \$27  = 1'h1 & \$26 ;
-  assign \$28  = { 2'h0, px } * 4'h2;
-  assign \$29  = { 1'h0, \$28  } + { 4'h0, dx };
-  assign \$30  = \$29  < 5'h05;
-  assign ok_0_2 = \$27  & \$30 ;
-  assign \$31  = { 1'h0, \$9 [5:0] } + 7'h3b;
-  assign \$32  = ok_0_2 ? \$31 [5:0] : 6'h00;
-  assign \$33  = { 2'h0, px } * 4'h2;
-  assign \$34  = { 1'h0, \$33  } + { 4'h0, dx };
-  assign \$35  = \$34  >= 5'h01;
-  assign ok_1_0 = 1'h1 & \$35 ;
-  assign \$36  = { 1'h0, \$9 [5:0] } + 7'h3f;
-  assign \$37  = ok_1_0 ? \$36 [5:0] : 6'h00;
-  assign \$38  = { 1'h0, \$9 [5:0] } + 7'h00;
-  assign \$39  = 1'h1 ? \$38 [5:0] : 6'h00;
-  assign \$40  = { 2'h0, px } * 4'h2;
-  assign \$41  = { 1'h0, \$40  } + { 4'h0, dx };
-  assign \$42  = \$41  < 5'h05;
-  assign ok_1_2 = 1'h1 & \$42 ;
-  assign \$43  = { 1'h0, \$9 [5:0] } + 7'h01;
-  assign \$44  = ok_1_2 ? \$43 [5:0] : 6'h00;
-  assign \$45  = { 2'h0, py } * 4'h2;
-  assign \$46  = { 1'h0, \$45  } + { 4'h0, dy };
-  assign \$47  = \$46  < 5'h05;
-  assign \$48  = 1'h1 & \$47 ;
-  assign \$49  = { 2'h0, px } * 4'h2;
-  assign \$50  = { 1'h0, \$49  } + { 4'h0, dx };
-  assign \$51  = \$50  >= 5'h01;
-  assign ok_2_0 = \$48  & \$51 ;
-  assign \$52  = { 1'h0, \$9 [5:0] } + 7'h05;
-  assign \$53  = ok_2_0 ? \$52 [5:0] : 6'h00;
-  assign \$54  = { 2'h0, py } * 4'h2;
-  assign \$55  = { 1'h0, \$54  } + { 4'h0, dy };
-  assign \$56  = \$55  < 5'h05;
-  assign ok_2_1 = 1'h1 & \$56 ;
-  assign \$57  = { 1'h0, \$9 [5:0] } + 7'h06;
-  assign \$58  = ok_2_1 ? \$57 [5:0] : 6'h00;
-  assign \$59  = { 2'h0, py } * 4'h2;
-  assign \$60  = { 1'h0, \$59  } + { 4'h0, dy };
-  assign \$61  = \$60  < 5'h05;
-  assign \$62  = 1'h1 & \$61 ;
-  assign \$63  = { 2'h0, px } * 4'h2;
-  assign \$64  = { 1'h0, \$63  } + { 4'h0, dx };
-  assign \$65  = \$64  < 5'h05;
-  assign ok_2_2 = \$62  & \$65 ;
-  assign \$66  = { 1'h0, \$9 [5:0] } + 7'h07;
-  assign \$67  = ok_2_2 ? \$66 [5:0] : 6'h00;
-  assign \$68  = | dy;
-  assign \$69  = ~ \$68 ;
-  assign \$70  = | dx;
-  assign \$71  = ~ \$70 ;
-  assign \$72  = \$69  & \$71 ;
-  assign \$73  = dy == 1'h1;
-  assign \$74  = dx == 1'h1;
-  assign \$75  = \$73  & \$74 ;
-  assign \$76  = dy == 1'h1;
-  assign \$77  = dx == 1'h1;
-  assign \$78  = \$76  & \$77 ;
-  assign \$79  = py == 2'h2;
-  assign \$80  = \$78  & \$79 ;
-  assign \$81  = px == 2'h2;
-  assign \$82  = \$80  & \$81 ;
-  assign \$83  = { 2'h0, py } * 4'h3;
-  assign \$84  = { 1'h0, \$83  } + { 3'h0, px };
-  assign \$85  = dy == 1'h1;
-  assign \$86  = dx == 1'h1;
-  assign \$87  = \$85  & \$86 ;
-  assign \$88  = py == 2'h2;
-  assign \$89  = \$87  & \$88 ;
-  assign \$90  = px == 2'h2;
-  assign \$91  = \$89  & \$90 ;
-  assign \$92  = ~ \$91 ;
-  assign \$93  = dx == 1'h1;
-  assign \$94  = { 1'h0, dx } + 2'h1;
-  assign \$95  = \$93  ? 2'h0 : \$94 ;
-  assign \$96  = dx == 1'h1;
-  assign \$97  = 1'h1 & \$96 ;
-  assign \$98  = dy == 1'h1;
-  assign \$99  = { 1'h0, dy } + 2'h1;
-  assign \$100  = \$98  ? 2'h0 : \$99 ;
-  assign \$101  = dx == 1'h1;
-  assign \$102  = 1'h1 & \$101 ;
-  assign \$103  = dy == 1'h1;
-  assign \$104  = \$102  & \$103 ;
-  assign \$105  = px == 2'h2;
-  assign \$106  = { 1'h0, px } + 3'h1;
-  assign \$107  = \$105  ? 3'h0 : \$106 ;
-  assign \$108  = dx == 1'h1;
-  assign \$109  = 1'h1 & \$108 ;
-  assign \$110  = dy == 1'h1;
-  assign \$111  = \$109  & \$110 ;
-  assign \$112  = px == 2'h2;
-  assign \$113  = \$111  & \$112 ;
-  assign \$114  = py == 2'h2;
-  assign \$115  = { 1'h0, py } + 3'h1;
-  assign \$116  = \$114  ? 3'h0 : \$115 ;
+  wire [8:0] taps;
+  output turn;
+  wire turn;
+  reg [2:0] x = 3'h0;
+  reg [2:0] y = 3'h0;
+  assign \$20  = \$signal$11  & \$19 ;
+  assign \$21  = \$18  | \$20 ;
+  assign \$22  = \$signal  & \$21 ;
+  assign \$23  = ~ fresh;
+  assign turn = \$22  & \$23 ;
+  assign \$24  = y >= 3'h1;
+  assign \$25  = 1'h1 & \$24 ;
+  assign \$26  = x >= 3'h1;
+  assign ok_0_0 = \$25  & \$26 ;
+  assign \$27  = y >= 3'h1;
+  assign ok_0_1 = 1'h1 & \$27 ;
+  assign \$28  = y >= 3'h1;
+  assign \$29  = 1'h1 & \$28 ;
+  assign \$30  = x < 3'h5;
+  assign ok_0_2 = \$29  & \$30 ;
+  assign \$31  = x >= 3'h1;
+  assign ok_1_0 = 1'h1 & \$31 ;
+  assign \$32  = x < 3'h5;
+  assign ok_1_2 = 1'h1 & \$32 ;
+  assign \$33  = y < 3'h5;
+  assign \$34  = 1'h1 & \$33 ;
+  assign \$35  = x >= 3'h1;
+  assign ok_2_0 = \$34  & \$35 ;
+  assign \$36  = y < 3'h5;
+  assign ok_2_1 = 1'h1 & \$36 ;
+  assign \$37  = y < 3'h5;
+  assign \$38  = 1'h1 & \$37 ;
+  assign \$39  = x < 3'h5;
+  assign ok_2_2 = \$38  & \$39 ;
+  assign \$40  = pending | start;
+  assign \$41  = start | pending;
+  assign \$42  = \$41  & home;
+  assign \$43  = ~ \$signal ;
+  assign \$44  = \$42  & \$43 ;
+  assign \$45  = ~ \$44 ;
+  assign \$46  = \$40  & \$45 ;
+  assign \$47  = start | pending;
+  assign \$48  = \$47  & home;
+  assign \$49  = ~ \$signal ;
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = \$signal$11  & req__payload[22];
+  assign \$52  = x == 3'h5;
+  assign \$53  = 1'h1 & \$52 ;
+  assign \$54  = y == 3'h5;
+  assign \$55  = 1'h1 & \$54 ;
+  assign \$56  = { 1'h0, y } + 4'h1;
+  assign \$57  = dy == 1'h1;
+  assign \$58  = { 1'h0, dy } + 2'h1;
+  assign \$59  = \$57  ? 2'h0 : \$58 ;
+  assign \$60  = dy == 1'h1;
+  assign \$61  = 1'h1 & \$60 ;
+  assign \$62  = { 1'h0, py } + 3'h1;
+  assign \$63  = { 1'h0, x } + 4'h1;
+  assign \$64  = dx == 1'h1;
+  assign \$65  = { 1'h0, dx } + 2'h1;
+  assign \$66  = \$64  ? 2'h0 : \$65 ;
+  assign \$67  = dx == 1'h1;
+  assign \$68  = 1'h1 & \$67 ;
+  assign \$69  = { 1'h0, px } + 3'h1;
   always @(posedge clk)
-    \$119  <= \$118 ;
+    pending <= \$70 ;
   always @(posedge clk)
-    req__valid <= \$120 ;
+    \$signal  <= \$71 ;
   always @(posedge clk)
-    pad <= \$121 ;
+    x <= \$72 ;
   always @(posedge clk)
-    running <= \$122 ;
+    dx <= \$73 ;
   always @(posedge clk)
-    dx <= \$123 ;
+    px <= \$74 ;
   always @(posedge clk)
-    dy <= \$124 ;
+    y <= \$75 ;
   always @(posedge clk)
-    px <= \$125 ;
+    dy <= \$76 ;
   always @(posedge clk)
-    py <= \$126 ;
+    py <= \$77 ;
+  assign \$1  = dx == 1'h0;
+  assign \$2  = 1'h1 & \$1 ;
+  assign \$3  = dx == 1'h1;
+  assign \$4  = 1'h1 & \$3 ;
+  assign \$5  = dy == 1'h0;
+  assign \$6  = 1'h1 & \$5 ;
+  assign \$7  = dy == 1'h1;
+  assign \$8  = 1'h1 & \$7 ;
+  assign \$9  = req__payload[19] & req__payload[21];
+  assign \$10  = px == 2'h2;
+  assign \$11  = 1'h1 & \$10 ;
+  assign \$12  = py == 2'h2;
+  assign \$13  = \$11  & \$12 ;
+  assign \$14  = \$9  & \$13 ;
+  assign \$15  = y == 3'h0;
+  assign \$16  = 1'h1 & \$15 ;
+  assign \$17  = x == 3'h0;
+  assign home = \$16  & \$17 ;
+  assign req__valid = \$signal  & 1'h1;
+  assign \$signal$11  = req__valid & req__ready;
+  assign \$18  = ~ 1'h1;
+  assign \$19  = ~ req__payload[22];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$118  = \$119 ;
-    if (fetch) begin
-      \$118 [0] = \$72 ;
-      \$118 [1] = \$75 ;
-      \$118 [2] = \$82 ;
-      \$118 [6:3] = \$84 [3:0];
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$70  = \$46 ;
     if (rst) begin
-      \$118  = 7'h00;
+      \$70  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$120  = req__valid;
-    if (fetch) begin
-      \$120  = 1'h1;
-    end else if (take) begin
-      \$120  = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$71  = \$signal ;
+    if (\$50 ) begin
+      \$71  = 1'h1;
+    end else if (\$51 ) begin
+      \$71  = 1'h0;
     end
     if (rst) begin
-      \$120  = 1'h0;
+      \$71  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$121  = pad;
-    if (fetch) begin
-      \$121  = { ok_2_2, ok_2_1, ok_2_0, ok_1_2, 1'h1, ok_1_0, ok_0_2, ok_0_1, ok_0_0 };
-    end
-    if (rst) begin
-      \$121  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$122  = running;
-    if (fetch) begin
-      \$122  = \$92 ;
-    end
-    if (rst) begin
-      \$122  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$123  = dx;
-    if (fetch) begin
-      \$123  = \$95 [0];
-    end
-    if (rst) begin
-      \$123  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$124  = dy;
-    if (fetch) begin
-      if (\$97 ) begin
-        \$124  = \$100 [0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$72  = x;
+    if (fresh) begin
+      \$72  = 3'h0;
+    end else if (turn) begin
+      (* full_case = 32'd1 *)
+      if (\$53 ) begin
+        \$72  = 3'h0;
+      end else begin
+        \$72  = \$63 [2:0];
       end
     end
     if (rst) begin
-      \$124  = 1'h0;
+      \$72  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$125  = px;
-    if (fetch) begin
-      if (\$104 ) begin
-        \$125  = \$107 [1:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$73  = dx;
+    if (fresh) begin
+      \$73  = 1'h0;
+    end else if (turn) begin
+      (* full_case = 32'd1 *)
+      if (\$53 ) begin
+        \$73  = 1'h0;
+      end else begin
+        \$73  = \$66 [0];
       end
     end
     if (rst) begin
-      \$125  = 2'h0;
+      \$73  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$126  = py;
-    if (fetch) begin
-      if (\$113 ) begin
-        \$126  = \$116 [1:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$74  = px;
+    if (fresh) begin
+      \$74  = 2'h0;
+    end else if (turn) begin
+      (* full_case = 32'd1 *)
+      if (\$53 ) begin
+        \$74  = 2'h0;
+      end else begin
+        if (\$68 ) begin
+          \$74  = \$69 [1:0];
+        end
       end
     end
     if (rst) begin
-      \$126  = 2'h0;
+      \$74  = 2'h0;
     end
   end
-  assign base = \$9 [5:0];
-  assign ok_1_1 = 1'h1;
-  assign rd__en = fetch;
-  assign req__payload = { \$119 , \$117  };
-  assign rd__data = { \port$107$0 , \port$106$0 , \port$105$0 , \port$104$0 , \port$103$0 , \port$102$0 , \port$101$0 , \port$100$0 , \port$99$0  };
-  assign \port$792$0  = \$117 ;
-  assign \port$796$0  = \$119 ;
-  assign \req__payload.x  = \$117 [8:0];
-  assign \req__payload.g  = \$117 [17:9];
-  assign \req__payload.tag  = \$119 ;
-  assign \$117 [17:9] = { pad[8:5], 1'h1, pad[3:0] };
-  assign \$117 [8:0] = { \port$107$0 , \port$106$0 , \port$105$0 , \port$104$0 , \port$103$0 , \port$102$0 , \port$101$0 , \port$100$0 , \port$99$0  };
-  assign rd__addr[53:48] = \$67 ;
-  assign rd__addr[47:42] = \$58 ;
-  assign rd__addr[41:36] = \$53 ;
-  assign rd__addr[35:30] = \$44 ;
-  assign rd__addr[29:24] = \$39 ;
-  assign rd__addr[23:18] = \$37 ;
-  assign rd__addr[17:12] = \$32 ;
-  assign rd__addr[11:6] = \$23 ;
-  assign rd__addr[5:0] = \$18 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$75  = y;
+    if (fresh) begin
+      \$75  = 3'h0;
+    end else if (turn) begin
+      if (\$53 ) begin
+        (* full_case = 32'd1 *)
+        if (\$55 ) begin
+          \$75  = 3'h0;
+        end else begin
+          \$75  = \$56 [2:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$75  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$76  = dy;
+    if (fresh) begin
+      \$76  = 1'h0;
+    end else if (turn) begin
+      if (\$53 ) begin
+        (* full_case = 32'd1 *)
+        if (\$55 ) begin
+          \$76  = 1'h0;
+        end else begin
+          \$76  = \$59 [0];
+        end
+      end
+    end
+    if (rst) begin
+      \$76  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$77  = py;
+    if (fresh) begin
+      \$77  = 2'h0;
+    end else if (turn) begin
+      if (\$53 ) begin
+        (* full_case = 32'd1 *)
+        if (\$55 ) begin
+          \$77  = 2'h0;
+        end else begin
+          if (\$61 ) begin
+            \$77  = \$62 [1:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$77  = 2'h0;
+    end
+  end
+  assign anchor = 1'h1;
+  assign \$signal$13  = \$signal$11 ;
+  assign rotate = turn;
+  assign taps = { \port$672$5 , \port$672$0 , \port$672$35 , \port$672$29  };
+  assign \req__payload.x  = req__payload[8:0];
+  assign \req__payload.g  = req__payload[17:9];
+  assign \req__payload.tag  = req__payload[22:18];
+  assign req__payload[17:9] = { ok_2_2, ok_2_1, ok_2_0, ok_1_2, 1'h1, ok_1_0, ok_0_2, ok_0_1, ok_0_0 };
+  assign req__payload[8:0] = { \port$672$5 , \port$672$0 , \port$672$35 , \port$672$29  };
+  assign req__payload[22] = \$14 ;
+  assign req__payload[21] = \$8 ;
+  assign req__payload[20] = \$6 ;
+  assign req__payload[19] = \$4 ;
+  assign req__payload[18] = \$2 ;
 endmodule
 
-module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep, wbank, rbank, wr__addr, next__addr, \port$902$0 , \port$906$2 , clk);
-  wire [4:0] \$1 ;
-  wire [4:0] \$10 ;
-  wire [53:0] \$11 ;
-  wire [6:0] \$12 ;
-  wire [1:0] \$13 ;
-  wire [1:0] \$14 ;
-  wire [4:0] \$2 ;
-  wire [4:0] \$3 ;
-  wire [4:0] \$4 ;
-  wire [4:0] \$5 ;
-  wire [4:0] \$6 ;
-  wire [4:0] \$7 ;
-  wire [4:0] \$8 ;
-  wire [4:0] \$9 ;
+module \hwgen_top.layer1 (rst, start, wr__data, wr__en, next__en, done, keep, wbank, rbank, \port$792$0 , \port$796$2 , clk);
+  wire [2:0] \$1 ;
+  wire [1:0] \$10 ;
+  wire [1:0] \$11 ;
+  wire [2:0] \$2 ;
+  wire [2:0] \$3 ;
+  wire [2:0] \$4 ;
+  wire [2:0] \$5 ;
+  wire [2:0] \$6 ;
+  wire [2:0] \$7 ;
+  wire [2:0] \$8 ;
+  wire [2:0] \$9 ;
   input clk;
   wire clk;
   output done;
   wire done;
-  wire \done$55 ;
+  wire \done$31 ;
+  wire fresh;
+  wire \fresh$11 ;
   input [2:0] keep;
   wire [2:0] keep;
-  wire [2:0] \keep$41 ;
-  output [3:0] next__addr;
-  wire [3:0] next__addr;
-  wire [3:0] \next__addr$57 ;
+  wire [2:0] \keep$17 ;
   wire [3:0] next__data;
-  wire [3:0] \next__data$59 ;
-  output [3:0] next__en;
-  wire [3:0] next__en;
-  wire [3:0] \next__en$61 ;
-  output [1:0] \port$902$0 ;
-  wire [1:0] \port$902$0 ;
-  output [1:0] \port$906$2 ;
-  wire [1:0] \port$906$2 ;
+  wire [3:0] \next__data$33 ;
+  output next__en;
+  wire next__en;
+  wire \next__en$35 ;
+  output [1:0] \port$792$0 ;
+  wire [1:0] \port$792$0 ;
+  output [1:0] \port$796$2 ;
+  wire [1:0] \port$796$2 ;
   input rbank;
   wire rbank;
-  wire [35:0] rd__addr;
-  wire [26:0] rd__data;
-  wire rd__en;
-  wire [60:0] req__payload;
-  wire [60:0] \req__payload$43 ;
-  wire [26:0] \req__payload$43.g ;
-  wire [6:0] \req__payload$43.tag ;
-  wire [26:0] \req__payload$43.x ;
+  wire \rbank$7 ;
+  wire [58:0] req__payload;
+  wire [58:0] \req__payload$19 ;
+  wire [26:0] \req__payload$19.g ;
+  wire [4:0] \req__payload$19.tag ;
+  wire [26:0] \req__payload$19.x ;
   wire [26:0] \req__payload.g ;
-  wire [6:0] \req__payload.tag ;
+  wire [4:0] \req__payload.tag ;
   wire [26:0] \req__payload.x ;
   wire req__ready;
-  wire \req__ready$45 ;
+  wire \req__ready$21 ;
   wire req__valid;
-  wire \req__valid$47 ;
-  wire [4:0] rp__addr;
-  wire [4:0] \rp__addr$12 ;
-  wire [4:0] \rp__addr$14 ;
-  wire [4:0] \rp__addr$16 ;
-  wire [4:0] \rp__addr$18 ;
-  wire [4:0] \rp__addr$20 ;
-  wire [4:0] \rp__addr$22 ;
-  wire [4:0] \rp__addr$24 ;
-  wire [4:0] \rp__addr$26 ;
-  wire [2:0] rp__data;
-  wire [2:0] \rp__data$30 ;
-  wire [2:0] \rp__data$31 ;
-  wire [2:0] \rp__data$32 ;
-  wire [2:0] \rp__data$33 ;
-  wire [2:0] \rp__data$34 ;
-  wire [2:0] \rp__data$35 ;
-  wire [2:0] \rp__data$36 ;
-  wire [2:0] \rp__data$37 ;
-  wire rp__en;
-  wire \rp__en$13 ;
-  wire \rp__en$15 ;
-  wire \rp__en$17 ;
-  wire \rp__en$19 ;
-  wire \rp__en$21 ;
-  wire \rp__en$23 ;
-  wire \rp__en$25 ;
-  wire \rp__en$27 ;
+  wire \req__valid$23 ;
+  wire rotate;
+  wire \rotate$13 ;
   input rst;
   wire rst;
   input start;
   wire start;
-  wire \start$39 ;
-  wire [20:0] sums__payload;
-  wire [20:0] \sums__payload$49 ;
-  wire [11:0] \sums__payload$49.acc ;
-  wire [5:0] \sums__payload$49.acc[0] ;
-  wire [5:0] \sums__payload$49.acc[1] ;
-  wire \sums__payload$49.index ;
-  wire \sums__payload$49.last ;
-  wire [6:0] \sums__payload$49.tag ;
+  wire \start$15 ;
+  wire [18:0] sums__payload;
+  wire [18:0] \sums__payload$25 ;
+  wire [11:0] \sums__payload$25.acc ;
+  wire [5:0] \sums__payload$25.acc[0] ;
+  wire [5:0] \sums__payload$25.acc[1] ;
+  wire \sums__payload$25.index ;
+  wire \sums__payload$25.last ;
+  wire [4:0] \sums__payload$25.tag ;
   wire [11:0] \sums__payload.acc ;
   wire [5:0] \sums__payload.acc[0] ;
   wire [5:0] \sums__payload.acc[1] ;
   wire \sums__payload.index ;
   wire \sums__payload.last ;
-  wire [6:0] \sums__payload.tag ;
+  wire [4:0] \sums__payload.tag ;
   wire sums__ready;
-  wire \sums__ready$51 ;
+  wire \sums__ready$27 ;
   wire sums__valid;
-  wire \sums__valid$53 ;
+  wire \sums__valid$29 ;
+  wire [26:0] taps;
+  wire [26:0] \taps$9 ;
   input wbank;
   wire wbank;
-  wire [4:0] wport__addr;
-  input [2:0] wport__data;
-  wire [2:0] wport__data;
-  wire wport__en;
-  input [3:0] wr__addr;
-  wire [3:0] wr__addr;
+  wire \wbank$5 ;
+  input [2:0] wr__data;
   wire [2:0] wr__data;
-  input [2:0] wr__en;
-  wire [2:0] wr__en;
-  reg [2:0] act [17:0];
-  initial begin
-    act[0] = 3'h0;
-    act[1] = 3'h0;
-    act[2] = 3'h0;
-    act[3] = 3'h0;
-    act[4] = 3'h0;
-    act[5] = 3'h0;
-    act[6] = 3'h0;
-    act[7] = 3'h0;
-    act[8] = 3'h0;
-    act[9] = 3'h0;
-    act[10] = 3'h0;
-    act[11] = 3'h0;
-    act[12] = 3'h0;
-    act[13] = 3'h0;
-    act[14] = 3'h0;
-    act[15] = 3'h0;
-    act[16] = 3'h0;
-    act[17] = 3'h0;
-  end
-  always @(posedge clk) begin
-    if (wport__en)
-      act[wport__addr] <= wport__data;
-  end
-  reg [2:0] _0_;
-  reg [2:0] _1_;
-  reg [2:0] _2_;
-  reg [2:0] _3_;
-  reg [2:0] _4_;
-  reg [2:0] _5_;
-  reg [2:0] _6_;
-  reg [2:0] _7_;
-  reg [2:0] _8_;
-  always @(posedge clk) begin
-    if (rp__en) begin
-      _0_ <= act[rp__addr];
-      if (wport__en && rp__addr == wport__addr)
-        _0_ <= wport__data;
-    end
-    if (rp__en) begin
-      _1_ <= act[\rp__addr$12 ];
-      if (wport__en && \rp__addr$12  == wport__addr)
-        _1_ <= wport__data;
-    end
-    if (rp__en) begin
-      _2_ <= act[\rp__addr$14 ];
-      if (wport__en && \rp__addr$14  == wport__addr)
-        _2_ <= wport__data;
-    end
-    if (rp__en) begin
-      _3_ <= act[\rp__addr$16 ];
-      if (wport__en && \rp__addr$16  == wport__addr)
-        _3_ <= wport__data;
-    end
-    if (rp__en) begin
-      _4_ <= act[\rp__addr$18 ];
-      if (wport__en && \rp__addr$18  == wport__addr)
-        _4_ <= wport__data;
-    end
-    if (rp__en) begin
-      _5_ <= act[\rp__addr$20 ];
-      if (wport__en && \rp__addr$20  == wport__addr)
-        _5_ <= wport__data;
-    end
-    if (rp__en) begin
-      _6_ <= act[\rp__addr$22 ];
-      if (wport__en && \rp__addr$22  == wport__addr)
-        _6_ <= wport__data;
-    end
-    if (rp__en) begin
-      _7_ <= act[\rp__addr$24 ];
-      if (wport__en && \rp__addr$24  == wport__addr)
-        _7_ <= wport__data;
-    end
-    if (rp__en) begin
-      _8_ <= act[\rp__addr$26 ];
-      if (wport__en && \rp__addr$26  == wport__addr)
-        _8_ <= wport__data;
-    end
-  end
-  assign rp__data = _0_;
-  assign \rp__data$30  = _1_;
-  assign \rp__data$31  = _2_;
-  assign \rp__data$32  = _3_;
-  assign \rp__data$33  = _4_;
-  assign \rp__data$34  = _5_;
-  assign \rp__data$35  = _6_;
-  assign \rp__data$36  = _7_;
-  assign \rp__data$37  = _8_;
-  assign \$1  = { 1'h0, wr__addr } + 5'h09;
-  assign wport__addr = wbank ? \$1  : { 1'h0, wr__addr };
-  assign wport__en = | wr__en;
-  assign \$2  = { 1'h0, rd__addr[3:0] } + 5'h09;
-  assign rp__addr = rbank ? \$2  : { 1'h0, rd__addr[3:0] };
-  assign \$3  = { 1'h0, rd__addr[7:4] } + 5'h09;
-  assign \rp__addr$12  = rbank ? \$3  : { 1'h0, rd__addr[7:4] };
-  assign \$4  = { 1'h0, rd__addr[11:8] } + 5'h09;
-  assign \rp__addr$14  = rbank ? \$4  : { 1'h0, rd__addr[11:8] };
-  assign \$5  = { 1'h0, rd__addr[15:12] } + 5'h09;
-  assign \rp__addr$16  = rbank ? \$5  : { 1'h0, rd__addr[15:12] };
-  assign \$6  = { 1'h0, rd__addr[19:16] } + 5'h09;
-  assign \rp__addr$18  = rbank ? \$6  : { 1'h0, rd__addr[19:16] };
-  assign \$7  = { 1'h0, rd__addr[23:20] } + 5'h09;
-  assign \rp__addr$20  = rbank ? \$7  : { 1'h0, rd__addr[23:20] };
-  assign \$8  = { 1'h0, rd__addr[27:24] } + 5'h09;
-  assign \rp__addr$22  = rbank ? \$8  : { 1'h0, rd__addr[27:24] };
-  assign \$9  = { 1'h0, rd__addr[31:28] } + 5'h09;
-  assign \rp__addr$24  = rbank ? \$9  : { 1'h0, rd__addr[31:28] };
-  assign \$10  = { 1'h0, rd__addr[35:32] } + 5'h09;
-  assign \rp__addr$26  = rbank ? \$10  : { 1'h0, rd__addr[35:32] };
+  wire [2:0] \wr__data$1 ;
+  input wr__en;
+  wire wr__en;
+  wire \wr__en$3 ;
   \hwgen_top.layer1.sink  sink (
-    .bits_c0(\$13 ),
+    .bits_c0(\$10 ),
     .clk(clk),
     .done(done),
+    .\end (next__en),
     .got(sums__valid),
-    .next__en(next__en),
-    .\port$906$2 (\$14 ),
+    .\port$796$2 (\$11 ),
     .rst(rst),
     .sums__payload(sums__payload)
   );
+  \hwgen_top.layer1.store  store (
+    .clk(clk),
+    .fresh(fresh),
+    .\port$277$0 (\$1 ),
+    .\port$278$0 (\$2 ),
+    .\port$279$0 (\$3 ),
+    .\port$280$0 (\$4 ),
+    .\port$281$0 (\$5 ),
+    .\port$282$0 (\$6 ),
+    .\port$283$0 (\$7 ),
+    .\port$284$0 (\$8 ),
+    .\port$285$0 (\$9 ),
+    .rbank(rbank),
+    .rotate(rotate),
+    .rst(rst),
+    .wbank(wbank),
+    .wr__data(wr__data),
+    .wr__en(wr__en)
+  );
   \hwgen_top.layer1.tiles  tiles (
     .clk(clk),
-    .\port$842$0 (\$11 ),
-    .\port$846$0 (\$12 ),
+    .\req__payload$3 (req__payload),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst),
@@ -2145,142 +1852,132 @@ module \hwgen_top.layer1 (rst, start, wport__data, wr__en, next__en, done, keep,
   );
   \hwgen_top.layer1.walker  walker (
     .clk(clk),
-    .fetch(rp__en),
+    .fresh(fresh),
     .keep(keep),
-    .\port$323$0 (rp__data),
-    .\port$324$0 (\rp__data$30 ),
-    .\port$325$0 (\rp__data$31 ),
-    .\port$326$0 (\rp__data$32 ),
-    .\port$327$0 (\rp__data$33 ),
-    .\port$328$0 (\rp__data$34 ),
-    .\port$329$0 (\rp__data$35 ),
-    .\port$330$0 (\rp__data$36 ),
-    .\port$331$0 (\rp__data$37 ),
-    .\port$842$0 (\$11 ),
-    .\port$846$0 (\$12 ),
-    .rd__addr(rd__addr),
+    .\port$277$0 (\$1 ),
+    .\port$278$0 (\$2 ),
+    .\port$279$0 (\$3 ),
+    .\port$280$0 (\$4 ),
+    .\port$281$0 (\$5 ),
+    .\port$282$0 (\$6 ),
+    .\port$283$0 (\$7 ),
+    .\port$284$0 (\$8 ),
+    .\port$285$0 (\$9 ),
+    .req__payload(req__payload),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst),
-    .start(start)
+    .start(start),
+    .turn(rotate)
   );
-  assign wr__data = wport__data;
-  assign rd__en = rp__en;
-  assign \rp__en$13  = rp__en;
-  assign \rp__en$15  = rp__en;
-  assign \rp__en$17  = rp__en;
-  assign \rp__en$19  = rp__en;
-  assign \rp__en$21  = rp__en;
-  assign \rp__en$23  = rp__en;
-  assign \rp__en$25  = rp__en;
-  assign \rp__en$27  = rp__en;
-  assign rd__data = { \rp__data$37 , \rp__data$36 , \rp__data$35 , \rp__data$34 , \rp__data$33 , \rp__data$32 , \rp__data$31 , \rp__data$30 , rp__data };
-  assign \start$39  = start;
-  assign \keep$41  = keep;
-  assign req__payload = { \$12 , \$11  };
-  assign \req__payload$43  = { \$12 , \$11  };
-  assign \req__ready$45  = req__ready;
-  assign \req__valid$47  = req__valid;
-  assign \sums__payload$49  = sums__payload;
+  assign \wr__data$1  = wr__data;
+  assign \wr__en$3  = wr__en;
+  assign \wbank$5  = wbank;
+  assign \rbank$7  = rbank;
+  assign taps = { \$9 , \$8 , \$7 , \$6 , \$5 , \$4 , \$3 , \$2 , \$1  };
+  assign \taps$9  = { \$9 , \$8 , \$7 , \$6 , \$5 , \$4 , \$3 , \$2 , \$1  };
+  assign \fresh$11  = fresh;
+  assign \rotate$13  = rotate;
+  assign \start$15  = start;
+  assign \keep$17  = keep;
+  assign \req__payload$19  = req__payload;
+  assign \req__ready$21  = req__ready;
+  assign \req__valid$23  = req__valid;
+  assign \sums__payload$25  = sums__payload;
   assign sums__ready = 1'h1;
-  assign \sums__ready$51  = 1'h1;
-  assign \sums__valid$53  = sums__valid;
-  assign \done$55  = done;
-  assign \next__addr$57  = sums__payload[20:17];
-  assign next__data = { \$13 , \$14  };
-  assign \next__data$59  = { \$13 , \$14  };
-  assign \next__en$61  = next__en;
-  assign next__addr = sums__payload[20:17];
-  assign \port$902$0  = \$13 ;
-  assign \port$906$2  = \$14 ;
-  assign \req__payload.x  = \$11 [26:0];
-  assign \req__payload.g  = \$11 [53:27];
-  assign \req__payload.tag  = \$12 ;
-  assign \req__payload$43.x  = \$11 [26:0];
-  assign \req__payload$43.g  = \$11 [53:27];
-  assign \req__payload$43.tag  = \$12 ;
+  assign \sums__ready$27  = 1'h1;
+  assign \sums__valid$29  = sums__valid;
+  assign \done$31  = done;
+  assign next__data = { \$10 , \$11  };
+  assign \next__data$33  = { \$10 , \$11  };
+  assign \next__en$35  = next__en;
+  assign \port$792$0  = \$10 ;
+  assign \port$796$2  = \$11 ;
+  assign \req__payload.x  = req__payload[26:0];
+  assign \req__payload.g  = req__payload[53:27];
+  assign \req__payload.tag  = req__payload[58:54];
+  assign \req__payload$19.x  = req__payload[26:0];
+  assign \req__payload$19.g  = req__payload[53:27];
+  assign \req__payload$19.tag  = req__payload[58:54];
   assign \sums__payload.acc  = sums__payload[11:0];
   assign \sums__payload.acc[0]  = sums__payload[5:0];
   assign \sums__payload.acc[1]  = sums__payload[11:6];
   assign \sums__payload.index  = sums__payload[12];
   assign \sums__payload.last  = sums__payload[13];
-  assign \sums__payload.tag  = sums__payload[20:14];
-  assign \sums__payload$49.acc  = sums__payload[11:0];
-  assign \sums__payload$49.acc[0]  = sums__payload[5:0];
-  assign \sums__payload$49.acc[1]  = sums__payload[11:6];
-  assign \sums__payload$49.index  = sums__payload[12];
-  assign \sums__payload$49.last  = sums__payload[13];
-  assign \sums__payload$49.tag  = sums__payload[20:14];
+  assign \sums__payload.tag  = sums__payload[18:14];
+  assign \sums__payload$25.acc  = sums__payload[11:0];
+  assign \sums__payload$25.acc[0]  = sums__payload[5:0];
+  assign \sums__payload$25.acc[1]  = sums__payload[11:6];
+  assign \sums__payload$25.index  = sums__payload[12];
+  assign \sums__payload$25.last  = sums__payload[13];
+  assign \sums__payload$25.tag  = sums__payload[18:14];
 endmodule
 
-module \hwgen_top.layer1.sink (rst, next__en, done, sums__payload, got, bits_c0, \port$906$2 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+module \hwgen_top.layer1.sink (rst, \end , done, sums__payload, got, bits_c0, \port$796$2 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
   wire \$6 ;
-  wire \$7 ;
-  reg [3:0] \$8 ;
+  reg [3:0] \$7 ;
   output [1:0] bits_c0;
   wire [1:0] bits_c0;
   input clk;
   wire clk;
   output done;
   wire done;
+  output \end ;
   wire \end ;
   input got;
   wire got;
-  wire [3:0] next__addr;
   wire [3:0] next__data;
-  output [3:0] next__en;
-  wire [3:0] next__en;
+  wire next__en;
   wire [3:0] pooled;
-  output [1:0] \port$906$2 ;
-  wire [1:0] \port$906$2 ;
+  output [1:0] \port$796$2 ;
+  wire [1:0] \port$796$2 ;
   wire rd__addr;
   wire [13:0] rd__data;
   input rst;
   wire rst;
   reg [3:0] sr_c0 = 4'h0;
-  input [20:0] sums__payload;
-  wire [20:0] sums__payload;
+  input [18:0] sums__payload;
+  wire [18:0] sums__payload;
   wire [11:0] \sums__payload.acc ;
   wire [5:0] \sums__payload.acc[0] ;
   wire [5:0] \sums__payload.acc[1] ;
   wire \sums__payload.index ;
   wire \sums__payload.last ;
-  wire [6:0] \sums__payload.tag ;
+  wire [4:0] \sums__payload.tag ;
   wire sums__ready;
   wire sums__valid;
   wire [3:0] winbits;
+  wire write;
   reg [13:0] thresh [1:0];
   initial begin
     thresh[0] = 14'h3ea4;
     thresh[1] = 14'h3e7d;
   end
   assign rd__data = thresh[sums__payload[12]];
-  assign \$1  = $signed(sums__payload[5:0]) <= $signed(rd__data[5:0]);
   assign \$2  = $signed(sums__payload[5:0]) >= $signed(rd__data[5:0]);
   assign \$3  = rd__data[6] ? \$1  : \$2 ;
   assign \$4  = $signed(sums__payload[11:6]) <= $signed(rd__data[12:7]);
   assign \$5  = $signed(sums__payload[11:6]) >= $signed(rd__data[12:7]);
   assign \$6  = rd__data[13] ? \$4  : \$5 ;
-  assign \$7  = \end  & sums__payload[15];
-  assign next__en = \$7  ? 4'hf : 4'h0;
-  assign done = \end  & sums__payload[16];
+  assign done = \end  & sums__payload[18];
   always @(posedge clk)
-    sr_c0 <= \$8 ;
+    sr_c0 <= \$7 ;
   assign \end  = got & sums__payload[13];
+  assign \$1  = $signed(sums__payload[5:0]) <= $signed(rd__data[5:0]);
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$8  = sr_c0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$7  = sr_c0;
     if (got) begin
-      \$8  = { bits_c0, sr_c0[3:2] };
+      \$7  = { bits_c0, sr_c0[3:2] };
     end
     if (rst) begin
-      \$8  = 4'h0;
+      \$7  = 4'h0;
     end
   end
   assign sums__ready = 1'h1;
@@ -2288,60 +1985,203 @@ module \hwgen_top.layer1.sink (rst, next__en, done, sums__payload, got, bits_c0,
   assign rd__addr = sums__payload[12];
   assign winbits = { bits_c0, sr_c0[3:2] };
   assign pooled = { bits_c0, sr_c0[3:2] };
-  assign next__addr = sums__payload[20:17];
+  assign write = \end ;
   assign next__data = { bits_c0, sr_c0[3:2] };
-  assign \port$906$2  = sr_c0[3:2];
+  assign next__en = \end ;
+  assign \port$796$2  = sr_c0[3:2];
   assign \sums__payload.acc  = sums__payload[11:0];
   assign \sums__payload.acc[0]  = sums__payload[5:0];
   assign \sums__payload.acc[1]  = sums__payload[11:6];
   assign \sums__payload.index  = sums__payload[12];
   assign \sums__payload.last  = sums__payload[13];
-  assign \sums__payload.tag  = sums__payload[20:14];
+  assign \sums__payload.tag  = sums__payload[18:14];
   assign bits_c0[1] = \$6 ;
   assign bits_c0[0] = \$3 ;
 endmodule
 
-module \hwgen_top.layer1.tiles (rst, req__ready, \port$842$0 , \port$846$0 , req__valid, sums__payload, sums__valid, clk);
+module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$277$0 , \port$278$0 , \port$279$0 , \port$280$0 , \port$281$0 , \port$282$0 , \port$283$0 , \port$284$0 , \port$285$0 , rotate, wbank, rbank, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire [2:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire [2:0] \$20 ;
+  wire [2:0] \$21 ;
+  wire [2:0] \$22 ;
+  wire [2:0] \$23 ;
+  wire [2:0] \$24 ;
+  wire [2:0] \$25 ;
+  wire [2:0] \$26 ;
+  wire [2:0] \$27 ;
+  wire [2:0] \$28 ;
+  reg [26:0] \$29 ;
+  wire \$3 ;
+  reg [26:0] \$30 ;
+  reg \$31 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire [2:0] \$8 ;
+  wire \$9 ;
+  input clk;
+  wire clk;
+  output fresh;
+  wire fresh;
+  output [2:0] \port$277$0 ;
+  wire [2:0] \port$277$0 ;
+  output [2:0] \port$278$0 ;
+  wire [2:0] \port$278$0 ;
+  output [2:0] \port$279$0 ;
+  wire [2:0] \port$279$0 ;
+  output [2:0] \port$280$0 ;
+  wire [2:0] \port$280$0 ;
+  output [2:0] \port$281$0 ;
+  wire [2:0] \port$281$0 ;
+  output [2:0] \port$282$0 ;
+  wire [2:0] \port$282$0 ;
+  output [2:0] \port$283$0 ;
+  wire [2:0] \port$283$0 ;
+  output [2:0] \port$284$0 ;
+  wire [2:0] \port$284$0 ;
+  output [2:0] \port$285$0 ;
+  wire [2:0] \port$285$0 ;
+  input rbank;
+  wire rbank;
+  reg [26:0] ring0 = 27'h0000000;
+  reg [26:0] ring1 = 27'h0000000;
+  input rotate;
+  wire rotate;
+  input rst;
+  wire rst;
+  wire [26:0] taps;
+  reg was = 1'h0;
+  input wbank;
+  wire wbank;
+  input [2:0] wr__data;
+  wire [2:0] wr__data;
+  input wr__en;
+  wire wr__en;
+  assign \$1  = wbank == 1'h0;
+  assign \$2  = wr__en & \$1 ;
+  assign \$3  = rbank == 1'h0;
+  assign \$4  = rotate & \$3 ;
+  assign \$5  = \$2  | \$4 ;
+  assign \$6  = wbank == 1'h0;
+  assign \$7  = wr__en & \$6 ;
+  assign \$8  = \$7  ? wr__data : ring0[2:0];
+  assign \$9  = wbank == 1'h1;
+  assign \$10  = wr__en & \$9 ;
+  assign \$11  = rbank == 1'h1;
+  assign \$12  = rotate & \$11 ;
+  assign \$13  = \$10  | \$12 ;
+  assign \$14  = wbank == 1'h1;
+  assign \$15  = wr__en & \$14 ;
+  assign \$16  = \$15  ? wr__data : ring1[2:0];
+  assign \$17  = wbank == rbank;
+  assign \$18  = wr__en & \$17 ;
+  assign \$19  = was != rbank;
+  assign fresh = \$18  | \$19 ;
+  assign \$20  = rbank ? ring1[17:15] : ring0[17:15];
+  assign \$21  = rbank ? ring1[20:18] : ring0[20:18];
+  assign \$22  = rbank ? ring1[23:21] : ring0[23:21];
+  assign \$23  = rbank ? ring1[26:24] : ring0[26:24];
+  assign \$24  = rbank ? ring1[2:0] : ring0[2:0];
+  assign \$25  = rbank ? ring1[5:3] : ring0[5:3];
+  assign \$26  = rbank ? ring1[8:6] : ring0[8:6];
+  assign \$27  = rbank ? ring1[11:9] : ring0[11:9];
+  assign \$28  = rbank ? ring1[14:12] : ring0[14:12];
+  always @(posedge clk)
+    ring0 <= \$29 ;
+  always @(posedge clk)
+    ring1 <= \$30 ;
+  always @(posedge clk)
+    was <= \$31 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$29  = ring0;
+    if (\$5 ) begin
+      \$29  = { \$8 , ring0[26:3] };
+    end
+    if (rst) begin
+      \$29  = 27'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$30  = ring1;
+    if (\$13 ) begin
+      \$30  = { \$16 , ring1[26:3] };
+    end
+    if (rst) begin
+      \$30  = 27'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$31  = rbank;
+    if (rst) begin
+      \$31  = 1'h0;
+    end
+  end
+  assign taps = { \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20  };
+  assign \port$277$0  = \$20 ;
+  assign \port$278$0  = \$21 ;
+  assign \port$279$0  = \$22 ;
+  assign \port$280$0  = \$23 ;
+  assign \port$281$0  = \$24 ;
+  assign \port$282$0  = \$25 ;
+  assign \port$283$0  = \$26 ;
+  assign \port$284$0  = \$27 ;
+  assign \port$285$0  = \$28 ;
+endmodule
+
+module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$3 , sums__payload, sums__valid, clk);
   wire [6:0] \$1 ;
   wire [6:0] \$2 ;
   wire [5:0] \$hwgen_sx1 ;
   wire [4:0] \$hwgen_sx2 ;
   wire [5:0] \$hwgen_sx3 ;
   wire [4:0] \$hwgen_sx4 ;
-  wire [20:0] beat__payload;
-  wire [18:0] \beat__payload$16 ;
+  wire [18:0] beat__payload;
+  wire [16:0] \beat__payload$16 ;
   wire [9:0] \beat__payload$16.acc ;
   wire [4:0] \beat__payload$16.acc[0] ;
   wire [4:0] \beat__payload$16.acc[1] ;
   wire \beat__payload$16.index ;
   wire \beat__payload$16.last ;
-  wire [6:0] \beat__payload$16.tag ;
+  wire [4:0] \beat__payload$16.tag ;
   wire [11:0] \beat__payload.acc ;
   wire [5:0] \beat__payload.acc[0] ;
   wire [5:0] \beat__payload.acc[1] ;
   wire \beat__payload.index ;
   wire \beat__payload.last ;
-  wire [6:0] \beat__payload.tag ;
+  wire [4:0] \beat__payload.tag ;
   wire beat__ready;
   wire \beat__ready$8 ;
   wire beat__valid;
   input clk;
   wire clk;
-  input [53:0] \port$842$0 ;
-  wire [53:0] \port$842$0 ;
-  input [6:0] \port$846$0 ;
-  wire [6:0] \port$846$0 ;
-  wire [38:0] req__payload;
-  wire [60:0] \req__payload$3 ;
+  wire [36:0] req__payload;
+  input [58:0] \req__payload$3 ;
+  wire [58:0] \req__payload$3 ;
   wire [26:0] \req__payload$3.g ;
-  wire [6:0] \req__payload$3.tag ;
+  wire [4:0] \req__payload$3.tag ;
   wire [26:0] \req__payload$3.x ;
-  wire [28:0] \req__payload$7 ;
+  wire [26:0] \req__payload$7 ;
   wire [10:0] \req__payload$7.g ;
-  wire [6:0] \req__payload$7.tag ;
+  wire [4:0] \req__payload$7.tag ;
   wire [10:0] \req__payload$7.x ;
   wire [15:0] \req__payload.g ;
-  wire [6:0] \req__payload.tag ;
+  wire [4:0] \req__payload.tag ;
   wire [15:0] \req__payload.x ;
   output req__ready;
   wire req__ready;
@@ -2354,14 +2194,14 @@ module \hwgen_top.layer1.tiles (rst, req__ready, \port$842$0 , \port$846$0 , req
   wire rst;
   wire [5:0] sum_c0_l0;
   wire [5:0] sum_c0_l1;
-  output [20:0] sums__payload;
-  wire [20:0] sums__payload;
+  output [18:0] sums__payload;
+  wire [18:0] sums__payload;
   wire [11:0] \sums__payload.acc ;
   wire [5:0] \sums__payload.acc[0] ;
   wire [5:0] \sums__payload.acc[1] ;
   wire \sums__payload.index ;
   wire \sums__payload.last ;
-  wire [6:0] \sums__payload.tag ;
+  wire [4:0] \sums__payload.tag ;
   wire sums__ready;
   output sums__valid;
   wire sums__valid;
@@ -2388,7 +2228,6 @@ module \hwgen_top.layer1.tiles (rst, req__ready, \port$842$0 , \port$846$0 , req
   assign \$hwgen_sx3  = beat__payload[11:6];
   assign \$hwgen_sx4  = \beat__payload$16 [9:5];
   assign \req__valid$1  = req__valid;
-  assign \req__payload$3  = { \port$846$0 , \port$842$0  };
   assign beat__ready = 1'h1;
   assign sums__ready = 1'h1;
   assign \req__valid$6  = req__valid;
@@ -2399,61 +2238,61 @@ module \hwgen_top.layer1.tiles (rst, req__ready, \port$842$0 , \port$846$0 , req
   assign sum_c0_l1 = \$2 [5:0];
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
-  assign \req__payload.tag  = req__payload[38:32];
-  assign \req__payload$3.x  = \port$842$0 [26:0];
-  assign \req__payload$3.g  = \port$842$0 [53:27];
-  assign \req__payload$3.tag  = \port$846$0 ;
+  assign \req__payload.tag  = req__payload[36:32];
+  assign \req__payload$3.x  = \req__payload$3 [26:0];
+  assign \req__payload$3.g  = \req__payload$3 [53:27];
+  assign \req__payload$3.tag  = \req__payload$3 [58:54];
   assign \req__payload$7.x  = \req__payload$7 [10:0];
   assign \req__payload$7.g  = \req__payload$7 [21:11];
-  assign \req__payload$7.tag  = \req__payload$7 [28:22];
+  assign \req__payload$7.tag  = \req__payload$7 [26:22];
   assign \sums__payload.acc  = sums__payload[11:0];
   assign \sums__payload.acc[0]  = sums__payload[5:0];
   assign \sums__payload.acc[1]  = sums__payload[11:6];
   assign \sums__payload.index  = sums__payload[12];
   assign \sums__payload.last  = sums__payload[13];
-  assign \sums__payload.tag  = sums__payload[20:14];
+  assign \sums__payload.tag  = sums__payload[18:14];
   assign \beat__payload.acc  = beat__payload[11:0];
   assign \beat__payload.acc[0]  = beat__payload[5:0];
   assign \beat__payload.acc[1]  = beat__payload[11:6];
   assign \beat__payload.index  = beat__payload[12];
   assign \beat__payload.last  = beat__payload[13];
-  assign \beat__payload.tag  = beat__payload[20:14];
+  assign \beat__payload.tag  = beat__payload[18:14];
   assign \beat__payload$16.acc  = \beat__payload$16 [9:0];
   assign \beat__payload$16.acc[0]  = \beat__payload$16 [4:0];
   assign \beat__payload$16.acc[1]  = \beat__payload$16 [9:5];
   assign \beat__payload$16.index  = \beat__payload$16 [10];
   assign \beat__payload$16.last  = \beat__payload$16 [11];
-  assign \beat__payload$16.tag  = \beat__payload$16 [18:12];
+  assign \beat__payload$16.tag  = \beat__payload$16 [16:12];
   assign sums__payload[11:6] = \$2 [5:0];
   assign sums__payload[5:0] = \$1 [5:0];
-  assign sums__payload[20:14] = beat__payload[20:14];
+  assign sums__payload[18:14] = beat__payload[18:14];
   assign sums__payload[13] = beat__payload[13];
   assign sums__payload[12] = beat__payload[12];
-  assign \req__payload$7 [28:22] = \port$846$0 ;
-  assign \req__payload$7 [21:11] = \port$842$0 [53:43];
-  assign \req__payload$7 [10:0] = \port$842$0 [26:16];
-  assign req__payload[38:32] = \port$846$0 ;
-  assign req__payload[31:16] = \port$842$0 [42:27];
-  assign req__payload[15:0] = \port$842$0 [15:0];
+  assign \req__payload$7 [26:22] = \req__payload$3 [58:54];
+  assign \req__payload$7 [21:11] = \req__payload$3 [53:43];
+  assign \req__payload$7 [10:0] = \req__payload$3 [26:16];
+  assign req__payload[36:32] = \req__payload$3 [58:54];
+  assign req__payload[31:16] = \req__payload$3 [42:27];
+  assign req__payload[15:0] = \req__payload$3 [15:0];
 endmodule
 
-module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__payload, beat__payload, beat__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__payload, beat__payload, beat__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire [1:0] \$10 ;
   wire \$11 ;
   wire \$12 ;
-  wire [6:0] \$13 ;
+  wire [4:0] \$13 ;
   reg \$14 ;
   reg \$15 ;
   reg [15:0] \$16 ;
   reg [15:0] \$17 ;
-  reg [6:0] \$18 ;
+  reg [4:0] \$18 ;
   reg \$19 ;
   wire \$2 ;
   reg \$20 ;
   reg \$21 ;
-  reg [6:0] \$22 ;
+  reg [4:0] \$22 ;
   wire [15:0] \$3 ;
   wire [15:0] \$4 ;
   wire [6:0] \$5 ;
@@ -2471,14 +2310,14 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
   wire [15:0] \a$32 ;
   wire [15:0] agree0;
   wire [15:0] agree1;
-  output [20:0] beat__payload;
-  wire [20:0] beat__payload;
+  output [18:0] beat__payload;
+  wire [18:0] beat__payload;
   wire [11:0] \beat__payload.acc ;
   wire [5:0] \beat__payload.acc[0] ;
   wire [5:0] \beat__payload.acc[1] ;
   wire \beat__payload.index ;
   wire \beat__payload.last ;
-  wire [6:0] \beat__payload.tag ;
+  wire [4:0] \beat__payload.tag ;
   wire beat__ready;
   output beat__valid;
   reg beat__valid = 1'h0;
@@ -2496,13 +2335,13 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
   wire [5:0] ng;
   wire [4:0] pc0;
   wire [4:0] pc1;
-  reg [6:0] q_tag = 7'h00;
+  reg [4:0] q_tag = 5'h00;
   wire rd__addr;
   wire [31:0] rd__data;
-  input [38:0] req__payload;
-  wire [38:0] req__payload;
+  input [36:0] req__payload;
+  wire [36:0] req__payload;
   wire [15:0] \req__payload.g ;
-  wire [6:0] \req__payload.tag ;
+  wire [4:0] \req__payload.tag ;
   wire [15:0] \req__payload.x ;
   output req__ready;
   wire req__ready;
@@ -2510,7 +2349,7 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
   wire req__valid;
   input rst;
   wire rst;
-  reg [6:0] tag_r = 7'h00;
+  reg [4:0] tag_r = 5'h00;
   wire take;
   wire [4:0] y;
   wire [4:0] \y$29 ;
@@ -2542,7 +2381,7 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
   assign \$10  = { 1'h0, index } + 2'h1;
   assign \$11  = ~ busy;
   assign \$12  = index == 1'h1;
-  assign \$13  = busy ? tag_r : req__payload[38:32];
+  assign \$13  = busy ? tag_r : req__payload[36:32];
   always @(posedge clk)
     busy <= \$14 ;
   always @(posedge clk)
@@ -2583,7 +2422,7 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$14  = busy;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -2598,7 +2437,7 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$15  = k;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -2613,7 +2452,7 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$16  = \$signal$8 ;
     if (take) begin
       if (\$11 ) begin
@@ -2625,7 +2464,7 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$17  = g_r;
     if (take) begin
       if (\$11 ) begin
@@ -2637,19 +2476,19 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$18  = tag_r;
     if (take) begin
       if (\$11 ) begin
-        \$18  = req__payload[38:32];
+        \$18  = req__payload[36:32];
       end
     end
     if (rst) begin
-      \$18  = 7'h00;
+      \$18  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$19  = beat__valid;
     if (\$signal ) begin
       \$19  = front;
@@ -2659,7 +2498,7 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$20  = \$signal$17 ;
     if (take) begin
       \$20  = index;
@@ -2669,7 +2508,7 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$21  = \$signal$18 ;
     if (take) begin
       \$21  = \$12 ;
@@ -2679,13 +2518,13 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$22  = q_tag;
     if (take) begin
       \$22  = \$13 ;
     end
     if (rst) begin
-      \$22  = 7'h00;
+      \$22  = 5'h00;
     end
   end
   assign beat__ready = 1'h1;
@@ -2701,37 +2540,37 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__ready, req__valid, req__pay
   assign \y$34  = pc1;
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
-  assign \req__payload.tag  = req__payload[38:32];
+  assign \req__payload.tag  = req__payload[36:32];
   assign \beat__payload.acc  = beat__payload[11:0];
   assign \beat__payload.acc[0]  = beat__payload[5:0];
   assign \beat__payload.acc[1]  = beat__payload[11:6];
   assign \beat__payload.index  = beat__payload[12];
   assign \beat__payload.last  = beat__payload[13];
-  assign \beat__payload.tag  = beat__payload[20:14];
+  assign \beat__payload.tag  = beat__payload[18:14];
   assign beat__payload[11:6] = \$8 [5:0];
   assign beat__payload[5:0] = \$5 [5:0];
-  assign beat__payload[20:14] = q_tag;
+  assign beat__payload[18:14] = q_tag;
   assign beat__payload[13] = \$signal$18 ;
   assign beat__payload[12] = \$signal$17 ;
 endmodule
 
 module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire [1:0] \$10 ;
   wire \$11 ;
   wire \$12 ;
-  wire [6:0] \$13 ;
+  wire [4:0] \$13 ;
   reg \$14 ;
   reg \$15 ;
   reg [10:0] \$16 ;
   reg [10:0] \$17 ;
-  reg [6:0] \$18 ;
+  reg [4:0] \$18 ;
   reg \$19 ;
   wire \$2 ;
   reg \$20 ;
   reg \$21 ;
-  reg [6:0] \$22 ;
+  reg [4:0] \$22 ;
   wire [10:0] \$3 ;
   wire [10:0] \$4 ;
   wire [5:0] \$5 ;
@@ -2749,14 +2588,14 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
   wire [10:0] \a$32 ;
   wire [10:0] agree0;
   wire [10:0] agree1;
-  output [18:0] beat__payload;
-  wire [18:0] beat__payload;
+  output [16:0] beat__payload;
+  wire [16:0] beat__payload;
   wire [9:0] \beat__payload.acc ;
   wire [4:0] \beat__payload.acc[0] ;
   wire [4:0] \beat__payload.acc[1] ;
   wire \beat__payload.index ;
   wire \beat__payload.last ;
-  wire [6:0] \beat__payload.tag ;
+  wire [4:0] \beat__payload.tag ;
   wire beat__ready;
   reg beat__valid = 1'h0;
   reg busy = 1'h0;
@@ -2773,20 +2612,20 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
   wire [4:0] ng;
   wire [3:0] pc0;
   wire [3:0] pc1;
-  reg [6:0] q_tag = 7'h00;
+  reg [4:0] q_tag = 5'h00;
   wire rd__addr;
   wire [21:0] rd__data;
-  input [28:0] req__payload;
-  wire [28:0] req__payload;
+  input [26:0] req__payload;
+  wire [26:0] req__payload;
   wire [10:0] \req__payload.g ;
-  wire [6:0] \req__payload.tag ;
+  wire [4:0] \req__payload.tag ;
   wire [10:0] \req__payload.x ;
   wire req__ready;
   input req__valid;
   wire req__valid;
   input rst;
   wire rst;
-  reg [6:0] tag_r = 7'h00;
+  reg [4:0] tag_r = 5'h00;
   wire take;
   wire [3:0] y;
   wire [3:0] \y$29 ;
@@ -2818,7 +2657,7 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
   assign \$10  = { 1'h0, index } + 2'h1;
   assign \$11  = ~ busy;
   assign \$12  = index == 1'h1;
-  assign \$13  = busy ? tag_r : req__payload[28:22];
+  assign \$13  = busy ? tag_r : req__payload[26:22];
   always @(posedge clk)
     busy <= \$14 ;
   always @(posedge clk)
@@ -2859,7 +2698,7 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$14  = busy;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -2874,7 +2713,7 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$15  = k;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -2889,7 +2728,7 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$16  = \$signal$8 ;
     if (take) begin
       if (\$11 ) begin
@@ -2901,7 +2740,7 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$17  = g_r;
     if (take) begin
       if (\$11 ) begin
@@ -2913,19 +2752,19 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$18  = tag_r;
     if (take) begin
       if (\$11 ) begin
-        \$18  = req__payload[28:22];
+        \$18  = req__payload[26:22];
       end
     end
     if (rst) begin
-      \$18  = 7'h00;
+      \$18  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$19  = beat__valid;
     if (\$signal ) begin
       \$19  = front;
@@ -2935,7 +2774,7 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$20  = \$signal$17 ;
     if (take) begin
       \$20  = index;
@@ -2945,7 +2784,7 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$21  = \$signal$18 ;
     if (take) begin
       \$21  = \$12 ;
@@ -2955,13 +2794,13 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$22  = q_tag;
     if (take) begin
       \$22  = \$13 ;
     end
     if (rst) begin
-      \$22  = 7'h00;
+      \$22  = 5'h00;
     end
   end
   assign beat__ready = 1'h1;
@@ -2977,455 +2816,361 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
   assign \y$34  = pc1;
   assign \req__payload.x  = req__payload[10:0];
   assign \req__payload.g  = req__payload[21:11];
-  assign \req__payload.tag  = req__payload[28:22];
+  assign \req__payload.tag  = req__payload[26:22];
   assign \beat__payload.acc  = beat__payload[9:0];
   assign \beat__payload.acc[0]  = beat__payload[4:0];
   assign \beat__payload.acc[1]  = beat__payload[9:5];
   assign \beat__payload.index  = beat__payload[10];
   assign \beat__payload.last  = beat__payload[11];
-  assign \beat__payload.tag  = beat__payload[18:12];
+  assign \beat__payload.tag  = beat__payload[16:12];
   assign beat__payload[9:5] = \$8 [4:0];
   assign beat__payload[4:0] = \$5 [4:0];
-  assign beat__payload[18:12] = q_tag;
+  assign beat__payload[16:12] = q_tag;
   assign beat__payload[11] = \$signal$18 ;
   assign beat__payload[10] = \$signal$17 ;
 endmodule
 
-module \hwgen_top.layer1.walker (rst, start, \port$323$0 , \port$324$0 , \port$325$0 , \port$326$0 , \port$327$0 , \port$328$0 , \port$329$0 , \port$330$0 , \port$331$0 , fetch, req__ready, keep, rd__addr, \port$842$0 , \port$846$0 , req__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+module \hwgen_top.layer1.walker (rst, start, fresh, \port$277$0 , \port$278$0 , \port$279$0 , \port$280$0 , \port$281$0 , \port$282$0 , \port$283$0 , \port$284$0 , \port$285$0 , req__valid, turn, req__ready, keep, req__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
-  wire [2:0] \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire [2:0] \$106 ;
-  wire [2:0] \$107 ;
-  wire \$108 ;
-  wire \$109 ;
-  wire [3:0] \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire [2:0] \$115 ;
-  wire [2:0] \$116 ;
-  wire [53:0] \$117 ;
-  reg [6:0] \$118 ;
-  reg [6:0] \$119  = 7'h00;
+  wire \$10 ;
+  wire \$11 ;
   wire \$12 ;
-  reg \$120 ;
-  reg [8:0] \$121 ;
-  reg \$122 ;
-  reg [1:0] \$123 ;
-  reg [1:0] \$124 ;
   wire \$13 ;
-  wire [2:0] \$14 ;
-  wire [3:0] \$15 ;
+  wire \$14 ;
+  wire \$15 ;
   wire \$16 ;
-  wire [4:0] \$17 ;
-  wire [3:0] \$18 ;
-  wire [2:0] \$19 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
-  wire [3:0] \$20 ;
+  wire \$20 ;
   wire \$21 ;
-  wire [4:0] \$22 ;
-  wire [3:0] \$23 ;
-  wire [2:0] \$24 ;
-  wire [3:0] \$25 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire [2:0] \$28 ;
-  wire [3:0] \$29 ;
+  wire \$28 ;
+  wire \$29 ;
   wire \$3 ;
   wire \$30 ;
-  wire [4:0] \$31 ;
-  wire [3:0] \$32 ;
-  wire [2:0] \$33 ;
-  wire [3:0] \$34 ;
-  wire \$35 ;
-  wire [4:0] \$36 ;
-  wire [3:0] \$37 ;
-  wire [4:0] \$38 ;
-  wire [3:0] \$39 ;
-  wire [2:0] \$4 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire [2:0] \$35 ;
+  wire [2:0] \$36 ;
+  wire [2:0] \$37 ;
+  wire [2:0] \$38 ;
+  wire [2:0] \$39 ;
+  wire \$4 ;
   wire [2:0] \$40 ;
-  wire [3:0] \$41 ;
-  wire \$42 ;
-  wire [4:0] \$43 ;
-  wire [3:0] \$44 ;
-  wire [2:0] \$45 ;
-  wire [3:0] \$46 ;
+  wire [2:0] \$41 ;
+  wire [2:0] \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
   wire \$47 ;
   wire \$48 ;
-  wire [2:0] \$49 ;
-  wire [3:0] \$5 ;
-  wire [3:0] \$50 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
   wire \$51 ;
-  wire [4:0] \$52 ;
-  wire [3:0] \$53 ;
-  wire [2:0] \$54 ;
-  wire [3:0] \$55 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
   wire \$56 ;
-  wire [4:0] \$57 ;
-  wire [3:0] \$58 ;
+  wire \$57 ;
+  wire \$58 ;
   wire [2:0] \$59 ;
-  wire [5:0] \$6 ;
-  wire [3:0] \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire [2:0] \$63 ;
-  wire [3:0] \$64 ;
-  wire \$65 ;
-  wire [4:0] \$66 ;
-  wire [3:0] \$67 ;
-  wire [2:0] \$68 ;
-  wire [2:0] \$69 ;
-  wire [2:0] \$7 ;
-  wire [2:0] \$70 ;
-  wire [2:0] \$71 ;
-  wire [2:0] \$72 ;
-  wire [2:0] \$73 ;
-  wire [2:0] \$74 ;
-  wire [2:0] \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire [3:0] \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
-  wire [6:0] \$9 ;
-  wire \$90 ;
-  wire [3:0] \$91 ;
-  wire [4:0] \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
-  wire [3:0] base;
+  wire \$6 ;
+  wire [2:0] \$60 ;
+  wire [2:0] \$61 ;
+  wire [2:0] \$62 ;
+  reg \$63 ;
+  reg \$64 ;
+  reg [1:0] \$65 ;
+  reg [1:0] \$66 ;
+  reg [1:0] \$67 ;
+  reg [1:0] \$68 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  reg \$signal  = 1'h0;
+  wire \$signal$11 ;
+  wire \$signal$9 ;
+  wire anchor;
   input clk;
   wire clk;
-  output fetch;
-  wire fetch;
+  input fresh;
+  wire fresh;
+  wire home;
   input [2:0] keep;
   wire [2:0] keep;
   wire ok_0_0;
   wire ok_0_1;
   wire ok_0_2;
   wire ok_1_0;
-  wire ok_1_1;
   wire ok_1_2;
   wire ok_2_0;
   wire ok_2_1;
   wire ok_2_2;
-  reg [8:0] pad = 9'h000;
-  input [2:0] \port$323$0 ;
-  wire [2:0] \port$323$0 ;
-  input [2:0] \port$324$0 ;
-  wire [2:0] \port$324$0 ;
-  input [2:0] \port$325$0 ;
-  wire [2:0] \port$325$0 ;
-  input [2:0] \port$326$0 ;
-  wire [2:0] \port$326$0 ;
-  input [2:0] \port$327$0 ;
-  wire [2:0] \port$327$0 ;
-  input [2:0] \port$328$0 ;
-  wire [2:0] \port$328$0 ;
-  input [2:0] \port$329$0 ;
-  wire [2:0] \port$329$0 ;
-  input [2:0] \port$330$0 ;
-  wire [2:0] \port$330$0 ;
-  input [2:0] \port$331$0 ;
-  wire [2:0] \port$331$0 ;
-  output [53:0] \port$842$0 ;
-  wire [53:0] \port$842$0 ;
-  (* init = 7'h00 *)
-  output [6:0] \port$846$0 ;
-  wire [6:0] \port$846$0 ;
+  reg pending = 1'h0;
+  input [2:0] \port$277$0 ;
+  wire [2:0] \port$277$0 ;
+  input [2:0] \port$278$0 ;
+  wire [2:0] \port$278$0 ;
+  input [2:0] \port$279$0 ;
+  wire [2:0] \port$279$0 ;
+  input [2:0] \port$280$0 ;
+  wire [2:0] \port$280$0 ;
+  input [2:0] \port$281$0 ;
+  wire [2:0] \port$281$0 ;
+  input [2:0] \port$282$0 ;
+  wire [2:0] \port$282$0 ;
+  input [2:0] \port$283$0 ;
+  wire [2:0] \port$283$0 ;
+  input [2:0] \port$284$0 ;
+  wire [2:0] \port$284$0 ;
+  input [2:0] \port$285$0 ;
+  wire [2:0] \port$285$0 ;
   reg [1:0] px = 2'h0;
   reg [1:0] py = 2'h0;
-  output [35:0] rd__addr;
-  wire [35:0] rd__addr;
-  wire [26:0] rd__data;
-  wire rd__en;
-  wire [60:0] req__payload;
+  output [58:0] req__payload;
+  wire [58:0] req__payload;
   wire [26:0] \req__payload.g ;
-  wire [6:0] \req__payload.tag ;
+  wire [4:0] \req__payload.tag ;
   wire [26:0] \req__payload.x ;
   input req__ready;
   wire req__ready;
   output req__valid;
-  reg req__valid = 1'h0;
+  wire req__valid;
+  wire rotate;
   input rst;
   wire rst;
-  reg running = 1'h0;
   input start;
   wire start;
-  wire take;
-  assign take = req__valid & req__ready;
-  assign \$1  = start | running;
-  assign \$2  = ~ req__valid;
-  assign \$3  = \$2  | take;
-  assign fetch = \$1  & \$3 ;
-  assign \$4  = { 1'h0, py } * 3'h1;
-  assign \$5  = { 1'h0, \$4  } + 4'h0;
-  assign \$6  = { 2'h0, \$5  } * 6'h03;
-  assign \$7  = { 1'h0, px } * 3'h1;
-  assign \$8  = { 1'h0, \$7  } + 4'h0;
-  assign \$9  = { 1'h0, \$6  } + { 3'h0, \$8  };
-  assign \$10  = { 1'h0, py } * 3'h1;
-  assign \$11  = { 1'h0, \$10  } + 4'h0;
-  assign \$12  = \$11  >= 4'h1;
-  assign \$13  = 1'h1 & \$12 ;
-  assign \$14  = { 1'h0, px } * 3'h1;
-  assign \$15  = { 1'h0, \$14  } + 4'h0;
-  assign \$16  = \$15  >= 4'h1;
-  assign ok_0_0 = \$13  & \$16 ;
-  assign \$17  = { 1'h0, \$9 [3:0] } + 5'h0c;
-  assign \$18  = ok_0_0 ? \$17 [3:0] : 4'h0;
-  assign \$19  = { 1'h0, py } * 3'h1;
-  assign \$20  = { 1'h0, \$19  } + 4'h0;
-  assign \$21  = \$20  >= 4'h1;
-  assign ok_0_1 = 1'h1 & \$21 ;
-  assign \$22  = { 1'h0, \$9 [3:0] } + 5'h0d;
-  assign \$23  = ok_0_1 ? \$22 [3:0] : 4'h0;
-  assign \$24  = { 1'h0, py } * 3'h1;
-  assign \$25  = { 1'h0, \$24  } + 4'h0;
-  assign \$26  = \$25  >= 4'h1;
-  assign \$27  = 1'h1 & \$26 ;
-  assign \$28  = { 1'h0, px } * 3'h1;
-  assign \$29  = { 1'h0, \$28  } + 4'h0;
-  assign \$30  = \$29  < 4'h2;
-  assign ok_0_2 = \$27  & \$30 ;
-  assign \$31  = { 1'h0, \$9 [3:0] } + 5'h0e;
-  assign \$32  = ok_0_2 ? \$31 [3:0] : 4'h0;
-  assign \$33  = { 1'h0, px } * 3'h1;
-  assign \$34  = { 1'h0, \$33  } + 4'h0;
-  assign \$35  = \$34  >= 4'h1;
-  assign ok_1_0 = 1'h1 & \$35 ;
-  assign \$36  = { 1'h0, \$9 [3:0] } + 5'h0f;
-  assign \$37  = ok_1_0 ? \$36 [3:0] : 4'h0;
-  assign \$38  = { 1'h0, \$9 [3:0] } + 5'h00;
-  assign \$39  = 1'h1 ? \$38 [3:0] : 4'h0;
-  assign \$40  = { 1'h0, px } * 3'h1;
-  assign \$41  = { 1'h0, \$40  } + 4'h0;
-  assign \$42  = \$41  < 4'h2;
-  assign ok_1_2 = 1'h1 & \$42 ;
-  assign \$43  = { 1'h0, \$9 [3:0] } + 5'h01;
-  assign \$44  = ok_1_2 ? \$43 [3:0] : 4'h0;
-  assign \$45  = { 1'h0, py } * 3'h1;
-  assign \$46  = { 1'h0, \$45  } + 4'h0;
-  assign \$47  = \$46  < 4'h2;
-  assign \$48  = 1'h1 & \$47 ;
-  assign \$49  = { 1'h0, px } * 3'h1;
-  assign \$50  = { 1'h0, \$49  } + 4'h0;
-  assign \$51  = \$50  >= 4'h1;
-  assign ok_2_0 = \$48  & \$51 ;
-  assign \$52  = { 1'h0, \$9 [3:0] } + 5'h02;
-  assign \$53  = ok_2_0 ? \$52 [3:0] : 4'h0;
-  assign \$54  = { 1'h0, py } * 3'h1;
-  assign \$55  = { 1'h0, \$54  } + 4'h0;
-  assign \$56  = \$55  < 4'h2;
-  assign ok_2_1 = 1'h1 & \$56 ;
-  assign \$57  = { 1'h0, \$9 [3:0] } + 5'h03;
-  assign \$58  = ok_2_1 ? \$57 [3:0] : 4'h0;
-  assign \$59  = { 1'h0, py } * 3'h1;
-  assign \$60  = { 1'h0, \$59  } + 4'h0;
-  assign \$61  = \$60  < 4'h2;
-  assign \$62  = 1'h1 & \$61 ;
-  assign \$63  = { 1'h0, px } * 3'h1;
-  assign \$64  = { 1'h0, \$63  } + 4'h0;
-  assign \$65  = \$64  < 4'h2;
-  assign ok_2_2 = \$62  & \$65 ;
-  assign \$66  = { 1'h0, \$9 [3:0] } + 5'h04;
-  assign \$67  = ok_2_2 ? \$66 [3:0] : 4'h0;
-  assign \$68  = { pad[0], pad[0], pad[0] } & keep;
-  assign \$69  = { pad[1], pad[1], pad[1] } & keep;
-  assign \$70  = { pad[2], pad[2], pad[2] } & keep;
-  assign \$71  = { pad[3], pad[3], pad[3] } & keep;
-  assign \$72  = { pad[5], pad[5], pad[5] } & keep;
-  assign \$73  = { pad[6], pad[6], pad[6] } & keep;
-  assign \$74  = { pad[7], pad[7], pad[7] } & keep;
-  assign \$75  = { pad[8], pad[8], pad[8] } & keep;
-  assign \$76  = | 1'h0;
-  assign \$77  = ~ \$76 ;
-  assign \$78  = | 1'h0;
-  assign \$79  = ~ \$78 ;
-  assign \$80  = \$77  & \$79 ;
-  assign \$81  = 1'h0 == 1'h0;
-  assign \$82  = 1'h0 == 1'h0;
-  assign \$83  = \$81  & \$82 ;
-  assign \$84  = 1'h0 == 1'h0;
-  assign \$85  = 1'h0 == 1'h0;
-  assign \$86  = \$84  & \$85 ;
-  assign \$87  = py == 2'h2;
-  assign \$88  = \$86  & \$87 ;
-  assign \$89  = px == 2'h2;
-  assign \$90  = \$88  & \$89 ;
-  assign \$91  = { 2'h0, py } * 4'h3;
-  assign \$92  = { 1'h0, \$91  } + { 3'h0, px };
-  assign \$93  = 1'h0 == 1'h0;
-  assign \$94  = 1'h0 == 1'h0;
-  assign \$95  = \$93  & \$94 ;
-  assign \$96  = py == 2'h2;
-  assign \$97  = \$95  & \$96 ;
-  assign \$98  = px == 2'h2;
-  assign \$99  = \$97  & \$98 ;
-  assign \$100  = ~ \$99 ;
-  assign \$101  = 1'h0 == 1'h0;
-  assign \$102  = 1'h1 & \$101 ;
-  assign \$103  = 1'h0 == 1'h0;
-  assign \$104  = \$102  & \$103 ;
-  assign \$105  = px == 2'h2;
-  assign \$106  = { 1'h0, px } + 3'h1;
-  assign \$107  = \$105  ? 3'h0 : \$106 ;
-  assign \$108  = 1'h0 == 1'h0;
-  assign \$109  = 1'h1 & \$108 ;
-  assign \$110  = 1'h0 == 1'h0;
-  assign \$111  = \$109  & \$110 ;
-  assign \$112  = px == 2'h2;
-  assign \$113  = \$111  & \$112 ;
-  assign \$114  = py == 2'h2;
-  assign \$115  = { 1'h0, py } + 3'h1;
-  assign \$116  = \$114  ? 3'h0 : \$115 ;
+  wire [26:0] taps;
+  output turn;
+  wire turn;
+  reg [1:0] x = 2'h0;
+  reg [1:0] y = 2'h0;
+  assign ok_0_2 = \$24  & \$25 ;
+  assign \$26  = x >= 2'h1;
+  assign ok_1_0 = 1'h1 & \$26 ;
+  assign \$27  = x < 2'h2;
+  assign ok_1_2 = 1'h1 & \$27 ;
+  assign \$28  = y < 2'h2;
+  assign \$29  = 1'h1 & \$28 ;
+  assign \$30  = x >= 2'h1;
+  assign ok_2_0 = \$29  & \$30 ;
+  assign \$31  = y < 2'h2;
+  assign ok_2_1 = 1'h1 & \$31 ;
+  assign \$32  = y < 2'h2;
+  assign \$33  = 1'h1 & \$32 ;
+  assign \$34  = x < 2'h2;
+  assign ok_2_2 = \$33  & \$34 ;
+  assign \$35  = { ok_0_0, ok_0_0, ok_0_0 } & keep;
+  assign \$36  = { ok_0_1, ok_0_1, ok_0_1 } & keep;
+  assign \$37  = { ok_0_2, ok_0_2, ok_0_2 } & keep;
+  assign \$38  = { ok_1_0, ok_1_0, ok_1_0 } & keep;
+  assign \$39  = { ok_1_2, ok_1_2, ok_1_2 } & keep;
+  assign \$40  = { ok_2_0, ok_2_0, ok_2_0 } & keep;
+  assign \$41  = { ok_2_1, ok_2_1, ok_2_1 } & keep;
+  assign \$42  = { ok_2_2, ok_2_2, ok_2_2 } & keep;
+  assign \$43  = pending | start;
+  assign \$44  = start | pending;
+  assign \$45  = \$44  & home;
+  assign \$46  = ~ \$signal ;
+  assign \$47  = \$45  & \$46 ;
+  assign \$48  = ~ \$47 ;
+  assign \$49  = \$43  & \$48 ;
+  assign \$50  = start | pending;
+  assign \$51  = \$50  & home;
+  assign \$52  = ~ \$signal ;
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$signal$9  & req__payload[58];
+  assign \$55  = x == 2'h2;
+  assign \$56  = 1'h1 & \$55 ;
+  assign \$57  = y == 2'h2;
+  assign \$58  = 1'h1 & \$57 ;
+  assign \$59  = { 1'h0, y } + 3'h1;
+  assign \$60  = { 1'h0, py } + 3'h1;
+  assign \$61  = { 1'h0, x } + 3'h1;
+  assign \$62  = { 1'h0, px } + 3'h1;
   always @(posedge clk)
-    \$119  <= \$118 ;
+    pending <= \$63 ;
   always @(posedge clk)
-    req__valid <= \$120 ;
+    \$signal  <= \$64 ;
   always @(posedge clk)
-    pad <= \$121 ;
+    x <= \$65 ;
   always @(posedge clk)
-    running <= \$122 ;
+    px <= \$66 ;
   always @(posedge clk)
-    px <= \$123 ;
+    y <= \$67 ;
   always @(posedge clk)
-    py <= \$124 ;
+    py <= \$68 ;
+  assign \$1  = req__payload[55] & req__payload[57];
+  assign \$2  = px == 2'h2;
+  assign \$3  = 1'h1 & \$2 ;
+  assign \$4  = py == 2'h2;
+  assign \$5  = \$3  & \$4 ;
+  assign \$6  = \$1  & \$5 ;
+  assign \$7  = y == 2'h0;
+  assign \$8  = 1'h1 & \$7 ;
+  assign \$9  = x == 2'h0;
+  assign home = \$8  & \$9 ;
+  assign req__valid = \$signal  & 1'h1;
+  assign \$signal$9  = req__valid & req__ready;
+  assign \$10  = ~ 1'h1;
+  assign \$11  = \$signal$9  & 1'h1;
+  assign \$12  = \$10  | \$11 ;
+  assign \$13  = \$signal  & \$12 ;
+  assign \$14  = ~ \$signal ;
+  assign \$15  = ~ home;
+  assign \$16  = \$14  & \$15 ;
+  assign \$17  = \$13  | \$16 ;
+  assign \$18  = ~ fresh;
+  assign turn = \$17  & \$18 ;
+  assign \$19  = y >= 2'h1;
+  assign \$20  = 1'h1 & \$19 ;
+  assign \$21  = x >= 2'h1;
+  assign ok_0_0 = \$20  & \$21 ;
+  assign \$22  = y >= 2'h1;
+  assign ok_0_1 = 1'h1 & \$22 ;
+  assign \$23  = y >= 2'h1;
+  assign \$24  = 1'h1 & \$23 ;
+  assign \$25  = x < 2'h2;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$118  = \$119 ;
-    if (fetch) begin
-      \$118 [0] = \$80 ;
-      \$118 [1] = \$83 ;
-      \$118 [2] = \$90 ;
-      \$118 [6:3] = \$92 [3:0];
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$63  = \$49 ;
     if (rst) begin
-      \$118  = 7'h00;
+      \$63  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$120  = req__valid;
-    if (fetch) begin
-      \$120  = 1'h1;
-    end else if (take) begin
-      \$120  = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$64  = \$signal ;
+    if (\$53 ) begin
+      \$64  = 1'h1;
+    end else if (\$54 ) begin
+      \$64  = 1'h0;
     end
     if (rst) begin
-      \$120  = 1'h0;
+      \$64  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$121  = pad;
-    if (fetch) begin
-      \$121  = { ok_2_2, ok_2_1, ok_2_0, ok_1_2, 1'h1, ok_1_0, ok_0_2, ok_0_1, ok_0_0 };
-    end
-    if (rst) begin
-      \$121  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$122  = running;
-    if (fetch) begin
-      \$122  = \$100 ;
-    end
-    if (rst) begin
-      \$122  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$123  = px;
-    if (fetch) begin
-      if (\$104 ) begin
-        \$123  = \$107 [1:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$65  = x;
+    if (fresh) begin
+      \$65  = 2'h0;
+    end else if (turn) begin
+      (* full_case = 32'd1 *)
+      if (\$56 ) begin
+        \$65  = 2'h0;
+      end else begin
+        \$65  = \$61 [1:0];
       end
     end
     if (rst) begin
-      \$123  = 2'h0;
+      \$65  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$124  = py;
-    if (fetch) begin
-      if (\$113 ) begin
-        \$124  = \$116 [1:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$66  = px;
+    if (fresh) begin
+      \$66  = 2'h0;
+    end else if (turn) begin
+      (* full_case = 32'd1 *)
+      if (\$56 ) begin
+        \$66  = 2'h0;
+      end else begin
+        \$66  = \$62 [1:0];
       end
     end
     if (rst) begin
-      \$124  = 2'h0;
+      \$66  = 2'h0;
     end
   end
-  assign base = \$9 [3:0];
-  assign ok_1_1 = 1'h1;
-  assign rd__en = fetch;
-  assign req__payload = { \$119 , \$117  };
-  assign rd__data = { \port$331$0 , \port$330$0 , \port$329$0 , \port$328$0 , \port$327$0 , \port$326$0 , \port$325$0 , \port$324$0 , \port$323$0  };
-  assign \port$842$0  = \$117 ;
-  assign \port$846$0  = \$119 ;
-  assign \req__payload.x  = \$117 [26:0];
-  assign \req__payload.g  = \$117 [53:27];
-  assign \req__payload.tag  = \$119 ;
-  assign \$117 [53:27] = { \$75 , \$74 , \$73 , \$72 , keep, \$71 , \$70 , \$69 , \$68  };
-  assign \$117 [26:0] = { \port$331$0 , \port$330$0 , \port$329$0 , \port$328$0 , \port$327$0 , \port$326$0 , \port$325$0 , \port$324$0 , \port$323$0  };
-  assign rd__addr[35:32] = \$67 ;
-  assign rd__addr[31:28] = \$58 ;
-  assign rd__addr[27:24] = \$53 ;
-  assign rd__addr[23:20] = \$44 ;
-  assign rd__addr[19:16] = \$39 ;
-  assign rd__addr[15:12] = \$37 ;
-  assign rd__addr[11:8] = \$32 ;
-  assign rd__addr[7:4] = \$23 ;
-  assign rd__addr[3:0] = \$18 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$67  = y;
+    if (fresh) begin
+      \$67  = 2'h0;
+    end else if (turn) begin
+      if (\$56 ) begin
+        (* full_case = 32'd1 *)
+        if (\$58 ) begin
+          \$67  = 2'h0;
+        end else begin
+          \$67  = \$59 [1:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$67  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$68  = py;
+    if (fresh) begin
+      \$68  = 2'h0;
+    end else if (turn) begin
+      if (\$56 ) begin
+        (* full_case = 32'd1 *)
+        if (\$58 ) begin
+          \$68  = 2'h0;
+        end else begin
+          \$68  = \$60 [1:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$68  = 2'h0;
+    end
+  end
+  assign anchor = 1'h1;
+  assign \$signal$11  = \$signal$9 ;
+  assign rotate = turn;
+  assign taps = { \port$285$0 , \port$284$0 , \port$283$0 , \port$282$0 , \port$281$0 , \port$280$0 , \port$279$0 , \port$278$0 , \port$277$0  };
+  assign \req__payload.x  = req__payload[26:0];
+  assign \req__payload.g  = req__payload[53:27];
+  assign \req__payload.tag  = req__payload[58:54];
+  assign req__payload[53:27] = { \$42 , \$41 , \$40 , \$39 , keep, \$38 , \$37 , \$36 , \$35  };
+  assign req__payload[26:0] = { \port$285$0 , \port$284$0 , \port$283$0 , \port$282$0 , \port$281$0 , \port$280$0 , \port$279$0 , \port$278$0 , \port$277$0  };
+  assign req__payload[58] = \$6 ;
+  assign req__payload[57] = 1'h1;
+  assign req__payload[56] = 1'h1;
+  assign req__payload[55] = 1'h1;
+  assign req__payload[54] = 1'h1;
 endmodule
 
-module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__addr, \port$902$0 , \port$906$2 , out__valid, out__payload, out__ready);
-  wire [71:0] \$1 ;
-  wire [3:0] \$2 ;
+module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, \port$792$0 , \port$796$2 , out__valid, out__payload, out__ready);
   input clk;
   wire clk;
   output done;
   wire done;
-  wire \done$53 ;
+  wire \done$27 ;
+  wire fresh;
+  wire \fresh$7 ;
   input [3:0] keep;
   wire [3:0] keep;
-  wire [3:0] \keep$39 ;
+  wire [3:0] \keep$13 ;
   output [36:0] out__payload;
   wire [36:0] out__payload;
-  wire [36:0] \out__payload$57 ;
-  wire [20:0] \out__payload$57.acc ;
-  wire [6:0] \out__payload$57.acc[0] ;
-  wire [6:0] \out__payload$57.acc[1] ;
-  wire [6:0] \out__payload$57.acc[2] ;
-  wire [15:0] \out__payload$57.sample ;
+  wire [36:0] \out__payload$31 ;
+  wire [20:0] \out__payload$31.acc ;
+  wire [6:0] \out__payload$31.acc[0] ;
+  wire [6:0] \out__payload$31.acc[1] ;
+  wire [6:0] \out__payload$31.acc[2] ;
+  wire [15:0] \out__payload$31.sample ;
   wire [20:0] \out__payload.acc ;
   wire [6:0] \out__payload.acc[0] ;
   wire [6:0] \out__payload.acc[1] ;
@@ -3433,172 +3178,61 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__ad
   wire [15:0] \out__payload.sample ;
   input out__ready;
   wire out__ready;
-  wire \out__ready$59 ;
+  wire \out__ready$33 ;
   output out__valid;
   wire out__valid;
-  wire \out__valid$61 ;
-  input [1:0] \port$902$0 ;
-  wire [1:0] \port$902$0 ;
-  input [1:0] \port$906$2 ;
-  wire [1:0] \port$906$2 ;
-  wire [35:0] rd__addr;
-  wire [35:0] rd__data;
-  wire rd__en;
-  wire [75:0] req__payload;
-  wire [75:0] \req__payload$41 ;
-  wire [35:0] \req__payload$41.g ;
-  wire [3:0] \req__payload$41.tag ;
-  wire [35:0] \req__payload$41.x ;
+  wire \out__valid$35 ;
+  input [1:0] \port$792$0 ;
+  wire [1:0] \port$792$0 ;
+  input [1:0] \port$796$2 ;
+  wire [1:0] \port$796$2 ;
+  wire [76:0] req__payload;
+  wire [76:0] \req__payload$15 ;
+  wire [35:0] \req__payload$15.g ;
+  wire [4:0] \req__payload$15.tag ;
+  wire [35:0] \req__payload$15.x ;
   wire [35:0] \req__payload.g ;
-  wire [3:0] \req__payload.tag ;
+  wire [4:0] \req__payload.tag ;
   wire [35:0] \req__payload.x ;
   wire req__ready;
-  wire \req__ready$43 ;
+  wire \req__ready$17 ;
   wire req__valid;
-  wire \req__valid$45 ;
-  wire [3:0] rp__addr;
-  wire [3:0] \rp__addr$10 ;
-  wire [3:0] \rp__addr$12 ;
-  wire [3:0] \rp__addr$14 ;
-  wire [3:0] \rp__addr$16 ;
-  wire [3:0] \rp__addr$18 ;
-  wire [3:0] \rp__addr$20 ;
-  wire [3:0] \rp__addr$22 ;
-  wire [3:0] \rp__addr$24 ;
-  wire [3:0] rp__data;
-  wire [3:0] \rp__data$28 ;
-  wire [3:0] \rp__data$29 ;
-  wire [3:0] \rp__data$30 ;
-  wire [3:0] \rp__data$31 ;
-  wire [3:0] \rp__data$32 ;
-  wire [3:0] \rp__data$33 ;
-  wire [3:0] \rp__data$34 ;
-  wire [3:0] \rp__data$35 ;
-  wire rp__en;
-  wire \rp__en$11 ;
-  wire \rp__en$13 ;
-  wire \rp__en$15 ;
-  wire \rp__en$17 ;
-  wire \rp__en$19 ;
-  wire \rp__en$21 ;
-  wire \rp__en$23 ;
-  wire \rp__en$25 ;
+  wire \req__valid$19 ;
+  wire rotate;
+  wire \rotate$9 ;
   input rst;
   wire rst;
   input [15:0] sample;
   wire [15:0] sample;
-  wire [15:0] \sample$55 ;
+  wire [15:0] \sample$29 ;
   input start;
   wire start;
-  wire \start$37 ;
-  wire [19:0] sums__payload;
-  wire [19:0] \sums__payload$47 ;
-  wire [13:0] \sums__payload$47.acc ;
-  wire [6:0] \sums__payload$47.acc[0] ;
-  wire [6:0] \sums__payload$47.acc[1] ;
-  wire \sums__payload$47.index ;
-  wire \sums__payload$47.last ;
-  wire [3:0] \sums__payload$47.tag ;
+  wire \start$11 ;
+  wire [20:0] sums__payload;
+  wire [20:0] \sums__payload$21 ;
+  wire [13:0] \sums__payload$21.acc ;
+  wire [6:0] \sums__payload$21.acc[0] ;
+  wire [6:0] \sums__payload$21.acc[1] ;
+  wire \sums__payload$21.index ;
+  wire \sums__payload$21.last ;
+  wire [4:0] \sums__payload$21.tag ;
   wire [13:0] \sums__payload.acc ;
   wire [6:0] \sums__payload.acc[0] ;
   wire [6:0] \sums__payload.acc[1] ;
   wire \sums__payload.index ;
   wire \sums__payload.last ;
-  wire [3:0] \sums__payload.tag ;
+  wire [4:0] \sums__payload.tag ;
   wire sums__ready;
-  wire \sums__ready$49 ;
+  wire \sums__ready$23 ;
   wire sums__valid;
-  wire \sums__valid$51 ;
-  input [3:0] wport__addr;
-  wire [3:0] wport__addr;
-  wire [3:0] wport__data;
-  wire wport__en;
-  wire [3:0] wr__addr;
+  wire \sums__valid$25 ;
+  wire [35:0] taps;
+  wire [35:0] \taps$5 ;
   wire [3:0] wr__data;
-  input [3:0] wr__en;
-  wire [3:0] wr__en;
-  reg [3:0] act [8:0];
-  initial begin
-    act[0] = 4'h0;
-    act[1] = 4'h0;
-    act[2] = 4'h0;
-    act[3] = 4'h0;
-    act[4] = 4'h0;
-    act[5] = 4'h0;
-    act[6] = 4'h0;
-    act[7] = 4'h0;
-    act[8] = 4'h0;
-  end
-  always @(posedge clk) begin
-    if (wport__en)
-      act[wport__addr] <= { \port$902$0 , \port$906$2  };
-  end
-  reg [3:0] _0_;
-  reg [3:0] _1_;
-  reg [3:0] _2_;
-  reg [3:0] _3_;
-  reg [3:0] _4_;
-  reg [3:0] _5_;
-  reg [3:0] _6_;
-  reg [3:0] _7_;
-  reg [3:0] _8_;
-  always @(posedge clk) begin
-    if (rp__en) begin
-      _0_ <= act[rd__addr[3:0]];
-      if (wport__en && rd__addr[3:0] == wport__addr)
-        _0_ <= { \port$902$0 , \port$906$2  };
-    end
-    if (rp__en) begin
-      _1_ <= act[rd__addr[7:4]];
-      if (wport__en && rd__addr[7:4] == wport__addr)
-        _1_ <= { \port$902$0 , \port$906$2  };
-    end
-    if (rp__en) begin
-      _2_ <= act[rd__addr[11:8]];
-      if (wport__en && rd__addr[11:8] == wport__addr)
-        _2_ <= { \port$902$0 , \port$906$2  };
-    end
-    if (rp__en) begin
-      _3_ <= act[rd__addr[15:12]];
-      if (wport__en && rd__addr[15:12] == wport__addr)
-        _3_ <= { \port$902$0 , \port$906$2  };
-    end
-    if (rp__en) begin
-      _4_ <= act[rd__addr[19:16]];
-      if (wport__en && rd__addr[19:16] == wport__addr)
-        _4_ <= { \port$902$0 , \port$906$2  };
-    end
-    if (rp__en) begin
-      _5_ <= act[rd__addr[23:20]];
-      if (wport__en && rd__addr[23:20] == wport__addr)
-        _5_ <= { \port$902$0 , \port$906$2  };
-    end
-    if (rp__en) begin
-      _6_ <= act[rd__addr[27:24]];
-      if (wport__en && rd__addr[27:24] == wport__addr)
-        _6_ <= { \port$902$0 , \port$906$2  };
-    end
-    if (rp__en) begin
-      _7_ <= act[rd__addr[31:28]];
-      if (wport__en && rd__addr[31:28] == wport__addr)
-        _7_ <= { \port$902$0 , \port$906$2  };
-    end
-    if (rp__en) begin
-      _8_ <= act[rd__addr[35:32]];
-      if (wport__en && rd__addr[35:32] == wport__addr)
-        _8_ <= { \port$902$0 , \port$906$2  };
-    end
-  end
-  assign rp__data = _0_;
-  assign \rp__data$28  = _1_;
-  assign \rp__data$29  = _2_;
-  assign \rp__data$30  = _3_;
-  assign \rp__data$31  = _4_;
-  assign \rp__data$32  = _5_;
-  assign \rp__data$33  = _6_;
-  assign \rp__data$34  = _7_;
-  assign \rp__data$35  = _8_;
-  assign wport__en = | wr__en;
+  wire [3:0] \wr__data$1 ;
+  input wr__en;
+  wire wr__en;
+  wire \wr__en$3 ;
   \hwgen_top.layer2.sink  sink (
     .clk(clk),
     .done(done),
@@ -3611,11 +3245,18 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__ad
     .sums__ready(sums__ready),
     .sums__valid(sums__valid)
   );
+  \hwgen_top.layer2.store  store (
+    .clk(clk),
+    .\port$792$0 (\port$792$0 ),
+    .\port$796$2 (\port$796$2 ),
+    .ring0(taps),
+    .rst(rst),
+    .wr__en(wr__en)
+  );
   \hwgen_top.layer2.tiles  tiles (
     .beat__ready(sums__ready),
     .clk(clk),
-    .\port$908$0 (\$1 ),
-    .\port$912$0 (\$2 ),
+    .\req__payload$3 (req__payload),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst),
@@ -3624,93 +3265,67 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wport__ad
   );
   \hwgen_top.layer2.walker  walker (
     .clk(clk),
-    .fetch(rp__en),
     .keep(keep),
-    .\port$558$0 (rp__data),
-    .\port$559$0 (\rp__data$28 ),
-    .\port$560$0 (\rp__data$29 ),
-    .\port$561$0 (\rp__data$30 ),
-    .\port$562$0 (\rp__data$31 ),
-    .\port$563$0 (\rp__data$32 ),
-    .\port$564$0 (\rp__data$33 ),
-    .\port$565$0 (\rp__data$34 ),
-    .\port$566$0 (\rp__data$35 ),
-    .\port$908$0 (\$1 ),
-    .\port$912$0 (\$2 ),
-    .rd__addr(rd__addr),
+    .req__payload(req__payload),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst),
-    .start(start)
+    .start(start),
+    .taps(taps)
   );
-  assign wr__addr = wport__addr;
-  assign wport__data = { \port$902$0 , \port$906$2  };
-  assign wr__data = { \port$902$0 , \port$906$2  };
-  assign rp__addr = rd__addr[3:0];
-  assign rd__en = rp__en;
-  assign \rp__addr$10  = rd__addr[7:4];
-  assign \rp__en$11  = rp__en;
-  assign \rp__addr$12  = rd__addr[11:8];
-  assign \rp__en$13  = rp__en;
-  assign \rp__addr$14  = rd__addr[15:12];
-  assign \rp__en$15  = rp__en;
-  assign \rp__addr$16  = rd__addr[19:16];
-  assign \rp__en$17  = rp__en;
-  assign \rp__addr$18  = rd__addr[23:20];
-  assign \rp__en$19  = rp__en;
-  assign \rp__addr$20  = rd__addr[27:24];
-  assign \rp__en$21  = rp__en;
-  assign \rp__addr$22  = rd__addr[31:28];
-  assign \rp__en$23  = rp__en;
-  assign \rp__addr$24  = rd__addr[35:32];
-  assign \rp__en$25  = rp__en;
-  assign rd__data = { \rp__data$35 , \rp__data$34 , \rp__data$33 , \rp__data$32 , \rp__data$31 , \rp__data$30 , \rp__data$29 , \rp__data$28 , rp__data };
-  assign \start$37  = start;
-  assign \keep$39  = keep;
-  assign req__payload = { \$2 , \$1  };
-  assign \req__payload$41  = { \$2 , \$1  };
-  assign \req__ready$43  = req__ready;
-  assign \req__valid$45  = req__valid;
-  assign \sums__payload$47  = sums__payload;
-  assign \sums__ready$49  = sums__ready;
-  assign \sums__valid$51  = sums__valid;
-  assign \done$53  = done;
-  assign \sample$55  = sample;
-  assign \out__payload$57  = out__payload;
-  assign \out__ready$59  = out__ready;
-  assign \out__valid$61  = out__valid;
-  assign \req__payload.x  = \$1 [35:0];
-  assign \req__payload.g  = \$1 [71:36];
-  assign \req__payload.tag  = \$2 ;
-  assign \req__payload$41.x  = \$1 [35:0];
-  assign \req__payload$41.g  = \$1 [71:36];
-  assign \req__payload$41.tag  = \$2 ;
+  assign wr__data = { \port$792$0 , \port$796$2  };
+  assign \wr__data$1  = { \port$792$0 , \port$796$2  };
+  assign \wr__en$3  = wr__en;
+  assign \taps$5  = taps;
+  assign fresh = wr__en;
+  assign \fresh$7  = wr__en;
+  assign rotate = 1'h0;
+  assign \rotate$9  = 1'h0;
+  assign \start$11  = start;
+  assign \keep$13  = keep;
+  assign \req__payload$15  = req__payload;
+  assign \req__ready$17  = req__ready;
+  assign \req__valid$19  = req__valid;
+  assign \sums__payload$21  = sums__payload;
+  assign \sums__ready$23  = sums__ready;
+  assign \sums__valid$25  = sums__valid;
+  assign \done$27  = done;
+  assign \sample$29  = sample;
+  assign \out__payload$31  = out__payload;
+  assign \out__ready$33  = out__ready;
+  assign \out__valid$35  = out__valid;
+  assign \req__payload.x  = req__payload[35:0];
+  assign \req__payload.g  = req__payload[71:36];
+  assign \req__payload.tag  = req__payload[76:72];
+  assign \req__payload$15.x  = req__payload[35:0];
+  assign \req__payload$15.g  = req__payload[71:36];
+  assign \req__payload$15.tag  = req__payload[76:72];
   assign \sums__payload.acc  = sums__payload[13:0];
   assign \sums__payload.acc[0]  = sums__payload[6:0];
   assign \sums__payload.acc[1]  = sums__payload[13:7];
   assign \sums__payload.index  = sums__payload[14];
   assign \sums__payload.last  = sums__payload[15];
-  assign \sums__payload.tag  = sums__payload[19:16];
-  assign \sums__payload$47.acc  = sums__payload[13:0];
-  assign \sums__payload$47.acc[0]  = sums__payload[6:0];
-  assign \sums__payload$47.acc[1]  = sums__payload[13:7];
-  assign \sums__payload$47.index  = sums__payload[14];
-  assign \sums__payload$47.last  = sums__payload[15];
-  assign \sums__payload$47.tag  = sums__payload[19:16];
+  assign \sums__payload.tag  = sums__payload[20:16];
+  assign \sums__payload$21.acc  = sums__payload[13:0];
+  assign \sums__payload$21.acc[0]  = sums__payload[6:0];
+  assign \sums__payload$21.acc[1]  = sums__payload[13:7];
+  assign \sums__payload$21.index  = sums__payload[14];
+  assign \sums__payload$21.last  = sums__payload[15];
+  assign \sums__payload$21.tag  = sums__payload[20:16];
   assign \out__payload.sample  = out__payload[15:0];
   assign \out__payload.acc  = out__payload[36:16];
   assign \out__payload.acc[0]  = out__payload[22:16];
   assign \out__payload.acc[1]  = out__payload[29:23];
   assign \out__payload.acc[2]  = out__payload[36:30];
-  assign \out__payload$57.sample  = out__payload[15:0];
-  assign \out__payload$57.acc  = out__payload[36:16];
-  assign \out__payload$57.acc[0]  = out__payload[22:16];
-  assign \out__payload$57.acc[1]  = out__payload[29:23];
-  assign \out__payload$57.acc[2]  = out__payload[36:30];
+  assign \out__payload$31.sample  = out__payload[15:0];
+  assign \out__payload$31.acc  = out__payload[36:16];
+  assign \out__payload$31.acc[0]  = out__payload[22:16];
+  assign \out__payload$31.acc[1]  = out__payload[29:23];
+  assign \out__payload$31.acc[2]  = out__payload[36:30];
 endmodule
 
 module \hwgen_top.layer2.sink (clk, rst, sample, sums__ready, done, sums__payload, sums__valid, out__valid, out__payload, out__ready);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$2 ;
   reg [27:0] \$3 ;
@@ -3738,19 +3353,19 @@ module \hwgen_top.layer2.sink (clk, rst, sample, sums__ready, done, sums__payloa
   input [15:0] sample;
   wire [15:0] sample;
   reg [27:0] sr_c0 = 28'h0000000;
-  input [19:0] sums__payload;
-  wire [19:0] sums__payload;
+  input [20:0] sums__payload;
+  wire [20:0] sums__payload;
   wire [13:0] \sums__payload.acc ;
   wire [6:0] \sums__payload.acc[0] ;
   wire [6:0] \sums__payload.acc[1] ;
   wire \sums__payload.index ;
   wire \sums__payload.last ;
-  wire [3:0] \sums__payload.tag ;
+  wire [4:0] \sums__payload.tag ;
   output sums__ready;
   wire sums__ready;
   input sums__valid;
   wire sums__valid;
-  assign done = \end  & sums__payload[18];
+  assign done = \end  & sums__payload[20];
   assign \$2  = out__valid & out__ready;
   always @(posedge clk)
     sr_c0 <= \$3 ;
@@ -3763,7 +3378,7 @@ module \hwgen_top.layer2.sink (clk, rst, sample, sums__ready, done, sums__payloa
   assign got = sums__valid & sums__ready;
   assign \end  = got & sums__payload[15];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$3  = sr_c0;
     if (got) begin
       \$3  = { sums__payload[13:0], sr_c0[27:14] };
@@ -3773,7 +3388,7 @@ module \hwgen_top.layer2.sink (clk, rst, sample, sums__ready, done, sums__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$4  = out__valid;
     if (\$2 ) begin
       \$4  = 1'h0;
@@ -3786,7 +3401,7 @@ module \hwgen_top.layer2.sink (clk, rst, sample, sums__ready, done, sums__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$5  = out__payload;
     if (\end ) begin
       \$5 [15:0] = sample;
@@ -3803,7 +3418,7 @@ module \hwgen_top.layer2.sink (clk, rst, sample, sums__ready, done, sums__payloa
   assign \sums__payload.acc[1]  = sums__payload[13:7];
   assign \sums__payload.index  = sums__payload[14];
   assign \sums__payload.last  = sums__payload[15];
-  assign \sums__payload.tag  = sums__payload[19:16];
+  assign \sums__payload.tag  = sums__payload[20:16];
   assign \out__payload.sample  = out__payload[15:0];
   assign \out__payload.acc  = out__payload[36:16];
   assign \out__payload.acc[0]  = out__payload[22:16];
@@ -3811,7 +3426,49 @@ module \hwgen_top.layer2.sink (clk, rst, sample, sums__ready, done, sums__payloa
   assign \out__payload.acc[2]  = out__payload[36:30];
 endmodule
 
-module \hwgen_top.layer2.tiles (rst, req__ready, beat__ready, \port$908$0 , \port$912$0 , req__valid, sums__payload, sums__valid, clk);
+module \hwgen_top.layer2.store (rst, wr__en, \port$792$0 , \port$796$2 , ring0, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  wire \$1 ;
+  wire [3:0] \$2 ;
+  reg [35:0] \$3 ;
+  input clk;
+  wire clk;
+  wire fresh;
+  input [1:0] \port$792$0 ;
+  wire [1:0] \port$792$0 ;
+  input [1:0] \port$796$2 ;
+  wire [1:0] \port$796$2 ;
+  output [35:0] ring0;
+  reg [35:0] ring0 = 36'h000000000;
+  wire rotate;
+  input rst;
+  wire rst;
+  (* init = 36'h000000000 *)
+  wire [35:0] taps;
+  wire [3:0] wr__data;
+  input wr__en;
+  wire wr__en;
+  assign \$1  = wr__en | 1'h0;
+  assign \$2  = wr__en ? { \port$792$0 , \port$796$2  } : ring0[3:0];
+  always @(posedge clk)
+    ring0 <= \$3 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$3  = ring0;
+    if (\$1 ) begin
+      \$3  = { \$2 , ring0[35:4] };
+    end
+    if (rst) begin
+      \$3  = 36'h000000000;
+    end
+  end
+  assign rotate = 1'h0;
+  assign wr__data = { \port$792$0 , \port$796$2  };
+  assign fresh = wr__en;
+  assign taps = ring0;
+endmodule
+
+module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, beat__ready, \req__payload$3 , sums__payload, sums__valid, clk);
   wire [6:0] \$1 ;
   wire [7:0] \$2 ;
   wire [6:0] \$3 ;
@@ -3824,27 +3481,27 @@ module \hwgen_top.layer2.tiles (rst, req__ready, beat__ready, \port$908$0 , \por
   wire [6:0] \$hwgen_sx7 ;
   wire [3:0] \$hwgen_sx8 ;
   wire [5:0] \$hwgen_sx9 ;
-  wire [17:0] beat__payload;
-  wire [17:0] \beat__payload$19 ;
+  wire [18:0] beat__payload;
+  wire [18:0] \beat__payload$19 ;
   wire [11:0] \beat__payload$19.acc ;
   wire [5:0] \beat__payload$19.acc[0] ;
   wire [5:0] \beat__payload$19.acc[1] ;
   wire \beat__payload$19.index ;
   wire \beat__payload$19.last ;
-  wire [3:0] \beat__payload$19.tag ;
-  wire [13:0] \beat__payload$20 ;
+  wire [4:0] \beat__payload$19.tag ;
+  wire [14:0] \beat__payload$20 ;
   wire [7:0] \beat__payload$20.acc ;
   wire [3:0] \beat__payload$20.acc[0] ;
   wire [3:0] \beat__payload$20.acc[1] ;
   wire \beat__payload$20.index ;
   wire \beat__payload$20.last ;
-  wire [3:0] \beat__payload$20.tag ;
+  wire [4:0] \beat__payload$20.tag ;
   wire [11:0] \beat__payload.acc ;
   wire [5:0] \beat__payload.acc[0] ;
   wire [5:0] \beat__payload.acc[1] ;
   wire \beat__payload.index ;
   wire \beat__payload.last ;
-  wire [3:0] \beat__payload.tag ;
+  wire [4:0] \beat__payload.tag ;
   input beat__ready;
   wire beat__ready;
   wire \beat__ready$11 ;
@@ -3852,25 +3509,22 @@ module \hwgen_top.layer2.tiles (rst, req__ready, beat__ready, \port$908$0 , \por
   wire beat__valid;
   input clk;
   wire clk;
-  input [71:0] \port$908$0 ;
-  wire [71:0] \port$908$0 ;
-  input [3:0] \port$912$0 ;
-  wire [3:0] \port$912$0 ;
-  wire [35:0] req__payload;
-  wire [11:0] \req__payload$10 ;
+  wire [36:0] req__payload;
+  wire [12:0] \req__payload$10 ;
   wire [3:0] \req__payload$10.g ;
-  wire [3:0] \req__payload$10.tag ;
+  wire [4:0] \req__payload$10.tag ;
   wire [3:0] \req__payload$10.x ;
-  wire [75:0] \req__payload$3 ;
+  input [76:0] \req__payload$3 ;
+  wire [76:0] \req__payload$3 ;
   wire [35:0] \req__payload$3.g ;
-  wire [3:0] \req__payload$3.tag ;
+  wire [4:0] \req__payload$3.tag ;
   wire [35:0] \req__payload$3.x ;
-  wire [35:0] \req__payload$7 ;
+  wire [36:0] \req__payload$7 ;
   wire [15:0] \req__payload$7.g ;
-  wire [3:0] \req__payload$7.tag ;
+  wire [4:0] \req__payload$7.tag ;
   wire [15:0] \req__payload$7.x ;
   wire [15:0] \req__payload.g ;
-  wire [3:0] \req__payload.tag ;
+  wire [4:0] \req__payload.tag ;
   wire [15:0] \req__payload.x ;
   output req__ready;
   wire req__ready;
@@ -3884,14 +3538,14 @@ module \hwgen_top.layer2.tiles (rst, req__ready, beat__ready, \port$908$0 , \por
   wire rst;
   wire [6:0] sum_c0_l0;
   wire [6:0] sum_c0_l1;
-  output [19:0] sums__payload;
-  wire [19:0] sums__payload;
+  output [20:0] sums__payload;
+  wire [20:0] sums__payload;
   wire [13:0] \sums__payload.acc ;
   wire [6:0] \sums__payload.acc[0] ;
   wire [6:0] \sums__payload.acc[1] ;
   wire \sums__payload.index ;
   wire \sums__payload.last ;
-  wire [3:0] \sums__payload.tag ;
+  wire [4:0] \sums__payload.tag ;
   wire sums__ready;
   output sums__valid;
   wire sums__valid;
@@ -3934,7 +3588,6 @@ module \hwgen_top.layer2.tiles (rst, req__ready, beat__ready, \port$908$0 , \por
   assign \$hwgen_sx11  = \$3 ;
   assign \$hwgen_sx12  = \beat__payload$20 [7:4];
   assign \req__valid$1  = req__valid;
-  assign \req__payload$3  = { \port$912$0 , \port$908$0  };
   assign sums__ready = beat__ready;
   assign \req__valid$6  = req__valid;
   assign \beat__ready$8  = beat__ready;
@@ -3946,73 +3599,73 @@ module \hwgen_top.layer2.tiles (rst, req__ready, beat__ready, \port$908$0 , \por
   assign sum_c0_l1 = \$4 [6:0];
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
-  assign \req__payload.tag  = req__payload[35:32];
-  assign \req__payload$3.x  = \port$908$0 [35:0];
-  assign \req__payload$3.g  = \port$908$0 [71:36];
-  assign \req__payload$3.tag  = \port$912$0 ;
+  assign \req__payload.tag  = req__payload[36:32];
+  assign \req__payload$3.x  = \req__payload$3 [35:0];
+  assign \req__payload$3.g  = \req__payload$3 [71:36];
+  assign \req__payload$3.tag  = \req__payload$3 [76:72];
   assign \req__payload$7.x  = \req__payload$7 [15:0];
   assign \req__payload$7.g  = \req__payload$7 [31:16];
-  assign \req__payload$7.tag  = \req__payload$7 [35:32];
+  assign \req__payload$7.tag  = \req__payload$7 [36:32];
   assign \req__payload$10.x  = \req__payload$10 [3:0];
   assign \req__payload$10.g  = \req__payload$10 [7:4];
-  assign \req__payload$10.tag  = \req__payload$10 [11:8];
+  assign \req__payload$10.tag  = \req__payload$10 [12:8];
   assign \sums__payload.acc  = sums__payload[13:0];
   assign \sums__payload.acc[0]  = sums__payload[6:0];
   assign \sums__payload.acc[1]  = sums__payload[13:7];
   assign \sums__payload.index  = sums__payload[14];
   assign \sums__payload.last  = sums__payload[15];
-  assign \sums__payload.tag  = sums__payload[19:16];
+  assign \sums__payload.tag  = sums__payload[20:16];
   assign \beat__payload.acc  = beat__payload[11:0];
   assign \beat__payload.acc[0]  = beat__payload[5:0];
   assign \beat__payload.acc[1]  = beat__payload[11:6];
   assign \beat__payload.index  = beat__payload[12];
   assign \beat__payload.last  = beat__payload[13];
-  assign \beat__payload.tag  = beat__payload[17:14];
+  assign \beat__payload.tag  = beat__payload[18:14];
   assign \beat__payload$19.acc  = \beat__payload$19 [11:0];
   assign \beat__payload$19.acc[0]  = \beat__payload$19 [5:0];
   assign \beat__payload$19.acc[1]  = \beat__payload$19 [11:6];
   assign \beat__payload$19.index  = \beat__payload$19 [12];
   assign \beat__payload$19.last  = \beat__payload$19 [13];
-  assign \beat__payload$19.tag  = \beat__payload$19 [17:14];
+  assign \beat__payload$19.tag  = \beat__payload$19 [18:14];
   assign \beat__payload$20.acc  = \beat__payload$20 [7:0];
   assign \beat__payload$20.acc[0]  = \beat__payload$20 [3:0];
   assign \beat__payload$20.acc[1]  = \beat__payload$20 [7:4];
   assign \beat__payload$20.index  = \beat__payload$20 [8];
   assign \beat__payload$20.last  = \beat__payload$20 [9];
-  assign \beat__payload$20.tag  = \beat__payload$20 [13:10];
+  assign \beat__payload$20.tag  = \beat__payload$20 [14:10];
   assign sums__payload[13:7] = \$4 [6:0];
   assign sums__payload[6:0] = \$2 [6:0];
-  assign sums__payload[19:16] = beat__payload[17:14];
+  assign sums__payload[20:16] = beat__payload[18:14];
   assign sums__payload[15] = beat__payload[13];
   assign sums__payload[14] = beat__payload[12];
-  assign \req__payload$10 [11:8] = \port$912$0 ;
-  assign \req__payload$10 [7:4] = \port$908$0 [71:68];
-  assign \req__payload$10 [3:0] = \port$908$0 [35:32];
-  assign \req__payload$7 [35:32] = \port$912$0 ;
-  assign \req__payload$7 [31:16] = \port$908$0 [67:52];
-  assign \req__payload$7 [15:0] = \port$908$0 [31:16];
-  assign req__payload[35:32] = \port$912$0 ;
-  assign req__payload[31:16] = \port$908$0 [51:36];
-  assign req__payload[15:0] = \port$908$0 [15:0];
+  assign \req__payload$10 [12:8] = \req__payload$3 [76:72];
+  assign \req__payload$10 [7:4] = \req__payload$3 [71:68];
+  assign \req__payload$10 [3:0] = \req__payload$3 [35:32];
+  assign \req__payload$7 [36:32] = \req__payload$3 [76:72];
+  assign \req__payload$7 [31:16] = \req__payload$3 [67:52];
+  assign \req__payload$7 [15:0] = \req__payload$3 [31:16];
+  assign req__payload[36:32] = \req__payload$3 [76:72];
+  assign req__payload[31:16] = \req__payload$3 [51:36];
+  assign req__payload[15:0] = \req__payload$3 [15:0];
 endmodule
 
-module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__ready, beat__ready, req__valid, req__payload, beat__payload, beat__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__valid, req__ready, beat__ready, req__payload, beat__payload, beat__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire [1:0] \$10 ;
   wire \$11 ;
   wire \$12 ;
-  wire [3:0] \$13 ;
+  wire [4:0] \$13 ;
   reg \$14 ;
   reg \$15 ;
   reg [15:0] \$16 ;
   reg [15:0] \$17 ;
-  reg [3:0] \$18 ;
+  reg [4:0] \$18 ;
   reg \$19 ;
   wire \$2 ;
   reg \$20 ;
   reg \$21 ;
-  reg [3:0] \$22 ;
+  reg [4:0] \$22 ;
   wire [15:0] \$3 ;
   wire [15:0] \$4 ;
   wire [6:0] \$5 ;
@@ -4030,14 +3683,14 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__ready, beat__ready, req__va
   wire [15:0] \a$32 ;
   wire [15:0] agree0;
   wire [15:0] agree1;
-  output [17:0] beat__payload;
-  wire [17:0] beat__payload;
+  output [18:0] beat__payload;
+  wire [18:0] beat__payload;
   wire [11:0] \beat__payload.acc ;
   wire [5:0] \beat__payload.acc[0] ;
   wire [5:0] \beat__payload.acc[1] ;
   wire \beat__payload.index ;
   wire \beat__payload.last ;
-  wire [3:0] \beat__payload.tag ;
+  wire [4:0] \beat__payload.tag ;
   input beat__ready;
   wire beat__ready;
   output beat__valid;
@@ -4056,13 +3709,13 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__ready, beat__ready, req__va
   wire [5:0] ng;
   wire [4:0] pc0;
   wire [4:0] pc1;
-  reg [3:0] q_tag = 4'h0;
+  reg [4:0] q_tag = 5'h00;
   wire rd__addr;
   wire [31:0] rd__data;
-  input [35:0] req__payload;
-  wire [35:0] req__payload;
+  input [36:0] req__payload;
+  wire [36:0] req__payload;
   wire [15:0] \req__payload.g ;
-  wire [3:0] \req__payload.tag ;
+  wire [4:0] \req__payload.tag ;
   wire [15:0] \req__payload.x ;
   output req__ready;
   wire req__ready;
@@ -4070,7 +3723,7 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__ready, beat__ready, req__va
   wire req__valid;
   input rst;
   wire rst;
-  reg [3:0] tag_r = 4'h0;
+  reg [4:0] tag_r = 5'h00;
   wire take;
   wire [4:0] y;
   wire [4:0] \y$29 ;
@@ -4102,7 +3755,7 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__ready, beat__ready, req__va
   assign \$10  = { 1'h0, index } + 2'h1;
   assign \$11  = ~ busy;
   assign \$12  = index == 1'h1;
-  assign \$13  = busy ? tag_r : req__payload[35:32];
+  assign \$13  = busy ? tag_r : req__payload[36:32];
   always @(posedge clk)
     busy <= \$14 ;
   always @(posedge clk)
@@ -4143,7 +3796,7 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__ready, beat__ready, req__va
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$14  = busy;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -4158,7 +3811,7 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__ready, beat__ready, req__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$15  = k;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -4173,7 +3826,7 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__ready, beat__ready, req__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$16  = \$signal$8 ;
     if (take) begin
       if (\$11 ) begin
@@ -4185,7 +3838,7 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__ready, beat__ready, req__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$17  = g_r;
     if (take) begin
       if (\$11 ) begin
@@ -4197,19 +3850,19 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__ready, beat__ready, req__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$18  = tag_r;
     if (take) begin
       if (\$11 ) begin
-        \$18  = req__payload[35:32];
+        \$18  = req__payload[36:32];
       end
     end
     if (rst) begin
-      \$18  = 4'h0;
+      \$18  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$19  = beat__valid;
     if (\$signal ) begin
       \$19  = front;
@@ -4219,7 +3872,7 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__ready, beat__ready, req__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$20  = \$signal$17 ;
     if (take) begin
       \$20  = index;
@@ -4229,7 +3882,7 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__ready, beat__ready, req__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$21  = \$signal$18 ;
     if (take) begin
       \$21  = \$12 ;
@@ -4239,13 +3892,13 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__ready, beat__ready, req__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$22  = q_tag;
     if (take) begin
       \$22  = \$13 ;
     end
     if (rst) begin
-      \$22  = 4'h0;
+      \$22  = 5'h00;
     end
   end
   assign rd__addr = index;
@@ -4260,37 +3913,37 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__ready, beat__ready, req__va
   assign \y$34  = pc1;
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
-  assign \req__payload.tag  = req__payload[35:32];
+  assign \req__payload.tag  = req__payload[36:32];
   assign \beat__payload.acc  = beat__payload[11:0];
   assign \beat__payload.acc[0]  = beat__payload[5:0];
   assign \beat__payload.acc[1]  = beat__payload[11:6];
   assign \beat__payload.index  = beat__payload[12];
   assign \beat__payload.last  = beat__payload[13];
-  assign \beat__payload.tag  = beat__payload[17:14];
+  assign \beat__payload.tag  = beat__payload[18:14];
   assign beat__payload[11:6] = \$8 [5:0];
   assign beat__payload[5:0] = \$5 [5:0];
-  assign beat__payload[17:14] = q_tag;
+  assign beat__payload[18:14] = q_tag;
   assign beat__payload[13] = \$signal$18 ;
   assign beat__payload[12] = \$signal$17 ;
 endmodule
 
-module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, beat__ready, req__valid, req__payload, beat__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, req__valid, beat__ready, req__payload, beat__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire [1:0] \$10 ;
   wire \$11 ;
   wire \$12 ;
-  wire [3:0] \$13 ;
+  wire [4:0] \$13 ;
   reg \$14 ;
   reg \$15 ;
   reg [15:0] \$16 ;
   reg [15:0] \$17 ;
-  reg [3:0] \$18 ;
+  reg [4:0] \$18 ;
   reg \$19 ;
   wire \$2 ;
   reg \$20 ;
   reg \$21 ;
-  reg [3:0] \$22 ;
+  reg [4:0] \$22 ;
   wire [15:0] \$3 ;
   wire [15:0] \$4 ;
   wire [6:0] \$5 ;
@@ -4308,14 +3961,14 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, beat__ready, req__valid, req__pa
   wire [15:0] \a$32 ;
   wire [15:0] agree0;
   wire [15:0] agree1;
-  output [17:0] beat__payload;
-  wire [17:0] beat__payload;
+  output [18:0] beat__payload;
+  wire [18:0] beat__payload;
   wire [11:0] \beat__payload.acc ;
   wire [5:0] \beat__payload.acc[0] ;
   wire [5:0] \beat__payload.acc[1] ;
   wire \beat__payload.index ;
   wire \beat__payload.last ;
-  wire [3:0] \beat__payload.tag ;
+  wire [4:0] \beat__payload.tag ;
   input beat__ready;
   wire beat__ready;
   reg beat__valid = 1'h0;
@@ -4333,20 +3986,20 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, beat__ready, req__valid, req__pa
   wire [5:0] ng;
   wire [4:0] pc0;
   wire [4:0] pc1;
-  reg [3:0] q_tag = 4'h0;
+  reg [4:0] q_tag = 5'h00;
   wire rd__addr;
   wire [31:0] rd__data;
-  input [35:0] req__payload;
-  wire [35:0] req__payload;
+  input [36:0] req__payload;
+  wire [36:0] req__payload;
   wire [15:0] \req__payload.g ;
-  wire [3:0] \req__payload.tag ;
+  wire [4:0] \req__payload.tag ;
   wire [15:0] \req__payload.x ;
   wire req__ready;
   input req__valid;
   wire req__valid;
   input rst;
   wire rst;
-  reg [3:0] tag_r = 4'h0;
+  reg [4:0] tag_r = 5'h00;
   wire take;
   wire [4:0] y;
   wire [4:0] \y$29 ;
@@ -4378,7 +4031,7 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, beat__ready, req__valid, req__pa
   assign \$10  = { 1'h0, index } + 2'h1;
   assign \$11  = ~ busy;
   assign \$12  = index == 1'h1;
-  assign \$13  = busy ? tag_r : req__payload[35:32];
+  assign \$13  = busy ? tag_r : req__payload[36:32];
   always @(posedge clk)
     busy <= \$14 ;
   always @(posedge clk)
@@ -4419,7 +4072,7 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, beat__ready, req__valid, req__pa
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$14  = busy;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -4434,7 +4087,7 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, beat__ready, req__valid, req__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$15  = k;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -4449,7 +4102,7 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, beat__ready, req__valid, req__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$16  = \$signal$8 ;
     if (take) begin
       if (\$11 ) begin
@@ -4461,7 +4114,7 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, beat__ready, req__valid, req__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$17  = g_r;
     if (take) begin
       if (\$11 ) begin
@@ -4473,19 +4126,19 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, beat__ready, req__valid, req__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$18  = tag_r;
     if (take) begin
       if (\$11 ) begin
-        \$18  = req__payload[35:32];
+        \$18  = req__payload[36:32];
       end
     end
     if (rst) begin
-      \$18  = 4'h0;
+      \$18  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$19  = beat__valid;
     if (\$signal ) begin
       \$19  = front;
@@ -4495,7 +4148,7 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, beat__ready, req__valid, req__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$20  = \$signal$17 ;
     if (take) begin
       \$20  = index;
@@ -4505,7 +4158,7 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, beat__ready, req__valid, req__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$21  = \$signal$18 ;
     if (take) begin
       \$21  = \$12 ;
@@ -4515,13 +4168,13 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, beat__ready, req__valid, req__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$22  = q_tag;
     if (take) begin
       \$22  = \$13 ;
     end
     if (rst) begin
-      \$22  = 4'h0;
+      \$22  = 5'h00;
     end
   end
   assign rd__addr = index;
@@ -4536,37 +4189,37 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, beat__ready, req__valid, req__pa
   assign \y$34  = pc1;
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
-  assign \req__payload.tag  = req__payload[35:32];
+  assign \req__payload.tag  = req__payload[36:32];
   assign \beat__payload.acc  = beat__payload[11:0];
   assign \beat__payload.acc[0]  = beat__payload[5:0];
   assign \beat__payload.acc[1]  = beat__payload[11:6];
   assign \beat__payload.index  = beat__payload[12];
   assign \beat__payload.last  = beat__payload[13];
-  assign \beat__payload.tag  = beat__payload[17:14];
+  assign \beat__payload.tag  = beat__payload[18:14];
   assign beat__payload[11:6] = \$8 [5:0];
   assign beat__payload[5:0] = \$5 [5:0];
-  assign beat__payload[17:14] = q_tag;
+  assign beat__payload[18:14] = q_tag;
   assign beat__payload[13] = \$signal$18 ;
   assign beat__payload[12] = \$signal$17 ;
 endmodule
 
-module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__payload, beat__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, req__valid, beat__ready, req__payload, beat__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire [1:0] \$10 ;
   wire \$11 ;
   wire \$12 ;
-  wire [3:0] \$13 ;
+  wire [4:0] \$13 ;
   reg \$14 ;
   reg \$15 ;
   reg [3:0] \$16 ;
   reg [3:0] \$17 ;
-  reg [3:0] \$18 ;
+  reg [4:0] \$18 ;
   reg \$19 ;
   wire \$2 ;
   reg \$20 ;
   reg \$21 ;
-  reg [3:0] \$22 ;
+  reg [4:0] \$22 ;
   wire [3:0] \$3 ;
   wire [3:0] \$4 ;
   wire [4:0] \$5 ;
@@ -4584,14 +4237,14 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__pa
   wire [3:0] \a$32 ;
   wire [3:0] agree0;
   wire [3:0] agree1;
-  output [13:0] beat__payload;
-  wire [13:0] beat__payload;
+  output [14:0] beat__payload;
+  wire [14:0] beat__payload;
   wire [7:0] \beat__payload.acc ;
   wire [3:0] \beat__payload.acc[0] ;
   wire [3:0] \beat__payload.acc[1] ;
   wire \beat__payload.index ;
   wire \beat__payload.last ;
-  wire [3:0] \beat__payload.tag ;
+  wire [4:0] \beat__payload.tag ;
   input beat__ready;
   wire beat__ready;
   reg beat__valid = 1'h0;
@@ -4609,20 +4262,20 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__pa
   wire [3:0] ng;
   wire [2:0] pc0;
   wire [2:0] pc1;
-  reg [3:0] q_tag = 4'h0;
+  reg [4:0] q_tag = 5'h00;
   wire rd__addr;
   wire [7:0] rd__data;
-  input [11:0] req__payload;
-  wire [11:0] req__payload;
+  input [12:0] req__payload;
+  wire [12:0] req__payload;
   wire [3:0] \req__payload.g ;
-  wire [3:0] \req__payload.tag ;
+  wire [4:0] \req__payload.tag ;
   wire [3:0] \req__payload.x ;
   wire req__ready;
   input req__valid;
   wire req__valid;
   input rst;
   wire rst;
-  reg [3:0] tag_r = 4'h0;
+  reg [4:0] tag_r = 5'h00;
   wire take;
   wire [2:0] y;
   wire [2:0] \y$29 ;
@@ -4654,7 +4307,7 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__pa
   assign \$10  = { 1'h0, index } + 2'h1;
   assign \$11  = ~ busy;
   assign \$12  = index == 1'h1;
-  assign \$13  = busy ? tag_r : req__payload[11:8];
+  assign \$13  = busy ? tag_r : req__payload[12:8];
   always @(posedge clk)
     busy <= \$14 ;
   always @(posedge clk)
@@ -4695,7 +4348,7 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__pa
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$14  = busy;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -4710,7 +4363,7 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$15  = k;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -4725,7 +4378,7 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$16  = \$signal$8 ;
     if (take) begin
       if (\$11 ) begin
@@ -4737,7 +4390,7 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$17  = g_r;
     if (take) begin
       if (\$11 ) begin
@@ -4749,19 +4402,19 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$18  = tag_r;
     if (take) begin
       if (\$11 ) begin
-        \$18  = req__payload[11:8];
+        \$18  = req__payload[12:8];
       end
     end
     if (rst) begin
-      \$18  = 4'h0;
+      \$18  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$19  = beat__valid;
     if (\$signal ) begin
       \$19  = front;
@@ -4771,7 +4424,7 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$20  = \$signal$17 ;
     if (take) begin
       \$20  = index;
@@ -4781,7 +4434,7 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$21  = \$signal$18 ;
     if (take) begin
       \$21  = \$12 ;
@@ -4791,13 +4444,13 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$22  = q_tag;
     if (take) begin
       \$22  = \$13 ;
     end
     if (rst) begin
-      \$22  = 4'h0;
+      \$22  = 5'h00;
     end
   end
   assign rd__addr = index;
@@ -4812,261 +4465,136 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, beat__ready, req__valid, req__pa
   assign \y$34  = pc1;
   assign \req__payload.x  = req__payload[3:0];
   assign \req__payload.g  = req__payload[7:4];
-  assign \req__payload.tag  = req__payload[11:8];
+  assign \req__payload.tag  = req__payload[12:8];
   assign \beat__payload.acc  = beat__payload[7:0];
   assign \beat__payload.acc[0]  = beat__payload[3:0];
   assign \beat__payload.acc[1]  = beat__payload[7:4];
   assign \beat__payload.index  = beat__payload[8];
   assign \beat__payload.last  = beat__payload[9];
-  assign \beat__payload.tag  = beat__payload[13:10];
+  assign \beat__payload.tag  = beat__payload[14:10];
   assign beat__payload[7:4] = \$8 [3:0];
   assign beat__payload[3:0] = \$5 [3:0];
-  assign beat__payload[13:10] = q_tag;
+  assign beat__payload[14:10] = q_tag;
   assign beat__payload[9] = \$signal$18 ;
   assign beat__payload[8] = \$signal$17 ;
 endmodule
 
-module \hwgen_top.layer2.walker (rst, start, \port$558$0 , \port$559$0 , \port$560$0 , \port$561$0 , \port$562$0 , \port$563$0 , \port$564$0 , \port$565$0 , \port$566$0 , fetch, req__ready, keep, rd__addr, \port$908$0 , \port$912$0 , req__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+module \hwgen_top.layer2.walker (rst, start, req__valid, req__ready, keep, taps, req__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
   wire \$12 ;
   wire \$13 ;
   wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire [1:0] \$25 ;
-  wire [2:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire [71:0] \$35 ;
-  reg [3:0] \$36 ;
-  reg [3:0] \$37  = 4'h0;
-  reg \$38 ;
-  reg [8:0] \$39 ;
-  wire [1:0] \$4 ;
-  reg \$40 ;
-  wire [2:0] \$5 ;
-  wire [4:0] \$6 ;
-  wire [1:0] \$7 ;
-  wire [2:0] \$8 ;
-  wire [5:0] \$9 ;
-  wire [3:0] base;
-  input clk;
-  wire clk;
-  output fetch;
-  wire fetch;
-  input [3:0] keep;
-  wire [3:0] keep;
-  wire ok_0_0;
-  wire ok_0_1;
-  wire ok_0_2;
-  wire ok_1_0;
-  wire ok_1_1;
-  wire ok_1_2;
-  wire ok_2_0;
-  wire ok_2_1;
-  wire ok_2_2;
-  reg [8:0] pad = 9'h000;
-  input [3:0] \port$558$0 ;
-  wire [3:0] \port$558$0 ;
-  input [3:0] \port$559$0 ;
-  wire [3:0] \port$559$0 ;
-  input [3:0] \port$560$0 ;
-  wire [3:0] \port$560$0 ;
-  input [3:0] \port$561$0 ;
-  wire [3:0] \port$561$0 ;
-  input [3:0] \port$562$0 ;
-  wire [3:0] \port$562$0 ;
-  input [3:0] \port$563$0 ;
-  wire [3:0] \port$563$0 ;
-  input [3:0] \port$564$0 ;
-  wire [3:0] \port$564$0 ;
-  input [3:0] \port$565$0 ;
-  wire [3:0] \port$565$0 ;
-  input [3:0] \port$566$0 ;
-  wire [3:0] \port$566$0 ;
-  output [71:0] \port$908$0 ;
-  wire [71:0] \port$908$0 ;
-  (* init = 4'h0 *)
-  output [3:0] \port$912$0 ;
-  wire [3:0] \port$912$0 ;
-  output [35:0] rd__addr;
-  wire [35:0] rd__addr;
-  wire [35:0] rd__data;
-  wire rd__en;
-  wire [75:0] req__payload;
-  wire [35:0] \req__payload.g ;
-  wire [3:0] \req__payload.tag ;
-  wire [35:0] \req__payload.x ;
-  input req__ready;
-  wire req__ready;
-  output req__valid;
-  reg req__valid = 1'h0;
-  input rst;
-  wire rst;
-  reg running = 1'h0;
-  input start;
-  wire start;
-  wire take;
-  assign take = req__valid & req__ready;
-  assign \$1  = start | running;
-  assign \$2  = ~ req__valid;
-  assign \$3  = \$2  | take;
-  assign fetch = \$1  & \$3 ;
-  assign \$4  = 2'h0 * 2'h1;
-  assign \$5  = { 1'h0, \$4  } + 3'h0;
-  assign \$6  = { 2'h0, \$5  } * 5'h03;
-  assign \$7  = 2'h0 * 2'h1;
-  assign \$8  = { 1'h0, \$7  } + 3'h0;
-  assign \$9  = { 1'h0, \$6  } + { 3'h0, \$8  };
-  assign \$10  = | 1'h0;
-  assign \$11  = ~ \$10 ;
-  assign \$12  = | 1'h0;
-  assign \$13  = ~ \$12 ;
-  assign \$14  = \$11  & \$13 ;
-  assign \$15  = 1'h0 == 1'h0;
-  assign \$16  = 1'h0 == 1'h0;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = 1'h0 == 1'h0;
-  assign \$19  = 1'h0 == 1'h0;
-  assign \$20  = \$18  & \$19 ;
-  assign \$21  = 1'h0 == 1'h0;
-  assign \$22  = \$20  & \$21 ;
-  assign \$23  = 1'h0 == 1'h0;
-  assign \$24  = \$22  & \$23 ;
-  assign \$25  = 2'h0 * 2'h1;
-  assign \$26  = { 1'h0, \$25  } + 3'h0;
-  assign \$27  = 1'h0 == 1'h0;
-  assign \$28  = 1'h0 == 1'h0;
-  assign \$29  = \$27  & \$28 ;
-  assign \$30  = 1'h0 == 1'h0;
-  assign \$31  = \$29  & \$30 ;
-  assign \$32  = 1'h0 == 1'h0;
-  assign \$33  = \$31  & \$32 ;
-  assign \$34  = ~ \$33 ;
-  always @(posedge clk)
-    \$37  <= \$36 ;
-  always @(posedge clk)
-    req__valid <= \$38 ;
-  always @(posedge clk)
-    pad <= \$39 ;
-  always @(posedge clk)
-    running <= \$40 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$36  = \$37 ;
-    if (fetch) begin
-      \$36 [0] = \$14 ;
-      \$36 [1] = \$17 ;
-      \$36 [2] = \$24 ;
-      \$36 [3] = \$26 [0];
-    end
-    if (rst) begin
-      \$36  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$38  = req__valid;
-    if (fetch) begin
-      \$38  = 1'h1;
-    end else if (take) begin
-      \$38  = 1'h0;
-    end
-    if (rst) begin
-      \$38  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$39  = pad;
-    if (fetch) begin
-      \$39  = 9'h1ff;
-    end
-    if (rst) begin
-      \$39  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$40  = running;
-    if (fetch) begin
-      \$40  = \$34 ;
-    end
-    if (rst) begin
-      \$40  = 1'h0;
-    end
-  end
-  assign base = \$9 [3:0];
-  assign ok_0_0 = 1'h1;
-  assign ok_0_1 = 1'h1;
-  assign ok_0_2 = 1'h1;
-  assign ok_1_0 = 1'h1;
-  assign ok_1_1 = 1'h1;
-  assign ok_1_2 = 1'h1;
-  assign ok_2_0 = 1'h1;
-  assign ok_2_1 = 1'h1;
-  assign ok_2_2 = 1'h1;
-  assign rd__en = fetch;
-  assign req__payload = { \$37 , \$35  };
-  assign rd__data = { \port$566$0 , \port$565$0 , \port$564$0 , \port$563$0 , \port$562$0 , \port$561$0 , \port$560$0 , \port$559$0 , \port$558$0  };
-  assign \port$908$0  = \$35 ;
-  assign \port$912$0  = \$37 ;
-  assign \req__payload.x  = \$35 [35:0];
-  assign \req__payload.g  = \$35 [71:36];
-  assign \req__payload.tag  = \$37 ;
-  assign \$35 [71:36] = { keep, keep, keep, keep, keep, keep, keep, keep, keep };
-  assign \$35 [35:0] = { \port$566$0 , \port$565$0 , \port$564$0 , \port$563$0 , \port$562$0 , \port$561$0 , \port$560$0 , \port$559$0 , \port$558$0  };
-  assign rd__addr[35:32] = 4'h8;
-  assign rd__addr[31:28] = 4'h7;
-  assign rd__addr[27:24] = 4'h6;
-  assign rd__addr[23:20] = 4'h5;
-  assign rd__addr[19:16] = 4'h4;
-  assign rd__addr[15:12] = 4'h3;
-  assign rd__addr[11:8] = 4'h2;
-  assign rd__addr[7:4] = 4'h1;
-  assign rd__addr[3:0] = 4'h0;
-endmodule
-
-module \hwgen_top.loader (clk, rst, img__valid, busy, img__ready, wr__en, wr__data, wr__addr, img__payload);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
-  wire \$1 ;
-  wire [6:0] \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  reg [31:0] \$14 ;
-  reg [5:0] \$15 ;
-  reg [5:0] \$16 ;
-  reg \$17 ;
+  reg \$15 ;
+  reg \$16 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
-  wire [31:0] \$6 ;
-  wire [6:0] \$7 ;
+  wire \$6 ;
+  wire \$7 ;
   wire \$8 ;
-  wire [1:0] \$9 ;
+  wire \$9 ;
+  reg \$signal  = 1'h0;
+  wire \$signal$5 ;
+  wire \$signal$7 ;
+  wire anchor;
+  input clk;
+  wire clk;
+  wire home;
+  input [3:0] keep;
+  wire [3:0] keep;
+  reg pending = 1'h0;
+  output [76:0] req__payload;
+  wire [76:0] req__payload;
+  wire [35:0] \req__payload.g ;
+  wire [4:0] \req__payload.tag ;
+  wire [35:0] \req__payload.x ;
+  input req__ready;
+  wire req__ready;
+  output req__valid;
+  wire req__valid;
+  wire rotate;
+  input rst;
+  wire rst;
+  input start;
+  wire start;
+  input [35:0] taps;
+  wire [35:0] taps;
+  assign \$1  = req__payload[73] & req__payload[75];
+  assign \$2  = \$1  & 1'h1;
+  assign req__valid = \$signal  & 1'h1;
+  assign \$signal$5  = req__valid & req__ready;
+  assign \$3  = pending | start;
+  assign \$4  = start | pending;
+  assign \$5  = \$4  & 1'h1;
+  assign \$6  = ~ \$signal ;
+  assign \$7  = \$5  & \$6 ;
+  assign \$8  = ~ \$7 ;
+  assign \$9  = \$3  & \$8 ;
+  assign \$10  = start | pending;
+  assign \$11  = \$10  & 1'h1;
+  assign \$12  = ~ \$signal ;
+  assign \$13  = \$11  & \$12 ;
+  assign \$14  = \$signal$5  & req__payload[76];
+  always @(posedge clk)
+    pending <= \$15 ;
+  always @(posedge clk)
+    \$signal  <= \$16 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$15  = \$9 ;
+    if (rst) begin
+      \$15  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$16  = \$signal ;
+    if (\$13 ) begin
+      \$16  = 1'h1;
+    end else if (\$14 ) begin
+      \$16  = 1'h0;
+    end
+    if (rst) begin
+      \$16  = 1'h0;
+    end
+  end
+  assign anchor = 1'h1;
+  assign home = 1'h1;
+  assign \$signal$7  = \$signal$5 ;
+  assign rotate = 1'h0;
+  assign \req__payload.x  = req__payload[35:0];
+  assign \req__payload.g  = req__payload[71:36];
+  assign \req__payload.tag  = req__payload[76:72];
+  assign req__payload[71:36] = { keep, keep, keep, keep, keep, keep, keep, keep, keep };
+  assign req__payload[35:0] = taps;
+  assign req__payload[76] = \$2 ;
+  assign req__payload[75] = 1'h1;
+  assign req__payload[74] = 1'h1;
+  assign req__payload[73] = 1'h1;
+  assign req__payload[72] = 1'h1;
+endmodule
+
+module \hwgen_top.loader (clk, rst, img__valid, busy, img__ready, wr__en, wr__data, img__payload);
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+  wire \$1 ;
+  reg [5:0] \$10 ;
+  reg \$11 ;
+  reg [5:0] \$12 ;
+  wire \$2 ;
+  wire [31:0] \$3 ;
+  wire [6:0] \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire [6:0] \$7 ;
+  wire [1:0] \$8 ;
+  reg [31:0] \$9 ;
   output busy;
   wire busy;
+  wire \busy$2 ;
   reg ch = 1'h0;
   input clk;
   wire clk;
@@ -5077,106 +4605,102 @@ module \hwgen_top.loader (clk, rst, img__valid, busy, img__ready, wr__en, wr__da
   input img__valid;
   wire img__valid;
   reg [5:0] left = 6'h00;
-  (* init = 6'h00 *)
-  wire [5:0] pos;
+  reg [5:0] pos = 6'h00;
   input rst;
   wire rst;
   reg [31:0] word = 32'd0;
-  output [5:0] wr__addr;
-  reg [5:0] wr__addr = 6'h00;
   output wr__data;
   wire wr__data;
   output wr__en;
   wire wr__en;
   assign busy = | left;
-  assign \$1  = | left;
-  assign img__ready = ~ \$1 ;
-  assign \$2  = | left;
-  assign \$3  = ch == 1'h0;
-  assign wr__en = \$2  & \$3 ;
-  assign \$4  = img__valid & img__ready;
-  assign \$5  = | left;
-  assign \$6  = word >> 1'h1;
-  assign \$7  = { 1'h0, left } - 7'h01;
-  assign \$8  = wr__addr == 6'h23;
-  assign \$9  = { 1'h0, ch } + 2'h1;
-  assign \$10  = { 1'h0, wr__addr } + 7'h01;
-  assign \$11  = ch == 1'h0;
-  assign \$12  = wr__addr == 6'h23;
-  assign \$13  = \$11  & \$12 ;
+  assign img__ready = ~ busy;
+  assign \$1  = ch == 1'h0;
+  assign wr__en = busy & \$1 ;
+  assign \$2  = img__valid & img__ready;
+  assign \$3  = word >> 1'h1;
+  assign \$4  = { 1'h0, left } - 7'h01;
+  assign \$5  = ch == 1'h0;
+  assign \$6  = pos == 6'h23;
+  assign \$7  = { 1'h0, pos } + 7'h01;
+  assign \$8  = { 1'h0, ch } + 2'h1;
   always @(posedge clk)
-    word <= \$14 ;
+    word <= \$9 ;
   always @(posedge clk)
-    left <= \$15 ;
+    left <= \$10 ;
   always @(posedge clk)
-    wr__addr <= \$16 ;
+    ch <= \$11 ;
   always @(posedge clk)
-    ch <= \$17 ;
+    pos <= \$12 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$14  = word;
-    if (\$4 ) begin
-      \$14  = img__payload;
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$9  = word;
+    if (\$2 ) begin
+      \$9  = img__payload;
     end
-    if (\$5 ) begin
-      \$14  = \$6 ;
+    if (busy) begin
+      \$9  = \$3 ;
     end
     if (rst) begin
-      \$14  = 32'd0;
+      \$9  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$15  = left;
-    if (\$4 ) begin
-      \$15  = 6'h20;
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$10  = left;
+    if (\$2 ) begin
+      \$10  = 6'h20;
     end
-    if (\$5 ) begin
-      \$15  = \$7 [5:0];
-      if (\$13 ) begin
-        \$15  = 6'h00;
+    if (busy) begin
+      \$10  = \$4 [5:0];
+      if (\$5 ) begin
+        if (\$6 ) begin
+          \$10  = 6'h00;
+        end
       end
     end
     if (rst) begin
-      \$15  = 6'h00;
+      \$10  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$16  = wr__addr;
-    if (\$5 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$11  = ch;
+    if (busy) begin
       (* full_case = 32'd1 *)
-      if (\$8 ) begin
-        \$16  = 6'h00;
+      if (\$5 ) begin
+        \$11  = 1'h0;
       end else begin
-        \$16  = \$10 [5:0];
+        \$11  = \$8 [0];
       end
     end
     if (rst) begin
-      \$16  = 6'h00;
+      \$11  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$17  = ch;
-    if (\$5 ) begin
-      if (\$8 ) begin
-        \$17  = \$9 [0];
-      end
-      if (\$13 ) begin
-        \$17  = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$12  = pos;
+    if (busy) begin
+      if (\$5 ) begin
+        (* full_case = 32'd1 *)
+        if (\$6 ) begin
+          \$12  = 6'h00;
+        end else begin
+          \$12  = \$7 [5:0];
+        end
       end
     end
     if (rst) begin
-      \$17  = 1'h0;
+      \$12  = 6'h00;
     end
   end
-  assign pos = wr__addr;
+  assign \busy$2  = busy;
   assign wr__data = word[0];
 endmodule
 
 module \hwgen_top.rng (clk, rst, go, keep__ready, in_reset, in_write, busy, keep__payload, keep__valid, mtj__sense);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   reg \$10 ;
   reg [6:0] \$11 ;
@@ -5232,7 +4756,7 @@ module \hwgen_top.rng (clk, rst, go, keep__ready, in_reset, in_write, busy, keep
   always @(posedge clk)
     keep__valid <= \$12 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$9  = step;
     if (busy) begin
       \$9  = \$5 [2:0];
@@ -5245,7 +4769,7 @@ module \hwgen_top.rng (clk, rst, go, keep__ready, in_reset, in_write, busy, keep
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$10  = busy;
     if (busy) begin
       if (\$6 ) begin
@@ -5260,7 +4784,7 @@ module \hwgen_top.rng (clk, rst, go, keep__ready, in_reset, in_write, busy, keep
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$11  = keep__payload;
     if (busy) begin
       if (\$6 ) begin
@@ -5272,7 +4796,7 @@ module \hwgen_top.rng (clk, rst, go, keep__ready, in_reset, in_write, busy, keep
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$12  = keep__valid;
     if (busy) begin
       if (\$6 ) begin

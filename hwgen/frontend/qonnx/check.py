@@ -1,4 +1,4 @@
-"""Imported models (DESIGN section 10.6): the integer golden model against the graph as
+"""Imported models (SPEC section 10.6): the integer golden model against the graph as
 its own runtime executes it (qonnx's execute_onnx), on every class integer and every
 prediction.
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .qonnx import qonnx_reference
-from ..ir import fast, interp
-from ..ir.core import IR
+from ...ir import fast, interp
+from ...ir.core import IR
+from .reference import qonnx_reference
 
 __all__ = ["check_inputs", "qonnx_vs_int"]
 

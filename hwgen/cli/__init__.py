@@ -1,5 +1,7 @@
-"""The `hwgen` command line. Each subcommand lazily imports its stage, so that
-`hwgen --help` stays fast and a broken stage cannot break the others."""
+"""The `hwgen` command line: the parser, the option rules and `main` (one-line errors,
+exit status 2). The subcommands are thin shells over the library (hwgen.cli.commands and
+the stages' own `cmd_*`); each lazily imports its stage, so that `hwgen --help` stays fast
+and a broken stage cannot break the others."""
 
 from __future__ import annotations
 
@@ -7,9 +9,12 @@ import argparse
 import importlib
 import logging
 import math
+import os
 import sys
 
-from .errors import HwgenError
+from .. import engine
+from ..config import DEFAULT
+from ..errors import HwgenError
 
 DESCRIPTION = """\
 hwgen turns a binary Bayesian neural network (sign weights and activations, MC dropout)
@@ -32,17 +37,17 @@ INPUTS_HELP = ("float pixels in [0, 1] as a .npy array [N, C, H, W] (or [N, F] f
 
 # subcommand -> "module:function"; the function takes the parsed args, returns an exit code.
 COMMANDS = {
-    "train": "hwgen.model.train:cmd_train",
-    "eval": "hwgen.model.evaluate:cmd_eval",
-    "compile": "hwgen.compile:cmd_compile",
-    "sim": "hwgen.sim.regression:cmd_sim",
-    "report": "hwgen.cost.report:cmd_report",
-    "predict": "hwgen.predict:cmd_predict",
-    "demo": "hwgen.demo:cmd_demo",
-    "bench": "hwgen.bench:cmd_bench",
-    "summary": "hwgen.summary:cmd_summary",
-    "study": "hwgen.study:cmd_study",
-    "faults": "hwgen.faults.campaign:cmd_faults",
+    "train": "hwgen.cli.commands:cmd_train",
+    "eval": "hwgen.cli.commands:cmd_eval",
+    "compile": "hwgen.cli.commands:cmd_compile",
+    "sim": "hwgen.cli.commands:cmd_sim",
+    "report": "hwgen.cli.commands:cmd_report",
+    "predict": "hwgen.cli.commands:cmd_predict",
+    "demo": "hwgen.cli.commands:cmd_demo",
+    "bench": "hwgen.cli.commands:cmd_bench",
+    "summary": "hwgen.cli.commands:cmd_summary",
+    "study": "hwgen.cli.commands:cmd_study",
+    "faults": "hwgen.cli.commands:cmd_faults",
 }
 
 
@@ -104,6 +109,18 @@ def _one_line(message) -> str:
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
+def _engine_options(parser) -> None:
+    """--jobs and --scheduler of a command whose work fans out (hwgen.engine)."""
+    parser.add_argument("--jobs", type=_positive, default=None, metavar="J",
+                        help="J worker processes of a local Dask cluster; with --scheduler, J "
+                             "parts (default: 1, in this process; with --scheduler, its "
+                             "workers)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help=f"run the tasks on this Dask scheduler's workers, e.g. "
+                             f"tcp://HOST:8786, or '{engine.IN_PROCESS}' in this process "
+                             f"(default: ${engine.ENV}, else local)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="hwgen", description=DESCRIPTION)
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -159,10 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None, metavar="OUTDIR",
                    help="output folder (default: rtl_out/<folder>-<stem>, from the model's "
                         "folder and file name, e.g. rtl_out/runs-model for runs/model.pt)")
-    p.add_argument("--tile", default="128x128", help="crossbar size RxC, R and C >= 1")
-    p.add_argument("--lanes", type=_positive, default=8,
+    p.add_argument("--tile", default=DEFAULT.tile_text, help="crossbar size RxC, R and C >= 1")
+    p.add_argument("--lanes", type=_positive, default=DEFAULT.lanes,
                    help="columns per cycle in a tile read (L >= C reads a tile in one beat)")
-    p.add_argument("--check-images", type=_nonneg, default=64,
+    p.add_argument("--check-images", type=_nonneg, default=DEFAULT.check_images,
                    help="held-out images for the float-vs-integer check (0 = skip)")
     p.add_argument("--no-verilog", action="store_true",
                    help="IR and manifest only (default: with Verilog)")
@@ -187,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_nonneg, default=0, help="seed of the MTJ device draws")
     p.add_argument("--shard", default=None,
                    help="i/n: run the i-th of n image shards, 0 <= i < n (default: all images)")
-    p.add_argument("--jobs", type=_positive, default=1, help="run the images in J parallel shards")
+    _engine_options(p)     # --jobs (J shards), --scheduler
     p.add_argument("--merge", nargs="+", default=None, metavar="REPORT",
                    help="merge shard reports (JSON) into one instead of simulating "
                         "(default: simulate)")
@@ -216,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a compiled OUTDIR, an ir.json or a model.pt")
     p.add_argument("--json", default=None, metavar="F",
                    help="also write the summary as JSON to F (default: none)")
-    p.add_argument("--tile", default="128x128", help="crossbar size RxC (model.pt only)")
+    p.add_argument("--tile", default=DEFAULT.tile_text, help="crossbar size RxC (model.pt only)")
 
     p = command("study", "the spatial-vs-element study as one command: train, evaluate, "
                          "compile, verify RTL, cost, summary, report")
@@ -225,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tiny", action="store_true", help="the tiny preset (same as --config tiny)")
     p.add_argument("-o", "--output", default=None,
                    help="output directory (default: the config's output_dir)")
+    _engine_options(p)     # --jobs, --scheduler: the units of each step as tasks
 
     p = command("faults", "fault campaign: golden-judged detected/masked/escape per kind, RTL "
                           "check, test vectors, online monitor")
@@ -254,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--png", default=None, metavar="F",
                    help="write coverage vs test vectors to F (default: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
+    _engine_options(p)     # --jobs, --scheduler: the RTL faults as tasks
 
     p = command("demo", "train on digits, compile, export, simulate")
     p.add_argument("--workdir", default="runs/demo", help="folder of the demo's outputs")
@@ -301,8 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--images", type=_positive, default=10, help="images to simulate")
     q.add_argument("--samples", type=_positive, default=4, help="MC samples T per image")
     q.add_argument("--seed", type=_nonneg, default=0, help="seed of the MTJ device draws")
-    q.add_argument("--lanes", type=_positive, default=None, help="compile option (default: 8)")
-    q.add_argument("--tile", default=None, help="compile option RxC (default: 128x128)")
+    q.add_argument("--lanes", type=_positive, default=None,
+                   help=f"compile option (default: {DEFAULT.lanes})")
+    q.add_argument("--tile", default=None, help=f"compile option RxC (default: {DEFAULT.tile_text})")
     q.add_argument("--check-images", type=_nonneg, default=64,
                    help="compile's float-vs-integer check images (0 = skip)")
     q.add_argument("-o", "--output", default=None,
@@ -316,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--images", type=_positive, default=4, help="images per shape")
     q.add_argument("--samples", type=_positive, default=16, help="MC samples T per image")
     q.add_argument("--seed", type=_nonneg, default=0, help="seed of weights and draws")
-    q.add_argument("--lanes", type=_positive, default=8, help="compile option")
+    q.add_argument("--lanes", type=_positive, default=DEFAULT.lanes, help="compile option")
     return ap
 
 
@@ -338,6 +358,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    # Busy-waiting OpenMP workers collapse on a shared 2-core machine (measured 3x slower
+    # per training epoch under load); passive waiting costs nothing on an idle one. Set
+    # before a command imports torch (each imports it lazily), and only by the command.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     module, func = COMMANDS[args.command].split(":")
     try:
         _cross_check(args)

@@ -1,0 +1,1 @@
+hwgen_top.v
