@@ -45,6 +45,7 @@ from amaranth.lib import io, memory, wiring  # noqa: E402
 from amaranth.lib.wiring import Out  # noqa: E402
 
 from hwgen.atomic import check_output_file, write_text  # noqa: E402
+from hwgen.config import DEFAULT  # noqa: E402
 from hwgen.design import load_design  # noqa: E402
 from hwgen.errors import HwgenError  # noqa: E402
 from hwgen.hw.loader import image_words  # noqa: E402
@@ -112,7 +113,7 @@ class FpgaConfig:
     samples: int = 4
     image: int = 0
     seed: int = 1
-    lanes: int = 8
+    lanes: int = DEFAULT.lanes
     build_dir: str | None = None
     synth_only: bool = False
     split: bool = False
@@ -561,7 +562,7 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--image", type=int, default=0)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--lanes", type=int, default=8)
+    ap.add_argument("--lanes", type=int, default=DEFAULT.lanes)
     ap.add_argument("--build-dir", default=None)
     ap.add_argument("--synth-only", action="store_true",
                     help="run Yosys alone (synth_<family>), no place and route")

@@ -379,9 +379,13 @@ def test_an_edited_file_is_refused_by_every_reader(tmp_path, verilog_outdir, cap
     for argv in (("predict", bad, "--inputs", tmp_path / "x.npy", "-o", tmp_path / "y.npz"),
                  ("sim", bad, "--images", "1", "--samples", "1"),
                  ("report", bad), ("summary", bad), ("summary", bad / "ir.json"),
-                 ("bench", "cycles", bad), ("bench", "sim", bad)):
+                 ("bench", "cycles", bad), ("bench", "sim", bad),
+                 ("faults", bad, "--faults", "1", "--held", "2", "--test-images", "1")):
         rc, err = run(capsys, *argv)
         assert rc == 2 and err == [f"hwgen: error: {want}"], (argv, err)
+    import hwgen
+    with pytest.raises(HwgenError, match="sha256 differs"):      # the Python API
+        hwgen.load(bad)
     assert tree(tmp_path) == before                   # nothing written, no cost.json
 
 
