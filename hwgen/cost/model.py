@@ -71,10 +71,10 @@ def rng_cycles(ir: core.IR) -> int:
 
 def _walked(layer: core.Layer, axis: int) -> np.ndarray:
     """The conv output rows (axis 0) or columns (1) of the windows one pass reads, with
-    multiplicity (`Layer.reads`): each pool block's pool positions when the pool stride
-    differs from the pool, else every output position."""
+    multiplicity (`Layer.reads`): every output position without a pool, else each pool
+    block's pool positions (the floor-mode remainder is not walked)."""
     n_out, k, t = layer.conv_shape[1 + axis], layer.pool, layer.pool_step
-    if k == 1 or t == k:
+    if k == 1:
         return np.arange(n_out)
     return (np.arange(layer.out_shape[1 + axis])[:, None] * t + np.arange(k)[None, :]).ravel()
 

@@ -114,12 +114,12 @@ class _Geometry:
     def reads(self) -> int:
         """Crossbar reads of one pass over the layer: the windows the hardware walks.
 
-        The walker reads each pool block's pool x pool windows, so under a pool whose
-        stride differs from its size a window shared by two blocks is read for each and
-        a window in no block is not read. With the stride equal to the size (or no
-        pool) this is `windows`, the floor-mode remainder that the walker skips
-        included: the bound the cycle count and the cost model have always used."""
-        if self.pool == 1 or self.pool_step == self.pool:
+        Without a pool, every window. Under a pool the walker reads each pool block's
+        pool x pool windows: a window in no block (the floor-mode remainder, or a gap
+        when the pool stride exceeds its size) is not read, and under an overlapping pool
+        (the golden model only; the hardware refuses it) a shared window counts once
+        per block."""
+        if self.pool == 1:
             return self.windows
         _, hp, wp = self.out_shape
         return hp * wp * self.pool * self.pool
