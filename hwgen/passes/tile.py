@@ -5,28 +5,10 @@ threshold. No split changes a result."""
 
 from __future__ import annotations
 
-import re
-
-from ..errors import HwgenError
+from ..config import parse_tile
 from ..ir.core import IR, replace
 
 __all__ = ["parse_tile", "tile"]
-
-_TILE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
-
-
-def parse_tile(text) -> tuple[int, int]:
-    """'RxC' -> (R, C); HwgenError naming the value unless both are integers >= 1."""
-    if isinstance(text, tuple) and len(text) == 2 and all(type(v) is int for v in text):
-        r, c = text
-    else:
-        m = _TILE.match(str(text))
-        if m is None:
-            raise HwgenError(f"--tile must be RxC with integers R, C >= 1, not {text!r}")
-        r, c = int(m[1]), int(m[2])
-    if r < 1 or c < 1:
-        raise HwgenError(f"--tile must be RxC with integers R, C >= 1, not {text!r}")
-    return r, c
 
 
 def tile(ir: IR, cfg) -> IR:
