@@ -29,7 +29,7 @@ from dataclasses import dataclass, fields
 
 from . import design as _design
 from .atomic import MANIFEST
-from .config import DEFAULT, CompileConfig
+from .config import CompileConfig
 from .errors import HwgenError
 
 __all__ = ["compile", "load", "Design", "CompileConfig"]
@@ -72,7 +72,8 @@ class Design(_design.Design):
     def cost(self, samples: int = 16) -> dict:
         """The cost model's report (`hwgen report`): modules, draws, reads, cycles, energy."""
         from .cost.model import cost
-        return cost(self.ir, samples, self.lanes or self.options.get("lanes") or 8)
+        from .cost.report import find_lanes
+        return cost(self.ir, samples, find_lanes(self)[0])
 
     def summary(self) -> dict:
         """The per-layer summary (`hwgen summary`)."""
@@ -152,12 +153,11 @@ def compile(model, outdir=None, *, config: CompileConfig | None = None, example_
         check_images, check_samples, verilog)
     """
     from .compiler import compile_model
-    cfg = (config or DEFAULT).replace(**options) if options else (config or DEFAULT)
     tmp = Path(tempfile.mkdtemp(prefix="hwgen-"))
     try:
         src = _model_file(model, tmp, example_input)
         target = Path(outdir) if outdir is not None else tmp / "design"
-        compile_model(src, target, cfg)
+        compile_model(src, target, config, **options)
         design = load(target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

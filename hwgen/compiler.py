@@ -96,8 +96,8 @@ def is_onnx(path) -> bool:
 @dataclass(frozen=True)
 class Frontend:
     """One way into the IR. `load(path, config)` -> (pre-pipeline IR with its dropout sites,
-    the model's sha256); `check(ir, path, config)` -> the compile check's report (with
-    `ok`) or None to skip; `fail(report)` -> the one-line reason a failed check gives;
+    the model's sha256, the loaded model the check runs: a checkpoint, or the graph's
+    path); `check(ir, model, config)` -> the compile check's report (with `ok`); `fail(report)` -> the one-line reason a failed check gives;
     `tools()` -> the tool versions it adds to the manifest."""
     name: str
     load: Callable
@@ -111,11 +111,10 @@ def _pt_load(path, cfg: CompileConfig):
         raise HwgenError("--dropout applies to an ONNX model; model.pt carries its own "
                          "dropout sites")
     ckpt, sha = load_model(path)
-    return build_ir(ckpt, sha), sha
+    return build_ir(ckpt, sha), sha, ckpt
 
 
-def _pt_check(ir: IR, path, cfg: CompileConfig):
-    ckpt, _ = load_model(path)
+def _pt_check(ir: IR, ckpt, cfg: CompileConfig):
     images, source = check_images(ir, cfg.check_images)
     masks = check_masks(ir, len(images), cfg.check_samples)
     check = float_vs_int(build_model(ckpt), ir, images, masks)
@@ -139,7 +138,7 @@ def _onnx_load(path, cfg: CompileConfig):
     ir = import_qonnx(path)
     if cfg.dropout is not None:
         ir = add_sites(ir, cfg.dropout, cfg.p, None if cfg.sites is None else list(cfg.sites))
-    return ir, ir.meta.model_sha256
+    return ir, ir.meta.model_sha256, path
 
 
 def _onnx_check(ir: IR, path, cfg: CompileConfig):
@@ -190,13 +189,13 @@ def compile_model(model_path, outdir, config: CompileConfig | None = None, *,
         (load, frontend and passes), float_check_s (the compile check), export_s (Verilog
         and ports) and total_s.
     """
-    cfg = (config or DEFAULT).replace(**options) if options else (config or DEFAULT)
+    cfg = (config or DEFAULT).replace(**options)
     timings = {} if timings is None else timings
     t0 = time.perf_counter()
     outdir = Path(outdir)
     check_output_dir(outdir, inputs=(model_path,))     # before any work: refused, nothing made
     fe = frontend_of(model_path)
-    ir, sha = fe.load(model_path, cfg)
+    ir, sha, model = fe.load(model_path, cfg)
     ir = run_pipeline(ir, PassConfig(tile=cfg.tile))
     timings["ir_s"] = time.perf_counter() - t0
     log.info("IR: %d layers, %d dropout sites, %d MTJ interfaces, tile %s (%.2f s)",
@@ -205,7 +204,7 @@ def compile_model(model_path, outdir, config: CompileConfig | None = None, *,
     check = None
     t1 = time.perf_counter()
     if cfg.check_images > 0:
-        check = fe.check(ir, model_path, cfg)
+        check = fe.check(ir, model, cfg)
         if not check["ok"]:
             raise HwgenError(fe.fail(check))
     timings["float_check_s"] = time.perf_counter() - t1
