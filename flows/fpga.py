@@ -82,8 +82,9 @@ A_BITS = 12    # magnitude bits of the fixed-point logit scale
 # ECP5: memory_libmap enumerates every assignment of a memory's read ports to replicas of
 # the two-port DP16KD, which grows about 3x per port until, at 12 read ports, it exhausts
 # WASM's 4 GB and Yosys aborts ("thrown Wasm exception"; native yosys is killed too; the
-# sweep is docs/results/ecp5_memory_libmap_repro.json). A window buffer has kh*kw read
-# ports (16 for the digits classifier, 49 for Fashion's). A memory with more read ports
+# sweep is docs/results/ecp5_memory_libmap_repro.json). The window buffers before the ring
+# stores had kh*kw read ports (16 for the digits classifier); the generated designs hold no
+# such memory now, and the rule stays as the guard (tests/test_flows.py). A memory with more read ports
 # than a block RAM has would be replicated port by port anyway, so it goes to distributed
 # RAM (one small LUT RAM copy per port), which memory_libmap maps without the search.
 # iCE40 has no LUT RAM and its EBR search stays small (a 16-port buffer maps to flops in
