@@ -174,8 +174,8 @@ def test_in_process_map_keeps_order_and_local_cluster_agrees():
 def _faults_untimed(rep: dict) -> dict:
     rep = dict(rep, golden=None)
     rep["rtl"] = {k: v for k, v in rep["rtl"].items()
-                  if k not in ("wall_s", "control_wall_s", "faults_per_min")}
-    rep["rtl"]["runs"] = [{k: v for k, v in r.items() if k != "wall_s"}
+                  if k not in ("wall_s", "build_s", "faults_per_min")}
+    rep["rtl"]["runs"] = [{k: v for k, v in r.items() if k != "sim_s"}
                           for r in rep["rtl"]["runs"]]
     return rep
 
@@ -188,8 +188,9 @@ def test_fault_campaign_on_a_scheduler_equals_in_process(scheduler, tmp_path):
     for where in ("none", scheduler):
         out = tmp_path / f"f-{len(reps)}.json"
         assert main(["faults", str(tmp_path / "out"), "--faults", "6", "--held", "16",
-                     "--test-images", "2", "--samples", "2", "--rtl", "3", "--no-progress",
+                     "--test-images", "2", "--samples", "2", "--rtl", "3", "--batch", "2",
+                     "--no-progress",
                      "--scheduler", where, "--json", str(out)]) == 0
         reps[where] = json.loads(out.read_text())
-    assert reps[scheduler]["rtl"]["faults"] == 3
+    assert reps[scheduler]["rtl"]["faults"] == 3 and reps[scheduler]["rtl"]["batches"] == 2
     assert _faults_untimed(reps[scheduler]) == _faults_untimed(reps["none"])

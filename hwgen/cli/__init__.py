@@ -263,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the regression's test inputs: the first N held-out images")
     p.add_argument("--rtl", type=_nonneg, default=0,
                    help="run the first N faults of the plan on the RTL too")
+    p.add_argument("--batch", type=_positive, default=50,
+                   help="RTL faults per simulator process (a task), the design reset "
+                        "between them")
     p.add_argument("--simulator", choices=["icarus", "verilator"], default="verilator",
                    help="simulator of the RTL part")
     p.add_argument("--inputs", default=None, metavar="X.npy",

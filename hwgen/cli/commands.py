@@ -182,14 +182,16 @@ def cmd_faults(args) -> int:
         rep = run_campaign(args.outdir, faults=args.faults, kinds=kinds, seed=args.seed,
                            samples=args.samples, held=args.held, test_images=args.test_images,
                            rtl=args.rtl, simulator=args.simulator, plan_file=args.plan,
-                           progress=not args.no_progress, inputs=args.inputs, engine=eng)
+                           progress=not args.no_progress, inputs=args.inputs, engine=eng,
+                           batch=args.batch)
     print(summary_table(rep))
     g = rep["golden"]
     print(f"golden: {rep['faults']} faults in {g['wall_s']:.1f} s ({g['faults_per_min']} per min)")
     if rep["rtl"] is not None:
         r = rep["rtl"]
-        print(f"{r['simulator']}: {r['faults']} faults in {r['wall_s']:.1f} s "
-              f"({r['faults_per_min']} per min), {r['agree']}/{r['faults']} agree with golden")
+        print(f"{r['simulator']}: {r['faults']} faults in {r['wall_s']:.1f} s, "
+              f"{r['batches']} batches ({r['faults_per_min']} per min), "
+              f"{r['agree']}/{r['faults']} agree with golden")
     if args.json is not None:
         write_text(args.json, json.dumps(rep, indent=1, sort_keys=True) + "\n")
     if args.png is not None:

@@ -57,16 +57,29 @@ class MtjPins:
     def __init__(self, dut, tp, params: MtjParams, seeds, first_draw: int,
                  fault: dict | None = None):
         self.dut, self.tp = dut, tp
-        self.array = MtjArray(params, np.zeros(tp.n_if, np.int64), seeds)
-        # Counter-based draws: starting a shard at its first global sample gives the same
-        # outcomes as one long run.
-        self.array.writes[:] = first_draw
         self.rows: list[tuple[np.ndarray | None, np.ndarray]] = []   # (write mask, AP)
         self.pulses_ns: set[float] = set()
         self.live = False   # X/Z before reset is released are power-up values, not pulses
         self._full = (1 << tp.n_if) - 1
+        self.fault = None
+        self.power_up(params, seeds, first_draw, np.zeros(tp.n_if, np.int64))
+        self.set_fault(fault, drive=False)
+
+    def power_up(self, params: MtjParams, seeds, first_draw: int, codes) -> None:
+        """Every device in P, with no write outcome pending, its draws counted from
+        `first_draw`: counter-based draws, so a shard started at its first global sample
+        gives the outcomes of one long run."""
+        self.array = MtjArray(params, np.asarray(codes, np.int64), seeds)
+        self.array.writes[:] = first_draw
+        self.rows.clear()
+        self.pulses_ns.clear()
+
+    def set_fault(self, fault: dict | None, drive: bool = True) -> None:
+        """Make the devices or the sense wiring carry `fault` from now on (None: sound)."""
         self.fault = fault
         self._device_fault(None)
+        if drive:
+            self._drive()
 
     def _device_fault(self, written, width_ns: float = 0.0):
         """Impose an MTJ fault on the device state after a reset (written None) or after
@@ -290,125 +303,178 @@ async def wait_idle(dut):
 
 @cocotb.test()
 async def network(dut):
-    """N images x T MC samples through `hwgen_top`, every class integer against golden."""
+    """N images x T MC samples through `hwgen_top`, every class integer against golden.
+    With `runs` in the config (a fault campaign's batch), the same images go through once
+    per run, the design reset between runs, each run with its own checker IR and device
+    fault; the result is then {'runs': [one result per run]}."""
     await run_reporting(_network, dut)
 
 
 async def _network(dut, cfg):
-    ir = loads(Path(cfg["ir"]).read_text())
-    tp = load_ports(cfg["ports"])
-    data = np.load(cfg["images"])
-    bits, index = data["bits"], data["index"]
-    n_img, T = len(bits), int(cfg["samples"])
-    chunk = int(cfg.get("chunk", 32))
-    first_draw = int(cfg.get("first_draw", 0))
-    if tp.n_if != ir.n_interfaces or tp.classes != ir.n_classes:
-        raise AssertionError(f"ports.json (N_IF={tp.n_if}, classes={tp.classes}) does not "
-                             f"match the IR ({ir.n_interfaces}, {ir.n_classes})")
-    seeds = np.asarray(cfg["device_seeds"], np.uint64)
-    sb_seeds = np.asarray(cfg.get("scoreboard_seeds", cfg["device_seeds"]), np.uint64)
-    params = ir.mtj.device
+    bench = NetworkBench(dut, cfg)
+    await bench.reset()
+    runs = cfg.get("runs")
+    if runs is None:
+        res = await bench.run(cfg["ir"], cfg.get("device_fault"), cfg.get("record"),
+                              cfg.get("progress"))
+        Path(cfg["result"]).write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
+        if res["mismatches"] or res["device_mismatches"]:
+            raise Mismatch(f"{res['mismatches']} class-integer and "
+                           f"{res['device_mismatches']} device mismatches; first: "
+                           f"{res['first_mismatch'] or res['first_device_mismatch']}")
+        return
+    out = []
+    for k, r in enumerate(runs):
+        if k:   # 'power_up': False, planted: the devices keep their state across the reset
+            await bench.reset(devices=r.get("power_up", True))
+        out.append(await bench.run(r.get("ir") or cfg["ir"], r.get("device_fault"), None,
+                                   None))
+        if cfg.get("progress"):
+            Path(cfg["progress"]).write_text(f"{k + 1}\n")
+    Path(cfg["result"]).write_text(json.dumps({"runs": out}, indent=1, sort_keys=True) + "\n")
 
-    for name in ("start", "out__ready"):
-        getattr(dut, name).value = 0
-    sender = ImageSender(dut, tp.in_w, ir.in_shape[1] * ir.in_shape[2])
-    dut.n_samples.value = T
-    dut.rst.value = 1
-    pins = None
-    if tp.n_if:
-        pins = MtjPins(dut, tp, params, seeds, first_draw, cfg.get("device_fault"))
-        pins.start()
-    mon = OutMonitor(dut, tp)
-    mon.start()
-    for _ in range(4):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
-    for _ in range(2):             # the wrapper's reset flop releases the design a cycle later
-        await RisingEdge(dut.clk)
-    if pins is not None:
-        pins.live = True
-        pins.array.codes = pins.codes()
 
-    wiring = None
-    if cfg.get("scoreboard_interface_swap"):   # planted fault: scoreboard-only wiring swap
-        wiring = np.arange(tp.n_if)
-        i, j = cfg["scoreboard_interface_swap"]
-        wiring[[i, j]] = wiring[[j, i]]
-    sb = Scoreboard(ir, sb_seeds, first_draw=first_draw, wiring=wiring)
-    observed = np.zeros((n_img, T, tp.classes), np.int64)
-    history = np.zeros((n_img * T, tp.n_if), bool)
-    cycles_image = np.zeros(n_img)
-    cycles_sample = []
-    timeout_ns = float(cfg.get("timeout_cycles", 10_000_000)) * tp.clk_ns
-    progress = cfg.get("progress")
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    done_chunk = 0
-    # With a prefix the top takes the next image, words and start, while this one's
-    # samples run (its prefix fills the other bank of the first MC layer's buffer): the
-    # bench sends it as soon as this image has started, and starts it as soon as the top
-    # is idle again. Without one, each image waits for the previous image's `done`.
-    overlap = ir.mc_start > 0
-    dones = DoneMonitor(dut)
-    dones.start()
+class NetworkBench:
+    """The network bench's drivers, monitors and devices, set up once per simulator
+    process; `run` sends the images through and checks them, `reset` brings the design
+    and the devices back to their power-up state between runs.
 
-    t_start = np.zeros(n_img)
+    The bench wrapper's counters (beats, `done` pulses, MTJ events, the cycle count) are
+    not reset with the design, so the monitors run on across resets; each run counts
+    from where the last one ended."""
 
-    async def start_image(j):
-        sender.send(bits[j])
-        await with_timeout(sender.loaded(), timeout_ns, "ns")
-        t_start[j] = get_sim_time("ns")
-        await pulse_start(dut, T)
+    def __init__(self, dut, cfg):
+        self.dut, self.cfg = dut, cfg
+        self.tp = tp = load_ports(cfg["ports"])
+        self.ir = ir = loads(Path(cfg["ir"]).read_text())
+        data = np.load(cfg["images"])
+        self.bits, self.index = data["bits"], data["index"]
+        self.T = int(cfg["samples"])
+        self.chunk = int(cfg.get("chunk", 32))
+        self.first_draw = int(cfg.get("first_draw", 0))
+        if tp.n_if != ir.n_interfaces or tp.classes != ir.n_classes:
+            raise AssertionError(f"ports.json (N_IF={tp.n_if}, classes={tp.classes}) does "
+                                 f"not match the IR ({ir.n_interfaces}, {ir.n_classes})")
+        self.seeds = np.asarray(cfg["device_seeds"], np.uint64)
+        self.sb_seeds = np.asarray(cfg.get("scoreboard_seeds", cfg["device_seeds"]), np.uint64)
+        self.timeout_ns = float(cfg.get("timeout_cycles", 10_000_000)) * tp.clk_ns
+        for name in ("start", "out__ready"):
+            getattr(dut, name).value = 0
+        self.sender = ImageSender(dut, tp.in_w, ir.in_shape[1] * ir.in_shape[2])
+        dut.n_samples.value = self.T
+        self.pins = None
+        if tp.n_if:
+            self.pins = MtjPins(dut, tp, ir.mtj.device, self.seeds, self.first_draw)
+            self.pins.start()
+        self.mon = OutMonitor(dut, tp)
+        self.mon.start()
+        self.dones = DoneMonitor(dut)
+        self.dones.start()
+        self.codes = None
 
-    await wait_idle(dut)
-    await start_image(0)
-    for i in range(n_img):
-        if overlap and i + 1 < n_img:
-            await start_image(i + 1)
-        await with_timeout(dones.wait(i + 1), timeout_ns, "ns")
-        # the cycles this image adds to the run: from its start, or, pipelined, from the
-        # previous image's done
-        t0 = t_start[i] if not overlap or i == 0 else dones.times[i - 1]
-        cycles_image[i] = (dones.times[i] - t0) / tp.clk_ns
-        if not overlap and i + 1 < n_img:
-            await start_image(i + 1)
-        beats = mon.beats[i * T:(i + 1) * T]
-        if [b[0] for b in beats] != list(range(T)):
-            raise AssertionError(f"image {int(index[i])}: sample indices "
-                                 f"{[b[0] for b in beats]}, expected 0..{T - 1}")
-        observed[i] = [b[1] for b in beats]
-        if T > 1:
-            cycles_sample.append((beats[-1][2] - beats[0][2]) / tp.clk_ns / (T - 1))
+    async def reset(self, devices: bool = True):
+        """Hold `rst` for 4 cycles (from a falling edge; the design idle or before its
+        first reset), then give the devices their power-up state: all in P, the draw
+        counters at the run's first draw (`devices` False, a planted fault: leave them)."""
+        dut = self.dut
+        dut.rst.value = 1
+        for _ in range(4):
+            await RisingEdge(dut.clk)
+        dut.rst.value = 0
+        for _ in range(2):         # the wrapper's reset flop releases the design a cycle later
+            await RisingEdge(dut.clk)
+        if self.pins is not None and devices:
+            if self.codes is None:
+                self.pins.live = True
+                self.codes = self.pins.codes()
+            self.pins.power_up(self.ir.mtj.device, self.seeds, self.first_draw, self.codes)
+            self.pins.set_fault(None)
+
+    async def run(self, ir_path, fault, record, progress) -> dict:
+        """The images through the design, checked by a scoreboard of the IR at `ir_path`,
+        the devices carrying `fault` (None: sound); returns the result dict."""
+        dut, tp, T, pins = self.dut, self.tp, self.T, self.pins
+        bits, index = self.bits, self.index
+        n_img = len(bits)
+        ir = self.ir if ir_path == self.cfg["ir"] else loads(Path(ir_path).read_text())
         if pins is not None:
-            history[i * T:(i + 1) * T] = pins.take(T)
-        if i + 1 - done_chunk >= chunk or i + 1 == n_img:
-            sl = slice(done_chunk, i + 1)
-            ap = history[sl.start * T:sl.stop * T]
-            shape = (sl.stop - sl.start, *ir.input_bits_shape)
-            sb.check(bits[sl].reshape(shape), observed[sl], ap, index[sl])
-            done_chunk = i + 1
-        if progress:
-            Path(progress).write_text(f"{i + 1}\n")
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    await Timer(4 * tp.clk_ns, "ns")
-    if len(mon.beats) != n_img * T:
-        raise AssertionError(f"{len(mon.beats)} out beats for {n_img} images x {T} samples")
-    if pins is not None and pins.pending():
-        raise AssertionError(f"{pins.pending()} write pulses after the last sample's draw")
-    if pins is not None and not np.array_equal(pins.codes(), pins.array.codes):
-        raise AssertionError("the mtj_code pins changed during the run")
+            pins.set_fault(fault)
+        wiring = None
+        if self.cfg.get("scoreboard_interface_swap"):   # planted: scoreboard-only swap
+            wiring = np.arange(tp.n_if)
+            i, j = self.cfg["scoreboard_interface_swap"]
+            wiring[[i, j]] = wiring[[j, i]]
+        sb = Scoreboard(ir, self.sb_seeds, first_draw=self.first_draw, wiring=wiring)
+        observed = np.zeros((n_img, T, tp.classes), np.int64)
+        history = np.zeros((n_img * T, tp.n_if), bool)
+        cycles_image = np.zeros(n_img)
+        cycles_sample = []
+        beat0, done0 = len(self.mon.beats), len(self.dones.times)
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        done_chunk = 0
+        # With a prefix the top takes the next image, words and start, while this one's
+        # samples run (its prefix fills the other bank of the first MC layer's buffer):
+        # the bench sends it as soon as this image has started, and starts it as soon as
+        # the top is idle again. Without one, each image waits for the previous image's
+        # `done`.
+        overlap = ir.mc_start > 0
+        t_start = np.zeros(n_img)
+        sender, dones, mon = self.sender, self.dones, self.mon
 
-    res = sb.summary()
-    res.update({
-        "cycles_per_image": float(cycles_image.mean()),
-        "cycles_per_sample": float(np.mean(cycles_sample)) if cycles_sample else None,
-        "sim_wall_s": wall, "sim_samples_per_s": n_img * T / wall,
-        "sim_cpu_s": cpu, "sim_samples_per_cpu_s": n_img * T / cpu,
-        "write_pulse_ns": sorted(pins.pulses_ns) if pins else [],
-    })
-    if cfg.get("record"):
-        np.savez_compressed(cfg["record"], observed=observed, ap=history, index=index)
-    Path(cfg["result"]).write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
-    if res["mismatches"] or res["device_mismatches"]:
-        raise Mismatch(f"{res['mismatches']} class-integer and {res['device_mismatches']} "
-                        f"device mismatches; first: "
-                        f"{res['first_mismatch'] or res['first_device_mismatch']}")
+        async def start_image(j):
+            sender.send(bits[j])
+            await with_timeout(sender.loaded(), self.timeout_ns, "ns")
+            t_start[j] = get_sim_time("ns")
+            await pulse_start(dut, T)
+
+        await wait_idle(dut)
+        await start_image(0)
+        for i in range(n_img):
+            if overlap and i + 1 < n_img:
+                await start_image(i + 1)
+            await with_timeout(dones.wait(done0 + i + 1), self.timeout_ns, "ns")
+            # the cycles this image adds to the run: from its start, or, pipelined, from
+            # the previous image's done
+            t0 = t_start[i] if not overlap or i == 0 else dones.times[done0 + i - 1]
+            cycles_image[i] = (dones.times[done0 + i] - t0) / tp.clk_ns
+            if not overlap and i + 1 < n_img:
+                await start_image(i + 1)
+            beats = mon.beats[beat0 + i * T:beat0 + (i + 1) * T]
+            if [b[0] for b in beats] != list(range(T)):
+                raise AssertionError(f"image {int(index[i])}: sample indices "
+                                     f"{[b[0] for b in beats]}, expected 0..{T - 1}")
+            observed[i] = [b[1] for b in beats]
+            if T > 1:
+                cycles_sample.append((beats[-1][2] - beats[0][2]) / tp.clk_ns / (T - 1))
+            if pins is not None:
+                history[i * T:(i + 1) * T] = pins.take(T)
+            if i + 1 - done_chunk >= self.chunk or i + 1 == n_img:
+                sl = slice(done_chunk, i + 1)
+                ap = history[sl.start * T:sl.stop * T]
+                shape = (sl.stop - sl.start, *ir.input_bits_shape)
+                sb.check(bits[sl].reshape(shape), observed[sl], ap, index[sl])
+                done_chunk = i + 1
+            if progress:
+                Path(progress).write_text(f"{i + 1}\n")
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        await Timer(4 * tp.clk_ns, "ns")
+        if len(mon.beats) - beat0 != n_img * T:
+            raise AssertionError(f"{len(mon.beats) - beat0} out beats for {n_img} images x "
+                                 f"{T} samples")
+        if pins is not None and pins.pending():
+            raise AssertionError(f"{pins.pending()} write pulses after the last sample's draw")
+        if pins is not None and not np.array_equal(pins.codes(), pins.array.codes):
+            raise AssertionError("the mtj_code pins changed during the run")
+        await FallingEdge(dut.clk)
+
+        res = sb.summary()
+        res.update({
+            "cycles_per_image": float(cycles_image.mean()),
+            "cycles_per_sample": float(np.mean(cycles_sample)) if cycles_sample else None,
+            "sim_wall_s": wall, "sim_samples_per_s": n_img * T / wall,
+            "sim_cpu_s": cpu, "sim_samples_per_cpu_s": n_img * T / cpu,
+            "write_pulse_ns": sorted(pins.pulses_ns) if pins else [],
+        })
+        if record:
+            np.savez_compressed(record, observed=observed, ap=history, index=index)
+        return res

@@ -344,7 +344,8 @@ def run_network(outdir, simulator: str, bits: np.ndarray, index: np.ndarray, sam
                 device_seeds: np.ndarray, first_draw: int, build_dir: Path, run_dir,
                 waves: bool = False, ir_path=None, scoreboard_seeds=None,
                 scoreboard_interface_swap=None, record: bool = True, chunk: int = 32,
-                on_progress=None, device_fault: dict | None = None) -> dict:
+                on_progress=None, device_fault: dict | None = None,
+                runs: list[dict] | None = None) -> dict:
     """Run sim/bench_top.py over `bits` [N, P*C*H*W] (dataset indices `index`), T = samples.
 
     The device draws start at `first_draw` (the global index of this run's first MC
@@ -354,6 +355,12 @@ def run_network(outdir, simulator: str, bits: np.ndarray, index: np.ndarray, sam
     fault of an MTJ or sense-line kind) makes the bench's device model or sense wiring
     faulty, never the RTL nor the scoreboard. Returns the bench's result dict
     plus 'run_dir', 'log', 'record' and 'waveform' paths.
+
+    `runs` (a fault campaign's batch): a list of {'ir_path', 'device_fault'} (either may
+    be None), run one after the other in this one simulator process, the design reset
+    between them and the devices returned to power-up ('power_up': False plants a reset
+    that leaves them as they were); the result then has 'runs', one bench result per run, in order, and
+    `on_progress` counts runs, not images.
     """
     from cocotb_tools.runner import get_runner
     outdir, run_dir = Path(outdir).resolve(), Path(run_dir).resolve()
@@ -377,6 +384,11 @@ def run_network(outdir, simulator: str, bits: np.ndarray, index: np.ndarray, sam
         cfg["scoreboard_interface_swap"] = [int(i) for i in scoreboard_interface_swap]
     if device_fault is not None:
         cfg["device_fault"] = dict(device_fault)
+    if runs is not None:
+        cfg["record"] = None
+        cfg["runs"] = [{"ir": str(Path(r["ir_path"]).resolve()) if r.get("ir_path") else None,
+                        "device_fault": r.get("device_fault"),
+                        "power_up": bool(r.get("power_up", True))} for r in runs]
     (run_dir / "config.json").write_text(json.dumps(cfg, indent=1, sort_keys=True) + "\n")
     runner = get_runner(simulator)
     plusargs = []
