@@ -90,7 +90,7 @@ class MtjArray:
 
     def __init__(self, params: MtjParams, codes, seeds):
         self.params = params
-        self.codes = np.asarray(codes, np.int64)
+        self.codes = codes
         self.seeds = np.asarray(seeds, np.uint64)
         n = len(self.codes)
         if self.seeds.shape != (n,):
@@ -99,6 +99,15 @@ class MtjArray:
         self.armed = np.zeros(n, bool)       # reset since the last write
         self.writes = np.zeros(n, np.int64)  # draws so far, per device
         self.history: list[np.ndarray] = []  # AP outcome of each completed write pulse
+
+    @property
+    def codes(self) -> np.ndarray:
+        return self._codes
+
+    @codes.setter
+    def codes(self, codes) -> None:
+        self._codes = np.asarray(codes, np.int64)
+        self._p_at: dict[float, np.ndarray] = {}     # switching p per pulse width
 
     @property
     def n(self) -> int:
@@ -114,7 +123,9 @@ class MtjArray:
         switch; every pulse consumes one draw, so the sequence does not depend on state."""
         mask = np.asarray(mask, bool)
         u = uniform01(self.seeds, self.writes)
-        p = self.params.p_switch(self.codes, pulse_ns)
+        p = self._p_at.get(pulse_ns)
+        if p is None:
+            p = self._p_at[pulse_ns] = self.params.p_switch(self.codes, pulse_ns)
         switch = mask & ~self.ap & (u < p)
         self.ap |= switch
         self.writes += mask

@@ -145,27 +145,29 @@ class MtjPins:
         sense = self.array.ap.copy()
         if fell:
             n = self.tp.n_if
-            rises = np.frombuffer(self._int(self.dut.tb_wrise).to_bytes(4 * n, "little"),
-                                  "<u4")
-            cycles = (self._int(self.dut.tb_ev_cyc) - rises.astype(np.int64)) & 0xFFFFFFFF
             m = np.ones(n, bool) if fell == self._full else self._mask(fell)
-            self._write_end(m, cycles[m] * self.tp.clk_ns)
+            lo = self._int(self.dut.tb_wlo)
+            if lo == self._int(self.dut.tb_whi):
+                self._write_width(m, lo * self.tp.clk_ns)
+            else:
+                rises = np.frombuffer(self._int(self.dut.tb_wrise).to_bytes(4 * n, "little"),
+                                      "<u4")
+                cycles = (self._int(self.dut.tb_ev_cyc) - rises.astype(np.int64)) & 0xFFFFFFFF
+                for w in np.unique(cycles[m]):
+                    self._write_width(m & (cycles == w), float(w) * self.tp.clk_ns)
         if rrose:
             self.array.reset(np.ones(self.tp.n_if, bool) if rrose == self._full
                              else self._mask(rrose))
             self._device_fault(None)
         return bool((self.array.ap != sense).any())
 
-    def _write_end(self, m: np.ndarray, widths: np.ndarray):
-        # All interfaces pulse in lock step, so one width is the common case.
-        for w in ((widths[0],) if widths.min() == widths.max() else np.unique(widths)):
-            group = m.copy()
-            group[m] = widths == w
-            self.pulses_ns.add(float(w))
-            self._ap_before = self.array.ap.copy()
-            self.array.write(group, float(w))
-            self._device_fault(group, float(w))
-            self.rows.append((None if group.all() else group, self.array.ap.copy()))
+    def _write_width(self, group: np.ndarray, w: float):
+        """The write pulses of width `w` ns on the devices in `group` end."""
+        self.pulses_ns.add(w)
+        self._ap_before = self.array.ap.copy()
+        self.array.write(group, w)
+        self._device_fault(group, w)
+        self.rows.append((None if group.all() else group, self.array.ap.copy()))
 
     def _drive(self):
         self.dut.mtj_sense.value = int_of(self.sense_bits())
@@ -411,6 +413,7 @@ class NetworkBench:
         cycles_sample = []
         beat0, done0 = len(self.mon.beats), len(self.dones.times)
         wall0, cpu0 = time.perf_counter(), time.process_time()
+        shown = wall0
         done_chunk = 0
         # With a prefix the top takes the next image, words and start, while this one's
         # samples run (its prefix fills the other bank of the first MC layer's buffer):
@@ -454,8 +457,9 @@ class NetworkBench:
                 shape = (sl.stop - sl.start, *ir.input_bits_shape)
                 sb.check(bits[sl].reshape(shape), observed[sl], ap, index[sl])
                 done_chunk = i + 1
-            if progress:
-                Path(progress).write_text(f"{i + 1}\n")
+            if progress and (i + 1 == n_img or time.perf_counter() - shown > 0.25):
+                Path(progress).write_text(f"{i + 1}\n")      # the runner polls it at 2 Hz
+                shown = time.perf_counter()
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         await Timer(4 * tp.clk_ns, "ns")
         if len(mon.beats) - beat0 != n_img * T:

@@ -82,9 +82,11 @@ def bench_wrapper(ports_json) -> str:
     `tb_cyc`. It notes each interface's write rise (`tb_wrise`, 32 bits per interface:
     the count at its last rise) and, at a falling edge where a write fell or a reset rose
     (the two edges the devices act on), latches those edges (`tb_fell`, `tb_rrose`) and
-    the count (`tb_ev_cyc`) and counts the event (`tb_mtj_ev`). Python wakes once per
-    event, twice per MC sample, and reads each pulse's width from the counts: the write
-    rise costs no wake-up. `tb_out` / `tb_nout`: the last `out` beat (the payload taken at
+    the count (`tb_ev_cyc`) and counts the event (`tb_mtj_ev`), with the least and the
+    greatest width of the writes that fell (`tb_wlo`, `tb_whi`). Python wakes once per
+    event, twice per MC sample; when the widths agree (interfaces pulse in lock step) it
+    reads the one width, else each pulse's from the counts. The write rise costs no
+    wake-up. `tb_out` / `tb_nout`: the last `out` beat (the payload taken at
     a rising edge with `out__valid` and the design's `out__ready` high) and a count of
     beats, so that the monitor wakes once per beat. (Sampled at the falling edge instead,
     Verilator re-evaluates the payload's whole logic cone there: 1.2x slower.)
@@ -146,12 +148,22 @@ def bench_wrapper(ports_json) -> str:
                   f"  reg [{32 * n - 1}:0] tb_wrise = {32 * n}'d0;",
                   "  reg [15:0] tb_mtj_ev = 16'd0;",
                   "  reg [31:0] tb_ev_cyc = 32'd0;", "  reg [31:0] tb_cyc = 32'd0;",
+                  "  reg [31:0] tb_wlo = 32'd0, tb_whi = 32'd0, tb_w, tb_lo, tb_hi;",
+                  "  integer tb_k;",
                   "  always @(negedge clk) begin",
                   "    tb_cyc <= tb_cyc + 32'd1;",
                   "    tb_wr_q <= mtj_write; tb_rst_q <= mtj_reset;",
                   f"    if ((tb_wr_q & ~mtj_write) != {n}'d0 || (mtj_reset & ~tb_rst_q) != {n}'d0) begin",
                   "      tb_fell <= tb_wr_q & ~mtj_write; tb_rrose <= mtj_reset & ~tb_rst_q;",
                   "      tb_ev_cyc <= tb_cyc; tb_mtj_ev <= tb_mtj_ev + 16'd1;",
+                  "      tb_lo = 32'hFFFFFFFF; tb_hi = 32'd0;",
+                  f"      for (tb_k = 0; tb_k < {n}; tb_k = tb_k + 1)",
+                  "        if (tb_wr_q[tb_k] && !mtj_write[tb_k]) begin",
+                  "          tb_w = tb_cyc - tb_wrise[32 * tb_k +: 32];",
+                  "          if (tb_w < tb_lo) tb_lo = tb_w;",
+                  "          if (tb_w > tb_hi) tb_hi = tb_w;",
+                  "        end",
+                  "      tb_wlo <= tb_lo; tb_whi <= tb_hi;",
                   "    end", "  end",
                   "  genvar tb_i;",
                   f"  for (tb_i = 0; tb_i < {n}; tb_i = tb_i + 1) begin : tb_rise",
