@@ -192,8 +192,9 @@ def test_a_fault_gives_one_verdict_alone_or_anywhere_in_a_batch(tiny, held):
 
 
 def test_the_closing_control_catches_state_left_by_a_fault(tiny, held, tmp_path):
-    """Planted: a reset that leaves the devices as the stuck-MTJ run left them. The clean
-    control after it then fails its device check, where the sound reset passes."""
+    """Planted: a reset that leaves the Python device model as the stuck-MTJ run left it
+    (the clean runs on that model too, not played by the wrapper). The clean control
+    after it then fails its device check, where the sound reset passes."""
     from hwgen.sim import runner
     require_simulator("verilator")
     ir, bits = held
@@ -205,7 +206,7 @@ def test_the_closing_control_catches_state_left_by_a_fault(tiny, held, tmp_path)
         runs = [{}, {"device_fault": stuck}, {"power_up": power_up}]
         return runner.run_network(tiny, "verilator", x, np.arange(2), 3,
                                   device_seeds(0, ir.n_interfaces), 0, bdir, where,
-                                  record=False, runs=runs)["runs"]
+                                  record=False, runs=runs, devices="python")["runs"]
     sound, planted = run(True, tmp_path / "sound"), run(False, tmp_path / "planted")
     assert sound[1]["device_mismatches"] > 0 and planted[1]["device_mismatches"] > 0
     assert sound[2]["device_mismatches"] == 0 == sound[2]["mismatches"]

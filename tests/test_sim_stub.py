@@ -75,3 +75,28 @@ def test_stub_shards_reproduce_one_run(stub, simulator, tmp_path):
     tail = np.load(res["record"])
     assert res["mismatches"] == 0 and (tail["ap"] == whole["ap"][15:]).all()
     assert (tail["observed"] == whole["observed"][3:]).all()
+
+
+@pytest.mark.parametrize("simulator", ["icarus"], indirect=True)
+def test_played_devices_equal_the_python_device_model(stub, simulator, tmp_path):
+    """The bench wrapper playing the MTJs (no wake-up per sample) gives the run of the
+    Python device model on the pins: the same class integers and device outcomes."""
+    played = _run(stub, simulator, tmp_path / "a")
+    python = _run(stub, simulator, tmp_path / "b", devices="python")
+    assert (played["devices"], python["devices"]) == ("played", "python")
+    for res in (played, python):
+        assert res["mismatches"] == 0 == res["device_mismatches"], res
+    a, b = np.load(played["record"]), np.load(python["record"])
+    assert (a["observed"] == b["observed"]).all() and (a["ap"] == b["ap"]).all()
+    assert played["write_pulse_ns"] == python["write_pulse_ns"] == [20.0]
+
+
+@pytest.mark.parametrize("simulator", ["icarus"], indirect=True)
+def test_played_devices_check_catches_planted_faults(stub, simulator, tmp_path):
+    """Planted in the wrapper's devices only: switching at half the model's p (the
+    outcome signatures differ), and expecting write pulses a cycle longer than the
+    design makes (every write breaks the protocol)."""
+    res = _run(stub, simulator, tmp_path / "p", plant={"p_scale": 0.5})
+    assert res["device_mismatches"] > 0 and res["first_device_mismatch"]["interfaces"]
+    res = _run(stub, simulator, tmp_path / "w", plant={"wnom_offset": 1})
+    assert res["first_device_mismatch"]["protocol_violations"] == 12 * 5 * 3

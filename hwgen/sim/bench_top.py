@@ -4,7 +4,9 @@ devices, scoreboard.
 Python wakes only on events, never once per cycle: the clock runs in the wrapper, an
 image goes in whole to the wrapper's word streamer, the monitors wait on the wrapper's
 beat and `done` counts, and the device model on its count of pin events (two per MC
-sample). The run is described by a JSON file named in $HWGEN_SIM_CONFIG (written
+sample), or, in a run without a device fault, not at all: the wrapper plays the devices
+from the same draws and the bench checks them against the model after the run
+(`NetworkBench._played_check`). The run is described by a JSON file named in $HWGEN_SIM_CONFIG (written
 by sim/runner.py); results go back as JSON (plus an .npz of the raw beats and device
 history for the statistics level).
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -28,6 +31,7 @@ from hwgen.ir.core import loads
 
 from .protocol import Mismatch, run_reporting
 from .ports import int_of, load_ports, unpack_beat
+from .runner import misr
 from .scoreboard import Scoreboard
 
 log = logging.getLogger("hwgen.bench")
@@ -195,6 +199,11 @@ class MtjPins:
         return len(self.rows)
 
 
+def _words(v: int, n: int) -> np.ndarray:
+    """The n 32-bit words of `v`, word 0 at the LSB."""
+    return np.frombuffer(v.to_bytes(4 * n, "little"), "<u4").astype(np.uint64)
+
+
 async def counted(count, what: str):
     """Yield once per step of a 16-bit counter of the bench wrapper (`tb_nout`,
     `tb_ndone`); fail if it moved by more than one between wake-ups."""
@@ -360,6 +369,11 @@ class NetworkBench:
         self.seeds = np.asarray(cfg["device_seeds"], np.uint64)
         self.sb_seeds = np.asarray(cfg.get("scoreboard_seeds", cfg["device_seeds"]), np.uint64)
         self.timeout_ns = float(cfg.get("timeout_cycles", 10_000_000)) * tp.clk_ns
+        # 'played': a run without a device fault has the wrapper play the devices (no
+        # wake-up per MC sample); 'python': the Python device model on the pins always
+        self.devices = cfg.get("devices", "played")
+        if self.devices not in ("played", "python"):
+            raise AssertionError(f"devices must be 'played' or 'python', not {self.devices!r}")
         for name in ("start", "out__ready"):
             getattr(dut, name).value = 0
         self.sender = ImageSender(dut, tp.in_w, ir.in_shape[1] * ir.in_shape[2])
@@ -389,8 +403,44 @@ class NetworkBench:
             if self.codes is None:
                 self.pins.live = True
                 self.codes = self.pins.codes()
+                self._set_played()
             self.pins.power_up(self.ir.mtj.device, self.seeds, self.first_draw, self.codes)
             self.pins.set_fault(None)
+
+    def _set_played(self):
+        """The wrapper's device model (hwgen.sim.runner._played_devices): the devices'
+        seeds, the first draw, the write pulse width and each device's threshold, from the
+        codes on the pins: draw < ceil(p * 2**53) exactly when uniform01 < p."""
+        dut, tp, mtj = self.dut, self.tp, self.ir.mtj
+        self.p_played = mtj.device.p_switch(self.codes, mtj.write_cycles * tp.clk_ns)
+        plant = self.cfg.get("plant") or {}       # planted faults of the played devices
+        p = self.p_played * float(plant.get("p_scale", 1.0))
+        thr = [min(math.ceil(float(v) * 2.0 ** 53), 1 << 53) for v in p]
+        dut.tb_seed.value = sum(int(v) << (64 * i) for i, v in enumerate(self.seeds))
+        dut.tb_thr.value = sum(t << (64 * i) for i, t in enumerate(thr))
+        dut.tb_draw0.value = self.first_draw
+        dut.tb_wnom.value = mtj.write_cycles + int(plant.get("wnom_offset", 0))
+
+    def _played_ap(self, first: int, n: int) -> np.ndarray:
+        """What the Python device model does on draws [first, first + n) when every write
+        follows a reset and lasts `write_cycles` (which the wrapper checks): [n, n_if]."""
+        k = np.arange(first, first + n, dtype=np.uint64)[:, None]
+        return uniform01(self.seeds[None, :], k) < self.p_played[None, :]
+
+    def _played_check(self, history: np.ndarray, writes: int) -> dict | None:
+        """Compare the wrapper's devices with the Python model after a played run: each
+        device made `writes` writes, none broke the protocol, and each device's outcome
+        signature equals the model's. None when they agree, else what differed."""
+        n, dut = self.tp.n_if, self.dut
+        bad = int(dut.tb_bad.value)
+        nwr = _words(int(dut.tb_nwr.value), n)
+        sig = _words(int(dut.tb_sig.value), n)
+        wrong = (nwr != writes) | (sig != misr(history))
+        if not bad and not wrong.any():
+            return None
+        return {"played_devices": True, "protocol_violations": bad,
+                "interfaces": np.flatnonzero(wrong).tolist(), "writes": nwr.tolist(),
+                "expected_writes": writes}
 
     async def run(self, ir_path, fault, record, progress) -> dict:
         """The images through the design, checked by a scoreboard of the IR at `ir_path`,
@@ -399,8 +449,10 @@ class NetworkBench:
         bits, index = self.bits, self.index
         n_img = len(bits)
         ir = self.ir if ir_path == self.cfg["ir"] else loads(Path(ir_path).read_text())
+        played = pins is not None and fault is None and self.devices == "played"
         if pins is not None:
             pins.set_fault(fault)
+            dut.tb_play.value = int(played)   # the design is idle: no device event yet
         wiring = None
         if self.cfg.get("scoreboard_interface_swap"):   # planted: scoreboard-only swap
             wiring = np.arange(tp.n_if)
@@ -449,7 +501,9 @@ class NetworkBench:
             observed[i] = [b[1] for b in beats]
             if T > 1:
                 cycles_sample.append((beats[-1][2] - beats[0][2]) / tp.clk_ns / (T - 1))
-            if pins is not None:
+            if played:
+                history[i * T:(i + 1) * T] = self._played_ap(self.first_draw + i * T, T)
+            elif pins is not None:
                 history[i * T:(i + 1) * T] = pins.take(T)
             if i + 1 - done_chunk >= self.chunk or i + 1 == n_img:
                 sl = slice(done_chunk, i + 1)
@@ -465,19 +519,27 @@ class NetworkBench:
         if len(mon.beats) - beat0 != n_img * T:
             raise AssertionError(f"{len(mon.beats) - beat0} out beats for {n_img} images x "
                                  f"{T} samples")
-        if pins is not None and pins.pending():
+        if pins is not None and not played and pins.pending():
             raise AssertionError(f"{pins.pending()} write pulses after the last sample's draw")
         if pins is not None and not np.array_equal(pins.codes(), pins.array.codes):
             raise AssertionError("the mtj_code pins changed during the run")
         await FallingEdge(dut.clk)
 
         res = sb.summary()
+        differs = self._played_check(history, n_img * T) if played else None
+        if differs is not None:
+            res["device_mismatches"] += max(1, differs["protocol_violations"] +
+                                            len(differs["interfaces"]))
+            res["first_device_mismatch"] = res["first_device_mismatch"] or differs
+        pulses = ([self.ir.mtj.write_ns] if not differs else []) if played else \
+            sorted(pins.pulses_ns) if pins else []
         res.update({
+            "devices": ("played" if played else "python") if pins else None,
             "cycles_per_image": float(cycles_image.mean()),
             "cycles_per_sample": float(np.mean(cycles_sample)) if cycles_sample else None,
             "sim_wall_s": wall, "sim_samples_per_s": n_img * T / wall,
             "sim_cpu_s": cpu, "sim_samples_per_cpu_s": n_img * T / cpu,
-            "write_pulse_ns": sorted(pins.pulses_ns) if pins else [],
+            "write_pulse_ns": pulses,
         })
         if record:
             np.savez_compressed(record, observed=observed, ap=history, index=index)

@@ -110,6 +110,8 @@ def bench_wrapper(ports_json) -> str:
     # registers as signals of the wrapper.
     ins = [p["name"] for p in d["ports"] if p["dir"] == "in"]
     ports = [n for n in ins if n not in streamed and n != "clk"] + ["tb_img", "tb_img_go"]
+    if mtj:
+        ports += PLAYED_PORTS
     lines = [f"module {BENCH_TOP}({', '.join(ports)});",
              "  reg clk = 1'b0;", f"  always #{float(d['params']['clk_ns']) / 2:g} clk = ~clk;"]
     conn = []
@@ -124,6 +126,9 @@ def bench_wrapper(ports_json) -> str:
         rng = f"[{p['width'] - 1}:0] " if p["width"] > 1 else ""
         lines.append(f"  {'input' if p['dir'] == 'in' else 'wire'} {rng}{name};")
         flop = name in ("rst", "out__ready")
+        if name == "mtj_sense":          # the played devices, or Python's on the pin
+            conn.append(".mtj_sense(tb_play ? tb_ap : mtj_sense)")
+            continue
         conn.append(f".{name}({name + '_q' if flop else name})")
     lines += ["  reg rst_q = 1'b1;", "  always @(posedge clk) rst_q <= rst;",
               "  reg out__ready_q = 1'b0;", "  always @(posedge clk) out__ready_q <= out__ready;"]
@@ -150,12 +155,13 @@ def bench_wrapper(ports_json) -> str:
                   "  reg [31:0] tb_ev_cyc = 32'd0;", "  reg [31:0] tb_cyc = 32'd0;",
                   "  reg [31:0] tb_wlo = 32'd0, tb_whi = 32'd0, tb_w, tb_lo, tb_hi;",
                   "  integer tb_k;",
+                  *_played_devices(n),
                   "  always @(negedge clk) begin",
                   "    tb_cyc <= tb_cyc + 32'd1;",
                   "    tb_wr_q <= mtj_write; tb_rst_q <= mtj_reset;",
                   f"    if ((tb_wr_q & ~mtj_write) != {n}'d0 || (mtj_reset & ~tb_rst_q) != {n}'d0) begin",
                   "      tb_fell <= tb_wr_q & ~mtj_write; tb_rrose <= mtj_reset & ~tb_rst_q;",
-                  "      tb_ev_cyc <= tb_cyc; tb_mtj_ev <= tb_mtj_ev + 16'd1;",
+                  "      tb_ev_cyc <= tb_cyc; tb_mtj_ev <= tb_mtj_ev + {15'd0, !tb_play};",
                   "      tb_lo = 32'hFFFFFFFF; tb_hi = 32'd0;",
                   f"      for (tb_k = 0; tb_k < {n}; tb_k = tb_k + 1)",
                   "        if (tb_wr_q[tb_k] && !mtj_write[tb_k]) begin",
@@ -179,6 +185,76 @@ def bench_wrapper(ports_json) -> str:
               "  always @(posedge clk) if (done) tb_ndone <= tb_ndone + 16'd1;"]
     lines += [f"  {TOPLEVEL} dut({', '.join(conn)});", "endmodule", ""]
     return "\n".join(lines)
+
+
+PLAYED_PORTS = ["tb_play", "tb_seed", "tb_thr", "tb_draw0", "tb_wnom"]
+MISR_POLY = 0x04C11DB7          # the played devices' outcome signature (CRC-32's polynomial)
+_SM64 = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
+
+
+def _played_devices(n: int) -> list[str]:
+    """Verilog of the wrapper's own MTJ model, used when `tb_play` is high (the bench then
+    never wakes per MC sample): device i switches at the end of a write pulse iff its
+    draw, the top 53 bits of splitmix64(seed_i ^ splitmix64(draw0 + writes_i)), is below
+    `tb_thr` i (hwgen.device.uniform01 < p, as integers: draw < ceil(p * 2**53)), a reset
+    rise puts it in P, and `tb_ap` is the sense line. It also checks the protocol as it
+    goes: `tb_bad` counts the writes not preceded by a reset or not `tb_wnom` cycles
+    long, `tb_nwr` counts each device's writes and `tb_sig` folds each write's outcome
+    into a 32-bit signature per device (MISR, `MISR_POLY`), which the bench compares with
+    the Python device model's after the run. All of it is reset while `rst` is held."""
+    g, c1, c2 = (f"64'h{v:016X}" for v in _SM64)
+    return [
+        "  input tb_play;", f"  input [{64 * n - 1}:0] tb_seed, tb_thr;",
+        "  input [63:0] tb_draw0;", "  input [31:0] tb_wnom;",
+        f"  reg [{n - 1}:0] tb_ap = {n}'d0, tb_armed = {n}'d0;",
+        f"  reg [{32 * n - 1}:0] tb_nwr = {32 * n}'d0, tb_sig = {32 * n}'d0;",
+        "  reg [31:0] tb_bad = 32'd0, tb_s;", "  reg [63:0] tb_z;", "  reg tb_o;",
+        "  integer tb_j;",
+        "  function [63:0] tb_sm64(input [63:0] x);",
+        "    reg [63:0] z;",
+        "    begin",
+        f"      z = x + {g};",
+        f"      z = (z ^ (z >> 30)) * {c1};",
+        f"      z = (z ^ (z >> 27)) * {c2};",
+        "      tb_sm64 = z ^ (z >> 31);",
+        "    end",
+        "  endfunction",
+        "  always @(negedge clk)",
+        "    if (rst_q) begin",
+        f"      tb_ap = {n}'d0; tb_armed = {n}'d0; tb_nwr = {32 * n}'d0; tb_sig = {32 * n}'d0;",
+        "      tb_bad = 32'd0;",
+        f"    end else if (tb_play && ((tb_wr_q & ~mtj_write) != {n}'d0 || "
+        f"(mtj_reset & ~tb_rst_q) != {n}'d0)) begin",
+        f"      for (tb_j = 0; tb_j < {n}; tb_j = tb_j + 1) begin",
+        "        if (tb_wr_q[tb_j] && !mtj_write[tb_j]) begin",
+        "          if (!tb_armed[tb_j] || tb_cyc - tb_wrise[32 * tb_j +: 32] != tb_wnom)",
+        "            tb_bad = tb_bad + 32'd1;",
+        "          tb_z = tb_sm64(tb_seed[64 * tb_j +: 64] ^ "
+        "tb_sm64(tb_draw0 + {32'd0, tb_nwr[32 * tb_j +: 32]}));",
+        "          tb_o = tb_ap[tb_j] | ({11'd0, tb_z[63:11]} < tb_thr[64 * tb_j +: 64]);",
+        "          tb_ap[tb_j] = tb_o; tb_armed[tb_j] = 1'b0;",
+        "          tb_nwr[32 * tb_j +: 32] = tb_nwr[32 * tb_j +: 32] + 32'd1;",
+        "          tb_s = tb_sig[32 * tb_j +: 32];",
+        f"          tb_sig[32 * tb_j +: 32] = {{tb_s[30:0], 1'b0}} ^ "
+        f"(tb_s[31] ? 32'h{MISR_POLY:08X} : 32'd0) ^ {{31'd0, tb_o}};",
+        "        end",
+        "        if (mtj_reset[tb_j] && !tb_rst_q[tb_j]) begin",
+        "          tb_ap[tb_j] = 1'b0; tb_armed[tb_j] = 1'b1;",
+        "        end",
+        "      end",
+        "    end",
+    ]
+
+
+def misr(outcomes: np.ndarray) -> np.ndarray:
+    """The played devices' signature (`_played_devices`) of outcomes [writes, n] (bool, in
+    write order): one 32-bit word per device."""
+    sig = np.zeros(outcomes.shape[1], np.uint64)
+    m32, poly = np.uint64(0xFFFFFFFF), np.uint64(MISR_POLY)
+    for row in np.asarray(outcomes, np.uint64):
+        top = sig >> np.uint64(31)
+        sig = (((sig << np.uint64(1)) & m32) ^ (top * poly)) ^ row
+    return sig
 
 
 def _digest(paths, extra: str) -> str:
@@ -357,7 +433,8 @@ def run_network(outdir, simulator: str, bits: np.ndarray, index: np.ndarray, sam
                 waves: bool = False, ir_path=None, scoreboard_seeds=None,
                 scoreboard_interface_swap=None, record: bool = True, chunk: int = 32,
                 on_progress=None, device_fault: dict | None = None,
-                runs: list[dict] | None = None) -> dict:
+                runs: list[dict] | None = None, devices: str = "played",
+                plant: dict | None = None) -> dict:
     """Run sim/bench_top.py over `bits` [N, P*C*H*W] (dataset indices `index`), T = samples.
 
     The device draws start at `first_draw` (the global index of this run's first MC
@@ -367,6 +444,13 @@ def run_network(outdir, simulator: str, bits: np.ndarray, index: np.ndarray, sam
     fault of an MTJ or sense-line kind) makes the bench's device model or sense wiring
     faulty, never the RTL nor the scoreboard. Returns the bench's result dict
     plus 'run_dir', 'log', 'record' and 'waveform' paths.
+
+    `devices`: "played" (a run without a device fault has the bench wrapper play the
+    MTJs from the device model's draws, checked against the model after the run:
+    `_played_devices`) or "python" (the Python device model on the pins, woken twice per
+    MC sample). `plant` plants a fault in the played devices, to show their check
+    catching it: {'p_scale': s} (the wrapper's devices switch with p * s) or
+    {'wnom_offset': k} (the wrapper expects write pulses k cycles longer).
 
     `runs` (a fault campaign's batch): a list of {'ir_path', 'device_fault'} (either may
     be None), run one after the other in this one simulator process, the design reset
@@ -388,7 +472,8 @@ def run_network(outdir, simulator: str, bits: np.ndarray, index: np.ndarray, sam
         "images": str(run_dir / "images.npz"), "samples": int(samples),
         "device_seeds": [int(s) for s in device_seeds], "first_draw": int(first_draw),
         "result": str(result), "record": str(run_dir / "record.npz") if record else None,
-        "progress": str(progress), "chunk": int(chunk),
+        "progress": str(progress), "chunk": int(chunk), "devices": devices,
+        "plant": dict(plant) if plant else None,
     }
     if scoreboard_seeds is not None:
         cfg["scoreboard_seeds"] = [int(s) for s in scoreboard_seeds]
