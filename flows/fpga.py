@@ -14,7 +14,10 @@ bitstream too, and a separate LED lights when the hardware disagrees.
 Steps (one config dataclass, `FpgaConfig`): load IR -> pick image -> predict -> elaborate
 -> build (Yosys, nextpnr, pack) -> parse utilisation -> OUTDIR/fpga_<board>.json. A design
 that does not fit still gets its utilisation reported (nextpnr prints it before placing).
-`--synth-only` stops after Yosys (the step CI runs on a small design). Yosys gets
+The network top is built at the board's lanes (`BOARD_LANES`: the read plan is re-run
+on the design's IR by the schedule pass, hwgen.passes.reschedule, whatever the design was
+compiled with; `--lanes` overrides), since the array's one-beat reads do not fit a small
+FPGA. `--synth-only` stops after Yosys (the step CI runs on a small design). Yosys gets
 `SCRIPT_AFTER_READ` before synth_<family> (why: see there) and writes its flat cell counts
 (`stat -json`) next to the netlist.
 """
@@ -45,7 +48,6 @@ from amaranth.lib import io, memory, wiring  # noqa: E402
 from amaranth.lib.wiring import Out  # noqa: E402
 
 from hwgen.atomic import check_output_file, write_text  # noqa: E402
-from hwgen.config import DEFAULT  # noqa: E402
 from hwgen.design import load_design  # noqa: E402
 from hwgen.errors import HwgenError  # noqa: E402
 from hwgen.hw.loader import image_words  # noqa: E402
@@ -53,7 +55,7 @@ from hwgen.ir import core  # noqa: E402
 
 __all__ = ["FpgaConfig", "BoardTop", "fixed_point_affine", "expected_class", "image_words",
            "parse_utilisation", "build", "run_tools", "make_platform", "split_cells", "main",
-           "BOARDS", "FAMILY", "TOOL_ENV", "SCRIPT_AFTER_READ"]
+           "BOARDS", "BOARD_LANES", "board_lanes", "FAMILY", "TOOL_ENV", "SCRIPT_AFTER_READ"]
 
 log = logging.getLogger("flows.fpga")
 
@@ -75,6 +77,13 @@ BOARDS = {
     "ulx3s-85f": ("amaranth_boards.ulx3s", "ULX3S_85F_Platform",
                   [("led", 0), ("led", 1), ("led", 2), ("led", 3)], ("led", 6), ("led", 7)),
 }
+
+# board -> lanes the network top is built at (columns per cycle of a tile read; the read
+# plan of every layer is re-run at these by the schedule pass). iCEBreaker (UP5K, 5,280
+# LCs): 1, the fewest cells (the digits demo is over capacity at 8); ULX3S-85F: 8, at which
+# the digits demo and the Fashion default fitted (docs/results/fpga_ulx3s-85f_*.json);
+# ULX3S-25F: 2, a guess between the two (not measured).
+BOARD_LANES = {"icebreaker": 1, "ulx3s-25f": 2, "ulx3s-85f": 8}
 
 A_BITS = 12    # magnitude bits of the fixed-point logit scale
 
@@ -105,7 +114,7 @@ class FpgaConfig:
 
     outdir: compiled design (ir.json); board: a key of BOARDS; samples: T MC samples;
     image: index into the IR's dataset test split; seed: LFSR seed; lanes: tile columns per
-    cycle; build_dir: where the tools run (default OUTDIR/fpga_<board>); synth_only: run
+    cycle, None for the board's (`BOARD_LANES`); build_dir: where the tools run (default OUTDIR/fpga_<board>); synth_only: run
     Yosys alone (synth_<family>, no place and route), as CI does; split: also synthesise
     without flattening (in build_dir/split) for the cells per part (`split_parts`).
     """
@@ -114,7 +123,7 @@ class FpgaConfig:
     samples: int = 4
     image: int = 0
     seed: int = 1
-    lanes: int = DEFAULT.lanes
+    lanes: int | None = None
     build_dir: str | None = None
     synth_only: bool = False
     split: bool = False
@@ -364,11 +373,18 @@ def load_image(ir: core.IR, index: int) -> tuple[np.ndarray, int | None]:
     return interp.input_bits(ir, x[index:])[0], int(y[index])
 
 
-def make_board_top(ir: core.IR, bits: np.ndarray, cfg: FpgaConfig, leds=None):
-    """(BoardTop, expected class, per-class scores, acc [T, classes])."""
-    from hwgen.hw.top import NetworkTop
+def board_lanes(cfg: FpgaConfig) -> int:
+    """The lanes the board top is built at: `cfg.lanes`, else the board's."""
+    return cfg.lanes if cfg.lanes is not None else BOARD_LANES.get(cfg.board, 1)
 
-    net = NetworkTop(ir, lanes=cfg.lanes)
+
+def make_board_top(ir: core.IR, bits: np.ndarray, cfg: FpgaConfig, leds=None):
+    """(BoardTop, expected class, per-class scores, acc [T, classes]); the network top of
+    `ir` re-scheduled at `board_lanes(cfg)`."""
+    from hwgen.hw.top import NetworkTop
+    from hwgen.passes import reschedule
+
+    net = NetworkTop(reschedule(ir, board_lanes(cfg)))
     bank = stand_in(ir, cfg.seed)
     acc = predict(ir, bits, cfg.samples, bank.model() if bank is not None else None)
     A, B, _ = fixed_point_affine(ir)
@@ -413,6 +429,7 @@ def build(cfg: FpgaConfig) -> dict:
     over = [k for k, v in util["cells"].items() if v["used"] > v["available"]]
     rep = {
         "format": "hwgen-fpga", "version": 2, "config": asdict(cfg), "device": platform.device,
+        "lanes": board_lanes(cfg),
         "image": {"index": cfg.image, "label": label}, "expected_class": cls,
         "expected_scores": scores, "acc": acc.tolist(),
         "sites": _site_p(ir),
@@ -563,7 +580,9 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--image", type=int, default=0)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--lanes", type=int, default=DEFAULT.lanes)
+    ap.add_argument("--lanes", type=int, default=None,
+                    help=f"columns per cycle of a tile read (default: the board's, "
+                         f"{', '.join(f'{b} {n}' for b, n in sorted(BOARD_LANES.items()))})")
     ap.add_argument("--build-dir", default=None)
     ap.add_argument("--synth-only", action="store_true",
                     help="run Yosys alone (synth_<family>), no place and route")
@@ -571,7 +590,7 @@ def main(argv=None) -> int:
                     help="also synthesise without flattening: cells per part")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.samples < 1 or args.lanes < 1:
+    if args.samples < 1 or (args.lanes is not None and args.lanes < 1):
         sys.stderr.write("fpga: error: --samples and --lanes must be >= 1\n")
         return 2
     cfg = FpgaConfig(args.outdir, args.board, args.samples, args.image, args.seed, args.lanes,

@@ -186,8 +186,11 @@ OTHER = {"spatial": "element", "element": "spatial"}
 def variant_irs(ir) -> dict:
     """The design's IR, the same weights with the other dropout kind at the same layers and
     p (hwgen.passes.add_sites, then interface numbering and MTJ codes as the compiler does),
-    and the same weights with no sites: {"spatial", "element", "none"}."""
+    and the same weights with no sites: {"spatial", "element", "none"}, each scheduled at
+    the design's lanes (the schedule pass again: the first MC layer, whose store has two
+    banks, may move)."""
     from hwgen.ir.core import replace
+    from hwgen.passes import reschedule
     from hwgen.passes.add_sites import add_sites
     from hwgen.passes.sites import choose_mtj_codes, number_interfaces
 
@@ -203,7 +206,7 @@ def variant_irs(ir) -> dict:
     # each site keeps its own p (add_sites takes one)
     other = replace(other, sites=tuple(replace(o, p=s.p) for o, s in zip(other.sites, ir.sites)))
     other = choose_mtj_codes(number_interfaces(other))
-    return {kind: ir, OTHER[kind]: other, "none": none}
+    return {kind: ir, OTHER[kind]: reschedule(other, ir.lanes), "none": reschedule(none, ir.lanes)}
 
 
 def _local_counts(modules: dict) -> dict:
@@ -218,7 +221,7 @@ def _local_counts(modules: dict) -> dict:
     return out
 
 
-def dropout_cost(ir, lanes: int, yosys: str = "yosys", top: str = "hwgen_top",
+def dropout_cost(ir, yosys: str = "yosys", top: str = "hwgen_top",
                  synthesized: dict | None = None) -> dict:
     """Synthesised cells of the dropout hardware, for the design's kind and the other kind.
 
@@ -250,7 +253,7 @@ def dropout_cost(ir, lanes: int, yosys: str = "yosys", top: str = "hwgen_top",
             continue
         with tempfile.TemporaryDirectory(prefix=f"hwgen-synth-{name}-") as tmp:
             log.info("synthesising the same weights with dropout %s", name)
-            export.export(v, tmp, lanes=lanes)
+            export.export(v, tmp)
             reps[name] = synthesize(Path(tmp) / f"{top}.v", top, yosys)
     parts = {n: split_parts(r["modules"], top) for n, r in reps.items()}
     local = {n: _local_counts(r["modules"]) for n, r in reps.items()}
@@ -283,7 +286,7 @@ def dropout_cost(ir, lanes: int, yosys: str = "yosys", top: str = "hwgen_top",
             "parts": pk,
         }
     sp, el = kinds["spatial"], kinds["element"]
-    return {"design_kind": ir.sites[0].kind, "lanes": lanes,
+    return {"design_kind": ir.sites[0].kind, "lanes": "array" if ir.lanes is None else ir.lanes,
             "site_layers": [s.layer for s in ir.sites], "p": ir.sites[0].p,
             "mc_start_moves": moves,
             "none": base, "kinds": kinds,
@@ -333,9 +336,8 @@ def main(argv=None) -> int:
         if args.dropout_cost:
             design = load_design(outdir)
             ir = design.ir
-            lanes = json.loads(design.path("ports.json").read_text())["params"]["lanes"]
             rep["ir_sha256"] = hashlib.sha256(design.path("ir.json").read_bytes()).hexdigest()
-            rep["dropout"] = dropout_cost(ir, lanes, args.yosys, args.top,
+            rep["dropout"] = dropout_cost(ir, args.yosys, args.top,
                                           {ir.sites[0].kind: rep} if ir.sites else None)
     except HwgenError as e:
         sys.stderr.write(f"synth: error: {e}\n")

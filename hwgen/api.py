@@ -72,8 +72,7 @@ class Design(_design.Design):
     def cost(self, samples: int = 16) -> dict:
         """The cost model's report (`hwgen report`): modules, draws, reads, cycles, energy."""
         from .cost.model import cost
-        from .cost.report import find_lanes
-        return cost(self.ir, samples, find_lanes(self)[0])
+        return cost(self.ir, samples)
 
     def summary(self) -> dict:
         """The per-layer summary (`hwgen summary`)."""

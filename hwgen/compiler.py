@@ -196,7 +196,7 @@ def compile_model(model_path, outdir, config: CompileConfig | None = None, *,
     check_output_dir(outdir, inputs=(model_path,))     # before any work: refused, nothing made
     fe = frontend_of(model_path)
     ir, sha, model = fe.load(model_path, cfg)
-    ir = run_pipeline(ir, PassConfig(tile=cfg.tile))
+    ir = run_pipeline(ir, PassConfig(tile=cfg.tile, lanes=cfg.lanes))
     timings["ir_s"] = time.perf_counter() - t0
     log.info("IR: %d layers, %d dropout sites, %d MTJ interfaces, tile %s (%.2f s)",
              len(ir.layers), len(ir.sites), ir.n_interfaces, cfg.tile_text,
@@ -210,7 +210,7 @@ def compile_model(model_path, outdir, config: CompileConfig | None = None, *,
     timings["float_check_s"] = time.perf_counter() - t1
     options = cfg.manifest_options([s.layer for s in ir.sites] if cfg.dropout else None)
     try:
-        manifest = _write(ir, check, outdir, options, cfg.verilog, cfg.lanes,
+        manifest = _write(ir, check, outdir, options, cfg.verilog,
                           Path(model_path).name, sha, timings, fe.tools(),
                           model_file=model_path)
     except OSError as e:
@@ -228,7 +228,7 @@ def _version(name: str):
         return None
 
 
-def _write(ir, check, outdir, options, verilog, lanes, model_name, sha, timings,
+def _write(ir, check, outdir, options, verilog, model_name, sha, timings,
            tools=None, model_file=None) -> dict:
     with atomic_dir(outdir, inputs=(model_file,) if model_file is not None else ()) as tmp:
         if model_file is not None:
@@ -244,7 +244,7 @@ def _write(ir, check, outdir, options, verilog, lanes, model_name, sha, timings,
         if verilog:
             from .export import export      # amaranth, imported only when Verilog is asked for
             t0 = time.perf_counter()
-            export(ir, tmp, lanes=lanes)
+            export(ir, tmp)
             timings["export_s"] = time.perf_counter() - t0
         manifest = write_manifest(tmp, model_name, sha, options,
                                   {**_tool_versions(), **(tools or {})})

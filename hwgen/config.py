@@ -62,10 +62,12 @@ class CompileConfig:
     #: into ceil(rows / R) row splits and ceil(columns / C) column splits.
     tile: tuple[int, int] = (128, 128)
 
-    #: Columns per cycle in a tile read: the emulation knob. A tile's C columns are read
-    #: in ceil(C / lanes) beats; lanes >= C reads a tile in one beat, as the MRAM array
-    #: itself does.
-    lanes: int = 8
+    #: Columns per cycle in a tile read: the emulation knob. None (the default, "array" in
+    #: the manifest) models the array: one read per window delivers every column of a
+    #: tile in one beat, as the MRAM macro does. An integer reads a tile's C columns in
+    #: ceil(C / lanes) beats (lanes >= C: one beat). Recorded in the IR's read plans
+    #: (hwgen.passes.schedule).
+    lanes: int | None = None
 
     #: Held-out images of the compile check (the float model, or for a QONNX model the
     #: graph's own runtime, against the integer golden model); 0 skips the check.
@@ -92,8 +94,11 @@ class CompileConfig:
     def __post_init__(self):
         object.__setattr__(self, "tile", parse_tile(self.tile))
         object.__setattr__(self, "sites", parse_sites(self.sites))
-        if not (type(self.lanes) is int and self.lanes >= 1):
-            raise HwgenError(f"--lanes must be an integer >= 1, not {self.lanes!r}")
+        if self.lanes == "array":
+            object.__setattr__(self, "lanes", None)
+        if not (self.lanes is None or (type(self.lanes) is int and self.lanes >= 1)):
+            raise HwgenError(f"--lanes must be an integer >= 1 (or None: the array), not "
+                             f"{self.lanes!r}")
         for name in ("check_images", "check_samples"):
             v = getattr(self, name)
             if not (type(v) is int and v >= 0):
@@ -115,6 +120,10 @@ class CompileConfig:
                              "that --dropout adds)")
 
     @property
+    def lanes_text(self) -> str:
+        return "array" if self.lanes is None else str(self.lanes)
+
+    @property
     def tile_text(self) -> str:
         return f"{self.tile[0]}x{self.tile[1]}"
 
@@ -125,7 +134,8 @@ class CompileConfig:
     def manifest_options(self, sites_added=None) -> dict:
         """The `options` of manifest.json. `sites_added`: the layers that got an added
         site (QONNX with `dropout`), recorded instead of the request."""
-        out = {"tile": list(self.tile), "lanes": self.lanes, "check_images": self.check_images,
+        out = {"tile": list(self.tile), "lanes": "array" if self.lanes is None else self.lanes,
+               "check_images": self.check_images,
                "check_samples": self.check_samples, "verilog": self.verilog}
         if self.dropout is not None:
             out["dropout"] = {"kind": self.dropout, "p": self.p,

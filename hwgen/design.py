@@ -35,13 +35,16 @@ IR_FILE, PORTS_FILE, VERILOG_FILE = "ir.json", "ports.json", "hwgen_top.v"
 class Design:
     """A checked OUTDIR. `manifest`: manifest.json as read; `files`: name -> sha256 of
     every file it lists (each checked at load); `ir`: the verified integer-stage IR;
-    `options`: the compile options; `lanes`: the lanes the Verilog was exported with
-    (ports.json, else the options), None without them."""
+    `options`: the compile options; `lanes`: a view of the IR's read plans (`IR.lanes`:
+    None for the array, one beat per read), which is what the hardware is built from."""
     outdir: Path
     manifest: Mapping[str, Any]
     ir: IR
     options: Mapping[str, Any]
-    lanes: int | None
+
+    @property
+    def lanes(self) -> int | None:
+        return self.ir.lanes
 
     @property
     def files(self) -> Mapping[str, str]:
@@ -90,23 +93,6 @@ def _manifest(outdir: Path) -> dict:
     return man
 
 
-def _lanes(outdir: Path, files: Mapping[str, str], options: Mapping[str, Any]) -> int | None:
-    if PORTS_FILE in files:
-        f = outdir / PORTS_FILE
-        try:
-            ports = json.loads(f.read_text())
-        except ValueError as e:
-            raise HwgenError(f"{f}: not valid JSON ({str(e).splitlines()[0]}); "
-                             f"recompile") from None
-        if not isinstance(ports, dict):
-            raise HwgenError(f"{f}: not a JSON object; recompile")
-        params = ports.get("params") if isinstance(ports.get("params"), dict) else {}
-        if isinstance(params.get("lanes"), int):          # what hwgen.export writes
-            return params["lanes"]
-    lanes = options.get("lanes")
-    return lanes if isinstance(lanes, int) else None
-
-
 def load_design(outdir) -> Design:
     """The checked design in `outdir`; HwgenError (one line) naming the first problem: no
     folder, no manifest, a listed file missing or edited, an IR that is not valid."""
@@ -129,9 +115,11 @@ def load_design(outdir) -> Design:
     ir = _parse_ir(irf)
     if ir.stage != "integer":
         raise HwgenError(f"{irf}: not a compiled (integer-stage) IR; recompile")
+    if any(l.plan is None for l in ir.layers):
+        raise HwgenError(f"{irf}: has no read plans (hwgen.passes.schedule); recompile")
     options = man.get("options") if isinstance(man.get("options"), dict) else {}
     return Design(outdir=outdir, manifest=MappingProxyType(man), ir=ir,
-                  options=MappingProxyType(options), lanes=_lanes(outdir, files, options))
+                  options=MappingProxyType(options))
 
 
 def _parse_ir(path: Path) -> IR:

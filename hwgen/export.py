@@ -1,7 +1,8 @@
 """Export the generated hardware: Verilog, ports JSON, a Verilator waiver file, file lists
 and a FuseSoC core.
 
-`export(ir, outdir, lanes=8)` writes the network top into OUTDIR. The Verilog at the top of
+`export(ir, outdir)` writes the network top of a scheduled IR (every layer built from the
+read plan hwgen.passes.schedule recorded in it) into OUTDIR. The Verilog at the top of
 OUTDIR is the synthesis set (`OUTDIR/*.v`, one file); simulation-only variants are in
 OUTDIR/sim_only/, so no two files that a glob or a list picks up define the same module:
   hwgen_top.v     Amaranth's Verilog of hwgen.hw.top.NetworkTop (module `hwgen_top`) and
@@ -26,7 +27,7 @@ OUTDIR/sim_only/, so no two files that a glob or a list picks up define the same
                   flow API. `fusesoc --cores-root OUTDIR run --target lint
                   hwgen:design:hwgen_top` with Verilator on PATH.
 
-`export_layer(ir, i, outdir, lanes=8)` writes one layer alone (hwgen.hw.layer_top.LayerTop,
+`export_layer(ir, i, outdir)` writes one layer alone (hwgen.hw.layer_top.LayerTop,
 for the layer-level bench hwgen.sim.bench_layer) the same way: layer{i}.v (module
 `layer{i}`), layer{i}.ports.json and layer{i}.vlt (the same waivers, scoped to that file).
 
@@ -368,6 +369,13 @@ def _check_ir(ir) -> None:
         raise HwgenError(f"export needs an hwgen IR, not {type(ir).__name__}")
 
 
+
+def _check_plans(ir) -> None:
+    if any(getattr(l, "plan", None) is None for l in ir.layers):
+        raise HwgenError("export needs a scheduled IR (read plans): run the compiler passes "
+                         "(hwgen.passes.schedule)")
+
+
 def _write(outdir, files: dict) -> dict:
     """Write each file atomically; {file name: sha256}."""
     for name, body in files.items():
@@ -375,7 +383,7 @@ def _write(outdir, files: dict) -> dict:
     return {name: hashlib.sha256(body.encode()).hexdigest() for name, body in files.items()}
 
 
-def export(ir: IR, outdir, lanes: int = 8, in_w: int = 32) -> dict:
+def export(ir: IR, outdir, in_w: int = 32) -> dict:
     """Write hwgen_top.v, ports.json, hwgen_top.vlt, sim_only/hwgen_top.v,
     sim_only/popcount_sim.v, the file lists hwgen_top.f and hwgen_top_sim.f and the core
     hwgen_top.core into `outdir`; returns {file name (relative, `/`): sha256}."""
@@ -386,14 +394,15 @@ def export(ir: IR, outdir, lanes: int = 8, in_w: int = 32) -> dict:
         raise HwgenError("export needs a lowered IR (packed weights); run the compiler passes")
     if any(l.sign is None for l in ir.layers[:-1]) or ir.layers[-1].sign is not None:
         raise HwgenError("export needs thresholds on every layer but the classifier")
+    _check_plans(ir)
     t0 = time.perf_counter()
     try:
-        top = NetworkTop(ir, lanes=lanes, in_w=in_w)
+        top = NetworkTop(ir, in_w=in_w)
         text = to_verilog(top)
     except ValueError as e:
         raise HwgenError(f"cannot generate the hardware: {e}") from None
-    log.info("Verilog: %.1f kB in %.2f s (lanes=%d)", len(text) / 1e3,
-             time.perf_counter() - t0, lanes)
+    log.info("Verilog: %.1f kB in %.2f s (lanes %s)", len(text) / 1e3,
+             time.perf_counter() - t0, top.params["lanes"])
     ports = ports_json(top)
     return _write(outdir, {VERILOG: text,
                            PORTS: json.dumps(ports, sort_keys=True, indent=1) + "\n",
@@ -405,7 +414,7 @@ def export(ir: IR, outdir, lanes: int = 8, in_w: int = 32) -> dict:
                            CORE: core_file(ports["params"])})
 
 
-def export_layer(ir: IR, i: int, outdir, lanes: int = 8) -> dict:
+def export_layer(ir: IR, i: int, outdir) -> dict:
     """Write layer i's Verilog, ports JSON and waivers (`layer_files(i)`) into `outdir`;
     returns {file name: sha256}."""
     _check_ir(ir)
@@ -416,8 +425,9 @@ def export_layer(ir: IR, i: int, outdir, lanes: int = 8) -> dict:
         raise HwgenError("export needs a lowered IR (packed weights); run the compiler passes")
     if (layer.sign is None) != (i == len(ir.layers) - 1):
         raise HwgenError(f"layer {i}: export needs thresholds on every layer but the classifier")
+    _check_plans(ir)
     try:
-        top = LayerTop(ir, i, lanes)
+        top = LayerTop(ir, i)
         text = to_verilog(top, name=f"layer{i}")
     except ValueError as e:
         raise HwgenError(f"cannot generate layer {i}: {e}") from None

@@ -11,6 +11,7 @@ from hwgen.bench.cycles import measure_cycles
 from hwgen.bench.golden import bench_golden
 from hwgen.cli import main
 from hwgen.hw.plan import cycle_bound
+from hwgen.passes import reschedule
 from support import random_ir, seal_outdir
 from hwgen.ir.core import dumps
 from hwgen.model.io import save_model
@@ -60,8 +61,9 @@ def test_bench_cycles_on_a_random_ir(tmp_path, capsys):
     ir = random_ir(SPEC, (1, 8, 8), seed=1)
     out = tmp_path / "out"
     out.mkdir()
-    (out / "ir.json").write_text(dumps(ir))
-    (out / "ports.json").write_text(json.dumps({"params": {"lanes": 3}}))
+    (out / "ir.json").write_text(dumps(reschedule(ir, 3)))
+    # the lanes are the IR's plans: a ports.json that says otherwise is not read
+    (out / "ports.json").write_text(json.dumps({"params": {"lanes": 5}}))
     seal_outdir(out)
     irf = tmp_path / "ir.json"
     irf.write_text(dumps(ir))
@@ -69,10 +71,11 @@ def test_bench_cycles_on_a_random_ir(tmp_path, capsys):
                  "--json", str(tmp_path / "c.json"), "--label", "tiny"]) == 0
     rec = _record(tmp_path / "c.json", "cycles")
     assert rec["label"] == "tiny"
-    # an OUTDIR at its compiled lanes, an ir.json at compile's default
-    assert [(r["target"], r["lanes"]) for r in rec["results"]] == [(str(out), 3), (str(irf), 8)]
+    # each at its IR's read plans: 3 lanes, and the default (the array)
+    assert [(r["target"], r["lanes"]) for r in rec["results"]] == [(str(out), 3),
+                                                                   (str(irf), "array")]
     for r in rec["results"]:
-        cb = cycle_bound(ir, r["lanes"])
+        cb = cycle_bound(reschedule(ir, None if r["lanes"] == "array" else r["lanes"]))
         assert r["bound"] == cb.per_sample and r["spec"] == SPEC
         assert [l["bound"] for l in r["layers"]] == list(cb.per_layer)
         assert len(r["cycles_per_sample"]) == 2
@@ -84,7 +87,13 @@ def test_bench_cycles_on_a_random_ir(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "bench cycles" in text and SPEC in text
     # the bound depends on lanes, and so does the measurement
-    assert measure_cycles(ir, 1, samples=2)["bound"] > measure_cycles(ir, 8, samples=2)["bound"]
+    assert (measure_cycles(reschedule(ir, 1), samples=2)["bound"]
+            > measure_cycles(reschedule(ir, 8), samples=2)["bound"])
+    # --lanes re-runs the schedule pass on the IR
+    assert main(["bench", "cycles", str(irf), "--lanes", "1", "--samples", "2",
+                 "--json", str(tmp_path / "c1.json")]) == 0
+    (r1,) = _record(tmp_path / "c1.json", "cycles")["results"]
+    assert r1["lanes"] == 1 and r1["bound"] == cycle_bound(reschedule(ir, 1)).per_sample
 
 
 def test_bench_cycles_bad_input_is_one_line(tmp_path, capsys):

@@ -110,25 +110,38 @@ def test_verilog_hook(tmp_path, model_pt, capsys, monkeypatch):
     calls = []
     fake = types.ModuleType("hwgen.export")
 
-    def export(ir, outdir, lanes):
-        calls.append(lanes)
+    def export(ir, outdir):
+        calls.append(ir.lanes)           # the plan is in the IR, no lanes on the side
         (outdir / "hwgen_top.v").write_text("module hwgen_top; endmodule\n")
     fake.export = export
     monkeypatch.setitem(sys.modules, "hwgen.export", fake)
     rc, err = _compile(capsys, model_pt, "-o", tmp_path / "v", "--check-images", "0", "--lanes", "4")
     assert rc == 0, err
     assert calls == [4]
+    # --lanes 4: every layer's reads take ceil(widest column split / 4) beats
+    plans = [l["plan"] for l in json.loads((tmp_path / "v" / "ir.json").read_text())["layers"]]
+    ir = loads((tmp_path / "v" / "ir.json").read_text())
+    assert [p["beats"] for p in plans] == [-(-max(b - a for a, b in l.col_tiles) // 4)
+                                           for l in ir.layers]
+    assert max(p["beats"] for p in plans) > 1
     man = json.loads((tmp_path / "v" / "manifest.json").read_text())
     assert "hwgen_top.v" in man["files"] and man["options"]["lanes"] == 4
     rc, _ = _compile(capsys, model_pt, "-o", tmp_path / "nv", "--check-images", "0", "--no-verilog")
     assert rc == 0 and calls == [4] and not (tmp_path / "nv" / "hwgen_top.v").exists()
+    # the default: the array, one beat per read, "array" in the manifest
+    rc, _ = _compile(capsys, model_pt, "-o", tmp_path / "a", "--check-images", "0")
+    assert rc == 0 and calls == [4, None]
+    man = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert man["options"]["lanes"] == "array"
+    plans = [l["plan"] for l in json.loads((tmp_path / "a" / "ir.json").read_text())["layers"]]
+    assert [p["beats"] for p in plans] == [1] * len(plans)
 
 
 def test_export_failure_leaves_no_outdir(tmp_path, model_pt, capsys, monkeypatch):
     from hwgen.errors import HwgenError
     fake = types.ModuleType("hwgen.export")
 
-    def export(ir, outdir, lanes):
+    def export(ir, outdir):
         (outdir / "half.v").write_text("module")
         raise HwgenError("export failed")
     fake.export = export

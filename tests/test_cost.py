@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from hwgen.passes import reschedule
 from hwgen import cost as cm
 from hwgen import energy_table as et
 from hwgen.cli import main
@@ -39,13 +40,13 @@ def tiny_ir(kind="spatial", tile=(128, 128)):
                        first_interface=0, mtj_code=700, p_realised=P_REAL),
              core.Site(layer=2, kind=kind, p=0.2, n_groups=g2, group_rows=64 // g2,
                        first_interface=g1, mtj_code=701, p_realised=P_REAL))
-    return core.IR(in_shape=(1, 8, 8), input=core.InputEncoding(), layers=layers,
-                   sites=sites)
+    return reschedule(core.IR(in_shape=(1, 8, 8), input=core.InputEncoding(), layers=layers,
+                              sites=sites), None)
 
 
 def test_modules_draws_reads_cycles_by_hand():
     T = 4
-    rep = cm.cost(tiny_ir(), samples=T, lanes=4)
+    rep = cm.cost(reschedule(tiny_ir(), 4), samples=T)
     tot = rep["totals"]
     # spatial: C per site = 8 + 16; element: C*kh*kw = 8*9 + 16*4
     assert tot["spatial"]["modules"] == 24 and tot["element"]["modules"] == 136
@@ -65,7 +66,7 @@ def test_conv_site_ratio_is_kernel_area():
     for k in (1, 3, 5):
         lay = layer("conv", (6, 9, 9), 4, k, k // 2, 1)
         assert cm.groups(lay, "element") == cm.groups(lay, "spatial") * k * k
-    rep = cm.cost(tiny_ir(), samples=3, lanes=8)
+    rep = cm.cost(reschedule(tiny_ir(), 8), samples=3)
     l1 = rep["layers"][1]["dropout"]
     assert l1["element"]["modules"] / l1["spatial"]["modules"] == 9
     assert l1["element"]["rng_pj"] / l1["spatial"]["rng_pj"] == pytest.approx(9)
@@ -86,7 +87,7 @@ def test_groups_agree_with_the_training_model():
 def test_tiled_reads_and_adds():
     """Tile 16x8: L1 has 72 rows -> 5 row tiles, 16 columns -> 2 column tiles."""
     T = 2
-    rep = cm.cost(tiny_ir(tile=(16, 8)), samples=T, lanes=8)
+    rep = cm.cost(reschedule(tiny_ir(tile=(16, 8)), 8), samples=T)
     l0, l1, l2 = rep["layers"]
     assert (l1["row_tiles"], l1["col_tiles"]) == (5, 2)
     assert l1["reads_per_pass"] == 16 * 5 * 2
@@ -111,7 +112,7 @@ def test_padding_rows_counted_exactly():
 
 def test_energy_is_table_figures_times_counts():
     T = 5
-    rep = cm.cost(tiny_ir(), samples=T, lanes=8)
+    rep = cm.cost(reschedule(tiny_ir(), 8), samples=T)
     e = rep["energy_pj_per_inference"]
     fig = {f.key: f.value_pj for f in et.TABLE}
     draw = fig["mtj_reset"] + fig["mtj_write"] + fig["mtj_sense"]
@@ -150,7 +151,7 @@ def test_every_figure_is_sourced_and_tagged():
 
 
 def test_element_design_reports_spatial_too():
-    rep = cm.cost(tiny_ir("element"), samples=2, lanes=8)
+    rep = cm.cost(reschedule(tiny_ir("element"), 8), samples=2)
     assert rep["design"]["kind"] == "element"
     assert rep["totals"]["spatial"]["modules"] == 24 and rep["totals"]["element"]["modules"] == 136
     assert rep["sites"][0]["n_groups"] == 72
@@ -167,7 +168,8 @@ def write_outdir(tmp_path, ir, ports=None):
 
 
 def test_cli_report_writes_json_png_and_is_deterministic(tmp_path, capsys):
-    out = write_outdir(tmp_path, tiny_ir(), json.dumps({"params": {"lanes": 4}}))
+    # the lanes come from the IR's read plans; a ports.json that says otherwise is not read
+    out = write_outdir(tmp_path, reschedule(tiny_ir(), 4), json.dumps({"params": {"lanes": 9}}))
     assert main(["report", str(out), "--samples", "3"]) == 0
     text = capsys.readouterr().out
     assert "NVSim" in text and "Horowitz" in text and "[V]" in text and "(d)" in text
@@ -216,27 +218,25 @@ def test_design_without_dropout_costs_default_sites():
     from hwgen.ir.core import replace
 
     ir = replace(tiny_ir(), sites=())
-    rep = cm.cost(ir, samples=2, lanes=8)
+    rep = cm.cost(reschedule(ir, 8), samples=2)
     assert rep["design"]["kind"] == "none" and rep["sites"] == []
     assert rep["design"]["site_layers"] == [1, 2] and rep["design"]["mc_start"] == 1
     assert rep["totals"]["spatial"]["modules"] == 24 and rep["totals"]["element"]["modules"] == 136
     # the per-window redraw figure of the explanation: 72*16 + 64*1 element draws vs 24
     assert f"{72 * 16 + 64:,} draws per sample" in rep["explanation"]
     one = replace(ir, layers=ir.layers[2:], in_shape=(16, 2, 2))
-    rep1 = cm.cost(one, samples=2, lanes=8)
+    rep1 = cm.cost(reschedule(one, 8), samples=2)
     assert rep1["totals"]["spatial"]["modules"] == 0 and rep1["ratios_element_over_spatial"]["modules"] is None
 
 
-def test_cli_report_bad_ports_json_is_one_line(tmp_path, capsys):
-    out = write_outdir(tmp_path, tiny_ir(), "{not json")
-    assert main(["report", str(out)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "ports.json" in err[0] and "not valid JSON" in err[0]
-    (out / "ports.json").write_text("[1, 2]")
-    seal_outdir(out)
-    assert main(["report", str(out)]) == 2
-    assert "not a JSON object" in capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["ir.json", "manifest.json", "ports.json"]
+def test_cli_report_does_not_read_ports_json(tmp_path, capsys):
+    """The lanes are the IR's: ports.json reports them, nothing reads them back (a sealed
+    ports.json that is not even JSON leaves the report as it is)."""
+    out = write_outdir(tmp_path, reschedule(tiny_ir(), 4), "{not json")
+    assert main(["report", str(out), "--samples", "3"]) == 0
+    rep = json.loads((out / "cost.json").read_text())
+    assert rep["design"]["lanes"] == 4 and rep["design"]["beats"] == [2, 4, 3]
+    assert "lanes = 4" in capsys.readouterr().out
 
 
 def test_render_site_without_realised_p():
@@ -244,7 +244,7 @@ def test_render_site_without_realised_p():
 
     ir = tiny_ir()
     ir = replace(ir, sites=tuple(replace(s, p_realised=None, mtj_code=None) for s in ir.sites))
-    text = cm.render(cm.cost(ir, samples=2, lanes=8))
+    text = cm.render(cm.cost(reschedule(ir, 8), samples=2))
     row = [l for l in text.splitlines() if l.strip().startswith("1 spatial")]
     assert len(row) == 1 and row[0].split()[-2:] == ["-", "-"]
 
@@ -254,8 +254,8 @@ def test_cycles_are_the_hw_plan_bound():
 
     ir = tiny_ir(tile=(16, 8))
     for lanes in (1, 3, 8):
-        rep = cm.cost(ir, samples=4, lanes=lanes)
-        cb = cycle_bound(ir, lanes)
+        rep = cm.cost(reschedule(ir, lanes), samples=4)
+        cb = cycle_bound(reschedule(ir, lanes))
         assert [l["cycles_bound_per_pass"] for l in rep["layers"]] == list(cb.per_layer)
         assert rep["cycles"]["bound_per_inference"] == cb.per_image(4)
 
@@ -264,7 +264,7 @@ def test_element_window_baseline_by_hand():
     """Per-window redraws: every row of a gated layer draws once per window and sample.
     L1: 72 rows x 16 windows = 1,152; L2 (classifier, 1 window): 64 rows x 1 = 64."""
     T, lanes = 4, 4
-    rep = cm.cost(tiny_ir(), samples=T, lanes=lanes)
+    rep = cm.cost(reschedule(tiny_ir(), lanes), samples=T)
     win, el, sp = (rep["totals"][k] for k in ("element_window", "element", "spatial"))
     assert [l["dropout"]["element_window"]["draws_per_sample"] for l in rep["layers"]] == [0, 1152, 64]
     assert win["modules"] == el["modules"] == 136          # one source per word line, as element
@@ -285,12 +285,12 @@ def test_element_window_baseline_by_hand():
     assert r["cycles"] == pytest.approx(87 / 69)
     assert rep["ratios_over_spatial"]["element"] == rep["ratios_element_over_spatial"]
     # with reads slower than a draw (1 lane: 16 and 10 cycles) the draws hide behind them
-    rep1 = cm.cost(tiny_ir(), samples=T, lanes=1)
+    rep1 = cm.cost(reschedule(tiny_ir(), 1), samples=T)
     assert rep1["totals"]["element_window"]["cycles_bound_per_sample"] == 16 * 16 + 10 + 2
 
 
 def test_report_text_and_png_show_three_baselines(tmp_path):
-    rep = cm.cost(tiny_ir(), samples=2, lanes=8)
+    rep = cm.cost(reschedule(tiny_ir(), 8), samples=2)
     text = cm.render(rep)
     assert "element_window / spatial: modules 5.67x, draws 50.67x" in text
     assert "per window" in text and f"{1216 * 2:,}" in text
@@ -302,10 +302,10 @@ def test_multibit_first_layer_costs_one_pass_per_plane():
     from hwgen.hw.plan import cycle_bound
     ir = tiny_ir()
     ir8 = core.replace(ir, input=core.InputEncoding(mode="unsigned", bits=8, mul=255.0))
-    a, b = cm.cost(ir, 16, 8), cm.cost(ir8, 16, 8)
+    a, b = cm.cost(reschedule(ir, 8), 16), cm.cost(reschedule(ir8, 8), 16)
     l0a, l0b = a["layers"][0], b["layers"][0]
     assert l0b["reads_per_pass"] == 8 * l0a["reads_per_pass"]
-    assert l0b["cycles_bound_per_pass"] == cycle_bound(ir8, 8).per_layer[0] == 8 * l0a["cycles_bound_per_pass"]
+    assert l0b["cycles_bound_per_pass"] == cycle_bound(reschedule(ir8, 8)).per_layer[0] == 8 * l0a["cycles_bound_per_pass"]
     assert a["layers"][1:] == b["layers"][1:]
 
 
@@ -318,7 +318,8 @@ def test_strided_reads_bound_and_driven_rows_follow_the_walk(spec, shape):
     are those of the walked windows as the golden model forms them (padding per strided
     window)."""
     from support import random_ir
-    from hwgen.hw.plan import cycle_bound, read_plan, walk_cycles
+    from hwgen.hw.plan import cycle_bound, walk_cycles
+    from hwgen.ir.core import layer_read_plan
     from hwgen.ir import interp
     ir = random_ir(spec, shape, tile=(16, 8))
     for i, lay in enumerate(ir.layers):
@@ -331,8 +332,8 @@ def test_strided_reads_bound_and_driven_rows_follow_the_walk(spec, shape):
         else:
             ys, xs = range(oh), range(ow)
         assert lay.reads == len(ys) * len(xs)
-        r = read_plan(lay, 4).beats
-        assert cycle_bound(ir, 4).per_layer[i] == walk_cycles(lay, r)
+        r = layer_read_plan(lay, 4).beats
+        assert cycle_bound(reschedule(ir, 4)).per_layer[i] == walk_cycles(lay, r)
         driven = interp._im2col(np.zeros((1,) + lay.in_shape, np.uint8), lay)[1]
         driven = driven.reshape(oh, ow, -1)[np.ix_(list(ys), list(xs))].reshape(-1, lay.rows)
         assert cm.driven_rows_per_tile(lay) == [int(driven[:, a:b].sum()) for a, b in lay.row_tiles]

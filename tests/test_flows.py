@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from flows import synth  # noqa: E402
+from hwgen.hw.plan import layer_plan
+from hwgen.passes import reschedule
 from hwgen.errors import HwgenError  # noqa: E402
 from support import require_tool  # noqa: E402
 
@@ -131,6 +133,27 @@ def test_board_top_shows_the_predicted_class(seed, samples):
     assert res["cls"] == cls and res["best"] == max(scores) and res["mismatch"] == 0
 
 
+def test_the_board_chooses_its_lanes():
+    """Without --lanes the network top is built at the board's lanes (the schedule pass run
+    again on the design's IR, whatever it was compiled with); --lanes overrides."""
+    import numpy as np
+
+    from flows import fpga
+
+    ir = small_ir(3)                                  # compiled at the default, the array
+    bits = np.random.default_rng(3).integers(0, 2, (1, 8, 8)).astype(np.uint8)
+    assert fpga.BOARD_LANES["icebreaker"] == 1 and fpga.BOARD_LANES["ulx3s-85f"] == 8
+    for board, lanes, want in (("icebreaker", None, 1), ("ulx3s-85f", None, 8),
+                               ("icebreaker", 4, 4)):
+        cfg = fpga.FpgaConfig("unused", board, samples=2, lanes=lanes, seed=3)
+        assert fpga.board_lanes(cfg) == want
+        top, *_ = fpga.make_board_top(ir, bits, cfg)
+        plans = [layer_plan(reschedule(ir, want), i) for i in range(len(ir.layers))]
+        assert [(c.beats, c.lanes) for c in top.network.controllers] == \
+            [(p.beats, p.lanes) for p in plans]
+        assert top.network.params["lanes"] == want
+
+
 def test_board_top_catches_a_wrong_mask_model():
     """Planted fault: the Python model of the stand-ins uses other seeds, so its masks
     differ from the hardware's; the sums and the mismatch LED expose it."""
@@ -221,7 +244,7 @@ def test_synth_generated_network(tmp_path):
 
     ir = small_ir(3)
     ir = replace(ir, layers=tuple(replace(l, tile=(16, 8)) for l in ir.layers))
-    export.export(ir, tmp_path, lanes=4)
+    export.export(reschedule(ir, 4), tmp_path)
     rep = synth.synthesize(tmp_path / "hwgen_top.v")
     want = {"hwgen_top", "hwgen_top.loader", "hwgen_top.rng"}
     for i, layer in enumerate(ir.layers):
@@ -383,6 +406,7 @@ def test_split_parts_catches_a_planted_misattribution(monkeypatch):
 
 
 def test_variant_irs_same_weights_other_kind():
+    from hwgen.ir.core import replace
     from hwgen.ir.verify import verify
 
     ir = small_ir(3)
@@ -395,7 +419,11 @@ def test_variant_irs_same_weights_other_kind():
     assert all(s.kind == "element" and s.p == ir.sites[0].p for s in el.sites)
     # element: one interface per crossbar row of each site's layer
     assert el.n_interfaces == sum(ir.layers[s.layer].rows for s in ir.sites)
-    assert v["none"].sites == () and v["none"].layers == ir.layers
+    # the same layers; the read plans scheduled again for the moved first MC layer
+    assert v["none"].sites == () and [replace(l, plan=None) for l in v["none"].layers] == \
+        [replace(l, plan=None) for l in ir.layers]
+    verify(v["none"])
+    assert [l.plan.reread for l in v["none"].layers] == [False, False, True]
     with pytest.raises(HwgenError, match="no dropout sites"):
         synth.variant_irs(v["none"])
 
@@ -414,9 +442,9 @@ def test_dropout_cost_arithmetic(monkeypatch, spec):
              "none": (100, 900, 20, 0)}
     seen = []
 
-    def fake_export(v, tmp, lanes):
+    def fake_export(v, tmp):
         kind = v.sites[0].kind if v.sites else "none"
-        seen.append((kind, lanes))
+        seen.append((kind, v.lanes))
         Path(tmp, "kind").write_text(kind)
 
     def fake_synth(verilog, top="hwgen_top", yosys="yosys", log_path=None):
@@ -430,7 +458,8 @@ def test_dropout_cost_arithmetic(monkeypatch, spec):
 
     monkeypatch.setattr(export, "export", fake_export)
     monkeypatch.setattr(synth, "synthesize", fake_synth)
-    d = synth.dropout_cost(ir, lanes=4)
+    d = synth.dropout_cost(reschedule(ir, 4))
+    # every variant at the design's lanes, scheduled again (mc_start may move)
     assert sorted(seen) == [("element", 4), ("none", 4), ("spatial", 4)]
     assert d["mc_start_moves"] == moves
     sp, el = d["kinds"]["spatial"], d["kinds"]["element"]
@@ -475,7 +504,7 @@ def test_dropout_cost_small_design():
     delta 0), element has more RNG cells and flops than spatial."""
     require_tool("yosys")
     ir = small_ir(3)
-    d = synth.dropout_cost(ir, lanes=4)
+    d = synth.dropout_cost(reschedule(ir, 4))
     sp, el = d["kinds"]["spatial"], d["kinds"]["element"]
     assert sp["crossbar_delta"] == 0 and el["crossbar_delta"] == 0
     assert 0 < sp["rng"]["cells"] < el["rng"]["cells"]

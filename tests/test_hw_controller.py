@@ -8,7 +8,7 @@ from amaranth.sim import Simulator
 
 from hwgen.hw.controller import TileController
 from hwgen.hw.plan import home_steps, walk_cycles
-from hwgen.ir.core import IR, InputEncoding, Layer, Site, pack_rows
+from hwgen.ir.core import IR, InputEncoding, Layer, Site, layer_read_plan, pack_rows
 from hwgen.ir.interp import run_layer
 
 
@@ -50,7 +50,7 @@ def simulate(layer, site, keep, x, lanes, walker_layer=None, reread=False, runs=
     out, cycles of the last run). `dut`: a controller built (and faulted) by the
     caller."""
     if dut is None:
-        dut = TileController(layer, site, lanes, reread=reread)
+        dut = TileController(layer, site, layer_read_plan(layer, lanes, reread=reread))
     if walker_layer is not None:
         dut.walker.layer = walker_layer
     c, h, w = layer.in_shape
@@ -232,7 +232,7 @@ def test_overlapping_pool_is_refused_in_one_line():
     layer = random_layer(np.random.default_rng(0), (2, 9, 9), 4, (3, 3), (1, 1), pool=3,
                          pool_stride=2)
     with pytest.raises(HwgenError, match="overlapping max-pool"):
-        TileController(layer, None, 2)
+        TileController(layer, None, layer_read_plan(layer, 2))
 
 
 def test_flatten_fed_linear_walker_is_wires():
@@ -242,7 +242,9 @@ def test_flatten_fed_linear_walker_is_wires():
     from amaranth.back import rtlil
     layer = random_layer(np.random.default_rng(0), (4, 3, 3), 7, (3, 3), (0, 0), tile=(20, 8))
     site = Site(layer=0, kind="spatial", p=0.3, n_groups=4, group_rows=9, first_interface=0)
-    dut = TileController(layer, site, 3)
+    plan = layer_read_plan(layer, 3)
+    assert plan.store == "flat"
+    dut = TileController(layer, site, plan)
     text = rtlil.convert(dut.walker)
     cells = [ln.split()[1] for ln in text.splitlines() if ln.strip().startswith("cell ")]
     assert not [c for c in cells if c in ("$mux", "$pmux", "$memrd", "$memrd_v2", "$shl",
@@ -270,7 +272,7 @@ def test_a_planted_fault_in_the_ring_taps_is_caught(stride, pool):
     want = golden(layer, None, None, x)
 
     def result(swap):
-        dut = TileController(layer, None, 2)
+        dut = TileController(layer, None, layer_read_plan(layer, 2))
         if swap:
             s = list(dut.store.slots)
             s[0], s[-1] = s[-1], s[0]

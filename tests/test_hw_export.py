@@ -19,6 +19,7 @@ from amaranth.back import rtlil
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from hwgen.passes import reschedule
 from hwgen.design import write_manifest
 from hwgen.errors import HwgenError
 from hwgen.export import (CORE, FILE_LIST, POPCOUNT_SIM, PORTS, SIM_FILE_LIST, SIM_SET,
@@ -85,7 +86,7 @@ def test_complete_cases_adds_an_empty_default_where_one_is_missing():
 
 
 def _export(ir, out, lanes):
-    export(ir, out, lanes=lanes)
+    export(reschedule(ir, lanes), out)
     return {name: (out / name).read_bytes() for name in GOLDEN_FILES}
 
 
@@ -96,10 +97,10 @@ def test_export_is_deterministic(tmp_path):
     assert a == b
     # and in a fresh interpreter with another hash seed
     (tmp_path / "ir.json").write_text(json.dumps(json.loads(
-        __import__("hwgen.ir.core", fromlist=["dumps"]).dumps(ir))))
+        __import__("hwgen.ir.core", fromlist=["dumps"]).dumps(reschedule(ir, 3)))))
     code = ("import sys; from pathlib import Path; from hwgen.ir.core import loads; "
             "from hwgen.export import export; "
-            "export(loads(Path(sys.argv[1]).read_text()), sys.argv[2], lanes=3)")
+            "export(loads(Path(sys.argv[1]).read_text()), sys.argv[2])")
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "ir.json"), str(tmp_path / "c")],
                    check=True, env={**os.environ, "PYTHONHASHSEED": "12345"}, cwd=tmp_path)
     assert {n: (tmp_path / "c" / n).read_bytes() for n in GOLDEN_FILES} == a
@@ -111,13 +112,13 @@ def test_golden_is_regenerated_byte_for_byte(tmp_path):
         (GOLDEN / "ir.json").write_text(dumps(ir))
     assert dumps(ir) == (GOLDEN / "ir.json").read_text(), "ir.json differs from rtl_out/golden"
     assert loads(dumps(ir)) == ir
-    lanes = 2                                   # the golden example's lanes
-    got = _export(ir, tmp_path, lanes)
+    assert all(l.plan.beats == 1 for l in ir.layers)     # the default: the array
+    got = _export(ir, tmp_path, None)
     # its manifest, so that the example is a compiled OUTDIR that `hwgen sim` accepts
     (tmp_path / "ir.json").write_text(dumps(ir))
     write_manifest(tmp_path, "ir.json (tests/test_hw_export.py)",
                    hashlib.sha256(dumps(ir).encode()).hexdigest(),
-                   {"lanes": lanes, "tile": [16, 4], "verilog": True}, {})
+                   {"lanes": "array", "tile": [16, 4], "verilog": True}, {})
     got["manifest.json"] = (tmp_path / "manifest.json").read_bytes()
     if os.environ.get("HWGEN_REGEN_GOLDEN"):
         for name, body in got.items():
@@ -129,7 +130,7 @@ def test_golden_is_regenerated_byte_for_byte(tmp_path):
 
 def test_ports_json_follows_the_contract(tmp_path):
     ir = random_ir("c3,p2,c4,f3", (1, 6, 6), seed=2, tile=(16, 4))
-    export(ir, tmp_path, lanes=2)
+    export(reschedule(ir, 2), tmp_path)
     pj = json.loads((tmp_path / PORTS).read_text())
     p = pj["params"]
     ports = {q["name"]: (q["dir"], q["width"]) for q in pj["ports"]}
@@ -148,7 +149,7 @@ def test_ports_json_follows_the_contract(tmp_path):
         decl = f"{'input' if d == 'in' else 'output'} {'' if w == 1 else f'[{w - 1}:0] '}{name};"
         assert decl in v, decl
     # no dropout: no MTJ pins
-    export(dataclasses.replace(ir, sites=()), tmp_path / "none", lanes=2)
+    export(reschedule(dataclasses.replace(ir, sites=()), 2), tmp_path / "none")
     names = {q["name"] for q in json.loads((tmp_path / "none" / PORTS).read_text())["ports"]}
     assert not any(n.startswith("mtj_") for n in names)
 
@@ -173,7 +174,7 @@ def test_verilator_lint_is_clean(tmp_path, dropout, lanes, inp):
         ir = random_ir("c3,p2,c4,f5", (2, 5, 6), dropout=dropout, seed=4, tile=(16, 4))
     else:                       # a multi-bit first layer (bit planes, shift-add)
         ir = multibit_ir("c3,p2,c4,f5", (2, 5, 6), *inp, seed=4, tile=(16, 4), dropout=dropout)
-    export(ir, tmp_path, lanes=lanes)
+    export(reschedule(ir, lanes), tmp_path)
     for args in (["--lint-only", VERILOG], ["--lint-only", "-Wall", WAIVERS, VERILOG]):
         r = subprocess.run([require_tool("verilator"), *args], cwd=tmp_path,
                            capture_output=True, text=True)
@@ -224,7 +225,7 @@ def test_random_designs_lint_clean(tmp_path, seed):
     under -Wall with the shipped waivers, as synthesised and as Verilator builds them."""
     spec, in_shape, dropout, tile, lanes = random_design(seed)
     ir = random_ir(spec, in_shape, dropout=dropout, seed=seed, tile=tile)
-    export(ir, tmp_path, lanes=lanes)
+    export(reschedule(ir, lanes), tmp_path)
     for args in (["-Wall", WAIVERS, "-f", FILE_LIST], ["-Wall", WAIVERS, "-f", SIM_FILE_LIST]):
         r = subprocess.run([require_tool("verilator"), "--lint-only", "--top-module",
                             "hwgen_top", *args], cwd=tmp_path, capture_output=True, text=True)
@@ -262,7 +263,7 @@ def test_the_synthesis_verilog_stands_alone(tmp_path):
     the glob; the simulation stand-ins are in sim_only/. The old layout (popcount_sim.v
     beside hwgen_top.v) fails both, on the duplicate modules."""
     ir = random_ir("c3,p2,c4,f3", (2, 6, 6), dropout="element", seed=3, tile=(16, 4))
-    export(ir, tmp_path, lanes=2)
+    export(reschedule(ir, 2), tmp_path)
     assert sorted(p.name for p in tmp_path.glob("*.v")) == list(SYNTH_SET)
     assert not _lint_and_hierarchy(tmp_path)
     (tmp_path / "popcount_sim.v").write_bytes((tmp_path / POPCOUNT_SIM).read_bytes())
@@ -276,7 +277,7 @@ def test_file_lists_name_each_set_relative_to_their_folder(tmp_path):
     another folder) and Icarus (-c, in OUTDIR) elaborate hwgen_top from each list."""
     ir = random_ir("c3,p2,c4,f3", (1, 6, 6), seed=5, tile=(16, 4))
     out = tmp_path / "out"
-    export(ir, out, lanes=2)
+    export(reschedule(ir, 2), out)
     assert (out / FILE_LIST).read_text() == "".join(f"{f}\n" for f in SYNTH_SET)
     assert (out / SIM_FILE_LIST).read_text() == "".join(f"{f}\n" for f in SIM_SET)
     assert (out / SIM_VERILOG).read_text() == strip_modules((out / VERILOG).read_text())

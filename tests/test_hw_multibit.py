@@ -9,6 +9,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from hwgen.passes import reschedule
 from hwgen.hw.plan import cycle_bound
 from hwgen.hw.simulate import TopBench
 from hwgen.hw.top import NetworkTop
@@ -26,7 +27,7 @@ def planes_of(ir, n, seed=0):
 
 def run_top(ir, lanes, n_img=2, samples=2, seed=0, in_w=32):
     planes = planes_of(ir, n_img, seed)
-    bench = TopBench(NetworkTop(ir, lanes=lanes, in_w=in_w), seed=seed + 7)
+    bench = TopBench(NetworkTop(reschedule(ir, lanes), in_w=in_w), seed=seed + 7)
     got = bench.run(planes, samples)
     return bench, planes, got
 
@@ -77,7 +78,7 @@ def test_multibit_planted_faults_are_caught():
     # one plane weight wrong: the sign plane taken as +128 (unsigned) instead of -128
     bad_w = dataclasses.replace(ir, input=dataclasses.replace(ir.input, mode="unsigned"))
     for bad in (bad_t, bad_w):
-        bench = TopBench(NetworkTop(bad, lanes=4), seed=7)
+        bench = TopBench(NetworkTop(reschedule(bad, 4)), seed=7)
         got = bench.run(planes, 2)
         assert np.array_equal(got, interp.run(bad, planes, bench.masks))
         assert not np.array_equal(got, interp.run(ir, planes, bench.masks))
@@ -86,7 +87,7 @@ def test_multibit_planted_faults_are_caught():
 def test_multibit_cycles_meet_bound():
     ir = multibit_ir("c4,p2,c6,f5", (1, 6, 6), "unsigned", 8, seed=2, tile=(16, 8))
     lanes = 2
-    cb = cycle_bound(ir, lanes)
+    cb = cycle_bound(reschedule(ir, lanes))
     assert cb.per_layer[0] == ir.layers[0].windows * 2 * 8
     bench, planes, got = run_top(ir, lanes, n_img=1, samples=3)
     # layer 0 is the prefix: it runs once per image in about P * W * r cycles

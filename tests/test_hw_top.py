@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from hwgen.passes import reschedule
 from hwgen.hw.simulate import TopBench
 from support import random_ir
 from hwgen.hw.plan import cycle_bound
@@ -21,7 +22,7 @@ SPEC, IN_SHAPE = "c4,p2,c8,p2,f10", (1, 8, 8)
 def run_top(ir, lanes, n_img=2, samples=3, seed=0, in_w=32, out_ready_p=1.0, overlap=False):
     rng = np.random.default_rng(seed)
     imgs = rng.integers(0, 2, (n_img,) + tuple(ir.in_shape)).astype(np.uint8)
-    bench = TopBench(NetworkTop(ir, lanes=lanes, in_w=in_w), seed=seed + 7)
+    bench = TopBench(NetworkTop(reschedule(ir, lanes), in_w=in_w), seed=seed + 7)
     got = bench.run(imgs, samples, out_ready_p=out_ready_p, overlap=overlap)
     return bench, imgs, got
 
@@ -113,15 +114,23 @@ def test_planted_faults_are_caught():
 
 
 def test_cycles_per_sample_meet_bound():
+    """The top built from the IR's read plans runs at their cycle bound, exactly: the
+    default (the array, one beat per read: the pipeline's own plans) and 2 and 8 lanes
+    (the schedule pass run again); fewer lanes, more cycles."""
     ir = random_ir(SPEC, IN_SHAPE, seed=2, tile=(16, 8))
-    for lanes in (2, 8):
-        top = NetworkTop(ir, lanes=lanes)
+    assert all(l.plan.beats == 1 for l in ir.layers)
+    bounds = []
+    for v in (ir, reschedule(ir, 8), reschedule(ir, 2)):
+        top = NetworkTop(v)
         bench = TopBench(top, seed=1)
         bench.run(np.ones((1,) + IN_SHAPE, np.uint8), 4)
         cycles = np.diff([c for _, c in bench.beat_cycles])
         # the schedule's sample period, exactly (hwgen.hw.plan.cycle_bound)
-        bound = cycle_bound(ir, lanes).per_sample
+        bound = cycle_bound(v).per_sample
+        assert [c.beats for c in top.controllers] == [l.plan.beats for l in v.layers]
         assert len(cycles) == 3 and (cycles == bound).all(), (cycles, bound)
+        bounds.append(bound)
+    assert bounds[0] == bounds[1] < bounds[2]          # tiles of 8 columns: 8 lanes = array
 
 
 def test_strided_design_is_bit_exact_and_meets_its_bound():
@@ -131,11 +140,11 @@ def test_strided_design_is_bit_exact_and_meets_its_bound():
     ir = random_ir("c4s2,p3,c5,p2s3,f6", (1, 20, 20), seed=4, tile=(16, 8))
     bench, imgs, got = run_top(ir, 4, n_img=2, samples=3)
     assert np.array_equal(got, interp.run(ir, imgs, bench.masks))
-    top = NetworkTop(ir, lanes=4)
+    top = NetworkTop(reschedule(ir, 4))
     bench = TopBench(top, seed=1)
     bench.run(np.ones((1,) + ir.in_shape, np.uint8), 4)
     cycles = np.diff([c for _, c in bench.beat_cycles])
-    bound = cycle_bound(ir, 4).per_sample
+    bound = cycle_bound(reschedule(ir, 4)).per_sample
     assert (cycles == bound).all(), (cycles, bound)
 
 
@@ -143,7 +152,7 @@ def test_overlapping_pool_is_refused_before_anything_is_built():
     from hwgen.errors import HwgenError
     ir = random_ir("c4s2,p3s2,f6", (1, 12, 12), seed=4, tile=(16, 8))
     with pytest.raises(HwgenError, match="overlapping max-pool"):
-        NetworkTop(ir, lanes=4)
+        NetworkTop(reschedule(ir, 4))
 
 
 def test_overlapping_pool_export_writes_nothing(tmp_path):
@@ -153,6 +162,22 @@ def test_overlapping_pool_export_writes_nothing(tmp_path):
     from hwgen.export import export
     ir = random_ir("c4,p3s2,f6", (1, 9, 9), seed=4, tile=(16, 8))
     with pytest.raises(HwgenError) as e:
-        export(ir, tmp_path / "out", lanes=4)
+        export(reschedule(ir, 4), tmp_path / "out")
     assert "overlapping max-pool" in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unscheduled_ir_is_refused_in_one_line(tmp_path):
+    """The hardware is built from the IR's read plans only: without them NetworkTop and
+    export refuse, naming the schedule pass, and nothing is written."""
+    from hwgen.errors import HwgenError
+    from hwgen.export import export
+    ir = random_ir(SPEC, IN_SHAPE, seed=2, tile=(16, 8))
+    bare = dataclasses.replace(ir, layers=tuple(dataclasses.replace(l, plan=None)
+                                                for l in ir.layers))
+    with pytest.raises(HwgenError, match="no read plan.*hwgen.passes.schedule"):
+        NetworkTop(bare)
+    with pytest.raises(HwgenError, match="scheduled IR") as e:
+        export(bare, tmp_path / "out")
+    assert "\n" not in str(e.value) and not (tmp_path / "out").exists()
+    NetworkTop(ir)                                      # the same IR with its plans builds

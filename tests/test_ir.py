@@ -8,7 +8,7 @@ import pytest
 from hwgen.ir.core import FORMAT, dumps, loads
 from hwgen.ir.dump import dump
 from hwgen.ir.verify import VerifyError, verify
-from hwgen.passes import PassConfig, run_pipeline
+from hwgen.passes import PassConfig, reschedule, run_pipeline
 
 from support import float_ir, random_net
 
@@ -24,7 +24,7 @@ def test_json_round_trip_and_determinism(ir):
     assert loads(text) == ir
     assert dumps(loads(text)) == text
     d = json.loads(text)
-    assert d["format"] == FORMAT and d["version"] == 2 and d["stage"] == "integer"
+    assert d["format"] == FORMAT and d["version"] == 3 and d["stage"] == "integer"
     assert text == json.dumps(d, sort_keys=True, indent=1) + "\n"
     # the float stage (latent weights, batch norms) round-trips too
     ir0 = float_ir(random_net("c3,f2", (1, 3, 3), "element"))
@@ -38,6 +38,46 @@ def test_loads_rejects_wrong_tag_and_version(ir):
         loads(json.dumps({**d, "format": "other"}))
     with pytest.raises(ValueError, match="version"):
         loads(json.dumps({**d, "version": 99}))
+
+
+def test_the_read_plans_are_in_ir_json_and_the_default_is_the_array(ir):
+    """The schedule pass records each layer's plan next to its tiling: at the default one
+    beat per read, every column split's columns in its lanes; at --lanes 4 the widest
+    split (4 columns of the (7, 4) tiles) still one beat, at 2 lanes two."""
+    d = json.loads(dumps(ir))
+    for i, (ld, l) in enumerate(zip(d["layers"], ir.layers)):
+        assert ld["plan"]["beats"] == 1
+        assert ld["plan"]["lanes"] == [b - a for a, b in l.col_tiles]
+        assert ld["plan"]["reread"] == (i == ir.mc_start)
+        assert ld["plan"]["store"] == ("flat" if l.op == "linear" else "ring")
+    assert ir.lanes is None
+    assert [l.plan.beats for l in reschedule(ir, 4).layers] == [1] * len(ir.layers)
+    two = reschedule(ir, 2)
+    verify(two)
+    assert [l.plan.beats for l in two.layers] == [2, 2, 2, 2]   # 4-column splits, 2 lanes
+    assert [l.plan.lanes for l in two.layers][-1] == (2,)       # 3 classes: 2 lanes, 2 beats
+    assert two.lanes == 2 and "plan: beats=2" in dump(two)
+    assert loads(dumps(two)) == two
+
+
+def test_a_hand_edited_plan_or_an_old_file_is_refused_in_one_line(ir):
+    l0 = ir.layers[0]
+    for bad in (replace(l0.plan, beats=2),                        # lanes say one beat
+                replace(l0.plan, lanes=(3,) + l0.plan.lanes[1:]),
+                replace(l0.plan, store="flat"),
+                replace(l0.plan, reread=True)):                   # not the first MC layer
+        with pytest.raises(VerifyError, match="layer 0: read plan") as e:
+            verify(replace(ir, layers=(replace(l0, plan=bad), *ir.layers[1:])))
+        assert "\n" not in str(e.value)
+    with pytest.raises(VerifyError, match="read plans on some layers only"):
+        verify(replace(ir, layers=(replace(l0, plan=None), *ir.layers[1:])))
+    # the plan follows mc_start: sites moved without the pass run again are refused
+    with pytest.raises(VerifyError, match="read plan"):
+        verify(replace(ir, sites=()))
+    verify(reschedule(replace(ir, sites=()), None))
+    d = json.loads(dumps(ir))
+    with pytest.raises(ValueError, match="IR version 2 is not supported .*compile the model again"):
+        loads(json.dumps({**d, "version": 2}))
 
 
 def test_dump_is_deterministic_and_complete(ir):

@@ -13,6 +13,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from hwgen.passes import reschedule
 from hwgen.sim import regression
 from hwgen.errors import HwgenError
 from hwgen.export import export_layer, layer_files
@@ -30,7 +31,7 @@ def layers(tmp_path_factory):
     ir = random_ir(SPEC, IN_SHAPE, tile=(16, 4), seed=11)
     (d / "ir.json").write_text(dumps(ir))
     for i in range(len(ir.layers)):
-        export_layer(ir, i, d, lanes=LANES)
+        export_layer(reschedule(ir, LANES), i, d)
     return ir, d
 
 
@@ -107,7 +108,7 @@ def test_planted_fault_is_caught(layers, i, kind, tmp_path):
 
 def test_export_layer_is_deterministic_and_checks_its_input(layers, tmp_path):
     ir, d = layers
-    export_layer(ir, 1, tmp_path, lanes=LANES)
+    export_layer(reschedule(ir, LANES), 1, tmp_path)
     for name in layer_files(1):
         assert (tmp_path / name).read_bytes() == (d / name).read_bytes()
     with pytest.raises(HwgenError, match="out of range"):
@@ -136,7 +137,7 @@ def test_multibit_first_layer_bit_exact(simulator, tmp_path):
     d = tmp_path / "out"
     d.mkdir()
     (d / "ir.json").write_text(dumps(ir))
-    export_layer(ir, 0, d, lanes=LANES)
+    export_layer(reschedule(ir, LANES), 0, d)
     rng = np.random.default_rng(3)
     x = rng.integers(0, 2, (CASES, 8, *IN_SHAPE), dtype=np.uint8)
     x[0] = 1                                   # q = -1 everywhere
@@ -160,7 +161,7 @@ def strided_layers(tmp_path_factory):
     ir = random_ir(STRIDED_SPEC, STRIDED_SHAPE, tile=(16, 4), seed=19)
     (d / "ir.json").write_text(dumps(ir))
     for i in range(2):
-        export_layer(ir, i, d, lanes=LANES)
+        export_layer(reschedule(ir, LANES), i, d)
     return ir, d
 
 

@@ -90,7 +90,7 @@ def _toy_steps(calls):
 
     def b(ctx):
         calls.append("b")
-        return {"n": len(ctx.results["a"]["seeds"]) * ctx.cfg.lanes}, []
+        return {"n": len(ctx.results["a"]["seeds"]) * (ctx.cfg.lanes or 8)}, []   # None: array
     return (Step("a", a, reads=("seeds",), code=("errors.py",)),
             Step("b", b, reads=("lanes",), inputs=("a",), code=("errors.py",)))
 

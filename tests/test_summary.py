@@ -86,7 +86,8 @@ def test_cli_summary_outdir_json_and_model(tmp_path, capsys):
 
     out = tmp_path / "out"
     out.mkdir()
-    (out / "ir.json").write_text(core.dumps(hand_ir()))
+    from hwgen.passes import reschedule
+    (out / "ir.json").write_text(core.dumps(reschedule(hand_ir(), None)))   # as compiled
     seal_outdir(out)
     assert main(["summary", str(out), "--json", str(tmp_path / "s.json")]) == 0
     assert "hwgen summary" in capsys.readouterr().out

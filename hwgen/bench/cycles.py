@@ -6,8 +6,10 @@ reads, a start cycle per layer, or the first MC layer's homing when that is long
 Per layer it reports the cycles from `start` to `done` (the first request comes a cycle
 after `start`, the last beat a read latency after it) next to its walk; per sample
 the distance between consecutive `out` beats (steady state). A multi-bit first layer
-reads each window once per input bit plane, and its bound counts those P reads. Without --lanes an OUTDIR is
-measured at the lanes it was compiled with, an ir.json at compile's default.
+reads each window once per input bit plane, and its bound counts those P reads. Without
+--lanes a target is measured at the read plans its IR records (an unscheduled ir.json at
+the default, the array); each --lanes L re-runs the schedule pass at L
+(hwgen.passes.reschedule) first.
 """
 
 from __future__ import annotations
@@ -25,21 +27,22 @@ __all__ = ["measure_cycles", "load_ir", "run"]
 log = logging.getLogger(__name__)
 
 
-def measure_cycles(ir: IR, lanes: int, samples: int = 3, seed: int = 0) -> dict:
-    """Run one random image with `samples` MC samples through `NetworkTop(ir, lanes)` in
-    Amaranth's simulator; return the per-layer and per-sample cycles and the bound."""
+def measure_cycles(ir: IR, samples: int = 3, seed: int = 0) -> dict:
+    """Run one random image with `samples` MC samples through `NetworkTop(ir)` (a
+    scheduled IR: its read plans) in Amaranth's simulator; return the per-layer and
+    per-sample cycles and the bound."""
     from ..hw.plan import cycle_bound
     from ..hw.simulate import TopBench
     from ..hw.top import NetworkTop
 
-    top = NetworkTop(ir, lanes=lanes)
+    top = NetworkTop(ir)
     bench = TopBench(top, seed=seed)
     img = np.random.default_rng(seed).integers(0, 2, (1, *ir.input_bits_shape)).astype(np.uint8)
     t0 = time.perf_counter()
     bench.run(img, samples)
     wall = time.perf_counter() - t0
     layers = []
-    cb = cycle_bound(ir, lanes)
+    cb = cycle_bound(ir)
     for i, layer in enumerate(ir.layers):
         ctl = top.controllers[i]
         meas = bench.layer_cycles.get(i, [])
@@ -48,30 +51,35 @@ def measure_cycles(ir: IR, lanes: int, samples: int = 3, seed: int = 0) -> dict:
                        "start_to_done": meas[-1] if meas else None})
     beats = [c for _, c in bench.beat_cycles]
     per_sample = [int(v) for v in np.diff(beats)]
-    return {"lanes": lanes, "samples": samples, "layers": layers, "bound": cb.per_sample,
+    return {"lanes": "array" if ir.lanes is None else ir.lanes, "samples": samples, "layers": layers, "bound": cb.per_sample,
             "prefix_bound": cb.prefix, "input": ir.input.name,
             "cycles_per_sample": per_sample,
             "ratio": max(per_sample) / cb.per_sample if per_sample else None,
             "sim_wall_s": round(wall, 3)}
 
 
-def load_ir(target) -> tuple[IR, int | None]:
-    """(IR, compiled lanes or None) of an OUTDIR (checked against its manifest,
-    hwgen.design) or of an ir.json file."""
+def load_ir(target) -> IR:
+    """The scheduled IR of an OUTDIR (checked against its manifest, hwgen.design) or of
+    an ir.json file (an unscheduled one gets the default plans)."""
     from ..design import read_ir
-    ir, design = read_ir(target)
-    return ir, design.lanes if design is not None else None
+    from ..passes import reschedule
+    ir, _ = read_ir(target)
+    if ir.stage == "integer" and any(l.plan is None for l in ir.layers):
+        ir = reschedule(ir, None)
+    return ir
 
 
 def run(args) -> tuple[int, str]:
     rec = new_record("cycles", args.label)
     rec.update(samples=args.samples, seed=args.seed, results=[])
     for target in args.target:
-        ir, compiled = load_ir(target)
-        for lanes in args.lanes or [compiled or 8]:
-            log.info("%s: lanes %d, %d samples in Amaranth's simulator", target, lanes, args.samples)
-            r = measure_cycles(ir, lanes, args.samples, args.seed)
-            r.update(target=str(target), spec=ir.meta.spec)
+        base = load_ir(target)
+        from ..passes import reschedule
+        for v in [reschedule(base, lanes) for lanes in args.lanes] if args.lanes else [base]:
+            log.info("%s: lanes %s, %d samples in Amaranth's simulator", target,
+                     "array" if v.lanes is None else v.lanes, args.samples)
+            r = measure_cycles(v, args.samples, args.seed)
+            r.update(target=str(target), spec=base.meta.spec)
             rec["results"].append(r)
     rows, layer_rows, prefix_rows = [], [], []
     for r in rec["results"]:

@@ -57,7 +57,7 @@ def random_model(path, spec, in_shape, dataset=None, dropout="spatial", p=0.2, s
 
 
 def bench_shapes(names, simulator="verilator", images=4, samples=16, seed=0,
-                 progress=True, lanes: int = 8) -> list[dict]:
+                 progress=True, lanes: int | None = None) -> list[dict]:
     from .sim import bench_sim
     out = []
     with tempfile.TemporaryDirectory(prefix="hwgen-bench-shapes-") as tmp:
@@ -71,7 +71,7 @@ def bench_shapes(names, simulator="verilator", images=4, samples=16, seed=0,
                                                                    dtype=np.float32))
             r = bench_sim(model, simulator, images, samples, seed, lanes=lanes,
                           check_images=16, progress=progress, inputs=inputs)
-            r.update(shape=name, spec=spec, lanes=lanes)
+            r.update(shape=name, spec=spec, lanes=r["design"]["lanes"])
             out.append(r)
     return out
 

@@ -69,14 +69,15 @@ def _compile(model, outdir, tile, lanes, check_images) -> dict:
 
 
 def _design(ir, outdir: Path) -> dict:
-    from ..cost.report import find_lanes
-    from ..design import load_design
-    lanes, _ = find_lanes(load_design(outdir))
+    from ..hw.plan import cycle_bound
+    lanes = "array" if ir.lanes is None else ir.lanes
     return {"spec": ir.meta.spec, "dataset": ir.meta.dataset,
             "dropout": ir.sites[0].kind if ir.sites else "none",
             "p": ir.sites[0].p if ir.sites else None, "in_shape": list(ir.in_shape),
             "layers": len(ir.layers), "interfaces": ir.n_interfaces, "classes": ir.n_classes,
-            "tiles": sorted({tuple(l.tile) for l in ir.layers}), "lanes": lanes}
+            "tiles": sorted({tuple(l.tile) for l in ir.layers}), "lanes": lanes,
+            "beats": [l.plan.beats for l in ir.layers],
+            "cycles_bound_per_sample": cycle_bound(ir).per_sample}
 
 
 def bench_sim(target, simulator: str = "verilator", images: int = 10, samples: int = 4,
@@ -104,7 +105,7 @@ def bench_sim(target, simulator: str = "verilator", images: int = 10, samples: i
                 outdir = tmp / "out"
             design_dir = Path(outdir)
             log.info("compiling %s into %s", target, design_dir)
-            comp = _compile(target, design_dir, tile or DEFAULT.tile_text, lanes or DEFAULT.lanes, check_images)
+            comp = _compile(target, design_dir, tile or DEFAULT.tile_text, lanes, check_images)
         ir, _ = regression.load_outdir(design_dir)
         rec = {"input": {"path": str(target), "kind": "outdir" if comp is None else "model"},
                "design": _design(ir, design_dir), "compile": comp,

@@ -178,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "folder and file name, e.g. rtl_out/runs-model for runs/model.pt)")
     p.add_argument("--tile", default=DEFAULT.tile_text, help="crossbar size RxC, R and C >= 1")
     p.add_argument("--lanes", type=_positive, default=DEFAULT.lanes,
-                   help="columns per cycle in a tile read (L >= C reads a tile in one beat)")
+                   help="columns per cycle in a tile read, the emulation knob (default: the "
+                        "array, every column of a tile in one beat; L >= C also reads a tile "
+                        "in one beat)")
     p.add_argument("--check-images", type=_nonneg, default=DEFAULT.check_images,
                    help="held-out images for the float-vs-integer check (0 = skip)")
     p.add_argument("--no-verilog", action="store_true",
@@ -312,7 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("target", nargs="+", metavar="OUTDIR|ir.json",
                    help="compiled OUTDIRs or ir.json files")
     q.add_argument("--lanes", type=_positive, nargs="+", default=None,
-                   help="lanes to measure (default: the OUTDIR's, else 8)")
+                   help="lanes to measure, each by re-running the schedule pass (default: "
+                        "the IR's read plans)")
     q.add_argument("--samples", type=_positive, default=3, help="MC samples simulated")
     q.add_argument("--seed", type=_nonneg, default=0, help="seed of the keep bits")
 
@@ -324,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--samples", type=_positive, default=4, help="MC samples T per image")
     q.add_argument("--seed", type=_nonneg, default=0, help="seed of the MTJ device draws")
     q.add_argument("--lanes", type=_positive, default=None,
-                   help=f"compile option (default: {DEFAULT.lanes})")
+                   help="compile option (default: the array, one beat per read)")
     q.add_argument("--tile", default=None, help=f"compile option RxC (default: {DEFAULT.tile_text})")
     q.add_argument("--check-images", type=_nonneg, default=64,
                    help="compile's float-vs-integer check images (0 = skip)")
@@ -339,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--images", type=_positive, default=4, help="images per shape")
     q.add_argument("--samples", type=_positive, default=16, help="MC samples T per image")
     q.add_argument("--seed", type=_nonneg, default=0, help="seed of weights and draws")
-    q.add_argument("--lanes", type=_positive, default=DEFAULT.lanes, help="compile option")
+    q.add_argument("--lanes", type=_positive, default=DEFAULT.lanes,
+                   help="compile option (default: the array, one beat per read)")
     return ap
 
 

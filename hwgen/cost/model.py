@@ -1,4 +1,4 @@
-"""The cost model (SPEC section 11, docs/SPEC.md): pure numbers from an IR, the lanes and T.
+"""The cost model (SPEC section 11, docs/SPEC.md): pure numbers from an IR (its read plans) and T.
 
 For the design and, on the same network, for three dropout baselines (BASELINES), per
 layer and in total:
@@ -20,7 +20,8 @@ and, common to all:
   tiles, the deterministic prefix
   (layers before `mc_start`) once per image and the rest T times;
 - cycles per MC sample: the hardware schedule's (`hwgen.hw.plan.cycle_bound`: per layer
-  W_l * ceil(cols_in_tile / lanes) plus the ring steps beyond the reads), next to the
+  W_l * r_l, r_l the read plan's beats (1 at the default, the array), plus the ring
+  steps beyond the reads), next to the
   simulated count when `hwgen sim` left one;
 - energy per inference from hwgen.energy_table: RNG draws, crossbar reads (cell reads
   of the driven rows plus one ADC conversion per column) and digital periphery (row-split
@@ -36,7 +37,7 @@ import numpy as np
 
 from .. import energy_table as et
 from ..errors import HwgenError
-from ..hw.plan import cycle_bound, read_plan, reads_per_window, walk_cycles
+from ..hw.plan import cycle_bound, layer_plan, reads_per_window, walk_cycles
 from ..ir import core
 
 __all__ = ["cost", "groups", "draws_per_sample", "rng_cycles", "driven_rows_per_tile", "KINDS",
@@ -96,12 +97,12 @@ def driven_rows_per_tile(layer: core.Layer) -> list[int]:
     return [int(per_row[a:b].sum()) for a, b in layer.row_tiles]
 
 
-def _layer_cost(layer: core.Layer, lanes: int, keep: float, planes: int = 1) -> dict:
+def _layer_cost(layer: core.Layer, beats: int, keep: float, planes: int = 1) -> dict:
     """One pass of `layer`. `planes` > 1: a multi-bit first layer, one crossbar pass per
     input bit plane (SPEC section 3): reads, cycles, ADC conversions and shift-adds
-    times P; a plane drives the rows whose bit is 1, counted as half of them."""
+    times P; a plane drives the rows whose bit is 1, counted as half of them. `beats`:
+    the layer's read plan's beats per read."""
     rt, ct = len(layer.row_tiles), len(layer.col_tiles)
-    beats = read_plan(layer, lanes).beats
     cycles = walk_cycles(layer, beats, planes)    # as in hw.plan.cycle_bound
     driven = [d * (planes / 2 if planes > 1 else 1) for d in driven_rows_per_tile(layer)]
     cell = et.figure("xbar_cell_read").value_pj
@@ -125,14 +126,16 @@ def _layer_cost(layer: core.Layer, lanes: int, keep: float, planes: int = 1) -> 
     )
 
 
-def cost(ir: core.IR, samples: int, lanes: int, measured: dict | None = None) -> dict:
-    """The cost report of `ir` as a JSON-ready dict (see the module docstring).
+def cost(ir: core.IR, samples: int, measured: dict | None = None) -> dict:
+    """The cost report of `ir` as a JSON-ready dict (see the module docstring), at the
+    read plans the IR records (hwgen.passes.schedule: lanes and beats per read).
 
-    samples: T, MC samples per inference; lanes: columns per cycle of a tile read;
+    samples: T, MC samples per inference;
     measured: {"cycles_per_sample": float, "source": str} from a simulation, or None.
     """
-    if samples < 1 or lanes < 1:
-        raise HwgenError(f"samples and lanes must be >= 1, not {samples!r}, {lanes!r}")
+    if not (type(samples) is int and samples >= 1):
+        raise HwgenError(f"samples must be an integer >= 1, not {samples!r}")
+    plans = [layer_plan(ir, i) for i in range(len(ir.layers))]
     design_kind = ir.sites[0].kind if ir.sites else "none"
     # The other kind sits on the same layers; a design without dropout is costed with
     # the default sites (every binary layer but the first).
@@ -144,7 +147,7 @@ def cost(ir: core.IR, samples: int, lanes: int, measured: dict | None = None) ->
 
     layers = []
     totals = {k: dict(modules=0, draws=0, rng_pj=0.0, rng_pj_alt=0.0) for k in BASELINES}
-    bound = cycle_bound(ir, lanes, mc_start)
+    bound = cycle_bound(ir, mc_start)
     rng_cyc = rng_cycles(ir)
     # element_window: a gated layer waits for each window's draw; a start cycle per
     # per-sample layer, as in hw.plan.cycle_bound
@@ -153,7 +156,7 @@ def cost(ir: core.IR, samples: int, lanes: int, measured: dict | None = None) ->
     for i, layer in enumerate(ir.layers):
         per_sample = i >= mc_start
         passes = samples if per_sample else 1
-        lc = _layer_cost(layer, lanes, 1.0 - p_of.get(i, 0.0), reads_per_window(ir, i))
+        lc = _layer_cost(layer, plans[i].beats, 1.0 - p_of.get(i, 0.0), reads_per_window(ir, i))
         lc.update(index=i, per_sample=per_sample, reads_per_inference=lc["reads_per_pass"] * passes)
         e = lc["energy_pj_per_pass"]
         common["reads"] += lc["reads_per_inference"]
@@ -199,7 +202,9 @@ def cost(ir: core.IR, samples: int, lanes: int, measured: dict | None = None) ->
     bits = sorted({et.adc_bits(b - a) for l in ir.layers for a, b in l.row_tiles})
     return {
         "format": FORMAT, "version": VERSION,
-        "design": dict(kind=design_kind, samples=samples, lanes=lanes, mc_start=mc_start,
+        "design": dict(kind=design_kind, samples=samples,
+                       lanes="array" if ir.lanes is None else ir.lanes,
+                       beats=[p.beats for p in plans], mc_start=mc_start,
                        site_layers=site_layers, tiles=sorted({tuple(l.tile) for l in ir.layers}),
                        n_interfaces=ir.n_interfaces, rng=dict(clk_ns=ir.mtj.clk_ns,
                        reset_cycles=ir.mtj.reset_cycles, write_cycles=ir.mtj.write_cycles,

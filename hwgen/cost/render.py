@@ -46,7 +46,7 @@ def render(rep: dict) -> str:
             else f"{c['measured_per_sample']:,.1f} measured ({c['measured_source']}), "
                  f"{c['measured_per_sample'] - c['bound_per_sample']:+,.1f} over the bound")
     out += ["", f"cycles per MC sample: bound {c['bound_per_sample']:,} (sum over layers >= mc_start "
-                f"of windows x ceil(cols/lanes)); {meas}",
+                f"of windows x beats per read r); {meas}",
             f"cycles per image: prefix bound {c['prefix_bound']:,} + T x {c['bound_per_sample']:,} "
             f"= {c['bound_per_inference']:,}",
             f"element redrawn every window: bound {t['element_window']['cycles_bound_per_sample']:,} "

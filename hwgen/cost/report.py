@@ -1,7 +1,7 @@
 """`hwgen report OUTDIR [--samples T] [--json F]`: the cost model of a compiled design.
 
-Reads OUTDIR/ir.json (the folder checked first: hwgen.design.load_design), the lanes
-from ports.json (or the manifest) and, when `hwgen sim` left a report of this very ir.json
+Reads OUTDIR/ir.json (the folder checked first: hwgen.design.load_design; its read plans
+give the lanes and beats) and, when `hwgen sim` left a report of this very ir.json
 in OUTDIR, the measured cycles per MC sample; prints the text report and writes
 OUTDIR/cost.json (or F) and OUTDIR/cost.png atomically.
 """
@@ -15,21 +15,19 @@ from pathlib import Path
 
 from ..atomic import check_output_file, write_bytes, write_text
 from ..design import load_design
-from ..config import DEFAULT
 from ..errors import HwgenError
 from ..sim.regression import REPORT_FORMAT
 from .model import cost
 from .plot import plot_png
 from .render import render
 
-__all__ = ["find_measured", "find_lanes", "find_synth", "render_parts",
-           "render_dropout", "SIM_REPORTS", "DEFAULT_SAMPLES", "DEFAULT_LANES", "SYNTH_REPORT",
+__all__ = ["find_measured", "find_synth", "render_parts",
+           "render_dropout", "SIM_REPORTS", "DEFAULT_SAMPLES", "SYNTH_REPORT",
            "PARTS", "PAPER_RATIO"]
 
 log = logging.getLogger("hwgen.cost")
 
 DEFAULT_SAMPLES = 16
-DEFAULT_LANES = DEFAULT.lanes      # `hwgen compile --lanes` default
 # Files `hwgen sim` may leave in OUTDIR, in order of preference.
 SIM_REPORTS = ("sim_report.json", "sim.json")
 SIM_FORMAT = REPORT_FORMAT
@@ -60,14 +58,6 @@ def find_measured(outdir: Path, ir_text: str) -> dict | None:
                     "simulator": d.get("simulator"), "images": d.get("images")}
         log.warning("%s has no cycles_per_sample; cycles are reported as not measured", f)
     return None
-
-
-def find_lanes(design) -> tuple[int, str]:
-    """The lanes a checked Design was exported with (`Design.lanes`: ports.json, else the
-    compile options) and where they came from; compile's default for a design without."""
-    if design.lanes is not None:
-        return design.lanes, "ports.json" if design.has_verilog else "manifest.json"
-    return DEFAULT_LANES, f"default (compiled without lanes; compile's default {DEFAULT_LANES})"
 
 
 # -- the synthesised section: OUTDIR/synth.json of `flows/synth.py OUTDIR --dropout-cost` --
@@ -159,10 +149,7 @@ def write_report(outdir, json_path=None, samples: int | None = None) -> tuple[di
     ir = design.ir
     measured = find_measured(outdir, design.path("ir.json").read_text())
     samples = samples or (measured or {}).get("samples") or DEFAULT_SAMPLES
-    lanes, lanes_src = find_lanes(design)
-    log.info("lanes = %d from %s", lanes, lanes_src)
-    rep = cost(ir, samples, lanes, measured)
-    rep["design"]["lanes_source"] = lanes_src
+    rep = cost(ir, samples, measured)
     synthesised = find_synth(outdir, design.path("ir.json").read_text())
     rep["synthesised"] = synthesised
     text = render(rep) + (render_synth(synthesised) if synthesised else "")

@@ -15,7 +15,7 @@ rng.MtjRngBank             the MTJ-RNG protocol for all interfaces in lock step,
 lfsr.LfsrMtjBank           LFSR stand-ins for the MTJs (FPGA), with their exact software model
 top.NetworkTop             `hwgen_top` (port contract: docs/ARCHITECTURE.md section 5)
 layer_top.LayerTop         one layer's controller alone, for the layer-level bench
-plan                       beats per read, the walk and its cycles, the cycle bound
+plan                       the IR's read plan (beats per read), the walk and its cycles, the cycle bound
 
 The hardware reads a finished IR: it imports hwgen.ir, never the compiler (tests build
 their IRs through the frontend and the passes, tests/support.py's random_ir). Each module

@@ -29,10 +29,10 @@ from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..ir.core import IR, Layer, Site
+from ..ir.core import IR, Layer, ReadPlan, Site
 from .layouts import class_layout, store_write_signature
 from .planes import PlaneAccumulator
-from .plan import check_walkable, read_plan
+from .plan import check_walkable, layer_plan, walked
 from .sinks import ClassCollector, ThresholdPool
 from .store import RingStore
 from .tile import acc_width
@@ -50,8 +50,9 @@ class TileController(wiring.Component):
     layer : hwgen.ir.core.Layer
     site : hwgen.ir.core.Site or None
         The dropout site on this layer's input (its keep bits gate the rows).
-    lanes : int
-        Requested columns per cycle (see `hwgen.hw.plan.read_plan`).
+    plan : hwgen.ir.core.ReadPlan
+        The layer's read plan (beats per read, lanes per column split, the store's banks
+        and re-reading), as hwgen.passes.schedule records it in the IR.
     acc_w : int
         Classifier only: width of each class sum on `out`.
     planes : tuple of int or None
@@ -62,13 +63,12 @@ class TileController(wiring.Component):
     bound : int or None
         The largest |acc| of the layer (`IR.acc_bound`), default the rows: the width of
         the summed column sums and the range the thresholds are clamped to.
-    banks : 1 or 2
-        Two: two rings, written in ring `wbank` and read in ring `rbank`, so that the
-        previous layer can fill one while this layer reads the other (the first MC
-        layer: the next image's prefix runs under this image's samples).
-    reread : bool
-        The store is read again without being rewritten (the first MC layer's): the
-        walker rotates it back home after each walk (`WindowWalker`).
+
+    The plan's `banks` 2 gives two rings, written in ring `wbank` and read in ring
+    `rbank`, so that the previous layer can fill one while this layer reads the other
+    (the first MC layer: the next image's prefix runs under this image's samples); its
+    `reread` has the store read again without being rewritten (the first MC layer's):
+    the walker rotates it back home after each walk (`WindowWalker`).
 
     Ports
     -----
@@ -88,13 +88,17 @@ class TileController(wiring.Component):
         Classifier: the sample index, and one beat of class sums per read.
     """
 
-    def __init__(self, layer: Layer, site: Site | None, lanes: int, *, acc_w: int | None = None,
-                 planes=None, bound: int | None = None, banks: int = 1, reread: bool = False):
-        if banks not in (1, 2):
-            raise ValueError(f"banks must be 1 or 2, not {banks!r}")
+    def __init__(self, layer: Layer, site: Site | None, plan: ReadPlan, *,
+                 acc_w: int | None = None, planes=None, bound: int | None = None):
+        if not isinstance(plan, ReadPlan) or plan.banks not in (1, 2):
+            raise ValueError(f"plan must be a ReadPlan of 1 or 2 banks, not {plan!r}")
         check_walkable(layer)
-        self.layer, self.site, self.banks = layer, site, banks
-        plan = read_plan(layer, lanes)
+        ys, xs = walked(layer)
+        if (plan.store == "flat") != (len(ys) * len(xs) == 1):
+            raise ValueError(f"plan store {plan.store!r} does not match the walk: "
+                             f"{len(ys) * len(xs)} windows")
+        banks, reread = plan.banks, plan.reread
+        self.layer, self.site, self.banks, self.plan = layer, site, banks, plan
         self.beats, self.lanes = plan.beats, plan.lanes
         self.bound = layer.rows if bound is None else bound
         if self.bound < layer.rows:
@@ -151,14 +155,14 @@ class TileController(wiring.Component):
         return m
 
 
-def layer_controller(ir: IR, i: int, lanes: int) -> TileController:
-    """Layer i's controller as the network runs it: the class sums `acc_width` of the
-    last layer's bound, plane weights on a multi-bit layer 0, two banks on the first MC
-    layer after a prefix, and that layer's store re-read (homing) every sample."""
+def layer_controller(ir: IR, i: int) -> TileController:
+    """Layer i's controller as the network runs it, from the IR's read plan (beats, lanes,
+    two banks on the first MC layer after a prefix and that layer's store re-read every
+    sample): the class sums `acc_width` of the last layer's bound, plane weights on a
+    multi-bit layer 0."""
     layer = ir.layers[i]
     multibit = i == 0 and ir.input.mode != "binary"
     return TileController(
-        layer, ir.site_of(i), lanes,
+        layer, ir.site_of(i), layer_plan(ir, i),
         acc_w=acc_width(ir.acc_bound(len(ir.layers) - 1)) if layer.is_classifier else None,
-        planes=ir.input.plane_weights if multibit else None, bound=ir.acc_bound(i),
-        banks=2 if 0 < i == ir.mc_start else 1, reread=i == ir.mc_start)
+        planes=ir.input.plane_weights if multibit else None, bound=ir.acc_bound(i))

@@ -1,7 +1,7 @@
 """LayerTop: one TileController of an IR behind ports a layer-level bench can drive.
 
 The controller is built by the function NetworkTop builds it with
-(`hwgen.hw.controller.layer_controller`: same lanes, banks, homing and `acc_w`), so what
+(`hwgen.hw.controller.layer_controller`: the IR's read plan, banks, homing and `acc_w`), so what
 passes here is the controller the network uses; a two-bank store is written and read in
 bank 0. The bench shifts the input map into the controller's store through its own write
 port (one word per position, raster order), sets `keep`, pulses `start` and reads the
@@ -23,18 +23,20 @@ from amaranth.lib.wiring import In, Out
 
 from ..ir.core import IR
 from .controller import layer_controller
-from .plan import reads_per_window
+from .plan import layer_plan, reads_per_window
 from .tile import acc_width
 
 __all__ = ["LayerTop", "layer_params"]
 
 
-def layer_params(ir: IR, i: int, lanes: int) -> dict:
-    """The layer top's parameters (also written to its ports JSON)."""
+def layer_params(ir: IR, i: int) -> dict:
+    """The layer top's parameters (also written to its ports JSON; `lanes` and `beats`
+    report the layer's read plan)."""
     layer, site = ir.layers[i], ir.site_of(i)
     c, h, w = layer.in_shape
     o, hh, ww = layer.out_shape
-    return {"layer": i, "lanes": lanes, "in_shape": [c, h, w], "out_shape": [o, hh, ww],
+    plan = layer_plan(ir, i)
+    return {"layer": i, "lanes": list(plan.lanes), "beats": plan.beats, "in_shape": [c, h, w], "out_shape": [o, hh, ww],
             "positions": h * w, "out_positions": hh * ww,
             "n_groups": site.n_groups if site is not None else 0,
             "classifier": layer.is_classifier,
@@ -49,9 +51,7 @@ class LayerTop(wiring.Component):
     ----------
     ir : hwgen.ir.core.IR
     i : int
-        Layer index.
-    lanes : int
-        Columns per tile cycle, as for NetworkTop.
+        Layer index (built from its read plan in `ir`, as for NetworkTop).
 
     Ports
     -----
@@ -67,13 +67,13 @@ class LayerTop(wiring.Component):
         Classifier (sample index 0).
     """
 
-    def __init__(self, ir: IR, i: int, lanes: int = 8):
+    def __init__(self, ir: IR, i: int):
         if not 0 <= i < len(ir.layers):
             raise ValueError(f"layer {i} out of range (the IR has {len(ir.layers)})")
-        self.ir, self.i, self.lanes = ir, i, lanes
-        self.params = layer_params(ir, i, lanes)
+        self.ir, self.i = ir, i
+        self.params = layer_params(ir, i)
         layer, site = ir.layers[i], ir.site_of(i)
-        self.ctl = layer_controller(ir, i, lanes)
+        self.ctl = layer_controller(ir, i)
         ports = {"start": In(1), "done": Out(1), "wr": self.ctl.signature.members["wr"]}
         if site is not None:
             ports["keep"] = In(site.n_groups)

@@ -1,8 +1,10 @@
-"""How a layer maps onto its tiles in time: beats per tile read, the walk and the cycle bound.
+"""How a layer maps onto its tiles in time: the walk and the cycle bound of its read plan.
 
-Every tile of a layer gets the same number of beats per read, r = ceil(widest column
-split / lanes), so the layer's tiles run in lock step; each column split then uses the
-fewest lanes that still finish in r beats.
+A layer's read plan (`hwgen.ir.core.ReadPlan`, recorded in the IR by
+hwgen.passes.schedule) gives every tile of the layer the same number of beats per read,
+r = ceil(widest column split / lanes) (1 by default: the array), so the layer's tiles run
+in lock step; each column split then uses the fewest lanes that still finish in r beats.
+`layer_plan` reads it; nothing here takes lanes on the side.
 
 The walk (hwgen.hw.walker): a layer's input map is a ring of H*W words that rotates one
 slot per cycle; the window of conv output (oy, ox) is read, through fixed taps, while
@@ -31,25 +33,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import HwgenError
-from ..ir.core import IR, Layer
+from ..ir.core import IR, Layer, ReadPlan
 
-__all__ = ["ReadPlan", "read_plan", "CycleBound", "cycle_bound", "reads_per_window",
+__all__ = ["ReadPlan", "layer_plan", "CycleBound", "cycle_bound", "reads_per_window",
            "check_walkable", "walked", "walk_cycles", "home_steps"]
 
 
-@dataclass(frozen=True)
-class ReadPlan:
-    beats: int                   # cycles of one tile read (r_l)
-    lanes: tuple[int, ...]       # columns per beat, per column split
-
-
-def read_plan(layer: Layer, lanes: int) -> ReadPlan:
-    """The read plan of `layer` for a request of `lanes` columns per cycle."""
-    if not (isinstance(lanes, int) and lanes >= 1):
-        raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
-    widest = max(b - a for a, b in layer.col_tiles)
-    r = -(-widest // min(lanes, widest))
-    return ReadPlan(beats=r, lanes=tuple(-(-(b - a) // r) for a, b in layer.col_tiles))
+def layer_plan(ir: IR, i: int) -> ReadPlan:
+    """Layer i's read plan as the IR records it; HwgenError if the IR is not scheduled."""
+    plan = getattr(ir.layers[i], "plan", None)
+    if plan is None:
+        raise HwgenError(f"layer {i} has no read plan: the hardware is built from a "
+                         f"scheduled IR (hwgen.passes.schedule)")
+    return plan
 
 
 def check_walkable(layer: Layer) -> None:
@@ -113,14 +109,14 @@ def reads_per_window(ir: IR, i: int) -> int:
     return ir.input.planes if i == 0 else 1
 
 
-def cycle_bound(ir: IR, lanes: int, mc_start: int | None = None) -> CycleBound:
-    """The schedule's cycles of `ir` at `lanes` (module doc); `mc_start` overrides the
+def cycle_bound(ir: IR, mc_start: int | None = None) -> CycleBound:
+    """The cycles of `ir`'s read plans (module doc); `mc_start` overrides the
     IR's (the cost model prices the other dropout kind on default sites). The sample
     period is max(chain, homing): chain = the per-sample layers' walks plus one start
     cycle each; homing = 1 + walk of layer mc_start - its last read's r + `home_steps`
     (from one start of that layer to the next at home)."""
     m0 = ir.mc_start if mc_start is None else mc_start
-    beats = [read_plan(l, lanes).beats for l in ir.layers]
+    beats = [layer_plan(ir, i).beats for i in range(len(ir.layers))]
     per = tuple(walk_cycles(l, beats[i], reads_per_window(ir, i))
                 for i, l in enumerate(ir.layers))
     chain = sum(per[m0:]) + len(per) - m0

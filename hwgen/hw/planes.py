@@ -26,7 +26,7 @@ class PlaneAccumulator(wiring.Component):
     Parameters
     ----------
     layer : hwgen.ir.core.Layer
-    plan : hwgen.hw.plan.ReadPlan
+    plan : hwgen.ir.core.ReadPlan
     weights : tuple of int
         Plane weights, LSB plane first (`check_plane_weights`).
     bound : int

@@ -50,7 +50,7 @@ class ThresholdPool(wiring.Component):
     ----------
     layer : hwgen.ir.core.Layer
         Signs, thresholds, pool size and tiling.
-    plan : hwgen.hw.plan.ReadPlan
+    plan : hwgen.ir.core.ReadPlan
     bound : int or None
         The largest |acc| (default: the rows); the thresholds are clamped to it.
 
@@ -155,7 +155,7 @@ class ClassCollector(wiring.Component):
     ----------
     layer : hwgen.ir.core.Layer
         The classifier.
-    plan : hwgen.hw.plan.ReadPlan
+    plan : hwgen.ir.core.ReadPlan
     acc_w : int
         Width of each class sum on `out` (at least `acc_width(bound)`).
     bound : int or None

@@ -21,7 +21,7 @@ class TileArray(wiring.Component):
     ----------
     layer : hwgen.ir.core.Layer
         Weights and tiling (`row_tiles`, `col_tiles`).
-    plan : hwgen.hw.plan.ReadPlan
+    plan : hwgen.ir.core.ReadPlan
         Beats per read and lanes per column split.
     tag : int
         Width of the opaque tag passed from each request to its beats.

@@ -38,16 +38,20 @@ from ..ir.core import IR
 from .controller import TileController, layer_controller
 from .layouts import class_layout
 from .loader import ImageLoader
+from .plan import layer_plan
 from .rng import MtjRngBank
 from .tile import acc_width
 
 __all__ = ["NetworkTop", "top_params"]
 
 
-def top_params(ir: IR, lanes: int = 8, in_w: int = 32) -> dict:
+def top_params(ir: IR, in_w: int = 32) -> dict:
     """The generated top's parameters (also written to ports.json). `planes` is the
-    number of input bit planes P (1 for binary input); an image is P*C*H*W bits."""
+    number of input bit planes P (1 for binary input); an image is P*C*H*W bits. `lanes`
+    (`IR.lanes`: "array" when every read takes one beat) and `beats` (per layer) report
+    the IR's read plans, for information: nothing reads them back."""
     c, h, w = ir.in_shape
+    beats = [layer_plan(ir, i).beats for i in range(len(ir.layers))]   # HwgenError unscheduled
     planes = ir.input.planes
     bits = planes * c * h * w
     code_w = ir.mtj.device.code_bits
@@ -56,7 +60,9 @@ def top_params(ir: IR, lanes: int = 8, in_w: int = 32) -> dict:
         "N_IF": ir.n_interfaces, "classes": ir.n_classes, "image_bits": bits,
         "words_per_image": -(-bits // in_w), "reset_cycles": ir.mtj.reset_cycles,
         "write_cycles": ir.mtj.write_cycles, "sense_gap": 2, "clk_ns": ir.mtj.clk_ns,
-        "lanes": lanes, "mc_start": ir.mc_start, "planes": planes,
+        "lanes": "array" if ir.lanes is None else ir.lanes,
+        "beats": beats,
+        "mc_start": ir.mc_start, "planes": planes,
     }
 
 
@@ -66,8 +72,7 @@ class NetworkTop(wiring.Component):
     Parameters
     ----------
     ir : hwgen.ir.core.IR
-    lanes : int
-        Columns per tile cycle (per layer at most the widest column split).
+        Scheduled (hwgen.passes.schedule): every layer is built from its read plan.
     in_w : int
         Image bits per `img` word.
 
@@ -87,17 +92,15 @@ class NetworkTop(wiring.Component):
         One per layer (testbenches read their `start` / `done`).
     """
 
-    def __init__(self, ir: IR, lanes: int = 8, in_w: int = 32):
-        if not (isinstance(lanes, int) and lanes >= 1):
-            raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
+    def __init__(self, ir: IR, in_w: int = 32):
         if not (isinstance(in_w, int) and in_w >= 1):
             raise ValueError(f"in_w must be a positive integer, not {in_w!r}")
-        self.ir, self.lanes, self.in_w = ir, lanes, in_w
-        self.params = p = top_params(ir, lanes, in_w)
+        self.ir, self.in_w = ir, in_w
+        self.params = p = top_params(ir, in_w)
         c, h, w = ir.in_shape
         # a multi-bit input's planes are extra channels of layer 0's store words
         self.loader = ImageLoader((p["planes"] * c, h, w), in_w)
-        self.controllers: list[TileController] = [layer_controller(ir, i, lanes)
+        self.controllers: list[TileController] = [layer_controller(ir, i)
                                                   for i in range(len(ir.layers))]
         self.rng = None
         ports = {

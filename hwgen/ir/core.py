@@ -33,9 +33,10 @@ import numpy as np
 from ..device import MtjParams
 
 FORMAT = "hwgen-ir"
-VERSION = 2
+VERSION = 3       # 3: the integer stage's read plan (Layer.plan); version 2 files are refused
 
-__all__ = ["FORMAT", "VERSION", "InputEncoding", "BatchNorm", "FloatLayer", "Layer", "Site", "MtjConfig",
+__all__ = ["FORMAT", "VERSION", "InputEncoding", "BatchNorm", "FloatLayer", "Layer", "ReadPlan",
+           "read_plan", "layer_read_plan", "Site", "MtjConfig",
            "Dropout", "Meta", "IR", "site_groups", "pack_rows", "unpack_rows", "masks_from_ap",
            "report_items", "dumps", "loads", "replace"]
 
@@ -209,6 +210,44 @@ class FloatLayer(_Geometry):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReadPlan:
+    """A layer's schedule (SPEC section 7), recorded by hwgen.passes.schedule next to its
+    tiling: every tile of the layer is read in `beats` cycles (r), column split ci
+    delivering `lanes[ci]` columns per beat, the fewest that finish in r beats; `store`
+    is the input buffer's organisation ('ring': a ring of H*W words rotated under the
+    window taps; 'flat': the layer reads one window (`reads` 1, e.g. a
+    flatten-fed linear), the map read as it stands, never rotated); `banks` 2 and `reread` on the first MC layer after a prefix (`IR.mc_start`:
+    its store is read again every sample, the next image filling the other bank)."""
+    beats: int
+    lanes: tuple[int, ...]
+    store: str                      # 'ring' | 'flat'
+    banks: int = 1
+    reread: bool = False
+
+
+def layer_read_plan(layer: _Geometry, lanes: int | None, banks: int = 1,
+                    reread: bool = False) -> ReadPlan:
+    """The read plan of `layer` at `lanes` columns per cycle; None models the array: one
+    read delivers every column of a tile (lanes = the widest column split, beats = 1).
+    r = ceil(widest / min(lanes, widest)); each split then takes ceil(its columns / r)
+    lanes. `banks`, `reread`: the store's (`read_plan` sets them from `IR.mc_start`)."""
+    if lanes is not None and not (type(lanes) is int and lanes >= 1):
+        raise ValueError(f"lanes must be a positive integer or None, not {lanes!r}")
+    widest = max(b - a for a, b in layer.col_tiles)
+    r = 1 if lanes is None else -(-widest // min(lanes, widest))
+    flat = layer.reads == 1               # the walker issues one window: it never rotates
+    return ReadPlan(beats=r, lanes=tuple(-(-(b - a) // r) for a, b in layer.col_tiles),
+                    store="flat" if flat else "ring", banks=banks, reread=reread)
+
+
+def read_plan(ir: "IR", i: int, lanes: int | None) -> ReadPlan:
+    """Layer i's read plan in `ir` at `lanes` (`layer_read_plan`): the first MC layer's
+    store (`IR.mc_start`) is re-read every sample, in two banks after a prefix."""
+    return layer_read_plan(ir.layers[i], lanes, banks=2 if 0 < i == ir.mc_start else 1,
+                           reread=i == ir.mc_start)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Layer(_Geometry):
     """A layer of the integer stage: out_j = 1 iff sign_j * acc_j >= thresh_j; the
     classifier (sign = thresh = None) outputs acc and carries the host's logit affine
@@ -218,6 +257,7 @@ class Layer(_Geometry):
     thresh: tuple[int, ...] | None = None
     logit_scale: tuple[float, ...] | None = None
     logit_bias: tuple[float, ...] | None = None
+    plan: ReadPlan | None = None          # hwgen.passes.schedule's (None: not scheduled)
 
     @property
     def is_classifier(self) -> bool:
@@ -334,6 +374,18 @@ class IR:
         lo, hi = self.input.q_range
         return rows * max(-lo, hi)
 
+    @property
+    def lanes(self) -> int | None:
+        """The scheduled lanes, for reports: None when every layer reads a tile in one
+        beat (the array), else the most columns any split delivers per beat.
+        ValueError on an IR that is not scheduled (hwgen.passes.schedule)."""
+        plans = [getattr(l, "plan", None) for l in self.layers]
+        if None in plans:
+            raise ValueError("the IR has no read plan (run hwgen.passes.schedule)")
+        if all(p.beats == 1 for p in plans):
+            return None
+        return max(max(p.lanes) for p in plans)
+
     def site_index(self, layer: int) -> int | None:
         for k, s in enumerate(self.sites):
             if s.layer == layer:
@@ -376,6 +428,8 @@ def to_dict(ir: IR) -> dict:
     d["stage"] = ir.stage
     d["meta"]["report"] = dict(ir.meta.report)
     for ld in d["layers"]:
+        if "plan" in ld and ld["plan"] is None:
+            del ld["plan"]                  # an unscheduled layer (before the pass)
         # default strides are left out: a stride-1 IR keeps the bytes it had before them
         for k, v in _DEFAULT_STRIDES.items():
             if k in ld and _tuplify(ld[k]) == v:
@@ -403,12 +457,15 @@ def loads(text: str) -> IR:
     if not isinstance(d, dict) or d.pop("format", None) != FORMAT:
         raise ValueError("not an hwgen IR file (format tag missing or wrong)")
     if d.get("version") != VERSION:
-        raise ValueError(f"IR version {d.get('version')!r} is not supported (expected {VERSION})")
+        raise ValueError(f"IR version {d.get('version')!r} is not supported (expected {VERSION}: "
+                         f"compile the model again)")
     stage = d.pop("stage")
     if stage == "float":
         layers = tuple(_build(FloatLayer, l, bn=_build(BatchNorm, l["bn"])) for l in d.pop("layers"))
     elif stage == "integer":
-        layers = tuple(_build(Layer, l) for l in d.pop("layers"))
+        layers = tuple(_build(Layer, l, **({"plan": _build(ReadPlan, l["plan"])}
+                                           if l.get("plan") is not None else {}))
+                       for l in d.pop("layers"))
     else:
         raise ValueError(f"IR stage {stage!r} is not 'float' or 'integer'")
     sites = tuple(_build(Site, s) for s in d.pop("sites"))

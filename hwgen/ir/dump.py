@@ -30,6 +30,10 @@ def dump(ir: IR) -> str:
                    f"{st} out_channels={l.out_channels} conv={_t(l.conv_shape)} pool={l.pool}{ps} "
                    f"out={_t(l.out_shape)} rows={l.rows} windows={l.windows} tile={_t(l.tile)} "
                    f"row_tiles={len(l.row_tiles)} col_tiles={len(l.col_tiles)}")
+        plan = getattr(l, "plan", None)
+        if plan is not None:
+            out.append(f"  plan: beats={plan.beats} lanes={_t(plan.lanes)} store={plan.store} "
+                       f"banks={plan.banks} reread={plan.reread}")
         s = ir.site_of(i)
         if s is not None:
             out.append(f"  site: {s.kind} p={s.p!r} groups={s.n_groups} x {s.group_rows} rows "

@@ -8,7 +8,9 @@ float stage: latent weight counts and a finite batch norm per layer; integer sta
 weight bit counts (hex length, zero pad bits), thresholds (s in {+1,-1}, t in range,
 constant channels in the canonical encoding) and the classifier's logit affine; dropout
 groups partition the rows of their layer as their kind says; global interface numbering;
-MTJ codes; tiles cover every layer exactly.
+MTJ codes; tiles cover every layer exactly; the read plans (integer stage, all layers or
+none): each equal to what hwgen.passes.schedule computes from the layer's tiling, its
+lanes and `IR.mc_start` (`read_plan`), so a hand-edited plan is refused.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import math
 
 from ..errors import HwgenError
 from ..device import MtjParams
-from .core import IR, VERSION, BatchNorm, InputEncoding, FloatLayer, Layer, MtjConfig, site_groups
+from .core import (IR, VERSION, BatchNorm, InputEncoding, FloatLayer, Layer, MtjConfig, ReadPlan,
+                   read_plan, site_groups)
 
 __all__ = ["VerifyError", "verify"]
 
@@ -128,6 +131,14 @@ def _layer(ir: IR, i: int, l) -> None:
     _need(_ints(l.tile, 2), f"{where}: tile {l.tile!r} must be two ints >= 1")
     _need(_covers(l.row_tiles, rows, l.tile[0]) and _covers(l.col_tiles, o, l.tile[1]),
           f"{where}: tiles do not cover rows/columns exactly")
+    plan = getattr(l, "plan", None)
+    if plan is not None:
+        _need(isinstance(plan, ReadPlan) and _ints(plan.lanes, len(l.col_tiles))
+              and type(plan.beats) is int, f"{where}: read plan {plan!r} must give int beats "
+              f"and {len(l.col_tiles)} lanes (one per column split)")
+        want = read_plan(ir, i, max(plan.lanes))
+        _need(plan == want, f"{where}: read plan {plan} is not the schedule of its tiling at "
+              f"{max(plan.lanes)} lanes ({want}): run hwgen.passes.schedule")
 
 
 def verify(ir: IR) -> None:
@@ -150,6 +161,9 @@ def verify(ir: IR) -> None:
           "or all Layer (integer stage)")
     for i, l in enumerate(ir.layers):
         _layer(ir, i, l)
+    planned = [getattr(l, "plan", None) is not None for l in ir.layers]
+    _need(all(planned) or not any(planned), "read plans on some layers only (run "
+          "hwgen.passes.schedule)")
     r = ir.mtj
     _need(isinstance(r, MtjConfig) and isinstance(r.device, MtjParams), "mtj config types")
     _need(r.clk_ns > 0 and type(r.reset_cycles) is int and r.reset_cycles >= 1 and

@@ -14,11 +14,13 @@ from ..ir.verify import verify
 from .add_sites import add_sites
 from .fold import fold_decisions, fold_thresholds, lower
 from .sites import choose_mtj_codes, number_interfaces
+from .schedule import reschedule, schedule
 from .tile import parse_tile, tile
 
 __all__ = ["PassConfig", "PIPELINE", "run_pipeline", "parse_tile", "lower", "fold_thresholds",
            "fold_decisions",
-           "number_interfaces", "choose_mtj_codes", "tile", "add_sites"]
+           "number_interfaces", "choose_mtj_codes", "tile", "schedule", "reschedule",
+           "add_sites"]
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +30,11 @@ class PassConfig:
     """Options of the lowering.
 
     tile: (R, C) crossbar size every layer is split onto (R rows, C columns, both >= 1).
+    lanes: columns per cycle of a tile read (the emulation knob), or None: the array, one
+    read delivers all the columns of a tile (hwgen.passes.schedule).
     """
     tile: tuple[int, int] = (128, 128)
+    lanes: int | None = None
 
 
 PIPELINE: tuple[Callable[[IR, PassConfig], IR], ...] = (
@@ -38,6 +43,7 @@ PIPELINE: tuple[Callable[[IR, PassConfig], IR], ...] = (
     number_interfaces,   # global MTJ-RNG interface numbering, site by site, group by group
     choose_mtj_codes,    # write-current code per site from the device curve, realised p
     tile,                # split every layer onto R x C crossbars
+    schedule,            # each layer's read plan: lanes, beats per read, buffer organisation
 )
 
 

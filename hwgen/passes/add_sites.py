@@ -22,7 +22,8 @@ def add_sites(ir: IR, kind: str, p: float, layers=None) -> IR:
 
     spatial: one group per input channel, kh*kw rows each (SPEC section 5);
     element: one group per crossbar row. Records in ir.meta.dropout (trained=False) that the network
-    was not trained with them (trained_with = False)."""
+    was not trained with them (trained_with = False). Read plans are dropped (run the
+    pipeline, or hwgen.passes.reschedule, after it)."""
     if kind not in ("spatial", "element"):
         raise HwgenError(f"dropout kind must be 'spatial' or 'element', not {kind!r}")
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 < float(p) < 1.0:
@@ -52,4 +53,8 @@ def add_sites(ir: IR, kind: str, p: float, layers=None) -> IR:
                     "fed by a linear, or a 1x1 conv), so spatial equals element there",
                     "s" if len(single) > 1 else "", ", ".join(map(str, single)))
     meta = replace(ir.meta, dropout=Dropout(kind=kind, p=float(p), scale=False, trained=False))
-    return replace(ir, sites=tuple(sites), meta=meta)
+    # the sites move the first MC layer, whose store the read plans describe: the plans
+    # are dropped, for the schedule pass to record again
+    layers = tuple(replace(l, plan=None) if getattr(l, "plan", None) is not None else l
+                   for l in ir.layers)
+    return replace(ir, layers=layers, sites=tuple(sites), meta=meta)

@@ -97,8 +97,9 @@ class StudyConfig:
     #: Crossbar tile RxC every layer is split onto (`hwgen compile --tile`).
     tile: str = DEFAULT.tile_text
 
-    #: Columns per cycle of a tile read (`hwgen compile --lanes`).
-    lanes: int = DEFAULT.lanes
+    #: Columns per cycle of a tile read (`hwgen compile --lanes`); None: the array (one
+    #: beat per read, compile's default).
+    lanes: int | None = DEFAULT.lanes
 
     #: Held-out images of the compiler's float-vs-integer check (`--check-images`).
     check_images: int = 64
@@ -181,8 +182,8 @@ class StudyConfig:
             parse_tile(self.tile)
         except HwgenError:
             bad("tile", "must be RxC with integers R, C >= 1")
-        if not _pos(self.lanes):
-            bad("lanes", "must be a positive integer")
+        if self.lanes is not None and not _pos(self.lanes):
+            bad("lanes", "must be a positive integer or None (the array)")
         if not _ints((self.check_images, self.rtl_images), 0):
             bad("check_images" if not _ints((self.check_images,), 0) else "rtl_images",
                 "must be a non-negative integer")

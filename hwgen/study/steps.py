@@ -297,7 +297,7 @@ def step_cost(ctx: Context):
         if r and r["cycles_per_sample"] is not None:
             measured = {"cycles_per_sample": r["cycles_per_sample"],
                         "source": f"study verify_rtl ({r['simulator']}, {r['images']} images)"}
-        out[name] = cost(_design_ir(ctx, d), cfg.report_samples, cfg.lanes, measured)
+        out[name] = cost(_design_ir(ctx, d), cfg.report_samples, measured)
     return {"designs": out}, []
 
 

@@ -235,11 +235,9 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   reg [15:0] \$55 ;
   reg [15:0] \$56 ;
   reg \$57 ;
-  wire [1:0] \$58 ;
-  wire [1:0] \$59 ;
+  wire \$58 ;
+  wire \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire \$61 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
@@ -345,8 +343,6 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   wire \wr__en$19 ;
   wire \wr__en$22 ;
   wire \wr__en$26 ;
-  assign \$31  = \$signal  == 1'h0;
-  assign \$32  = \done$71  & \$31 ;
   assign \$33  = rbank == 1'h0;
   assign \$34  = done & \$33 ;
   assign \$35  = \$signal  == 1'h1;
@@ -424,6 +420,8 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   assign \$28  = { 1'h0, \$27  } - { 19'h00000, \go$44  };
   assign \$29  = { 1'h0, started } + 17'h00001;
   assign \$30  = ~ \$signal ;
+  assign \$31  = \$signal  == 1'h0;
+  assign \$32  = \done$71  & \$31 ;
   \hwgen_top.layer0  layer0 (
     .clk(clk),
     .done(\done$71 ),
@@ -438,9 +436,8 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
     .clk(clk),
     .done(\start$67 ),
     .keep(\keep$40 [2:0]),
+    .next__data(\wr__data$24 ),
     .next__en(\wr__en$26 ),
-    .\port$792$0 (\$58 ),
-    .\port$796$2 (\$59 ),
     .rbank(rbank),
     .rst(rst),
     .start(keep__ready),
@@ -455,11 +452,10 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
     .out__payload(out__payload),
     .out__ready(out__ready),
     .out__valid(out__valid),
-    .\port$792$0 (\$58 ),
-    .\port$796$2 (\$59 ),
     .rst(rst),
     .sample(\$1 [15:0]),
     .start(\start$67 ),
+    .wr__data(\wr__data$24 ),
     .wr__en(\wr__en$26 )
   );
   \hwgen_top.loader  loader (
@@ -476,8 +472,8 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
     .busy(busy),
     .clk(clk),
     .go(\go$44 ),
-    .in_reset(\$60 ),
-    .in_write(\$61 ),
+    .in_reset(\$58 ),
+    .in_write(\$59 ),
     .keep__payload(keep__payload),
     .keep__ready(keep__ready),
     .keep__valid(keep__valid),
@@ -640,15 +636,14 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   assign \wr__en$19  = wr__en;
   assign next__data = \wr__data$20 ;
   assign next__en = \wr__en$22 ;
-  assign \wr__data$24  = { \$58 , \$59  };
-  assign \next__data$25  = { \$58 , \$59  };
+  assign \next__data$25  = \wr__data$24 ;
   assign \next__en$27  = \wr__en$26 ;
   assign \out__payload$28  = out__payload;
   assign \out__ready$29  = out__ready;
   assign \out__valid$30  = out__valid;
   assign sample = \$1 [15:0];
-  assign mtj__reset = { \$60 , \$60 , \$60 , \$60 , \$60 , \$60 , \$60  };
-  assign mtj__write = { \$61 , \$61 , \$61 , \$61 , \$61 , \$61 , \$61  };
+  assign mtj__reset = { \$58 , \$58 , \$58 , \$58 , \$58 , \$58 , \$58  };
+  assign mtj__write = { \$59 , \$59 , \$59 , \$59 , \$59 , \$59 , \$59  };
   assign mtj__sense = mtj_sense;
   assign mtj__code = 70'h24d9364d9364d9364d;
   assign keep = \keep$40 [2:0];
@@ -662,8 +657,8 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
   assign \start$65  = launch;
   assign \start$66  = keep__ready;
   assign \done$68  = \start$67 ;
-  assign mtj_reset = { \$60 , \$60 , \$60 , \$60 , \$60 , \$60 , \$60  };
-  assign mtj_write = { \$61 , \$61 , \$61 , \$61 , \$61 , \$61 , \$61  };
+  assign mtj_reset = { \$58 , \$58 , \$58 , \$58 , \$58 , \$58 , \$58  };
+  assign mtj_write = { \$59 , \$59 , \$59 , \$59 , \$59 , \$59 , \$59  };
   assign mtj_code = 70'h24d9364d9364d9364d;
   assign \out__payload.sample  = out__payload[15:0];
   assign \out__payload.acc  = out__payload[36:16];
@@ -714,17 +709,19 @@ module \hwgen_top.layer0 (rst, start, wr__en, next__data, next__en, done, wr__da
   input start;
   wire start;
   wire \start$11 ;
-  wire [16:0] sums__payload;
-  wire [16:0] \sums__payload$19 ;
-  wire [9:0] \sums__payload$19.acc ;
+  wire [21:0] sums__payload;
+  wire [21:0] \sums__payload$19 ;
+  wire [14:0] \sums__payload$19.acc ;
   wire [4:0] \sums__payload$19.acc[0] ;
   wire [4:0] \sums__payload$19.acc[1] ;
+  wire [4:0] \sums__payload$19.acc[2] ;
   wire \sums__payload$19.index ;
   wire \sums__payload$19.last ;
   wire [4:0] \sums__payload$19.tag ;
-  wire [9:0] \sums__payload.acc ;
+  wire [14:0] \sums__payload.acc ;
   wire [4:0] \sums__payload.acc[0] ;
   wire [4:0] \sums__payload.acc[1] ;
+  wire [4:0] \sums__payload.acc[2] ;
   wire \sums__payload.index ;
   wire \sums__payload.last ;
   wire [4:0] \sums__payload.tag ;
@@ -751,10 +748,10 @@ module \hwgen_top.layer0 (rst, start, wr__en, next__data, next__en, done, wr__da
   );
   \hwgen_top.layer0.store  store (
     .clk(clk),
-    .\port$672$0 (\$1 ),
-    .\port$672$29 (\$3 ),
-    .\port$672$35 (\$4 ),
-    .\port$672$5 (\$2 ),
+    .\port$611$0 (\$1 ),
+    .\port$611$29 (\$3 ),
+    .\port$611$35 (\$4 ),
+    .\port$611$5 (\$2 ),
     .rotate(rotate),
     .rst(rst),
     .wr__data(wr__data),
@@ -772,10 +769,10 @@ module \hwgen_top.layer0 (rst, start, wr__en, next__data, next__en, done, wr__da
   \hwgen_top.layer0.walker  walker (
     .clk(clk),
     .fresh(wr__en),
-    .\port$672$0 (\$1 ),
-    .\port$672$29 (\$3 ),
-    .\port$672$35 (\$4 ),
-    .\port$672$5 (\$2 ),
+    .\port$611$0 (\$1 ),
+    .\port$611$29 (\$3 ),
+    .\port$611$35 (\$4 ),
+    .\port$611$5 (\$2 ),
     .req__payload(req__payload),
     .req__ready(req__ready),
     .req__valid(req__valid),
@@ -807,36 +804,40 @@ module \hwgen_top.layer0 (rst, start, wr__en, next__data, next__en, done, wr__da
   assign \req__payload$13.x  = req__payload[8:0];
   assign \req__payload$13.g  = req__payload[17:9];
   assign \req__payload$13.tag  = req__payload[22:18];
-  assign \sums__payload.acc  = sums__payload[9:0];
+  assign \sums__payload.acc  = sums__payload[14:0];
   assign \sums__payload.acc[0]  = sums__payload[4:0];
   assign \sums__payload.acc[1]  = sums__payload[9:5];
-  assign \sums__payload.index  = sums__payload[10];
-  assign \sums__payload.last  = sums__payload[11];
-  assign \sums__payload.tag  = sums__payload[16:12];
-  assign \sums__payload$19.acc  = sums__payload[9:0];
+  assign \sums__payload.acc[2]  = sums__payload[14:10];
+  assign \sums__payload.index  = sums__payload[15];
+  assign \sums__payload.last  = sums__payload[16];
+  assign \sums__payload.tag  = sums__payload[21:17];
+  assign \sums__payload$19.acc  = sums__payload[14:0];
   assign \sums__payload$19.acc[0]  = sums__payload[4:0];
   assign \sums__payload$19.acc[1]  = sums__payload[9:5];
-  assign \sums__payload$19.index  = sums__payload[10];
-  assign \sums__payload$19.last  = sums__payload[11];
-  assign \sums__payload$19.tag  = sums__payload[16:12];
+  assign \sums__payload$19.acc[2]  = sums__payload[14:10];
+  assign \sums__payload$19.index  = sums__payload[15];
+  assign \sums__payload$19.last  = sums__payload[16];
+  assign \sums__payload$19.tag  = sums__payload[21:17];
 endmodule
 
 module \hwgen_top.layer0.sink (rst, pooled, write, done, sums__payload, got, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
-  wire \$10 ;
-  reg [3:0] \$11 ;
-  reg [8:0] \$12 ;
-  reg [2:0] \$13 ;
+  wire [2:0] \$10 ;
+  wire [2:0] \$11 ;
+  wire [2:0] \$12 ;
+  wire \$13 ;
+  reg [8:0] \$14 ;
+  reg [2:0] \$15 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
   wire \$6 ;
-  wire [2:0] \$7 ;
-  wire [2:0] \$8 ;
-  wire [2:0] \$9 ;
-  wire [1:0] bits_c0;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire [2:0] bits_c0;
   reg [8:0] blocks = 9'h000;
   input clk;
   wire clk;
@@ -851,15 +852,15 @@ module \hwgen_top.layer0.sink (rst, pooled, write, done, sums__payload, got, clk
   output [2:0] pooled;
   wire [2:0] pooled;
   wire rd__addr;
-  wire [11:0] rd__data;
+  wire [17:0] rd__data;
   input rst;
   wire rst;
-  reg [3:0] sr_c0 = 4'h0;
-  input [16:0] sums__payload;
-  wire [16:0] sums__payload;
-  wire [9:0] \sums__payload.acc ;
+  input [21:0] sums__payload;
+  wire [21:0] sums__payload;
+  wire [14:0] \sums__payload.acc ;
   wire [4:0] \sums__payload.acc[0] ;
   wire [4:0] \sums__payload.acc[1] ;
+  wire [4:0] \sums__payload.acc[2] ;
   wire \sums__payload.index ;
   wire \sums__payload.last ;
   wire [4:0] \sums__payload.tag ;
@@ -868,85 +869,78 @@ module \hwgen_top.layer0.sink (rst, pooled, write, done, sums__payload, got, clk
   wire [2:0] winbits;
   output write;
   wire write;
-  reg [11:0] thresh [1:0];
+  reg [17:0] thresh [1:0];
   initial begin
-    thresh[0] = 12'h84a;
-    thresh[1] = 12'h016;
+    thresh[0] = 18'h1684a;
+    thresh[1] = 18'h00000;
   end
-  assign rd__data = thresh[sums__payload[10]];
-  assign \end  = got & sums__payload[11];
+  assign rd__data = thresh[sums__payload[15]];
+  assign \end  = got & sums__payload[16];
   assign \$1  = $signed(sums__payload[4:0]) <= $signed(rd__data[4:0]);
   assign \$2  = $signed(sums__payload[4:0]) >= $signed(rd__data[4:0]);
   assign \$3  = rd__data[5] ? \$1  : \$2 ;
   assign \$4  = $signed(sums__payload[9:5]) <= $signed(rd__data[10:6]);
   assign \$5  = $signed(sums__payload[9:5]) >= $signed(rd__data[10:6]);
   assign \$6  = rd__data[11] ? \$4  : \$5 ;
-  assign \$7  = sums__payload[12] ? 3'h0 : cur;
-  assign \$8  = { bits_c0[0], sr_c0[3:2] } | \$7 ;
-  assign \$9  = sums__payload[14] ? 3'h0 : blocks[2:0];
-  assign pooled = \$8  | \$9 ;
-  assign \$10  = \end  & sums__payload[13];
-  assign write = \$10  & sums__payload[15];
-  assign done = \end  & sums__payload[16];
+  assign \$7  = $signed(sums__payload[14:10]) <= $signed(rd__data[16:12]);
+  assign \$8  = $signed(sums__payload[14:10]) >= $signed(rd__data[16:12]);
+  assign \$9  = rd__data[17] ? \$7  : \$8 ;
+  assign \$10  = sums__payload[17] ? 3'h0 : cur;
+  assign \$11  = bits_c0 | \$10 ;
+  assign \$12  = sums__payload[19] ? 3'h0 : blocks[2:0];
+  assign pooled = \$11  | \$12 ;
+  assign \$13  = \end  & sums__payload[18];
+  assign write = \$13  & sums__payload[20];
+  assign done = \end  & sums__payload[21];
   always @(posedge clk)
-    sr_c0 <= \$11 ;
+    blocks <= \$14 ;
   always @(posedge clk)
-    blocks <= \$12 ;
-  always @(posedge clk)
-    cur <= \$13 ;
+    cur <= \$15 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$11  = sr_c0;
-    if (got) begin
-      \$11  = { bits_c0, sr_c0[3:2] };
-    end
-    if (rst) begin
-      \$11  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$12  = blocks;
+    \$14  = blocks;
     if (\end ) begin
-      if (sums__payload[13]) begin
-        \$12  = { pooled, blocks[8:3] };
+      if (sums__payload[18]) begin
+        \$14  = { pooled, blocks[8:3] };
       end
     end
     if (rst) begin
-      \$12  = 9'h000;
+      \$14  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$13  = cur;
+    \$15  = cur;
     if (\end ) begin
       (* full_case = 32'd1 *)
-      if (sums__payload[13]) begin
+      if (sums__payload[18]) begin
       end else begin
-        \$13  = pooled;
+        \$15  = pooled;
       end
     end
     if (rst) begin
-      \$13  = 3'h0;
+      \$15  = 3'h0;
     end
   end
   assign sums__ready = 1'h1;
   assign sums__valid = got;
-  assign rd__addr = sums__payload[10];
-  assign winbits = { bits_c0[0], sr_c0[3:2] };
+  assign rd__addr = sums__payload[15];
+  assign winbits = bits_c0;
   assign next__data = pooled;
   assign next__en = write;
-  assign \sums__payload.acc  = sums__payload[9:0];
+  assign \sums__payload.acc  = sums__payload[14:0];
   assign \sums__payload.acc[0]  = sums__payload[4:0];
   assign \sums__payload.acc[1]  = sums__payload[9:5];
-  assign \sums__payload.index  = sums__payload[10];
-  assign \sums__payload.last  = sums__payload[11];
-  assign \sums__payload.tag  = sums__payload[16:12];
+  assign \sums__payload.acc[2]  = sums__payload[14:10];
+  assign \sums__payload.index  = sums__payload[15];
+  assign \sums__payload.last  = sums__payload[16];
+  assign \sums__payload.tag  = sums__payload[21:17];
+  assign bits_c0[2] = \$9 ;
   assign bits_c0[1] = \$6 ;
   assign bits_c0[0] = \$3 ;
 endmodule
 
-module \hwgen_top.layer0.store (rst, wr__en, rotate, wr__data, \port$672$0 , \port$672$5 , \port$672$29 , \port$672$35 , clk);
+module \hwgen_top.layer0.store (rst, wr__en, rotate, wr__data, \port$611$0 , \port$611$5 , \port$611$29 , \port$611$35 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -954,14 +948,14 @@ module \hwgen_top.layer0.store (rst, wr__en, rotate, wr__data, \port$672$0 , \po
   input clk;
   wire clk;
   wire fresh;
-  output [1:0] \port$672$0 ;
-  wire [1:0] \port$672$0 ;
-  output [2:0] \port$672$29 ;
-  wire [2:0] \port$672$29 ;
-  output \port$672$35 ;
-  wire \port$672$35 ;
-  output [2:0] \port$672$5 ;
-  wire [2:0] \port$672$5 ;
+  output [1:0] \port$611$0 ;
+  wire [1:0] \port$611$0 ;
+  output [2:0] \port$611$29 ;
+  wire [2:0] \port$611$29 ;
+  output \port$611$35 ;
+  wire \port$611$35 ;
+  output [2:0] \port$611$5 ;
+  wire [2:0] \port$611$5 ;
   reg [35:0] ring0 = 36'h000000000;
   input rotate;
   wire rotate;
@@ -988,17 +982,18 @@ module \hwgen_top.layer0.store (rst, wr__en, rotate, wr__data, \port$672$0 , \po
   end
   assign fresh = wr__en;
   assign taps = { ring0[7:5], ring0[1:0], ring0[35], ring0[31:29] };
-  assign \port$672$0  = ring0[1:0];
-  assign \port$672$5  = ring0[7:5];
-  assign \port$672$29  = ring0[31:29];
-  assign \port$672$35  = ring0[35];
+  assign \port$611$0  = ring0[1:0];
+  assign \port$611$5  = ring0[7:5];
+  assign \port$611$29  = ring0[31:29];
+  assign \port$611$35  = ring0[35];
 endmodule
 
 module \hwgen_top.layer0.tiles (rst, req__valid, req__ready, \req__payload$3 , sums__payload, sums__valid, clk);
-  wire [16:0] beat__payload;
-  wire [9:0] \beat__payload.acc ;
+  wire [21:0] beat__payload;
+  wire [14:0] \beat__payload.acc ;
   wire [4:0] \beat__payload.acc[0] ;
   wire [4:0] \beat__payload.acc[1] ;
+  wire [4:0] \beat__payload.acc[2] ;
   wire \beat__payload.index ;
   wire \beat__payload.last ;
   wire [4:0] \beat__payload.tag ;
@@ -1025,11 +1020,13 @@ module \hwgen_top.layer0.tiles (rst, req__valid, req__ready, \req__payload$3 , s
   wire rst;
   wire [4:0] sum_c0_l0;
   wire [4:0] sum_c0_l1;
-  output [16:0] sums__payload;
-  wire [16:0] sums__payload;
-  wire [9:0] \sums__payload.acc ;
+  wire [4:0] sum_c0_l2;
+  output [21:0] sums__payload;
+  wire [21:0] sums__payload;
+  wire [14:0] \sums__payload.acc ;
   wire [4:0] \sums__payload.acc[0] ;
   wire [4:0] \sums__payload.acc[1] ;
+  wire [4:0] \sums__payload.acc[2] ;
   wire \sums__payload.index ;
   wire \sums__payload.last ;
   wire [4:0] \sums__payload.tag ;
@@ -1040,9 +1037,9 @@ module \hwgen_top.layer0.tiles (rst, req__valid, req__ready, \req__payload$3 , s
     .beat__payload(beat__payload),
     .beat__valid(sums__valid),
     .clk(clk),
+    .front(req__valid),
     .req__payload(req__payload),
     .req__ready(req__ready),
-    .req__valid(req__valid),
     .rst(rst)
   );
   assign \req__valid$1  = req__valid;
@@ -1052,96 +1049,93 @@ module \hwgen_top.layer0.tiles (rst, req__valid, req__ready, \req__payload$3 , s
   assign beat__valid = sums__valid;
   assign sum_c0_l0 = beat__payload[4:0];
   assign sum_c0_l1 = beat__payload[9:5];
+  assign sum_c0_l2 = beat__payload[14:10];
   assign \req__payload.x  = req__payload[8:0];
   assign \req__payload.g  = req__payload[17:9];
   assign \req__payload.tag  = req__payload[22:18];
   assign \req__payload$3.x  = \req__payload$3 [8:0];
   assign \req__payload$3.g  = \req__payload$3 [17:9];
   assign \req__payload$3.tag  = \req__payload$3 [22:18];
-  assign \sums__payload.acc  = sums__payload[9:0];
+  assign \sums__payload.acc  = sums__payload[14:0];
   assign \sums__payload.acc[0]  = sums__payload[4:0];
   assign \sums__payload.acc[1]  = sums__payload[9:5];
-  assign \sums__payload.index  = sums__payload[10];
-  assign \sums__payload.last  = sums__payload[11];
-  assign \sums__payload.tag  = sums__payload[16:12];
-  assign \beat__payload.acc  = beat__payload[9:0];
+  assign \sums__payload.acc[2]  = sums__payload[14:10];
+  assign \sums__payload.index  = sums__payload[15];
+  assign \sums__payload.last  = sums__payload[16];
+  assign \sums__payload.tag  = sums__payload[21:17];
+  assign \beat__payload.acc  = beat__payload[14:0];
   assign \beat__payload.acc[0]  = beat__payload[4:0];
   assign \beat__payload.acc[1]  = beat__payload[9:5];
-  assign \beat__payload.index  = beat__payload[10];
-  assign \beat__payload.last  = beat__payload[11];
-  assign \beat__payload.tag  = beat__payload[16:12];
+  assign \beat__payload.acc[2]  = beat__payload[14:10];
+  assign \beat__payload.index  = beat__payload[15];
+  assign \beat__payload.last  = beat__payload[16];
+  assign \beat__payload.tag  = beat__payload[21:17];
+  assign sums__payload[14:10] = beat__payload[14:10];
   assign sums__payload[9:5] = beat__payload[9:5];
   assign sums__payload[4:0] = beat__payload[4:0];
-  assign sums__payload[16:12] = beat__payload[16:12];
-  assign sums__payload[11] = beat__payload[11];
-  assign sums__payload[10] = beat__payload[10];
+  assign sums__payload[21:17] = beat__payload[21:17];
+  assign sums__payload[16] = beat__payload[16];
+  assign sums__payload[15] = beat__payload[15];
   assign req__payload[22:18] = \req__payload$3 [22:18];
   assign req__payload[17:9] = \req__payload$3 [17:9];
   assign req__payload[8:0] = \req__payload$3 [8:0];
 endmodule
 
-module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__payload, beat__payload, beat__valid, clk);
+module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, front, req__ready, req__payload, beat__payload, beat__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
-  wire [1:0] \$10 ;
+  wire [5:0] \$10 ;
   wire \$11 ;
-  wire \$12 ;
-  wire [4:0] \$13 ;
+  reg \$12 ;
+  reg \$13 ;
   reg \$14 ;
-  reg \$15 ;
-  reg [8:0] \$16 ;
-  reg [8:0] \$17 ;
-  reg [4:0] \$18 ;
-  reg \$19 ;
-  wire \$2 ;
-  reg \$20 ;
-  reg \$21 ;
-  reg [4:0] \$22 ;
+  reg [4:0] \$15 ;
+  wire [8:0] \$2 ;
   wire [8:0] \$3 ;
-  wire [8:0] \$4 ;
-  wire [5:0] \$5 ;
+  wire [5:0] \$4 ;
+  wire [8:0] \$5 ;
   wire [8:0] \$6 ;
-  wire [8:0] \$7 ;
-  wire [5:0] \$8 ;
-  wire \$9 ;
+  wire [5:0] \$7 ;
+  wire [8:0] \$8 ;
+  wire [8:0] \$9 ;
   wire \$signal ;
-  reg \$signal$17  = 1'h0;
-  reg \$signal$18  = 1'h0;
+  reg \$signal$12  = 1'h0;
+  reg \$signal$13  = 1'h0;
   wire [8:0] \$signal$5 ;
-  reg [8:0] \$signal$8  = 9'h000;
   wire [8:0] a;
-  wire [8:0] \a$27 ;
-  wire [8:0] \a$32 ;
+  wire [8:0] \a$21 ;
+  wire [8:0] \a$26 ;
+  wire [8:0] \a$31 ;
   wire [8:0] agree0;
   wire [8:0] agree1;
-  output [16:0] beat__payload;
-  wire [16:0] beat__payload;
-  wire [9:0] \beat__payload.acc ;
+  wire [8:0] agree2;
+  output [21:0] beat__payload;
+  wire [21:0] beat__payload;
+  wire [14:0] \beat__payload.acc ;
   wire [4:0] \beat__payload.acc[0] ;
   wire [4:0] \beat__payload.acc[1] ;
+  wire [4:0] \beat__payload.acc[2] ;
   wire \beat__payload.index ;
   wire \beat__payload.last ;
   wire [4:0] \beat__payload.tag ;
   wire beat__ready;
   output beat__valid;
   reg beat__valid = 1'h0;
-  reg busy = 1'h0;
   input clk;
   wire clk;
   wire en;
-  wire \en$26 ;
-  wire \en$31 ;
+  wire \en$20 ;
+  wire \en$25 ;
+  wire \en$30 ;
+  input front;
   wire front;
   wire [8:0] g;
-  reg [8:0] g_r = 9'h000;
   wire index;
-  reg k = 1'h0;
   wire [4:0] ng;
   wire [3:0] pc0;
   wire [3:0] pc1;
+  wire [3:0] pc2;
   reg [4:0] q_tag = 5'h00;
-  wire rd__addr;
-  wire [17:0] rd__data;
   input [22:0] req__payload;
   wire [22:0] req__payload;
   wire [8:0] \req__payload.g ;
@@ -1149,61 +1143,38 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__pay
   wire [8:0] \req__payload.x ;
   output req__ready;
   wire req__ready;
-  input req__valid;
   wire req__valid;
   input rst;
   wire rst;
-  reg [4:0] tag_r = 5'h00;
   wire take;
   wire [3:0] y;
-  wire [3:0] \y$29 ;
-  wire [3:0] \y$34 ;
-  reg [17:0] mem [1:0];
-  initial begin
-    mem[0] = 18'h0f19b;
-    mem[1] = 18'h00199;
-  end
-  assign rd__data = mem[index];
+  wire [3:0] \y$23 ;
+  wire [3:0] \y$28 ;
+  wire [3:0] \y$33 ;
   assign \$1  = ~ beat__valid;
   assign \$signal  = \$1  | 1'h1;
   assign take = front & \$signal ;
-  assign \$signal$5  = busy ? \$signal$8  : req__payload[8:0];
-  assign g = busy ? g_r : req__payload[17:9];
-  assign index = busy ? k : 1'h0;
-  assign front = busy | req__valid;
-  assign \$2  = ~ busy;
-  assign req__ready = \$2  & \$signal ;
-  assign \$3  = \$signal$5  ^ rd__data[8:0];
-  assign \$4  = ~ \$3 ;
-  assign agree0 = g & \$4 ;
-  assign \$5  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$6  = \$signal$5  ^ rd__data[17:9];
-  assign \$7  = ~ \$6 ;
-  assign agree1 = g & \$7 ;
-  assign \$8  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
-  assign \$9  = index == 1'h1;
-  assign \$10  = { 1'h0, index } + 2'h1;
-  assign \$11  = ~ busy;
-  assign \$12  = index == 1'h1;
-  assign \$13  = busy ? tag_r : req__payload[22:18];
+  assign \$2  = req__payload[8:0] ^ 9'h19b;
+  assign \$3  = ~ \$2 ;
+  assign agree0 = req__payload[17:9] & \$3 ;
+  assign \$4  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
+  assign \$5  = req__payload[8:0] ^ 9'h078;
+  assign \$6  = ~ \$5 ;
+  assign agree1 = req__payload[17:9] & \$6 ;
+  assign \$7  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
+  assign \$8  = req__payload[8:0] ^ 9'h199;
+  assign \$9  = ~ \$8 ;
+  assign agree2 = req__payload[17:9] & \$9 ;
+  assign \$10  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
+  assign \$11  = 1'h0 == 1'h0;
   always @(posedge clk)
-    busy <= \$14 ;
+    beat__valid <= \$12 ;
   always @(posedge clk)
-    k <= \$15 ;
+    \$signal$12  <= \$13 ;
   always @(posedge clk)
-    \$signal$8  <= \$16 ;
+    \$signal$13  <= \$14 ;
   always @(posedge clk)
-    g_r <= \$17 ;
-  always @(posedge clk)
-    tag_r <= \$18 ;
-  always @(posedge clk)
-    beat__valid <= \$19 ;
-  always @(posedge clk)
-    \$signal$17  <= \$20 ;
-  always @(posedge clk)
-    \$signal$18  <= \$21 ;
-  always @(posedge clk)
-    q_tag <= \$22 ;
+    q_tag <= \$15 ;
   hwgen_popcount_9 popcount0 (
     .a(agree0),
     .clk(clk),
@@ -1218,8 +1189,15 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__pay
     .rst(rst),
     .y(pc1)
   );
+  hwgen_popcount_9 popcount2 (
+    .a(agree2),
+    .clk(clk),
+    .en(take),
+    .rst(rst),
+    .y(pc2)
+  );
   hwgen_popcount_9 popcount_g (
-    .a(g),
+    .a(req__payload[17:9]),
     .clk(clk),
     .en(take),
     .rst(rst),
@@ -1227,14 +1205,29 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__pay
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$14  = busy;
+    \$12  = beat__valid;
+    if (\$signal ) begin
+      \$12  = front;
+    end
+    if (rst) begin
+      \$12  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$13  = \$signal$12 ;
     if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$9 ) begin
-        \$14  = 1'h0;
-      end else begin
-        \$14  = 1'h1;
-      end
+      \$13  = 1'h0;
+    end
+    if (rst) begin
+      \$13  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$14  = \$signal$13 ;
+    if (take) begin
+      \$14  = \$11 ;
     end
     if (rst) begin
       \$14  = 1'h0;
@@ -1242,123 +1235,51 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$15  = k;
+    \$15  = q_tag;
     if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$9 ) begin
-        \$15  = 1'h0;
-      end else begin
-        \$15  = \$10 [0];
-      end
+      \$15  = req__payload[22:18];
     end
     if (rst) begin
-      \$15  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$16  = \$signal$8 ;
-    if (take) begin
-      if (\$11 ) begin
-        \$16  = req__payload[8:0];
-      end
-    end
-    if (rst) begin
-      \$16  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$17  = g_r;
-    if (take) begin
-      if (\$11 ) begin
-        \$17  = req__payload[17:9];
-      end
-    end
-    if (rst) begin
-      \$17  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$18  = tag_r;
-    if (take) begin
-      if (\$11 ) begin
-        \$18  = req__payload[22:18];
-      end
-    end
-    if (rst) begin
-      \$18  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$19  = beat__valid;
-    if (\$signal ) begin
-      \$19  = front;
-    end
-    if (rst) begin
-      \$19  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$20  = \$signal$17 ;
-    if (take) begin
-      \$20  = index;
-    end
-    if (rst) begin
-      \$20  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$21  = \$signal$18 ;
-    if (take) begin
-      \$21  = \$12 ;
-    end
-    if (rst) begin
-      \$21  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$22  = q_tag;
-    if (take) begin
-      \$22  = \$13 ;
-    end
-    if (rst) begin
-      \$22  = 5'h00;
+      \$15  = 5'h00;
     end
   end
   assign beat__ready = 1'h1;
-  assign rd__addr = index;
+  assign \$signal$5  = req__payload[8:0];
+  assign g = req__payload[17:9];
+  assign index = 1'h0;
+  assign req__valid = front;
   assign en = take;
-  assign a = g;
+  assign a = req__payload[17:9];
   assign ng = { 1'h0, y };
-  assign \en$26  = take;
-  assign \a$27  = agree0;
-  assign \y$29  = pc0;
-  assign \en$31  = take;
-  assign \a$32  = agree1;
-  assign \y$34  = pc1;
+  assign \en$20  = take;
+  assign \a$21  = agree0;
+  assign \y$23  = pc0;
+  assign \en$25  = take;
+  assign \a$26  = agree1;
+  assign \y$28  = pc1;
+  assign \en$30  = take;
+  assign \a$31  = agree2;
+  assign \y$33  = pc2;
+  assign req__ready = \$signal ;
   assign \req__payload.x  = req__payload[8:0];
   assign \req__payload.g  = req__payload[17:9];
   assign \req__payload.tag  = req__payload[22:18];
-  assign \beat__payload.acc  = beat__payload[9:0];
+  assign \beat__payload.acc  = beat__payload[14:0];
   assign \beat__payload.acc[0]  = beat__payload[4:0];
   assign \beat__payload.acc[1]  = beat__payload[9:5];
-  assign \beat__payload.index  = beat__payload[10];
-  assign \beat__payload.last  = beat__payload[11];
-  assign \beat__payload.tag  = beat__payload[16:12];
-  assign beat__payload[9:5] = \$8 [4:0];
-  assign beat__payload[4:0] = \$5 [4:0];
-  assign beat__payload[16:12] = q_tag;
-  assign beat__payload[11] = \$signal$18 ;
-  assign beat__payload[10] = \$signal$17 ;
+  assign \beat__payload.acc[2]  = beat__payload[14:10];
+  assign \beat__payload.index  = beat__payload[15];
+  assign \beat__payload.last  = beat__payload[16];
+  assign \beat__payload.tag  = beat__payload[21:17];
+  assign beat__payload[14:10] = \$10 [4:0];
+  assign beat__payload[9:5] = \$7 [4:0];
+  assign beat__payload[4:0] = \$4 [4:0];
+  assign beat__payload[21:17] = q_tag;
+  assign beat__payload[16] = \$signal$13 ;
+  assign beat__payload[15] = \$signal$12 ;
 endmodule
 
-module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready, \port$672$0 , \port$672$5 , \port$672$29 , \port$672$35 , req__payload, clk);
+module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready, \port$611$0 , \port$611$5 , \port$611$29 , \port$611$35 , req__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -1457,14 +1378,14 @@ module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready
   wire ok_2_1;
   wire ok_2_2;
   reg pending = 1'h0;
-  input [1:0] \port$672$0 ;
-  wire [1:0] \port$672$0 ;
-  input [2:0] \port$672$29 ;
-  wire [2:0] \port$672$29 ;
-  input \port$672$35 ;
-  wire \port$672$35 ;
-  input [2:0] \port$672$5 ;
-  wire [2:0] \port$672$5 ;
+  input [1:0] \port$611$0 ;
+  wire [1:0] \port$611$0 ;
+  input [2:0] \port$611$29 ;
+  wire [2:0] \port$611$29 ;
+  input \port$611$35 ;
+  wire \port$611$35 ;
+  input [2:0] \port$611$5 ;
+  wire [2:0] \port$611$5 ;
   reg [1:0] px = 2'h0;
   reg [1:0] py = 2'h0;
   output [22:0] req__payload;
@@ -1717,12 +1638,12 @@ module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready
   assign anchor = 1'h1;
   assign \$signal$13  = \$signal$11 ;
   assign rotate = turn;
-  assign taps = { \port$672$5 , \port$672$0 , \port$672$35 , \port$672$29  };
+  assign taps = { \port$611$5 , \port$611$0 , \port$611$35 , \port$611$29  };
   assign \req__payload.x  = req__payload[8:0];
   assign \req__payload.g  = req__payload[17:9];
   assign \req__payload.tag  = req__payload[22:18];
   assign req__payload[17:9] = { ok_2_2, ok_2_1, ok_2_0, ok_1_2, 1'h1, ok_1_0, ok_0_2, ok_0_1, ok_0_0 };
-  assign req__payload[8:0] = { \port$672$5 , \port$672$0 , \port$672$35 , \port$672$29  };
+  assign req__payload[8:0] = { \port$611$5 , \port$611$0 , \port$611$35 , \port$611$29  };
   assign req__payload[22] = \$14 ;
   assign req__payload[21] = \$8 ;
   assign req__payload[20] = \$6 ;
@@ -1730,10 +1651,8 @@ module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready
   assign req__payload[18] = \$2 ;
 endmodule
 
-module \hwgen_top.layer1 (rst, start, wr__data, wr__en, next__en, done, keep, wbank, rbank, \port$792$0 , \port$796$2 , clk);
+module \hwgen_top.layer1 (rst, start, wr__data, wr__en, next__en, done, keep, wbank, rbank, next__data, clk);
   wire [2:0] \$1 ;
-  wire [1:0] \$10 ;
-  wire [1:0] \$11 ;
   wire [2:0] \$2 ;
   wire [2:0] \$3 ;
   wire [2:0] \$4 ;
@@ -1752,15 +1671,12 @@ module \hwgen_top.layer1 (rst, start, wr__data, wr__en, next__en, done, keep, wb
   input [2:0] keep;
   wire [2:0] keep;
   wire [2:0] \keep$17 ;
+  output [3:0] next__data;
   wire [3:0] next__data;
   wire [3:0] \next__data$33 ;
   output next__en;
   wire next__en;
   wire \next__en$35 ;
-  output [1:0] \port$792$0 ;
-  wire [1:0] \port$792$0 ;
-  output [1:0] \port$796$2 ;
-  wire [1:0] \port$796$2 ;
   input rbank;
   wire rbank;
   wire \rbank$7 ;
@@ -1783,17 +1699,21 @@ module \hwgen_top.layer1 (rst, start, wr__data, wr__en, next__en, done, keep, wb
   input start;
   wire start;
   wire \start$15 ;
-  wire [18:0] sums__payload;
-  wire [18:0] \sums__payload$25 ;
-  wire [11:0] \sums__payload$25.acc ;
+  wire [30:0] sums__payload;
+  wire [30:0] \sums__payload$25 ;
+  wire [23:0] \sums__payload$25.acc ;
   wire [5:0] \sums__payload$25.acc[0] ;
   wire [5:0] \sums__payload$25.acc[1] ;
+  wire [5:0] \sums__payload$25.acc[2] ;
+  wire [5:0] \sums__payload$25.acc[3] ;
   wire \sums__payload$25.index ;
   wire \sums__payload$25.last ;
   wire [4:0] \sums__payload$25.tag ;
-  wire [11:0] \sums__payload.acc ;
+  wire [23:0] \sums__payload.acc ;
   wire [5:0] \sums__payload.acc[0] ;
   wire [5:0] \sums__payload.acc[1] ;
+  wire [5:0] \sums__payload.acc[2] ;
+  wire [5:0] \sums__payload.acc[3] ;
   wire \sums__payload.index ;
   wire \sums__payload.last ;
   wire [4:0] \sums__payload.tag ;
@@ -1813,27 +1733,24 @@ module \hwgen_top.layer1 (rst, start, wr__data, wr__en, next__en, done, keep, wb
   wire wr__en;
   wire \wr__en$3 ;
   \hwgen_top.layer1.sink  sink (
-    .bits_c0(\$10 ),
-    .clk(clk),
+    .bits_c0(next__data),
     .done(done),
     .\end (next__en),
     .got(sums__valid),
-    .\port$796$2 (\$11 ),
-    .rst(rst),
     .sums__payload(sums__payload)
   );
   \hwgen_top.layer1.store  store (
     .clk(clk),
     .fresh(fresh),
-    .\port$277$0 (\$1 ),
-    .\port$278$0 (\$2 ),
-    .\port$279$0 (\$3 ),
-    .\port$280$0 (\$4 ),
-    .\port$281$0 (\$5 ),
-    .\port$282$0 (\$6 ),
-    .\port$283$0 (\$7 ),
-    .\port$284$0 (\$8 ),
-    .\port$285$0 (\$9 ),
+    .\port$265$0 (\$1 ),
+    .\port$266$0 (\$2 ),
+    .\port$267$0 (\$3 ),
+    .\port$268$0 (\$4 ),
+    .\port$269$0 (\$5 ),
+    .\port$270$0 (\$6 ),
+    .\port$271$0 (\$7 ),
+    .\port$272$0 (\$8 ),
+    .\port$273$0 (\$9 ),
     .rbank(rbank),
     .rotate(rotate),
     .rst(rst),
@@ -1854,15 +1771,15 @@ module \hwgen_top.layer1 (rst, start, wr__data, wr__en, next__en, done, keep, wb
     .clk(clk),
     .fresh(fresh),
     .keep(keep),
-    .\port$277$0 (\$1 ),
-    .\port$278$0 (\$2 ),
-    .\port$279$0 (\$3 ),
-    .\port$280$0 (\$4 ),
-    .\port$281$0 (\$5 ),
-    .\port$282$0 (\$6 ),
-    .\port$283$0 (\$7 ),
-    .\port$284$0 (\$8 ),
-    .\port$285$0 (\$9 ),
+    .\port$265$0 (\$1 ),
+    .\port$266$0 (\$2 ),
+    .\port$267$0 (\$3 ),
+    .\port$268$0 (\$4 ),
+    .\port$269$0 (\$5 ),
+    .\port$270$0 (\$6 ),
+    .\port$271$0 (\$7 ),
+    .\port$272$0 (\$8 ),
+    .\port$273$0 (\$9 ),
     .req__payload(req__payload),
     .req__ready(req__ready),
     .req__valid(req__valid),
@@ -1888,44 +1805,47 @@ module \hwgen_top.layer1 (rst, start, wr__data, wr__en, next__en, done, keep, wb
   assign \sums__ready$27  = 1'h1;
   assign \sums__valid$29  = sums__valid;
   assign \done$31  = done;
-  assign next__data = { \$10 , \$11  };
-  assign \next__data$33  = { \$10 , \$11  };
+  assign \next__data$33  = next__data;
   assign \next__en$35  = next__en;
-  assign \port$792$0  = \$10 ;
-  assign \port$796$2  = \$11 ;
   assign \req__payload.x  = req__payload[26:0];
   assign \req__payload.g  = req__payload[53:27];
   assign \req__payload.tag  = req__payload[58:54];
   assign \req__payload$19.x  = req__payload[26:0];
   assign \req__payload$19.g  = req__payload[53:27];
   assign \req__payload$19.tag  = req__payload[58:54];
-  assign \sums__payload.acc  = sums__payload[11:0];
+  assign \sums__payload.acc  = sums__payload[23:0];
   assign \sums__payload.acc[0]  = sums__payload[5:0];
   assign \sums__payload.acc[1]  = sums__payload[11:6];
-  assign \sums__payload.index  = sums__payload[12];
-  assign \sums__payload.last  = sums__payload[13];
-  assign \sums__payload.tag  = sums__payload[18:14];
-  assign \sums__payload$25.acc  = sums__payload[11:0];
+  assign \sums__payload.acc[2]  = sums__payload[17:12];
+  assign \sums__payload.acc[3]  = sums__payload[23:18];
+  assign \sums__payload.index  = sums__payload[24];
+  assign \sums__payload.last  = sums__payload[25];
+  assign \sums__payload.tag  = sums__payload[30:26];
+  assign \sums__payload$25.acc  = sums__payload[23:0];
   assign \sums__payload$25.acc[0]  = sums__payload[5:0];
   assign \sums__payload$25.acc[1]  = sums__payload[11:6];
-  assign \sums__payload$25.index  = sums__payload[12];
-  assign \sums__payload$25.last  = sums__payload[13];
-  assign \sums__payload$25.tag  = sums__payload[18:14];
+  assign \sums__payload$25.acc[2]  = sums__payload[17:12];
+  assign \sums__payload$25.acc[3]  = sums__payload[23:18];
+  assign \sums__payload$25.index  = sums__payload[24];
+  assign \sums__payload$25.last  = sums__payload[25];
+  assign \sums__payload$25.tag  = sums__payload[30:26];
 endmodule
 
-module \hwgen_top.layer1.sink (rst, \end , done, sums__payload, got, bits_c0, \port$796$2 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+module \hwgen_top.layer1.sink (done, sums__payload, got, bits_c0, \end );
   wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
   wire \$6 ;
-  reg [3:0] \$7 ;
-  output [1:0] bits_c0;
-  wire [1:0] bits_c0;
-  input clk;
-  wire clk;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  output [3:0] bits_c0;
+  wire [3:0] bits_c0;
   output done;
   wire done;
   output \end ;
@@ -1935,18 +1855,15 @@ module \hwgen_top.layer1.sink (rst, \end , done, sums__payload, got, bits_c0, \p
   wire [3:0] next__data;
   wire next__en;
   wire [3:0] pooled;
-  output [1:0] \port$796$2 ;
-  wire [1:0] \port$796$2 ;
   wire rd__addr;
-  wire [13:0] rd__data;
-  input rst;
-  wire rst;
-  reg [3:0] sr_c0 = 4'h0;
-  input [18:0] sums__payload;
-  wire [18:0] sums__payload;
-  wire [11:0] \sums__payload.acc ;
+  wire [27:0] rd__data;
+  input [30:0] sums__payload;
+  wire [30:0] sums__payload;
+  wire [23:0] \sums__payload.acc ;
   wire [5:0] \sums__payload.acc[0] ;
   wire [5:0] \sums__payload.acc[1] ;
+  wire [5:0] \sums__payload.acc[2] ;
+  wire [5:0] \sums__payload.acc[3] ;
   wire \sums__payload.index ;
   wire \sums__payload.last ;
   wire [4:0] \sums__payload.tag ;
@@ -1954,53 +1871,50 @@ module \hwgen_top.layer1.sink (rst, \end , done, sums__payload, got, bits_c0, \p
   wire sums__valid;
   wire [3:0] winbits;
   wire write;
-  reg [13:0] thresh [1:0];
+  reg [27:0] thresh [1:0];
   initial begin
-    thresh[0] = 14'h3ea4;
-    thresh[1] = 14'h3e7d;
+    thresh[0] = 28'hf9f7ea4;
+    thresh[1] = 28'h0000000;
   end
-  assign rd__data = thresh[sums__payload[12]];
+  assign rd__data = thresh[sums__payload[24]];
+  assign \end  = got & sums__payload[25];
+  assign \$1  = $signed(sums__payload[5:0]) <= $signed(rd__data[5:0]);
   assign \$2  = $signed(sums__payload[5:0]) >= $signed(rd__data[5:0]);
   assign \$3  = rd__data[6] ? \$1  : \$2 ;
   assign \$4  = $signed(sums__payload[11:6]) <= $signed(rd__data[12:7]);
   assign \$5  = $signed(sums__payload[11:6]) >= $signed(rd__data[12:7]);
   assign \$6  = rd__data[13] ? \$4  : \$5 ;
-  assign done = \end  & sums__payload[18];
-  always @(posedge clk)
-    sr_c0 <= \$7 ;
-  assign \end  = got & sums__payload[13];
-  assign \$1  = $signed(sums__payload[5:0]) <= $signed(rd__data[5:0]);
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$7  = sr_c0;
-    if (got) begin
-      \$7  = { bits_c0, sr_c0[3:2] };
-    end
-    if (rst) begin
-      \$7  = 4'h0;
-    end
-  end
+  assign \$7  = $signed(sums__payload[17:12]) <= $signed(rd__data[19:14]);
+  assign \$8  = $signed(sums__payload[17:12]) >= $signed(rd__data[19:14]);
+  assign \$9  = rd__data[20] ? \$7  : \$8 ;
+  assign \$10  = $signed(sums__payload[23:18]) <= $signed(rd__data[26:21]);
+  assign \$11  = $signed(sums__payload[23:18]) >= $signed(rd__data[26:21]);
+  assign \$12  = rd__data[27] ? \$10  : \$11 ;
+  assign done = \end  & sums__payload[30];
   assign sums__ready = 1'h1;
   assign sums__valid = got;
-  assign rd__addr = sums__payload[12];
-  assign winbits = { bits_c0, sr_c0[3:2] };
-  assign pooled = { bits_c0, sr_c0[3:2] };
+  assign rd__addr = sums__payload[24];
+  assign winbits = bits_c0;
+  assign pooled = bits_c0;
   assign write = \end ;
-  assign next__data = { bits_c0, sr_c0[3:2] };
+  assign next__data = bits_c0;
   assign next__en = \end ;
-  assign \port$796$2  = sr_c0[3:2];
-  assign \sums__payload.acc  = sums__payload[11:0];
+  assign \sums__payload.acc  = sums__payload[23:0];
   assign \sums__payload.acc[0]  = sums__payload[5:0];
   assign \sums__payload.acc[1]  = sums__payload[11:6];
-  assign \sums__payload.index  = sums__payload[12];
-  assign \sums__payload.last  = sums__payload[13];
-  assign \sums__payload.tag  = sums__payload[18:14];
+  assign \sums__payload.acc[2]  = sums__payload[17:12];
+  assign \sums__payload.acc[3]  = sums__payload[23:18];
+  assign \sums__payload.index  = sums__payload[24];
+  assign \sums__payload.last  = sums__payload[25];
+  assign \sums__payload.tag  = sums__payload[30:26];
+  assign bits_c0[3] = \$12 ;
+  assign bits_c0[2] = \$9 ;
   assign bits_c0[1] = \$6 ;
   assign bits_c0[0] = \$3 ;
 endmodule
 
-module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$277$0 , \port$278$0 , \port$279$0 , \port$280$0 , \port$281$0 , \port$282$0 , \port$283$0 , \port$284$0 , \port$285$0 , rotate, wbank, rbank, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$265$0 , \port$266$0 , \port$267$0 , \port$268$0 , \port$269$0 , \port$270$0 , \port$271$0 , \port$272$0 , \port$273$0 , rotate, wbank, rbank, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -2036,24 +1950,24 @@ module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$277$0 , \por
   wire clk;
   output fresh;
   wire fresh;
-  output [2:0] \port$277$0 ;
-  wire [2:0] \port$277$0 ;
-  output [2:0] \port$278$0 ;
-  wire [2:0] \port$278$0 ;
-  output [2:0] \port$279$0 ;
-  wire [2:0] \port$279$0 ;
-  output [2:0] \port$280$0 ;
-  wire [2:0] \port$280$0 ;
-  output [2:0] \port$281$0 ;
-  wire [2:0] \port$281$0 ;
-  output [2:0] \port$282$0 ;
-  wire [2:0] \port$282$0 ;
-  output [2:0] \port$283$0 ;
-  wire [2:0] \port$283$0 ;
-  output [2:0] \port$284$0 ;
-  wire [2:0] \port$284$0 ;
-  output [2:0] \port$285$0 ;
-  wire [2:0] \port$285$0 ;
+  output [2:0] \port$265$0 ;
+  wire [2:0] \port$265$0 ;
+  output [2:0] \port$266$0 ;
+  wire [2:0] \port$266$0 ;
+  output [2:0] \port$267$0 ;
+  wire [2:0] \port$267$0 ;
+  output [2:0] \port$268$0 ;
+  wire [2:0] \port$268$0 ;
+  output [2:0] \port$269$0 ;
+  wire [2:0] \port$269$0 ;
+  output [2:0] \port$270$0 ;
+  wire [2:0] \port$270$0 ;
+  output [2:0] \port$271$0 ;
+  wire [2:0] \port$271$0 ;
+  output [2:0] \port$272$0 ;
+  wire [2:0] \port$272$0 ;
+  output [2:0] \port$273$0 ;
+  wire [2:0] \port$273$0 ;
   input rbank;
   wire rbank;
   reg [26:0] ring0 = 27'h0000000;
@@ -2106,7 +2020,7 @@ module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$277$0 , \por
   always @(posedge clk)
     was <= \$31 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$29  = ring0;
     if (\$5 ) begin
       \$29  = { \$8 , ring0[26:3] };
@@ -2116,7 +2030,7 @@ module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$277$0 , \por
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$30  = ring1;
     if (\$13 ) begin
       \$30  = { \$16 , ring1[26:3] };
@@ -2126,42 +2040,52 @@ module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$277$0 , \por
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$31  = rbank;
     if (rst) begin
       \$31  = 1'h0;
     end
   end
   assign taps = { \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20  };
-  assign \port$277$0  = \$20 ;
-  assign \port$278$0  = \$21 ;
-  assign \port$279$0  = \$22 ;
-  assign \port$280$0  = \$23 ;
-  assign \port$281$0  = \$24 ;
-  assign \port$282$0  = \$25 ;
-  assign \port$283$0  = \$26 ;
-  assign \port$284$0  = \$27 ;
-  assign \port$285$0  = \$28 ;
+  assign \port$265$0  = \$20 ;
+  assign \port$266$0  = \$21 ;
+  assign \port$267$0  = \$22 ;
+  assign \port$268$0  = \$23 ;
+  assign \port$269$0  = \$24 ;
+  assign \port$270$0  = \$25 ;
+  assign \port$271$0  = \$26 ;
+  assign \port$272$0  = \$27 ;
+  assign \port$273$0  = \$28 ;
 endmodule
 
 module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$3 , sums__payload, sums__valid, clk);
   wire [6:0] \$1 ;
   wire [6:0] \$2 ;
+  wire [6:0] \$3 ;
+  wire [6:0] \$4 ;
   wire [5:0] \$hwgen_sx1 ;
   wire [4:0] \$hwgen_sx2 ;
   wire [5:0] \$hwgen_sx3 ;
   wire [4:0] \$hwgen_sx4 ;
-  wire [18:0] beat__payload;
-  wire [16:0] \beat__payload$16 ;
-  wire [9:0] \beat__payload$16.acc ;
+  wire [5:0] \$hwgen_sx5 ;
+  wire [4:0] \$hwgen_sx6 ;
+  wire [5:0] \$hwgen_sx7 ;
+  wire [4:0] \$hwgen_sx8 ;
+  wire [30:0] beat__payload;
+  wire [26:0] \beat__payload$16 ;
+  wire [19:0] \beat__payload$16.acc ;
   wire [4:0] \beat__payload$16.acc[0] ;
   wire [4:0] \beat__payload$16.acc[1] ;
+  wire [4:0] \beat__payload$16.acc[2] ;
+  wire [4:0] \beat__payload$16.acc[3] ;
   wire \beat__payload$16.index ;
   wire \beat__payload$16.last ;
   wire [4:0] \beat__payload$16.tag ;
-  wire [11:0] \beat__payload.acc ;
+  wire [23:0] \beat__payload.acc ;
   wire [5:0] \beat__payload.acc[0] ;
   wire [5:0] \beat__payload.acc[1] ;
+  wire [5:0] \beat__payload.acc[2] ;
+  wire [5:0] \beat__payload.acc[3] ;
   wire \beat__payload.index ;
   wire \beat__payload.last ;
   wire [4:0] \beat__payload.tag ;
@@ -2194,11 +2118,15 @@ module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$3 , s
   wire rst;
   wire [5:0] sum_c0_l0;
   wire [5:0] sum_c0_l1;
-  output [18:0] sums__payload;
-  wire [18:0] sums__payload;
-  wire [11:0] \sums__payload.acc ;
+  wire [5:0] sum_c0_l2;
+  wire [5:0] sum_c0_l3;
+  output [30:0] sums__payload;
+  wire [30:0] sums__payload;
+  wire [23:0] \sums__payload.acc ;
   wire [5:0] \sums__payload.acc[0] ;
   wire [5:0] \sums__payload.acc[1] ;
+  wire [5:0] \sums__payload.acc[2] ;
+  wire [5:0] \sums__payload.acc[3] ;
   wire \sums__payload.index ;
   wire \sums__payload.last ;
   wire [4:0] \sums__payload.tag ;
@@ -2207,26 +2135,32 @@ module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$3 , s
   wire sums__valid;
   assign \$1  = $signed({ \$hwgen_sx1 [5], \$hwgen_sx1  }) + $signed({ \$hwgen_sx2 [4], \$hwgen_sx2 [4], \$hwgen_sx2  });
   assign \$2  = $signed({ \$hwgen_sx3 [5], \$hwgen_sx3  }) + $signed({ \$hwgen_sx4 [4], \$hwgen_sx4 [4], \$hwgen_sx4  });
+  assign \$3  = $signed({ \$hwgen_sx5 [5], \$hwgen_sx5  }) + $signed({ \$hwgen_sx6 [4], \$hwgen_sx6 [4], \$hwgen_sx6  });
+  assign \$4  = $signed({ \$hwgen_sx7 [5], \$hwgen_sx7  }) + $signed({ \$hwgen_sx8 [4], \$hwgen_sx8 [4], \$hwgen_sx8  });
   \hwgen_top.layer1.tiles.tile_r0_c0  tile_r0_c0 (
     .beat__payload(beat__payload),
     .beat__valid(sums__valid),
     .clk(clk),
+    .front(req__valid),
     .req__payload(req__payload),
     .req__ready(req__ready),
-    .req__valid(req__valid),
     .rst(rst)
   );
   \hwgen_top.layer1.tiles.tile_r1_c0  tile_r1_c0 (
     .beat__payload(\beat__payload$16 ),
     .clk(clk),
+    .front(req__valid),
     .req__payload(\req__payload$7 ),
-    .req__valid(req__valid),
     .rst(rst)
   );
   assign \$hwgen_sx1  = beat__payload[5:0];
   assign \$hwgen_sx2  = \beat__payload$16 [4:0];
   assign \$hwgen_sx3  = beat__payload[11:6];
   assign \$hwgen_sx4  = \beat__payload$16 [9:5];
+  assign \$hwgen_sx5  = beat__payload[17:12];
+  assign \$hwgen_sx6  = \beat__payload$16 [14:10];
+  assign \$hwgen_sx7  = beat__payload[23:18];
+  assign \$hwgen_sx8  = \beat__payload$16 [19:15];
   assign \req__valid$1  = req__valid;
   assign beat__ready = 1'h1;
   assign sums__ready = 1'h1;
@@ -2236,6 +2170,8 @@ module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$3 , s
   assign beat__valid = sums__valid;
   assign sum_c0_l0 = \$1 [5:0];
   assign sum_c0_l1 = \$2 [5:0];
+  assign sum_c0_l2 = \$3 [5:0];
+  assign sum_c0_l3 = \$4 [5:0];
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
   assign \req__payload.tag  = req__payload[36:32];
@@ -2245,29 +2181,37 @@ module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$3 , s
   assign \req__payload$7.x  = \req__payload$7 [10:0];
   assign \req__payload$7.g  = \req__payload$7 [21:11];
   assign \req__payload$7.tag  = \req__payload$7 [26:22];
-  assign \sums__payload.acc  = sums__payload[11:0];
+  assign \sums__payload.acc  = sums__payload[23:0];
   assign \sums__payload.acc[0]  = sums__payload[5:0];
   assign \sums__payload.acc[1]  = sums__payload[11:6];
-  assign \sums__payload.index  = sums__payload[12];
-  assign \sums__payload.last  = sums__payload[13];
-  assign \sums__payload.tag  = sums__payload[18:14];
-  assign \beat__payload.acc  = beat__payload[11:0];
+  assign \sums__payload.acc[2]  = sums__payload[17:12];
+  assign \sums__payload.acc[3]  = sums__payload[23:18];
+  assign \sums__payload.index  = sums__payload[24];
+  assign \sums__payload.last  = sums__payload[25];
+  assign \sums__payload.tag  = sums__payload[30:26];
+  assign \beat__payload.acc  = beat__payload[23:0];
   assign \beat__payload.acc[0]  = beat__payload[5:0];
   assign \beat__payload.acc[1]  = beat__payload[11:6];
-  assign \beat__payload.index  = beat__payload[12];
-  assign \beat__payload.last  = beat__payload[13];
-  assign \beat__payload.tag  = beat__payload[18:14];
-  assign \beat__payload$16.acc  = \beat__payload$16 [9:0];
+  assign \beat__payload.acc[2]  = beat__payload[17:12];
+  assign \beat__payload.acc[3]  = beat__payload[23:18];
+  assign \beat__payload.index  = beat__payload[24];
+  assign \beat__payload.last  = beat__payload[25];
+  assign \beat__payload.tag  = beat__payload[30:26];
+  assign \beat__payload$16.acc  = \beat__payload$16 [19:0];
   assign \beat__payload$16.acc[0]  = \beat__payload$16 [4:0];
   assign \beat__payload$16.acc[1]  = \beat__payload$16 [9:5];
-  assign \beat__payload$16.index  = \beat__payload$16 [10];
-  assign \beat__payload$16.last  = \beat__payload$16 [11];
-  assign \beat__payload$16.tag  = \beat__payload$16 [16:12];
+  assign \beat__payload$16.acc[2]  = \beat__payload$16 [14:10];
+  assign \beat__payload$16.acc[3]  = \beat__payload$16 [19:15];
+  assign \beat__payload$16.index  = \beat__payload$16 [20];
+  assign \beat__payload$16.last  = \beat__payload$16 [21];
+  assign \beat__payload$16.tag  = \beat__payload$16 [26:22];
+  assign sums__payload[23:18] = \$4 [5:0];
+  assign sums__payload[17:12] = \$3 [5:0];
   assign sums__payload[11:6] = \$2 [5:0];
   assign sums__payload[5:0] = \$1 [5:0];
-  assign sums__payload[18:14] = beat__payload[18:14];
-  assign sums__payload[13] = beat__payload[13];
-  assign sums__payload[12] = beat__payload[12];
+  assign sums__payload[30:26] = beat__payload[30:26];
+  assign sums__payload[25] = beat__payload[25];
+  assign sums__payload[24] = beat__payload[24];
   assign \req__payload$7 [26:22] = \req__payload$3 [58:54];
   assign \req__payload$7 [21:11] = \req__payload$3 [53:43];
   assign \req__payload$7 [10:0] = \req__payload$3 [26:16];
@@ -2276,68 +2220,69 @@ module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$3 , s
   assign req__payload[15:0] = \req__payload$3 [15:0];
 endmodule
 
-module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__payload, beat__payload, beat__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, front, req__ready, req__payload, beat__payload, beat__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
-  wire [1:0] \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire [4:0] \$13 ;
-  reg \$14 ;
+  wire [6:0] \$10 ;
+  wire [15:0] \$11 ;
+  wire [15:0] \$12 ;
+  wire [6:0] \$13 ;
+  wire \$14 ;
   reg \$15 ;
-  reg [15:0] \$16 ;
-  reg [15:0] \$17 ;
+  reg \$16 ;
+  reg \$17 ;
   reg [4:0] \$18 ;
-  reg \$19 ;
-  wire \$2 ;
-  reg \$20 ;
-  reg \$21 ;
-  reg [4:0] \$22 ;
+  wire [15:0] \$2 ;
   wire [15:0] \$3 ;
-  wire [15:0] \$4 ;
-  wire [6:0] \$5 ;
+  wire [6:0] \$4 ;
+  wire [15:0] \$5 ;
   wire [15:0] \$6 ;
-  wire [15:0] \$7 ;
-  wire [6:0] \$8 ;
-  wire \$9 ;
+  wire [6:0] \$7 ;
+  wire [15:0] \$8 ;
+  wire [15:0] \$9 ;
   wire \$signal ;
-  reg \$signal$17  = 1'h0;
-  reg \$signal$18  = 1'h0;
+  reg \$signal$12  = 1'h0;
+  reg \$signal$13  = 1'h0;
   wire [15:0] \$signal$5 ;
-  reg [15:0] \$signal$8  = 16'h0000;
   wire [15:0] a;
-  wire [15:0] \a$27 ;
-  wire [15:0] \a$32 ;
+  wire [15:0] \a$21 ;
+  wire [15:0] \a$26 ;
+  wire [15:0] \a$31 ;
+  wire [15:0] \a$36 ;
   wire [15:0] agree0;
   wire [15:0] agree1;
-  output [18:0] beat__payload;
-  wire [18:0] beat__payload;
-  wire [11:0] \beat__payload.acc ;
+  wire [15:0] agree2;
+  wire [15:0] agree3;
+  output [30:0] beat__payload;
+  wire [30:0] beat__payload;
+  wire [23:0] \beat__payload.acc ;
   wire [5:0] \beat__payload.acc[0] ;
   wire [5:0] \beat__payload.acc[1] ;
+  wire [5:0] \beat__payload.acc[2] ;
+  wire [5:0] \beat__payload.acc[3] ;
   wire \beat__payload.index ;
   wire \beat__payload.last ;
   wire [4:0] \beat__payload.tag ;
   wire beat__ready;
   output beat__valid;
   reg beat__valid = 1'h0;
-  reg busy = 1'h0;
   input clk;
   wire clk;
   wire en;
-  wire \en$26 ;
-  wire \en$31 ;
+  wire \en$20 ;
+  wire \en$25 ;
+  wire \en$30 ;
+  wire \en$35 ;
+  input front;
   wire front;
   wire [15:0] g;
-  reg [15:0] g_r = 16'h0000;
   wire index;
-  reg k = 1'h0;
   wire [5:0] ng;
   wire [4:0] pc0;
   wire [4:0] pc1;
+  wire [4:0] pc2;
+  wire [4:0] pc3;
   reg [4:0] q_tag = 5'h00;
-  wire rd__addr;
-  wire [31:0] rd__data;
   input [36:0] req__payload;
   wire [36:0] req__payload;
   wire [15:0] \req__payload.g ;
@@ -2345,61 +2290,43 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__pay
   wire [15:0] \req__payload.x ;
   output req__ready;
   wire req__ready;
-  input req__valid;
   wire req__valid;
   input rst;
   wire rst;
-  reg [4:0] tag_r = 5'h00;
   wire take;
   wire [4:0] y;
-  wire [4:0] \y$29 ;
-  wire [4:0] \y$34 ;
-  reg [31:0] mem [1:0];
-  initial begin
-    mem[0] = 32'd2142227275;
-    mem[1] = 32'd3399252974;
-  end
-  assign rd__data = mem[index];
+  wire [4:0] \y$23 ;
+  wire [4:0] \y$28 ;
+  wire [4:0] \y$33 ;
+  wire [4:0] \y$38 ;
   assign \$1  = ~ beat__valid;
   assign \$signal  = \$1  | 1'h1;
   assign take = front & \$signal ;
-  assign \$signal$5  = busy ? \$signal$8  : req__payload[15:0];
-  assign g = busy ? g_r : req__payload[31:16];
-  assign index = busy ? k : 1'h0;
-  assign front = busy | req__valid;
-  assign \$2  = ~ busy;
-  assign req__ready = \$2  & \$signal ;
-  assign \$3  = \$signal$5  ^ rd__data[15:0];
-  assign \$4  = ~ \$3 ;
-  assign agree0 = g & \$4 ;
-  assign \$5  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$6  = \$signal$5  ^ rd__data[31:16];
-  assign \$7  = ~ \$6 ;
-  assign agree1 = g & \$7 ;
-  assign \$8  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
-  assign \$9  = index == 1'h1;
-  assign \$10  = { 1'h0, index } + 2'h1;
-  assign \$11  = ~ busy;
-  assign \$12  = index == 1'h1;
-  assign \$13  = busy ? tag_r : req__payload[36:32];
+  assign \$2  = req__payload[15:0] ^ 16'hcb4b;
+  assign \$3  = ~ \$2 ;
+  assign agree0 = req__payload[31:16] & \$3 ;
+  assign \$4  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
+  assign \$5  = req__payload[15:0] ^ 16'h7faf;
+  assign \$6  = ~ \$5 ;
+  assign agree1 = req__payload[31:16] & \$6 ;
+  assign \$7  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
+  assign \$8  = req__payload[15:0] ^ 16'h7bee;
+  assign \$9  = ~ \$8 ;
+  assign agree2 = req__payload[31:16] & \$9 ;
+  assign \$10  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
+  assign \$11  = req__payload[15:0] ^ 16'hca9c;
+  assign \$12  = ~ \$11 ;
+  assign agree3 = req__payload[31:16] & \$12 ;
+  assign \$13  = { 1'h0, pc3, 1'h0 } - { 2'h0, y };
+  assign \$14  = 1'h0 == 1'h0;
   always @(posedge clk)
-    busy <= \$14 ;
+    beat__valid <= \$15 ;
   always @(posedge clk)
-    k <= \$15 ;
+    \$signal$12  <= \$16 ;
   always @(posedge clk)
-    \$signal$8  <= \$16 ;
+    \$signal$13  <= \$17 ;
   always @(posedge clk)
-    g_r <= \$17 ;
-  always @(posedge clk)
-    tag_r <= \$18 ;
-  always @(posedge clk)
-    beat__valid <= \$19 ;
-  always @(posedge clk)
-    \$signal$17  <= \$20 ;
-  always @(posedge clk)
-    \$signal$18  <= \$21 ;
-  always @(posedge clk)
-    q_tag <= \$22 ;
+    q_tag <= \$18 ;
   hwgen_popcount_16 popcount0 (
     .a(agree0),
     .clk(clk),
@@ -2414,268 +2341,213 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__pay
     .rst(rst),
     .y(pc1)
   );
+  hwgen_popcount_16 popcount2 (
+    .a(agree2),
+    .clk(clk),
+    .en(take),
+    .rst(rst),
+    .y(pc2)
+  );
+  hwgen_popcount_16 popcount3 (
+    .a(agree3),
+    .clk(clk),
+    .en(take),
+    .rst(rst),
+    .y(pc3)
+  );
   hwgen_popcount_16 popcount_g (
-    .a(g),
+    .a(req__payload[31:16]),
     .clk(clk),
     .en(take),
     .rst(rst),
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$14  = busy;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$9 ) begin
-        \$14  = 1'h0;
-      end else begin
-        \$14  = 1'h1;
-      end
-    end
-    if (rst) begin
-      \$14  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$15  = k;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$9 ) begin
-        \$15  = 1'h0;
-      end else begin
-        \$15  = \$10 [0];
-      end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$15  = beat__valid;
+    if (\$signal ) begin
+      \$15  = front;
     end
     if (rst) begin
       \$15  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$16  = \$signal$8 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$16  = \$signal$12 ;
     if (take) begin
-      if (\$11 ) begin
-        \$16  = req__payload[15:0];
-      end
+      \$16  = 1'h0;
     end
     if (rst) begin
-      \$16  = 16'h0000;
+      \$16  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$17  = g_r;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$17  = \$signal$13 ;
     if (take) begin
-      if (\$11 ) begin
-        \$17  = req__payload[31:16];
-      end
+      \$17  = \$14 ;
     end
     if (rst) begin
-      \$17  = 16'h0000;
+      \$17  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$18  = tag_r;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$18  = q_tag;
     if (take) begin
-      if (\$11 ) begin
-        \$18  = req__payload[36:32];
-      end
+      \$18  = req__payload[36:32];
     end
     if (rst) begin
       \$18  = 5'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$19  = beat__valid;
-    if (\$signal ) begin
-      \$19  = front;
-    end
-    if (rst) begin
-      \$19  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$20  = \$signal$17 ;
-    if (take) begin
-      \$20  = index;
-    end
-    if (rst) begin
-      \$20  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$21  = \$signal$18 ;
-    if (take) begin
-      \$21  = \$12 ;
-    end
-    if (rst) begin
-      \$21  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$22  = q_tag;
-    if (take) begin
-      \$22  = \$13 ;
-    end
-    if (rst) begin
-      \$22  = 5'h00;
-    end
-  end
   assign beat__ready = 1'h1;
-  assign rd__addr = index;
+  assign \$signal$5  = req__payload[15:0];
+  assign g = req__payload[31:16];
+  assign index = 1'h0;
+  assign req__valid = front;
   assign en = take;
-  assign a = g;
+  assign a = req__payload[31:16];
   assign ng = { 1'h0, y };
-  assign \en$26  = take;
-  assign \a$27  = agree0;
-  assign \y$29  = pc0;
-  assign \en$31  = take;
-  assign \a$32  = agree1;
-  assign \y$34  = pc1;
+  assign \en$20  = take;
+  assign \a$21  = agree0;
+  assign \y$23  = pc0;
+  assign \en$25  = take;
+  assign \a$26  = agree1;
+  assign \y$28  = pc1;
+  assign \en$30  = take;
+  assign \a$31  = agree2;
+  assign \y$33  = pc2;
+  assign \en$35  = take;
+  assign \a$36  = agree3;
+  assign \y$38  = pc3;
+  assign req__ready = \$signal ;
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
   assign \req__payload.tag  = req__payload[36:32];
-  assign \beat__payload.acc  = beat__payload[11:0];
+  assign \beat__payload.acc  = beat__payload[23:0];
   assign \beat__payload.acc[0]  = beat__payload[5:0];
   assign \beat__payload.acc[1]  = beat__payload[11:6];
-  assign \beat__payload.index  = beat__payload[12];
-  assign \beat__payload.last  = beat__payload[13];
-  assign \beat__payload.tag  = beat__payload[18:14];
-  assign beat__payload[11:6] = \$8 [5:0];
-  assign beat__payload[5:0] = \$5 [5:0];
-  assign beat__payload[18:14] = q_tag;
-  assign beat__payload[13] = \$signal$18 ;
-  assign beat__payload[12] = \$signal$17 ;
+  assign \beat__payload.acc[2]  = beat__payload[17:12];
+  assign \beat__payload.acc[3]  = beat__payload[23:18];
+  assign \beat__payload.index  = beat__payload[24];
+  assign \beat__payload.last  = beat__payload[25];
+  assign \beat__payload.tag  = beat__payload[30:26];
+  assign beat__payload[23:18] = \$13 [5:0];
+  assign beat__payload[17:12] = \$10 [5:0];
+  assign beat__payload[11:6] = \$7 [5:0];
+  assign beat__payload[5:0] = \$4 [5:0];
+  assign beat__payload[30:26] = q_tag;
+  assign beat__payload[25] = \$signal$13 ;
+  assign beat__payload[24] = \$signal$12 ;
 endmodule
 
-module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, front, req__payload, beat__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
-  wire [1:0] \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire [4:0] \$13 ;
-  reg \$14 ;
+  wire [5:0] \$10 ;
+  wire [10:0] \$11 ;
+  wire [10:0] \$12 ;
+  wire [5:0] \$13 ;
+  wire \$14 ;
   reg \$15 ;
-  reg [10:0] \$16 ;
-  reg [10:0] \$17 ;
+  reg \$16 ;
+  reg \$17 ;
   reg [4:0] \$18 ;
-  reg \$19 ;
-  wire \$2 ;
-  reg \$20 ;
-  reg \$21 ;
-  reg [4:0] \$22 ;
+  wire [10:0] \$2 ;
   wire [10:0] \$3 ;
-  wire [10:0] \$4 ;
-  wire [5:0] \$5 ;
+  wire [5:0] \$4 ;
+  wire [10:0] \$5 ;
   wire [10:0] \$6 ;
-  wire [10:0] \$7 ;
-  wire [5:0] \$8 ;
-  wire \$9 ;
+  wire [5:0] \$7 ;
+  wire [10:0] \$8 ;
+  wire [10:0] \$9 ;
   wire \$signal ;
-  reg \$signal$17  = 1'h0;
-  reg \$signal$18  = 1'h0;
+  reg \$signal$12  = 1'h0;
+  reg \$signal$13  = 1'h0;
   wire [10:0] \$signal$5 ;
-  reg [10:0] \$signal$8  = 11'h000;
   wire [10:0] a;
-  wire [10:0] \a$27 ;
-  wire [10:0] \a$32 ;
+  wire [10:0] \a$21 ;
+  wire [10:0] \a$26 ;
+  wire [10:0] \a$31 ;
+  wire [10:0] \a$36 ;
   wire [10:0] agree0;
   wire [10:0] agree1;
-  output [16:0] beat__payload;
-  wire [16:0] beat__payload;
-  wire [9:0] \beat__payload.acc ;
+  wire [10:0] agree2;
+  wire [10:0] agree3;
+  output [26:0] beat__payload;
+  wire [26:0] beat__payload;
+  wire [19:0] \beat__payload.acc ;
   wire [4:0] \beat__payload.acc[0] ;
   wire [4:0] \beat__payload.acc[1] ;
+  wire [4:0] \beat__payload.acc[2] ;
+  wire [4:0] \beat__payload.acc[3] ;
   wire \beat__payload.index ;
   wire \beat__payload.last ;
   wire [4:0] \beat__payload.tag ;
   wire beat__ready;
   reg beat__valid = 1'h0;
-  reg busy = 1'h0;
   input clk;
   wire clk;
   wire en;
-  wire \en$26 ;
-  wire \en$31 ;
+  wire \en$20 ;
+  wire \en$25 ;
+  wire \en$30 ;
+  wire \en$35 ;
+  input front;
   wire front;
   wire [10:0] g;
-  reg [10:0] g_r = 11'h000;
   wire index;
-  reg k = 1'h0;
   wire [4:0] ng;
   wire [3:0] pc0;
   wire [3:0] pc1;
+  wire [3:0] pc2;
+  wire [3:0] pc3;
   reg [4:0] q_tag = 5'h00;
-  wire rd__addr;
-  wire [21:0] rd__data;
   input [26:0] req__payload;
   wire [26:0] req__payload;
   wire [10:0] \req__payload.g ;
   wire [4:0] \req__payload.tag ;
   wire [10:0] \req__payload.x ;
   wire req__ready;
-  input req__valid;
   wire req__valid;
   input rst;
   wire rst;
-  reg [4:0] tag_r = 5'h00;
   wire take;
   wire [3:0] y;
-  wire [3:0] \y$29 ;
-  wire [3:0] \y$34 ;
-  reg [21:0] mem [1:0];
-  initial begin
-    mem[0] = 22'h2c4db7;
-    mem[1] = 22'h37ffeb;
-  end
-  assign rd__data = mem[index];
+  wire [3:0] \y$23 ;
+  wire [3:0] \y$28 ;
+  wire [3:0] \y$33 ;
+  wire [3:0] \y$38 ;
   assign \$1  = ~ beat__valid;
   assign \$signal  = \$1  | 1'h1;
   assign take = front & \$signal ;
-  assign \$signal$5  = busy ? \$signal$8  : req__payload[10:0];
-  assign g = busy ? g_r : req__payload[21:11];
-  assign index = busy ? k : 1'h0;
-  assign front = busy | req__valid;
-  assign \$2  = ~ busy;
-  assign req__ready = \$2  & \$signal ;
-  assign \$3  = \$signal$5  ^ rd__data[10:0];
-  assign \$4  = ~ \$3 ;
-  assign agree0 = g & \$4 ;
-  assign \$5  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$6  = \$signal$5  ^ rd__data[21:11];
-  assign \$7  = ~ \$6 ;
-  assign agree1 = g & \$7 ;
-  assign \$8  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
-  assign \$9  = index == 1'h1;
-  assign \$10  = { 1'h0, index } + 2'h1;
-  assign \$11  = ~ busy;
-  assign \$12  = index == 1'h1;
-  assign \$13  = busy ? tag_r : req__payload[26:22];
+  assign \$2  = req__payload[10:0] ^ 11'h5b7;
+  assign \$3  = ~ \$2 ;
+  assign agree0 = req__payload[21:11] & \$3 ;
+  assign \$4  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
+  assign \$5  = req__payload[10:0] ^ 11'h589;
+  assign \$6  = ~ \$5 ;
+  assign agree1 = req__payload[21:11] & \$6 ;
+  assign \$7  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
+  assign \$8  = req__payload[10:0] ^ 11'h7eb;
+  assign \$9  = ~ \$8 ;
+  assign agree2 = req__payload[21:11] & \$9 ;
+  assign \$10  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
+  assign \$11  = req__payload[10:0] ^ 11'h6ff;
+  assign \$12  = ~ \$11 ;
+  assign agree3 = req__payload[21:11] & \$12 ;
+  assign \$13  = { 1'h0, pc3, 1'h0 } - { 2'h0, y };
+  assign \$14  = 1'h0 == 1'h0;
   always @(posedge clk)
-    busy <= \$14 ;
+    beat__valid <= \$15 ;
   always @(posedge clk)
-    k <= \$15 ;
+    \$signal$12  <= \$16 ;
   always @(posedge clk)
-    \$signal$8  <= \$16 ;
+    \$signal$13  <= \$17 ;
   always @(posedge clk)
-    g_r <= \$17 ;
-  always @(posedge clk)
-    tag_r <= \$18 ;
-  always @(posedge clk)
-    beat__valid <= \$19 ;
-  always @(posedge clk)
-    \$signal$17  <= \$20 ;
-  always @(posedge clk)
-    \$signal$18  <= \$21 ;
-  always @(posedge clk)
-    q_tag <= \$22 ;
+    q_tag <= \$18 ;
   hwgen_popcount_11 popcount0 (
     .a(agree0),
     .clk(clk),
@@ -2690,148 +2562,110 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
     .rst(rst),
     .y(pc1)
   );
+  hwgen_popcount_11 popcount2 (
+    .a(agree2),
+    .clk(clk),
+    .en(take),
+    .rst(rst),
+    .y(pc2)
+  );
+  hwgen_popcount_11 popcount3 (
+    .a(agree3),
+    .clk(clk),
+    .en(take),
+    .rst(rst),
+    .y(pc3)
+  );
   hwgen_popcount_11 popcount_g (
-    .a(g),
+    .a(req__payload[21:11]),
     .clk(clk),
     .en(take),
     .rst(rst),
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$14  = busy;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$9 ) begin
-        \$14  = 1'h0;
-      end else begin
-        \$14  = 1'h1;
-      end
-    end
-    if (rst) begin
-      \$14  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$15  = k;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$9 ) begin
-        \$15  = 1'h0;
-      end else begin
-        \$15  = \$10 [0];
-      end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$15  = beat__valid;
+    if (\$signal ) begin
+      \$15  = front;
     end
     if (rst) begin
       \$15  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$16  = \$signal$8 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$16  = \$signal$12 ;
     if (take) begin
-      if (\$11 ) begin
-        \$16  = req__payload[10:0];
-      end
+      \$16  = 1'h0;
     end
     if (rst) begin
-      \$16  = 11'h000;
+      \$16  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$17  = g_r;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$17  = \$signal$13 ;
     if (take) begin
-      if (\$11 ) begin
-        \$17  = req__payload[21:11];
-      end
+      \$17  = \$14 ;
     end
     if (rst) begin
-      \$17  = 11'h000;
+      \$17  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$18  = tag_r;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$18  = q_tag;
     if (take) begin
-      if (\$11 ) begin
-        \$18  = req__payload[26:22];
-      end
+      \$18  = req__payload[26:22];
     end
     if (rst) begin
       \$18  = 5'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$19  = beat__valid;
-    if (\$signal ) begin
-      \$19  = front;
-    end
-    if (rst) begin
-      \$19  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$20  = \$signal$17 ;
-    if (take) begin
-      \$20  = index;
-    end
-    if (rst) begin
-      \$20  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$21  = \$signal$18 ;
-    if (take) begin
-      \$21  = \$12 ;
-    end
-    if (rst) begin
-      \$21  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$22  = q_tag;
-    if (take) begin
-      \$22  = \$13 ;
-    end
-    if (rst) begin
-      \$22  = 5'h00;
-    end
-  end
   assign beat__ready = 1'h1;
-  assign rd__addr = index;
+  assign \$signal$5  = req__payload[10:0];
+  assign g = req__payload[21:11];
+  assign index = 1'h0;
+  assign req__valid = front;
+  assign req__ready = \$signal ;
   assign en = take;
-  assign a = g;
+  assign a = req__payload[21:11];
   assign ng = { 1'h0, y };
-  assign \en$26  = take;
-  assign \a$27  = agree0;
-  assign \y$29  = pc0;
-  assign \en$31  = take;
-  assign \a$32  = agree1;
-  assign \y$34  = pc1;
+  assign \en$20  = take;
+  assign \a$21  = agree0;
+  assign \y$23  = pc0;
+  assign \en$25  = take;
+  assign \a$26  = agree1;
+  assign \y$28  = pc1;
+  assign \en$30  = take;
+  assign \a$31  = agree2;
+  assign \y$33  = pc2;
+  assign \en$35  = take;
+  assign \a$36  = agree3;
+  assign \y$38  = pc3;
   assign \req__payload.x  = req__payload[10:0];
   assign \req__payload.g  = req__payload[21:11];
   assign \req__payload.tag  = req__payload[26:22];
-  assign \beat__payload.acc  = beat__payload[9:0];
+  assign \beat__payload.acc  = beat__payload[19:0];
   assign \beat__payload.acc[0]  = beat__payload[4:0];
   assign \beat__payload.acc[1]  = beat__payload[9:5];
-  assign \beat__payload.index  = beat__payload[10];
-  assign \beat__payload.last  = beat__payload[11];
-  assign \beat__payload.tag  = beat__payload[16:12];
-  assign beat__payload[9:5] = \$8 [4:0];
-  assign beat__payload[4:0] = \$5 [4:0];
-  assign beat__payload[16:12] = q_tag;
-  assign beat__payload[11] = \$signal$18 ;
-  assign beat__payload[10] = \$signal$17 ;
+  assign \beat__payload.acc[2]  = beat__payload[14:10];
+  assign \beat__payload.acc[3]  = beat__payload[19:15];
+  assign \beat__payload.index  = beat__payload[20];
+  assign \beat__payload.last  = beat__payload[21];
+  assign \beat__payload.tag  = beat__payload[26:22];
+  assign beat__payload[19:15] = \$13 [4:0];
+  assign beat__payload[14:10] = \$10 [4:0];
+  assign beat__payload[9:5] = \$7 [4:0];
+  assign beat__payload[4:0] = \$4 [4:0];
+  assign beat__payload[26:22] = q_tag;
+  assign beat__payload[21] = \$signal$13 ;
+  assign beat__payload[20] = \$signal$12 ;
 endmodule
 
-module \hwgen_top.layer1.walker (rst, start, fresh, \port$277$0 , \port$278$0 , \port$279$0 , \port$280$0 , \port$281$0 , \port$282$0 , \port$283$0 , \port$284$0 , \port$285$0 , req__valid, turn, req__ready, keep, req__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+module \hwgen_top.layer1.walker (rst, start, fresh, \port$265$0 , \port$266$0 , \port$267$0 , \port$268$0 , \port$269$0 , \port$270$0 , \port$271$0 , \port$272$0 , \port$273$0 , req__valid, turn, req__ready, keep, req__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -2920,24 +2754,24 @@ module \hwgen_top.layer1.walker (rst, start, fresh, \port$277$0 , \port$278$0 , 
   wire ok_2_1;
   wire ok_2_2;
   reg pending = 1'h0;
-  input [2:0] \port$277$0 ;
-  wire [2:0] \port$277$0 ;
-  input [2:0] \port$278$0 ;
-  wire [2:0] \port$278$0 ;
-  input [2:0] \port$279$0 ;
-  wire [2:0] \port$279$0 ;
-  input [2:0] \port$280$0 ;
-  wire [2:0] \port$280$0 ;
-  input [2:0] \port$281$0 ;
-  wire [2:0] \port$281$0 ;
-  input [2:0] \port$282$0 ;
-  wire [2:0] \port$282$0 ;
-  input [2:0] \port$283$0 ;
-  wire [2:0] \port$283$0 ;
-  input [2:0] \port$284$0 ;
-  wire [2:0] \port$284$0 ;
-  input [2:0] \port$285$0 ;
-  wire [2:0] \port$285$0 ;
+  input [2:0] \port$265$0 ;
+  wire [2:0] \port$265$0 ;
+  input [2:0] \port$266$0 ;
+  wire [2:0] \port$266$0 ;
+  input [2:0] \port$267$0 ;
+  wire [2:0] \port$267$0 ;
+  input [2:0] \port$268$0 ;
+  wire [2:0] \port$268$0 ;
+  input [2:0] \port$269$0 ;
+  wire [2:0] \port$269$0 ;
+  input [2:0] \port$270$0 ;
+  wire [2:0] \port$270$0 ;
+  input [2:0] \port$271$0 ;
+  wire [2:0] \port$271$0 ;
+  input [2:0] \port$272$0 ;
+  wire [2:0] \port$272$0 ;
+  input [2:0] \port$273$0 ;
+  wire [2:0] \port$273$0 ;
   reg [1:0] px = 2'h0;
   reg [1:0] py = 2'h0;
   output [58:0] req__payload;
@@ -3046,14 +2880,14 @@ module \hwgen_top.layer1.walker (rst, start, fresh, \port$277$0 , \port$278$0 , 
   assign \$24  = 1'h1 & \$23 ;
   assign \$25  = x < 2'h2;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$63  = \$49 ;
     if (rst) begin
       \$63  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$64  = \$signal ;
     if (\$53 ) begin
       \$64  = 1'h1;
@@ -3065,7 +2899,7 @@ module \hwgen_top.layer1.walker (rst, start, fresh, \port$277$0 , \port$278$0 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$65  = x;
     if (fresh) begin
       \$65  = 2'h0;
@@ -3082,7 +2916,7 @@ module \hwgen_top.layer1.walker (rst, start, fresh, \port$277$0 , \port$278$0 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$66  = px;
     if (fresh) begin
       \$66  = 2'h0;
@@ -3099,7 +2933,7 @@ module \hwgen_top.layer1.walker (rst, start, fresh, \port$277$0 , \port$278$0 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$67  = y;
     if (fresh) begin
       \$67  = 2'h0;
@@ -3118,7 +2952,7 @@ module \hwgen_top.layer1.walker (rst, start, fresh, \port$277$0 , \port$278$0 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$68  = py;
     if (fresh) begin
       \$68  = 2'h0;
@@ -3139,12 +2973,12 @@ module \hwgen_top.layer1.walker (rst, start, fresh, \port$277$0 , \port$278$0 , 
   assign anchor = 1'h1;
   assign \$signal$11  = \$signal$9 ;
   assign rotate = turn;
-  assign taps = { \port$285$0 , \port$284$0 , \port$283$0 , \port$282$0 , \port$281$0 , \port$280$0 , \port$279$0 , \port$278$0 , \port$277$0  };
+  assign taps = { \port$273$0 , \port$272$0 , \port$271$0 , \port$270$0 , \port$269$0 , \port$268$0 , \port$267$0 , \port$266$0 , \port$265$0  };
   assign \req__payload.x  = req__payload[26:0];
   assign \req__payload.g  = req__payload[53:27];
   assign \req__payload.tag  = req__payload[58:54];
   assign req__payload[53:27] = { \$42 , \$41 , \$40 , \$39 , keep, \$38 , \$37 , \$36 , \$35  };
-  assign req__payload[26:0] = { \port$285$0 , \port$284$0 , \port$283$0 , \port$282$0 , \port$281$0 , \port$280$0 , \port$279$0 , \port$278$0 , \port$277$0  };
+  assign req__payload[26:0] = { \port$273$0 , \port$272$0 , \port$271$0 , \port$270$0 , \port$269$0 , \port$268$0 , \port$267$0 , \port$266$0 , \port$265$0  };
   assign req__payload[58] = \$6 ;
   assign req__payload[57] = 1'h1;
   assign req__payload[56] = 1'h1;
@@ -3152,7 +2986,7 @@ module \hwgen_top.layer1.walker (rst, start, fresh, \port$277$0 , \port$278$0 , 
   assign req__payload[54] = 1'h1;
 endmodule
 
-module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, \port$792$0 , \port$796$2 , out__valid, out__payload, out__ready);
+module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wr__data, out__valid, out__payload, out__ready);
   input clk;
   wire clk;
   output done;
@@ -3182,10 +3016,6 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, \port$792
   output out__valid;
   wire out__valid;
   wire \out__valid$35 ;
-  input [1:0] \port$792$0 ;
-  wire [1:0] \port$792$0 ;
-  input [1:0] \port$796$2 ;
-  wire [1:0] \port$796$2 ;
   wire [76:0] req__payload;
   wire [76:0] \req__payload$15 ;
   wire [35:0] \req__payload$15.g ;
@@ -3208,17 +3038,19 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, \port$792
   input start;
   wire start;
   wire \start$11 ;
-  wire [20:0] sums__payload;
-  wire [20:0] \sums__payload$21 ;
-  wire [13:0] \sums__payload$21.acc ;
+  wire [27:0] sums__payload;
+  wire [27:0] \sums__payload$21 ;
+  wire [20:0] \sums__payload$21.acc ;
   wire [6:0] \sums__payload$21.acc[0] ;
   wire [6:0] \sums__payload$21.acc[1] ;
+  wire [6:0] \sums__payload$21.acc[2] ;
   wire \sums__payload$21.index ;
   wire \sums__payload$21.last ;
   wire [4:0] \sums__payload$21.tag ;
-  wire [13:0] \sums__payload.acc ;
+  wire [20:0] \sums__payload.acc ;
   wire [6:0] \sums__payload.acc[0] ;
   wire [6:0] \sums__payload.acc[1] ;
+  wire [6:0] \sums__payload.acc[2] ;
   wire \sums__payload.index ;
   wire \sums__payload.last ;
   wire [4:0] \sums__payload.tag ;
@@ -3228,6 +3060,7 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, \port$792
   wire \sums__valid$25 ;
   wire [35:0] taps;
   wire [35:0] \taps$5 ;
+  input [3:0] wr__data;
   wire [3:0] wr__data;
   wire [3:0] \wr__data$1 ;
   input wr__en;
@@ -3247,10 +3080,9 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, \port$792
   );
   \hwgen_top.layer2.store  store (
     .clk(clk),
-    .\port$792$0 (\port$792$0 ),
-    .\port$796$2 (\port$796$2 ),
     .ring0(taps),
     .rst(rst),
+    .wr__data(wr__data),
     .wr__en(wr__en)
   );
   \hwgen_top.layer2.tiles  tiles (
@@ -3273,8 +3105,7 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, \port$792
     .start(start),
     .taps(taps)
   );
-  assign wr__data = { \port$792$0 , \port$796$2  };
-  assign \wr__data$1  = { \port$792$0 , \port$796$2  };
+  assign \wr__data$1  = wr__data;
   assign \wr__en$3  = wr__en;
   assign \taps$5  = taps;
   assign fresh = wr__en;
@@ -3300,18 +3131,20 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, \port$792
   assign \req__payload$15.x  = req__payload[35:0];
   assign \req__payload$15.g  = req__payload[71:36];
   assign \req__payload$15.tag  = req__payload[76:72];
-  assign \sums__payload.acc  = sums__payload[13:0];
+  assign \sums__payload.acc  = sums__payload[20:0];
   assign \sums__payload.acc[0]  = sums__payload[6:0];
   assign \sums__payload.acc[1]  = sums__payload[13:7];
-  assign \sums__payload.index  = sums__payload[14];
-  assign \sums__payload.last  = sums__payload[15];
-  assign \sums__payload.tag  = sums__payload[20:16];
-  assign \sums__payload$21.acc  = sums__payload[13:0];
+  assign \sums__payload.acc[2]  = sums__payload[20:14];
+  assign \sums__payload.index  = sums__payload[21];
+  assign \sums__payload.last  = sums__payload[22];
+  assign \sums__payload.tag  = sums__payload[27:23];
+  assign \sums__payload$21.acc  = sums__payload[20:0];
   assign \sums__payload$21.acc[0]  = sums__payload[6:0];
   assign \sums__payload$21.acc[1]  = sums__payload[13:7];
-  assign \sums__payload$21.index  = sums__payload[14];
-  assign \sums__payload$21.last  = sums__payload[15];
-  assign \sums__payload$21.tag  = sums__payload[20:16];
+  assign \sums__payload$21.acc[2]  = sums__payload[20:14];
+  assign \sums__payload$21.index  = sums__payload[21];
+  assign \sums__payload$21.last  = sums__payload[22];
+  assign \sums__payload$21.tag  = sums__payload[27:23];
   assign \out__payload.sample  = out__payload[15:0];
   assign \out__payload.acc  = out__payload[36:16];
   assign \out__payload.acc[0]  = out__payload[22:16];
@@ -3325,12 +3158,11 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, \port$792
 endmodule
 
 module \hwgen_top.layer2.sink (clk, rst, sample, sums__ready, done, sums__payload, sums__valid, out__valid, out__payload, out__ready);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire \$2 ;
-  reg [27:0] \$3 ;
-  reg \$4 ;
-  reg [36:0] \$5 ;
+  reg \$3 ;
+  reg [36:0] \$4 ;
   input clk;
   wire clk;
   output done;
@@ -3352,12 +3184,12 @@ module \hwgen_top.layer2.sink (clk, rst, sample, sums__ready, done, sums__payloa
   wire rst;
   input [15:0] sample;
   wire [15:0] sample;
-  reg [27:0] sr_c0 = 28'h0000000;
-  input [20:0] sums__payload;
-  wire [20:0] sums__payload;
-  wire [13:0] \sums__payload.acc ;
+  input [27:0] sums__payload;
+  wire [27:0] sums__payload;
+  wire [20:0] \sums__payload.acc ;
   wire [6:0] \sums__payload.acc[0] ;
   wire [6:0] \sums__payload.acc[1] ;
+  wire [6:0] \sums__payload.acc[2] ;
   wire \sums__payload.index ;
   wire \sums__payload.last ;
   wire [4:0] \sums__payload.tag ;
@@ -3365,60 +3197,49 @@ module \hwgen_top.layer2.sink (clk, rst, sample, sums__ready, done, sums__payloa
   wire sums__ready;
   input sums__valid;
   wire sums__valid;
-  assign done = \end  & sums__payload[20];
   assign \$2  = out__valid & out__ready;
   always @(posedge clk)
-    sr_c0 <= \$3 ;
+    out__valid <= \$3 ;
   always @(posedge clk)
-    out__valid <= \$4 ;
-  always @(posedge clk)
-    out__payload <= \$5 ;
+    out__payload <= \$4 ;
   assign \$1  = ~ out__valid;
   assign sums__ready = \$1  | out__ready;
   assign got = sums__valid & sums__ready;
-  assign \end  = got & sums__payload[15];
+  assign \end  = got & sums__payload[22];
+  assign done = \end  & sums__payload[27];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$3  = sr_c0;
-    if (got) begin
-      \$3  = { sums__payload[13:0], sr_c0[27:14] };
-    end
-    if (rst) begin
-      \$3  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$4  = out__valid;
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$3  = out__valid;
     if (\$2 ) begin
-      \$4  = 1'h0;
+      \$3  = 1'h0;
     end
     if (\end ) begin
-      \$4  = 1'h1;
+      \$3  = 1'h1;
     end
     if (rst) begin
-      \$4  = 1'h0;
+      \$3  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$5  = out__payload;
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$4  = out__payload;
     if (\end ) begin
-      \$5 [15:0] = sample;
-      \$5 [22:16] = sr_c0[20:14];
-      \$5 [29:23] = sr_c0[27:21];
-      \$5 [36:30] = sums__payload[6:0];
+      \$4 [15:0] = sample;
+      \$4 [22:16] = sums__payload[6:0];
+      \$4 [29:23] = sums__payload[13:7];
+      \$4 [36:30] = sums__payload[20:14];
     end
     if (rst) begin
-      \$5  = 37'h0000000000;
+      \$4  = 37'h0000000000;
     end
   end
-  assign \sums__payload.acc  = sums__payload[13:0];
+  assign \sums__payload.acc  = sums__payload[20:0];
   assign \sums__payload.acc[0]  = sums__payload[6:0];
   assign \sums__payload.acc[1]  = sums__payload[13:7];
-  assign \sums__payload.index  = sums__payload[14];
-  assign \sums__payload.last  = sums__payload[15];
-  assign \sums__payload.tag  = sums__payload[20:16];
+  assign \sums__payload.acc[2]  = sums__payload[20:14];
+  assign \sums__payload.index  = sums__payload[21];
+  assign \sums__payload.last  = sums__payload[22];
+  assign \sums__payload.tag  = sums__payload[27:23];
   assign \out__payload.sample  = out__payload[15:0];
   assign \out__payload.acc  = out__payload[36:16];
   assign \out__payload.acc[0]  = out__payload[22:16];
@@ -3426,18 +3247,14 @@ module \hwgen_top.layer2.sink (clk, rst, sample, sums__ready, done, sums__payloa
   assign \out__payload.acc[2]  = out__payload[36:30];
 endmodule
 
-module \hwgen_top.layer2.store (rst, wr__en, \port$792$0 , \port$796$2 , ring0, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+module \hwgen_top.layer2.store (rst, wr__en, wr__data, ring0, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire [3:0] \$2 ;
   reg [35:0] \$3 ;
   input clk;
   wire clk;
   wire fresh;
-  input [1:0] \port$792$0 ;
-  wire [1:0] \port$792$0 ;
-  input [1:0] \port$796$2 ;
-  wire [1:0] \port$796$2 ;
   output [35:0] ring0;
   reg [35:0] ring0 = 36'h000000000;
   wire rotate;
@@ -3445,15 +3262,16 @@ module \hwgen_top.layer2.store (rst, wr__en, \port$792$0 , \port$796$2 , ring0, 
   wire rst;
   (* init = 36'h000000000 *)
   wire [35:0] taps;
+  input [3:0] wr__data;
   wire [3:0] wr__data;
   input wr__en;
   wire wr__en;
   assign \$1  = wr__en | 1'h0;
-  assign \$2  = wr__en ? { \port$792$0 , \port$796$2  } : ring0[3:0];
+  assign \$2  = wr__en ? wr__data : ring0[3:0];
   always @(posedge clk)
     ring0 <= \$3 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$3  = ring0;
     if (\$1 ) begin
       \$3  = { \$2 , ring0[35:4] };
@@ -3463,7 +3281,6 @@ module \hwgen_top.layer2.store (rst, wr__en, \port$792$0 , \port$796$2 , ring0, 
     end
   end
   assign rotate = 1'h0;
-  assign wr__data = { \port$792$0 , \port$796$2  };
   assign fresh = wr__en;
   assign taps = ring0;
 endmodule
@@ -3473,32 +3290,41 @@ module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, beat__ready, \req__
   wire [7:0] \$2 ;
   wire [6:0] \$3 ;
   wire [7:0] \$4 ;
+  wire [6:0] \$5 ;
+  wire [7:0] \$6 ;
   wire [5:0] \$hwgen_sx10 ;
   wire [6:0] \$hwgen_sx11 ;
   wire [3:0] \$hwgen_sx12 ;
-  wire [5:0] \$hwgen_sx5 ;
-  wire [5:0] \$hwgen_sx6 ;
-  wire [6:0] \$hwgen_sx7 ;
-  wire [3:0] \$hwgen_sx8 ;
+  wire [5:0] \$hwgen_sx13 ;
+  wire [5:0] \$hwgen_sx14 ;
+  wire [6:0] \$hwgen_sx15 ;
+  wire [3:0] \$hwgen_sx16 ;
+  wire [5:0] \$hwgen_sx17 ;
+  wire [5:0] \$hwgen_sx18 ;
+  wire [6:0] \$hwgen_sx19 ;
+  wire [3:0] \$hwgen_sx20 ;
   wire [5:0] \$hwgen_sx9 ;
-  wire [18:0] beat__payload;
-  wire [18:0] \beat__payload$19 ;
-  wire [11:0] \beat__payload$19.acc ;
+  wire [24:0] beat__payload;
+  wire [24:0] \beat__payload$19 ;
+  wire [17:0] \beat__payload$19.acc ;
   wire [5:0] \beat__payload$19.acc[0] ;
   wire [5:0] \beat__payload$19.acc[1] ;
+  wire [5:0] \beat__payload$19.acc[2] ;
   wire \beat__payload$19.index ;
   wire \beat__payload$19.last ;
   wire [4:0] \beat__payload$19.tag ;
-  wire [14:0] \beat__payload$20 ;
-  wire [7:0] \beat__payload$20.acc ;
+  wire [18:0] \beat__payload$20 ;
+  wire [11:0] \beat__payload$20.acc ;
   wire [3:0] \beat__payload$20.acc[0] ;
   wire [3:0] \beat__payload$20.acc[1] ;
+  wire [3:0] \beat__payload$20.acc[2] ;
   wire \beat__payload$20.index ;
   wire \beat__payload$20.last ;
   wire [4:0] \beat__payload$20.tag ;
-  wire [11:0] \beat__payload.acc ;
+  wire [17:0] \beat__payload.acc ;
   wire [5:0] \beat__payload.acc[0] ;
   wire [5:0] \beat__payload.acc[1] ;
+  wire [5:0] \beat__payload.acc[2] ;
   wire \beat__payload.index ;
   wire \beat__payload.last ;
   wire [4:0] \beat__payload.tag ;
@@ -3538,55 +3364,63 @@ module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, beat__ready, \req__
   wire rst;
   wire [6:0] sum_c0_l0;
   wire [6:0] sum_c0_l1;
-  output [20:0] sums__payload;
-  wire [20:0] sums__payload;
-  wire [13:0] \sums__payload.acc ;
+  wire [6:0] sum_c0_l2;
+  output [27:0] sums__payload;
+  wire [27:0] sums__payload;
+  wire [20:0] \sums__payload.acc ;
   wire [6:0] \sums__payload.acc[0] ;
   wire [6:0] \sums__payload.acc[1] ;
+  wire [6:0] \sums__payload.acc[2] ;
   wire \sums__payload.index ;
   wire \sums__payload.last ;
   wire [4:0] \sums__payload.tag ;
   wire sums__ready;
   output sums__valid;
   wire sums__valid;
-  assign \$1  = $signed({ \$hwgen_sx5 [5], \$hwgen_sx5  }) + $signed({ \$hwgen_sx6 [5], \$hwgen_sx6  });
-  assign \$2  = $signed({ \$hwgen_sx7 [6], \$hwgen_sx7  }) + $signed({ \$hwgen_sx8 [3], \$hwgen_sx8 [3], \$hwgen_sx8 [3], \$hwgen_sx8 [3], \$hwgen_sx8  });
-  assign \$3  = $signed({ \$hwgen_sx9 [5], \$hwgen_sx9  }) + $signed({ \$hwgen_sx10 [5], \$hwgen_sx10  });
-  assign \$4  = $signed({ \$hwgen_sx11 [6], \$hwgen_sx11  }) + $signed({ \$hwgen_sx12 [3], \$hwgen_sx12 [3], \$hwgen_sx12 [3], \$hwgen_sx12 [3], \$hwgen_sx12  });
+  assign \$4  = $signed({ \$hwgen_sx15 [6], \$hwgen_sx15  }) + $signed({ \$hwgen_sx16 [3], \$hwgen_sx16 [3], \$hwgen_sx16 [3], \$hwgen_sx16 [3], \$hwgen_sx16  });
+  assign \$5  = $signed({ \$hwgen_sx17 [5], \$hwgen_sx17  }) + $signed({ \$hwgen_sx18 [5], \$hwgen_sx18  });
+  assign \$6  = $signed({ \$hwgen_sx19 [6], \$hwgen_sx19  }) + $signed({ \$hwgen_sx20 [3], \$hwgen_sx20 [3], \$hwgen_sx20 [3], \$hwgen_sx20 [3], \$hwgen_sx20  });
+  assign \$1  = $signed({ \$hwgen_sx9 [5], \$hwgen_sx9  }) + $signed({ \$hwgen_sx10 [5], \$hwgen_sx10  });
+  assign \$2  = $signed({ \$hwgen_sx11 [6], \$hwgen_sx11  }) + $signed({ \$hwgen_sx12 [3], \$hwgen_sx12 [3], \$hwgen_sx12 [3], \$hwgen_sx12 [3], \$hwgen_sx12  });
+  assign \$3  = $signed({ \$hwgen_sx13 [5], \$hwgen_sx13  }) + $signed({ \$hwgen_sx14 [5], \$hwgen_sx14  });
   \hwgen_top.layer2.tiles.tile_r0_c0  tile_r0_c0 (
     .beat__payload(beat__payload),
     .beat__ready(beat__ready),
     .beat__valid(sums__valid),
     .clk(clk),
+    .front(req__valid),
     .req__payload(req__payload),
     .req__ready(req__ready),
-    .req__valid(req__valid),
     .rst(rst)
   );
   \hwgen_top.layer2.tiles.tile_r1_c0  tile_r1_c0 (
     .beat__payload(\beat__payload$19 ),
     .beat__ready(beat__ready),
     .clk(clk),
+    .front(req__valid),
     .req__payload(\req__payload$7 ),
-    .req__valid(req__valid),
     .rst(rst)
   );
   \hwgen_top.layer2.tiles.tile_r2_c0  tile_r2_c0 (
     .beat__payload(\beat__payload$20 ),
     .beat__ready(beat__ready),
     .clk(clk),
+    .front(req__valid),
     .req__payload(\req__payload$10 ),
-    .req__valid(req__valid),
     .rst(rst)
   );
-  assign \$hwgen_sx5  = beat__payload[5:0];
-  assign \$hwgen_sx6  = \beat__payload$19 [5:0];
-  assign \$hwgen_sx7  = \$1 ;
-  assign \$hwgen_sx8  = \beat__payload$20 [3:0];
-  assign \$hwgen_sx9  = beat__payload[11:6];
-  assign \$hwgen_sx10  = \beat__payload$19 [11:6];
-  assign \$hwgen_sx11  = \$3 ;
-  assign \$hwgen_sx12  = \beat__payload$20 [7:4];
+  assign \$hwgen_sx9  = beat__payload[5:0];
+  assign \$hwgen_sx10  = \beat__payload$19 [5:0];
+  assign \$hwgen_sx11  = \$1 ;
+  assign \$hwgen_sx12  = \beat__payload$20 [3:0];
+  assign \$hwgen_sx13  = beat__payload[11:6];
+  assign \$hwgen_sx14  = \beat__payload$19 [11:6];
+  assign \$hwgen_sx15  = \$3 ;
+  assign \$hwgen_sx16  = \beat__payload$20 [7:4];
+  assign \$hwgen_sx17  = beat__payload[17:12];
+  assign \$hwgen_sx18  = \beat__payload$19 [17:12];
+  assign \$hwgen_sx19  = \$5 ;
+  assign \$hwgen_sx20  = \beat__payload$20 [11:8];
   assign \req__valid$1  = req__valid;
   assign sums__ready = beat__ready;
   assign \req__valid$6  = req__valid;
@@ -3597,6 +3431,7 @@ module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, beat__ready, \req__
   assign beat__valid = sums__valid;
   assign sum_c0_l0 = \$2 [6:0];
   assign sum_c0_l1 = \$4 [6:0];
+  assign sum_c0_l2 = \$6 [6:0];
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
   assign \req__payload.tag  = req__payload[36:32];
@@ -3609,35 +3444,40 @@ module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, beat__ready, \req__
   assign \req__payload$10.x  = \req__payload$10 [3:0];
   assign \req__payload$10.g  = \req__payload$10 [7:4];
   assign \req__payload$10.tag  = \req__payload$10 [12:8];
-  assign \sums__payload.acc  = sums__payload[13:0];
+  assign \sums__payload.acc  = sums__payload[20:0];
   assign \sums__payload.acc[0]  = sums__payload[6:0];
   assign \sums__payload.acc[1]  = sums__payload[13:7];
-  assign \sums__payload.index  = sums__payload[14];
-  assign \sums__payload.last  = sums__payload[15];
-  assign \sums__payload.tag  = sums__payload[20:16];
-  assign \beat__payload.acc  = beat__payload[11:0];
+  assign \sums__payload.acc[2]  = sums__payload[20:14];
+  assign \sums__payload.index  = sums__payload[21];
+  assign \sums__payload.last  = sums__payload[22];
+  assign \sums__payload.tag  = sums__payload[27:23];
+  assign \beat__payload.acc  = beat__payload[17:0];
   assign \beat__payload.acc[0]  = beat__payload[5:0];
   assign \beat__payload.acc[1]  = beat__payload[11:6];
-  assign \beat__payload.index  = beat__payload[12];
-  assign \beat__payload.last  = beat__payload[13];
-  assign \beat__payload.tag  = beat__payload[18:14];
-  assign \beat__payload$19.acc  = \beat__payload$19 [11:0];
+  assign \beat__payload.acc[2]  = beat__payload[17:12];
+  assign \beat__payload.index  = beat__payload[18];
+  assign \beat__payload.last  = beat__payload[19];
+  assign \beat__payload.tag  = beat__payload[24:20];
+  assign \beat__payload$19.acc  = \beat__payload$19 [17:0];
   assign \beat__payload$19.acc[0]  = \beat__payload$19 [5:0];
   assign \beat__payload$19.acc[1]  = \beat__payload$19 [11:6];
-  assign \beat__payload$19.index  = \beat__payload$19 [12];
-  assign \beat__payload$19.last  = \beat__payload$19 [13];
-  assign \beat__payload$19.tag  = \beat__payload$19 [18:14];
-  assign \beat__payload$20.acc  = \beat__payload$20 [7:0];
+  assign \beat__payload$19.acc[2]  = \beat__payload$19 [17:12];
+  assign \beat__payload$19.index  = \beat__payload$19 [18];
+  assign \beat__payload$19.last  = \beat__payload$19 [19];
+  assign \beat__payload$19.tag  = \beat__payload$19 [24:20];
+  assign \beat__payload$20.acc  = \beat__payload$20 [11:0];
   assign \beat__payload$20.acc[0]  = \beat__payload$20 [3:0];
   assign \beat__payload$20.acc[1]  = \beat__payload$20 [7:4];
-  assign \beat__payload$20.index  = \beat__payload$20 [8];
-  assign \beat__payload$20.last  = \beat__payload$20 [9];
-  assign \beat__payload$20.tag  = \beat__payload$20 [14:10];
+  assign \beat__payload$20.acc[2]  = \beat__payload$20 [11:8];
+  assign \beat__payload$20.index  = \beat__payload$20 [12];
+  assign \beat__payload$20.last  = \beat__payload$20 [13];
+  assign \beat__payload$20.tag  = \beat__payload$20 [18:14];
+  assign sums__payload[20:14] = \$6 [6:0];
   assign sums__payload[13:7] = \$4 [6:0];
   assign sums__payload[6:0] = \$2 [6:0];
-  assign sums__payload[20:16] = beat__payload[18:14];
-  assign sums__payload[15] = beat__payload[13];
-  assign sums__payload[14] = beat__payload[12];
+  assign sums__payload[27:23] = beat__payload[24:20];
+  assign sums__payload[22] = beat__payload[19];
+  assign sums__payload[21] = beat__payload[18];
   assign \req__payload$10 [12:8] = \req__payload$3 [76:72];
   assign \req__payload$10 [7:4] = \req__payload$3 [71:68];
   assign \req__payload$10 [3:0] = \req__payload$3 [35:32];
@@ -3649,45 +3489,40 @@ module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, beat__ready, \req__
   assign req__payload[15:0] = \req__payload$3 [15:0];
 endmodule
 
-module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__valid, req__ready, beat__ready, req__payload, beat__payload, beat__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, front, req__ready, beat__ready, req__payload, beat__payload, beat__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
-  wire [1:0] \$10 ;
+  wire [6:0] \$10 ;
   wire \$11 ;
-  wire \$12 ;
-  wire [4:0] \$13 ;
+  reg \$12 ;
+  reg \$13 ;
   reg \$14 ;
-  reg \$15 ;
-  reg [15:0] \$16 ;
-  reg [15:0] \$17 ;
-  reg [4:0] \$18 ;
-  reg \$19 ;
-  wire \$2 ;
-  reg \$20 ;
-  reg \$21 ;
-  reg [4:0] \$22 ;
+  reg [4:0] \$15 ;
+  wire [15:0] \$2 ;
   wire [15:0] \$3 ;
-  wire [15:0] \$4 ;
-  wire [6:0] \$5 ;
+  wire [6:0] \$4 ;
+  wire [15:0] \$5 ;
   wire [15:0] \$6 ;
-  wire [15:0] \$7 ;
-  wire [6:0] \$8 ;
-  wire \$9 ;
+  wire [6:0] \$7 ;
+  wire [15:0] \$8 ;
+  wire [15:0] \$9 ;
   wire \$signal ;
-  reg \$signal$17  = 1'h0;
-  reg \$signal$18  = 1'h0;
+  reg \$signal$12  = 1'h0;
+  reg \$signal$13  = 1'h0;
   wire [15:0] \$signal$5 ;
-  reg [15:0] \$signal$8  = 16'h0000;
   wire [15:0] a;
-  wire [15:0] \a$27 ;
-  wire [15:0] \a$32 ;
+  wire [15:0] \a$21 ;
+  wire [15:0] \a$26 ;
+  wire [15:0] \a$31 ;
   wire [15:0] agree0;
   wire [15:0] agree1;
-  output [18:0] beat__payload;
-  wire [18:0] beat__payload;
-  wire [11:0] \beat__payload.acc ;
+  wire [15:0] agree2;
+  output [24:0] beat__payload;
+  wire [24:0] beat__payload;
+  wire [17:0] \beat__payload.acc ;
   wire [5:0] \beat__payload.acc[0] ;
   wire [5:0] \beat__payload.acc[1] ;
+  wire [5:0] \beat__payload.acc[2] ;
   wire \beat__payload.index ;
   wire \beat__payload.last ;
   wire [4:0] \beat__payload.tag ;
@@ -3695,23 +3530,21 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__valid, req__ready, beat__re
   wire beat__ready;
   output beat__valid;
   reg beat__valid = 1'h0;
-  reg busy = 1'h0;
   input clk;
   wire clk;
   wire en;
-  wire \en$26 ;
-  wire \en$31 ;
+  wire \en$20 ;
+  wire \en$25 ;
+  wire \en$30 ;
+  input front;
   wire front;
   wire [15:0] g;
-  reg [15:0] g_r = 16'h0000;
   wire index;
-  reg k = 1'h0;
   wire [5:0] ng;
   wire [4:0] pc0;
   wire [4:0] pc1;
+  wire [4:0] pc2;
   reg [4:0] q_tag = 5'h00;
-  wire rd__addr;
-  wire [31:0] rd__data;
   input [36:0] req__payload;
   wire [36:0] req__payload;
   wire [15:0] \req__payload.g ;
@@ -3719,61 +3552,38 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__valid, req__ready, beat__re
   wire [15:0] \req__payload.x ;
   output req__ready;
   wire req__ready;
-  input req__valid;
   wire req__valid;
   input rst;
   wire rst;
-  reg [4:0] tag_r = 5'h00;
   wire take;
   wire [4:0] y;
-  wire [4:0] \y$29 ;
-  wire [4:0] \y$34 ;
-  reg [31:0] mem [1:0];
-  initial begin
-    mem[0] = 32'd4003288313;
-    mem[1] = 32'd57975;
-  end
-  assign rd__data = mem[index];
+  wire [4:0] \y$23 ;
+  wire [4:0] \y$28 ;
+  wire [4:0] \y$33 ;
   assign \$1  = ~ beat__valid;
   assign \$signal  = \$1  | beat__ready;
   assign take = front & \$signal ;
-  assign \$signal$5  = busy ? \$signal$8  : req__payload[15:0];
-  assign g = busy ? g_r : req__payload[31:16];
-  assign index = busy ? k : 1'h0;
-  assign front = busy | req__valid;
-  assign \$2  = ~ busy;
-  assign req__ready = \$2  & \$signal ;
-  assign \$3  = \$signal$5  ^ rd__data[15:0];
-  assign \$4  = ~ \$3 ;
-  assign agree0 = g & \$4 ;
-  assign \$5  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$6  = \$signal$5  ^ rd__data[31:16];
-  assign \$7  = ~ \$6 ;
-  assign agree1 = g & \$7 ;
-  assign \$8  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
-  assign \$9  = index == 1'h1;
-  assign \$10  = { 1'h0, index } + 2'h1;
-  assign \$11  = ~ busy;
-  assign \$12  = index == 1'h1;
-  assign \$13  = busy ? tag_r : req__payload[36:32];
+  assign \$2  = req__payload[15:0] ^ 16'h54f9;
+  assign \$3  = ~ \$2 ;
+  assign agree0 = req__payload[31:16] & \$3 ;
+  assign \$4  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
+  assign \$5  = req__payload[15:0] ^ 16'hee9d;
+  assign \$6  = ~ \$5 ;
+  assign agree1 = req__payload[31:16] & \$6 ;
+  assign \$7  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
+  assign \$8  = req__payload[15:0] ^ 16'he277;
+  assign \$9  = ~ \$8 ;
+  assign agree2 = req__payload[31:16] & \$9 ;
+  assign \$10  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
+  assign \$11  = 1'h0 == 1'h0;
   always @(posedge clk)
-    busy <= \$14 ;
+    beat__valid <= \$12 ;
   always @(posedge clk)
-    k <= \$15 ;
+    \$signal$12  <= \$13 ;
   always @(posedge clk)
-    \$signal$8  <= \$16 ;
+    \$signal$13  <= \$14 ;
   always @(posedge clk)
-    g_r <= \$17 ;
-  always @(posedge clk)
-    tag_r <= \$18 ;
-  always @(posedge clk)
-    beat__valid <= \$19 ;
-  always @(posedge clk)
-    \$signal$17  <= \$20 ;
-  always @(posedge clk)
-    \$signal$18  <= \$21 ;
-  always @(posedge clk)
-    q_tag <= \$22 ;
+    q_tag <= \$15 ;
   hwgen_popcount_16 popcount0 (
     .a(agree0),
     .clk(clk),
@@ -3788,268 +3598,188 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__valid, req__ready, beat__re
     .rst(rst),
     .y(pc1)
   );
+  hwgen_popcount_16 popcount2 (
+    .a(agree2),
+    .clk(clk),
+    .en(take),
+    .rst(rst),
+    .y(pc2)
+  );
   hwgen_popcount_16 popcount_g (
-    .a(g),
+    .a(req__payload[31:16]),
     .clk(clk),
     .en(take),
     .rst(rst),
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$14  = busy;
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$12  = beat__valid;
+    if (\$signal ) begin
+      \$12  = front;
+    end
+    if (rst) begin
+      \$12  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$13  = \$signal$12 ;
     if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$9 ) begin
-        \$14  = 1'h0;
-      end else begin
-        \$14  = 1'h1;
-      end
+      \$13  = 1'h0;
+    end
+    if (rst) begin
+      \$13  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$14  = \$signal$13 ;
+    if (take) begin
+      \$14  = \$11 ;
     end
     if (rst) begin
       \$14  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$15  = k;
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$15  = q_tag;
     if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$9 ) begin
-        \$15  = 1'h0;
-      end else begin
-        \$15  = \$10 [0];
-      end
+      \$15  = req__payload[36:32];
     end
     if (rst) begin
-      \$15  = 1'h0;
+      \$15  = 5'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$16  = \$signal$8 ;
-    if (take) begin
-      if (\$11 ) begin
-        \$16  = req__payload[15:0];
-      end
-    end
-    if (rst) begin
-      \$16  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$17  = g_r;
-    if (take) begin
-      if (\$11 ) begin
-        \$17  = req__payload[31:16];
-      end
-    end
-    if (rst) begin
-      \$17  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$18  = tag_r;
-    if (take) begin
-      if (\$11 ) begin
-        \$18  = req__payload[36:32];
-      end
-    end
-    if (rst) begin
-      \$18  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$19  = beat__valid;
-    if (\$signal ) begin
-      \$19  = front;
-    end
-    if (rst) begin
-      \$19  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$20  = \$signal$17 ;
-    if (take) begin
-      \$20  = index;
-    end
-    if (rst) begin
-      \$20  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$21  = \$signal$18 ;
-    if (take) begin
-      \$21  = \$12 ;
-    end
-    if (rst) begin
-      \$21  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$22  = q_tag;
-    if (take) begin
-      \$22  = \$13 ;
-    end
-    if (rst) begin
-      \$22  = 5'h00;
-    end
-  end
-  assign rd__addr = index;
+  assign \$signal$5  = req__payload[15:0];
+  assign g = req__payload[31:16];
+  assign index = 1'h0;
+  assign req__valid = front;
   assign en = take;
-  assign a = g;
+  assign a = req__payload[31:16];
   assign ng = { 1'h0, y };
-  assign \en$26  = take;
-  assign \a$27  = agree0;
-  assign \y$29  = pc0;
-  assign \en$31  = take;
-  assign \a$32  = agree1;
-  assign \y$34  = pc1;
+  assign \en$20  = take;
+  assign \a$21  = agree0;
+  assign \y$23  = pc0;
+  assign \en$25  = take;
+  assign \a$26  = agree1;
+  assign \y$28  = pc1;
+  assign \en$30  = take;
+  assign \a$31  = agree2;
+  assign \y$33  = pc2;
+  assign req__ready = \$signal ;
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
   assign \req__payload.tag  = req__payload[36:32];
-  assign \beat__payload.acc  = beat__payload[11:0];
+  assign \beat__payload.acc  = beat__payload[17:0];
   assign \beat__payload.acc[0]  = beat__payload[5:0];
   assign \beat__payload.acc[1]  = beat__payload[11:6];
-  assign \beat__payload.index  = beat__payload[12];
-  assign \beat__payload.last  = beat__payload[13];
-  assign \beat__payload.tag  = beat__payload[18:14];
-  assign beat__payload[11:6] = \$8 [5:0];
-  assign beat__payload[5:0] = \$5 [5:0];
-  assign beat__payload[18:14] = q_tag;
-  assign beat__payload[13] = \$signal$18 ;
-  assign beat__payload[12] = \$signal$17 ;
+  assign \beat__payload.acc[2]  = beat__payload[17:12];
+  assign \beat__payload.index  = beat__payload[18];
+  assign \beat__payload.last  = beat__payload[19];
+  assign \beat__payload.tag  = beat__payload[24:20];
+  assign beat__payload[17:12] = \$10 [5:0];
+  assign beat__payload[11:6] = \$7 [5:0];
+  assign beat__payload[5:0] = \$4 [5:0];
+  assign beat__payload[24:20] = q_tag;
+  assign beat__payload[19] = \$signal$13 ;
+  assign beat__payload[18] = \$signal$12 ;
 endmodule
 
-module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, req__valid, beat__ready, req__payload, beat__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, front, beat__ready, req__payload, beat__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
-  wire [1:0] \$10 ;
+  wire [6:0] \$10 ;
   wire \$11 ;
-  wire \$12 ;
-  wire [4:0] \$13 ;
+  reg \$12 ;
+  reg \$13 ;
   reg \$14 ;
-  reg \$15 ;
-  reg [15:0] \$16 ;
-  reg [15:0] \$17 ;
-  reg [4:0] \$18 ;
-  reg \$19 ;
-  wire \$2 ;
-  reg \$20 ;
-  reg \$21 ;
-  reg [4:0] \$22 ;
+  reg [4:0] \$15 ;
+  wire [15:0] \$2 ;
   wire [15:0] \$3 ;
-  wire [15:0] \$4 ;
-  wire [6:0] \$5 ;
+  wire [6:0] \$4 ;
+  wire [15:0] \$5 ;
   wire [15:0] \$6 ;
-  wire [15:0] \$7 ;
-  wire [6:0] \$8 ;
-  wire \$9 ;
+  wire [6:0] \$7 ;
+  wire [15:0] \$8 ;
+  wire [15:0] \$9 ;
   wire \$signal ;
-  reg \$signal$17  = 1'h0;
-  reg \$signal$18  = 1'h0;
+  reg \$signal$12  = 1'h0;
+  reg \$signal$13  = 1'h0;
   wire [15:0] \$signal$5 ;
-  reg [15:0] \$signal$8  = 16'h0000;
   wire [15:0] a;
-  wire [15:0] \a$27 ;
-  wire [15:0] \a$32 ;
+  wire [15:0] \a$21 ;
+  wire [15:0] \a$26 ;
+  wire [15:0] \a$31 ;
   wire [15:0] agree0;
   wire [15:0] agree1;
-  output [18:0] beat__payload;
-  wire [18:0] beat__payload;
-  wire [11:0] \beat__payload.acc ;
+  wire [15:0] agree2;
+  output [24:0] beat__payload;
+  wire [24:0] beat__payload;
+  wire [17:0] \beat__payload.acc ;
   wire [5:0] \beat__payload.acc[0] ;
   wire [5:0] \beat__payload.acc[1] ;
+  wire [5:0] \beat__payload.acc[2] ;
   wire \beat__payload.index ;
   wire \beat__payload.last ;
   wire [4:0] \beat__payload.tag ;
   input beat__ready;
   wire beat__ready;
   reg beat__valid = 1'h0;
-  reg busy = 1'h0;
   input clk;
   wire clk;
   wire en;
-  wire \en$26 ;
-  wire \en$31 ;
+  wire \en$20 ;
+  wire \en$25 ;
+  wire \en$30 ;
+  input front;
   wire front;
   wire [15:0] g;
-  reg [15:0] g_r = 16'h0000;
   wire index;
-  reg k = 1'h0;
   wire [5:0] ng;
   wire [4:0] pc0;
   wire [4:0] pc1;
+  wire [4:0] pc2;
   reg [4:0] q_tag = 5'h00;
-  wire rd__addr;
-  wire [31:0] rd__data;
   input [36:0] req__payload;
   wire [36:0] req__payload;
   wire [15:0] \req__payload.g ;
   wire [4:0] \req__payload.tag ;
   wire [15:0] \req__payload.x ;
   wire req__ready;
-  input req__valid;
   wire req__valid;
   input rst;
   wire rst;
-  reg [4:0] tag_r = 5'h00;
   wire take;
   wire [4:0] y;
-  wire [4:0] \y$29 ;
-  wire [4:0] \y$34 ;
-  reg [31:0] mem [1:0];
-  initial begin
-    mem[0] = 32'd4246722937;
-    mem[1] = 32'd44568;
-  end
-  assign rd__data = mem[index];
+  wire [4:0] \y$23 ;
+  wire [4:0] \y$28 ;
+  wire [4:0] \y$33 ;
   assign \$1  = ~ beat__valid;
   assign \$signal  = \$1  | beat__ready;
   assign take = front & \$signal ;
-  assign \$signal$5  = busy ? \$signal$8  : req__payload[15:0];
-  assign g = busy ? g_r : req__payload[31:16];
-  assign index = busy ? k : 1'h0;
-  assign front = busy | req__valid;
-  assign \$2  = ~ busy;
-  assign req__ready = \$2  & \$signal ;
-  assign \$3  = \$signal$5  ^ rd__data[15:0];
-  assign \$4  = ~ \$3 ;
-  assign agree0 = g & \$4 ;
-  assign \$5  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$6  = \$signal$5  ^ rd__data[31:16];
-  assign \$7  = ~ \$6 ;
-  assign agree1 = g & \$7 ;
-  assign \$8  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
-  assign \$9  = index == 1'h1;
-  assign \$10  = { 1'h0, index } + 2'h1;
-  assign \$11  = ~ busy;
-  assign \$12  = index == 1'h1;
-  assign \$13  = busy ? tag_r : req__payload[36:32];
+  assign \$2  = req__payload[15:0] ^ 16'hd979;
+  assign \$3  = ~ \$2 ;
+  assign agree0 = req__payload[31:16] & \$3 ;
+  assign \$4  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
+  assign \$5  = req__payload[15:0] ^ 16'hfd1f;
+  assign \$6  = ~ \$5 ;
+  assign agree1 = req__payload[31:16] & \$6 ;
+  assign \$7  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
+  assign \$8  = req__payload[15:0] ^ 16'hae18;
+  assign \$9  = ~ \$8 ;
+  assign agree2 = req__payload[31:16] & \$9 ;
+  assign \$10  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
+  assign \$11  = 1'h0 == 1'h0;
   always @(posedge clk)
-    busy <= \$14 ;
+    beat__valid <= \$12 ;
   always @(posedge clk)
-    k <= \$15 ;
+    \$signal$12  <= \$13 ;
   always @(posedge clk)
-    \$signal$8  <= \$16 ;
+    \$signal$13  <= \$14 ;
   always @(posedge clk)
-    g_r <= \$17 ;
-  always @(posedge clk)
-    tag_r <= \$18 ;
-  always @(posedge clk)
-    beat__valid <= \$19 ;
-  always @(posedge clk)
-    \$signal$17  <= \$20 ;
-  always @(posedge clk)
-    \$signal$18  <= \$21 ;
-  always @(posedge clk)
-    q_tag <= \$22 ;
+    q_tag <= \$15 ;
   hwgen_popcount_16 popcount0 (
     .a(agree0),
     .clk(clk),
@@ -4064,268 +3794,188 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, req__valid, beat__ready, req__pa
     .rst(rst),
     .y(pc1)
   );
+  hwgen_popcount_16 popcount2 (
+    .a(agree2),
+    .clk(clk),
+    .en(take),
+    .rst(rst),
+    .y(pc2)
+  );
   hwgen_popcount_16 popcount_g (
-    .a(g),
+    .a(req__payload[31:16]),
     .clk(clk),
     .en(take),
     .rst(rst),
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$14  = busy;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$12  = beat__valid;
+    if (\$signal ) begin
+      \$12  = front;
+    end
+    if (rst) begin
+      \$12  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$13  = \$signal$12 ;
     if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$9 ) begin
-        \$14  = 1'h0;
-      end else begin
-        \$14  = 1'h1;
-      end
+      \$13  = 1'h0;
+    end
+    if (rst) begin
+      \$13  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$14  = \$signal$13 ;
+    if (take) begin
+      \$14  = \$11 ;
     end
     if (rst) begin
       \$14  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$15  = k;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$15  = q_tag;
     if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$9 ) begin
-        \$15  = 1'h0;
-      end else begin
-        \$15  = \$10 [0];
-      end
+      \$15  = req__payload[36:32];
     end
     if (rst) begin
-      \$15  = 1'h0;
+      \$15  = 5'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$16  = \$signal$8 ;
-    if (take) begin
-      if (\$11 ) begin
-        \$16  = req__payload[15:0];
-      end
-    end
-    if (rst) begin
-      \$16  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$17  = g_r;
-    if (take) begin
-      if (\$11 ) begin
-        \$17  = req__payload[31:16];
-      end
-    end
-    if (rst) begin
-      \$17  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$18  = tag_r;
-    if (take) begin
-      if (\$11 ) begin
-        \$18  = req__payload[36:32];
-      end
-    end
-    if (rst) begin
-      \$18  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$19  = beat__valid;
-    if (\$signal ) begin
-      \$19  = front;
-    end
-    if (rst) begin
-      \$19  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$20  = \$signal$17 ;
-    if (take) begin
-      \$20  = index;
-    end
-    if (rst) begin
-      \$20  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$21  = \$signal$18 ;
-    if (take) begin
-      \$21  = \$12 ;
-    end
-    if (rst) begin
-      \$21  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$22  = q_tag;
-    if (take) begin
-      \$22  = \$13 ;
-    end
-    if (rst) begin
-      \$22  = 5'h00;
-    end
-  end
-  assign rd__addr = index;
+  assign \$signal$5  = req__payload[15:0];
+  assign g = req__payload[31:16];
+  assign index = 1'h0;
+  assign req__valid = front;
+  assign req__ready = \$signal ;
   assign en = take;
-  assign a = g;
+  assign a = req__payload[31:16];
   assign ng = { 1'h0, y };
-  assign \en$26  = take;
-  assign \a$27  = agree0;
-  assign \y$29  = pc0;
-  assign \en$31  = take;
-  assign \a$32  = agree1;
-  assign \y$34  = pc1;
+  assign \en$20  = take;
+  assign \a$21  = agree0;
+  assign \y$23  = pc0;
+  assign \en$25  = take;
+  assign \a$26  = agree1;
+  assign \y$28  = pc1;
+  assign \en$30  = take;
+  assign \a$31  = agree2;
+  assign \y$33  = pc2;
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
   assign \req__payload.tag  = req__payload[36:32];
-  assign \beat__payload.acc  = beat__payload[11:0];
+  assign \beat__payload.acc  = beat__payload[17:0];
   assign \beat__payload.acc[0]  = beat__payload[5:0];
   assign \beat__payload.acc[1]  = beat__payload[11:6];
-  assign \beat__payload.index  = beat__payload[12];
-  assign \beat__payload.last  = beat__payload[13];
-  assign \beat__payload.tag  = beat__payload[18:14];
-  assign beat__payload[11:6] = \$8 [5:0];
-  assign beat__payload[5:0] = \$5 [5:0];
-  assign beat__payload[18:14] = q_tag;
-  assign beat__payload[13] = \$signal$18 ;
-  assign beat__payload[12] = \$signal$17 ;
+  assign \beat__payload.acc[2]  = beat__payload[17:12];
+  assign \beat__payload.index  = beat__payload[18];
+  assign \beat__payload.last  = beat__payload[19];
+  assign \beat__payload.tag  = beat__payload[24:20];
+  assign beat__payload[17:12] = \$10 [5:0];
+  assign beat__payload[11:6] = \$7 [5:0];
+  assign beat__payload[5:0] = \$4 [5:0];
+  assign beat__payload[24:20] = q_tag;
+  assign beat__payload[19] = \$signal$13 ;
+  assign beat__payload[18] = \$signal$12 ;
 endmodule
 
-module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, req__valid, beat__ready, req__payload, beat__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, front, beat__ready, req__payload, beat__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
-  wire [1:0] \$10 ;
+  wire [4:0] \$10 ;
   wire \$11 ;
-  wire \$12 ;
-  wire [4:0] \$13 ;
+  reg \$12 ;
+  reg \$13 ;
   reg \$14 ;
-  reg \$15 ;
-  reg [3:0] \$16 ;
-  reg [3:0] \$17 ;
-  reg [4:0] \$18 ;
-  reg \$19 ;
-  wire \$2 ;
-  reg \$20 ;
-  reg \$21 ;
-  reg [4:0] \$22 ;
+  reg [4:0] \$15 ;
+  wire [3:0] \$2 ;
   wire [3:0] \$3 ;
-  wire [3:0] \$4 ;
-  wire [4:0] \$5 ;
+  wire [4:0] \$4 ;
+  wire [3:0] \$5 ;
   wire [3:0] \$6 ;
-  wire [3:0] \$7 ;
-  wire [4:0] \$8 ;
-  wire \$9 ;
+  wire [4:0] \$7 ;
+  wire [3:0] \$8 ;
+  wire [3:0] \$9 ;
   wire \$signal ;
-  reg \$signal$17  = 1'h0;
-  reg \$signal$18  = 1'h0;
+  reg \$signal$12  = 1'h0;
+  reg \$signal$13  = 1'h0;
   wire [3:0] \$signal$5 ;
-  reg [3:0] \$signal$8  = 4'h0;
   wire [3:0] a;
-  wire [3:0] \a$27 ;
-  wire [3:0] \a$32 ;
+  wire [3:0] \a$21 ;
+  wire [3:0] \a$26 ;
+  wire [3:0] \a$31 ;
   wire [3:0] agree0;
   wire [3:0] agree1;
-  output [14:0] beat__payload;
-  wire [14:0] beat__payload;
-  wire [7:0] \beat__payload.acc ;
+  wire [3:0] agree2;
+  output [18:0] beat__payload;
+  wire [18:0] beat__payload;
+  wire [11:0] \beat__payload.acc ;
   wire [3:0] \beat__payload.acc[0] ;
   wire [3:0] \beat__payload.acc[1] ;
+  wire [3:0] \beat__payload.acc[2] ;
   wire \beat__payload.index ;
   wire \beat__payload.last ;
   wire [4:0] \beat__payload.tag ;
   input beat__ready;
   wire beat__ready;
   reg beat__valid = 1'h0;
-  reg busy = 1'h0;
   input clk;
   wire clk;
   wire en;
-  wire \en$26 ;
-  wire \en$31 ;
+  wire \en$20 ;
+  wire \en$25 ;
+  wire \en$30 ;
+  input front;
   wire front;
   wire [3:0] g;
-  reg [3:0] g_r = 4'h0;
   wire index;
-  reg k = 1'h0;
   wire [3:0] ng;
   wire [2:0] pc0;
   wire [2:0] pc1;
+  wire [2:0] pc2;
   reg [4:0] q_tag = 5'h00;
-  wire rd__addr;
-  wire [7:0] rd__data;
   input [12:0] req__payload;
   wire [12:0] req__payload;
   wire [3:0] \req__payload.g ;
   wire [4:0] \req__payload.tag ;
   wire [3:0] \req__payload.x ;
   wire req__ready;
-  input req__valid;
   wire req__valid;
   input rst;
   wire rst;
-  reg [4:0] tag_r = 5'h00;
   wire take;
   wire [2:0] y;
-  wire [2:0] \y$29 ;
-  wire [2:0] \y$34 ;
-  reg [7:0] mem [1:0];
-  initial begin
-    mem[0] = 8'ha8;
-    mem[1] = 8'h0d;
-  end
-  assign rd__data = mem[index];
+  wire [2:0] \y$23 ;
+  wire [2:0] \y$28 ;
+  wire [2:0] \y$33 ;
   assign \$1  = ~ beat__valid;
   assign \$signal  = \$1  | beat__ready;
   assign take = front & \$signal ;
-  assign \$signal$5  = busy ? \$signal$8  : req__payload[3:0];
-  assign g = busy ? g_r : req__payload[7:4];
-  assign index = busy ? k : 1'h0;
-  assign front = busy | req__valid;
-  assign \$2  = ~ busy;
-  assign req__ready = \$2  & \$signal ;
-  assign \$3  = \$signal$5  ^ rd__data[3:0];
-  assign \$4  = ~ \$3 ;
-  assign agree0 = g & \$4 ;
-  assign \$5  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$6  = \$signal$5  ^ rd__data[7:4];
-  assign \$7  = ~ \$6 ;
-  assign agree1 = g & \$7 ;
-  assign \$8  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
-  assign \$9  = index == 1'h1;
-  assign \$10  = { 1'h0, index } + 2'h1;
-  assign \$11  = ~ busy;
-  assign \$12  = index == 1'h1;
-  assign \$13  = busy ? tag_r : req__payload[12:8];
+  assign \$2  = req__payload[3:0] ^ 4'h8;
+  assign \$3  = ~ \$2 ;
+  assign agree0 = req__payload[7:4] & \$3 ;
+  assign \$4  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
+  assign \$5  = req__payload[3:0] ^ 4'ha;
+  assign \$6  = ~ \$5 ;
+  assign agree1 = req__payload[7:4] & \$6 ;
+  assign \$7  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
+  assign \$8  = req__payload[3:0] ^ 4'hd;
+  assign \$9  = ~ \$8 ;
+  assign agree2 = req__payload[7:4] & \$9 ;
+  assign \$10  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
+  assign \$11  = 1'h0 == 1'h0;
   always @(posedge clk)
-    busy <= \$14 ;
+    beat__valid <= \$12 ;
   always @(posedge clk)
-    k <= \$15 ;
+    \$signal$12  <= \$13 ;
   always @(posedge clk)
-    \$signal$8  <= \$16 ;
+    \$signal$13  <= \$14 ;
   always @(posedge clk)
-    g_r <= \$17 ;
-  always @(posedge clk)
-    tag_r <= \$18 ;
-  always @(posedge clk)
-    beat__valid <= \$19 ;
-  always @(posedge clk)
-    \$signal$17  <= \$20 ;
-  always @(posedge clk)
-    \$signal$18  <= \$21 ;
-  always @(posedge clk)
-    q_tag <= \$22 ;
+    q_tag <= \$15 ;
   hwgen_popcount_4 popcount0 (
     .a(agree0),
     .clk(clk),
@@ -4340,147 +3990,97 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, req__valid, beat__ready, req__pa
     .rst(rst),
     .y(pc1)
   );
+  hwgen_popcount_4 popcount2 (
+    .a(agree2),
+    .clk(clk),
+    .en(take),
+    .rst(rst),
+    .y(pc2)
+  );
   hwgen_popcount_4 popcount_g (
-    .a(g),
+    .a(req__payload[7:4]),
     .clk(clk),
     .en(take),
     .rst(rst),
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$14  = busy;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$12  = beat__valid;
+    if (\$signal ) begin
+      \$12  = front;
+    end
+    if (rst) begin
+      \$12  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$13  = \$signal$12 ;
     if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$9 ) begin
-        \$14  = 1'h0;
-      end else begin
-        \$14  = 1'h1;
-      end
+      \$13  = 1'h0;
+    end
+    if (rst) begin
+      \$13  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$14  = \$signal$13 ;
+    if (take) begin
+      \$14  = \$11 ;
     end
     if (rst) begin
       \$14  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$15  = k;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$15  = q_tag;
     if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$9 ) begin
-        \$15  = 1'h0;
-      end else begin
-        \$15  = \$10 [0];
-      end
+      \$15  = req__payload[12:8];
     end
     if (rst) begin
-      \$15  = 1'h0;
+      \$15  = 5'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$16  = \$signal$8 ;
-    if (take) begin
-      if (\$11 ) begin
-        \$16  = req__payload[3:0];
-      end
-    end
-    if (rst) begin
-      \$16  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$17  = g_r;
-    if (take) begin
-      if (\$11 ) begin
-        \$17  = req__payload[7:4];
-      end
-    end
-    if (rst) begin
-      \$17  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$18  = tag_r;
-    if (take) begin
-      if (\$11 ) begin
-        \$18  = req__payload[12:8];
-      end
-    end
-    if (rst) begin
-      \$18  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$19  = beat__valid;
-    if (\$signal ) begin
-      \$19  = front;
-    end
-    if (rst) begin
-      \$19  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$20  = \$signal$17 ;
-    if (take) begin
-      \$20  = index;
-    end
-    if (rst) begin
-      \$20  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$21  = \$signal$18 ;
-    if (take) begin
-      \$21  = \$12 ;
-    end
-    if (rst) begin
-      \$21  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$22  = q_tag;
-    if (take) begin
-      \$22  = \$13 ;
-    end
-    if (rst) begin
-      \$22  = 5'h00;
-    end
-  end
-  assign rd__addr = index;
+  assign \$signal$5  = req__payload[3:0];
+  assign g = req__payload[7:4];
+  assign index = 1'h0;
+  assign req__valid = front;
+  assign req__ready = \$signal ;
   assign en = take;
-  assign a = g;
+  assign a = req__payload[7:4];
   assign ng = { 1'h0, y };
-  assign \en$26  = take;
-  assign \a$27  = agree0;
-  assign \y$29  = pc0;
-  assign \en$31  = take;
-  assign \a$32  = agree1;
-  assign \y$34  = pc1;
+  assign \en$20  = take;
+  assign \a$21  = agree0;
+  assign \y$23  = pc0;
+  assign \en$25  = take;
+  assign \a$26  = agree1;
+  assign \y$28  = pc1;
+  assign \en$30  = take;
+  assign \a$31  = agree2;
+  assign \y$33  = pc2;
   assign \req__payload.x  = req__payload[3:0];
   assign \req__payload.g  = req__payload[7:4];
   assign \req__payload.tag  = req__payload[12:8];
-  assign \beat__payload.acc  = beat__payload[7:0];
+  assign \beat__payload.acc  = beat__payload[11:0];
   assign \beat__payload.acc[0]  = beat__payload[3:0];
   assign \beat__payload.acc[1]  = beat__payload[7:4];
-  assign \beat__payload.index  = beat__payload[8];
-  assign \beat__payload.last  = beat__payload[9];
-  assign \beat__payload.tag  = beat__payload[14:10];
-  assign beat__payload[7:4] = \$8 [3:0];
-  assign beat__payload[3:0] = \$5 [3:0];
-  assign beat__payload[14:10] = q_tag;
-  assign beat__payload[9] = \$signal$18 ;
-  assign beat__payload[8] = \$signal$17 ;
+  assign \beat__payload.acc[2]  = beat__payload[11:8];
+  assign \beat__payload.index  = beat__payload[12];
+  assign \beat__payload.last  = beat__payload[13];
+  assign \beat__payload.tag  = beat__payload[18:14];
+  assign beat__payload[11:8] = \$10 [3:0];
+  assign beat__payload[7:4] = \$7 [3:0];
+  assign beat__payload[3:0] = \$4 [3:0];
+  assign beat__payload[18:14] = q_tag;
+  assign beat__payload[13] = \$signal$13 ;
+  assign beat__payload[12] = \$signal$12 ;
 endmodule
 
 module \hwgen_top.layer2.walker (rst, start, req__valid, req__ready, keep, taps, req__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -4544,14 +4144,14 @@ module \hwgen_top.layer2.walker (rst, start, req__valid, req__ready, keep, taps,
   always @(posedge clk)
     \$signal  <= \$16 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$15  = \$9 ;
     if (rst) begin
       \$15  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$16  = \$signal ;
     if (\$13 ) begin
       \$16  = 1'h1;
@@ -4579,7 +4179,7 @@ module \hwgen_top.layer2.walker (rst, start, req__valid, req__ready, keep, taps,
 endmodule
 
 module \hwgen_top.loader (clk, rst, img__valid, busy, img__ready, wr__en, wr__data, img__payload);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   reg [5:0] \$10 ;
   reg \$11 ;
@@ -4633,7 +4233,7 @@ module \hwgen_top.loader (clk, rst, img__valid, busy, img__ready, wr__en, wr__da
   always @(posedge clk)
     pos <= \$12 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$9  = word;
     if (\$2 ) begin
       \$9  = img__payload;
@@ -4646,7 +4246,7 @@ module \hwgen_top.loader (clk, rst, img__valid, busy, img__ready, wr__en, wr__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$10  = left;
     if (\$2 ) begin
       \$10  = 6'h20;
@@ -4664,7 +4264,7 @@ module \hwgen_top.loader (clk, rst, img__valid, busy, img__ready, wr__en, wr__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$11  = ch;
     if (busy) begin
       (* full_case = 32'd1 *)
@@ -4679,7 +4279,7 @@ module \hwgen_top.loader (clk, rst, img__valid, busy, img__ready, wr__en, wr__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$12  = pos;
     if (busy) begin
       if (\$5 ) begin
@@ -4700,7 +4300,7 @@ module \hwgen_top.loader (clk, rst, img__valid, busy, img__ready, wr__en, wr__da
 endmodule
 
 module \hwgen_top.rng (clk, rst, go, keep__ready, in_reset, in_write, busy, keep__payload, keep__valid, mtj__sense);
-  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   reg \$10 ;
   reg [6:0] \$11 ;
@@ -4756,7 +4356,7 @@ module \hwgen_top.rng (clk, rst, go, keep__ready, in_reset, in_write, busy, keep
   always @(posedge clk)
     keep__valid <= \$12 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$9  = step;
     if (busy) begin
       \$9  = \$5 [2:0];
@@ -4769,7 +4369,7 @@ module \hwgen_top.rng (clk, rst, go, keep__ready, in_reset, in_write, busy, keep
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$10  = busy;
     if (busy) begin
       if (\$6 ) begin
@@ -4784,7 +4384,7 @@ module \hwgen_top.rng (clk, rst, go, keep__ready, in_reset, in_write, busy, keep
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$11  = keep__payload;
     if (busy) begin
       if (\$6 ) begin
@@ -4796,7 +4396,7 @@ module \hwgen_top.rng (clk, rst, go, keep__ready, in_reset, in_write, busy, keep
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$12  = keep__valid;
     if (busy) begin
       if (\$6 ) begin
