@@ -133,6 +133,23 @@ def test_cycles_per_sample_meet_bound():
     assert bounds[0] == bounds[1] < bounds[2]          # tiles of 8 columns: 8 lanes = array
 
 
+def test_a_small_layer_runs_at_the_rng_period():
+    """Where the per-sample walk is shorter than an MTJ-RNG cycle, the RNG sets the sample
+    period, and the bound says so: exactly, at the default pulses (7 cycles) and at longer
+    ones (reset 3, write 4: 10). The walk alone would claim fewer cycles."""
+    from hwgen.hw.plan import rng_period
+    base = random_ir("c2,f4", (1, 3, 3), seed=1, tile=(16, 8))
+    for mtj in (base.mtj, dataclasses.replace(base.mtj, reset_cycles=3, write_cycles=4)):
+        ir = dataclasses.replace(base, mtj=mtj)
+        bench = TopBench(NetworkTop(ir), seed=1)
+        bench.run(np.ones((1, 1, 3, 3), np.uint8), 4)
+        cycles = np.diff([c for _, c in bench.beat_cycles])
+        cb = cycle_bound(ir)
+        assert cb.per_sample == rng_period(mtj.reset_cycles, mtj.write_cycles)
+        assert sum(cb.per_layer[ir.mc_start:]) + len(cb.per_layer) - ir.mc_start < cb.per_sample
+        assert len(cycles) == 3 and (cycles == cb.per_sample).all(), (cycles, cb.per_sample)
+
+
 def test_strided_design_is_bit_exact_and_meets_its_bound():
     """Stride-2 convs, a pool 3 and a gapped one (2, stride 3) through the whole top:
     class integers equal the golden model's, and the cycles of a sample are the

@@ -36,7 +36,7 @@ from ..errors import HwgenError
 from ..ir.core import IR, Layer, ReadPlan
 
 __all__ = ["ReadPlan", "layer_plan", "CycleBound", "cycle_bound", "reads_per_window",
-           "check_walkable", "walked", "walk_cycles", "home_steps"]
+           "check_walkable", "walked", "walk_cycles", "home_steps", "SENSE_GAP", "rng_period"]
 
 
 def layer_plan(ir: IR, i: int) -> ReadPlan:
@@ -93,6 +93,18 @@ def home_steps(layer: Layer) -> int:
     return (h * w - (ys[-1] * sh * w + xs[-1] * sw)) % (h * w)
 
 
+SENSE_GAP = 2      # the network top's MTJ-RNG sense gap (hwgen.hw.rng)
+
+
+def rng_period(reset_cycles: int, write_cycles: int, sense_gap: int = SENSE_GAP) -> int:
+    """Cycles from one RNG cycle's `go` to the next's when each sample takes its keep bits
+    as soon as they are offered: the pulses and the gap, then the cycle in which the
+    latched bits are taken and the next cycle starts. The sample period of a network
+    top is never shorter (hwgen.hw.plan.cycle_bound)."""
+    return reset_cycles + write_cycles + sense_gap + 1
+
+
+
 @dataclass(frozen=True)
 class CycleBound:
     per_layer: tuple[int, ...]   # `walk_cycles` of every layer
@@ -112,14 +124,16 @@ def reads_per_window(ir: IR, i: int) -> int:
 def cycle_bound(ir: IR, mc_start: int | None = None) -> CycleBound:
     """The cycles of `ir`'s read plans (module doc); `mc_start` overrides the
     IR's (the cost model prices the other dropout kind on default sites). The sample
-    period is max(chain, homing): chain = the per-sample layers' walks plus one start
+    period is max(chain, homing, rng): chain = the per-sample layers' walks plus one start
     cycle each; homing = 1 + walk of layer mc_start - its last read's r + `home_steps`
-    (from one start of that layer to the next at home)."""
+    (from one start of that layer to the next at home); rng = the MTJ-RNG cycle
+    (`hwgen.hw.rng.rng_period`), one per sample, which sets the period of a small layer."""
     m0 = ir.mc_start if mc_start is None else mc_start
     beats = [layer_plan(ir, i).beats for i in range(len(ir.layers))]
     per = tuple(walk_cycles(l, beats[i], reads_per_window(ir, i))
                 for i, l in enumerate(ir.layers))
     chain = sum(per[m0:]) + len(per) - m0
     homing = 1 + per[m0] - beats[m0] + home_steps(ir.layers[m0])
+    rng = rng_period(ir.mtj.reset_cycles, ir.mtj.write_cycles) if ir.n_interfaces else 0
     return CycleBound(per_layer=per, prefix=sum(per[:m0]) + m0,
-                      per_sample=max(chain, homing))
+                      per_sample=max(chain, homing, rng))

@@ -19,10 +19,10 @@ from amaranth import Cat, Const, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .plan import SENSE_GAP
+
 __all__ = ["MtjPins", "MtjRngBank", "pulse_schedule"]
-
-
-def pulse_schedule(reset_cycles: int, write_cycles: int, sense_gap: int = 2):
+def pulse_schedule(reset_cycles: int, write_cycles: int, sense_gap: int = SENSE_GAP):
     """Software model: per cycle of one RNG cycle, (mtj_reset, mtj_write, latch)."""
     out = [(1, 0, 0)] * reset_cycles + [(0, 1, 0)] * write_cycles + [(0, 0, 0)] * sense_gap
     out[-1] = (0, 0, 1)

@@ -38,7 +38,7 @@ from ..ir.core import IR
 from .controller import TileController, layer_controller
 from .layouts import class_layout
 from .loader import ImageLoader
-from .plan import layer_plan
+from .plan import SENSE_GAP, layer_plan
 from .rng import MtjRngBank
 from .tile import acc_width
 
@@ -59,7 +59,7 @@ def top_params(ir: IR, in_w: int = 32) -> dict:
         "IN_W": in_w, "ACC_W": acc_width(ir.acc_bound(len(ir.layers) - 1)), "CODE_W": code_w,
         "N_IF": ir.n_interfaces, "classes": ir.n_classes, "image_bits": bits,
         "words_per_image": -(-bits // in_w), "reset_cycles": ir.mtj.reset_cycles,
-        "write_cycles": ir.mtj.write_cycles, "sense_gap": 2, "clk_ns": ir.mtj.clk_ns,
+        "write_cycles": ir.mtj.write_cycles, "sense_gap": SENSE_GAP, "clk_ns": ir.mtj.clk_ns,
         "lanes": "array" if ir.lanes is None else ir.lanes,
         "beats": beats,
         "mc_start": ir.mc_start, "planes": planes,
