@@ -53,7 +53,7 @@ from . import __version__
 from .atomic import write_text
 from .errors import HwgenError
 from .hw.layer_top import LayerTop
-from .hw.tile import Popcount, PopcountModules, popcount_module_name
+from .hw.tile import GROUP, Popcount, PopcountModules, popcount_module_name
 from .hw.top import NetworkTop
 from .ir.core import IR
 
@@ -187,30 +187,46 @@ def complete_cases(verilog: str) -> str:
 
 
 def popcount_sim_verilog(widths) -> str:
-    """Behavioural `hwgen_popcount_<W>` modules (ports and register as
-    hwgen.hw.tile.Popcount's) for simulators: `$countones` inside the register's enable,
-    which Verilator compiles to a word popcount evaluated only in enabled cycles, instead
-    of the tree's W-1 narrow adds in every cycle. hwgen.sim.equiv proves each equal to the
-    synthesised module."""
-    out = ["// hwgen: simulation variant of the popcount modules of hwgen_top.v (same ports);",
-           "// each is proven equal to its adder tree by hwgen.sim.equiv.",
+    """Behavioural `hwgen_popcount_<W>` modules (ports and registers as
+    hwgen.hw.tile.Popcount's) for simulators: `$countones` of each group inside the first
+    stage's enable, which Verilator compiles to word popcounts evaluated only in enabled
+    cycles, instead of the tree's W-1 narrow adds in every cycle. hwgen.sim.equiv proves
+    each equal to the synthesised module."""
+    out = ["// hwgen: simulation variant of the popcount modules of hwgen_top.v (same ports",
+           "// and registers); each is proven equal to its adder trees by hwgen.sim.equiv.",
            "/* verilator lint_off DECLFILENAME */", ""]
     for w in sorted(widths):
         b = w.bit_length()
-        out += [f"module {popcount_module_name(w)}(a, clk, rst, y, en);",
-                f"  input [{w - 1}:0] a;", "  input clk;", "  input rst;", "  input en;",
+        groups = [(a, min(a + GROUP, w)) for a in range(0, w, GROUP)]
+        sizes = sorted({hi - lo for lo, hi in groups})
+        out += [f"module {popcount_module_name(w)}(a, clk, rst, y, en_a, en_y);",
+                f"  input [{w - 1}:0] a;", "  input clk;", "  input rst;", "  input en_a;",
+                "  input en_y;",
                 "  /* verilator lint_off PROCASSINIT */   // as Amaranth's: reset value = power-on",
-                f"  output reg [{b - 1}:0] y = {b}'d0;",
-                "  /* verilator lint_on PROCASSINIT */",
-                f"  function [{b - 1}:0] count(input [{w - 1}:0] v);",
-                "    /* verilator lint_off UNUSEDSIGNAL */",
-                "    reg [31:0] n;",
-                "    /* verilator lint_on UNUSEDSIGNAL */",
-                f"    begin n = $countones(v); count = n[{b - 1}:0]; end",
-                "  endfunction",
+                f"  output reg [{b - 1}:0] y = {b}'d0;"]
+        out += [f"  reg [{(hi - lo).bit_length() - 1}:0] c{i} = {(hi - lo).bit_length()}'d0;"
+                for i, (lo, hi) in enumerate(groups)]
+        out.append("  /* verilator lint_on PROCASSINIT */")
+        for n in sizes:
+            nb = n.bit_length()
+            out += [f"  function [{nb - 1}:0] count{n}(input [{n - 1}:0] v);",
+                    "    /* verilator lint_off UNUSEDSIGNAL */",
+                    "    reg [31:0] k;",
+                    "    /* verilator lint_on UNUSEDSIGNAL */",
+                    f"    begin k = $countones(v); count{n} = k[{nb - 1}:0]; end",
+                    "  endfunction"]
+        out += ["  always @(posedge clk)", "    if (rst) begin"]
+        out += [f"      c{i} <= {(hi - lo).bit_length()}'d0;" for i, (lo, hi) in enumerate(groups)]
+        out += ["    end else if (en_a) begin"]
+        out += [f"      c{i} <= count{hi - lo}(a[{hi - 1}:{lo}]);" for i, (lo, hi) in enumerate(groups)]
+        terms = []
+        for i, (lo, hi) in enumerate(groups):
+            pad = b - (hi - lo).bit_length()
+            terms.append(f"{{{pad}'d0, c{i}}}" if pad else f"c{i}")
+        out += ["    end",
                 "  always @(posedge clk)",
                 f"    if (rst) y <= {b}'d0;",
-                "    else if (en) y <= count(a);",
+                f"    else if (en_y) y <= {' + '.join(terms)};",
                 "endmodule", ""]
     return "\n".join(out)
 

@@ -58,7 +58,7 @@ def test_the_manifest_hashes_the_simulation_only_files(tmp_path):
     assert {SIM_VERILOG, POPCOUNT_SIM, CORE} <= set(d.files)
     assert d.path(POPCOUNT_SIM) == out / POPCOUNT_SIM
     f = out / POPCOUNT_SIM
-    f.write_text(f.read_text().replace("else if (en)", "else if (!en)"))
+    f.write_text(f.read_text().replace("else if (en_a)", "else if (!en_a)"))
     with pytest.raises(HwgenError, match="sim_only/popcount_sim.v: sha256 differs"):
         load_design(out)
 
@@ -125,7 +125,7 @@ def test_make_sim_runs_the_packaged_bench(tmp_path):
 
     bad = _golden(tmp_path, "bad")
     pc = bad / POPCOUNT_SIM
-    text, n = re.subn(r"count = n\[(\d+):0\];", r"count = n[\1:0] ^ 1;", pc.read_text())
+    text, n = re.subn(r"(count\d+) = k\[(\d+):0\];", r"\1 = k[\2:0] ^ 1;", pc.read_text())
     assert n >= 1
     pc.write_text(text)
     seal_outdir(bad)

@@ -25,7 +25,7 @@ def _synth(width):
     return to_verilog(CrossbarTile(width, 2, 1, w), name="tile")
 
 
-@pytest.mark.parametrize("width", [1, 3, 16, 72, 128])
+@pytest.mark.parametrize("width", [1, 3, 16, 17, 72, 128])
 def test_sim_popcount_equals_the_tree(width):
     v = _synth(width)
     assert popcount_widths(v) == [width]
@@ -38,19 +38,25 @@ def test_golden_design_widths_proven():
     assert (GOLDEN / POPCOUNT_SIM).read_text() == popcount_sim_verilog(widths)
 
 
-# Each fault: (width, text of the simulation module, its replacement); {h} = y's top bit.
+# Each fault: (width, text of the simulation module, its replacement); {b} = y's width.
 # Narrower modules where a wrong next-state function has a large BDD (v[0] & v[127]
-# took 4 minutes at 128 bits).
+# took 4 minutes at 128 bits). A group of 16 bits counts into 5 bits (count16).
 FAULTS = {
-    "wrong on all-ones": (128, "count = n[{h}:0]", "count = n[{h}:0] ^ {{{h}'h0, &v}}"),
-    "wrong on two bits": (16, "count = n[{h}:0]", "count = n[{h}:0] + {{{h}'h0, v[0] & v[15]}}"),
-    "halved": (64, "count = n[{h}:0]", "count = {{1'b0, n[{h}:1]}}"),
-    "enable ignored": (16, "else if (en) y <= count(a)", "else y <= count(a)"),
-    "enable inverted": (16, "else if (en) y <= count(a)", "else if (!en) y <= count(a)"),
+    "wrong on all-ones": (128, "count16 = k[4:0]", "count16 = k[4:0] ^ {{4'h0, &v}}"),
+    "wrong on two bits": (16, "count16 = k[4:0]", "count16 = k[4:0] + {{4'h0, v[0] & v[15]}}"),
+    "halved": (64, "count16 = k[4:0]", "count16 = {{1'b0, k[4:1]}}"),
+    "a group misread": (72, "c1 <= count16(a[31:16])", "c1 <= count16(a[32:17])"),
+    "sum drops a group": (72, " + {{3'd0, c4}}", ""),
+    "enable ignored": (16, "end else if (en_a) begin", "end else begin"),
+    "enable inverted": (16, "end else if (en_a) begin", "end else if (!en_a) begin"),
+    "enables swapped": (16, "else if (en_y) y <=", "else if (en_a) y <="),
+    "sum enable ignored": (16, "else if (en_y) y <=", "else y <="),
     "reset ignored": (16, "if (rst) y <= {b}'d0;", "if (1'b0) y <= {b}'d0;"),
-    "reset loses to enable": (16, "if (rst) y <= {b}'d0;\n    else if (en) y <= count(a);",
-                              "if (en) y <= count(a);\n    else if (rst) y <= {b}'d0;"),
+    "group reset ignored": (16, "if (rst) begin", "if (1'b0) begin"),
+    "reset loses to enable": (16, "if (rst) y <= {b}'d0;\n    else if (en_y) y <= c0;",
+                              "if (en_y) y <= c0;\n    else if (rst) y <= {b}'d0;"),
     "initial value": (16, "y = {b}'d0;", "y = {b}'d1;"),
+    "group initial value": (16, "c0 = 5'd0;", "c0 = 5'd1;"),
 }
 
 
@@ -59,7 +65,7 @@ def test_proof_catches_a_planted_fault(fault):
     width, old, new = FAULTS[fault]
     b = width.bit_length()
     good = popcount_sim_verilog([width])
-    old, new = (t.format(h=b - 1, b=b) for t in (old, new))
+    old, new = (t.format(b=b) for t in (old, new))
     assert good.count(old) == 1
     with pytest.raises(EquivFailed):
         prove_popcount(_synth(width), good.replace(old, new), width)

@@ -16,10 +16,13 @@ between the two anchors. A layer's walk therefore takes
 
     W_l * P * r_l + sum over consecutive walked windows of (max(r_l, d) - r_l)
 
-cycles from its first request to its `done` (`walk_cycles`): W_l * P * r_l, the SPEC
-section 7 bound, whenever the anchors are at most r_l apart (stride 1 with same padding:
-d = 1 everywhere), plus the ring steps a row change or a stride adds beyond r_l. A layer
-starts one cycle after its `start`, so a chain of layers costs one more cycle per layer.
+cycles of requests (`walk_cycles`): W_l * P * r_l, the SPEC section 7 bound, whenever
+the anchors are at most r_l apart (stride 1 with same padding: d = 1 everywhere), plus
+the ring steps a row change or a stride adds beyond r_l. A layer's first request comes a
+cycle after its `start` and its last beat TILE_LATENCY cycles after its last request
+(the tile's pipeline, hwgen.hw.tile), so from `start` to `done` a layer takes
+1 + walk + TILE_LATENCY cycles, and a chain of layers (the next started with the
+previous one's last write) TILE_LATENCY more than its walks per layer.
 
 A store read again without being rewritten (the first MC layer's, `ir.mc_start`) keeps
 rotating after its final window back to its home (slot 0 = position 0), `home_steps`
@@ -36,7 +39,12 @@ from ..errors import HwgenError
 from ..ir.core import IR, Layer, ReadPlan
 
 __all__ = ["ReadPlan", "layer_plan", "CycleBound", "cycle_bound", "reads_per_window",
-           "check_walkable", "walked", "walk_cycles", "home_steps", "SENSE_GAP", "rng_period"]
+           "check_walkable", "walked", "walk_cycles", "home_steps", "SENSE_GAP", "rng_period",
+           "TILE_LATENCY"]
+
+# Cycles from a tile taking a request to the request's first beat: the request and
+# weight-word register, the popcounts' group counts, their sums (hwgen.hw.tile).
+TILE_LATENCY = 3
 
 
 def layer_plan(ir: IR, i: int) -> ReadPlan:
@@ -73,7 +81,7 @@ def walked(layer: Layer) -> tuple[list[int], list[int]]:
 
 
 def walk_cycles(layer: Layer, beats: int, planes: int = 1) -> int:
-    """Cycles of one walk of `layer` from its first request to its `done` (module doc)."""
+    """Cycles of one walk of `layer` from its first request to its last (module doc)."""
     ys, xs = walked(layer)
     _, _, w = layer.in_shape
     sh, sw = layer.stride
@@ -108,7 +116,7 @@ def rng_period(reset_cycles: int, write_cycles: int, sense_gap: int = SENSE_GAP)
 @dataclass(frozen=True)
 class CycleBound:
     per_layer: tuple[int, ...]   # `walk_cycles` of every layer
-    prefix: int                  # layers before mc_start, once per image (a cycle each to start)
+    prefix: int                  # layers before mc_start, once per image (+ TILE_LATENCY each)
     per_sample: int              # the sample period: layers from mc_start, or the homing
 
     def per_image(self, samples: int) -> int:
@@ -124,16 +132,16 @@ def reads_per_window(ir: IR, i: int) -> int:
 def cycle_bound(ir: IR, mc_start: int | None = None) -> CycleBound:
     """The cycles of `ir`'s read plans (module doc); `mc_start` overrides the
     IR's (the cost model prices the other dropout kind on default sites). The sample
-    period is max(chain, homing, rng): chain = the per-sample layers' walks plus one start
-    cycle each; homing = 1 + walk of layer mc_start - its last read's r + `home_steps`
+    period is max(chain, homing, rng): chain = the per-sample layers' walks plus
+    TILE_LATENCY each; homing = 1 + walk of layer mc_start - its last read's r + `home_steps`
     (from one start of that layer to the next at home); rng = the MTJ-RNG cycle
     (`hwgen.hw.rng.rng_period`), one per sample, which sets the period of a small layer."""
     m0 = ir.mc_start if mc_start is None else mc_start
     beats = [layer_plan(ir, i).beats for i in range(len(ir.layers))]
     per = tuple(walk_cycles(l, beats[i], reads_per_window(ir, i))
                 for i, l in enumerate(ir.layers))
-    chain = sum(per[m0:]) + len(per) - m0
+    chain = sum(per[m0:]) + (len(per) - m0) * TILE_LATENCY
     homing = 1 + per[m0] - beats[m0] + home_steps(ir.layers[m0])
     rng = rng_period(ir.mtj.reset_cycles, ir.mtj.write_cycles) if ir.n_interfaces else 0
-    return CycleBound(per_layer=per, prefix=sum(per[:m0]) + m0,
+    return CycleBound(per_layer=per, prefix=sum(per[:m0]) + m0 * TILE_LATENCY,
                       per_sample=max(chain, homing, rng))

@@ -10,19 +10,26 @@ Weights live in a memory with one word per beat (the `lanes` columns' row bits s
 so two tiles of the same shape differ only in memory contents, not in logic. Columns past
 `cols` in the last beat read zero weights; their sums are meaningless and the controller
 ignores them. A tile read in one beat (lanes >= cols: all columns at once, as the array
-itself reads) has no state besides its output register: its one word is a constant and
-the request is the beat, with no latched copy (2 * rows fewer flops, and 1.5x MC
-samples/s on the Fashion-MNIST design at lanes 32 in Verilator, where every idle tile's
-latch and read mux cost every cycle).
+itself reads) keeps its one word as a constant and needs no beat counter.
 
-Timing: a read has a latency of one cycle. The front computes beat k from the request (the
-request is taken with the last beat of the previous one, or with beat 0 when idle) and an
-output register holds it, so a tile that is kept fed and drained still reads every cycle.
-The column popcounts are that register (`Popcount` is a popcount with a clock enable): they
-are computed only in the cycles a beat moves in, which is what lets a simulator skip the
-idle tiles' arithmetic instead of redoing every tile's popcounts every cycle (Verilator
-evaluates all combinational logic at every clock edge, but not a register's next value
-under a false enable). An opaque `tag` travels with the request to each of its beats.
+Timing: a read has a latency of three cycles (`hwgen.hw.plan.TILE_LATENCY`) and still
+delivers one beat per cycle to a tile that is kept fed and drained. The pipeline is
+
+    front -> stage 1 -> group counts -> sums (the beat)
+
+- The front takes beat k of a read (a new request with beat 0).
+- Stage 1 registers the request (word lines and row gates, loaded with each read's beat 0
+  and held for its later beats) and the beat's weight word (a synchronous read: block RAM
+  where a target has it). The walker's taps, bank multiplexers and gating end there.
+- The popcounts (`Popcount`) are two register stages: 16-bit group counts, then their
+  sum. That cuts a 128-row column's carry chains in two, and the output register is
+  the sum stage.
+
+Each stage loads only in the cycles a beat moves into it, which is what lets a simulator
+skip the idle tiles' arithmetic instead of redoing every tile's popcounts every cycle
+(Verilator evaluates all combinational logic at every clock edge, but not a register's
+next value under a false enable). An opaque `tag` travels with the request to each of
+its beats.
 """
 
 from __future__ import annotations
@@ -55,9 +62,9 @@ def beat_layout(rows: int, lanes: int, beats: int, tag=0) -> data.StructLayout:
                               "index": range(max(beats, 2)), "last": 1, "tag": tag})
 
 
-def popcount(bits):
-    """Balanced adder tree over the bits of `bits` (Amaranth widens each sum by one bit)."""
-    terms = [bits[i] for i in range(len(bits))]
+def add_tree(terms):
+    """Balanced adder tree over `terms` (Amaranth widens each sum by one bit)."""
+    terms = list(terms)
     if not terms:
         return Const(0, 1)
     while len(terms) > 1:
@@ -68,6 +75,11 @@ def popcount(bits):
     return terms[0]
 
 
+def popcount(bits):
+    """Balanced adder tree over the bits of `bits`."""
+    return add_tree(bits[i] for i in range(len(bits)))
+
+
 def popcount_module_name(width: int) -> str:
     """Verilog module name of a `width`-bit Popcount in an export."""
     return f"hwgen_popcount_{width}"
@@ -75,8 +87,8 @@ def popcount_module_name(width: int) -> str:
 
 class PopcountModules:
     """The elaboration platform of hwgen.export: under it each Popcount elaborates to an
-    instance of its own module `popcount_module_name(width)` (ports `clk`, `rst`, `en`, `a`,
-    `y`), and the widths used are collected in `widths`, so that the export writes each
+    instance of its own module `popcount_module_name(width)` (ports `clk`, `rst`, `en_a`,
+    `en_y`, `a`, `y`), and the widths used are collected in `widths`, so that the export writes each
     module once and a simulator build can swap in a behavioural body (hwgen.sim.equiv
     proves the two equal). Any other platform, or none, gets the adder tree inline."""
 
@@ -84,17 +96,25 @@ class PopcountModules:
         self.widths: set[int] = set()
 
 
-class Popcount(wiring.Component):
-    """A registered popcount: at each clock edge with `en` high, y takes the number of ones
-    in a (a balanced adder tree, `popcount`); the sync reset clears y and wins over `en`.
+GROUP = 16     # bits per first-stage count of a Popcount: the adder tree's first 4 levels
 
-    The register is part of the block so that the popcount is evaluated only when it is
-    enabled: the simulation variant (`$countones` under the enable, hwgen.export) lets
-    Verilator skip idle tiles.
+
+class Popcount(wiring.Component):
+    """A two-stage registered popcount, GROUP bits a count in the first stage:
+
+    - at an edge with `en_a`, each count c<i> takes the number of ones in bits
+      [i*GROUP, (i+1)*GROUP) of a (a balanced adder tree, `popcount`);
+    - at an edge with `en_y`, y takes the sum of the counts (a balanced tree again).
+
+    The sync reset clears every register and wins over the enables. The register between
+    the stages cuts a wide popcount's carry chains in two (a 128-bit one: 4 levels, then
+    3), which sets the tile's Fmax. The registers are part of the block so that it is
+    evaluated only when enabled: the simulation variant (`$countones` per group under the
+    enable, hwgen.export) lets Verilator skip idle tiles.
 
     Ports
     -----
-    en : In(1)
+    en_a, en_y : In(1)
     a : In(width)
     y : Out(width.bit_length())
     """
@@ -103,16 +123,23 @@ class Popcount(wiring.Component):
         if not (isinstance(width, int) and width >= 1):
             raise ValueError(f"width must be a positive integer, not {width!r}")
         self.width = width
-        super().__init__({"en": In(1), "a": In(width), "y": Out(width.bit_length())})
+        self.groups = [(a, min(a + GROUP, width)) for a in range(0, width, GROUP)]
+        super().__init__({"en_a": In(1), "en_y": In(1), "a": In(width),
+                          "y": Out(width.bit_length())})
 
     def elaborate(self, platform):
         if isinstance(platform, PopcountModules):
             platform.widths.add(self.width)
             return Instance(popcount_module_name(self.width), i_clk=ClockSignal(),
-                            i_rst=ResetSignal(), i_en=self.en, i_a=self.a, o_y=self.y)
+                            i_rst=ResetSignal(), i_en_a=self.en_a, i_en_y=self.en_y,
+                            i_a=self.a, o_y=self.y)
         m = Module()
-        with m.If(self.en):
-            m.d.sync += self.y.eq(popcount(self.a))
+        counts = [Signal((b - a).bit_length(), name=f"c{i}")
+                  for i, (a, b) in enumerate(self.groups)]
+        with m.If(self.en_a):
+            m.d.sync += [c.eq(popcount(self.a[a:b])) for c, (a, b) in zip(counts, self.groups)]
+        with m.If(self.en_y):
+            m.d.sync += self.y.eq(add_tree(counts))
         return m
 
 
@@ -189,66 +216,68 @@ class CrossbarTile(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         rows, lanes, aw = self.rows, self.lanes, self.acc_w
-        x, g = Signal(rows), Signal(rows)
+        req, beat = self.req, self.beat
+        # The pipeline: front -> stage 1 (x, g, the weight word, index, last, tag) -> the
+        # popcounts' group counts (stage 2) -> their sums (the beat). Every stage moves
+        # when the beat register has room (`adv`); a stage's registers load only when a
+        # beat moves into it, so an idle tile computes nothing.
+        adv, front, take = Signal(), Signal(), Signal()
+        v1, v2 = Signal(), Signal()
+        m.d.comb += [adv.eq(~beat.valid | beat.ready), take.eq(front & adv)]
         index = Signal(range(self.depth))
-        front = Signal()
-        room, take = Signal(), Signal()
-        m.d.comb += [room.eq(~self.beat.valid | self.beat.ready), take.eq(front & room)]
+        x1, g1, tag1 = Signal(rows), Signal(rows), Signal(self.tag)
+        i1, last1, i2, last2, tag2 = (Signal(range(self.depth)), Signal(),
+                                      Signal(range(self.depth)), Signal(), Signal(self.tag))
         q_index, q_last, q_tag = Signal(range(self.depth)), Signal(), Signal(self.tag)
+        first = Signal()                                # the front is a read's beat 0
         if self.beats == 1:
-            # A one-beat read has no state: the request is the beat, and the array's one
-            # word of weights is a constant (no memory, no latched request).
+            # A one-beat read: the request is the beat, and the array's one word of
+            # weights is a constant (no memory, no beat counter).
             words = Const(self.init[0], rows * lanes)
-            tag_in = self.req.payload.tag
-            m.d.comb += [x.eq(self.req.payload.x), g.eq(self.req.payload.g), index.eq(0),
-                         front.eq(self.req.valid), self.req.ready.eq(room)]
+            m.d.comb += [index.eq(0), first.eq(1), front.eq(req.valid), req.ready.eq(adv)]
         else:
+            # The weights: one word per beat, read with the beat into stage 1 (a
+            # synchronous read port: block RAM where the target has it).
             m.submodules.mem = mem = memory.Memory(shape=unsigned(rows * lanes),
                                                    depth=self.depth, init=self.init)
-            rd = mem.read_port(domain="comb")
+            rd = mem.read_port()
             words = rd.data
             busy = Signal()
             k = Signal(range(self.depth))
-            x_r, g_r = Signal(rows), Signal(rows)
-            tag_r = Signal(self.tag)
-            # The front: beat 0 straight from the request, later beats from the latched
-            # copy. `take`: a beat moves from the front into the output register.
-            tag_in = Mux(busy, tag_r, self.req.payload.tag)
-            m.d.comb += [
-                x.eq(Mux(busy, x_r, self.req.payload.x)),
-                g.eq(Mux(busy, g_r, self.req.payload.g)),
-                index.eq(Mux(busy, k, 0)),
-                rd.addr.eq(index),
-                front.eq(busy | self.req.valid),
-                self.req.ready.eq(~busy & room),
-            ]
+            m.d.comb += [index.eq(Mux(busy, k, 0)), first.eq(~busy), rd.addr.eq(index),
+                         rd.en.eq(take), front.eq(busy | req.valid),
+                         req.ready.eq(~busy & adv)]
             with m.If(take):
                 with m.If(index == self.beats - 1):
                     m.d.sync += [busy.eq(0), k.eq(0)]
                 with m.Else():
                     m.d.sync += [busy.eq(1), k.eq(index + 1)]
-                with m.If(~busy):
-                    m.d.sync += [x_r.eq(self.req.payload.x), g_r.eq(self.req.payload.g),
-                                 tag_r.eq(self.req.payload.tag)]
-        # The output register: valid, index, last and tag here; the sums in the popcounts.
-        with m.If(room):
-            m.d.sync += self.beat.valid.eq(front)
+        # Stage 1 holds the request for all its beats: it loads with each read's beat 0.
+        with m.If(take & first):
+            m.d.sync += [x1.eq(req.payload.x), g1.eq(req.payload.g), tag1.eq(req.payload.tag)]
         with m.If(take):
-            m.d.sync += [q_index.eq(index), q_last.eq(index == self.beats - 1),
-                         q_tag.eq(tag_in)]
-        m.d.comb += [self.beat.payload.index.eq(q_index), self.beat.payload.last.eq(q_last),
-                     self.beat.payload.tag.eq(q_tag)]
+            m.d.sync += [i1.eq(index), last1.eq(index == self.beats - 1)]
+        with m.If(adv):
+            m.d.sync += [v1.eq(front), v2.eq(v1), beat.valid.eq(v2)]
+        with m.If(v1 & adv):
+            m.d.sync += [i2.eq(i1), last2.eq(last1), tag2.eq(tag1)]
+        with m.If(v2 & adv):
+            m.d.sync += [q_index.eq(i2), q_last.eq(last2), q_tag.eq(tag2)]
+        m.d.comb += [beat.payload.index.eq(q_index), beat.payload.last.eq(q_last),
+                     beat.payload.tag.eq(q_tag)]
         # Intermediate signals keep Amaranth from rebuilding shared expressions per bit.
         # Each popcount is a Popcount component: one Verilog module per width in an export.
         ng = Signal(unsigned(aw))
         m.submodules.popcount_g = pc_g = Popcount(rows)
-        m.d.comb += [pc_g.en.eq(take), pc_g.a.eq(g), ng.eq(pc_g.y)]
+        m.d.comb += [pc_g.en_a.eq(v1 & adv), pc_g.en_y.eq(v2 & adv), pc_g.a.eq(g1),
+                     ng.eq(pc_g.y)]
         for lane in range(lanes):
             agree = Signal(rows, name=f"agree{lane}")
-            m.d.comb += agree.eq(g & ~(x ^ words[lane * rows:(lane + 1) * rows]))
+            m.d.comb += agree.eq(g1 & ~(x1 ^ words[lane * rows:(lane + 1) * rows]))
             pc = Signal(unsigned(aw - 1), name=f"pc{lane}")
             m.submodules[f"popcount{lane}"] = pc_l = Popcount(rows)
-            m.d.comb += [pc_l.en.eq(take), pc_l.a.eq(agree), pc.eq(pc_l.y)]
+            m.d.comb += [pc_l.en_a.eq(v1 & adv), pc_l.en_y.eq(v2 & adv), pc_l.a.eq(agree),
+                         pc.eq(pc_l.y)]
             # Unsigned modular difference: its low acc_w bits are the two's complement sum.
-            m.d.comb += self.beat.payload.acc[lane].eq(Cat(Const(0, 1), pc) - ng)
+            m.d.comb += beat.payload.acc[lane].eq(Cat(Const(0, 1), pc) - ng)
         return m

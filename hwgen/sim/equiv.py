@@ -6,10 +6,12 @@ popcount_sim.v (what Verilator simulates, as one word operation). `prove_popcoun
 the two equal for every input:
 
 1. Debian's Yosys (0.23) reads both texts and renames them `gold` and `gate`. Each module
-   is a register `y` with a clock enable and a sync reset; `expose -evert-dff` cuts it
-   into a free input `y.q` (the present state) and an output `y.d` (the next state), so
-   that the two are equal as sequential blocks exactly when their next-state functions
-   of (rst, en, a, y.q) are equal (the initial values, both 0, are checked on the text).
+   has the same registers (the group counts `c<i>` and the sum `y`, each with a clock
+   enable and a sync reset); `expose -evert-dff` cuts each into a free input (its
+   present state) and an output (its next state), so that the two are equal as
+   sequential blocks exactly when their next-state functions of (rst, en_a, en_y, a, the
+   present states) are equal (the register names and initial values, all 0, are checked
+   on the text).
    The miter (`miter -equiv -flatten`: one output, 1 where any output bit differs) is
    mapped to an and-inverter graph (`techmap; aigmap`) and written as AIGER.
 2. ABC (`yosys-abc`) collapses the miter to a BDD (`strash; collapse`). A BDD is
@@ -58,10 +60,14 @@ def prove_popcount(synth_verilog: str, sim_verilog: str, width: int, timeout: fl
     from ..hw.tile import popcount_module_name
     name = popcount_module_name(width)
     yosys, abc = _tools()
-    inits = [re.findall(r"reg (?:\[\d+:0\] )?y = (\d+'[hd]0+);", module_text(v, name))
-             for v in (synth_verilog, sim_verilog)]
-    if any(len(i) != 1 for i in inits):
-        raise EquivFailed(f"{name}: register y without a zero initial value: {inits}")
+    regs = [dict(re.findall(r"^\s*(?:output )?reg (?:\[\d+:0\] )?(\w+) = (\d+'[hd]\d+);",
+                            module_text(v, name), re.M)) for v in (synth_verilog, sim_verilog)]
+    if regs[0].keys() != regs[1].keys() or "y" not in regs[0]:
+        raise EquivFailed(f"{name}: the two modules' registers differ: {sorted(regs[0])} "
+                          f"and {sorted(regs[1])}")
+    bad = {n: v for r in regs for n, v in r.items() if int(v.split("'")[1][1:] or 0) != 0}
+    if bad:
+        raise EquivFailed(f"{name}: registers without a zero initial value: {bad}")
     with tempfile.TemporaryDirectory(prefix="hwgen-equiv-") as tmp:
         tmp = Path(tmp)
         (tmp / "gold.v").write_text(module_text(synth_verilog, name))

@@ -572,10 +572,10 @@ module \hwgen_top.layer0 (rst, start, wr__en, next__data, next__en, done, wr__da
   );
   \hwgen_top.layer0.store  store (
     .clk(clk),
-    .\port$611$0 (\$1 ),
-    .\port$611$29 (\$3 ),
-    .\port$611$35 (\$4 ),
-    .\port$611$5 (\$2 ),
+    .\port$717$0 (\$1 ),
+    .\port$717$29 (\$3 ),
+    .\port$717$35 (\$4 ),
+    .\port$717$5 (\$2 ),
     .rotate(rotate),
     .rst(rst),
     .wr__data(wr__data),
@@ -593,10 +593,10 @@ module \hwgen_top.layer0 (rst, start, wr__en, next__data, next__en, done, wr__da
   \hwgen_top.layer0.walker  walker (
     .clk(clk),
     .fresh(wr__en),
-    .\port$611$0 (\$1 ),
-    .\port$611$29 (\$3 ),
-    .\port$611$35 (\$4 ),
-    .\port$611$5 (\$2 ),
+    .\port$717$0 (\$1 ),
+    .\port$717$29 (\$3 ),
+    .\port$717$35 (\$4 ),
+    .\port$717$5 (\$2 ),
     .req__payload(req__payload),
     .req__ready(req__ready),
     .req__valid(req__valid),
@@ -764,7 +764,7 @@ module \hwgen_top.layer0.sink (rst, pooled, write, done, sums__payload, got, clk
   assign bits_c0[0] = \$3 ;
 endmodule
 
-module \hwgen_top.layer0.store (rst, wr__en, rotate, wr__data, \port$611$0 , \port$611$5 , \port$611$29 , \port$611$35 , clk);
+module \hwgen_top.layer0.store (rst, wr__en, rotate, wr__data, \port$717$0 , \port$717$5 , \port$717$29 , \port$717$35 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -772,14 +772,14 @@ module \hwgen_top.layer0.store (rst, wr__en, rotate, wr__data, \port$611$0 , \po
   input clk;
   wire clk;
   wire fresh;
-  output [1:0] \port$611$0 ;
-  wire [1:0] \port$611$0 ;
-  output [2:0] \port$611$29 ;
-  wire [2:0] \port$611$29 ;
-  output \port$611$35 ;
-  wire \port$611$35 ;
-  output [2:0] \port$611$5 ;
-  wire [2:0] \port$611$5 ;
+  output [1:0] \port$717$0 ;
+  wire [1:0] \port$717$0 ;
+  output [2:0] \port$717$29 ;
+  wire [2:0] \port$717$29 ;
+  output \port$717$35 ;
+  wire \port$717$35 ;
+  output [2:0] \port$717$5 ;
+  wire [2:0] \port$717$5 ;
   reg [35:0] ring0 = 36'h000000000;
   input rotate;
   wire rotate;
@@ -806,10 +806,10 @@ module \hwgen_top.layer0.store (rst, wr__en, rotate, wr__data, \port$611$0 , \po
   end
   assign fresh = wr__en;
   assign taps = { ring0[7:5], ring0[1:0], ring0[35], ring0[31:29] };
-  assign \port$611$0  = ring0[1:0];
-  assign \port$611$5  = ring0[7:5];
-  assign \port$611$29  = ring0[31:29];
-  assign \port$611$35  = ring0[35];
+  assign \port$717$0  = ring0[1:0];
+  assign \port$717$5  = ring0[7:5];
+  assign \port$717$29  = ring0[31:29];
+  assign \port$717$35  = ring0[35];
 endmodule
 
 module \hwgen_top.layer0.tiles (rst, req__valid, req__ready, \req__payload$3 , sums__payload, sums__valid, clk);
@@ -861,9 +861,9 @@ module \hwgen_top.layer0.tiles (rst, req__valid, req__ready, \req__payload$3 , s
     .beat__payload(beat__payload),
     .beat__valid(sums__valid),
     .clk(clk),
-    .front(req__valid),
     .req__payload(req__payload),
     .req__ready(req__ready),
+    .req__valid(req__valid),
     .rst(rst)
   );
   assign \req__valid$1  = req__valid;
@@ -905,16 +905,29 @@ module \hwgen_top.layer0.tiles (rst, req__valid, req__ready, \req__payload$3 , s
   assign req__payload[8:0] = \req__payload$3 [8:0];
 endmodule
 
-module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, front, req__ready, req__payload, beat__payload, beat__valid, clk);
+module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__payload, beat__payload, beat__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [5:0] \$10 ;
   wire \$11 ;
-  reg \$12 ;
-  reg \$13 ;
-  reg \$14 ;
-  reg [4:0] \$15 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  reg [8:0] \$15 ;
+  reg [8:0] \$16 ;
+  reg [4:0] \$17 ;
+  reg \$18 ;
+  reg \$19 ;
   wire [8:0] \$2 ;
+  reg \$20 ;
+  reg \$21 ;
+  reg \$22 ;
+  reg \$23 ;
+  reg \$24 ;
+  reg [4:0] \$25 ;
+  reg \$26 ;
+  reg \$27 ;
+  reg [4:0] \$28 ;
   wire [8:0] \$3 ;
   wire [5:0] \$4 ;
   wire [8:0] \$5 ;
@@ -923,13 +936,22 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, front, req__ready, req__payload,
   wire [8:0] \$8 ;
   wire [8:0] \$9 ;
   wire \$signal ;
-  reg \$signal$12  = 1'h0;
-  reg \$signal$13  = 1'h0;
-  wire [8:0] \$signal$5 ;
-  wire [8:0] a;
-  wire [8:0] \a$21 ;
-  wire [8:0] \a$26 ;
+  reg \$signal$10  = 1'h0;
+  reg \$signal$11  = 1'h0;
+  reg \$signal$14  = 1'h0;
+  (* init = 9'h000 *)
+  wire [8:0] \$signal$18 ;
+  reg [8:0] \$signal$22  = 9'h000;
+  wire \$signal$4 ;
+  reg \$signal$44  = 1'h0;
+  reg \$signal$45  = 1'h0;
+  reg \$signal$46  = 1'h0;
+  reg \$signal$47  = 1'h0;
+  reg [4:0] \$signal$48  = 5'h00;
+  reg [8:0] a = 9'h000;
+  wire [8:0] \a$25 ;
   wire [8:0] \a$31 ;
+  wire [8:0] \a$37 ;
   wire [8:0] agree0;
   wire [8:0] agree1;
   wire [8:0] agree2;
@@ -947,13 +969,15 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, front, req__ready, req__payload,
   reg beat__valid = 1'h0;
   input clk;
   wire clk;
-  wire en;
-  wire \en$20 ;
-  wire \en$25 ;
-  wire \en$30 ;
-  input front;
-  wire front;
-  wire [8:0] g;
+  wire en_a;
+  wire \en_a$23 ;
+  wire \en_a$29 ;
+  wire \en_a$35 ;
+  wire en_y;
+  wire \en_y$24 ;
+  wire \en_y$30 ;
+  wire \en_y$36 ;
+  wire first;
   wire index;
   wire [4:0] ng;
   wire [3:0] pc0;
@@ -967,127 +991,257 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, front, req__ready, req__payload,
   wire [8:0] \req__payload.x ;
   output req__ready;
   wire req__ready;
+  input req__valid;
   wire req__valid;
   input rst;
   wire rst;
+  reg [4:0] tag1 = 5'h00;
   wire take;
+  reg v2 = 1'h0;
   wire [3:0] y;
-  wire [3:0] \y$23 ;
-  wire [3:0] \y$28 ;
+  wire [3:0] \y$27 ;
   wire [3:0] \y$33 ;
+  wire [3:0] \y$39 ;
   assign \$1  = ~ beat__valid;
   assign \$signal  = \$1  | 1'h1;
-  assign take = front & \$signal ;
-  assign \$2  = req__payload[8:0] ^ 9'h19b;
+  assign take = req__valid & \$signal ;
+  assign en_a = \$signal$14  & \$signal ;
+  assign en_y = v2 & \$signal ;
+  assign \$2  = \$signal$22  ^ 9'h19b;
   assign \$3  = ~ \$2 ;
-  assign agree0 = req__payload[17:9] & \$3 ;
+  assign agree0 = a & \$3 ;
+  assign \en_a$23  = \$signal$14  & \$signal ;
+  assign \en_y$24  = v2 & \$signal ;
   assign \$4  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$5  = req__payload[8:0] ^ 9'h078;
+  assign \$5  = \$signal$22  ^ 9'h078;
   assign \$6  = ~ \$5 ;
-  assign agree1 = req__payload[17:9] & \$6 ;
+  assign agree1 = a & \$6 ;
+  assign \en_a$29  = \$signal$14  & \$signal ;
+  assign \en_y$30  = v2 & \$signal ;
   assign \$7  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
-  assign \$8  = req__payload[8:0] ^ 9'h199;
+  assign \$8  = \$signal$22  ^ 9'h199;
   assign \$9  = ~ \$8 ;
-  assign agree2 = req__payload[17:9] & \$9 ;
+  assign agree2 = a & \$9 ;
+  assign \en_a$35  = \$signal$14  & \$signal ;
+  assign \en_y$36  = v2 & \$signal ;
   assign \$10  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
-  assign \$11  = 1'h0 == 1'h0;
+  assign \$11  = take & 1'h1;
+  assign \$12  = 1'h0 == 1'h0;
+  assign \$13  = \$signal$14  & \$signal ;
+  assign \$14  = v2 & \$signal ;
   always @(posedge clk)
-    beat__valid <= \$12 ;
+    \$signal$22  <= \$15 ;
   always @(posedge clk)
-    \$signal$12  <= \$13 ;
+    a <= \$16 ;
   always @(posedge clk)
-    \$signal$13  <= \$14 ;
+    tag1 <= \$17 ;
   always @(posedge clk)
-    q_tag <= \$15 ;
+    \$signal$44  <= \$18 ;
+  always @(posedge clk)
+    \$signal$45  <= \$19 ;
+  always @(posedge clk)
+    \$signal$14  <= \$20 ;
+  always @(posedge clk)
+    v2 <= \$21 ;
+  always @(posedge clk)
+    beat__valid <= \$22 ;
+  always @(posedge clk)
+    \$signal$46  <= \$23 ;
+  always @(posedge clk)
+    \$signal$47  <= \$24 ;
+  always @(posedge clk)
+    \$signal$48  <= \$25 ;
+  always @(posedge clk)
+    \$signal$10  <= \$26 ;
+  always @(posedge clk)
+    \$signal$11  <= \$27 ;
+  always @(posedge clk)
+    q_tag <= \$28 ;
   hwgen_popcount_9 popcount0 (
     .a(agree0),
     .clk(clk),
-    .en(take),
+    .en_a(\en_a$23 ),
+    .en_y(\en_y$24 ),
     .rst(rst),
     .y(pc0)
   );
   hwgen_popcount_9 popcount1 (
     .a(agree1),
     .clk(clk),
-    .en(take),
+    .en_a(\en_a$29 ),
+    .en_y(\en_y$30 ),
     .rst(rst),
     .y(pc1)
   );
   hwgen_popcount_9 popcount2 (
     .a(agree2),
     .clk(clk),
-    .en(take),
+    .en_a(\en_a$35 ),
+    .en_y(\en_y$36 ),
     .rst(rst),
     .y(pc2)
   );
   hwgen_popcount_9 popcount_g (
-    .a(req__payload[17:9]),
+    .a(a),
     .clk(clk),
-    .en(take),
+    .en_a(en_a),
+    .en_y(en_y),
     .rst(rst),
     .y(y)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$12  = beat__valid;
+    \$15  = \$signal$22 ;
+    if (\$11 ) begin
+      \$15  = req__payload[8:0];
+    end
+    if (rst) begin
+      \$15  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$16  = a;
+    if (\$11 ) begin
+      \$16  = req__payload[17:9];
+    end
+    if (rst) begin
+      \$16  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$17  = tag1;
+    if (\$11 ) begin
+      \$17  = req__payload[22:18];
+    end
+    if (rst) begin
+      \$17  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$18  = \$signal$44 ;
+    if (take) begin
+      \$18  = 1'h0;
+    end
+    if (rst) begin
+      \$18  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$19  = \$signal$45 ;
+    if (take) begin
+      \$19  = \$12 ;
+    end
+    if (rst) begin
+      \$19  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$20  = \$signal$14 ;
     if (\$signal ) begin
-      \$12  = front;
+      \$20  = req__valid;
     end
     if (rst) begin
-      \$12  = 1'h0;
+      \$20  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$13  = \$signal$12 ;
-    if (take) begin
-      \$13  = 1'h0;
+    \$21  = v2;
+    if (\$signal ) begin
+      \$21  = \$signal$14 ;
     end
     if (rst) begin
-      \$13  = 1'h0;
+      \$21  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$14  = \$signal$13 ;
-    if (take) begin
-      \$14  = \$11 ;
+    \$22  = beat__valid;
+    if (\$signal ) begin
+      \$22  = v2;
     end
     if (rst) begin
-      \$14  = 1'h0;
+      \$22  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$15  = q_tag;
-    if (take) begin
-      \$15  = req__payload[22:18];
+    \$23  = \$signal$46 ;
+    if (\$13 ) begin
+      \$23  = \$signal$44 ;
     end
     if (rst) begin
-      \$15  = 5'h00;
+      \$23  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$24  = \$signal$47 ;
+    if (\$13 ) begin
+      \$24  = \$signal$45 ;
+    end
+    if (rst) begin
+      \$24  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$25  = \$signal$48 ;
+    if (\$13 ) begin
+      \$25  = tag1;
+    end
+    if (rst) begin
+      \$25  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$26  = \$signal$10 ;
+    if (\$14 ) begin
+      \$26  = \$signal$46 ;
+    end
+    if (rst) begin
+      \$26  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$27  = \$signal$11 ;
+    if (\$14 ) begin
+      \$27  = \$signal$47 ;
+    end
+    if (rst) begin
+      \$27  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$28  = q_tag;
+    if (\$14 ) begin
+      \$28  = \$signal$48 ;
+    end
+    if (rst) begin
+      \$28  = 5'h00;
     end
   end
   assign beat__ready = 1'h1;
-  assign \$signal$5  = req__payload[8:0];
-  assign g = req__payload[17:9];
+  assign \$signal$4  = req__valid;
   assign index = 1'h0;
-  assign req__valid = front;
-  assign en = take;
-  assign a = req__payload[17:9];
+  assign first = 1'h1;
+  assign \$signal$18  = a;
   assign ng = { 1'h0, y };
-  assign \en$20  = take;
-  assign \a$21  = agree0;
-  assign \y$23  = pc0;
-  assign \en$25  = take;
-  assign \a$26  = agree1;
-  assign \y$28  = pc1;
-  assign \en$30  = take;
-  assign \a$31  = agree2;
-  assign \y$33  = pc2;
+  assign \a$25  = agree0;
+  assign \y$27  = pc0;
+  assign \a$31  = agree1;
+  assign \y$33  = pc1;
+  assign \a$37  = agree2;
+  assign \y$39  = pc2;
   assign req__ready = \$signal ;
-  assign \req__payload.x  = req__payload[8:0];
-  assign \req__payload.g  = req__payload[17:9];
-  assign \req__payload.tag  = req__payload[22:18];
   assign \beat__payload.acc  = beat__payload[14:0];
   assign \beat__payload.acc[0]  = beat__payload[4:0];
   assign \beat__payload.acc[1]  = beat__payload[9:5];
@@ -1095,15 +1249,18 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, front, req__ready, req__payload,
   assign \beat__payload.index  = beat__payload[15];
   assign \beat__payload.last  = beat__payload[16];
   assign \beat__payload.tag  = beat__payload[21:17];
+  assign \req__payload.x  = req__payload[8:0];
+  assign \req__payload.g  = req__payload[17:9];
+  assign \req__payload.tag  = req__payload[22:18];
   assign beat__payload[14:10] = \$10 [4:0];
   assign beat__payload[9:5] = \$7 [4:0];
   assign beat__payload[4:0] = \$4 [4:0];
   assign beat__payload[21:17] = q_tag;
-  assign beat__payload[16] = \$signal$13 ;
-  assign beat__payload[15] = \$signal$12 ;
+  assign beat__payload[16] = \$signal$11 ;
+  assign beat__payload[15] = \$signal$10 ;
 endmodule
 
-module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready, \port$611$0 , \port$611$5 , \port$611$29 , \port$611$35 , req__payload, clk);
+module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready, \port$717$0 , \port$717$5 , \port$717$29 , \port$717$35 , req__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -1202,14 +1359,14 @@ module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready
   wire ok_2_1;
   wire ok_2_2;
   reg pending = 1'h0;
-  input [1:0] \port$611$0 ;
-  wire [1:0] \port$611$0 ;
-  input [2:0] \port$611$29 ;
-  wire [2:0] \port$611$29 ;
-  input \port$611$35 ;
-  wire \port$611$35 ;
-  input [2:0] \port$611$5 ;
-  wire [2:0] \port$611$5 ;
+  input [1:0] \port$717$0 ;
+  wire [1:0] \port$717$0 ;
+  input [2:0] \port$717$29 ;
+  wire [2:0] \port$717$29 ;
+  input \port$717$35 ;
+  wire \port$717$35 ;
+  input [2:0] \port$717$5 ;
+  wire [2:0] \port$717$5 ;
   reg [1:0] px = 2'h0;
   reg [1:0] py = 2'h0;
   output [22:0] req__payload;
@@ -1462,12 +1619,12 @@ module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready
   assign anchor = 1'h1;
   assign \$signal$13  = \$signal$11 ;
   assign rotate = turn;
-  assign taps = { \port$611$5 , \port$611$0 , \port$611$35 , \port$611$29  };
+  assign taps = { \port$717$5 , \port$717$0 , \port$717$35 , \port$717$29  };
   assign \req__payload.x  = req__payload[8:0];
   assign \req__payload.g  = req__payload[17:9];
   assign \req__payload.tag  = req__payload[22:18];
   assign req__payload[17:9] = { ok_2_2, ok_2_1, ok_2_0, ok_1_2, 1'h1, ok_1_0, ok_0_2, ok_0_1, ok_0_0 };
-  assign req__payload[8:0] = { \port$611$5 , \port$611$0 , \port$611$35 , \port$611$29  };
+  assign req__payload[8:0] = { \port$717$5 , \port$717$0 , \port$717$35 , \port$717$29  };
   assign req__payload[22] = \$14 ;
   assign req__payload[21] = \$8 ;
   assign req__payload[20] = \$6 ;
@@ -1566,15 +1723,15 @@ module \hwgen_top.layer1 (rst, start, wr__data, wr__en, next__en, done, keep, wb
   \hwgen_top.layer1.store  store (
     .clk(clk),
     .fresh(fresh),
-    .\port$265$0 (\$1 ),
-    .\port$266$0 (\$2 ),
-    .\port$267$0 (\$3 ),
-    .\port$268$0 (\$4 ),
-    .\port$269$0 (\$5 ),
-    .\port$270$0 (\$6 ),
-    .\port$271$0 (\$7 ),
-    .\port$272$0 (\$8 ),
-    .\port$273$0 (\$9 ),
+    .\port$282$0 (\$1 ),
+    .\port$283$0 (\$2 ),
+    .\port$284$0 (\$3 ),
+    .\port$285$0 (\$4 ),
+    .\port$286$0 (\$5 ),
+    .\port$287$0 (\$6 ),
+    .\port$288$0 (\$7 ),
+    .\port$289$0 (\$8 ),
+    .\port$290$0 (\$9 ),
     .rbank(rbank),
     .rotate(rotate),
     .rst(rst),
@@ -1595,15 +1752,15 @@ module \hwgen_top.layer1 (rst, start, wr__data, wr__en, next__en, done, keep, wb
     .clk(clk),
     .fresh(fresh),
     .keep(keep),
-    .\port$265$0 (\$1 ),
-    .\port$266$0 (\$2 ),
-    .\port$267$0 (\$3 ),
-    .\port$268$0 (\$4 ),
-    .\port$269$0 (\$5 ),
-    .\port$270$0 (\$6 ),
-    .\port$271$0 (\$7 ),
-    .\port$272$0 (\$8 ),
-    .\port$273$0 (\$9 ),
+    .\port$282$0 (\$1 ),
+    .\port$283$0 (\$2 ),
+    .\port$284$0 (\$3 ),
+    .\port$285$0 (\$4 ),
+    .\port$286$0 (\$5 ),
+    .\port$287$0 (\$6 ),
+    .\port$288$0 (\$7 ),
+    .\port$289$0 (\$8 ),
+    .\port$290$0 (\$9 ),
     .req__payload(req__payload),
     .req__ready(req__ready),
     .req__valid(req__valid),
@@ -1737,7 +1894,7 @@ module \hwgen_top.layer1.sink (done, sums__payload, got, bits_c0, \end );
   assign bits_c0[0] = \$3 ;
 endmodule
 
-module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$265$0 , \port$266$0 , \port$267$0 , \port$268$0 , \port$269$0 , \port$270$0 , \port$271$0 , \port$272$0 , \port$273$0 , rotate, wbank, rbank, clk);
+module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$282$0 , \port$283$0 , \port$284$0 , \port$285$0 , \port$286$0 , \port$287$0 , \port$288$0 , \port$289$0 , \port$290$0 , rotate, wbank, rbank, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -1774,24 +1931,24 @@ module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$265$0 , \por
   wire clk;
   output fresh;
   wire fresh;
-  output [2:0] \port$265$0 ;
-  wire [2:0] \port$265$0 ;
-  output [2:0] \port$266$0 ;
-  wire [2:0] \port$266$0 ;
-  output [2:0] \port$267$0 ;
-  wire [2:0] \port$267$0 ;
-  output [2:0] \port$268$0 ;
-  wire [2:0] \port$268$0 ;
-  output [2:0] \port$269$0 ;
-  wire [2:0] \port$269$0 ;
-  output [2:0] \port$270$0 ;
-  wire [2:0] \port$270$0 ;
-  output [2:0] \port$271$0 ;
-  wire [2:0] \port$271$0 ;
-  output [2:0] \port$272$0 ;
-  wire [2:0] \port$272$0 ;
-  output [2:0] \port$273$0 ;
-  wire [2:0] \port$273$0 ;
+  output [2:0] \port$282$0 ;
+  wire [2:0] \port$282$0 ;
+  output [2:0] \port$283$0 ;
+  wire [2:0] \port$283$0 ;
+  output [2:0] \port$284$0 ;
+  wire [2:0] \port$284$0 ;
+  output [2:0] \port$285$0 ;
+  wire [2:0] \port$285$0 ;
+  output [2:0] \port$286$0 ;
+  wire [2:0] \port$286$0 ;
+  output [2:0] \port$287$0 ;
+  wire [2:0] \port$287$0 ;
+  output [2:0] \port$288$0 ;
+  wire [2:0] \port$288$0 ;
+  output [2:0] \port$289$0 ;
+  wire [2:0] \port$289$0 ;
+  output [2:0] \port$290$0 ;
+  wire [2:0] \port$290$0 ;
   input rbank;
   wire rbank;
   reg [26:0] ring0 = 27'h0000000;
@@ -1871,15 +2028,15 @@ module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$265$0 , \por
     end
   end
   assign taps = { \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20  };
-  assign \port$265$0  = \$20 ;
-  assign \port$266$0  = \$21 ;
-  assign \port$267$0  = \$22 ;
-  assign \port$268$0  = \$23 ;
-  assign \port$269$0  = \$24 ;
-  assign \port$270$0  = \$25 ;
-  assign \port$271$0  = \$26 ;
-  assign \port$272$0  = \$27 ;
-  assign \port$273$0  = \$28 ;
+  assign \port$282$0  = \$20 ;
+  assign \port$283$0  = \$21 ;
+  assign \port$284$0  = \$22 ;
+  assign \port$285$0  = \$23 ;
+  assign \port$286$0  = \$24 ;
+  assign \port$287$0  = \$25 ;
+  assign \port$288$0  = \$26 ;
+  assign \port$289$0  = \$27 ;
+  assign \port$290$0  = \$28 ;
 endmodule
 
 module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$3 , sums__payload, sums__valid, clk);
@@ -1965,16 +2122,16 @@ module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$3 , s
     .beat__payload(beat__payload),
     .beat__valid(sums__valid),
     .clk(clk),
-    .front(req__valid),
     .req__payload(req__payload),
     .req__ready(req__ready),
+    .req__valid(req__valid),
     .rst(rst)
   );
   \hwgen_top.layer1.tiles.tile_r1_c0  tile_r1_c0 (
     .beat__payload(\beat__payload$16 ),
     .clk(clk),
-    .front(req__valid),
     .req__payload(\req__payload$7 ),
+    .req__valid(req__valid),
     .rst(rst)
   );
   assign \$hwgen_sx1  = beat__payload[5:0];
@@ -2044,7 +2201,7 @@ module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$3 , s
   assign req__payload[15:0] = \req__payload$3 [15:0];
 endmodule
 
-module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, front, req__ready, req__payload, beat__payload, beat__valid, clk);
+module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__payload, beat__payload, beat__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire [6:0] \$10 ;
@@ -2052,12 +2209,25 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, front, req__ready, req__payload,
   wire [15:0] \$12 ;
   wire [6:0] \$13 ;
   wire \$14 ;
-  reg \$15 ;
-  reg \$16 ;
-  reg \$17 ;
-  reg [4:0] \$18 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  reg [15:0] \$18 ;
+  reg [15:0] \$19 ;
   wire [15:0] \$2 ;
+  reg [4:0] \$20 ;
+  reg \$21 ;
+  reg \$22 ;
+  reg \$23 ;
+  reg \$24 ;
+  reg \$25 ;
+  reg \$26 ;
+  reg \$27 ;
+  reg [4:0] \$28 ;
+  reg \$29 ;
   wire [15:0] \$3 ;
+  reg \$30 ;
+  reg [4:0] \$31 ;
   wire [6:0] \$4 ;
   wire [15:0] \$5 ;
   wire [15:0] \$6 ;
@@ -2065,14 +2235,23 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, front, req__ready, req__payload,
   wire [15:0] \$8 ;
   wire [15:0] \$9 ;
   wire \$signal ;
-  reg \$signal$12  = 1'h0;
-  reg \$signal$13  = 1'h0;
-  wire [15:0] \$signal$5 ;
-  wire [15:0] a;
-  wire [15:0] \a$21 ;
-  wire [15:0] \a$26 ;
+  reg \$signal$10  = 1'h0;
+  reg \$signal$11  = 1'h0;
+  reg \$signal$14  = 1'h0;
+  (* init = 16'h0000 *)
+  wire [15:0] \$signal$18 ;
+  reg [15:0] \$signal$22  = 16'h0000;
+  wire \$signal$4 ;
+  reg \$signal$50  = 1'h0;
+  reg \$signal$51  = 1'h0;
+  reg \$signal$52  = 1'h0;
+  reg \$signal$53  = 1'h0;
+  reg [4:0] \$signal$54  = 5'h00;
+  reg [15:0] a = 16'h0000;
+  wire [15:0] \a$25 ;
   wire [15:0] \a$31 ;
-  wire [15:0] \a$36 ;
+  wire [15:0] \a$37 ;
+  wire [15:0] \a$43 ;
   wire [15:0] agree0;
   wire [15:0] agree1;
   wire [15:0] agree2;
@@ -2092,14 +2271,17 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, front, req__ready, req__payload,
   reg beat__valid = 1'h0;
   input clk;
   wire clk;
-  wire en;
-  wire \en$20 ;
-  wire \en$25 ;
-  wire \en$30 ;
-  wire \en$35 ;
-  input front;
-  wire front;
-  wire [15:0] g;
+  wire en_a;
+  wire \en_a$23 ;
+  wire \en_a$29 ;
+  wire \en_a$35 ;
+  wire \en_a$41 ;
+  wire en_y;
+  wire \en_y$24 ;
+  wire \en_y$30 ;
+  wire \en_y$36 ;
+  wire \en_y$42 ;
+  wire first;
   wire index;
   wire [5:0] ng;
   wire [4:0] pc0;
@@ -2114,142 +2296,274 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, front, req__ready, req__payload,
   wire [15:0] \req__payload.x ;
   output req__ready;
   wire req__ready;
+  input req__valid;
   wire req__valid;
   input rst;
   wire rst;
+  reg [4:0] tag1 = 5'h00;
   wire take;
+  reg v2 = 1'h0;
   wire [4:0] y;
-  wire [4:0] \y$23 ;
-  wire [4:0] \y$28 ;
+  wire [4:0] \y$27 ;
   wire [4:0] \y$33 ;
-  wire [4:0] \y$38 ;
+  wire [4:0] \y$39 ;
+  wire [4:0] \y$45 ;
   assign \$1  = ~ beat__valid;
   assign \$signal  = \$1  | 1'h1;
-  assign take = front & \$signal ;
-  assign \$2  = req__payload[15:0] ^ 16'hcb4b;
+  assign take = req__valid & \$signal ;
+  assign en_a = \$signal$14  & \$signal ;
+  assign en_y = v2 & \$signal ;
+  assign \$2  = \$signal$22  ^ 16'hcb4b;
   assign \$3  = ~ \$2 ;
-  assign agree0 = req__payload[31:16] & \$3 ;
+  assign agree0 = a & \$3 ;
+  assign \en_a$23  = \$signal$14  & \$signal ;
+  assign \en_y$24  = v2 & \$signal ;
   assign \$4  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$5  = req__payload[15:0] ^ 16'h7faf;
+  assign \$5  = \$signal$22  ^ 16'h7faf;
   assign \$6  = ~ \$5 ;
-  assign agree1 = req__payload[31:16] & \$6 ;
+  assign agree1 = a & \$6 ;
+  assign \en_a$29  = \$signal$14  & \$signal ;
+  assign \en_y$30  = v2 & \$signal ;
   assign \$7  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
-  assign \$8  = req__payload[15:0] ^ 16'h7bee;
+  assign \$8  = \$signal$22  ^ 16'h7bee;
   assign \$9  = ~ \$8 ;
-  assign agree2 = req__payload[31:16] & \$9 ;
+  assign agree2 = a & \$9 ;
+  assign \en_a$35  = \$signal$14  & \$signal ;
+  assign \en_y$36  = v2 & \$signal ;
   assign \$10  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
-  assign \$11  = req__payload[15:0] ^ 16'hca9c;
+  assign \$11  = \$signal$22  ^ 16'hca9c;
   assign \$12  = ~ \$11 ;
-  assign agree3 = req__payload[31:16] & \$12 ;
+  assign agree3 = a & \$12 ;
+  assign \en_a$41  = \$signal$14  & \$signal ;
+  assign \en_y$42  = v2 & \$signal ;
   assign \$13  = { 1'h0, pc3, 1'h0 } - { 2'h0, y };
-  assign \$14  = 1'h0 == 1'h0;
+  assign \$14  = take & 1'h1;
+  assign \$15  = 1'h0 == 1'h0;
+  assign \$16  = \$signal$14  & \$signal ;
+  assign \$17  = v2 & \$signal ;
   always @(posedge clk)
-    beat__valid <= \$15 ;
+    \$signal$22  <= \$18 ;
   always @(posedge clk)
-    \$signal$12  <= \$16 ;
+    a <= \$19 ;
   always @(posedge clk)
-    \$signal$13  <= \$17 ;
+    tag1 <= \$20 ;
   always @(posedge clk)
-    q_tag <= \$18 ;
+    \$signal$50  <= \$21 ;
+  always @(posedge clk)
+    \$signal$51  <= \$22 ;
+  always @(posedge clk)
+    \$signal$14  <= \$23 ;
+  always @(posedge clk)
+    v2 <= \$24 ;
+  always @(posedge clk)
+    beat__valid <= \$25 ;
+  always @(posedge clk)
+    \$signal$52  <= \$26 ;
+  always @(posedge clk)
+    \$signal$53  <= \$27 ;
+  always @(posedge clk)
+    \$signal$54  <= \$28 ;
+  always @(posedge clk)
+    \$signal$10  <= \$29 ;
+  always @(posedge clk)
+    \$signal$11  <= \$30 ;
+  always @(posedge clk)
+    q_tag <= \$31 ;
   hwgen_popcount_16 popcount0 (
     .a(agree0),
     .clk(clk),
-    .en(take),
+    .en_a(\en_a$23 ),
+    .en_y(\en_y$24 ),
     .rst(rst),
     .y(pc0)
   );
   hwgen_popcount_16 popcount1 (
     .a(agree1),
     .clk(clk),
-    .en(take),
+    .en_a(\en_a$29 ),
+    .en_y(\en_y$30 ),
     .rst(rst),
     .y(pc1)
   );
   hwgen_popcount_16 popcount2 (
     .a(agree2),
     .clk(clk),
-    .en(take),
+    .en_a(\en_a$35 ),
+    .en_y(\en_y$36 ),
     .rst(rst),
     .y(pc2)
   );
   hwgen_popcount_16 popcount3 (
     .a(agree3),
     .clk(clk),
-    .en(take),
+    .en_a(\en_a$41 ),
+    .en_y(\en_y$42 ),
     .rst(rst),
     .y(pc3)
   );
   hwgen_popcount_16 popcount_g (
-    .a(req__payload[31:16]),
+    .a(a),
     .clk(clk),
-    .en(take),
+    .en_a(en_a),
+    .en_y(en_y),
     .rst(rst),
     .y(y)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$15  = beat__valid;
+    \$18  = \$signal$22 ;
+    if (\$14 ) begin
+      \$18  = req__payload[15:0];
+    end
+    if (rst) begin
+      \$18  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$19  = a;
+    if (\$14 ) begin
+      \$19  = req__payload[31:16];
+    end
+    if (rst) begin
+      \$19  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$20  = tag1;
+    if (\$14 ) begin
+      \$20  = req__payload[36:32];
+    end
+    if (rst) begin
+      \$20  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$21  = \$signal$50 ;
+    if (take) begin
+      \$21  = 1'h0;
+    end
+    if (rst) begin
+      \$21  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$22  = \$signal$51 ;
+    if (take) begin
+      \$22  = \$15 ;
+    end
+    if (rst) begin
+      \$22  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$23  = \$signal$14 ;
     if (\$signal ) begin
-      \$15  = front;
+      \$23  = req__valid;
     end
     if (rst) begin
-      \$15  = 1'h0;
+      \$23  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$16  = \$signal$12 ;
-    if (take) begin
-      \$16  = 1'h0;
+    \$24  = v2;
+    if (\$signal ) begin
+      \$24  = \$signal$14 ;
     end
     if (rst) begin
-      \$16  = 1'h0;
+      \$24  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$17  = \$signal$13 ;
-    if (take) begin
-      \$17  = \$14 ;
+    \$25  = beat__valid;
+    if (\$signal ) begin
+      \$25  = v2;
     end
     if (rst) begin
-      \$17  = 1'h0;
+      \$25  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$18  = q_tag;
-    if (take) begin
-      \$18  = req__payload[36:32];
+    \$26  = \$signal$52 ;
+    if (\$16 ) begin
+      \$26  = \$signal$50 ;
     end
     if (rst) begin
-      \$18  = 5'h00;
+      \$26  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$27  = \$signal$53 ;
+    if (\$16 ) begin
+      \$27  = \$signal$51 ;
+    end
+    if (rst) begin
+      \$27  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$28  = \$signal$54 ;
+    if (\$16 ) begin
+      \$28  = tag1;
+    end
+    if (rst) begin
+      \$28  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$29  = \$signal$10 ;
+    if (\$17 ) begin
+      \$29  = \$signal$52 ;
+    end
+    if (rst) begin
+      \$29  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$30  = \$signal$11 ;
+    if (\$17 ) begin
+      \$30  = \$signal$53 ;
+    end
+    if (rst) begin
+      \$30  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$31  = q_tag;
+    if (\$17 ) begin
+      \$31  = \$signal$54 ;
+    end
+    if (rst) begin
+      \$31  = 5'h00;
     end
   end
   assign beat__ready = 1'h1;
-  assign \$signal$5  = req__payload[15:0];
-  assign g = req__payload[31:16];
+  assign \$signal$4  = req__valid;
   assign index = 1'h0;
-  assign req__valid = front;
-  assign en = take;
-  assign a = req__payload[31:16];
+  assign first = 1'h1;
+  assign \$signal$18  = a;
   assign ng = { 1'h0, y };
-  assign \en$20  = take;
-  assign \a$21  = agree0;
-  assign \y$23  = pc0;
-  assign \en$25  = take;
-  assign \a$26  = agree1;
-  assign \y$28  = pc1;
-  assign \en$30  = take;
-  assign \a$31  = agree2;
-  assign \y$33  = pc2;
-  assign \en$35  = take;
-  assign \a$36  = agree3;
-  assign \y$38  = pc3;
+  assign \a$25  = agree0;
+  assign \y$27  = pc0;
+  assign \a$31  = agree1;
+  assign \y$33  = pc1;
+  assign \a$37  = agree2;
+  assign \y$39  = pc2;
+  assign \a$43  = agree3;
+  assign \y$45  = pc3;
   assign req__ready = \$signal ;
-  assign \req__payload.x  = req__payload[15:0];
-  assign \req__payload.g  = req__payload[31:16];
-  assign \req__payload.tag  = req__payload[36:32];
   assign \beat__payload.acc  = beat__payload[23:0];
   assign \beat__payload.acc[0]  = beat__payload[5:0];
   assign \beat__payload.acc[1]  = beat__payload[11:6];
@@ -2258,16 +2572,19 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, front, req__ready, req__payload,
   assign \beat__payload.index  = beat__payload[24];
   assign \beat__payload.last  = beat__payload[25];
   assign \beat__payload.tag  = beat__payload[30:26];
+  assign \req__payload.x  = req__payload[15:0];
+  assign \req__payload.g  = req__payload[31:16];
+  assign \req__payload.tag  = req__payload[36:32];
   assign beat__payload[23:18] = \$13 [5:0];
   assign beat__payload[17:12] = \$10 [5:0];
   assign beat__payload[11:6] = \$7 [5:0];
   assign beat__payload[5:0] = \$4 [5:0];
   assign beat__payload[30:26] = q_tag;
-  assign beat__payload[25] = \$signal$13 ;
-  assign beat__payload[24] = \$signal$12 ;
+  assign beat__payload[25] = \$signal$11 ;
+  assign beat__payload[24] = \$signal$10 ;
 endmodule
 
-module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, front, req__payload, beat__payload, clk);
+module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire [5:0] \$10 ;
@@ -2275,12 +2592,25 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, front, req__payload, beat__paylo
   wire [10:0] \$12 ;
   wire [5:0] \$13 ;
   wire \$14 ;
-  reg \$15 ;
-  reg \$16 ;
-  reg \$17 ;
-  reg [4:0] \$18 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  reg [10:0] \$18 ;
+  reg [10:0] \$19 ;
   wire [10:0] \$2 ;
+  reg [4:0] \$20 ;
+  reg \$21 ;
+  reg \$22 ;
+  reg \$23 ;
+  reg \$24 ;
+  reg \$25 ;
+  reg \$26 ;
+  reg \$27 ;
+  reg [4:0] \$28 ;
+  reg \$29 ;
   wire [10:0] \$3 ;
+  reg \$30 ;
+  reg [4:0] \$31 ;
   wire [5:0] \$4 ;
   wire [10:0] \$5 ;
   wire [10:0] \$6 ;
@@ -2288,14 +2618,23 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, front, req__payload, beat__paylo
   wire [10:0] \$8 ;
   wire [10:0] \$9 ;
   wire \$signal ;
-  reg \$signal$12  = 1'h0;
-  reg \$signal$13  = 1'h0;
-  wire [10:0] \$signal$5 ;
-  wire [10:0] a;
-  wire [10:0] \a$21 ;
-  wire [10:0] \a$26 ;
+  reg \$signal$10  = 1'h0;
+  reg \$signal$11  = 1'h0;
+  reg \$signal$14  = 1'h0;
+  (* init = 11'h000 *)
+  wire [10:0] \$signal$18 ;
+  reg [10:0] \$signal$22  = 11'h000;
+  wire \$signal$4 ;
+  reg \$signal$50  = 1'h0;
+  reg \$signal$51  = 1'h0;
+  reg \$signal$52  = 1'h0;
+  reg \$signal$53  = 1'h0;
+  reg [4:0] \$signal$54  = 5'h00;
+  reg [10:0] a = 11'h000;
+  wire [10:0] \a$25 ;
   wire [10:0] \a$31 ;
-  wire [10:0] \a$36 ;
+  wire [10:0] \a$37 ;
+  wire [10:0] \a$43 ;
   wire [10:0] agree0;
   wire [10:0] agree1;
   wire [10:0] agree2;
@@ -2314,14 +2653,17 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, front, req__payload, beat__paylo
   reg beat__valid = 1'h0;
   input clk;
   wire clk;
-  wire en;
-  wire \en$20 ;
-  wire \en$25 ;
-  wire \en$30 ;
-  wire \en$35 ;
-  input front;
-  wire front;
-  wire [10:0] g;
+  wire en_a;
+  wire \en_a$23 ;
+  wire \en_a$29 ;
+  wire \en_a$35 ;
+  wire \en_a$41 ;
+  wire en_y;
+  wire \en_y$24 ;
+  wire \en_y$30 ;
+  wire \en_y$36 ;
+  wire \en_y$42 ;
+  wire first;
   wire index;
   wire [4:0] ng;
   wire [3:0] pc0;
@@ -2335,142 +2677,274 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, front, req__payload, beat__paylo
   wire [4:0] \req__payload.tag ;
   wire [10:0] \req__payload.x ;
   wire req__ready;
+  input req__valid;
   wire req__valid;
   input rst;
   wire rst;
+  reg [4:0] tag1 = 5'h00;
   wire take;
+  reg v2 = 1'h0;
   wire [3:0] y;
-  wire [3:0] \y$23 ;
-  wire [3:0] \y$28 ;
+  wire [3:0] \y$27 ;
   wire [3:0] \y$33 ;
-  wire [3:0] \y$38 ;
+  wire [3:0] \y$39 ;
+  wire [3:0] \y$45 ;
   assign \$1  = ~ beat__valid;
   assign \$signal  = \$1  | 1'h1;
-  assign take = front & \$signal ;
-  assign \$2  = req__payload[10:0] ^ 11'h5b7;
+  assign take = req__valid & \$signal ;
+  assign en_a = \$signal$14  & \$signal ;
+  assign en_y = v2 & \$signal ;
+  assign \$2  = \$signal$22  ^ 11'h5b7;
   assign \$3  = ~ \$2 ;
-  assign agree0 = req__payload[21:11] & \$3 ;
+  assign agree0 = a & \$3 ;
+  assign \en_a$23  = \$signal$14  & \$signal ;
+  assign \en_y$24  = v2 & \$signal ;
   assign \$4  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$5  = req__payload[10:0] ^ 11'h589;
+  assign \$5  = \$signal$22  ^ 11'h589;
   assign \$6  = ~ \$5 ;
-  assign agree1 = req__payload[21:11] & \$6 ;
+  assign agree1 = a & \$6 ;
+  assign \en_a$29  = \$signal$14  & \$signal ;
+  assign \en_y$30  = v2 & \$signal ;
   assign \$7  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
-  assign \$8  = req__payload[10:0] ^ 11'h7eb;
+  assign \$8  = \$signal$22  ^ 11'h7eb;
   assign \$9  = ~ \$8 ;
-  assign agree2 = req__payload[21:11] & \$9 ;
+  assign agree2 = a & \$9 ;
+  assign \en_a$35  = \$signal$14  & \$signal ;
+  assign \en_y$36  = v2 & \$signal ;
   assign \$10  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
-  assign \$11  = req__payload[10:0] ^ 11'h6ff;
+  assign \$11  = \$signal$22  ^ 11'h6ff;
   assign \$12  = ~ \$11 ;
-  assign agree3 = req__payload[21:11] & \$12 ;
+  assign agree3 = a & \$12 ;
+  assign \en_a$41  = \$signal$14  & \$signal ;
+  assign \en_y$42  = v2 & \$signal ;
   assign \$13  = { 1'h0, pc3, 1'h0 } - { 2'h0, y };
-  assign \$14  = 1'h0 == 1'h0;
+  assign \$14  = take & 1'h1;
+  assign \$15  = 1'h0 == 1'h0;
+  assign \$16  = \$signal$14  & \$signal ;
+  assign \$17  = v2 & \$signal ;
   always @(posedge clk)
-    beat__valid <= \$15 ;
+    \$signal$22  <= \$18 ;
   always @(posedge clk)
-    \$signal$12  <= \$16 ;
+    a <= \$19 ;
   always @(posedge clk)
-    \$signal$13  <= \$17 ;
+    tag1 <= \$20 ;
   always @(posedge clk)
-    q_tag <= \$18 ;
+    \$signal$50  <= \$21 ;
+  always @(posedge clk)
+    \$signal$51  <= \$22 ;
+  always @(posedge clk)
+    \$signal$14  <= \$23 ;
+  always @(posedge clk)
+    v2 <= \$24 ;
+  always @(posedge clk)
+    beat__valid <= \$25 ;
+  always @(posedge clk)
+    \$signal$52  <= \$26 ;
+  always @(posedge clk)
+    \$signal$53  <= \$27 ;
+  always @(posedge clk)
+    \$signal$54  <= \$28 ;
+  always @(posedge clk)
+    \$signal$10  <= \$29 ;
+  always @(posedge clk)
+    \$signal$11  <= \$30 ;
+  always @(posedge clk)
+    q_tag <= \$31 ;
   hwgen_popcount_11 popcount0 (
     .a(agree0),
     .clk(clk),
-    .en(take),
+    .en_a(\en_a$23 ),
+    .en_y(\en_y$24 ),
     .rst(rst),
     .y(pc0)
   );
   hwgen_popcount_11 popcount1 (
     .a(agree1),
     .clk(clk),
-    .en(take),
+    .en_a(\en_a$29 ),
+    .en_y(\en_y$30 ),
     .rst(rst),
     .y(pc1)
   );
   hwgen_popcount_11 popcount2 (
     .a(agree2),
     .clk(clk),
-    .en(take),
+    .en_a(\en_a$35 ),
+    .en_y(\en_y$36 ),
     .rst(rst),
     .y(pc2)
   );
   hwgen_popcount_11 popcount3 (
     .a(agree3),
     .clk(clk),
-    .en(take),
+    .en_a(\en_a$41 ),
+    .en_y(\en_y$42 ),
     .rst(rst),
     .y(pc3)
   );
   hwgen_popcount_11 popcount_g (
-    .a(req__payload[21:11]),
+    .a(a),
     .clk(clk),
-    .en(take),
+    .en_a(en_a),
+    .en_y(en_y),
     .rst(rst),
     .y(y)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$15  = beat__valid;
+    \$18  = \$signal$22 ;
+    if (\$14 ) begin
+      \$18  = req__payload[10:0];
+    end
+    if (rst) begin
+      \$18  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$19  = a;
+    if (\$14 ) begin
+      \$19  = req__payload[21:11];
+    end
+    if (rst) begin
+      \$19  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$20  = tag1;
+    if (\$14 ) begin
+      \$20  = req__payload[26:22];
+    end
+    if (rst) begin
+      \$20  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$21  = \$signal$50 ;
+    if (take) begin
+      \$21  = 1'h0;
+    end
+    if (rst) begin
+      \$21  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$22  = \$signal$51 ;
+    if (take) begin
+      \$22  = \$15 ;
+    end
+    if (rst) begin
+      \$22  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$23  = \$signal$14 ;
     if (\$signal ) begin
-      \$15  = front;
+      \$23  = req__valid;
     end
     if (rst) begin
-      \$15  = 1'h0;
+      \$23  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$16  = \$signal$12 ;
-    if (take) begin
-      \$16  = 1'h0;
+    \$24  = v2;
+    if (\$signal ) begin
+      \$24  = \$signal$14 ;
     end
     if (rst) begin
-      \$16  = 1'h0;
+      \$24  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$17  = \$signal$13 ;
-    if (take) begin
-      \$17  = \$14 ;
+    \$25  = beat__valid;
+    if (\$signal ) begin
+      \$25  = v2;
     end
     if (rst) begin
-      \$17  = 1'h0;
+      \$25  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$18  = q_tag;
-    if (take) begin
-      \$18  = req__payload[26:22];
+    \$26  = \$signal$52 ;
+    if (\$16 ) begin
+      \$26  = \$signal$50 ;
     end
     if (rst) begin
-      \$18  = 5'h00;
+      \$26  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$27  = \$signal$53 ;
+    if (\$16 ) begin
+      \$27  = \$signal$51 ;
+    end
+    if (rst) begin
+      \$27  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$28  = \$signal$54 ;
+    if (\$16 ) begin
+      \$28  = tag1;
+    end
+    if (rst) begin
+      \$28  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$29  = \$signal$10 ;
+    if (\$17 ) begin
+      \$29  = \$signal$52 ;
+    end
+    if (rst) begin
+      \$29  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$30  = \$signal$11 ;
+    if (\$17 ) begin
+      \$30  = \$signal$53 ;
+    end
+    if (rst) begin
+      \$30  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$31  = q_tag;
+    if (\$17 ) begin
+      \$31  = \$signal$54 ;
+    end
+    if (rst) begin
+      \$31  = 5'h00;
     end
   end
   assign beat__ready = 1'h1;
-  assign \$signal$5  = req__payload[10:0];
-  assign g = req__payload[21:11];
+  assign \$signal$4  = req__valid;
   assign index = 1'h0;
-  assign req__valid = front;
+  assign first = 1'h1;
   assign req__ready = \$signal ;
-  assign en = take;
-  assign a = req__payload[21:11];
+  assign \$signal$18  = a;
   assign ng = { 1'h0, y };
-  assign \en$20  = take;
-  assign \a$21  = agree0;
-  assign \y$23  = pc0;
-  assign \en$25  = take;
-  assign \a$26  = agree1;
-  assign \y$28  = pc1;
-  assign \en$30  = take;
-  assign \a$31  = agree2;
-  assign \y$33  = pc2;
-  assign \en$35  = take;
-  assign \a$36  = agree3;
-  assign \y$38  = pc3;
-  assign \req__payload.x  = req__payload[10:0];
-  assign \req__payload.g  = req__payload[21:11];
-  assign \req__payload.tag  = req__payload[26:22];
+  assign \a$25  = agree0;
+  assign \y$27  = pc0;
+  assign \a$31  = agree1;
+  assign \y$33  = pc1;
+  assign \a$37  = agree2;
+  assign \y$39  = pc2;
+  assign \a$43  = agree3;
+  assign \y$45  = pc3;
   assign \beat__payload.acc  = beat__payload[19:0];
   assign \beat__payload.acc[0]  = beat__payload[4:0];
   assign \beat__payload.acc[1]  = beat__payload[9:5];
@@ -2479,16 +2953,19 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, front, req__payload, beat__paylo
   assign \beat__payload.index  = beat__payload[20];
   assign \beat__payload.last  = beat__payload[21];
   assign \beat__payload.tag  = beat__payload[26:22];
+  assign \req__payload.x  = req__payload[10:0];
+  assign \req__payload.g  = req__payload[21:11];
+  assign \req__payload.tag  = req__payload[26:22];
   assign beat__payload[19:15] = \$13 [4:0];
   assign beat__payload[14:10] = \$10 [4:0];
   assign beat__payload[9:5] = \$7 [4:0];
   assign beat__payload[4:0] = \$4 [4:0];
   assign beat__payload[26:22] = q_tag;
-  assign beat__payload[21] = \$signal$13 ;
-  assign beat__payload[20] = \$signal$12 ;
+  assign beat__payload[21] = \$signal$11 ;
+  assign beat__payload[20] = \$signal$10 ;
 endmodule
 
-module \hwgen_top.layer1.walker (rst, start, fresh, \port$265$0 , \port$266$0 , \port$267$0 , \port$268$0 , \port$269$0 , \port$270$0 , \port$271$0 , \port$272$0 , \port$273$0 , req__valid, turn, req__ready, keep, req__payload, clk);
+module \hwgen_top.layer1.walker (rst, start, fresh, \port$282$0 , \port$283$0 , \port$284$0 , \port$285$0 , \port$286$0 , \port$287$0 , \port$288$0 , \port$289$0 , \port$290$0 , req__valid, turn, req__ready, keep, req__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -2578,24 +3055,24 @@ module \hwgen_top.layer1.walker (rst, start, fresh, \port$265$0 , \port$266$0 , 
   wire ok_2_1;
   wire ok_2_2;
   reg pending = 1'h0;
-  input [2:0] \port$265$0 ;
-  wire [2:0] \port$265$0 ;
-  input [2:0] \port$266$0 ;
-  wire [2:0] \port$266$0 ;
-  input [2:0] \port$267$0 ;
-  wire [2:0] \port$267$0 ;
-  input [2:0] \port$268$0 ;
-  wire [2:0] \port$268$0 ;
-  input [2:0] \port$269$0 ;
-  wire [2:0] \port$269$0 ;
-  input [2:0] \port$270$0 ;
-  wire [2:0] \port$270$0 ;
-  input [2:0] \port$271$0 ;
-  wire [2:0] \port$271$0 ;
-  input [2:0] \port$272$0 ;
-  wire [2:0] \port$272$0 ;
-  input [2:0] \port$273$0 ;
-  wire [2:0] \port$273$0 ;
+  input [2:0] \port$282$0 ;
+  wire [2:0] \port$282$0 ;
+  input [2:0] \port$283$0 ;
+  wire [2:0] \port$283$0 ;
+  input [2:0] \port$284$0 ;
+  wire [2:0] \port$284$0 ;
+  input [2:0] \port$285$0 ;
+  wire [2:0] \port$285$0 ;
+  input [2:0] \port$286$0 ;
+  wire [2:0] \port$286$0 ;
+  input [2:0] \port$287$0 ;
+  wire [2:0] \port$287$0 ;
+  input [2:0] \port$288$0 ;
+  wire [2:0] \port$288$0 ;
+  input [2:0] \port$289$0 ;
+  wire [2:0] \port$289$0 ;
+  input [2:0] \port$290$0 ;
+  wire [2:0] \port$290$0 ;
   reg [1:0] px = 2'h0;
   reg [1:0] py = 2'h0;
   output [58:0] req__payload;
@@ -2797,12 +3274,12 @@ module \hwgen_top.layer1.walker (rst, start, fresh, \port$265$0 , \port$266$0 , 
   assign anchor = 1'h1;
   assign \$signal$11  = \$signal$9 ;
   assign rotate = turn;
-  assign taps = { \port$273$0 , \port$272$0 , \port$271$0 , \port$270$0 , \port$269$0 , \port$268$0 , \port$267$0 , \port$266$0 , \port$265$0  };
+  assign taps = { \port$290$0 , \port$289$0 , \port$288$0 , \port$287$0 , \port$286$0 , \port$285$0 , \port$284$0 , \port$283$0 , \port$282$0  };
   assign \req__payload.x  = req__payload[26:0];
   assign \req__payload.g  = req__payload[53:27];
   assign \req__payload.tag  = req__payload[58:54];
   assign req__payload[53:27] = { \$42 , \$41 , \$40 , \$39 , keep, \$38 , \$37 , \$36 , \$35  };
-  assign req__payload[26:0] = { \port$273$0 , \port$272$0 , \port$271$0 , \port$270$0 , \port$269$0 , \port$268$0 , \port$267$0 , \port$266$0 , \port$265$0  };
+  assign req__payload[26:0] = { \port$290$0 , \port$289$0 , \port$288$0 , \port$287$0 , \port$286$0 , \port$285$0 , \port$284$0 , \port$283$0 , \port$282$0  };
   assign req__payload[58] = \$6 ;
   assign req__payload[57] = 1'h1;
   assign req__payload[56] = 1'h1;
@@ -3212,25 +3689,25 @@ module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, beat__ready, \req__
     .beat__ready(beat__ready),
     .beat__valid(sums__valid),
     .clk(clk),
-    .front(req__valid),
     .req__payload(req__payload),
     .req__ready(req__ready),
+    .req__valid(req__valid),
     .rst(rst)
   );
   \hwgen_top.layer2.tiles.tile_r1_c0  tile_r1_c0 (
     .beat__payload(\beat__payload$19 ),
     .beat__ready(beat__ready),
     .clk(clk),
-    .front(req__valid),
     .req__payload(\req__payload$7 ),
+    .req__valid(req__valid),
     .rst(rst)
   );
   \hwgen_top.layer2.tiles.tile_r2_c0  tile_r2_c0 (
     .beat__payload(\beat__payload$20 ),
     .beat__ready(beat__ready),
     .clk(clk),
-    .front(req__valid),
     .req__payload(\req__payload$10 ),
+    .req__valid(req__valid),
     .rst(rst)
   );
   assign \$hwgen_sx9  = beat__payload[5:0];
@@ -3313,16 +3790,29 @@ module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, beat__ready, \req__
   assign req__payload[15:0] = \req__payload$3 [15:0];
 endmodule
 
-module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, front, req__ready, beat__ready, req__payload, beat__payload, beat__valid, clk);
+module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__valid, req__ready, beat__ready, req__payload, beat__payload, beat__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire [6:0] \$10 ;
   wire \$11 ;
-  reg \$12 ;
-  reg \$13 ;
-  reg \$14 ;
-  reg [4:0] \$15 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  reg [15:0] \$15 ;
+  reg [15:0] \$16 ;
+  reg [4:0] \$17 ;
+  reg \$18 ;
+  reg \$19 ;
   wire [15:0] \$2 ;
+  reg \$20 ;
+  reg \$21 ;
+  reg \$22 ;
+  reg \$23 ;
+  reg \$24 ;
+  reg [4:0] \$25 ;
+  reg \$26 ;
+  reg \$27 ;
+  reg [4:0] \$28 ;
   wire [15:0] \$3 ;
   wire [6:0] \$4 ;
   wire [15:0] \$5 ;
@@ -3331,13 +3821,22 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, front, req__ready, beat__ready, 
   wire [15:0] \$8 ;
   wire [15:0] \$9 ;
   wire \$signal ;
-  reg \$signal$12  = 1'h0;
-  reg \$signal$13  = 1'h0;
-  wire [15:0] \$signal$5 ;
-  wire [15:0] a;
-  wire [15:0] \a$21 ;
-  wire [15:0] \a$26 ;
+  reg \$signal$10  = 1'h0;
+  reg \$signal$11  = 1'h0;
+  reg \$signal$14  = 1'h0;
+  (* init = 16'h0000 *)
+  wire [15:0] \$signal$18 ;
+  reg [15:0] \$signal$22  = 16'h0000;
+  wire \$signal$4 ;
+  reg \$signal$44  = 1'h0;
+  reg \$signal$45  = 1'h0;
+  reg \$signal$46  = 1'h0;
+  reg \$signal$47  = 1'h0;
+  reg [4:0] \$signal$48  = 5'h00;
+  reg [15:0] a = 16'h0000;
+  wire [15:0] \a$25 ;
   wire [15:0] \a$31 ;
+  wire [15:0] \a$37 ;
   wire [15:0] agree0;
   wire [15:0] agree1;
   wire [15:0] agree2;
@@ -3356,13 +3855,15 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, front, req__ready, beat__ready, 
   reg beat__valid = 1'h0;
   input clk;
   wire clk;
-  wire en;
-  wire \en$20 ;
-  wire \en$25 ;
-  wire \en$30 ;
-  input front;
-  wire front;
-  wire [15:0] g;
+  wire en_a;
+  wire \en_a$23 ;
+  wire \en_a$29 ;
+  wire \en_a$35 ;
+  wire en_y;
+  wire \en_y$24 ;
+  wire \en_y$30 ;
+  wire \en_y$36 ;
+  wire first;
   wire index;
   wire [5:0] ng;
   wire [4:0] pc0;
@@ -3376,126 +3877,256 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, front, req__ready, beat__ready, 
   wire [15:0] \req__payload.x ;
   output req__ready;
   wire req__ready;
+  input req__valid;
   wire req__valid;
   input rst;
   wire rst;
+  reg [4:0] tag1 = 5'h00;
   wire take;
+  reg v2 = 1'h0;
   wire [4:0] y;
-  wire [4:0] \y$23 ;
-  wire [4:0] \y$28 ;
+  wire [4:0] \y$27 ;
   wire [4:0] \y$33 ;
+  wire [4:0] \y$39 ;
   assign \$1  = ~ beat__valid;
   assign \$signal  = \$1  | beat__ready;
-  assign take = front & \$signal ;
-  assign \$2  = req__payload[15:0] ^ 16'h54f9;
+  assign take = req__valid & \$signal ;
+  assign en_a = \$signal$14  & \$signal ;
+  assign en_y = v2 & \$signal ;
+  assign \$2  = \$signal$22  ^ 16'h54f9;
   assign \$3  = ~ \$2 ;
-  assign agree0 = req__payload[31:16] & \$3 ;
+  assign agree0 = a & \$3 ;
+  assign \en_a$23  = \$signal$14  & \$signal ;
+  assign \en_y$24  = v2 & \$signal ;
   assign \$4  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$5  = req__payload[15:0] ^ 16'hee9d;
+  assign \$5  = \$signal$22  ^ 16'hee9d;
   assign \$6  = ~ \$5 ;
-  assign agree1 = req__payload[31:16] & \$6 ;
+  assign agree1 = a & \$6 ;
+  assign \en_a$29  = \$signal$14  & \$signal ;
+  assign \en_y$30  = v2 & \$signal ;
   assign \$7  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
-  assign \$8  = req__payload[15:0] ^ 16'he277;
+  assign \$8  = \$signal$22  ^ 16'he277;
   assign \$9  = ~ \$8 ;
-  assign agree2 = req__payload[31:16] & \$9 ;
+  assign agree2 = a & \$9 ;
+  assign \en_a$35  = \$signal$14  & \$signal ;
+  assign \en_y$36  = v2 & \$signal ;
   assign \$10  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
-  assign \$11  = 1'h0 == 1'h0;
+  assign \$11  = take & 1'h1;
+  assign \$12  = 1'h0 == 1'h0;
+  assign \$13  = \$signal$14  & \$signal ;
+  assign \$14  = v2 & \$signal ;
   always @(posedge clk)
-    beat__valid <= \$12 ;
+    \$signal$22  <= \$15 ;
   always @(posedge clk)
-    \$signal$12  <= \$13 ;
+    a <= \$16 ;
   always @(posedge clk)
-    \$signal$13  <= \$14 ;
+    tag1 <= \$17 ;
   always @(posedge clk)
-    q_tag <= \$15 ;
+    \$signal$44  <= \$18 ;
+  always @(posedge clk)
+    \$signal$45  <= \$19 ;
+  always @(posedge clk)
+    \$signal$14  <= \$20 ;
+  always @(posedge clk)
+    v2 <= \$21 ;
+  always @(posedge clk)
+    beat__valid <= \$22 ;
+  always @(posedge clk)
+    \$signal$46  <= \$23 ;
+  always @(posedge clk)
+    \$signal$47  <= \$24 ;
+  always @(posedge clk)
+    \$signal$48  <= \$25 ;
+  always @(posedge clk)
+    \$signal$10  <= \$26 ;
+  always @(posedge clk)
+    \$signal$11  <= \$27 ;
+  always @(posedge clk)
+    q_tag <= \$28 ;
   hwgen_popcount_16 popcount0 (
     .a(agree0),
     .clk(clk),
-    .en(take),
+    .en_a(\en_a$23 ),
+    .en_y(\en_y$24 ),
     .rst(rst),
     .y(pc0)
   );
   hwgen_popcount_16 popcount1 (
     .a(agree1),
     .clk(clk),
-    .en(take),
+    .en_a(\en_a$29 ),
+    .en_y(\en_y$30 ),
     .rst(rst),
     .y(pc1)
   );
   hwgen_popcount_16 popcount2 (
     .a(agree2),
     .clk(clk),
-    .en(take),
+    .en_a(\en_a$35 ),
+    .en_y(\en_y$36 ),
     .rst(rst),
     .y(pc2)
   );
   hwgen_popcount_16 popcount_g (
-    .a(req__payload[31:16]),
+    .a(a),
     .clk(clk),
-    .en(take),
+    .en_a(en_a),
+    .en_y(en_y),
     .rst(rst),
     .y(y)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$12  = beat__valid;
+    \$15  = \$signal$22 ;
+    if (\$11 ) begin
+      \$15  = req__payload[15:0];
+    end
+    if (rst) begin
+      \$15  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$16  = a;
+    if (\$11 ) begin
+      \$16  = req__payload[31:16];
+    end
+    if (rst) begin
+      \$16  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$17  = tag1;
+    if (\$11 ) begin
+      \$17  = req__payload[36:32];
+    end
+    if (rst) begin
+      \$17  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$18  = \$signal$44 ;
+    if (take) begin
+      \$18  = 1'h0;
+    end
+    if (rst) begin
+      \$18  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$19  = \$signal$45 ;
+    if (take) begin
+      \$19  = \$12 ;
+    end
+    if (rst) begin
+      \$19  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$20  = \$signal$14 ;
     if (\$signal ) begin
-      \$12  = front;
+      \$20  = req__valid;
     end
     if (rst) begin
-      \$12  = 1'h0;
+      \$20  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$13  = \$signal$12 ;
-    if (take) begin
-      \$13  = 1'h0;
+    \$21  = v2;
+    if (\$signal ) begin
+      \$21  = \$signal$14 ;
     end
     if (rst) begin
-      \$13  = 1'h0;
+      \$21  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$14  = \$signal$13 ;
-    if (take) begin
-      \$14  = \$11 ;
+    \$22  = beat__valid;
+    if (\$signal ) begin
+      \$22  = v2;
     end
     if (rst) begin
-      \$14  = 1'h0;
+      \$22  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$15  = q_tag;
-    if (take) begin
-      \$15  = req__payload[36:32];
+    \$23  = \$signal$46 ;
+    if (\$13 ) begin
+      \$23  = \$signal$44 ;
     end
     if (rst) begin
-      \$15  = 5'h00;
+      \$23  = 1'h0;
     end
   end
-  assign \$signal$5  = req__payload[15:0];
-  assign g = req__payload[31:16];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$24  = \$signal$47 ;
+    if (\$13 ) begin
+      \$24  = \$signal$45 ;
+    end
+    if (rst) begin
+      \$24  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$25  = \$signal$48 ;
+    if (\$13 ) begin
+      \$25  = tag1;
+    end
+    if (rst) begin
+      \$25  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$26  = \$signal$10 ;
+    if (\$14 ) begin
+      \$26  = \$signal$46 ;
+    end
+    if (rst) begin
+      \$26  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$27  = \$signal$11 ;
+    if (\$14 ) begin
+      \$27  = \$signal$47 ;
+    end
+    if (rst) begin
+      \$27  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$28  = q_tag;
+    if (\$14 ) begin
+      \$28  = \$signal$48 ;
+    end
+    if (rst) begin
+      \$28  = 5'h00;
+    end
+  end
+  assign \$signal$4  = req__valid;
   assign index = 1'h0;
-  assign req__valid = front;
-  assign en = take;
-  assign a = req__payload[31:16];
+  assign first = 1'h1;
+  assign \$signal$18  = a;
   assign ng = { 1'h0, y };
-  assign \en$20  = take;
-  assign \a$21  = agree0;
-  assign \y$23  = pc0;
-  assign \en$25  = take;
-  assign \a$26  = agree1;
-  assign \y$28  = pc1;
-  assign \en$30  = take;
-  assign \a$31  = agree2;
-  assign \y$33  = pc2;
+  assign \a$25  = agree0;
+  assign \y$27  = pc0;
+  assign \a$31  = agree1;
+  assign \y$33  = pc1;
+  assign \a$37  = agree2;
+  assign \y$39  = pc2;
   assign req__ready = \$signal ;
-  assign \req__payload.x  = req__payload[15:0];
-  assign \req__payload.g  = req__payload[31:16];
-  assign \req__payload.tag  = req__payload[36:32];
   assign \beat__payload.acc  = beat__payload[17:0];
   assign \beat__payload.acc[0]  = beat__payload[5:0];
   assign \beat__payload.acc[1]  = beat__payload[11:6];
@@ -3503,24 +4134,40 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, front, req__ready, beat__ready, 
   assign \beat__payload.index  = beat__payload[18];
   assign \beat__payload.last  = beat__payload[19];
   assign \beat__payload.tag  = beat__payload[24:20];
+  assign \req__payload.x  = req__payload[15:0];
+  assign \req__payload.g  = req__payload[31:16];
+  assign \req__payload.tag  = req__payload[36:32];
   assign beat__payload[17:12] = \$10 [5:0];
   assign beat__payload[11:6] = \$7 [5:0];
   assign beat__payload[5:0] = \$4 [5:0];
   assign beat__payload[24:20] = q_tag;
-  assign beat__payload[19] = \$signal$13 ;
-  assign beat__payload[18] = \$signal$12 ;
+  assign beat__payload[19] = \$signal$11 ;
+  assign beat__payload[18] = \$signal$10 ;
 endmodule
 
-module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, front, beat__ready, req__payload, beat__payload, clk);
+module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, req__valid, beat__ready, req__payload, beat__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire [6:0] \$10 ;
   wire \$11 ;
-  reg \$12 ;
-  reg \$13 ;
-  reg \$14 ;
-  reg [4:0] \$15 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  reg [15:0] \$15 ;
+  reg [15:0] \$16 ;
+  reg [4:0] \$17 ;
+  reg \$18 ;
+  reg \$19 ;
   wire [15:0] \$2 ;
+  reg \$20 ;
+  reg \$21 ;
+  reg \$22 ;
+  reg \$23 ;
+  reg \$24 ;
+  reg [4:0] \$25 ;
+  reg \$26 ;
+  reg \$27 ;
+  reg [4:0] \$28 ;
   wire [15:0] \$3 ;
   wire [6:0] \$4 ;
   wire [15:0] \$5 ;
@@ -3529,13 +4176,22 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, front, beat__ready, req__payload
   wire [15:0] \$8 ;
   wire [15:0] \$9 ;
   wire \$signal ;
-  reg \$signal$12  = 1'h0;
-  reg \$signal$13  = 1'h0;
-  wire [15:0] \$signal$5 ;
-  wire [15:0] a;
-  wire [15:0] \a$21 ;
-  wire [15:0] \a$26 ;
+  reg \$signal$10  = 1'h0;
+  reg \$signal$11  = 1'h0;
+  reg \$signal$14  = 1'h0;
+  (* init = 16'h0000 *)
+  wire [15:0] \$signal$18 ;
+  reg [15:0] \$signal$22  = 16'h0000;
+  wire \$signal$4 ;
+  reg \$signal$44  = 1'h0;
+  reg \$signal$45  = 1'h0;
+  reg \$signal$46  = 1'h0;
+  reg \$signal$47  = 1'h0;
+  reg [4:0] \$signal$48  = 5'h00;
+  reg [15:0] a = 16'h0000;
+  wire [15:0] \a$25 ;
   wire [15:0] \a$31 ;
+  wire [15:0] \a$37 ;
   wire [15:0] agree0;
   wire [15:0] agree1;
   wire [15:0] agree2;
@@ -3553,13 +4209,15 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, front, beat__ready, req__payload
   reg beat__valid = 1'h0;
   input clk;
   wire clk;
-  wire en;
-  wire \en$20 ;
-  wire \en$25 ;
-  wire \en$30 ;
-  input front;
-  wire front;
-  wire [15:0] g;
+  wire en_a;
+  wire \en_a$23 ;
+  wire \en_a$29 ;
+  wire \en_a$35 ;
+  wire en_y;
+  wire \en_y$24 ;
+  wire \en_y$30 ;
+  wire \en_y$36 ;
+  wire first;
   wire index;
   wire [5:0] ng;
   wire [4:0] pc0;
@@ -3572,126 +4230,256 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, front, beat__ready, req__payload
   wire [4:0] \req__payload.tag ;
   wire [15:0] \req__payload.x ;
   wire req__ready;
+  input req__valid;
   wire req__valid;
   input rst;
   wire rst;
+  reg [4:0] tag1 = 5'h00;
   wire take;
+  reg v2 = 1'h0;
   wire [4:0] y;
-  wire [4:0] \y$23 ;
-  wire [4:0] \y$28 ;
+  wire [4:0] \y$27 ;
   wire [4:0] \y$33 ;
+  wire [4:0] \y$39 ;
   assign \$1  = ~ beat__valid;
   assign \$signal  = \$1  | beat__ready;
-  assign take = front & \$signal ;
-  assign \$2  = req__payload[15:0] ^ 16'hd979;
+  assign take = req__valid & \$signal ;
+  assign en_a = \$signal$14  & \$signal ;
+  assign en_y = v2 & \$signal ;
+  assign \$2  = \$signal$22  ^ 16'hd979;
   assign \$3  = ~ \$2 ;
-  assign agree0 = req__payload[31:16] & \$3 ;
+  assign agree0 = a & \$3 ;
+  assign \en_a$23  = \$signal$14  & \$signal ;
+  assign \en_y$24  = v2 & \$signal ;
   assign \$4  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$5  = req__payload[15:0] ^ 16'hfd1f;
+  assign \$5  = \$signal$22  ^ 16'hfd1f;
   assign \$6  = ~ \$5 ;
-  assign agree1 = req__payload[31:16] & \$6 ;
+  assign agree1 = a & \$6 ;
+  assign \en_a$29  = \$signal$14  & \$signal ;
+  assign \en_y$30  = v2 & \$signal ;
   assign \$7  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
-  assign \$8  = req__payload[15:0] ^ 16'hae18;
+  assign \$8  = \$signal$22  ^ 16'hae18;
   assign \$9  = ~ \$8 ;
-  assign agree2 = req__payload[31:16] & \$9 ;
+  assign agree2 = a & \$9 ;
+  assign \en_a$35  = \$signal$14  & \$signal ;
+  assign \en_y$36  = v2 & \$signal ;
   assign \$10  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
-  assign \$11  = 1'h0 == 1'h0;
+  assign \$11  = take & 1'h1;
+  assign \$12  = 1'h0 == 1'h0;
+  assign \$13  = \$signal$14  & \$signal ;
+  assign \$14  = v2 & \$signal ;
   always @(posedge clk)
-    beat__valid <= \$12 ;
+    \$signal$22  <= \$15 ;
   always @(posedge clk)
-    \$signal$12  <= \$13 ;
+    a <= \$16 ;
   always @(posedge clk)
-    \$signal$13  <= \$14 ;
+    tag1 <= \$17 ;
   always @(posedge clk)
-    q_tag <= \$15 ;
+    \$signal$44  <= \$18 ;
+  always @(posedge clk)
+    \$signal$45  <= \$19 ;
+  always @(posedge clk)
+    \$signal$14  <= \$20 ;
+  always @(posedge clk)
+    v2 <= \$21 ;
+  always @(posedge clk)
+    beat__valid <= \$22 ;
+  always @(posedge clk)
+    \$signal$46  <= \$23 ;
+  always @(posedge clk)
+    \$signal$47  <= \$24 ;
+  always @(posedge clk)
+    \$signal$48  <= \$25 ;
+  always @(posedge clk)
+    \$signal$10  <= \$26 ;
+  always @(posedge clk)
+    \$signal$11  <= \$27 ;
+  always @(posedge clk)
+    q_tag <= \$28 ;
   hwgen_popcount_16 popcount0 (
     .a(agree0),
     .clk(clk),
-    .en(take),
+    .en_a(\en_a$23 ),
+    .en_y(\en_y$24 ),
     .rst(rst),
     .y(pc0)
   );
   hwgen_popcount_16 popcount1 (
     .a(agree1),
     .clk(clk),
-    .en(take),
+    .en_a(\en_a$29 ),
+    .en_y(\en_y$30 ),
     .rst(rst),
     .y(pc1)
   );
   hwgen_popcount_16 popcount2 (
     .a(agree2),
     .clk(clk),
-    .en(take),
+    .en_a(\en_a$35 ),
+    .en_y(\en_y$36 ),
     .rst(rst),
     .y(pc2)
   );
   hwgen_popcount_16 popcount_g (
-    .a(req__payload[31:16]),
+    .a(a),
     .clk(clk),
-    .en(take),
+    .en_a(en_a),
+    .en_y(en_y),
     .rst(rst),
     .y(y)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$12  = beat__valid;
+    \$15  = \$signal$22 ;
+    if (\$11 ) begin
+      \$15  = req__payload[15:0];
+    end
+    if (rst) begin
+      \$15  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$16  = a;
+    if (\$11 ) begin
+      \$16  = req__payload[31:16];
+    end
+    if (rst) begin
+      \$16  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$17  = tag1;
+    if (\$11 ) begin
+      \$17  = req__payload[36:32];
+    end
+    if (rst) begin
+      \$17  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$18  = \$signal$44 ;
+    if (take) begin
+      \$18  = 1'h0;
+    end
+    if (rst) begin
+      \$18  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$19  = \$signal$45 ;
+    if (take) begin
+      \$19  = \$12 ;
+    end
+    if (rst) begin
+      \$19  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$20  = \$signal$14 ;
     if (\$signal ) begin
-      \$12  = front;
+      \$20  = req__valid;
     end
     if (rst) begin
-      \$12  = 1'h0;
+      \$20  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$13  = \$signal$12 ;
-    if (take) begin
-      \$13  = 1'h0;
+    \$21  = v2;
+    if (\$signal ) begin
+      \$21  = \$signal$14 ;
     end
     if (rst) begin
-      \$13  = 1'h0;
+      \$21  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$14  = \$signal$13 ;
-    if (take) begin
-      \$14  = \$11 ;
+    \$22  = beat__valid;
+    if (\$signal ) begin
+      \$22  = v2;
     end
     if (rst) begin
-      \$14  = 1'h0;
+      \$22  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$15  = q_tag;
-    if (take) begin
-      \$15  = req__payload[36:32];
+    \$23  = \$signal$46 ;
+    if (\$13 ) begin
+      \$23  = \$signal$44 ;
     end
     if (rst) begin
-      \$15  = 5'h00;
+      \$23  = 1'h0;
     end
   end
-  assign \$signal$5  = req__payload[15:0];
-  assign g = req__payload[31:16];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$24  = \$signal$47 ;
+    if (\$13 ) begin
+      \$24  = \$signal$45 ;
+    end
+    if (rst) begin
+      \$24  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$25  = \$signal$48 ;
+    if (\$13 ) begin
+      \$25  = tag1;
+    end
+    if (rst) begin
+      \$25  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$26  = \$signal$10 ;
+    if (\$14 ) begin
+      \$26  = \$signal$46 ;
+    end
+    if (rst) begin
+      \$26  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$27  = \$signal$11 ;
+    if (\$14 ) begin
+      \$27  = \$signal$47 ;
+    end
+    if (rst) begin
+      \$27  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$28  = q_tag;
+    if (\$14 ) begin
+      \$28  = \$signal$48 ;
+    end
+    if (rst) begin
+      \$28  = 5'h00;
+    end
+  end
+  assign \$signal$4  = req__valid;
   assign index = 1'h0;
-  assign req__valid = front;
+  assign first = 1'h1;
   assign req__ready = \$signal ;
-  assign en = take;
-  assign a = req__payload[31:16];
+  assign \$signal$18  = a;
   assign ng = { 1'h0, y };
-  assign \en$20  = take;
-  assign \a$21  = agree0;
-  assign \y$23  = pc0;
-  assign \en$25  = take;
-  assign \a$26  = agree1;
-  assign \y$28  = pc1;
-  assign \en$30  = take;
-  assign \a$31  = agree2;
-  assign \y$33  = pc2;
-  assign \req__payload.x  = req__payload[15:0];
-  assign \req__payload.g  = req__payload[31:16];
-  assign \req__payload.tag  = req__payload[36:32];
+  assign \a$25  = agree0;
+  assign \y$27  = pc0;
+  assign \a$31  = agree1;
+  assign \y$33  = pc1;
+  assign \a$37  = agree2;
+  assign \y$39  = pc2;
   assign \beat__payload.acc  = beat__payload[17:0];
   assign \beat__payload.acc[0]  = beat__payload[5:0];
   assign \beat__payload.acc[1]  = beat__payload[11:6];
@@ -3699,24 +4487,40 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, front, beat__ready, req__payload
   assign \beat__payload.index  = beat__payload[18];
   assign \beat__payload.last  = beat__payload[19];
   assign \beat__payload.tag  = beat__payload[24:20];
+  assign \req__payload.x  = req__payload[15:0];
+  assign \req__payload.g  = req__payload[31:16];
+  assign \req__payload.tag  = req__payload[36:32];
   assign beat__payload[17:12] = \$10 [5:0];
   assign beat__payload[11:6] = \$7 [5:0];
   assign beat__payload[5:0] = \$4 [5:0];
   assign beat__payload[24:20] = q_tag;
-  assign beat__payload[19] = \$signal$13 ;
-  assign beat__payload[18] = \$signal$12 ;
+  assign beat__payload[19] = \$signal$11 ;
+  assign beat__payload[18] = \$signal$10 ;
 endmodule
 
-module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, front, beat__ready, req__payload, beat__payload, clk);
+module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, req__valid, beat__ready, req__payload, beat__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire [4:0] \$10 ;
   wire \$11 ;
-  reg \$12 ;
-  reg \$13 ;
-  reg \$14 ;
-  reg [4:0] \$15 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  reg [3:0] \$15 ;
+  reg [3:0] \$16 ;
+  reg [4:0] \$17 ;
+  reg \$18 ;
+  reg \$19 ;
   wire [3:0] \$2 ;
+  reg \$20 ;
+  reg \$21 ;
+  reg \$22 ;
+  reg \$23 ;
+  reg \$24 ;
+  reg [4:0] \$25 ;
+  reg \$26 ;
+  reg \$27 ;
+  reg [4:0] \$28 ;
   wire [3:0] \$3 ;
   wire [4:0] \$4 ;
   wire [3:0] \$5 ;
@@ -3725,13 +4529,22 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, front, beat__ready, req__payload
   wire [3:0] \$8 ;
   wire [3:0] \$9 ;
   wire \$signal ;
-  reg \$signal$12  = 1'h0;
-  reg \$signal$13  = 1'h0;
-  wire [3:0] \$signal$5 ;
-  wire [3:0] a;
-  wire [3:0] \a$21 ;
-  wire [3:0] \a$26 ;
+  reg \$signal$10  = 1'h0;
+  reg \$signal$11  = 1'h0;
+  reg \$signal$14  = 1'h0;
+  (* init = 4'h0 *)
+  wire [3:0] \$signal$18 ;
+  reg [3:0] \$signal$22  = 4'h0;
+  wire \$signal$4 ;
+  reg \$signal$44  = 1'h0;
+  reg \$signal$45  = 1'h0;
+  reg \$signal$46  = 1'h0;
+  reg \$signal$47  = 1'h0;
+  reg [4:0] \$signal$48  = 5'h00;
+  reg [3:0] a = 4'h0;
+  wire [3:0] \a$25 ;
   wire [3:0] \a$31 ;
+  wire [3:0] \a$37 ;
   wire [3:0] agree0;
   wire [3:0] agree1;
   wire [3:0] agree2;
@@ -3749,13 +4562,15 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, front, beat__ready, req__payload
   reg beat__valid = 1'h0;
   input clk;
   wire clk;
-  wire en;
-  wire \en$20 ;
-  wire \en$25 ;
-  wire \en$30 ;
-  input front;
-  wire front;
-  wire [3:0] g;
+  wire en_a;
+  wire \en_a$23 ;
+  wire \en_a$29 ;
+  wire \en_a$35 ;
+  wire en_y;
+  wire \en_y$24 ;
+  wire \en_y$30 ;
+  wire \en_y$36 ;
+  wire first;
   wire index;
   wire [3:0] ng;
   wire [2:0] pc0;
@@ -3768,126 +4583,256 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, front, beat__ready, req__payload
   wire [4:0] \req__payload.tag ;
   wire [3:0] \req__payload.x ;
   wire req__ready;
+  input req__valid;
   wire req__valid;
   input rst;
   wire rst;
+  reg [4:0] tag1 = 5'h00;
   wire take;
+  reg v2 = 1'h0;
   wire [2:0] y;
-  wire [2:0] \y$23 ;
-  wire [2:0] \y$28 ;
+  wire [2:0] \y$27 ;
   wire [2:0] \y$33 ;
+  wire [2:0] \y$39 ;
   assign \$1  = ~ beat__valid;
   assign \$signal  = \$1  | beat__ready;
-  assign take = front & \$signal ;
-  assign \$2  = req__payload[3:0] ^ 4'h8;
+  assign take = req__valid & \$signal ;
+  assign en_a = \$signal$14  & \$signal ;
+  assign en_y = v2 & \$signal ;
+  assign \$2  = \$signal$22  ^ 4'h8;
   assign \$3  = ~ \$2 ;
-  assign agree0 = req__payload[7:4] & \$3 ;
+  assign agree0 = a & \$3 ;
+  assign \en_a$23  = \$signal$14  & \$signal ;
+  assign \en_y$24  = v2 & \$signal ;
   assign \$4  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$5  = req__payload[3:0] ^ 4'ha;
+  assign \$5  = \$signal$22  ^ 4'ha;
   assign \$6  = ~ \$5 ;
-  assign agree1 = req__payload[7:4] & \$6 ;
+  assign agree1 = a & \$6 ;
+  assign \en_a$29  = \$signal$14  & \$signal ;
+  assign \en_y$30  = v2 & \$signal ;
   assign \$7  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
-  assign \$8  = req__payload[3:0] ^ 4'hd;
+  assign \$8  = \$signal$22  ^ 4'hd;
   assign \$9  = ~ \$8 ;
-  assign agree2 = req__payload[7:4] & \$9 ;
+  assign agree2 = a & \$9 ;
+  assign \en_a$35  = \$signal$14  & \$signal ;
+  assign \en_y$36  = v2 & \$signal ;
   assign \$10  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
-  assign \$11  = 1'h0 == 1'h0;
+  assign \$11  = take & 1'h1;
+  assign \$12  = 1'h0 == 1'h0;
+  assign \$13  = \$signal$14  & \$signal ;
+  assign \$14  = v2 & \$signal ;
   always @(posedge clk)
-    beat__valid <= \$12 ;
+    \$signal$22  <= \$15 ;
   always @(posedge clk)
-    \$signal$12  <= \$13 ;
+    a <= \$16 ;
   always @(posedge clk)
-    \$signal$13  <= \$14 ;
+    tag1 <= \$17 ;
   always @(posedge clk)
-    q_tag <= \$15 ;
+    \$signal$44  <= \$18 ;
+  always @(posedge clk)
+    \$signal$45  <= \$19 ;
+  always @(posedge clk)
+    \$signal$14  <= \$20 ;
+  always @(posedge clk)
+    v2 <= \$21 ;
+  always @(posedge clk)
+    beat__valid <= \$22 ;
+  always @(posedge clk)
+    \$signal$46  <= \$23 ;
+  always @(posedge clk)
+    \$signal$47  <= \$24 ;
+  always @(posedge clk)
+    \$signal$48  <= \$25 ;
+  always @(posedge clk)
+    \$signal$10  <= \$26 ;
+  always @(posedge clk)
+    \$signal$11  <= \$27 ;
+  always @(posedge clk)
+    q_tag <= \$28 ;
   hwgen_popcount_4 popcount0 (
     .a(agree0),
     .clk(clk),
-    .en(take),
+    .en_a(\en_a$23 ),
+    .en_y(\en_y$24 ),
     .rst(rst),
     .y(pc0)
   );
   hwgen_popcount_4 popcount1 (
     .a(agree1),
     .clk(clk),
-    .en(take),
+    .en_a(\en_a$29 ),
+    .en_y(\en_y$30 ),
     .rst(rst),
     .y(pc1)
   );
   hwgen_popcount_4 popcount2 (
     .a(agree2),
     .clk(clk),
-    .en(take),
+    .en_a(\en_a$35 ),
+    .en_y(\en_y$36 ),
     .rst(rst),
     .y(pc2)
   );
   hwgen_popcount_4 popcount_g (
-    .a(req__payload[7:4]),
+    .a(a),
     .clk(clk),
-    .en(take),
+    .en_a(en_a),
+    .en_y(en_y),
     .rst(rst),
     .y(y)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$12  = beat__valid;
+    \$15  = \$signal$22 ;
+    if (\$11 ) begin
+      \$15  = req__payload[3:0];
+    end
+    if (rst) begin
+      \$15  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$16  = a;
+    if (\$11 ) begin
+      \$16  = req__payload[7:4];
+    end
+    if (rst) begin
+      \$16  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$17  = tag1;
+    if (\$11 ) begin
+      \$17  = req__payload[12:8];
+    end
+    if (rst) begin
+      \$17  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$18  = \$signal$44 ;
+    if (take) begin
+      \$18  = 1'h0;
+    end
+    if (rst) begin
+      \$18  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$19  = \$signal$45 ;
+    if (take) begin
+      \$19  = \$12 ;
+    end
+    if (rst) begin
+      \$19  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$20  = \$signal$14 ;
     if (\$signal ) begin
-      \$12  = front;
+      \$20  = req__valid;
     end
     if (rst) begin
-      \$12  = 1'h0;
+      \$20  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$13  = \$signal$12 ;
-    if (take) begin
-      \$13  = 1'h0;
+    \$21  = v2;
+    if (\$signal ) begin
+      \$21  = \$signal$14 ;
     end
     if (rst) begin
-      \$13  = 1'h0;
+      \$21  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$14  = \$signal$13 ;
-    if (take) begin
-      \$14  = \$11 ;
+    \$22  = beat__valid;
+    if (\$signal ) begin
+      \$22  = v2;
     end
     if (rst) begin
-      \$14  = 1'h0;
+      \$22  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$15  = q_tag;
-    if (take) begin
-      \$15  = req__payload[12:8];
+    \$23  = \$signal$46 ;
+    if (\$13 ) begin
+      \$23  = \$signal$44 ;
     end
     if (rst) begin
-      \$15  = 5'h00;
+      \$23  = 1'h0;
     end
   end
-  assign \$signal$5  = req__payload[3:0];
-  assign g = req__payload[7:4];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$24  = \$signal$47 ;
+    if (\$13 ) begin
+      \$24  = \$signal$45 ;
+    end
+    if (rst) begin
+      \$24  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$25  = \$signal$48 ;
+    if (\$13 ) begin
+      \$25  = tag1;
+    end
+    if (rst) begin
+      \$25  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$26  = \$signal$10 ;
+    if (\$14 ) begin
+      \$26  = \$signal$46 ;
+    end
+    if (rst) begin
+      \$26  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$27  = \$signal$11 ;
+    if (\$14 ) begin
+      \$27  = \$signal$47 ;
+    end
+    if (rst) begin
+      \$27  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$28  = q_tag;
+    if (\$14 ) begin
+      \$28  = \$signal$48 ;
+    end
+    if (rst) begin
+      \$28  = 5'h00;
+    end
+  end
+  assign \$signal$4  = req__valid;
   assign index = 1'h0;
-  assign req__valid = front;
+  assign first = 1'h1;
   assign req__ready = \$signal ;
-  assign en = take;
-  assign a = req__payload[7:4];
+  assign \$signal$18  = a;
   assign ng = { 1'h0, y };
-  assign \en$20  = take;
-  assign \a$21  = agree0;
-  assign \y$23  = pc0;
-  assign \en$25  = take;
-  assign \a$26  = agree1;
-  assign \y$28  = pc1;
-  assign \en$30  = take;
-  assign \a$31  = agree2;
-  assign \y$33  = pc2;
-  assign \req__payload.x  = req__payload[3:0];
-  assign \req__payload.g  = req__payload[7:4];
-  assign \req__payload.tag  = req__payload[12:8];
+  assign \a$25  = agree0;
+  assign \y$27  = pc0;
+  assign \a$31  = agree1;
+  assign \y$33  = pc1;
+  assign \a$37  = agree2;
+  assign \y$39  = pc2;
   assign \beat__payload.acc  = beat__payload[11:0];
   assign \beat__payload.acc[0]  = beat__payload[3:0];
   assign \beat__payload.acc[1]  = beat__payload[7:4];
@@ -3895,12 +4840,15 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, front, beat__ready, req__payload
   assign \beat__payload.index  = beat__payload[12];
   assign \beat__payload.last  = beat__payload[13];
   assign \beat__payload.tag  = beat__payload[18:14];
+  assign \req__payload.x  = req__payload[3:0];
+  assign \req__payload.g  = req__payload[7:4];
+  assign \req__payload.tag  = req__payload[12:8];
   assign beat__payload[11:8] = \$10 [3:0];
   assign beat__payload[7:4] = \$7 [3:0];
   assign beat__payload[3:0] = \$4 [3:0];
   assign beat__payload[18:14] = q_tag;
-  assign beat__payload[13] = \$signal$13 ;
-  assign beat__payload[12] = \$signal$12 ;
+  assign beat__payload[13] = \$signal$11 ;
+  assign beat__payload[12] = \$signal$10 ;
 endmodule
 
 module \hwgen_top.layer2.walker (rst, start, req__valid, req__ready, keep, taps, req__payload, clk);
