@@ -10,7 +10,7 @@ from hwgen.bench import common
 from hwgen.bench.cycles import measure_cycles
 from hwgen.bench.golden import bench_golden
 from hwgen.cli import main
-from hwgen.hw.plan import TILE_LATENCY, cycle_bound
+from hwgen.hw.plan import READ_LATENCY, cycle_bound
 from hwgen.passes import reschedule
 from support import random_ir, seal_outdir
 from hwgen.ir.core import dumps
@@ -82,7 +82,7 @@ def test_bench_cycles_on_a_random_ir(tmp_path, capsys):
         # each layer exactly the schedule's walk, plus its start cycle and the tile's read
         # latency; the sample period is the schedule's or, for a sample this short, the
         # MTJ-RNG cycle's (reset, write, latch)
-        assert [l["start_to_done"] for l in r["layers"]] == [b + 1 + TILE_LATENCY
+        assert [l["start_to_done"] for l in r["layers"]] == [b + 1 + READ_LATENCY
                                                              for b in cb.per_layer]
         assert min(r["cycles_per_sample"]) >= cb.per_sample
     text = capsys.readouterr().out

@@ -13,7 +13,7 @@ from hwgen.passes import reschedule
 from hwgen import cost as cm
 from hwgen import energy_table as et
 from hwgen.cli import main
-from hwgen.hw.plan import TILE_LATENCY
+from hwgen.hw.plan import READ_LATENCY
 from hwgen.ir import core
 from hwgen.model.net import site_groups
 from hwgen.model.spec import layer_plan
@@ -57,10 +57,10 @@ def test_modules_draws_reads_cycles_by_hand():
     assert rep["crossbar_reads_per_inference"] == 64 + T * (16 + 1)
     # bound: L1 16 * ceil(16/4) + L2 1 * ceil(10/4), the tile latency each (stride 1, same
     # padding: the ring's steps hide under the reads); prefix L0 64 * ceil(8/4)
-    assert rep["cycles"]["bound_per_sample"] == 16 * 4 + 1 * 3 + 2 * TILE_LATENCY
-    assert rep["cycles"]["prefix_bound"] == 64 * 2 + TILE_LATENCY
-    assert rep["cycles"]["bound_per_inference"] == (128 + TILE_LATENCY
-                                                 + T * (67 + 2 * TILE_LATENCY))
+    assert rep["cycles"]["bound_per_sample"] == 16 * 4 + 1 * 3 + 2 * READ_LATENCY
+    assert rep["cycles"]["prefix_bound"] == 64 * 2 + READ_LATENCY
+    assert rep["cycles"]["bound_per_inference"] == (128 + READ_LATENCY
+                                                 + T * (67 + 2 * READ_LATENCY))
     assert rep["cycles"]["measured_per_sample"] is None
 
 
@@ -98,7 +98,7 @@ def test_tiled_reads_and_adds():
     assert l1["adds_per_pass"] == 16 * 16 * 4 and l2["adds_per_pass"] == 10 * 3
     assert l2["thresholds_per_pass"] == 0 and l1["thresholds_per_pass"] == 16 * 16
     # the read takes ceil(cols in the widest column tile / lanes)
-    assert rep["cycles"]["bound_per_sample"] == 16 * 1 + 1 * 1 + 2 * TILE_LATENCY
+    assert rep["cycles"]["bound_per_sample"] == 16 * 1 + 1 * 1 + 2 * READ_LATENCY
 
 
 def test_padding_rows_counted_exactly():
@@ -280,15 +280,15 @@ def test_element_window_baseline_by_hand():
     # the default MTJ protocol: reset 2 + write 2 + latch 1 = 5 cycles per draw
     assert cm.rng_cycles(tiny_ir()) == 5 and rep["design"]["rng"]["cycles_per_draw"] == 5
     # L1 reads take ceil(16/4) = 4 < 5 cycles: 16 windows x 5; L2 ceil(10/4) = 3 -> 1 x 5
-    assert win["cycles_bound_per_sample"] == 16 * 5 + 1 * 5 + 2 * TILE_LATENCY  # + the tile latency per layer
-    assert sp["cycles_bound_per_sample"] == el["cycles_bound_per_sample"] == 16 * 4 + 3 + 2 * TILE_LATENCY
+    assert win["cycles_bound_per_sample"] == 16 * 5 + 1 * 5 + 2 * READ_LATENCY  # + the tile latency per layer
+    assert sp["cycles_bound_per_sample"] == el["cycles_bound_per_sample"] == 16 * 4 + 3 + 2 * READ_LATENCY
     r = rep["ratios_over_spatial"]["element_window"]
     assert r["draws"] == pytest.approx(1216 / 24) and r["modules"] == pytest.approx(136 / 24)
-    assert r["cycles"] == pytest.approx((85 + 2 * TILE_LATENCY) / (67 + 2 * TILE_LATENCY))
+    assert r["cycles"] == pytest.approx((85 + 2 * READ_LATENCY) / (67 + 2 * READ_LATENCY))
     assert rep["ratios_over_spatial"]["element"] == rep["ratios_element_over_spatial"]
     # with reads slower than a draw (1 lane: 16 and 10 cycles) the draws hide behind them
     rep1 = cm.cost(reschedule(tiny_ir(), 1), samples=T)
-    assert rep1["totals"]["element_window"]["cycles_bound_per_sample"] == 16 * 16 + 10 + 2 * TILE_LATENCY
+    assert rep1["totals"]["element_window"]["cycles_bound_per_sample"] == 16 * 16 + 10 + 2 * READ_LATENCY
 
 
 def test_report_text_and_png_show_three_baselines(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from hwgen.hw.controller import TileController
-from hwgen.hw.plan import TILE_LATENCY, home_steps, walk_cycles
+from hwgen.hw.plan import READ_LATENCY, home_steps, walk_cycles
 from hwgen.ir.core import IR, InputEncoding, Layer, Site, layer_read_plan, pack_rows
 from hwgen.ir.interp import run_layer
 
@@ -159,7 +159,7 @@ def test_controller_matches_model(name):
         assert (got == want).all()
     # start -> done: the first request a cycle after start, the walk
     # (hwgen.hw.plan.walk_cycles), then the tile's read latency
-    assert cycles == 1 + TILE_LATENCY + walk_cycles(layer, dut.beats)
+    assert cycles == 1 + READ_LATENCY + walk_cycles(layer, dut.beats)
 
 
 class _Override:
@@ -220,10 +220,10 @@ def test_a_reread_store_walks_home_and_again(name):
     for addr, v in writes.items():
         got[:, addr // ww, addr % ww] = [(v >> j) & 1 for j in range(o)]
     assert (got == want).all()
-    # the previous run's done came TILE_LATENCY cycles after its last request and it was
+    # the previous run's done came READ_LATENCY cycles after its last request and it was
     # restarted a cycle later: the ring is home h cycles after that last request
-    wait = max(0, home_steps(layer) - dut.beats - 1 - TILE_LATENCY)
-    assert cycles == 1 + TILE_LATENCY + walk_cycles(layer, dut.beats) + wait
+    wait = max(0, home_steps(layer) - dut.beats - 1 - READ_LATENCY)
+    assert cycles == 1 + READ_LATENCY + walk_cycles(layer, dut.beats) + wait
     assert home_steps(layer) > 0
 
 

@@ -10,7 +10,7 @@ import pytest
 from hwgen.passes import reschedule
 from hwgen.hw.simulate import TopBench
 from support import random_ir
-from hwgen.hw.plan import TILE_LATENCY, cycle_bound
+from hwgen.hw.plan import READ_LATENCY, cycle_bound
 from hwgen.hw.top import NetworkTop
 from hwgen.ir import interp
 from hwgen.ir.core import pack_rows
@@ -147,7 +147,7 @@ def test_a_small_layer_runs_at_the_rng_period():
         cb = cycle_bound(ir)
         assert cb.per_sample == rng_period(mtj.reset_cycles, mtj.write_cycles)
         assert (sum(cb.per_layer[ir.mc_start:])
-                + (len(cb.per_layer) - ir.mc_start) * TILE_LATENCY < cb.per_sample)
+                + (len(cb.per_layer) - ir.mc_start) * READ_LATENCY < cb.per_sample)
         assert len(cycles) == 3 and (cycles == cb.per_sample).all(), (cycles, cb.per_sample)
 
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from .. import energy_table as et
 from ..errors import HwgenError
-from ..hw.plan import TILE_LATENCY, cycle_bound, layer_plan, reads_per_window, walk_cycles
+from ..hw.plan import READ_LATENCY, cycle_bound, layer_plan, reads_per_window, walk_cycles
 from ..ir import core
 
 __all__ = ["cost", "groups", "draws_per_sample", "rng_cycles", "driven_rows_per_tile", "KINDS",
@@ -151,7 +151,7 @@ def cost(ir: core.IR, samples: int, measured: dict | None = None) -> dict:
     rng_cyc = rng_cycles(ir)
     # element_window: a gated layer waits for each window's draw; the tile latency per
     # per-sample layer, as in hw.plan.cycle_bound
-    window_bound = (len(ir.layers) - mc_start) * TILE_LATENCY
+    window_bound = (len(ir.layers) - mc_start) * READ_LATENCY
     common = dict(reads=0, xbar_cells_pj=0.0, xbar_adc_pj=0.0, periphery_pj=0.0)
     for i, layer in enumerate(ir.layers):
         per_sample = i >= mc_start

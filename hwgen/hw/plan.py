@@ -19,10 +19,10 @@ between the two anchors. A layer's walk therefore takes
 cycles of requests (`walk_cycles`): W_l * P * r_l, the SPEC section 7 bound, whenever
 the anchors are at most r_l apart (stride 1 with same padding: d = 1 everywhere), plus
 the ring steps a row change or a stride adds beyond r_l. A layer's first request comes a
-cycle after its `start` and its last beat TILE_LATENCY cycles after its last request
-(the tile's pipeline, hwgen.hw.tile), so from `start` to `done` a layer takes
-1 + walk + TILE_LATENCY cycles, and a chain of layers (the next started with the
-previous one's last write) TILE_LATENCY more than its walks per layer.
+cycle after its `start` and its last beat READ_LATENCY cycles after its last request
+(the tiles' pipeline, hwgen.hw.tile and hwgen.hw.tiles), so from `start` to `done` a layer takes
+1 + walk + READ_LATENCY cycles, and a chain of layers (the next started with the
+previous one's last write) READ_LATENCY more than its walks per layer.
 
 A store read again without being rewritten (the first MC layer's, `ir.mc_start`) keeps
 rotating after its final window back to its home (slot 0 = position 0), `home_steps`
@@ -40,11 +40,12 @@ from ..ir.core import IR, Layer, ReadPlan
 
 __all__ = ["ReadPlan", "layer_plan", "CycleBound", "cycle_bound", "reads_per_window",
            "check_walkable", "walked", "walk_cycles", "home_steps", "SENSE_GAP", "rng_period",
-           "TILE_LATENCY"]
+           "READ_LATENCY"]
 
-# Cycles from a tile taking a request to the request's first beat: the request and
-# weight-word register, the popcounts' group counts, their sums (hwgen.hw.tile).
-TILE_LATENCY = 3
+# Cycles from a layer's tiles taking a request to the request's first summed beat: the
+# tile's request and weight-word register, the popcounts' group counts and their sums
+# (hwgen.hw.tile), then the row splits' sums register (hwgen.hw.tiles).
+READ_LATENCY = 4
 
 
 def layer_plan(ir: IR, i: int) -> ReadPlan:
@@ -116,7 +117,7 @@ def rng_period(reset_cycles: int, write_cycles: int, sense_gap: int = SENSE_GAP)
 @dataclass(frozen=True)
 class CycleBound:
     per_layer: tuple[int, ...]   # `walk_cycles` of every layer
-    prefix: int                  # layers before mc_start, once per image (+ TILE_LATENCY each)
+    prefix: int                  # layers before mc_start, once per image (+ READ_LATENCY each)
     per_sample: int              # the sample period: layers from mc_start, or the homing
 
     def per_image(self, samples: int) -> int:
@@ -133,15 +134,15 @@ def cycle_bound(ir: IR, mc_start: int | None = None) -> CycleBound:
     """The cycles of `ir`'s read plans (module doc); `mc_start` overrides the
     IR's (the cost model prices the other dropout kind on default sites). The sample
     period is max(chain, homing, rng): chain = the per-sample layers' walks plus
-    TILE_LATENCY each; homing = 1 + walk of layer mc_start - its last read's r + `home_steps`
+    READ_LATENCY each; homing = 1 + walk of layer mc_start - its last read's r + `home_steps`
     (from one start of that layer to the next at home); rng = the MTJ-RNG cycle
     (`hwgen.hw.rng.rng_period`), one per sample, which sets the period of a small layer."""
     m0 = ir.mc_start if mc_start is None else mc_start
     beats = [layer_plan(ir, i).beats for i in range(len(ir.layers))]
     per = tuple(walk_cycles(l, beats[i], reads_per_window(ir, i))
                 for i, l in enumerate(ir.layers))
-    chain = sum(per[m0:]) + (len(per) - m0) * TILE_LATENCY
+    chain = sum(per[m0:]) + (len(per) - m0) * READ_LATENCY
     homing = 1 + per[m0] - beats[m0] + home_steps(ir.layers[m0])
     rng = rng_period(ir.mtj.reset_cycles, ir.mtj.write_cycles) if ir.n_interfaces else 0
-    return CycleBound(per_layer=per, prefix=sum(per[:m0]) + m0 * TILE_LATENCY,
+    return CycleBound(per_layer=per, prefix=sum(per[:m0]) + m0 * READ_LATENCY,
                       per_sample=max(chain, homing, rng))

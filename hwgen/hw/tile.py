@@ -12,8 +12,9 @@ so two tiles of the same shape differ only in memory contents, not in logic. Col
 ignores them. A tile read in one beat (lanes >= cols: all columns at once, as the array
 itself reads) keeps its one word as a constant and needs no beat counter.
 
-Timing: a read has a latency of three cycles (`hwgen.hw.plan.TILE_LATENCY`) and still
-delivers one beat per cycle to a tile that is kept fed and drained. The pipeline is
+Timing: a read has a latency of three cycles (the layer's tile array adds a fourth:
+`hwgen.hw.plan.READ_LATENCY`) and still delivers one beat per cycle to a tile that is
+kept fed and drained. The pipeline is
 
     front -> stage 1 -> group counts -> sums (the beat)
 
@@ -225,10 +226,15 @@ class CrossbarTile(wiring.Component):
         v1, v2 = Signal(), Signal()
         m.d.comb += [adv.eq(~beat.valid | beat.ready), take.eq(front & adv)]
         index = Signal(range(self.depth))
-        x1, g1, tag1 = Signal(rows), Signal(rows), Signal(self.tag)
-        i1, last1, i2, last2, tag2 = (Signal(range(self.depth)), Signal(),
-                                      Signal(range(self.depth)), Signal(), Signal(self.tag))
-        q_index, q_last, q_tag = Signal(range(self.depth)), Signal(), Signal(self.tag)
+        # Data registers need no reset (the valid bits v1, v2 and beat.valid have one): a
+        # reset-less register is one enable in the Verilog, which simulates cheaper.
+        data = dict(reset_less=True)
+        x1, g1, tag1 = Signal(rows, **data), Signal(rows, **data), Signal(self.tag, **data)
+        i1, last1, i2, last2, tag2 = (Signal(range(self.depth), **data), Signal(**data),
+                                      Signal(range(self.depth), **data), Signal(**data),
+                                      Signal(self.tag, **data))
+        q_index, q_last, q_tag = (Signal(range(self.depth), **data), Signal(**data),
+                                  Signal(self.tag, **data))
         first = Signal()                                # the front is a read's beat 0
         if self.beats == 1:
             # A one-beat read: the request is the beat, and the array's one word of

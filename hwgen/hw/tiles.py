@@ -32,7 +32,9 @@ class TileArray(wiring.Component):
         One read of every tile: row split ri sees rows [a_ri, b_ri) of `x` and `g`.
     sums : Out(stream of `beat_layout(rows, sum(lanes), beats, tag)`)
         Per beat, every column split's lanes, each summed over the row splits (the
-        `sums_layout` of the layer's walker tag).
+        `sums_layout` of the layer's walker tag), from a register: a request's first
+        beat is here `READ_LATENCY` cycles after the request (the tile's pipeline, then
+        this register).
     """
 
     def __init__(self, layer: Layer, plan: ReadPlan, tag):
@@ -52,17 +54,28 @@ class TileArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         layer, req, out = self.layer, self.req, self.sums
+        # The sums register: the row splits' adder tree ends in it (a 13-split classifier's
+        # tree is four carry chains deep), a stream register that holds while `sums` is
+        # not taken.
+        adv = Signal()
+        m.d.comb += adv.eq(~out.valid | out.ready)
         for (ri, ci), t in self.tiles.items():
             ra, rb = layer.row_tiles[ri]
             m.submodules[f"tile_r{ri}_c{ci}"] = t
             m.d.comb += [t.req.valid.eq(req.valid), t.req.payload.x.eq(req.payload.x[ra:rb]),
                          t.req.payload.g.eq(req.payload.g[ra:rb]),
-                         t.req.payload.tag.eq(req.payload.tag), t.beat.ready.eq(out.ready)]
+                         t.req.payload.tag.eq(req.payload.tag), t.beat.ready.eq(adv)]
         lead = self.tiles[0, 0]
-        m.d.comb += [req.ready.eq(lead.req.ready), out.valid.eq(lead.beat.valid),
-                     out.payload.index.eq(lead.beat.payload.index),
-                     out.payload.last.eq(lead.beat.payload.last),
-                     out.payload.tag.eq(lead.beat.payload.tag)]
+        load = Signal()
+        # the payload register needs no reset (out.valid has one): one enable in Verilog
+        q = Signal(out.payload.shape(), reset_less=True)
+        m.d.comb += [req.ready.eq(lead.req.ready), load.eq(adv & lead.beat.valid),
+                     out.payload.eq(q)]
+        with m.If(adv):
+            m.d.sync += out.valid.eq(lead.beat.valid)
+        with m.If(load):
+            m.d.sync += [q.index.eq(lead.beat.payload.index), q.last.eq(lead.beat.payload.last),
+                         q.tag.eq(lead.beat.payload.tag)]
         k = 0
         for ci, lanes in enumerate(self.plan.lanes):
             for lane in range(lanes):
@@ -72,6 +85,8 @@ class TileArray(wiring.Component):
                 total = terms[0]
                 for tm in terms[1:]:
                     total = total + tm
-                m.d.comb += [sv.eq(total), out.payload.acc[k].eq(sv)]
+                m.d.comb += sv.eq(total)
+                with m.If(load):
+                    m.d.sync += q.acc[k].eq(sv)
                 k += 1
         return m

@@ -572,10 +572,10 @@ module \hwgen_top.layer0 (rst, start, wr__en, next__data, next__en, done, wr__da
   );
   \hwgen_top.layer0.store  store (
     .clk(clk),
-    .\port$717$0 (\$1 ),
-    .\port$717$29 (\$3 ),
-    .\port$717$35 (\$4 ),
-    .\port$717$5 (\$2 ),
+    .\port$744$0 (\$1 ),
+    .\port$744$29 (\$3 ),
+    .\port$744$35 (\$4 ),
+    .\port$744$5 (\$2 ),
     .rotate(rotate),
     .rst(rst),
     .wr__data(wr__data),
@@ -583,7 +583,7 @@ module \hwgen_top.layer0 (rst, start, wr__en, next__data, next__en, done, wr__da
   );
   \hwgen_top.layer0.tiles  tiles (
     .clk(clk),
-    .\req__payload$3 (req__payload),
+    .\req__payload$6 (req__payload),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst),
@@ -593,10 +593,10 @@ module \hwgen_top.layer0 (rst, start, wr__en, next__data, next__en, done, wr__da
   \hwgen_top.layer0.walker  walker (
     .clk(clk),
     .fresh(wr__en),
-    .\port$717$0 (\$1 ),
-    .\port$717$29 (\$3 ),
-    .\port$717$35 (\$4 ),
-    .\port$717$5 (\$2 ),
+    .\port$744$0 (\$1 ),
+    .\port$744$29 (\$3 ),
+    .\port$744$35 (\$4 ),
+    .\port$744$5 (\$2 ),
     .req__payload(req__payload),
     .req__ready(req__ready),
     .req__valid(req__valid),
@@ -644,7 +644,7 @@ module \hwgen_top.layer0 (rst, start, wr__en, next__data, next__en, done, wr__da
   assign \sums__payload$19.tag  = sums__payload[21:17];
 endmodule
 
-module \hwgen_top.layer0.sink (rst, pooled, write, done, sums__payload, got, clk);
+module \hwgen_top.layer0.sink (rst, pooled, write, done, got, sums__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire [2:0] \$10 ;
@@ -764,7 +764,7 @@ module \hwgen_top.layer0.sink (rst, pooled, write, done, sums__payload, got, clk
   assign bits_c0[0] = \$3 ;
 endmodule
 
-module \hwgen_top.layer0.store (rst, wr__en, rotate, wr__data, \port$717$0 , \port$717$5 , \port$717$29 , \port$717$35 , clk);
+module \hwgen_top.layer0.store (rst, wr__en, rotate, wr__data, \port$744$0 , \port$744$5 , \port$744$29 , \port$744$35 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -772,14 +772,14 @@ module \hwgen_top.layer0.store (rst, wr__en, rotate, wr__data, \port$717$0 , \po
   input clk;
   wire clk;
   wire fresh;
-  output [1:0] \port$717$0 ;
-  wire [1:0] \port$717$0 ;
-  output [2:0] \port$717$29 ;
-  wire [2:0] \port$717$29 ;
-  output \port$717$35 ;
-  wire \port$717$35 ;
-  output [2:0] \port$717$5 ;
-  wire [2:0] \port$717$5 ;
+  output [1:0] \port$744$0 ;
+  wire [1:0] \port$744$0 ;
+  output [2:0] \port$744$29 ;
+  wire [2:0] \port$744$29 ;
+  output \port$744$35 ;
+  wire \port$744$35 ;
+  output [2:0] \port$744$5 ;
+  wire [2:0] \port$744$5 ;
   reg [35:0] ring0 = 36'h000000000;
   input rotate;
   wire rotate;
@@ -806,13 +806,18 @@ module \hwgen_top.layer0.store (rst, wr__en, rotate, wr__data, \port$717$0 , \po
   end
   assign fresh = wr__en;
   assign taps = { ring0[7:5], ring0[1:0], ring0[35], ring0[31:29] };
-  assign \port$717$0  = ring0[1:0];
-  assign \port$717$5  = ring0[7:5];
-  assign \port$717$29  = ring0[31:29];
-  assign \port$717$35  = ring0[35];
+  assign \port$744$0  = ring0[1:0];
+  assign \port$744$5  = ring0[7:5];
+  assign \port$744$29  = ring0[31:29];
+  assign \port$744$35  = ring0[35];
 endmodule
 
-module \hwgen_top.layer0.tiles (rst, req__valid, req__ready, \req__payload$3 , sums__payload, sums__valid, clk);
+module \hwgen_top.layer0.tiles (rst, req__valid, req__ready, \req__payload$6 , sums__valid, sums__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+  wire \$1 ;
+  reg \$2 ;
+  reg [21:0] \$3 ;
+  wire adv;
   wire [21:0] beat__payload;
   wire [14:0] \beat__payload.acc ;
   wire [4:0] \beat__payload.acc[0] ;
@@ -825,28 +830,38 @@ module \hwgen_top.layer0.tiles (rst, req__valid, req__ready, \req__payload$3 , s
   wire beat__valid;
   input clk;
   wire clk;
+  wire load;
+  (* init = 22'h000000 *)
+  wire [21:0] q;
+  wire [14:0] \q.acc ;
+  wire [4:0] \q.acc[0] ;
+  wire [4:0] \q.acc[1] ;
+  wire [4:0] \q.acc[2] ;
+  wire \q.index ;
+  wire \q.last ;
+  wire [4:0] \q.tag ;
   wire [22:0] req__payload;
-  input [22:0] \req__payload$3 ;
-  wire [22:0] \req__payload$3 ;
-  wire [8:0] \req__payload$3.g ;
-  wire [4:0] \req__payload$3.tag ;
-  wire [8:0] \req__payload$3.x ;
+  input [22:0] \req__payload$6 ;
+  wire [22:0] \req__payload$6 ;
+  wire [8:0] \req__payload$6.g ;
+  wire [4:0] \req__payload$6.tag ;
+  wire [8:0] \req__payload$6.x ;
   wire [8:0] \req__payload.g ;
   wire [4:0] \req__payload.tag ;
   wire [8:0] \req__payload.x ;
   output req__ready;
   wire req__ready;
-  wire \req__ready$7 ;
+  wire \req__ready$9 ;
   input req__valid;
   wire req__valid;
-  wire \req__valid$1 ;
+  wire \req__valid$4 ;
   input rst;
   wire rst;
   wire [4:0] sum_c0_l0;
   wire [4:0] sum_c0_l1;
   wire [4:0] sum_c0_l2;
   output [21:0] sums__payload;
-  wire [21:0] sums__payload;
+  reg [21:0] sums__payload = 22'h000000;
   wire [14:0] \sums__payload.acc ;
   wire [4:0] \sums__payload.acc[0] ;
   wire [4:0] \sums__payload.acc[1] ;
@@ -856,30 +871,62 @@ module \hwgen_top.layer0.tiles (rst, req__valid, req__ready, \req__payload$3 , s
   wire [4:0] \sums__payload.tag ;
   wire sums__ready;
   output sums__valid;
-  wire sums__valid;
+  reg sums__valid = 1'h0;
+  always @(posedge clk)
+    sums__payload <= \$3 ;
+  assign \$1  = ~ sums__valid;
+  assign adv = \$1  | 1'h1;
+  assign load = adv & beat__valid;
+  always @(posedge clk)
+    sums__valid <= \$2 ;
   \hwgen_top.layer0.tiles.tile_r0_c0  tile_r0_c0 (
     .beat__payload(beat__payload),
-    .beat__valid(sums__valid),
+    .beat__ready(adv),
+    .beat__valid(beat__valid),
     .clk(clk),
     .req__payload(req__payload),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst)
   );
-  assign \req__valid$1  = req__valid;
-  assign beat__ready = 1'h1;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$3  = sums__payload;
+    if (load) begin
+      \$3 [15] = beat__payload[15];
+      \$3 [16] = beat__payload[16];
+      \$3 [21:17] = beat__payload[21:17];
+    end
+    if (load) begin
+      \$3 [4:0] = beat__payload[4:0];
+      \$3 [9:5] = beat__payload[9:5];
+      \$3 [14:10] = beat__payload[14:10];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$2  = sums__valid;
+    if (adv) begin
+      \$2  = beat__valid;
+    end
+    if (rst) begin
+      \$2  = 1'h0;
+    end
+  end
   assign sums__ready = 1'h1;
-  assign \req__ready$7  = req__ready;
-  assign beat__valid = sums__valid;
+  assign \req__valid$4  = req__valid;
+  assign beat__ready = adv;
+  assign \req__ready$9  = req__ready;
+  assign q = sums__payload;
   assign sum_c0_l0 = beat__payload[4:0];
   assign sum_c0_l1 = beat__payload[9:5];
   assign sum_c0_l2 = beat__payload[14:10];
   assign \req__payload.x  = req__payload[8:0];
   assign \req__payload.g  = req__payload[17:9];
   assign \req__payload.tag  = req__payload[22:18];
-  assign \req__payload$3.x  = \req__payload$3 [8:0];
-  assign \req__payload$3.g  = \req__payload$3 [17:9];
-  assign \req__payload$3.tag  = \req__payload$3 [22:18];
+  assign \req__payload$6.x  = \req__payload$6 [8:0];
+  assign \req__payload$6.g  = \req__payload$6 [17:9];
+  assign \req__payload$6.tag  = \req__payload$6 [22:18];
   assign \sums__payload.acc  = sums__payload[14:0];
   assign \sums__payload.acc[0]  = sums__payload[4:0];
   assign \sums__payload.acc[1]  = sums__payload[9:5];
@@ -887,6 +934,13 @@ module \hwgen_top.layer0.tiles (rst, req__valid, req__ready, \req__payload$3 , s
   assign \sums__payload.index  = sums__payload[15];
   assign \sums__payload.last  = sums__payload[16];
   assign \sums__payload.tag  = sums__payload[21:17];
+  assign \q.acc  = sums__payload[14:0];
+  assign \q.acc[0]  = sums__payload[4:0];
+  assign \q.acc[1]  = sums__payload[9:5];
+  assign \q.acc[2]  = sums__payload[14:10];
+  assign \q.index  = sums__payload[15];
+  assign \q.last  = sums__payload[16];
+  assign \q.tag  = sums__payload[21:17];
   assign \beat__payload.acc  = beat__payload[14:0];
   assign \beat__payload.acc[0]  = beat__payload[4:0];
   assign \beat__payload.acc[1]  = beat__payload[9:5];
@@ -894,19 +948,13 @@ module \hwgen_top.layer0.tiles (rst, req__valid, req__ready, \req__payload$3 , s
   assign \beat__payload.index  = beat__payload[15];
   assign \beat__payload.last  = beat__payload[16];
   assign \beat__payload.tag  = beat__payload[21:17];
-  assign sums__payload[14:10] = beat__payload[14:10];
-  assign sums__payload[9:5] = beat__payload[9:5];
-  assign sums__payload[4:0] = beat__payload[4:0];
-  assign sums__payload[21:17] = beat__payload[21:17];
-  assign sums__payload[16] = beat__payload[16];
-  assign sums__payload[15] = beat__payload[15];
-  assign req__payload[22:18] = \req__payload$3 [22:18];
-  assign req__payload[17:9] = \req__payload$3 [17:9];
-  assign req__payload[8:0] = \req__payload$3 [8:0];
+  assign req__payload[22:18] = \req__payload$6 [22:18];
+  assign req__payload[17:9] = \req__payload$6 [17:9];
+  assign req__payload[8:0] = \req__payload$6 [8:0];
 endmodule
 
-module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__payload, beat__payload, beat__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__ready, req__payload, beat__payload, beat__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [5:0] \$10 ;
   wire \$11 ;
@@ -964,6 +1012,7 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__pay
   wire \beat__payload.index ;
   wire \beat__payload.last ;
   wire [4:0] \beat__payload.tag ;
+  input beat__ready;
   wire beat__ready;
   output beat__valid;
   reg beat__valid = 1'h0;
@@ -1003,7 +1052,7 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__pay
   wire [3:0] \y$33 ;
   wire [3:0] \y$39 ;
   assign \$1  = ~ beat__valid;
-  assign \$signal  = \$1  | 1'h1;
+  assign \$signal  = \$1  | beat__ready;
   assign take = req__valid & \$signal ;
   assign en_a = \$signal$14  & \$signal ;
   assign en_y = v2 & \$signal ;
@@ -1090,57 +1139,42 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__pay
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$15  = \$signal$22 ;
     if (\$11 ) begin
       \$15  = req__payload[8:0];
     end
-    if (rst) begin
-      \$15  = 9'h000;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$16  = a;
     if (\$11 ) begin
       \$16  = req__payload[17:9];
     end
-    if (rst) begin
-      \$16  = 9'h000;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$17  = tag1;
     if (\$11 ) begin
       \$17  = req__payload[22:18];
     end
-    if (rst) begin
-      \$17  = 5'h00;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$18  = \$signal$44 ;
     if (take) begin
       \$18  = 1'h0;
     end
-    if (rst) begin
-      \$18  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$19  = \$signal$45 ;
     if (take) begin
       \$19  = \$12 ;
     end
-    if (rst) begin
-      \$19  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$20  = \$signal$14 ;
     if (\$signal ) begin
       \$20  = req__valid;
@@ -1150,7 +1184,7 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$21  = v2;
     if (\$signal ) begin
       \$21  = \$signal$14 ;
@@ -1160,7 +1194,7 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$22  = beat__valid;
     if (\$signal ) begin
       \$22  = v2;
@@ -1170,66 +1204,47 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$23  = \$signal$46 ;
     if (\$13 ) begin
       \$23  = \$signal$44 ;
     end
-    if (rst) begin
-      \$23  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$24  = \$signal$47 ;
     if (\$13 ) begin
       \$24  = \$signal$45 ;
     end
-    if (rst) begin
-      \$24  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$25  = \$signal$48 ;
     if (\$13 ) begin
       \$25  = tag1;
     end
-    if (rst) begin
-      \$25  = 5'h00;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$26  = \$signal$10 ;
     if (\$14 ) begin
       \$26  = \$signal$46 ;
     end
-    if (rst) begin
-      \$26  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$27  = \$signal$11 ;
     if (\$14 ) begin
       \$27  = \$signal$47 ;
     end
-    if (rst) begin
-      \$27  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$28  = q_tag;
     if (\$14 ) begin
       \$28  = \$signal$48 ;
     end
-    if (rst) begin
-      \$28  = 5'h00;
-    end
   end
-  assign beat__ready = 1'h1;
   assign \$signal$4  = req__valid;
   assign index = 1'h0;
   assign first = 1'h1;
@@ -1260,8 +1275,8 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__pay
   assign beat__payload[15] = \$signal$10 ;
 endmodule
 
-module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready, \port$717$0 , \port$717$5 , \port$717$29 , \port$717$35 , req__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready, \port$744$0 , \port$744$5 , \port$744$29 , \port$744$35 , req__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -1359,14 +1374,14 @@ module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready
   wire ok_2_1;
   wire ok_2_2;
   reg pending = 1'h0;
-  input [1:0] \port$717$0 ;
-  wire [1:0] \port$717$0 ;
-  input [2:0] \port$717$29 ;
-  wire [2:0] \port$717$29 ;
-  input \port$717$35 ;
-  wire \port$717$35 ;
-  input [2:0] \port$717$5 ;
-  wire [2:0] \port$717$5 ;
+  input [1:0] \port$744$0 ;
+  wire [1:0] \port$744$0 ;
+  input [2:0] \port$744$29 ;
+  wire [2:0] \port$744$29 ;
+  input \port$744$35 ;
+  wire \port$744$35 ;
+  input [2:0] \port$744$5 ;
+  wire [2:0] \port$744$5 ;
   reg [1:0] px = 2'h0;
   reg [1:0] py = 2'h0;
   output [22:0] req__payload;
@@ -1486,14 +1501,14 @@ module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready
   assign \$18  = ~ 1'h1;
   assign \$19  = ~ req__payload[22];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$70  = \$46 ;
     if (rst) begin
       \$70  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$71  = \$signal ;
     if (\$50 ) begin
       \$71  = 1'h1;
@@ -1505,7 +1520,7 @@ module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$72  = x;
     if (fresh) begin
       \$72  = 3'h0;
@@ -1522,7 +1537,7 @@ module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$73  = dx;
     if (fresh) begin
       \$73  = 1'h0;
@@ -1539,7 +1554,7 @@ module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$74  = px;
     if (fresh) begin
       \$74  = 2'h0;
@@ -1558,7 +1573,7 @@ module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$75  = y;
     if (fresh) begin
       \$75  = 3'h0;
@@ -1577,7 +1592,7 @@ module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$76  = dy;
     if (fresh) begin
       \$76  = 1'h0;
@@ -1596,7 +1611,7 @@ module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$77  = py;
     if (fresh) begin
       \$77  = 2'h0;
@@ -1619,12 +1634,12 @@ module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready
   assign anchor = 1'h1;
   assign \$signal$13  = \$signal$11 ;
   assign rotate = turn;
-  assign taps = { \port$717$5 , \port$717$0 , \port$717$35 , \port$717$29  };
+  assign taps = { \port$744$5 , \port$744$0 , \port$744$35 , \port$744$29  };
   assign \req__payload.x  = req__payload[8:0];
   assign \req__payload.g  = req__payload[17:9];
   assign \req__payload.tag  = req__payload[22:18];
   assign req__payload[17:9] = { ok_2_2, ok_2_1, ok_2_0, ok_1_2, 1'h1, ok_1_0, ok_0_2, ok_0_1, ok_0_0 };
-  assign req__payload[8:0] = { \port$717$5 , \port$717$0 , \port$717$35 , \port$717$29  };
+  assign req__payload[8:0] = { \port$744$5 , \port$744$0 , \port$744$35 , \port$744$29  };
   assign req__payload[22] = \$14 ;
   assign req__payload[21] = \$8 ;
   assign req__payload[20] = \$6 ;
@@ -1723,15 +1738,15 @@ module \hwgen_top.layer1 (rst, start, wr__data, wr__en, next__en, done, keep, wb
   \hwgen_top.layer1.store  store (
     .clk(clk),
     .fresh(fresh),
-    .\port$282$0 (\$1 ),
-    .\port$283$0 (\$2 ),
-    .\port$284$0 (\$3 ),
-    .\port$285$0 (\$4 ),
-    .\port$286$0 (\$5 ),
-    .\port$287$0 (\$6 ),
-    .\port$288$0 (\$7 ),
-    .\port$289$0 (\$8 ),
-    .\port$290$0 (\$9 ),
+    .\port$291$0 (\$1 ),
+    .\port$292$0 (\$2 ),
+    .\port$293$0 (\$3 ),
+    .\port$294$0 (\$4 ),
+    .\port$295$0 (\$5 ),
+    .\port$296$0 (\$6 ),
+    .\port$297$0 (\$7 ),
+    .\port$298$0 (\$8 ),
+    .\port$299$0 (\$9 ),
     .rbank(rbank),
     .rotate(rotate),
     .rst(rst),
@@ -1741,7 +1756,7 @@ module \hwgen_top.layer1 (rst, start, wr__data, wr__en, next__en, done, keep, wb
   );
   \hwgen_top.layer1.tiles  tiles (
     .clk(clk),
-    .\req__payload$3 (req__payload),
+    .\req__payload$6 (req__payload),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst),
@@ -1752,15 +1767,15 @@ module \hwgen_top.layer1 (rst, start, wr__data, wr__en, next__en, done, keep, wb
     .clk(clk),
     .fresh(fresh),
     .keep(keep),
-    .\port$282$0 (\$1 ),
-    .\port$283$0 (\$2 ),
-    .\port$284$0 (\$3 ),
-    .\port$285$0 (\$4 ),
-    .\port$286$0 (\$5 ),
-    .\port$287$0 (\$6 ),
-    .\port$288$0 (\$7 ),
-    .\port$289$0 (\$8 ),
-    .\port$290$0 (\$9 ),
+    .\port$291$0 (\$1 ),
+    .\port$292$0 (\$2 ),
+    .\port$293$0 (\$3 ),
+    .\port$294$0 (\$4 ),
+    .\port$295$0 (\$5 ),
+    .\port$296$0 (\$6 ),
+    .\port$297$0 (\$7 ),
+    .\port$298$0 (\$8 ),
+    .\port$299$0 (\$9 ),
     .req__payload(req__payload),
     .req__ready(req__ready),
     .req__valid(req__valid),
@@ -1812,7 +1827,7 @@ module \hwgen_top.layer1 (rst, start, wr__data, wr__en, next__en, done, keep, wb
   assign \sums__payload$25.tag  = sums__payload[30:26];
 endmodule
 
-module \hwgen_top.layer1.sink (done, sums__payload, got, bits_c0, \end );
+module \hwgen_top.layer1.sink (done, got, sums__payload, bits_c0, \end );
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -1894,8 +1909,8 @@ module \hwgen_top.layer1.sink (done, sums__payload, got, bits_c0, \end );
   assign bits_c0[0] = \$3 ;
 endmodule
 
-module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$282$0 , \port$283$0 , \port$284$0 , \port$285$0 , \port$286$0 , \port$287$0 , \port$288$0 , \port$289$0 , \port$290$0 , rotate, wbank, rbank, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$291$0 , \port$292$0 , \port$293$0 , \port$294$0 , \port$295$0 , \port$296$0 , \port$297$0 , \port$298$0 , \port$299$0 , rotate, wbank, rbank, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -1931,24 +1946,24 @@ module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$282$0 , \por
   wire clk;
   output fresh;
   wire fresh;
-  output [2:0] \port$282$0 ;
-  wire [2:0] \port$282$0 ;
-  output [2:0] \port$283$0 ;
-  wire [2:0] \port$283$0 ;
-  output [2:0] \port$284$0 ;
-  wire [2:0] \port$284$0 ;
-  output [2:0] \port$285$0 ;
-  wire [2:0] \port$285$0 ;
-  output [2:0] \port$286$0 ;
-  wire [2:0] \port$286$0 ;
-  output [2:0] \port$287$0 ;
-  wire [2:0] \port$287$0 ;
-  output [2:0] \port$288$0 ;
-  wire [2:0] \port$288$0 ;
-  output [2:0] \port$289$0 ;
-  wire [2:0] \port$289$0 ;
-  output [2:0] \port$290$0 ;
-  wire [2:0] \port$290$0 ;
+  output [2:0] \port$291$0 ;
+  wire [2:0] \port$291$0 ;
+  output [2:0] \port$292$0 ;
+  wire [2:0] \port$292$0 ;
+  output [2:0] \port$293$0 ;
+  wire [2:0] \port$293$0 ;
+  output [2:0] \port$294$0 ;
+  wire [2:0] \port$294$0 ;
+  output [2:0] \port$295$0 ;
+  wire [2:0] \port$295$0 ;
+  output [2:0] \port$296$0 ;
+  wire [2:0] \port$296$0 ;
+  output [2:0] \port$297$0 ;
+  wire [2:0] \port$297$0 ;
+  output [2:0] \port$298$0 ;
+  wire [2:0] \port$298$0 ;
+  output [2:0] \port$299$0 ;
+  wire [2:0] \port$299$0 ;
   input rbank;
   wire rbank;
   reg [26:0] ring0 = 27'h0000000;
@@ -2001,7 +2016,7 @@ module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$282$0 , \por
   always @(posedge clk)
     was <= \$31 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$29  = ring0;
     if (\$5 ) begin
       \$29  = { \$8 , ring0[26:3] };
@@ -2011,7 +2026,7 @@ module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$282$0 , \por
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$30  = ring1;
     if (\$13 ) begin
       \$30  = { \$16 , ring1[26:3] };
@@ -2021,29 +2036,33 @@ module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$282$0 , \por
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$31  = rbank;
     if (rst) begin
       \$31  = 1'h0;
     end
   end
   assign taps = { \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20  };
-  assign \port$282$0  = \$20 ;
-  assign \port$283$0  = \$21 ;
-  assign \port$284$0  = \$22 ;
-  assign \port$285$0  = \$23 ;
-  assign \port$286$0  = \$24 ;
-  assign \port$287$0  = \$25 ;
-  assign \port$288$0  = \$26 ;
-  assign \port$289$0  = \$27 ;
-  assign \port$290$0  = \$28 ;
+  assign \port$291$0  = \$20 ;
+  assign \port$292$0  = \$21 ;
+  assign \port$293$0  = \$22 ;
+  assign \port$294$0  = \$23 ;
+  assign \port$295$0  = \$24 ;
+  assign \port$296$0  = \$25 ;
+  assign \port$297$0  = \$26 ;
+  assign \port$298$0  = \$27 ;
+  assign \port$299$0  = \$28 ;
 endmodule
 
-module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$3 , sums__payload, sums__valid, clk);
-  wire [6:0] \$1 ;
+module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$6 , sums__valid, sums__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  wire \$1 ;
   wire [6:0] \$2 ;
   wire [6:0] \$3 ;
   wire [6:0] \$4 ;
+  wire [6:0] \$5 ;
+  reg \$6 ;
+  reg [30:0] \$7 ;
   wire [5:0] \$hwgen_sx1 ;
   wire [4:0] \$hwgen_sx2 ;
   wire [5:0] \$hwgen_sx3 ;
@@ -2052,16 +2071,17 @@ module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$3 , s
   wire [4:0] \$hwgen_sx6 ;
   wire [5:0] \$hwgen_sx7 ;
   wire [4:0] \$hwgen_sx8 ;
+  wire adv;
   wire [30:0] beat__payload;
-  wire [26:0] \beat__payload$16 ;
-  wire [19:0] \beat__payload$16.acc ;
-  wire [4:0] \beat__payload$16.acc[0] ;
-  wire [4:0] \beat__payload$16.acc[1] ;
-  wire [4:0] \beat__payload$16.acc[2] ;
-  wire [4:0] \beat__payload$16.acc[3] ;
-  wire \beat__payload$16.index ;
-  wire \beat__payload$16.last ;
-  wire [4:0] \beat__payload$16.tag ;
+  wire [26:0] \beat__payload$19 ;
+  wire [19:0] \beat__payload$19.acc ;
+  wire [4:0] \beat__payload$19.acc[0] ;
+  wire [4:0] \beat__payload$19.acc[1] ;
+  wire [4:0] \beat__payload$19.acc[2] ;
+  wire [4:0] \beat__payload$19.acc[3] ;
+  wire \beat__payload$19.index ;
+  wire \beat__payload$19.last ;
+  wire [4:0] \beat__payload$19.tag ;
   wire [23:0] \beat__payload.acc ;
   wire [5:0] \beat__payload.acc[0] ;
   wire [5:0] \beat__payload.acc[1] ;
@@ -2071,30 +2091,41 @@ module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$3 , s
   wire \beat__payload.last ;
   wire [4:0] \beat__payload.tag ;
   wire beat__ready;
-  wire \beat__ready$8 ;
+  wire \beat__ready$10 ;
   wire beat__valid;
   input clk;
   wire clk;
+  wire load;
+  (* init = 31'h00000000 *)
+  wire [30:0] q;
+  wire [23:0] \q.acc ;
+  wire [5:0] \q.acc[0] ;
+  wire [5:0] \q.acc[1] ;
+  wire [5:0] \q.acc[2] ;
+  wire [5:0] \q.acc[3] ;
+  wire \q.index ;
+  wire \q.last ;
+  wire [4:0] \q.tag ;
   wire [36:0] req__payload;
-  input [58:0] \req__payload$3 ;
-  wire [58:0] \req__payload$3 ;
-  wire [26:0] \req__payload$3.g ;
-  wire [4:0] \req__payload$3.tag ;
-  wire [26:0] \req__payload$3.x ;
-  wire [26:0] \req__payload$7 ;
-  wire [10:0] \req__payload$7.g ;
-  wire [4:0] \req__payload$7.tag ;
-  wire [10:0] \req__payload$7.x ;
+  input [58:0] \req__payload$6 ;
+  wire [58:0] \req__payload$6 ;
+  wire [26:0] \req__payload$6.g ;
+  wire [4:0] \req__payload$6.tag ;
+  wire [26:0] \req__payload$6.x ;
+  wire [26:0] \req__payload$9 ;
+  wire [10:0] \req__payload$9.g ;
+  wire [4:0] \req__payload$9.tag ;
+  wire [10:0] \req__payload$9.x ;
   wire [15:0] \req__payload.g ;
   wire [4:0] \req__payload.tag ;
   wire [15:0] \req__payload.x ;
   output req__ready;
   wire req__ready;
-  wire \req__ready$10 ;
+  wire \req__ready$12 ;
   input req__valid;
   wire req__valid;
-  wire \req__valid$1 ;
-  wire \req__valid$6 ;
+  wire \req__valid$4 ;
+  wire \req__valid$8 ;
   input rst;
   wire rst;
   wire [5:0] sum_c0_l0;
@@ -2102,7 +2133,7 @@ module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$3 , s
   wire [5:0] sum_c0_l2;
   wire [5:0] sum_c0_l3;
   output [30:0] sums__payload;
-  wire [30:0] sums__payload;
+  reg [30:0] sums__payload = 31'h00000000;
   wire [23:0] \sums__payload.acc ;
   wire [5:0] \sums__payload.acc[0] ;
   wire [5:0] \sums__payload.acc[1] ;
@@ -2113,14 +2144,22 @@ module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$3 , s
   wire [4:0] \sums__payload.tag ;
   wire sums__ready;
   output sums__valid;
-  wire sums__valid;
-  assign \$1  = $signed({ \$hwgen_sx1 [5], \$hwgen_sx1  }) + $signed({ \$hwgen_sx2 [4], \$hwgen_sx2 [4], \$hwgen_sx2  });
-  assign \$2  = $signed({ \$hwgen_sx3 [5], \$hwgen_sx3  }) + $signed({ \$hwgen_sx4 [4], \$hwgen_sx4 [4], \$hwgen_sx4  });
-  assign \$3  = $signed({ \$hwgen_sx5 [5], \$hwgen_sx5  }) + $signed({ \$hwgen_sx6 [4], \$hwgen_sx6 [4], \$hwgen_sx6  });
-  assign \$4  = $signed({ \$hwgen_sx7 [5], \$hwgen_sx7  }) + $signed({ \$hwgen_sx8 [4], \$hwgen_sx8 [4], \$hwgen_sx8  });
+  reg sums__valid = 1'h0;
+  assign load = adv & beat__valid;
+  assign \$2  = $signed({ \$hwgen_sx1 [5], \$hwgen_sx1  }) + $signed({ \$hwgen_sx2 [4], \$hwgen_sx2 [4], \$hwgen_sx2  });
+  assign \$3  = $signed({ \$hwgen_sx3 [5], \$hwgen_sx3  }) + $signed({ \$hwgen_sx4 [4], \$hwgen_sx4 [4], \$hwgen_sx4  });
+  assign \$4  = $signed({ \$hwgen_sx5 [5], \$hwgen_sx5  }) + $signed({ \$hwgen_sx6 [4], \$hwgen_sx6 [4], \$hwgen_sx6  });
+  assign \$5  = $signed({ \$hwgen_sx7 [5], \$hwgen_sx7  }) + $signed({ \$hwgen_sx8 [4], \$hwgen_sx8 [4], \$hwgen_sx8  });
+  always @(posedge clk)
+    sums__valid <= \$6 ;
+  always @(posedge clk)
+    sums__payload <= \$7 ;
+  assign \$1  = ~ sums__valid;
+  assign adv = \$1  | 1'h1;
   \hwgen_top.layer1.tiles.tile_r0_c0  tile_r0_c0 (
     .beat__payload(beat__payload),
-    .beat__valid(sums__valid),
+    .beat__ready(adv),
+    .beat__valid(beat__valid),
     .clk(clk),
     .req__payload(req__payload),
     .req__ready(req__ready),
@@ -2128,40 +2167,66 @@ module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$3 , s
     .rst(rst)
   );
   \hwgen_top.layer1.tiles.tile_r1_c0  tile_r1_c0 (
-    .beat__payload(\beat__payload$16 ),
+    .beat__payload(\beat__payload$19 ),
+    .beat__ready(adv),
     .clk(clk),
-    .req__payload(\req__payload$7 ),
+    .req__payload(\req__payload$9 ),
     .req__valid(req__valid),
     .rst(rst)
   );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$6  = sums__valid;
+    if (adv) begin
+      \$6  = beat__valid;
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$7  = sums__payload;
+    if (load) begin
+      \$7 [24] = beat__payload[24];
+      \$7 [25] = beat__payload[25];
+      \$7 [30:26] = beat__payload[30:26];
+    end
+    if (load) begin
+      \$7 [5:0] = \$2 [5:0];
+      \$7 [11:6] = \$3 [5:0];
+      \$7 [17:12] = \$4 [5:0];
+      \$7 [23:18] = \$5 [5:0];
+    end
+  end
   assign \$hwgen_sx1  = beat__payload[5:0];
-  assign \$hwgen_sx2  = \beat__payload$16 [4:0];
+  assign \$hwgen_sx2  = \beat__payload$19 [4:0];
   assign \$hwgen_sx3  = beat__payload[11:6];
-  assign \$hwgen_sx4  = \beat__payload$16 [9:5];
+  assign \$hwgen_sx4  = \beat__payload$19 [9:5];
   assign \$hwgen_sx5  = beat__payload[17:12];
-  assign \$hwgen_sx6  = \beat__payload$16 [14:10];
+  assign \$hwgen_sx6  = \beat__payload$19 [14:10];
   assign \$hwgen_sx7  = beat__payload[23:18];
-  assign \$hwgen_sx8  = \beat__payload$16 [19:15];
-  assign \req__valid$1  = req__valid;
-  assign beat__ready = 1'h1;
+  assign \$hwgen_sx8  = \beat__payload$19 [19:15];
   assign sums__ready = 1'h1;
-  assign \req__valid$6  = req__valid;
-  assign \beat__ready$8  = 1'h1;
-  assign \req__ready$10  = req__ready;
-  assign beat__valid = sums__valid;
-  assign sum_c0_l0 = \$1 [5:0];
-  assign sum_c0_l1 = \$2 [5:0];
-  assign sum_c0_l2 = \$3 [5:0];
-  assign sum_c0_l3 = \$4 [5:0];
+  assign \req__valid$4  = req__valid;
+  assign beat__ready = adv;
+  assign \req__valid$8  = req__valid;
+  assign \beat__ready$10  = adv;
+  assign \req__ready$12  = req__ready;
+  assign q = sums__payload;
+  assign sum_c0_l0 = \$2 [5:0];
+  assign sum_c0_l1 = \$3 [5:0];
+  assign sum_c0_l2 = \$4 [5:0];
+  assign sum_c0_l3 = \$5 [5:0];
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
   assign \req__payload.tag  = req__payload[36:32];
-  assign \req__payload$3.x  = \req__payload$3 [26:0];
-  assign \req__payload$3.g  = \req__payload$3 [53:27];
-  assign \req__payload$3.tag  = \req__payload$3 [58:54];
-  assign \req__payload$7.x  = \req__payload$7 [10:0];
-  assign \req__payload$7.g  = \req__payload$7 [21:11];
-  assign \req__payload$7.tag  = \req__payload$7 [26:22];
+  assign \req__payload$6.x  = \req__payload$6 [26:0];
+  assign \req__payload$6.g  = \req__payload$6 [53:27];
+  assign \req__payload$6.tag  = \req__payload$6 [58:54];
+  assign \req__payload$9.x  = \req__payload$9 [10:0];
+  assign \req__payload$9.g  = \req__payload$9 [21:11];
+  assign \req__payload$9.tag  = \req__payload$9 [26:22];
   assign \sums__payload.acc  = sums__payload[23:0];
   assign \sums__payload.acc[0]  = sums__payload[5:0];
   assign \sums__payload.acc[1]  = sums__payload[11:6];
@@ -2170,6 +2235,14 @@ module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$3 , s
   assign \sums__payload.index  = sums__payload[24];
   assign \sums__payload.last  = sums__payload[25];
   assign \sums__payload.tag  = sums__payload[30:26];
+  assign \q.acc  = sums__payload[23:0];
+  assign \q.acc[0]  = sums__payload[5:0];
+  assign \q.acc[1]  = sums__payload[11:6];
+  assign \q.acc[2]  = sums__payload[17:12];
+  assign \q.acc[3]  = sums__payload[23:18];
+  assign \q.index  = sums__payload[24];
+  assign \q.last  = sums__payload[25];
+  assign \q.tag  = sums__payload[30:26];
   assign \beat__payload.acc  = beat__payload[23:0];
   assign \beat__payload.acc[0]  = beat__payload[5:0];
   assign \beat__payload.acc[1]  = beat__payload[11:6];
@@ -2178,31 +2251,24 @@ module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$3 , s
   assign \beat__payload.index  = beat__payload[24];
   assign \beat__payload.last  = beat__payload[25];
   assign \beat__payload.tag  = beat__payload[30:26];
-  assign \beat__payload$16.acc  = \beat__payload$16 [19:0];
-  assign \beat__payload$16.acc[0]  = \beat__payload$16 [4:0];
-  assign \beat__payload$16.acc[1]  = \beat__payload$16 [9:5];
-  assign \beat__payload$16.acc[2]  = \beat__payload$16 [14:10];
-  assign \beat__payload$16.acc[3]  = \beat__payload$16 [19:15];
-  assign \beat__payload$16.index  = \beat__payload$16 [20];
-  assign \beat__payload$16.last  = \beat__payload$16 [21];
-  assign \beat__payload$16.tag  = \beat__payload$16 [26:22];
-  assign sums__payload[23:18] = \$4 [5:0];
-  assign sums__payload[17:12] = \$3 [5:0];
-  assign sums__payload[11:6] = \$2 [5:0];
-  assign sums__payload[5:0] = \$1 [5:0];
-  assign sums__payload[30:26] = beat__payload[30:26];
-  assign sums__payload[25] = beat__payload[25];
-  assign sums__payload[24] = beat__payload[24];
-  assign \req__payload$7 [26:22] = \req__payload$3 [58:54];
-  assign \req__payload$7 [21:11] = \req__payload$3 [53:43];
-  assign \req__payload$7 [10:0] = \req__payload$3 [26:16];
-  assign req__payload[36:32] = \req__payload$3 [58:54];
-  assign req__payload[31:16] = \req__payload$3 [42:27];
-  assign req__payload[15:0] = \req__payload$3 [15:0];
+  assign \beat__payload$19.acc  = \beat__payload$19 [19:0];
+  assign \beat__payload$19.acc[0]  = \beat__payload$19 [4:0];
+  assign \beat__payload$19.acc[1]  = \beat__payload$19 [9:5];
+  assign \beat__payload$19.acc[2]  = \beat__payload$19 [14:10];
+  assign \beat__payload$19.acc[3]  = \beat__payload$19 [19:15];
+  assign \beat__payload$19.index  = \beat__payload$19 [20];
+  assign \beat__payload$19.last  = \beat__payload$19 [21];
+  assign \beat__payload$19.tag  = \beat__payload$19 [26:22];
+  assign \req__payload$9 [26:22] = \req__payload$6 [58:54];
+  assign \req__payload$9 [21:11] = \req__payload$6 [53:43];
+  assign \req__payload$9 [10:0] = \req__payload$6 [26:16];
+  assign req__payload[36:32] = \req__payload$6 [58:54];
+  assign req__payload[31:16] = \req__payload$6 [42:27];
+  assign req__payload[15:0] = \req__payload$6 [15:0];
 endmodule
 
-module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__payload, beat__payload, beat__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__ready, req__payload, beat__payload, beat__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire [6:0] \$10 ;
   wire [15:0] \$11 ;
@@ -2266,6 +2332,7 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__pay
   wire \beat__payload.index ;
   wire \beat__payload.last ;
   wire [4:0] \beat__payload.tag ;
+  input beat__ready;
   wire beat__ready;
   output beat__valid;
   reg beat__valid = 1'h0;
@@ -2309,7 +2376,7 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__pay
   wire [4:0] \y$39 ;
   wire [4:0] \y$45 ;
   assign \$1  = ~ beat__valid;
-  assign \$signal  = \$1  | 1'h1;
+  assign \$signal  = \$1  | beat__ready;
   assign take = req__valid & \$signal ;
   assign en_a = \$signal$14  & \$signal ;
   assign en_y = v2 & \$signal ;
@@ -2410,57 +2477,42 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__pay
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$18  = \$signal$22 ;
     if (\$14 ) begin
       \$18  = req__payload[15:0];
     end
-    if (rst) begin
-      \$18  = 16'h0000;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$19  = a;
     if (\$14 ) begin
       \$19  = req__payload[31:16];
     end
-    if (rst) begin
-      \$19  = 16'h0000;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$20  = tag1;
     if (\$14 ) begin
       \$20  = req__payload[36:32];
     end
-    if (rst) begin
-      \$20  = 5'h00;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$21  = \$signal$50 ;
     if (take) begin
       \$21  = 1'h0;
     end
-    if (rst) begin
-      \$21  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$22  = \$signal$51 ;
     if (take) begin
       \$22  = \$15 ;
     end
-    if (rst) begin
-      \$22  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$23  = \$signal$14 ;
     if (\$signal ) begin
       \$23  = req__valid;
@@ -2470,7 +2522,7 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$24  = v2;
     if (\$signal ) begin
       \$24  = \$signal$14 ;
@@ -2480,7 +2532,7 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$25  = beat__valid;
     if (\$signal ) begin
       \$25  = v2;
@@ -2490,66 +2542,47 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$26  = \$signal$52 ;
     if (\$16 ) begin
       \$26  = \$signal$50 ;
     end
-    if (rst) begin
-      \$26  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$27  = \$signal$53 ;
     if (\$16 ) begin
       \$27  = \$signal$51 ;
     end
-    if (rst) begin
-      \$27  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$28  = \$signal$54 ;
     if (\$16 ) begin
       \$28  = tag1;
     end
-    if (rst) begin
-      \$28  = 5'h00;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$29  = \$signal$10 ;
     if (\$17 ) begin
       \$29  = \$signal$52 ;
     end
-    if (rst) begin
-      \$29  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$30  = \$signal$11 ;
     if (\$17 ) begin
       \$30  = \$signal$53 ;
     end
-    if (rst) begin
-      \$30  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$31  = q_tag;
     if (\$17 ) begin
       \$31  = \$signal$54 ;
     end
-    if (rst) begin
-      \$31  = 5'h00;
-    end
   end
-  assign beat__ready = 1'h1;
   assign \$signal$4  = req__valid;
   assign index = 1'h0;
   assign first = 1'h1;
@@ -2584,8 +2617,8 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, req__ready, req__pay
   assign beat__payload[24] = \$signal$10 ;
 endmodule
 
-module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, beat__ready, req__payload, beat__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire [5:0] \$10 ;
   wire [10:0] \$11 ;
@@ -2649,6 +2682,7 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
   wire \beat__payload.index ;
   wire \beat__payload.last ;
   wire [4:0] \beat__payload.tag ;
+  input beat__ready;
   wire beat__ready;
   reg beat__valid = 1'h0;
   input clk;
@@ -2690,7 +2724,7 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
   wire [3:0] \y$39 ;
   wire [3:0] \y$45 ;
   assign \$1  = ~ beat__valid;
-  assign \$signal  = \$1  | 1'h1;
+  assign \$signal  = \$1  | beat__ready;
   assign take = req__valid & \$signal ;
   assign en_a = \$signal$14  & \$signal ;
   assign en_y = v2 & \$signal ;
@@ -2791,57 +2825,42 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$18  = \$signal$22 ;
     if (\$14 ) begin
       \$18  = req__payload[10:0];
     end
-    if (rst) begin
-      \$18  = 11'h000;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$19  = a;
     if (\$14 ) begin
       \$19  = req__payload[21:11];
     end
-    if (rst) begin
-      \$19  = 11'h000;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$20  = tag1;
     if (\$14 ) begin
       \$20  = req__payload[26:22];
     end
-    if (rst) begin
-      \$20  = 5'h00;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$21  = \$signal$50 ;
     if (take) begin
       \$21  = 1'h0;
     end
-    if (rst) begin
-      \$21  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$22  = \$signal$51 ;
     if (take) begin
       \$22  = \$15 ;
     end
-    if (rst) begin
-      \$22  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$23  = \$signal$14 ;
     if (\$signal ) begin
       \$23  = req__valid;
@@ -2851,7 +2870,7 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$24  = v2;
     if (\$signal ) begin
       \$24  = \$signal$14 ;
@@ -2861,7 +2880,7 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$25  = beat__valid;
     if (\$signal ) begin
       \$25  = v2;
@@ -2871,66 +2890,47 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$26  = \$signal$52 ;
     if (\$16 ) begin
       \$26  = \$signal$50 ;
     end
-    if (rst) begin
-      \$26  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$27  = \$signal$53 ;
     if (\$16 ) begin
       \$27  = \$signal$51 ;
     end
-    if (rst) begin
-      \$27  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$28  = \$signal$54 ;
     if (\$16 ) begin
       \$28  = tag1;
     end
-    if (rst) begin
-      \$28  = 5'h00;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$29  = \$signal$10 ;
     if (\$17 ) begin
       \$29  = \$signal$52 ;
     end
-    if (rst) begin
-      \$29  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$30  = \$signal$11 ;
     if (\$17 ) begin
       \$30  = \$signal$53 ;
     end
-    if (rst) begin
-      \$30  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$31  = q_tag;
     if (\$17 ) begin
       \$31  = \$signal$54 ;
     end
-    if (rst) begin
-      \$31  = 5'h00;
-    end
   end
-  assign beat__ready = 1'h1;
   assign \$signal$4  = req__valid;
   assign index = 1'h0;
   assign first = 1'h1;
@@ -2965,8 +2965,8 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, req__payload, beat__
   assign beat__payload[20] = \$signal$10 ;
 endmodule
 
-module \hwgen_top.layer1.walker (rst, start, fresh, \port$282$0 , \port$283$0 , \port$284$0 , \port$285$0 , \port$286$0 , \port$287$0 , \port$288$0 , \port$289$0 , \port$290$0 , req__valid, turn, req__ready, keep, req__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+module \hwgen_top.layer1.walker (rst, start, fresh, \port$291$0 , \port$292$0 , \port$293$0 , \port$294$0 , \port$295$0 , \port$296$0 , \port$297$0 , \port$298$0 , \port$299$0 , req__valid, turn, req__ready, keep, req__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -3055,24 +3055,24 @@ module \hwgen_top.layer1.walker (rst, start, fresh, \port$282$0 , \port$283$0 , 
   wire ok_2_1;
   wire ok_2_2;
   reg pending = 1'h0;
-  input [2:0] \port$282$0 ;
-  wire [2:0] \port$282$0 ;
-  input [2:0] \port$283$0 ;
-  wire [2:0] \port$283$0 ;
-  input [2:0] \port$284$0 ;
-  wire [2:0] \port$284$0 ;
-  input [2:0] \port$285$0 ;
-  wire [2:0] \port$285$0 ;
-  input [2:0] \port$286$0 ;
-  wire [2:0] \port$286$0 ;
-  input [2:0] \port$287$0 ;
-  wire [2:0] \port$287$0 ;
-  input [2:0] \port$288$0 ;
-  wire [2:0] \port$288$0 ;
-  input [2:0] \port$289$0 ;
-  wire [2:0] \port$289$0 ;
-  input [2:0] \port$290$0 ;
-  wire [2:0] \port$290$0 ;
+  input [2:0] \port$291$0 ;
+  wire [2:0] \port$291$0 ;
+  input [2:0] \port$292$0 ;
+  wire [2:0] \port$292$0 ;
+  input [2:0] \port$293$0 ;
+  wire [2:0] \port$293$0 ;
+  input [2:0] \port$294$0 ;
+  wire [2:0] \port$294$0 ;
+  input [2:0] \port$295$0 ;
+  wire [2:0] \port$295$0 ;
+  input [2:0] \port$296$0 ;
+  wire [2:0] \port$296$0 ;
+  input [2:0] \port$297$0 ;
+  wire [2:0] \port$297$0 ;
+  input [2:0] \port$298$0 ;
+  wire [2:0] \port$298$0 ;
+  input [2:0] \port$299$0 ;
+  wire [2:0] \port$299$0 ;
   reg [1:0] px = 2'h0;
   reg [1:0] py = 2'h0;
   output [58:0] req__payload;
@@ -3181,14 +3181,14 @@ module \hwgen_top.layer1.walker (rst, start, fresh, \port$282$0 , \port$283$0 , 
   assign \$24  = 1'h1 & \$23 ;
   assign \$25  = x < 2'h2;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$63  = \$49 ;
     if (rst) begin
       \$63  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$64  = \$signal ;
     if (\$53 ) begin
       \$64  = 1'h1;
@@ -3200,7 +3200,7 @@ module \hwgen_top.layer1.walker (rst, start, fresh, \port$282$0 , \port$283$0 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$65  = x;
     if (fresh) begin
       \$65  = 2'h0;
@@ -3217,7 +3217,7 @@ module \hwgen_top.layer1.walker (rst, start, fresh, \port$282$0 , \port$283$0 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$66  = px;
     if (fresh) begin
       \$66  = 2'h0;
@@ -3234,7 +3234,7 @@ module \hwgen_top.layer1.walker (rst, start, fresh, \port$282$0 , \port$283$0 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$67  = y;
     if (fresh) begin
       \$67  = 2'h0;
@@ -3253,7 +3253,7 @@ module \hwgen_top.layer1.walker (rst, start, fresh, \port$282$0 , \port$283$0 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$68  = py;
     if (fresh) begin
       \$68  = 2'h0;
@@ -3274,12 +3274,12 @@ module \hwgen_top.layer1.walker (rst, start, fresh, \port$282$0 , \port$283$0 , 
   assign anchor = 1'h1;
   assign \$signal$11  = \$signal$9 ;
   assign rotate = turn;
-  assign taps = { \port$290$0 , \port$289$0 , \port$288$0 , \port$287$0 , \port$286$0 , \port$285$0 , \port$284$0 , \port$283$0 , \port$282$0  };
+  assign taps = { \port$299$0 , \port$298$0 , \port$297$0 , \port$296$0 , \port$295$0 , \port$294$0 , \port$293$0 , \port$292$0 , \port$291$0  };
   assign \req__payload.x  = req__payload[26:0];
   assign \req__payload.g  = req__payload[53:27];
   assign \req__payload.tag  = req__payload[58:54];
   assign req__payload[53:27] = { \$42 , \$41 , \$40 , \$39 , keep, \$38 , \$37 , \$36 , \$35  };
-  assign req__payload[26:0] = { \port$290$0 , \port$289$0 , \port$288$0 , \port$287$0 , \port$286$0 , \port$285$0 , \port$284$0 , \port$283$0 , \port$282$0  };
+  assign req__payload[26:0] = { \port$299$0 , \port$298$0 , \port$297$0 , \port$296$0 , \port$295$0 , \port$294$0 , \port$293$0 , \port$292$0 , \port$291$0  };
   assign req__payload[58] = \$6 ;
   assign req__payload[57] = 1'h1;
   assign req__payload[56] = 1'h1;
@@ -3387,13 +3387,13 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wr__data,
     .wr__en(wr__en)
   );
   \hwgen_top.layer2.tiles  tiles (
-    .beat__ready(sums__ready),
     .clk(clk),
-    .\req__payload$3 (req__payload),
+    .\req__payload$6 (req__payload),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst),
     .sums__payload(sums__payload),
+    .sums__ready(sums__ready),
     .sums__valid(sums__valid)
   );
   \hwgen_top.layer2.walker  walker (
@@ -3458,8 +3458,8 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wr__data,
   assign \out__payload$31.acc[2]  = out__payload[36:30];
 endmodule
 
-module \hwgen_top.layer2.sink (clk, rst, sample, sums__ready, done, sums__payload, sums__valid, out__valid, out__payload, out__ready);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+module \hwgen_top.layer2.sink (clk, rst, sample, sums__ready, done, sums__valid, sums__payload, out__valid, out__payload, out__ready);
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire \$2 ;
   reg \$3 ;
@@ -3509,7 +3509,7 @@ module \hwgen_top.layer2.sink (clk, rst, sample, sums__ready, done, sums__payloa
   assign \end  = got & sums__payload[22];
   assign done = \end  & sums__payload[27];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$3  = out__valid;
     if (\$2 ) begin
       \$3  = 1'h0;
@@ -3522,7 +3522,7 @@ module \hwgen_top.layer2.sink (clk, rst, sample, sums__ready, done, sums__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$4  = out__payload;
     if (\end ) begin
       \$4 [15:0] = sample;
@@ -3549,7 +3549,7 @@ module \hwgen_top.layer2.sink (clk, rst, sample, sums__ready, done, sums__payloa
 endmodule
 
 module \hwgen_top.layer2.store (rst, wr__en, wr__data, ring0, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire [3:0] \$2 ;
   reg [35:0] \$3 ;
@@ -3572,7 +3572,7 @@ module \hwgen_top.layer2.store (rst, wr__en, wr__data, ring0, clk);
   always @(posedge clk)
     ring0 <= \$3 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$3  = ring0;
     if (\$1 ) begin
       \$3  = { \$2 , ring0[35:4] };
@@ -3586,13 +3586,17 @@ module \hwgen_top.layer2.store (rst, wr__en, wr__data, ring0, clk);
   assign taps = ring0;
 endmodule
 
-module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, beat__ready, \req__payload$3 , sums__payload, sums__valid, clk);
-  wire [6:0] \$1 ;
-  wire [7:0] \$2 ;
-  wire [6:0] \$3 ;
-  wire [7:0] \$4 ;
-  wire [6:0] \$5 ;
-  wire [7:0] \$6 ;
+module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, sums__ready, \req__payload$6 , sums__valid, sums__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  wire \$1 ;
+  wire [6:0] \$2 ;
+  wire [7:0] \$3 ;
+  wire [6:0] \$4 ;
+  wire [7:0] \$5 ;
+  wire [6:0] \$6 ;
+  wire [7:0] \$7 ;
+  reg \$8 ;
+  reg [27:0] \$9 ;
   wire [5:0] \$hwgen_sx10 ;
   wire [6:0] \$hwgen_sx11 ;
   wire [3:0] \$hwgen_sx12 ;
@@ -3605,23 +3609,24 @@ module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, beat__ready, \req__
   wire [6:0] \$hwgen_sx19 ;
   wire [3:0] \$hwgen_sx20 ;
   wire [5:0] \$hwgen_sx9 ;
+  wire adv;
   wire [24:0] beat__payload;
-  wire [24:0] \beat__payload$19 ;
-  wire [17:0] \beat__payload$19.acc ;
-  wire [5:0] \beat__payload$19.acc[0] ;
-  wire [5:0] \beat__payload$19.acc[1] ;
-  wire [5:0] \beat__payload$19.acc[2] ;
-  wire \beat__payload$19.index ;
-  wire \beat__payload$19.last ;
-  wire [4:0] \beat__payload$19.tag ;
-  wire [18:0] \beat__payload$20 ;
-  wire [11:0] \beat__payload$20.acc ;
-  wire [3:0] \beat__payload$20.acc[0] ;
-  wire [3:0] \beat__payload$20.acc[1] ;
-  wire [3:0] \beat__payload$20.acc[2] ;
-  wire \beat__payload$20.index ;
-  wire \beat__payload$20.last ;
-  wire [4:0] \beat__payload$20.tag ;
+  wire [24:0] \beat__payload$22 ;
+  wire [17:0] \beat__payload$22.acc ;
+  wire [5:0] \beat__payload$22.acc[0] ;
+  wire [5:0] \beat__payload$22.acc[1] ;
+  wire [5:0] \beat__payload$22.acc[2] ;
+  wire \beat__payload$22.index ;
+  wire \beat__payload$22.last ;
+  wire [4:0] \beat__payload$22.tag ;
+  wire [18:0] \beat__payload$23 ;
+  wire [11:0] \beat__payload$23.acc ;
+  wire [3:0] \beat__payload$23.acc[0] ;
+  wire [3:0] \beat__payload$23.acc[1] ;
+  wire [3:0] \beat__payload$23.acc[2] ;
+  wire \beat__payload$23.index ;
+  wire \beat__payload$23.last ;
+  wire [4:0] \beat__payload$23.tag ;
   wire [17:0] \beat__payload.acc ;
   wire [5:0] \beat__payload.acc[0] ;
   wire [5:0] \beat__payload.acc[1] ;
@@ -3629,45 +3634,54 @@ module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, beat__ready, \req__
   wire \beat__payload.index ;
   wire \beat__payload.last ;
   wire [4:0] \beat__payload.tag ;
-  input beat__ready;
   wire beat__ready;
-  wire \beat__ready$11 ;
-  wire \beat__ready$8 ;
+  wire \beat__ready$10 ;
+  wire \beat__ready$13 ;
   wire beat__valid;
   input clk;
   wire clk;
+  wire load;
+  (* init = 28'h0000000 *)
+  wire [27:0] q;
+  wire [20:0] \q.acc ;
+  wire [6:0] \q.acc[0] ;
+  wire [6:0] \q.acc[1] ;
+  wire [6:0] \q.acc[2] ;
+  wire \q.index ;
+  wire \q.last ;
+  wire [4:0] \q.tag ;
   wire [36:0] req__payload;
-  wire [12:0] \req__payload$10 ;
-  wire [3:0] \req__payload$10.g ;
-  wire [4:0] \req__payload$10.tag ;
-  wire [3:0] \req__payload$10.x ;
-  input [76:0] \req__payload$3 ;
-  wire [76:0] \req__payload$3 ;
-  wire [35:0] \req__payload$3.g ;
-  wire [4:0] \req__payload$3.tag ;
-  wire [35:0] \req__payload$3.x ;
-  wire [36:0] \req__payload$7 ;
-  wire [15:0] \req__payload$7.g ;
-  wire [4:0] \req__payload$7.tag ;
-  wire [15:0] \req__payload$7.x ;
+  wire [12:0] \req__payload$12 ;
+  wire [3:0] \req__payload$12.g ;
+  wire [4:0] \req__payload$12.tag ;
+  wire [3:0] \req__payload$12.x ;
+  input [76:0] \req__payload$6 ;
+  wire [76:0] \req__payload$6 ;
+  wire [35:0] \req__payload$6.g ;
+  wire [4:0] \req__payload$6.tag ;
+  wire [35:0] \req__payload$6.x ;
+  wire [36:0] \req__payload$9 ;
+  wire [15:0] \req__payload$9.g ;
+  wire [4:0] \req__payload$9.tag ;
+  wire [15:0] \req__payload$9.x ;
   wire [15:0] \req__payload.g ;
   wire [4:0] \req__payload.tag ;
   wire [15:0] \req__payload.x ;
   output req__ready;
   wire req__ready;
-  wire \req__ready$13 ;
+  wire \req__ready$15 ;
   input req__valid;
   wire req__valid;
-  wire \req__valid$1 ;
-  wire \req__valid$6 ;
-  wire \req__valid$9 ;
+  wire \req__valid$11 ;
+  wire \req__valid$4 ;
+  wire \req__valid$8 ;
   input rst;
   wire rst;
   wire [6:0] sum_c0_l0;
   wire [6:0] sum_c0_l1;
   wire [6:0] sum_c0_l2;
   output [27:0] sums__payload;
-  wire [27:0] sums__payload;
+  reg [27:0] sums__payload = 28'h0000000;
   wire [20:0] \sums__payload.acc ;
   wire [6:0] \sums__payload.acc[0] ;
   wire [6:0] \sums__payload.acc[1] ;
@@ -3675,19 +3689,27 @@ module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, beat__ready, \req__
   wire \sums__payload.index ;
   wire \sums__payload.last ;
   wire [4:0] \sums__payload.tag ;
+  input sums__ready;
   wire sums__ready;
   output sums__valid;
-  wire sums__valid;
-  assign \$4  = $signed({ \$hwgen_sx15 [6], \$hwgen_sx15  }) + $signed({ \$hwgen_sx16 [3], \$hwgen_sx16 [3], \$hwgen_sx16 [3], \$hwgen_sx16 [3], \$hwgen_sx16  });
-  assign \$5  = $signed({ \$hwgen_sx17 [5], \$hwgen_sx17  }) + $signed({ \$hwgen_sx18 [5], \$hwgen_sx18  });
-  assign \$6  = $signed({ \$hwgen_sx19 [6], \$hwgen_sx19  }) + $signed({ \$hwgen_sx20 [3], \$hwgen_sx20 [3], \$hwgen_sx20 [3], \$hwgen_sx20 [3], \$hwgen_sx20  });
-  assign \$1  = $signed({ \$hwgen_sx9 [5], \$hwgen_sx9  }) + $signed({ \$hwgen_sx10 [5], \$hwgen_sx10  });
-  assign \$2  = $signed({ \$hwgen_sx11 [6], \$hwgen_sx11  }) + $signed({ \$hwgen_sx12 [3], \$hwgen_sx12 [3], \$hwgen_sx12 [3], \$hwgen_sx12 [3], \$hwgen_sx12  });
-  assign \$3  = $signed({ \$hwgen_sx13 [5], \$hwgen_sx13  }) + $signed({ \$hwgen_sx14 [5], \$hwgen_sx14  });
+  reg sums__valid = 1'h0;
+  assign \$1  = ~ sums__valid;
+  assign adv = \$1  | sums__ready;
+  assign load = adv & beat__valid;
+  assign \$2  = $signed({ \$hwgen_sx9 [5], \$hwgen_sx9  }) + $signed({ \$hwgen_sx10 [5], \$hwgen_sx10  });
+  assign \$3  = $signed({ \$hwgen_sx11 [6], \$hwgen_sx11  }) + $signed({ \$hwgen_sx12 [3], \$hwgen_sx12 [3], \$hwgen_sx12 [3], \$hwgen_sx12 [3], \$hwgen_sx12  });
+  assign \$4  = $signed({ \$hwgen_sx13 [5], \$hwgen_sx13  }) + $signed({ \$hwgen_sx14 [5], \$hwgen_sx14  });
+  assign \$5  = $signed({ \$hwgen_sx15 [6], \$hwgen_sx15  }) + $signed({ \$hwgen_sx16 [3], \$hwgen_sx16 [3], \$hwgen_sx16 [3], \$hwgen_sx16 [3], \$hwgen_sx16  });
+  assign \$6  = $signed({ \$hwgen_sx17 [5], \$hwgen_sx17  }) + $signed({ \$hwgen_sx18 [5], \$hwgen_sx18  });
+  assign \$7  = $signed({ \$hwgen_sx19 [6], \$hwgen_sx19  }) + $signed({ \$hwgen_sx20 [3], \$hwgen_sx20 [3], \$hwgen_sx20 [3], \$hwgen_sx20 [3], \$hwgen_sx20  });
+  always @(posedge clk)
+    sums__valid <= \$8 ;
+  always @(posedge clk)
+    sums__payload <= \$9 ;
   \hwgen_top.layer2.tiles.tile_r0_c0  tile_r0_c0 (
     .beat__payload(beat__payload),
-    .beat__ready(beat__ready),
-    .beat__valid(sums__valid),
+    .beat__ready(adv),
+    .beat__valid(beat__valid),
     .clk(clk),
     .req__payload(req__payload),
     .req__ready(req__ready),
@@ -3695,56 +3717,80 @@ module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, beat__ready, \req__
     .rst(rst)
   );
   \hwgen_top.layer2.tiles.tile_r1_c0  tile_r1_c0 (
-    .beat__payload(\beat__payload$19 ),
-    .beat__ready(beat__ready),
+    .beat__payload(\beat__payload$22 ),
+    .beat__ready(adv),
     .clk(clk),
-    .req__payload(\req__payload$7 ),
+    .req__payload(\req__payload$9 ),
     .req__valid(req__valid),
     .rst(rst)
   );
   \hwgen_top.layer2.tiles.tile_r2_c0  tile_r2_c0 (
-    .beat__payload(\beat__payload$20 ),
-    .beat__ready(beat__ready),
+    .beat__payload(\beat__payload$23 ),
+    .beat__ready(adv),
     .clk(clk),
-    .req__payload(\req__payload$10 ),
+    .req__payload(\req__payload$12 ),
     .req__valid(req__valid),
     .rst(rst)
   );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$8  = sums__valid;
+    if (adv) begin
+      \$8  = beat__valid;
+    end
+    if (rst) begin
+      \$8  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$9  = sums__payload;
+    if (load) begin
+      \$9 [21] = beat__payload[18];
+      \$9 [22] = beat__payload[19];
+      \$9 [27:23] = beat__payload[24:20];
+    end
+    if (load) begin
+      \$9 [6:0] = \$3 [6:0];
+      \$9 [13:7] = \$5 [6:0];
+      \$9 [20:14] = \$7 [6:0];
+    end
+  end
   assign \$hwgen_sx9  = beat__payload[5:0];
-  assign \$hwgen_sx10  = \beat__payload$19 [5:0];
-  assign \$hwgen_sx11  = \$1 ;
-  assign \$hwgen_sx12  = \beat__payload$20 [3:0];
+  assign \$hwgen_sx10  = \beat__payload$22 [5:0];
+  assign \$hwgen_sx11  = \$2 ;
+  assign \$hwgen_sx12  = \beat__payload$23 [3:0];
   assign \$hwgen_sx13  = beat__payload[11:6];
-  assign \$hwgen_sx14  = \beat__payload$19 [11:6];
-  assign \$hwgen_sx15  = \$3 ;
-  assign \$hwgen_sx16  = \beat__payload$20 [7:4];
+  assign \$hwgen_sx14  = \beat__payload$22 [11:6];
+  assign \$hwgen_sx15  = \$4 ;
+  assign \$hwgen_sx16  = \beat__payload$23 [7:4];
   assign \$hwgen_sx17  = beat__payload[17:12];
-  assign \$hwgen_sx18  = \beat__payload$19 [17:12];
-  assign \$hwgen_sx19  = \$5 ;
-  assign \$hwgen_sx20  = \beat__payload$20 [11:8];
-  assign \req__valid$1  = req__valid;
-  assign sums__ready = beat__ready;
-  assign \req__valid$6  = req__valid;
-  assign \beat__ready$8  = beat__ready;
-  assign \req__valid$9  = req__valid;
-  assign \beat__ready$11  = beat__ready;
-  assign \req__ready$13  = req__ready;
-  assign beat__valid = sums__valid;
-  assign sum_c0_l0 = \$2 [6:0];
-  assign sum_c0_l1 = \$4 [6:0];
-  assign sum_c0_l2 = \$6 [6:0];
+  assign \$hwgen_sx18  = \beat__payload$22 [17:12];
+  assign \$hwgen_sx19  = \$6 ;
+  assign \$hwgen_sx20  = \beat__payload$23 [11:8];
+  assign \req__valid$4  = req__valid;
+  assign beat__ready = adv;
+  assign \req__valid$8  = req__valid;
+  assign \beat__ready$10  = adv;
+  assign \req__valid$11  = req__valid;
+  assign \beat__ready$13  = adv;
+  assign \req__ready$15  = req__ready;
+  assign q = sums__payload;
+  assign sum_c0_l0 = \$3 [6:0];
+  assign sum_c0_l1 = \$5 [6:0];
+  assign sum_c0_l2 = \$7 [6:0];
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
   assign \req__payload.tag  = req__payload[36:32];
-  assign \req__payload$3.x  = \req__payload$3 [35:0];
-  assign \req__payload$3.g  = \req__payload$3 [71:36];
-  assign \req__payload$3.tag  = \req__payload$3 [76:72];
-  assign \req__payload$7.x  = \req__payload$7 [15:0];
-  assign \req__payload$7.g  = \req__payload$7 [31:16];
-  assign \req__payload$7.tag  = \req__payload$7 [36:32];
-  assign \req__payload$10.x  = \req__payload$10 [3:0];
-  assign \req__payload$10.g  = \req__payload$10 [7:4];
-  assign \req__payload$10.tag  = \req__payload$10 [12:8];
+  assign \req__payload$6.x  = \req__payload$6 [35:0];
+  assign \req__payload$6.g  = \req__payload$6 [71:36];
+  assign \req__payload$6.tag  = \req__payload$6 [76:72];
+  assign \req__payload$9.x  = \req__payload$9 [15:0];
+  assign \req__payload$9.g  = \req__payload$9 [31:16];
+  assign \req__payload$9.tag  = \req__payload$9 [36:32];
+  assign \req__payload$12.x  = \req__payload$12 [3:0];
+  assign \req__payload$12.g  = \req__payload$12 [7:4];
+  assign \req__payload$12.tag  = \req__payload$12 [12:8];
   assign \sums__payload.acc  = sums__payload[20:0];
   assign \sums__payload.acc[0]  = sums__payload[6:0];
   assign \sums__payload.acc[1]  = sums__payload[13:7];
@@ -3752,6 +3798,13 @@ module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, beat__ready, \req__
   assign \sums__payload.index  = sums__payload[21];
   assign \sums__payload.last  = sums__payload[22];
   assign \sums__payload.tag  = sums__payload[27:23];
+  assign \q.acc  = sums__payload[20:0];
+  assign \q.acc[0]  = sums__payload[6:0];
+  assign \q.acc[1]  = sums__payload[13:7];
+  assign \q.acc[2]  = sums__payload[20:14];
+  assign \q.index  = sums__payload[21];
+  assign \q.last  = sums__payload[22];
+  assign \q.tag  = sums__payload[27:23];
   assign \beat__payload.acc  = beat__payload[17:0];
   assign \beat__payload.acc[0]  = beat__payload[5:0];
   assign \beat__payload.acc[1]  = beat__payload[11:6];
@@ -3759,39 +3812,33 @@ module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, beat__ready, \req__
   assign \beat__payload.index  = beat__payload[18];
   assign \beat__payload.last  = beat__payload[19];
   assign \beat__payload.tag  = beat__payload[24:20];
-  assign \beat__payload$19.acc  = \beat__payload$19 [17:0];
-  assign \beat__payload$19.acc[0]  = \beat__payload$19 [5:0];
-  assign \beat__payload$19.acc[1]  = \beat__payload$19 [11:6];
-  assign \beat__payload$19.acc[2]  = \beat__payload$19 [17:12];
-  assign \beat__payload$19.index  = \beat__payload$19 [18];
-  assign \beat__payload$19.last  = \beat__payload$19 [19];
-  assign \beat__payload$19.tag  = \beat__payload$19 [24:20];
-  assign \beat__payload$20.acc  = \beat__payload$20 [11:0];
-  assign \beat__payload$20.acc[0]  = \beat__payload$20 [3:0];
-  assign \beat__payload$20.acc[1]  = \beat__payload$20 [7:4];
-  assign \beat__payload$20.acc[2]  = \beat__payload$20 [11:8];
-  assign \beat__payload$20.index  = \beat__payload$20 [12];
-  assign \beat__payload$20.last  = \beat__payload$20 [13];
-  assign \beat__payload$20.tag  = \beat__payload$20 [18:14];
-  assign sums__payload[20:14] = \$6 [6:0];
-  assign sums__payload[13:7] = \$4 [6:0];
-  assign sums__payload[6:0] = \$2 [6:0];
-  assign sums__payload[27:23] = beat__payload[24:20];
-  assign sums__payload[22] = beat__payload[19];
-  assign sums__payload[21] = beat__payload[18];
-  assign \req__payload$10 [12:8] = \req__payload$3 [76:72];
-  assign \req__payload$10 [7:4] = \req__payload$3 [71:68];
-  assign \req__payload$10 [3:0] = \req__payload$3 [35:32];
-  assign \req__payload$7 [36:32] = \req__payload$3 [76:72];
-  assign \req__payload$7 [31:16] = \req__payload$3 [67:52];
-  assign \req__payload$7 [15:0] = \req__payload$3 [31:16];
-  assign req__payload[36:32] = \req__payload$3 [76:72];
-  assign req__payload[31:16] = \req__payload$3 [51:36];
-  assign req__payload[15:0] = \req__payload$3 [15:0];
+  assign \beat__payload$22.acc  = \beat__payload$22 [17:0];
+  assign \beat__payload$22.acc[0]  = \beat__payload$22 [5:0];
+  assign \beat__payload$22.acc[1]  = \beat__payload$22 [11:6];
+  assign \beat__payload$22.acc[2]  = \beat__payload$22 [17:12];
+  assign \beat__payload$22.index  = \beat__payload$22 [18];
+  assign \beat__payload$22.last  = \beat__payload$22 [19];
+  assign \beat__payload$22.tag  = \beat__payload$22 [24:20];
+  assign \beat__payload$23.acc  = \beat__payload$23 [11:0];
+  assign \beat__payload$23.acc[0]  = \beat__payload$23 [3:0];
+  assign \beat__payload$23.acc[1]  = \beat__payload$23 [7:4];
+  assign \beat__payload$23.acc[2]  = \beat__payload$23 [11:8];
+  assign \beat__payload$23.index  = \beat__payload$23 [12];
+  assign \beat__payload$23.last  = \beat__payload$23 [13];
+  assign \beat__payload$23.tag  = \beat__payload$23 [18:14];
+  assign \req__payload$12 [12:8] = \req__payload$6 [76:72];
+  assign \req__payload$12 [7:4] = \req__payload$6 [71:68];
+  assign \req__payload$12 [3:0] = \req__payload$6 [35:32];
+  assign \req__payload$9 [36:32] = \req__payload$6 [76:72];
+  assign \req__payload$9 [31:16] = \req__payload$6 [67:52];
+  assign \req__payload$9 [15:0] = \req__payload$6 [31:16];
+  assign req__payload[36:32] = \req__payload$6 [76:72];
+  assign req__payload[31:16] = \req__payload$6 [51:36];
+  assign req__payload[15:0] = \req__payload$6 [15:0];
 endmodule
 
-module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__valid, req__ready, beat__ready, req__payload, beat__payload, beat__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__ready, req__payload, beat__payload, beat__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire [6:0] \$10 ;
   wire \$11 ;
@@ -3976,57 +4023,42 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__valid, req__ready, beat__re
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$15  = \$signal$22 ;
     if (\$11 ) begin
       \$15  = req__payload[15:0];
     end
-    if (rst) begin
-      \$15  = 16'h0000;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$16  = a;
     if (\$11 ) begin
       \$16  = req__payload[31:16];
     end
-    if (rst) begin
-      \$16  = 16'h0000;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$17  = tag1;
     if (\$11 ) begin
       \$17  = req__payload[36:32];
     end
-    if (rst) begin
-      \$17  = 5'h00;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$18  = \$signal$44 ;
     if (take) begin
       \$18  = 1'h0;
     end
-    if (rst) begin
-      \$18  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$19  = \$signal$45 ;
     if (take) begin
       \$19  = \$12 ;
     end
-    if (rst) begin
-      \$19  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$20  = \$signal$14 ;
     if (\$signal ) begin
       \$20  = req__valid;
@@ -4036,7 +4068,7 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__valid, req__ready, beat__re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$21  = v2;
     if (\$signal ) begin
       \$21  = \$signal$14 ;
@@ -4046,7 +4078,7 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__valid, req__ready, beat__re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$22  = beat__valid;
     if (\$signal ) begin
       \$22  = v2;
@@ -4056,63 +4088,45 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__valid, req__ready, beat__re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$23  = \$signal$46 ;
     if (\$13 ) begin
       \$23  = \$signal$44 ;
     end
-    if (rst) begin
-      \$23  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$24  = \$signal$47 ;
     if (\$13 ) begin
       \$24  = \$signal$45 ;
     end
-    if (rst) begin
-      \$24  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$25  = \$signal$48 ;
     if (\$13 ) begin
       \$25  = tag1;
     end
-    if (rst) begin
-      \$25  = 5'h00;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$26  = \$signal$10 ;
     if (\$14 ) begin
       \$26  = \$signal$46 ;
     end
-    if (rst) begin
-      \$26  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$27  = \$signal$11 ;
     if (\$14 ) begin
       \$27  = \$signal$47 ;
     end
-    if (rst) begin
-      \$27  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$28  = q_tag;
     if (\$14 ) begin
       \$28  = \$signal$48 ;
-    end
-    if (rst) begin
-      \$28  = 5'h00;
     end
   end
   assign \$signal$4  = req__valid;
@@ -4146,7 +4160,7 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__valid, req__ready, beat__re
 endmodule
 
 module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, req__valid, beat__ready, req__payload, beat__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire [6:0] \$10 ;
   wire \$11 ;
@@ -4329,57 +4343,42 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, req__valid, beat__ready, req__pa
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$15  = \$signal$22 ;
     if (\$11 ) begin
       \$15  = req__payload[15:0];
     end
-    if (rst) begin
-      \$15  = 16'h0000;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$16  = a;
     if (\$11 ) begin
       \$16  = req__payload[31:16];
     end
-    if (rst) begin
-      \$16  = 16'h0000;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$17  = tag1;
     if (\$11 ) begin
       \$17  = req__payload[36:32];
     end
-    if (rst) begin
-      \$17  = 5'h00;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$18  = \$signal$44 ;
     if (take) begin
       \$18  = 1'h0;
     end
-    if (rst) begin
-      \$18  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$19  = \$signal$45 ;
     if (take) begin
       \$19  = \$12 ;
     end
-    if (rst) begin
-      \$19  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$20  = \$signal$14 ;
     if (\$signal ) begin
       \$20  = req__valid;
@@ -4389,7 +4388,7 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, req__valid, beat__ready, req__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$21  = v2;
     if (\$signal ) begin
       \$21  = \$signal$14 ;
@@ -4399,7 +4398,7 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, req__valid, beat__ready, req__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$22  = beat__valid;
     if (\$signal ) begin
       \$22  = v2;
@@ -4409,63 +4408,45 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, req__valid, beat__ready, req__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$23  = \$signal$46 ;
     if (\$13 ) begin
       \$23  = \$signal$44 ;
     end
-    if (rst) begin
-      \$23  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$24  = \$signal$47 ;
     if (\$13 ) begin
       \$24  = \$signal$45 ;
     end
-    if (rst) begin
-      \$24  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$25  = \$signal$48 ;
     if (\$13 ) begin
       \$25  = tag1;
     end
-    if (rst) begin
-      \$25  = 5'h00;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$26  = \$signal$10 ;
     if (\$14 ) begin
       \$26  = \$signal$46 ;
     end
-    if (rst) begin
-      \$26  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$27  = \$signal$11 ;
     if (\$14 ) begin
       \$27  = \$signal$47 ;
     end
-    if (rst) begin
-      \$27  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$28  = q_tag;
     if (\$14 ) begin
       \$28  = \$signal$48 ;
-    end
-    if (rst) begin
-      \$28  = 5'h00;
     end
   end
   assign \$signal$4  = req__valid;
@@ -4499,7 +4480,7 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, req__valid, beat__ready, req__pa
 endmodule
 
 module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, req__valid, beat__ready, req__payload, beat__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire [4:0] \$10 ;
   wire \$11 ;
@@ -4682,57 +4663,42 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, req__valid, beat__ready, req__pa
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$15  = \$signal$22 ;
     if (\$11 ) begin
       \$15  = req__payload[3:0];
     end
-    if (rst) begin
-      \$15  = 4'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$16  = a;
     if (\$11 ) begin
       \$16  = req__payload[7:4];
     end
-    if (rst) begin
-      \$16  = 4'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$17  = tag1;
     if (\$11 ) begin
       \$17  = req__payload[12:8];
     end
-    if (rst) begin
-      \$17  = 5'h00;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$18  = \$signal$44 ;
     if (take) begin
       \$18  = 1'h0;
     end
-    if (rst) begin
-      \$18  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$19  = \$signal$45 ;
     if (take) begin
       \$19  = \$12 ;
     end
-    if (rst) begin
-      \$19  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$20  = \$signal$14 ;
     if (\$signal ) begin
       \$20  = req__valid;
@@ -4742,7 +4708,7 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, req__valid, beat__ready, req__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$21  = v2;
     if (\$signal ) begin
       \$21  = \$signal$14 ;
@@ -4752,7 +4718,7 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, req__valid, beat__ready, req__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$22  = beat__valid;
     if (\$signal ) begin
       \$22  = v2;
@@ -4762,63 +4728,45 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, req__valid, beat__ready, req__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$23  = \$signal$46 ;
     if (\$13 ) begin
       \$23  = \$signal$44 ;
     end
-    if (rst) begin
-      \$23  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$24  = \$signal$47 ;
     if (\$13 ) begin
       \$24  = \$signal$45 ;
     end
-    if (rst) begin
-      \$24  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$25  = \$signal$48 ;
     if (\$13 ) begin
       \$25  = tag1;
     end
-    if (rst) begin
-      \$25  = 5'h00;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$26  = \$signal$10 ;
     if (\$14 ) begin
       \$26  = \$signal$46 ;
     end
-    if (rst) begin
-      \$26  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$27  = \$signal$11 ;
     if (\$14 ) begin
       \$27  = \$signal$47 ;
     end
-    if (rst) begin
-      \$27  = 1'h0;
-    end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$28  = q_tag;
     if (\$14 ) begin
       \$28  = \$signal$48 ;
-    end
-    if (rst) begin
-      \$28  = 5'h00;
     end
   end
   assign \$signal$4  = req__valid;
@@ -4852,7 +4800,7 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, req__valid, beat__ready, req__pa
 endmodule
 
 module \hwgen_top.layer2.walker (rst, start, req__valid, req__ready, keep, taps, req__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -4916,14 +4864,14 @@ module \hwgen_top.layer2.walker (rst, start, req__valid, req__ready, keep, taps,
   always @(posedge clk)
     \$signal  <= \$16 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$15  = \$9 ;
     if (rst) begin
       \$15  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$16  = \$signal ;
     if (\$13 ) begin
       \$16  = 1'h1;
@@ -4951,7 +4899,7 @@ module \hwgen_top.layer2.walker (rst, start, req__valid, req__ready, keep, taps,
 endmodule
 
 module \hwgen_top.loader (clk, rst, img__valid, busy, img__ready, wr__en, wr__data, img__payload);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   reg [5:0] \$10 ;
   reg \$11 ;
@@ -5005,7 +4953,7 @@ module \hwgen_top.loader (clk, rst, img__valid, busy, img__ready, wr__en, wr__da
   always @(posedge clk)
     pos <= \$12 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$9  = word;
     if (\$2 ) begin
       \$9  = img__payload;
@@ -5018,7 +4966,7 @@ module \hwgen_top.loader (clk, rst, img__valid, busy, img__ready, wr__en, wr__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$10  = left;
     if (\$2 ) begin
       \$10  = 6'h20;
@@ -5036,7 +4984,7 @@ module \hwgen_top.loader (clk, rst, img__valid, busy, img__ready, wr__en, wr__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$11  = ch;
     if (busy) begin
       (* full_case = 32'd1 *)
@@ -5051,7 +4999,7 @@ module \hwgen_top.loader (clk, rst, img__valid, busy, img__ready, wr__en, wr__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$12  = pos;
     if (busy) begin
       if (\$5 ) begin
@@ -5072,7 +5020,7 @@ module \hwgen_top.loader (clk, rst, img__valid, busy, img__ready, wr__en, wr__da
 endmodule
 
 module \hwgen_top.rng (clk, rst, go, keep__ready, in_reset, in_write, busy, keep__payload, keep__valid, mtj__sense);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire \$1 ;
   reg \$10 ;
   reg [6:0] \$11 ;
@@ -5128,7 +5076,7 @@ module \hwgen_top.rng (clk, rst, go, keep__ready, in_reset, in_write, busy, keep
   always @(posedge clk)
     keep__valid <= \$12 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$9  = step;
     if (busy) begin
       \$9  = \$5 [2:0];
@@ -5141,7 +5089,7 @@ module \hwgen_top.rng (clk, rst, go, keep__ready, in_reset, in_write, busy, keep
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$10  = busy;
     if (busy) begin
       if (\$6 ) begin
@@ -5156,7 +5104,7 @@ module \hwgen_top.rng (clk, rst, go, keep__ready, in_reset, in_write, busy, keep
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$11  = keep__payload;
     if (busy) begin
       if (\$6 ) begin
@@ -5168,7 +5116,7 @@ module \hwgen_top.rng (clk, rst, go, keep__ready, in_reset, in_write, busy, keep
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$12  = keep__valid;
     if (busy) begin
       if (\$6 ) begin
