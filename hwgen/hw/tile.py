@@ -41,9 +41,9 @@ from amaranth import (Cat, ClockSignal, Const, Instance, Module, Mux, ResetSigna
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["CrossbarTile", "Popcount", "PopcountModules", "acc_width", "popcount",
-           "popcount_module_name", "tile_model", "pack_tile_weights", "request_layout",
-           "beat_layout"]
+__all__ = ["CrossbarTile", "ctl_layout", "Popcount", "PopcountModules", "acc_width",
+           "popcount", "popcount_module_name", "tile_model", "pack_tile_weights",
+           "request_layout", "beat_layout"]
 
 
 def acc_width(rows: int) -> int:
@@ -74,6 +74,14 @@ def add_tree(terms):
             nxt.append(terms[-1])
         terms = nxt
     return terms[0]
+
+
+def ctl_layout(depth: int) -> data.StructLayout:
+    """What a tile's control gives its datapath each cycle (and a lead tile its followers):
+    `load` stage 1 with a read's beat 0, `take` a beat (the weight word at `index`),
+    `en_a` the popcounts' group counts, `en_y` their sums."""
+    return data.StructLayout({"load": 1, "take": 1, "index": range(depth), "en_a": 1,
+                              "en_y": 1})
 
 
 def popcount(bits):
@@ -180,15 +188,23 @@ class CrossbarTile(wiring.Component):
         so tiles of one layer can run in lock step.
     tag : shape
         Shape (a width or a layout) of the opaque tag passed from a request to its beats.
+    follow : bool
+        A follower has no control of its own: it is moved by a lead tile's `ctl` (the
+        tiles of a layer run in lock step, so one control serves them all).
 
     Ports
     -----
     req : In(stream of `request_layout(rows, tag)`)
     beat : Out(stream of `beat_layout(rows, lanes, beats, tag)`)
+    ctl : Out(`ctl_layout(depth)`)
+        This tile's control, for its followers.
+
+    A follower's ports are x, g : In(rows) (the request's word lines and row gates, taken
+    when `ctl.load`), ctl : In(`ctl_layout(depth)`) and acc : Out(lanes signed sums).
     """
 
     def __init__(self, rows: int, cols: int, lanes: int, weights, *, beats: int | None = None,
-                 tag=0):
+                 tag=0, follow: bool = False):
         if not (isinstance(rows, int) and rows >= 1):
             raise ValueError(f"rows must be a positive integer, not {rows!r}")
         if not (isinstance(cols, int) and cols >= 1):
@@ -208,59 +224,95 @@ class CrossbarTile(wiring.Component):
         # at least two words and a 1-bit index: zero-width signals upset Verilog tools
         self.depth = max(self.beats, 2)
         self.init = words + [0] * (self.depth - len(words))
-        self.tag = tag
-        super().__init__({
-            "req": In(stream.Signature(request_layout(rows, tag))),
-            "beat": Out(stream.Signature(beat_layout(rows, lanes, self.beats, tag))),
-        })
+        self.tag, self.follow = tag, follow
+        ctl = ctl_layout(self.depth)
+        if follow:
+            ports = {"x": In(rows), "g": In(rows), "ctl": In(ctl),
+                     "acc": Out(data.ArrayLayout(signed(self.acc_w), lanes))}
+        else:
+            ports = {"req": In(stream.Signature(request_layout(rows, tag))),
+                     "beat": Out(stream.Signature(beat_layout(rows, lanes, self.beats, tag))),
+                     "ctl": Out(ctl)}
+        super().__init__(ports)
+
+    @property
+    def sums(self):
+        """The column sums of the beat in the output register (`lanes` signed values)."""
+        return self.acc if self.follow else self.beat.payload.acc
 
     def elaborate(self, platform):
         m = Module()
         rows, lanes, aw = self.rows, self.lanes, self.acc_w
-        req, beat = self.req, self.beat
-        # The pipeline: front -> stage 1 (x, g, the weight word, index, last, tag) -> the
-        # popcounts' group counts (stage 2) -> their sums (the beat). Every stage moves
-        # when the beat register has room (`adv`); a stage's registers load only when a
-        # beat moves into it, so an idle tile computes nothing.
-        adv, front, take = Signal(), Signal(), Signal()
-        v1, v2 = Signal(), Signal()
-        m.d.comb += [adv.eq(~beat.valid | beat.ready), take.eq(front & adv)]
-        index = Signal(range(self.depth))
-        # Data registers need no reset (the valid bits v1, v2 and beat.valid have one): a
-        # reset-less register is one enable in the Verilog, which simulates cheaper.
-        data = dict(reset_less=True)
-        x1, g1, tag1 = Signal(rows, **data), Signal(rows, **data), Signal(self.tag, **data)
-        i1, last1, i2, last2, tag2 = (Signal(range(self.depth), **data), Signal(**data),
-                                      Signal(range(self.depth), **data), Signal(**data),
-                                      Signal(self.tag, **data))
-        q_index, q_last, q_tag = (Signal(range(self.depth), **data), Signal(**data),
-                                  Signal(self.tag, **data))
-        first = Signal()                                # the front is a read's beat 0
-        if self.beats == 1:
-            # A one-beat read: the request is the beat, and the array's one word of
-            # weights is a constant (no memory, no beat counter).
-            words = Const(self.init[0], rows * lanes)
-            m.d.comb += [index.eq(0), first.eq(1), front.eq(req.valid), req.ready.eq(adv)]
+        ctl = self.ctl
+        if self.follow:
+            x_in, g_in = self.x, self.g
         else:
-            # The weights: one word per beat, read with the beat into stage 1 (a
-            # synchronous read port: block RAM where the target has it).
+            self._control(m)
+            x_in, g_in = self.req.payload.x, self.req.payload.g
+        # The datapath, moved by `ctl`. Data registers need no reset (the valid bits
+        # have one): a reset-less register is one enable in the Verilog.
+        x1, g1 = Signal(rows, reset_less=True), Signal(rows, reset_less=True)
+        if self.beats == 1:
+            # a one-beat read: the array's one word of weights is a constant
+            words = Const(self.init[0], rows * lanes)
+        else:
+            # one word per beat, read with the beat into stage 1 (a synchronous read
+            # port: block RAM where the target has it)
             m.submodules.mem = mem = memory.Memory(shape=unsigned(rows * lanes),
                                                    depth=self.depth, init=self.init)
             rd = mem.read_port()
             words = rd.data
+            m.d.comb += [rd.addr.eq(ctl.index), rd.en.eq(ctl.take)]
+        # Stage 1 holds the request for all its beats: it loads with each read's beat 0.
+        with m.If(ctl.load):
+            m.d.sync += [x1.eq(x_in), g1.eq(g_in)]
+        # Intermediate signals keep Amaranth from rebuilding shared expressions per bit.
+        # Each popcount is a Popcount component: one Verilog module per width in an export.
+        ng = Signal(unsigned(aw))
+        m.submodules.popcount_g = pc_g = Popcount(rows)
+        m.d.comb += [pc_g.en_a.eq(ctl.en_a), pc_g.en_y.eq(ctl.en_y), pc_g.a.eq(g1),
+                     ng.eq(pc_g.y)]
+        for lane in range(lanes):
+            agree = Signal(rows, name=f"agree{lane}")
+            m.d.comb += agree.eq(g1 & ~(x1 ^ words[lane * rows:(lane + 1) * rows]))
+            pc = Signal(unsigned(aw - 1), name=f"pc{lane}")
+            m.submodules[f"popcount{lane}"] = pc_l = Popcount(rows)
+            m.d.comb += [pc_l.en_a.eq(ctl.en_a), pc_l.en_y.eq(ctl.en_y), pc_l.a.eq(agree),
+                         pc.eq(pc_l.y)]
+            # Unsigned modular difference: its low acc_w bits are the two's complement sum.
+            m.d.comb += self.sums[lane].eq(Cat(Const(0, 1), pc) - ng)
+        return m
+
+    def _control(self, m):
+        """The stream control of a tile that is not a follower: the front (beat k of a
+        read), the valid, index, last and tag pipeline beside the datapath, and `ctl`.
+        Every stage moves when the beat register has room (`adv`); a stage's registers
+        load only when a beat moves into it, so an idle tile computes nothing."""
+        req, beat, ctl = self.req, self.beat, self.ctl
+        adv, front, take, first = Signal(), Signal(), Signal(), Signal()
+        v1, v2 = Signal(), Signal()
+        index = Signal(range(self.depth))
+        data = dict(reset_less=True)
+        tag1, i1, last1, i2, last2, tag2, q_index, q_last, q_tag = (
+            Signal(self.tag, **data), Signal(range(self.depth), **data), Signal(**data),
+            Signal(range(self.depth), **data), Signal(**data), Signal(self.tag, **data),
+            Signal(range(self.depth), **data), Signal(**data), Signal(self.tag, **data))
+        m.d.comb += [adv.eq(~beat.valid | beat.ready), take.eq(front & adv)]
+        if self.beats == 1:
+            # a one-beat read: the request is the beat (no beat counter)
+            m.d.comb += [index.eq(0), first.eq(1), front.eq(req.valid), req.ready.eq(adv)]
+        else:
             busy = Signal()
             k = Signal(range(self.depth))
-            m.d.comb += [index.eq(Mux(busy, k, 0)), first.eq(~busy), rd.addr.eq(index),
-                         rd.en.eq(take), front.eq(busy | req.valid),
+            m.d.comb += [index.eq(Mux(busy, k, 0)), first.eq(~busy), front.eq(busy | req.valid),
                          req.ready.eq(~busy & adv)]
             with m.If(take):
                 with m.If(index == self.beats - 1):
                     m.d.sync += [busy.eq(0), k.eq(0)]
                 with m.Else():
                     m.d.sync += [busy.eq(1), k.eq(index + 1)]
-        # Stage 1 holds the request for all its beats: it loads with each read's beat 0.
         with m.If(take & first):
-            m.d.sync += [x1.eq(req.payload.x), g1.eq(req.payload.g), tag1.eq(req.payload.tag)]
+            m.d.sync += tag1.eq(req.payload.tag)
         with m.If(take):
             m.d.sync += [i1.eq(index), last1.eq(index == self.beats - 1)]
         with m.If(adv):
@@ -270,20 +322,6 @@ class CrossbarTile(wiring.Component):
         with m.If(v2 & adv):
             m.d.sync += [q_index.eq(i2), q_last.eq(last2), q_tag.eq(tag2)]
         m.d.comb += [beat.payload.index.eq(q_index), beat.payload.last.eq(q_last),
-                     beat.payload.tag.eq(q_tag)]
-        # Intermediate signals keep Amaranth from rebuilding shared expressions per bit.
-        # Each popcount is a Popcount component: one Verilog module per width in an export.
-        ng = Signal(unsigned(aw))
-        m.submodules.popcount_g = pc_g = Popcount(rows)
-        m.d.comb += [pc_g.en_a.eq(v1 & adv), pc_g.en_y.eq(v2 & adv), pc_g.a.eq(g1),
-                     ng.eq(pc_g.y)]
-        for lane in range(lanes):
-            agree = Signal(rows, name=f"agree{lane}")
-            m.d.comb += agree.eq(g1 & ~(x1 ^ words[lane * rows:(lane + 1) * rows]))
-            pc = Signal(unsigned(aw - 1), name=f"pc{lane}")
-            m.submodules[f"popcount{lane}"] = pc_l = Popcount(rows)
-            m.d.comb += [pc_l.en_a.eq(v1 & adv), pc_l.en_y.eq(v2 & adv), pc_l.a.eq(agree),
-                         pc.eq(pc_l.y)]
-            # Unsigned modular difference: its low acc_w bits are the two's complement sum.
-            m.d.comb += beat.payload.acc[lane].eq(Cat(Const(0, 1), pc) - ng)
-        return m
+                     beat.payload.tag.eq(q_tag),
+                     ctl.load.eq(take & first), ctl.take.eq(take), ctl.index.eq(index),
+                     ctl.en_a.eq(v1 & adv), ctl.en_y.eq(v2 & adv)]

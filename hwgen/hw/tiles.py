@@ -15,7 +15,8 @@ __all__ = ["TileArray"]
 
 
 class TileArray(wiring.Component):
-    """All crossbar tiles of a layer (row splits x column splits), read in lock step.
+    """All crossbar tiles of a layer (row splits x column splits), read in lock step: tile
+    (0, 0) has the one control, the others follow it (`CrossbarTile(follow=True)`).
 
     Parameters
     ----------
@@ -43,8 +44,10 @@ class TileArray(wiring.Component):
         self.tiles = {}
         for ci, ((ca, cb), lanes) in enumerate(zip(layer.col_tiles, plan.lanes)):
             for ri, (ra, rb) in enumerate(layer.row_tiles):
+                # tile (0, 0) leads: its control moves every other tile of the layer
                 self.tiles[ri, ci] = CrossbarTile(rb - ra, cb - ca, lanes, wbits[ca:cb, ra:rb],
-                                                  beats=plan.beats, tag=tag)
+                                                  beats=plan.beats, tag=tag,
+                                                  follow=(ri, ci) != (0, 0))
         super().__init__({
             "req": In(stream.Signature(request_layout(layer.rows, tag))),
             "sums": Out(stream.Signature(beat_layout(layer.rows, sum(plan.lanes), plan.beats,
@@ -59,13 +62,17 @@ class TileArray(wiring.Component):
         # not taken.
         adv = Signal()
         m.d.comb += adv.eq(~out.valid | out.ready)
+        lead = self.tiles[0, 0]
         for (ri, ci), t in self.tiles.items():
             ra, rb = layer.row_tiles[ri]
             m.submodules[f"tile_r{ri}_c{ci}"] = t
-            m.d.comb += [t.req.valid.eq(req.valid), t.req.payload.x.eq(req.payload.x[ra:rb]),
-                         t.req.payload.g.eq(req.payload.g[ra:rb]),
-                         t.req.payload.tag.eq(req.payload.tag), t.beat.ready.eq(adv)]
-        lead = self.tiles[0, 0]
+            if t is lead:
+                m.d.comb += [t.req.valid.eq(req.valid), t.req.payload.x.eq(req.payload.x[ra:rb]),
+                             t.req.payload.g.eq(req.payload.g[ra:rb]),
+                             t.req.payload.tag.eq(req.payload.tag), t.beat.ready.eq(adv)]
+            else:
+                m.d.comb += [t.x.eq(req.payload.x[ra:rb]), t.g.eq(req.payload.g[ra:rb]),
+                             t.ctl.eq(lead.ctl)]
         load = Signal()
         # the payload register needs no reset (out.valid has one): one enable in Verilog
         q = Signal(out.payload.shape(), reset_less=True)
@@ -80,8 +87,7 @@ class TileArray(wiring.Component):
         for ci, lanes in enumerate(self.plan.lanes):
             for lane in range(lanes):
                 sv = Signal(signed(acc_width(layer.rows)), name=f"sum_c{ci}_l{lane}")
-                terms = [self.tiles[ri, ci].beat.payload.acc[lane]
-                         for ri in range(len(layer.row_tiles))]
+                terms = [self.tiles[ri, ci].sums[lane] for ri in range(len(layer.row_tiles))]
                 total = terms[0]
                 for tm in terms[1:]:
                     total = total + tm

@@ -572,10 +572,10 @@ module \hwgen_top.layer0 (rst, start, wr__en, next__data, next__en, done, wr__da
   );
   \hwgen_top.layer0.store  store (
     .clk(clk),
-    .\port$744$0 (\$1 ),
-    .\port$744$29 (\$3 ),
-    .\port$744$35 (\$4 ),
-    .\port$744$5 (\$2 ),
+    .\port$662$0 (\$1 ),
+    .\port$662$29 (\$3 ),
+    .\port$662$35 (\$4 ),
+    .\port$662$5 (\$2 ),
     .rotate(rotate),
     .rst(rst),
     .wr__data(wr__data),
@@ -593,10 +593,10 @@ module \hwgen_top.layer0 (rst, start, wr__en, next__data, next__en, done, wr__da
   \hwgen_top.layer0.walker  walker (
     .clk(clk),
     .fresh(wr__en),
-    .\port$744$0 (\$1 ),
-    .\port$744$29 (\$3 ),
-    .\port$744$35 (\$4 ),
-    .\port$744$5 (\$2 ),
+    .\port$662$0 (\$1 ),
+    .\port$662$29 (\$3 ),
+    .\port$662$35 (\$4 ),
+    .\port$662$5 (\$2 ),
     .req__payload(req__payload),
     .req__ready(req__ready),
     .req__valid(req__valid),
@@ -764,7 +764,7 @@ module \hwgen_top.layer0.sink (rst, pooled, write, done, got, sums__payload, clk
   assign bits_c0[0] = \$3 ;
 endmodule
 
-module \hwgen_top.layer0.store (rst, wr__en, rotate, wr__data, \port$744$0 , \port$744$5 , \port$744$29 , \port$744$35 , clk);
+module \hwgen_top.layer0.store (rst, wr__en, rotate, wr__data, \port$662$0 , \port$662$5 , \port$662$29 , \port$662$35 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -772,14 +772,14 @@ module \hwgen_top.layer0.store (rst, wr__en, rotate, wr__data, \port$744$0 , \po
   input clk;
   wire clk;
   wire fresh;
-  output [1:0] \port$744$0 ;
-  wire [1:0] \port$744$0 ;
-  output [2:0] \port$744$29 ;
-  wire [2:0] \port$744$29 ;
-  output \port$744$35 ;
-  wire \port$744$35 ;
-  output [2:0] \port$744$5 ;
-  wire [2:0] \port$744$5 ;
+  output [1:0] \port$662$0 ;
+  wire [1:0] \port$662$0 ;
+  output [2:0] \port$662$29 ;
+  wire [2:0] \port$662$29 ;
+  output \port$662$35 ;
+  wire \port$662$35 ;
+  output [2:0] \port$662$5 ;
+  wire [2:0] \port$662$5 ;
   reg [35:0] ring0 = 36'h000000000;
   input rotate;
   wire rotate;
@@ -806,10 +806,10 @@ module \hwgen_top.layer0.store (rst, wr__en, rotate, wr__data, \port$744$0 , \po
   end
   assign fresh = wr__en;
   assign taps = { ring0[7:5], ring0[1:0], ring0[35], ring0[31:29] };
-  assign \port$744$0  = ring0[1:0];
-  assign \port$744$5  = ring0[7:5];
-  assign \port$744$29  = ring0[31:29];
-  assign \port$744$35  = ring0[35];
+  assign \port$662$0  = ring0[1:0];
+  assign \port$662$5  = ring0[7:5];
+  assign \port$662$29  = ring0[31:29];
+  assign \port$662$35  = ring0[35];
 endmodule
 
 module \hwgen_top.layer0.tiles (rst, req__valid, req__ready, \req__payload$6 , sums__valid, sums__payload, clk);
@@ -957,27 +957,30 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [5:0] \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
+  wire [8:0] \$11 ;
+  wire [8:0] \$12 ;
+  wire [5:0] \$13 ;
   wire \$14 ;
-  reg [8:0] \$15 ;
-  reg [8:0] \$16 ;
-  reg [4:0] \$17 ;
-  reg \$18 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  reg [4:0] \$18 ;
   reg \$19 ;
-  wire [8:0] \$2 ;
+  wire \$2 ;
   reg \$20 ;
   reg \$21 ;
   reg \$22 ;
   reg \$23 ;
   reg \$24 ;
-  reg [4:0] \$25 ;
-  reg \$26 ;
+  reg \$25 ;
+  reg [4:0] \$26 ;
   reg \$27 ;
-  reg [4:0] \$28 ;
-  wire [8:0] \$3 ;
-  wire [5:0] \$4 ;
+  reg \$28 ;
+  reg [4:0] \$29 ;
+  wire \$3 ;
+  reg [8:0] \$30 ;
+  reg [8:0] \$31 ;
+  wire \$4 ;
   wire [8:0] \$5 ;
   wire [8:0] \$6 ;
   wire [5:0] \$7 ;
@@ -986,20 +989,22 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   wire \$signal ;
   reg \$signal$10  = 1'h0;
   reg \$signal$11  = 1'h0;
+  reg [4:0] \$signal$12  = 5'h00;
   reg \$signal$14  = 1'h0;
-  (* init = 9'h000 *)
-  wire [8:0] \$signal$18 ;
-  reg [8:0] \$signal$22  = 9'h000;
+  reg [8:0] \$signal$23  = 9'h000;
+  wire \$signal$3 ;
   wire \$signal$4 ;
-  reg \$signal$44  = 1'h0;
+  reg [4:0] \$signal$43  = 5'h00;
   reg \$signal$45  = 1'h0;
   reg \$signal$46  = 1'h0;
   reg \$signal$47  = 1'h0;
-  reg [4:0] \$signal$48  = 5'h00;
+  reg \$signal$48  = 1'h0;
+  reg [4:0] \$signal$49  = 5'h00;
+  wire \$signal$6 ;
   reg [8:0] a = 9'h000;
-  wire [8:0] \a$25 ;
-  wire [8:0] \a$31 ;
-  wire [8:0] \a$37 ;
+  wire [8:0] \a$26 ;
+  wire [8:0] \a$32 ;
+  wire [8:0] \a$38 ;
   wire [8:0] agree0;
   wire [8:0] agree1;
   wire [8:0] agree2;
@@ -1018,21 +1023,27 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   reg beat__valid = 1'h0;
   input clk;
   wire clk;
+  wire [4:0] ctl;
+  wire \ctl.en_a ;
+  wire \ctl.en_y ;
+  wire \ctl.index ;
+  wire \ctl.load ;
+  wire \ctl.take ;
   wire en_a;
-  wire \en_a$23 ;
-  wire \en_a$29 ;
-  wire \en_a$35 ;
+  wire \en_a$24 ;
+  wire \en_a$30 ;
+  wire \en_a$36 ;
   wire en_y;
-  wire \en_y$24 ;
-  wire \en_y$30 ;
-  wire \en_y$36 ;
-  wire first;
+  wire \en_y$25 ;
+  wire \en_y$31 ;
+  wire \en_y$37 ;
+  (* init = 9'h000 *)
+  wire [8:0] g1;
   wire index;
   wire [4:0] ng;
   wire [3:0] pc0;
   wire [3:0] pc1;
   wire [3:0] pc2;
-  reg [4:0] q_tag = 5'h00;
   input [22:0] req__payload;
   wire [22:0] req__payload;
   wire [8:0] \req__payload.g ;
@@ -1044,150 +1055,119 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   wire req__valid;
   input rst;
   wire rst;
-  reg [4:0] tag1 = 5'h00;
-  wire take;
   reg v2 = 1'h0;
   wire [3:0] y;
-  wire [3:0] \y$27 ;
-  wire [3:0] \y$33 ;
-  wire [3:0] \y$39 ;
+  wire [3:0] \y$28 ;
+  wire [3:0] \y$34 ;
+  wire [3:0] \y$40 ;
   assign \$1  = ~ beat__valid;
   assign \$signal  = \$1  | beat__ready;
-  assign take = req__valid & \$signal ;
-  assign en_a = \$signal$14  & \$signal ;
-  assign en_y = v2 & \$signal ;
-  assign \$2  = \$signal$22  ^ 9'h19b;
-  assign \$3  = ~ \$2 ;
-  assign agree0 = a & \$3 ;
-  assign \en_a$23  = \$signal$14  & \$signal ;
-  assign \en_y$24  = v2 & \$signal ;
-  assign \$4  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$5  = \$signal$22  ^ 9'h078;
+  assign \$signal$3  = req__valid & \$signal ;
+  assign \$2  = \$signal$3  & 1'h1;
+  assign \$3  = \$signal$14  & \$signal ;
+  assign \$4  = v2 & \$signal ;
+  assign \$5  = \$signal$23  ^ 9'h19b;
   assign \$6  = ~ \$5 ;
-  assign agree1 = a & \$6 ;
-  assign \en_a$29  = \$signal$14  & \$signal ;
-  assign \en_y$30  = v2 & \$signal ;
-  assign \$7  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
-  assign \$8  = \$signal$22  ^ 9'h199;
+  assign agree0 = a & \$6 ;
+  assign \$7  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
+  assign \$8  = \$signal$23  ^ 9'h078;
   assign \$9  = ~ \$8 ;
-  assign agree2 = a & \$9 ;
-  assign \en_a$35  = \$signal$14  & \$signal ;
-  assign \en_y$36  = v2 & \$signal ;
-  assign \$10  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
-  assign \$11  = take & 1'h1;
-  assign \$12  = 1'h0 == 1'h0;
-  assign \$13  = \$signal$14  & \$signal ;
-  assign \$14  = v2 & \$signal ;
+  assign agree1 = a & \$9 ;
+  assign \$10  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
+  assign \$11  = \$signal$23  ^ 9'h199;
+  assign \$12  = ~ \$11 ;
+  assign agree2 = a & \$12 ;
+  assign \$13  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
+  assign \$14  = \$signal$3  & 1'h1;
+  assign \$15  = 1'h0 == 1'h0;
+  assign \$16  = \$signal$14  & \$signal ;
+  assign \$17  = v2 & \$signal ;
   always @(posedge clk)
-    \$signal$22  <= \$15 ;
-  always @(posedge clk)
-    a <= \$16 ;
-  always @(posedge clk)
-    tag1 <= \$17 ;
-  always @(posedge clk)
-    \$signal$44  <= \$18 ;
+    \$signal$43  <= \$18 ;
   always @(posedge clk)
     \$signal$45  <= \$19 ;
   always @(posedge clk)
-    \$signal$14  <= \$20 ;
+    \$signal$46  <= \$20 ;
   always @(posedge clk)
-    v2 <= \$21 ;
+    \$signal$14  <= \$21 ;
   always @(posedge clk)
-    beat__valid <= \$22 ;
+    v2 <= \$22 ;
   always @(posedge clk)
-    \$signal$46  <= \$23 ;
+    beat__valid <= \$23 ;
   always @(posedge clk)
     \$signal$47  <= \$24 ;
   always @(posedge clk)
     \$signal$48  <= \$25 ;
   always @(posedge clk)
-    \$signal$10  <= \$26 ;
+    \$signal$49  <= \$26 ;
   always @(posedge clk)
-    \$signal$11  <= \$27 ;
+    \$signal$10  <= \$27 ;
   always @(posedge clk)
-    q_tag <= \$28 ;
+    \$signal$11  <= \$28 ;
+  always @(posedge clk)
+    \$signal$12  <= \$29 ;
+  always @(posedge clk)
+    \$signal$23  <= \$30 ;
+  always @(posedge clk)
+    a <= \$31 ;
   hwgen_popcount_9 popcount0 (
     .a(agree0),
     .clk(clk),
-    .en_a(\en_a$23 ),
-    .en_y(\en_y$24 ),
+    .en_a(ctl[3]),
+    .en_y(ctl[4]),
     .rst(rst),
     .y(pc0)
   );
   hwgen_popcount_9 popcount1 (
     .a(agree1),
     .clk(clk),
-    .en_a(\en_a$29 ),
-    .en_y(\en_y$30 ),
+    .en_a(ctl[3]),
+    .en_y(ctl[4]),
     .rst(rst),
     .y(pc1)
   );
   hwgen_popcount_9 popcount2 (
     .a(agree2),
     .clk(clk),
-    .en_a(\en_a$35 ),
-    .en_y(\en_y$36 ),
+    .en_a(ctl[3]),
+    .en_y(ctl[4]),
     .rst(rst),
     .y(pc2)
   );
   hwgen_popcount_9 popcount_g (
     .a(a),
     .clk(clk),
-    .en_a(en_a),
-    .en_y(en_y),
+    .en_a(ctl[3]),
+    .en_y(ctl[4]),
     .rst(rst),
     .y(y)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$15  = \$signal$22 ;
-    if (\$11 ) begin
-      \$15  = req__payload[8:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$16  = a;
-    if (\$11 ) begin
-      \$16  = req__payload[17:9];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$17  = tag1;
-    if (\$11 ) begin
-      \$17  = req__payload[22:18];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$18  = \$signal$44 ;
-    if (take) begin
-      \$18  = 1'h0;
+    \$18  = \$signal$43 ;
+    if (\$14 ) begin
+      \$18  = req__payload[22:18];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$19  = \$signal$45 ;
-    if (take) begin
-      \$19  = \$12 ;
+    if (\$signal$3 ) begin
+      \$19  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$20  = \$signal$14 ;
-    if (\$signal ) begin
-      \$20  = req__valid;
-    end
-    if (rst) begin
-      \$20  = 1'h0;
+    \$20  = \$signal$46 ;
+    if (\$signal$3 ) begin
+      \$20  = \$15 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$21  = v2;
+    \$21  = \$signal$14 ;
     if (\$signal ) begin
-      \$21  = \$signal$14 ;
+      \$21  = req__valid;
     end
     if (rst) begin
       \$21  = 1'h0;
@@ -1195,9 +1175,9 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$22  = beat__valid;
+    \$22  = v2;
     if (\$signal ) begin
-      \$22  = v2;
+      \$22  = \$signal$14 ;
     end
     if (rst) begin
       \$22  = 1'h0;
@@ -1205,57 +1185,89 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$23  = \$signal$46 ;
-    if (\$13 ) begin
-      \$23  = \$signal$44 ;
+    \$23  = beat__valid;
+    if (\$signal ) begin
+      \$23  = v2;
+    end
+    if (rst) begin
+      \$23  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$24  = \$signal$47 ;
-    if (\$13 ) begin
+    if (\$16 ) begin
       \$24  = \$signal$45 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$25  = \$signal$48 ;
-    if (\$13 ) begin
-      \$25  = tag1;
+    if (\$16 ) begin
+      \$25  = \$signal$46 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$26  = \$signal$10 ;
-    if (\$14 ) begin
-      \$26  = \$signal$46 ;
+    \$26  = \$signal$49 ;
+    if (\$16 ) begin
+      \$26  = \$signal$43 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$27  = \$signal$11 ;
-    if (\$14 ) begin
+    \$27  = \$signal$10 ;
+    if (\$17 ) begin
       \$27  = \$signal$47 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$28  = q_tag;
-    if (\$14 ) begin
+    \$28  = \$signal$11 ;
+    if (\$17 ) begin
       \$28  = \$signal$48 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$29  = \$signal$12 ;
+    if (\$17 ) begin
+      \$29  = \$signal$49 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$30  = \$signal$23 ;
+    if (ctl[0]) begin
+      \$30  = req__payload[8:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$31  = a;
+    if (ctl[0]) begin
+      \$31  = req__payload[17:9];
     end
   end
   assign \$signal$4  = req__valid;
   assign index = 1'h0;
-  assign first = 1'h1;
-  assign \$signal$18  = a;
+  assign \$signal$6  = 1'h1;
+  assign en_a = ctl[3];
+  assign en_y = ctl[4];
+  assign g1 = a;
   assign ng = { 1'h0, y };
-  assign \a$25  = agree0;
-  assign \y$27  = pc0;
-  assign \a$31  = agree1;
-  assign \y$33  = pc1;
-  assign \a$37  = agree2;
-  assign \y$39  = pc2;
+  assign \en_a$24  = ctl[3];
+  assign \en_y$25  = ctl[4];
+  assign \a$26  = agree0;
+  assign \y$28  = pc0;
+  assign \en_a$30  = ctl[3];
+  assign \en_y$31  = ctl[4];
+  assign \a$32  = agree1;
+  assign \y$34  = pc1;
+  assign \en_a$36  = ctl[3];
+  assign \en_y$37  = ctl[4];
+  assign \a$38  = agree2;
+  assign \y$40  = pc2;
   assign req__ready = \$signal ;
   assign \beat__payload.acc  = beat__payload[14:0];
   assign \beat__payload.acc[0]  = beat__payload[4:0];
@@ -1264,18 +1276,28 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   assign \beat__payload.index  = beat__payload[15];
   assign \beat__payload.last  = beat__payload[16];
   assign \beat__payload.tag  = beat__payload[21:17];
+  assign \ctl.load  = ctl[0];
+  assign \ctl.take  = ctl[1];
+  assign \ctl.index  = ctl[2];
+  assign \ctl.en_a  = ctl[3];
+  assign \ctl.en_y  = ctl[4];
   assign \req__payload.x  = req__payload[8:0];
   assign \req__payload.g  = req__payload[17:9];
   assign \req__payload.tag  = req__payload[22:18];
-  assign beat__payload[14:10] = \$10 [4:0];
-  assign beat__payload[9:5] = \$7 [4:0];
-  assign beat__payload[4:0] = \$4 [4:0];
-  assign beat__payload[21:17] = q_tag;
+  assign ctl[4] = \$4 ;
+  assign ctl[3] = \$3 ;
+  assign ctl[2] = 1'h0;
+  assign ctl[1] = \$signal$3 ;
+  assign ctl[0] = \$2 ;
+  assign beat__payload[14:10] = \$13 [4:0];
+  assign beat__payload[9:5] = \$10 [4:0];
+  assign beat__payload[4:0] = \$7 [4:0];
+  assign beat__payload[21:17] = \$signal$12 ;
   assign beat__payload[16] = \$signal$11 ;
   assign beat__payload[15] = \$signal$10 ;
 endmodule
 
-module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready, \port$744$0 , \port$744$5 , \port$744$29 , \port$744$35 , req__payload, clk);
+module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready, \port$662$0 , \port$662$5 , \port$662$29 , \port$662$35 , req__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -1374,14 +1396,14 @@ module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready
   wire ok_2_1;
   wire ok_2_2;
   reg pending = 1'h0;
-  input [1:0] \port$744$0 ;
-  wire [1:0] \port$744$0 ;
-  input [2:0] \port$744$29 ;
-  wire [2:0] \port$744$29 ;
-  input \port$744$35 ;
-  wire \port$744$35 ;
-  input [2:0] \port$744$5 ;
-  wire [2:0] \port$744$5 ;
+  input [1:0] \port$662$0 ;
+  wire [1:0] \port$662$0 ;
+  input [2:0] \port$662$29 ;
+  wire [2:0] \port$662$29 ;
+  input \port$662$35 ;
+  wire \port$662$35 ;
+  input [2:0] \port$662$5 ;
+  wire [2:0] \port$662$5 ;
   reg [1:0] px = 2'h0;
   reg [1:0] py = 2'h0;
   output [22:0] req__payload;
@@ -1634,12 +1656,12 @@ module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready
   assign anchor = 1'h1;
   assign \$signal$13  = \$signal$11 ;
   assign rotate = turn;
-  assign taps = { \port$744$5 , \port$744$0 , \port$744$35 , \port$744$29  };
+  assign taps = { \port$662$5 , \port$662$0 , \port$662$35 , \port$662$29  };
   assign \req__payload.x  = req__payload[8:0];
   assign \req__payload.g  = req__payload[17:9];
   assign \req__payload.tag  = req__payload[22:18];
   assign req__payload[17:9] = { ok_2_2, ok_2_1, ok_2_0, ok_1_2, 1'h1, ok_1_0, ok_0_2, ok_0_1, ok_0_0 };
-  assign req__payload[8:0] = { \port$744$5 , \port$744$0 , \port$744$35 , \port$744$29  };
+  assign req__payload[8:0] = { \port$662$5 , \port$662$0 , \port$662$35 , \port$662$29  };
   assign req__payload[22] = \$14 ;
   assign req__payload[21] = \$8 ;
   assign req__payload[20] = \$6 ;
@@ -1738,15 +1760,15 @@ module \hwgen_top.layer1 (rst, start, wr__data, wr__en, next__en, done, keep, wb
   \hwgen_top.layer1.store  store (
     .clk(clk),
     .fresh(fresh),
-    .\port$291$0 (\$1 ),
-    .\port$292$0 (\$2 ),
-    .\port$293$0 (\$3 ),
-    .\port$294$0 (\$4 ),
-    .\port$295$0 (\$5 ),
-    .\port$296$0 (\$6 ),
-    .\port$297$0 (\$7 ),
-    .\port$298$0 (\$8 ),
-    .\port$299$0 (\$9 ),
+    .\port$288$0 (\$1 ),
+    .\port$289$0 (\$2 ),
+    .\port$290$0 (\$3 ),
+    .\port$291$0 (\$4 ),
+    .\port$292$0 (\$5 ),
+    .\port$293$0 (\$6 ),
+    .\port$294$0 (\$7 ),
+    .\port$295$0 (\$8 ),
+    .\port$296$0 (\$9 ),
     .rbank(rbank),
     .rotate(rotate),
     .rst(rst),
@@ -1767,15 +1789,15 @@ module \hwgen_top.layer1 (rst, start, wr__data, wr__en, next__en, done, keep, wb
     .clk(clk),
     .fresh(fresh),
     .keep(keep),
-    .\port$291$0 (\$1 ),
-    .\port$292$0 (\$2 ),
-    .\port$293$0 (\$3 ),
-    .\port$294$0 (\$4 ),
-    .\port$295$0 (\$5 ),
-    .\port$296$0 (\$6 ),
-    .\port$297$0 (\$7 ),
-    .\port$298$0 (\$8 ),
-    .\port$299$0 (\$9 ),
+    .\port$288$0 (\$1 ),
+    .\port$289$0 (\$2 ),
+    .\port$290$0 (\$3 ),
+    .\port$291$0 (\$4 ),
+    .\port$292$0 (\$5 ),
+    .\port$293$0 (\$6 ),
+    .\port$294$0 (\$7 ),
+    .\port$295$0 (\$8 ),
+    .\port$296$0 (\$9 ),
     .req__payload(req__payload),
     .req__ready(req__ready),
     .req__valid(req__valid),
@@ -1909,7 +1931,7 @@ module \hwgen_top.layer1.sink (done, got, sums__payload, bits_c0, \end );
   assign bits_c0[0] = \$3 ;
 endmodule
 
-module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$291$0 , \port$292$0 , \port$293$0 , \port$294$0 , \port$295$0 , \port$296$0 , \port$297$0 , \port$298$0 , \port$299$0 , rotate, wbank, rbank, clk);
+module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$288$0 , \port$289$0 , \port$290$0 , \port$291$0 , \port$292$0 , \port$293$0 , \port$294$0 , \port$295$0 , \port$296$0 , rotate, wbank, rbank, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -1946,6 +1968,12 @@ module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$291$0 , \por
   wire clk;
   output fresh;
   wire fresh;
+  output [2:0] \port$288$0 ;
+  wire [2:0] \port$288$0 ;
+  output [2:0] \port$289$0 ;
+  wire [2:0] \port$289$0 ;
+  output [2:0] \port$290$0 ;
+  wire [2:0] \port$290$0 ;
   output [2:0] \port$291$0 ;
   wire [2:0] \port$291$0 ;
   output [2:0] \port$292$0 ;
@@ -1958,12 +1986,6 @@ module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$291$0 , \por
   wire [2:0] \port$295$0 ;
   output [2:0] \port$296$0 ;
   wire [2:0] \port$296$0 ;
-  output [2:0] \port$297$0 ;
-  wire [2:0] \port$297$0 ;
-  output [2:0] \port$298$0 ;
-  wire [2:0] \port$298$0 ;
-  output [2:0] \port$299$0 ;
-  wire [2:0] \port$299$0 ;
   input rbank;
   wire rbank;
   reg [26:0] ring0 = 27'h0000000;
@@ -2043,15 +2065,15 @@ module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$291$0 , \por
     end
   end
   assign taps = { \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20  };
-  assign \port$291$0  = \$20 ;
-  assign \port$292$0  = \$21 ;
-  assign \port$293$0  = \$22 ;
-  assign \port$294$0  = \$23 ;
-  assign \port$295$0  = \$24 ;
-  assign \port$296$0  = \$25 ;
-  assign \port$297$0  = \$26 ;
-  assign \port$298$0  = \$27 ;
-  assign \port$299$0  = \$28 ;
+  assign \port$288$0  = \$20 ;
+  assign \port$289$0  = \$21 ;
+  assign \port$290$0  = \$22 ;
+  assign \port$291$0  = \$23 ;
+  assign \port$292$0  = \$24 ;
+  assign \port$293$0  = \$25 ;
+  assign \port$294$0  = \$26 ;
+  assign \port$295$0  = \$27 ;
+  assign \port$296$0  = \$28 ;
 endmodule
 
 module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$6 , sums__valid, sums__payload, clk);
@@ -2071,17 +2093,13 @@ module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$6 , s
   wire [4:0] \$hwgen_sx6 ;
   wire [5:0] \$hwgen_sx7 ;
   wire [4:0] \$hwgen_sx8 ;
+  wire [19:0] acc;
+  wire [4:0] \acc[0] ;
+  wire [4:0] \acc[1] ;
+  wire [4:0] \acc[2] ;
+  wire [4:0] \acc[3] ;
   wire adv;
   wire [30:0] beat__payload;
-  wire [26:0] \beat__payload$19 ;
-  wire [19:0] \beat__payload$19.acc ;
-  wire [4:0] \beat__payload$19.acc[0] ;
-  wire [4:0] \beat__payload$19.acc[1] ;
-  wire [4:0] \beat__payload$19.acc[2] ;
-  wire [4:0] \beat__payload$19.acc[3] ;
-  wire \beat__payload$19.index ;
-  wire \beat__payload$19.last ;
-  wire [4:0] \beat__payload$19.tag ;
   wire [23:0] \beat__payload.acc ;
   wire [5:0] \beat__payload.acc[0] ;
   wire [5:0] \beat__payload.acc[1] ;
@@ -2091,10 +2109,22 @@ module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$6 , s
   wire \beat__payload.last ;
   wire [4:0] \beat__payload.tag ;
   wire beat__ready;
-  wire \beat__ready$10 ;
   wire beat__valid;
   input clk;
   wire clk;
+  wire [4:0] ctl;
+  wire [4:0] \ctl$11 ;
+  wire \ctl$11.en_a ;
+  wire \ctl$11.en_y ;
+  wire \ctl$11.index ;
+  wire \ctl$11.load ;
+  wire \ctl$11.take ;
+  wire \ctl.en_a ;
+  wire \ctl.en_y ;
+  wire \ctl.index ;
+  wire \ctl.load ;
+  wire \ctl.take ;
+  wire [10:0] g;
   wire load;
   (* init = 31'h00000000 *)
   wire [30:0] q;
@@ -2112,20 +2142,15 @@ module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$6 , s
   wire [26:0] \req__payload$6.g ;
   wire [4:0] \req__payload$6.tag ;
   wire [26:0] \req__payload$6.x ;
-  wire [26:0] \req__payload$9 ;
-  wire [10:0] \req__payload$9.g ;
-  wire [4:0] \req__payload$9.tag ;
-  wire [10:0] \req__payload$9.x ;
   wire [15:0] \req__payload.g ;
   wire [4:0] \req__payload.tag ;
   wire [15:0] \req__payload.x ;
   output req__ready;
   wire req__ready;
-  wire \req__ready$12 ;
+  wire \req__ready$13 ;
   input req__valid;
   wire req__valid;
   wire \req__valid$4 ;
-  wire \req__valid$8 ;
   input rst;
   wire rst;
   wire [5:0] sum_c0_l0;
@@ -2145,6 +2170,7 @@ module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$6 , s
   wire sums__ready;
   output sums__valid;
   reg sums__valid = 1'h0;
+  wire [10:0] x;
   assign load = adv & beat__valid;
   assign \$2  = $signed({ \$hwgen_sx1 [5], \$hwgen_sx1  }) + $signed({ \$hwgen_sx2 [4], \$hwgen_sx2 [4], \$hwgen_sx2  });
   assign \$3  = $signed({ \$hwgen_sx3 [5], \$hwgen_sx3  }) + $signed({ \$hwgen_sx4 [4], \$hwgen_sx4 [4], \$hwgen_sx4  });
@@ -2161,18 +2187,19 @@ module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$6 , s
     .beat__ready(adv),
     .beat__valid(beat__valid),
     .clk(clk),
+    .ctl(ctl),
     .req__payload(req__payload),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst)
   );
   \hwgen_top.layer1.tiles.tile_r1_c0  tile_r1_c0 (
-    .beat__payload(\beat__payload$19 ),
-    .beat__ready(adv),
+    .acc(acc),
     .clk(clk),
-    .req__payload(\req__payload$9 ),
-    .req__valid(req__valid),
-    .rst(rst)
+    .ctl(ctl),
+    .g(\req__payload$6 [53:43]),
+    .rst(rst),
+    .x(\req__payload$6 [26:16])
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
@@ -2200,19 +2227,20 @@ module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$6 , s
     end
   end
   assign \$hwgen_sx1  = beat__payload[5:0];
-  assign \$hwgen_sx2  = \beat__payload$19 [4:0];
+  assign \$hwgen_sx2  = acc[4:0];
   assign \$hwgen_sx3  = beat__payload[11:6];
-  assign \$hwgen_sx4  = \beat__payload$19 [9:5];
+  assign \$hwgen_sx4  = acc[9:5];
   assign \$hwgen_sx5  = beat__payload[17:12];
-  assign \$hwgen_sx6  = \beat__payload$19 [14:10];
+  assign \$hwgen_sx6  = acc[14:10];
   assign \$hwgen_sx7  = beat__payload[23:18];
-  assign \$hwgen_sx8  = \beat__payload$19 [19:15];
+  assign \$hwgen_sx8  = acc[19:15];
   assign sums__ready = 1'h1;
   assign \req__valid$4  = req__valid;
   assign beat__ready = adv;
-  assign \req__valid$8  = req__valid;
-  assign \beat__ready$10  = adv;
-  assign \req__ready$12  = req__ready;
+  assign x = \req__payload$6 [26:16];
+  assign g = \req__payload$6 [53:43];
+  assign \ctl$11  = ctl;
+  assign \req__ready$13  = req__ready;
   assign q = sums__payload;
   assign sum_c0_l0 = \$2 [5:0];
   assign sum_c0_l1 = \$3 [5:0];
@@ -2224,9 +2252,16 @@ module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$6 , s
   assign \req__payload$6.x  = \req__payload$6 [26:0];
   assign \req__payload$6.g  = \req__payload$6 [53:27];
   assign \req__payload$6.tag  = \req__payload$6 [58:54];
-  assign \req__payload$9.x  = \req__payload$9 [10:0];
-  assign \req__payload$9.g  = \req__payload$9 [21:11];
-  assign \req__payload$9.tag  = \req__payload$9 [26:22];
+  assign \ctl.load  = ctl[0];
+  assign \ctl.take  = ctl[1];
+  assign \ctl.index  = ctl[2];
+  assign \ctl.en_a  = ctl[3];
+  assign \ctl.en_y  = ctl[4];
+  assign \ctl$11.load  = ctl[0];
+  assign \ctl$11.take  = ctl[1];
+  assign \ctl$11.index  = ctl[2];
+  assign \ctl$11.en_a  = ctl[3];
+  assign \ctl$11.en_y  = ctl[4];
   assign \sums__payload.acc  = sums__payload[23:0];
   assign \sums__payload.acc[0]  = sums__payload[5:0];
   assign \sums__payload.acc[1]  = sums__payload[11:6];
@@ -2251,50 +2286,46 @@ module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$6 , s
   assign \beat__payload.index  = beat__payload[24];
   assign \beat__payload.last  = beat__payload[25];
   assign \beat__payload.tag  = beat__payload[30:26];
-  assign \beat__payload$19.acc  = \beat__payload$19 [19:0];
-  assign \beat__payload$19.acc[0]  = \beat__payload$19 [4:0];
-  assign \beat__payload$19.acc[1]  = \beat__payload$19 [9:5];
-  assign \beat__payload$19.acc[2]  = \beat__payload$19 [14:10];
-  assign \beat__payload$19.acc[3]  = \beat__payload$19 [19:15];
-  assign \beat__payload$19.index  = \beat__payload$19 [20];
-  assign \beat__payload$19.last  = \beat__payload$19 [21];
-  assign \beat__payload$19.tag  = \beat__payload$19 [26:22];
-  assign \req__payload$9 [26:22] = \req__payload$6 [58:54];
-  assign \req__payload$9 [21:11] = \req__payload$6 [53:43];
-  assign \req__payload$9 [10:0] = \req__payload$6 [26:16];
+  assign \acc[0]  = acc[4:0];
+  assign \acc[1]  = acc[9:5];
+  assign \acc[2]  = acc[14:10];
+  assign \acc[3]  = acc[19:15];
   assign req__payload[36:32] = \req__payload$6 [58:54];
   assign req__payload[31:16] = \req__payload$6 [42:27];
   assign req__payload[15:0] = \req__payload$6 [15:0];
 endmodule
 
-module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__ready, req__payload, beat__payload, beat__valid, clk);
+module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__ready, req__payload, beat__payload, ctl, beat__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire [6:0] \$10 ;
   wire [15:0] \$11 ;
   wire [15:0] \$12 ;
   wire [6:0] \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
+  wire [15:0] \$14 ;
+  wire [15:0] \$15 ;
+  wire [6:0] \$16 ;
   wire \$17 ;
-  reg [15:0] \$18 ;
-  reg [15:0] \$19 ;
-  wire [15:0] \$2 ;
-  reg [4:0] \$20 ;
-  reg \$21 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  reg [4:0] \$21 ;
   reg \$22 ;
   reg \$23 ;
   reg \$24 ;
   reg \$25 ;
   reg \$26 ;
   reg \$27 ;
-  reg [4:0] \$28 ;
-  reg \$29 ;
-  wire [15:0] \$3 ;
+  reg \$28 ;
+  reg [4:0] \$29 ;
+  wire \$3 ;
   reg \$30 ;
-  reg [4:0] \$31 ;
-  wire [6:0] \$4 ;
+  reg \$31 ;
+  reg [4:0] \$32 ;
+  reg [15:0] \$33 ;
+  reg [15:0] \$34 ;
+  wire \$4 ;
   wire [15:0] \$5 ;
   wire [15:0] \$6 ;
   wire [6:0] \$7 ;
@@ -2303,21 +2334,23 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   wire \$signal ;
   reg \$signal$10  = 1'h0;
   reg \$signal$11  = 1'h0;
+  reg [4:0] \$signal$12  = 5'h00;
   reg \$signal$14  = 1'h0;
-  (* init = 16'h0000 *)
-  wire [15:0] \$signal$18 ;
-  reg [15:0] \$signal$22  = 16'h0000;
+  reg [15:0] \$signal$23  = 16'h0000;
+  wire \$signal$3 ;
   wire \$signal$4 ;
-  reg \$signal$50  = 1'h0;
+  reg [4:0] \$signal$49  = 5'h00;
   reg \$signal$51  = 1'h0;
   reg \$signal$52  = 1'h0;
   reg \$signal$53  = 1'h0;
-  reg [4:0] \$signal$54  = 5'h00;
+  reg \$signal$54  = 1'h0;
+  reg [4:0] \$signal$55  = 5'h00;
+  wire \$signal$6 ;
   reg [15:0] a = 16'h0000;
-  wire [15:0] \a$25 ;
-  wire [15:0] \a$31 ;
-  wire [15:0] \a$37 ;
-  wire [15:0] \a$43 ;
+  wire [15:0] \a$26 ;
+  wire [15:0] \a$32 ;
+  wire [15:0] \a$38 ;
+  wire [15:0] \a$44 ;
   wire [15:0] agree0;
   wire [15:0] agree1;
   wire [15:0] agree2;
@@ -2338,24 +2371,31 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   reg beat__valid = 1'h0;
   input clk;
   wire clk;
+  output [4:0] ctl;
+  wire [4:0] ctl;
+  wire \ctl.en_a ;
+  wire \ctl.en_y ;
+  wire \ctl.index ;
+  wire \ctl.load ;
+  wire \ctl.take ;
   wire en_a;
-  wire \en_a$23 ;
-  wire \en_a$29 ;
-  wire \en_a$35 ;
-  wire \en_a$41 ;
+  wire \en_a$24 ;
+  wire \en_a$30 ;
+  wire \en_a$36 ;
+  wire \en_a$42 ;
   wire en_y;
-  wire \en_y$24 ;
-  wire \en_y$30 ;
-  wire \en_y$36 ;
-  wire \en_y$42 ;
-  wire first;
+  wire \en_y$25 ;
+  wire \en_y$31 ;
+  wire \en_y$37 ;
+  wire \en_y$43 ;
+  (* init = 16'h0000 *)
+  wire [15:0] g1;
   wire index;
   wire [5:0] ng;
   wire [4:0] pc0;
   wire [4:0] pc1;
   wire [4:0] pc2;
   wire [4:0] pc3;
-  reg [4:0] q_tag = 5'h00;
   input [36:0] req__payload;
   wire [36:0] req__payload;
   wire [15:0] \req__payload.g ;
@@ -2367,165 +2407,132 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   wire req__valid;
   input rst;
   wire rst;
-  reg [4:0] tag1 = 5'h00;
-  wire take;
   reg v2 = 1'h0;
   wire [4:0] y;
-  wire [4:0] \y$27 ;
-  wire [4:0] \y$33 ;
-  wire [4:0] \y$39 ;
-  wire [4:0] \y$45 ;
+  wire [4:0] \y$28 ;
+  wire [4:0] \y$34 ;
+  wire [4:0] \y$40 ;
+  wire [4:0] \y$46 ;
   assign \$1  = ~ beat__valid;
   assign \$signal  = \$1  | beat__ready;
-  assign take = req__valid & \$signal ;
-  assign en_a = \$signal$14  & \$signal ;
-  assign en_y = v2 & \$signal ;
-  assign \$2  = \$signal$22  ^ 16'hcb4b;
-  assign \$3  = ~ \$2 ;
-  assign agree0 = a & \$3 ;
-  assign \en_a$23  = \$signal$14  & \$signal ;
-  assign \en_y$24  = v2 & \$signal ;
-  assign \$4  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$5  = \$signal$22  ^ 16'h7faf;
+  assign \$signal$3  = req__valid & \$signal ;
+  assign \$2  = \$signal$3  & 1'h1;
+  assign \$3  = \$signal$14  & \$signal ;
+  assign \$4  = v2 & \$signal ;
+  assign \$5  = \$signal$23  ^ 16'hcb4b;
   assign \$6  = ~ \$5 ;
-  assign agree1 = a & \$6 ;
-  assign \en_a$29  = \$signal$14  & \$signal ;
-  assign \en_y$30  = v2 & \$signal ;
-  assign \$7  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
-  assign \$8  = \$signal$22  ^ 16'h7bee;
+  assign agree0 = a & \$6 ;
+  assign \$7  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
+  assign \$8  = \$signal$23  ^ 16'h7faf;
   assign \$9  = ~ \$8 ;
-  assign agree2 = a & \$9 ;
-  assign \en_a$35  = \$signal$14  & \$signal ;
-  assign \en_y$36  = v2 & \$signal ;
-  assign \$10  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
-  assign \$11  = \$signal$22  ^ 16'hca9c;
+  assign agree1 = a & \$9 ;
+  assign \$10  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
+  assign \$11  = \$signal$23  ^ 16'h7bee;
   assign \$12  = ~ \$11 ;
-  assign agree3 = a & \$12 ;
-  assign \en_a$41  = \$signal$14  & \$signal ;
-  assign \en_y$42  = v2 & \$signal ;
-  assign \$13  = { 1'h0, pc3, 1'h0 } - { 2'h0, y };
-  assign \$14  = take & 1'h1;
-  assign \$15  = 1'h0 == 1'h0;
-  assign \$16  = \$signal$14  & \$signal ;
-  assign \$17  = v2 & \$signal ;
+  assign agree2 = a & \$12 ;
+  assign \$13  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
+  assign \$14  = \$signal$23  ^ 16'hca9c;
+  assign \$15  = ~ \$14 ;
+  assign agree3 = a & \$15 ;
+  assign \$16  = { 1'h0, pc3, 1'h0 } - { 2'h0, y };
+  assign \$17  = \$signal$3  & 1'h1;
+  assign \$18  = 1'h0 == 1'h0;
+  assign \$19  = \$signal$14  & \$signal ;
+  assign \$20  = v2 & \$signal ;
   always @(posedge clk)
-    \$signal$22  <= \$18 ;
-  always @(posedge clk)
-    a <= \$19 ;
-  always @(posedge clk)
-    tag1 <= \$20 ;
-  always @(posedge clk)
-    \$signal$50  <= \$21 ;
+    \$signal$49  <= \$21 ;
   always @(posedge clk)
     \$signal$51  <= \$22 ;
   always @(posedge clk)
-    \$signal$14  <= \$23 ;
+    \$signal$52  <= \$23 ;
   always @(posedge clk)
-    v2 <= \$24 ;
+    \$signal$14  <= \$24 ;
   always @(posedge clk)
-    beat__valid <= \$25 ;
+    v2 <= \$25 ;
   always @(posedge clk)
-    \$signal$52  <= \$26 ;
+    beat__valid <= \$26 ;
   always @(posedge clk)
     \$signal$53  <= \$27 ;
   always @(posedge clk)
     \$signal$54  <= \$28 ;
   always @(posedge clk)
-    \$signal$10  <= \$29 ;
+    \$signal$55  <= \$29 ;
   always @(posedge clk)
-    \$signal$11  <= \$30 ;
+    \$signal$10  <= \$30 ;
   always @(posedge clk)
-    q_tag <= \$31 ;
+    \$signal$11  <= \$31 ;
+  always @(posedge clk)
+    \$signal$12  <= \$32 ;
+  always @(posedge clk)
+    \$signal$23  <= \$33 ;
+  always @(posedge clk)
+    a <= \$34 ;
   hwgen_popcount_16 popcount0 (
     .a(agree0),
     .clk(clk),
-    .en_a(\en_a$23 ),
-    .en_y(\en_y$24 ),
+    .en_a(ctl[3]),
+    .en_y(ctl[4]),
     .rst(rst),
     .y(pc0)
   );
   hwgen_popcount_16 popcount1 (
     .a(agree1),
     .clk(clk),
-    .en_a(\en_a$29 ),
-    .en_y(\en_y$30 ),
+    .en_a(ctl[3]),
+    .en_y(ctl[4]),
     .rst(rst),
     .y(pc1)
   );
   hwgen_popcount_16 popcount2 (
     .a(agree2),
     .clk(clk),
-    .en_a(\en_a$35 ),
-    .en_y(\en_y$36 ),
+    .en_a(ctl[3]),
+    .en_y(ctl[4]),
     .rst(rst),
     .y(pc2)
   );
   hwgen_popcount_16 popcount3 (
     .a(agree3),
     .clk(clk),
-    .en_a(\en_a$41 ),
-    .en_y(\en_y$42 ),
+    .en_a(ctl[3]),
+    .en_y(ctl[4]),
     .rst(rst),
     .y(pc3)
   );
   hwgen_popcount_16 popcount_g (
     .a(a),
     .clk(clk),
-    .en_a(en_a),
-    .en_y(en_y),
+    .en_a(ctl[3]),
+    .en_y(ctl[4]),
     .rst(rst),
     .y(y)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$18  = \$signal$22 ;
-    if (\$14 ) begin
-      \$18  = req__payload[15:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$19  = a;
-    if (\$14 ) begin
-      \$19  = req__payload[31:16];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$20  = tag1;
-    if (\$14 ) begin
-      \$20  = req__payload[36:32];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$21  = \$signal$50 ;
-    if (take) begin
-      \$21  = 1'h0;
+    \$21  = \$signal$49 ;
+    if (\$17 ) begin
+      \$21  = req__payload[36:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$22  = \$signal$51 ;
-    if (take) begin
-      \$22  = \$15 ;
+    if (\$signal$3 ) begin
+      \$22  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$23  = \$signal$14 ;
-    if (\$signal ) begin
-      \$23  = req__valid;
-    end
-    if (rst) begin
-      \$23  = 1'h0;
+    \$23  = \$signal$52 ;
+    if (\$signal$3 ) begin
+      \$23  = \$18 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$24  = v2;
+    \$24  = \$signal$14 ;
     if (\$signal ) begin
-      \$24  = \$signal$14 ;
+      \$24  = req__valid;
     end
     if (rst) begin
       \$24  = 1'h0;
@@ -2533,9 +2540,9 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$25  = beat__valid;
+    \$25  = v2;
     if (\$signal ) begin
-      \$25  = v2;
+      \$25  = \$signal$14 ;
     end
     if (rst) begin
       \$25  = 1'h0;
@@ -2543,59 +2550,93 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$26  = \$signal$52 ;
-    if (\$16 ) begin
-      \$26  = \$signal$50 ;
+    \$26  = beat__valid;
+    if (\$signal ) begin
+      \$26  = v2;
+    end
+    if (rst) begin
+      \$26  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$27  = \$signal$53 ;
-    if (\$16 ) begin
+    if (\$19 ) begin
       \$27  = \$signal$51 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$28  = \$signal$54 ;
-    if (\$16 ) begin
-      \$28  = tag1;
+    if (\$19 ) begin
+      \$28  = \$signal$52 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$29  = \$signal$10 ;
-    if (\$17 ) begin
-      \$29  = \$signal$52 ;
+    \$29  = \$signal$55 ;
+    if (\$19 ) begin
+      \$29  = \$signal$49 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$30  = \$signal$11 ;
-    if (\$17 ) begin
+    \$30  = \$signal$10 ;
+    if (\$20 ) begin
       \$30  = \$signal$53 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$31  = q_tag;
-    if (\$17 ) begin
+    \$31  = \$signal$11 ;
+    if (\$20 ) begin
       \$31  = \$signal$54 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$32  = \$signal$12 ;
+    if (\$20 ) begin
+      \$32  = \$signal$55 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$33  = \$signal$23 ;
+    if (ctl[0]) begin
+      \$33  = req__payload[15:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$34  = a;
+    if (ctl[0]) begin
+      \$34  = req__payload[31:16];
     end
   end
   assign \$signal$4  = req__valid;
   assign index = 1'h0;
-  assign first = 1'h1;
-  assign \$signal$18  = a;
+  assign \$signal$6  = 1'h1;
+  assign en_a = ctl[3];
+  assign en_y = ctl[4];
+  assign g1 = a;
   assign ng = { 1'h0, y };
-  assign \a$25  = agree0;
-  assign \y$27  = pc0;
-  assign \a$31  = agree1;
-  assign \y$33  = pc1;
-  assign \a$37  = agree2;
-  assign \y$39  = pc2;
-  assign \a$43  = agree3;
-  assign \y$45  = pc3;
+  assign \en_a$24  = ctl[3];
+  assign \en_y$25  = ctl[4];
+  assign \a$26  = agree0;
+  assign \y$28  = pc0;
+  assign \en_a$30  = ctl[3];
+  assign \en_y$31  = ctl[4];
+  assign \a$32  = agree1;
+  assign \y$34  = pc1;
+  assign \en_a$36  = ctl[3];
+  assign \en_y$37  = ctl[4];
+  assign \a$38  = agree2;
+  assign \y$40  = pc2;
+  assign \en_a$42  = ctl[3];
+  assign \en_y$43  = ctl[4];
+  assign \a$44  = agree3;
+  assign \y$46  = pc3;
   assign req__ready = \$signal ;
   assign \beat__payload.acc  = beat__payload[23:0];
   assign \beat__payload.acc[0]  = beat__payload[5:0];
@@ -2605,367 +2646,207 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   assign \beat__payload.index  = beat__payload[24];
   assign \beat__payload.last  = beat__payload[25];
   assign \beat__payload.tag  = beat__payload[30:26];
+  assign \ctl.load  = ctl[0];
+  assign \ctl.take  = ctl[1];
+  assign \ctl.index  = ctl[2];
+  assign \ctl.en_a  = ctl[3];
+  assign \ctl.en_y  = ctl[4];
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
   assign \req__payload.tag  = req__payload[36:32];
-  assign beat__payload[23:18] = \$13 [5:0];
-  assign beat__payload[17:12] = \$10 [5:0];
-  assign beat__payload[11:6] = \$7 [5:0];
-  assign beat__payload[5:0] = \$4 [5:0];
-  assign beat__payload[30:26] = q_tag;
+  assign ctl[4] = \$4 ;
+  assign ctl[3] = \$3 ;
+  assign ctl[2] = 1'h0;
+  assign ctl[1] = \$signal$3 ;
+  assign ctl[0] = \$2 ;
+  assign beat__payload[23:18] = \$16 [5:0];
+  assign beat__payload[17:12] = \$13 [5:0];
+  assign beat__payload[11:6] = \$10 [5:0];
+  assign beat__payload[5:0] = \$7 [5:0];
+  assign beat__payload[30:26] = \$signal$12 ;
   assign beat__payload[25] = \$signal$11 ;
   assign beat__payload[24] = \$signal$10 ;
 endmodule
 
-module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, req__valid, beat__ready, req__payload, beat__payload, clk);
+module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, x, g, ctl, acc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
-  wire \$1 ;
-  wire [5:0] \$10 ;
+  wire [10:0] \$1 ;
+  wire [10:0] \$10 ;
   wire [10:0] \$11 ;
-  wire [10:0] \$12 ;
-  wire [5:0] \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  reg [10:0] \$18 ;
-  reg [10:0] \$19 ;
+  wire [5:0] \$12 ;
+  reg [10:0] \$13 ;
+  reg [10:0] \$14 ;
   wire [10:0] \$2 ;
-  reg [4:0] \$20 ;
-  reg \$21 ;
-  reg \$22 ;
-  reg \$23 ;
-  reg \$24 ;
-  reg \$25 ;
-  reg \$26 ;
-  reg \$27 ;
-  reg [4:0] \$28 ;
-  reg \$29 ;
-  wire [10:0] \$3 ;
-  reg \$30 ;
-  reg [4:0] \$31 ;
-  wire [5:0] \$4 ;
+  wire [5:0] \$3 ;
+  wire [10:0] \$4 ;
   wire [10:0] \$5 ;
-  wire [10:0] \$6 ;
-  wire [5:0] \$7 ;
+  wire [5:0] \$6 ;
+  wire [10:0] \$7 ;
   wire [10:0] \$8 ;
-  wire [10:0] \$9 ;
-  wire \$signal ;
-  reg \$signal$10  = 1'h0;
-  reg \$signal$11  = 1'h0;
-  reg \$signal$14  = 1'h0;
+  wire [5:0] \$9 ;
+  reg [10:0] \$signal  = 11'h000;
   (* init = 11'h000 *)
-  wire [10:0] \$signal$18 ;
-  reg [10:0] \$signal$22  = 11'h000;
-  wire \$signal$4 ;
-  reg \$signal$50  = 1'h0;
-  reg \$signal$51  = 1'h0;
-  reg \$signal$52  = 1'h0;
-  reg \$signal$53  = 1'h0;
-  reg [4:0] \$signal$54  = 5'h00;
-  reg [10:0] a = 11'h000;
-  wire [10:0] \a$25 ;
-  wire [10:0] \a$31 ;
-  wire [10:0] \a$37 ;
-  wire [10:0] \a$43 ;
+  wire [10:0] a;
+  wire [10:0] \a$15 ;
+  wire [10:0] \a$22 ;
+  wire [10:0] \a$28 ;
+  wire [10:0] \a$34 ;
+  output [19:0] acc;
+  wire [19:0] acc;
+  wire [4:0] \acc[0] ;
+  wire [4:0] \acc[1] ;
+  wire [4:0] \acc[2] ;
+  wire [4:0] \acc[3] ;
   wire [10:0] agree0;
   wire [10:0] agree1;
   wire [10:0] agree2;
   wire [10:0] agree3;
-  output [26:0] beat__payload;
-  wire [26:0] beat__payload;
-  wire [19:0] \beat__payload.acc ;
-  wire [4:0] \beat__payload.acc[0] ;
-  wire [4:0] \beat__payload.acc[1] ;
-  wire [4:0] \beat__payload.acc[2] ;
-  wire [4:0] \beat__payload.acc[3] ;
-  wire \beat__payload.index ;
-  wire \beat__payload.last ;
-  wire [4:0] \beat__payload.tag ;
-  input beat__ready;
-  wire beat__ready;
-  reg beat__valid = 1'h0;
   input clk;
   wire clk;
+  input [4:0] ctl;
+  wire [4:0] ctl;
+  wire \ctl.en_a ;
+  wire \ctl.en_y ;
+  wire \ctl.index ;
+  wire \ctl.load ;
+  wire \ctl.take ;
   wire en_a;
-  wire \en_a$23 ;
-  wire \en_a$29 ;
-  wire \en_a$35 ;
-  wire \en_a$41 ;
+  wire \en_a$13 ;
+  wire \en_a$20 ;
+  wire \en_a$26 ;
+  wire \en_a$32 ;
   wire en_y;
-  wire \en_y$24 ;
-  wire \en_y$30 ;
-  wire \en_y$36 ;
-  wire \en_y$42 ;
-  wire first;
-  wire index;
+  wire \en_y$14 ;
+  wire \en_y$21 ;
+  wire \en_y$27 ;
+  wire \en_y$33 ;
+  input [10:0] g;
+  wire [10:0] g;
+  reg [10:0] g1 = 11'h000;
   wire [4:0] ng;
   wire [3:0] pc0;
   wire [3:0] pc1;
   wire [3:0] pc2;
   wire [3:0] pc3;
-  reg [4:0] q_tag = 5'h00;
-  input [26:0] req__payload;
-  wire [26:0] req__payload;
-  wire [10:0] \req__payload.g ;
-  wire [4:0] \req__payload.tag ;
-  wire [10:0] \req__payload.x ;
-  wire req__ready;
-  input req__valid;
-  wire req__valid;
   input rst;
   wire rst;
-  reg [4:0] tag1 = 5'h00;
-  wire take;
-  reg v2 = 1'h0;
+  input [10:0] x;
+  wire [10:0] x;
   wire [3:0] y;
-  wire [3:0] \y$27 ;
-  wire [3:0] \y$33 ;
-  wire [3:0] \y$39 ;
-  wire [3:0] \y$45 ;
-  assign \$1  = ~ beat__valid;
-  assign \$signal  = \$1  | beat__ready;
-  assign take = req__valid & \$signal ;
-  assign en_a = \$signal$14  & \$signal ;
-  assign en_y = v2 & \$signal ;
-  assign \$2  = \$signal$22  ^ 11'h5b7;
-  assign \$3  = ~ \$2 ;
-  assign agree0 = a & \$3 ;
-  assign \en_a$23  = \$signal$14  & \$signal ;
-  assign \en_y$24  = v2 & \$signal ;
-  assign \$4  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$5  = \$signal$22  ^ 11'h589;
-  assign \$6  = ~ \$5 ;
-  assign agree1 = a & \$6 ;
-  assign \en_a$29  = \$signal$14  & \$signal ;
-  assign \en_y$30  = v2 & \$signal ;
-  assign \$7  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
-  assign \$8  = \$signal$22  ^ 11'h7eb;
-  assign \$9  = ~ \$8 ;
-  assign agree2 = a & \$9 ;
-  assign \en_a$35  = \$signal$14  & \$signal ;
-  assign \en_y$36  = v2 & \$signal ;
-  assign \$10  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
-  assign \$11  = \$signal$22  ^ 11'h6ff;
-  assign \$12  = ~ \$11 ;
-  assign agree3 = a & \$12 ;
-  assign \en_a$41  = \$signal$14  & \$signal ;
-  assign \en_y$42  = v2 & \$signal ;
-  assign \$13  = { 1'h0, pc3, 1'h0 } - { 2'h0, y };
-  assign \$14  = take & 1'h1;
-  assign \$15  = 1'h0 == 1'h0;
-  assign \$16  = \$signal$14  & \$signal ;
-  assign \$17  = v2 & \$signal ;
+  wire [3:0] \y$17 ;
+  wire [3:0] \y$24 ;
+  wire [3:0] \y$30 ;
+  wire [3:0] \y$36 ;
+  assign \$1  = \$signal  ^ 11'h5b7;
+  assign \$2  = ~ \$1 ;
+  assign agree0 = g1 & \$2 ;
+  assign \$3  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
+  assign \$4  = \$signal  ^ 11'h589;
+  assign \$5  = ~ \$4 ;
+  assign agree1 = g1 & \$5 ;
+  assign \$6  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
+  assign \$7  = \$signal  ^ 11'h7eb;
+  assign \$8  = ~ \$7 ;
+  assign agree2 = g1 & \$8 ;
+  assign \$9  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
+  assign \$10  = \$signal  ^ 11'h6ff;
+  assign \$11  = ~ \$10 ;
+  assign agree3 = g1 & \$11 ;
+  assign \$12  = { 1'h0, pc3, 1'h0 } - { 2'h0, y };
   always @(posedge clk)
-    \$signal$22  <= \$18 ;
+    \$signal  <= \$13 ;
   always @(posedge clk)
-    a <= \$19 ;
-  always @(posedge clk)
-    tag1 <= \$20 ;
-  always @(posedge clk)
-    \$signal$50  <= \$21 ;
-  always @(posedge clk)
-    \$signal$51  <= \$22 ;
-  always @(posedge clk)
-    \$signal$14  <= \$23 ;
-  always @(posedge clk)
-    v2 <= \$24 ;
-  always @(posedge clk)
-    beat__valid <= \$25 ;
-  always @(posedge clk)
-    \$signal$52  <= \$26 ;
-  always @(posedge clk)
-    \$signal$53  <= \$27 ;
-  always @(posedge clk)
-    \$signal$54  <= \$28 ;
-  always @(posedge clk)
-    \$signal$10  <= \$29 ;
-  always @(posedge clk)
-    \$signal$11  <= \$30 ;
-  always @(posedge clk)
-    q_tag <= \$31 ;
+    g1 <= \$14 ;
   hwgen_popcount_11 popcount0 (
     .a(agree0),
     .clk(clk),
-    .en_a(\en_a$23 ),
-    .en_y(\en_y$24 ),
+    .en_a(ctl[3]),
+    .en_y(ctl[4]),
     .rst(rst),
     .y(pc0)
   );
   hwgen_popcount_11 popcount1 (
     .a(agree1),
     .clk(clk),
-    .en_a(\en_a$29 ),
-    .en_y(\en_y$30 ),
+    .en_a(ctl[3]),
+    .en_y(ctl[4]),
     .rst(rst),
     .y(pc1)
   );
   hwgen_popcount_11 popcount2 (
     .a(agree2),
     .clk(clk),
-    .en_a(\en_a$35 ),
-    .en_y(\en_y$36 ),
+    .en_a(ctl[3]),
+    .en_y(ctl[4]),
     .rst(rst),
     .y(pc2)
   );
   hwgen_popcount_11 popcount3 (
     .a(agree3),
     .clk(clk),
-    .en_a(\en_a$41 ),
-    .en_y(\en_y$42 ),
+    .en_a(ctl[3]),
+    .en_y(ctl[4]),
     .rst(rst),
     .y(pc3)
   );
   hwgen_popcount_11 popcount_g (
-    .a(a),
+    .a(g1),
     .clk(clk),
-    .en_a(en_a),
-    .en_y(en_y),
+    .en_a(ctl[3]),
+    .en_y(ctl[4]),
     .rst(rst),
     .y(y)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$18  = \$signal$22 ;
-    if (\$14 ) begin
-      \$18  = req__payload[10:0];
+    \$13  = \$signal ;
+    if (ctl[0]) begin
+      \$13  = x;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$19  = a;
-    if (\$14 ) begin
-      \$19  = req__payload[21:11];
+    \$14  = g1;
+    if (ctl[0]) begin
+      \$14  = g;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$20  = tag1;
-    if (\$14 ) begin
-      \$20  = req__payload[26:22];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$21  = \$signal$50 ;
-    if (take) begin
-      \$21  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$22  = \$signal$51 ;
-    if (take) begin
-      \$22  = \$15 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$23  = \$signal$14 ;
-    if (\$signal ) begin
-      \$23  = req__valid;
-    end
-    if (rst) begin
-      \$23  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$24  = v2;
-    if (\$signal ) begin
-      \$24  = \$signal$14 ;
-    end
-    if (rst) begin
-      \$24  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$25  = beat__valid;
-    if (\$signal ) begin
-      \$25  = v2;
-    end
-    if (rst) begin
-      \$25  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$26  = \$signal$52 ;
-    if (\$16 ) begin
-      \$26  = \$signal$50 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$27  = \$signal$53 ;
-    if (\$16 ) begin
-      \$27  = \$signal$51 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$28  = \$signal$54 ;
-    if (\$16 ) begin
-      \$28  = tag1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$29  = \$signal$10 ;
-    if (\$17 ) begin
-      \$29  = \$signal$52 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$30  = \$signal$11 ;
-    if (\$17 ) begin
-      \$30  = \$signal$53 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$31  = q_tag;
-    if (\$17 ) begin
-      \$31  = \$signal$54 ;
-    end
-  end
-  assign \$signal$4  = req__valid;
-  assign index = 1'h0;
-  assign first = 1'h1;
-  assign req__ready = \$signal ;
-  assign \$signal$18  = a;
+  assign en_a = ctl[3];
+  assign en_y = ctl[4];
+  assign a = g1;
   assign ng = { 1'h0, y };
-  assign \a$25  = agree0;
-  assign \y$27  = pc0;
-  assign \a$31  = agree1;
-  assign \y$33  = pc1;
-  assign \a$37  = agree2;
-  assign \y$39  = pc2;
-  assign \a$43  = agree3;
-  assign \y$45  = pc3;
-  assign \beat__payload.acc  = beat__payload[19:0];
-  assign \beat__payload.acc[0]  = beat__payload[4:0];
-  assign \beat__payload.acc[1]  = beat__payload[9:5];
-  assign \beat__payload.acc[2]  = beat__payload[14:10];
-  assign \beat__payload.acc[3]  = beat__payload[19:15];
-  assign \beat__payload.index  = beat__payload[20];
-  assign \beat__payload.last  = beat__payload[21];
-  assign \beat__payload.tag  = beat__payload[26:22];
-  assign \req__payload.x  = req__payload[10:0];
-  assign \req__payload.g  = req__payload[21:11];
-  assign \req__payload.tag  = req__payload[26:22];
-  assign beat__payload[19:15] = \$13 [4:0];
-  assign beat__payload[14:10] = \$10 [4:0];
-  assign beat__payload[9:5] = \$7 [4:0];
-  assign beat__payload[4:0] = \$4 [4:0];
-  assign beat__payload[26:22] = q_tag;
-  assign beat__payload[21] = \$signal$11 ;
-  assign beat__payload[20] = \$signal$10 ;
+  assign \en_a$13  = ctl[3];
+  assign \en_y$14  = ctl[4];
+  assign \a$15  = agree0;
+  assign \y$17  = pc0;
+  assign \en_a$20  = ctl[3];
+  assign \en_y$21  = ctl[4];
+  assign \a$22  = agree1;
+  assign \y$24  = pc1;
+  assign \en_a$26  = ctl[3];
+  assign \en_y$27  = ctl[4];
+  assign \a$28  = agree2;
+  assign \y$30  = pc2;
+  assign \en_a$32  = ctl[3];
+  assign \en_y$33  = ctl[4];
+  assign \a$34  = agree3;
+  assign \y$36  = pc3;
+  assign \ctl.load  = ctl[0];
+  assign \ctl.take  = ctl[1];
+  assign \ctl.index  = ctl[2];
+  assign \ctl.en_a  = ctl[3];
+  assign \ctl.en_y  = ctl[4];
+  assign \acc[0]  = acc[4:0];
+  assign \acc[1]  = acc[9:5];
+  assign \acc[2]  = acc[14:10];
+  assign \acc[3]  = acc[19:15];
+  assign acc[19:15] = \$12 [4:0];
+  assign acc[14:10] = \$9 [4:0];
+  assign acc[9:5] = \$6 [4:0];
+  assign acc[4:0] = \$3 [4:0];
 endmodule
 
-module \hwgen_top.layer1.walker (rst, start, fresh, \port$291$0 , \port$292$0 , \port$293$0 , \port$294$0 , \port$295$0 , \port$296$0 , \port$297$0 , \port$298$0 , \port$299$0 , req__valid, turn, req__ready, keep, req__payload, clk);
+module \hwgen_top.layer1.walker (rst, start, fresh, \port$288$0 , \port$289$0 , \port$290$0 , \port$291$0 , \port$292$0 , \port$293$0 , \port$294$0 , \port$295$0 , \port$296$0 , req__valid, turn, req__ready, keep, req__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -3055,6 +2936,12 @@ module \hwgen_top.layer1.walker (rst, start, fresh, \port$291$0 , \port$292$0 , 
   wire ok_2_1;
   wire ok_2_2;
   reg pending = 1'h0;
+  input [2:0] \port$288$0 ;
+  wire [2:0] \port$288$0 ;
+  input [2:0] \port$289$0 ;
+  wire [2:0] \port$289$0 ;
+  input [2:0] \port$290$0 ;
+  wire [2:0] \port$290$0 ;
   input [2:0] \port$291$0 ;
   wire [2:0] \port$291$0 ;
   input [2:0] \port$292$0 ;
@@ -3067,12 +2954,6 @@ module \hwgen_top.layer1.walker (rst, start, fresh, \port$291$0 , \port$292$0 , 
   wire [2:0] \port$295$0 ;
   input [2:0] \port$296$0 ;
   wire [2:0] \port$296$0 ;
-  input [2:0] \port$297$0 ;
-  wire [2:0] \port$297$0 ;
-  input [2:0] \port$298$0 ;
-  wire [2:0] \port$298$0 ;
-  input [2:0] \port$299$0 ;
-  wire [2:0] \port$299$0 ;
   reg [1:0] px = 2'h0;
   reg [1:0] py = 2'h0;
   output [58:0] req__payload;
@@ -3274,12 +3155,12 @@ module \hwgen_top.layer1.walker (rst, start, fresh, \port$291$0 , \port$292$0 , 
   assign anchor = 1'h1;
   assign \$signal$11  = \$signal$9 ;
   assign rotate = turn;
-  assign taps = { \port$299$0 , \port$298$0 , \port$297$0 , \port$296$0 , \port$295$0 , \port$294$0 , \port$293$0 , \port$292$0 , \port$291$0  };
+  assign taps = { \port$296$0 , \port$295$0 , \port$294$0 , \port$293$0 , \port$292$0 , \port$291$0 , \port$290$0 , \port$289$0 , \port$288$0  };
   assign \req__payload.x  = req__payload[26:0];
   assign \req__payload.g  = req__payload[53:27];
   assign \req__payload.tag  = req__payload[58:54];
   assign req__payload[53:27] = { \$42 , \$41 , \$40 , \$39 , keep, \$38 , \$37 , \$36 , \$35  };
-  assign req__payload[26:0] = { \port$299$0 , \port$298$0 , \port$297$0 , \port$296$0 , \port$295$0 , \port$294$0 , \port$293$0 , \port$292$0 , \port$291$0  };
+  assign req__payload[26:0] = { \port$296$0 , \port$295$0 , \port$294$0 , \port$293$0 , \port$292$0 , \port$291$0 , \port$290$0 , \port$289$0 , \port$288$0  };
   assign req__payload[58] = \$6 ;
   assign req__payload[57] = 1'h1;
   assign req__payload[56] = 1'h1;
@@ -3609,24 +3490,16 @@ module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, sums__ready, \req__
   wire [6:0] \$hwgen_sx19 ;
   wire [3:0] \$hwgen_sx20 ;
   wire [5:0] \$hwgen_sx9 ;
+  wire [17:0] acc;
+  wire [11:0] \acc$24 ;
+  wire [3:0] \acc$24[0] ;
+  wire [3:0] \acc$24[1] ;
+  wire [3:0] \acc$24[2] ;
+  wire [5:0] \acc[0] ;
+  wire [5:0] \acc[1] ;
+  wire [5:0] \acc[2] ;
   wire adv;
   wire [24:0] beat__payload;
-  wire [24:0] \beat__payload$22 ;
-  wire [17:0] \beat__payload$22.acc ;
-  wire [5:0] \beat__payload$22.acc[0] ;
-  wire [5:0] \beat__payload$22.acc[1] ;
-  wire [5:0] \beat__payload$22.acc[2] ;
-  wire \beat__payload$22.index ;
-  wire \beat__payload$22.last ;
-  wire [4:0] \beat__payload$22.tag ;
-  wire [18:0] \beat__payload$23 ;
-  wire [11:0] \beat__payload$23.acc ;
-  wire [3:0] \beat__payload$23.acc[0] ;
-  wire [3:0] \beat__payload$23.acc[1] ;
-  wire [3:0] \beat__payload$23.acc[2] ;
-  wire \beat__payload$23.index ;
-  wire \beat__payload$23.last ;
-  wire [4:0] \beat__payload$23.tag ;
   wire [17:0] \beat__payload.acc ;
   wire [5:0] \beat__payload.acc[0] ;
   wire [5:0] \beat__payload.acc[1] ;
@@ -3635,11 +3508,29 @@ module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, sums__ready, \req__
   wire \beat__payload.last ;
   wire [4:0] \beat__payload.tag ;
   wire beat__ready;
-  wire \beat__ready$10 ;
-  wire \beat__ready$13 ;
   wire beat__valid;
   input clk;
   wire clk;
+  wire [4:0] ctl;
+  wire [4:0] \ctl$11 ;
+  wire \ctl$11.en_a ;
+  wire \ctl$11.en_y ;
+  wire \ctl$11.index ;
+  wire \ctl$11.load ;
+  wire \ctl$11.take ;
+  wire [4:0] \ctl$14 ;
+  wire \ctl$14.en_a ;
+  wire \ctl$14.en_y ;
+  wire \ctl$14.index ;
+  wire \ctl$14.load ;
+  wire \ctl$14.take ;
+  wire \ctl.en_a ;
+  wire \ctl.en_y ;
+  wire \ctl.index ;
+  wire \ctl.load ;
+  wire \ctl.take ;
+  wire [15:0] g;
+  wire [3:0] \g$13 ;
   wire load;
   (* init = 28'h0000000 *)
   wire [27:0] q;
@@ -3651,30 +3542,20 @@ module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, sums__ready, \req__
   wire \q.last ;
   wire [4:0] \q.tag ;
   wire [36:0] req__payload;
-  wire [12:0] \req__payload$12 ;
-  wire [3:0] \req__payload$12.g ;
-  wire [4:0] \req__payload$12.tag ;
-  wire [3:0] \req__payload$12.x ;
   input [76:0] \req__payload$6 ;
   wire [76:0] \req__payload$6 ;
   wire [35:0] \req__payload$6.g ;
   wire [4:0] \req__payload$6.tag ;
   wire [35:0] \req__payload$6.x ;
-  wire [36:0] \req__payload$9 ;
-  wire [15:0] \req__payload$9.g ;
-  wire [4:0] \req__payload$9.tag ;
-  wire [15:0] \req__payload$9.x ;
   wire [15:0] \req__payload.g ;
   wire [4:0] \req__payload.tag ;
   wire [15:0] \req__payload.x ;
   output req__ready;
   wire req__ready;
-  wire \req__ready$15 ;
+  wire \req__ready$16 ;
   input req__valid;
   wire req__valid;
-  wire \req__valid$11 ;
   wire \req__valid$4 ;
-  wire \req__valid$8 ;
   input rst;
   wire rst;
   wire [6:0] sum_c0_l0;
@@ -3693,6 +3574,8 @@ module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, sums__ready, \req__
   wire sums__ready;
   output sums__valid;
   reg sums__valid = 1'h0;
+  wire [15:0] x;
+  wire [3:0] \x$12 ;
   assign \$1  = ~ sums__valid;
   assign adv = \$1  | sums__ready;
   assign load = adv & beat__valid;
@@ -3711,26 +3594,27 @@ module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, sums__ready, \req__
     .beat__ready(adv),
     .beat__valid(beat__valid),
     .clk(clk),
+    .ctl(ctl),
     .req__payload(req__payload),
     .req__ready(req__ready),
     .req__valid(req__valid),
     .rst(rst)
   );
   \hwgen_top.layer2.tiles.tile_r1_c0  tile_r1_c0 (
-    .beat__payload(\beat__payload$22 ),
-    .beat__ready(adv),
+    .acc(acc),
     .clk(clk),
-    .req__payload(\req__payload$9 ),
-    .req__valid(req__valid),
-    .rst(rst)
+    .ctl(ctl),
+    .g(\req__payload$6 [67:52]),
+    .rst(rst),
+    .x(\req__payload$6 [31:16])
   );
   \hwgen_top.layer2.tiles.tile_r2_c0  tile_r2_c0 (
-    .beat__payload(\beat__payload$23 ),
-    .beat__ready(adv),
+    .acc(\acc$24 ),
     .clk(clk),
-    .req__payload(\req__payload$12 ),
-    .req__valid(req__valid),
-    .rst(rst)
+    .ctl(ctl),
+    .g(\req__payload$6 [71:68]),
+    .rst(rst),
+    .x(\req__payload$6 [35:32])
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
@@ -3757,24 +3641,26 @@ module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, sums__ready, \req__
     end
   end
   assign \$hwgen_sx9  = beat__payload[5:0];
-  assign \$hwgen_sx10  = \beat__payload$22 [5:0];
+  assign \$hwgen_sx10  = acc[5:0];
   assign \$hwgen_sx11  = \$2 ;
-  assign \$hwgen_sx12  = \beat__payload$23 [3:0];
+  assign \$hwgen_sx12  = \acc$24 [3:0];
   assign \$hwgen_sx13  = beat__payload[11:6];
-  assign \$hwgen_sx14  = \beat__payload$22 [11:6];
+  assign \$hwgen_sx14  = acc[11:6];
   assign \$hwgen_sx15  = \$4 ;
-  assign \$hwgen_sx16  = \beat__payload$23 [7:4];
+  assign \$hwgen_sx16  = \acc$24 [7:4];
   assign \$hwgen_sx17  = beat__payload[17:12];
-  assign \$hwgen_sx18  = \beat__payload$22 [17:12];
+  assign \$hwgen_sx18  = acc[17:12];
   assign \$hwgen_sx19  = \$6 ;
-  assign \$hwgen_sx20  = \beat__payload$23 [11:8];
+  assign \$hwgen_sx20  = \acc$24 [11:8];
   assign \req__valid$4  = req__valid;
   assign beat__ready = adv;
-  assign \req__valid$8  = req__valid;
-  assign \beat__ready$10  = adv;
-  assign \req__valid$11  = req__valid;
-  assign \beat__ready$13  = adv;
-  assign \req__ready$15  = req__ready;
+  assign x = \req__payload$6 [31:16];
+  assign g = \req__payload$6 [67:52];
+  assign \ctl$11  = ctl;
+  assign \x$12  = \req__payload$6 [35:32];
+  assign \g$13  = \req__payload$6 [71:68];
+  assign \ctl$14  = ctl;
+  assign \req__ready$16  = req__ready;
   assign q = sums__payload;
   assign sum_c0_l0 = \$3 [6:0];
   assign sum_c0_l1 = \$5 [6:0];
@@ -3785,12 +3671,21 @@ module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, sums__ready, \req__
   assign \req__payload$6.x  = \req__payload$6 [35:0];
   assign \req__payload$6.g  = \req__payload$6 [71:36];
   assign \req__payload$6.tag  = \req__payload$6 [76:72];
-  assign \req__payload$9.x  = \req__payload$9 [15:0];
-  assign \req__payload$9.g  = \req__payload$9 [31:16];
-  assign \req__payload$9.tag  = \req__payload$9 [36:32];
-  assign \req__payload$12.x  = \req__payload$12 [3:0];
-  assign \req__payload$12.g  = \req__payload$12 [7:4];
-  assign \req__payload$12.tag  = \req__payload$12 [12:8];
+  assign \ctl.load  = ctl[0];
+  assign \ctl.take  = ctl[1];
+  assign \ctl.index  = ctl[2];
+  assign \ctl.en_a  = ctl[3];
+  assign \ctl.en_y  = ctl[4];
+  assign \ctl$11.load  = ctl[0];
+  assign \ctl$11.take  = ctl[1];
+  assign \ctl$11.index  = ctl[2];
+  assign \ctl$11.en_a  = ctl[3];
+  assign \ctl$11.en_y  = ctl[4];
+  assign \ctl$14.load  = ctl[0];
+  assign \ctl$14.take  = ctl[1];
+  assign \ctl$14.index  = ctl[2];
+  assign \ctl$14.en_a  = ctl[3];
+  assign \ctl$14.en_y  = ctl[4];
   assign \sums__payload.acc  = sums__payload[20:0];
   assign \sums__payload.acc[0]  = sums__payload[6:0];
   assign \sums__payload.acc[1]  = sums__payload[13:7];
@@ -3812,56 +3707,45 @@ module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, sums__ready, \req__
   assign \beat__payload.index  = beat__payload[18];
   assign \beat__payload.last  = beat__payload[19];
   assign \beat__payload.tag  = beat__payload[24:20];
-  assign \beat__payload$22.acc  = \beat__payload$22 [17:0];
-  assign \beat__payload$22.acc[0]  = \beat__payload$22 [5:0];
-  assign \beat__payload$22.acc[1]  = \beat__payload$22 [11:6];
-  assign \beat__payload$22.acc[2]  = \beat__payload$22 [17:12];
-  assign \beat__payload$22.index  = \beat__payload$22 [18];
-  assign \beat__payload$22.last  = \beat__payload$22 [19];
-  assign \beat__payload$22.tag  = \beat__payload$22 [24:20];
-  assign \beat__payload$23.acc  = \beat__payload$23 [11:0];
-  assign \beat__payload$23.acc[0]  = \beat__payload$23 [3:0];
-  assign \beat__payload$23.acc[1]  = \beat__payload$23 [7:4];
-  assign \beat__payload$23.acc[2]  = \beat__payload$23 [11:8];
-  assign \beat__payload$23.index  = \beat__payload$23 [12];
-  assign \beat__payload$23.last  = \beat__payload$23 [13];
-  assign \beat__payload$23.tag  = \beat__payload$23 [18:14];
-  assign \req__payload$12 [12:8] = \req__payload$6 [76:72];
-  assign \req__payload$12 [7:4] = \req__payload$6 [71:68];
-  assign \req__payload$12 [3:0] = \req__payload$6 [35:32];
-  assign \req__payload$9 [36:32] = \req__payload$6 [76:72];
-  assign \req__payload$9 [31:16] = \req__payload$6 [67:52];
-  assign \req__payload$9 [15:0] = \req__payload$6 [31:16];
+  assign \acc[0]  = acc[5:0];
+  assign \acc[1]  = acc[11:6];
+  assign \acc[2]  = acc[17:12];
+  assign \acc$24[0]  = \acc$24 [3:0];
+  assign \acc$24[1]  = \acc$24 [7:4];
+  assign \acc$24[2]  = \acc$24 [11:8];
   assign req__payload[36:32] = \req__payload$6 [76:72];
   assign req__payload[31:16] = \req__payload$6 [51:36];
   assign req__payload[15:0] = \req__payload$6 [15:0];
 endmodule
 
-module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__ready, req__payload, beat__payload, beat__valid, clk);
+module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__ready, req__payload, beat__payload, ctl, beat__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire [6:0] \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
+  wire [15:0] \$11 ;
+  wire [15:0] \$12 ;
+  wire [6:0] \$13 ;
   wire \$14 ;
-  reg [15:0] \$15 ;
-  reg [15:0] \$16 ;
-  reg [4:0] \$17 ;
-  reg \$18 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  reg [4:0] \$18 ;
   reg \$19 ;
-  wire [15:0] \$2 ;
+  wire \$2 ;
   reg \$20 ;
   reg \$21 ;
   reg \$22 ;
   reg \$23 ;
   reg \$24 ;
-  reg [4:0] \$25 ;
-  reg \$26 ;
+  reg \$25 ;
+  reg [4:0] \$26 ;
   reg \$27 ;
-  reg [4:0] \$28 ;
-  wire [15:0] \$3 ;
-  wire [6:0] \$4 ;
+  reg \$28 ;
+  reg [4:0] \$29 ;
+  wire \$3 ;
+  reg [15:0] \$30 ;
+  reg [15:0] \$31 ;
+  wire \$4 ;
   wire [15:0] \$5 ;
   wire [15:0] \$6 ;
   wire [6:0] \$7 ;
@@ -3870,20 +3754,22 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   wire \$signal ;
   reg \$signal$10  = 1'h0;
   reg \$signal$11  = 1'h0;
+  reg [4:0] \$signal$12  = 5'h00;
   reg \$signal$14  = 1'h0;
-  (* init = 16'h0000 *)
-  wire [15:0] \$signal$18 ;
-  reg [15:0] \$signal$22  = 16'h0000;
+  reg [15:0] \$signal$23  = 16'h0000;
+  wire \$signal$3 ;
   wire \$signal$4 ;
-  reg \$signal$44  = 1'h0;
+  reg [4:0] \$signal$43  = 5'h00;
   reg \$signal$45  = 1'h0;
   reg \$signal$46  = 1'h0;
   reg \$signal$47  = 1'h0;
-  reg [4:0] \$signal$48  = 5'h00;
+  reg \$signal$48  = 1'h0;
+  reg [4:0] \$signal$49  = 5'h00;
+  wire \$signal$6 ;
   reg [15:0] a = 16'h0000;
-  wire [15:0] \a$25 ;
-  wire [15:0] \a$31 ;
-  wire [15:0] \a$37 ;
+  wire [15:0] \a$26 ;
+  wire [15:0] \a$32 ;
+  wire [15:0] \a$38 ;
   wire [15:0] agree0;
   wire [15:0] agree1;
   wire [15:0] agree2;
@@ -3902,21 +3788,28 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   reg beat__valid = 1'h0;
   input clk;
   wire clk;
+  output [4:0] ctl;
+  wire [4:0] ctl;
+  wire \ctl.en_a ;
+  wire \ctl.en_y ;
+  wire \ctl.index ;
+  wire \ctl.load ;
+  wire \ctl.take ;
   wire en_a;
-  wire \en_a$23 ;
-  wire \en_a$29 ;
-  wire \en_a$35 ;
+  wire \en_a$24 ;
+  wire \en_a$30 ;
+  wire \en_a$36 ;
   wire en_y;
-  wire \en_y$24 ;
-  wire \en_y$30 ;
-  wire \en_y$36 ;
-  wire first;
+  wire \en_y$25 ;
+  wire \en_y$31 ;
+  wire \en_y$37 ;
+  (* init = 16'h0000 *)
+  wire [15:0] g1;
   wire index;
   wire [5:0] ng;
   wire [4:0] pc0;
   wire [4:0] pc1;
   wire [4:0] pc2;
-  reg [4:0] q_tag = 5'h00;
   input [36:0] req__payload;
   wire [36:0] req__payload;
   wire [15:0] \req__payload.g ;
@@ -3928,150 +3821,119 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   wire req__valid;
   input rst;
   wire rst;
-  reg [4:0] tag1 = 5'h00;
-  wire take;
   reg v2 = 1'h0;
   wire [4:0] y;
-  wire [4:0] \y$27 ;
-  wire [4:0] \y$33 ;
-  wire [4:0] \y$39 ;
+  wire [4:0] \y$28 ;
+  wire [4:0] \y$34 ;
+  wire [4:0] \y$40 ;
   assign \$1  = ~ beat__valid;
   assign \$signal  = \$1  | beat__ready;
-  assign take = req__valid & \$signal ;
-  assign en_a = \$signal$14  & \$signal ;
-  assign en_y = v2 & \$signal ;
-  assign \$2  = \$signal$22  ^ 16'h54f9;
-  assign \$3  = ~ \$2 ;
-  assign agree0 = a & \$3 ;
-  assign \en_a$23  = \$signal$14  & \$signal ;
-  assign \en_y$24  = v2 & \$signal ;
-  assign \$4  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$5  = \$signal$22  ^ 16'hee9d;
+  assign \$signal$3  = req__valid & \$signal ;
+  assign \$2  = \$signal$3  & 1'h1;
+  assign \$3  = \$signal$14  & \$signal ;
+  assign \$4  = v2 & \$signal ;
+  assign \$5  = \$signal$23  ^ 16'h54f9;
   assign \$6  = ~ \$5 ;
-  assign agree1 = a & \$6 ;
-  assign \en_a$29  = \$signal$14  & \$signal ;
-  assign \en_y$30  = v2 & \$signal ;
-  assign \$7  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
-  assign \$8  = \$signal$22  ^ 16'he277;
+  assign agree0 = a & \$6 ;
+  assign \$7  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
+  assign \$8  = \$signal$23  ^ 16'hee9d;
   assign \$9  = ~ \$8 ;
-  assign agree2 = a & \$9 ;
-  assign \en_a$35  = \$signal$14  & \$signal ;
-  assign \en_y$36  = v2 & \$signal ;
-  assign \$10  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
-  assign \$11  = take & 1'h1;
-  assign \$12  = 1'h0 == 1'h0;
-  assign \$13  = \$signal$14  & \$signal ;
-  assign \$14  = v2 & \$signal ;
+  assign agree1 = a & \$9 ;
+  assign \$10  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
+  assign \$11  = \$signal$23  ^ 16'he277;
+  assign \$12  = ~ \$11 ;
+  assign agree2 = a & \$12 ;
+  assign \$13  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
+  assign \$14  = \$signal$3  & 1'h1;
+  assign \$15  = 1'h0 == 1'h0;
+  assign \$16  = \$signal$14  & \$signal ;
+  assign \$17  = v2 & \$signal ;
   always @(posedge clk)
-    \$signal$22  <= \$15 ;
-  always @(posedge clk)
-    a <= \$16 ;
-  always @(posedge clk)
-    tag1 <= \$17 ;
-  always @(posedge clk)
-    \$signal$44  <= \$18 ;
+    \$signal$43  <= \$18 ;
   always @(posedge clk)
     \$signal$45  <= \$19 ;
   always @(posedge clk)
-    \$signal$14  <= \$20 ;
+    \$signal$46  <= \$20 ;
   always @(posedge clk)
-    v2 <= \$21 ;
+    \$signal$14  <= \$21 ;
   always @(posedge clk)
-    beat__valid <= \$22 ;
+    v2 <= \$22 ;
   always @(posedge clk)
-    \$signal$46  <= \$23 ;
+    beat__valid <= \$23 ;
   always @(posedge clk)
     \$signal$47  <= \$24 ;
   always @(posedge clk)
     \$signal$48  <= \$25 ;
   always @(posedge clk)
-    \$signal$10  <= \$26 ;
+    \$signal$49  <= \$26 ;
   always @(posedge clk)
-    \$signal$11  <= \$27 ;
+    \$signal$10  <= \$27 ;
   always @(posedge clk)
-    q_tag <= \$28 ;
+    \$signal$11  <= \$28 ;
+  always @(posedge clk)
+    \$signal$12  <= \$29 ;
+  always @(posedge clk)
+    \$signal$23  <= \$30 ;
+  always @(posedge clk)
+    a <= \$31 ;
   hwgen_popcount_16 popcount0 (
     .a(agree0),
     .clk(clk),
-    .en_a(\en_a$23 ),
-    .en_y(\en_y$24 ),
+    .en_a(ctl[3]),
+    .en_y(ctl[4]),
     .rst(rst),
     .y(pc0)
   );
   hwgen_popcount_16 popcount1 (
     .a(agree1),
     .clk(clk),
-    .en_a(\en_a$29 ),
-    .en_y(\en_y$30 ),
+    .en_a(ctl[3]),
+    .en_y(ctl[4]),
     .rst(rst),
     .y(pc1)
   );
   hwgen_popcount_16 popcount2 (
     .a(agree2),
     .clk(clk),
-    .en_a(\en_a$35 ),
-    .en_y(\en_y$36 ),
+    .en_a(ctl[3]),
+    .en_y(ctl[4]),
     .rst(rst),
     .y(pc2)
   );
   hwgen_popcount_16 popcount_g (
     .a(a),
     .clk(clk),
-    .en_a(en_a),
-    .en_y(en_y),
+    .en_a(ctl[3]),
+    .en_y(ctl[4]),
     .rst(rst),
     .y(y)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$15  = \$signal$22 ;
-    if (\$11 ) begin
-      \$15  = req__payload[15:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$16  = a;
-    if (\$11 ) begin
-      \$16  = req__payload[31:16];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$17  = tag1;
-    if (\$11 ) begin
-      \$17  = req__payload[36:32];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$18  = \$signal$44 ;
-    if (take) begin
-      \$18  = 1'h0;
+    \$18  = \$signal$43 ;
+    if (\$14 ) begin
+      \$18  = req__payload[36:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$19  = \$signal$45 ;
-    if (take) begin
-      \$19  = \$12 ;
+    if (\$signal$3 ) begin
+      \$19  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$20  = \$signal$14 ;
-    if (\$signal ) begin
-      \$20  = req__valid;
-    end
-    if (rst) begin
-      \$20  = 1'h0;
+    \$20  = \$signal$46 ;
+    if (\$signal$3 ) begin
+      \$20  = \$15 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$21  = v2;
+    \$21  = \$signal$14 ;
     if (\$signal ) begin
-      \$21  = \$signal$14 ;
+      \$21  = req__valid;
     end
     if (rst) begin
       \$21  = 1'h0;
@@ -4079,9 +3941,9 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$22  = beat__valid;
+    \$22  = v2;
     if (\$signal ) begin
-      \$22  = v2;
+      \$22  = \$signal$14 ;
     end
     if (rst) begin
       \$22  = 1'h0;
@@ -4089,57 +3951,89 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$23  = \$signal$46 ;
-    if (\$13 ) begin
-      \$23  = \$signal$44 ;
+    \$23  = beat__valid;
+    if (\$signal ) begin
+      \$23  = v2;
+    end
+    if (rst) begin
+      \$23  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$24  = \$signal$47 ;
-    if (\$13 ) begin
+    if (\$16 ) begin
       \$24  = \$signal$45 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$25  = \$signal$48 ;
-    if (\$13 ) begin
-      \$25  = tag1;
+    if (\$16 ) begin
+      \$25  = \$signal$46 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$26  = \$signal$10 ;
-    if (\$14 ) begin
-      \$26  = \$signal$46 ;
+    \$26  = \$signal$49 ;
+    if (\$16 ) begin
+      \$26  = \$signal$43 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$27  = \$signal$11 ;
-    if (\$14 ) begin
+    \$27  = \$signal$10 ;
+    if (\$17 ) begin
       \$27  = \$signal$47 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$28  = q_tag;
-    if (\$14 ) begin
+    \$28  = \$signal$11 ;
+    if (\$17 ) begin
       \$28  = \$signal$48 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$29  = \$signal$12 ;
+    if (\$17 ) begin
+      \$29  = \$signal$49 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$30  = \$signal$23 ;
+    if (ctl[0]) begin
+      \$30  = req__payload[15:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$31  = a;
+    if (ctl[0]) begin
+      \$31  = req__payload[31:16];
     end
   end
   assign \$signal$4  = req__valid;
   assign index = 1'h0;
-  assign first = 1'h1;
-  assign \$signal$18  = a;
+  assign \$signal$6  = 1'h1;
+  assign en_a = ctl[3];
+  assign en_y = ctl[4];
+  assign g1 = a;
   assign ng = { 1'h0, y };
-  assign \a$25  = agree0;
-  assign \y$27  = pc0;
-  assign \a$31  = agree1;
-  assign \y$33  = pc1;
-  assign \a$37  = agree2;
-  assign \y$39  = pc2;
+  assign \en_a$24  = ctl[3];
+  assign \en_y$25  = ctl[4];
+  assign \a$26  = agree0;
+  assign \y$28  = pc0;
+  assign \en_a$30  = ctl[3];
+  assign \en_y$31  = ctl[4];
+  assign \a$32  = agree1;
+  assign \y$34  = pc1;
+  assign \en_a$36  = ctl[3];
+  assign \en_y$37  = ctl[4];
+  assign \a$38  = agree2;
+  assign \y$40  = pc2;
   assign req__ready = \$signal ;
   assign \beat__payload.acc  = beat__payload[17:0];
   assign \beat__payload.acc[0]  = beat__payload[5:0];
@@ -4148,655 +4042,325 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   assign \beat__payload.index  = beat__payload[18];
   assign \beat__payload.last  = beat__payload[19];
   assign \beat__payload.tag  = beat__payload[24:20];
+  assign \ctl.load  = ctl[0];
+  assign \ctl.take  = ctl[1];
+  assign \ctl.index  = ctl[2];
+  assign \ctl.en_a  = ctl[3];
+  assign \ctl.en_y  = ctl[4];
   assign \req__payload.x  = req__payload[15:0];
   assign \req__payload.g  = req__payload[31:16];
   assign \req__payload.tag  = req__payload[36:32];
-  assign beat__payload[17:12] = \$10 [5:0];
-  assign beat__payload[11:6] = \$7 [5:0];
-  assign beat__payload[5:0] = \$4 [5:0];
-  assign beat__payload[24:20] = q_tag;
+  assign ctl[4] = \$4 ;
+  assign ctl[3] = \$3 ;
+  assign ctl[2] = 1'h0;
+  assign ctl[1] = \$signal$3 ;
+  assign ctl[0] = \$2 ;
+  assign beat__payload[17:12] = \$13 [5:0];
+  assign beat__payload[11:6] = \$10 [5:0];
+  assign beat__payload[5:0] = \$7 [5:0];
+  assign beat__payload[24:20] = \$signal$12 ;
   assign beat__payload[19] = \$signal$11 ;
   assign beat__payload[18] = \$signal$10 ;
 endmodule
 
-module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, req__valid, beat__ready, req__payload, beat__payload, clk);
+module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, x, g, ctl, acc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
-  wire \$1 ;
-  wire [6:0] \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  reg [15:0] \$15 ;
-  reg [15:0] \$16 ;
-  reg [4:0] \$17 ;
-  reg \$18 ;
-  reg \$19 ;
+  wire [15:0] \$1 ;
+  reg [15:0] \$10 ;
+  reg [15:0] \$11 ;
   wire [15:0] \$2 ;
-  reg \$20 ;
-  reg \$21 ;
-  reg \$22 ;
-  reg \$23 ;
-  reg \$24 ;
-  reg [4:0] \$25 ;
-  reg \$26 ;
-  reg \$27 ;
-  reg [4:0] \$28 ;
-  wire [15:0] \$3 ;
-  wire [6:0] \$4 ;
+  wire [6:0] \$3 ;
+  wire [15:0] \$4 ;
   wire [15:0] \$5 ;
-  wire [15:0] \$6 ;
-  wire [6:0] \$7 ;
+  wire [6:0] \$6 ;
+  wire [15:0] \$7 ;
   wire [15:0] \$8 ;
-  wire [15:0] \$9 ;
-  wire \$signal ;
-  reg \$signal$10  = 1'h0;
-  reg \$signal$11  = 1'h0;
-  reg \$signal$14  = 1'h0;
+  wire [6:0] \$9 ;
+  reg [15:0] \$signal  = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \$signal$18 ;
-  reg [15:0] \$signal$22  = 16'h0000;
-  wire \$signal$4 ;
-  reg \$signal$44  = 1'h0;
-  reg \$signal$45  = 1'h0;
-  reg \$signal$46  = 1'h0;
-  reg \$signal$47  = 1'h0;
-  reg [4:0] \$signal$48  = 5'h00;
-  reg [15:0] a = 16'h0000;
-  wire [15:0] \a$25 ;
-  wire [15:0] \a$31 ;
-  wire [15:0] \a$37 ;
+  wire [15:0] a;
+  wire [15:0] \a$15 ;
+  wire [15:0] \a$22 ;
+  wire [15:0] \a$28 ;
+  output [17:0] acc;
+  wire [17:0] acc;
+  wire [5:0] \acc[0] ;
+  wire [5:0] \acc[1] ;
+  wire [5:0] \acc[2] ;
   wire [15:0] agree0;
   wire [15:0] agree1;
   wire [15:0] agree2;
-  output [24:0] beat__payload;
-  wire [24:0] beat__payload;
-  wire [17:0] \beat__payload.acc ;
-  wire [5:0] \beat__payload.acc[0] ;
-  wire [5:0] \beat__payload.acc[1] ;
-  wire [5:0] \beat__payload.acc[2] ;
-  wire \beat__payload.index ;
-  wire \beat__payload.last ;
-  wire [4:0] \beat__payload.tag ;
-  input beat__ready;
-  wire beat__ready;
-  reg beat__valid = 1'h0;
   input clk;
   wire clk;
+  input [4:0] ctl;
+  wire [4:0] ctl;
+  wire \ctl.en_a ;
+  wire \ctl.en_y ;
+  wire \ctl.index ;
+  wire \ctl.load ;
+  wire \ctl.take ;
   wire en_a;
-  wire \en_a$23 ;
-  wire \en_a$29 ;
-  wire \en_a$35 ;
+  wire \en_a$13 ;
+  wire \en_a$20 ;
+  wire \en_a$26 ;
   wire en_y;
-  wire \en_y$24 ;
-  wire \en_y$30 ;
-  wire \en_y$36 ;
-  wire first;
-  wire index;
+  wire \en_y$14 ;
+  wire \en_y$21 ;
+  wire \en_y$27 ;
+  input [15:0] g;
+  wire [15:0] g;
+  reg [15:0] g1 = 16'h0000;
   wire [5:0] ng;
   wire [4:0] pc0;
   wire [4:0] pc1;
   wire [4:0] pc2;
-  reg [4:0] q_tag = 5'h00;
-  input [36:0] req__payload;
-  wire [36:0] req__payload;
-  wire [15:0] \req__payload.g ;
-  wire [4:0] \req__payload.tag ;
-  wire [15:0] \req__payload.x ;
-  wire req__ready;
-  input req__valid;
-  wire req__valid;
   input rst;
   wire rst;
-  reg [4:0] tag1 = 5'h00;
-  wire take;
-  reg v2 = 1'h0;
+  input [15:0] x;
+  wire [15:0] x;
   wire [4:0] y;
-  wire [4:0] \y$27 ;
-  wire [4:0] \y$33 ;
-  wire [4:0] \y$39 ;
-  assign \$1  = ~ beat__valid;
-  assign \$signal  = \$1  | beat__ready;
-  assign take = req__valid & \$signal ;
-  assign en_a = \$signal$14  & \$signal ;
-  assign en_y = v2 & \$signal ;
-  assign \$2  = \$signal$22  ^ 16'hd979;
-  assign \$3  = ~ \$2 ;
-  assign agree0 = a & \$3 ;
-  assign \en_a$23  = \$signal$14  & \$signal ;
-  assign \en_y$24  = v2 & \$signal ;
-  assign \$4  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$5  = \$signal$22  ^ 16'hfd1f;
-  assign \$6  = ~ \$5 ;
-  assign agree1 = a & \$6 ;
-  assign \en_a$29  = \$signal$14  & \$signal ;
-  assign \en_y$30  = v2 & \$signal ;
-  assign \$7  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
-  assign \$8  = \$signal$22  ^ 16'hae18;
-  assign \$9  = ~ \$8 ;
-  assign agree2 = a & \$9 ;
-  assign \en_a$35  = \$signal$14  & \$signal ;
-  assign \en_y$36  = v2 & \$signal ;
-  assign \$10  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
-  assign \$11  = take & 1'h1;
-  assign \$12  = 1'h0 == 1'h0;
-  assign \$13  = \$signal$14  & \$signal ;
-  assign \$14  = v2 & \$signal ;
+  wire [4:0] \y$17 ;
+  wire [4:0] \y$24 ;
+  wire [4:0] \y$30 ;
+  assign \$1  = \$signal  ^ 16'hd979;
+  assign \$2  = ~ \$1 ;
+  assign agree0 = g1 & \$2 ;
+  assign \$3  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
+  assign \$4  = \$signal  ^ 16'hfd1f;
+  assign \$5  = ~ \$4 ;
+  assign agree1 = g1 & \$5 ;
+  assign \$6  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
+  assign \$7  = \$signal  ^ 16'hae18;
+  assign \$8  = ~ \$7 ;
+  assign agree2 = g1 & \$8 ;
+  assign \$9  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
   always @(posedge clk)
-    \$signal$22  <= \$15 ;
+    \$signal  <= \$10 ;
   always @(posedge clk)
-    a <= \$16 ;
-  always @(posedge clk)
-    tag1 <= \$17 ;
-  always @(posedge clk)
-    \$signal$44  <= \$18 ;
-  always @(posedge clk)
-    \$signal$45  <= \$19 ;
-  always @(posedge clk)
-    \$signal$14  <= \$20 ;
-  always @(posedge clk)
-    v2 <= \$21 ;
-  always @(posedge clk)
-    beat__valid <= \$22 ;
-  always @(posedge clk)
-    \$signal$46  <= \$23 ;
-  always @(posedge clk)
-    \$signal$47  <= \$24 ;
-  always @(posedge clk)
-    \$signal$48  <= \$25 ;
-  always @(posedge clk)
-    \$signal$10  <= \$26 ;
-  always @(posedge clk)
-    \$signal$11  <= \$27 ;
-  always @(posedge clk)
-    q_tag <= \$28 ;
+    g1 <= \$11 ;
   hwgen_popcount_16 popcount0 (
     .a(agree0),
     .clk(clk),
-    .en_a(\en_a$23 ),
-    .en_y(\en_y$24 ),
+    .en_a(ctl[3]),
+    .en_y(ctl[4]),
     .rst(rst),
     .y(pc0)
   );
   hwgen_popcount_16 popcount1 (
     .a(agree1),
     .clk(clk),
-    .en_a(\en_a$29 ),
-    .en_y(\en_y$30 ),
+    .en_a(ctl[3]),
+    .en_y(ctl[4]),
     .rst(rst),
     .y(pc1)
   );
   hwgen_popcount_16 popcount2 (
     .a(agree2),
     .clk(clk),
-    .en_a(\en_a$35 ),
-    .en_y(\en_y$36 ),
+    .en_a(ctl[3]),
+    .en_y(ctl[4]),
     .rst(rst),
     .y(pc2)
   );
   hwgen_popcount_16 popcount_g (
-    .a(a),
+    .a(g1),
     .clk(clk),
-    .en_a(en_a),
-    .en_y(en_y),
+    .en_a(ctl[3]),
+    .en_y(ctl[4]),
     .rst(rst),
     .y(y)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$15  = \$signal$22 ;
-    if (\$11 ) begin
-      \$15  = req__payload[15:0];
+    \$10  = \$signal ;
+    if (ctl[0]) begin
+      \$10  = x;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$16  = a;
-    if (\$11 ) begin
-      \$16  = req__payload[31:16];
+    \$11  = g1;
+    if (ctl[0]) begin
+      \$11  = g;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$17  = tag1;
-    if (\$11 ) begin
-      \$17  = req__payload[36:32];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$18  = \$signal$44 ;
-    if (take) begin
-      \$18  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$19  = \$signal$45 ;
-    if (take) begin
-      \$19  = \$12 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$20  = \$signal$14 ;
-    if (\$signal ) begin
-      \$20  = req__valid;
-    end
-    if (rst) begin
-      \$20  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$21  = v2;
-    if (\$signal ) begin
-      \$21  = \$signal$14 ;
-    end
-    if (rst) begin
-      \$21  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$22  = beat__valid;
-    if (\$signal ) begin
-      \$22  = v2;
-    end
-    if (rst) begin
-      \$22  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$23  = \$signal$46 ;
-    if (\$13 ) begin
-      \$23  = \$signal$44 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$24  = \$signal$47 ;
-    if (\$13 ) begin
-      \$24  = \$signal$45 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$25  = \$signal$48 ;
-    if (\$13 ) begin
-      \$25  = tag1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$26  = \$signal$10 ;
-    if (\$14 ) begin
-      \$26  = \$signal$46 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$27  = \$signal$11 ;
-    if (\$14 ) begin
-      \$27  = \$signal$47 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$28  = q_tag;
-    if (\$14 ) begin
-      \$28  = \$signal$48 ;
-    end
-  end
-  assign \$signal$4  = req__valid;
-  assign index = 1'h0;
-  assign first = 1'h1;
-  assign req__ready = \$signal ;
-  assign \$signal$18  = a;
+  assign en_a = ctl[3];
+  assign en_y = ctl[4];
+  assign a = g1;
   assign ng = { 1'h0, y };
-  assign \a$25  = agree0;
-  assign \y$27  = pc0;
-  assign \a$31  = agree1;
-  assign \y$33  = pc1;
-  assign \a$37  = agree2;
-  assign \y$39  = pc2;
-  assign \beat__payload.acc  = beat__payload[17:0];
-  assign \beat__payload.acc[0]  = beat__payload[5:0];
-  assign \beat__payload.acc[1]  = beat__payload[11:6];
-  assign \beat__payload.acc[2]  = beat__payload[17:12];
-  assign \beat__payload.index  = beat__payload[18];
-  assign \beat__payload.last  = beat__payload[19];
-  assign \beat__payload.tag  = beat__payload[24:20];
-  assign \req__payload.x  = req__payload[15:0];
-  assign \req__payload.g  = req__payload[31:16];
-  assign \req__payload.tag  = req__payload[36:32];
-  assign beat__payload[17:12] = \$10 [5:0];
-  assign beat__payload[11:6] = \$7 [5:0];
-  assign beat__payload[5:0] = \$4 [5:0];
-  assign beat__payload[24:20] = q_tag;
-  assign beat__payload[19] = \$signal$11 ;
-  assign beat__payload[18] = \$signal$10 ;
+  assign \en_a$13  = ctl[3];
+  assign \en_y$14  = ctl[4];
+  assign \a$15  = agree0;
+  assign \y$17  = pc0;
+  assign \en_a$20  = ctl[3];
+  assign \en_y$21  = ctl[4];
+  assign \a$22  = agree1;
+  assign \y$24  = pc1;
+  assign \en_a$26  = ctl[3];
+  assign \en_y$27  = ctl[4];
+  assign \a$28  = agree2;
+  assign \y$30  = pc2;
+  assign \ctl.load  = ctl[0];
+  assign \ctl.take  = ctl[1];
+  assign \ctl.index  = ctl[2];
+  assign \ctl.en_a  = ctl[3];
+  assign \ctl.en_y  = ctl[4];
+  assign \acc[0]  = acc[5:0];
+  assign \acc[1]  = acc[11:6];
+  assign \acc[2]  = acc[17:12];
+  assign acc[17:12] = \$9 [5:0];
+  assign acc[11:6] = \$6 [5:0];
+  assign acc[5:0] = \$3 [5:0];
 endmodule
 
-module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, req__valid, beat__ready, req__payload, beat__payload, clk);
+module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, x, g, ctl, acc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
-  wire \$1 ;
-  wire [4:0] \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  reg [3:0] \$15 ;
-  reg [3:0] \$16 ;
-  reg [4:0] \$17 ;
-  reg \$18 ;
-  reg \$19 ;
+  wire [3:0] \$1 ;
+  reg [3:0] \$10 ;
+  reg [3:0] \$11 ;
   wire [3:0] \$2 ;
-  reg \$20 ;
-  reg \$21 ;
-  reg \$22 ;
-  reg \$23 ;
-  reg \$24 ;
-  reg [4:0] \$25 ;
-  reg \$26 ;
-  reg \$27 ;
-  reg [4:0] \$28 ;
-  wire [3:0] \$3 ;
-  wire [4:0] \$4 ;
+  wire [4:0] \$3 ;
+  wire [3:0] \$4 ;
   wire [3:0] \$5 ;
-  wire [3:0] \$6 ;
-  wire [4:0] \$7 ;
+  wire [4:0] \$6 ;
+  wire [3:0] \$7 ;
   wire [3:0] \$8 ;
-  wire [3:0] \$9 ;
-  wire \$signal ;
-  reg \$signal$10  = 1'h0;
-  reg \$signal$11  = 1'h0;
-  reg \$signal$14  = 1'h0;
+  wire [4:0] \$9 ;
+  reg [3:0] \$signal  = 4'h0;
   (* init = 4'h0 *)
-  wire [3:0] \$signal$18 ;
-  reg [3:0] \$signal$22  = 4'h0;
-  wire \$signal$4 ;
-  reg \$signal$44  = 1'h0;
-  reg \$signal$45  = 1'h0;
-  reg \$signal$46  = 1'h0;
-  reg \$signal$47  = 1'h0;
-  reg [4:0] \$signal$48  = 5'h00;
-  reg [3:0] a = 4'h0;
-  wire [3:0] \a$25 ;
-  wire [3:0] \a$31 ;
-  wire [3:0] \a$37 ;
+  wire [3:0] a;
+  wire [3:0] \a$15 ;
+  wire [3:0] \a$22 ;
+  wire [3:0] \a$28 ;
+  output [11:0] acc;
+  wire [11:0] acc;
+  wire [3:0] \acc[0] ;
+  wire [3:0] \acc[1] ;
+  wire [3:0] \acc[2] ;
   wire [3:0] agree0;
   wire [3:0] agree1;
   wire [3:0] agree2;
-  output [18:0] beat__payload;
-  wire [18:0] beat__payload;
-  wire [11:0] \beat__payload.acc ;
-  wire [3:0] \beat__payload.acc[0] ;
-  wire [3:0] \beat__payload.acc[1] ;
-  wire [3:0] \beat__payload.acc[2] ;
-  wire \beat__payload.index ;
-  wire \beat__payload.last ;
-  wire [4:0] \beat__payload.tag ;
-  input beat__ready;
-  wire beat__ready;
-  reg beat__valid = 1'h0;
   input clk;
   wire clk;
+  input [4:0] ctl;
+  wire [4:0] ctl;
+  wire \ctl.en_a ;
+  wire \ctl.en_y ;
+  wire \ctl.index ;
+  wire \ctl.load ;
+  wire \ctl.take ;
   wire en_a;
-  wire \en_a$23 ;
-  wire \en_a$29 ;
-  wire \en_a$35 ;
+  wire \en_a$13 ;
+  wire \en_a$20 ;
+  wire \en_a$26 ;
   wire en_y;
-  wire \en_y$24 ;
-  wire \en_y$30 ;
-  wire \en_y$36 ;
-  wire first;
-  wire index;
+  wire \en_y$14 ;
+  wire \en_y$21 ;
+  wire \en_y$27 ;
+  input [3:0] g;
+  wire [3:0] g;
+  reg [3:0] g1 = 4'h0;
   wire [3:0] ng;
   wire [2:0] pc0;
   wire [2:0] pc1;
   wire [2:0] pc2;
-  reg [4:0] q_tag = 5'h00;
-  input [12:0] req__payload;
-  wire [12:0] req__payload;
-  wire [3:0] \req__payload.g ;
-  wire [4:0] \req__payload.tag ;
-  wire [3:0] \req__payload.x ;
-  wire req__ready;
-  input req__valid;
-  wire req__valid;
   input rst;
   wire rst;
-  reg [4:0] tag1 = 5'h00;
-  wire take;
-  reg v2 = 1'h0;
+  input [3:0] x;
+  wire [3:0] x;
   wire [2:0] y;
-  wire [2:0] \y$27 ;
-  wire [2:0] \y$33 ;
-  wire [2:0] \y$39 ;
-  assign \$1  = ~ beat__valid;
-  assign \$signal  = \$1  | beat__ready;
-  assign take = req__valid & \$signal ;
-  assign en_a = \$signal$14  & \$signal ;
-  assign en_y = v2 & \$signal ;
-  assign \$2  = \$signal$22  ^ 4'h8;
-  assign \$3  = ~ \$2 ;
-  assign agree0 = a & \$3 ;
-  assign \en_a$23  = \$signal$14  & \$signal ;
-  assign \en_y$24  = v2 & \$signal ;
-  assign \$4  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$5  = \$signal$22  ^ 4'ha;
-  assign \$6  = ~ \$5 ;
-  assign agree1 = a & \$6 ;
-  assign \en_a$29  = \$signal$14  & \$signal ;
-  assign \en_y$30  = v2 & \$signal ;
-  assign \$7  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
-  assign \$8  = \$signal$22  ^ 4'hd;
-  assign \$9  = ~ \$8 ;
-  assign agree2 = a & \$9 ;
-  assign \en_a$35  = \$signal$14  & \$signal ;
-  assign \en_y$36  = v2 & \$signal ;
-  assign \$10  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
-  assign \$11  = take & 1'h1;
-  assign \$12  = 1'h0 == 1'h0;
-  assign \$13  = \$signal$14  & \$signal ;
-  assign \$14  = v2 & \$signal ;
+  wire [2:0] \y$17 ;
+  wire [2:0] \y$24 ;
+  wire [2:0] \y$30 ;
+  assign \$1  = \$signal  ^ 4'h8;
+  assign \$2  = ~ \$1 ;
+  assign agree0 = g1 & \$2 ;
+  assign \$3  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
+  assign \$4  = \$signal  ^ 4'ha;
+  assign \$5  = ~ \$4 ;
+  assign agree1 = g1 & \$5 ;
+  assign \$6  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
+  assign \$7  = \$signal  ^ 4'hd;
+  assign \$8  = ~ \$7 ;
+  assign agree2 = g1 & \$8 ;
+  assign \$9  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
   always @(posedge clk)
-    \$signal$22  <= \$15 ;
+    \$signal  <= \$10 ;
   always @(posedge clk)
-    a <= \$16 ;
-  always @(posedge clk)
-    tag1 <= \$17 ;
-  always @(posedge clk)
-    \$signal$44  <= \$18 ;
-  always @(posedge clk)
-    \$signal$45  <= \$19 ;
-  always @(posedge clk)
-    \$signal$14  <= \$20 ;
-  always @(posedge clk)
-    v2 <= \$21 ;
-  always @(posedge clk)
-    beat__valid <= \$22 ;
-  always @(posedge clk)
-    \$signal$46  <= \$23 ;
-  always @(posedge clk)
-    \$signal$47  <= \$24 ;
-  always @(posedge clk)
-    \$signal$48  <= \$25 ;
-  always @(posedge clk)
-    \$signal$10  <= \$26 ;
-  always @(posedge clk)
-    \$signal$11  <= \$27 ;
-  always @(posedge clk)
-    q_tag <= \$28 ;
+    g1 <= \$11 ;
   hwgen_popcount_4 popcount0 (
     .a(agree0),
     .clk(clk),
-    .en_a(\en_a$23 ),
-    .en_y(\en_y$24 ),
+    .en_a(ctl[3]),
+    .en_y(ctl[4]),
     .rst(rst),
     .y(pc0)
   );
   hwgen_popcount_4 popcount1 (
     .a(agree1),
     .clk(clk),
-    .en_a(\en_a$29 ),
-    .en_y(\en_y$30 ),
+    .en_a(ctl[3]),
+    .en_y(ctl[4]),
     .rst(rst),
     .y(pc1)
   );
   hwgen_popcount_4 popcount2 (
     .a(agree2),
     .clk(clk),
-    .en_a(\en_a$35 ),
-    .en_y(\en_y$36 ),
+    .en_a(ctl[3]),
+    .en_y(ctl[4]),
     .rst(rst),
     .y(pc2)
   );
   hwgen_popcount_4 popcount_g (
-    .a(a),
+    .a(g1),
     .clk(clk),
-    .en_a(en_a),
-    .en_y(en_y),
+    .en_a(ctl[3]),
+    .en_y(ctl[4]),
     .rst(rst),
     .y(y)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$15  = \$signal$22 ;
-    if (\$11 ) begin
-      \$15  = req__payload[3:0];
+    \$10  = \$signal ;
+    if (ctl[0]) begin
+      \$10  = x;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$16  = a;
-    if (\$11 ) begin
-      \$16  = req__payload[7:4];
+    \$11  = g1;
+    if (ctl[0]) begin
+      \$11  = g;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$17  = tag1;
-    if (\$11 ) begin
-      \$17  = req__payload[12:8];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$18  = \$signal$44 ;
-    if (take) begin
-      \$18  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$19  = \$signal$45 ;
-    if (take) begin
-      \$19  = \$12 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$20  = \$signal$14 ;
-    if (\$signal ) begin
-      \$20  = req__valid;
-    end
-    if (rst) begin
-      \$20  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$21  = v2;
-    if (\$signal ) begin
-      \$21  = \$signal$14 ;
-    end
-    if (rst) begin
-      \$21  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$22  = beat__valid;
-    if (\$signal ) begin
-      \$22  = v2;
-    end
-    if (rst) begin
-      \$22  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$23  = \$signal$46 ;
-    if (\$13 ) begin
-      \$23  = \$signal$44 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$24  = \$signal$47 ;
-    if (\$13 ) begin
-      \$24  = \$signal$45 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$25  = \$signal$48 ;
-    if (\$13 ) begin
-      \$25  = tag1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$26  = \$signal$10 ;
-    if (\$14 ) begin
-      \$26  = \$signal$46 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$27  = \$signal$11 ;
-    if (\$14 ) begin
-      \$27  = \$signal$47 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$28  = q_tag;
-    if (\$14 ) begin
-      \$28  = \$signal$48 ;
-    end
-  end
-  assign \$signal$4  = req__valid;
-  assign index = 1'h0;
-  assign first = 1'h1;
-  assign req__ready = \$signal ;
-  assign \$signal$18  = a;
+  assign en_a = ctl[3];
+  assign en_y = ctl[4];
+  assign a = g1;
   assign ng = { 1'h0, y };
-  assign \a$25  = agree0;
-  assign \y$27  = pc0;
-  assign \a$31  = agree1;
-  assign \y$33  = pc1;
-  assign \a$37  = agree2;
-  assign \y$39  = pc2;
-  assign \beat__payload.acc  = beat__payload[11:0];
-  assign \beat__payload.acc[0]  = beat__payload[3:0];
-  assign \beat__payload.acc[1]  = beat__payload[7:4];
-  assign \beat__payload.acc[2]  = beat__payload[11:8];
-  assign \beat__payload.index  = beat__payload[12];
-  assign \beat__payload.last  = beat__payload[13];
-  assign \beat__payload.tag  = beat__payload[18:14];
-  assign \req__payload.x  = req__payload[3:0];
-  assign \req__payload.g  = req__payload[7:4];
-  assign \req__payload.tag  = req__payload[12:8];
-  assign beat__payload[11:8] = \$10 [3:0];
-  assign beat__payload[7:4] = \$7 [3:0];
-  assign beat__payload[3:0] = \$4 [3:0];
-  assign beat__payload[18:14] = q_tag;
-  assign beat__payload[13] = \$signal$11 ;
-  assign beat__payload[12] = \$signal$10 ;
+  assign \en_a$13  = ctl[3];
+  assign \en_y$14  = ctl[4];
+  assign \a$15  = agree0;
+  assign \y$17  = pc0;
+  assign \en_a$20  = ctl[3];
+  assign \en_y$21  = ctl[4];
+  assign \a$22  = agree1;
+  assign \y$24  = pc1;
+  assign \en_a$26  = ctl[3];
+  assign \en_y$27  = ctl[4];
+  assign \a$28  = agree2;
+  assign \y$30  = pc2;
+  assign \ctl.load  = ctl[0];
+  assign \ctl.take  = ctl[1];
+  assign \ctl.index  = ctl[2];
+  assign \ctl.en_a  = ctl[3];
+  assign \ctl.en_y  = ctl[4];
+  assign \acc[0]  = acc[3:0];
+  assign \acc[1]  = acc[7:4];
+  assign \acc[2]  = acc[11:8];
+  assign acc[11:8] = \$9 [3:0];
+  assign acc[7:4] = \$6 [3:0];
+  assign acc[3:0] = \$3 [3:0];
 endmodule
 
 module \hwgen_top.layer2.walker (rst, start, req__valid, req__ready, keep, taps, req__payload, clk);
