@@ -53,7 +53,7 @@ from . import __version__
 from .atomic import write_text
 from .errors import HwgenError
 from .hw.layer_top import LayerTop
-from .hw.tile import GROUP, Popcount, PopcountModules, popcount_module_name
+from .hw.tile import Popcount, PopcountModules, popcount_groups, popcount_module_name
 from .hw.top import NetworkTop
 from .ir.core import IR
 
@@ -197,7 +197,7 @@ def popcount_sim_verilog(widths) -> str:
            "/* verilator lint_off DECLFILENAME */", ""]
     for w in sorted(widths):
         b = w.bit_length()
-        groups = [(a, min(a + GROUP, w)) for a in range(0, w, GROUP)]
+        groups = popcount_groups(w)
         sizes = sorted({hi - lo for lo, hi in groups})
         out += [f"module {popcount_module_name(w)}(a, clk, rst, y, en_a, en_y);",
                 f"  input [{w - 1}:0] a;", "  input clk;", "  input rst;", "  input en_a;",

@@ -42,7 +42,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["CrossbarTile", "ctl_layout", "Popcount", "PopcountModules", "acc_width",
-           "popcount", "popcount_module_name", "tile_model", "pack_tile_weights",
+           "add_tree", "popcount", "popcount_groups", "popcount_module_name", "tile_model", "pack_tile_weights",
            "request_layout", "beat_layout"]
 
 
@@ -97,15 +97,22 @@ def popcount_module_name(width: int) -> str:
 class PopcountModules:
     """The elaboration platform of hwgen.export: under it each Popcount elaborates to an
     instance of its own module `popcount_module_name(width)` (ports `clk`, `rst`, `en_a`,
-    `en_y`, `a`, `y`), and the widths used are collected in `widths`, so that the export writes each
-    module once and a simulator build can swap in a behavioural body (hwgen.sim.equiv
-    proves the two equal). Any other platform, or none, gets the adder tree inline."""
+    `en_y`, `a`, `y`), and the widths used are collected in `widths`, so that the export
+    writes each module once and a simulator build can swap in a behavioural body
+    (hwgen.sim.equiv proves the two equal). Any other platform, or none, gets the adder
+    trees inline."""
 
     def __init__(self):
         self.widths: set[int] = set()
 
 
 GROUP = 16     # bits per first-stage count of a Popcount: the adder tree's first 4 levels
+
+
+def popcount_groups(width: int) -> list[tuple[int, int]]:
+    """The bit ranges [lo, hi) of a `width`-bit Popcount's first-stage counts: GROUP bits
+    each, the last one shorter."""
+    return [(lo, min(lo + GROUP, width)) for lo in range(0, width, GROUP)]
 
 
 class Popcount(wiring.Component):
@@ -132,7 +139,7 @@ class Popcount(wiring.Component):
         if not (isinstance(width, int) and width >= 1):
             raise ValueError(f"width must be a positive integer, not {width!r}")
         self.width = width
-        self.groups = [(a, min(a + GROUP, width)) for a in range(0, width, GROUP)]
+        self.groups = popcount_groups(width)
         super().__init__({"en_a": In(1), "en_y": In(1), "a": In(width),
                           "y": Out(width.bit_length())})
 

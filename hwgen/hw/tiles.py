@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from ..ir.core import Layer
 from .layouts import wordline_order
 from .plan import ReadPlan
-from .tile import CrossbarTile, acc_width, beat_layout, request_layout
+from .tile import CrossbarTile, acc_width, add_tree, beat_layout, request_layout
 
 __all__ = ["TileArray"]
 
@@ -87,11 +87,8 @@ class TileArray(wiring.Component):
         for ci, lanes in enumerate(self.plan.lanes):
             for lane in range(lanes):
                 sv = Signal(signed(acc_width(layer.rows)), name=f"sum_c{ci}_l{lane}")
-                terms = [self.tiles[ri, ci].sums[lane] for ri in range(len(layer.row_tiles))]
-                total = terms[0]
-                for tm in terms[1:]:
-                    total = total + tm
-                m.d.comb += sv.eq(total)
+                m.d.comb += sv.eq(add_tree(self.tiles[ri, ci].sums[lane]
+                                           for ri in range(len(layer.row_tiles))))
                 with m.If(load):
                     m.d.sync += q.acc[k].eq(sv)
                 k += 1

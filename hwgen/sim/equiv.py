@@ -60,12 +60,13 @@ def prove_popcount(synth_verilog: str, sim_verilog: str, width: int, timeout: fl
     from ..hw.tile import popcount_module_name
     name = popcount_module_name(width)
     yosys, abc = _tools()
-    regs = [dict(re.findall(r"^\s*(?:output )?reg (?:\[\d+:0\] )?(\w+) = (\d+'[hd]\d+);",
-                            module_text(v, name), re.M)) for v in (synth_verilog, sim_verilog)]
+    regs = [{n: int(digits, 16 if base == "h" else 10) for n, base, digits in re.findall(
+                r"^\s*(?:output )?reg (?:\[\d+:0\] )?(\w+) = \d+'([hd])([0-9a-fA-F]+);",
+                module_text(v, name), re.M)} for v in (synth_verilog, sim_verilog)]
     if regs[0].keys() != regs[1].keys() or "y" not in regs[0]:
         raise EquivFailed(f"{name}: the two modules' registers differ: {sorted(regs[0])} "
                           f"and {sorted(regs[1])}")
-    bad = {n: v for r in regs for n, v in r.items() if int(v.split("'")[1][1:] or 0) != 0}
+    bad = {n: v for r in regs for n, v in r.items() if v != 0}
     if bad:
         raise EquivFailed(f"{name}: registers without a zero initial value: {bad}")
     with tempfile.TemporaryDirectory(prefix="hwgen-equiv-") as tmp:
