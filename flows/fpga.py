@@ -52,10 +52,11 @@ from hwgen.design import load_design  # noqa: E402
 from hwgen.errors import HwgenError  # noqa: E402
 from hwgen.hw.loader import image_words  # noqa: E402
 from hwgen.ir import core  # noqa: E402
+from hwgen.passes import reschedule  # noqa: E402
 
 __all__ = ["FpgaConfig", "BoardTop", "fixed_point_affine", "expected_class", "image_words",
            "parse_utilisation", "build", "run_tools", "make_platform", "split_cells", "main",
-           "BOARDS", "BOARD_LANES", "board_lanes", "FAMILY", "TOOL_ENV", "SCRIPT_AFTER_READ"]
+           "BOARDS", "BOARD_LANES", "BRAM_BLOCKS", "board_lanes", "weight_brams", "FAMILY", "TOOL_ENV", "SCRIPT_AFTER_READ"]
 
 log = logging.getLogger("flows.fpga")
 
@@ -78,12 +79,36 @@ BOARDS = {
                   [("led", 0), ("led", 1), ("led", 2), ("led", 3)], ("led", 6), ("led", 7)),
 }
 
-# board -> lanes the network top is built at (columns per cycle of a tile read; the read
-# plan of every layer is re-run at these by the schedule pass). iCEBreaker (UP5K, 5,280
-# LCs): 1, the fewest cells (the digits demo is over capacity at 8); ULX3S-85F: 8, at which
-# the digits demo and the Fashion default fitted (docs/results/fpga_ulx3s-85f_*.json);
-# ULX3S-25F: 2, a guess between the two (not measured).
+# board -> the most lanes the network top is built at (columns per cycle of a tile read;
+# the read plan of every layer is re-run at these by the schedule pass). iCEBreaker
+# (UP5K, 5,280 LCs): 1, the fewest cells (the digits demo is over capacity at 8);
+# ULX3S-85F: 8, at which the digits demo and the Fashion default fitted with their
+# weights in logic (docs/results/fpga_ulx3s-85f_*.json); ULX3S-25F: 2, a guess between
+# the two (not measured). On an ECP5 the lanes are then halved until the tile weights fit
+# its block RAM (`board_lanes`).
 BOARD_LANES = {"icebreaker": 1, "ulx3s-25f": 2, "ulx3s-85f": 8}
+
+# ECP5 board -> its DP16KD block RAMs (18 Kbit, 512 x 36 as Yosys maps a one-port read)
+BRAM_BLOCKS = {"ulx3s-25f": 56, "ulx3s-85f": 208}
+BRAM_DEPTH, BRAM_WIDTH = 512, 36
+
+
+def weight_brams(ir: core.IR) -> int:
+    """DP16KD blocks the tile weight memories of a scheduled `ir` take: per tile read in
+    more than one beat, a word of rows x lanes bits per beat, each BRAM_WIDTH bits of it
+    a block per BRAM_DEPTH words (a one-beat tile's word is a constant: no memory). An
+    upper bound: Yosys drops the bits that are equal in all of a memory's words, which
+    only a memory of few words is likely to have (the CI design at 4 lanes: 6 of 8)."""
+    n = 0
+    for layer in ir.layers:
+        plan = layer.plan
+        if plan.beats == 1:
+            continue
+        for (ra, rb) in layer.row_tiles:
+            for lanes in plan.lanes:
+                n += -(-(rb - ra) * lanes // BRAM_WIDTH) * -(-max(plan.beats, 2) // BRAM_DEPTH)
+    return n
+
 
 A_BITS = 12    # magnitude bits of the fixed-point logit scale
 
@@ -101,7 +126,8 @@ A_BITS = 12    # magnitude bits of the fixed-point logit scale
 BRAM_READ_PORTS = 2
 SCRIPT_AFTER_READ = {
     "ecp5": ["proc", "memory_collect",
-             f'setattr -set ram_style "distributed" t:$mem_v2 r:RD_PORTS>{BRAM_READ_PORTS} %i'],
+             f'setattr -set ram_style "distributed" t:$mem_v2 r:RD_PORTS>{BRAM_READ_PORTS} %i',
+             f'setattr -set ram_style "block" *.tile_r*/t:$mem_v2 r:RD_PORTS<={BRAM_READ_PORTS} %i'],
     "ice40": [],
 }
 # the FPGA cell counts after synthesis (flat, as nextpnr places them)
@@ -373,18 +399,24 @@ def load_image(ir: core.IR, index: int) -> tuple[np.ndarray, int | None]:
     return interp.input_bits(ir, x[index:])[0], int(y[index])
 
 
-def board_lanes(cfg: FpgaConfig) -> int:
-    """The lanes the board top is built at: `cfg.lanes`, else the board's."""
-    return cfg.lanes if cfg.lanes is not None else BOARD_LANES.get(cfg.board, 1)
+def board_lanes(cfg: FpgaConfig, ir: core.IR | None = None) -> int:
+    """The lanes the board top is built at: `cfg.lanes`, else the board's BOARD_LANES,
+    halved on an ECP5 board (given `ir`) until `weight_brams` fits its BRAM_BLOCKS."""
+    if cfg.lanes is not None:
+        return cfg.lanes
+    lanes = BOARD_LANES.get(cfg.board, 1)
+    if ir is not None and cfg.board in BRAM_BLOCKS:
+        while lanes > 1 and weight_brams(reschedule(ir, lanes)) > BRAM_BLOCKS[cfg.board]:
+            lanes //= 2
+    return lanes
 
 
 def make_board_top(ir: core.IR, bits: np.ndarray, cfg: FpgaConfig, leds=None):
     """(BoardTop, expected class, per-class scores, acc [T, classes]); the network top of
     `ir` re-scheduled at `board_lanes(cfg)`."""
     from hwgen.hw.top import NetworkTop
-    from hwgen.passes import reschedule
 
-    net = NetworkTop(reschedule(ir, board_lanes(cfg)))
+    net = NetworkTop(reschedule(ir, board_lanes(cfg, ir)))
     bank = stand_in(ir, cfg.seed)
     acc = predict(ir, bits, cfg.samples, bank.model() if bank is not None else None)
     A, B, _ = fixed_point_affine(ir)
@@ -412,6 +444,7 @@ def build(cfg: FpgaConfig) -> dict:
     outdir = Path(cfg.outdir)
     ir = load_design(outdir).ir         # checked against its manifest
     check_output_file(outdir / f"fpga_{cfg.board}.json")     # before the build
+    lanes = board_lanes(cfg, ir)
     bits, label = load_image(ir, cfg.image)
     cls_leds, done_led, bad_led = BOARDS[cfg.board][2:]
     top, cls, scores, acc = make_board_top(ir, bits, cfg, leds=(cls_leds, done_led, bad_led))
@@ -429,7 +462,7 @@ def build(cfg: FpgaConfig) -> dict:
     over = [k for k, v in util["cells"].items() if v["used"] > v["available"]]
     rep = {
         "format": "hwgen-fpga", "version": 2, "config": asdict(cfg), "device": platform.device,
-        "lanes": board_lanes(cfg),
+        "lanes": lanes, "weight_brams": weight_brams(reschedule(ir, lanes)),
         "image": {"index": cfg.image, "label": label}, "expected_class": cls,
         "expected_scores": scores, "acc": acc.tolist(),
         "sites": _site_p(ir),

@@ -125,7 +125,8 @@ def test_make_sim_runs_the_packaged_bench(tmp_path):
 
     bad = _golden(tmp_path, "bad")
     pc = bad / POPCOUNT_SIM
-    text, n = re.subn(r"(count\d+) = k\[(\d+):0\];", r"\1 = k[\2:0] ^ 1;", pc.read_text())
+    text, n = re.subn(r"(c\d+) <= (k\d+)\[(\d+):(\d+)\];", r"\1 <= \2[\3:\4] ^ 1;",
+                      pc.read_text())
     assert n >= 1
     pc.write_text(text)
     seal_outdir(bad)

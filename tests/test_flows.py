@@ -154,6 +154,26 @@ def test_the_board_chooses_its_lanes():
         assert top.network.params["lanes"] == want
 
 
+def test_ecp5_lanes_are_halved_until_the_weights_fit_block_ram(monkeypatch):
+    """On an ECP5 board the lanes start at the board's and halve while the tile weight
+    memories need more DP16KD than the FPGA has; a one-beat tile holds no memory."""
+    from flows import fpga
+
+    ir = small_ir(3, CI_SPEC)
+    need = {lanes: fpga.weight_brams(reschedule(ir, lanes)) for lanes in (1, 2, 4, 8)}
+    # c4 (9 rows, 4 columns) and f10 (64 rows, 10 columns): 36-bit blocks of rows x lanes
+    # (at 4 and 8 the c4 tile reads in one beat; f10 at 8 reads two beats of 5 columns)
+    assert need == {1: 1 + 2, 2: 1 + 4, 4: 8, 8: 9}
+    cfg = fpga.FpgaConfig("unused", "ulx3s-85f")
+    assert fpga.board_lanes(cfg, ir) == 8
+    monkeypatch.setitem(fpga.BRAM_BLOCKS, "ulx3s-85f", 7)
+    assert fpga.board_lanes(cfg, ir) == 2
+    monkeypatch.setitem(fpga.BRAM_BLOCKS, "ulx3s-85f", 0)
+    assert fpga.board_lanes(cfg, ir) == 1                  # the fewest, even if over
+    assert fpga.board_lanes(fpga.FpgaConfig("unused", "ulx3s-85f", lanes=8), ir) == 8
+    assert fpga.board_lanes(fpga.FpgaConfig("unused", "icebreaker"), ir) == 1
+
+
 def test_board_top_catches_a_wrong_mask_model():
     """Planted fault: the Python model of the stand-ins uses other seeds, so its masks
     differ from the hardware's; the sums and the mismatch LED expose it."""
@@ -294,6 +314,9 @@ def test_fpga_yosys_synthesis(tmp_path, board, lut, ff):
     rpt = (tmp_path / board / "hwgen_board.rpt").read_text()
     if fpga.FAMILY[board] == "ecp5":
         assert "found attribute 'ram_style = distributed'" not in rpt
+        # the tile weights are in block RAM, in at most the blocks the lanes choice
+        # counts (Yosys drops the bits that are equal in all of a memory's words)
+        assert 0 < cells.get("DP16KD", 0) <= fpga.weight_brams(reschedule(ir, 4))
     assert not (tmp_path / board / "hwgen_board.tim").exists()      # no place and route
 
 

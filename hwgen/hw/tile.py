@@ -20,8 +20,15 @@ kept fed and drained. The pipeline is
 
 - The front takes beat k of a read (a new request with beat 0).
 - Stage 1 registers the request (word lines and row gates, loaded with each read's beat 0
-  and held for its later beats) and the beat's weight word (a synchronous read: block RAM
-  where a target has it). The walker's taps, bank multiplexers and gating end there.
+  and held for its later beats) and the beat's weight word. The word is read from its
+  memory a cycle ahead (a synchronous read port, block RAM where a target has it, at the
+  index of the beat the front offers next, `ctl.ahead`), so that stage 1 is a register
+  of the fabric: a block RAM's slow clock-to-output (5.8 ns on ECP5, which has no output
+  register in Yosys's mapping) does not add to the popcount's first stage (the digits
+  demo at 1 lane on the ULX3S-85F: 72.99 MHz with the word straight from the RAM, issue
+  19). A lead tile's front offers nothing in its first cycle after a reset, while the
+  memory's output is not yet the word of beat 0. The walker's taps, bank multiplexers
+  and gating end at stage 1.
 - The popcounts (`Popcount`) are two register stages: 16-bit group counts, then their
   sum. That cuts a 128-row column's carry chains in two, and the output register is
   the sum stage.
@@ -29,10 +36,11 @@ kept fed and drained. The pipeline is
 Each stage loads only in the cycles a beat moves into it, which is what lets a simulator
 skip the idle tiles' popcounts instead of redoing them every cycle (Verilator evaluates
 all combinational logic at every clock edge, but not a register's next value under a
-false enable). The combinational parts are still evaluated in every cycle, busy or not:
-each lane's `agree` word and its column sum (measured on the Fashion-MNIST classifier's
-13 tiles, issue 19, session 10). An opaque `tag` travels with the request to each of
-its beats.
+false enable). Each lane's agree word (the XNOR) is inside its popcount for that reason:
+on the Fashion-MNIST classifier's 13 mostly idle tiles, evaluating it every cycle was
+most of the simulation (issue 19, sessions 10 and 11). What is still evaluated every
+cycle is each lane's column sum, one subtraction. An opaque `tag` travels with the
+request to each of its beats.
 """
 
 from __future__ import annotations
@@ -80,9 +88,11 @@ def add_tree(terms):
 
 def ctl_layout(depth: int) -> data.StructLayout:
     """What a tile's control gives its datapath each cycle (and a lead tile its followers):
-    `load` stage 1 with a read's beat 0, `take` a beat (the weight word at `index`),
-    `en_a` the popcounts' group counts, `en_y` their sums."""
-    return data.StructLayout({"load": 1, "take": 1, "index": range(depth), "en_a": 1,
+    `load` stage 1 with a read's beat 0, `take` a beat (its weight word, read a cycle
+    ahead, into stage 1), `ahead` the index of the beat the front offers in the next
+    cycle (the weight word to read now), `en_a` the popcounts' group counts, `en_y` their
+    sums."""
+    return data.StructLayout({"load": 1, "take": 1, "ahead": range(depth), "en_a": 1,
                               "en_y": 1})
 
 
@@ -91,21 +101,22 @@ def popcount(bits):
     return add_tree(bits[i] for i in range(len(bits)))
 
 
-def popcount_module_name(width: int) -> str:
-    """Verilog module name of a `width`-bit Popcount in an export."""
-    return f"hwgen_popcount_{width}"
+def popcount_module_name(width: int, xnor: bool = False) -> str:
+    """Verilog module name of a `width`-bit Popcount (`xnor`: of the agree bits) in an
+    export."""
+    return f"hwgen_popcount_{'xnor_' if xnor else ''}{width}"
 
 
 class PopcountModules:
     """The elaboration platform of hwgen.export: under it each Popcount elaborates to an
-    instance of its own module `popcount_module_name(width)` (ports `clk`, `rst`, `en_a`,
-    `en_y`, `a`, `y`), and the widths used are collected in `widths`, so that the export
-    writes each module once and a simulator build can swap in a behavioural body
-    (hwgen.sim.equiv proves the two equal). Any other platform, or none, gets the adder
-    trees inline."""
+    instance of its own module `popcount_module_name(width, xnor)` (ports `clk`, `rst`,
+    `en_a`, `en_y`, `a`, `y`, and `x`, `w` if `xnor`), and the (width, xnor) kinds used are
+    collected in `kinds`, so that the export writes each module once and a simulator build
+    can swap in a behavioural body (hwgen.sim.equiv proves the two equal). Any other
+    platform, or none, gets the adder trees inline."""
 
     def __init__(self):
-        self.widths: set[int] = set()
+        self.kinds: set[tuple[int, bool]] = set()
 
 
 GROUP = 16     # bits per first-stage count of a Popcount: the adder tree's first 4 levels
@@ -121,41 +132,53 @@ class Popcount(wiring.Component):
     """A two-stage registered popcount, GROUP bits a count in the first stage:
 
     - at an edge with `en_a`, each count c<i> takes the number of ones in bits
-      [i*GROUP, (i+1)*GROUP) of a (a balanced adder tree, `popcount`);
+      [i*GROUP, (i+1)*GROUP) of the counted word (a balanced adder tree, `popcount`);
     - at an edge with `en_y`, y takes the sum of the counts (a balanced tree again).
 
-    The sync reset clears every register and wins over the enables. The register between
-    the stages cuts a wide popcount's carry chains in two (a 128-bit one: 4 levels, then
-    3), which sets the tile's Fmax. The registers are part of the block so that it is
-    evaluated only when enabled: the simulation variant (`$countones` per group under the
-    enable, hwgen.export) lets Verilator skip idle tiles.
+    The counted word is `a`, or with `xnor` the agree bits of a column, `a & ~(x ^ w)`
+    (row gates a, word lines x, weights w): the XNOR is part of the block, so that a
+    simulator evaluates it only in the cycles the counts load. The sync reset clears every
+    register and wins over the enables. The register between the stages cuts a wide
+    popcount's carry chains in two (a 128-bit one: 4 levels, then 3), which sets the
+    tile's Fmax. The registers are part of the block so that it is evaluated only when
+    enabled: the simulation variant (`$countones` per group under the enable,
+    hwgen.export) lets Verilator skip idle tiles.
 
     Ports
     -----
     en_a, en_y : In(1)
     a : In(width)
+    x, w : In(width)
+        Only with `xnor`.
     y : Out(width.bit_length())
     """
 
-    def __init__(self, width: int):
+    def __init__(self, width: int, xnor: bool = False):
         if not (isinstance(width, int) and width >= 1):
             raise ValueError(f"width must be a positive integer, not {width!r}")
-        self.width = width
+        self.width, self.xnor = width, bool(xnor)
         self.groups = popcount_groups(width)
-        super().__init__({"en_a": In(1), "en_y": In(1), "a": In(width),
-                          "y": Out(width.bit_length())})
+        ports = {"en_a": In(1), "en_y": In(1), "a": In(width), "y": Out(width.bit_length())}
+        if self.xnor:
+            ports |= {"x": In(width), "w": In(width)}
+        super().__init__(ports)
 
     def elaborate(self, platform):
         if isinstance(platform, PopcountModules):
-            platform.widths.add(self.width)
-            return Instance(popcount_module_name(self.width), i_clk=ClockSignal(),
+            platform.kinds.add((self.width, self.xnor))
+            xw = dict(i_x=self.x, i_w=self.w) if self.xnor else {}
+            return Instance(popcount_module_name(self.width, self.xnor), i_clk=ClockSignal(),
                             i_rst=ResetSignal(), i_en_a=self.en_a, i_en_y=self.en_y,
-                            i_a=self.a, o_y=self.y)
+                            i_a=self.a, **xw, o_y=self.y)
         m = Module()
+        counted = self.a
+        if self.xnor:
+            counted = Signal(self.width)
+            m.d.comb += counted.eq(self.a & ~(self.x ^ self.w))
         counts = [Signal((b - a).bit_length(), name=f"c{i}")
                   for i, (a, b) in enumerate(self.groups)]
         with m.If(self.en_a):
-            m.d.sync += [c.eq(popcount(self.a[a:b])) for c, (a, b) in zip(counts, self.groups)]
+            m.d.sync += [c.eq(popcount(counted[a:b])) for c, (a, b) in zip(counts, self.groups)]
         with m.If(self.en_y):
             m.d.sync += self.y.eq(add_tree(counts))
         return m
@@ -265,13 +288,15 @@ class CrossbarTile(wiring.Component):
             # a one-beat read: the array's one word of weights is a constant
             words = Const(self.init[0], rows * lanes)
         else:
-            # one word per beat, read with the beat into stage 1 (a synchronous read
-            # port: block RAM where the target has it)
+            # one word per beat, read a cycle ahead (a synchronous read port: block RAM
+            # where the target has it) and taken with its beat into stage 1
             m.submodules.mem = mem = memory.Memory(shape=unsigned(rows * lanes),
                                                    depth=self.depth, init=self.init)
             rd = mem.read_port()
-            words = rd.data
-            m.d.comb += [rd.addr.eq(ctl.index), rd.en.eq(ctl.take)]
+            words = Signal(rows * lanes, reset_less=True)
+            m.d.comb += rd.addr.eq(ctl.ahead)
+            with m.If(ctl.take):
+                m.d.sync += words.eq(rd.data)
         # Stage 1 holds the request for all its beats: it loads with each read's beat 0.
         with m.If(ctl.load):
             m.d.sync += [x1.eq(x_in), g1.eq(g_in)]
@@ -282,11 +307,12 @@ class CrossbarTile(wiring.Component):
         m.d.comb += [pc_g.en_a.eq(ctl.en_a), pc_g.en_y.eq(ctl.en_y), pc_g.a.eq(g1),
                      ng.eq(pc_g.y)]
         for lane in range(lanes):
-            agree = Signal(rows, name=f"agree{lane}")
-            m.d.comb += agree.eq(g1 & ~(x1 ^ words[lane * rows:(lane + 1) * rows]))
+            # each lane counts its column's agree bits g1 & ~(x1 ^ w) (the XNOR is in
+            # the Popcount, evaluated only when its counts load)
             pc = Signal(unsigned(aw - 1), name=f"pc{lane}")
-            m.submodules[f"popcount{lane}"] = pc_l = Popcount(rows)
-            m.d.comb += [pc_l.en_a.eq(ctl.en_a), pc_l.en_y.eq(ctl.en_y), pc_l.a.eq(agree),
+            m.submodules[f"popcount{lane}"] = pc_l = Popcount(rows, xnor=True)
+            m.d.comb += [pc_l.en_a.eq(ctl.en_a), pc_l.en_y.eq(ctl.en_y), pc_l.a.eq(g1),
+                         pc_l.x.eq(x1), pc_l.w.eq(words[lane * rows:(lane + 1) * rows]),
                          pc.eq(pc_l.y)]
             # Unsigned modular difference: its low acc_w bits are the two's complement sum.
             m.d.comb += self.sums[lane].eq(Cat(Const(0, 1), pc) - ng)
@@ -296,8 +322,8 @@ class CrossbarTile(wiring.Component):
         """The stream control of a tile that is not a follower: the front (beat k of a
         read), the valid, index, last and tag pipeline beside the datapath, and `ctl`.
         Every stage moves when the beat register has room (`adv`); a stage's registers
-        load only when a beat moves into it, so an idle tile's registers hold (its
-        combinational agree words and column sums are still evaluated)."""
+        load only when a beat moves into it, so an idle tile's registers hold (only its
+        column sums' subtractions are still evaluated)."""
         req, beat, ctl = self.req, self.beat, self.ctl
         adv, front, take, first = Signal(), Signal(), Signal(), Signal()
         v1, v2 = Signal(), Signal()
@@ -308,16 +334,23 @@ class CrossbarTile(wiring.Component):
             Signal(range(self.depth), **data), Signal(**data), Signal(self.tag, **data),
             Signal(range(self.depth), **data), Signal(**data), Signal(self.tag, **data))
         m.d.comb += [adv.eq(~beat.valid | beat.ready), take.eq(front & adv)]
+        ahead = Signal(range(self.depth))
         if self.beats == 1:
-            # a one-beat read: the request is the beat (no beat counter)
-            m.d.comb += [index.eq(0), first.eq(1), front.eq(req.valid), req.ready.eq(adv)]
+            # a one-beat read: the request is the beat (no beat counter, no memory)
+            m.d.comb += [index.eq(0), ahead.eq(0), first.eq(1), front.eq(req.valid),
+                         req.ready.eq(adv)]
         else:
-            busy = Signal()
+            busy, primed = Signal(), Signal()
             k = Signal(range(self.depth))
-            m.d.comb += [index.eq(Mux(busy, k, 0)), first.eq(~busy), front.eq(busy | req.valid),
-                         req.ready.eq(~busy & adv)]
+            wrap = index == self.beats - 1
+            # `primed`: the memory's output has been read at `ahead` for a cycle
+            m.d.sync += primed.eq(1)
+            m.d.comb += [index.eq(Mux(busy, k, 0)), first.eq(~busy),
+                         front.eq(primed & (busy | req.valid)),
+                         req.ready.eq(primed & ~busy & adv),
+                         ahead.eq(Mux(take, Mux(wrap, 0, index + 1), index))]
             with m.If(take):
-                with m.If(index == self.beats - 1):
+                with m.If(wrap):
                     m.d.sync += [busy.eq(0), k.eq(0)]
                 with m.Else():
                     m.d.sync += [busy.eq(1), k.eq(index + 1)]
@@ -333,5 +366,5 @@ class CrossbarTile(wiring.Component):
             m.d.sync += [q_index.eq(i2), q_last.eq(last2), q_tag.eq(tag2)]
         m.d.comb += [beat.payload.index.eq(q_index), beat.payload.last.eq(q_last),
                      beat.payload.tag.eq(q_tag),
-                     ctl.load.eq(take & first), ctl.take.eq(take), ctl.index.eq(index),
+                     ctl.load.eq(take & first), ctl.take.eq(take), ctl.ahead.eq(ahead),
                      ctl.en_a.eq(v1 & adv), ctl.en_y.eq(v2 & adv)]

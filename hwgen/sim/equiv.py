@@ -53,12 +53,13 @@ def _tools() -> tuple[str, str]:
     return yosys, abc
 
 
-def prove_popcount(synth_verilog: str, sim_verilog: str, width: int, timeout: float = 300) -> dict:
-    """Prove module hwgen_popcount_<width> of `sim_verilog` equal to the one in
-    `synth_verilog` for all 2**width inputs; raise EquivFailed if not. Returns
-    {'width', 'and_nodes'} (the miter's size before the collapse)."""
+def prove_popcount(synth_verilog: str, sim_verilog: str, width: int, xnor: bool = False,
+                   timeout: float = 300) -> dict:
+    """Prove popcount module `popcount_module_name(width, xnor)` of `sim_verilog` equal to
+    the one in `synth_verilog` for all inputs; raise EquivFailed if not. Returns
+    {'width', 'xnor', 'and_nodes'} (the miter's size before the collapse)."""
     from ..hw.tile import popcount_module_name
-    name = popcount_module_name(width)
+    name = popcount_module_name(width, xnor)
     yosys, abc = _tools()
     regs = [{n: int(digits, 16 if base == "h" else 10) for n, base, digits in re.findall(
                 r"^\s*(?:output )?reg (?:\[\d+:0\] )?(\w+) = \d+'([hd])([0-9a-fA-F]+);",
@@ -95,16 +96,17 @@ def prove_popcount(synth_verilog: str, sim_verilog: str, width: int, timeout: fl
         if out not in ([".names po0", ".end"], [".names po0", "0", ".end"]):
             raise EquivFailed(f"{name}: the simulation module differs from the synthesised "
                               f"one (the miter's output is not the constant 0: {out})")
-    return {"width": width, "and_nodes": int(nodes.group(1)) if nodes else None}
+    return {"width": width, "xnor": xnor, "and_nodes": int(nodes.group(1)) if nodes else None}
 
 
 def prove_outdir(outdir, verilog: str = "hwgen_top.v",
                  sim: str = "sim_only/popcount_sim.v") -> list[dict]:
     """Prove every popcount module of an exported design equal to its simulation variant."""
-    from ..export import popcount_widths
+    from ..export import popcount_kinds
     outdir = Path(outdir)
     synth, simv = (outdir / verilog).read_text(), (outdir / sim).read_text()
-    widths = popcount_widths(synth)
-    if popcount_widths(simv) != widths:
-        raise EquivFailed(f"{sim} defines widths {popcount_widths(simv)}, {verilog} {widths}")
-    return [prove_popcount(synth, simv, w) for w in widths]
+    kinds = popcount_kinds(synth)
+    if popcount_kinds(simv) != kinds:
+        raise EquivFailed(f"{sim} defines (width, xnor) {popcount_kinds(simv)}, "
+                          f"{verilog} {kinds}")
+    return [prove_popcount(synth, simv, w, x) for w, x in kinds]

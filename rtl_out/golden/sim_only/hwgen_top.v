@@ -4,8 +4,12 @@
 
 
 
+
+
+
+
 module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, img__ready, idle, done, out__payload, out__valid, mtj_reset, mtj_write, mtj_code, img__payload);
-  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -305,7 +309,7 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$44  = \keep$40 ;
     if (keep__ready) begin
       \$44  = keep__payload;
@@ -315,14 +319,14 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$45  = \$28 [17:0];
     if (rst) begin
       \$45  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$46  = started;
     if (keep__ready) begin
       \$46  = \$29 [15:0];
@@ -335,7 +339,7 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$47  = in_flight;
     if (keep__ready) begin
       \$47  = 1'h1;
@@ -347,7 +351,7 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$48  = active;
     if (done) begin
       \$48  = 1'h0;
@@ -360,7 +364,7 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$49  = pf_run;
     if (launch) begin
       \$49  = 1'h1;
@@ -373,7 +377,7 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$50  = t_pf;
     if (launch) begin
       \$50  = n_samples;
@@ -383,7 +387,7 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$51  = \$signal ;
     if (\done$71 ) begin
       \$51  = \$30 ;
@@ -393,7 +397,7 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$52  = full0;
     if (\$32 ) begin
       \$52  = 1'h1;
@@ -405,7 +409,7 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$53  = t_bank0;
     if (\$32 ) begin
       \$53  = t_pf;
@@ -415,7 +419,7 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$54  = full1;
     if (\$36 ) begin
       \$54  = 1'h1;
@@ -427,7 +431,7 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$55  = t_bank1;
     if (\$36 ) begin
       \$55  = t_pf;
@@ -437,7 +441,7 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$56  = n_t;
     if (\$41 ) begin
       \$56  = \$42 ;
@@ -447,7 +451,7 @@ module hwgen_top(img__valid, n_samples, start, out__ready, mtj_sense, clk, rst, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$57  = rbank;
     if (done) begin
       \$57  = \$43 ;
@@ -572,10 +576,10 @@ module \hwgen_top.layer0 (rst, start, wr__en, next__data, next__en, done, wr__da
   );
   \hwgen_top.layer0.store  store (
     .clk(clk),
-    .\port$662$0 (\$1 ),
-    .\port$662$29 (\$3 ),
-    .\port$662$35 (\$4 ),
-    .\port$662$5 (\$2 ),
+    .\port$602$0 (\$1 ),
+    .\port$602$29 (\$3 ),
+    .\port$602$35 (\$4 ),
+    .\port$602$5 (\$2 ),
     .rotate(rotate),
     .rst(rst),
     .wr__data(wr__data),
@@ -593,10 +597,10 @@ module \hwgen_top.layer0 (rst, start, wr__en, next__data, next__en, done, wr__da
   \hwgen_top.layer0.walker  walker (
     .clk(clk),
     .fresh(wr__en),
-    .\port$662$0 (\$1 ),
-    .\port$662$29 (\$3 ),
-    .\port$662$35 (\$4 ),
-    .\port$662$5 (\$2 ),
+    .\port$602$0 (\$1 ),
+    .\port$602$29 (\$3 ),
+    .\port$602$35 (\$4 ),
+    .\port$602$5 (\$2 ),
     .req__payload(req__payload),
     .req__ready(req__ready),
     .req__valid(req__valid),
@@ -645,7 +649,7 @@ module \hwgen_top.layer0 (rst, start, wr__en, next__data, next__en, done, wr__da
 endmodule
 
 module \hwgen_top.layer0.sink (rst, pooled, write, done, got, sums__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire [2:0] \$10 ;
   wire [2:0] \$11 ;
@@ -721,7 +725,7 @@ module \hwgen_top.layer0.sink (rst, pooled, write, done, got, sums__payload, clk
   always @(posedge clk)
     cur <= \$15 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$14  = blocks;
     if (\end ) begin
       if (sums__payload[18]) begin
@@ -733,7 +737,7 @@ module \hwgen_top.layer0.sink (rst, pooled, write, done, got, sums__payload, clk
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$15  = cur;
     if (\end ) begin
       (* full_case = 32'd1 *)
@@ -764,22 +768,22 @@ module \hwgen_top.layer0.sink (rst, pooled, write, done, got, sums__payload, clk
   assign bits_c0[0] = \$3 ;
 endmodule
 
-module \hwgen_top.layer0.store (rst, wr__en, rotate, wr__data, \port$662$0 , \port$662$5 , \port$662$29 , \port$662$35 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+module \hwgen_top.layer0.store (rst, wr__en, rotate, wr__data, \port$602$0 , \port$602$5 , \port$602$29 , \port$602$35 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$2 ;
   reg [35:0] \$3 ;
   input clk;
   wire clk;
   wire fresh;
-  output [1:0] \port$662$0 ;
-  wire [1:0] \port$662$0 ;
-  output [2:0] \port$662$29 ;
-  wire [2:0] \port$662$29 ;
-  output \port$662$35 ;
-  wire \port$662$35 ;
-  output [2:0] \port$662$5 ;
-  wire [2:0] \port$662$5 ;
+  output [1:0] \port$602$0 ;
+  wire [1:0] \port$602$0 ;
+  output [2:0] \port$602$29 ;
+  wire [2:0] \port$602$29 ;
+  output \port$602$35 ;
+  wire \port$602$35 ;
+  output [2:0] \port$602$5 ;
+  wire [2:0] \port$602$5 ;
   reg [35:0] ring0 = 36'h000000000;
   input rotate;
   wire rotate;
@@ -795,7 +799,7 @@ module \hwgen_top.layer0.store (rst, wr__en, rotate, wr__data, \port$662$0 , \po
   always @(posedge clk)
     ring0 <= \$3 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$3  = ring0;
     if (\$1 ) begin
       \$3  = { \$2 , ring0[35:1] };
@@ -806,14 +810,14 @@ module \hwgen_top.layer0.store (rst, wr__en, rotate, wr__data, \port$662$0 , \po
   end
   assign fresh = wr__en;
   assign taps = { ring0[7:5], ring0[1:0], ring0[35], ring0[31:29] };
-  assign \port$662$0  = ring0[1:0];
-  assign \port$662$5  = ring0[7:5];
-  assign \port$662$29  = ring0[31:29];
-  assign \port$662$35  = ring0[35];
+  assign \port$602$0  = ring0[1:0];
+  assign \port$602$5  = ring0[7:5];
+  assign \port$602$29  = ring0[31:29];
+  assign \port$602$35  = ring0[35];
 endmodule
 
 module \hwgen_top.layer0.tiles (rst, req__valid, req__ready, \req__payload$6 , sums__valid, sums__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   reg \$2 ;
   reg [21:0] \$3 ;
@@ -890,7 +894,7 @@ module \hwgen_top.layer0.tiles (rst, req__valid, req__ready, \req__payload$6 , s
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$3  = sums__payload;
     if (load) begin
       \$3 [15] = beat__payload[15];
@@ -904,7 +908,7 @@ module \hwgen_top.layer0.tiles (rst, req__valid, req__ready, \req__payload$6 , s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$2  = sums__valid;
     if (adv) begin
       \$2  = beat__valid;
@@ -954,60 +958,56 @@ module \hwgen_top.layer0.tiles (rst, req__valid, req__ready, \req__payload$6 , s
 endmodule
 
 module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__ready, req__payload, beat__payload, beat__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
-  wire [5:0] \$10 ;
-  wire [8:0] \$11 ;
-  wire [8:0] \$12 ;
-  wire [5:0] \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  reg [4:0] \$18 ;
+  wire \$10 ;
+  wire \$11 ;
+  reg [4:0] \$12 ;
+  reg \$13 ;
+  reg \$14 ;
+  reg \$15 ;
+  reg \$16 ;
+  reg \$17 ;
+  reg \$18 ;
   reg \$19 ;
   wire \$2 ;
-  reg \$20 ;
+  reg [4:0] \$20 ;
   reg \$21 ;
   reg \$22 ;
-  reg \$23 ;
-  reg \$24 ;
-  reg \$25 ;
-  reg [4:0] \$26 ;
-  reg \$27 ;
-  reg \$28 ;
-  reg [4:0] \$29 ;
+  reg [4:0] \$23 ;
+  reg [8:0] \$24 ;
+  reg [8:0] \$25 ;
   wire \$3 ;
-  reg [8:0] \$30 ;
-  reg [8:0] \$31 ;
   wire \$4 ;
-  wire [8:0] \$5 ;
-  wire [8:0] \$6 ;
+  wire [5:0] \$5 ;
+  wire [5:0] \$6 ;
   wire [5:0] \$7 ;
-  wire [8:0] \$8 ;
-  wire [8:0] \$9 ;
+  wire \$8 ;
+  wire \$9 ;
   wire \$signal ;
-  reg \$signal$10  = 1'h0;
   reg \$signal$11  = 1'h0;
-  reg [4:0] \$signal$12  = 5'h00;
-  reg \$signal$14  = 1'h0;
-  reg [8:0] \$signal$23  = 9'h000;
+  reg \$signal$12  = 1'h0;
+  reg [4:0] \$signal$13  = 5'h00;
+  reg \$signal$15  = 1'h0;
+  (* init = 9'h000 *)
+  wire [8:0] \$signal$27 ;
   wire \$signal$3 ;
   wire \$signal$4 ;
-  reg [4:0] \$signal$43  = 5'h00;
-  reg \$signal$45  = 1'h0;
-  reg \$signal$46  = 1'h0;
-  reg \$signal$47  = 1'h0;
-  reg \$signal$48  = 1'h0;
-  reg [4:0] \$signal$49  = 5'h00;
-  wire \$signal$6 ;
+  reg [4:0] \$signal$47  = 5'h00;
+  reg \$signal$49  = 1'h0;
+  reg \$signal$50  = 1'h0;
+  reg \$signal$51  = 1'h0;
+  reg \$signal$52  = 1'h0;
+  reg [4:0] \$signal$53  = 5'h00;
+  wire \$signal$7 ;
   reg [8:0] a = 9'h000;
-  wire [8:0] \a$26 ;
-  wire [8:0] \a$32 ;
-  wire [8:0] \a$38 ;
-  wire [8:0] agree0;
-  wire [8:0] agree1;
-  wire [8:0] agree2;
+  (* init = 9'h000 *)
+  wire [8:0] \a$25 ;
+  (* init = 9'h000 *)
+  wire [8:0] \a$33 ;
+  (* init = 9'h000 *)
+  wire [8:0] \a$40 ;
+  wire ahead;
   output [21:0] beat__payload;
   wire [21:0] beat__payload;
   wire [14:0] \beat__payload.acc ;
@@ -1024,19 +1024,19 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   input clk;
   wire clk;
   wire [4:0] ctl;
+  wire \ctl.ahead ;
   wire \ctl.en_a ;
   wire \ctl.en_y ;
-  wire \ctl.index ;
   wire \ctl.load ;
   wire \ctl.take ;
   wire en_a;
-  wire \en_a$24 ;
-  wire \en_a$30 ;
-  wire \en_a$36 ;
+  wire \en_a$23 ;
+  wire \en_a$31 ;
+  wire \en_a$38 ;
   wire en_y;
-  wire \en_y$25 ;
-  wire \en_y$31 ;
-  wire \en_y$37 ;
+  wire \en_y$24 ;
+  wire \en_y$32 ;
+  wire \en_y$39 ;
   (* init = 9'h000 *)
   wire [8:0] g1;
   wire index;
@@ -1056,82 +1056,87 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   input rst;
   wire rst;
   reg v2 = 1'h0;
+  wire [8:0] w;
+  wire [8:0] \w$35 ;
+  wire [8:0] \w$42 ;
+  reg [8:0] x = 9'h000;
+  (* init = 9'h000 *)
+  wire [8:0] \x$34 ;
+  (* init = 9'h000 *)
+  wire [8:0] \x$41 ;
   wire [3:0] y;
-  wire [3:0] \y$28 ;
-  wire [3:0] \y$34 ;
-  wire [3:0] \y$40 ;
+  wire [3:0] \y$30 ;
+  wire [3:0] \y$37 ;
+  wire [3:0] \y$44 ;
   assign \$1  = ~ beat__valid;
   assign \$signal  = \$1  | beat__ready;
   assign \$signal$3  = req__valid & \$signal ;
   assign \$2  = \$signal$3  & 1'h1;
-  assign \$3  = \$signal$14  & \$signal ;
+  assign \$3  = \$signal$15  & \$signal ;
   assign \$4  = v2 & \$signal ;
-  assign \$5  = \$signal$23  ^ 9'h19b;
-  assign \$6  = ~ \$5 ;
-  assign agree0 = a & \$6 ;
-  assign \$7  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$8  = \$signal$23  ^ 9'h078;
-  assign \$9  = ~ \$8 ;
-  assign agree1 = a & \$9 ;
-  assign \$10  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
-  assign \$11  = \$signal$23  ^ 9'h199;
-  assign \$12  = ~ \$11 ;
-  assign agree2 = a & \$12 ;
-  assign \$13  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
-  assign \$14  = \$signal$3  & 1'h1;
-  assign \$15  = 1'h0 == 1'h0;
-  assign \$16  = \$signal$14  & \$signal ;
-  assign \$17  = v2 & \$signal ;
+  assign \$5  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
+  assign \$6  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
+  assign \$7  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
+  assign \$8  = \$signal$3  & 1'h1;
+  assign \$9  = 1'h0 == 1'h0;
+  assign \$10  = \$signal$15  & \$signal ;
+  assign \$11  = v2 & \$signal ;
   always @(posedge clk)
-    \$signal$43  <= \$18 ;
+    \$signal$47  <= \$12 ;
   always @(posedge clk)
-    \$signal$45  <= \$19 ;
+    \$signal$49  <= \$13 ;
   always @(posedge clk)
-    \$signal$46  <= \$20 ;
+    \$signal$50  <= \$14 ;
   always @(posedge clk)
-    \$signal$14  <= \$21 ;
+    \$signal$15  <= \$15 ;
   always @(posedge clk)
-    v2 <= \$22 ;
+    v2 <= \$16 ;
   always @(posedge clk)
-    beat__valid <= \$23 ;
+    beat__valid <= \$17 ;
   always @(posedge clk)
-    \$signal$47  <= \$24 ;
+    \$signal$51  <= \$18 ;
   always @(posedge clk)
-    \$signal$48  <= \$25 ;
+    \$signal$52  <= \$19 ;
   always @(posedge clk)
-    \$signal$49  <= \$26 ;
+    \$signal$53  <= \$20 ;
   always @(posedge clk)
-    \$signal$10  <= \$27 ;
+    \$signal$11  <= \$21 ;
   always @(posedge clk)
-    \$signal$11  <= \$28 ;
+    \$signal$12  <= \$22 ;
   always @(posedge clk)
-    \$signal$12  <= \$29 ;
+    \$signal$13  <= \$23 ;
   always @(posedge clk)
-    \$signal$23  <= \$30 ;
+    x <= \$24 ;
   always @(posedge clk)
-    a <= \$31 ;
-  hwgen_popcount_9 popcount0 (
-    .a(agree0),
+    a <= \$25 ;
+  hwgen_popcount_xnor_9 popcount0 (
+    .a(a),
     .clk(clk),
     .en_a(ctl[3]),
     .en_y(ctl[4]),
     .rst(rst),
+    .w(9'h19b),
+    .x(x),
     .y(pc0)
   );
-  hwgen_popcount_9 popcount1 (
-    .a(agree1),
+  hwgen_popcount_xnor_9 popcount1 (
+    .a(a),
     .clk(clk),
     .en_a(ctl[3]),
     .en_y(ctl[4]),
     .rst(rst),
+    .w(9'h078),
+    .x(x),
     .y(pc1)
   );
-  hwgen_popcount_9 popcount2 (
-    .a(agree2),
+  hwgen_popcount_xnor_9 popcount2 (
+    .a(a),
     .clk(clk),
     .en_a(ctl[3]),
     .en_y(ctl[4]),
     .rst(rst),
+    .w(9'h199),
+    .x(x),
     .y(pc2)
   );
   hwgen_popcount_9 popcount_g (
@@ -1143,131 +1148,138 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$18  = \$signal$43 ;
-    if (\$14 ) begin
-      \$18  = req__payload[22:18];
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$12  = \$signal$47 ;
+    if (\$8 ) begin
+      \$12  = req__payload[22:18];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$19  = \$signal$45 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$13  = \$signal$49 ;
     if (\$signal$3 ) begin
-      \$19  = 1'h0;
+      \$13  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$20  = \$signal$46 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$14  = \$signal$50 ;
     if (\$signal$3 ) begin
-      \$20  = \$15 ;
+      \$14  = \$9 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$21  = \$signal$14 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$15  = \$signal$15 ;
     if (\$signal ) begin
-      \$21  = req__valid;
+      \$15  = req__valid;
     end
     if (rst) begin
-      \$21  = 1'h0;
+      \$15  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$22  = v2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$16  = v2;
     if (\$signal ) begin
-      \$22  = \$signal$14 ;
+      \$16  = \$signal$15 ;
     end
     if (rst) begin
-      \$22  = 1'h0;
+      \$16  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$23  = beat__valid;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$17  = beat__valid;
     if (\$signal ) begin
-      \$23  = v2;
+      \$17  = v2;
     end
     if (rst) begin
-      \$23  = 1'h0;
+      \$17  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$24  = \$signal$47 ;
-    if (\$16 ) begin
-      \$24  = \$signal$45 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$18  = \$signal$51 ;
+    if (\$10 ) begin
+      \$18  = \$signal$49 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$25  = \$signal$48 ;
-    if (\$16 ) begin
-      \$25  = \$signal$46 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$19  = \$signal$52 ;
+    if (\$10 ) begin
+      \$19  = \$signal$50 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$26  = \$signal$49 ;
-    if (\$16 ) begin
-      \$26  = \$signal$43 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$20  = \$signal$53 ;
+    if (\$10 ) begin
+      \$20  = \$signal$47 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$27  = \$signal$10 ;
-    if (\$17 ) begin
-      \$27  = \$signal$47 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$21  = \$signal$11 ;
+    if (\$11 ) begin
+      \$21  = \$signal$51 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$28  = \$signal$11 ;
-    if (\$17 ) begin
-      \$28  = \$signal$48 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$22  = \$signal$12 ;
+    if (\$11 ) begin
+      \$22  = \$signal$52 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$29  = \$signal$12 ;
-    if (\$17 ) begin
-      \$29  = \$signal$49 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$23  = \$signal$13 ;
+    if (\$11 ) begin
+      \$23  = \$signal$53 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$30  = \$signal$23 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$24  = x;
     if (ctl[0]) begin
-      \$30  = req__payload[8:0];
+      \$24  = req__payload[8:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$31  = a;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$25  = a;
     if (ctl[0]) begin
-      \$31  = req__payload[17:9];
+      \$25  = req__payload[17:9];
     end
   end
   assign \$signal$4  = req__valid;
   assign index = 1'h0;
-  assign \$signal$6  = 1'h1;
+  assign ahead = 1'h0;
+  assign \$signal$7  = 1'h1;
   assign en_a = ctl[3];
   assign en_y = ctl[4];
   assign g1 = a;
   assign ng = { 1'h0, y };
-  assign \en_a$24  = ctl[3];
-  assign \en_y$25  = ctl[4];
-  assign \a$26  = agree0;
-  assign \y$28  = pc0;
-  assign \en_a$30  = ctl[3];
-  assign \en_y$31  = ctl[4];
-  assign \a$32  = agree1;
-  assign \y$34  = pc1;
-  assign \en_a$36  = ctl[3];
-  assign \en_y$37  = ctl[4];
-  assign \a$38  = agree2;
-  assign \y$40  = pc2;
+  assign \en_a$23  = ctl[3];
+  assign \en_y$24  = ctl[4];
+  assign \a$25  = a;
+  assign \$signal$27  = x;
+  assign w = 9'h19b;
+  assign \y$30  = pc0;
+  assign \en_a$31  = ctl[3];
+  assign \en_y$32  = ctl[4];
+  assign \a$33  = a;
+  assign \x$34  = x;
+  assign \w$35  = 9'h078;
+  assign \y$37  = pc1;
+  assign \en_a$38  = ctl[3];
+  assign \en_y$39  = ctl[4];
+  assign \a$40  = a;
+  assign \x$41  = x;
+  assign \w$42  = 9'h199;
+  assign \y$44  = pc2;
   assign req__ready = \$signal ;
   assign \beat__payload.acc  = beat__payload[14:0];
   assign \beat__payload.acc[0]  = beat__payload[4:0];
@@ -1278,7 +1290,7 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   assign \beat__payload.tag  = beat__payload[21:17];
   assign \ctl.load  = ctl[0];
   assign \ctl.take  = ctl[1];
-  assign \ctl.index  = ctl[2];
+  assign \ctl.ahead  = ctl[2];
   assign \ctl.en_a  = ctl[3];
   assign \ctl.en_y  = ctl[4];
   assign \req__payload.x  = req__payload[8:0];
@@ -1289,16 +1301,16 @@ module \hwgen_top.layer0.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   assign ctl[2] = 1'h0;
   assign ctl[1] = \$signal$3 ;
   assign ctl[0] = \$2 ;
-  assign beat__payload[14:10] = \$13 [4:0];
-  assign beat__payload[9:5] = \$10 [4:0];
-  assign beat__payload[4:0] = \$7 [4:0];
-  assign beat__payload[21:17] = \$signal$12 ;
-  assign beat__payload[16] = \$signal$11 ;
-  assign beat__payload[15] = \$signal$10 ;
+  assign beat__payload[14:10] = \$7 [4:0];
+  assign beat__payload[9:5] = \$6 [4:0];
+  assign beat__payload[4:0] = \$5 [4:0];
+  assign beat__payload[21:17] = \$signal$13 ;
+  assign beat__payload[16] = \$signal$12 ;
+  assign beat__payload[15] = \$signal$11 ;
 endmodule
 
-module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready, \port$662$0 , \port$662$5 , \port$662$29 , \port$662$35 , req__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready, \port$602$0 , \port$602$5 , \port$602$29 , \port$602$35 , req__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -1396,14 +1408,14 @@ module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready
   wire ok_2_1;
   wire ok_2_2;
   reg pending = 1'h0;
-  input [1:0] \port$662$0 ;
-  wire [1:0] \port$662$0 ;
-  input [2:0] \port$662$29 ;
-  wire [2:0] \port$662$29 ;
-  input \port$662$35 ;
-  wire \port$662$35 ;
-  input [2:0] \port$662$5 ;
-  wire [2:0] \port$662$5 ;
+  input [1:0] \port$602$0 ;
+  wire [1:0] \port$602$0 ;
+  input [2:0] \port$602$29 ;
+  wire [2:0] \port$602$29 ;
+  input \port$602$35 ;
+  wire \port$602$35 ;
+  input [2:0] \port$602$5 ;
+  wire [2:0] \port$602$5 ;
   reg [1:0] px = 2'h0;
   reg [1:0] py = 2'h0;
   output [22:0] req__payload;
@@ -1523,14 +1535,14 @@ module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready
   assign \$18  = ~ 1'h1;
   assign \$19  = ~ req__payload[22];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$70  = \$46 ;
     if (rst) begin
       \$70  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$71  = \$signal ;
     if (\$50 ) begin
       \$71  = 1'h1;
@@ -1542,7 +1554,7 @@ module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$72  = x;
     if (fresh) begin
       \$72  = 3'h0;
@@ -1559,7 +1571,7 @@ module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$73  = dx;
     if (fresh) begin
       \$73  = 1'h0;
@@ -1576,7 +1588,7 @@ module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$74  = px;
     if (fresh) begin
       \$74  = 2'h0;
@@ -1595,7 +1607,7 @@ module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$75  = y;
     if (fresh) begin
       \$75  = 3'h0;
@@ -1614,7 +1626,7 @@ module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$76  = dy;
     if (fresh) begin
       \$76  = 1'h0;
@@ -1633,7 +1645,7 @@ module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$77  = py;
     if (fresh) begin
       \$77  = 2'h0;
@@ -1656,12 +1668,12 @@ module \hwgen_top.layer0.walker (rst, start, fresh, req__valid, turn, req__ready
   assign anchor = 1'h1;
   assign \$signal$13  = \$signal$11 ;
   assign rotate = turn;
-  assign taps = { \port$662$5 , \port$662$0 , \port$662$35 , \port$662$29  };
+  assign taps = { \port$602$5 , \port$602$0 , \port$602$35 , \port$602$29  };
   assign \req__payload.x  = req__payload[8:0];
   assign \req__payload.g  = req__payload[17:9];
   assign \req__payload.tag  = req__payload[22:18];
   assign req__payload[17:9] = { ok_2_2, ok_2_1, ok_2_0, ok_1_2, 1'h1, ok_1_0, ok_0_2, ok_0_1, ok_0_0 };
-  assign req__payload[8:0] = { \port$662$5 , \port$662$0 , \port$662$35 , \port$662$29  };
+  assign req__payload[8:0] = { \port$602$5 , \port$602$0 , \port$602$35 , \port$602$29  };
   assign req__payload[22] = \$14 ;
   assign req__payload[21] = \$8 ;
   assign req__payload[20] = \$6 ;
@@ -1760,15 +1772,15 @@ module \hwgen_top.layer1 (rst, start, wr__data, wr__en, next__en, done, keep, wb
   \hwgen_top.layer1.store  store (
     .clk(clk),
     .fresh(fresh),
-    .\port$288$0 (\$1 ),
-    .\port$289$0 (\$2 ),
-    .\port$290$0 (\$3 ),
-    .\port$291$0 (\$4 ),
-    .\port$292$0 (\$5 ),
-    .\port$293$0 (\$6 ),
-    .\port$294$0 (\$7 ),
-    .\port$295$0 (\$8 ),
-    .\port$296$0 (\$9 ),
+    .\port$279$0 (\$1 ),
+    .\port$280$0 (\$2 ),
+    .\port$281$0 (\$3 ),
+    .\port$282$0 (\$4 ),
+    .\port$283$0 (\$5 ),
+    .\port$284$0 (\$6 ),
+    .\port$285$0 (\$7 ),
+    .\port$286$0 (\$8 ),
+    .\port$287$0 (\$9 ),
     .rbank(rbank),
     .rotate(rotate),
     .rst(rst),
@@ -1789,15 +1801,15 @@ module \hwgen_top.layer1 (rst, start, wr__data, wr__en, next__en, done, keep, wb
     .clk(clk),
     .fresh(fresh),
     .keep(keep),
-    .\port$288$0 (\$1 ),
-    .\port$289$0 (\$2 ),
-    .\port$290$0 (\$3 ),
-    .\port$291$0 (\$4 ),
-    .\port$292$0 (\$5 ),
-    .\port$293$0 (\$6 ),
-    .\port$294$0 (\$7 ),
-    .\port$295$0 (\$8 ),
-    .\port$296$0 (\$9 ),
+    .\port$279$0 (\$1 ),
+    .\port$280$0 (\$2 ),
+    .\port$281$0 (\$3 ),
+    .\port$282$0 (\$4 ),
+    .\port$283$0 (\$5 ),
+    .\port$284$0 (\$6 ),
+    .\port$285$0 (\$7 ),
+    .\port$286$0 (\$8 ),
+    .\port$287$0 (\$9 ),
     .req__payload(req__payload),
     .req__ready(req__ready),
     .req__valid(req__valid),
@@ -1931,8 +1943,8 @@ module \hwgen_top.layer1.sink (done, got, sums__payload, bits_c0, \end );
   assign bits_c0[0] = \$3 ;
 endmodule
 
-module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$288$0 , \port$289$0 , \port$290$0 , \port$291$0 , \port$292$0 , \port$293$0 , \port$294$0 , \port$295$0 , \port$296$0 , rotate, wbank, rbank, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$279$0 , \port$280$0 , \port$281$0 , \port$282$0 , \port$283$0 , \port$284$0 , \port$285$0 , \port$286$0 , \port$287$0 , rotate, wbank, rbank, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -1968,24 +1980,24 @@ module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$288$0 , \por
   wire clk;
   output fresh;
   wire fresh;
-  output [2:0] \port$288$0 ;
-  wire [2:0] \port$288$0 ;
-  output [2:0] \port$289$0 ;
-  wire [2:0] \port$289$0 ;
-  output [2:0] \port$290$0 ;
-  wire [2:0] \port$290$0 ;
-  output [2:0] \port$291$0 ;
-  wire [2:0] \port$291$0 ;
-  output [2:0] \port$292$0 ;
-  wire [2:0] \port$292$0 ;
-  output [2:0] \port$293$0 ;
-  wire [2:0] \port$293$0 ;
-  output [2:0] \port$294$0 ;
-  wire [2:0] \port$294$0 ;
-  output [2:0] \port$295$0 ;
-  wire [2:0] \port$295$0 ;
-  output [2:0] \port$296$0 ;
-  wire [2:0] \port$296$0 ;
+  output [2:0] \port$279$0 ;
+  wire [2:0] \port$279$0 ;
+  output [2:0] \port$280$0 ;
+  wire [2:0] \port$280$0 ;
+  output [2:0] \port$281$0 ;
+  wire [2:0] \port$281$0 ;
+  output [2:0] \port$282$0 ;
+  wire [2:0] \port$282$0 ;
+  output [2:0] \port$283$0 ;
+  wire [2:0] \port$283$0 ;
+  output [2:0] \port$284$0 ;
+  wire [2:0] \port$284$0 ;
+  output [2:0] \port$285$0 ;
+  wire [2:0] \port$285$0 ;
+  output [2:0] \port$286$0 ;
+  wire [2:0] \port$286$0 ;
+  output [2:0] \port$287$0 ;
+  wire [2:0] \port$287$0 ;
   input rbank;
   wire rbank;
   reg [26:0] ring0 = 27'h0000000;
@@ -2038,7 +2050,7 @@ module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$288$0 , \por
   always @(posedge clk)
     was <= \$31 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$29  = ring0;
     if (\$5 ) begin
       \$29  = { \$8 , ring0[26:3] };
@@ -2048,7 +2060,7 @@ module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$288$0 , \por
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$30  = ring1;
     if (\$13 ) begin
       \$30  = { \$16 , ring1[26:3] };
@@ -2058,26 +2070,26 @@ module \hwgen_top.layer1.store (rst, wr__data, wr__en, fresh, \port$288$0 , \por
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$31  = rbank;
     if (rst) begin
       \$31  = 1'h0;
     end
   end
   assign taps = { \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20  };
-  assign \port$288$0  = \$20 ;
-  assign \port$289$0  = \$21 ;
-  assign \port$290$0  = \$22 ;
-  assign \port$291$0  = \$23 ;
-  assign \port$292$0  = \$24 ;
-  assign \port$293$0  = \$25 ;
-  assign \port$294$0  = \$26 ;
-  assign \port$295$0  = \$27 ;
-  assign \port$296$0  = \$28 ;
+  assign \port$279$0  = \$20 ;
+  assign \port$280$0  = \$21 ;
+  assign \port$281$0  = \$22 ;
+  assign \port$282$0  = \$23 ;
+  assign \port$283$0  = \$24 ;
+  assign \port$284$0  = \$25 ;
+  assign \port$285$0  = \$26 ;
+  assign \port$286$0  = \$27 ;
+  assign \port$287$0  = \$28 ;
 endmodule
 
 module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$6 , sums__valid, sums__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire [6:0] \$2 ;
   wire [6:0] \$3 ;
@@ -2114,14 +2126,14 @@ module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$6 , s
   wire clk;
   wire [4:0] ctl;
   wire [4:0] \ctl$11 ;
+  wire \ctl$11.ahead ;
   wire \ctl$11.en_a ;
   wire \ctl$11.en_y ;
-  wire \ctl$11.index ;
   wire \ctl$11.load ;
   wire \ctl$11.take ;
+  wire \ctl.ahead ;
   wire \ctl.en_a ;
   wire \ctl.en_y ;
-  wire \ctl.index ;
   wire \ctl.load ;
   wire \ctl.take ;
   wire [10:0] g;
@@ -2202,7 +2214,7 @@ module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$6 , s
     .x(\req__payload$6 [26:16])
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$6  = sums__valid;
     if (adv) begin
       \$6  = beat__valid;
@@ -2212,7 +2224,7 @@ module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$6 , s
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$7  = sums__payload;
     if (load) begin
       \$7 [24] = beat__payload[24];
@@ -2254,12 +2266,12 @@ module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$6 , s
   assign \req__payload$6.tag  = \req__payload$6 [58:54];
   assign \ctl.load  = ctl[0];
   assign \ctl.take  = ctl[1];
-  assign \ctl.index  = ctl[2];
+  assign \ctl.ahead  = ctl[2];
   assign \ctl.en_a  = ctl[3];
   assign \ctl.en_y  = ctl[4];
   assign \ctl$11.load  = ctl[0];
   assign \ctl$11.take  = ctl[1];
-  assign \ctl$11.index  = ctl[2];
+  assign \ctl$11.ahead  = ctl[2];
   assign \ctl$11.en_a  = ctl[3];
   assign \ctl$11.en_y  = ctl[4];
   assign \sums__payload.acc  = sums__payload[23:0];
@@ -2296,65 +2308,59 @@ module \hwgen_top.layer1.tiles (rst, req__valid, req__ready, \req__payload$6 , s
 endmodule
 
 module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__ready, req__payload, beat__payload, ctl, beat__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
-  wire [6:0] \$10 ;
-  wire [15:0] \$11 ;
-  wire [15:0] \$12 ;
-  wire [6:0] \$13 ;
-  wire [15:0] \$14 ;
-  wire [15:0] \$15 ;
-  wire [6:0] \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  reg [4:0] \$13 ;
+  reg \$14 ;
+  reg \$15 ;
+  reg \$16 ;
+  reg \$17 ;
+  reg \$18 ;
+  reg \$19 ;
   wire \$2 ;
-  wire \$20 ;
+  reg \$20 ;
   reg [4:0] \$21 ;
   reg \$22 ;
   reg \$23 ;
-  reg \$24 ;
-  reg \$25 ;
-  reg \$26 ;
-  reg \$27 ;
-  reg \$28 ;
-  reg [4:0] \$29 ;
+  reg [4:0] \$24 ;
+  reg [15:0] \$25 ;
+  reg [15:0] \$26 ;
   wire \$3 ;
-  reg \$30 ;
-  reg \$31 ;
-  reg [4:0] \$32 ;
-  reg [15:0] \$33 ;
-  reg [15:0] \$34 ;
   wire \$4 ;
-  wire [15:0] \$5 ;
-  wire [15:0] \$6 ;
+  wire [6:0] \$5 ;
+  wire [6:0] \$6 ;
   wire [6:0] \$7 ;
-  wire [15:0] \$8 ;
-  wire [15:0] \$9 ;
+  wire [6:0] \$8 ;
+  wire \$9 ;
   wire \$signal ;
-  reg \$signal$10  = 1'h0;
   reg \$signal$11  = 1'h0;
-  reg [4:0] \$signal$12  = 5'h00;
-  reg \$signal$14  = 1'h0;
-  reg [15:0] \$signal$23  = 16'h0000;
+  reg \$signal$12  = 1'h0;
+  reg [4:0] \$signal$13  = 5'h00;
+  reg \$signal$15  = 1'h0;
+  (* init = 16'h0000 *)
+  wire [15:0] \$signal$27 ;
   wire \$signal$3 ;
   wire \$signal$4 ;
-  reg [4:0] \$signal$49  = 5'h00;
-  reg \$signal$51  = 1'h0;
-  reg \$signal$52  = 1'h0;
-  reg \$signal$53  = 1'h0;
-  reg \$signal$54  = 1'h0;
-  reg [4:0] \$signal$55  = 5'h00;
-  wire \$signal$6 ;
+  reg [4:0] \$signal$54  = 5'h00;
+  reg \$signal$56  = 1'h0;
+  reg \$signal$57  = 1'h0;
+  reg \$signal$58  = 1'h0;
+  reg \$signal$59  = 1'h0;
+  reg [4:0] \$signal$60  = 5'h00;
+  wire \$signal$7 ;
   reg [15:0] a = 16'h0000;
-  wire [15:0] \a$26 ;
-  wire [15:0] \a$32 ;
-  wire [15:0] \a$38 ;
-  wire [15:0] \a$44 ;
-  wire [15:0] agree0;
-  wire [15:0] agree1;
-  wire [15:0] agree2;
-  wire [15:0] agree3;
+  (* init = 16'h0000 *)
+  wire [15:0] \a$25 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \a$33 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \a$40 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \a$47 ;
+  wire ahead;
   output [30:0] beat__payload;
   wire [30:0] beat__payload;
   wire [23:0] \beat__payload.acc ;
@@ -2373,21 +2379,21 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   wire clk;
   output [4:0] ctl;
   wire [4:0] ctl;
+  wire \ctl.ahead ;
   wire \ctl.en_a ;
   wire \ctl.en_y ;
-  wire \ctl.index ;
   wire \ctl.load ;
   wire \ctl.take ;
   wire en_a;
-  wire \en_a$24 ;
-  wire \en_a$30 ;
-  wire \en_a$36 ;
-  wire \en_a$42 ;
+  wire \en_a$23 ;
+  wire \en_a$31 ;
+  wire \en_a$38 ;
+  wire \en_a$45 ;
   wire en_y;
-  wire \en_y$25 ;
-  wire \en_y$31 ;
-  wire \en_y$37 ;
-  wire \en_y$43 ;
+  wire \en_y$24 ;
+  wire \en_y$32 ;
+  wire \en_y$39 ;
+  wire \en_y$46 ;
   (* init = 16'h0000 *)
   wire [15:0] g1;
   wire index;
@@ -2408,95 +2414,102 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   input rst;
   wire rst;
   reg v2 = 1'h0;
+  wire [15:0] w;
+  wire [15:0] \w$35 ;
+  wire [15:0] \w$42 ;
+  wire [15:0] \w$49 ;
+  reg [15:0] x = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \x$34 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \x$41 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \x$48 ;
   wire [4:0] y;
-  wire [4:0] \y$28 ;
-  wire [4:0] \y$34 ;
-  wire [4:0] \y$40 ;
-  wire [4:0] \y$46 ;
+  wire [4:0] \y$30 ;
+  wire [4:0] \y$37 ;
+  wire [4:0] \y$44 ;
+  wire [4:0] \y$51 ;
   assign \$1  = ~ beat__valid;
   assign \$signal  = \$1  | beat__ready;
   assign \$signal$3  = req__valid & \$signal ;
   assign \$2  = \$signal$3  & 1'h1;
-  assign \$3  = \$signal$14  & \$signal ;
+  assign \$3  = \$signal$15  & \$signal ;
   assign \$4  = v2 & \$signal ;
-  assign \$5  = \$signal$23  ^ 16'hcb4b;
-  assign \$6  = ~ \$5 ;
-  assign agree0 = a & \$6 ;
-  assign \$7  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$8  = \$signal$23  ^ 16'h7faf;
-  assign \$9  = ~ \$8 ;
-  assign agree1 = a & \$9 ;
-  assign \$10  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
-  assign \$11  = \$signal$23  ^ 16'h7bee;
-  assign \$12  = ~ \$11 ;
-  assign agree2 = a & \$12 ;
-  assign \$13  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
-  assign \$14  = \$signal$23  ^ 16'hca9c;
-  assign \$15  = ~ \$14 ;
-  assign agree3 = a & \$15 ;
-  assign \$16  = { 1'h0, pc3, 1'h0 } - { 2'h0, y };
-  assign \$17  = \$signal$3  & 1'h1;
-  assign \$18  = 1'h0 == 1'h0;
-  assign \$19  = \$signal$14  & \$signal ;
-  assign \$20  = v2 & \$signal ;
+  assign \$5  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
+  assign \$6  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
+  assign \$7  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
+  assign \$8  = { 1'h0, pc3, 1'h0 } - { 2'h0, y };
+  assign \$9  = \$signal$3  & 1'h1;
+  assign \$10  = 1'h0 == 1'h0;
+  assign \$11  = \$signal$15  & \$signal ;
+  assign \$12  = v2 & \$signal ;
   always @(posedge clk)
-    \$signal$49  <= \$21 ;
+    \$signal$54  <= \$13 ;
   always @(posedge clk)
-    \$signal$51  <= \$22 ;
+    \$signal$56  <= \$14 ;
   always @(posedge clk)
-    \$signal$52  <= \$23 ;
+    \$signal$57  <= \$15 ;
   always @(posedge clk)
-    \$signal$14  <= \$24 ;
+    \$signal$15  <= \$16 ;
   always @(posedge clk)
-    v2 <= \$25 ;
+    v2 <= \$17 ;
   always @(posedge clk)
-    beat__valid <= \$26 ;
+    beat__valid <= \$18 ;
   always @(posedge clk)
-    \$signal$53  <= \$27 ;
+    \$signal$58  <= \$19 ;
   always @(posedge clk)
-    \$signal$54  <= \$28 ;
+    \$signal$59  <= \$20 ;
   always @(posedge clk)
-    \$signal$55  <= \$29 ;
+    \$signal$60  <= \$21 ;
   always @(posedge clk)
-    \$signal$10  <= \$30 ;
+    \$signal$11  <= \$22 ;
   always @(posedge clk)
-    \$signal$11  <= \$31 ;
+    \$signal$12  <= \$23 ;
   always @(posedge clk)
-    \$signal$12  <= \$32 ;
+    \$signal$13  <= \$24 ;
   always @(posedge clk)
-    \$signal$23  <= \$33 ;
+    x <= \$25 ;
   always @(posedge clk)
-    a <= \$34 ;
-  hwgen_popcount_16 popcount0 (
-    .a(agree0),
+    a <= \$26 ;
+  hwgen_popcount_xnor_16 popcount0 (
+    .a(a),
     .clk(clk),
     .en_a(ctl[3]),
     .en_y(ctl[4]),
     .rst(rst),
+    .w(16'hcb4b),
+    .x(x),
     .y(pc0)
   );
-  hwgen_popcount_16 popcount1 (
-    .a(agree1),
+  hwgen_popcount_xnor_16 popcount1 (
+    .a(a),
     .clk(clk),
     .en_a(ctl[3]),
     .en_y(ctl[4]),
     .rst(rst),
+    .w(16'h7faf),
+    .x(x),
     .y(pc1)
   );
-  hwgen_popcount_16 popcount2 (
-    .a(agree2),
+  hwgen_popcount_xnor_16 popcount2 (
+    .a(a),
     .clk(clk),
     .en_a(ctl[3]),
     .en_y(ctl[4]),
     .rst(rst),
+    .w(16'h7bee),
+    .x(x),
     .y(pc2)
   );
-  hwgen_popcount_16 popcount3 (
-    .a(agree3),
+  hwgen_popcount_xnor_16 popcount3 (
+    .a(a),
     .clk(clk),
     .en_a(ctl[3]),
     .en_y(ctl[4]),
     .rst(rst),
+    .w(16'hca9c),
+    .x(x),
     .y(pc3)
   );
   hwgen_popcount_16 popcount_g (
@@ -2508,135 +2521,144 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$21  = \$signal$49 ;
-    if (\$17 ) begin
-      \$21  = req__payload[36:32];
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$13  = \$signal$54 ;
+    if (\$9 ) begin
+      \$13  = req__payload[36:32];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$22  = \$signal$51 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$14  = \$signal$56 ;
     if (\$signal$3 ) begin
-      \$22  = 1'h0;
+      \$14  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$23  = \$signal$52 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$15  = \$signal$57 ;
     if (\$signal$3 ) begin
-      \$23  = \$18 ;
+      \$15  = \$10 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$24  = \$signal$14 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$16  = \$signal$15 ;
     if (\$signal ) begin
-      \$24  = req__valid;
+      \$16  = req__valid;
     end
     if (rst) begin
-      \$24  = 1'h0;
+      \$16  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$25  = v2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$17  = v2;
     if (\$signal ) begin
-      \$25  = \$signal$14 ;
+      \$17  = \$signal$15 ;
     end
     if (rst) begin
-      \$25  = 1'h0;
+      \$17  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$26  = beat__valid;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$18  = beat__valid;
     if (\$signal ) begin
-      \$26  = v2;
+      \$18  = v2;
     end
     if (rst) begin
-      \$26  = 1'h0;
+      \$18  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$27  = \$signal$53 ;
-    if (\$19 ) begin
-      \$27  = \$signal$51 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$19  = \$signal$58 ;
+    if (\$11 ) begin
+      \$19  = \$signal$56 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$28  = \$signal$54 ;
-    if (\$19 ) begin
-      \$28  = \$signal$52 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$20  = \$signal$59 ;
+    if (\$11 ) begin
+      \$20  = \$signal$57 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$29  = \$signal$55 ;
-    if (\$19 ) begin
-      \$29  = \$signal$49 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$21  = \$signal$60 ;
+    if (\$11 ) begin
+      \$21  = \$signal$54 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$30  = \$signal$10 ;
-    if (\$20 ) begin
-      \$30  = \$signal$53 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$22  = \$signal$11 ;
+    if (\$12 ) begin
+      \$22  = \$signal$58 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$31  = \$signal$11 ;
-    if (\$20 ) begin
-      \$31  = \$signal$54 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$23  = \$signal$12 ;
+    if (\$12 ) begin
+      \$23  = \$signal$59 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$32  = \$signal$12 ;
-    if (\$20 ) begin
-      \$32  = \$signal$55 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$24  = \$signal$13 ;
+    if (\$12 ) begin
+      \$24  = \$signal$60 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$33  = \$signal$23 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$25  = x;
     if (ctl[0]) begin
-      \$33  = req__payload[15:0];
+      \$25  = req__payload[15:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$34  = a;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$26  = a;
     if (ctl[0]) begin
-      \$34  = req__payload[31:16];
+      \$26  = req__payload[31:16];
     end
   end
   assign \$signal$4  = req__valid;
   assign index = 1'h0;
-  assign \$signal$6  = 1'h1;
+  assign ahead = 1'h0;
+  assign \$signal$7  = 1'h1;
   assign en_a = ctl[3];
   assign en_y = ctl[4];
   assign g1 = a;
   assign ng = { 1'h0, y };
-  assign \en_a$24  = ctl[3];
-  assign \en_y$25  = ctl[4];
-  assign \a$26  = agree0;
-  assign \y$28  = pc0;
-  assign \en_a$30  = ctl[3];
-  assign \en_y$31  = ctl[4];
-  assign \a$32  = agree1;
-  assign \y$34  = pc1;
-  assign \en_a$36  = ctl[3];
-  assign \en_y$37  = ctl[4];
-  assign \a$38  = agree2;
-  assign \y$40  = pc2;
-  assign \en_a$42  = ctl[3];
-  assign \en_y$43  = ctl[4];
-  assign \a$44  = agree3;
-  assign \y$46  = pc3;
+  assign \en_a$23  = ctl[3];
+  assign \en_y$24  = ctl[4];
+  assign \a$25  = a;
+  assign \$signal$27  = x;
+  assign w = 16'hcb4b;
+  assign \y$30  = pc0;
+  assign \en_a$31  = ctl[3];
+  assign \en_y$32  = ctl[4];
+  assign \a$33  = a;
+  assign \x$34  = x;
+  assign \w$35  = 16'h7faf;
+  assign \y$37  = pc1;
+  assign \en_a$38  = ctl[3];
+  assign \en_y$39  = ctl[4];
+  assign \a$40  = a;
+  assign \x$41  = x;
+  assign \w$42  = 16'h7bee;
+  assign \y$44  = pc2;
+  assign \en_a$45  = ctl[3];
+  assign \en_y$46  = ctl[4];
+  assign \a$47  = a;
+  assign \x$48  = x;
+  assign \w$49  = 16'hca9c;
+  assign \y$51  = pc3;
   assign req__ready = \$signal ;
   assign \beat__payload.acc  = beat__payload[23:0];
   assign \beat__payload.acc[0]  = beat__payload[5:0];
@@ -2648,7 +2670,7 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   assign \beat__payload.tag  = beat__payload[30:26];
   assign \ctl.load  = ctl[0];
   assign \ctl.take  = ctl[1];
-  assign \ctl.index  = ctl[2];
+  assign \ctl.ahead  = ctl[2];
   assign \ctl.en_a  = ctl[3];
   assign \ctl.en_y  = ctl[4];
   assign \req__payload.x  = req__payload[15:0];
@@ -2659,67 +2681,59 @@ module \hwgen_top.layer1.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   assign ctl[2] = 1'h0;
   assign ctl[1] = \$signal$3 ;
   assign ctl[0] = \$2 ;
-  assign beat__payload[23:18] = \$16 [5:0];
-  assign beat__payload[17:12] = \$13 [5:0];
-  assign beat__payload[11:6] = \$10 [5:0];
-  assign beat__payload[5:0] = \$7 [5:0];
-  assign beat__payload[30:26] = \$signal$12 ;
-  assign beat__payload[25] = \$signal$11 ;
-  assign beat__payload[24] = \$signal$10 ;
+  assign beat__payload[23:18] = \$8 [5:0];
+  assign beat__payload[17:12] = \$7 [5:0];
+  assign beat__payload[11:6] = \$6 [5:0];
+  assign beat__payload[5:0] = \$5 [5:0];
+  assign beat__payload[30:26] = \$signal$13 ;
+  assign beat__payload[25] = \$signal$12 ;
+  assign beat__payload[24] = \$signal$11 ;
 endmodule
 
 module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, x, g, ctl, acc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
-  wire [10:0] \$1 ;
-  wire [10:0] \$10 ;
-  wire [10:0] \$11 ;
-  wire [5:0] \$12 ;
-  reg [10:0] \$13 ;
-  reg [10:0] \$14 ;
-  wire [10:0] \$2 ;
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  wire [5:0] \$1 ;
+  wire [5:0] \$2 ;
   wire [5:0] \$3 ;
-  wire [10:0] \$4 ;
-  wire [10:0] \$5 ;
-  wire [5:0] \$6 ;
-  wire [10:0] \$7 ;
-  wire [10:0] \$8 ;
-  wire [5:0] \$9 ;
+  wire [5:0] \$4 ;
+  reg [10:0] \$5 ;
+  reg [10:0] \$6 ;
   reg [10:0] \$signal  = 11'h000;
   (* init = 11'h000 *)
   wire [10:0] a;
-  wire [10:0] \a$15 ;
+  (* init = 11'h000 *)
+  wire [10:0] \a$14 ;
+  (* init = 11'h000 *)
   wire [10:0] \a$22 ;
-  wire [10:0] \a$28 ;
-  wire [10:0] \a$34 ;
+  (* init = 11'h000 *)
+  wire [10:0] \a$29 ;
+  (* init = 11'h000 *)
+  wire [10:0] \a$36 ;
   output [19:0] acc;
   wire [19:0] acc;
   wire [4:0] \acc[0] ;
   wire [4:0] \acc[1] ;
   wire [4:0] \acc[2] ;
   wire [4:0] \acc[3] ;
-  wire [10:0] agree0;
-  wire [10:0] agree1;
-  wire [10:0] agree2;
-  wire [10:0] agree3;
   input clk;
   wire clk;
   input [4:0] ctl;
   wire [4:0] ctl;
+  wire \ctl.ahead ;
   wire \ctl.en_a ;
   wire \ctl.en_y ;
-  wire \ctl.index ;
   wire \ctl.load ;
   wire \ctl.take ;
   wire en_a;
-  wire \en_a$13 ;
+  wire \en_a$12 ;
   wire \en_a$20 ;
-  wire \en_a$26 ;
-  wire \en_a$32 ;
+  wire \en_a$27 ;
+  wire \en_a$34 ;
   wire en_y;
-  wire \en_y$14 ;
+  wire \en_y$13 ;
   wire \en_y$21 ;
-  wire \en_y$27 ;
-  wire \en_y$33 ;
+  wire \en_y$28 ;
+  wire \en_y$35 ;
   input [10:0] g;
   wire [10:0] g;
   reg [10:0] g1 = 11'h000;
@@ -2730,63 +2744,71 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, x, g, ctl, acc, clk);
   wire [3:0] pc3;
   input rst;
   wire rst;
+  wire [10:0] w;
+  wire [10:0] \w$24 ;
+  wire [10:0] \w$31 ;
+  wire [10:0] \w$38 ;
   input [10:0] x;
   wire [10:0] x;
+  (* init = 11'h000 *)
+  wire [10:0] \x$15 ;
+  (* init = 11'h000 *)
+  wire [10:0] \x$23 ;
+  (* init = 11'h000 *)
+  wire [10:0] \x$30 ;
+  (* init = 11'h000 *)
+  wire [10:0] \x$37 ;
   wire [3:0] y;
-  wire [3:0] \y$17 ;
-  wire [3:0] \y$24 ;
-  wire [3:0] \y$30 ;
-  wire [3:0] \y$36 ;
-  assign \$1  = \$signal  ^ 11'h5b7;
-  assign \$2  = ~ \$1 ;
-  assign agree0 = g1 & \$2 ;
-  assign \$3  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$4  = \$signal  ^ 11'h589;
-  assign \$5  = ~ \$4 ;
-  assign agree1 = g1 & \$5 ;
-  assign \$6  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
-  assign \$7  = \$signal  ^ 11'h7eb;
-  assign \$8  = ~ \$7 ;
-  assign agree2 = g1 & \$8 ;
-  assign \$9  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
-  assign \$10  = \$signal  ^ 11'h6ff;
-  assign \$11  = ~ \$10 ;
-  assign agree3 = g1 & \$11 ;
-  assign \$12  = { 1'h0, pc3, 1'h0 } - { 2'h0, y };
+  wire [3:0] \y$18 ;
+  wire [3:0] \y$26 ;
+  wire [3:0] \y$33 ;
+  wire [3:0] \y$40 ;
+  assign \$4  = { 1'h0, pc3, 1'h0 } - { 2'h0, y };
   always @(posedge clk)
-    \$signal  <= \$13 ;
+    \$signal  <= \$5 ;
   always @(posedge clk)
-    g1 <= \$14 ;
-  hwgen_popcount_11 popcount0 (
-    .a(agree0),
+    g1 <= \$6 ;
+  assign \$1  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
+  assign \$2  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
+  assign \$3  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
+  hwgen_popcount_xnor_11 popcount0 (
+    .a(g1),
     .clk(clk),
     .en_a(ctl[3]),
     .en_y(ctl[4]),
     .rst(rst),
+    .w(11'h5b7),
+    .x(\$signal ),
     .y(pc0)
   );
-  hwgen_popcount_11 popcount1 (
-    .a(agree1),
+  hwgen_popcount_xnor_11 popcount1 (
+    .a(g1),
     .clk(clk),
     .en_a(ctl[3]),
     .en_y(ctl[4]),
     .rst(rst),
+    .w(11'h589),
+    .x(\$signal ),
     .y(pc1)
   );
-  hwgen_popcount_11 popcount2 (
-    .a(agree2),
+  hwgen_popcount_xnor_11 popcount2 (
+    .a(g1),
     .clk(clk),
     .en_a(ctl[3]),
     .en_y(ctl[4]),
     .rst(rst),
+    .w(11'h7eb),
+    .x(\$signal ),
     .y(pc2)
   );
-  hwgen_popcount_11 popcount3 (
-    .a(agree3),
+  hwgen_popcount_xnor_11 popcount3 (
+    .a(g1),
     .clk(clk),
     .en_a(ctl[3]),
     .en_y(ctl[4]),
     .rst(rst),
+    .w(11'h6ff),
+    .x(\$signal ),
     .y(pc3)
   );
   hwgen_popcount_11 popcount_g (
@@ -2798,56 +2820,64 @@ module \hwgen_top.layer1.tiles.tile_r1_c0 (rst, x, g, ctl, acc, clk);
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$13  = \$signal ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$5  = \$signal ;
     if (ctl[0]) begin
-      \$13  = x;
+      \$5  = x;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$14  = g1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$6  = g1;
     if (ctl[0]) begin
-      \$14  = g;
+      \$6  = g;
     end
   end
   assign en_a = ctl[3];
   assign en_y = ctl[4];
   assign a = g1;
   assign ng = { 1'h0, y };
-  assign \en_a$13  = ctl[3];
-  assign \en_y$14  = ctl[4];
-  assign \a$15  = agree0;
-  assign \y$17  = pc0;
+  assign \en_a$12  = ctl[3];
+  assign \en_y$13  = ctl[4];
+  assign \a$14  = g1;
+  assign \x$15  = \$signal ;
+  assign w = 11'h5b7;
+  assign \y$18  = pc0;
   assign \en_a$20  = ctl[3];
   assign \en_y$21  = ctl[4];
-  assign \a$22  = agree1;
-  assign \y$24  = pc1;
-  assign \en_a$26  = ctl[3];
-  assign \en_y$27  = ctl[4];
-  assign \a$28  = agree2;
-  assign \y$30  = pc2;
-  assign \en_a$32  = ctl[3];
-  assign \en_y$33  = ctl[4];
-  assign \a$34  = agree3;
-  assign \y$36  = pc3;
+  assign \a$22  = g1;
+  assign \x$23  = \$signal ;
+  assign \w$24  = 11'h589;
+  assign \y$26  = pc1;
+  assign \en_a$27  = ctl[3];
+  assign \en_y$28  = ctl[4];
+  assign \a$29  = g1;
+  assign \x$30  = \$signal ;
+  assign \w$31  = 11'h7eb;
+  assign \y$33  = pc2;
+  assign \en_a$34  = ctl[3];
+  assign \en_y$35  = ctl[4];
+  assign \a$36  = g1;
+  assign \x$37  = \$signal ;
+  assign \w$38  = 11'h6ff;
+  assign \y$40  = pc3;
   assign \ctl.load  = ctl[0];
   assign \ctl.take  = ctl[1];
-  assign \ctl.index  = ctl[2];
+  assign \ctl.ahead  = ctl[2];
   assign \ctl.en_a  = ctl[3];
   assign \ctl.en_y  = ctl[4];
   assign \acc[0]  = acc[4:0];
   assign \acc[1]  = acc[9:5];
   assign \acc[2]  = acc[14:10];
   assign \acc[3]  = acc[19:15];
-  assign acc[19:15] = \$12 [4:0];
-  assign acc[14:10] = \$9 [4:0];
-  assign acc[9:5] = \$6 [4:0];
-  assign acc[4:0] = \$3 [4:0];
+  assign acc[19:15] = \$4 [4:0];
+  assign acc[14:10] = \$3 [4:0];
+  assign acc[9:5] = \$2 [4:0];
+  assign acc[4:0] = \$1 [4:0];
 endmodule
 
-module \hwgen_top.layer1.walker (rst, start, fresh, \port$288$0 , \port$289$0 , \port$290$0 , \port$291$0 , \port$292$0 , \port$293$0 , \port$294$0 , \port$295$0 , \port$296$0 , req__valid, turn, req__ready, keep, req__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+module \hwgen_top.layer1.walker (rst, start, fresh, \port$279$0 , \port$280$0 , \port$281$0 , \port$282$0 , \port$283$0 , \port$284$0 , \port$285$0 , \port$286$0 , \port$287$0 , req__valid, turn, req__ready, keep, req__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -2936,24 +2966,24 @@ module \hwgen_top.layer1.walker (rst, start, fresh, \port$288$0 , \port$289$0 , 
   wire ok_2_1;
   wire ok_2_2;
   reg pending = 1'h0;
-  input [2:0] \port$288$0 ;
-  wire [2:0] \port$288$0 ;
-  input [2:0] \port$289$0 ;
-  wire [2:0] \port$289$0 ;
-  input [2:0] \port$290$0 ;
-  wire [2:0] \port$290$0 ;
-  input [2:0] \port$291$0 ;
-  wire [2:0] \port$291$0 ;
-  input [2:0] \port$292$0 ;
-  wire [2:0] \port$292$0 ;
-  input [2:0] \port$293$0 ;
-  wire [2:0] \port$293$0 ;
-  input [2:0] \port$294$0 ;
-  wire [2:0] \port$294$0 ;
-  input [2:0] \port$295$0 ;
-  wire [2:0] \port$295$0 ;
-  input [2:0] \port$296$0 ;
-  wire [2:0] \port$296$0 ;
+  input [2:0] \port$279$0 ;
+  wire [2:0] \port$279$0 ;
+  input [2:0] \port$280$0 ;
+  wire [2:0] \port$280$0 ;
+  input [2:0] \port$281$0 ;
+  wire [2:0] \port$281$0 ;
+  input [2:0] \port$282$0 ;
+  wire [2:0] \port$282$0 ;
+  input [2:0] \port$283$0 ;
+  wire [2:0] \port$283$0 ;
+  input [2:0] \port$284$0 ;
+  wire [2:0] \port$284$0 ;
+  input [2:0] \port$285$0 ;
+  wire [2:0] \port$285$0 ;
+  input [2:0] \port$286$0 ;
+  wire [2:0] \port$286$0 ;
+  input [2:0] \port$287$0 ;
+  wire [2:0] \port$287$0 ;
   reg [1:0] px = 2'h0;
   reg [1:0] py = 2'h0;
   output [58:0] req__payload;
@@ -3062,14 +3092,14 @@ module \hwgen_top.layer1.walker (rst, start, fresh, \port$288$0 , \port$289$0 , 
   assign \$24  = 1'h1 & \$23 ;
   assign \$25  = x < 2'h2;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$63  = \$49 ;
     if (rst) begin
       \$63  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$64  = \$signal ;
     if (\$53 ) begin
       \$64  = 1'h1;
@@ -3081,7 +3111,7 @@ module \hwgen_top.layer1.walker (rst, start, fresh, \port$288$0 , \port$289$0 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$65  = x;
     if (fresh) begin
       \$65  = 2'h0;
@@ -3098,7 +3128,7 @@ module \hwgen_top.layer1.walker (rst, start, fresh, \port$288$0 , \port$289$0 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$66  = px;
     if (fresh) begin
       \$66  = 2'h0;
@@ -3115,7 +3145,7 @@ module \hwgen_top.layer1.walker (rst, start, fresh, \port$288$0 , \port$289$0 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$67  = y;
     if (fresh) begin
       \$67  = 2'h0;
@@ -3134,7 +3164,7 @@ module \hwgen_top.layer1.walker (rst, start, fresh, \port$288$0 , \port$289$0 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$68  = py;
     if (fresh) begin
       \$68  = 2'h0;
@@ -3155,12 +3185,12 @@ module \hwgen_top.layer1.walker (rst, start, fresh, \port$288$0 , \port$289$0 , 
   assign anchor = 1'h1;
   assign \$signal$11  = \$signal$9 ;
   assign rotate = turn;
-  assign taps = { \port$296$0 , \port$295$0 , \port$294$0 , \port$293$0 , \port$292$0 , \port$291$0 , \port$290$0 , \port$289$0 , \port$288$0  };
+  assign taps = { \port$287$0 , \port$286$0 , \port$285$0 , \port$284$0 , \port$283$0 , \port$282$0 , \port$281$0 , \port$280$0 , \port$279$0  };
   assign \req__payload.x  = req__payload[26:0];
   assign \req__payload.g  = req__payload[53:27];
   assign \req__payload.tag  = req__payload[58:54];
   assign req__payload[53:27] = { \$42 , \$41 , \$40 , \$39 , keep, \$38 , \$37 , \$36 , \$35  };
-  assign req__payload[26:0] = { \port$296$0 , \port$295$0 , \port$294$0 , \port$293$0 , \port$292$0 , \port$291$0 , \port$290$0 , \port$289$0 , \port$288$0  };
+  assign req__payload[26:0] = { \port$287$0 , \port$286$0 , \port$285$0 , \port$284$0 , \port$283$0 , \port$282$0 , \port$281$0 , \port$280$0 , \port$279$0  };
   assign req__payload[58] = \$6 ;
   assign req__payload[57] = 1'h1;
   assign req__payload[56] = 1'h1;
@@ -3340,7 +3370,7 @@ module \hwgen_top.layer2 (clk, rst, sample, wr__en, start, done, keep, wr__data,
 endmodule
 
 module \hwgen_top.layer2.sink (clk, rst, sample, sums__ready, done, sums__valid, sums__payload, out__valid, out__payload, out__ready);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$2 ;
   reg \$3 ;
@@ -3390,7 +3420,7 @@ module \hwgen_top.layer2.sink (clk, rst, sample, sums__ready, done, sums__valid,
   assign \end  = got & sums__payload[22];
   assign done = \end  & sums__payload[27];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$3  = out__valid;
     if (\$2 ) begin
       \$3  = 1'h0;
@@ -3403,7 +3433,7 @@ module \hwgen_top.layer2.sink (clk, rst, sample, sums__ready, done, sums__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$4  = out__payload;
     if (\end ) begin
       \$4 [15:0] = sample;
@@ -3430,7 +3460,7 @@ module \hwgen_top.layer2.sink (clk, rst, sample, sums__ready, done, sums__valid,
 endmodule
 
 module \hwgen_top.layer2.store (rst, wr__en, wr__data, ring0, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire [3:0] \$2 ;
   reg [35:0] \$3 ;
@@ -3453,7 +3483,7 @@ module \hwgen_top.layer2.store (rst, wr__en, wr__data, ring0, clk);
   always @(posedge clk)
     ring0 <= \$3 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$3  = ring0;
     if (\$1 ) begin
       \$3  = { \$2 , ring0[35:4] };
@@ -3468,7 +3498,7 @@ module \hwgen_top.layer2.store (rst, wr__en, wr__data, ring0, clk);
 endmodule
 
 module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, sums__ready, \req__payload$6 , sums__valid, sums__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire [6:0] \$2 ;
   wire [7:0] \$3 ;
@@ -3513,20 +3543,20 @@ module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, sums__ready, \req__
   wire clk;
   wire [4:0] ctl;
   wire [4:0] \ctl$11 ;
+  wire \ctl$11.ahead ;
   wire \ctl$11.en_a ;
   wire \ctl$11.en_y ;
-  wire \ctl$11.index ;
   wire \ctl$11.load ;
   wire \ctl$11.take ;
   wire [4:0] \ctl$14 ;
+  wire \ctl$14.ahead ;
   wire \ctl$14.en_a ;
   wire \ctl$14.en_y ;
-  wire \ctl$14.index ;
   wire \ctl$14.load ;
   wire \ctl$14.take ;
+  wire \ctl.ahead ;
   wire \ctl.en_a ;
   wire \ctl.en_y ;
-  wire \ctl.index ;
   wire \ctl.load ;
   wire \ctl.take ;
   wire [15:0] g;
@@ -3617,7 +3647,7 @@ module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, sums__ready, \req__
     .x(\req__payload$6 [35:32])
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$8  = sums__valid;
     if (adv) begin
       \$8  = beat__valid;
@@ -3627,7 +3657,7 @@ module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, sums__ready, \req__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$9  = sums__payload;
     if (load) begin
       \$9 [21] = beat__payload[18];
@@ -3673,17 +3703,17 @@ module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, sums__ready, \req__
   assign \req__payload$6.tag  = \req__payload$6 [76:72];
   assign \ctl.load  = ctl[0];
   assign \ctl.take  = ctl[1];
-  assign \ctl.index  = ctl[2];
+  assign \ctl.ahead  = ctl[2];
   assign \ctl.en_a  = ctl[3];
   assign \ctl.en_y  = ctl[4];
   assign \ctl$11.load  = ctl[0];
   assign \ctl$11.take  = ctl[1];
-  assign \ctl$11.index  = ctl[2];
+  assign \ctl$11.ahead  = ctl[2];
   assign \ctl$11.en_a  = ctl[3];
   assign \ctl$11.en_y  = ctl[4];
   assign \ctl$14.load  = ctl[0];
   assign \ctl$14.take  = ctl[1];
-  assign \ctl$14.index  = ctl[2];
+  assign \ctl$14.ahead  = ctl[2];
   assign \ctl$14.en_a  = ctl[3];
   assign \ctl$14.en_y  = ctl[4];
   assign \sums__payload.acc  = sums__payload[20:0];
@@ -3719,60 +3749,56 @@ module \hwgen_top.layer2.tiles (rst, req__valid, req__ready, sums__ready, \req__
 endmodule
 
 module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__ready, req__payload, beat__payload, ctl, beat__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
-  wire [6:0] \$10 ;
-  wire [15:0] \$11 ;
-  wire [15:0] \$12 ;
-  wire [6:0] \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  reg [4:0] \$18 ;
+  wire \$10 ;
+  wire \$11 ;
+  reg [4:0] \$12 ;
+  reg \$13 ;
+  reg \$14 ;
+  reg \$15 ;
+  reg \$16 ;
+  reg \$17 ;
+  reg \$18 ;
   reg \$19 ;
   wire \$2 ;
-  reg \$20 ;
+  reg [4:0] \$20 ;
   reg \$21 ;
   reg \$22 ;
-  reg \$23 ;
-  reg \$24 ;
-  reg \$25 ;
-  reg [4:0] \$26 ;
-  reg \$27 ;
-  reg \$28 ;
-  reg [4:0] \$29 ;
+  reg [4:0] \$23 ;
+  reg [15:0] \$24 ;
+  reg [15:0] \$25 ;
   wire \$3 ;
-  reg [15:0] \$30 ;
-  reg [15:0] \$31 ;
   wire \$4 ;
-  wire [15:0] \$5 ;
-  wire [15:0] \$6 ;
+  wire [6:0] \$5 ;
+  wire [6:0] \$6 ;
   wire [6:0] \$7 ;
-  wire [15:0] \$8 ;
-  wire [15:0] \$9 ;
+  wire \$8 ;
+  wire \$9 ;
   wire \$signal ;
-  reg \$signal$10  = 1'h0;
   reg \$signal$11  = 1'h0;
-  reg [4:0] \$signal$12  = 5'h00;
-  reg \$signal$14  = 1'h0;
-  reg [15:0] \$signal$23  = 16'h0000;
+  reg \$signal$12  = 1'h0;
+  reg [4:0] \$signal$13  = 5'h00;
+  reg \$signal$15  = 1'h0;
+  (* init = 16'h0000 *)
+  wire [15:0] \$signal$27 ;
   wire \$signal$3 ;
   wire \$signal$4 ;
-  reg [4:0] \$signal$43  = 5'h00;
-  reg \$signal$45  = 1'h0;
-  reg \$signal$46  = 1'h0;
-  reg \$signal$47  = 1'h0;
-  reg \$signal$48  = 1'h0;
-  reg [4:0] \$signal$49  = 5'h00;
-  wire \$signal$6 ;
+  reg [4:0] \$signal$47  = 5'h00;
+  reg \$signal$49  = 1'h0;
+  reg \$signal$50  = 1'h0;
+  reg \$signal$51  = 1'h0;
+  reg \$signal$52  = 1'h0;
+  reg [4:0] \$signal$53  = 5'h00;
+  wire \$signal$7 ;
   reg [15:0] a = 16'h0000;
-  wire [15:0] \a$26 ;
-  wire [15:0] \a$32 ;
-  wire [15:0] \a$38 ;
-  wire [15:0] agree0;
-  wire [15:0] agree1;
-  wire [15:0] agree2;
+  (* init = 16'h0000 *)
+  wire [15:0] \a$25 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \a$33 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \a$40 ;
+  wire ahead;
   output [24:0] beat__payload;
   wire [24:0] beat__payload;
   wire [17:0] \beat__payload.acc ;
@@ -3790,19 +3816,19 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   wire clk;
   output [4:0] ctl;
   wire [4:0] ctl;
+  wire \ctl.ahead ;
   wire \ctl.en_a ;
   wire \ctl.en_y ;
-  wire \ctl.index ;
   wire \ctl.load ;
   wire \ctl.take ;
   wire en_a;
-  wire \en_a$24 ;
-  wire \en_a$30 ;
-  wire \en_a$36 ;
+  wire \en_a$23 ;
+  wire \en_a$31 ;
+  wire \en_a$38 ;
   wire en_y;
-  wire \en_y$25 ;
-  wire \en_y$31 ;
-  wire \en_y$37 ;
+  wire \en_y$24 ;
+  wire \en_y$32 ;
+  wire \en_y$39 ;
   (* init = 16'h0000 *)
   wire [15:0] g1;
   wire index;
@@ -3822,82 +3848,87 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   input rst;
   wire rst;
   reg v2 = 1'h0;
+  wire [15:0] w;
+  wire [15:0] \w$35 ;
+  wire [15:0] \w$42 ;
+  reg [15:0] x = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \x$34 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \x$41 ;
   wire [4:0] y;
-  wire [4:0] \y$28 ;
-  wire [4:0] \y$34 ;
-  wire [4:0] \y$40 ;
+  wire [4:0] \y$30 ;
+  wire [4:0] \y$37 ;
+  wire [4:0] \y$44 ;
   assign \$1  = ~ beat__valid;
   assign \$signal  = \$1  | beat__ready;
   assign \$signal$3  = req__valid & \$signal ;
   assign \$2  = \$signal$3  & 1'h1;
-  assign \$3  = \$signal$14  & \$signal ;
+  assign \$3  = \$signal$15  & \$signal ;
   assign \$4  = v2 & \$signal ;
-  assign \$5  = \$signal$23  ^ 16'h54f9;
-  assign \$6  = ~ \$5 ;
-  assign agree0 = a & \$6 ;
-  assign \$7  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$8  = \$signal$23  ^ 16'hee9d;
-  assign \$9  = ~ \$8 ;
-  assign agree1 = a & \$9 ;
-  assign \$10  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
-  assign \$11  = \$signal$23  ^ 16'he277;
-  assign \$12  = ~ \$11 ;
-  assign agree2 = a & \$12 ;
-  assign \$13  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
-  assign \$14  = \$signal$3  & 1'h1;
-  assign \$15  = 1'h0 == 1'h0;
-  assign \$16  = \$signal$14  & \$signal ;
-  assign \$17  = v2 & \$signal ;
+  assign \$5  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
+  assign \$6  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
+  assign \$7  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
+  assign \$8  = \$signal$3  & 1'h1;
+  assign \$9  = 1'h0 == 1'h0;
+  assign \$10  = \$signal$15  & \$signal ;
+  assign \$11  = v2 & \$signal ;
   always @(posedge clk)
-    \$signal$43  <= \$18 ;
+    \$signal$47  <= \$12 ;
   always @(posedge clk)
-    \$signal$45  <= \$19 ;
+    \$signal$49  <= \$13 ;
   always @(posedge clk)
-    \$signal$46  <= \$20 ;
+    \$signal$50  <= \$14 ;
   always @(posedge clk)
-    \$signal$14  <= \$21 ;
+    \$signal$15  <= \$15 ;
   always @(posedge clk)
-    v2 <= \$22 ;
+    v2 <= \$16 ;
   always @(posedge clk)
-    beat__valid <= \$23 ;
+    beat__valid <= \$17 ;
   always @(posedge clk)
-    \$signal$47  <= \$24 ;
+    \$signal$51  <= \$18 ;
   always @(posedge clk)
-    \$signal$48  <= \$25 ;
+    \$signal$52  <= \$19 ;
   always @(posedge clk)
-    \$signal$49  <= \$26 ;
+    \$signal$53  <= \$20 ;
   always @(posedge clk)
-    \$signal$10  <= \$27 ;
+    \$signal$11  <= \$21 ;
   always @(posedge clk)
-    \$signal$11  <= \$28 ;
+    \$signal$12  <= \$22 ;
   always @(posedge clk)
-    \$signal$12  <= \$29 ;
+    \$signal$13  <= \$23 ;
   always @(posedge clk)
-    \$signal$23  <= \$30 ;
+    x <= \$24 ;
   always @(posedge clk)
-    a <= \$31 ;
-  hwgen_popcount_16 popcount0 (
-    .a(agree0),
+    a <= \$25 ;
+  hwgen_popcount_xnor_16 popcount0 (
+    .a(a),
     .clk(clk),
     .en_a(ctl[3]),
     .en_y(ctl[4]),
     .rst(rst),
+    .w(16'h54f9),
+    .x(x),
     .y(pc0)
   );
-  hwgen_popcount_16 popcount1 (
-    .a(agree1),
+  hwgen_popcount_xnor_16 popcount1 (
+    .a(a),
     .clk(clk),
     .en_a(ctl[3]),
     .en_y(ctl[4]),
     .rst(rst),
+    .w(16'hee9d),
+    .x(x),
     .y(pc1)
   );
-  hwgen_popcount_16 popcount2 (
-    .a(agree2),
+  hwgen_popcount_xnor_16 popcount2 (
+    .a(a),
     .clk(clk),
     .en_a(ctl[3]),
     .en_y(ctl[4]),
     .rst(rst),
+    .w(16'he277),
+    .x(x),
     .y(pc2)
   );
   hwgen_popcount_16 popcount_g (
@@ -3909,131 +3940,138 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$18  = \$signal$43 ;
-    if (\$14 ) begin
-      \$18  = req__payload[36:32];
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$12  = \$signal$47 ;
+    if (\$8 ) begin
+      \$12  = req__payload[36:32];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$19  = \$signal$45 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$13  = \$signal$49 ;
     if (\$signal$3 ) begin
-      \$19  = 1'h0;
+      \$13  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$20  = \$signal$46 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$14  = \$signal$50 ;
     if (\$signal$3 ) begin
-      \$20  = \$15 ;
+      \$14  = \$9 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$21  = \$signal$14 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$15  = \$signal$15 ;
     if (\$signal ) begin
-      \$21  = req__valid;
+      \$15  = req__valid;
     end
     if (rst) begin
-      \$21  = 1'h0;
+      \$15  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$22  = v2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$16  = v2;
     if (\$signal ) begin
-      \$22  = \$signal$14 ;
+      \$16  = \$signal$15 ;
     end
     if (rst) begin
-      \$22  = 1'h0;
+      \$16  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$23  = beat__valid;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$17  = beat__valid;
     if (\$signal ) begin
-      \$23  = v2;
+      \$17  = v2;
     end
     if (rst) begin
-      \$23  = 1'h0;
+      \$17  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$24  = \$signal$47 ;
-    if (\$16 ) begin
-      \$24  = \$signal$45 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$18  = \$signal$51 ;
+    if (\$10 ) begin
+      \$18  = \$signal$49 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$25  = \$signal$48 ;
-    if (\$16 ) begin
-      \$25  = \$signal$46 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$19  = \$signal$52 ;
+    if (\$10 ) begin
+      \$19  = \$signal$50 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$26  = \$signal$49 ;
-    if (\$16 ) begin
-      \$26  = \$signal$43 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$20  = \$signal$53 ;
+    if (\$10 ) begin
+      \$20  = \$signal$47 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$27  = \$signal$10 ;
-    if (\$17 ) begin
-      \$27  = \$signal$47 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$21  = \$signal$11 ;
+    if (\$11 ) begin
+      \$21  = \$signal$51 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$28  = \$signal$11 ;
-    if (\$17 ) begin
-      \$28  = \$signal$48 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$22  = \$signal$12 ;
+    if (\$11 ) begin
+      \$22  = \$signal$52 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$29  = \$signal$12 ;
-    if (\$17 ) begin
-      \$29  = \$signal$49 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$23  = \$signal$13 ;
+    if (\$11 ) begin
+      \$23  = \$signal$53 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$30  = \$signal$23 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$24  = x;
     if (ctl[0]) begin
-      \$30  = req__payload[15:0];
+      \$24  = req__payload[15:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$31  = a;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$25  = a;
     if (ctl[0]) begin
-      \$31  = req__payload[31:16];
+      \$25  = req__payload[31:16];
     end
   end
   assign \$signal$4  = req__valid;
   assign index = 1'h0;
-  assign \$signal$6  = 1'h1;
+  assign ahead = 1'h0;
+  assign \$signal$7  = 1'h1;
   assign en_a = ctl[3];
   assign en_y = ctl[4];
   assign g1 = a;
   assign ng = { 1'h0, y };
-  assign \en_a$24  = ctl[3];
-  assign \en_y$25  = ctl[4];
-  assign \a$26  = agree0;
-  assign \y$28  = pc0;
-  assign \en_a$30  = ctl[3];
-  assign \en_y$31  = ctl[4];
-  assign \a$32  = agree1;
-  assign \y$34  = pc1;
-  assign \en_a$36  = ctl[3];
-  assign \en_y$37  = ctl[4];
-  assign \a$38  = agree2;
-  assign \y$40  = pc2;
+  assign \en_a$23  = ctl[3];
+  assign \en_y$24  = ctl[4];
+  assign \a$25  = a;
+  assign \$signal$27  = x;
+  assign w = 16'h54f9;
+  assign \y$30  = pc0;
+  assign \en_a$31  = ctl[3];
+  assign \en_y$32  = ctl[4];
+  assign \a$33  = a;
+  assign \x$34  = x;
+  assign \w$35  = 16'hee9d;
+  assign \y$37  = pc1;
+  assign \en_a$38  = ctl[3];
+  assign \en_y$39  = ctl[4];
+  assign \a$40  = a;
+  assign \x$41  = x;
+  assign \w$42  = 16'he277;
+  assign \y$44  = pc2;
   assign req__ready = \$signal ;
   assign \beat__payload.acc  = beat__payload[17:0];
   assign \beat__payload.acc[0]  = beat__payload[5:0];
@@ -4044,7 +4082,7 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   assign \beat__payload.tag  = beat__payload[24:20];
   assign \ctl.load  = ctl[0];
   assign \ctl.take  = ctl[1];
-  assign \ctl.index  = ctl[2];
+  assign \ctl.ahead  = ctl[2];
   assign \ctl.en_a  = ctl[3];
   assign \ctl.en_y  = ctl[4];
   assign \req__payload.x  = req__payload[15:0];
@@ -4055,58 +4093,52 @@ module \hwgen_top.layer2.tiles.tile_r0_c0 (rst, req__valid, beat__ready, req__re
   assign ctl[2] = 1'h0;
   assign ctl[1] = \$signal$3 ;
   assign ctl[0] = \$2 ;
-  assign beat__payload[17:12] = \$13 [5:0];
-  assign beat__payload[11:6] = \$10 [5:0];
-  assign beat__payload[5:0] = \$7 [5:0];
-  assign beat__payload[24:20] = \$signal$12 ;
-  assign beat__payload[19] = \$signal$11 ;
-  assign beat__payload[18] = \$signal$10 ;
+  assign beat__payload[17:12] = \$7 [5:0];
+  assign beat__payload[11:6] = \$6 [5:0];
+  assign beat__payload[5:0] = \$5 [5:0];
+  assign beat__payload[24:20] = \$signal$13 ;
+  assign beat__payload[19] = \$signal$12 ;
+  assign beat__payload[18] = \$signal$11 ;
 endmodule
 
 module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, x, g, ctl, acc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
-  wire [15:0] \$1 ;
-  reg [15:0] \$10 ;
-  reg [15:0] \$11 ;
-  wire [15:0] \$2 ;
+  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
+  wire [6:0] \$1 ;
+  wire [6:0] \$2 ;
   wire [6:0] \$3 ;
-  wire [15:0] \$4 ;
-  wire [15:0] \$5 ;
-  wire [6:0] \$6 ;
-  wire [15:0] \$7 ;
-  wire [15:0] \$8 ;
-  wire [6:0] \$9 ;
+  reg [15:0] \$4 ;
+  reg [15:0] \$5 ;
   reg [15:0] \$signal  = 16'h0000;
   (* init = 16'h0000 *)
   wire [15:0] a;
-  wire [15:0] \a$15 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \a$14 ;
+  (* init = 16'h0000 *)
   wire [15:0] \a$22 ;
-  wire [15:0] \a$28 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \a$29 ;
   output [17:0] acc;
   wire [17:0] acc;
   wire [5:0] \acc[0] ;
   wire [5:0] \acc[1] ;
   wire [5:0] \acc[2] ;
-  wire [15:0] agree0;
-  wire [15:0] agree1;
-  wire [15:0] agree2;
   input clk;
   wire clk;
   input [4:0] ctl;
   wire [4:0] ctl;
+  wire \ctl.ahead ;
   wire \ctl.en_a ;
   wire \ctl.en_y ;
-  wire \ctl.index ;
   wire \ctl.load ;
   wire \ctl.take ;
   wire en_a;
-  wire \en_a$13 ;
+  wire \en_a$12 ;
   wire \en_a$20 ;
-  wire \en_a$26 ;
+  wire \en_a$27 ;
   wire en_y;
-  wire \en_y$14 ;
+  wire \en_y$13 ;
   wire \en_y$21 ;
-  wire \en_y$27 ;
+  wire \en_y$28 ;
   input [15:0] g;
   wire [15:0] g;
   reg [15:0] g1 = 16'h0000;
@@ -4116,50 +4148,56 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, x, g, ctl, acc, clk);
   wire [4:0] pc2;
   input rst;
   wire rst;
+  wire [15:0] w;
+  wire [15:0] \w$24 ;
+  wire [15:0] \w$31 ;
   input [15:0] x;
   wire [15:0] x;
+  (* init = 16'h0000 *)
+  wire [15:0] \x$15 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \x$23 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \x$30 ;
   wire [4:0] y;
-  wire [4:0] \y$17 ;
-  wire [4:0] \y$24 ;
-  wire [4:0] \y$30 ;
-  assign \$1  = \$signal  ^ 16'hd979;
-  assign \$2  = ~ \$1 ;
-  assign agree0 = g1 & \$2 ;
-  assign \$3  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$4  = \$signal  ^ 16'hfd1f;
-  assign \$5  = ~ \$4 ;
-  assign agree1 = g1 & \$5 ;
-  assign \$6  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
-  assign \$7  = \$signal  ^ 16'hae18;
-  assign \$8  = ~ \$7 ;
-  assign agree2 = g1 & \$8 ;
-  assign \$9  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
+  wire [4:0] \y$18 ;
+  wire [4:0] \y$26 ;
+  wire [4:0] \y$33 ;
   always @(posedge clk)
-    \$signal  <= \$10 ;
+    \$signal  <= \$4 ;
   always @(posedge clk)
-    g1 <= \$11 ;
-  hwgen_popcount_16 popcount0 (
-    .a(agree0),
+    g1 <= \$5 ;
+  assign \$1  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
+  assign \$2  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
+  assign \$3  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
+  hwgen_popcount_xnor_16 popcount0 (
+    .a(g1),
     .clk(clk),
     .en_a(ctl[3]),
     .en_y(ctl[4]),
     .rst(rst),
+    .w(16'hd979),
+    .x(\$signal ),
     .y(pc0)
   );
-  hwgen_popcount_16 popcount1 (
-    .a(agree1),
+  hwgen_popcount_xnor_16 popcount1 (
+    .a(g1),
     .clk(clk),
     .en_a(ctl[3]),
     .en_y(ctl[4]),
     .rst(rst),
+    .w(16'hfd1f),
+    .x(\$signal ),
     .y(pc1)
   );
-  hwgen_popcount_16 popcount2 (
-    .a(agree2),
+  hwgen_popcount_xnor_16 popcount2 (
+    .a(g1),
     .clk(clk),
     .en_a(ctl[3]),
     .en_y(ctl[4]),
     .rst(rst),
+    .w(16'hae18),
+    .x(\$signal ),
     .y(pc2)
   );
   hwgen_popcount_16 popcount_g (
@@ -4171,92 +4209,92 @@ module \hwgen_top.layer2.tiles.tile_r1_c0 (rst, x, g, ctl, acc, clk);
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$10  = \$signal ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$5  = g1;
     if (ctl[0]) begin
-      \$10  = x;
+      \$5  = g;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$11  = g1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$4  = \$signal ;
     if (ctl[0]) begin
-      \$11  = g;
+      \$4  = x;
     end
   end
   assign en_a = ctl[3];
   assign en_y = ctl[4];
   assign a = g1;
   assign ng = { 1'h0, y };
-  assign \en_a$13  = ctl[3];
-  assign \en_y$14  = ctl[4];
-  assign \a$15  = agree0;
-  assign \y$17  = pc0;
+  assign \en_a$12  = ctl[3];
+  assign \en_y$13  = ctl[4];
+  assign \a$14  = g1;
+  assign \x$15  = \$signal ;
+  assign w = 16'hd979;
+  assign \y$18  = pc0;
   assign \en_a$20  = ctl[3];
   assign \en_y$21  = ctl[4];
-  assign \a$22  = agree1;
-  assign \y$24  = pc1;
-  assign \en_a$26  = ctl[3];
-  assign \en_y$27  = ctl[4];
-  assign \a$28  = agree2;
-  assign \y$30  = pc2;
+  assign \a$22  = g1;
+  assign \x$23  = \$signal ;
+  assign \w$24  = 16'hfd1f;
+  assign \y$26  = pc1;
+  assign \en_a$27  = ctl[3];
+  assign \en_y$28  = ctl[4];
+  assign \a$29  = g1;
+  assign \x$30  = \$signal ;
+  assign \w$31  = 16'hae18;
+  assign \y$33  = pc2;
   assign \ctl.load  = ctl[0];
   assign \ctl.take  = ctl[1];
-  assign \ctl.index  = ctl[2];
+  assign \ctl.ahead  = ctl[2];
   assign \ctl.en_a  = ctl[3];
   assign \ctl.en_y  = ctl[4];
   assign \acc[0]  = acc[5:0];
   assign \acc[1]  = acc[11:6];
   assign \acc[2]  = acc[17:12];
-  assign acc[17:12] = \$9 [5:0];
-  assign acc[11:6] = \$6 [5:0];
-  assign acc[5:0] = \$3 [5:0];
+  assign acc[17:12] = \$3 [5:0];
+  assign acc[11:6] = \$2 [5:0];
+  assign acc[5:0] = \$1 [5:0];
 endmodule
 
 module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, x, g, ctl, acc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
-  wire [3:0] \$1 ;
-  reg [3:0] \$10 ;
-  reg [3:0] \$11 ;
-  wire [3:0] \$2 ;
+  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
+  wire [4:0] \$1 ;
+  wire [4:0] \$2 ;
   wire [4:0] \$3 ;
-  wire [3:0] \$4 ;
-  wire [3:0] \$5 ;
-  wire [4:0] \$6 ;
-  wire [3:0] \$7 ;
-  wire [3:0] \$8 ;
-  wire [4:0] \$9 ;
+  reg [3:0] \$4 ;
+  reg [3:0] \$5 ;
   reg [3:0] \$signal  = 4'h0;
   (* init = 4'h0 *)
   wire [3:0] a;
-  wire [3:0] \a$15 ;
+  (* init = 4'h0 *)
+  wire [3:0] \a$14 ;
+  (* init = 4'h0 *)
   wire [3:0] \a$22 ;
-  wire [3:0] \a$28 ;
+  (* init = 4'h0 *)
+  wire [3:0] \a$29 ;
   output [11:0] acc;
   wire [11:0] acc;
   wire [3:0] \acc[0] ;
   wire [3:0] \acc[1] ;
   wire [3:0] \acc[2] ;
-  wire [3:0] agree0;
-  wire [3:0] agree1;
-  wire [3:0] agree2;
   input clk;
   wire clk;
   input [4:0] ctl;
   wire [4:0] ctl;
+  wire \ctl.ahead ;
   wire \ctl.en_a ;
   wire \ctl.en_y ;
-  wire \ctl.index ;
   wire \ctl.load ;
   wire \ctl.take ;
   wire en_a;
-  wire \en_a$13 ;
+  wire \en_a$12 ;
   wire \en_a$20 ;
-  wire \en_a$26 ;
+  wire \en_a$27 ;
   wire en_y;
-  wire \en_y$14 ;
+  wire \en_y$13 ;
   wire \en_y$21 ;
-  wire \en_y$27 ;
+  wire \en_y$28 ;
   input [3:0] g;
   wire [3:0] g;
   reg [3:0] g1 = 4'h0;
@@ -4266,50 +4304,56 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, x, g, ctl, acc, clk);
   wire [2:0] pc2;
   input rst;
   wire rst;
+  wire [3:0] w;
+  wire [3:0] \w$24 ;
+  wire [3:0] \w$31 ;
   input [3:0] x;
   wire [3:0] x;
+  (* init = 4'h0 *)
+  wire [3:0] \x$15 ;
+  (* init = 4'h0 *)
+  wire [3:0] \x$23 ;
+  (* init = 4'h0 *)
+  wire [3:0] \x$30 ;
   wire [2:0] y;
-  wire [2:0] \y$17 ;
-  wire [2:0] \y$24 ;
-  wire [2:0] \y$30 ;
-  assign \$1  = \$signal  ^ 4'h8;
-  assign \$2  = ~ \$1 ;
-  assign agree0 = g1 & \$2 ;
-  assign \$3  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
-  assign \$4  = \$signal  ^ 4'ha;
-  assign \$5  = ~ \$4 ;
-  assign agree1 = g1 & \$5 ;
-  assign \$6  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
-  assign \$7  = \$signal  ^ 4'hd;
-  assign \$8  = ~ \$7 ;
-  assign agree2 = g1 & \$8 ;
-  assign \$9  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
+  wire [2:0] \y$18 ;
+  wire [2:0] \y$26 ;
+  wire [2:0] \y$33 ;
   always @(posedge clk)
-    \$signal  <= \$10 ;
+    \$signal  <= \$4 ;
   always @(posedge clk)
-    g1 <= \$11 ;
-  hwgen_popcount_4 popcount0 (
-    .a(agree0),
+    g1 <= \$5 ;
+  assign \$1  = { 1'h0, pc0, 1'h0 } - { 2'h0, y };
+  assign \$2  = { 1'h0, pc1, 1'h0 } - { 2'h0, y };
+  assign \$3  = { 1'h0, pc2, 1'h0 } - { 2'h0, y };
+  hwgen_popcount_xnor_4 popcount0 (
+    .a(g1),
     .clk(clk),
     .en_a(ctl[3]),
     .en_y(ctl[4]),
     .rst(rst),
+    .w(4'h8),
+    .x(\$signal ),
     .y(pc0)
   );
-  hwgen_popcount_4 popcount1 (
-    .a(agree1),
+  hwgen_popcount_xnor_4 popcount1 (
+    .a(g1),
     .clk(clk),
     .en_a(ctl[3]),
     .en_y(ctl[4]),
     .rst(rst),
+    .w(4'ha),
+    .x(\$signal ),
     .y(pc1)
   );
-  hwgen_popcount_4 popcount2 (
-    .a(agree2),
+  hwgen_popcount_xnor_4 popcount2 (
+    .a(g1),
     .clk(clk),
     .en_a(ctl[3]),
     .en_y(ctl[4]),
     .rst(rst),
+    .w(4'hd),
+    .x(\$signal ),
     .y(pc2)
   );
   hwgen_popcount_4 popcount_g (
@@ -4321,50 +4365,56 @@ module \hwgen_top.layer2.tiles.tile_r2_c0 (rst, x, g, ctl, acc, clk);
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$10  = \$signal ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$5  = g1;
     if (ctl[0]) begin
-      \$10  = x;
+      \$5  = g;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$11  = g1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$4  = \$signal ;
     if (ctl[0]) begin
-      \$11  = g;
+      \$4  = x;
     end
   end
   assign en_a = ctl[3];
   assign en_y = ctl[4];
   assign a = g1;
   assign ng = { 1'h0, y };
-  assign \en_a$13  = ctl[3];
-  assign \en_y$14  = ctl[4];
-  assign \a$15  = agree0;
-  assign \y$17  = pc0;
+  assign \en_a$12  = ctl[3];
+  assign \en_y$13  = ctl[4];
+  assign \a$14  = g1;
+  assign \x$15  = \$signal ;
+  assign w = 4'h8;
+  assign \y$18  = pc0;
   assign \en_a$20  = ctl[3];
   assign \en_y$21  = ctl[4];
-  assign \a$22  = agree1;
-  assign \y$24  = pc1;
-  assign \en_a$26  = ctl[3];
-  assign \en_y$27  = ctl[4];
-  assign \a$28  = agree2;
-  assign \y$30  = pc2;
+  assign \a$22  = g1;
+  assign \x$23  = \$signal ;
+  assign \w$24  = 4'ha;
+  assign \y$26  = pc1;
+  assign \en_a$27  = ctl[3];
+  assign \en_y$28  = ctl[4];
+  assign \a$29  = g1;
+  assign \x$30  = \$signal ;
+  assign \w$31  = 4'hd;
+  assign \y$33  = pc2;
   assign \ctl.load  = ctl[0];
   assign \ctl.take  = ctl[1];
-  assign \ctl.index  = ctl[2];
+  assign \ctl.ahead  = ctl[2];
   assign \ctl.en_a  = ctl[3];
   assign \ctl.en_y  = ctl[4];
   assign \acc[0]  = acc[3:0];
   assign \acc[1]  = acc[7:4];
   assign \acc[2]  = acc[11:8];
-  assign acc[11:8] = \$9 [3:0];
-  assign acc[7:4] = \$6 [3:0];
-  assign acc[3:0] = \$3 [3:0];
+  assign acc[11:8] = \$3 [3:0];
+  assign acc[7:4] = \$2 [3:0];
+  assign acc[3:0] = \$1 [3:0];
 endmodule
 
 module \hwgen_top.layer2.walker (rst, start, req__valid, req__ready, keep, taps, req__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -4428,14 +4478,14 @@ module \hwgen_top.layer2.walker (rst, start, req__valid, req__ready, keep, taps,
   always @(posedge clk)
     \$signal  <= \$16 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$15  = \$9 ;
     if (rst) begin
       \$15  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$16  = \$signal ;
     if (\$13 ) begin
       \$16  = 1'h1;
@@ -4463,7 +4513,7 @@ module \hwgen_top.layer2.walker (rst, start, req__valid, req__ready, keep, taps,
 endmodule
 
 module \hwgen_top.loader (clk, rst, img__valid, busy, img__ready, wr__en, wr__data, img__payload);
-  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
   wire \$1 ;
   reg [5:0] \$10 ;
   reg \$11 ;
@@ -4517,7 +4567,7 @@ module \hwgen_top.loader (clk, rst, img__valid, busy, img__ready, wr__en, wr__da
   always @(posedge clk)
     pos <= \$12 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$9  = word;
     if (\$2 ) begin
       \$9  = img__payload;
@@ -4530,7 +4580,7 @@ module \hwgen_top.loader (clk, rst, img__valid, busy, img__ready, wr__en, wr__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$10  = left;
     if (\$2 ) begin
       \$10  = 6'h20;
@@ -4548,7 +4598,7 @@ module \hwgen_top.loader (clk, rst, img__valid, busy, img__ready, wr__en, wr__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$11  = ch;
     if (busy) begin
       (* full_case = 32'd1 *)
@@ -4563,7 +4613,7 @@ module \hwgen_top.loader (clk, rst, img__valid, busy, img__ready, wr__en, wr__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$12  = pos;
     if (busy) begin
       if (\$5 ) begin
@@ -4584,7 +4634,7 @@ module \hwgen_top.loader (clk, rst, img__valid, busy, img__ready, wr__en, wr__da
 endmodule
 
 module \hwgen_top.rng (clk, rst, go, keep__ready, in_reset, in_write, busy, keep__payload, keep__valid, mtj__sense);
-  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
   wire \$1 ;
   reg \$10 ;
   reg [6:0] \$11 ;
@@ -4640,7 +4690,7 @@ module \hwgen_top.rng (clk, rst, go, keep__ready, in_reset, in_write, busy, keep
   always @(posedge clk)
     keep__valid <= \$12 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$9  = step;
     if (busy) begin
       \$9  = \$5 [2:0];
@@ -4653,7 +4703,7 @@ module \hwgen_top.rng (clk, rst, go, keep__ready, in_reset, in_write, busy, keep
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$10  = busy;
     if (busy) begin
       if (\$6 ) begin
@@ -4668,7 +4718,7 @@ module \hwgen_top.rng (clk, rst, go, keep__ready, in_reset, in_write, busy, keep
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$11  = keep__payload;
     if (busy) begin
       if (\$6 ) begin
@@ -4680,7 +4730,7 @@ module \hwgen_top.rng (clk, rst, go, keep__ready, in_reset, in_write, busy, keep
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$12  = keep__valid;
     if (busy) begin
       if (\$6 ) begin
