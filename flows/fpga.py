@@ -14,10 +14,10 @@ bitstream too, and a separate LED lights when the hardware disagrees.
 Steps (one config dataclass, `FpgaConfig`): load IR -> pick image -> predict -> elaborate
 -> build (Yosys, nextpnr, pack) -> parse utilisation -> OUTDIR/fpga_<board>.json. A design
 that does not fit still gets its utilisation reported (nextpnr prints it before placing).
-The network top is built at the board's lanes (`BOARD_LANES`: the read plan is re-run
-on the design's IR by the schedule pass, hwgen.passes.reschedule, whatever the design was
-compiled with; `--lanes` overrides), since the array's one-beat reads do not fit a small
-FPGA. `--synth-only` stops after Yosys (the step CI runs on a small design). Yosys gets
+The network top is built at the board's lanes (`board_lanes`: BOARD_LANES, halved on an
+ECP5 until the tile weights fit its block RAM; the read plan is re-run on the design's IR
+by the schedule pass, hwgen.passes.reschedule, whatever the design was compiled with;
+`--lanes` overrides), since the array's one-beat reads do not fit a small FPGA. `--synth-only` stops after Yosys (the step CI runs on a small design). Yosys gets
 `SCRIPT_AFTER_READ` before synth_<family> (why: see there) and writes its flat cell counts
 (`stat -json`) next to the netlist.
 """
@@ -140,7 +140,7 @@ class FpgaConfig:
 
     outdir: compiled design (ir.json); board: a key of BOARDS; samples: T MC samples;
     image: index into the IR's dataset test split; seed: LFSR seed; lanes: tile columns per
-    cycle, None for the board's (`BOARD_LANES`); build_dir: where the tools run (default OUTDIR/fpga_<board>); synth_only: run
+    cycle, None for the board's (`board_lanes`); build_dir: where the tools run (default OUTDIR/fpga_<board>); synth_only: run
     Yosys alone (synth_<family>, no place and route), as CI does; split: also synthesise
     without flattening (in build_dir/split) for the cells per part (`split_parts`).
     """
