@@ -17,7 +17,8 @@ that does not fit still gets its utilisation reported (nextpnr prints it before 
 The network top is built at the board's lanes (`board_lanes`: BOARD_LANES, halved on an
 ECP5 until the tile weights fit its block RAM; the read plan is re-run on the design's IR
 by the schedule pass, hwgen.passes.reschedule, whatever the design was compiled with;
-`--lanes` overrides), since the array's one-beat reads do not fit a small FPGA. `--synth-only` stops after Yosys (the step CI runs on a small design). Yosys gets
+`--lanes` overrides), since the array's one-beat reads do not fit a small FPGA.
+`--synth-only` stops after Yosys (the step CI runs on a small design). Yosys gets
 `SCRIPT_AFTER_READ` before synth_<family> (why: see there) and writes its flat cell counts
 (`stat -json`) next to the netlist.
 """
@@ -56,7 +57,8 @@ from hwgen.passes import reschedule  # noqa: E402
 
 __all__ = ["FpgaConfig", "BoardTop", "fixed_point_affine", "expected_class", "image_words",
            "parse_utilisation", "build", "run_tools", "make_platform", "split_cells", "main",
-           "BOARDS", "BOARD_LANES", "BRAM_BLOCKS", "board_lanes", "weight_brams", "FAMILY", "TOOL_ENV", "SCRIPT_AFTER_READ"]
+           "BOARDS", "BOARD_LANES", "BRAM_BLOCKS", "board_lanes", "weight_brams", "FAMILY",
+           "TOOL_ENV", "SCRIPT_AFTER_READ"]
 
 log = logging.getLogger("flows.fpga")
 
@@ -106,7 +108,7 @@ def weight_brams(ir: core.IR) -> int:
             continue
         for (ra, rb) in layer.row_tiles:
             for lanes in plan.lanes:
-                n += -(-(rb - ra) * lanes // BRAM_WIDTH) * -(-max(plan.beats, 2) // BRAM_DEPTH)
+                n += -(-(rb - ra) * lanes // BRAM_WIDTH) * -(-plan.beats // BRAM_DEPTH)
     return n
 
 
@@ -127,7 +129,9 @@ BRAM_READ_PORTS = 2
 SCRIPT_AFTER_READ = {
     "ecp5": ["proc", "memory_collect",
              f'setattr -set ram_style "distributed" t:$mem_v2 r:RD_PORTS>{BRAM_READ_PORTS} %i',
-             f'setattr -set ram_style "block" *.tile_r*/t:$mem_v2 r:RD_PORTS<={BRAM_READ_PORTS} %i'],
+             # the tile weight memories (hwgen.hw.tiles names each tile `tile_r<i>_c<j>`)
+             f'setattr -set ram_style "block" *.tile_r*/t:$mem_v2 '
+             f'r:RD_PORTS<={BRAM_READ_PORTS} %i'],
     "ice40": [],
 }
 # the FPGA cell counts after synthesis (flat, as nextpnr places them)
@@ -140,7 +144,8 @@ class FpgaConfig:
 
     outdir: compiled design (ir.json); board: a key of BOARDS; samples: T MC samples;
     image: index into the IR's dataset test split; seed: LFSR seed; lanes: tile columns per
-    cycle, None for the board's (`board_lanes`); build_dir: where the tools run (default OUTDIR/fpga_<board>); synth_only: run
+    cycle, None for the board's (`board_lanes`); build_dir: where the tools run (default
+    OUTDIR/fpga_<board>); synth_only: run
     Yosys alone (synth_<family>, no place and route), as CI does; split: also synthesise
     without flattening (in build_dir/split) for the cells per part (`split_parts`).
     """
@@ -413,7 +418,7 @@ def board_lanes(cfg: FpgaConfig, ir: core.IR | None = None) -> int:
 
 def make_board_top(ir: core.IR, bits: np.ndarray, cfg: FpgaConfig, leds=None):
     """(BoardTop, expected class, per-class scores, acc [T, classes]); the network top of
-    `ir` re-scheduled at `board_lanes(cfg)`."""
+    `ir` re-scheduled at `board_lanes(cfg, ir)` (its `ir` and `params["lanes"]`)."""
     from hwgen.hw.top import NetworkTop
 
     net = NetworkTop(reschedule(ir, board_lanes(cfg, ir)))
@@ -444,7 +449,6 @@ def build(cfg: FpgaConfig) -> dict:
     outdir = Path(cfg.outdir)
     ir = load_design(outdir).ir         # checked against its manifest
     check_output_file(outdir / f"fpga_{cfg.board}.json")     # before the build
-    lanes = board_lanes(cfg, ir)
     bits, label = load_image(ir, cfg.image)
     cls_leds, done_led, bad_led = BOARDS[cfg.board][2:]
     top, cls, scores, acc = make_board_top(ir, bits, cfg, leds=(cls_leds, done_led, bad_led))
@@ -462,7 +466,7 @@ def build(cfg: FpgaConfig) -> dict:
     over = [k for k, v in util["cells"].items() if v["used"] > v["available"]]
     rep = {
         "format": "hwgen-fpga", "version": 2, "config": asdict(cfg), "device": platform.device,
-        "lanes": lanes, "weight_brams": weight_brams(reschedule(ir, lanes)),
+        "lanes": top.network.params["lanes"], "weight_brams": weight_brams(top.network.ir),
         "image": {"index": cfg.image, "label": label}, "expected_class": cls,
         "expected_scores": scores, "acc": acc.tolist(),
         "sites": _site_p(ir),

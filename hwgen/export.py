@@ -15,9 +15,10 @@ OUTDIR/sim_only/, so no two files that a glob or a list picks up define the same
   hwgen_top.vlt   Verilator lint waivers, each by rule and name pattern, with its reason
   sim_only/hwgen_top.v     hwgen_top.v without the popcount modules
   sim_only/popcount_sim.v  the simulation variant of the popcount modules: the
-                  same ports, a behavioural `$countones` body that Verilator evaluates as
-                  one word operation. hwgen.sim.runner builds Verilator with these two in
-                  place of hwgen_top.v; hwgen.sim.equiv proves each module equal to its tree.
+                  same ports, a behavioural body (64-bit word operations, four group
+                  counts at once) that Verilator evaluates only when enabled.
+                  hwgen.sim.runner builds Verilator with these two in place of
+                  hwgen_top.v; hwgen.sim.equiv proves each module equal to its tree.
   hwgen_top.f     the synthesis set, hwgen_top_sim.f the simulation set: one Verilog file a
                   line, relative to OUTDIR (`cd OUTDIR; verilator --lint-only -f hwgen_top.f`,
                   `iverilog -g2012 -c hwgen_top_sim.f`, or `verilator -F OUTDIR/hwgen_top.f`

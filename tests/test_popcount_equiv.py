@@ -1,4 +1,4 @@
-"""The simulation popcount modules (popcount_sim.v, `$countones`) equal the synthesised
+"""The simulation popcount modules (popcount_sim.v, 64-bit word counts) equal the synthesised
 adder trees (hwgen_top.v): a Yosys miter decided by ABC's BDD collapse, per width and
 kind (plain, and xnor: the count of a column's agree bits a & ~(x ^ w))."""
 

@@ -141,8 +141,8 @@ class Popcount(wiring.Component):
     register and wins over the enables. The register between the stages cuts a wide
     popcount's carry chains in two (a 128-bit one: 4 levels, then 3), which sets the
     tile's Fmax. The registers are part of the block so that it is evaluated only when
-    enabled: the simulation variant (`$countones` per group under the enable,
-    hwgen.export) lets Verilator skip idle tiles.
+    enabled: the simulation variant (64-bit word counts under the enable,
+    hwgen.export.popcount_sim_verilog) lets Verilator skip idle tiles.
 
     Ports
     -----

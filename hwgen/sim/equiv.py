@@ -1,8 +1,8 @@
 """Prove the simulation popcount modules equal to the synthesised ones (Yosys + ABC).
 
-hwgen.export writes each `hwgen_popcount_<W>` twice: the adder tree in hwgen_top.v (what
-is synthesised, and what Icarus simulates) and a behavioural `$countones` body in
-popcount_sim.v (what Verilator simulates, as one word operation). `prove_popcount` shows
+hwgen.export writes each popcount module (`hwgen_popcount_<W>`, `hwgen_popcount_xnor_<W>`)
+twice: the adder tree in hwgen_top.v (what is synthesised, and what Icarus simulates) and a
+behavioural body in popcount_sim.v (what Verilator simulates, as 64-bit word operations). `prove_popcount` shows
 the two equal for every input:
 
 1. Debian's Yosys (0.23) reads both texts and renames them `gold` and `gate`. Each module
