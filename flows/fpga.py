@@ -57,7 +57,8 @@ from hwgen.passes import reschedule  # noqa: E402
 
 __all__ = ["FpgaConfig", "BoardTop", "fixed_point_affine", "expected_class", "image_words",
            "parse_utilisation", "build", "run_tools", "make_platform", "split_cells", "main",
-           "BOARDS", "BOARD_LANES", "BRAM_BLOCKS", "board_lanes", "weight_brams", "FAMILY",
+           "BOARDS", "BOARD_LANES", "BRAM_BLOCKS", "board_lanes", "weight_brams", "store_brams",
+           "STORE_RAM_BITS", "FAMILY",
            "TOOL_ENV", "SCRIPT_AFTER_READ"]
 
 log = logging.getLogger("flows.fpga")
@@ -95,6 +96,29 @@ BRAM_BLOCKS = {"ulx3s-25f": 56, "ulx3s-85f": 208}
 BRAM_DEPTH, BRAM_WIDTH = 512, 36
 
 
+# A ring store whose untapped run (the delay line between a window's rows) holds at least
+# this many bits keeps the run in block RAM (hwgen.hw.store: a circular buffer of one
+# write and one read port per bank); smaller runs stay in flops, where a block would hold
+# a few words. The Fashion default: layer 1's 165 slots x 16 bits per bank and layer 0's
+# 725 x 1 bit in RAM; the digits demo's stores (a 45-bit run, a flat store) stay in flops.
+STORE_RAM_BITS = 512
+
+
+def store_brams(ir: core.IR) -> int:
+    """DP16KD blocks of the ring-store runs `make_board_top` puts in block RAM (per bank, a
+    block per BRAM_WIDTH bits of word per BRAM_DEPTH words) in a scheduled `ir`."""
+    from hwgen.hw.controller import ram_run
+    from hwgen.hw.top import top_params
+
+    n = 0
+    for i, layer in enumerate(ir.layers):
+        # a multi-bit input's planes are extra channels of layer 0's store words
+        width = layer.in_shape[0] * (top_params(ir)["planes"] if i == 0 else 1)
+        lo, hi = ram_run(layer, layer.plan, width, STORE_RAM_BITS)
+        n += layer.plan.banks * -(-width // BRAM_WIDTH) * -(-(hi - lo) // BRAM_DEPTH)
+    return n
+
+
 def weight_brams(ir: core.IR) -> int:
     """DP16KD blocks the tile weight memories of a scheduled `ir` take: per tile read in
     more than one beat, a word of rows x lanes bits per beat, each BRAM_WIDTH bits of it
@@ -124,15 +148,17 @@ A_BITS = 12    # magnitude bits of the fixed-point logit scale
 # than a block RAM has would be replicated port by port anyway, so it goes to distributed
 # RAM (one small LUT RAM copy per port), which memory_libmap maps without the search.
 # iCE40 has no LUT RAM and its EBR search stays small (a 16-port buffer maps to flops in
-# 16 s): it needs nothing.
+# 16 s): it needs only the ring stores' rule.
 BRAM_READ_PORTS = 2
 SCRIPT_AFTER_READ = {
     "ecp5": ["proc", "memory_collect",
              f'setattr -set ram_style "distributed" t:$mem_v2 r:RD_PORTS>{BRAM_READ_PORTS} %i',
              # the tile weight memories (hwgen.hw.tiles names each tile `tile_r<i>_c<j>`)
-             f'setattr -set ram_style "block" *.tile_r*/t:$mem_v2 '
+             # and the ring stores' runs (hwgen.hw.controller's `store`)
+             f'setattr -set ram_style "block" *.tile_r*/t:$mem_v2 *.store/t:$mem_v2 '
              f'r:RD_PORTS<={BRAM_READ_PORTS} %i'],
-    "ice40": [],
+    # the ring stores' runs, which Yosys would otherwise build from flops on an iCE40
+    "ice40": ["proc", "memory_collect", 'setattr -set ram_style "block" *.store/t:$mem_v2'],
 }
 # the FPGA cell counts after synthesis (flat, as nextpnr places them)
 STAT_JSON = "{name}.stat.json"
@@ -406,22 +432,27 @@ def load_image(ir: core.IR, index: int) -> tuple[np.ndarray, int | None]:
 
 def board_lanes(cfg: FpgaConfig, ir: core.IR | None = None) -> int:
     """The lanes the board top is built at: `cfg.lanes`, else the board's BOARD_LANES,
-    halved on an ECP5 board (given `ir`) until `weight_brams` fits its BRAM_BLOCKS."""
+    halved on an ECP5 board (given `ir`) until `weight_brams` and `store_brams` together
+    fit its BRAM_BLOCKS."""
     if cfg.lanes is not None:
         return cfg.lanes
     lanes = BOARD_LANES.get(cfg.board, 1)
     if ir is not None and cfg.board in BRAM_BLOCKS:
-        while lanes > 1 and weight_brams(reschedule(ir, lanes)) > BRAM_BLOCKS[cfg.board]:
+        def blocks(lanes):
+            scheduled = reschedule(ir, lanes)
+            return weight_brams(scheduled) + store_brams(scheduled)
+        while lanes > 1 and blocks(lanes) > BRAM_BLOCKS[cfg.board]:
             lanes //= 2
     return lanes
 
 
 def make_board_top(ir: core.IR, bits: np.ndarray, cfg: FpgaConfig, leds=None):
     """(BoardTop, expected class, per-class scores, acc [T, classes]); the network top of
-    `ir` re-scheduled at `board_lanes(cfg, ir)` (its `ir` and `params["lanes"]`)."""
+    `ir` re-scheduled at `board_lanes(cfg, ir)` (its `ir` and `params["lanes"]`), its
+    ring-store runs of at least STORE_RAM_BITS in memory."""
     from hwgen.hw.top import NetworkTop
 
-    net = NetworkTop(reschedule(ir, board_lanes(cfg, ir)))
+    net = NetworkTop(reschedule(ir, board_lanes(cfg, ir)), store_ram_bits=STORE_RAM_BITS)
     bank = stand_in(ir, cfg.seed)
     acc = predict(ir, bits, cfg.samples, bank.model() if bank is not None else None)
     A, B, _ = fixed_point_affine(ir)
@@ -467,6 +498,7 @@ def build(cfg: FpgaConfig) -> dict:
     rep = {
         "format": "hwgen-fpga", "version": 2, "config": asdict(cfg), "device": platform.device,
         "lanes": top.network.params["lanes"], "weight_brams": weight_brams(top.network.ir),
+        "store_brams": store_brams(top.network.ir),
         "image": {"index": cfg.image, "label": label}, "expected_class": cls,
         "expected_scores": scores, "acc": acc.tolist(),
         "sites": _site_p(ir),

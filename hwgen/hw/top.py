@@ -75,6 +75,9 @@ class NetworkTop(wiring.Component):
         Scheduled (hwgen.passes.schedule): every layer is built from its read plan.
     in_w : int
         Image bits per `img` word.
+    store_ram_bits : int or None
+        Ring stores whose untapped run holds at least this many bits keep it in memory
+        (`TileController`; the FPGA flow asks for block RAM); None: every store in flops.
 
     Ports
     -----
@@ -92,7 +95,7 @@ class NetworkTop(wiring.Component):
         One per layer (testbenches read their `start` / `done`).
     """
 
-    def __init__(self, ir: IR, in_w: int = 32):
+    def __init__(self, ir: IR, in_w: int = 32, store_ram_bits: int | None = None):
         if not (isinstance(in_w, int) and in_w >= 1):
             raise ValueError(f"in_w must be a positive integer, not {in_w!r}")
         self.ir, self.in_w = ir, in_w
@@ -100,7 +103,7 @@ class NetworkTop(wiring.Component):
         c, h, w = ir.in_shape
         # a multi-bit input's planes are extra channels of layer 0's store words
         self.loader = ImageLoader((p["planes"] * c, h, w), in_w)
-        self.controllers: list[TileController] = [layer_controller(ir, i)
+        self.controllers: list[TileController] = [layer_controller(ir, i, store_ram_bits)
                                                   for i in range(len(ir.layers))]
         self.rng = None
         ports = {
