@@ -94,6 +94,8 @@ BOARD_LANES = {"icebreaker": 1, "ulx3s-25f": 2, "ulx3s-85f": 8}
 # ECP5 board -> its DP16KD block RAMs (18 Kbit, 512 x 36 as Yosys maps a one-port read)
 BRAM_BLOCKS = {"ulx3s-25f": 56, "ulx3s-85f": 208}
 BRAM_DEPTH, BRAM_WIDTH = 512, 36
+# the DP16KD's (depth, width) shapes with one read and one write port
+BRAM_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
 
 
 # A ring store whose untapped run (the delay line between a window's rows) holds at least
@@ -105,8 +107,9 @@ STORE_RAM_BITS = 512
 
 
 def store_brams(ir: core.IR) -> int:
-    """DP16KD blocks of the ring-store runs `make_board_top` puts in block RAM (per bank, a
-    block per BRAM_WIDTH bits of word per BRAM_DEPTH words) in a scheduled `ir`."""
+    """DP16KD blocks of the ring-store runs `make_board_top` puts in block RAM in a
+    scheduled `ir`: per bank, the fewest blocks of one of the DP16KD's shapes
+    (`BRAM_SHAPES`) that hold the run's words."""
     from hwgen.hw.controller import ram_run
     from hwgen.hw.top import top_params
 
@@ -115,7 +118,9 @@ def store_brams(ir: core.IR) -> int:
         # a multi-bit input's planes are extra channels of layer 0's store words
         width = layer.in_shape[0] * (top_params(ir)["planes"] if i == 0 else 1)
         lo, hi = ram_run(layer, layer.plan, width, STORE_RAM_BITS)
-        n += layer.plan.banks * -(-width // BRAM_WIDTH) * -(-(hi - lo) // BRAM_DEPTH)
+        if hi > lo:
+            n += layer.plan.banks * min(-(-width // w) * -(-(hi - lo) // d)
+                                        for d, w in BRAM_SHAPES)
     return n
 
 

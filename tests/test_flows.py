@@ -181,6 +181,26 @@ def test_ecp5_lanes_are_halved_until_the_weights_fit_block_ram(monkeypatch):
     assert fpga.board_lanes(fpga.FpgaConfig("unused", "icebreaker"), ir) == 1
 
 
+def test_store_brams_count_the_runs_the_board_puts_in_block_ram(monkeypatch):
+    """The Fashion default's shape: layer 0's run (725 slots x 1 bit) and layer 1's (165 x
+    16, two banks) reach STORE_RAM_BITS, a block each per bank; the flat classifier store
+    never rotates. The board top's rings hold exactly those runs in memory."""
+    import numpy as np
+
+    from flows import fpga
+    from support import random_ir
+
+    ir = reschedule(random_ir("c16,p2,c32,p2,f10", (1, 28, 28), seed=1), 4)
+    assert [l.plan.banks for l in ir.layers] == [1, 2, 1]
+    assert fpga.store_brams(ir) == 1 + 2
+    cfg = fpga.FpgaConfig("unused", "ulx3s-85f", samples=1, lanes=4)
+    bits = np.zeros((1, 28, 28), np.uint8)
+    top, *_ = fpga.make_board_top(ir, bits, cfg)
+    assert [c.store.run for c in top.network.controllers] == [(30, 755), (16, 181), (0, 0)]
+    monkeypatch.setattr(fpga, "STORE_RAM_BITS", 726)           # layer 0's run is 725 bits
+    assert fpga.store_brams(ir) == 2
+
+
 def test_board_top_catches_a_wrong_mask_model():
     """Planted fault: the Python model of the stand-ins uses other seeds, so its masks
     differ from the hardware's; the sums and the mismatch LED expose it."""

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The ring store with its untapped run in a memory (hwgen.hw.store, `memory=True`) against
 the all-flop ring, cycle by cycle under random writes, rotations and bank changes; and
 planted faults in the memory variant's source, each caught by the same comparison."""
