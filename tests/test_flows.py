@@ -80,14 +80,14 @@ def test_synth_bad_verilog_one_line_nothing_written(tmp_path):
 
 # ---------------------------------------------------------------- FPGA board top
 
-def small_ir(seed=3, spec="c4,p2,c8,p2,f10"):
+def small_ir(seed=3, spec="c4,p2,c8,p2,f10", in_shape=(1, 8, 8)):
     """A random IR with a logit affine on the classifier (the board needs it)."""
     import numpy as np
 
     from support import random_ir
     from hwgen.ir import core
 
-    ir = random_ir(spec, (1, 8, 8), seed=seed)
+    ir = random_ir(spec, in_shape, seed=seed)
     r = np.random.default_rng(seed)
     last = core.replace(ir.layers[-1],
                         logit_scale=tuple(float(v) for v in r.uniform(-0.3, 0.5, ir.n_classes)),
@@ -138,6 +138,24 @@ def test_board_top_shows_the_predicted_class(seed, samples, ram_bits, monkeypatc
     res = simulate_board(top)
     assert res["sums"] == [int(v) for v in acc.sum(axis=0)]
     assert res["cls"] == cls and res["best"] == max(scores) and res["mismatch"] == 0
+
+
+def test_board_top_with_its_stores_in_memory_on_the_fashion_shape():
+    """The Fashion default's shape at the flow's STORE_RAM_BITS: layer 0's ring and both
+    banks of layer 1's (re-read every sample) keep their runs in memory; three samples of
+    the board top's Amaranth simulation give the golden model's exact sums."""
+    import numpy as np
+
+    from flows import fpga
+
+    ir = small_ir(1, "c16,p2,c32,p2,f10", (1, 28, 28))
+    bits = np.random.default_rng(1).integers(0, 2, (1, 28, 28)).astype(np.uint8)
+    cfg = fpga.FpgaConfig("unused", "ulx3s-85f", samples=3, lanes=4, seed=1)
+    top, cls, scores, acc = fpga.make_board_top(ir, bits, cfg)
+    assert [c.store.run for c in top.network.controllers] == [(30, 755), (16, 181), (0, 0)]
+    res = simulate_board(top, max_cycles=200_000)
+    assert res["sums"] == [int(v) for v in acc.sum(axis=0)]
+    assert res["cls"] == cls and res["mismatch"] == 0
 
 
 def test_the_board_chooses_its_lanes():
