@@ -126,18 +126,27 @@ def store_brams(ir: core.IR) -> int:
 
 def weight_brams(ir: core.IR) -> int:
     """DP16KD blocks the tile weight memories of a scheduled `ir` take: per tile read in
-    more than one beat, a word of rows x lanes bits per beat, each BRAM_WIDTH bits of it
-    a block per BRAM_DEPTH words (a one-beat tile's word is a constant: no memory). An
-    upper bound: Yosys drops the bits that are equal in all of a memory's words, which
-    only a memory of few words is likely to have (the CI design at 4 lanes: 6 of 8)."""
+    more than one beat, a memory of one word of rows x lanes bits per beat (its columns
+    past the tile's read zero, `pack_tile_weights`), of which Yosys keeps the bits that
+    differ between its words (a bit equal in all of them is a constant), a block per
+    BRAM_WIDTH of those bits per BRAM_DEPTH words (a one-beat tile's word is a constant: no
+    memory). It is the count Yosys maps: 159 for the Fashion default at 4 lanes, 40 and 17
+    for the digits demo at 8 and 1 (docs/results/fpga_ulx3s-85f_*_bram*.json)."""
+    from hwgen.hw.layouts import wordline_order
+
     n = 0
     for layer in ir.layers:
         plan = layer.plan
         if plan.beats == 1:
             continue
-        for (ra, rb) in layer.row_tiles:
-            for lanes in plan.lanes:
-                n += -(-(rb - ra) * lanes // BRAM_WIDTH) * -(-plan.beats // BRAM_DEPTH)
+        wbits = np.asarray(layer.weight_bits()[:, wordline_order(layer)], np.uint8)
+        for (ca, cb), lanes in zip(layer.col_tiles, plan.lanes):
+            for ra, rb in layer.row_tiles:
+                words = np.zeros((plan.beats * lanes, rb - ra), np.uint8)
+                words[:cb - ca] = wbits[ca:cb, ra:rb]
+                words = words.reshape(plan.beats, -1)
+                varying = int((words.min(0) != words.max(0)).sum())
+                n += -(-varying // BRAM_WIDTH) * -(-plan.beats // BRAM_DEPTH)
     return n
 
 
