@@ -8,10 +8,12 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from amaranth import Module
 from amaranth.sim import Simulator
 
 from hwgen.hw import store
@@ -29,11 +31,7 @@ GEOMETRIES = [
 
 
 def slots_of(in_shape, kernel, pad):
-    class L:
-        pass
-    layer = L()
-    layer.in_shape, layer.kernel, layer.pad = in_shape, kernel, pad
-    return tap_slots(layer)
+    return tap_slots(SimpleNamespace(in_shape=in_shape, kernel=kernel, pad=pad))
 
 
 def first_difference(mem_cls, positions, width, taps, banks, cycles, seed=0):
@@ -41,6 +39,7 @@ def first_difference(mem_cls, positions, width, taps, banks, cycles, seed=0):
     the first cycle whose taps or `fresh` differ (None if none does)."""
     ref = RingStore(positions, width, taps, banks)
     dut = mem_cls(positions, width, taps, banks, memory=True)
+    assert dut.run[1] - dut.run[0] >= 2
     r = np.random.default_rng(seed)
     res = {"at": None}
 
@@ -61,7 +60,6 @@ def first_difference(mem_cls, positions, width, taps, banks, cycles, seed=0):
                 return
             await ctx.tick()
 
-    from amaranth import Module
     m = Module()
     m.submodules.ref, m.submodules.dut = ref, dut
     sim = Simulator(m)
