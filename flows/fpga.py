@@ -86,11 +86,12 @@ BOARDS = {
 # board -> the most lanes the network top is built at (columns per cycle of a tile read;
 # the read plan of every layer is re-run at these by the schedule pass). iCEBreaker
 # (UP5K, 5,280 LCs): 1, the fewest cells (the digits demo is over capacity at 8);
-# ULX3S-85F: 8, at which the digits demo and the Fashion default fitted with their
-# weights in logic (docs/results/fpga_ulx3s-85f_*.json); ULX3S-25F: 2, a guess between
-# the two (not measured). On an ECP5 the lanes are then halved until the tile weights fit
-# its block RAM (`board_lanes`).
-BOARD_LANES = {"icebreaker": 1, "ulx3s-25f": 2, "ulx3s-85f": 8}
+# ULX3S-85F: 8, at which the digits demo and the Fashion default fit
+# (docs/results/fpga_ulx3s-85f_*.json); ULX3S-25F: 8, at which the digits demo fits with
+# 40 of its 56 DP16KD at 89.21 MHz (fpga_ulx3s-25f_digits_lanes8.json; at 2, 86.92 MHz).
+# On an ECP5 the lanes are then halved until the tile weights and the store runs fit its
+# block RAM (`board_lanes`).
+BOARD_LANES = {"icebreaker": 1, "ulx3s-25f": 8, "ulx3s-85f": 8}
 
 # ECP5 board -> its DP16KD block RAMs (18 Kbit, 512 x 36 as Yosys maps a one-port read)
 BRAM_BLOCKS = {"ulx3s-25f": 56, "ulx3s-85f": 208}
