@@ -145,3 +145,5 @@ def test_network_top_puts_the_runs_it_is_asked_for_in_memory():
     assert runs == [(10, 55), (0, 0), (0, 0)]
     assert [c.store.run for c in NetworkTop(ir).controllers] == [(0, 0)] * 3
     assert [c.store.run for c in NetworkTop(ir, store_ram_bits=1).controllers][1] != (0, 0)
+    with pytest.raises(ValueError, match="store_ram_bits must be None or an integer >= 0"):
+        NetworkTop(ir, store_ram_bits=-1)

@@ -4,6 +4,7 @@ tile.CrossbarTile          one crossbar read, `lanes` column sums per cycle, wei
 controller.TileController  one layer, composed of the components below around its store;
                            controller.layer_controller builds layer i as the network runs it
   store.RingStore            the layer's input map: a ring of H*W words, fixed window taps
+                             (memory=True: its untapped run in RAM, the FPGA build's)
   walker.WindowWalker        rotates the ring in scan order, one request per window anchor
   tiles.TileArray            the layer's tiles in lock step, row splits' sums added
   planes.PlaneAccumulator    a bit-plane first layer's P passes, shift-added

@@ -111,6 +111,10 @@ class TileController(wiring.Component):
         if not isinstance(plan, ReadPlan) or plan.banks not in (1, 2):
             raise ValueError(f"plan must be a ReadPlan of 1 or 2 banks, not {plan!r}")
         check_walkable(layer)
+        if store_ram_bits is not None and not (isinstance(store_ram_bits, int)
+                                               and store_ram_bits >= 0):
+            raise ValueError(f"store_ram_bits must be None or an integer >= 0, not "
+                             f"{store_ram_bits!r}")
         ys, xs = walked(layer)
         if (plan.store == "flat") != (len(ys) * len(xs) == 1):
             raise ValueError(f"plan store {plan.store!r} does not match the walk: "
