@@ -113,12 +113,11 @@ def store_brams(ir: core.IR, ram_bits: int | None = STORE_RAM_BITS) -> int:
     scheduled `ir` at `ram_bits` (FpgaConfig.store_ram_bits): per bank, the fewest blocks
     of one of the DP16KD's shapes (`BRAM_SHAPES`) that hold the run's words."""
     from hwgen.hw.controller import ram_run
-    from hwgen.hw.top import top_params
 
     n = 0
     for i, layer in enumerate(ir.layers):
         # a multi-bit input's planes are extra channels of layer 0's store words
-        width = layer.in_shape[0] * (top_params(ir)["planes"] if i == 0 else 1)
+        width = layer.in_shape[0] * (ir.input.planes if i == 0 else 1)
         lo, hi = ram_run(layer, layer.plan, width, ram_bits)
         if hi > lo:
             n += layer.plan.banks * min(-(-width // w) * -(-(hi - lo) // d)
@@ -128,27 +127,29 @@ def store_brams(ir: core.IR, ram_bits: int | None = STORE_RAM_BITS) -> int:
 
 def weight_brams(ir: core.IR) -> int:
     """DP16KD blocks the tile weight memories of a scheduled `ir` take: per tile read in
-    more than one beat, a memory of one word of rows x lanes bits per beat (its columns
-    past the tile's read zero, `pack_tile_weights`), of which Yosys keeps the bits that
+    more than one beat, a memory of one word of rows x lanes bits per beat (the words
+    `pack_tile_weights` packs, zero past them), of which Yosys keeps the bits that
     differ between its words (a bit equal in all of them is a constant), a block per
     BRAM_WIDTH of those bits per BRAM_DEPTH words (a one-beat tile's word is a constant: no
     memory). It is the count Yosys maps: 159 for the Fashion default at 4 lanes, 40 and 17
     for the digits demo at 8 and 1 (docs/results/fpga_ulx3s-85f_*_bram*.json)."""
     from hwgen.hw.layouts import wordline_order
+    from hwgen.hw.tile import pack_tile_weights
 
     n = 0
     for layer in ir.layers:
         plan = layer.plan
         if plan.beats == 1:
             continue
-        wbits = np.asarray(layer.weight_bits()[:, wordline_order(layer)], np.uint8)
+        wbits = layer.weight_bits()[:, wordline_order(layer)]
         for (ca, cb), lanes in zip(layer.col_tiles, plan.lanes):
             for ra, rb in layer.row_tiles:
-                words = np.zeros((plan.beats * lanes, rb - ra), np.uint8)
-                words[:cb - ca] = wbits[ca:cb, ra:rb]
-                words = words.reshape(plan.beats, -1)
-                varying = int((words.min(0) != words.max(0)).sum())
-                n += -(-varying // BRAM_WIDTH) * -(-plan.beats // BRAM_DEPTH)
+                words = pack_tile_weights(wbits[ca:cb, ra:rb], lanes)
+                words += [0] * (plan.beats - len(words))
+                differ = 0
+                for word in words[1:]:
+                    differ |= word ^ words[0]
+                n += -(-differ.bit_count() // BRAM_WIDTH) * -(-plan.beats // BRAM_DEPTH)
     return n
 
 
