@@ -2,7 +2,8 @@
 stand-in in place of the MTJs (SPEC section 6).
 
     python flows/fpga.py OUTDIR [--board icebreaker|ulx3s-85f|...] [--samples T] [--image I]
-                         [--lanes L] [--store-ram-bits N|off] [--synth-only] [--split]
+                         [--lanes L] [--row-splits K|all] [--store-ram-bits N|off]
+                         [--synth-only] [--split]
 
 The board top (`BoardTop`) loads one fixed test image from a ROM into the network top,
 runs T MC samples, and shows on the LEDs the class with the largest mean logit:
@@ -58,7 +59,8 @@ from hwgen.passes import reschedule  # noqa: E402
 
 __all__ = ["FpgaConfig", "BoardTop", "fixed_point_affine", "expected_class", "image_words",
            "parse_utilisation", "build", "run_tools", "make_platform", "split_cells", "main",
-           "BOARDS", "BOARD_LANES", "BRAM_BLOCKS", "board_lanes", "weight_brams", "store_brams",
+           "BOARDS", "BOARD_LANES", "BOARD_ROW_SPLITS", "BRAM_BLOCKS", "board_lanes",
+           "board_row_splits", "weight_brams", "store_brams",
            "STORE_RAM_BITS", "FAMILY",
            "TOOL_ENV", "SCRIPT_AFTER_READ"]
 
@@ -92,6 +94,13 @@ BOARDS = {
 # On an ECP5 the lanes are then halved until the tile weights and the store runs fit its
 # block RAM (`board_lanes`).
 BOARD_LANES = {"icebreaker": 1, "ulx3s-25f": 8, "ulx3s-85f": 8}
+
+# board -> the row splits of a layer read at once (the schedule's second knob,
+# `ReadPlan.passes`); a board not named reads every split at once. iCEBreaker: 1, one
+# tile row's popcounts for the digits demo's 512-row classifier instead of four, which is
+# what fits it in the UP5K's 5,280 LCs (its weights then fit the EBR as well: 128 bits a
+# beat, not 512).
+BOARD_ROW_SPLITS = {"icebreaker": 1}
 
 # ECP5 board -> its DP16KD block RAMs (18 Kbit, 512 x 36 as Yosys maps a one-port read)
 BRAM_BLOCKS = {"ulx3s-25f": 56, "ulx3s-85f": 208}
@@ -135,21 +144,26 @@ def weight_brams(ir: core.IR) -> int:
     for the digits demo at 8 and 1 (docs/results/fpga_ulx3s-85f_*_bram*.json)."""
     from hwgen.hw.layouts import wordline_order
     from hwgen.hw.tile import pack_tile_weights
+    from hwgen.hw.tiles import row_slots, slot_weights
 
     n = 0
     for layer in ir.layers:
         plan = layer.plan
-        if plan.beats == 1:
+        if plan.cycles == 1:
             continue
         wbits = layer.weight_bits()[:, wordline_order(layer)]
-        for (ca, cb), lanes in zip(layer.col_tiles, plan.lanes):
-            for ra, rb in layer.row_tiles:
-                words = pack_tile_weights(wbits[ca:cb, ra:rb], lanes)
-                words += [0] * (plan.beats - len(words))
+        for ci, ((ca, cb), lanes) in enumerate(zip(layer.col_tiles, plan.lanes)):
+            for members in row_slots(layer, plan):
+                if plan.passes > 1:     # a row-serial tile: every pass's split in its words
+                    words = pack_tile_weights(slot_weights(layer, plan, members, ci), lanes)
+                else:
+                    ra, rb = layer.row_tiles[members[0]]
+                    words = pack_tile_weights(wbits[ca:cb, ra:rb], lanes)
+                words += [0] * (plan.cycles - len(words))
                 differ = 0
                 for word in words[1:]:
                     differ |= word ^ words[0]
-                n += -(-differ.bit_count() // BRAM_WIDTH) * -(-plan.beats // BRAM_DEPTH)
+                n += -(-differ.bit_count() // BRAM_WIDTH) * -(-plan.cycles // BRAM_DEPTH)
     return n
 
 
@@ -174,8 +188,10 @@ SCRIPT_AFTER_READ = {
              # and the ring stores' runs (hwgen.hw.controller's `store`)
              f'setattr -set ram_style "block" *.tile_r*/t:$mem_v2 *.store/t:$mem_v2 '
              f'r:RD_PORTS<={BRAM_READ_PORTS} %i'],
-    # the ring stores' runs, which Yosys would otherwise build from flops on an iCE40
-    "ice40": ["proc", "memory_collect", 'setattr -set ram_style "block" *.store/t:$mem_v2'],
+    # the tile weight memories and the ring stores' runs, which Yosys would otherwise
+    # build from LUTs and flops on an iCE40
+    "ice40": ["proc", "memory_collect",
+              'setattr -set ram_style "block" *.tile_r*/t:$mem_v2 *.store/t:$mem_v2'],
 }
 # the FPGA cell counts after synthesis (flat, as nextpnr places them)
 STAT_JSON = "{name}.stat.json"
@@ -192,7 +208,8 @@ class FpgaConfig:
     Yosys alone (synth_<family>, no place and route), as CI does; split: also synthesise
     without flattening (in build_dir/split) for the cells per part (`split_parts`);
     store_ram_bits: ring-store runs of at least this many bits go to block RAM
-    (`STORE_RAM_BITS`), None: every store in flops.
+    (`STORE_RAM_BITS`), None: every store in flops; row_splits: row splits of a layer
+    read at once, "board" for the board's (`BOARD_ROW_SPLITS`), None for all of them.
     """
     outdir: str
     board: str = "icebreaker"
@@ -204,6 +221,7 @@ class FpgaConfig:
     synth_only: bool = False
     split: bool = False
     store_ram_bits: int | None = STORE_RAM_BITS
+    row_splits: int | str | None = "board"
 
 
 # ---------------------------------------------------------------- arithmetic (Python model)
@@ -459,20 +477,29 @@ def board_lanes(cfg: FpgaConfig, ir: core.IR | None = None) -> int:
     lanes = BOARD_LANES.get(cfg.board, 1)
     if ir is not None and cfg.board in BRAM_BLOCKS:
         def blocks(lanes):
-            scheduled = reschedule(ir, lanes)
+            scheduled = reschedule(ir, lanes, board_row_splits(cfg))
             return weight_brams(scheduled) + store_brams(scheduled, cfg.store_ram_bits)
         while lanes > 1 and blocks(lanes) > BRAM_BLOCKS[cfg.board]:
             lanes //= 2
     return lanes
 
 
+def board_row_splits(cfg: FpgaConfig) -> int | None:
+    """The row splits read at once in the board top: `cfg.row_splits`, or for "board"
+    the board's BOARD_ROW_SPLITS (None: every split at once)."""
+    if cfg.row_splits == "board":
+        return BOARD_ROW_SPLITS.get(cfg.board)
+    return cfg.row_splits
+
+
 def make_board_top(ir: core.IR, bits: np.ndarray, cfg: FpgaConfig, leds=None):
     """(BoardTop, expected class, per-class scores, acc [T, classes]); the network top of
-    `ir` re-scheduled at `board_lanes(cfg, ir)` (its `ir` and `params["lanes"]`), its
-    ring-store runs of at least `cfg.store_ram_bits` in memory."""
+    `ir` re-scheduled at `board_lanes(cfg, ir)` and `board_row_splits(cfg)` (its `ir` and
+    `params["lanes"]`), its ring-store runs of at least `cfg.store_ram_bits` in memory."""
     from hwgen.hw.top import NetworkTop
 
-    net = NetworkTop(reschedule(ir, board_lanes(cfg, ir)), store_ram_bits=cfg.store_ram_bits)
+    net = NetworkTop(reschedule(ir, board_lanes(cfg, ir), board_row_splits(cfg)),
+                     store_ram_bits=cfg.store_ram_bits)
     bank = stand_in(ir, cfg.seed)
     acc = predict(ir, bits, cfg.samples, bank.model() if bank is not None else None)
     A, B, _ = fixed_point_affine(ir)
@@ -517,7 +544,9 @@ def build(cfg: FpgaConfig) -> dict:
     over = [k for k, v in util["cells"].items() if v["used"] > v["available"]]
     rep = {
         "format": "hwgen-fpga", "version": 2, "config": asdict(cfg), "device": platform.device,
-        "lanes": top.network.params["lanes"], "weight_brams": weight_brams(top.network.ir),
+        "lanes": top.network.params["lanes"],
+        "row_passes": [l.plan.passes for l in top.network.ir.layers],
+        "weight_brams": weight_brams(top.network.ir),
         "store_brams": store_brams(top.network.ir, cfg.store_ram_bits),
         "image": {"index": cfg.image, "label": label}, "expected_class": cls,
         "expected_scores": scores, "acc": acc.tolist(),
@@ -672,6 +701,10 @@ def main(argv=None) -> int:
     ap.add_argument("--lanes", type=int, default=None,
                     help=f"columns per cycle of a tile read (default: the board's, "
                          f"{', '.join(f'{b} {n}' for b, n in sorted(BOARD_LANES.items()))})")
+    ap.add_argument("--row-splits", default="board", metavar="K|all",
+                    help=f"row splits of a layer read at once (default: the board's, "
+                         f"{', '.join(f'{b} {n}' for b, n in sorted(BOARD_ROW_SPLITS.items()))}"
+                         f", else all)")
     ap.add_argument("--build-dir", default=None)
     ap.add_argument("--synth-only", action="store_true",
                     help="run Yosys alone (synth_<family>), no place and route")
@@ -695,8 +728,15 @@ def main(argv=None) -> int:
             sys.stderr.write(f"fpga: error: --store-ram-bits must be an integer >= 1 or "
                              f"'off', not {args.store_ram_bits!r}\n")
             return 2
+    row_splits = {"board": "board", "all": None}.get(args.row_splits, args.row_splits)
+    if row_splits not in ("board", None):
+        if not (row_splits.isdigit() and int(row_splits) >= 1):
+            sys.stderr.write(f"fpga: error: --row-splits must be an integer >= 1, 'all' or "
+                             f"'board', not {args.row_splits!r}\n")
+            return 2
+        row_splits = int(row_splits)
     cfg = FpgaConfig(args.outdir, args.board, args.samples, args.image, args.seed, args.lanes,
-                     args.build_dir, args.synth_only, args.split, ram_bits)
+                     args.build_dir, args.synth_only, args.split, ram_bits, row_splits)
     try:
         rep = build(cfg)
     except HwgenError as e:

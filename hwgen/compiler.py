@@ -196,7 +196,7 @@ def compile_model(model_path, outdir, config: CompileConfig | None = None, *,
     check_output_dir(outdir, inputs=(model_path,))     # before any work: refused, nothing made
     fe = frontend_of(model_path)
     ir, sha, model = fe.load(model_path, cfg)
-    ir = run_pipeline(ir, PassConfig(tile=cfg.tile, lanes=cfg.lanes))
+    ir = run_pipeline(ir, PassConfig(tile=cfg.tile, lanes=cfg.lanes, row_splits=cfg.row_splits))
     timings["ir_s"] = time.perf_counter() - t0
     log.info("IR: %d layers, %d dropout sites, %d MTJ interfaces, tile %s (%.2f s)",
              len(ir.layers), len(ir.sites), ir.n_interfaces, cfg.tile_text,
@@ -263,6 +263,7 @@ def config_from_args(args) -> CompileConfig:
     """The CompileConfig of `hwgen compile`'s (or a bench's) options; unset ones keep the
     defaults."""
     given = {"tile": getattr(args, "tile", None), "lanes": getattr(args, "lanes", None),
+             "row_splits": getattr(args, "row_splits", None),
              "check_images": getattr(args, "check_images", None),
              "dropout": getattr(args, "dropout", None), "p": getattr(args, "p", None),
              "sites": getattr(args, "sites", None)}

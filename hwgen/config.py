@@ -69,6 +69,12 @@ class CompileConfig:
     #: (hwgen.passes.schedule).
     lanes: int | None = None
 
+    #: Row splits of a layer read at once: the second emulation knob. None (the default)
+    #: reads every row split of a layer at once, as the arrays do; K reads K at a time,
+    #: so each beat of a layer of n splits takes ceil(n / K) cycles through K tiles'
+    #: popcounts (a small FPGA's build). Recorded in the read plans (`ReadPlan.passes`).
+    row_splits: int | None = None
+
     #: Held-out images of the compile check (the float model, or for a QONNX model the
     #: graph's own runtime, against the integer golden model); 0 skips the check.
     check_images: int = 64
@@ -99,6 +105,10 @@ class CompileConfig:
         if not (self.lanes is None or (type(self.lanes) is int and self.lanes >= 1)):
             raise HwgenError(f"--lanes must be an integer >= 1 (or None: the array), not "
                              f"{self.lanes!r}")
+        if not (self.row_splits is None
+                or (type(self.row_splits) is int and self.row_splits >= 1)):
+            raise HwgenError(f"--row-splits must be an integer >= 1 (or None: every split "
+                             f"at once), not {self.row_splits!r}")
         for name in ("check_images", "check_samples"):
             v = getattr(self, name)
             if not (type(v) is int and v >= 0):
@@ -137,6 +147,8 @@ class CompileConfig:
         out = {"tile": list(self.tile), "lanes": "array" if self.lanes is None else self.lanes,
                "check_images": self.check_images,
                "check_samples": self.check_samples, "verilog": self.verilog}
+        if self.row_splits is not None:
+            out["row_splits"] = self.row_splits
         if self.dropout is not None:
             out["dropout"] = {"kind": self.dropout, "p": self.p,
                               "sites": list(sites_added if sites_added is not None

@@ -181,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="columns per cycle in a tile read, the emulation knob (default: the "
                         "array, every column of a tile in one beat; L >= C also reads a tile "
                         "in one beat)")
+    p.add_argument("--row-splits", type=_positive, default=DEFAULT.row_splits, metavar="K",
+                   help="row splits of a layer read at once, the second emulation knob: "
+                        "each beat then takes ceil(splits / K) cycles through K tiles' "
+                        "popcounts (default: every split at once, as the arrays read)")
     p.add_argument("--check-images", type=_nonneg, default=DEFAULT.check_images,
                    help="held-out images for the float-vs-integer check (0 = skip)")
     p.add_argument("--no-verilog", action="store_true",

@@ -97,13 +97,13 @@ def driven_rows_per_tile(layer: core.Layer) -> list[int]:
     return [int(per_row[a:b].sum()) for a, b in layer.row_tiles]
 
 
-def _layer_cost(layer: core.Layer, beats: int, keep: float, planes: int = 1) -> dict:
+def _layer_cost(layer: core.Layer, plan: core.ReadPlan, keep: float, planes: int = 1) -> dict:
     """One pass of `layer`. `planes` > 1: a multi-bit first layer, one crossbar pass per
     input bit plane (SPEC section 3): reads, cycles, ADC conversions and shift-adds
-    times P; a plane drives the rows whose bit is 1, counted as half of them. `beats`:
-    the layer's read plan's beats per read."""
+    times P; a plane drives the rows whose bit is 1, counted as half of them. `plan`:
+    the layer's read plan (its cycles per read: beats x row passes)."""
     rt, ct = len(layer.row_tiles), len(layer.col_tiles)
-    cycles = walk_cycles(layer, beats, planes)    # as in hw.plan.cycle_bound
+    cycles = walk_cycles(layer, plan.beats, planes, plan.passes)  # as in hw.plan.cycle_bound
     driven = [d * (planes / 2 if planes > 1 else 1) for d in driven_rows_per_tile(layer)]
     cell = et.figure("xbar_cell_read").value_pj
     add = et.figure("digital_add").value_pj
@@ -118,7 +118,7 @@ def _layer_cost(layer: core.Layer, beats: int, keep: float, planes: int = 1) -> 
         op=layer.op, in_shape=list(layer.in_shape), out_channels=layer.out_channels,
         kernel=list(layer.kernel), rows=layer.rows, windows=layer.windows,
         row_tiles=rt, col_tiles=ct, reads_per_pass=layer.reads * rt * ct * planes,
-        read_cycles=beats, cycles_bound_per_pass=cycles,
+        read_cycles=plan.cycles, cycles_bound_per_pass=cycles,
         driven_rows_expected=sum(driven) * keep, keep_fraction=keep,
         adds_per_pass=adds, thresholds_per_pass=thresholds,
         energy_pj_per_pass=dict(xbar_cells=cell_pj, xbar_adc=adc_pj,
@@ -156,7 +156,7 @@ def cost(ir: core.IR, samples: int, measured: dict | None = None) -> dict:
     for i, layer in enumerate(ir.layers):
         per_sample = i >= mc_start
         passes = samples if per_sample else 1
-        lc = _layer_cost(layer, plans[i].beats, 1.0 - p_of.get(i, 0.0), reads_per_window(ir, i))
+        lc = _layer_cost(layer, plans[i], 1.0 - p_of.get(i, 0.0), reads_per_window(ir, i))
         lc.update(index=i, per_sample=per_sample, reads_per_inference=lc["reads_per_pass"] * passes)
         e = lc["energy_pj_per_pass"]
         common["reads"] += lc["reads_per_inference"]

@@ -39,7 +39,7 @@ from ..errors import HwgenError
 from ..ir.core import IR, Layer, ReadPlan
 
 __all__ = ["ReadPlan", "layer_plan", "CycleBound", "cycle_bound", "reads_per_window",
-           "check_walkable", "walked", "walk_cycles", "home_steps", "SENSE_GAP", "rng_period",
+           "check_walkable", "walked", "walk_cycles", "held", "home_steps", "SENSE_GAP", "rng_period",
            "READ_LATENCY"]
 
 # Cycles from a layer's tiles taking a request to the request's first summed beat: the
@@ -81,15 +81,24 @@ def walked(layer: Layer) -> tuple[list[int], list[int]]:
             [p * t + d for p in range(wp) for d in range(s)])
 
 
-def walk_cycles(layer: Layer, beats: int, planes: int = 1) -> int:
-    """Cycles of one walk of `layer` from its first request to its last (module doc)."""
+def held(beats: int, passes: int = 1) -> int:
+    """Cycles a read's request is held in the tiles after its first cycle: 0 when the
+    tiles take it with beat 0 (and the ring moves on under its later beats), or, in a
+    row-serial read (passes > 1, hwgen.hw.tiles), all but one of its beats x passes."""
+    return 0 if passes == 1 else beats * passes - 1
+
+
+def walk_cycles(layer: Layer, beats: int, planes: int = 1, passes: int = 1) -> int:
+    """Cycles of one walk of `layer` from its first request to its last (module doc):
+    each read takes R = beats x passes cycles, and the ring moves on `held` cycles into
+    it."""
     ys, xs = walked(layer)
     _, _, w = layer.in_shape
     sh, sw = layer.stride
-    r = beats
-    extra_row = sum(max(r, (b - a) * sw) - r for a, b in zip(xs, xs[1:]))
+    r, lag = beats * passes, held(beats, passes)
+    extra_row = sum(max(r, (b - a) * sw + lag) - r for a, b in zip(xs, xs[1:]))
     extra = len(ys) * extra_row + sum(
-        max(r, (b - a) * sh * w - (xs[-1] - xs[0]) * sw) - r for a, b in zip(ys, ys[1:]))
+        max(r, (b - a) * sh * w - (xs[-1] - xs[0]) * sw + lag) - r for a, b in zip(ys, ys[1:]))
     return len(ys) * len(xs) * planes * r + extra
 
 
@@ -138,11 +147,13 @@ def cycle_bound(ir: IR, mc_start: int | None = None) -> CycleBound:
     (from one start of that layer to the next at home); rng = the MTJ-RNG cycle
     (`hwgen.hw.rng.rng_period`), one per sample, which sets the period of a small layer."""
     m0 = ir.mc_start if mc_start is None else mc_start
-    beats = [layer_plan(ir, i).beats for i in range(len(ir.layers))]
-    per = tuple(walk_cycles(l, beats[i], reads_per_window(ir, i))
+    plans = [layer_plan(ir, i) for i in range(len(ir.layers))]
+    per = tuple(walk_cycles(l, plans[i].beats, reads_per_window(ir, i), plans[i].passes)
                 for i, l in enumerate(ir.layers))
     chain = sum(per[m0:]) + (len(per) - m0) * READ_LATENCY
-    homing = 1 + per[m0] - beats[m0] + home_steps(ir.layers[m0])
+    # the walker is free once the tiles take its last request, `held` into the last read
+    last_read = plans[m0].cycles - held(plans[m0].beats, plans[m0].passes)
+    homing = 1 + per[m0] - last_read + home_steps(ir.layers[m0])
     rng = rng_period(ir.mtj.reset_cycles, ir.mtj.write_cycles) if ir.n_interfaces else 0
     return CycleBound(per_layer=per, prefix=sum(per[:m0]) + m0 * READ_LATENCY,
                       per_sample=max(chain, homing, rng))

@@ -88,7 +88,7 @@ def add_tree(terms):
 
 def ctl_layout(depth: int) -> data.StructLayout:
     """What a tile's control gives its datapath each cycle (and a lead tile its followers):
-    `load` stage 1 with a read's beat 0, `take` a beat (its weight word, read a cycle
+    `load` stage 1 with a read's beat 0 (with every beat under `reload`), `take` a beat (its weight word, read a cycle
     ahead, into stage 1), `ahead` the index of the beat the front offers in the next
     cycle (the weight word to read now), `en_a` the popcounts' group counts, `en_y` their
     sums."""
@@ -223,6 +223,10 @@ class CrossbarTile(wiring.Component):
     follow : bool
         A follower has no control of its own: it is moved by a lead tile's `ctl` (the
         tiles of a layer run in lock step, so one control serves them all).
+    reload : bool
+        Stage 1 takes the word lines and row gates with every beat, not only with a
+        read's beat 0: a row-serial layer's tiles (hwgen.hw.tiles) see another row split
+        in each beat of one read.
 
     Ports
     -----
@@ -236,7 +240,7 @@ class CrossbarTile(wiring.Component):
     """
 
     def __init__(self, rows: int, cols: int, lanes: int, weights, *, beats: int | None = None,
-                 tag=0, follow: bool = False):
+                 tag=0, follow: bool = False, reload: bool = False):
         if not (isinstance(rows, int) and rows >= 1):
             raise ValueError(f"rows must be a positive integer, not {rows!r}")
         if not (isinstance(cols, int) and cols >= 1):
@@ -256,7 +260,7 @@ class CrossbarTile(wiring.Component):
         # at least two words and a 1-bit index: zero-width signals upset Verilog tools
         self.depth = max(self.beats, 2)
         self.init = words + [0] * (self.depth - len(words))
-        self.tag, self.follow = tag, follow
+        self.tag, self.follow, self.reload = tag, follow, bool(reload)
         ctl = ctl_layout(self.depth)
         if follow:
             ports = {"x": In(rows), "g": In(rows), "ctl": In(ctl),
@@ -366,5 +370,6 @@ class CrossbarTile(wiring.Component):
             m.d.sync += [q_index.eq(i2), q_last.eq(last2), q_tag.eq(tag2)]
         m.d.comb += [beat.payload.index.eq(q_index), beat.payload.last.eq(q_last),
                      beat.payload.tag.eq(q_tag),
-                     ctl.load.eq(take & first), ctl.take.eq(take), ctl.ahead.eq(ahead),
+                     ctl.load.eq(take if self.reload else take & first), ctl.take.eq(take),
+                     ctl.ahead.eq(ahead),
                      ctl.en_a.eq(v1 & adv), ctl.en_y.eq(v2 & adv)]

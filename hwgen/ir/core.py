@@ -36,7 +36,7 @@ FORMAT = "hwgen-ir"
 VERSION = 3       # 3: the integer stage's read plan (Layer.plan); version 2 files are refused
 
 __all__ = ["FORMAT", "VERSION", "InputEncoding", "BatchNorm", "FloatLayer", "Layer", "ReadPlan",
-           "read_plan", "layer_read_plan", "Site", "MtjConfig",
+           "read_plan", "layer_read_plan", "row_passes", "Site", "MtjConfig",
            "Dropout", "Meta", "IR", "site_groups", "pack_rows", "unpack_rows", "masks_from_ap",
            "report_items", "dumps", "loads", "replace"]
 
@@ -212,39 +212,62 @@ class FloatLayer(_Geometry):
 @dataclass(frozen=True, kw_only=True)
 class ReadPlan:
     """A layer's schedule (SPEC section 7), recorded by hwgen.passes.schedule next to its
-    tiling: every tile of the layer is read in `beats` cycles (r), column split ci
+    tiling: every tile of the layer is read in `beats` beats (r), column split ci
     delivering `lanes[ci]` columns per beat, the fewest that finish in r beats; `store`
     is the input buffer's organisation ('ring': a ring of H*W words rotated under the
-    window taps; 'flat': the layer reads one window (`reads` 1, e.g. a
-    flatten-fed linear), the map read as it stands, never rotated); `banks` 2 and `reread` on the first MC layer after a prefix (`IR.mc_start`:
-    its store is read again every sample, the next image filling the other bank)."""
+    window taps; 'flat': the layer reads one window (`reads` 1, e.g. a flatten-fed
+    linear), the map read as it stands, never rotated); `banks` 2 and `reread` on the
+    first MC layer after a prefix (`IR.mc_start`: its store is read again every sample,
+    the next image filling the other bank).
+
+    `passes` > 1 is row-serial: the layer's row splits are read `row_splits` at a time
+    (ceil(splits / passes)), in `passes` cycles per beat, by one set of tiles whose
+    memories hold every split's weights; each beat's column sums are accumulated over
+    the passes. 1 (the default, as the array reads) reads every row split at once."""
     beats: int
     lanes: tuple[int, ...]
     store: str                      # 'ring' | 'flat'
     banks: int = 1
     reread: bool = False
+    passes: int = 1
+
+    @property
+    def cycles(self) -> int:
+        """Cycles the tiles take per read: beats x passes."""
+        return self.beats * self.passes
+
+
+def row_passes(n_splits: int, row_splits: int | None) -> int:
+    """Passes over `n_splits` row splits read `row_splits` at a time (None: all at once)."""
+    if row_splits is not None and not (type(row_splits) is int and row_splits >= 1):
+        raise ValueError(f"row_splits must be a positive integer or None, not {row_splits!r}")
+    return 1 if row_splits is None else -(-n_splits // min(row_splits, n_splits))
 
 
 def layer_read_plan(layer: _Geometry, lanes: int | None, banks: int = 1,
-                    reread: bool = False) -> ReadPlan:
+                    reread: bool = False, row_splits: int | None = None) -> ReadPlan:
     """The read plan of `layer` at `lanes` columns per cycle; None models the array: one
     read delivers every column of a tile (lanes = the widest column split, beats = 1).
     r = ceil(widest / min(lanes, widest)); each split then takes ceil(its columns / r)
-    lanes. `banks`, `reread`: the store's (`read_plan` sets them from `IR.mc_start`)."""
+    lanes. `banks`, `reread`: the store's (`read_plan` sets them from `IR.mc_start`).
+    `row_splits`: the most row splits read at once (None: all, the array), giving
+    `row_passes` passes."""
     if lanes is not None and not (type(lanes) is int and lanes >= 1):
         raise ValueError(f"lanes must be a positive integer or None, not {lanes!r}")
     widest = max(b - a for a, b in layer.col_tiles)
     r = 1 if lanes is None else -(-widest // min(lanes, widest))
     flat = layer.reads == 1               # the walker issues one window: it never rotates
     return ReadPlan(beats=r, lanes=tuple(-(-(b - a) // r) for a, b in layer.col_tiles),
-                    store="flat" if flat else "ring", banks=banks, reread=reread)
+                    store="flat" if flat else "ring", banks=banks, reread=reread,
+                    passes=row_passes(len(layer.row_tiles), row_splits))
 
 
-def read_plan(ir: "IR", i: int, lanes: int | None) -> ReadPlan:
-    """Layer i's read plan in `ir` at `lanes` (`layer_read_plan`): the first MC layer's
-    store (`IR.mc_start`) is re-read every sample, in two banks after a prefix."""
+def read_plan(ir: "IR", i: int, lanes: int | None, row_splits: int | None = None) -> ReadPlan:
+    """Layer i's read plan in `ir` at `lanes` and `row_splits` (`layer_read_plan`): the
+    first MC layer's store (`IR.mc_start`) is re-read every sample, in two banks after a
+    prefix."""
     return layer_read_plan(ir.layers[i], lanes, banks=2 if 0 < i == ir.mc_start else 1,
-                           reread=i == ir.mc_start)
+                           reread=i == ir.mc_start, row_splits=row_splits)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -430,6 +453,8 @@ def to_dict(ir: IR) -> dict:
     for ld in d["layers"]:
         if "plan" in ld and ld["plan"] is None:
             del ld["plan"]                  # an unscheduled layer (before the pass)
+        elif ld.get("plan", {}).get("passes") == 1:
+            del ld["plan"]["passes"]        # every split at once: the bytes of before
         # default strides are left out: a stride-1 IR keeps the bytes it had before them
         for k, v in _DEFAULT_STRIDES.items():
             if k in ld and _tuplify(ld[k]) == v:

@@ -33,7 +33,8 @@ def dump(ir: IR) -> str:
         plan = getattr(l, "plan", None)
         if plan is not None:
             out.append(f"  plan: beats={plan.beats} lanes={_t(plan.lanes)} store={plan.store} "
-                       f"banks={plan.banks} reread={plan.reread}")
+                       f"banks={plan.banks} reread={plan.reread}"
+                       + ("" if plan.passes == 1 else f" passes={plan.passes}"))
         s = ir.site_of(i)
         if s is not None:
             out.append(f"  site: {s.kind} p={s.p!r} groups={s.n_groups} x {s.group_rows} rows "

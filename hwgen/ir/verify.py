@@ -134,11 +134,14 @@ def _layer(ir: IR, i: int, l) -> None:
     plan = getattr(l, "plan", None)
     if plan is not None:
         _need(isinstance(plan, ReadPlan) and _ints(plan.lanes, len(l.col_tiles))
-              and type(plan.beats) is int, f"{where}: read plan {plan!r} must give int beats "
+              and type(plan.beats) is int and type(plan.passes) is int and plan.passes >= 1,
+              f"{where}: read plan {plan!r} must give int beats, int passes >= 1 "
               f"and {len(l.col_tiles)} lanes (one per column split)")
-        want = read_plan(ir, i, max(plan.lanes))
+        splits = -(-len(l.row_tiles) // plan.passes)
+        want = read_plan(ir, i, max(plan.lanes), None if plan.passes == 1 else splits)
         _need(plan == want, f"{where}: read plan {plan} is not the schedule of its tiling at "
-              f"{max(plan.lanes)} lanes ({want}): run hwgen.passes.schedule")
+              f"{max(plan.lanes)} lanes and {splits} row splits at once ({want}): run "
+              f"hwgen.passes.schedule")
 
 
 def verify(ir: IR) -> None:

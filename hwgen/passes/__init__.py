@@ -32,9 +32,11 @@ class PassConfig:
     tile: (R, C) crossbar size every layer is split onto (R rows, C columns, both >= 1).
     lanes: columns per cycle of a tile read (the emulation knob), or None: the array, one
     read delivers all the columns of a tile (hwgen.passes.schedule).
+    row_splits: row splits of a layer read at once (the second knob), or None: all.
     """
     tile: tuple[int, int] = (128, 128)
     lanes: int | None = None
+    row_splits: int | None = None
 
 
 PIPELINE: tuple[Callable[[IR, PassConfig], IR], ...] = (
