@@ -59,7 +59,7 @@ from hwgen.passes import reschedule  # noqa: E402
 
 __all__ = ["FpgaConfig", "BoardTop", "fixed_point_affine", "expected_class", "image_words",
            "parse_utilisation", "build", "run_tools", "make_platform", "split_cells", "main",
-           "BOARDS", "BOARD_LANES", "BOARD_ROW_SPLITS", "BRAM_BLOCKS", "board_lanes",
+           "BOARDS", "BOARD_LANES", "BOARD_ROW_SPLITS", "BRAM_BLOCKS", "EBR_SHAPE", "EBR_SHAPES", "board_lanes",
            "board_row_splits", "weight_brams", "store_brams",
            "STORE_RAM_BITS", "FAMILY",
            "TOOL_ENV", "SCRIPT_AFTER_READ"]
@@ -105,6 +105,10 @@ BOARD_ROW_SPLITS = {"icebreaker": 1}
 # ECP5 board -> its DP16KD block RAMs (18 Kbit, 512 x 36 as Yosys maps a one-port read)
 BRAM_BLOCKS = {"ulx3s-25f": 56, "ulx3s-85f": 208}
 BRAM_DEPTH, BRAM_WIDTH = 512, 36
+# an iCE40 EBR (SB_RAM40_4K) as Yosys maps a tile's weight memory, 256 x 16, and the
+# shapes of its one-read, one-write modes
+EBR_SHAPE = (256, 16)
+EBR_SHAPES = ((256, 16), (512, 8), (1024, 4), (2048, 2))
 # the DP16KD's (depth, width) shapes with one read and one write port
 BRAM_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
 
@@ -117,31 +121,45 @@ BRAM_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36
 STORE_RAM_BITS = 512
 
 
-def store_brams(ir: core.IR, ram_bits: int | None = STORE_RAM_BITS) -> int:
-    """DP16KD blocks of the ring-store runs `make_board_top` puts in block RAM in a
-    scheduled `ir` at `ram_bits` (FpgaConfig.store_ram_bits): per bank, the fewest blocks
-    of one of the DP16KD's shapes (`BRAM_SHAPES`) that hold the run's words."""
-    from hwgen.hw.controller import ram_run
+def store_brams(ir: core.IR, ram_bits: int | None = STORE_RAM_BITS,
+                shapes=BRAM_SHAPES) -> int:
+    """Block RAMs of the stores `make_board_top` puts in memory in a scheduled `ir` at
+    `ram_bits` (FpgaConfig.store_ram_bits), each memory in the fewest blocks of one of
+    `shapes` ((depth, width), the DP16KD's by default; an iCE40's EBR: `EBR_SHAPES`):
+    a ring store's untapped run, per bank, and a row-serial flat store's split memories
+    (hwgen.hw.store.SplitStore: per tile row, one word of the tile's rows per row split
+    and bank)."""
+    from hwgen.hw.controller import ram_run, split_in_ram
+
+    def blocks(depth, width):
+        return min(-(-width // w) * -(-depth // d) for d, w in shapes)
 
     n = 0
     for i, layer in enumerate(ir.layers):
+        plan = layer.plan
         # a multi-bit input's planes are extra channels of layer 0's store words
+        multibit = i == 0 and ir.input.mode != "binary"
         width = layer.in_shape[0] * (ir.input.planes if i == 0 else 1)
-        lo, hi = ram_run(layer, layer.plan, width, ram_bits)
+        if split_in_ram(layer, plan, width, ram_bits, ir.input.plane_weights if multibit
+                        else None):
+            slots = -(-len(layer.row_tiles) // plan.passes)
+            n += slots * blocks(plan.banks * plan.passes, layer.tile[0])
+            continue
+        lo, hi = ram_run(layer, plan, width, ram_bits)
         if hi > lo:
-            n += layer.plan.banks * min(-(-width // w) * -(-(hi - lo) // d)
-                                        for d, w in BRAM_SHAPES)
+            n += plan.banks * blocks(hi - lo, width)
     return n
 
 
-def weight_brams(ir: core.IR) -> int:
+def weight_brams(ir: core.IR, depth: int = BRAM_DEPTH, width: int = BRAM_WIDTH) -> int:
     """DP16KD blocks the tile weight memories of a scheduled `ir` take: per tile read in
     more than one beat, a memory of one word of rows x lanes bits per beat (the words
     `pack_tile_weights` packs, zero past them), of which Yosys keeps the bits that
     differ between its words (a bit equal in all of them is a constant), a block per
     BRAM_WIDTH of those bits per BRAM_DEPTH words (a one-beat tile's word is a constant: no
     memory). It is the count Yosys maps: 159 for the Fashion default at 4 lanes, 40 and 17
-    for the digits demo at 8 and 1 (docs/results/fpga_ulx3s-85f_*_bram*.json)."""
+    for the digits demo at 8 and 1 (docs/results/fpga_ulx3s-85f_*_bram*.json). `depth`,
+    `width`: the block's shape, a DP16KD's by default (an iCE40 EBR: `EBR_SHAPE`)."""
     from hwgen.hw.layouts import wordline_order
     from hwgen.hw.tile import pack_tile_weights
     from hwgen.hw.tiles import row_slots, slot_weights
@@ -163,7 +181,7 @@ def weight_brams(ir: core.IR) -> int:
                 differ = 0
                 for word in words[1:]:
                     differ |= word ^ words[0]
-                n += -(-differ.bit_count() // BRAM_WIDTH) * -(-plan.cycles // BRAM_DEPTH)
+                n += -(-differ.bit_count() // width) * -(-plan.cycles // depth)
     return n
 
 
@@ -546,8 +564,11 @@ def build(cfg: FpgaConfig) -> dict:
         "format": "hwgen-fpga", "version": 2, "config": asdict(cfg), "device": platform.device,
         "lanes": top.network.params["lanes"],
         "row_passes": [l.plan.passes for l in top.network.ir.layers],
-        "weight_brams": weight_brams(top.network.ir),
-        "store_brams": store_brams(top.network.ir, cfg.store_ram_bits),
+        # in the family's blocks: DP16KD on an ECP5, EBR on an iCE40
+        "weight_brams": (weight_brams(top.network.ir) if FAMILY[cfg.board] == "ecp5"
+                         else weight_brams(top.network.ir, *EBR_SHAPE)),
+        "store_brams": store_brams(top.network.ir, cfg.store_ram_bits,
+                                   BRAM_SHAPES if FAMILY[cfg.board] == "ecp5" else EBR_SHAPES),
         "image": {"index": cfg.image, "label": label}, "expected_class": cls,
         "expected_scores": scores, "acc": acc.tolist(),
         "sites": _site_p(ir),

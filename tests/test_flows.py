@@ -160,6 +160,45 @@ def test_board_top_with_its_stores_in_memory_on_the_fashion_shape():
     assert res["cls"] == cls and res["mismatch"] == 0
 
 
+def test_board_top_on_the_icebreaker_schedule():
+    """The digits demo's shape as the iCEBreaker builds it: one row split at a time
+    (BOARD_ROW_SPLITS) through one 128-row tile, the classifier's two-bank flat store in
+    row-split memories (SplitStore, 8 EBR) and its weights in EBR; three samples of the
+    board top's Amaranth simulation give the golden model's exact sums."""
+    import numpy as np
+
+    from flows import fpga
+    from hwgen.hw.store import SplitStore
+
+    ir = small_ir(2, "c32,p2,f10")
+    bits = np.random.default_rng(2).integers(0, 2, (1, 8, 8)).astype(np.uint8)
+    cfg = fpga.FpgaConfig("unused", "icebreaker", samples=3, seed=2)
+    top, cls, scores, acc = fpga.make_board_top(ir, bits, cfg)
+    net = top.network
+    assert fpga.board_row_splits(cfg) == 1 and net.params["lanes"] == 1
+    assert [l.plan.passes for l in net.ir.layers] == [1, 4]
+    assert isinstance(net.controllers[1].store, SplitStore)
+    assert fpga.store_brams(net.ir, cfg.store_ram_bits, fpga.EBR_SHAPES) == 8
+    assert fpga.store_brams(net.ir, None, fpga.EBR_SHAPES) == 0
+    res = simulate_board(top, max_cycles=100_000)
+    assert res["sums"] == [int(v) for v in acc.sum(axis=0)]
+    assert res["cls"] == cls and res["mismatch"] == 0
+    # --row-splits all: the four tile rows of before, the store in flops
+    top, *_ = fpga.make_board_top(ir, bits, replace(cfg, row_splits=None))
+    assert [l.plan.passes for l in top.network.ir.layers] == [1, 1]
+    assert not isinstance(top.network.controllers[1].store, SplitStore)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "some"])
+def test_fpga_bad_row_splits_one_line(value, tmp_path, capsys):
+    from flows import fpga
+
+    assert fpga.main([str(tmp_path / "nope"), "--row-splits", value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--row-splits must be an integer >= 1, 'all'" in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_board_chooses_its_lanes():
     """Without --lanes the network top is built at the board's lanes (the schedule pass run
     again on the design's IR, whatever it was compiled with); --lanes overrides."""
@@ -396,7 +435,10 @@ def test_fpga_yosys_synthesis(tmp_path, board, lut, ff):
                                            + fpga.store_brams(reschedule(ir, 4), 32)) == 7
     else:
         assert re.search(r"mapping memory \S+\.layer0\.store\.run0 via \$__ICE40_RAM4K_", rpt)
-        assert cells.get("SB_RAM40_4K", 0) == 1
+        # the board's row-serial schedule (BOARD_ROW_SPLITS) and its tile weights in EBR
+        scheduled = top.network.ir
+        assert [l.plan.passes for l in scheduled.layers] == [1, 1]   # one row split each
+        assert cells.get("SB_RAM40_4K", 0) == fpga.weight_brams(scheduled, *fpga.EBR_SHAPE) + 1
     assert not (tmp_path / board / "hwgen_board.tim").exists()      # no place and route
 
 

@@ -95,15 +95,16 @@ FAULTS = [
 ]
 
 
-def planted(old, new):
-    src = inspect.getsource(tiles)
+def planted(old, new, module=tiles):
+    src = inspect.getsource(module)
     assert src.count(old) == 1, old
-    spec = importlib.util.spec_from_loader("hwgen.hw._tiles_planted", loader=None)
+    spec = importlib.util.spec_from_loader(f"hwgen.hw._{module.__name__.split('.')[-1]}"
+                                           f"_planted", loader=None)
     mod = importlib.util.module_from_spec(spec)
     mod.__package__ = "hwgen.hw"
     sys.modules[spec.name] = mod
     try:
-        exec(compile(src.replace(old, new), "tiles_planted.py", "exec"), mod.__dict__)
+        exec(compile(src.replace(old, new), "planted.py", "exec"), mod.__dict__)
     finally:
         del sys.modules[spec.name]
     return mod
@@ -158,3 +159,92 @@ def test_cost_model_cycles_follow_the_passes():
         bound = cycle_bound(v)
         assert [l["cycles_bound_per_pass"] for l in rep["layers"]] == list(bound.per_layer)
         assert [l["read_cycles"] for l in rep["layers"]] == [l.plan.cycles for l in v.layers]
+
+
+# -- the flat store of a row-serial layer in memories (hwgen.hw.store.SplitStore) --------
+
+# the digits demo's shape, small: the classifier is the first MC layer, its flat store
+# (4 x 4 x 4 = 64 rows) two banks
+SPLIT_SPEC = "c4,p2,f10"
+
+
+def split_top(tile=(16, 8), lanes=3, row_splits=1):
+    ir = reschedule(random_ir(SPLIT_SPEC, IN_SHAPE, seed=1, tile=tile), lanes, row_splits)
+    return ir, NetworkTop(ir, store_ram_bits=1)
+
+
+@pytest.mark.parametrize("tile, lanes, row_splits", [((16, 8), 3, 1), ((8, 8), 2, 2),
+                                                     ((16, 8), None, 1)])
+def test_split_store_top_equals_golden_at_its_bound(tile, lanes, row_splits):
+    """The classifier's flat store (two banks: the next image's prefix fills one while the
+    samples read the other) in memories of row-split words, read a cycle ahead of each
+    pass: three pipelined images bit-exact, and the schedule's cycles."""
+    from hwgen.hw.store import RingStore, SplitStore
+
+    ir, top = split_top(tile, lanes, row_splits)
+    assert [type(c.store) for c in top.controllers] == [RingStore, SplitStore]
+    assert ir.layers[1].plan.banks == 2 and ir.layers[1].plan.passes > 1
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 2, (3,) + IN_SHAPE).astype(np.uint8)
+    bench = TopBench(top, seed=7)
+    # 8 samples outlast the next image's load (64 positions) and prefix: the banks
+    # really are written and read at once
+    got = bench.run(imgs, 8, overlap=True)
+    assert bench.started_under == 2
+    assert np.array_equal(got, interp.run(ir, imgs, bench.masks))
+    one = TopBench(split_top(tile, lanes, row_splits)[1], seed=1)
+    one.run(np.ones((1,) + IN_SHAPE, np.uint8), 4)
+    assert (np.diff([c for _, c in one.beat_cycles]) == cycle_bound(ir).per_sample).all()
+
+
+def test_split_store_only_where_it_applies():
+    from hwgen.hw.controller import TileController
+    from hwgen.hw.store import RingStore
+
+    ir = reschedule(random_ir(SPLIT_SPEC, IN_SHAPE, seed=1, tile=(16, 8)), 3)   # one pass
+    assert all(type(c.store) is RingStore
+               for c in NetworkTop(ir, store_ram_bits=1).controllers)
+    ir, top = split_top()
+    assert type(NetworkTop(ir).controllers[1].store) is RingStore   # generic: flops
+    # a bank holds 64 bits: at a threshold above them, flops
+    assert type(NetworkTop(ir, store_ram_bits=65).controllers[1].store) is RingStore
+    assert TileController(ir.layers[1], None, ir.layers[1].plan, store_ram_bits=64).split
+    with pytest.raises(ValueError, match="row-serial"):
+        tiles.TileArray(ir.layers[0], ir.layers[0].plan, 4, x_memory=True)
+
+
+STORE_FAULTS = [
+    ("store", "the read bank ignored", "rp.addr.eq(rbank * passes + self.addr)",
+     "rp.addr.eq(self.addr)"),
+    ("store", "a write lane off by one", "wp.en[j].eq(self.wr.en & (slot == s) & (lane == j))",
+     "wp.en[j].eq(self.wr.en & (slot == s) & (lane == (j + 1) % lanes))"),
+    ("store", "the next map written after the last one",
+     "m.d.sync += [q.eq(0), lane.eq(0), slot.eq(0), p.eq(0)]",
+     "m.d.sync += [q.eq(0), lane.eq(0), slot.eq(0)]"),
+    ("tiles", "the word lines read in the cycle of their pass, not a cycle ahead",
+     "self.x_addr.eq(Mux(lead.ctl.take, Mux(last_pass, 0, p_in + 1), p_in))",
+     "self.x_addr.eq(p_in)"),
+]
+
+
+@pytest.mark.parametrize("where, what, old, new", STORE_FAULTS,
+                         ids=[f[1] for f in STORE_FAULTS])
+def test_planted_split_store_faults_are_caught(monkeypatch, where, what, old, new):
+    from hwgen.hw import controller, store
+
+    mod = planted(old, new, store if where == "store" else tiles)
+    if where == "store":
+        monkeypatch.setattr(controller, "SplitStore", mod.SplitStore)
+    else:
+        monkeypatch.setattr(controller, "TileArray", mod.TileArray)
+    ir, top = split_top(tile=(16, 8), lanes=3, row_splits=2)     # 2 slots, 2 lanes a word
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 2, (3,) + IN_SHAPE).astype(np.uint8)
+    try:
+        got = TopBench(top, seed=7).run(imgs, 2, overlap=True)
+    except (AssertionError, RuntimeError):
+        return
+    ref = TopBench(NetworkTop(ir), seed=7)
+    want = ref.run(imgs, 2, overlap=True)
+    assert np.array_equal(want, interp.run(ir, imgs, ref.masks))
+    assert not np.array_equal(got, want), what

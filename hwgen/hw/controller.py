@@ -34,12 +34,24 @@ from .layouts import class_layout, store_write_signature
 from .planes import PlaneAccumulator
 from .plan import check_walkable, layer_plan, walked
 from .sinks import ClassCollector, ThresholdPool
-from .store import RingStore, untapped_run
+from .store import RingStore, SplitStore, untapped_run
 from .tile import acc_width
 from .tiles import TileArray
 from .walker import WindowWalker, tap_slots
 
-__all__ = ["TileController", "layer_controller", "ram_run"]
+__all__ = ["TileController", "layer_controller", "ram_run", "split_in_ram"]
+
+
+def split_in_ram(layer: Layer, plan: ReadPlan, width: int, store_ram_bits: int | None,
+                 planes=None) -> bool:
+    """Whether the layer's store is a `SplitStore` in memory at `store_ram_bits`: a flat
+    store of binary words read row-serially (`ReadPlan.passes` > 1), whose row splits are
+    whole words (the tile rows a multiple of `width`) and whose bank holds at least that
+    many bits."""
+    _, h, w = layer.in_shape
+    return (store_ram_bits is not None and planes is None and plan.store == "flat"
+            and plan.passes > 1 and layer.tile[0] % width == 0
+            and h * w * width >= store_ram_bits)
 
 
 def ram_run(layer: Layer, plan: ReadPlan, width: int,
@@ -128,10 +140,15 @@ class TileController(wiring.Component):
         c, h, w = layer.in_shape
         self.width = c * (len(planes) if planes is not None else 1)
         self.acc_w = acc_w if acc_w is not None else acc_width(self.bound)
-        in_ram = ram_run(layer, plan, self.width, store_ram_bits) != (0, 0)
-        self.store = RingStore(h * w, self.width, tap_slots(layer), banks, memory=in_ram)
+        self.split = split_in_ram(layer, plan, self.width, store_ram_bits, planes)
+        if self.split:
+            self.store = SplitStore(h * w, self.width, layer.tile[0],
+                                    -(-len(layer.row_tiles) // plan.passes), banks)
+        else:
+            in_ram = ram_run(layer, plan, self.width, store_ram_bits) != (0, 0)
+            self.store = RingStore(h * w, self.width, tap_slots(layer), banks, memory=in_ram)
         self.walker = WindowWalker(layer, site, 0 if planes is None else len(planes), reread)
-        self.tiles = TileArray(layer, plan, self.walker.tag.size)
+        self.tiles = TileArray(layer, plan, self.walker.tag.size, x_memory=self.split)
         self.planes = None
         if planes is not None:
             self.planes = PlaneAccumulator(layer, plan, planes, self.bound)
@@ -163,6 +180,8 @@ class TileController(wiring.Component):
         if self.site is not None:
             m.d.comb += walker.keep.eq(self.keep)
         wiring.connect(m, walker.req, tiles.req)
+        if self.split:
+            m.d.comb += [store.addr.eq(tiles.x_addr), tiles.x_data.eq(store.data)]
         if self.planes is not None:
             m.submodules.planes = acc = self.planes
             wiring.connect(m, tiles.sums, acc.sums)

@@ -2,9 +2,19 @@
 
 The device holds a 32-bit Galois LFSR (polynomial x^32 + x^22 + x^2 + x + 1, maximal
 length: period 2^32 - 1). Each write pulse consumes one draw, also when the device cannot
-switch, like `hwgen.device.MtjArray`: when `write` falls the LFSR leaps `LEAP` = 16 steps
-(pure XOR wiring), and a device that was reset since its last write switches to AP iff
-the top 16 state bits are below its threshold. The threshold comes from the device curve:
+switch, like `hwgen.device.MtjArray`: draw k is the state `LEAP` * k = 16k steps from the
+seed, and when `write` falls a device that was reset since its last write switches to AP
+iff the top 16 bits of the draw are below its threshold.
+
+The register holds the next draw's state from reset on (the seed leapt once), and after
+each falling `write` it leaps to the following one in `LEAP // STEP` = 4 cycles of
+`STEP` = 4 steps (the fall's cycle included): a 4-step leap is a few XORs per bit, where a
+16-step one in a cycle was most of the iCEBreaker's stand-in logic (about 2,100 LUT4s for
+the digits demo's 32 devices). Two falls are at least an MTJ-RNG cycle apart
+(`hwgen.hw.plan.rng_period` >= 5: a reset and a write pulse of one cycle at least, and
+the 2-cycle sense gap), so the leap is always done by the next one.
+
+The threshold comes from the device curve:
 `threshold(params, code, write_ns) = round(p_switch(code, write_ns) * 2^16)`, built in for
 the codes the device is given, so the realised p is threshold / 2^16 (the state is never
 zero, which shifts it by less than 2^-32). A code it was not built for never switches.
@@ -17,24 +27,32 @@ devices exactly: `generate(seed)` yields the state sequence.
 from __future__ import annotations
 
 import numpy as np
-from amaranth import Cat, Module, Signal
+from amaranth import Cat, Const, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .rng import MtjPins
 
-__all__ = ["WIDTH", "MASK", "LEAP", "step", "generate", "threshold", "realised_p",
+__all__ = ["WIDTH", "MASK", "LEAP", "STEP", "step", "leap", "generate", "threshold", "realised_p", "below",
            "Lfsr", "LfsrMtj", "LfsrMtjBank", "LfsrMtjModel"]
 
 WIDTH = 32
 MASK = 0x80200003          # Galois toggle mask of x^32 + x^22 + x^2 + x + 1
 LEAP = 16                  # steps per draw: the 16 compared bits are all new
+STEP = 4                   # steps per cycle of a device's leap (LEAP // STEP cycles)
 P_BITS = 16
 
 
 def step(s: int) -> int:
     """One Galois (right-shift) step."""
     return (s >> 1) ^ (MASK if s & 1 else 0)
+
+
+def leap(s: int, steps: int = LEAP) -> int:
+    """`steps` Galois steps from state `s`."""
+    for _ in range(steps):
+        s = step(s)
+    return s
 
 
 def generate(seed: int, leap: int = LEAP):
@@ -66,6 +84,20 @@ def _leap_matrix(leap: int) -> list[list[int]]:
             s = step(s)
         cols.append(s)
     return [[i for i in range(WIDTH) if (cols[i] >> j) & 1] for j in range(WIDTH)]
+
+
+def below(bits, t: int):
+    """`bits` (unsigned) < the constant `t`, as gates from the LSB up (bit i of t is 1:
+    below = ~b_i | below so far; 0: ~b_i & below so far), not an adder: Yosys would map a
+    compare to a carry chain, 17 cells a device on an iCE40."""
+    if t <= 0:
+        return Const(0, 1)
+    if t >= 1 << len(bits):
+        return Const(1, 1)
+    lt = Const(0, 1)
+    for i in range(len(bits)):
+        lt = (~bits[i] | lt) if (t >> i) & 1 else (~bits[i] & lt)
+    return lt
 
 
 class Lfsr(wiring.Component):
@@ -114,24 +146,33 @@ class LfsrMtj(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.lfsr = lfsr = Lfsr(self.seed)
+        # the register holds the next draw (draw 1 from reset: the seed leapt once)
+        m.submodules.lfsr = lfsr = Lfsr(leap(self.seed), STEP)
         armed = Signal()
         write_q = Signal()
-        thr = Signal(P_BITS + 1)
+        # the draw is below the threshold of the code written (a constant compare per
+        # code; a code the device was not built for never switches)
+        top, is_below = lfsr.state[WIDTH - P_BITS:], Signal()
         with m.Switch(self.code):
             for code, t in sorted(self.thresholds.items()):
                 with m.Case(code):
-                    m.d.comb += thr.eq(t)
+                    m.d.comb += is_below.eq(below(top, t))
         fall = Signal()
-        m.d.comb += [fall.eq(write_q & ~self.write), lfsr.en.eq(fall)]
+        # after a fall, the leap to the next draw: STEP steps in this cycle and in each
+        # of the LEAP // STEP - 1 cycles that follow
+        left = Signal(range(LEAP // STEP))
+        m.d.comb += [fall.eq(write_q & ~self.write), lfsr.en.eq(fall | (left != 0))]
         m.d.sync += write_q.eq(self.write)
+        with m.If(fall):
+            m.d.sync += left.eq(LEAP // STEP - 1)
+        with m.Elif(left != 0):
+            m.d.sync += left.eq(left - 1)
         with m.If(self.reset):
             m.d.sync += [self.sense.eq(0), armed.eq(1)]
         with m.Elif(fall):
             m.d.sync += armed.eq(0)
             with m.If(armed):
-                # the draw is the state after this pulse's leap, as in the model
-                m.d.sync += self.sense.eq(lfsr.next[WIDTH - P_BITS:] < thr)
+                m.d.sync += self.sense.eq(is_below)
         return m
 
 

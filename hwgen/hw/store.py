@@ -32,7 +32,7 @@ from amaranth.lib.wiring import In, Out
 
 from .layouts import store_write_signature
 
-__all__ = ["RingStore", "untapped_run"]
+__all__ = ["RingStore", "SplitStore", "untapped_run"]
 
 
 def untapped_run(positions: int, taps) -> tuple[int, int]:
@@ -159,4 +159,100 @@ class RingStore(wiring.Component):
             m.d.comb += self.fresh.eq((self.wr.en & (self.wbank == self.rbank))
                                       | (was != self.rbank))
         m.d.comb += self.taps.eq(Cat(*(tap(t) for t in self.slots)))
+        return m
+
+
+class SplitStore(wiring.Component):
+    """The flat store of a row-serial layer (one window over its whole map, read a row
+    split per pass: `ReadPlan.passes` > 1) in memories, one per tile row (slot), that hold
+    its row splits as words: what block RAM holds on an FPGA where the flops of the flat
+    ring would not fit (the digits demo's classifier: 2 x 512 bits on an iCE40UP5K).
+
+    The map's bits in raster order are the layer's word lines (a flat layer's wordline
+    order is position-major), so row split t is bits [t*R, (t+1)*R) of the map; with
+    `width` dividing R, each written word lands whole in lane j of split t's word, and the
+    memories are written `width` bits at a time (write granularity `width`), position by
+    position, with no assembly register. Slot s holds the splits p*k + s, at address
+    bank*P + p. The tiles read them a cycle ahead of the pass that takes them, like their
+    weights (hwgen.hw.tiles `x_addr`, `x_data`). The memories are not cleared by a reset:
+    a store is always written whole before it is read.
+
+    Parameters
+    ----------
+    positions, width : int
+        The map's H*W words of C bits (the writer's words, raster order).
+    rows : int
+        Row split size R (the tile's rows), a multiple of `width`.
+    slots : int
+        Tile rows k (row splits read at once); passes P = ceil(splits / k).
+    banks : 1 or 2
+
+    Ports
+    -----
+    wr, rotate, fresh, wbank, rbank : as RingStore's (a flat store is never rotated).
+    taps : Out(positions * width)
+        Constant 0: the word lines come from `data`, not the request.
+    addr : In(range(P))
+        The pass to read (ring `rbank`); its words are on `data` in the next cycle.
+    data : Out(slots * rows)
+        Slot s's word at bits [s*R, (s+1)*R).
+    """
+
+    def __init__(self, positions: int, width: int, rows: int, slots: int, banks: int = 1):
+        if banks not in (1, 2):
+            raise ValueError(f"banks must be 1 or 2, not {banks!r}")
+        if not (rows >= width >= 1 and rows % width == 0):
+            raise ValueError(f"the split rows ({rows}) must be a multiple of the word width "
+                             f"({width})")
+        self.positions, self.width, self.rows, self.banks = positions, width, rows, banks
+        self.splits = -(-positions * width // rows)
+        self.slots = slots
+        self.passes = -(-self.splits // slots)
+        ports = {"wr": In(store_write_signature(width)), "rotate": In(1),
+                 "taps": Out(positions * width), "fresh": Out(1),
+                 "addr": In(range(max(self.passes, 2))), "data": Out(slots * rows)}
+        if banks == 2:
+            ports.update({"wbank": In(1), "rbank": In(1)})
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        wd, lanes, k, passes = self.width, self.rows // self.width, self.slots, self.passes
+        # the write position: lane j of slot s's word in pass p, and the map position
+        lane = Signal(range(max(lanes, 2)))
+        slot = Signal(range(max(k, 2)))
+        p = Signal(range(max(passes, 2)))
+        q = Signal(range(max(self.positions, 2)))
+        wbank = self.wbank if self.banks == 2 else 0
+        rbank = self.rbank if self.banks == 2 else 0
+        with m.If(self.wr.en):
+            with m.If(q == self.positions - 1):
+                m.d.sync += [q.eq(0), lane.eq(0), slot.eq(0), p.eq(0)]
+            with m.Else():
+                m.d.sync += q.eq(q + 1)
+                with m.If(lane == lanes - 1):
+                    m.d.sync += lane.eq(0)
+                    with m.If(slot == k - 1):
+                        m.d.sync += [slot.eq(0), p.eq(p + 1)]
+                    with m.Else():
+                        m.d.sync += slot.eq(slot + 1)
+                with m.Else():
+                    m.d.sync += lane.eq(lane + 1)
+        for s in range(k):
+            mem = memory.Memory(shape=self.rows, depth=self.banks * passes, init=[])
+            m.submodules[f"split{s}"] = mem
+            wp = mem.write_port(granularity=wd)
+            rp = mem.read_port()
+            m.d.comb += [wp.addr.eq(wbank * passes + p), rp.addr.eq(rbank * passes + self.addr),
+                         self.data[s * self.rows:(s + 1) * self.rows].eq(rp.data)]
+            for j in range(lanes):
+                m.d.comb += [wp.data[j * wd:(j + 1) * wd].eq(self.wr.data),
+                             wp.en[j].eq(self.wr.en & (slot == s) & (lane == j))]
+        if self.banks == 1:
+            m.d.comb += self.fresh.eq(self.wr.en)
+        else:
+            was = Signal()
+            m.d.sync += was.eq(self.rbank)
+            m.d.comb += self.fresh.eq((self.wr.en & (self.wbank == self.rbank))
+                                      | (was != self.rbank))
         return m

@@ -65,6 +65,9 @@ class TileArray(wiring.Component):
         Beats per read, lanes per column split and row passes.
     tag : int
         Width of the opaque tag passed from each request to its beats.
+    x_memory : bool
+        Row-serial plans only: the word lines come from the layer's `SplitStore`
+        (hwgen.hw.store), read a cycle ahead at `x_addr`, not from the request's `x`.
 
     Ports
     -----
@@ -75,12 +78,18 @@ class TileArray(wiring.Component):
         `sums_layout` of the layer's walker tag), from a register: a request's first
         beat is here `READ_LATENCY` cycles after the request's first cycle in the tiles
         (the tile's pipeline, then this register).
+    x_addr : Out(range(passes)); x_data : In(slots * rows)
+        With `x_memory`: the pass the tiles take in the next cycle, and (in that cycle)
+        each slot's word lines of it, slot s at bits [s*R, (s+1)*R).
     """
 
-    def __init__(self, layer: Layer, plan: ReadPlan, tag):
+    def __init__(self, layer: Layer, plan: ReadPlan, tag, x_memory: bool = False):
         self.layer, self.plan = layer, plan
         self.slots = row_slots(layer, plan)
         serial = plan.passes > 1
+        if x_memory and not serial:
+            raise ValueError("x_memory needs a row-serial plan (passes > 1)")
+        self.x_memory = x_memory
         wbits = layer.weight_bits()[:, wordline_order(layer)]
         self.tiles = {}
         for ci, ((ca, cb), lanes) in enumerate(zip(layer.col_tiles, plan.lanes)):
@@ -97,11 +106,15 @@ class TileArray(wiring.Component):
                     self.tiles[s, ci] = CrossbarTile(rb - ra, cb - ca, lanes,
                                                      wbits[ca:cb, ra:rb], beats=plan.beats,
                                                      tag=tag, follow=not lead)
-        super().__init__({
+        ports = {
             "req": In(stream.Signature(request_layout(layer.rows, tag))),
             "sums": Out(stream.Signature(beat_layout(layer.rows, sum(plan.lanes), plan.beats,
                                                      tag))),
-        })
+        }
+        if x_memory:
+            ports |= {"x_addr": Out(range(max(plan.passes, 2))),
+                      "x_data": In(len(self.slots) * layer.tile[0])}
+        super().__init__(ports)
 
     def _slot_inputs(self, m, req, lead):
         """Each tile row's word lines and gates: its split's rows of the request, or in a
@@ -120,16 +133,23 @@ class TileArray(wiring.Component):
             m.d.sync += p_in.eq(Mux(last_pass, 0, p_in + 1))
             with m.If(last_pass):
                 m.d.sync += c_in.eq(Mux(c_in == self.plan.beats - 1, 0, c_in + 1))
+        if self.x_memory:
+            # the split store is read a cycle ahead: the pass of the next cycle's beat
+            m.d.comb += self.x_addr.eq(Mux(lead.ctl.take, Mux(last_pass, 0, p_in + 1), p_in))
         inputs = []
         for s, members in enumerate(self.slots):
             width = self.tiles[s, 0].rows
             x, g = Signal(width, name=f"x_s{s}"), Signal(width, name=f"g_s{s}")
+            if self.x_memory:
+                m.d.comb += x.eq(self.x_data[s * layer.tile[0]:][:width])
             with m.Switch(p_in):
                 for p, t in enumerate(members):
                     with m.Case(p):
                         if t is not None:
                             a, b = layer.row_tiles[t]
-                            m.d.comb += [x.eq(req.payload.x[a:b]), g.eq(req.payload.g[a:b])]
+                            m.d.comb += g.eq(req.payload.g[a:b])
+                            if not self.x_memory:
+                                m.d.comb += x.eq(req.payload.x[a:b])
             inputs.append((x, g))
         return inputs, last_take
 
