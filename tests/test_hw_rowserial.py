@@ -150,6 +150,10 @@ def test_the_plan_in_the_ir():
             verify(broken)
     with pytest.raises(ValueError, match="row_splits"):
         reschedule(ir, 4, 0)
+    # ports.json reports the passes of a row-serial design only
+    from hwgen.hw.top import top_params
+    assert top_params(reschedule(ir, 4, 1))["passes"] == [1, 3, 2]
+    assert "passes" not in top_params(reschedule(ir, 4))
 
 
 def test_cost_model_cycles_follow_the_passes():

@@ -47,7 +47,8 @@ def measure_cycles(ir: IR, samples: int = 3, seed: int = 0) -> dict:
         ctl = top.controllers[i]
         meas = bench.layer_cycles.get(i, [])
         layers.append({"layer": i, "per_sample": i >= ir.mc_start, "windows": layer.reads,
-                       "beats": ctl.beats, "lanes": list(ctl.lanes), "bound": cb.per_layer[i],
+                       "beats": ctl.beats, "passes": ctl.plan.passes, "lanes": list(ctl.lanes),
+                       "bound": cb.per_layer[i],
                        "start_to_done": meas[-1] if meas else None})
     beats = [c for _, c in bench.beat_cycles]
     per_sample = [int(v) for v in np.diff(beats)]

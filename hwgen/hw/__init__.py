@@ -5,8 +5,10 @@ controller.TileController  one layer, composed of the components below around it
                            controller.layer_controller builds layer i as the network runs it
   store.RingStore            the layer's input map: a ring of H*W words, fixed window taps
                              (memory=True: its untapped run in RAM, the FPGA build's)
+  store.SplitStore           a row-serial flat store in memories of row-split words (FPGA)
   walker.WindowWalker        rotates the ring in scan order, one request per window anchor
-  tiles.TileArray            the layer's tiles in lock step, row splits' sums added
+  tiles.TileArray            the layer's tiles in lock step, row splits' sums added (or,
+                             row-serial, the splits read a few at a time, sums accumulated)
   planes.PlaneAccumulator    a bit-plane first layer's P passes, shift-added
   sinks.ThresholdPool        threshold, pool in raster order, shift into the next store
   sinks.ClassCollector       the classifier's class sums, one `out` beat per read
@@ -16,7 +18,7 @@ rng.MtjRngBank             the MTJ-RNG protocol for all interfaces in lock step,
 lfsr.LfsrMtjBank           LFSR stand-ins for the MTJs (FPGA), with their exact software model
 top.NetworkTop             `hwgen_top` (port contract: docs/ARCHITECTURE.md section 5)
 layer_top.LayerTop         one layer's controller alone, for the layer-level bench
-plan                       the IR's read plan (beats per read), the walk and its cycles, the cycle bound
+plan                       the IR's read plan (beats, row passes), the walk and its cycles, the cycle bound
 
 The hardware reads a finished IR: it imports hwgen.ir, never the compiler (tests build
 their IRs through the frontend and the passes, tests/support.py's random_ir). Each module

@@ -52,8 +52,9 @@ class TileArray(wiring.Component):
 
     A row-serial plan (`ReadPlan.passes` P > 1) builds only ceil(splits / P) tile rows
     (`row_slots`): each beat of a read takes P cycles, one per pass, in which every tile
-    row reads its split of that pass (word lines and gates multiplexed from the request,
-    weights from its memory, `slot_weights`); the row sums are accumulated over the
+    row reads its split of that pass (gates multiplexed from the request, word lines too
+    or, with `x_memory`, read from the layer's split store; weights from its memory,
+    `slot_weights`); the row sums are accumulated over the
     passes, and the request is taken with the read's last cycle, so that the walker holds
     it (and its taps) for the whole read.
 
@@ -178,7 +179,7 @@ class TileArray(wiring.Component):
         m.d.comb += [req.ready.eq(lead.req.ready if last_take is None else last_take),
                      load.eq(adv & lead.beat.valid), out.payload.eq(q)]
         # a row-serial plan: the beats of passes 0 .. P-2 add into `part`; the last pass's
-        # beat is the column beat (counted by `p_out` and `c_out`)
+        # beat leaves as the column beat `index` (the pass counted by `p_out`)
         passes = plan.passes
         if passes == 1:
             valid, emit, index = lead.beat.valid, load, lead.beat.payload.index

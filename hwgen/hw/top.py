@@ -48,8 +48,9 @@ __all__ = ["NetworkTop", "top_params"]
 def top_params(ir: IR, in_w: int = 32) -> dict:
     """The generated top's parameters (also written to ports.json). `planes` is the
     number of input bit planes P (1 for binary input); an image is P*C*H*W bits. `lanes`
-    (`IR.lanes`: "array" when every read takes one beat) and `beats` (per layer) report
-    the IR's read plans, for information: nothing reads them back."""
+    (`IR.lanes`: "array" when every read takes one beat), `beats` and, when row-serial,
+    `passes` (per layer) report the IR's read plans, for information: nothing reads them
+    back."""
     c, h, w = ir.in_shape
     beats = [layer_plan(ir, i).beats for i in range(len(ir.layers))]   # HwgenError unscheduled
     planes = ir.input.planes
@@ -63,7 +64,14 @@ def top_params(ir: IR, in_w: int = 32) -> dict:
         "lanes": "array" if ir.lanes is None else ir.lanes,
         "beats": beats,
         "mc_start": ir.mc_start, "planes": planes,
-    }
+    } | _passes(ir)
+
+
+def _passes(ir: IR) -> dict:
+    """{"passes": per layer} when a read plan is row-serial, else nothing: ports.json of
+    a design read every split at once keeps its bytes."""
+    passes = [layer_plan(ir, i).passes for i in range(len(ir.layers))]
+    return {"passes": passes} if max(passes) > 1 else {}
 
 
 class NetworkTop(wiring.Component):
