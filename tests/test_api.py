@@ -71,6 +71,8 @@ def test_the_temporary_folder_goes_with_the_design(model):
 def test_bad_api_input_is_one_line(model, tmp_path):
     with pytest.raises(HwgenError, match="lanes"):
         hwgen.compile(model, lanes=0)
+    with pytest.raises(HwgenError, match="--row-splits must be an integer >= 1"):
+        hwgen.compile(model, row_splits=2.5)
     with pytest.raises(HwgenError, match="torch module"):
         hwgen.compile(42)
     with pytest.raises(HwgenError, match="shape"):

@@ -421,6 +421,8 @@ def test_spatial_on_conv_groups_does_not_warn(caplog):
     (["compile", "{pt}", "--tile", "128", "-o", "{out}"], "--tile must be RxC"),
     (["compile", "{pt}", "--tile=-1x8", "-o", "{out}"], "--tile must be RxC"),
     (["compile", "{pt}", "--lanes", "0", "-o", "{out}"], "must be a positive integer, not '0'"),
+    (["compile", "{pt}", "--row-splits", "0", "-o", "{out}"],
+     "must be a positive integer, not '0'"),
     (["eval", "{pt}", "--samples", "0"], "must be a positive integer, not '0'"),
     (["summary", "{pt}", "--tile", "0x0"], "--tile must be RxC"),
 ])

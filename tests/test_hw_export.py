@@ -232,6 +232,28 @@ def test_random_designs_lint_clean(tmp_path, seed):
         assert r.returncode == 0 and "%Warning" not in r.stderr, (spec, r.stderr[:2000])
 
 
+@pytest.mark.parametrize("seed", [*range(6), 13, 50])
+def test_random_row_serial_designs_lint_clean(tmp_path, seed):
+    """The same random designs, on tiles of an eighth the rows, read row-serially
+    (`--row-splits` 1 or 2: each layer's splits a few at a time, their sums accumulated)
+    lint clean too."""
+    ir = row_serial_design(seed)
+    assert max(l.plan.passes for l in ir.layers) > 1
+    export(ir, tmp_path)
+    for args in (["-Wall", WAIVERS, "-f", FILE_LIST], ["-Wall", WAIVERS, "-f", SIM_FILE_LIST]):
+        r = subprocess.run([require_tool("verilator"), "--lint-only", "--top-module",
+                            "hwgen_top", *args], cwd=tmp_path, capture_output=True, text=True)
+        assert r.returncode == 0 and "%Warning" not in r.stderr, (ir.meta.spec, r.stderr[:2000])
+
+
+def row_serial_design(seed: int):
+    spec, in_shape, dropout, (r, c), lanes = random_design(seed)
+    ir = random_ir(spec, in_shape, dropout=dropout, seed=seed, tile=(max(2, r // 8), c))
+    # two splits at a time on odd seeds, where a layer has at least three
+    two = seed % 2 and max(len(l.row_tiles) for l in ir.layers) >= 3
+    return reschedule(ir, lanes, 2 if two else 1)
+
+
 @pytest.mark.synth
 def test_debian_yosys_synthesises_the_golden(tmp_path):
     require_tool("yosys")

@@ -252,3 +252,15 @@ def test_planted_split_store_faults_are_caught(monkeypatch, where, what, old, ne
     want = ref.run(imgs, 2, overlap=True)
     assert np.array_equal(want, interp.run(ir, imgs, ref.masks))
     assert not np.array_equal(got, want), what
+
+
+@pytest.mark.parametrize("seed", [0, 2, 4, 13])
+def test_random_row_serial_designs_equal_golden(seed):
+    """Random designs of the lint sweep (tests/test_hw_export.py), on small tiles read a
+    split or two at a time: the whole top bit-exact against the golden interpreter."""
+    from test_hw_export import row_serial_design
+
+    ir = row_serial_design(seed)
+    assert max(l.plan.passes for l in ir.layers) > 1
+    bench, got, want = run(ir, n_img=1, samples=2, seed=seed)
+    assert np.array_equal(got, want)
