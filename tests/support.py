@@ -183,3 +183,25 @@ def multibit_ir(spec, in_shape, mode, bits, seed=0, tile=(8, 4), dropout="spatia
         ir = replace(ir, layers=(replace(l0, thresh=t), *ir.layers[1:]))
     verify(ir)
     return ir
+
+
+def planted(module, old: str, new: str):
+    """A copy of `module` (a hwgen.hw module) whose source has `old`, which must occur
+    once, replaced by `new`: a planted fault, for a checker to catch. Its relative imports
+    resolve in the module's package."""
+    import importlib.util
+    import inspect
+    import sys
+
+    src = inspect.getsource(module)
+    assert src.count(old) == 1, old
+    package, name = module.__name__.rsplit(".", 1)
+    spec = importlib.util.spec_from_loader(f"{package}._{name}_planted", loader=None)
+    mod = importlib.util.module_from_spec(spec)
+    mod.__package__ = package
+    sys.modules[spec.name] = mod
+    try:
+        exec(compile(src.replace(old, new), f"{name}_planted.py", "exec"), mod.__dict__)
+    finally:
+        del sys.modules[spec.name]
+    return mod

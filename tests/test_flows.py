@@ -189,16 +189,6 @@ def test_board_top_on_the_icebreaker_schedule():
     assert not isinstance(top.network.controllers[1].store, SplitStore)
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "some"])
-def test_fpga_bad_row_splits_one_line(value, tmp_path, capsys):
-    from flows import fpga
-
-    assert fpga.main([str(tmp_path / "nope"), "--row-splits", value]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--row-splits must be an integer >= 1, 'all'" in err
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_the_board_chooses_its_lanes():
     """Without --lanes the network top is built at the board's lanes (the schedule pass run
     again on the design's IR, whatever it was compiled with); --lanes overrides."""
@@ -274,13 +264,17 @@ def test_store_brams_count_the_runs_the_board_puts_in_block_ram():
     assert [c.store.run for c in top.network.controllers] == [(0, 0)] * 3
 
 
-@pytest.mark.parametrize("value", ["0", "-3", "many"])
-def test_fpga_bad_store_ram_bits_one_line(value, tmp_path, capsys):
+@pytest.mark.parametrize("option, value, needle", [
+    *[("--store-ram-bits", v, "--store-ram-bits must be an integer >= 1 or 'off'")
+      for v in ("0", "-3", "many")],
+    *[("--row-splits", v, "--row-splits must be an integer >= 1, 'all' or 'board'")
+      for v in ("0", "-1", "some")]])
+def test_fpga_bad_option_one_line(option, value, needle, tmp_path, capsys):
     from flows import fpga
 
-    assert fpga.main([str(tmp_path / "nope"), "--store-ram-bits", value]) == 2
+    assert fpga.main([str(tmp_path / "nope"), option, value]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--store-ram-bits must be an integer >= 1 or 'off'" in err
+    assert err.count("\n") == 1 and needle in err
     assert list(tmp_path.iterdir()) == []
 
 

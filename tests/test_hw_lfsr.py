@@ -46,15 +46,13 @@ def test_polynomial_is_primitive():
         assert _xpow(n // q, poly, 32) != 1
 
 
-def test_lfsr_matches_generate_2_16_draws():
-    seed, n = 0x1234ABCD, 2 ** 16
-    dut = lfsr.Lfsr(seed)
-    want = list(itertools.islice(lfsr.generate(seed), n))
+def enabled_states(dut, port, n: int) -> list[int]:
+    """`port` of an `Lfsr` kept enabled, sampled at each of n clock edges."""
     got = []
 
     async def bench(ctx):
         ctx.set(dut.en, 1)
-        async for _, _, state in ctx.tick().sample(dut.next):
+        async for _, _, state in ctx.tick().sample(getattr(dut, port)):
             got.append(state)
             if len(got) == n:
                 break
@@ -63,30 +61,22 @@ def test_lfsr_matches_generate_2_16_draws():
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    assert got == want
+    return got
+
+
+def test_lfsr_matches_generate_2_16_draws():
+    seed, n = 0x1234ABCD, 2 ** 16
+    want = list(itertools.islice(lfsr.generate(seed), n))
+    assert enabled_states(lfsr.Lfsr(seed), "next", n) == want
     assert len(set(want)) == n                      # no short cycle within the window
 
 
 def test_lfsr_core_leaps_step_by_step():
     # the devices' core: STEP steps a cycle, LEAP // STEP cycles a draw
     seed, n = 0x1234ABCD, 4096
-    dut = lfsr.Lfsr(lfsr.leap(seed), lfsr.STEP)
+    got = enabled_states(lfsr.Lfsr(lfsr.leap(seed), lfsr.STEP), "state", n)
     # from the first draw on (the seed leapt once: 16 = 4 x (3 + 1) steps)
-    want = list(itertools.islice(lfsr.generate(seed, lfsr.STEP), 3, 3 + n))
-    got = []
-
-    async def bench(ctx):
-        ctx.set(dut.en, 1)
-        async for _, _, state in ctx.tick().sample(dut.state):
-            got.append(state)
-            if len(got) == n:
-                break
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    assert got == want
+    assert got == list(itertools.islice(lfsr.generate(seed, lfsr.STEP), 3, 3 + n))
     # every LEAP // STEP cycles, the draws of the model
     assert got[::lfsr.LEAP // lfsr.STEP] == list(itertools.islice(lfsr.generate(seed), n // 4))
 

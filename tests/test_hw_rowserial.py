@@ -8,9 +8,6 @@ array's source, each caught; and the IR and cost model's side of the plan."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import inspect
-import sys
 
 import numpy as np
 import pytest
@@ -23,7 +20,7 @@ from hwgen.hw.top import NetworkTop
 from hwgen.ir import core, interp
 from hwgen.ir.verify import VerifyError, verify
 from hwgen.passes import reschedule
-from support import multibit_ir, random_ir
+from support import multibit_ir, planted, random_ir
 
 SPEC, IN_SHAPE = "c4,p2,c8,p2,f10", (1, 8, 8)      # row splits 1, 3, 2 at tile 16 x 8
 
@@ -95,26 +92,11 @@ FAULTS = [
 ]
 
 
-def planted(old, new, module=tiles):
-    src = inspect.getsource(module)
-    assert src.count(old) == 1, old
-    spec = importlib.util.spec_from_loader(f"hwgen.hw._{module.__name__.split('.')[-1]}"
-                                           f"_planted", loader=None)
-    mod = importlib.util.module_from_spec(spec)
-    mod.__package__ = "hwgen.hw"
-    sys.modules[spec.name] = mod
-    try:
-        exec(compile(src.replace(old, new), "planted.py", "exec"), mod.__dict__)
-    finally:
-        del sys.modules[spec.name]
-    return mod
-
-
 @pytest.mark.parametrize("what, old, new", FAULTS, ids=[f[0] for f in FAULTS])
 def test_planted_row_serial_faults_are_caught(monkeypatch, what, old, new):
     from hwgen.hw import controller
     ir = reschedule(random_ir(SPEC, IN_SHAPE, seed=1, tile=(16, 8)), 3, 1)
-    mod = planted(old, new)
+    mod = planted(tiles, old, new)
     monkeypatch.setattr(controller, "TileArray", mod.TileArray)
     monkeypatch.setattr(tiles, "slot_weights", mod.slot_weights)
     try:
@@ -236,7 +218,7 @@ STORE_FAULTS = [
 def test_planted_split_store_faults_are_caught(monkeypatch, where, what, old, new):
     from hwgen.hw import controller, store
 
-    mod = planted(old, new, store if where == "store" else tiles)
+    mod = planted(store if where == "store" else tiles, old, new)
     if where == "store":
         monkeypatch.setattr(controller, "SplitStore", mod.SplitStore)
     else:

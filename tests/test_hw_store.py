@@ -5,9 +5,6 @@ planted faults in the memory variant's source, each caught by the same compariso
 
 from __future__ import annotations
 
-import importlib.util
-import inspect
-import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -19,7 +16,7 @@ from amaranth.sim import Simulator
 from hwgen.hw import store
 from hwgen.hw.store import RingStore, untapped_run
 from hwgen.hw.walker import tap_slots
-from support import random_ir
+from support import planted, random_ir
 
 # (in_shape, kernel, pad): the maps the walkers tap, the run's ends among them
 GEOMETRIES = [
@@ -108,26 +105,12 @@ FAULTS = [
 ]
 
 
-def planted(old, new):
-    src = inspect.getsource(store)
-    assert src.count(old) == 1, old
-    spec = importlib.util.spec_from_loader("hwgen.hw._store_planted", loader=None)
-    mod = importlib.util.module_from_spec(spec)
-    mod.__package__ = "hwgen.hw"
-    sys.modules[spec.name] = mod
-    try:
-        exec(compile(src.replace(old, new), "store_planted.py", "exec"), mod.__dict__)
-    finally:
-        del sys.modules[spec.name]
-    return mod.RingStore
-
-
 @pytest.mark.parametrize("what, old, new", FAULTS, ids=[f[0] for f in FAULTS])
 def test_planted_store_faults_are_caught(what, old, new):
     caught = []
     for (c, h, w), kernel, pad in GEOMETRIES[:2]:
         taps = slots_of((c, h, w), kernel, pad)
-        caught.append(first_difference(planted(old, new), h * w, c, taps, 2,
+        caught.append(first_difference(planted(store, old, new).RingStore, h * w, c, taps, 2,
                                        cycles=3 * h * w) is not None)
     assert any(caught), what
 

@@ -51,6 +51,18 @@ def untapped_run(positions: int, taps) -> tuple[int, int]:
     return best
 
 
+def _fresh(m, store) -> None:
+    """A store's `fresh`: the read bank is rewritten (a write into it) or is another bank
+    than in the cycle before."""
+    if store.banks == 1:
+        m.d.comb += store.fresh.eq(store.wr.en)
+    else:
+        was = Signal()
+        m.d.sync += was.eq(store.rbank)
+        m.d.comb += store.fresh.eq((store.wr.en & (store.wbank == store.rbank))
+                                   | (was != store.rbank))
+
+
 class RingStore(wiring.Component):
     """The ring store of `positions` words of `width` bits.
 
@@ -151,13 +163,7 @@ class RingStore(wiring.Component):
         def tap(t):
             words = [word(ring, t) for ring in rings]
             return words[0] if self.banks == 1 else Mux(self.rbank, words[1], words[0])
-        if self.banks == 1:
-            m.d.comb += self.fresh.eq(self.wr.en)
-        else:
-            was = Signal()
-            m.d.sync += was.eq(self.rbank)
-            m.d.comb += self.fresh.eq((self.wr.en & (self.wbank == self.rbank))
-                                      | (was != self.rbank))
+        _fresh(m, self)
         m.d.comb += self.taps.eq(Cat(*(tap(t) for t in self.slots)))
         return m
 
@@ -248,11 +254,5 @@ class SplitStore(wiring.Component):
             for j in range(lanes):
                 m.d.comb += [wp.data[j * wd:(j + 1) * wd].eq(self.wr.data),
                              wp.en[j].eq(self.wr.en & (slot == s) & (lane == j))]
-        if self.banks == 1:
-            m.d.comb += self.fresh.eq(self.wr.en)
-        else:
-            was = Signal()
-            m.d.sync += was.eq(self.rbank)
-            m.d.comb += self.fresh.eq((self.wr.en & (self.wbank == self.rbank))
-                                      | (was != self.rbank))
+        _fresh(m, self)
         return m
