@@ -59,8 +59,8 @@ from hwgen.passes import reschedule  # noqa: E402
 
 __all__ = ["FpgaConfig", "BoardTop", "fixed_point_affine", "expected_class", "image_words",
            "parse_utilisation", "build", "run_tools", "make_platform", "split_cells", "main",
-           "BOARDS", "BOARD_LANES", "BOARD_ROW_SPLITS", "BRAM_BLOCKS", "EBR_SHAPE", "EBR_SHAPES", "board_lanes",
-           "board_row_splits", "weight_brams", "store_brams",
+           "BOARDS", "BOARD_LANES", "BOARD_ROW_SPLITS", "BRAM_BLOCKS", "EBR_SHAPE", "EBR_SHAPES",
+           "board_lanes", "board_row_splits", "weight_brams", "store_brams",
            "STORE_RAM_BITS", "FAMILY",
            "TOOL_ENV", "SCRIPT_AFTER_READ"]
 

@@ -39,8 +39,8 @@ from ..errors import HwgenError
 from ..ir.core import IR, Layer, ReadPlan
 
 __all__ = ["ReadPlan", "layer_plan", "CycleBound", "cycle_bound", "reads_per_window",
-           "check_walkable", "walked", "walk_cycles", "held", "home_steps", "SENSE_GAP", "rng_period",
-           "READ_LATENCY"]
+           "check_walkable", "walked", "walk_cycles", "held", "home_steps", "SENSE_GAP",
+           "rng_period", "READ_LATENCY"]
 
 # Cycles from a layer's tiles taking a request to the request's first summed beat: the
 # tile's request and weight-word register, the popcounts' group counts and their sums
