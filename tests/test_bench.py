@@ -95,6 +95,20 @@ def test_bench_cycles_on_a_random_ir(tmp_path, capsys):
                  "--json", str(tmp_path / "c1.json")]) == 0
     (r1,) = _record(tmp_path / "c1.json", "cycles")["results"]
     assert r1["lanes"] == 1 and r1["bound"] == cycle_bound(reschedule(ir, 1)).per_sample
+    # --row-splits too, at the IR's lanes without --lanes: the row-serial schedule's
+    # bound, met, on a tiling with row splits
+    small = random_ir(SPEC, (1, 8, 8), seed=1, tile=(16, 8))
+    irs = tmp_path / "small.json"
+    irs.write_text(dumps(reschedule(small, 3)))
+    assert main(["bench", "cycles", str(irs), "--row-splits", "1", "--samples", "2",
+                 "--json", str(tmp_path / "c2.json")]) == 0
+    (r2,) = _record(tmp_path / "c2.json", "cycles")["results"]
+    ser = reschedule(small, 3, 1)
+    assert [l["passes"] for l in r2["layers"]] == [l.plan.passes for l in ser.layers]
+    assert max(l["passes"] for l in r2["layers"]) > 1
+    assert r2["bound"] == cycle_bound(ser).per_sample
+    assert [l["start_to_done"] for l in r2["layers"]] == [
+        b + 1 + READ_LATENCY for b in cycle_bound(ser).per_layer]
 
 
 def test_bench_cycles_bad_input_is_one_line(tmp_path, capsys):

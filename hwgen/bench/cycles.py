@@ -76,7 +76,13 @@ def run(args) -> tuple[int, str]:
     for target in args.target:
         base = load_ir(target)
         from ..passes import reschedule
-        for v in [reschedule(base, lanes) for lanes in args.lanes] if args.lanes else [base]:
+        splits = getattr(args, "row_splits", None)
+        if args.lanes or splits is not None:
+            # the schedule pass again: at each --lanes (or the IR's), at --row-splits
+            variants = [reschedule(base, lanes, splits) for lanes in args.lanes or [base.lanes]]
+        else:
+            variants = [base]
+        for v in variants:
             log.info("%s: lanes %s, %d samples in Amaranth's simulator", target,
                      "array" if v.lanes is None else v.lanes, args.samples)
             r = measure_cycles(v, args.samples, args.seed)
@@ -88,15 +94,17 @@ def run(args) -> tuple[int, str]:
         rows.append([r["spec"] or r["target"], r["lanes"], r["bound"], worst,
                      r["ratio"], r["sim_wall_s"]])
         layer_rows += [[r["spec"] or r["target"], r["lanes"], l["layer"], l["windows"], l["beats"],
-                        l["bound"], l["start_to_done"]] for l in r["layers"] if l["per_sample"]]
+                        l["passes"], l["bound"], l["start_to_done"]]
+                       for l in r["layers"] if l["per_sample"]]
         prefix_rows += [[r["spec"] or r["target"], r["lanes"], l["layer"], r["input"] if l["layer"] == 0
                          else "", l["windows"], l["beats"], l["bound"], l["start_to_done"]]
                         for l in r["layers"] if not l["per_sample"]]
     text = table(["design", "lanes", "bound", "cycles/sample", "ratio", "sim s"], rows,
                  f"bench cycles: {args.samples} MC samples of one random image "
                  "(cycles/sample: the worst gap between output beats)")
-    text += "\n" + table(["design", "lanes", "layer", "windows", "r", "W*r", "start->done"],
-                         layer_rows, "per-sample layers: W*r bound vs cycles from start to done")
+    text += "\n" + table(["design", "lanes", "layer", "windows", "r", "passes", "W*r*passes",
+                          "start->done"], layer_rows,
+                         "per-sample layers: W*r*passes bound vs cycles from start to done")
     if prefix_rows:
         text += "\n" + table(["design", "lanes", "layer", "input", "windows", "r", "P*W*r", "start->done"],
                              prefix_rows, "prefix layers (once per image; a multi-bit first "

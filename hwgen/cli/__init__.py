@@ -320,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--lanes", type=_positive, nargs="+", default=None,
                    help="lanes to measure, each by re-running the schedule pass (default: "
                         "the IR's read plans)")
+    q.add_argument("--row-splits", type=_positive, default=None, metavar="K",
+                   help="row splits read at once, the schedule pass re-run with each --lanes "
+                        "(or the IR's) (default: the IR's read plans, or every split with "
+                        "--lanes)")
     q.add_argument("--samples", type=_positive, default=3, help="MC samples simulated")
     q.add_argument("--seed", type=_nonneg, default=0, help="seed of the keep bits")
 
