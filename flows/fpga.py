@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """FPGA build of a compiled design through amaranth-boards and YoWASP, with the LFSR
 stand-in in place of the MTJs (SPEC section 6).
 

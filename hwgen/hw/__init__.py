@@ -24,4 +24,8 @@ The hardware reads a finished IR: it imports hwgen.ir, never the compiler (tests
 their IRs through the frontend and the passes, tests/support.py's random_ir). Each module
 carries its software model; the reference is the golden interpreter (hwgen.ir.interp);
 simulate.py has the Amaranth-simulator drivers (stream_put / stream_get, TopBench).
+
+The modules that build components in their constructors (tiles, controller, top,
+layer_top) start with `# amaranth: UnusedElaboratable=no`: a part is elaborated with its
+parent, and a parent that is never elaborated is still reported where it was created.
 """

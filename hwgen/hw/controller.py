@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Tile controller: one binary layer on its crossbar tiles (SPEC section 7).
 
 Components joined by streams, one per file; `TileController` composes them around the

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """LayerTop: one TileController of an IR behind ports a layer-level bench can drive.
 
 The controller is built by the function NetworkTop builds it with

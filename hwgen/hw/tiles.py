@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """All crossbar tiles of a layer behind one request stream and one stream of column sums."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """NetworkTop (`hwgen_top`): image load, the deterministic prefix, T MC samples, out stream.
 
 Port contract: docs/ARCHITECTURE.md section 5. Per image:
