@@ -60,7 +60,7 @@ from hwgen.passes import reschedule  # noqa: E402
 
 __all__ = ["FpgaConfig", "BoardTop", "fixed_point_affine", "expected_class", "image_words",
            "parse_utilisation", "build", "run_tools", "make_platform", "split_cells", "main",
-           "BOARDS", "BOARD_LANES", "BOARD_ROW_SPLITS", "BRAM_BLOCKS", "EBR_SHAPE", "EBR_SHAPES",
+           "BOARDS", "BOARD_LANES", "BOARD_ROW_SPLITS", "BRAM_BLOCKS", "EBR_SHAPE", "EBR_SHAPES", "FAMILY_BLOCKS",
            "board_lanes", "board_row_splits", "weight_brams", "store_brams",
            "STORE_RAM_BITS", "FAMILY",
            "TOOL_ENV", "SCRIPT_AFTER_READ"]
@@ -112,6 +112,9 @@ EBR_SHAPE = (256, 16)
 EBR_SHAPES = ((256, 16), (512, 8), (1024, 4), (2048, 2))
 # the DP16KD's (depth, width) shapes with one read and one write port
 BRAM_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
+# family -> (a tile weight memory's block shape, the store memories' shapes)
+FAMILY_BLOCKS = {"ecp5": ((BRAM_DEPTH, BRAM_WIDTH), BRAM_SHAPES),
+                 "ice40": (EBR_SHAPE, EBR_SHAPES)}
 
 
 # A ring store whose untapped run (the delay line between a window's rows) holds at least
@@ -131,6 +134,7 @@ def store_brams(ir: core.IR, ram_bits: int | None = STORE_RAM_BITS,
     (hwgen.hw.store.SplitStore: per tile row, one word of the tile's rows per row split
     and bank)."""
     from hwgen.hw.controller import ram_run, split_in_ram
+    from hwgen.hw.tiles import row_slots
 
     def blocks(depth, width):
         return min(-(-width // w) * -(-depth // d) for d, w in shapes)
@@ -143,8 +147,7 @@ def store_brams(ir: core.IR, ram_bits: int | None = STORE_RAM_BITS,
         width = layer.in_shape[0] * (ir.input.planes if i == 0 else 1)
         if split_in_ram(layer, plan, width, ram_bits, ir.input.plane_weights if multibit
                         else None):
-            slots = -(-len(layer.row_tiles) // plan.passes)
-            n += slots * blocks(plan.banks * plan.passes, layer.tile[0])
+            n += len(row_slots(layer, plan)) * blocks(plan.banks * plan.passes, layer.tile[0])
             continue
         lo, hi = ram_run(layer, plan, width, ram_bits)
         if hi > lo:
@@ -161,7 +164,6 @@ def weight_brams(ir: core.IR, depth: int = BRAM_DEPTH, width: int = BRAM_WIDTH) 
     memory). It is the count Yosys maps: 159 for the Fashion default at 4 lanes, 40 and 17
     for the digits demo at 8 and 1 (docs/results/fpga_ulx3s-85f_*_bram*.json). `depth`,
     `width`: the block's shape, a DP16KD's by default (an iCE40 EBR: `EBR_SHAPE`)."""
-    from hwgen.hw.layouts import wordline_order
     from hwgen.hw.tile import pack_tile_weights
     from hwgen.hw.tiles import row_slots, slot_weights
 
@@ -170,15 +172,10 @@ def weight_brams(ir: core.IR, depth: int = BRAM_DEPTH, width: int = BRAM_WIDTH) 
         plan = layer.plan
         if plan.cycles == 1:
             continue
-        wbits = layer.weight_bits()[:, wordline_order(layer)]
-        for ci, ((ca, cb), lanes) in enumerate(zip(layer.col_tiles, plan.lanes)):
+        for ci, lanes in enumerate(plan.lanes):
             for members in row_slots(layer, plan):
-                if plan.passes > 1:     # a row-serial tile: every pass's split in its words
-                    words = pack_tile_weights(slot_weights(layer, plan, members, ci), lanes)
-                else:
-                    ra, rb = layer.row_tiles[members[0]]
-                    words = pack_tile_weights(wbits[ca:cb, ra:rb], lanes)
-                words += [0] * (plan.cycles - len(words))
+                # the tile's words, a beat (and a pass, row-serial) each, zero past its columns
+                words = pack_tile_weights(slot_weights(layer, plan, members, ci), lanes)
                 differ = 0
                 for word in words[1:]:
                     differ |= word ^ words[0]
@@ -565,15 +562,14 @@ def build(cfg: FpgaConfig) -> dict:
     if r.returncode != 0:
         log.warning("the build failed: %s", tools["error"])
     over = [k for k, v in util["cells"].items() if v["used"] > v["available"]]
+    weight_shape, store_shapes = FAMILY_BLOCKS[FAMILY[cfg.board]]
     rep = {
         "format": "hwgen-fpga", "version": 2, "config": asdict(cfg), "device": platform.device,
         "lanes": top.network.params["lanes"],
         "row_passes": [l.plan.passes for l in top.network.ir.layers],
         # in the family's blocks: DP16KD on an ECP5, EBR on an iCE40
-        "weight_brams": (weight_brams(top.network.ir) if FAMILY[cfg.board] == "ecp5"
-                         else weight_brams(top.network.ir, *EBR_SHAPE)),
-        "store_brams": store_brams(top.network.ir, cfg.store_ram_bits,
-                                   BRAM_SHAPES if FAMILY[cfg.board] == "ecp5" else EBR_SHAPES),
+        "weight_brams": weight_brams(top.network.ir, *weight_shape),
+        "store_brams": store_brams(top.network.ir, cfg.store_ram_bits, store_shapes),
         "image": {"index": cfg.image, "label": label}, "expected_class": cls,
         "expected_scores": scores, "acc": acc.tolist(),
         "sites": _site_p(ir),
@@ -717,6 +713,16 @@ def render(rep: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def _count_or(text: str, words: dict, takes: str):
+    """An option's integer >= 1, or the value of one of its `words`; ValueError naming
+    what the option `takes` for anything else."""
+    if text in words:
+        return words[text]
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise ValueError(f"{takes}, not {text!r}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="flows/fpga.py", description=__doc__.splitlines()[0])
     ap.add_argument("outdir")
@@ -744,23 +750,14 @@ def main(argv=None) -> int:
     if args.samples < 1 or (args.lanes is not None and args.lanes < 1):
         sys.stderr.write("fpga: error: --samples and --lanes must be >= 1\n")
         return 2
-    ram_bits = None
-    if args.store_ram_bits != "off":
-        try:
-            ram_bits = int(args.store_ram_bits)
-        except ValueError:
-            ram_bits = 0
-        if ram_bits < 1:
-            sys.stderr.write(f"fpga: error: --store-ram-bits must be an integer >= 1 or "
-                             f"'off', not {args.store_ram_bits!r}\n")
-            return 2
-    row_splits = {"board": "board", "all": None}.get(args.row_splits, args.row_splits)
-    if row_splits not in ("board", None):
-        if not (row_splits.isdigit() and int(row_splits) >= 1):
-            sys.stderr.write(f"fpga: error: --row-splits must be an integer >= 1, 'all' or "
-                             f"'board', not {args.row_splits!r}\n")
-            return 2
-        row_splits = int(row_splits)
+    try:
+        ram_bits = _count_or(args.store_ram_bits, {"off": None},
+                             "--store-ram-bits must be an integer >= 1 or 'off'")
+        row_splits = _count_or(args.row_splits, {"all": None, "board": "board"},
+                               "--row-splits must be an integer >= 1, 'all' or 'board'")
+    except ValueError as e:
+        sys.stderr.write(f"fpga: error: {e}\n")
+        return 2
     cfg = FpgaConfig(args.outdir, args.board, args.samples, args.image, args.seed, args.lanes,
                      args.build_dir, args.synth_only, args.split, ram_bits, row_splits)
     try:

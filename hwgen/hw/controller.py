@@ -37,7 +37,7 @@ from .plan import check_walkable, layer_plan, walked
 from .sinks import ClassCollector, ThresholdPool
 from .store import RingStore, SplitStore, untapped_run
 from .tile import acc_width
-from .tiles import TileArray
+from .tiles import TileArray, row_slots
 from .walker import WindowWalker, tap_slots
 
 __all__ = ["TileController", "layer_controller", "ram_run", "split_in_ram"]
@@ -144,7 +144,7 @@ class TileController(wiring.Component):
         self.split = split_in_ram(layer, plan, self.width, store_ram_bits, planes)
         if self.split:
             self.store = SplitStore(h * w, self.width, layer.tile[0],
-                                    -(-len(layer.row_tiles) // plan.passes), banks)
+                                    len(row_slots(layer, plan)), banks)
         else:
             in_ram = ram_run(layer, plan, self.width, store_ram_bits) != (0, 0)
             self.store = RingStore(h * w, self.width, tap_slots(layer), banks, memory=in_ram)
